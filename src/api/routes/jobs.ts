@@ -1,0 +1,134 @@
+import { z } from 'zod';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { JobSchema, JobSpecSchema } from '../../jobs/schema.js';
+import { JOB_STATES } from '../../jobs/states.js';
+import { checkPolicy } from '../../runner/policy.js';
+import { problems } from '../problem.js';
+import { errorResponses, type RouteDeps } from './common.js';
+
+const JobIdParams = z.object({ id: z.string().min(1).max(64).describe('Job id') });
+
+export const JobListSchema = z
+  .object({
+    items: z.array(JobSchema),
+    nextCursor: z.string().nullable().describe('Pass as `cursor` for the next (older) page; null on the last page.'),
+  })
+  .meta({ id: 'JobList' });
+
+const ListQuery = z
+  .object({
+    state: z
+      .string()
+      .optional()
+      .describe('Comma-separated states, e.g. `queued,running`.')
+      .refine((s) => s === undefined || s.split(',').every((x) => (JOB_STATES as readonly string[]).includes(x)), {
+        message: `each state must be one of ${JOB_STATES.join(', ')}`,
+      }),
+    label: z
+      .string()
+      .regex(/^[^=]+=.*$/, 'must be key=value')
+      .optional()
+      .describe('Only jobs carrying this label, as `key=value`.'),
+    limit: z.coerce.number().int().min(1).max(500).default(50),
+    cursor: z.string().regex(/^\d+$/, 'must be a cursor returned by a previous page').optional(),
+  })
+  .strict();
+
+export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, auth, config }) => {
+  app.post(
+    '/v1/jobs',
+    {
+      onRequest: auth('submit'),
+      schema: {
+        operationId: 'submitJob',
+        summary: 'Submit a job',
+        description:
+          'Queues a container run. Gantry builds the container from the spec under the operator policy; refused specs create no container. ' +
+          'With `Idempotency-Key`, the same key and body return the same job (200) and the same key with another body is refused (422).',
+        tags: ['jobs'],
+        security: [{ bearer: [] }],
+        headers: z.object({
+          'idempotency-key': z.string().min(1).max(255).optional().describe('Makes retries safe: same key + body → same job.'),
+        }),
+        body: JobSpecSchema,
+        response: {
+          201: JobSchema.describe('Job created'),
+          200: JobSchema.describe('Replay of an earlier submission with the same Idempotency-Key'),
+          ...errorResponses(401, 403, 413, 415, 422, 429),
+        },
+      },
+    },
+    async (request, reply) => {
+      const spec = request.body;
+      const decision = checkPolicy(spec, config.policy, config.dockerSocket);
+      if (decision.errors.length > 0) throw problems.policy(decision.errors);
+      const { job, created } = jobs.submit(request.principal, spec, {
+        idempotencyKey: request.headers['idempotency-key'] ?? null,
+        requestId: request.id,
+      });
+      reply.header('Location', `/v1/jobs/${job.id}`);
+      return reply.code(created ? 201 : 200).send(job);
+    },
+  );
+
+  app.get(
+    '/v1/jobs',
+    {
+      onRequest: auth('read'),
+      schema: {
+        operationId: 'listJobs',
+        summary: 'List jobs, newest first',
+        tags: ['jobs'],
+        security: [{ bearer: [] }],
+        querystring: ListQuery,
+        response: { 200: JobListSchema, ...errorResponses(401, 403, 422) },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const label = q.label ? { key: q.label.slice(0, q.label.indexOf('=')), value: q.label.slice(q.label.indexOf('=') + 1) } : undefined;
+      const page = jobs.list(request.principal, {
+        states: q.state ? (q.state.split(',') as (typeof JOB_STATES)[number][]) : undefined,
+        label,
+        cursor: q.cursor !== undefined ? Number(q.cursor) : undefined,
+        limit: q.limit,
+      });
+      return { items: page.items, nextCursor: page.nextCursor === null ? null : String(page.nextCursor) };
+    },
+  );
+
+  app.get(
+    '/v1/jobs/:id',
+    {
+      onRequest: auth('read'),
+      schema: {
+        operationId: 'getJob',
+        summary: 'Get a job',
+        description: 'Answers 200 for every job that exists, whatever its state; 404 means only "no such job".',
+        tags: ['jobs'],
+        security: [{ bearer: [] }],
+        params: JobIdParams,
+        response: { 200: JobSchema, ...errorResponses(401, 403, 404) },
+      },
+    },
+    async (request) => jobs.get(request.principal, request.params.id),
+  );
+
+  app.post(
+    '/v1/jobs/:id/cancel',
+    {
+      onRequest: auth('cancel'),
+      schema: {
+        operationId: 'cancelJob',
+        summary: 'Cancel a job',
+        description:
+          'Idempotent. A queued job is never started; a running one gets SIGTERM, then SIGKILL after the grace period (GANTRY_STOP_GRACE_SECONDS), and ends `cancelled`. A finished job is returned unchanged.',
+        tags: ['jobs'],
+        security: [{ bearer: [] }],
+        params: JobIdParams,
+        response: { 202: JobSchema, ...errorResponses(401, 403, 404) },
+      },
+    },
+    async (request, reply) => reply.code(202).send(jobs.cancel(request.principal, request.params.id)),
+  );
+};

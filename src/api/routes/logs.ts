@@ -1,0 +1,112 @@
+import { z } from 'zod';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { followLog } from '../../logs/follow.js';
+import type { LogLine } from '../../logs/store.js';
+import type { Job } from '../../jobs/schema.js';
+import { errorResponses, type RouteDeps } from './common.js';
+
+const LogsQuery = z
+  .object({
+    stream: z.enum(['stdout', 'stderr']).optional().describe('Only this stream.'),
+    tail: z.coerce.number().int().min(0).max(1_000_000).optional().describe('Only the last N lines (then follow, if asked).'),
+    since: z.coerce.number().int().min(0).optional().describe('Only lines with a sequence number greater than this.'),
+    follow: z
+      .enum(['true', 'false', '1', '0'])
+      .optional()
+      .describe('Keep the response open until the job ends. SSE always follows.'),
+    lastEventId: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe('Same as the Last-Event-ID header, for clients that cannot set headers.'),
+  })
+  .strict();
+
+const SSE_DOC = `Server-Sent Events (with \`Accept: text/event-stream\`):
+- \`event: log\`, \`id: <seq>\`, \`data:\` a LogLine as JSON ({seq, stream, time, line}).
+- \`event: status\`, \`data:\` the Job as JSON, first on connect and then on each change.
+- \`event: end\`, \`data:\` the final Job as JSON; then the stream closes.
+- \`: ping\` comment lines at least every 15 s.
+Resume with \`Last-Event-ID\` (or \`?lastEventId=\`): delivery restarts right after that sequence number.`;
+
+const sse = {
+  line: (l: LogLine) => `id: ${l.seq}\nevent: log\ndata: ${JSON.stringify(l)}\n\n`,
+  status: (job: Job) => `event: status\ndata: ${JSON.stringify(job)}\n\n`,
+  end: (job: Job) => `event: end\ndata: ${JSON.stringify(job)}\n\n`,
+  heartbeat: ': ping\n\n',
+};
+const plain = { line: (l: LogLine) => `${l.line}\n` };
+
+export const logRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, logs, hub, auth, config }) => {
+  app.get(
+    '/v1/jobs/:id/logs',
+    {
+      onRequest: auth('read'),
+      schema: {
+        operationId: 'getJobLogs',
+        summary: "A job's output, as text or live Server-Sent Events",
+        description: `Lines are stored by Gantry and outlive the container and restarts.\n\nText (default): one line per line of output.\n\n${SSE_DOC}`,
+        tags: ['logs'],
+        security: [{ bearer: [] }],
+        params: z.object({ id: z.string().min(1).max(64) }),
+        querystring: LogsQuery,
+        headers: z.object({ 'last-event-id': z.string().regex(/^\d+$/).optional() }),
+        response: {
+          200: {
+            description: 'The log',
+            content: {
+              'text/plain': { schema: z.string().describe('One output line per line.') },
+              'text/event-stream': {
+                schema: z
+                  .string()
+                  .describe(`${SSE_DOC}\n\nThe \`log\` event's data is a LogLine; \`status\` and \`end\` carry a Job.`),
+              },
+            },
+          },
+          ...errorResponses(401, 403, 404, 422),
+        },
+      },
+    },
+    async (request, reply) => {
+      const principal = request.principal;
+      const row = jobs.visibleRow(principal, request.params.id);
+      const q = request.query;
+      const wantsSse = (request.headers.accept ?? '').includes('text/event-stream');
+      const lastEventId = request.headers['last-event-id'] !== undefined ? Number(request.headers['last-event-id']) : q.lastEventId;
+      let afterSeq = lastEventId ?? q.since ?? 0;
+      if (q.tail !== undefined && lastEventId === undefined) {
+        const tail = logs.tail(row.id, q.tail, q.stream);
+        afterSeq = tail.length > 0 ? tail[0]!.seq - 1 : logs.state(row.id).nextSeq - 1;
+        if (q.since !== undefined) afterSeq = Math.max(afterSeq, q.since);
+      }
+      const follow = wantsSse || q.follow === 'true' || q.follow === '1';
+
+      reply.hijack();
+      const res = reply.raw;
+      res.writeHead(200, {
+        'Content-Type': wantsSse ? 'text/event-stream; charset=utf-8' : 'text/plain; charset=utf-8',
+        'Cache-Control': 'no-cache',
+        'X-Accel-Buffering': 'no',
+        'X-Request-Id': request.id,
+        ...(wantsSse || follow ? { Connection: 'keep-alive' } : {}),
+      });
+      const currentJob = () => jobs.view(jobs.repo.get(row.id)!);
+      if (wantsSse) res.write(`retry: 2000\n${sse.status(currentJob())}`);
+      await followLog({
+        jobId: row.id,
+        afterSeq,
+        stream: q.stream,
+        follow,
+        heartbeatMs: config.logs.heartbeatSeconds * 1000,
+        stallMs: config.logs.stallSeconds * 1000,
+        store: logs,
+        hub,
+        currentJob,
+        res,
+        format: wantsSse ? sse : plain,
+      });
+    },
+  );
+};
+

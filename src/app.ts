@@ -1,0 +1,171 @@
+import crypto from 'node:crypto';
+import Docker from 'dockerode';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import {
+  jsonSchemaTransform,
+  jsonSchemaTransformObject,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import pino, { type Logger } from 'pino';
+import type { Config } from './config.js';
+import { authenticator } from './api/auth.js';
+import { installNotFoundHandler, installProblemHandlers } from './api/problem.js';
+import { healthRoutes } from './api/routes/health.js';
+import { jobRoutes } from './api/routes/jobs.js';
+import { logRoutes } from './api/routes/logs.js';
+import { gpuRoutes } from './api/routes/gpus.js';
+import type { RouteDeps } from './api/routes/common.js';
+import { loadTokens, type TokenStore } from './auth/tokens.js';
+import { GpuAllocator } from './gpu/allocator.js';
+import { discoverGpus, type GpuDevice } from './gpu/inventory.js';
+import { JobService } from './jobs/service.js';
+import { JobHub } from './logs/hub.js';
+import { LogStore } from './logs/store.js';
+import { ImagePuller, loadRegistryAuth } from './runner/images.js';
+import { reconcile, type ReconcileReport } from './runner/reconcile.js';
+import { Scheduler } from './runner/scheduler.js';
+import { openDb, type Db } from './store/db.js';
+import { JobsRepo } from './store/jobs-repo.js';
+import { Settings } from './store/settings.js';
+import { startRetention } from './logs/retention.js';
+
+export interface AppOverrides {
+  docker?: Docker;
+  logger?: Logger;
+  gpuDevices?: GpuDevice[];
+  /** Where a generated admin token is shown (default: stderr, once). */
+  announceToken?: (token: string) => void;
+}
+
+/** The parts of a running Gantry that tests and main.ts reach into. */
+export interface Gantry {
+  config: Config;
+  db: Db;
+  docker: Docker;
+  jobs: JobService;
+  logs: LogStore;
+  hub: JobHub;
+  gpus: GpuAllocator;
+  scheduler: Scheduler;
+  tokens: TokenStore;
+  reconciled: ReconcileReport;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    gantry: Gantry;
+  }
+}
+
+export const OPENAPI_INFO = {
+  title: 'Gantry',
+  version: '1.0.0',
+  description:
+    'Runs GPU containers for Apache Airflow. Gantry alone owns the Docker socket; clients submit job specs that Gantry checks against the operator policy and turns into containers itself.',
+};
+
+/**
+ * Builds a ready Gantry (store opened, GPUs discovered, containers
+ * reconciled, routes registered) without listening. Nothing happens at
+ * import time; everything is driven by config and overrides.
+ */
+export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+  const log = overrides.logger ?? pino({ level: config.logLevel });
+  const docker = overrides.docker ?? new Docker({ socketPath: config.dockerSocket });
+  const db = openDb(config.dataDir);
+  const settings = new Settings(db);
+  const tokens = loadTokens({
+    adminToken: config.adminToken,
+    tokensFile: config.tokensFile,
+    settings,
+    announce:
+      overrides.announceToken ??
+      ((token) =>
+        process.stderr.write(
+          `\nNo token was configured, so Gantry generated an admin token. It is shown this once; only its hash is kept:\n\n  ${token}\n\n`,
+        )),
+  });
+  const devices = overrides.gpuDevices ?? (await discoverGpus(config.gpus.source));
+  const gpus = new GpuAllocator(devices);
+  const hub = new JobHub();
+  const logs = new LogStore(db);
+  const jobs = new JobService(new JobsRepo(db), hub);
+  const images = new ImagePuller(docker, loadRegistryAuth(config.registryAuthFile));
+  const scheduler = new Scheduler({ config, docker, jobs, logs, hub, gpus, images, log });
+  jobs.attach(scheduler);
+  const reconciled = await reconcile({ docker, jobs, scheduler, keepContainers: config.logs.keepContainers, log });
+  log.info({ gpus: devices.length, ...reconciled }, 'reconciled with Docker');
+  const stopRetention = startRetention({ db, logs, repo: jobs.repo, days: config.logs.retentionDays, log });
+
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    disableRequestLogging: true,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && /^[A-Za-z0-9._-]{1,128}$/.test(given) ? given : crypto.randomUUID();
+    },
+    ajv: { customOptions: { coerceTypes: false } },
+  });
+  app.decorate('gantry', { config, db, docker, jobs, logs, hub, gpus, scheduler, tokens, reconciled });
+
+  // One structured line per request, with the id that is also sent back.
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('X-Request-Id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    request.log.info(
+      { method: request.method, url: request.url, route: request.routeOptions.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100, owner: request.principal?.owner },
+      'request',
+    );
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: OPENAPI_INFO,
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', description: 'A Gantry token (see the README: tokens and scopes).' },
+        },
+      },
+      tags: [
+        { name: 'jobs', description: 'Submit, follow and cancel container jobs' },
+        { name: 'logs', description: 'Job output, stored durably by Gantry' },
+        { name: 'gpus', description: 'GPU inventory and allocation' },
+        { name: 'health', description: 'Liveness and readiness (no auth)' },
+      ],
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+
+  const deps: RouteDeps = { config, jobs, logs, hub, gpus, auth: authenticator(tokens) };
+  await app.register(async (api) => {
+    // The zod compilers are scoped to Gantry's own routes, so plugins with
+    // plain JSON-Schema routes keep Fastify's defaults.
+    api.setValidatorCompiler(validatorCompiler);
+    api.setSerializerCompiler(serializerCompiler);
+    installProblemHandlers(api);
+    const typed = api.withTypeProvider<ZodTypeProvider>();
+    await typed.register(healthRoutes, { docker, db });
+    await typed.register(jobRoutes, deps);
+    await typed.register(logRoutes, deps);
+    await typed.register(gpuRoutes, deps);
+  });
+  installProblemHandlers(app);
+  installNotFoundHandler(app);
+
+  app.addHook('onClose', async () => {
+    stopRetention();
+    scheduler.shutdown();
+    db.close();
+  });
+  await app.ready();
+  scheduler.kick();
+  return app;
+}

@@ -1,0 +1,113 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+export const SCOPES = ['submit', 'read', 'cancel', 'admin', 'metrics'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export const TokenEntrySchema = z
+  .object({
+    owner: z.string().min(1).max(128).regex(/^[A-Za-z0-9_.@-]+$/),
+    scopes: z.array(z.enum(SCOPES)).min(1),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be the hex SHA-256 of the token'),
+  })
+  .strict();
+export const TokensFileSchema = z.array(TokenEntrySchema);
+export type TokenEntry = z.infer<typeof TokenEntrySchema>;
+
+export interface Principal {
+  owner: string;
+  scopes: ReadonlySet<Scope>;
+  isAdmin: boolean;
+}
+
+/**
+ * Tokens are 256-bit random strings, so a single SHA-256 is a sound way to
+ * keep them at rest (a slow password hash buys nothing against a brute force
+ * of 2^256 and would cost every status poll a few milliseconds).
+ */
+export function hashToken(token: string): string {
+  return crypto.createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+export function generateToken(): string {
+  return `gty_${crypto.randomBytes(32).toString('base64url')}`;
+}
+
+export class TokenStore {
+  private readonly entries: { digest: Buffer; principal: Principal }[];
+
+  constructor(entries: TokenEntry[]) {
+    this.entries = entries.map((e) => ({
+      digest: Buffer.from(e.sha256, 'hex'),
+      principal: { owner: e.owner, scopes: new Set(e.scopes), isAdmin: e.scopes.includes('admin') },
+    }));
+  }
+
+  get size(): number {
+    return this.entries.length;
+  }
+
+  /**
+   * Compares the presented token's digest with every entry in constant time,
+   * never stopping early, so timing reveals neither which entry matched nor
+   * how much of a digest did.
+   */
+  verify(token: string): Principal | undefined {
+    const digest = crypto.createHash('sha256').update(token, 'utf8').digest();
+    let found: Principal | undefined;
+    for (const e of this.entries) {
+      if (crypto.timingSafeEqual(digest, e.digest) && found === undefined) found = e.principal;
+    }
+    return found;
+  }
+}
+
+const ADMIN_SETTING = 'generated_admin_sha256';
+
+export interface TokenSources {
+  adminToken: string | undefined;
+  tokensFile: string | undefined;
+  /** Reads/writes a persisted setting (the hash of a generated admin token). */
+  settings: { get(key: string): string | undefined; set(key: string, value: string): void };
+  /** Called once with a freshly generated admin token, to print it. */
+  announce: (token: string) => void;
+}
+
+/**
+ * Builds the token store from GANTRY_ADMIN_TOKEN and GANTRY_TOKENS_FILE. When
+ * neither is configured, an admin token is generated on first start, shown
+ * once, and only its hash is kept (in the store's settings).
+ */
+export function loadTokens(src: TokenSources): TokenStore {
+  const entries: TokenEntry[] = [];
+  if (src.adminToken) entries.push({ owner: 'admin', scopes: ['admin'], sha256: hashToken(src.adminToken) });
+  if (src.tokensFile) {
+    const file = path.resolve(src.tokensFile);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new Error(`GANTRY_TOKENS_FILE: cannot read ${file}: ${(err as Error).message}`);
+    }
+    const parsed = TokensFileSchema.safeParse(raw);
+    if (!parsed.success) {
+      throw new Error(
+        `GANTRY_TOKENS_FILE: ${parsed.error.issues.map((i) => `[${i.path.join('.')}] ${i.message}`).join('; ')}`,
+      );
+    }
+    entries.push(...parsed.data);
+  }
+  if (entries.length === 0) {
+    let digest = src.settings.get(ADMIN_SETTING);
+    if (!digest) {
+      const token = generateToken();
+      digest = hashToken(token);
+      src.settings.set(ADMIN_SETTING, digest);
+      src.announce(token);
+    }
+    entries.push({ owner: 'admin', scopes: ['admin'], sha256: digest });
+  }
+  return new TokenStore(entries);
+}

@@ -1,0 +1,122 @@
+import type { GpuRequest } from '../jobs/schema.js';
+import type { GpuDevice } from './inventory.js';
+
+export interface Allocation {
+  uuids: string[];
+  /** Declared memory per card when sharing; null for exclusive use. */
+  memoryMiB: number | null;
+}
+
+interface Holding {
+  jobId: string;
+  memoryMiB: number | null;
+}
+
+/**
+ * Tracks which job holds which GPU. Exclusive by default; a `memoryMiB`
+ * request shares one card with other sharing jobs while the declared amounts
+ * fit (accounting only: nothing inside the container enforces it).
+ * Never oversubscribes, and release is idempotent.
+ */
+export class GpuAllocator {
+  private readonly holdings = new Map<string, Holding[]>();
+  private readonly byJob = new Map<string, Allocation>();
+
+  constructor(readonly devices: readonly GpuDevice[]) {
+    for (const d of devices) this.holdings.set(d.uuid, []);
+  }
+
+  /** Why the request can never be met on this host, or null when it can. */
+  impossible(req: GpuRequest): string | null {
+    if (req.ids) {
+      const unknown = req.ids.filter((id) => this.resolve(id) === undefined);
+      if (unknown.length) return `unknown GPU ${unknown.map((u) => `"${u}"`).join(', ')}`;
+      const uuids = req.ids.map((id) => this.resolve(id)!.uuid);
+      if (new Set(uuids).size !== uuids.length) return 'the same GPU is named twice';
+      return null;
+    }
+    const count = req.count ?? 0;
+    if (count > this.devices.length) {
+      return `asks for ${count} GPU(s) but this host has ${this.devices.length}`;
+    }
+    if (req.memoryMiB !== undefined && !this.devices.some((d) => d.memoryMiB >= req.memoryMiB!)) {
+      return `asks for ${req.memoryMiB} MiB but the largest GPU has ${Math.max(0, ...this.devices.map((d) => d.memoryMiB))} MiB`;
+    }
+    return null;
+  }
+
+  /** Allocates now if the request fits, else returns null (the job waits). */
+  tryAllocate(jobId: string, req: GpuRequest): Allocation | null {
+    const existing = this.byJob.get(jobId);
+    if (existing) return existing;
+    let chosen: GpuDevice[];
+    if (req.ids) {
+      chosen = req.ids.map((id) => this.resolve(id)!);
+      if (!chosen.every((d) => this.isFree(d))) return null;
+    } else if (req.memoryMiB !== undefined) {
+      // Best fit: the shared card with the least room that still fits, so
+      // whole cards stay free for exclusive jobs.
+      const fits = this.devices
+        .filter((d) => this.sharedRoom(d) >= req.memoryMiB!)
+        .sort((a, b) => this.sharedRoom(a) - this.sharedRoom(b) || a.index - b.index);
+      if (fits.length === 0) return null;
+      chosen = [fits[0]!];
+    } else {
+      const free = this.devices.filter((d) => this.isFree(d));
+      if (free.length < (req.count ?? 0)) return null;
+      chosen = free.slice(0, req.count);
+    }
+    const alloc: Allocation = { uuids: chosen.map((d) => d.uuid), memoryMiB: req.memoryMiB ?? null };
+    this.hold(jobId, alloc);
+    return alloc;
+  }
+
+  /**
+   * Re-registers an allocation read back after a restart. A GPU no longer in
+   * the inventory is ignored (the job keeps running; nothing else gets it).
+   */
+  restore(jobId: string, alloc: Allocation): void {
+    if (this.byJob.has(jobId)) return;
+    this.hold(jobId, { uuids: alloc.uuids.filter((u) => this.holdings.has(u)), memoryMiB: alloc.memoryMiB });
+  }
+
+  /** Frees the job's GPUs; returns false when it held none (already released). */
+  release(jobId: string): boolean {
+    const alloc = this.byJob.get(jobId);
+    if (!alloc) return false;
+    for (const uuid of alloc.uuids) {
+      const list = this.holdings.get(uuid);
+      if (list) this.holdings.set(uuid, list.filter((h) => h.jobId !== jobId));
+    }
+    this.byJob.delete(jobId);
+    return true;
+  }
+
+  holders(uuid: string): readonly Holding[] {
+    return this.holdings.get(uuid) ?? [];
+  }
+
+  allocationOf(jobId: string): Allocation | undefined {
+    return this.byJob.get(jobId);
+  }
+
+  private hold(jobId: string, alloc: Allocation): void {
+    for (const uuid of alloc.uuids) this.holdings.get(uuid)?.push({ jobId, memoryMiB: alloc.memoryMiB });
+    this.byJob.set(jobId, alloc);
+  }
+
+  private resolve(id: string): GpuDevice | undefined {
+    return /^\d+$/.test(id) ? this.devices.find((d) => d.index === Number(id)) : this.devices.find((d) => d.uuid === id);
+  }
+
+  private isFree(d: GpuDevice): boolean {
+    return (this.holdings.get(d.uuid) ?? []).length === 0;
+  }
+
+  /** Memory left for sharing jobs; 0 when an exclusive job holds the card. */
+  private sharedRoom(d: GpuDevice): number {
+    const held = this.holdings.get(d.uuid) ?? [];
+    if (held.some((h) => h.memoryMiB === null)) return 0;
+    return d.memoryMiB - held.reduce((sum, h) => sum + (h.memoryMiB ?? 0), 0);
+  }
+}

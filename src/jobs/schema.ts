@@ -1,0 +1,147 @@
+import { z } from 'zod';
+import { JOB_STATES } from './states.js';
+
+/** Label keys under this prefix are Gantry's own bookkeeping on the container. */
+export const RESERVED_LABEL_PREFIX = 'dev.gantry.';
+
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name').max(256);
+const absolutePath = z
+  .string()
+  .max(4096)
+  .regex(/^\//, 'must be an absolute path')
+  .refine((p) => !p.split('/').includes('..'), 'must not contain ".."');
+
+export const GpuRequestSchema = z
+  .object({
+    count: z.number().int().min(1).max(64).optional().describe('Number of GPUs; Gantry picks free ones.'),
+    ids: z
+      .array(z.string().min(1).max(128))
+      .min(1)
+      .max(64)
+      .optional()
+      .describe('Specific GPUs, by UUID (GPU-…) or index ("0").'),
+    memoryMiB: z
+      .number()
+      .int()
+      .min(1)
+      .optional()
+      .describe(
+        'Share one card by declared memory (with count 1). Accounting only: Gantry does not enforce the limit inside the container.',
+      ),
+  })
+  .strict()
+  .superRefine((g, ctx) => {
+    if ((g.count === undefined) === (g.ids === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'give exactly one of "count" or "ids"', path: ['count'] });
+    }
+    if (g.memoryMiB !== undefined && g.count !== 1) {
+      ctx.addIssue({ code: 'custom', message: 'memory sharing needs "count": 1', path: ['memoryMiB'] });
+    }
+    if (g.ids && new Set(g.ids).size !== g.ids.length) {
+      ctx.addIssue({ code: 'custom', message: 'GPU ids must be distinct', path: ['ids'] });
+    }
+  })
+  .meta({ id: 'GpuRequest', example: { count: 1 } });
+
+export const MountSchema = z
+  .object({
+    source: z
+      .string()
+      .min(1)
+      .max(4096)
+      .describe('Host path (absolute) or named volume; must fall within GANTRY_MOUNT_ALLOWLIST.'),
+    target: absolutePath.describe('Path inside the container.'),
+    readOnly: z.boolean().default(true),
+  })
+  .strict()
+  .meta({ id: 'Mount' });
+
+export const ResourcesSchema = z
+  .object({
+    memoryMiB: z.number().int().min(4).optional(),
+    cpus: z.number().positive().max(1024).optional(),
+    shmMiB: z.number().int().min(1).optional(),
+  })
+  .strict()
+  .meta({ id: 'Resources' });
+
+export const PullPolicySchema = z.enum(['missing', 'always', 'never']).meta({ id: 'PullPolicy' });
+
+export const JobSpecSchema = z
+  .object({
+    image: z
+      .string()
+      .min(1)
+      .max(512)
+      .regex(/^[a-z0-9][a-z0-9._\-/:@]*$/i, 'must be an image reference like "local/busybox:latest"'),
+    command: z.array(z.string().max(65536)).min(1).max(4096),
+    entrypoint: z.array(z.string().max(65536)).max(4096).optional(),
+    env: z
+      .record(envName, z.string().max(131072))
+      .optional()
+      .refine((e) => e === undefined || Object.keys(e).length <= 1024, 'at most 1024 variables'),
+    workdir: absolutePath.optional(),
+    user: z
+      .string()
+      .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$/, 'must be "user", "uid" or "uid:gid"')
+      .max(128)
+      .optional(),
+    resources: ResourcesSchema.optional(),
+    mounts: z.array(MountSchema).max(64).optional(),
+    network: z.string().min(1).max(128).optional().describe('Defaults to "none"; must be in GANTRY_NETWORKS.'),
+    timeoutSeconds: z.number().int().min(1).optional(),
+    labels: z
+      .record(z.string().min(1).max(128).regex(/^[A-Za-z0-9._\-/]+$/, 'invalid label key'), z.string().max(1024))
+      .optional(),
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'letters, digits, "_", "." and "-"')
+      .max(128)
+      .optional(),
+    gpus: GpuRequestSchema.optional(),
+    priority: z.number().int().min(-1000).max(1000).optional().describe('Higher runs first; FIFO within a priority.'),
+    pullPolicy: PullPolicySchema.optional(),
+  })
+  .strict()
+  .meta({
+    id: 'JobSpec',
+    example: {
+      image: 'local/busybox:latest',
+      command: ['sh', '-c', 'echo hello from gantry'],
+      resources: { memoryMiB: 256 },
+      timeoutSeconds: 600,
+      labels: { team: 'ml' },
+    },
+  });
+
+export type JobSpec = z.infer<typeof JobSpecSchema>;
+export type GpuRequest = z.infer<typeof GpuRequestSchema>;
+export type Mount = z.infer<typeof MountSchema>;
+
+export const JobStateSchema = z.enum(JOB_STATES).meta({ id: 'JobState' });
+
+export const JobSchema = z
+  .object({
+    id: z.string(),
+    name: z.string().nullable(),
+    owner: z.string(),
+    state: JobStateSchema,
+    position: z.number().int().nullable().describe('Place in the queue (0 = next) while queued, else null.'),
+    exitCode: z.number().int().nullable(),
+    reason: z.string().nullable().describe('Why the job ended as it did, or what it waits for.'),
+    result: z.string().nullable().describe('The last non-empty stdout line (at most 4 KiB), for XCom.'),
+    createdAt: z.string(),
+    startedAt: z.string().nullable(),
+    finishedAt: z.string().nullable(),
+    gpus: z.array(z.string()).describe('UUIDs of the GPUs allocated to the job.'),
+    pull: z
+      .object({ status: z.string(), progress: z.string().nullable() })
+      .nullable()
+      .describe('Image pull progress while the job is pulling.'),
+    labels: z.record(z.string(), z.string()),
+    requestId: z.string().nullable(),
+    spec: JobSpecSchema,
+  })
+  .meta({ id: 'Job' });
+
+export type Job = z.infer<typeof JobSchema>;

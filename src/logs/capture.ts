@@ -1,0 +1,136 @@
+import { EventEmitter } from 'node:events';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Logger } from 'pino';
+import { DockerDemuxer, type StdStream } from './demux.js';
+import { LineSplitter } from './line-splitter.js';
+import { RESULT_MAX, type LogState, type LogStore, type NewLogRecord } from './store.js';
+
+const FLUSH_RECORDS = 2000;
+const FLUSH_BYTES = 256 * 1024;
+const FLUSH_MS = 25;
+
+export interface CaptureOptions {
+  jobId: string;
+  store: LogStore;
+  maxBytes: number;
+  log: Logger;
+  /** Told the highest stored seq after each flush (live followers wake up). */
+  onAppend: (lastSeq: number) => void;
+}
+
+/**
+ * Captures one job's output into the log store: demultiplex, split into
+ * lines, number, and append in batches. A capture resumed after a restart
+ * reads the container's whole log again and skips, per stream, exactly the
+ * records already stored, so no line is lost or duplicated.
+ */
+export class LogCapture extends EventEmitter {
+  private state: LogState;
+  private readonly skip: Record<StdStream, number>;
+  private buffer: NewLogRecord[] = [];
+  private bufferBytes = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly splitters: Record<StdStream, LineSplitter>;
+
+  constructor(private readonly opts: CaptureOptions) {
+    super();
+    this.state = opts.store.state(opts.jobId);
+    this.skip = { stdout: this.state.stdoutRecords, stderr: this.state.stderrRecords };
+    this.splitters = {
+      stdout: new LineSplitter((l) => this.record('stdout', l)),
+      stderr: new LineSplitter((l) => this.record('stderr', l)),
+    };
+  }
+
+  /** Consumes a multiplexed Docker stream to its end; never rejects. */
+  async consume(source: Readable): Promise<void> {
+    const demux = new DockerDemuxer((stream, payload) => this.splitters[stream].push(payload));
+    try {
+      await pipeline(source, demux);
+    } catch (err) {
+      this.opts.log.warn({ err, jobId: this.opts.jobId }, 'log stream ended with an error');
+    }
+    this.splitters.stdout.end();
+    this.splitters.stderr.end();
+  }
+
+  /** Writes what is buffered and marks the log complete. */
+  finish(): LogState {
+    this.flush();
+    this.state.complete = true;
+    this.persist([]);
+    return this.state;
+  }
+
+  get current(): LogState {
+    return this.state;
+  }
+
+  private record(stream: StdStream, line: string): void {
+    if (this.skip[stream] > 0) {
+      this.skip[stream]--;
+      return;
+    }
+    if (stream === 'stdout') this.state.stdoutRecords++;
+    else this.state.stderrRecords++;
+    if (this.state.truncated || this.state.error) return;
+    const size = Buffer.byteLength(line) + 1;
+    if (this.state.bytes + size > this.opts.maxBytes) {
+      this.state.truncated = true;
+      this.push({
+        stream: 'system',
+        time: Date.now(),
+        line: `[gantry] log truncated: the cap of ${this.opts.maxBytes} bytes (GANTRY_LOG_MAX_BYTES) was reached; later output was discarded`,
+      });
+      this.flush();
+      return;
+    }
+    this.state.bytes += size;
+    if (stream === 'stdout' && line.trim().length > 0) {
+      this.state.lastStdout = line.length > RESULT_MAX ? line.slice(0, RESULT_MAX) : line;
+    }
+    this.push({ stream, time: Date.now(), line });
+  }
+
+  private push(r: NewLogRecord): void {
+    this.buffer.push(r);
+    this.bufferBytes += r.line.length;
+    this.state.nextSeq++;
+    if (this.buffer.length >= FLUSH_RECORDS || this.bufferBytes >= FLUSH_BYTES) this.flush();
+    else if (this.timer === null) this.timer = setTimeout(() => this.flush(), FLUSH_MS);
+  }
+
+  private flush(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    const records = this.buffer;
+    this.buffer = [];
+    this.bufferBytes = 0;
+    this.persist(records);
+  }
+
+  /**
+   * A failed write (disk full, I/O error) stops storing this job's lines and
+   * is recorded where it can be seen; the stream keeps being drained so the
+   * container is never blocked on a full pipe, and Gantry keeps running.
+   */
+  private persist(records: NewLogRecord[]): void {
+    try {
+      this.opts.store.append(this.opts.jobId, records, this.state);
+      if (records.length > 0) this.opts.onAppend(this.state.nextSeq - 1);
+    } catch (err) {
+      const message = `log storage failed: ${(err as Error).message}`;
+      this.opts.log.error({ err, jobId: this.opts.jobId }, message);
+      this.state.error = message;
+      this.state.nextSeq -= records.length;
+      try {
+        this.opts.store.saveState(this.opts.jobId, this.state);
+      } catch {
+        // The store cannot take even the error note; it stays in memory and in the log.
+      }
+    }
+  }
+}

@@ -1,0 +1,192 @@
+import type { Statement } from 'better-sqlite3';
+import type { Db } from './db.js';
+import type { Job, JobSpec } from '../jobs/schema.js';
+import type { JobState } from '../jobs/states.js';
+
+/** A job row as stored; the API shape is derived from it by toJob(). */
+export interface JobRow {
+  seq: number;
+  id: string;
+  owner: string;
+  name: string | null;
+  state: JobState;
+  priority: number;
+  spec: string;
+  spec_hash: string;
+  idempotency_key: string | null;
+  request_id: string | null;
+  container_id: string | null;
+  gpus: string;
+  gpu_memory_mib: number | null;
+  exit_code: number | null;
+  reason: string | null;
+  result: string | null;
+  pull_status: string | null;
+  pull_progress: string | null;
+  cancel_requested: number;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  deadline_at: string | null;
+}
+
+export interface NewJob {
+  id: string;
+  owner: string;
+  spec: JobSpec;
+  specHash: string;
+  idempotencyKey: string | null;
+  requestId: string | null;
+  createdAt: string;
+}
+
+export type JobPatch = Partial<
+  Pick<
+    JobRow,
+    | 'state'
+    | 'container_id'
+    | 'gpus'
+    | 'gpu_memory_mib'
+    | 'exit_code'
+    | 'reason'
+    | 'result'
+    | 'pull_status'
+    | 'pull_progress'
+    | 'cancel_requested'
+    | 'started_at'
+    | 'finished_at'
+    | 'deadline_at'
+  >
+>;
+
+export interface ListFilter {
+  owner?: string | undefined;
+  states?: JobState[] | undefined;
+  label?: { key: string; value: string } | undefined;
+  beforeSeq?: number | undefined;
+  limit: number;
+}
+
+/** All SQL about jobs lives here; statements are prepared once. */
+export class JobsRepo {
+  private readonly insertStmt: Statement;
+  private readonly insertLabelStmt: Statement;
+  private readonly byIdStmt: Statement;
+  private readonly byKeyStmt: Statement;
+  private readonly queuedStmt: Statement;
+  private readonly activeStmt: Statement;
+
+  constructor(private readonly db: Db) {
+    this.insertStmt = db.prepare(
+      `INSERT INTO jobs (id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, created_at)
+       VALUES (@id, @owner, @name, 'queued', @priority, @spec, @specHash, @idempotencyKey, @requestId, @createdAt)`,
+    );
+    this.insertLabelStmt = db.prepare(`INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)`);
+    this.byIdStmt = db.prepare(`SELECT * FROM jobs WHERE id = ?`);
+    this.byKeyStmt = db.prepare(`SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?`);
+    this.queuedStmt = db.prepare(`SELECT * FROM jobs WHERE state = 'queued' ORDER BY priority DESC, seq ASC`);
+    this.activeStmt = db.prepare(`SELECT * FROM jobs WHERE state IN ('pulling', 'starting', 'running')`);
+  }
+
+  /** Inserts the job and its labels in one transaction. */
+  insert(job: NewJob): JobRow {
+    this.db.transaction(() => {
+      this.insertStmt.run({
+        id: job.id,
+        owner: job.owner,
+        name: job.spec.name ?? null,
+        priority: job.spec.priority ?? 0,
+        spec: JSON.stringify(job.spec),
+        specHash: job.specHash,
+        idempotencyKey: job.idempotencyKey,
+        requestId: job.requestId,
+        createdAt: job.createdAt,
+      });
+      for (const [k, v] of Object.entries(job.spec.labels ?? {})) this.insertLabelStmt.run(job.id, k, v);
+    })();
+    return this.get(job.id)!;
+  }
+
+  get(id: string): JobRow | undefined {
+    return this.byIdStmt.get(id) as JobRow | undefined;
+  }
+
+  getByIdempotencyKey(owner: string, key: string): JobRow | undefined {
+    return this.byKeyStmt.get(owner, key) as JobRow | undefined;
+  }
+
+  /** Queued jobs in scheduling order: higher priority first, then FIFO. */
+  queued(): JobRow[] {
+    return this.queuedStmt.all() as JobRow[];
+  }
+
+  /** Jobs that hold (or are about to hold) a container. */
+  active(): JobRow[] {
+    return this.activeStmt.all() as JobRow[];
+  }
+
+  update(id: string, patch: JobPatch): JobRow {
+    const keys = Object.keys(patch) as (keyof JobPatch)[];
+    if (keys.length > 0) {
+      const sets = keys.map((k) => `${k} = @${k}`).join(', ');
+      this.db.prepare(`UPDATE jobs SET ${sets} WHERE id = @id`).run({ ...patch, id });
+    }
+    return this.get(id)!;
+  }
+
+  /** Newest first; `beforeSeq` is the cursor from the previous page. */
+  list(f: ListFilter): JobRow[] {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (f.owner !== undefined) {
+      where.push('j.owner = ?');
+      params.push(f.owner);
+    }
+    if (f.states && f.states.length > 0) {
+      where.push(`j.state IN (${f.states.map(() => '?').join(',')})`);
+      params.push(...f.states);
+    }
+    if (f.label) {
+      where.push('EXISTS (SELECT 1 FROM job_labels l WHERE l.job_id = j.id AND l.key = ? AND l.value = ?)');
+      params.push(f.label.key, f.label.value);
+    }
+    if (f.beforeSeq !== undefined) {
+      where.push('j.seq < ?');
+      params.push(f.beforeSeq);
+    }
+    const sql = `SELECT j.* FROM jobs j ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY j.seq DESC LIMIT ?`;
+    return this.db.prepare(sql).all(...params, f.limit) as JobRow[];
+  }
+
+  /** Finished jobs older than the cutoff, for log retention. */
+  finishedBefore(cutoffIso: string): string[] {
+    return (
+      this.db
+        .prepare(`SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?`)
+        .all(cutoffIso) as { id: string }[]
+    ).map((r) => r.id);
+  }
+}
+
+/** The API view of a stored job. `position` is filled in by the scheduler. */
+export function toJob(row: JobRow, position: number | null): Job {
+  const spec = JSON.parse(row.spec) as JobSpec;
+  return {
+    id: row.id,
+    name: row.name,
+    owner: row.owner,
+    state: row.state,
+    position,
+    exitCode: row.exit_code,
+    reason: row.reason,
+    result: row.result,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    gpus: JSON.parse(row.gpus) as string[],
+    pull: row.pull_status === null ? null : { status: row.pull_status, progress: row.pull_progress },
+    labels: spec.labels ?? {},
+    requestId: row.request_id,
+    spec,
+  };
+}
