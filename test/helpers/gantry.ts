@@ -1,0 +1,180 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { TestContext } from 'node:test';
+import Docker from 'dockerode';
+import { request } from 'undici';
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { buildApp, type AppOverrides } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import type { Job } from '../../src/jobs/schema.js';
+import { isTerminal } from '../../src/jobs/states.js';
+
+export const TEST_IMAGE = 'local/busybox:latest';
+export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
+export const ROOT = path.resolve(import.meta.dirname, '..', '..');
+export const docker = new Docker({ socketPath: process.env.GANTRY_DOCKER_SOCKET ?? '/var/run/docker.sock' });
+
+export function tempDir(prefix = 'gantry-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Environment for a test Gantry: temp data dir, known admin token, no GPUs, quiet logs. */
+export function testEnv(dataDir: string, env: Record<string, string> = {}): Record<string, string> {
+  return {
+    GANTRY_DATA_DIR: dataDir,
+    GANTRY_ADMIN_TOKEN: ADMIN_TOKEN,
+    GANTRY_HOST: '127.0.0.1',
+    GANTRY_PORT: '0',
+    GANTRY_GPUS: 'none',
+    GANTRY_LOG_LEVEL: 'warn',
+    GANTRY_STOP_GRACE_SECONDS: '2',
+    ...env,
+  };
+}
+
+export interface Client {
+  url: string;
+  call<T = unknown>(
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH',
+    p: string,
+    opts?: { body?: unknown; headers?: Record<string, string>; token?: string | null },
+  ): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: T; text: string }>;
+  submit(spec: Record<string, unknown>, headers?: Record<string, string>): Promise<Job>;
+  job(id: string): Promise<Job>;
+  waitFor(id: string, pred?: (j: Job) => boolean, timeoutMs?: number): Promise<Job>;
+}
+
+export function client(url: string, token: string | null = ADMIN_TOKEN): Client {
+  const c: Client = {
+    url,
+    async call(method, p, opts = {}) {
+      const tok = opts.token === undefined ? token : opts.token;
+      const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+      if (tok) headers.authorization = `Bearer ${tok}`;
+      let body: string | undefined;
+      if (opts.body !== undefined) {
+        body = typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+        headers['content-type'] ??= 'application/json';
+      }
+      const res = await request(url + p, { method, headers, body });
+      const text = await res.body.text();
+      let parsed: unknown = text;
+      const ct = String(res.headers['content-type'] ?? '');
+      if (ct.includes('json') && text) parsed = JSON.parse(text);
+      return { status: res.statusCode, headers: res.headers, body: parsed as never, text };
+    },
+    async submit(spec, headers) {
+      const r = await c.call<Job>('POST', '/v1/jobs', { body: spec, ...(headers ? { headers } : {}) });
+      if (r.status !== 201 && r.status !== 200) throw new Error(`submit failed: ${r.status} ${r.text}`);
+      return r.body;
+    },
+    async job(id) {
+      const r = await c.call<Job>('GET', `/v1/jobs/${id}`);
+      if (r.status !== 200) throw new Error(`get ${id}: ${r.status} ${r.text}`);
+      return r.body;
+    },
+    async waitFor(id, pred = (j) => isTerminal(j.state), timeoutMs = 60_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const j = await c.job(id);
+        if (pred(j)) return j;
+        if (Date.now() > deadline) throw new Error(`timed out waiting for job ${id}; last state ${j.state} (${j.reason})`);
+        await sleep(100);
+      }
+    },
+  };
+  return c;
+}
+
+export interface InProcessGantry extends Client {
+  app: FastifyInstance;
+  dataDir: string;
+}
+
+/** Starts Gantry in this process on an ephemeral loopback port; closed after the test. */
+export async function startGantry(
+  t: TestContext | null,
+  env: Record<string, string> = {},
+  overrides: AppOverrides = {},
+  dataDir = tempDir(),
+): Promise<InProcessGantry> {
+  const config = loadConfig(testEnv(dataDir, env));
+  const app = await buildApp(config, { logger: pino({ level: config.logLevel }), ...overrides });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address();
+  if (!addr || typeof addr === 'string') throw new Error('no address');
+  const url = `http://127.0.0.1:${addr.port}`;
+  t?.after(async () => {
+    await app.close();
+  });
+  return Object.assign(client(url), { app, dataDir });
+}
+
+export interface ChildGantry extends Client {
+  proc: ChildProcess;
+  dataDir: string;
+  output: () => string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts Gantry as its own process (for SIGKILL / SIGTERM tests). */
+export async function spawnGantry(dataDir: string, env: Record<string, string> = {}, port?: number): Promise<ChildGantry> {
+  const p = port ?? (await freePort());
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, ...testEnv(dataDir, { GANTRY_PORT: String(p), ...env }) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const url = `http://127.0.0.1:${p}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`gantry exited early (${proc.exitCode}):\n${out}`);
+    try {
+      const r = await request(`${url}/healthz`);
+      await r.body.text();
+      if (r.statusCode === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`gantry did not come up:\n${out}`);
+    await sleep(100);
+  }
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  return Object.assign(client(url), {
+    proc,
+    dataDir,
+    output: () => out,
+    async stop(signal: NodeJS.Signals = 'SIGTERM') {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      return exited;
+    },
+  });
+}
+
+export async function freePort(): Promise<number> {
+  const net = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const a = srv.address();
+      srv.close(() => (a && typeof a !== 'string' ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** Containers Gantry created for a job (by label), including stopped ones. */
+export async function containersOf(jobId: string): Promise<Docker.ContainerInfo[]> {
+  return docker.listContainers({ all: true, filters: { label: [`dev.gantry.job-id=${jobId}`] } });
+}
+
+/** Every container carrying Gantry's label (to prove refusals create none). */
+export async function gantryContainerCount(): Promise<number> {
+  return (await docker.listContainers({ all: true, filters: { label: ['dev.gantry.managed=true'] } })).length;
+}
