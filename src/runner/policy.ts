@@ -101,8 +101,12 @@ export function checkPolicy(spec: JobSpec, policy: PolicyConfig, dockerSocket: s
     const target = path.posix.normalize(m.target);
     if (target === '/' || FORBIDDEN_TARGETS.some((t) => within(target, t))) {
       fail(`${field}.target`, `may not mount over "${target}"`);
+      return;
     }
-    if (targets.has(target)) fail(`${field}.target`, `"${target}" is mounted twice`);
+    if (targets.has(target)) {
+      fail(`${field}.target`, `"${target}" is mounted twice`);
+      return;
+    }
     targets.add(target);
 
     if (!m.source.startsWith('/')) {

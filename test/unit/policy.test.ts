@@ -1,0 +1,135 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../../src/config.js';
+import { JobSpecSchema } from '../../src/jobs/schema.js';
+import { buildContainerOptions, checkPolicy, imageAllowed } from '../../src/runner/policy.js';
+import { gpuInjection } from '../../src/gpu/inject.js';
+
+const root = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-policy-'));
+const allowed = path.join(root, 'data');
+const outside = path.join(root, 'secret');
+fs.mkdirSync(path.join(allowed, 'in'), { recursive: true });
+fs.mkdirSync(outside);
+fs.symlinkSync(outside, path.join(allowed, 'escape'));
+const fakeSock = path.join(root, 'run', 'docker.sock');
+fs.mkdirSync(path.dirname(fakeSock));
+fs.writeFileSync(fakeSock, '');
+
+const config = loadConfig({
+  GANTRY_IMAGE_ALLOWLIST: 'local/*,registry.example.com/ml/*',
+  GANTRY_MOUNT_ALLOWLIST: `${allowed},${root}/run,models`,
+  GANTRY_NETWORKS: 'none,jobs-net,host',
+  GANTRY_DOCKER_SOCKET: fakeSock,
+});
+
+const spec = (extra: Record<string, unknown> = {}) =>
+  JobSpecSchema.parse({ image: 'local/busybox:latest', command: ['true'], ...extra });
+const fields = (extra: Record<string, unknown>) =>
+  checkPolicy(spec(extra), config.policy, config.dockerSocket).errors.map((e) => e.field);
+
+test('image allowlist: globs match tagged and untagged references, nothing else', () => {
+  assert.ok(imageAllowed('local/busybox', ['local/*']));
+  assert.ok(imageAllowed('local/busybox:1.36', ['local/*']));
+  assert.ok(imageAllowed('registry.example.com/ml/model@sha256:abc', ['registry.example.com/ml/*']));
+  assert.ok(!imageAllowed('registry.example.com/ml/deep/model', ['registry.example.com/ml/*']));
+  assert.ok(!imageAllowed('docker.io/local/busybox', ['local/*']));
+  assert.ok(!imageAllowed('evil/local/busybox', ['local/*']));
+  assert.deepEqual(fields({ image: 'ubuntu:22.04' }), ['body.image']);
+});
+
+test('networks: only the configured ones, and never host even if listed', () => {
+  assert.deepEqual(fields({ network: 'jobs-net' }), []);
+  assert.deepEqual(fields({ network: 'host' }), ['body.network']);
+  assert.deepEqual(fields({ network: 'container:abc' }), ['body.network']);
+  assert.deepEqual(fields({ network: 'bridge' }), ['body.network']);
+});
+
+test('client NVIDIA_* and GANTRY_* variables are refused', () => {
+  assert.deepEqual(fields({ env: { NVIDIA_VISIBLE_DEVICES: 'all', nvidia_driver_capabilities: 'all', OK: '1' } }), [
+    'body.env.NVIDIA_VISIBLE_DEVICES',
+    'body.env.nvidia_driver_capabilities',
+  ]);
+  assert.deepEqual(fields({ env: { GANTRY_GPU_MEMORY_MIB: '1' } }), ['body.env.GANTRY_GPU_MEMORY_MIB']);
+});
+
+test('reserved label keys are refused', () => {
+  assert.deepEqual(fields({ labels: { 'dev.gantry.job-id': 'x' } }), ['body.labels.dev.gantry.job-id']);
+});
+
+test('mounts: inside the allowlist is fine, resolved on the host', () => {
+  const d = checkPolicy(spec({ mounts: [{ source: `${allowed}/in/../in`, target: '/data' }] }), config.policy, config.dockerSocket);
+  assert.deepEqual(d.errors, []);
+  assert.equal(d.mounts[0]!.source, fs.realpathSync(path.join(allowed, 'in')));
+  assert.equal(d.mounts[0]!.readOnly, true);
+});
+
+test('mounts: symlink and .. escapes, the Docker socket, system paths and unknown volumes are refused', () => {
+  const cases: [Record<string, unknown>, string][] = [
+    [{ source: path.join(allowed, 'escape'), target: '/x' }, 'outside'],
+    [{ source: `${allowed}/../secret`, target: '/x' }, 'outside'],
+    [{ source: fakeSock, target: '/var/run/docker.sock' }, 'Docker socket'],
+    [{ source: path.dirname(fakeSock), target: '/x' }, 'Docker socket'],
+    [{ source: '/', target: '/host' }, 'never'],
+    [{ source: '/proc', target: '/x' }, 'never'],
+    [{ source: '/sys/kernel', target: '/x' }, 'never'],
+    [{ source: '/does/not/exist', target: '/x' }, 'does not exist'],
+    [{ source: 'other-volume', target: '/x' }, 'not in GANTRY_MOUNT_ALLOWLIST'],
+    [{ source: `${allowed}/in`, target: '/proc/x' }, 'may not mount over'],
+  ];
+  for (const [mount, why] of cases) {
+    const d = checkPolicy(spec({ mounts: [mount] }), config.policy, config.dockerSocket);
+    assert.equal(d.errors.length, 1, `expected a refusal for ${JSON.stringify(mount)}`);
+    assert.match(d.errors[0]!.message, new RegExp(why), JSON.stringify(mount));
+    assert.deepEqual(d.mounts, []);
+  }
+});
+
+test('named volumes in the allowlist are accepted', () => {
+  const d = checkPolicy(spec({ mounts: [{ source: 'models', target: '/models', readOnly: true }] }), config.policy, config.dockerSocket);
+  assert.deepEqual(d.errors, []);
+  assert.equal(d.mounts[0]!.type, 'volume');
+});
+
+test('resources and timeouts above the operator maximum are refused', () => {
+  assert.deepEqual(fields({ resources: { memoryMiB: 10_000_000 } }), ['body.resources.memoryMiB']);
+  assert.deepEqual(fields({ timeoutSeconds: 10 ** 9 }), ['body.timeoutSeconds']);
+});
+
+test('the spec schema refuses every field that would widen the container', () => {
+  for (const key of ['privileged', 'capAdd', 'CapAdd', 'devices', 'HostConfig', 'pidMode', 'ipcMode', 'securityOpt', 'runtime']) {
+    const r = JobSpecSchema.safeParse({ image: 'local/busybox', command: ['true'], [key]: true });
+    assert.equal(r.success, false, key);
+  }
+  assert.equal(JobSpecSchema.safeParse({ image: 'local/busybox', command: ['true'], resources: { privileged: true } }).success, false);
+});
+
+test('container options: hardened by default, nothing taken from the client but checked values', () => {
+  const s = spec({ env: { A: '1' }, labels: { team: 'ml' }, resources: { cpus: 1.5 } });
+  const opts = buildContainerOptions(
+    { jobId: 'j1', owner: 'alice', spec: s, mounts: [], gpu: gpuInjection(config.gpus, [], null) },
+    config,
+  );
+  const hc = opts.HostConfig!;
+  assert.equal(hc.Privileged, false);
+  assert.deepEqual(hc.CapDrop, ['ALL']);
+  assert.deepEqual(hc.CapAdd, []);
+  assert.deepEqual(hc.SecurityOpt, ['no-new-privileges:true']);
+  assert.equal(hc.NetworkMode, 'none');
+  assert.equal(hc.PidsLimit, config.policy.pidsLimit);
+  assert.equal(hc.Memory, config.policy.defaultMemoryMiB * 1024 * 1024);
+  assert.equal(hc.MemorySwap, hc.Memory);
+  assert.equal(hc.NanoCpus, 1.5e9);
+  assert.equal(hc.IpcMode, 'private');
+  assert.deepEqual(hc.Devices, []);
+  assert.deepEqual(hc.DeviceRequests, []);
+  assert.ok(opts.Env!.includes('NVIDIA_VISIBLE_DEVICES=void'));
+  assert.ok(opts.Env!.includes('A=1'));
+  assert.equal(opts.Labels!['dev.gantry.job-id'], 'j1');
+  assert.equal(opts.Labels!['dev.gantry.owner'], 'alice');
+  assert.equal(opts.Labels!['dev.gantry.managed'], 'true');
+  assert.equal(opts.Labels!.team, 'ml');
+  assert.equal(opts.name, 'gantry-j1');
+});

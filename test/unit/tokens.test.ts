@@ -1,0 +1,44 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { generateToken, hashToken, loadTokens } from '../../src/auth/tokens.js';
+
+const memorySettings = () => {
+  const m = new Map<string, string>();
+  return { get: (k: string) => m.get(k), set: (k: string, v: string) => void m.set(k, v), m };
+};
+
+test('tokens file entries authenticate with their owner and scopes; unknown tokens do not', () => {
+  const tok = generateToken();
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tok-')), 'tokens.json');
+  fs.writeFileSync(file, JSON.stringify([{ owner: 'airflow', scopes: ['submit', 'read'], sha256: hashToken(tok) }]));
+  const store = loadTokens({ adminToken: undefined, tokensFile: file, settings: memorySettings(), announce: () => assert.fail('no announce') });
+  const p = store.verify(tok);
+  assert.equal(p?.owner, 'airflow');
+  assert.equal(p?.isAdmin, false);
+  assert.ok(p?.scopes.has('submit'));
+  assert.equal(store.verify(tok + 'x'), undefined);
+  assert.equal(store.verify(''), undefined);
+});
+
+test('with no token configured, one admin token is generated, announced once, and only its hash kept', () => {
+  const settings = memorySettings();
+  const shown: string[] = [];
+  const a = loadTokens({ adminToken: undefined, tokensFile: undefined, settings, announce: (t) => shown.push(t) });
+  const b = loadTokens({ adminToken: undefined, tokensFile: undefined, settings, announce: (t) => shown.push(t) });
+  assert.equal(shown.length, 1);
+  assert.ok(a.verify(shown[0]!)?.isAdmin);
+  assert.ok(b.verify(shown[0]!)?.isAdmin, 'the hash survives a restart');
+  assert.ok(![...settings.m.values()].includes(shown[0]!), 'the token itself is not stored');
+});
+
+test('a malformed tokens file is refused with the field at fault', () => {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tok-')), 'tokens.json');
+  fs.writeFileSync(file, JSON.stringify([{ owner: 'x', scopes: ['root'], sha256: 'abc' }]));
+  assert.throws(
+    () => loadTokens({ adminToken: undefined, tokensFile: file, settings: memorySettings(), announce: () => undefined }),
+    /GANTRY_TOKENS_FILE: .*scopes/,
+  );
+});
