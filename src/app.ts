@@ -4,8 +4,6 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import {
-  jsonSchemaTransform,
-  jsonSchemaTransformObject,
   serializerCompiler,
   validatorCompiler,
   type ZodTypeProvider,
@@ -14,6 +12,7 @@ import pino, { type Logger } from 'pino';
 import type { Config } from './config.js';
 import { authenticator } from './api/auth.js';
 import { installNotFoundHandler, installProblemHandlers } from './api/problem.js';
+import { openapiRoute, openapiTransform, openapiTransformObject } from './api/openapi.js';
 import { healthRoutes } from './api/routes/health.js';
 import { jobRoutes } from './api/routes/jobs.js';
 import { logRoutes } from './api/routes/logs.js';
@@ -39,6 +38,8 @@ export interface AppOverrides {
   gpuDevices?: GpuDevice[];
   /** Where a generated admin token is shown (default: stderr, once). */
   announceToken?: (token: string) => void;
+  /** Skip the start-up reconcile with Docker (scripts/openapi.ts builds the app only to read its document). */
+  skipReconcile?: boolean;
 }
 
 /** The parts of a running Gantry that tests and main.ts reach into. */
@@ -97,7 +98,9 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const images = new ImagePuller(docker, loadRegistryAuth(config.registryAuthFile));
   const scheduler = new Scheduler({ config, docker, jobs, logs, hub, gpus, images, log });
   jobs.attach(scheduler);
-  const reconciled = await reconcile({ docker, jobs, scheduler, keepContainers: config.logs.keepContainers, log });
+  const reconciled = overrides.skipReconcile
+    ? { adopted: [], vanished: [], unknownContainers: [], removedLeftovers: [] }
+    : await reconcile({ docker, jobs, scheduler, keepContainers: config.logs.keepContainers, log });
   log.info({ gpus: devices.length, ...reconciled }, 'reconciled with Docker');
   const stopRetention = startRetention({ db, logs, repo: jobs.repo, days: config.logs.retentionDays, log });
 
@@ -139,10 +142,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         { name: 'health', description: 'Liveness and readiness (no auth)' },
       ],
     },
-    transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
+    transform: openapiTransform,
+    transformObject: openapiTransformObject,
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
+  await app.register(openapiRoute);
 
   const deps: RouteDeps = { config, jobs, logs, hub, gpus, auth: authenticator(tokens) };
   await app.register(async (api) => {

@@ -5,7 +5,9 @@ import type { LogStore } from '../../logs/store.js';
 import type { GpuAllocator } from '../../gpu/allocator.js';
 import type { Scope } from '../../auth/tokens.js';
 import type { onRequestHookHandler } from 'fastify';
+import { z } from 'zod';
 import { ProblemSchema } from '../problem.js';
+import { problemExamples } from '../examples.js';
 
 export interface RouteDeps {
   config: Config;
@@ -17,7 +19,7 @@ export interface RouteDeps {
 }
 
 const DESCRIPTIONS: Record<number, string> = {
-  400: 'Malformed request',
+  400: 'Malformed request (e.g. a body that is not JSON)',
   401: 'Missing or invalid bearer token',
   403: 'The token lacks the needed scope',
   404: 'No such job (or it belongs to another owner)',
@@ -33,7 +35,26 @@ export function errorResponses(...codes: number[]) {
   return Object.fromEntries(
     codes.map((c) => [
       c,
-      { description: DESCRIPTIONS[c] ?? 'Error', content: { 'application/problem+json': { schema: ProblemSchema } } },
+      {
+        description: DESCRIPTIONS[c] ?? 'Error',
+        content: { 'application/problem+json': { schema: ProblemSchema, ...(problemExamples[c] ? { example: problemExamples[c] } : {}) } },
+      },
     ]),
   );
+}
+
+/**
+ * A JSON response in the content form, for when the document should show
+ * more than the schema: an example of this response, or response headers.
+ * (src/api/openapi.ts carries both into the OpenAPI document.)
+ */
+export function jsonResponse<T extends z.ZodType>(
+  schema: T,
+  doc: { description: string; example?: z.output<T>; headers?: Record<string, z.ZodType> },
+) {
+  return {
+    description: doc.description,
+    ...(doc.headers ? { headers: doc.headers } : {}),
+    content: { 'application/json': { schema, ...(doc.example !== undefined ? { example: doc.example } : {}) } },
+  };
 }

@@ -4,7 +4,10 @@ import { JobSchema, JobSpecSchema } from '../../jobs/schema.js';
 import { JOB_STATES } from '../../jobs/states.js';
 import { checkPolicy } from '../../runner/policy.js';
 import { problems } from '../problem.js';
-import { errorResponses, type RouteDeps } from './common.js';
+import { examples } from '../examples.js';
+import { errorResponses, jsonResponse, type RouteDeps } from './common.js';
+
+const Location = z.string().describe('The job\'s URL, `/v1/jobs/{id}`.');
 
 const JobIdParams = z.object({ id: z.string().min(1).max(64).describe('Job id') });
 
@@ -52,9 +55,13 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, a
         }),
         body: JobSpecSchema,
         response: {
-          201: JobSchema.describe('Job created'),
-          200: JobSchema.describe('Replay of an earlier submission with the same Idempotency-Key'),
-          ...errorResponses(401, 403, 413, 415, 422, 429),
+          201: jsonResponse(JobSchema, { description: 'Job created', example: examples.queuedJob, headers: { Location } }),
+          200: jsonResponse(JobSchema, {
+            description: 'Replay of an earlier submission with the same Idempotency-Key',
+            example: examples.queuedJob,
+            headers: { Location },
+          }),
+          ...errorResponses(400, 401, 403, 413, 415, 422, 429),
         },
       },
     },
@@ -81,7 +88,10 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, a
         tags: ['jobs'],
         security: [{ bearer: [] }],
         querystring: ListQuery,
-        response: { 200: JobListSchema, ...errorResponses(401, 403, 422) },
+        response: {
+          200: jsonResponse(JobListSchema, { description: 'A page of jobs', example: { items: [examples.succeededJob], nextCursor: null } }),
+          ...errorResponses(401, 403, 422),
+        },
       },
     },
     async (request) => {
@@ -108,7 +118,10 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, a
         tags: ['jobs'],
         security: [{ bearer: [] }],
         params: JobIdParams,
-        response: { 200: JobSchema, ...errorResponses(401, 403, 404) },
+        response: {
+          200: jsonResponse(JobSchema, { description: 'The job, in any state', example: examples.succeededJob }),
+          ...errorResponses(401, 403, 404, 422),
+        },
       },
     },
     async (request) => jobs.get(request.principal, request.params.id),
@@ -126,7 +139,13 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, a
         tags: ['jobs'],
         security: [{ bearer: [] }],
         params: JobIdParams,
-        response: { 202: JobSchema, ...errorResponses(401, 403, 404) },
+        response: {
+          202: jsonResponse(JobSchema, {
+            description: 'Cancellation requested (or the job had already ended); the job as it is now',
+            example: { ...examples.queuedJob, state: 'cancelled', position: null, reason: 'cancelled before it started', finishedAt: '2026-01-05T09:31:00.000Z' },
+          }),
+          ...errorResponses(400, 401, 403, 404, 422),
+        },
       },
     },
     async (request, reply) => reply.code(202).send(jobs.cancel(request.principal, request.params.id)),

@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { followLog } from '../../logs/follow.js';
-import type { LogLine } from '../../logs/store.js';
-import type { Job } from '../../jobs/schema.js';
+import { LogLineSchema, type LogLine } from '../../logs/store.js';
+import { JobSchema, type Job } from '../../jobs/schema.js';
+import { examples } from '../examples.js';
 import { errorResponses, type RouteDeps } from './common.js';
 
 const LogsQuery = z
@@ -30,6 +31,34 @@ const SSE_DOC = `Server-Sent Events (with \`Accept: text/event-stream\`):
 - \`: ping\` comment lines at least every 15 s.
 Resume with \`Last-Event-ID\` (or \`?lastEventId=\`): delivery restarts right after that sequence number.`;
 
+// The SSE events, for the document: one schema per event as a client's SSE
+// parser hands it over (`data` is JSON on the wire).
+const LogEventSchema = z
+  .object({
+    event: z.literal('log'),
+    id: z.string().regex(/^\d+$/).describe('The line\'s `seq`; send it back as `Last-Event-ID` to resume after it.'),
+    data: LogLineSchema,
+  })
+  .meta({ id: 'LogEvent', description: 'One line of output.', example: { event: 'log', id: '2', data: examples.logLine } });
+const StatusEventSchema = z
+  .object({ event: z.literal('status'), data: JobSchema })
+  .meta({ id: 'StatusEvent', description: 'The job, sent first on connect and again on each change of state.' });
+const EndEventSchema = z
+  .object({ event: z.literal('end'), data: JobSchema })
+  .meta({ id: 'EndEvent', description: 'The job in its final state; the server then closes the stream.' });
+const LogStreamEventSchema = z
+  .discriminatedUnion('event', [LogEventSchema, StatusEventSchema, EndEventSchema])
+  .meta({
+    id: 'LogStreamEvent',
+    discriminator: {
+      propertyName: 'event',
+      mapping: { log: '#/components/schemas/LogEvent', status: '#/components/schemas/StatusEvent', end: '#/components/schemas/EndEvent' },
+    },
+    description:
+      'An event of the `text/event-stream` log: `event:` names the type, `data:` carries the JSON below, `id:` is set on `log` events. ' +
+      'Comment lines (`: ping`) keep the connection alive at least every 15 s and carry no event; a `retry:` field comes first.',
+  });
+
 const sse = {
   line: (l: LogLine) => `id: ${l.seq}\nevent: log\ndata: ${JSON.stringify(l)}\n\n`,
   status: (job: Job) => `event: status\ndata: ${JSON.stringify(job)}\n\n`,
@@ -49,19 +78,15 @@ export const logRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, l
         description: `Lines are stored by Gantry and outlive the container and restarts.\n\nText (default): one line per line of output.\n\n${SSE_DOC}`,
         tags: ['logs'],
         security: [{ bearer: [] }],
-        params: z.object({ id: z.string().min(1).max(64) }),
+        params: z.object({ id: z.string().min(1).max(64).describe('Job id') }),
         querystring: LogsQuery,
         headers: z.object({ 'last-event-id': z.string().regex(/^\d+$/).optional() }),
         response: {
           200: {
             description: 'The log',
             content: {
-              'text/plain': { schema: z.string().describe('One output line per line.') },
-              'text/event-stream': {
-                schema: z
-                  .string()
-                  .describe(`${SSE_DOC}\n\nThe \`log\` event's data is a LogLine; \`status\` and \`end\` carry a Job.`),
-              },
+              'text/plain': { schema: z.string().describe('One output line per line.'), example: examples.logText },
+              'text/event-stream': { schema: LogStreamEventSchema, example: { event: 'log', id: '2', data: examples.logLine } },
             },
           },
           ...errorResponses(401, 403, 404, 422),

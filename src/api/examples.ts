@@ -1,0 +1,94 @@
+import type { Job, JobSpec } from '../jobs/schema.js';
+import type { LogLine } from '../logs/store.js';
+import { PROBLEM_BASE } from './problem.js';
+
+/**
+ * Examples shown in the OpenAPI document (request and response media).
+ * Typed against the schemas' types here, and checked against the generated
+ * JSON Schemas by test/openapi.test.ts, so they cannot drift either.
+ */
+
+const spec: JobSpec = {
+  image: 'local/busybox:latest',
+  command: ['sh', '-c', 'echo training; echo accuracy=0.93'],
+  env: { EPOCHS: '3' },
+  resources: { memoryMiB: 2048, cpus: 4 },
+  timeoutSeconds: 3600,
+  labels: { team: 'ml', dag: 'train_resnet' },
+  name: 'train-resnet',
+  gpus: { count: 1 },
+};
+
+const base = {
+  id: '5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47',
+  name: 'train-resnet',
+  owner: 'airflow',
+  labels: { team: 'ml', dag: 'train_resnet' },
+  requestId: 'a4f4c3b2-0d7e-4a43-9b0e-6f4f3c1d2e10',
+  spec,
+  pull: null,
+} as const;
+
+export const examples = {
+  jobSpec: spec,
+  queuedJob: {
+    ...base,
+    state: 'queued',
+    position: 0,
+    exitCode: null,
+    reason: 'waiting for 1 GPU',
+    result: null,
+    createdAt: '2026-01-05T09:30:00.000Z',
+    startedAt: null,
+    finishedAt: null,
+    gpus: [],
+  } satisfies Job,
+  succeededJob: {
+    ...base,
+    state: 'succeeded',
+    position: null,
+    exitCode: 0,
+    reason: null,
+    result: 'accuracy=0.93',
+    createdAt: '2026-01-05T09:30:00.000Z',
+    startedAt: '2026-01-05T09:30:01.250Z',
+    finishedAt: '2026-01-05T09:42:13.900Z',
+    gpus: ['GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11'],
+  } satisfies Job,
+  logLine: { seq: 2, stream: 'stdout', time: '2026-01-05T09:42:13.512Z', line: 'accuracy=0.93' } satisfies LogLine,
+  logText: 'training\naccuracy=0.93\n',
+  gpuList: {
+    driver: 'nvidia',
+    items: [
+      {
+        index: 0,
+        uuid: 'GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11',
+        name: 'NVIDIA H100 80GB HBM3',
+        memoryMiB: 81559,
+        allocatedMemoryMiB: 81559,
+        holders: [{ jobId: '5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47', memoryMiB: null }],
+      },
+      { index: 1, uuid: 'GPU-8f0e2d4c-1b6a-4c3e-a5d7-9e1f2a3b4c5d', name: 'NVIDIA H100 80GB HBM3', memoryMiB: 81559, allocatedMemoryMiB: 0, holders: [] },
+    ],
+  },
+};
+
+/** One problem+json example per status, as Gantry sends them. */
+export const problemExamples: Record<number, Record<string, unknown>> = {
+  400: { type: `${PROBLEM_BASE}bad-request`, title: 'Bad request', status: 400, detail: "Body is not valid JSON but content-type is set to 'application/json'", instance: '/v1/jobs' },
+  401: { type: `${PROBLEM_BASE}unauthorized`, title: 'Authentication required', status: 401, detail: 'send Authorization: Bearer <token>', instance: '/v1/jobs' },
+  403: { type: `${PROBLEM_BASE}forbidden`, title: 'Forbidden', status: 403, detail: 'this token lacks the "submit" scope', instance: '/v1/jobs' },
+  404: { type: `${PROBLEM_BASE}not-found`, title: 'Not found', status: 404, detail: `job ${base.id} does not exist`, instance: `/v1/jobs/${base.id}` },
+  409: { type: `${PROBLEM_BASE}conflict`, title: 'Conflict', status: 409, detail: "conflicts with the job's state", instance: `/v1/jobs/${base.id}` },
+  413: { type: `${PROBLEM_BASE}payload-too-large`, title: 'Payload too large', status: 413, detail: 'Request body is too large', instance: '/v1/jobs' },
+  415: { type: `${PROBLEM_BASE}unsupported-media-type`, title: 'Unsupported media type', status: 415, detail: 'Unsupported Media Type: text/plain', instance: '/v1/jobs' },
+  422: {
+    type: `${PROBLEM_BASE}policy`,
+    title: 'Refused by policy',
+    status: 422,
+    detail: 'body.image: image "docker.io/library/alpine:3" is not in GANTRY_IMAGE_ALLOWLIST',
+    instance: '/v1/jobs',
+    errors: [{ field: 'body.image', message: 'image "docker.io/library/alpine:3" is not in GANTRY_IMAGE_ALLOWLIST' }],
+  },
+  429: { type: `${PROBLEM_BASE}rate-limited`, title: 'Too many requests', status: 429, detail: 'poll at most every 200 ms', instance: `/v1/jobs/${base.id}` },
+};
