@@ -31,6 +31,8 @@ import { openDb, type Db } from './store/db.js';
 import { JobsRepo } from './store/jobs-repo.js';
 import { Settings } from './store/settings.js';
 import { startRetention } from './logs/retention.js';
+import { GantryMetrics, installMetrics } from './metrics/index.js';
+import { uiRoutes } from './ui/routes.js';
 
 export interface AppOverrides {
   docker?: Docker;
@@ -96,7 +98,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const logs = new LogStore(db);
   const jobs = new JobService(new JobsRepo(db), hub);
   const images = new ImagePuller(docker, loadRegistryAuth(config.registryAuthFile));
-  const scheduler = new Scheduler({ config, docker, jobs, logs, hub, gpus, images, log });
+  const metrics = new GantryMetrics({ db, gpus, hub });
+  const scheduler = new Scheduler({ config, docker, jobs, logs, hub, gpus, images, log, dockerError: metrics.dockerError });
   jobs.attach(scheduler);
   const reconciled = overrides.skipReconcile
     ? { adopted: [], vanished: [], unknownContainers: [], removedLeftovers: [] }
@@ -125,6 +128,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       'request',
     );
   });
+  // Prometheus: /metrics (GANTRY_METRICS), HTTP latency and SSE clients on every route.
+  installMetrics(app, metrics, { config, tokens });
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -147,6 +152,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   });
   await app.register(fastifySwaggerUi, { routePrefix: '/docs' });
   await app.register(openapiRoute);
+  await app.register(uiRoutes); // the web page at /ui/
 
   const deps: RouteDeps = { config, jobs, logs, hub, gpus, auth: authenticator(tokens) };
   await app.register(async (api) => {

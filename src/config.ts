@@ -66,6 +66,7 @@ export const EnvSchema = z.object({
   GANTRY_GPU_DRIVER_ENV: keyValues.default({}),
   GANTRY_GPU_CAPABILITIES: z.string().min(1).default('compute,utility'),
   GANTRY_METRICS: z.enum(['off', 'token', 'open']).default('token'),
+  GANTRY_METRICS_PORT: int(0, 65535).default(8421),
   GANTRY_POLL_MIN_INTERVAL_MS: int(0).default(200),
 });
 
@@ -80,6 +81,9 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
   }
   if (!e.GANTRY_ALLOWED_PULL_POLICIES.includes(e.GANTRY_PULL_POLICY)) {
     fail('GANTRY_PULL_POLICY', 'must be one of GANTRY_ALLOWED_PULL_POLICIES');
+  }
+  if (e.GANTRY_METRICS === 'open' && e.GANTRY_METRICS_PORT !== 0 && e.GANTRY_METRICS_PORT === e.GANTRY_PORT) {
+    fail('GANTRY_METRICS_PORT', 'must differ from GANTRY_PORT: open metrics are served on a port of their own');
   }
   for (const m of e.GANTRY_MOUNT_ALLOWLIST) {
     if (m.includes('/') && !path.isAbsolute(m)) fail('GANTRY_MOUNT_ALLOWLIST', `"${m}" is neither an absolute path nor a volume name`);
@@ -126,6 +130,7 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     capabilities: e.GANTRY_GPU_CAPABILITIES,
   },
   metrics: e.GANTRY_METRICS,
+  metricsPort: e.GANTRY_METRICS_PORT,
   pollMinIntervalMs: e.GANTRY_POLL_MIN_INTERVAL_MS,
 }));
 

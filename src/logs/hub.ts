@@ -37,6 +37,16 @@ export class JobHub {
 
   publishStatus(job: Job): void {
     this.emitters.get(job.id)?.emit('status', job);
+    for (const fn of this.anyStatus) fn(job);
+  }
+
+  // issue 9 (metrics): every job's status changes, whoever follows the job.
+  private readonly anyStatus = new Set<(job: Job) => void>();
+
+  /** Calls fn on every job's status change; returns the unsubscribe function. */
+  onAnyStatus(fn: (job: Job) => void): () => void {
+    this.anyStatus.add(fn);
+    return () => this.anyStatus.delete(fn);
   }
 
   /** Live subscriptions, for metrics and leak tests. */

@@ -23,6 +23,8 @@ export interface SchedulerDeps {
   gpus: GpuAllocator;
   images: ImagePuller;
   log: Logger;
+  /** issue 9 (metrics): called once per failed Docker API call, by operation. */
+  dockerError?: (op: 'create' | 'start' | 'stop' | 'remove' | 'other') => void;
 }
 
 /** A job this process is driving: it holds a run slot and maybe GPUs. */
@@ -150,6 +152,7 @@ export class Scheduler implements JobController {
       .catch((err: unknown) => {
         if (this.stopped) return;
         const reason = err instanceof JobFailure || err instanceof ImageError ? err.message : `internal error: ${dockerMessage(err)}`;
+        if ((err as { statusCode?: unknown } | null)?.statusCode !== undefined) this.d.dockerError?.('other'); // issue 9 (metrics)
         if (!(err instanceof JobFailure || err instanceof ImageError)) this.d.log.error({ err, jobId: a.id }, 'job runner failed');
         this.endWith(a, 'failed', { reason, exitCode: null });
         void this.removeContainer(a);
@@ -200,6 +203,7 @@ export class Scheduler implements JobController {
     try {
       container = await docker.createContainer(options);
     } catch (err) {
+      this.d.dockerError?.('create'); // issue 9 (metrics)
       throw new JobFailure(`could not create the container: ${dockerMessage(err)}`);
     }
     a.containerId = container.id;
@@ -222,6 +226,7 @@ export class Scheduler implements JobController {
       stream.destroy();
       await consumed;
       capture.finish();
+      this.d.dockerError?.('start'); // issue 9 (metrics)
       throw new JobFailure(`the container did not start: ${dockerMessage(err)}`);
     }
     const startedAt = new Date();
@@ -349,7 +354,9 @@ export class Scheduler implements JobController {
       .stop({ t: this.d.config.stopGraceSeconds })
       .catch((err: { statusCode?: number }) => {
         // 304: already stopped; 404: already gone.
-        if (err.statusCode !== 304 && err.statusCode !== 404) this.d.log.warn({ err, jobId: a.id }, 'stopping the container failed');
+        if (err.statusCode === 304 || err.statusCode === 404) return;
+        this.d.dockerError?.('stop'); // issue 9 (metrics)
+        this.d.log.warn({ err, jobId: a.id }, 'stopping the container failed');
       });
   }
 
@@ -359,7 +366,9 @@ export class Scheduler implements JobController {
       .getContainer(a.containerId)
       .remove({ force: true })
       .catch((err: { statusCode?: number }) => {
-        if (err.statusCode !== 404) this.d.log.warn({ err, jobId: a.id }, 'removing the container failed');
+        if (err.statusCode === 404) return;
+        this.d.dockerError?.('remove'); // issue 9 (metrics)
+        this.d.log.warn({ err, jobId: a.id }, 'removing the container failed');
       });
   }
 
