@@ -11,7 +11,7 @@ import {
 import pino, { type Logger } from 'pino';
 import type { Config } from './config.js';
 import { authenticator } from './api/auth.js';
-import { installNotFoundHandler, installProblemHandlers } from './api/problem.js';
+import { frameworkErrorHandler, installNotFoundHandler, installProblemHandlers } from './api/problem.js';
 import { openapiRoute, openapiTransform, openapiTransformObject } from './api/openapi.js';
 import { healthRoutes } from './api/routes/health.js';
 import { jobRoutes } from './api/routes/jobs.js';
@@ -115,6 +115,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       return typeof given === 'string' && /^[A-Za-z0-9._-]{1,128}$/.test(given) ? given : crypto.randomUUID();
     },
     ajv: { customOptions: { coerceTypes: false } },
+    frameworkErrors: frameworkErrorHandler,
   });
   app.decorate('gantry', { config, db, docker, jobs, logs, hub, gpus, scheduler, tokens, reconciled });
 
@@ -160,6 +161,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     // plain JSON-Schema routes keep Fastify's defaults.
     api.setValidatorCompiler(validatorCompiler);
     api.setSerializerCompiler(serializerCompiler);
+    // JSON only: anything else is a 415, not a string the schema then rejects.
+    api.removeContentTypeParser('text/plain');
     installProblemHandlers(api);
     const typed = api.withTypeProvider<ZodTypeProvider>();
     await typed.register(healthRoutes, { docker, db });

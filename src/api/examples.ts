@@ -81,6 +81,7 @@ export const problemExamples: Record<number, Record<string, unknown>> = {
   404: { type: `${PROBLEM_BASE}not-found`, title: 'Not found', status: 404, detail: `job ${base.id} does not exist`, instance: `/v1/jobs/${base.id}` },
   409: { type: `${PROBLEM_BASE}conflict`, title: 'Conflict', status: 409, detail: "conflicts with the job's state", instance: `/v1/jobs/${base.id}` },
   413: { type: `${PROBLEM_BASE}payload-too-large`, title: 'Payload too large', status: 413, detail: 'Request body is too large', instance: '/v1/jobs' },
+  414: { type: `${PROBLEM_BASE}uri-too-long`, title: 'URI too long', status: 414, detail: 'a path parameter is longer than any Gantry id', instance: '/v1/jobs/aaaa…/logs' },
   415: { type: `${PROBLEM_BASE}unsupported-media-type`, title: 'Unsupported media type', status: 415, detail: 'Unsupported Media Type: text/plain', instance: '/v1/jobs' },
   422: {
     type: `${PROBLEM_BASE}policy`,

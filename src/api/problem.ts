@@ -99,6 +99,18 @@ export function installProblemHandlers(app: FastifyInstance): void {
   });
 }
 
+/**
+ * Fastify's `frameworkErrors` option: errors raised while routing, before any
+ * handler or error handler (a path parameter longer than the router allows,
+ * a malformed percent-encoding), answer problem+json like everything else.
+ */
+export function frameworkErrorHandler(err: FastifyError, _request: unknown, reply: FastifyReply): FastifyReply {
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    return sendProblem(reply, new HttpProblem(414, 'uri-too-long', 'URI too long', 'a path parameter is longer than any Gantry id'));
+  }
+  return sendProblem(reply, new HttpProblem(err.statusCode && err.statusCode < 500 ? err.statusCode : 400, 'bad-request', 'Bad request', err.message));
+}
+
 /** Unknown routes answer problem+json too (set once, on the root instance). */
 export function installNotFoundHandler(app: FastifyInstance): void {
   app.setNotFoundHandler((request, reply) =>

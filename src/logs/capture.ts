@@ -49,7 +49,10 @@ export class LogCapture extends EventEmitter {
     try {
       await pipeline(source, demux);
     } catch (err) {
-      this.opts.log.warn({ err, jobId: this.opts.jobId }, 'log stream ended with an error');
+      // Docker's hijacked attach socket closes without an 'end' once the
+      // container exits; everything sent before that was already consumed.
+      const premature = (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE';
+      this.opts.log[premature ? 'debug' : 'warn']({ err, jobId: this.opts.jobId }, 'log stream ended with an error');
     }
     this.splitters.stdout.end();
     this.splitters.stderr.end();

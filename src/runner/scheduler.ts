@@ -119,6 +119,8 @@ export class Scheduler implements JobController {
     // may overtake it, so a large request cannot starve. CPU jobs still run.
     let gpuBlocked = false;
     for (const row of jobs.repo.queued()) {
+      // Launched but still `queued` in the store until its first await.
+      if (this.active.has(row.id)) continue;
       if (this.active.size >= config.maxRunning) {
         this.waiting.set(row.id, `waiting for a run slot (GANTRY_MAX_RUNNING=${config.maxRunning})`);
         continue;

@@ -30,7 +30,7 @@ export function testEnv(dataDir: string, env: Record<string, string> = {}): Reco
     GANTRY_HOST: '127.0.0.1',
     GANTRY_PORT: '0',
     GANTRY_GPUS: 'none',
-    GANTRY_LOG_LEVEL: 'warn',
+    GANTRY_LOG_LEVEL: process.env.GANTRY_TEST_LOG_LEVEL ?? 'error',
     GANTRY_STOP_GRACE_SECONDS: '2',
     ...env,
   };

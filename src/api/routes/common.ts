@@ -19,12 +19,13 @@ export interface RouteDeps {
 }
 
 const DESCRIPTIONS: Record<number, string> = {
-  400: 'Malformed request (e.g. a body that is not JSON)',
+  400: 'Malformed request: a body that is not JSON, or a path that is not valid percent-encoding',
   401: 'Missing or invalid bearer token',
   403: 'The token lacks the needed scope',
   404: 'No such job (or it belongs to another owner)',
   409: 'Conflicts with the job\'s state',
   413: 'Request body too large',
+  414: 'A path parameter is too long to be an id',
   415: 'Unsupported content type (send application/json)',
   422: 'Invalid request or refused by policy; `errors` names the fields at fault',
   429: 'Too many requests',

@@ -120,7 +120,7 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, a
         params: JobIdParams,
         response: {
           200: jsonResponse(JobSchema, { description: 'The job, in any state', example: examples.succeededJob }),
-          ...errorResponses(401, 403, 404, 422),
+          ...errorResponses(400, 401, 403, 404, 414, 422),
         },
       },
     },
@@ -144,7 +144,7 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, a
             description: 'Cancellation requested (or the job had already ended); the job as it is now',
             example: { ...examples.queuedJob, state: 'cancelled', position: null, reason: 'cancelled before it started', finishedAt: '2026-01-05T09:31:00.000Z' },
           }),
-          ...errorResponses(400, 401, 403, 404, 422),
+          ...errorResponses(400, 401, 403, 404, 414, 422),
         },
       },
     },

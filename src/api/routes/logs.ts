@@ -89,7 +89,7 @@ export const logRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, l
               'text/event-stream': { schema: LogStreamEventSchema, example: { event: 'log', id: '2', data: examples.logLine } },
             },
           },
-          ...errorResponses(401, 403, 404, 422),
+          ...errorResponses(400, 401, 403, 404, 414, 422),
         },
       },
     },
