@@ -284,7 +284,7 @@ function queuePanel(queued) {
       h('td', { class: 'num' }, j.spec.priority ?? 0),
       h('td', {}, j.owner),
       h('td', {}, fmtDuration(waited(j))),
-      h('td', { class: 'reason' }, j.reason ?? ''),
+      h('td', { class: 'reason wrap' }, j.reason ?? ''),
     ),
   );
   return table(['Pos.', 'Job', 'Priority', 'Owner', 'Waiting', 'Waiting for'], rows, 'The queue is empty.');

@@ -1,0 +1,284 @@
+// End-to-end tests of the web page in real headless Chromium (Debian's
+// /usr/bin/chromium driven by playwright-core; no browser download), against
+// a live Gantry on the real Docker engine. Screenshots go to
+// test-artifacts/ui/.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { hashToken } from '../../src/auth/tokens.js';
+import type { GpuDevice } from '../../src/gpu/inventory.js';
+import { ADMIN_TOKEN, client, ROOT, startGantry, tempDir, TEST_IMAGE, type InProcessGantry } from '../helpers/gantry.js';
+
+const CHROMIUM = process.env.GANTRY_CHROMIUM ?? '/usr/bin/chromium';
+const ARTIFACTS = path.join(ROOT, 'test-artifacts', 'ui');
+const READER_TOKEN = 'reader-token-0123456789abcdef';
+
+const GPUS: GpuDevice[] = [
+  { index: 0, uuid: 'GPU-11111111-2222-3333-4444-555555555555', name: 'NVIDIA H200', memoryMiB: 143771 },
+  { index: 1, uuid: 'GPU-66666666-7777-8888-9999-000000000000', name: 'NVIDIA H200', memoryMiB: 143771 },
+];
+
+const sh = (script: string, extra: Record<string, unknown> = {}) => ({ image: TEST_IMAGE, command: ['sh', '-c', script], ...extra });
+
+interface Browser {
+  page: Page;
+  ctx: BrowserContext;
+  /** Every URL the page asked for (to prove it stays on Gantry's origin). */
+  requests: string[];
+  /** Console errors and uncaught exceptions (CSP violations show up here). */
+  errors: string[];
+  shot(name: string): Promise<void>;
+}
+
+async function openBrowser(t: TestContext, origin: string): Promise<Browser> {
+  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  const ctx = await chromium.launchPersistentContext(tempDir('gantry-chromium-'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+    viewport: { width: 1360, height: 900 },
+  });
+  t.after(() => ctx.close());
+  const requests: string[] = [];
+  const errors: string[] = [];
+  // Nothing leaves loopback: any other request is refused and recorded.
+  await ctx.route('**/*', (route) => {
+    const url = route.request().url();
+    return url.startsWith(origin) || url.startsWith('data:') || url.startsWith('blob:') ? route.continue() : route.abort();
+  });
+  const page = ctx.pages()[0] ?? (await ctx.newPage());
+  page.on('request', (r) => requests.push(r.url()));
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    // Expected refusals: the token check at sign-in and the cancel-scope probe.
+    const expected = /scope-probe-no-such-job|\/v1\/jobs\?limit=1$/.test(m.location().url);
+    if (!(expected && m.text().startsWith('Failed to load resource'))) errors.push(`${m.text()} (${m.location().url})`);
+  });
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.setDefaultTimeout(30_000);
+  const b: Browser = {
+    page,
+    ctx,
+    requests,
+    errors,
+    async shot(name) {
+      await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
+    },
+  };
+  t.after(async () => {
+    // Keep a picture of the last state of a failing test.
+    if (!page.isClosed()) await page.screenshot({ path: path.join(ARTIFACTS, `last-${t.name.slice(0, 40).replace(/\W+/g, '-')}.png`) }).catch(() => undefined);
+  });
+  return b;
+}
+
+async function signIn(b: Browser, g: InProcessGantry, token = ADMIN_TOKEN): Promise<void> {
+  await b.page.goto(`${g.url}/`);
+  await b.page.fill('#token', token);
+  await b.page.click('#login-submit');
+  await b.page.waitForSelector('#recent table, #recent .empty');
+}
+
+function assertStayedHome(b: Browser, g: InProcessGantry, expectedErrors?: RegExp): void {
+  const away = b.requests.filter((u) => !u.startsWith(g.url) && !u.startsWith('data:') && !u.startsWith('blob:'));
+  assert.deepEqual(away, [], 'the page asked for nothing outside Gantry');
+  assert.ok(!b.requests.some((u) => u.includes(ADMIN_TOKEN) || u.includes(READER_TOKEN)), 'no token in any URL');
+  assert.deepEqual(b.errors.filter((e) => !expectedErrors?.test(e)), [], 'no console errors (CSP violations included)');
+}
+
+async function gantryWithTokens(t: TestContext, env: Record<string, string> = {}): Promise<InProcessGantry> {
+  const dir = tempDir();
+  const file = path.join(dir, 'tokens.json');
+  fs.writeFileSync(
+    file,
+    JSON.stringify([
+      { owner: 'admin', scopes: ['admin'], sha256: hashToken(ADMIN_TOKEN) },
+      { owner: 'admin', scopes: ['read'], sha256: hashToken(READER_TOKEN) },
+    ]),
+  );
+  return startGantry(t, { GANTRY_TOKENS_FILE: file, GANTRY_GPU_DRIVER: 'env', GANTRY_STOP_GRACE_SECONDS: '1', ...env }, { gpuDevices: GPUS });
+}
+
+test('UI: sign in with a pasted token; a submitted job moves from queued to succeeded with its log live', async (t) => {
+  const g = await gantryWithTokens(t, { GANTRY_MAX_RUNNING: '1' });
+  const b = await openBrowser(t, g.url);
+  const { page } = b;
+
+  await page.goto(`${g.url}/`);
+  assert.equal(new URL(page.url()).pathname, '/ui/', '/ redirects to the page');
+  await page.waitForSelector('#login');
+  await b.shot('01-sign-in');
+  await page.fill('#token', 'not-a-valid-token');
+  await page.click('#login-submit');
+  await page.waitForSelector('#login-error:not([hidden])');
+  assert.match(await page.textContent('#login-error') ?? '', /not valid/);
+  await signIn(b, g);
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('gantry.token')), ADMIN_TOKEN, 'kept in session storage');
+  assert.equal(await page.evaluate(() => localStorage.length), 0, 'not in local storage');
+  assert.ok(!page.url().includes(ADMIN_TOKEN));
+  await page.waitForSelector('#whoami:has-text("cancel")');
+
+  // A GPU job holds the only run slot, so the next job waits in the queue.
+  const blocker = await g.submit(sh('echo holding the slot; sleep 300', { name: 'gpu-blocker', gpus: { count: 1 } }));
+  await g.waitFor(blocker.id, (j) => j.state === 'running');
+  const lines = Array.from({ length: 6 }, (_, i) => `line-${i + 1} of the demo`);
+  const job = await g.submit(
+    sh(`${lines.map((l) => `echo '${l}'; sleep 0.5`).join('; ')}; echo 'a warning' >&2`, { name: 'ui-demo', priority: 5, labels: { team: 'ml' } }),
+  );
+  const other = await g.submit(sh('echo later', { name: 'after-demo' }));
+
+  // Overview: the GPU with its holder, the queue in order with positions and priorities.
+  await page.waitForSelector(`#queue tr[data-job="${job.id}"]`);
+  await page.waitForSelector(`#gpus tr[data-gpu="${GPUS[0]!.uuid}"] a:has-text("gpu-blocker")`);
+  const queueRows = await page.$$eval('#queue tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent?.trim())));
+  assert.deepEqual(
+    queueRows.map((r) => [r[0], r[1], r[2]]),
+    [
+      ['1', 'ui-demo', '5'],
+      ['2', 'after-demo', '0'],
+    ],
+    'queue in order, with position and priority',
+  );
+  assert.match(queueRows[0]![5]!, /run slot/);
+  assert.match((await page.textContent(`#gpus tr[data-gpu="${GPUS[0]!.uuid}"]`)) ?? '', /143,771 \/ 143,771 MiB/);
+  assert.match((await page.textContent(`#gpus tr[data-gpu="${GPUS[1]!.uuid}"]`)) ?? '', /free/);
+  await page.waitForSelector(`#active tr[data-job="${blocker.id}"]`);
+  await b.shot('02-overview-queue-and-gpus');
+
+  // The job's page, while it is queued.
+  await page.click(`#queue tr[data-job="${job.id}"] a`);
+  await page.waitForSelector('#job-state [data-state="queued"]');
+  assert.match((await page.textContent('[data-field="position"]')) ?? '', /1 in the queue/);
+  assert.match((await page.textContent('#spec')) ?? '', /"priority": 5/);
+  assert.match((await page.textContent('[data-field="request-id"]')) ?? '', /^[0-9a-f-]{36}$/);
+  await b.shot('03-job-queued');
+
+  // Free the slot: the page follows the job through its states over SSE.
+  await g.call('POST', `/v1/jobs/${blocker.id}/cancel`);
+  await page.waitForSelector('#log .ln:has-text("line-1 of the demo")');
+  const whenFirstLineShown = await g.job(job.id);
+  assert.equal(whenFirstLineShown.state, 'running', 'the first line shows while the job still runs');
+  assert.ok((await page.locator('#log .ln:has-text("line-6 of the demo")').count()) === 0, 'later lines are not there yet');
+  await page.waitForSelector('#job-state [data-state="running"]');
+  assert.equal(await page.textContent('#log-connection'), '● live');
+  await page.waitForSelector('#log .ln:has-text("line-3 of the demo")');
+  await b.shot('04-job-running-live-log');
+
+  await page.waitForSelector('#job-state [data-state="succeeded"]', { timeout: 60_000 });
+  await page.waitForSelector('#log-connection[data-state="ended"]');
+  const shown = await page.$$eval('#log .ln', (els) => els.map((e) => [e.textContent?.replace(/\n$/, ''), e.classList.contains('stderr')]));
+  assert.deepEqual(shown, [...lines.map((l) => [l, false]), ['a warning', true]], 'every line once, in order, stderr marked');
+  assert.equal((await page.textContent('[data-field="exit-code"]'))?.trim(), '0');
+  assert.ok(await page.isHidden('#cancel'), 'no cancel button on a finished job');
+  await b.shot('05-job-succeeded');
+
+  // Back on the overview, filter recent jobs by state.
+  await g.waitFor(other.id);
+  await page.click('a.back');
+  await page.waitForSelector(`#recent tr[data-job="${job.id}"]`);
+  await page.selectOption('#state-filter', 'cancelled');
+  await page.waitForFunction(
+    (id) => {
+      const rows = [...document.querySelectorAll('#recent tbody tr')];
+      return rows.length === 1 && rows[0]!.getAttribute('data-job') === id;
+    },
+    blocker.id,
+  );
+  assert.match((await page.textContent(`#recent tr[data-job="${blocker.id}"]`)) ?? '', /cancelled by request/);
+  await b.shot('06-overview-filter-cancelled');
+  await page.selectOption('#state-filter', 'succeeded');
+  await page.waitForFunction(() => [...document.querySelectorAll('#recent tbody tr')].every((r) => r.getAttribute('data-state') === 'succeeded'));
+  const succeeded = await page.$$eval('#recent tbody tr', (trs) => trs.map((tr) => tr.getAttribute('data-job')));
+  assert.deepEqual(succeeded.sort(), [job.id, other.id].sort());
+  assert.match(page.url(), /#\/\?state=succeeded$/, 'the filter is kept in the address (no token there)');
+  await page.selectOption('#state-filter', '');
+  await page.waitForSelector(`#recent tr[data-job="${blocker.id}"]`);
+  await b.shot('07-overview-all');
+  assertStayedHome(b, g);
+});
+
+test('UI: the cancel button stops a running job; a read-only token gets no button', async (t) => {
+  const g = await gantryWithTokens(t);
+  const b = await openBrowser(t, g.url);
+  const { page } = b;
+  await signIn(b, g);
+  const job = await g.submit(sh('echo started; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done', { name: 'long-runner' }));
+  await page.goto(`${g.url}/ui/#/jobs/${job.id}`);
+  await page.waitForSelector('#job-state [data-state="running"]');
+  await page.waitForSelector('#log .ln:has-text("tick 2")');
+  await page.waitForSelector('#cancel:not([hidden])');
+  await b.shot('10-running-with-cancel');
+
+  await page.click('#cancel');
+  assert.equal(await page.textContent('#cancel'), 'Really cancel?', 'one click only arms the button');
+  assert.equal((await g.job(job.id)).state, 'running');
+  await page.click('#cancel');
+  await page.waitForSelector('#job-state [data-state="cancelled"]', { timeout: 30_000 });
+  await page.waitForSelector('#log-connection[data-state="ended"]');
+  const done = await g.job(job.id);
+  assert.equal(done.state, 'cancelled');
+  assert.equal(done.reason, 'cancelled by request');
+  assert.match((await page.textContent('[data-field="reason"]')) ?? '', /cancelled by request/);
+  assert.ok(await page.isHidden('#cancel'));
+  await b.shot('11-cancelled');
+
+  // A token without the cancel scope sees the job but no button.
+  const other = await g.submit(sh('echo running; sleep 300', { name: 'not-yours-to-cancel' }));
+  await g.waitFor(other.id, (j) => j.state === 'running');
+  await page.click('#signout');
+  await page.waitForSelector('#login');
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('gantry.token')), null, 'forgotten');
+  await signIn(b, g, READER_TOKEN);
+  await page.waitForSelector('#whoami:has-text("read only")');
+  await page.goto(`${g.url}/ui/#/jobs/${other.id}`);
+  await page.waitForSelector('#job-state [data-state="running"]');
+  await page.waitForSelector('#log .ln:has-text("running")');
+  assert.ok(await page.isHidden('#cancel'), 'no cancel button without the cancel scope');
+  await b.shot('12-read-only-token');
+  await client(g.url).call('POST', `/v1/jobs/${other.id}/cancel`);
+  await g.waitFor(other.id);
+  assertStayedHome(b, g);
+});
+
+test('UI: the live log resumes after a dropped connection, without losing or repeating lines', async (t) => {
+  const g = await gantryWithTokens(t);
+  const b = await openBrowser(t, g.url);
+  const { page } = b;
+  // Watch the SSE requests at the socket, so the test can cut one.
+  const sse: { res: ServerResponse; lastEventId: string | undefined }[] = [];
+  g.app.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if ((req.headers.accept ?? '').includes('text/event-stream')) {
+      const h = req.headers['last-event-id'];
+      sse.push({ res, lastEventId: Array.isArray(h) ? h[0] : h });
+    }
+  });
+  await signIn(b, g);
+  const n = 16;
+  const job = await g.submit(sh(`i=1; while [ $i -le ${n} ]; do echo "row $i"; i=$((i+1)); sleep 0.3; done`, { name: 'resumer' }));
+  await page.goto(`${g.url}/ui/#/jobs/${job.id}`);
+  await page.waitForSelector('#log .ln:has-text("row 4")');
+  assert.equal(sse.length, 1);
+  sse[0]!.res.destroy(); // the connection drops mid-job
+  await page.waitForSelector('#job-state [data-state="succeeded"]', { timeout: 60_000 });
+  await page.waitForSelector('#log-connection[data-state="ended"]');
+  const rows = await page.$$eval('#log .ln', (els) => els.map((e) => e.textContent?.trim()));
+  assert.deepEqual(rows, Array.from({ length: n }, (_, i) => `row ${i + 1}`), 'every line exactly once, in order');
+  assert.ok(sse.length >= 2, 'the page reconnected');
+  assert.match(sse[1]!.lastEventId ?? '', /^\d+$/, 'the reconnect carried Last-Event-ID');
+  assert.ok(Number(sse[1]!.lastEventId) >= 4);
+  await b.shot('20-resumed-after-drop');
+  assertStayedHome(b, g, /ERR_INCOMPLETE_CHUNKED_ENCODING.*\/logs\?tail=/);
+});
