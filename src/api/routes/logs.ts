@@ -31,20 +31,25 @@ const SSE_DOC = `Server-Sent Events (with \`Accept: text/event-stream\`):
 - \`: ping\` comment lines at least every 15 s.
 Resume with \`Last-Event-ID\` (or \`?lastEventId=\`): delivery restarts right after that sequence number.`;
 
-// The SSE events, for the document: one schema per event as a client's SSE
-// parser hands it over (`data` is JSON on the wire).
+// The SSE events, for the document: one schema per event as an SSE parser
+// hands it over. `data` is JSON text; contentSchema names what it decodes to.
+const componentRef = (schema: z.ZodType) => ({ $ref: `#/components/schemas/${z.globalRegistry.get(schema)!.id}` });
+const jsonText = (schema: z.ZodType, what: string) =>
+  z.string().meta({ description: `${what}, as JSON text.`, contentMediaType: 'application/json', contentSchema: componentRef(schema) });
+const retry = z.number().int().optional().describe('Reconnection delay in ms; sent once, with the first event.');
 const LogEventSchema = z
   .object({
     event: z.literal('log'),
-    id: z.string().regex(/^\d+$/).describe('The line\'s `seq`; send it back as `Last-Event-ID` to resume after it.'),
-    data: LogLineSchema,
+    id: z.string().regex(/^\d+$/).describe("The line's `seq`; send it back as `Last-Event-ID` to resume after it."),
+    data: jsonText(LogLineSchema, 'A LogLine'),
+    retry,
   })
-  .meta({ id: 'LogEvent', description: 'One line of output.', example: { event: 'log', id: '2', data: examples.logLine } });
+  .meta({ id: 'LogEvent', description: 'One line of output.', example: { event: 'log', id: '2', data: JSON.stringify(examples.logLine) } });
 const StatusEventSchema = z
-  .object({ event: z.literal('status'), data: JobSchema })
+  .object({ event: z.literal('status'), data: jsonText(JobSchema, 'The Job'), retry })
   .meta({ id: 'StatusEvent', description: 'The job, sent first on connect and again on each change of state.' });
 const EndEventSchema = z
-  .object({ event: z.literal('end'), data: JobSchema })
+  .object({ event: z.literal('end'), data: jsonText(JobSchema, 'The Job in its final state'), retry })
   .meta({ id: 'EndEvent', description: 'The job in its final state; the server then closes the stream.' });
 const LogStreamEventSchema = z
   .discriminatedUnion('event', [LogEventSchema, StatusEventSchema, EndEventSchema])
@@ -52,11 +57,11 @@ const LogStreamEventSchema = z
     id: 'LogStreamEvent',
     discriminator: {
       propertyName: 'event',
-      mapping: { log: '#/components/schemas/LogEvent', status: '#/components/schemas/StatusEvent', end: '#/components/schemas/EndEvent' },
+      mapping: { log: componentRef(LogEventSchema).$ref, status: componentRef(StatusEventSchema).$ref, end: componentRef(EndEventSchema).$ref },
     },
     description:
-      'An event of the `text/event-stream` log: `event:` names the type, `data:` carries the JSON below, `id:` is set on `log` events. ' +
-      'Comment lines (`: ping`) keep the connection alive at least every 15 s and carry no event; a `retry:` field comes first.',
+      'One event of the `text/event-stream` log (OpenAPI 3.1: the schema describes each event). `event:` names the type, `data:` carries JSON text, `id:` is set on `log` events. ' +
+      'Comment lines (`: ping`) keep the connection alive at least every 15 s and carry no event.',
   });
 
 const sse = {
@@ -86,7 +91,10 @@ export const logRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, l
             description: 'The log',
             content: {
               'text/plain': { schema: z.string().describe('One output line per line.'), example: examples.logText },
-              'text/event-stream': { schema: LogStreamEventSchema, example: { event: 'log', id: '2', data: examples.logLine } },
+              'text/event-stream': {
+                schema: LogStreamEventSchema,
+                example: { event: 'log', id: '2', data: JSON.stringify(examples.logLine) },
+              },
             },
           },
           ...errorResponses(400, 401, 403, 404, 414, 422),
