@@ -1,0 +1,61 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { docker, startGantry, tempDir } from '../helpers/gantry.js';
+import { pushTestImage, startRegistry } from '../helpers/registry.js';
+
+const creds = { user: 'gantry', password: 's3cret-pass' };
+
+test('pulls from a real loopback registry: the job says `pulling`, then runs', async (t) => {
+  const reg = await startRegistry();
+  t.after(() => reg.stop());
+  const ref = await pushTestImage(reg, 'ml/busybox:1');
+  const g = await startGantry(t, { GANTRY_IMAGE_ALLOWLIST: `${reg.host}/ml/*,local/*`, GANTRY_MAX_RUNNING: '1' });
+  // Hold the only run slot so the pull job waits while we subscribe to it.
+  const blocker = await g.submit({ image: 'local/busybox:latest', command: ['sleep', '300'] });
+  await g.waitFor(blocker.id, (j) => j.state === 'running');
+  const job = await g.submit({ image: ref, command: ['echo', 'pulled and ran'] });
+  const states: string[] = [];
+  g.app.gantry.hub.subscribe(job.id, 'status', (j) => states.push(j.state));
+  await g.call('POST', `/v1/jobs/${blocker.id}/cancel`);
+  const done = await g.waitFor(job.id);
+  assert.equal(done.state, 'succeeded', done.reason ?? '');
+  assert.equal(done.result, 'pulled and ran');
+  assert.deepEqual([...new Set(states)], ['pulling', 'starting', 'running', 'succeeded']);
+  t.after(() => docker.getImage(ref).remove().catch(() => undefined));
+});
+
+test('a missing tag fails the job with the registry\'s own reason', async (t) => {
+  const reg = await startRegistry();
+  t.after(() => reg.stop());
+  await pushTestImage(reg, 'ml/busybox:1');
+  const g = await startGantry(t, { GANTRY_IMAGE_ALLOWLIST: `${reg.host}/ml/*` });
+  const job = await g.submit({ image: `${reg.host}/ml/busybox:nope`, command: ['true'] });
+  const done = await g.waitFor(job.id, undefined, 60_000);
+  assert.equal(done.state, 'failed');
+  assert.match(done.reason!, /manifest unknown|not found/i);
+});
+
+test('private registry: refused without credentials, pulled with the operator\'s credentials', async (t) => {
+  const reg = await startRegistry(creds);
+  t.after(() => reg.stop());
+  const ref = await pushTestImage(reg, 'ml/private:1', creds);
+  t.after(() => docker.getImage(ref).remove().catch(() => undefined));
+
+  const anon = await startGantry(t, { GANTRY_IMAGE_ALLOWLIST: `${reg.host}/ml/*` });
+  const refused = await anon.submit({ image: ref, command: ['true'] });
+  const r = await anon.waitFor(refused.id, undefined, 60_000);
+  assert.equal(r.state, 'failed');
+  assert.match(r.reason!, /no basic auth credentials|unauthorized|authentication required/i);
+
+  const authFile = path.join(tempDir(), 'registries.json');
+  fs.writeFileSync(authFile, JSON.stringify({ [reg.host]: { username: creds.user, password: creds.password } }));
+  const withCreds = await startGantry(t, { GANTRY_IMAGE_ALLOWLIST: `${reg.host}/ml/*`, GANTRY_REGISTRY_AUTH_FILE: authFile });
+  const job = await withCreds.submit({ image: ref, command: ['echo', 'private ok'], pullPolicy: 'always' });
+  const done = await withCreds.waitFor(job.id, undefined, 60_000);
+  assert.equal(done.state, 'succeeded', done.reason ?? '');
+  assert.equal(done.result, 'private ok');
+  // The job itself never carries credentials.
+  assert.ok(!JSON.stringify(done).includes(creds.password));
+});
