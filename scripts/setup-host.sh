@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs and starts what Gantry needs on a Debian host: a Docker engine
+# (bridge and iptables off), the local test image and npm dependencies.
+# With --test, also what the tests need: a registry for pull tests,
+# htpasswd, docker-compose (to validate the compose file) and Chromium.
+# Idempotent: re-running skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+wanted=(dockerd:docker.io busybox:busybox-static)
+if [ "${1:-}" = "--test" ]; then
+  wanted+=(docker-registry:docker-registry htpasswd:apache2-utils docker-compose:docker-compose chromium:chromium)
+fi
+need=()
+for bin in "${wanted[@]}"; do
+  command -v "${bin%%:*}" >/dev/null 2>&1 || need+=("${bin##*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+bash scripts/start-dockerd.sh
+bash scripts/build-test-image.sh
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
