@@ -281,6 +281,9 @@ export class GantryMetrics {
     const a = this.openServer?.address();
     return a && typeof a !== 'string' ? a : null;
   }
+
+  /** Settles once the open listener has tried to listen (onListen hooks run after listen() returns). */
+  openReady: Promise<void> = Promise.resolve();
 }
 
 /**
@@ -336,6 +339,8 @@ export function installMetrics(
     );
   });
   metrics.openServer = server;
+  let ready: () => void = () => undefined;
+  metrics.openReady = new Promise<void>((resolve) => (ready = resolve));
   // The app itself never listens in buildApp; the open metrics port follows
   // the API's own listen() and close().
   app.addHook('onListen', async () => {
@@ -349,6 +354,7 @@ export function installMetrics(
         resolve();
       });
     });
+    ready();
   });
   app.addHook('onClose', async () => {
     if (!server.listening) return;

@@ -12,6 +12,14 @@ import { hashToken } from '../../src/auth/tokens.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
 import { ADMIN_TOKEN, client, ROOT, startGantry, tempDir, TEST_IMAGE, type InProcessGantry } from '../helpers/gantry.js';
 
+// Browser globals used inside page.evaluate callbacks (the project compiles without the DOM lib).
+interface El {
+  getAttribute(name: string): string | null;
+}
+declare const sessionStorage: { getItem(key: string): string | null };
+declare const localStorage: { length: number };
+declare const document: { querySelectorAll(selector: string): Iterable<El> & { length: number } };
+
 const CHROMIUM = process.env.GANTRY_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = path.join(ROOT, 'test-artifacts', 'ui');
 const READER_TOKEN = 'reader-token-0123456789abcdef';
