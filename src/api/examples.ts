@@ -58,7 +58,7 @@ export const examples = {
   logLine: { seq: 2, stream: 'stdout', time: '2026-01-05T09:42:13.512Z', line: 'accuracy=0.93' } satisfies LogLine,
   logText: 'training\naccuracy=0.93\n',
   gpuList: {
-    driver: 'nvidia',
+    driver: 'nvidia' as const,
     items: [
       {
         index: 0,

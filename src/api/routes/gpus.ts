@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { errorResponses, type RouteDeps } from './common.js';
+import { examples } from '../examples.js';
+import { errorResponses, jsonResponse, type RouteDeps } from './common.js';
 
 export const GpuSchema = z
   .object({
@@ -32,7 +33,10 @@ export const gpuRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { gpus, a
         summary: 'GPUs on this host and the jobs that hold them',
         tags: ['gpus'],
         security: [{ bearer: [] }],
-        response: { 200: GpuListSchema, ...errorResponses(401, 403) },
+        response: {
+          200: jsonResponse(GpuListSchema, { description: 'Every GPU Gantry manages, with its holders', example: examples.gpuList }),
+          ...errorResponses(401, 403),
+        },
       },
     },
     async () => ({

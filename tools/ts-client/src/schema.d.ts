@@ -1437,12 +1437,40 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description Every GPU Gantry manages, with its holders */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "driver": "nvidia",
+                     *       "items": [
+                     *         {
+                     *           "index": 0,
+                     *           "uuid": "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11",
+                     *           "name": "NVIDIA H100 80GB HBM3",
+                     *           "memoryMiB": 81559,
+                     *           "allocatedMemoryMiB": 81559,
+                     *           "holders": [
+                     *             {
+                     *               "jobId": "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47",
+                     *               "memoryMiB": null
+                     *             }
+                     *           ]
+                     *         },
+                     *         {
+                     *           "index": 1,
+                     *           "uuid": "GPU-8f0e2d4c-1b6a-4c3e-a5d7-9e1f2a3b4c5d",
+                     *           "name": "NVIDIA H100 80GB HBM3",
+                     *           "memoryMiB": 81559,
+                     *           "allocatedMemoryMiB": 0,
+                     *           "holders": []
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["GpuList"];
                 };
             };
