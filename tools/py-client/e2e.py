@@ -11,7 +11,8 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "build"))
+# Where the generated package lies: GANTRY_PY_CLIENT_DIR, else ./build (scripts/ci-openapi.sh setup).
+sys.path.insert(0, os.environ.get("GANTRY_PY_CLIENT_DIR") or os.path.join(os.path.dirname(os.path.abspath(__file__)), "build"))
 
 from gantry_client import AuthenticatedClient  # noqa: E402
 from gantry_client.api.jobs import get_job, submit_job  # noqa: E402
