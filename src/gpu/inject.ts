@@ -15,7 +15,17 @@ const CONTROL_DEVICES = ['/dev/nvidiactl', '/dev/nvidia-uvm', '/dev/nvidia-uvm-t
 /**
  * What a job's container gets for its GPUs, by GANTRY_GPU_DRIVER. Always
  * sets NVIDIA_VISIBLE_DEVICES (the allocated UUIDs, or `void` so that a
- * host whose default runtime is nvidia exposes nothing to a CPU job).
+ * host whose default runtime is nvidia exposes nothing to a CPU job) and
+ * NVIDIA_DRIVER_CAPABILITIES (GANTRY_GPU_CAPABILITIES); GPU jobs also get
+ * TF_FORCE_GPU_ALLOW_GROWTH=true, and sharing jobs GANTRY_GPU_MEMORY_MIB.
+ *
+ * - nvidia: a DeviceRequest for driver nvidia with explicit UUIDs (never
+ *   Count: Docker's Count=N always means GPUs 0..N-1).
+ * - cdi: a DeviceRequest for driver cdi naming nvidia.com/gpu=<uuid>.
+ * - devices: /dev/nvidiaN of the allocated GPUs plus the control devices
+ *   that exist on the host, the operator's read-only driver mounts and
+ *   variables (GANTRY_GPU_DRIVER_MOUNTS / _ENV); needs no toolkit.
+ * - env: the variables only.
  */
 export function gpuInjection(
   cfg: Config['gpus'],
@@ -26,10 +36,10 @@ export function gpuInjection(
   const uuids = allocated.map((d) => d.uuid);
   const env: Record<string, string> = {
     NVIDIA_VISIBLE_DEVICES: uuids.length ? uuids.join(',') : 'void',
+    NVIDIA_DRIVER_CAPABILITIES: cfg.capabilities,
   };
   if (uuids.length === 0) return { env, hostConfig: {} };
 
-  env.NVIDIA_DRIVER_CAPABILITIES = cfg.capabilities;
   // TensorFlow otherwise maps the whole card's memory at start-up.
   env.TF_FORCE_GPU_ALLOW_GROWTH = 'true';
   if (sharedMemoryMiB !== null) env.GANTRY_GPU_MEMORY_MIB = String(sharedMemoryMiB);
@@ -48,7 +58,7 @@ export function gpuInjection(
       };
     case 'devices': {
       const nodes = [
-        ...allocated.map((d) => `/dev/nvidia${d.index}`),
+        ...allocated.map((d) => `/dev/nvidia${d.minor ?? d.index}`),
         ...CONTROL_DEVICES.filter((p) => deviceExists(p)),
       ];
       Object.assign(env, cfg.driverEnv);
@@ -69,4 +79,24 @@ export function gpuInjection(
     case 'env':
       return { env, hostConfig: {} };
   }
+}
+
+/**
+ * Adds what an operator needs to know to a Docker error about GPUs: which
+ * GPU runtime the engine lacks for the configured driver. Other messages
+ * come back unchanged.
+ */
+export function explainGpuError(driver: Config['gpus']['driver'], message: string): string {
+  const selectDriver = /could not select device driver "([^"]*)"/.exec(message);
+  if (selectDriver?.[1] === 'nvidia') {
+    return `${message} — the Docker engine has no NVIDIA GPU runtime (install the NVIDIA Container Toolkit and register it with Docker, or choose another GANTRY_GPU_DRIVER)`;
+  }
+  if (selectDriver?.[1] === 'cdi' || /CDI/.test(message)) {
+    return `${message} — the Docker engine cannot inject CDI devices (needs Docker 25+ with CDI enabled and a spec from \`nvidia-ctk cdi generate\`, or choose another GANTRY_GPU_DRIVER)`;
+  }
+  const node = /(\/dev\/nvidia[\w-]*)\S*: no such file or directory/i.exec(message);
+  if (driver === 'devices' && node) {
+    return `${message} — the GPU device node ${node[1]} does not exist on the Docker host (is the NVIDIA driver loaded?)`;
+  }
+  return message;
 }

@@ -3,7 +3,8 @@ import type Docker from 'dockerode';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { GpuAllocator, Allocation } from '../gpu/allocator.js';
-import { gpuInjection } from '../gpu/inject.js';
+import { explainGpuError, gpuInjection } from '../gpu/inject.js';
+import { planQueue } from '../gpu/queue.js';
 import type { JobController, JobService } from '../jobs/service.js';
 import type { JobSpec } from '../jobs/schema.js';
 import { isTerminal, type JobState } from '../jobs/states.js';
@@ -115,28 +116,25 @@ export class Scheduler implements JobController {
     if (this.stopped) return;
     const { jobs, gpus, config } = this.d;
     this.waiting.clear();
-    // Strict order for GPU jobs: once one waits for GPUs, no later GPU job
-    // may overtake it, so a large request cannot starve. CPU jobs still run.
-    let gpuBlocked = false;
-    for (const row of jobs.repo.queued()) {
-      // Launched but still `queued` in the store until its first await.
-      if (this.active.has(row.id)) continue;
-      if (this.active.size >= config.maxRunning) {
-        this.waiting.set(row.id, `waiting for a run slot (GANTRY_MAX_RUNNING=${config.maxRunning})`);
-        continue;
-      }
-      const spec = JSON.parse(row.spec) as JobSpec;
-      let alloc: Allocation | null = null;
-      if (spec.gpus) {
-        alloc = gpuBlocked ? null : gpus.tryAllocate(row.id, spec.gpus);
-        if (!alloc) {
-          gpuBlocked = true;
-          this.waiting.set(row.id, 'waiting for GPUs');
-          continue;
-        }
-      }
-      this.launch(row, spec, (a) => this.runFresh(a, row, alloc));
-    }
+    // Launched but still `queued` in the store until its first await.
+    const rows = jobs.repo.queued().filter((row) => !this.active.has(row.id));
+    const specs = rows.map((row) => JSON.parse(row.spec) as JobSpec);
+    // GPU issue: the queue policy (strict order for GPU jobs, run slots, and
+    // refusing a queued request that no longer fits the inventory, which
+    // would otherwise block every later GPU job) moved to src/gpu/queue.ts,
+    // where it is unit-tested; planQueue answers once per row, in order.
+    const plan = planQueue(
+      rows.map((row, i) => ({ id: row.id, gpus: specs[i]!.gpus })),
+      gpus,
+      config.maxRunning - this.active.size,
+      config.maxRunning,
+    );
+    plan.forEach((d, i) => {
+      const row = rows[i]!;
+      if (d.action === 'wait') this.waiting.set(row.id, d.reason);
+      else if (d.action === 'refuse') jobs.transition(row.id, 'failed', { reason: d.reason, finished_at: new Date().toISOString() });
+      else this.launch(row, specs[i]!, (a) => this.runFresh(a, row, d.alloc));
+    });
   }
 
   private launch(row: JobRow, spec: JobSpec, body: (a: ActiveJob) => Promise<void>): void {
@@ -206,7 +204,7 @@ export class Scheduler implements JobController {
       container = await docker.createContainer(options);
     } catch (err) {
       this.d.dockerError?.('create'); // issue 9 (metrics)
-      throw new JobFailure(`could not create the container: ${dockerMessage(err)}`);
+      throw new JobFailure(`could not create the container: ${explainGpuError(config.gpus.driver, dockerMessage(err))}`);
     }
     a.containerId = container.id;
     jobs.patch(a.id, { container_id: container.id });
@@ -229,7 +227,8 @@ export class Scheduler implements JobController {
       await consumed;
       capture.finish();
       this.d.dockerError?.('start'); // issue 9 (metrics)
-      throw new JobFailure(`the container did not start: ${dockerMessage(err)}`);
+      // GPU issue: name the GPU runtime the engine lacks, when that is why.
+      throw new JobFailure(`the container did not start: ${explainGpuError(this.d.config.gpus.driver, dockerMessage(err))}`);
     }
     const startedAt = new Date();
     const timeout = a.spec.timeoutSeconds ?? this.d.config.policy.defaultTimeoutSeconds;

@@ -1,0 +1,58 @@
+import type { GpuRequest } from '../jobs/schema.js';
+import type { Allocation, GpuAllocator } from './allocator.js';
+
+/** A queued job as the queue policy sees it, in scheduling order. */
+export interface QueueEntry {
+  id: string;
+  gpus?: GpuRequest | undefined;
+}
+
+export type QueueDecision =
+  | { id: string; action: 'start'; alloc: Allocation | null }
+  | { id: string; action: 'wait'; reason: string }
+  /** The request can never be met (the inventory shrank across a restart). */
+  | { id: string; action: 'refuse'; reason: string };
+
+/**
+ * One pass over the queue. `entries` come in scheduling order (priority
+ * descending, then FIFO); each either starts (GPUs allocated now), waits, or
+ * is refused. Order is strict for GPU jobs: once one waits for GPUs, no later
+ * GPU job may take GPUs, so a large request is never starved by a stream of
+ * small ones of equal or lower priority. CPU jobs do not wait behind it, but
+ * every job needs one of the `freeSlots` run slots, taken in order.
+ */
+export function planQueue(
+  entries: Iterable<QueueEntry>,
+  gpus: GpuAllocator,
+  freeSlots: number,
+  maxRunning: number,
+): QueueDecision[] {
+  const out: QueueDecision[] = [];
+  let slots = freeSlots;
+  let gpuBlocked = false;
+  for (const e of entries) {
+    if (e.gpus) {
+      const impossible = gpus.impossible(e.gpus);
+      if (impossible) {
+        out.push({ id: e.id, action: 'refuse', reason: `its GPU request can no longer be met on this host: ${impossible}` });
+        continue;
+      }
+    }
+    if (slots <= 0) {
+      out.push({ id: e.id, action: 'wait', reason: `waiting for a run slot (GANTRY_MAX_RUNNING=${maxRunning})` });
+      continue;
+    }
+    let alloc: Allocation | null = null;
+    if (e.gpus) {
+      alloc = gpuBlocked ? null : gpus.tryAllocate(e.id, e.gpus);
+      if (!alloc) {
+        gpuBlocked = true;
+        out.push({ id: e.id, action: 'wait', reason: 'waiting for GPUs' });
+        continue;
+      }
+    }
+    slots -= 1;
+    out.push({ id: e.id, action: 'start', alloc });
+  }
+  return out;
+}

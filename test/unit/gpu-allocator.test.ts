@@ -1,0 +1,254 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { GpuAllocator } from '../../src/gpu/allocator.js';
+import type { GpuDevice } from '../../src/gpu/inventory.js';
+import { planQueue, type QueueEntry } from '../../src/gpu/queue.js';
+import type { GpuRequest } from '../../src/jobs/schema.js';
+
+const gpu = (index: number, memoryMiB = 81920): GpuDevice => ({ index, uuid: `GPU-${index}`, name: 'static', memoryMiB });
+
+test('exclusive by default: a card goes to one job at a time, lowest index first', () => {
+  const a = new GpuAllocator([gpu(0), gpu(1)]);
+  assert.deepEqual(a.tryAllocate('j1', { count: 1 }), { uuids: ['GPU-0'], memoryMiB: null });
+  assert.deepEqual(a.tryAllocate('j2', { count: 1 }), { uuids: ['GPU-1'], memoryMiB: null });
+  assert.equal(a.tryAllocate('j3', { count: 1 }), null);
+  assert.equal(a.tryAllocate('j4', { count: 1, memoryMiB: 1 }), null, 'no sharing on an exclusively held card');
+  assert.equal(a.release('j1'), true);
+  assert.equal(a.release('j1'), false, 'a second release is a no-op');
+  assert.deepEqual(a.tryAllocate('j3', { count: 1 }), { uuids: ['GPU-0'], memoryMiB: null });
+});
+
+test('ids by UUID or index; a named card must be free', () => {
+  const a = new GpuAllocator([gpu(0), gpu(1), gpu(2)]);
+  assert.deepEqual(a.tryAllocate('j1', { ids: ['2', 'GPU-0'] }), { uuids: ['GPU-2', 'GPU-0'], memoryMiB: null });
+  assert.equal(a.tryAllocate('j2', { ids: ['GPU-2'] }), null);
+  assert.deepEqual(a.tryAllocate('j3', { count: 1 }), { uuids: ['GPU-1'], memoryMiB: null });
+});
+
+test('sharing by declared memory: two 40 GB jobs share an 80 GB card, a third waits, an exclusive job waits for both', () => {
+  const a = new GpuAllocator([gpu(0)]);
+  assert.deepEqual(a.tryAllocate('s1', { count: 1, memoryMiB: 40960 }), { uuids: ['GPU-0'], memoryMiB: 40960 });
+  assert.deepEqual(a.tryAllocate('s2', { count: 1, memoryMiB: 40960 }), { uuids: ['GPU-0'], memoryMiB: 40960 });
+  assert.equal(a.tryAllocate('s3', { count: 1, memoryMiB: 40960 }), null);
+  assert.equal(a.tryAllocate('x', { count: 1 }), null);
+  assert.deepEqual(a.holders('GPU-0').map((h) => h.jobId), ['s1', 's2']);
+  a.release('s1');
+  assert.equal(a.tryAllocate('x', { count: 1 }), null, 'still shared by s2');
+  a.release('s2');
+  assert.deepEqual(a.tryAllocate('x', { count: 1 }), { uuids: ['GPU-0'], memoryMiB: null });
+});
+
+test('sharing picks the fullest card that still fits, keeping whole cards free', () => {
+  const a = new GpuAllocator([gpu(0), gpu(1)]);
+  a.tryAllocate('s1', { count: 1, memoryMiB: 30000 });
+  a.tryAllocate('s2', { count: 1, memoryMiB: 30000 });
+  assert.deepEqual(a.allocationOf('s2')?.uuids, ['GPU-0']);
+  assert.deepEqual(a.tryAllocate('x', { count: 1 })?.uuids, ['GPU-1']);
+});
+
+test('requests that can never fit are named; ones that can are not', () => {
+  const a = new GpuAllocator([gpu(0, 81920), gpu(1, 40960)]);
+  assert.match(a.impossible({ count: 3 })!, /asks for 3 GPU\(s\) but this host has 2/);
+  assert.match(a.impossible({ ids: ['GPU-9', '7'] })!, /unknown GPU "GPU-9", "7"/);
+  assert.match(a.impossible({ ids: ['0', 'GPU-0'] })!, /named twice/);
+  assert.match(a.impossible({ count: 1, memoryMiB: 90000 })!, /asks for 90000 MiB but the largest GPU has 81920 MiB/);
+  assert.equal(a.impossible({ count: 2 }), null);
+  assert.equal(a.impossible({ ids: ['1'] }), null);
+  assert.equal(a.impossible({ count: 1, memoryMiB: 81920 }), null);
+  assert.match(new GpuAllocator([]).impossible({ count: 1 })!, /has 0/);
+});
+
+test('restore after a restart re-registers holdings, ignores GPUs no longer present, and is idempotent', () => {
+  const a = new GpuAllocator([gpu(0), gpu(1)]);
+  a.restore('old', { uuids: ['GPU-1', 'GPU-gone'], memoryMiB: null });
+  a.restore('old', { uuids: ['GPU-1'], memoryMiB: null });
+  assert.deepEqual(a.holders('GPU-1'), [{ jobId: 'old', memoryMiB: null }]);
+  assert.deepEqual(a.tryAllocate('new', { count: 2 }), null);
+  assert.deepEqual(a.tryAllocate('new', { count: 1 })?.uuids, ['GPU-0']);
+  assert.equal(a.release('old'), true);
+  assert.deepEqual(a.holders('GPU-1'), []);
+});
+
+test('queue: strict order for GPU jobs, CPU jobs pass, run slots taken in order, impossible ones refused', () => {
+  const a = new GpuAllocator([gpu(0), gpu(1)]);
+  a.tryAllocate('running', { count: 1 });
+  const plan = planQueue(
+    [
+      { id: 'big', gpus: { count: 2 } },
+      { id: 'small', gpus: { count: 1 } },
+      { id: 'cpu' },
+      { id: 'gone', gpus: { ids: ['GPU-7'] } },
+      { id: 'cpu2' },
+    ],
+    a,
+    1,
+    4,
+  );
+  assert.deepEqual(
+    plan.map((d) => [d.id, d.action, d.action === 'start' ? null : d.reason]),
+    [
+      ['big', 'wait', 'waiting for GPUs'],
+      ['small', 'wait', 'waiting for GPUs'],
+      ['cpu', 'start', null],
+      ['gone', 'refuse', 'its GPU request can no longer be met on this host: unknown GPU "GPU-7"'],
+      ['cpu2', 'wait', 'waiting for a run slot (GANTRY_MAX_RUNNING=4)'],
+    ],
+  );
+  assert.equal(a.allocationOf('small'), undefined, 'the small job did not overtake the big one');
+});
+
+// ---- randomized: arrivals, finishes and cancels ----------------------------
+
+/** Small deterministic PRNG (mulberry32), so a failing seed can be replayed. */
+function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface SimJob {
+  id: string;
+  seq: number;
+  priority: number;
+  gpus?: GpuRequest;
+  state: 'queued' | 'running' | 'done' | 'cancelled';
+  startedAt?: number;
+}
+
+function simulate(seed: number, opts: { priorities: number[]; steps: number; maxRunning: number }) {
+  const rnd = prng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
+  const devices = [gpu(0, 81920), gpu(1, 81920), gpu(2, 40960), gpu(3, 40960)];
+  const a = new GpuAllocator(devices);
+  const jobs: SimJob[] = [];
+  const releases = new Map<string, number>();
+  const startOrder: SimJob[] = [];
+  let seq = 0;
+  let now = 0;
+
+  const request = (): GpuRequest | undefined => {
+    const r = rnd();
+    if (r < 0.15) return undefined; // CPU job
+    if (r < 0.55) return { count: 1 + Math.floor(rnd() * 2) };
+    if (r < 0.65) return { count: 4 };
+    if (r < 0.8) return { ids: [pick(['0', '1', 'GPU-2', 'GPU-3'])] };
+    return { count: 1, memoryMiB: pick([10240, 20480, 40960, 81920]) };
+  };
+  const release = (j: SimJob) => {
+    if (a.release(j.id)) releases.set(j.id, (releases.get(j.id) ?? 0) + 1);
+  };
+  const schedule = () => {
+    const queued = jobs
+      .filter((j) => j.state === 'queued')
+      .sort((x, y) => y.priority - x.priority || x.seq - y.seq);
+    const running = jobs.filter((j) => j.state === 'running').length;
+    const entries: QueueEntry[] = queued.map((j) => ({ id: j.id, gpus: j.gpus }));
+    const plan = planQueue(entries, a, opts.maxRunning - running, opts.maxRunning);
+    assert.equal(plan.length, queued.length);
+    plan.forEach((d, i) => {
+      const j = queued[i]!;
+      assert.equal(d.id, j.id);
+      assert.notEqual(d.action, 'refuse', 'every generated request fits this inventory');
+      if (d.action !== 'start') return;
+      // Nothing ahead of a starting GPU job in (priority, FIFO) order is still waiting for GPUs.
+      if (j.gpus) {
+        for (const ahead of queued.slice(0, i)) {
+          if (ahead.gpus) assert.notEqual(ahead.state, 'queued', `${j.id} overtook ${ahead.id}`);
+        }
+      }
+      j.state = 'running';
+      j.startedAt = now;
+      startOrder.push(j);
+    });
+  };
+  const checkInvariants = () => {
+    for (const d of devices) {
+      const hs = a.holders(d.uuid);
+      if (hs.some((h) => h.memoryMiB === null)) assert.equal(hs.length, 1, `${d.uuid} exclusive but shared: ${JSON.stringify(hs)}`);
+      const declared = hs.reduce((s, h) => s + (h.memoryMiB ?? 0), 0);
+      assert.ok(declared <= d.memoryMiB, `${d.uuid} oversubscribed: ${declared} > ${d.memoryMiB}`);
+      for (const h of hs) assert.equal(jobs.find((j) => j.id === h.jobId)?.state, 'running', `${h.jobId} holds ${d.uuid} but is not running`);
+    }
+    for (const j of jobs.filter((x) => x.state === 'running' && x.gpus)) {
+      const alloc = a.allocationOf(j.id);
+      assert.ok(alloc, `${j.id} runs without its GPUs`);
+      const want = j.gpus!.ids ? j.gpus!.ids.length : j.gpus!.count!;
+      assert.equal(new Set(alloc.uuids).size, want);
+      if (j.gpus!.ids) assert.deepEqual(alloc.uuids, j.gpus!.ids.map((id) => (/^\d+$/.test(id) ? `GPU-${id}` : id)));
+      assert.equal(alloc.memoryMiB, j.gpus!.memoryMiB ?? null);
+    }
+    assert.ok(jobs.filter((j) => j.state === 'running').length <= opts.maxRunning);
+  };
+
+  for (let step = 0; step < opts.steps; step++) {
+    now++;
+    const r = rnd();
+    const running = jobs.filter((j) => j.state === 'running');
+    const queued = jobs.filter((j) => j.state === 'queued');
+    if (r < 0.45) {
+      const j: SimJob = { id: `j${seq}`, seq: seq++, priority: pick(opts.priorities), state: 'queued' };
+      const g = request();
+      if (g) j.gpus = g;
+      assert.equal(j.gpus ? a.impossible(j.gpus) : null, null);
+      jobs.push(j);
+    } else if (r < 0.85 && running.length) {
+      const j = pick(running); // finishes: succeeded, failed or timed out alike
+      j.state = 'done';
+      release(j);
+    } else if (r < 0.95 && queued.length) {
+      const j = pick(queued); // cancelled while queued: held nothing
+      j.state = 'cancelled';
+      assert.equal(a.allocationOf(j.id), undefined);
+      release(j);
+    } else if (running.length) {
+      const j = pick(running); // cancelled while running
+      j.state = 'cancelled';
+      release(j);
+    }
+    schedule();
+    checkInvariants();
+  }
+  // Drain: no more arrivals; everything queued must eventually run.
+  for (let guard = 0; jobs.some((j) => j.state === 'queued' || j.state === 'running'); guard++) {
+    assert.ok(guard < 10_000, 'the queue drains');
+    now++;
+    const running = jobs.filter((j) => j.state === 'running');
+    if (running.length) {
+      const j = running[0]!;
+      j.state = 'done';
+      release(j);
+    }
+    schedule();
+    checkInvariants();
+  }
+  for (const d of devices) assert.deepEqual(a.holders(d.uuid), [], `${d.uuid} released`);
+  for (const j of startOrder.filter((x) => x.gpus)) assert.equal(releases.get(j.id), 1, `${j.id} released exactly once`);
+  for (const j of jobs.filter((x) => !x.gpus || x.startedAt === undefined)) assert.equal(releases.get(j.id), undefined);
+  return { jobs, startOrder };
+}
+
+test('random arrivals, finishes and cancels at equal priority: never oversubscribed, all released, GPU jobs start in FIFO order', () => {
+  for (let seed = 1; seed <= 200; seed++) {
+    const { jobs, startOrder } = simulate(seed, { priorities: [0], steps: 300, maxRunning: 6 });
+    const gpuStarts = startOrder.filter((j) => j.gpus).map((j) => j.seq);
+    assert.deepEqual(gpuStarts, [...gpuStarts].sort((x, y) => x - y), `seed ${seed}: a GPU job overtook an earlier one`);
+    const neverRan = jobs.filter((j) => j.state !== 'cancelled' && j.startedAt === undefined);
+    assert.deepEqual(neverRan, [], `seed ${seed}: starved`);
+  }
+});
+
+test('random arrivals with integer priorities: higher first, FIFO within a priority, nobody left waiting at the end', () => {
+  for (let seed = 1000; seed < 1200; seed++) {
+    const { jobs, startOrder } = simulate(seed, { priorities: [-5, 0, 0, 3], steps: 300, maxRunning: 8 });
+    for (const p of [-5, 0, 3]) {
+      const starts = startOrder.filter((j) => j.gpus && j.priority === p).map((j) => j.seq);
+      assert.deepEqual(starts, [...starts].sort((x, y) => x - y), `seed ${seed}: FIFO broken within priority ${p}`);
+    }
+    assert.deepEqual(jobs.filter((j) => j.state !== 'cancelled' && j.startedAt === undefined), []);
+  }
+});
