@@ -154,8 +154,7 @@ export class Scheduler implements JobController {
         const reason = err instanceof JobFailure || err instanceof ImageError ? err.message : `internal error: ${dockerMessage(err)}`;
         if ((err as { statusCode?: unknown } | null)?.statusCode !== undefined) this.d.dockerError?.('other'); // issue 9 (metrics)
         if (!(err instanceof JobFailure || err instanceof ImageError)) this.d.log.error({ err, jobId: a.id }, 'job runner failed');
-        this.endWith(a, 'failed', { reason, exitCode: null });
-        void this.removeContainer(a);
+        if (this.endWith(a, 'failed', { reason, exitCode: null })) void this.removeContainer(a);
       })
       .finally(() => {
         if (a.timer) clearTimeout(a.timer);
@@ -187,7 +186,10 @@ export class Scheduler implements JobController {
       await images.ensure(a.spec.image, pullPolicy, (status, progress) => {
         jobs.patch(a.id, { pull_status: status, pull_progress: progress });
       });
-      if (a.cancelRequested) return this.endWith(a, 'cancelled', { reason: 'cancelled while the image was pulled', exitCode: null });
+      if (a.cancelRequested) {
+        this.endWith(a, 'cancelled', { reason: 'cancelled while the image was pulled', exitCode: null });
+        return;
+      }
       jobs.transition(a.id, 'starting', { pull_status: null, pull_progress: null });
     } else {
       await images.ensure(a.spec.image, pullPolicy, () => undefined);
@@ -215,7 +217,8 @@ export class Scheduler implements JobController {
   private async startAndFollow(a: ActiveJob, container: Docker.Container): Promise<void> {
     if (a.cancelRequested) {
       await this.removeContainer(a);
-      return this.endWith(a, 'cancelled', { reason: 'cancelled before the container started', exitCode: null });
+      this.endWith(a, 'cancelled', { reason: 'cancelled before the container started', exitCode: null });
+      return;
     }
     const stream = (await container.attach({ stream: true, stdout: true, stderr: true, logs: false })) as unknown as Readable;
     const capture = this.newCapture(a);
@@ -313,21 +316,26 @@ export class Scheduler implements JobController {
     const finishedAt = Date.now();
     if (!a.timedOut && finishedAt > deadline && !a.cancelRequested) a.timedOut = true;
     const result = logState.lastStdout;
+    const logNote = logState.error ? `; logs incomplete: ${logState.error}` : '';
+    let state: JobState;
+    let reason: string | null;
     if (a.cancelRequested) {
-      this.endWith(a, 'cancelled', { reason: 'cancelled by request', exitCode: exit.exitCode, result });
+      [state, reason] = ['cancelled', `cancelled by request${logNote}`];
     } else if (a.timedOut) {
       const limit = a.spec.timeoutSeconds ?? this.d.config.policy.defaultTimeoutSeconds;
-      this.endWith(a, 'timed_out', { reason: `exceeded its timeout of ${limit} s and was stopped`, exitCode: exit.exitCode, result });
+      [state, reason] = ['timed_out', `exceeded its timeout of ${limit} s and was stopped${logNote}`];
     } else if (exit.exitCode === 0 && !exit.oomKilled) {
-      this.endWith(a, 'succeeded', { reason: null, exitCode: 0, result });
+      [state, reason] = ['succeeded', logNote ? logNote.slice(2) : null];
     } else {
       const memMiB = a.spec.resources?.memoryMiB ?? this.d.config.policy.defaultMemoryMiB;
-      const reason = exit.oomKilled
+      const why = exit.oomKilled
         ? `OOMKilled: the container exceeded its memory limit of ${memMiB} MiB`
         : `exited with code ${exit.exitCode}${exit.error ? `: ${exit.error}` : ''}`;
-      this.endWith(a, 'failed', { reason, exitCode: exit.exitCode, result });
+      [state, reason] = ['failed', why + logNote];
     }
-    await this.removeContainer(a);
+    // Until the end is recorded, the container stays: it is the evidence a
+    // restarted Gantry would reconcile from.
+    if (this.endWith(a, state, { reason, exitCode: exit.exitCode, result })) await this.removeContainer(a);
   }
 
   private async readExit(container: Docker.Container): Promise<Exit> {
@@ -335,18 +343,42 @@ export class Scheduler implements JobController {
     return { exitCode: info.State.ExitCode ?? null, oomKilled: info.State.OOMKilled === true, error: info.State.Error || null };
   }
 
-  private endWith(a: ActiveJob, state: JobState, o: { reason: string | null; exitCode: number | null; result?: string | null }): void {
-    const row = this.d.jobs.repo.get(a.id);
-    if (!row || isTerminal(row.state)) return;
-    this.d.jobs.transition(a.id, state, {
-      reason: o.reason,
-      exit_code: o.exitCode,
-      result: o.result ?? this.d.logs.state(a.id).lastStdout,
-      finished_at: new Date().toISOString(),
-      pull_status: null,
-      pull_progress: null,
-    });
+  /**
+   * Records the job's end. When the store refuses the write (disk full), the
+   * outcome is kept and retried every few seconds until it lands, so a
+   * job's real result is never replaced by a storage error; /readyz reports
+   * the store as not writable meanwhile. Returns whether it was recorded now.
+   */
+  private endWith(a: ActiveJob, state: JobState, o: { reason: string | null; exitCode: number | null; result?: string | null }): boolean {
+    const finishedAt = new Date().toISOString();
+    const attempt = (): boolean => {
+      try {
+        const row = this.d.jobs.repo.get(a.id);
+        if (!row || isTerminal(row.state)) return true;
+        this.d.jobs.transition(a.id, state, {
+          reason: o.reason,
+          exit_code: o.exitCode,
+          result: o.result ?? this.d.logs.state(a.id).lastStdout,
+          finished_at: finishedAt,
+          pull_status: null,
+          pull_progress: null,
+        });
+        return true;
+      } catch (err) {
+        this.d.log.error({ err, jobId: a.id, state }, 'could not record the end of the job; retrying');
+        return false;
+      }
+    };
+    if (attempt()) return true;
+    const retry = setInterval(() => {
+      if (this.stopped || attempt()) {
+        clearInterval(retry);
+        if (!this.stopped) void this.removeContainer(a);
+      }
+    }, 2000);
+    return false;
   }
+
 
   private stopContainer(a: ActiveJob): void {
     if (!a.containerId) return;
