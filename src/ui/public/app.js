@@ -127,7 +127,14 @@ function authHeaders(extra = {}, t = token.get()) {
 }
 
 async function api(path, { method = 'GET', signal, t } = {}) {
-  const res = await fetch(path, { method, signal, cache: 'no-store', headers: authHeaders({ Accept: 'application/json' }, t ?? token.get()) });
+  let res;
+  for (let attempt = 0; ; attempt++) {
+    res = await fetch(path, { method, signal, cache: 'no-store', headers: authHeaders({ Accept: 'application/json' }, t ?? token.get()) });
+    if (res.status !== 429 || attempt === 3 || signal?.aborted) break;
+    // Rate limited: wait as told, then try again.
+    const wait = Number(res.headers.get('retry-after'));
+    await sleep(Number.isFinite(wait) && wait > 0 ? Math.min(wait, 30) * 1000 : 500 * (attempt + 1), signal);
+  }
   const type = res.headers.get('content-type') ?? '';
   const body = type.includes('json') ? await res.json() : await res.text();
   if (res.status === 401 && t === undefined) signOut('The token was refused (401). Paste a valid token.');
@@ -662,16 +669,27 @@ async function renderJob(id, signal) {
       lines += batch.length;
       while (log.childElementCount > LOG_DOM_CAP) log.firstElementChild.remove();
       lineCount.textContent = `${lines.toLocaleString()} line${lines === 1 ? '' : 's'}`;
-      if (follow.checked) logWrap.scrollTop = logWrap.scrollHeight;
+      if (follow.checked && logWrap.scrollTop < logWrap.scrollHeight - logWrap.clientHeight - 1) {
+        autoScrolling = true; // this scroll event is ours, not the reader's
+        logWrap.scrollTop = logWrap.scrollHeight;
+      }
     },
     status(next) {
       job = next;
       render();
     },
   };
+  // Scrolling up stops following; scrolling back to the bottom resumes it.
+  let autoScrolling = false;
   logWrap.addEventListener('scroll', () => {
-    const atBottom = logWrap.scrollHeight - logWrap.scrollTop - logWrap.clientHeight < 4;
-    if (!atBottom && follow.checked && document.activeElement === logWrap) follow.checked = false;
+    if (autoScrolling) {
+      autoScrolling = false;
+      return;
+    }
+    follow.checked = logWrap.scrollHeight - logWrap.scrollTop - logWrap.clientHeight < 4;
+  });
+  follow.addEventListener('change', () => {
+    if (follow.checked) logWrap.scrollTop = logWrap.scrollHeight;
   });
 
   // While queued, the position changes without a status event: poll it.
