@@ -17,6 +17,7 @@ import { healthRoutes } from './api/routes/health.js';
 import { jobRoutes } from './api/routes/jobs.js';
 import { logRoutes } from './api/routes/logs.js';
 import { gpuRoutes } from './api/routes/gpus.js';
+import { waitRoutes } from './api/routes/wait.js';
 import type { RouteDeps } from './api/routes/common.js';
 import { loadTokens, type TokenStore } from './auth/tokens.js';
 import { GpuAllocator } from './gpu/allocator.js';
@@ -169,6 +170,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     await typed.register(jobRoutes, deps);
     await typed.register(logRoutes, deps);
     await typed.register(gpuRoutes, deps);
+    await typed.register(waitRoutes, deps);
   });
   installProblemHandlers(app);
   installNotFoundHandler(app);

@@ -1,0 +1,40 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startGantry, TEST_IMAGE } from '../helpers/gantry.js';
+
+test('sensor endpoint: 404 while running, 200 once succeeded, 409 once failed/cancelled/timed out, 410 for no such job', async (t) => {
+  const g = await startGantry(t, { GANTRY_POLL_MIN_INTERVAL_MS: '0', GANTRY_STOP_GRACE_SECONDS: '1' });
+  const ok = await g.submit({ image: TEST_IMAGE, command: ['sh', '-c', 'sleep 1; echo 42'] });
+  const pending = await g.call<{ type: string; state: string }>('GET', `/v1/jobs/${ok.id}/wait`);
+  assert.equal(pending.status, 404);
+  assert.match(pending.body.type, /job-pending$/);
+  await g.waitFor(ok.id);
+  const done = await g.call<{ state: string; result: string }>('GET', `/v1/jobs/${ok.id}/wait`);
+  assert.equal(done.status, 200);
+  assert.deepEqual([done.body.state, done.body.result], ['succeeded', '42']);
+
+  const bad = await g.submit({ image: TEST_IMAGE, command: ['sh', '-c', 'exit 5'] });
+  await g.waitFor(bad.id);
+  const failed = await g.call<{ type: string; state: string; exitCode: number }>('GET', `/v1/jobs/${bad.id}/wait`);
+  assert.equal(failed.status, 409);
+  assert.deepEqual([failed.body.state, failed.body.exitCode], ['failed', 5]);
+
+  const slow = await g.submit({ image: TEST_IMAGE, command: ['sleep', '300'], timeoutSeconds: 1 });
+  await g.waitFor(slow.id);
+  assert.equal((await g.call<{ state: string }>('GET', `/v1/jobs/${slow.id}/wait`)).body.state, 'timed_out');
+
+  const missing = await g.call<{ type: string }>('GET', '/v1/jobs/00000000-0000-0000-0000-000000000000/wait');
+  assert.equal(missing.status, 410);
+});
+
+test('a client polling the sensor endpoint without pause is paced, not refused', async (t) => {
+  const g = await startGantry(t, { GANTRY_POLL_MIN_INTERVAL_MS: '300' });
+  const job = await g.submit({ image: TEST_IMAGE, command: ['sleep', '30'] });
+  const t0 = Date.now();
+  const statuses: number[] = [];
+  for (let i = 0; i < 5; i++) statuses.push((await g.call('GET', `/v1/jobs/${job.id}/wait`)).status);
+  const elapsed = Date.now() - t0;
+  assert.deepEqual(statuses, [404, 404, 404, 404, 404]);
+  assert.ok(elapsed >= 4 * 300 - 50, `5 back-to-back polls took ${elapsed} ms`);
+  await g.call('POST', `/v1/jobs/${job.id}/cancel`);
+});
