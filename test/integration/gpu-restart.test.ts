@@ -1,10 +1,15 @@
 import { test } from 'node:test';
+import fs from 'node:fs';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { containersOf, spawnGantry, tempDir, TEST_IMAGE, type ChildGantry } from '../helpers/gantry.js';
 
 const TWO_GPUS = 'GPU-11111111-aaaa-4000-8000-000000000001:81920,GPU-22222222-bbbb-4000-8000-000000000002:81920';
-const ENV = { GANTRY_GPUS: TWO_GPUS, GANTRY_GPU_DRIVER: 'env' };
+// The jobs wait for a file the test creates, so they outlive the restart however slow this machine is.
+const GATE = tempDir('gantry-gate-');
+const ENV = { GANTRY_GPUS: TWO_GPUS, GANTRY_GPU_DRIVER: 'env', GANTRY_MOUNT_ALLOWLIST: GATE };
+const AWAIT = 'while [ ! -e /gate/open ]; do sleep 0.05; done';
+const gate = [{ source: GATE, target: '/gate' }];
 
 async function holders(g: ChildGantry): Promise<Record<string, { jobId: string; memoryMiB: number | null }[]>> {
   const r = await g.call<{ items: { uuid: string; holders: { jobId: string; memoryMiB: number | null }[] }[] }>('GET', '/v1/gpus');
@@ -15,11 +20,12 @@ test('after Gantry is killed and restarted, allocations are rebuilt from the run
   const dir = tempDir();
   let g = await spawnGantry(dir, ENV);
   t.after(() => g.stop('SIGKILL'));
-  const exclusive = await g.submit({ image: TEST_IMAGE, command: ['sh', '-c', 'sleep 4; echo $NVIDIA_VISIBLE_DEVICES'], gpus: { ids: ['1'] } });
+  const exclusive = await g.submit({ image: TEST_IMAGE, command: ['sh', '-c', `${AWAIT}; echo $NVIDIA_VISIBLE_DEVICES`], gpus: { ids: ['1'] }, mounts: gate });
   const shared = await g.submit({
     image: TEST_IMAGE,
-    command: ['sh', '-c', 'sleep 4; echo $GANTRY_GPU_MEMORY_MIB'],
+    command: ['sh', '-c', `${AWAIT}; echo $GANTRY_GPU_MEMORY_MIB`],
     gpus: { count: 1, memoryMiB: 30000 },
+    mounts: gate,
   });
   await g.waitFor(exclusive.id, (j) => j.state === 'running');
   await g.waitFor(shared.id, (j) => j.state === 'running');
@@ -39,6 +45,7 @@ test('after Gantry is killed and restarted, allocations are rebuilt from the run
   await sleep(300);
   assert.deepEqual([(await g.job(both.id)).state, (await g.job(both.id)).reason], ['queued', 'waiting for GPUs']);
   assert.equal((await g.job(exclusiveCard.id)).state, 'queued');
+  fs.writeFileSync(`${GATE}/open`, '');
 
   const ex = await g.waitFor(exclusive.id);
   const sh = await g.waitFor(shared.id);

@@ -2,7 +2,8 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job } from '../../src/jobs/schema.js';
-import { startGantry, TEST_IMAGE, type InProcessGantry } from '../helpers/gantry.js';
+import fs from 'node:fs';
+import { startGantry, tempDir, TEST_IMAGE, type InProcessGantry } from '../helpers/gantry.js';
 
 // The env driver with a static inventory: Gantry's allocation and queue run
 // for real against the engine, with no GPU needed. Each job prints what it
@@ -16,6 +17,18 @@ interface GpuView {
   memoryMiB: number;
   allocatedMemoryMiB: number;
   holders: { jobId: string; memoryMiB: number | null }[];
+}
+
+/**
+ * A folder mounted read-only at /gate: jobs that `await` it block until the
+ * test opens the gate, so what runs at once is decided by the test, not by
+ * how fast this machine is.
+ */
+const GATE_DIR = tempDir('gantry-gate-');
+const AWAIT = 'while [ ! -e /gate/open ]; do sleep 0.05; done';
+function newGate(): { env: Record<string, string>; mounts: { source: string; target: string }[]; open(): void } {
+  const dir = fs.mkdtempSync(`${GATE_DIR}/g-`);
+  return { env: { GANTRY_MOUNT_ALLOWLIST: GATE_DIR }, mounts: [{ source: dir, target: '/gate' }], open: () => fs.writeFileSync(`${dir}/open`, '') };
 }
 
 const sh = (script: string, extra: Record<string, unknown> = {}) => ({ image: TEST_IMAGE, command: ['sh', '-c', script], ...extra });
@@ -67,7 +80,8 @@ async function allFree(g: InProcessGantry, t: TestContext | null = null): Promis
 }
 
 test('two GPUs, three one-GPU jobs: at most two run at once, they see different UUIDs, the third waits with its position', async (t) => {
-  const g = await startGantry(t, { GANTRY_GPUS: TWO_GPUS, GANTRY_GPU_DRIVER: 'env' });
+  const gate = newGate();
+  const g = await startGantry(t, { GANTRY_GPUS: TWO_GPUS, GANTRY_GPU_DRIVER: 'env', ...gate.env });
   const gpus = await gpuList(g);
   assert.deepEqual(
     gpus.map((d) => [d.index, d.uuid, d.memoryMiB, d.holders]),
@@ -76,9 +90,10 @@ test('two GPUs, three one-GPU jobs: at most two run at once, they see different 
       [1, UUID1, 81920, []],
     ],
   );
-  const script = 'echo "visible=$NVIDIA_VISIBLE_DEVICES caps=$NVIDIA_DRIVER_CAPABILITIES tf=$TF_FORCE_GPU_ALLOW_GROWTH"; sleep 2; echo "$NVIDIA_VISIBLE_DEVICES"';
+  const script = `echo "visible=$NVIDIA_VISIBLE_DEVICES caps=$NVIDIA_DRIVER_CAPABILITIES tf=$TF_FORCE_GPU_ALLOW_GROWTH"; ${AWAIT}; echo "$NVIDIA_VISIBLE_DEVICES"`;
   const submitted = [];
-  for (let i = 0; i < 3; i++) submitted.push(await g.submit(sh(script, { gpus: { count: 1 }, name: `gpu-${i}` })));
+  for (let i = 0; i < 3; i++) submitted.push(await g.submit(sh(script, { gpus: { count: 1 }, name: `gpu-${i}`, mounts: gate.mounts })));
+  await g.waitFor(submitted[0]!.id, (j) => j.state === 'running');
 
   // While two run, the third is queued at the head of the queue, waiting for GPUs.
   await g.waitFor(submitted[1]!.id, (j) => j.state === 'running');
@@ -92,6 +107,9 @@ test('two GPUs, three one-GPU jobs: at most two run at once, they see different 
     [submitted[0]!.id, submitted[1]!.id].sort(),
   );
   assert.ok(busy.every((d) => d.holders.length === 1 && d.holders[0]!.memoryMiB === null && d.allocatedMemoryMiB === 81920));
+  await sleep(500);
+  assert.equal((await g.job(submitted[2]!.id)).state, 'queued', 'still waiting while both GPUs are held');
+  gate.open();
 
   const done = await Promise.all(submitted.map((j) => g.waitFor(j.id)));
   for (const j of done) {
@@ -107,8 +125,9 @@ test('two GPUs, three one-GPU jobs: at most two run at once, they see different 
 });
 
 test('a CPU job sees NVIDIA_VISIBLE_DEVICES=void and no GPU variables, and runs while GPU jobs wait', async (t) => {
-  const g = await startGantry(t, { GANTRY_GPUS: TWO_GPUS, GANTRY_GPU_DRIVER: 'env' });
-  const hog = await g.submit(sh('sleep 3', { gpus: { count: 2 } }));
+  const gate = newGate();
+  const g = await startGantry(t, { GANTRY_GPUS: TWO_GPUS, GANTRY_GPU_DRIVER: 'env', ...gate.env });
+  const hog = await g.submit(sh(AWAIT, { gpus: { count: 2 }, mounts: gate.mounts }));
   await g.waitFor(hog.id, (j) => j.state === 'running');
   const waiting = await g.submit(sh('true', { gpus: { count: 1 } }));
   const cpu = await g.submit(sh('echo "visible=$NVIDIA_VISIBLE_DEVICES tf=${TF_FORCE_GPU_ALLOW_GROWTH:-unset} mem=${GANTRY_GPU_MEMORY_MIB:-unset}"'));
@@ -117,13 +136,18 @@ test('a CPU job sees NVIDIA_VISIBLE_DEVICES=void and no GPU variables, and runs 
   assert.equal(c.result, 'visible=void tf=unset mem=unset');
   assert.deepEqual(c.gpus, []);
   assert.equal((await g.job(waiting.id)).state, 'queued', 'the CPU job did not wait behind the GPU queue');
+  gate.open();
   assert.equal((await g.waitFor(waiting.id)).state, 'succeeded');
   await allFree(g);
 });
 
 test('two 40 GB jobs share an 80 GB card while a third waits; each is told its budget', async (t) => {
-  const g = await startGantry(t, { GANTRY_GPUS: 'GPU-share-0000-4000-8000-000000000080:81920', GANTRY_GPU_DRIVER: 'env' });
-  const spec = sh('echo "budget=$GANTRY_GPU_MEMORY_MIB visible=$NVIDIA_VISIBLE_DEVICES"; sleep 2', { gpus: { count: 1, memoryMiB: 40960 } });
+  const gate = newGate();
+  const g = await startGantry(t, { GANTRY_GPUS: 'GPU-share-0000-4000-8000-000000000080:81920', GANTRY_GPU_DRIVER: 'env', ...gate.env });
+  const spec = sh(`echo "budget=$GANTRY_GPU_MEMORY_MIB visible=$NVIDIA_VISIBLE_DEVICES"; ${AWAIT}`, {
+    gpus: { count: 1, memoryMiB: 40960 },
+    mounts: gate.mounts,
+  });
   const jobs = [await g.submit(spec), await g.submit(spec), await g.submit(spec)];
   await g.waitFor(jobs[0]!.id, (j) => j.state === 'running');
   await g.waitFor(jobs[1]!.id, (j) => j.state === 'running');
@@ -135,6 +159,7 @@ test('two 40 GB jobs share an 80 GB card while a third waits; each is told its b
   assert.equal(card!.allocatedMemoryMiB, 81920);
   const third = await g.job(jobs[2]!.id);
   assert.deepEqual([third.state, third.position, third.reason], ['queued', 0, 'waiting for GPUs']);
+  gate.open();
 
   const done = await Promise.all(jobs.map((j) => g.waitFor(j.id)));
   for (const j of done) {
@@ -184,7 +209,8 @@ test('ids by index or UUID get exactly those cards', async (t) => {
 });
 
 test('GPUs are released exactly once on every path: success, failure, a start that fails, cancel (queued and running), timeout', async (t) => {
-  const g = await startGantry(t, { GANTRY_GPUS: TWO_GPUS, GANTRY_GPU_DRIVER: 'env', GANTRY_STOP_GRACE_SECONDS: '1' });
+  const gate = newGate();
+  const g = await startGantry(t, { GANTRY_GPUS: TWO_GPUS, GANTRY_GPU_DRIVER: 'env', GANTRY_STOP_GRACE_SECONDS: '1', ...gate.env });
   const released = spyReleases(g);
   const one = { gpus: { count: 1 } };
 
@@ -198,22 +224,27 @@ test('GPUs are released exactly once on every path: success, failure, a start th
   assert.match(ns.reason!, /the container did not start: .*unable to find user nosuchuser/);
   assert.equal(ns.gpus.length, 1, 'it had been given a GPU');
 
-  // Both cards held (one job to cancel, one to time out), so a third waits.
+  // Both cards held (one job to cancel, one behind a gate), so a third waits.
   const running = await g.submit(sh('sleep 30', one));
-  const slow = await g.submit(sh('sleep 30', { ...one, timeoutSeconds: 3 }));
+  const held = await g.submit(sh(AWAIT, { ...one, mounts: gate.mounts }));
   await g.waitFor(running.id, (j) => j.state === 'running');
-  await g.waitFor(slow.id, (j) => j.state === 'running');
+  await g.waitFor(held.id, (j) => j.state === 'running');
   const queued = await g.submit(sh('true', one));
   const q = await g.job(queued.id);
   assert.deepEqual([q.state, q.reason], ['queued', 'waiting for GPUs']);
   assert.equal((await g.call<Job>('POST', `/v1/jobs/${queued.id}/cancel`)).body.state, 'cancelled');
   await g.call('POST', `/v1/jobs/${running.id}/cancel`);
-  const [s, r] = [await g.waitFor(slow.id), await g.waitFor(running.id)];
-  assert.equal(s.state, 'timed_out', `${s.state}: ${s.reason}`);
+  const r = await g.waitFor(running.id);
   assert.equal(r.state, 'cancelled', `${r.state}: ${r.reason}`);
+  gate.open();
+  assert.equal((await g.waitFor(held.id)).state, 'succeeded');
+
+  const slow = await g.submit(sh('sleep 30', { ...one, timeoutSeconds: 1 }));
+  const s = await g.waitFor(slow.id);
+  assert.equal(s.state, 'timed_out', `${s.state}: ${s.reason}`);
   await allFree(g);
 
-  const expected = [ok, bad, noStart, slow, running].map((j) => j.id);
+  const expected = [ok, bad, noStart, running, held, slow].map((j) => j.id);
   assert.deepEqual([...released.keys()].sort(), [...expected].sort(), 'each job that held GPUs released them; the queued one held none');
   for (const id of expected) assert.equal(released.get(id), 1, `${id} released exactly once`);
 
@@ -223,14 +254,16 @@ test('GPUs are released exactly once on every path: success, failure, a start th
 });
 
 test('queue order: higher priority first, FIFO within a priority; positions are shown', async (t) => {
-  const g = await startGantry(t, { GANTRY_GPUS: TWO_GPUS, GANTRY_GPU_DRIVER: 'env' });
-  const hog = await g.submit(sh('sleep 2', { gpus: { count: 2 } }));
+  const gate = newGate();
+  const g = await startGantry(t, { GANTRY_GPUS: TWO_GPUS, GANTRY_GPU_DRIVER: 'env', ...gate.env });
+  const hog = await g.submit(sh(AWAIT, { gpus: { count: 2 }, mounts: gate.mounts }));
   await g.waitFor(hog.id, (j) => j.state === 'running');
   const low1 = await g.submit(sh('sleep 0.3', { gpus: { count: 2 }, priority: 0 }));
   const low2 = await g.submit(sh('sleep 0.3', { gpus: { count: 2 }, priority: 0 }));
   const high = await g.submit(sh('sleep 0.3', { gpus: { count: 2 }, priority: 5 }));
   const positions = await Promise.all([high, low1, low2].map(async (j) => (await g.job(j.id)).position));
   assert.deepEqual(positions, [0, 1, 2]);
+  gate.open();
   const done = await Promise.all([hog, high, low1, low2].map((j) => g.waitFor(j.id)));
   const starts = done.map((j) => Date.parse(j.startedAt!));
   assert.ok(starts[0]! < starts[1]! && starts[1]! < starts[2]! && starts[2]! < starts[3]!, `start order ${JSON.stringify(starts)}`);
