@@ -4,7 +4,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { JobSchema } from '../../jobs/schema.js';
 import { isTerminal } from '../../jobs/states.js';
 import { HttpProblem, ProblemSchema } from '../problem.js';
-import { errorResponses, type RouteDeps } from './common.js';
+import { errorResponses, jsonResponse, type RouteDeps } from './common.js';
+import { examples } from '../examples.js';
 
 /**
  * Remembers when each (owner, job) was last polled, so a client that polls
@@ -49,14 +50,26 @@ export const waitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, 
           'are answered after that interval, so a client that polls without pause is paced instead of refused.',
         tags: ['jobs'],
         security: [{ bearer: [] }],
-        params: z.object({ id: z.string().min(1).max(64) }),
+        params: z.object({ id: z.string().min(1).max(64).describe('Job id') }),
         response: {
-          200: JobSchema,
-          ...errorResponses(401, 403, 409, 410),
+          200: jsonResponse(JobSchema, { description: 'The job succeeded', example: examples.succeededJob }),
+          ...errorResponses(400, 401, 403, 409, 410, 414, 422),
           // Here 404 means "not finished yet": the stock sensor keeps waiting on it.
           404: {
             description: 'The job is queued, pulling, starting or running (problem type job-pending, with `state`)',
-            content: { 'application/problem+json': { schema: ProblemSchema } },
+            content: {
+              'application/problem+json': {
+                schema: ProblemSchema,
+                example: {
+                  type: 'https://gantry.dev/problems/job-pending',
+                  title: 'Job not finished yet',
+                  status: 404,
+                  detail: `job ${examples.succeededJob.id} is running`,
+                  state: 'running',
+                  position: null,
+                },
+              },
+            },
           },
         },
       },

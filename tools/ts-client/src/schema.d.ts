@@ -909,7 +909,7 @@ export interface operations {
                      *       "type": "https://gantry.dev/problems/rate-limited",
                      *       "title": "Too many requests",
                      *       "status": 429,
-                     *       "detail": "poll at most every 200 ms",
+                     *       "detail": "too many requests",
                      *       "instance": "/v1/jobs/5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47"
                      *     }
                      */
@@ -1537,19 +1537,86 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /** @description Job id */
                 id: string;
             };
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description The job succeeded */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47",
+                     *       "name": "train-resnet",
+                     *       "owner": "airflow",
+                     *       "labels": {
+                     *         "team": "ml",
+                     *         "dag": "train_resnet"
+                     *       },
+                     *       "requestId": "a4f4c3b2-0d7e-4a43-9b0e-6f4f3c1d2e10",
+                     *       "spec": {
+                     *         "image": "local/busybox:latest",
+                     *         "command": [
+                     *           "sh",
+                     *           "-c",
+                     *           "echo training; echo accuracy=0.93"
+                     *         ],
+                     *         "env": {
+                     *           "EPOCHS": "3"
+                     *         },
+                     *         "resources": {
+                     *           "memoryMiB": 2048,
+                     *           "cpus": 4
+                     *         },
+                     *         "timeoutSeconds": 3600,
+                     *         "labels": {
+                     *           "team": "ml",
+                     *           "dag": "train_resnet"
+                     *         },
+                     *         "name": "train-resnet",
+                     *         "gpus": {
+                     *           "count": 1
+                     *         }
+                     *       },
+                     *       "pull": null,
+                     *       "state": "succeeded",
+                     *       "position": null,
+                     *       "exitCode": 0,
+                     *       "reason": null,
+                     *       "result": "accuracy=0.93",
+                     *       "createdAt": "2026-01-05T09:30:00.000Z",
+                     *       "startedAt": "2026-01-05T09:30:01.250Z",
+                     *       "finishedAt": "2026-01-05T09:42:13.900Z",
+                     *       "gpus": [
+                     *         "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11"
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description Malformed request: a body that is not JSON, or a path that is not valid percent-encoding */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/bad-request",
+                     *       "title": "Bad request",
+                     *       "status": 400,
+                     *       "detail": "Body is not valid JSON but content-type is set to 'application/json'",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
                 };
             };
             /** @description Missing or invalid bearer token */
@@ -1596,15 +1663,12 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "https://gantry.dev/problems/validation",
-                     *       "title": "Request is invalid",
-                     *       "status": 422,
-                     *       "errors": [
-                     *         {
-                     *           "field": "body.image",
-                     *           "message": "image \"docker.io/evil\" is not in GANTRY_IMAGE_ALLOWLIST"
-                     *         }
-                     *       ]
+                     *       "type": "https://gantry.dev/problems/job-pending",
+                     *       "title": "Job not finished yet",
+                     *       "status": 404,
+                     *       "detail": "job 5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47 is running",
+                     *       "state": "running",
+                     *       "position": null
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -1618,11 +1682,14 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "https://gantry.dev/problems/conflict",
-                     *       "title": "Conflict",
+                     *       "type": "https://gantry.dev/problems/job-failed",
+                     *       "title": "Job did not succeed",
                      *       "status": 409,
-                     *       "detail": "conflicts with the job's state",
-                     *       "instance": "/v1/jobs/5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47"
+                     *       "detail": "job 5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47 ended failed: exited with code 3",
+                     *       "instance": "/v1/jobs/5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47/wait",
+                     *       "state": "failed",
+                     *       "exitCode": 3,
+                     *       "reason": "exited with code 3"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -1636,13 +1703,51 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "https://gantry.dev/problems/validation",
-                     *       "title": "Request is invalid",
+                     *       "type": "https://gantry.dev/problems/no-such-job",
+                     *       "title": "No such job",
+                     *       "status": 410,
+                     *       "detail": "job 5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47 does not exist; waiting for it would never end",
+                     *       "instance": "/v1/jobs/5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47/wait"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path parameter is too long to be an id */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/uri-too-long",
+                     *       "title": "URI too long",
+                     *       "status": 414,
+                     *       "detail": "a path parameter is longer than any Gantry id",
+                     *       "instance": "/v1/jobs/aaaa…/logs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request or refused by policy; `errors` names the fields at fault */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/policy",
+                     *       "title": "Refused by policy",
                      *       "status": 422,
+                     *       "detail": "body.image: image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST",
+                     *       "instance": "/v1/jobs",
                      *       "errors": [
                      *         {
                      *           "field": "body.image",
-                     *           "message": "image \"docker.io/evil\" is not in GANTRY_IMAGE_ALLOWLIST"
+                     *           "message": "image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST"
                      *         }
                      *       ]
                      *     }
