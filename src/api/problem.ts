@@ -53,8 +53,6 @@ export const problems = {
   notFound: (what: string) => new HttpProblem(404, 'not-found', 'Not found', `${what} does not exist`),
   unauthorized: (detail: string) => new HttpProblem(401, 'unauthorized', 'Authentication required', detail),
   forbidden: (detail: string) => new HttpProblem(403, 'forbidden', 'Forbidden', detail),
-  conflict: (detail: string, extra?: Record<string, unknown>) =>
-    new HttpProblem(409, 'conflict', 'Conflict', detail, undefined, extra),
 };
 
 export function sendProblem(reply: FastifyReply, p: HttpProblem): FastifyReply {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startGantry, TEST_IMAGE } from '../helpers/gantry.js';
 
-test('sensor endpoint: 404 while running, 200 once succeeded, 409 once failed/cancelled/timed out, 410 for no such job', async (t) => {
+test('sensor endpoint: 404 while running, 200 once succeeded, 303 to a non-HTTP URL once failed/cancelled/timed out or for no such job', async (t) => {
   const g = await startGantry(t, { GANTRY_POLL_MIN_INTERVAL_MS: '0', GANTRY_STOP_GRACE_SECONDS: '1' });
   const ok = await g.submit({ image: TEST_IMAGE, command: ['sh', '-c', 'sleep 1; echo 42'] });
   const pending = await g.call<{ type: string; state: string }>('GET', `/v1/jobs/${ok.id}/wait`);
@@ -16,15 +16,20 @@ test('sensor endpoint: 404 while running, 200 once succeeded, 409 once failed/ca
   const bad = await g.submit({ image: TEST_IMAGE, command: ['sh', '-c', 'exit 5'] });
   await g.waitFor(bad.id);
   const failed = await g.call<{ type: string; state: string; exitCode: number }>('GET', `/v1/jobs/${bad.id}/wait`);
-  assert.equal(failed.status, 409);
+  assert.equal(failed.status, 303);
+  assert.equal(failed.headers.location, `gantry:jobs/${bad.id}?state=failed&exitCode=5`);
+  assert.match(failed.body.type, /job-unsuccessful$/);
   assert.deepEqual([failed.body.state, failed.body.exitCode], ['failed', 5]);
 
   const slow = await g.submit({ image: TEST_IMAGE, command: ['sleep', '300'], timeoutSeconds: 1 });
   await g.waitFor(slow.id);
-  assert.equal((await g.call<{ state: string }>('GET', `/v1/jobs/${slow.id}/wait`)).body.state, 'timed_out');
+  const timedOut = await g.call<{ state: string }>('GET', `/v1/jobs/${slow.id}/wait`);
+  assert.deepEqual([timedOut.status, timedOut.body.state], [303, 'timed_out']);
 
   const missing = await g.call<{ type: string }>('GET', '/v1/jobs/00000000-0000-0000-0000-000000000000/wait');
-  assert.equal(missing.status, 410);
+  assert.equal(missing.status, 303);
+  assert.equal(missing.headers.location, 'gantry:jobs/00000000-0000-0000-0000-000000000000?state=not_found');
+  assert.equal(pending.headers['retry-after'] !== undefined, true);
 });
 
 test('a client polling the sensor endpoint without pause is paced, not refused', async (t) => {

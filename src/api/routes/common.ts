@@ -23,8 +23,6 @@ const DESCRIPTIONS: Record<number, string> = {
   401: 'Missing or invalid bearer token',
   403: 'The token lacks the needed scope',
   404: 'No such job (or it belongs to another owner)',
-  409: 'Conflicts with the job\'s state',
-  410: 'No such job (sensor endpoint: a 404 there means "still running")',
   413: 'Request body too large',
   414: 'A path parameter is too long to be an id',
   415: 'Unsupported content type (send application/json)',

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { JobSchema } from '../../jobs/schema.js';
 import { isTerminal } from '../../jobs/states.js';
-import { HttpProblem, ProblemSchema } from '../problem.js';
+import { HttpProblem, ProblemSchema, sendProblem } from '../problem.js';
 import { errorResponses, jsonResponse, type RouteDeps } from './common.js';
 import { examples } from '../examples.js';
 
@@ -40,20 +40,41 @@ export const waitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, 
       onRequest: auth('read'),
       schema: {
         operationId: 'waitForJob',
-        summary: 'Sensor endpoint: 404 while the job runs, 200 once it succeeded, 409 once it did not',
+        summary: 'Sensor endpoint: 404 while the job runs, 200 once it succeeded, 303 once it did not',
         description:
-          "Made for Airflow's stock `HttpSensor` (poke and deferrable, no `response_check`), which keeps waiting on 404 " +
-          'and fails on any other error: **404** `job-pending` while the job is queued, pulling, starting or running; ' +
-          '**200** with the Job once it `succeeded`; **409** `job-failed` (with `state`, `exitCode`, `reason`) once it ended ' +
-          '`failed`, `cancelled` or `timed_out`; **410** `no-such-job` for an id that does not exist (a 404 would make the ' +
-          'sensor wait forever). Polls of the same job by the same owner closer together than GANTRY_POLL_MIN_INTERVAL_MS ' +
-          'are answered after that interval, so a client that polls without pause is paced instead of refused.',
+          "Made for Airflow's stock `HttpSensor` (poke and deferrable, no `response_check`; see airflow/SENSOR.md): " +
+          '**404** `job-pending` while the job is queued, pulling, starting or running (keep waiting); **200** with the Job once it ' +
+          '`succeeded`; **303** `job-unsuccessful` once it ended `failed`, `cancelled` or `timed_out`, and **303** `not-found` for an ' +
+          'id that does not exist (a 404 would make the sensor wait forever). The 303 points to a non-HTTP `gantry:` URL on purpose: ' +
+          'both of the provider\'s HTTP clients follow it and raise a non-Airflow error, which fails the sensor at once, also once ' +
+          'deferred (its trigger loops without sleeping on any other error status). Polls of the same job by the same owner closer ' +
+          'together than GANTRY_POLL_MIN_INTERVAL_MS are answered after that interval (never with 429, which the trigger would retry at once).',
         tags: ['jobs'],
         security: [{ bearer: [] }],
         params: z.object({ id: z.string().min(1).max(64).describe('Job id') }),
         response: {
           200: jsonResponse(JobSchema, { description: 'The job succeeded', example: examples.succeededJob }),
-          ...errorResponses(400, 401, 403, 409, 410, 414, 422),
+          ...errorResponses(400, 401, 403, 414, 422),
+          303: {
+            description:
+              'The job ended without success (problem type job-unsuccessful, with `state`, `exitCode`, `reason`, `job`), or there is no such job (type not-found). `Location` is a non-HTTP `gantry:` URL.',
+            headers: { Location: z.string().describe('gantry:jobs/{id}?state={state}[&exitCode={n}]') },
+            content: {
+              'application/problem+json': {
+                schema: ProblemSchema,
+                example: {
+                  type: 'https://gantry.dev/problems/job-unsuccessful',
+                  title: 'Job failed',
+                  status: 303,
+                  detail: `job ${examples.succeededJob.id} ended failed with exit code 3: exited with code 3`,
+                  jobId: examples.succeededJob.id,
+                  state: 'failed',
+                  exitCode: 3,
+                  reason: 'exited with code 3',
+                },
+              },
+            },
+          },
           // Here 404 means "not finished yet": the stock sensor keeps waiting on it.
           404: {
             description: 'The job is queued, pulling, starting or running (problem type job-pending, with `state`)',
@@ -62,9 +83,10 @@ export const waitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, 
                 schema: ProblemSchema,
                 example: {
                   type: 'https://gantry.dev/problems/job-pending',
-                  title: 'Job not finished yet',
+                  title: 'Job not finished',
                   status: 404,
                   detail: `job ${examples.succeededJob.id} is running`,
+                  jobId: examples.succeededJob.id,
                   state: 'running',
                   position: null,
                 },
@@ -74,28 +96,46 @@ export const waitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, 
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const { principal } = request;
       await pacer.pace(`${principal.owner}\u0000${request.params.id}`);
       const row = jobs.repo.get(request.params.id);
+      const id = request.params.id;
       if (!row || (!principal.isAdmin && row.owner !== principal.owner)) {
-        throw new HttpProblem(410, 'no-such-job', 'No such job', `job ${request.params.id} does not exist; waiting for it would never end`);
+        reply.header('Location', `gantry:jobs/${encodeURIComponent(id)}?state=not_found`);
+        return sendProblem(
+          reply,
+          new HttpProblem(303, 'not-found', 'No such job', `job ${id} does not exist; waiting for it would never end`, undefined, { jobId: id, state: null }),
+        );
       }
       const job = jobs.view(row);
       if (!isTerminal(job.state)) {
-        throw new HttpProblem(404, 'job-pending', 'Job not finished yet', `job ${job.id} is ${job.state}`, undefined, {
-          state: job.state,
-          position: job.position,
-        });
+        reply.header('Retry-After', String(Math.max(1, Math.ceil(config.pollMinIntervalMs / 1000))));
+        return sendProblem(
+          reply,
+          new HttpProblem(404, 'job-pending', 'Job not finished', `job ${job.id} is ${job.state}`, undefined, {
+            jobId: job.id,
+            state: job.state,
+            position: job.position,
+          }),
+        );
       }
-      if (job.state !== 'succeeded') {
-        throw new HttpProblem(409, 'job-failed', 'Job did not succeed', `job ${job.id} ended ${job.state}: ${job.reason ?? ''}`.trim(), undefined, {
+      if (job.state === 'succeeded') return reply.code(200).send(job);
+      // A redirect to a non-HTTP URL: the only answer that fails the stock
+      // HttpSensor at once in both modes (see airflow/SENSOR.md).
+      const exit = job.exitCode === null ? '' : `&exitCode=${job.exitCode}`;
+      reply.header('Location', `gantry:jobs/${job.id}?state=${job.state}${exit}`);
+      const title = { failed: 'Job failed', cancelled: 'Job cancelled', timed_out: 'Job timed out' }[job.state as 'failed'];
+      return sendProblem(
+        reply,
+        new HttpProblem(303, 'job-unsuccessful', title, `job ${job.id} ended ${job.state}${job.exitCode === null ? '' : ` with exit code ${job.exitCode}`}: ${job.reason ?? ''}`.trim(), undefined, {
+          jobId: job.id,
           state: job.state,
           exitCode: job.exitCode,
           reason: job.reason,
-        });
-      }
-      return job;
+          job,
+        }),
+      );
     },
   );
 };

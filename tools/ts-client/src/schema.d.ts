@@ -153,8 +153,8 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Sensor endpoint: 404 while the job runs, 200 once it succeeded, 409 once it did not
-         * @description Made for Airflow's stock `HttpSensor` (poke and deferrable, no `response_check`), which keeps waiting on 404 and fails on any other error: **404** `job-pending` while the job is queued, pulling, starting or running; **200** with the Job once it `succeeded`; **409** `job-failed` (with `state`, `exitCode`, `reason`) once it ended `failed`, `cancelled` or `timed_out`; **410** `no-such-job` for an id that does not exist (a 404 would make the sensor wait forever). Polls of the same job by the same owner closer together than GANTRY_POLL_MIN_INTERVAL_MS are answered after that interval, so a client that polls without pause is paced instead of refused.
+         * Sensor endpoint: 404 while the job runs, 200 once it succeeded, 303 once it did not
+         * @description Made for Airflow's stock `HttpSensor` (poke and deferrable, no `response_check`; see airflow/SENSOR.md): **404** `job-pending` while the job is queued, pulling, starting or running (keep waiting); **200** with the Job once it `succeeded`; **303** `job-unsuccessful` once it ended `failed`, `cancelled` or `timed_out`, and **303** `not-found` for an id that does not exist (a 404 would make the sensor wait forever). The 303 points to a non-HTTP `gantry:` URL on purpose: both of the provider's HTTP clients follow it and raise a non-Airflow error, which fails the sensor at once, also once deferred (its trigger loops without sleeping on any other error status). Polls of the same job by the same owner closer together than GANTRY_POLL_MIN_INTERVAL_MS are answered after that interval (never with 429, which the trigger would retry at once).
          */
         get: operations["waitForJob"];
         put?: never;
@@ -1601,6 +1601,29 @@ export interface operations {
                     "application/json": components["schemas"]["Job"];
                 };
             };
+            /** @description The job ended without success (problem type job-unsuccessful, with `state`, `exitCode`, `reason`, `job`), or there is no such job (type not-found). `Location` is a non-HTTP `gantry:` URL. */
+            303: {
+                headers: {
+                    /** @description gantry:jobs/{id}?state={state}[&exitCode={n}] */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/job-unsuccessful",
+                     *       "title": "Job failed",
+                     *       "status": 303,
+                     *       "detail": "job 5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47 ended failed with exit code 3: exited with code 3",
+                     *       "jobId": "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47",
+                     *       "state": "failed",
+                     *       "exitCode": 3,
+                     *       "reason": "exited with code 3"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Malformed request: a body that is not JSON, or a path that is not valid percent-encoding */
             400: {
                 headers: {
@@ -1664,50 +1687,12 @@ export interface operations {
                     /**
                      * @example {
                      *       "type": "https://gantry.dev/problems/job-pending",
-                     *       "title": "Job not finished yet",
+                     *       "title": "Job not finished",
                      *       "status": 404,
                      *       "detail": "job 5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47 is running",
+                     *       "jobId": "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47",
                      *       "state": "running",
                      *       "position": null
-                     *     }
-                     */
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description Conflicts with the job's state */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    /**
-                     * @example {
-                     *       "type": "https://gantry.dev/problems/job-failed",
-                     *       "title": "Job did not succeed",
-                     *       "status": 409,
-                     *       "detail": "job 5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47 ended failed: exited with code 3",
-                     *       "instance": "/v1/jobs/5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47/wait",
-                     *       "state": "failed",
-                     *       "exitCode": 3,
-                     *       "reason": "exited with code 3"
-                     *     }
-                     */
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description No such job (sensor endpoint: a 404 there means "still running") */
-            410: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    /**
-                     * @example {
-                     *       "type": "https://gantry.dev/problems/no-such-job",
-                     *       "title": "No such job",
-                     *       "status": 410,
-                     *       "detail": "job 5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47 does not exist; waiting for it would never end",
-                     *       "instance": "/v1/jobs/5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47/wait"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
