@@ -102,7 +102,7 @@ mkdir -p "$WORK/docker" "$WORK/node" "$WORK/app" "$WORK/data"
 unxz_to "$PKG/docker-min.tar.xz" "$WORK/docker.tar" && tar -C "$WORK/docker" -xf "$WORK/docker.tar" && rm "$WORK/docker.tar" || die "unpacking docker"
 unxz_to "$PKG/node.xz" "$NODE" && chmod +x "$NODE" || die "unpacking node"
 unxz_to "$PKG/app.tar.xz" "$WORK/app.tar" && tar -C "$WORK/app" -xf "$WORK/app.tar" && rm "$WORK/app.tar" || die "unpacking gantry"
-log "unpacked: node $("$NODE" --version), dockerd $("$WORK/docker/bin/dockerd" --version 2>&1 | head -1)"
+log "unpacked: node $("$NODE" --version), dockerd $(LD_LIBRARY_PATH="$WORK/docker/lib" "$WORK/docker/bin/dockerd" --version 2>&1 | head -1)"
 
 # ---- 2. dockerd ----------------------------------------------------------------
 if ! grep -q cgroup /proc/mounts; then
@@ -110,6 +110,16 @@ if ! grep -q cgroup /proc/mounts; then
   mount -t cgroup2 none /sys/fs/cgroup || die "could not mount cgroup2"
 fi
 rm -f "$SOCK"
+# dockerd re-executes itself (docker-applyLayer) without LD_LIBRARY_PATH, so the
+# loader must find libdevmapper (and libseccomp, if the host lacks it) by itself:
+# a throwaway GPU machine gets one extra search folder holding only those.
+if [ -z "$DRY" ] && ! ldconfig -p | grep -q 'libdevmapper.so.1.02.1 '; then
+  mkdir -p "$WORK/syslib"
+  cp "$WORK/docker/lib/libdevmapper.so.1.02.1" "$WORK/syslib/"
+  ldconfig -p | grep -q 'libseccomp.so.2 ' || cp "$WORK/docker/lib/libseccomp.so.2" "$WORK/syslib/"
+  echo "$WORK/syslib" > /etc/ld.so.conf.d/zz-gantry-gpu-e2e.conf && ldconfig
+  log "added $WORK/syslib ($(ls "$WORK/syslib" | paste -sd' ' -)) to the loader's search path"
+fi
 PATH="$WORK/docker/bin:$PATH" LD_LIBRARY_PATH="$WORK/docker/lib" setsid "$WORK/docker/bin/dockerd" \
   --data-root "$WORK/docker-data" --exec-root "$WORK/docker-exec" --pidfile "$WORK/dockerd.pid" \
   -H "unix://$SOCK" --bridge=none --iptables=false --ip-masq=false --userland-proxy=false \
@@ -240,11 +250,13 @@ if (cmd === 'import') {
 JS
 
 R=$WORK/rootfs
-mkdir -p "$R/bin" "$R/usr" "$R/etc" "$R/tmp" "$R/proc" "$R/sys" "$R/dev" "$R/root" "$R/run" "$R/var/tmp"
+# /sbin stays a real folder: Docker mounts its init at /sbin/docker-init, which
+# must not lead into the read-only /usr that Gantry mounts from the host.
+mkdir -p "$R/bin" "$R/sbin" "$R/usr" "$R/etc" "$R/tmp" "$R/proc" "$R/sys" "$R/dev" "$R/root" "$R/run" "$R/var/tmp"
 cp "$WORK/docker/bin/busybox" "$R/bin/busybox"
 for a in $("$R/bin/busybox" --list); do [ -e "$R/bin/$a" ] || ln -s busybox "$R/bin/$a"; done
 # The host's merged-/usr links, so that the host's programs find their loader and libraries.
-for d in lib lib64 lib32 libx32 sbin; do [ -L "/$d" ] && ln -s "$(readlink "/$d")" "$R/$d"; done
+for d in lib lib64 lib32 libx32; do [ -L "/$d" ] && ln -s "$(readlink "/$d")" "$R/$d"; done
 cp -a /etc/ld.so.cache /etc/ld.so.conf "$R/etc/" 2>/dev/null; cp -a /etc/ld.so.conf.d "$R/etc/" 2>/dev/null
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' > "$R/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' > "$R/etc/group"
@@ -263,9 +275,12 @@ if [ -z "$DRY" ]; then
                ls -d /usr/local/nvidia/lib64 2>/dev/null; echo "${LD_LIBRARY_PATH:-}" | tr ':' '\n'; } | grep '^/' | awk '!seen[$0]++' | while read -r d; do [ -d "$d" ] && echo "$d"; done | paste -sd: -)
   MOUNTS=(/usr)
   under_mounts() { local m; for m in "${MOUNTS[@]}"; do case "$1/" in "$m"/*) return 0 ;; esac; done; return 1; }
-  for d in "$PYPREFIX" "$PYBASE" "$SMI_DIR" $(echo "$LIB_DIRS" | tr ':' ' '); do under_mounts "$d" || MOUNTS+=("$d"); done
+  for d in "$PYPREFIX" "$PYBASE" "$SMI_DIR" $(echo "$LIB_DIRS" | tr ':' ' '); do
+    d=$(readlink -f "$d")  # /lib -> /usr/lib is already inside /usr
+    under_mounts "$d" || MOUNTS+=("$d")
+  done
   DRIVER_MOUNTS=$(IFS=,; echo "${MOUNTS[*]}")
-  DRIVER_ENV="LD_LIBRARY_PATH=$LIB_DIRS,PATH=$SMI_DIR:/usr/local/nvidia/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+  DRIVER_ENV="LD_LIBRARY_PATH=$LIB_DIRS,PATH=$SMI_DIR:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 else
   GPUS_SRC="$HOST_UUIDS:81920"
   DRIVER=env

@@ -20,15 +20,16 @@ test('real H200 nvidia-smi output parses: the wide query, with and without heade
   assert.deepEqual(parseNvidiaSmiCsv(fixture('h200-x1/nvsmi-query-header.csv')), [H200]);
 });
 
-test('the query Gantry runs returns the bus id, which is kept for the device minor', () => {
+test('the query Gantry runs, as recorded on the H200 machine, gives the bus id that leads to the device minor', () => {
   assert.equal(NVIDIA_SMI_QUERY, 'index,uuid,name,memory.total,pci.bus_id');
-  const text = fixture('h200-gantry-query/query.csv');
-  const gpus = parseNvidiaSmiCsv(text);
-  assert.equal(gpus.length, 1);
-  assert.match(gpus[0]!.uuid, /^GPU-[0-9a-f-]{36}$/);
-  assert.equal(gpus[0]!.name, 'NVIDIA H200');
-  assert.ok(gpus[0]!.memoryMiB > 140_000);
-  assert.match(gpus[0]!.busId!, /^[0-9A-F]{8}:[0-9A-F]{2}:[0-9A-F]{2}\.[0-9A-F]$/i);
+  const E2E = { index: 0, uuid: 'GPU-c70e87bb-33ec-dd9d-b75a-d3f9e151edb9', name: 'NVIDIA H200', memoryMiB: 143771 };
+  assert.deepEqual(parseNvidiaSmiCsv(fixture('h200-e2e/query.csv')), [E2E]);
+  assert.deepEqual(parseNvidiaSmiCsv(fixture('h200-e2e/gantry-query.csv')), [{ ...E2E, busId: '00000000:00:06.0' }]);
+  // /proc/driver/nvidia/gpus/0000:00:06.0/information from the same machine.
+  const proc = tempDir('gantry-proc-');
+  fs.mkdirSync(path.join(proc, '0000:00:06.0'));
+  fs.copyFileSync(path.join(FIXTURES, 'h200-e2e/proc-information'), path.join(proc, '0000:00:06.0', 'information'));
+  assert.equal(readDeviceMinor('00000000:00:06.0', proc), 0);
 });
 
 test('several GPUs, CRLF line ends and blank lines', () => {
@@ -91,7 +92,7 @@ test('GANTRY_GPUS=nvidia-smi runs the query (an nvidia-smi on the PATH replaying
     smi,
     `#!/bin/sh\necho "$@" >> ${log}\n[ "$1" = --version ] && exit 0\n` +
       `[ -n "$FAIL_SMI" ] && { echo "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver." >&2; exit 9; }\n` +
-      `cat ${path.join(FIXTURES, 'h200-gantry-query/query.csv')}\n`,
+      `cat ${path.join(FIXTURES, 'h200-e2e/gantry-query.csv')}\n`,
   );
   fs.chmodSync(smi, 0o755);
   const saved = process.env.PATH;
