@@ -1,0 +1,188 @@
+/**
+ * Gantry benchmarks (issue 7): one command, `npm run bench`, builds Gantry,
+ * starts it from the compiled JS and measures it against its baselines
+ * ALTERNATELY in the same run (the machine is shared and noisy, so only the
+ * ratios are meaningful). Prints a table on stdout and writes JSON.
+ * Not part of the test run; it never asserts times.
+ *
+ * Sizes (env): BENCH_QUICK=1 for a ~2-minute smoke run, or any of
+ * BENCH_SECTIONS=jobs,polls,logs,fanout  BENCH_JOBS=50  BENCH_TPUT_JOBS=32
+ * BENCH_TPUT_ROUNDS=2  BENCH_CONCURRENCY=1,4,16  BENCH_SEED_JOBS=10000
+ * BENCH_POLL_SECONDS=5  BENCH_POLL_ROUNDS=2  BENCH_LOG_MB=200
+ * BENCH_LOG_DRIVERS=local,json-file  BENCH_LOG_ROUNDS=1
+ * BENCH_IDLE_CLIENTS=1000  BENCH_IDLE_JOBS=10  BENCH_FANOUT_CLIENTS=100
+ * BENCH_FANOUT_MB=20  BENCH_OUT=bench/results/latest.json
+ * BENCH_CPU_PROF=dir (run Gantry with --cpu-prof; see bench/profile-summary.ts).
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { cleanupContainers, DestroyWatcher, docker, rawOptions, runRaw } from './lib/docker.js';
+import { ROOT, startGantry, type GantryProc } from './lib/gantry.js';
+import { envList, envNum, MB, round, say } from './lib/util.js';
+import { benchFanout } from './sections/fanout.js';
+import { benchJobs } from './sections/jobs.js';
+import { logCommand, benchLogs } from './sections/logs.js';
+import { benchPolls, seedJobs, startBare, type BareServer } from './sections/polls.js';
+
+const quick = process.env.BENCH_QUICK === '1';
+const cfg = {
+  sections: envList('BENCH_SECTIONS', ['jobs', 'polls', 'logs', 'fanout']),
+  jobs: { jobs: envNum('BENCH_JOBS', quick ? 10 : 50), concurrency: envList('BENCH_CONCURRENCY', ['1', '4', '16']).map(Number), throughputJobs: envNum('BENCH_TPUT_JOBS', quick ? 16 : 32), throughputRounds: envNum('BENCH_TPUT_ROUNDS', quick ? 1 : 2) },
+  seedJobs: envNum('BENCH_SEED_JOBS', 10_000),
+  polls: { seconds: envNum('BENCH_POLL_SECONDS', quick ? 3 : 5), rounds: envNum('BENCH_POLL_ROUNDS', quick ? 1 : 2), connections: envNum('BENCH_POLL_CONNECTIONS', 100) },
+  logs: { mb: envNum('BENCH_LOG_MB', quick ? 20 : 200), rounds: envNum('BENCH_LOG_ROUNDS', 1), drivers: envList('BENCH_LOG_DRIVERS', ['local', 'json-file']) },
+  fanout: { idleClients: envNum('BENCH_IDLE_CLIENTS', quick ? 200 : 1000), idleJobs: envNum('BENCH_IDLE_JOBS', 10), busyClients: envNum('BENCH_FANOUT_CLIENTS', quick ? 20 : 100), busyMb: envNum('BENCH_FANOUT_MB', quick ? 5 : 20) },
+  out: process.env.BENCH_OUT ?? path.join(ROOT, 'bench/results/latest.json'),
+};
+
+interface Row {
+  section: string;
+  metric: string;
+  gantry: number | string;
+  baseline: number | string;
+  ratio: number | null;
+  target: string;
+  ok: boolean | null;
+}
+
+const rows: Row[] = [];
+function row(section: string, metric: string, gantry: number, baseline: number | string, target?: { op: '<=' | '>=' | '<'; value: number; on: 'ratio' | 'gantry' }): void {
+  const ratio = typeof baseline === 'number' && baseline > 0 ? round(gantry / baseline, 2) : null;
+  let ok: boolean | null = null;
+  let t = '';
+  if (target) {
+    const x = target.on === 'ratio' ? ratio : gantry;
+    t = `${target.on === 'ratio' ? 'ratio ' : ''}${target.op} ${target.value}`;
+    if (x !== null) ok = target.op === '<=' ? x <= target.value : target.op === '<' ? x < target.value : x >= target.value;
+  }
+  rows.push({ section, metric, gantry: round(gantry, 2), baseline: typeof baseline === 'number' ? round(baseline, 2) : baseline, ratio, target: t, ok });
+}
+
+function printTable(): string {
+  const head = ['section', 'metric', 'gantry', 'baseline', 'ratio', 'target', 'ok'];
+  const cells = rows.map((r) => [r.section, r.metric, String(r.gantry), String(r.baseline), r.ratio === null ? '' : r.ratio.toFixed(2), r.target, r.ok === null ? '' : r.ok ? 'yes' : 'MISS']);
+  const md = [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...cells.map((c) => `| ${c.join(' | ')} |`)].join('\n');
+  return md;
+}
+
+async function main(): Promise<void> {
+  const started = new Date();
+  say('building Gantry (npm run build)');
+  execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  const removed = await cleanupContainers();
+  if (removed) say(`removed ${removed} leftover bench containers`);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-'));
+  const procs: (GantryProc | BareServer)[] = [];
+  const watcher = new DestroyWatcher();
+  const results: Record<string, unknown> = {};
+  const onSignal = () => {
+    say('interrupted: cleaning up');
+    for (const p of procs) void p.stop();
+    void cleanupContainers().finally(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    await watcher.start();
+    const primaryDir = path.join(tmp, 'primary');
+    say(`seeding ${cfg.seedJobs} finished jobs into the store`);
+    const ids = seedJobs(primaryDir, cfg.seedJobs);
+    const primaryEnv = { GANTRY_LOG_MAX_BYTES: String(Math.max(300, cfg.logs.mb + 50, cfg.fanout.busyMb + 50) * 1024 * 1024) };
+    const g = await startGantry(primaryDir, primaryEnv, 'primary');
+    procs.push(g);
+    const primaryDriver = g.env.GANTRY_LOG_DRIVER ?? 'local'; // Gantry's default
+
+    if (cfg.sections.includes('jobs')) {
+      const r = await benchJobs(g, watcher, cfg.jobs);
+      results.jobs = r;
+      const lat = r.latency as Record<string, { p50: number; p99: number }>;
+      row('1 jobs', 'submit→terminal p50, Gantry timestamps (ms)', lat.gantryServer!.p50, lat.raw!.p50, { op: '<=', value: 1.1, on: 'ratio' });
+      row('1 jobs', 'submit→terminal p99, Gantry timestamps (ms)', lat.gantryServer!.p99, lat.raw!.p99, { op: '<=', value: 1.25, on: 'ratio' });
+      row('1 jobs', 'submit→SSE end p50, client (ms)', lat.gantryClient!.p50, lat.raw!.p50, { op: '<=', value: 1.1, on: 'ratio' });
+      row('1 jobs', 'submit→SSE end p99, client (ms)', lat.gantryClient!.p99, lat.raw!.p99, { op: '<=', value: 1.25, on: 'ratio' });
+      row('1 jobs', 'submit→container removed p50 (ms)', lat.gantryRemoved!.p50, lat.raw!.p50);
+      row('1 jobs', 'ref: raw + attach p50 / raw minimal p50 (ms)', lat.rawAttach!.p50, lat.rawMinimal!.p50);
+      for (const [c, t] of Object.entries(r.throughput)) {
+        row('1 jobs', `throughput at concurrency ${c} (jobs/s)`, t.gantryJobsPerS, t.rawJobsPerS, c === '16' ? { op: '>=', value: 0.9, on: 'ratio' } : undefined);
+      }
+    }
+
+    if (cfg.sections.includes('polls')) {
+      const bare = await startBare(path.join(primaryDir, 'gantry.db'));
+      procs.push(bare);
+      const r = await benchPolls(g, bare, ids, cfg.polls);
+      results.polls = r;
+      row('2 polls', 'GET /v1/jobs/{id} req/s (10k jobs stored)', r.gantry!.reqPerS, r.bare!.reqPerS, { op: '>=', value: 0.5, on: 'ratio' });
+      row('2 polls', 'GET /v1/jobs/{id} p99 ms (worst round)', r.gantry!.p99Ms, r.bare!.p99Ms, { op: '<', value: 15, on: 'gantry' });
+      row('2 polls', 'ref: vs bare route + sqlite point read, req/s', r.gantry!.reqPerS, r.bareSqlite!.reqPerS);
+      await bare.stop();
+      procs.splice(procs.indexOf(bare), 1);
+    }
+
+    if (cfg.sections.includes('logs')) {
+      const { command, bytes } = logCommand(cfg.logs.mb);
+      say('logs: producer alone into /dev/null');
+      const devnull = await runRaw(rawOptions('same', ['sh', '-c', `${command[2]} > /dev/null`], g.env));
+      const producerMBps = bytes / MB / (devnull.runMs / 1000);
+      results.producerAloneMBps = round(producerMBps, 1);
+      const perDriver = [];
+      for (const driver of cfg.logs.drivers) {
+        let gd = g;
+        if (driver !== primaryDriver) {
+          gd = await startGantry(path.join(tmp, `driver-${driver}`), { ...primaryEnv, GANTRY_LOG_DRIVER: driver }, driver);
+          procs.push(gd);
+        }
+        const r = await benchLogs(gd, driver, cfg.logs);
+        perDriver.push(r);
+        const avg = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+        const gRun = avg(r.gantry.map((x) => x.runMs));
+        row(`3 logs ${driver}`, `${cfg.logs.mb} MB job wall, Gantry vs plain attach (ms)`, gRun, avg(r.attach.map((x) => x.runMs)), { op: '<=', value: 1.1, on: 'ratio' });
+        row(`3 logs ${driver}`, 'SSE delivery vs docker logs --follow (MB/s)', avg(r.gantry.map((x) => x.sseMBps)), avg(r.follow.map((x) => x.MBps)), { op: '>=', value: 2, on: 'ratio' });
+        row(`3 logs ${driver}`, 'SSE delivery (lines/s)', avg(r.gantry.map((x) => x.sseLinesPerS)), avg(r.follow.map((x) => (x.MBps * MB) / 37)));
+        row(`3 logs ${driver}`, 'Gantry peak RSS (MB)', Math.max(...r.gantry.map((x) => x.peakRssMB)), '', { op: '<', value: 200, on: 'gantry' });
+        row(`3 logs ${driver}`, 'ref: attach MB/s vs producer alone MB/s', avg(r.attach.map((x) => x.MBps)), producerMBps);
+        if (gd !== g) {
+          await gd.stop();
+          procs.splice(procs.indexOf(gd), 1);
+        }
+      }
+      results.logs = perDriver;
+    }
+
+    if (cfg.sections.includes('fanout')) {
+      const r = await benchFanout(g, cfg.fanout);
+      results.fanout = r;
+      row('4 fan-out', `${r.idle.clients} idle SSE clients: Gantry RSS (MB)`, r.idle.rssMB!, r.idle.rssBeforeMB!, { op: '<', value: 300, on: 'gantry' });
+      row('4 fan-out', `${r.busy.clients} clients on one ${r.busy.mb} MB job: MB/s each (median)`, r.busy.perClientMBpsMedian, '');
+      row('4 fan-out', `${r.busy.clients} clients: MB/s each (slowest) / Gantry peak RSS MB`, r.busy.perClientMBpsMin, r.busy.peakRssMB);
+    }
+
+    const table = printTable();
+    process.stdout.write(`\nGantry bench, ${started.toISOString()} (${os.cpus().length} cores, load ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})\n\n${table}\n\n`);
+    const info = await docker.version();
+    const out = {
+      started: started.toISOString(),
+      finished: new Date().toISOString(),
+      machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memMB: Math.round(os.totalmem() / MB), loadavgAtEnd: os.loadavg(), node: process.version, docker: info.Version },
+      config: cfg,
+      table: rows,
+      results,
+    };
+    fs.mkdirSync(path.dirname(cfg.out), { recursive: true });
+    fs.writeFileSync(cfg.out, JSON.stringify(out, null, 2) + '\n');
+    say(`wrote ${path.relative(ROOT, cfg.out)}`);
+  } finally {
+    watcher.stop();
+    for (const p of procs) await p.stop();
+    await cleanupContainers();
+    if (process.env.BENCH_KEEP !== '1') fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().catch(async (err: unknown) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  await cleanupContainers().catch(() => undefined);
+  process.exit(1);
+});

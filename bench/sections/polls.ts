@@ -1,0 +1,144 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import path from 'node:path';
+import autocannon, { type Result } from 'autocannon';
+import { openDb } from '../../src/store/db.js';
+import { JobsRepo } from '../../src/store/jobs-repo.js';
+import type { JobSpec } from '../../src/jobs/schema.js';
+import { specHash } from '../../src/jobs/service.js';
+import { BENCH_TOKEN, freePort, IMAGE, procCpuSeconds, ROOT, type GantryProc } from '../lib/gantry.js';
+import { mean, round, say, sleep } from '../lib/util.js';
+
+/**
+ * Stores `n` finished jobs of the bench owner directly in Gantry's store
+ * (before Gantry starts), as a busy host would have them. Returns their ids.
+ */
+export function seedJobs(dataDir: string, n: number): string[] {
+  const db = openDb(dataDir);
+  const repo = new JobsRepo(db);
+  const ids: string[] = [];
+  const t = Date.now() - n * 1000;
+  db.transaction(() => {
+    for (let i = 0; i < n; i++) {
+      const id = crypto.randomUUID();
+      const spec = { image: IMAGE, command: ['sh', '-c', `echo job ${i}`], labels: { team: `t${i % 10}` } } as JobSpec;
+      const created = new Date(t + i * 1000).toISOString();
+      repo.insert({ id, owner: 'bench', spec, specHash: specHash(spec), idempotencyKey: null, requestId: null, createdAt: created });
+      repo.update(id, {
+        state: 'succeeded',
+        exit_code: 0,
+        result: `job ${i}`,
+        container_id: crypto.randomBytes(32).toString('hex'),
+        started_at: new Date(t + i * 1000 + 200).toISOString(),
+        finished_at: new Date(t + i * 1000 + 450).toISOString(),
+      });
+      ids.push(id);
+    }
+  })();
+  db.close();
+  return ids;
+}
+
+export interface BareServer {
+  url: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export async function startBare(dbFile: string): Promise<BareServer> {
+  const port = await freePort();
+  const proc: ChildProcess = spawn(process.execPath, [path.join(ROOT, 'bench/bare-server.mjs'), String(port), dbFile], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    proc.stdout!.once('data', () => resolve());
+    proc.once('exit', (code) => reject(new Error(`bare server exited (${code})`)));
+  });
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  return {
+    url: `http://127.0.0.1:${port}`,
+    pid: proc.pid!,
+    async stop() {
+      proc.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+interface Target {
+  name: string;
+  url: string;
+  pid: number;
+  paths: string[];
+  headers: Record<string, string>;
+}
+
+async function cannon(t: Target, seconds: number, connections: number): Promise<Result> {
+  return autocannon({
+    url: t.url,
+    connections,
+    duration: seconds,
+    headers: t.headers,
+    // A fixed rotation of ids (prebuilt requests, so the load generator does
+    // the same little work for every target).
+    requests: t.paths.map((p) => ({ method: 'GET', path: p })),
+  });
+}
+
+export interface PollsConfig {
+  seconds: number;
+  rounds: number;
+  connections: number;
+}
+
+/** Authenticated GET /v1/jobs/{id} vs a bare fastify route, alternating rounds. */
+export async function benchPolls(g: GantryProc, bare: BareServer, ids: string[], cfg: PollsConfig) {
+  const sample = Array.from({ length: 200 }, (_, i) => ids[Math.floor((i * ids.length) / 200)]!);
+  const targets: Target[] = [
+    { name: 'gantry', url: g.url, pid: g.pid, paths: sample.map((id) => `/v1/jobs/${id}`), headers: { authorization: `Bearer ${BENCH_TOKEN}` } },
+    { name: 'bare', url: bare.url, pid: bare.pid, paths: sample.map((id) => `/bare/jobs/${id}`), headers: {} },
+    { name: 'bareSqlite', url: bare.url, pid: bare.pid, paths: sample.map((id) => `/bare-sqlite/jobs/${id}`), headers: {} },
+  ];
+  // Check every target answers 200 before loading it.
+  for (const t of targets) {
+    const r = await fetch(t.url + t.paths[0], { headers: t.headers });
+    await r.text();
+    if (r.status !== 200) throw new Error(`${t.name}: ${t.paths[0]} answered ${r.status}`);
+  }
+  say('polls: warm-up');
+  for (const t of targets) await cannon(t, 2, cfg.connections);
+  const out: Record<string, { reqPerS: number[]; p99: number[]; p50: number[]; errors: number; non2xx: number; cpuPerKReq: number[] }> = {};
+  for (const t of targets) out[t.name] = { reqPerS: [], p99: [], p50: [], errors: 0, non2xx: 0, cpuPerKReq: [] };
+  for (let r = 0; r < cfg.rounds; r++) {
+    const order = r % 2 === 0 ? targets : [...targets].reverse();
+    for (const t of order) {
+      say(`polls: ${t.name}, ${cfg.seconds} s, ${cfg.connections} connections (round ${r + 1}/${cfg.rounds})`);
+      const cpu0 = procCpuSeconds(t.pid);
+      const res = await cannon(t, cfg.seconds, cfg.connections);
+      const cpu = procCpuSeconds(t.pid) - cpu0;
+      const o = out[t.name]!;
+      o.reqPerS.push(res.requests.average);
+      o.p99.push(res.latency.p99);
+      o.p50.push(res.latency.p50);
+      o.errors += res.errors + res.timeouts;
+      o.non2xx += res.non2xx;
+      o.cpuPerKReq.push((cpu * 1000 * 1000) / Math.max(1, res.requests.total));
+      await sleep(500);
+    }
+  }
+  return Object.fromEntries(
+    Object.entries(out).map(([name, o]) => [
+      name,
+      {
+        reqPerS: round(mean(o.reqPerS), 0),
+        p99Ms: round(Math.max(...o.p99), 1),
+        p50Ms: round(mean(o.p50), 1),
+        serverCpuMsPer1kReq: round(mean(o.cpuPerKReq), 1),
+        rounds: o.reqPerS.map((x) => round(x, 0)),
+        errors: o.errors,
+        non2xx: o.non2xx,
+      },
+    ]),
+  );
+}
