@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Airflow integration tests (issue 6): real `airflow dags test` runs of the example
+# DAGs and the provider against a live Gantry on the real Docker engine.
+#
+#   GANTRY_URL=http://127.0.0.1:8420 GANTRY_TOKEN=... scripts/airflow-test.sh [pytest args]
+#
+# With GANTRY_URL unset, the script starts its own Gantry from this checkout on
+# 127.0.0.1:${GANTRY_TEST_PORT:-8421} (temp data dir, a static fake GPU with the
+# `env` driver so GPU requests work on CPU-only hosts, a mount allowlist for the
+# batch_inference volumes) and stops it afterwards.
+#
+# Optional: GANTRY_TEST_MOUNT_ROOT (a folder inside the allowlist of an external
+# Gantry; without it the volume tests are skipped), GANTRY_TEST_IMAGE
+# (default local/busybox:latest), AIRFLOW_VENV (default airflow/.venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=${AIRFLOW_VENV:-$ROOT/airflow/.venv}
+PY=${AIRFLOW_PYTHON:-python3.11}
+
+# 1. Airflow, pinned (requirements + constraints), and the provider from this tree.
+if [ ! -x "$VENV/bin/airflow" ]; then
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -r airflow/requirements.txt -c airflow/constraints.txt
+fi
+BUILD=$(mktemp -d)
+cp -r airflow/provider/. "$BUILD/"
+rm -rf "$BUILD/build" "$BUILD"/*.egg-info
+"$VENV/bin/pip" install -q --no-deps --force-reinstall "$BUILD" >/dev/null
+rm -rf "$BUILD"
+
+# 2. Gantry.
+STARTED_PID=
+cleanup() {
+  if [ -n "$STARTED_PID" ]; then
+    kill "$STARTED_PID" 2>/dev/null || true
+    wait "$STARTED_PID" 2>/dev/null || true
+  fi
+  if [ -n "${WORK:-}" ]; then rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+if [ -z "${GANTRY_URL:-}" ]; then
+  bash scripts/build-test-image.sh >/dev/null
+  WORK=$(mktemp -d /tmp/gantry-airflow-test.XXXXXX)
+  mkdir -p "$WORK/mounts" && chmod 777 "$WORK/mounts"
+  PORT=${GANTRY_TEST_PORT:-8421}
+  export GANTRY_TOKEN=${GANTRY_TOKEN:-airflow-test-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')}
+  GANTRY_DATA_DIR="$WORK/data" GANTRY_ADMIN_TOKEN="$GANTRY_TOKEN" GANTRY_HOST=127.0.0.1 GANTRY_PORT="$PORT" \
+  GANTRY_METRICS_PORT=0 GANTRY_GPUS="GPU-a1f1a1f1-0000-4000-8000-000000000001:16384" GANTRY_GPU_DRIVER=env \
+  GANTRY_MOUNT_ALLOWLIST="$WORK/mounts" GANTRY_STOP_GRACE_SECONDS=2 GANTRY_LOG_LEVEL=warn \
+    node --import tsx src/main.ts >"$WORK/gantry.log" 2>&1 &
+  STARTED_PID=$!
+  export GANTRY_URL="http://127.0.0.1:$PORT"
+  export GANTRY_TEST_MOUNT_ROOT="$WORK/mounts"
+  for _ in $(seq 1 120); do
+    if curl -fs "$GANTRY_URL/healthz" >/dev/null 2>&1; then break; fi
+    if ! kill -0 "$STARTED_PID" 2>/dev/null; then cat "$WORK/gantry.log"; echo "Gantry did not start" >&2; exit 1; fi
+    sleep 0.5
+  done
+  curl -fs "$GANTRY_URL/healthz" >/dev/null || { cat "$WORK/gantry.log"; echo "Gantry is not healthy" >&2; exit 1; }
+  echo "started Gantry at $GANTRY_URL (log: $WORK/gantry.log)"
+fi
+: "${GANTRY_TOKEN:?GANTRY_TOKEN is required with GANTRY_URL}"
+export GANTRY_URL GANTRY_TOKEN
+
+# 3. The tests (each DAG run is `airflow dags test` in a subprocess with its own AIRFLOW_HOME).
+cd airflow
+"$VENV/bin/python" -m pytest tests -v -p no:cacheprovider "$@"
