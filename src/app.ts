@@ -164,6 +164,15 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     api.setSerializerCompiler(serializerCompiler);
     // JSON only: anything else is a 415, not a string the schema then rejects.
     api.removeContentTypeParser('text/plain');
+    // An empty body sent as application/json (Airflow's HttpOperator does this
+    // for a POST without data) is "no body", not malformed JSON; everything
+    // else goes through Fastify's own parser, prototype-poisoning checks included.
+    const parseJson = api.getDefaultJsonParser('error', 'error');
+    api.removeContentTypeParser('application/json');
+    api.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+      if (body === '') return done(null, undefined);
+      parseJson(request, body as string, done);
+    });
     installProblemHandlers(api);
     const typed = api.withTypeProvider<ZodTypeProvider>();
     await typed.register(healthRoutes, { docker, db });

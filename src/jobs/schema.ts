@@ -4,6 +4,17 @@ import { JOB_STATES } from './states.js';
 /** Label keys under this prefix are Gantry's own bookkeeping on the container. */
 export const RESERVED_LABEL_PREFIX = 'dev.gantry.';
 
+/**
+ * Docker's reference grammar (distribution/reference): [domain[:port]/]path[:tag][@digest],
+ * so a malformed name is refused at submit instead of failing the job later.
+ */
+const DOMAIN_COMPONENT = '(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])';
+const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*';
+export const IMAGE_REFERENCE = new RegExp(
+  `^(?:${DOMAIN_COMPONENT}(?:\\.${DOMAIN_COMPONENT})*(?::[0-9]+)?/)?${PATH_COMPONENT}(?:/${PATH_COMPONENT})*` +
+    '(?::[\\w][\\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$',
+);
+
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name').max(256);
 const absolutePath = z
   .string()
@@ -73,7 +84,7 @@ export const JobSpecSchema = z
       .string()
       .min(1)
       .max(512)
-      .regex(/^[a-z0-9][a-z0-9._\-/:@]*$/i, 'must be an image reference like "local/busybox:latest"'),
+      .regex(IMAGE_REFERENCE, 'must be an image reference like "local/busybox:latest" (Docker\'s reference grammar)'),
     command: z.array(z.string().max(65536)).min(1).max(4096),
     entrypoint: z.array(z.string().max(65536)).max(4096).optional(),
     env: z

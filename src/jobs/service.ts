@@ -12,6 +12,8 @@ export interface JobController {
   kick(): void;
   /** Stop the job's container (SIGTERM, grace, SIGKILL); it then ends as cancelled. */
   cancelActive(jobId: string): void;
+  /** Whether the scheduler has taken the job (it may still read `queued`). */
+  isLaunched(jobId: string): boolean;
   /** Why a queued job is still waiting, if known. */
   waitReason(jobId: string): string | null;
   /** Rejects a GPU request that can never be met on this host. */
@@ -131,7 +133,9 @@ export class JobService {
   cancel(principal: Principal, id: string): Job {
     const row = this.visibleRow(principal, id);
     if (isTerminal(row.state)) return this.view(row);
-    if (row.state === 'queued') {
+    // A job the scheduler already took is still `queued` in the store until
+    // its first step; it is stopped like an active one.
+    if (row.state === 'queued' && !this.ctl.isLaunched(id)) {
       const done = this.transition(id, 'cancelled', { finished_at: new Date().toISOString(), reason: 'cancelled while queued' });
       this.ctl.kick();
       return this.view(done);

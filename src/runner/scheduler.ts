@@ -80,6 +80,10 @@ export class Scheduler implements JobController {
     this.stopContainer(a);
   }
 
+  isLaunched(jobId: string): boolean {
+    return this.active.has(jobId);
+  }
+
   waitReason(jobId: string): string | null {
     return this.waiting.get(jobId) ?? null;
   }
@@ -181,6 +185,10 @@ export class Scheduler implements JobController {
     }
     const gpuPatch = { gpus: JSON.stringify(alloc?.uuids ?? []), gpu_memory_mib: alloc?.memoryMiB ?? null };
     const pullPolicy = a.spec.pullPolicy ?? config.policy.pullPolicy;
+    if (a.cancelRequested) {
+      this.endWith(a, 'cancelled', { reason: 'cancelled before it started', exitCode: null });
+      return;
+    }
     if (await images.needsPull(a.spec.image, pullPolicy)) {
       jobs.transition(a.id, 'pulling', { ...gpuPatch, pull_status: 'starting pull', reason: null });
       await images.ensure(a.spec.image, pullPolicy, (status, progress) => {

@@ -258,3 +258,15 @@ test('an allowlisted bind mount is readable inside and read-only by default', as
   const logs = await g.call('GET', `/v1/jobs/${job.id}/logs`);
   assert.equal(logs.text, 'from the host\nread-only\n');
 });
+
+test('a bodiless POST sent as application/json (as Airflow\'s HttpOperator does) is accepted for cancel', async (t) => {
+  const g = await startGantry(t);
+  const job = await g.submit(sh('sleep 30'));
+  const r = await g.call<{ state: string }>('POST', `/v1/jobs/${job.id}/cancel`, { headers: { 'content-type': 'application/json' } });
+  assert.equal(r.status, 202);
+  const empty = await g.call('POST', '/v1/jobs', { headers: { 'content-type': 'application/json' } });
+  assert.equal(empty.status, 422, 'a submit still needs a body');
+  const poisoned = await g.call('POST', '/v1/jobs', { body: '{"__proto__":{"x":1},"image":"local/busybox","command":["true"]}' });
+  assert.equal(poisoned.status, 400, 'prototype poisoning is still refused');
+  await g.waitFor(job.id);
+});

@@ -133,3 +133,13 @@ test('container options: hardened by default, nothing taken from the client but 
   assert.equal(opts.Labels!.team, 'ml');
   assert.equal(opts.name, 'gantry-j1');
 });
+
+test('image references follow Docker\'s grammar', async () => {
+  const { IMAGE_REFERENCE } = await import('../../src/jobs/schema.js');
+  for (const ok of ['local/busybox', 'local/busybox:latest', '127.0.0.1:5000/ml/model:v1.2', 'registry.example.com/ml/deep/model', `x/y@sha256:${'a'.repeat(64)}`, 'a__b/c-d.e:1_0']) {
+    assert.ok(IMAGE_REFERENCE.test(ok), ok);
+  }
+  for (const bad of ['b@m', 'u-:latest', 'Local/Busybox', 'x//y', '-x/y', 'x/y:', 'x/y:-tag', 'x y', 'x/y@sha256:zz']) {
+    assert.ok(!IMAGE_REFERENCE.test(bad), bad);
+  }
+});
