@@ -178,3 +178,17 @@ export async function containersOf(jobId: string): Promise<Docker.ContainerInfo[
 export async function gantryContainerCount(): Promise<number> {
   return (await docker.listContainers({ all: true, filters: { label: ['dev.gantry.managed=true'] } })).length;
 }
+
+/**
+ * Resolves once the job has no container left. Gantry records a job's end
+ * before it removes the container (so a crash in between loses nothing), so
+ * removal may still be in progress when the terminal state is visible.
+ */
+export async function containersGone(jobId: string, timeoutMs = 15_000): Promise<Docker.ContainerInfo[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const left = await containersOf(jobId);
+    if (left.length === 0 || Date.now() > deadline) return left;
+    await sleep(100);
+  }
+}

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { containersOf, docker, spawnGantry, tempDir, TEST_IMAGE } from '../helpers/gantry.js';
+import { containersGone, containersOf, docker, spawnGantry, tempDir, TEST_IMAGE } from '../helpers/gantry.js';
 
 const numbers = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => String(from + i));
 
@@ -38,7 +38,7 @@ test('Gantry killed with SIGKILL mid-job: the job ends succeeded after restart, 
     .map((l) => Number(l.slice(4)));
   assert.deepEqual(seqs, Array.from({ length: 600 }, (_, i) => i + 1), 'sequence numbers stay contiguous across the restart');
   assert.equal((await g.job(earlier.id)).state, 'succeeded');
-  assert.deepEqual(await containersOf(job.id), []);
+  assert.deepEqual(await containersGone(job.id), []);
 });
 
 test('a job whose container finished while Gantry was down ends with its real exit code and full log', async (t) => {

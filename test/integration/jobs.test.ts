@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { hashToken } from '../../src/auth/tokens.js';
-import { client, containersOf, docker, startGantry, tempDir, TEST_IMAGE } from '../helpers/gantry.js';
+import { client, containersGone, containersOf, docker, startGantry, tempDir, TEST_IMAGE } from '../helpers/gantry.js';
 
 const sh = (script: string, extra: Record<string, unknown> = {}) => ({ image: TEST_IMAGE, command: ['sh', '-c', script], ...extra });
 
@@ -26,7 +26,7 @@ test('a job that prints and exits 3 ends failed with exit code 3; `true` succeed
   assert.equal(ok.state, 'succeeded');
   assert.equal(ok.exitCode, 0);
   assert.equal(ok.reason, null);
-  assert.deepEqual(await containersOf(good.id), [], 'the container is removed once its logs are stored');
+  assert.deepEqual(await containersGone(good.id), [], 'the container is removed once its logs are stored');
 });
 
 test('submit answers 201 with Location and the accepted spec', async (t) => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ADMIN_TOKEN, containersOf, startGantry, TEST_IMAGE } from '../helpers/gantry.js';
+import { ADMIN_TOKEN, containersGone, startGantry, TEST_IMAGE } from '../helpers/gantry.js';
 import { readSse } from '../helpers/sse.js';
 import type { LogLine } from '../../src/logs/store.js';
 
@@ -12,7 +12,7 @@ test('5,000 numbered lines come back complete and in order, as text and as SSE, 
   const done = await g.waitFor(job.id);
   assert.equal(done.state, 'succeeded');
   assert.equal(done.result, '5000');
-  assert.deepEqual(await containersOf(job.id), [], 'container removed; logs must come from Gantry');
+  assert.deepEqual(await containersGone(job.id), [], 'container removed; logs must come from Gantry');
 
   const text = await g.call('GET', `/v1/jobs/${job.id}/logs`);
   assert.equal(text.status, 200);
