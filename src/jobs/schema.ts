@@ -52,7 +52,18 @@ export const GpuRequestSchema = z
       ctx.addIssue({ code: 'custom', message: 'GPU ids must be distinct', path: ['ids'] });
     }
   })
-  .meta({ id: 'GpuRequest', example: { count: 1 } });
+  .meta({
+    id: 'GpuRequest',
+    example: { count: 1 },
+    // The superRefine rules above, stated in the document too so generated
+    // clients and fuzzers know them: exactly one of count/ids, and memory
+    // sharing only with count 1.
+    oneOf: [
+      { required: ['count'], not: { required: ['ids'] } },
+      { required: ['ids'], not: { anyOf: [{ required: ['count'] }, { required: ['memoryMiB'] }] } },
+    ],
+    dependentSchemas: { memoryMiB: { properties: { count: { const: 1 } } } },
+  });
 
 export const MountSchema = z
   .object({

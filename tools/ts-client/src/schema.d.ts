@@ -216,7 +216,7 @@ export interface components {
             ids?: string[];
             /** @description Share one card by declared memory (with count 1). Accounting only: Gantry does not enforce the limit inside the container. */
             memoryMiB?: number;
-        };
+        } & (unknown | unknown);
         Health: {
             /** @constant */
             status: "ok";
