@@ -18,7 +18,9 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,27 +109,52 @@ class Airflow:
             timeout=timeout,
         )
 
-    def dags_test(self, dag_id: str, conf: dict | None = None, timeout: float = 240) -> DagRun:
+    def dags_test(
+        self,
+        dag_id: str,
+        conf: dict | None = None,
+        timeout: float = 240,
+        on_line: Callable[[str], None] | None = None,
+    ) -> DagRun:
+        """`airflow dags test` in a subprocess; ``on_line`` sees each output line as it comes."""
         db = self.home / "airflow.db"
         before = self._last_run_pk(db, dag_id)
         t0 = time.monotonic()
         args = ["dags", "test", dag_id]
         if conf is not None:
             args += ["-c", json.dumps(conf)]
+        proc = subprocess.Popen(
+            [str(VENV_BIN / "airflow"), *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        )
+        # A hung run (e.g. a deferred sensor that never ends) is a finding, not a crash of the test.
+        killed = threading.Event()
+
+        def kill() -> None:
+            killed.set()
+            proc.kill()
+
+        watchdog = threading.Timer(timeout, kill)
+        watchdog.start()
+        lines: list[str] = []
         try:
-            proc = subprocess.run(
-                [str(VENV_BIN / "airflow"), *args],
-                env=self.env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                timeout=timeout,
-            )
-            returncode, output = proc.returncode, proc.stdout
-        except subprocess.TimeoutExpired as exc:
-            # A hung run (e.g. a deferred sensor that never ends) is a finding, not a crash of the test.
-            raw = exc.stdout or b""
-            output = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if on_line is not None:
+                    on_line(line)
+            returncode = proc.wait()
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        output = "".join(lines)
+        if killed.is_set():
             returncode = -9
             output += f"\n[airflow tests] `airflow dags test {dag_id}` killed after {timeout:.0f} s\n"
         seconds = time.monotonic() - t0

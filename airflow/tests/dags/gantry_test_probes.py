@@ -54,13 +54,16 @@ with DAG(
     schedule=None,
     start_date=START,
     catchup=False,
-    params={"job_id": Param("", type="string")},
+    params={
+        "job_id": Param("", type="string", description="job for the deferrable sensor"),
+        "poke_job_id": Param("", type="string", description="job for the poke-mode sensor (default: job_id)"),
+    },
 ):
     for deferrable in (True, False):
         HttpSensor(
             task_id="wait_deferrable" if deferrable else "wait_poke",
             http_conn_id="gantry",
-            endpoint="v1/jobs/{{ params.job_id }}/wait",
+            endpoint="v1/jobs/{{ params.job_id }}/wait" if deferrable else "v1/jobs/{{ params.poke_job_id or params.job_id }}/wait",
             deferrable=deferrable,
             poke_interval=POKE,
             timeout=300,  # the tests give up long before: a sensor that reaches this has hung

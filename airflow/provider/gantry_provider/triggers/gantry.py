@@ -163,5 +163,14 @@ class GantryJobTrigger(BaseTrigger):
         """The user killed the deferred task (mark failed/success, clear): cancel the job, freeing its GPUs."""
         base_url, headers = await self._config()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
-            async with session.post(f"{base_url}/v1/jobs/{self.job_id}/cancel", headers=headers) as resp:
-                self.log.info("Cancelled Gantry job %s (HTTP %s)", self.job_id, resp.status)
+            # No body: aiohttp would otherwise label the empty POST application/octet-stream.
+            async with session.post(
+                f"{base_url}/v1/jobs/{self.job_id}/cancel", headers=headers, skip_auto_headers=["Content-Type"]
+            ) as resp:
+                if resp.status >= 300:
+                    self.log.error(
+                        "Could not cancel Gantry job %s: HTTP %s %s", self.job_id, resp.status, (await resp.text())[:500]
+                    )
+                else:
+                    job = await resp.json()
+                    self.log.info("Cancelled Gantry job %s (now %s)", self.job_id, job.get("state"))
