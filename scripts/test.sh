@@ -11,4 +11,6 @@ bash scripts/ci-openapi.sh setup
 npx tsc -p tsconfig.json --noEmit
 bash scripts/ci-openapi.sh check
 npm run -s test:node
+bash scripts/airflow-test.sh
+bash scripts/airflow-compose-check.sh
 bash scripts/ci-openapi.sh fuzz
