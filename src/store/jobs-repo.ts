@@ -67,8 +67,12 @@ export interface ListFilter {
   limit: number;
 }
 
+/** How many job rows JobsRepo keeps in memory (about 1 KB each). */
+const ROW_CACHE_MAX = 4096;
+
 /** All SQL about jobs lives here; statements are prepared once. */
 export class JobsRepo {
+  private readonly rows = new Map<string, JobRow>();
   private readonly insertStmt: Statement;
   private readonly insertLabelStmt: Statement;
   private readonly byIdStmt: Statement;
@@ -107,8 +111,31 @@ export class JobsRepo {
     return this.get(job.id)!;
   }
 
+  /**
+   * A job by id. Rows are kept in a small write-through cache (every write
+   * to `jobs` goes through this class, which drops the entry), because a
+   * status poll is mostly this read and SQLite's per-read locking of the WAL
+   * (two fcntl calls and an fstat per statement) costs more than the rest of
+   * the lookup (bench: docs/performance.md). Inside a transaction the cache
+   * is bypassed, so a rollback can never leave it ahead of the store. Cached
+   * rows are frozen: callers copy, never mutate.
+   */
   get(id: string): JobRow | undefined {
-    return this.byIdStmt.get(id) as JobRow | undefined;
+    const inTx = this.db.inTransaction;
+    if (!inTx) {
+      const hit = this.rows.get(id);
+      if (hit) {
+        this.rows.delete(id); // most recently used last
+        this.rows.set(id, hit);
+        return hit;
+      }
+    }
+    const row = this.byIdStmt.get(id) as JobRow | undefined;
+    if (row && !inTx) {
+      this.rows.set(id, Object.freeze(row));
+      if (this.rows.size > ROW_CACHE_MAX) this.rows.delete(this.rows.keys().next().value!);
+    }
+    return row;
   }
 
   getByIdempotencyKey(owner: string, key: string): JobRow | undefined {
@@ -130,6 +157,7 @@ export class JobsRepo {
     if (keys.length > 0) {
       const sets = keys.map((k) => `${k} = @${k}`).join(', ');
       this.db.prepare(`UPDATE jobs SET ${sets} WHERE id = @id`).run({ ...patch, id });
+      this.rows.delete(id);
     }
     return this.get(id)!;
   }

@@ -111,6 +111,7 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, a
     '/v1/jobs/:id',
     {
       onRequest: auth('read'),
+      serializerCompiler: () => (data) => JSON.stringify(data),
       schema: {
         operationId: 'getJob',
         summary: 'Get a job',
