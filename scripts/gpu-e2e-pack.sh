@@ -9,6 +9,8 @@
 #
 #   scripts/gpu-e2e-pack.sh            # reuses docker/node archives already built
 #   FORCE=1 scripts/gpu-e2e-pack.sh    # rebuilds everything
+#   SRC_REF=HEAD scripts/gpu-e2e-pack.sh  # builds Gantry from that commit, not
+#                                         # from the working tree's src/
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PKG=${PKG:-$ROOT/.device-pkgs}
@@ -44,10 +46,18 @@ if [ -n "${FORCE:-}" ] || [ ! -d "$APP/node_modules" ]; then
   cp package.json package-lock.json "$APP/"
   (cd "$APP" && npm ci --omit=dev --no-audit --no-fund)
 fi
-cp package.json "$APP/"
+BUILD=$ROOT
+if [ -n "${SRC_REF:-}" ]; then
+  BUILD=$(mktemp -d /tmp/gantry-pack-src.XXXXXX)
+  git archive "$SRC_REF" src package.json tsconfig.json tsconfig.build.json | tar -C "$BUILD" -xf -
+  ln -s "$ROOT/node_modules" "$BUILD/node_modules"
+  echo "building Gantry from $SRC_REF ($(git rev-parse --short "$SRC_REF"))"
+fi
+cp "$BUILD/package.json" "$APP/"
 rm -rf "$APP/dist"
-npx tsc -p tsconfig.build.json --outDir "$APP/dist"
-mkdir -p "$APP/dist/src/ui" && cp -r src/ui/public "$APP/dist/src/ui/public"
+(cd "$BUILD" && npx tsc -p tsconfig.build.json --outDir "$APP/dist")
+mkdir -p "$APP/dist/src/ui" && cp -r "$BUILD/src/ui/public" "$APP/dist/src/ui/public"
+[ "$BUILD" != "$ROOT" ] && rm -rf "$BUILD"
 # Trim what Node never loads at run time.
 B=$APP/node_modules/better-sqlite3
 rm -rf "$B/deps" "$B/src" "$B/build/Release/obj" "$B/build/Release/obj.target" "$B/build/Release/.deps" \

@@ -9,6 +9,19 @@
 #      gets the same card;
 #   3. a CPU job sees NVIDIA_VISIBLE_DEVICES=void and no /dev/nvidia*;
 #   and the logs come back through Gantry. Exit status 0 only if all hold.
+# GPU_E2E_MODE=two (a machine with two or more GPUs, e.g. the device kind
+# nvidia-h200-x2) runs instead:
+#   A, B: two one-GPU jobs at once, each a PyTorch CUDA workload that keeps its
+#      card busy for a few seconds; each container must see exactly its own card
+#      (device nodes, nvidia-smi -L, torch.cuda.device_count() and UUID), the two
+#      UUIDs must differ and the in-container compute windows must overlap;
+#   C: a third one-GPU job that must wait ("waiting for GPUs", position 0) until
+#      A or B ends, then runs on the card that was freed;
+#   D: a two-GPU job that waits behind C and then sees both cards and runs a
+#      product on each. The jobs are independent single-process programs: no NCCL.
+# NVLink multicast stays off everywhere: NCCL_NVLS_ENABLE=0,
+# TORCH_SYMM_MEM_DISABLE_MULTICAST=1 and NVSHMEM_DISABLE_NVLS=1 are exported
+# here and set in every job's env (the job spec), and each container checks them.
 #
 # Prepare the carried files here first:  scripts/gpu-e2e-pack.sh
 # Then, with the device tool (see docs/gpu.md):
@@ -17,12 +30,16 @@
 # Dry run on a machine without a GPU (static inventory, env driver, no
 # nvidia-smi or torch in the job; still starts the carried dockerd):
 #   E2E_DRY=1 OUT=/tmp/e2e-out bash scripts/gpu-e2e.sh
+#   E2E_DRY=1 GPU_E2E_MODE=two OUT=/tmp/e2e-out bash scripts/gpu-e2e.sh
 set -uo pipefail
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PKG=${PKG:-$ROOT/.device-pkgs}
 OUT=${OUT:-$(mktemp -d /tmp/gpu-e2e-out.XXXXXX)}
 WORK=${WORK:-/tmp/gantry-gpu-e2e}
 DRY=${E2E_DRY:-}
+MODE=${GPU_E2E_MODE:-one}
+case "$MODE" in one|two) ;; *) echo "GPU_E2E_MODE must be one or two, not $MODE" >&2; exit 2 ;; esac
 PORT=${E2E_PORT:-18420}
 TOKEN=e2e-admin-token-0123456789abcdef
 SOCK=$WORK/docker.sock
@@ -62,7 +79,8 @@ unxz_to() { # src.xz dest: xz when the machine has it, else Python's lzma
   echo "## cgroup mounts"; grep cgroup /proc/mounts
   echo "## apparmor"; cat /sys/module/apparmor/parameters/enabled 2>&1
   echo "## /dev/nvidia*"; ls -l /dev/nvidia* 2>&1
-  echo "## /proc/driver/nvidia/gpus"; ls /proc/driver/nvidia/gpus 2>&1 && cat /proc/driver/nvidia/gpus/*/information 2>&1
+  echo "## /proc/driver/nvidia/gpus"; ls /proc/driver/nvidia/gpus 2>&1
+  for f in /proc/driver/nvidia/gpus/*/information; do [ -e "$f" ] && { echo "### $f"; cat "$f"; }; done
   echo "## filesystems"; grep -E 'overlay|cgroup' /proc/filesystems
   echo "## python"; python3 -c 'import sys; print(sys.executable, sys.prefix, sys.base_prefix)' 2>&1
   echo "## LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
@@ -70,6 +88,7 @@ unxz_to() { # src.xz dest: xz when the machine has it, else Python's lzma
   if [ -z "$DRY" ]; then
     echo "## nvidia-smi"; nvidia-smi
     echo "## nvidia-smi -L"; nvidia-smi -L
+    echo "## nvidia-smi topo -m"; nvidia-smi topo -m
     echo "## which nvidia-smi: $(command -v nvidia-smi) -> $(readlink -f "$(command -v nvidia-smi)")"
     echo "## libcuda"; ldconfig -p 2>/dev/null | grep -E 'libcuda.so.1|libnvidia-ml.so.1'
   fi
@@ -79,7 +98,8 @@ if [ -z "$DRY" ]; then
   nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits > "$OUT/nvidia-smi-query.csv" || die "nvidia-smi failed"
   nvidia-smi --query-gpu=index,uuid,name,memory.total,pci.bus_id --format=csv,noheader,nounits > "$OUT/nvidia-smi-gantry-query.csv"
   HOST_UUIDS=$(cut -d, -f2 "$OUT/nvidia-smi-query.csv" | tr -d ' ' | paste -sd, -)
-  log "host GPUs: $(cat "$OUT/nvidia-smi-query.csv")"
+  log "host GPUs: $(cat "$OUT/nvidia-smi-query.csv" | paste -sd';' -)"
+  [ "$MODE" = two ] && [ "$(echo "$HOST_UUIDS" | tr ',' '\n' | grep -c .)" -lt 2 ] && die "GPU_E2E_MODE=two needs two GPUs; nvidia-smi lists $HOST_UUIDS"
   PYTHON=$(python3 -c 'import sys; print(sys.executable)')
   PYPREFIX=$(python3 -c 'import sys; print(sys.prefix)')
   PYBASE=$(python3 -c 'import sys; print(sys.base_prefix)')
@@ -90,6 +110,7 @@ if [ -z "$DRY" ]; then
   fi
 else
   HOST_UUIDS=GPU-e2e0dry0-0000-4000-8000-000000000000
+  [ "$MODE" = two ] && HOST_UUIDS=$HOST_UUIDS,GPU-e2e1dry1-0000-4000-8000-000000000001
   PYTHON=python3
   PYPREFIX=/usr
   PYBASE=/usr
@@ -153,7 +174,8 @@ if (cmd === 'import') {
   });
   process.stdin.pipe(req);
 } else if (cmd === 'run') {
-  const { E2E_URL: url, E2E_TOKEN: token, E2E_DRY: dry, E2E_OUT: out, HOST_UUIDS: hostUuids, E2E_PYTHON: python } = process.env;
+  const { E2E_URL: url, E2E_TOKEN: token, E2E_DRY: dry, E2E_OUT: out, HOST_UUIDS: hostUuids, E2E_PYTHON: python, E2E_MODE: mode } = process.env;
+  const hostList = hostUuids.split(',');
   const call = async (method, p, body) => {
     const res = await fetch(url + p, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
     const text = await res.text();
@@ -162,89 +184,171 @@ if (cmd === 'import') {
   };
   const results = [];
   const check = (ok, what) => { results.push(`${ok ? 'PASS' : 'FAIL'} ${what}`); console.log(`${ok ? 'PASS' : 'FAIL'} ${what}`); };
-  const record = { gpusBefore: null, jobs: {}, observedQueued: null, gpusDuring: null, gpusAfter: null };
+  const record = { mode, gpusBefore: null, jobs: {}, observed: {}, gpusDuring: null, gpusAfter: null, timeline: null };
 
+  // The job's Python: every visible CUDA device's UUID, a float32 product checked
+  // against float64 and a timed bf16 product on each device, then (E2E_BUSY > 0)
+  // a sustained bf16 loop on device 0 whose wall-clock window is printed, so two
+  // jobs' windows can be compared. Independent single-process work: no NCCL.
   const PY = [
     'import os, time, torch',
-    'n = torch.cuda.device_count()',
-    'p = torch.cuda.get_device_properties(0)',
-    'u = getattr(p, "uuid", None)',
-    'uuid = ("GPU-" + str(u)) if u is not None else "unknown"',
-    'print(f"TORCH version={torch.__version__} cuda={torch.version.cuda} count={n} name={p.name} uuid={uuid} memMiB={p.total_memory >> 20}", flush=True)',
-    'torch.manual_seed(0)',
-    'a = torch.randn(4096, 4096, device="cuda"); b = torch.randn(4096, 4096, device="cuda")',
-    'c = a @ b; ref = a.double() @ b.double()',
-    'err = ((c.double() - ref).abs().max() / ref.abs().max()).item()',
-    'x = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16); y = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)',
-    'for _ in range(3): x @ y',
-    'torch.cuda.synchronize(); t = time.perf_counter()',
-    'for _ in range(10): x @ y',
-    'torch.cuda.synchronize(); dt = (time.perf_counter() - t) / 10',
-    'print(f"MATMUL fp32 4096x4096x4096 max-rel-err={err:.2e}; bf16 8192x8192x8192 {2 * 8192 ** 3 / dt / 1e12:.0f} TFLOP/s", flush=True)',
-    'ok = n == 1 and uuid == os.environ["NVIDIA_VISIBLE_DEVICES"] and err < 1e-3',
-    'print("CUDA_OK" if ok else "CUDA_MISMATCH", flush=True)',
+    'want = int(os.environ.get("E2E_EXPECT", "1")); busy = float(os.environ.get("E2E_BUSY", "0"))',
+    'n = torch.cuda.device_count(); uuids = []',
+    'for i in range(n):',
+    '    p = torch.cuda.get_device_properties(i); u = getattr(p, "uuid", None)',
+    '    uuids.append(("GPU-" + str(u)) if u is not None else "unknown")',
+    '    print(f"TORCH dev={i} version={torch.__version__} cuda={torch.version.cuda} count={n} name={p.name} uuid={uuids[i]} memMiB={p.total_memory >> 20}", flush=True)',
+    'errs = []',
+    'for i in range(n):',
+    '    d = torch.device("cuda", i); torch.manual_seed(i)',
+    '    a = torch.randn(4096, 4096, device=d); b = torch.randn(4096, 4096, device=d)',
+    '    c = a @ b; ref = a.double() @ b.double()',
+    '    errs.append(((c.double() - ref).abs().max() / ref.abs().max()).item())',
+    '    x = torch.randn(8192, 8192, device=d, dtype=torch.bfloat16); y = torch.randn(8192, 8192, device=d, dtype=torch.bfloat16)',
+    '    for _ in range(3): x @ y',
+    '    torch.cuda.synchronize(d); t = time.perf_counter()',
+    '    for _ in range(10): x @ y',
+    '    torch.cuda.synchronize(d); dt = (time.perf_counter() - t) / 10',
+    '    print(f"MATMUL dev={i} uuid={uuids[i]} fp32 4096x4096x4096 max-rel-err={errs[i]:.2e}; bf16 8192x8192x8192 {2 * 8192 ** 3 / dt / 1e12:.0f} TFLOP/s", flush=True)',
+    'if busy > 0 and n > 0:',
+    '    x = torch.randn(8192, 8192, device="cuda:0", dtype=torch.bfloat16); y = torch.randn(8192, 8192, device="cuda:0", dtype=torch.bfloat16)',
+    '    torch.cuda.synchronize(); t0 = time.time(); k = 0',
+    '    while time.time() - t0 < busy:',
+    '        for _ in range(20): x @ y',
+    '        torch.cuda.synchronize(); k += 20',
+    '    t1 = time.time()',
+    '    print(f"BUSY dev=0 uuid={uuids[0]} start={t0:.3f} end={t1:.3f} products={k} bf16 {2 * 8192 ** 3 * k / (t1 - t0) / 1e12:.0f} TFLOP/s", flush=True)',
+    'expect = os.environ["NVIDIA_VISIBLE_DEVICES"].split(",")',
+    'ok = n == want and sorted(uuids) == sorted(expect) and len(errs) == n and all(e < 1e-3 for e in errs)',
+    'print("CUDA_OK" if ok else f"CUDA_MISMATCH count={n} want={want} uuids={uuids} expect={expect} errs={errs}", flush=True)',
   ].join('\n');
-  const show = 'echo "NVIDIA_VISIBLE_DEVICES=$NVIDIA_VISIBLE_DEVICES CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset} TF_FORCE_GPU_ALLOW_GROWTH=${TF_FORCE_GPU_ALLOW_GROWTH:-unset}"; echo "DEVICES $(ls /dev | grep nvidia | tr \'\\n\' \' \')"';
+  const show = 'echo "NVIDIA_VISIBLE_DEVICES=$NVIDIA_VISIBLE_DEVICES CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-unset} TF_FORCE_GPU_ALLOW_GROWTH=${TF_FORCE_GPU_ALLOW_GROWTH:-unset}"; echo "MULTICAST NCCL_NVLS_ENABLE=${NCCL_NVLS_ENABLE:-unset} TORCH_SYMM_MEM_DISABLE_MULTICAST=${TORCH_SYMM_MEM_DISABLE_MULTICAST:-unset} NVSHMEM_DISABLE_NVLS=${NVSHMEM_DISABLE_NVLS:-unset}"; echo "DEVICES $(ls /dev | grep nvidia | tr \'\\n\' \' \')"';
   const gpuScript = dry
-    ? `${show}; sleep 2; echo CUDA_OK`
+    ? `${show}; sleep "\${E2E_DRY_SLEEP:-2}"; echo CUDA_OK`
     : `${show}; nvidia-smi -L; nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader; "$E2E_PYTHON" -c "$E2E_PY"`;
   const image = 'local/gpu-host:latest';
   const res = { memoryMiB: 16384, shmMiB: 1024 };
+  // NVLink multicast stays off in every job too (the host's GPUs are shared).
+  const MC = { NCCL_NVLS_ENABLE: '0', TORCH_SYMM_MEM_DISABLE_MULTICAST: '1', NVSHMEM_DISABLE_NVLS: '1' };
+  const gpuJob = (name, count, extra = {}) => ({ name, image, command: ['sh', '-c', gpuScript], env: { ...MC, E2E_PY: PY, E2E_PYTHON: python ?? 'python3', E2E_EXPECT: String(count), ...extra }, gpus: { count }, resources: res, timeoutSeconds: 600 });
+
+  const sub = async (spec) => { const r = await call('POST', '/v1/jobs', spec); if (r.status !== 201) throw new Error(`submit: ${r.status} ${JSON.stringify(r.body)}`); return r.body; };
+  const terminal = (j) => ['succeeded', 'failed', 'cancelled', 'timed_out'].includes(j.state);
+  const get = async (ids) => Object.fromEntries(await Promise.all(Object.entries(ids).map(async ([k, id]) => [k, (await call('GET', `/v1/jobs/${id}`)).body])));
+  // Polls every job until all are terminal; onTick sees each snapshot (to record queue states).
+  const waitAll = async (ids, onTick) => {
+    const deadline = Date.now() + 300_000;
+    for (;;) {
+      const jobs = await get(ids);
+      await onTick(jobs);
+      if (Object.values(jobs).every(terminal)) return jobs;
+      if (Date.now() > deadline) { console.log('FAIL timed out waiting for the jobs', JSON.stringify(jobs)); return jobs; }
+      await sleep(250);
+    }
+  };
+  const finish = async (ids, jobs) => {
+    const logs = {};
+    for (const [k, id] of Object.entries(ids)) logs[k] = (await call('GET', `/v1/jobs/${id}/logs`)).body;
+    record.jobs = Object.fromEntries(Object.entries(jobs).map(([k, j]) => [k, { ...j, spec: { ...j.spec, env: j.spec.env ? Object.keys(j.spec.env) : undefined } }]));
+    const t0 = Math.min(...Object.values(jobs).map((j) => Date.parse(j.createdAt)));
+    const rel = (t) => (t ? `+${((Date.parse(t) - t0) / 1000).toFixed(3)}s` : '-');
+    record.timeline = Object.entries(jobs).map(([k, j]) => `${k.padEnd(7)} gpus=${(j.gpus ?? []).join(',') || '-'} submitted ${rel(j.createdAt)} started ${rel(j.startedAt)} finished ${rel(j.finishedAt)} ${j.state}`);
+    await sleep(200);
+    record.gpusAfter = (await call('GET', '/v1/gpus')).body;
+    return logs;
+  };
+  // What a GPU job's container saw, from its log: the device nodes, nvidia-smi -L,
+  // PyTorch's devices and UUIDs, the products, and the multicast switches.
+  const inspect = (label, job, log, count) => {
+    const uuids = job.gpus ?? [];
+    check(job.state === 'succeeded' && job.exitCode === 0, `${label} succeeded (state ${job.state}, exit ${job.exitCode}, reason ${job.reason})`);
+    check(uuids.length === count && new Set(uuids).size === count && uuids.every((u) => hostList.includes(u)), `${label} was allocated ${count} host GPU(s): ${uuids.join(',')}`);
+    check(log.includes(`NVIDIA_VISIBLE_DEVICES=${uuids.join(',')} `), `${label}: the container was told its UUID(s)`);
+    check(log.includes('MULTICAST NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1'), `${label}: NVLink multicast off in the container's environment`);
+    if (dry) { check(log.includes('CUDA_OK'), `${label}: dry run, the job ran`); return; }
+    const devs = /DEVICES (.*)/.exec(log)?.[1]?.trim().split(/\s+/) ?? [];
+    check(devs.filter((d) => /^nvidia\d+$/.test(d)).length === count, `${label}: ${count} GPU device node(s) in the container: ${devs.join(' ')}`);
+    const smi = log.split('\n').filter((l) => /^GPU \d+: /.test(l));
+    check(smi.length === count && uuids.every((u) => smi.some((l) => l.includes(`(UUID: ${u})`))), `${label}: nvidia-smi -L in the container lists exactly the allocated GPU(s): ${smi.join(' | ')}`);
+    const torch = log.split('\n').filter((l) => l.startsWith('TORCH '));
+    const seen = torch.map((l) => /uuid=(\S+)/.exec(l)?.[1]);
+    check(torch.length === count && torch.every((l) => l.includes(` count=${count} `)) && [...seen].sort().join(',') === [...uuids].sort().join(','), `${label}: torch.cuda.device_count()=${count}, the allocated UUID(s): ${torch.join(' | ')}`);
+    const mm = log.split('\n').filter((l) => l.startsWith('MATMUL '));
+    check(mm.length === count && log.includes('CUDA_OK'), `${label}: a CUDA matrix product ran on each device and matched float64: ${mm.join(' | ')}`);
+  };
 
   record.gpusBefore = (await call('GET', '/v1/gpus')).body;
   const inv = record.gpusBefore.items ?? [];
-  check(inv.length >= 1 && inv.map((g) => g.uuid).join(',') === hostUuids, `GET /v1/gpus lists the host's GPUs (${inv.map((g) => `${g.index}:${g.uuid}:${g.name}:${g.memoryMiB}MiB`).join(', ')}; driver ${record.gpusBefore.driver})`);
+  const need = mode === 'two' ? 2 : 1;
+  check(inv.length >= need && inv.map((g) => g.uuid).join(',') === hostUuids, `GET /v1/gpus lists the host's GPUs (${inv.map((g) => `${g.index}:${g.uuid}:${g.name}:${g.memoryMiB}MiB`).join(', ')}; driver ${record.gpusBefore.driver})`);
 
-  const sub = async (spec) => { const r = await call('POST', '/v1/jobs', spec); if (r.status !== 201) throw new Error(`submit: ${r.status} ${JSON.stringify(r.body)}`); return r.body; };
-  const first = await sub({ name: 'e2e-gpu-torch', image, command: ['sh', '-c', gpuScript], env: { E2E_PY: PY, E2E_PYTHON: python ?? 'python3' }, gpus: { count: 1 }, resources: res, timeoutSeconds: 600 });
-  const second = await sub({ name: 'e2e-gpu-second', image, command: ['sh', '-c', dry ? show : `${show}; nvidia-smi -L`], gpus: { count: 1 }, resources: res, timeoutSeconds: 300 });
-  const cpu = await sub({ name: 'e2e-cpu', image, command: ['sh', '-c', 'echo "NVIDIA_VISIBLE_DEVICES=$NVIDIA_VISIBLE_DEVICES"; ls /dev/nvidia0 2>&1 || echo "no GPU device node"'], timeoutSeconds: 120 });
-
-  const ids = { first: first.id, second: second.id, cpu: cpu.id };
-  const deadline = Date.now() + 240_000;
-  let jobs;
-  for (;;) {
-    jobs = Object.fromEntries(await Promise.all(Object.entries(ids).map(async ([k, id]) => [k, (await call('GET', `/v1/jobs/${id}`)).body])));
-    if (!record.observedQueued && jobs.first.state === 'running' && jobs.second.state === 'queued') {
-      record.observedQueued = { position: jobs.second.position, reason: jobs.second.reason };
-      record.gpusDuring = (await call('GET', '/v1/gpus')).body;
+  let ids, jobs, logs;
+  if (mode === 'two') {
+    // A and B: one GPU each, at once, each holding its card for E2E_BUSY seconds of
+    // bf16 products. C: one GPU, must wait until A or B ends. D: two GPUs, waits
+    // behind C (strict order for GPU jobs) and then sees both cards.
+    const busy = { E2E_BUSY: '6', E2E_DRY_SLEEP: '3' };
+    const a = await sub(gpuJob('e2e-two-a', 1, busy));
+    const b = await sub(gpuJob('e2e-two-b', 1, busy));
+    const c = await sub(gpuJob('e2e-two-c', 1));
+    const d = await sub(gpuJob('e2e-two-both', 2));
+    ids = { a: a.id, b: b.id, c: c.id, d: d.id };
+    jobs = await waitAll(ids, async (j) => {
+      if (!record.observed.abRunning && j.a.state === 'running' && j.b.state === 'running' && j.c.state === 'queued') {
+        record.observed.abRunning = { c: { position: j.c.position, reason: j.c.reason }, d: { state: j.d.state, position: j.d.position, reason: j.d.reason } };
+        record.gpusDuring = (await call('GET', '/v1/gpus')).body;
+      }
+      if (!record.observed.cRunning && j.c.state === 'running' && j.d.state === 'queued') {
+        record.observed.cRunning = { d: { position: j.d.position, reason: j.d.reason } };
+      }
+    });
+    logs = await finish(ids, jobs);
+    inspect('job A (1 GPU)', jobs.a, logs.a, 1);
+    inspect('job B (1 GPU)', jobs.b, logs.b, 1);
+    const ua = jobs.a.gpus?.[0], ub = jobs.b.gpus?.[0];
+    check(ua && ub && ua !== ub, `A and B were given different cards: A ${ua}, B ${ub}`);
+    const overlap = Date.parse(jobs.a.startedAt) < Date.parse(jobs.b.finishedAt) && Date.parse(jobs.b.startedAt) < Date.parse(jobs.a.finishedAt);
+    const ab = record.observed.abRunning;
+    check(overlap && ab?.c?.reason === 'waiting for GPUs' && ab?.c?.position === 0, `A and B ran at the same time while C waited: ${JSON.stringify(ab)}`);
+    const during = record.gpusDuring?.items ?? [];
+    check(during.length >= 2 && during.every((g) => g.holders.length === 1) && new Set(during.map((g) => g.holders[0]?.jobId)).size === during.length && during.every((g) => [ids.a, ids.b].includes(g.holders[0]?.jobId)), `GET /v1/gpus while A and B ran: ${during.map((g) => `${g.uuid} held by ${g.holders.map((h) => Object.entries(ids).find(([, v]) => v === h.jobId)?.[0] ?? h.jobId).join(',')}`).join('; ')}`);
+    if (!dry) {
+      const win = (log) => { const m = /BUSY .*start=([\d.]+) end=([\d.]+)/.exec(log); return m ? [Number(m[1]), Number(m[2])] : null; };
+      const wa = win(logs.a), wb = win(logs.b);
+      const both = wa && wb ? Math.min(wa[1], wb[1]) - Math.max(wa[0], wb[0]) : -1;
+      check(both > 1, `the two cards computed at the same time: in-container bf16 windows overlapped ${both.toFixed(2)} s (${/BUSY .*/.exec(logs.a)?.[0]} | ${/BUSY .*/.exec(logs.b)?.[0]})`);
     }
-    const terminal = (j) => ['succeeded', 'failed', 'cancelled', 'timed_out'].includes(j.state);
-    if (Object.values(jobs).every(terminal)) break;
-    if (Date.now() > deadline) { console.log('FAIL timed out waiting for the jobs', JSON.stringify(jobs)); break; }
-    await sleep(250);
-  }
-  const logs = {};
-  for (const [k, id] of Object.entries(ids)) logs[k] = (await call('GET', `/v1/jobs/${id}/logs`)).body;
-  record.jobs = Object.fromEntries(Object.entries(jobs).map(([k, j]) => [k, { ...j, spec: { ...j.spec, env: j.spec.env ? Object.keys(j.spec.env) : undefined } }]));
-  await sleep(200);
-  record.gpusAfter = (await call('GET', '/v1/gpus')).body;
-
-  const uuid = jobs.first.gpus?.[0];
-  const f = logs.first;
-  check(jobs.first.state === 'succeeded' && jobs.first.exitCode === 0, `GPU job succeeded (state ${jobs.first.state}, exit ${jobs.first.exitCode}, reason ${jobs.first.reason})`);
-  check(jobs.first.gpus?.length === 1 && hostUuids.split(',').includes(uuid), `GPU job was allocated one host GPU: ${uuid}`);
-  check(f.includes(`NVIDIA_VISIBLE_DEVICES=${uuid} `), 'the container was told its UUID');
-  if (!dry) {
-    const devs = /DEVICES (.*)/.exec(f)?.[1]?.trim().split(/\s+/) ?? [];
-    const gpuNodes = devs.filter((d) => /^nvidia\d+$/.test(d));
-    check(gpuNodes.length === 1, `exactly one GPU device node in the container: ${devs.join(' ')}`);
-    const smi = f.split('\n').filter((l) => /^GPU \d+: /.test(l));
-    check(smi.length === 1 && smi[0].includes(`(UUID: ${uuid})`), `nvidia-smi -L in the container lists exactly the allocated GPU: ${smi.join(' | ')}`);
-    check(new RegExp(`TORCH .*count=1 .*uuid=${uuid}`).test(f), `PyTorch sees one CUDA device, the allocated one: ${/TORCH .*/.exec(f)?.[0]}`);
-    check(/MATMUL .*max-rel-err=/.test(f) && f.includes('CUDA_OK'), `the CUDA matrix product ran and matched float64: ${/MATMUL .*/.exec(f)?.[0]}`);
+    inspect('job C (1 GPU, third)', jobs.c, logs.c, 1);
+    const uc = jobs.c.gpus?.[0];
+    const freedBy = uc === ua ? jobs.a : uc === ub ? jobs.b : null;
+    check(freedBy && Date.parse(jobs.c.startedAt) >= Date.parse(freedBy.finishedAt), `C waited, then ran on the card that ${freedBy === jobs.a ? 'A' : freedBy === jobs.b ? 'B' : '?'} released: started ${jobs.c.startedAt} >= ${freedBy?.finishedAt}`);
+    inspect('job D (2 GPUs)', jobs.d, logs.d, 2);
+    check([...(jobs.d.gpus ?? [])].sort().join(',') === [...hostList].sort().join(',') && Date.parse(jobs.d.startedAt) >= Math.max(...['a', 'b', 'c'].map((k) => Date.parse(jobs[k].finishedAt))), `D saw both cards and started only after A, B and C had ended (queued: ${JSON.stringify(record.observed.cRunning ?? ab?.d)})`);
   } else {
-    check(f.includes('CUDA_OK'), 'dry run: the job ran');
+    const first = await sub(gpuJob('e2e-gpu-torch', 1));
+    const second = await sub({ name: 'e2e-gpu-second', image, command: ['sh', '-c', dry ? show : `${show}; nvidia-smi -L`], env: MC, gpus: { count: 1 }, resources: res, timeoutSeconds: 300 });
+    const cpu = await sub({ name: 'e2e-cpu', image, command: ['sh', '-c', 'echo "NVIDIA_VISIBLE_DEVICES=$NVIDIA_VISIBLE_DEVICES"; ls /dev/nvidia0 2>&1 || echo "no GPU device node"'], env: MC, timeoutSeconds: 120 });
+    ids = { first: first.id, second: second.id, cpu: cpu.id };
+    jobs = await waitAll(ids, async (j) => {
+      if (!record.observed.secondQueued && j.first.state === 'running' && j.second.state === 'queued') {
+        record.observed.secondQueued = { position: j.second.position, reason: j.second.reason };
+        record.gpusDuring = (await call('GET', '/v1/gpus')).body;
+      }
+    });
+    logs = await finish(ids, jobs);
+    const uuid = jobs.first.gpus?.[0];
+    inspect('GPU job', jobs.first, logs.first, 1);
+    const q = record.observed.secondQueued;
+    check(q?.reason === 'waiting for GPUs' && q?.position === 0, `the second GPU job waited while the first held the GPU: ${JSON.stringify(q)}`);
+    check(jobs.second.state === 'succeeded' && jobs.second.gpus?.[0] === uuid && Date.parse(jobs.second.startedAt) >= Date.parse(jobs.first.finishedAt), `the second GPU job then ran on the same card (${jobs.second.state}, ${jobs.second.gpus})`);
+    if (!dry) check(logs.second.includes(`(UUID: ${uuid})`), 'the second job saw the card in nvidia-smi -L');
+    check(jobs.cpu.state === 'succeeded' && logs.cpu.includes('NVIDIA_VISIBLE_DEVICES=void') && logs.cpu.includes('no GPU device node'), `the CPU job saw void and no /dev/nvidia0: ${JSON.stringify(logs.cpu.trim())}`);
   }
-  check(record.observedQueued?.reason === 'waiting for GPUs' && record.observedQueued?.position === 0, `the second GPU job waited while the first held the GPU: ${JSON.stringify(record.observedQueued)}`);
-  check(jobs.second.state === 'succeeded' && jobs.second.gpus?.[0] === uuid && Date.parse(jobs.second.startedAt) >= Date.parse(jobs.first.finishedAt), `the second GPU job then ran on the same card (${jobs.second.state}, ${jobs.second.gpus})`);
-  if (!dry) check(logs.second.includes(`(UUID: ${uuid})`), 'the second job saw the card in nvidia-smi -L');
-  check(jobs.cpu.state === 'succeeded' && logs.cpu.includes('NVIDIA_VISIBLE_DEVICES=void') && logs.cpu.includes('no GPU device node'), `the CPU job saw void and no /dev/nvidia0: ${JSON.stringify(logs.cpu.trim())}`);
   check((record.gpusAfter.items ?? []).every((g) => g.holders.length === 0), 'every GPU is free at the end');
 
   fs.writeFileSync(`${out}/jobs.json`, JSON.stringify(record, null, 2));
   fs.writeFileSync(`${out}/job-logs.txt`, Object.entries(logs).map(([k, l]) => `===== ${k} (${ids[k]}) =====\n${l}`).join('\n'));
-  fs.appendFileSync(`${out}/summary.txt`, results.join('\n') + '\n');
+  fs.appendFileSync(`${out}/summary.txt`, ['## timeline (from GET /v1/jobs/{id}, relative to the first submit)', ...record.timeline, '## checks', ...results].join('\n') + '\n');
   process.exit(results.every((r) => r.startsWith('PASS')) ? 0 : 1);
 }
 JS
@@ -282,7 +386,7 @@ if [ -z "$DRY" ]; then
   DRIVER_MOUNTS=$(IFS=,; echo "${MOUNTS[*]}")
   DRIVER_ENV="LD_LIBRARY_PATH=$LIB_DIRS,PATH=$SMI_DIR:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 else
-  GPUS_SRC="$HOST_UUIDS:81920"
+  GPUS_SRC=$(echo "$HOST_UUIDS" | tr ',' '\n' | sed 's/$/:81920/' | paste -sd, -)
   DRIVER=env
   DRIVER_MOUNTS=
   DRIVER_ENV=
@@ -301,7 +405,8 @@ done
 log "Gantry answers on 127.0.0.1:$PORT"
 
 # ---- 5. jobs over HTTP -------------------------------------------------------
-E2E_URL="http://127.0.0.1:$PORT" E2E_TOKEN="$TOKEN" E2E_DRY="$DRY" E2E_OUT="$OUT" HOST_UUIDS="$HOST_UUIDS" E2E_PYTHON="$PYTHON" \
+log "mode $MODE: submitting the jobs"
+E2E_MODE="$MODE" E2E_URL="http://127.0.0.1:$PORT" E2E_TOKEN="$TOKEN" E2E_DRY="$DRY" E2E_OUT="$OUT" HOST_UUIDS="$HOST_UUIDS" E2E_PYTHON="$PYTHON" \
   "$NODE" "$WORK/e2e.mjs" run
 RC=$?
 [ "$RC" = 0 ] && log "ALL CHECKS PASSED" || log "SOME CHECKS FAILED"

@@ -32,6 +32,26 @@ test('the query Gantry runs, as recorded on the H200 machine, gives the bus id t
   assert.equal(readDeviceMinor('00000000:00:06.0', proc), 0);
 });
 
+test('the two-GPU H200 machine (nvidia-h200-x2), as recorded by GPU_E2E_MODE=two: two cards, distinct UUIDs, minors 0 and 1', () => {
+  const gpus = parseNvidiaSmiCsv(fixture('h200-x2/gantry-query.csv'));
+  assert.deepEqual(gpus, [
+    { index: 0, uuid: 'GPU-bf882557-d398-ec5a-a348-119f2369fb41', name: 'NVIDIA H200', memoryMiB: 143771, busId: '00000000:00:06.0' },
+    { index: 1, uuid: 'GPU-aa694fa2-111c-4524-7ac7-efa2ec117766', name: 'NVIDIA H200', memoryMiB: 143771, busId: '00000000:00:07.0' },
+  ]);
+  assert.equal(new Set(gpus.map((g) => g.uuid)).size, 2);
+  assert.deepEqual(
+    parseNvidiaSmiCsv(fixture('h200-x2/query.csv')).map((g) => g.uuid),
+    gpus.map((g) => g.uuid),
+  );
+  // /proc/driver/nvidia/gpus/<bus>/information of both cards, from the same machine.
+  const proc = tempDir('gantry-proc-');
+  for (const bus of ['0000:00:06.0', '0000:00:07.0']) {
+    fs.mkdirSync(path.join(proc, bus));
+    fs.copyFileSync(path.join(FIXTURES, `h200-x2/proc-information-${bus.replaceAll(':', '-')}`), path.join(proc, bus, 'information'));
+  }
+  assert.deepEqual(gpus.map((g) => readDeviceMinor(g.busId!, proc)), [0, 1]);
+});
+
 test('several GPUs, CRLF line ends and blank lines', () => {
   const text =
     '0, GPU-aaaaaaaa-0000-0000-0000-000000000000, NVIDIA A100-SXM4-80GB, 81920, 00000000:07:00.0\r\n\r\n' +
