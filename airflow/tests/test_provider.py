@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 
 import pytest
 
@@ -37,6 +38,18 @@ def test_operator_streams_log_lines_into_task_log_and_returns_result(airflow, ga
     finished = dt.datetime.fromisoformat(job["finishedAt"].replace("Z", "+00:00"))
     assert _ts(lines["line 1"]) < finished - dt.timedelta(seconds=2), (lines["line 1"], job["finishedAt"])
     assert _ts(lines["line 1"]) < _ts(lines["line 4"])
+
+
+def test_operator_not_deferred_follows_the_job_in_the_worker(airflow, gantry):
+    run = airflow.dags_test("gantry_sync_probe", {"image": TEST_IMAGE, "command": ["sh", "-c", SLOW_LINES]})
+    assert run.state == "success", run.describe()
+    assert "Pausing task as DEFERRED" not in run.output
+    job = gantry.job(run.xcom[("run_job", "gantry_job_id")])
+    finished = dt.datetime.fromisoformat(job["finishedAt"].replace("Z", "+00:00"))
+    line1 = next(ln for ln in run.output.splitlines() if "[stdout] line 1" in ln)
+    assert _ts(line1) < finished - dt.timedelta(seconds=2)
+    assert "[stderr] warn-on-stderr" in run.output
+    assert run.xcom[("run_job", "return_value")] == "result=42"
 
 
 def test_operator_failed_job_fails_task_and_retry_starts_a_fresh_job(airflow, gantry):
@@ -120,11 +133,19 @@ def test_trigger_reports_the_final_job_when_cancelled_elsewhere(in_process_airfl
     assert payload["last_event_id"] >= 1
 
 
-def test_operator_on_kill_cancels_the_job(in_process_airflow, gantry):
+def test_operator_on_kill_cancels_the_job_and_frees_its_gpu(in_process_airflow, gantry, gpus):
     from gantry_provider.operators.gantry import GantryJobOperator
 
-    job = gantry.submit({"image": TEST_IMAGE, "command": ["sleep", "300"]})
+    spec = {"image": TEST_IMAGE, "command": ["sleep", "300"]}
+    if gpus:
+        spec["gpus"] = {"count": 1}
+    job = gantry.submit(spec)
+    job = gantry.wait_state(job["id"], ("running",))
+    assert len(job["gpus"]) == gpus
     op = GantryJobOperator(task_id="k", image=TEST_IMAGE, command=["sleep", "300"], deferrable=False)
     op._job_id = job["id"]  # what execute() records before following the job
     op.on_kill()
     assert gantry.wait_state(job["id"], ("cancelled",), timeout=60)["state"] == "cancelled"
+    if gpus:
+        held = [g for g in gantry.get("v1/gpus").json()["items"] if job["id"] in json.dumps(g.get("holders"))]
+        assert held == [], f"GPU still held by the cancelled job: {held}"

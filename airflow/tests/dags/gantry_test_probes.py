@@ -135,3 +135,21 @@ with DAG(
         retry_delay=timedelta(seconds=1),
         reconnect_interval=1,
     )
+
+
+with DAG(
+    dag_id="gantry_sync_probe",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    params={"image": Param("local/busybox:latest", type="string"), "command": Param([], type="array")},
+    render_template_as_native_obj=True,
+):
+    # The same operator waiting in the worker (deferrable=False): the worker follows the SSE stream.
+    GantryJobOperator(
+        task_id="run_job",
+        image="{{ params.image }}",
+        command="{{ params.command }}",
+        deferrable=False,
+        reconnect_interval=1,
+    )
