@@ -179,6 +179,15 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       if (body === '') return done(null, undefined);
       parseJson(request, body as string, done);
     });
+    // Any other type: an empty body is still "no body" (aiohttp labels an empty
+    // POST application/octet-stream); a non-empty one is refused with 415.
+    api.addContentTypeParser('*', { parseAs: 'string' }, (request, body, done) => {
+      if (body === '') return done(null, undefined);
+      const err = Object.assign(new Error(`Unsupported Media Type: ${request.headers['content-type'] ?? 'none'}; send application/json`), {
+        statusCode: 415,
+      });
+      done(err, undefined);
+    });
     installProblemHandlers(api);
     const typed = api.withTypeProvider<ZodTypeProvider>();
     await typed.register(healthRoutes, { docker, db });

@@ -264,6 +264,10 @@ test('a bodiless POST sent as application/json (as Airflow\'s HttpOperator does)
   const job = await g.submit(sh('sleep 30'));
   const r = await g.call<{ state: string }>('POST', `/v1/jobs/${job.id}/cancel`, { headers: { 'content-type': 'application/json' } });
   assert.equal(r.status, 202);
+  const octet = await g.call('POST', `/v1/jobs/${job.id}/cancel`, { headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(octet.status, 202, 'aiohttp labels an empty POST application/octet-stream');
+  const xml = await g.call('POST', '/v1/jobs', { body: '<job/>', headers: { 'content-type': 'application/xml' } });
+  assert.equal(xml.status, 415);
   const empty = await g.call('POST', '/v1/jobs', { headers: { 'content-type': 'application/json' } });
   assert.equal(empty.status, 422, 'a submit still needs a body');
   const poisoned = await g.call('POST', '/v1/jobs', { body: '{"__proto__":{"x":1},"image":"local/busybox","command":["true"]}' });
