@@ -102,7 +102,8 @@ export async function startGantry(dataDir: string, env: Record<string, string>, 
     GANTRY_METRICS_PORT: String(await freePort()),
     ...env,
   };
-  const args: string[] = [];
+  // BENCH_NODE_FLAGS: extra node flags for Gantry (experiments, e.g. V8 heap sizes).
+  const args: string[] = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
   const profDir = process.env.BENCH_CPU_PROF;
   if (profDir) {
     fs.mkdirSync(profDir, { recursive: true });

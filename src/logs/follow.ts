@@ -2,9 +2,73 @@ import type { ServerResponse } from 'node:http';
 import type { Job } from '../jobs/schema.js';
 import { isTerminal } from '../jobs/states.js';
 import type { JobHub } from './hub.js';
-import type { LogLine, LogStore, LogStream } from './store.js';
+import { decodeChunk, type LogChunk, type LogLine, type LogStore, type LogStream } from './store.js';
 
-const BATCH = 500;
+/** A batch ends at the first chunk boundary past this many lines (chunks hold ≤ 2,000). */
+const BATCH_LINES = 2000;
+/** Rows asked of the store per query (read lazily, so unused ones cost nothing). */
+const BATCH_CHUNKS = 8;
+/** Formatted chunks kept for followers to share (each a few hundred KB of text). */
+const SHARED_CHUNKS = 32;
+
+type Format = FollowOptions['format'];
+interface Formatted {
+  text: string;
+  lines: number;
+  lastSeq: number;
+}
+
+/**
+ * Chunks formatted for clients, shared by every follower of the same job
+ * reading the same chunk the same way (format and stream filter): with 100
+ * clients on one busy job, each chunk is read, parsed and formatted once,
+ * not 100 times. Stored chunks never change, so an entry never goes stale.
+ * A small LRU: followers near the head of a live log share it.
+ */
+class SharedChunks {
+  private readonly byFormat = new WeakMap<Format, Map<string, Formatted>>();
+
+  private map(format: Format): Map<string, Formatted> {
+    let m = this.byFormat.get(format);
+    if (!m) this.byFormat.set(format, (m = new Map()));
+    return m;
+  }
+
+  /** The chunk starting at firstSeq, if a follower formatted it lately. */
+  get(jobId: string, firstSeq: number, stream: LogStream | undefined, format: Format): Formatted | undefined {
+    const m = this.map(format);
+    const key = `${jobId}\n${firstSeq}\n${stream ?? ''}`;
+    const hit = m.get(key);
+    if (hit) {
+      m.delete(key); // most recently used last
+      m.set(key, hit);
+    }
+    return hit;
+  }
+
+  /**
+   * Formats a chunk read from the store, and keeps it for the job's other
+   * followers when there are any (kept text outlives the young generation;
+   * with one follower it would only grow the heap).
+   */
+  format(jobId: string, chunk: LogChunk, afterSeq: number, stream: LogStream | undefined, format: Format, keep: boolean): Formatted {
+    const f = render(decodeChunk(chunk, afterSeq, stream), format, chunk.lastSeq);
+    if (keep && afterSeq < chunk.firstSeq) {
+      const m = this.map(format);
+      if (m.size >= SHARED_CHUNKS) m.delete(m.keys().next().value!);
+      m.set(`${jobId}\n${chunk.firstSeq}\n${stream ?? ''}`, f);
+    }
+    return f;
+  }
+}
+
+function render(lines: LogLine[], format: Format, lastSeq: number): Formatted {
+  let text = '';
+  for (const l of lines) text += format.line(l);
+  return { text, lines: lines.length, lastSeq };
+}
+
+const shared = new SharedChunks();
 
 export interface FollowOptions {
   jobId: string;
@@ -28,9 +92,10 @@ export interface FollowOptions {
 
 /**
  * Writes a job's log to one client, reading from the store at the client's
- * own pace: nothing is buffered per client beyond one batch, so a slow
- * reader costs no memory. A reader that stays stalled longer than stallMs is
- * dropped (it can resume with Last-Event-ID). Every listener and timer is
+ * own pace: nothing is buffered per client beyond one batch (whole stored
+ * chunks, about 2,000 lines), so a slow reader costs no memory. A reader
+ * that stays stalled longer than stallMs is dropped (it can resume with
+ * Last-Event-ID). Every listener and timer is
  * released when the client goes away.
  */
 export async function followLog(o: FollowOptions): Promise<void> {
@@ -91,12 +156,33 @@ export async function followLog(o: FollowOptions): Promise<void> {
       // Read the job before the lines: if it is terminal now, every line it
       // will ever have is already stored (capture finishes first).
       const job = o.currentJob();
-      const { lines, cursor: next } = o.store.read(o.jobId, cursor, BATCH, o.stream);
-      cursor = next;
-      if (lines.length > 0) {
-        let chunk = '';
-        for (const l of lines) chunk += o.format.line(l);
-        await write(chunk);
+      // Whole stored chunks, until a batch is full or the store has no more;
+      // chunks another follower formatted lately are taken from memory.
+      let text = '';
+      let count = 0;
+      for (;;) {
+        let hit: Formatted | undefined;
+        while (count < BATCH_LINES && (hit = shared.get(o.jobId, cursor + 1, o.stream, o.format))) {
+          text += hit.text;
+          count += hit.lines;
+          cursor = hit.lastSeq;
+        }
+        if (count >= BATCH_LINES) break;
+        let rows = 0;
+        const keep = o.hub.followers(o.jobId) > 1;
+        for (const c of o.store.chunks(o.jobId, cursor, BATCH_CHUNKS)) {
+          rows++;
+          const f = shared.format(o.jobId, c, cursor, o.stream, o.format, keep);
+          text += f.text;
+          count += f.lines;
+          cursor = c.lastSeq;
+          if (count >= BATCH_LINES) break;
+        }
+        // Filtered-out chunks add nothing: keep reading until lines or the end.
+        if (count > 0 || rows < BATCH_CHUNKS) break;
+      }
+      if (count > 0) {
+        await write(text);
         continue;
       }
       if (!o.follow || isTerminal(job.state)) {

@@ -49,6 +49,11 @@ export class JobHub {
     return () => this.anyStatus.delete(fn);
   }
 
+  /** How many followers a job has now (subscribers to its appends). */
+  followers(jobId: string): number {
+    return this.emitters.get(jobId)?.listenerCount('append') ?? 0;
+  }
+
   /** Live subscriptions, for metrics and leak tests. */
   listenerCount(): number {
     let n = 0;
