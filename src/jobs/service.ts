@@ -77,7 +77,7 @@ export class JobService {
       if (prior) {
         if (prior.spec_hash !== hash) {
           throw problems.validation(
-            [{ field: 'header.idempotency-key', message: 'this key was used with a different request body' }],
+            [{ field: 'headers.idempotency-key', message: 'this key was used with a different request body' }],
             `Idempotency-Key "${opts.idempotencyKey}" was already used for job ${prior.id} with another body`,
           );
         }

@@ -147,7 +147,7 @@ test('Idempotency-Key: same body → same job (even racing), another body → 42
   assert.equal(reordered.body.id, id);
   const changed = await g.call<{ errors: { field: string }[] }>('POST', '/v1/jobs', { body: sh('echo twice'), headers: key });
   assert.equal(changed.status, 422);
-  assert.equal(changed.body.errors[0]!.field, 'header.idempotency-key');
+  assert.equal(changed.body.errors[0]!.field, 'headers.idempotency-key');
   await g.waitFor(id!);
   const all = await g.call<{ items: unknown[] }>('GET', '/v1/jobs');
   assert.equal(all.body.items.length, 1);
