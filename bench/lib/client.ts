@@ -123,5 +123,7 @@ export function followSse(url: string, token: string, jobId: string): SseHandle 
     });
     req.end();
   });
+  // A client closed on purpose (close()) rejects `done`; nobody need await it then.
+  done.catch(() => undefined);
   return { connected, done, close: () => req.destroy() };
 }

@@ -75,6 +75,7 @@ export async function benchFanout(g: GantryProc, cfg: FanoutConfig) {
       aggregateMBps: round(rates.reduce((a, b) => a + b, 0), 1),
       peakRssMB: busy.peakRssMB,
       gantryCpuS: busy.gantryCpuS,
+      cpu: busy.cpu,
     },
   };
 }

@@ -13,7 +13,8 @@ const SHARED_CHUNKS = 32;
 
 type Format = FollowOptions['format'];
 interface Formatted {
-  text: string;
+  /** A shared chunk is kept encoded, so no follower encodes it again. */
+  data: string | Buffer;
   lines: number;
   lastSeq: number;
 }
@@ -56,7 +57,9 @@ class SharedChunks {
     if (keep && afterSeq < chunk.firstSeq) {
       const m = this.map(format);
       if (m.size >= SHARED_CHUNKS) m.delete(m.keys().next().value!);
-      m.set(`${jobId}\n${chunk.firstSeq}\n${stream ?? ''}`, f);
+      const encoded = { ...f, data: Buffer.from(f.data) };
+      m.set(`${jobId}\n${chunk.firstSeq}\n${stream ?? ''}`, encoded);
+      return encoded;
     }
     return f;
   }
@@ -65,7 +68,7 @@ class SharedChunks {
 function render(lines: LogLine[], format: Format, lastSeq: number): Formatted {
   let text = '';
   for (const l of lines) text += format.line(l);
-  return { text, lines: lines.length, lastSeq };
+  return { data: text, lines: lines.length, lastSeq };
 }
 
 const shared = new SharedChunks();
@@ -95,8 +98,8 @@ export interface FollowOptions {
  * own pace: nothing is buffered per client beyond one batch (whole stored
  * chunks, about 2,000 lines), so a slow reader costs no memory. A reader
  * that stays stalled longer than stallMs is dropped (it can resume with
- * Last-Event-ID). Every listener and timer is
- * released when the client goes away.
+ * Last-Event-ID). Every listener and timer is released when the client
+ * goes away.
  */
 export async function followLog(o: FollowOptions): Promise<void> {
   const { res } = o;
@@ -123,9 +126,18 @@ export async function followLog(o: FollowOptions): Promise<void> {
   const heartbeat =
     o.follow && o.format.heartbeat ? setInterval(() => void write(o.format.heartbeat!), o.heartbeatMs) : null;
 
-  async function write(chunk: string): Promise<void> {
+  async function write(chunk: string | (string | Buffer)[]): Promise<void> {
     if (closed) return;
-    if (res.write(chunk)) return;
+    let ok: boolean;
+    if (typeof chunk === 'string') ok = res.write(chunk);
+    else {
+      // One writev for the batch's pieces.
+      res.cork();
+      ok = true;
+      for (const piece of chunk) ok = res.write(piece) && ok;
+      res.uncork();
+    }
+    if (ok) return;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
         // Stalled past the limit: drop the client rather than buffer for it.
@@ -158,12 +170,12 @@ export async function followLog(o: FollowOptions): Promise<void> {
       const job = o.currentJob();
       // Whole stored chunks, until a batch is full or the store has no more;
       // chunks another follower formatted lately are taken from memory.
-      let text = '';
+      const pieces: (string | Buffer)[] = [];
       let count = 0;
       for (;;) {
         let hit: Formatted | undefined;
         while (count < BATCH_LINES && (hit = shared.get(o.jobId, cursor + 1, o.stream, o.format))) {
-          text += hit.text;
+          pieces.push(hit.data);
           count += hit.lines;
           cursor = hit.lastSeq;
         }
@@ -173,7 +185,7 @@ export async function followLog(o: FollowOptions): Promise<void> {
         for (const c of o.store.chunks(o.jobId, cursor, BATCH_CHUNKS)) {
           rows++;
           const f = shared.format(o.jobId, c, cursor, o.stream, o.format, keep);
-          text += f.text;
+          if (f.lines > 0) pieces.push(f.data);
           count += f.lines;
           cursor = c.lastSeq;
           if (count >= BATCH_LINES) break;
@@ -182,7 +194,7 @@ export async function followLog(o: FollowOptions): Promise<void> {
         if (count > 0 || rows < BATCH_CHUNKS) break;
       }
       if (count > 0) {
-        await write(text);
+        await write(pieces);
         continue;
       }
       if (!o.follow || isTerminal(job.state)) {
