@@ -10,10 +10,33 @@ const FLUSH_RECORDS = 2000;
 const FLUSH_BYTES = 256 * 1024;
 const FLUSH_MS = 25;
 
+const MiB = 1024 * 1024;
+/**
+ * Bytes a record takes in Docker's log file beyond its text, rounded up
+ * from dockerd 20.10 (bench: docs/performance.md): `local` (protobuf) ≈ 27,
+ * `json-file` ≈ 70 (json-file also escapes <, >, &, quotes and control
+ * characters, up to 6 bytes each, which no per-record figure covers).
+ */
+export const DRIVER_RECORD_OVERHEAD = { local: 32, 'json-file': 80 } as const;
+export type LogDriver = keyof typeof DRIVER_RECORD_OVERHEAD;
+
+/**
+ * The `max-size` of the job's single log-driver file, in MiB: room for a
+ * log at the cap in lines of 10+ bytes (local) or 24+ bytes (json-file).
+ * With `max-file` 1 the driver starts its file afresh past this size, and a
+ * restarted Gantry resumes capture from that file, so capture stops storing
+ * before the driver could get there (see record()).
+ */
+export function driverLogMaxMiB(maxBytes: number): number {
+  return Math.ceil((4 * maxBytes) / MiB) + 16;
+}
+
 export interface CaptureOptions {
   jobId: string;
   store: LogStore;
   maxBytes: number;
+  /** The job's log driver (its file is what a restarted Gantry resumes from). */
+  driver: LogDriver;
   log: Logger;
   /** Told the highest stored seq after each flush (live followers wake up). */
   onAppend: (lastSeq: number) => void;
@@ -32,9 +55,14 @@ export class LogCapture extends EventEmitter {
   private bufferBytes = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly splitters: Record<StdStream, LineSplitter>;
+  /** What the driver's file may hold before it could start afresh, with a margin. */
+  private readonly driverBudget: number;
+  private readonly recordOverhead: number;
 
   constructor(private readonly opts: CaptureOptions) {
     super();
+    this.driverBudget = (driverLogMaxMiB(opts.maxBytes) - 8) * MiB;
+    this.recordOverhead = DRIVER_RECORD_OVERHEAD[opts.driver];
     this.state = opts.store.state(opts.jobId);
     this.skip = { stdout: this.state.stdoutRecords, stderr: this.state.stderrRecords };
     this.splitters = {
@@ -79,12 +107,18 @@ export class LogCapture extends EventEmitter {
     else this.state.stderrRecords++;
     if (this.state.truncated || this.state.error) return;
     const size = Buffer.byteLength(line) + 1;
-    if (this.state.bytes + size > this.opts.maxBytes) {
+    const records = this.state.stdoutRecords + this.state.stderrRecords;
+    const overCap = this.state.bytes + size > this.opts.maxBytes;
+    // Many tiny lines fill the driver's file long before the cap: stop there
+    // too, so every stored line is still in that file for a resume.
+    if (overCap || this.state.bytes + size + records * this.recordOverhead > this.driverBudget) {
       this.state.truncated = true;
       this.push({
         stream: 'system',
         time: Date.now(),
-        line: `[gantry] log truncated: the cap of ${this.opts.maxBytes} bytes (GANTRY_LOG_MAX_BYTES) was reached; later output was discarded`,
+        line: overCap
+          ? `[gantry] log truncated: the cap of ${this.opts.maxBytes} bytes (GANTRY_LOG_MAX_BYTES) was reached; later output was discarded`
+          : `[gantry] log truncated: ${records} lines fill the ${driverLogMaxMiB(this.opts.maxBytes)} MiB log file Docker keeps for this job (4 × GANTRY_LOG_MAX_BYTES); later output was discarded`,
       });
       this.flush();
       return;

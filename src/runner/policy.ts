@@ -6,6 +6,7 @@ import type { Config, PolicyConfig } from '../config.js';
 import type { FieldError } from '../api/problem.js';
 import { RESERVED_LABEL_PREFIX, type JobSpec } from '../jobs/schema.js';
 import type { GpuInjection } from '../gpu/inject.js';
+import { driverLogMaxMiB } from '../logs/capture.js';
 
 export const LABELS = {
   managed: 'dev.gantry.managed',
@@ -163,7 +164,7 @@ export function buildContainerOptions(plan: ContainerPlan, cfg: Config): Docker.
   const { spec, policy } = { spec: plan.spec, policy: cfg.policy };
   const memoryBytes = (spec.resources?.memoryMiB ?? policy.defaultMemoryMiB) * 1024 * 1024;
   const env = { ...(spec.env ?? {}), ...plan.gpu.env };
-  const logMaxMiB = Math.ceil(cfg.logs.maxBytesPerJob / (1024 * 1024)) + 16;
+  const logMaxMiB = driverLogMaxMiB(cfg.logs.maxBytesPerJob);
 
   const hostConfig: Docker.HostConfig = {
     NetworkMode: spec.network ?? 'none',
@@ -188,8 +189,9 @@ export function buildContainerOptions(plan: ContainerPlan, cfg: Config): Docker.
     RestartPolicy: { Name: 'no' },
     LogConfig: {
       Type: cfg.logs.driver,
-      // Big enough that Docker keeps a whole capped log, so a restarted
-      // Gantry can resume capture from the driver without a gap.
+      // Big enough that Docker keeps a whole capped log (its per-line
+      // overhead included), so a restarted Gantry can resume capture from
+      // the driver without a gap.
       Config: { 'max-size': `${logMaxMiB}m`, 'max-file': '1', ...(cfg.logs.driver === 'local' ? { compress: 'false' } : {}) },
     },
     Mounts: [

@@ -288,6 +288,7 @@ export class Scheduler implements JobController {
       jobId: a.id,
       store: this.d.logs,
       maxBytes: this.d.config.logs.maxBytesPerJob,
+      driver: this.d.config.logs.driver,
       log: this.d.log,
       onAppend: (seq) => this.d.hub.publishAppend(a.id, seq),
     });

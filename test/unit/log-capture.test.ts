@@ -1,0 +1,49 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import pino from 'pino';
+import { driverLogMaxMiB, DRIVER_RECORD_OVERHEAD, LogCapture } from '../../src/logs/capture.js';
+import { LogStore } from '../../src/logs/store.js';
+import { openDb } from '../../src/store/db.js';
+
+/** Docker's multiplexed stdout frames carrying `text`. */
+function frames(text: string, frameBytes = 65536): Buffer[] {
+  const out: Buffer[] = [];
+  const body = Buffer.from(text);
+  for (let off = 0; off < body.length; off += frameBytes) {
+    const payload = body.subarray(off, off + frameBytes);
+    const h = Buffer.alloc(8);
+    h[0] = 1;
+    h.writeUInt32BE(payload.length, 4);
+    out.push(h, payload);
+  }
+  return out;
+}
+
+test('the driver file is sized for the capped log with its per-line overhead', () => {
+  assert.equal(driverLogMaxMiB(512 * 1024 * 1024), 4 * 512 + 16);
+  assert.ok(DRIVER_RECORD_OVERHEAD.local >= 27 && DRIVER_RECORD_OVERHEAD['json-file'] >= 70);
+});
+
+test('a flood of tiny lines is truncated before it could outgrow the log driver file a restart resumes from', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-capture-'));
+  const db = openDb(dir);
+  const store = new LogStore(db);
+  const maxBytes = 4 * 1024 * 1024; // driver file 32 MiB; 800,000 two-byte lines are far under the cap itself
+  const capture = new LogCapture({ jobId: 'j', store, maxBytes, driver: 'local', log: pino({ level: 'silent' }), onAppend: () => undefined });
+  await capture.consume(Readable.from(frames('x\n'.repeat(800_000))));
+  const state = capture.finish();
+  assert.ok(state.truncated);
+  assert.ok(state.bytes < maxBytes / 2, 'stopped by the driver budget, not the byte cap');
+  const budget = (driverLogMaxMiB(maxBytes) - 8) * 1024 * 1024;
+  const stored = state.nextSeq - 2; // records before the marker
+  assert.ok(stored * (2 + DRIVER_RECORD_OVERHEAD.local) <= budget && (stored + 1) * (2 + DRIVER_RECORD_OVERHEAD.local) > budget - 64);
+  const [marker] = store.tail('j', 1);
+  assert.equal(marker?.stream, 'system');
+  assert.match(marker!.line, /lines fill the 32 MiB log file Docker keeps for this job/);
+  assert.equal(store.read('j', 0, 3).lines.map((l) => l.line).join(), 'x,x,x');
+  db.close();
+});
