@@ -7,6 +7,7 @@ import type { JobSpec } from '../../src/jobs/schema.js';
 import { buildContainerOptions } from '../../src/runner/policy.js';
 import { IMAGE } from './gantry.js';
 import { now } from './util.js';
+import { DockerDemuxer } from '../../src/logs/demux.js';
 
 export const docker = new Docker({ socketPath: process.env.GANTRY_DOCKER_SOCKET ?? '/var/run/docker.sock' });
 
@@ -101,9 +102,8 @@ export class DemuxCounter {
   wireBytes = 0;
   firstByteAt: number | null = null;
   lastByteAt: number | null = null;
-  private header = Buffer.alloc(8);
-  private headerFill = 0;
-  private remaining = 0;
+  // Gantry's own frame parser, counting instead of splitting lines.
+  private readonly demux = new DockerDemuxer((_stream, payload) => (this.payloadBytes += payload.length));
 
   consume(stream: Readable): Promise<void> {
     return new Promise((resolve) => {
@@ -122,23 +122,7 @@ export class DemuxCounter {
 
   private feed(chunk: Buffer): void {
     this.wireBytes += chunk.length;
-    let off = 0;
-    while (off < chunk.length) {
-      if (this.remaining === 0) {
-        const take = Math.min(8 - this.headerFill, chunk.length - off);
-        chunk.copy(this.header, this.headerFill, off, off + take);
-        this.headerFill += take;
-        off += take;
-        if (this.headerFill < 8) return;
-        this.headerFill = 0;
-        this.remaining = this.header.readUInt32BE(4);
-        continue;
-      }
-      const take = Math.min(this.remaining, chunk.length - off);
-      this.payloadBytes += take;
-      this.remaining -= take;
-      off += take;
-    }
+    this.demux.feed(chunk);
   }
 }
 
