@@ -51,8 +51,6 @@ export const problems = {
   policy: (errors: FieldError[]) =>
     new HttpProblem(422, 'policy', 'Refused by policy', errors.map((e) => `${e.field}: ${e.message}`).join('; '), errors),
   notFound: (what: string) => new HttpProblem(404, 'not-found', 'Not found', `${what} does not exist`),
-  unauthorized: (detail: string) => new HttpProblem(401, 'unauthorized', 'Authentication required', detail),
-  forbidden: (detail: string) => new HttpProblem(403, 'forbidden', 'Forbidden', detail),
 };
 
 export function sendProblem(reply: FastifyReply, p: HttpProblem): FastifyReply {

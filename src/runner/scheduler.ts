@@ -13,7 +13,7 @@ import type { JobHub } from '../logs/hub.js';
 import type { LogStore } from '../logs/store.js';
 import type { JobRow } from '../store/jobs-repo.js';
 import { dockerMessage, ImageError, type ImagePuller } from './images.js';
-import { buildContainerOptions, checkPolicy, LABELS } from './policy.js';
+import { buildContainerOptions, checkPolicy } from './policy.js';
 
 export interface SchedulerDeps {
   config: Config;
@@ -58,7 +58,6 @@ export class Scheduler implements JobController {
   private readonly waiting = new Map<string, string>();
   private kickPending = false;
   private stopped = false;
-  private readonly idle = new Set<() => void>();
 
   constructor(private readonly d: SchedulerDeps) {}
 
@@ -90,16 +89,6 @@ export class Scheduler implements JobController {
 
   impossibleGpuRequest(spec: JobSpec): string | null {
     return spec.gpus ? this.d.gpus.impossible(spec.gpus) : null;
-  }
-
-  get activeCount(): number {
-    return this.active.size;
-  }
-
-  /** Resolves once no job is being driven (tests, shutdown). */
-  whenIdle(): Promise<void> {
-    if (this.active.size === 0) return Promise.resolve();
-    return new Promise((resolve) => this.idle.add(resolve));
   }
 
   /**
@@ -167,10 +156,6 @@ export class Scheduler implements JobController {
           // Exactly one release per allocation, whatever path ended the job.
           this.d.gpus.release(a.id);
           this.kick();
-        }
-        if (this.active.size === 0) {
-          for (const fn of this.idle) fn();
-          this.idle.clear();
         }
       });
   }
@@ -413,7 +398,4 @@ export class Scheduler implements JobController {
         this.d.log.warn({ err, jobId: a.id }, 'removing the container failed');
       });
   }
-
-  /** Labels used to find Gantry's containers again. */
-  static readonly LABELS = LABELS;
 }
