@@ -1,10 +1,11 @@
 /**
- * A/B of two Gantry builds on the status-poll path, alternating in one run
+ * A/B of Gantry builds on the status-poll path, alternating in one run
  * (how the src changes in docs/performance.md were measured before/after).
- * Usage: node --import tsx bench/ab.ts DIST_A DIST_B [ROUNDS=6] [SECONDS=4]
+ * Usage: [AB_ROUNDS=6] [AB_SECONDS=4] node --import tsx bench/ab.ts DIST_A DIST_B [DIST_C ...]
  * where DIST_x is a compiled tree containing src/main.js (e.g. dist, or a
  * copy of dist built from the previous commit). Also runs the bare route.
- * Prints req/s and server CPU µs per request, per build, with ratios.
+ * Prints req/s and server CPU µs per request, per build, with ratios to A
+ * and to the bare route.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -16,13 +17,13 @@ import { hashToken } from '../src/auth/tokens.js';
 import { seedJobs, startBare } from './sections/polls.js';
 import { mean, round, say, sleep } from './lib/util.js';
 
-const [distA, distB] = [process.argv[2], process.argv[3]];
-if (!distA || !distB) {
-  process.stderr.write('usage: ab.ts DIST_A DIST_B [ROUNDS] [SECONDS]\n');
+const dists = process.argv.slice(2);
+if (dists.length < 2) {
+  process.stderr.write('usage: ab.ts DIST_A DIST_B [DIST_C ...]\n');
   process.exit(2);
 }
-const rounds = Number(process.argv[4] ?? 6);
-const seconds = Number(process.argv[5] ?? 4);
+const rounds = Number(process.env.AB_ROUNDS ?? 6);
+const seconds = Number(process.env.AB_SECONDS ?? 4);
 const connections = Number(process.env.BENCH_POLL_CONNECTIONS ?? 100);
 const idsCount = Number(process.env.AB_IDS ?? 200);
 
@@ -51,15 +52,14 @@ async function start(dist: string, dataDir: string) {
 
 async function main(): Promise<void> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-ab-'));
-  const ids = seedJobs(path.join(tmp, 'a'), 10_000);
-  fs.cpSync(path.join(tmp, 'a'), path.join(tmp, 'b'), { recursive: true });
-  const a = await start(distA!, path.join(tmp, 'a'));
-  const b = await start(distB!, path.join(tmp, 'b'));
-  const bare = await startBare(path.join(tmp, 'a', 'gantry.db'));
+  const names = dists.map((_, i) => String.fromCharCode(65 + i));
+  const ids = seedJobs(path.join(tmp, 'A'), 10_000);
+  for (const n of names.slice(1)) fs.cpSync(path.join(tmp, 'A'), path.join(tmp, n), { recursive: true });
+  const servers = await Promise.all(dists.map((d, i) => start(d, path.join(tmp, names[i]!))));
+  const bare = await startBare(path.join(tmp, 'A', 'gantry.db'));
   const sample = Array.from({ length: idsCount }, (_, i) => ids[Math.floor((i * ids.length) / idsCount)]!);
   const targets = [
-    { name: 'A', url: a.url, pid: a.pid, paths: sample.map((id) => `/v1/jobs/${id}`), headers: { authorization: `Bearer ${BENCH_TOKEN}` } },
-    { name: 'B', url: b.url, pid: b.pid, paths: sample.map((id) => `/v1/jobs/${id}`), headers: { authorization: `Bearer ${BENCH_TOKEN}` } },
+    ...servers.map((g, i) => ({ name: names[i]!, url: g.url, pid: g.pid, paths: sample.map((id) => `/v1/jobs/${id}`), headers: { authorization: `Bearer ${BENCH_TOKEN}` } as Record<string, string> })),
     { name: 'bare', url: bare.url, pid: bare.pid, paths: sample.map((id) => `/bare/jobs/${id}`), headers: {} as Record<string, string> },
   ];
   const res: Record<string, { rps: number[]; cpu: number[]; p99: number[] }> = {};
@@ -77,16 +77,17 @@ async function main(): Promise<void> {
         res[t.name]!.cpu.push((cpu * 1e6) / out.requests.total);
         res[t.name]!.p99.push(out.latency.p99);
       }
-      if (r >= 0) say(`round ${r + 1}: ${targets.map((t) => `${t.name} ${round(res[t.name]!.rps.at(-1)!, 0)} req/s ${round(res[t.name]!.cpu.at(-1)!, 0)} µs`).join(', ')}`);
+      if (r >= 0) say(`round ${r + 1}: ${targets.map((t) => `${t.name} ${round(res[t.name]!.rps.at(-1)!, 0)} req/s ${round(res[t.name]!.cpu.at(-1)!, 0)} µs p99 ${res[t.name]!.p99.at(-1)} ms`).join(', ')}`);
     }
     const s = Object.fromEntries(Object.entries(res).map(([k, v]) => [k, { reqPerS: round(mean(v.rps), 0), cpuUsPerReq: round(mean(v.cpu), 1), p99Ms: round(mean(v.p99), 1) }]));
     process.stdout.write(JSON.stringify(s) + '\n');
-    process.stdout.write(
-      `A/bare req/s ${round(s.A!.reqPerS / s.bare!.reqPerS, 2)}, B/bare req/s ${round(s.B!.reqPerS / s.bare!.reqPerS, 2)}, B/A cpu per request ${round(s.B!.cpuUsPerReq / s.A!.cpuUsPerReq, 2)}\n`,
-    );
+    for (const n of names) {
+      process.stdout.write(
+        `${n} (${dists[names.indexOf(n)]}): ${s[n]!.reqPerS} req/s = ${round(s[n]!.reqPerS / s.bare!.reqPerS, 2)}× bare, ${s[n]!.cpuUsPerReq} µs CPU/request = ${round(s[n]!.cpuUsPerReq / s.A!.cpuUsPerReq, 2)}× A, p99 ${s[n]!.p99Ms} ms\n`,
+      );
+    }
   } finally {
-    a.stop();
-    b.stop();
+    for (const g of servers) g.stop();
     await bare.stop();
     await sleep(500);
     fs.rmSync(tmp, { recursive: true, force: true });

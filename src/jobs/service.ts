@@ -48,6 +48,13 @@ export function specHash(spec: JobSpec): string {
  */
 export class JobService {
   private controller: JobController | null = null;
+  /**
+   * Views of jobs that are not queued, keyed by their cached row (frozen,
+   * see JobsRepo.get): such a view depends on the row alone, and any write
+   * to the job replaces the row object and so drops the view with it.
+   * Frozen too, so the status poll can reuse its JSON (src/api/frozen-json.ts).
+   */
+  private readonly viewByRow = new WeakMap<JobRow, Job>();
 
   constructor(
     readonly repo: JobsRepo,
@@ -167,7 +174,15 @@ export class JobService {
   }
 
   view(row: JobRow, positions?: Map<string, number>): Job {
-    if (row.state !== 'queued') return toJob(row, null);
+    if (row.state !== 'queued') {
+      let job = this.viewByRow.get(row);
+      if (job === undefined) {
+        job = Object.freeze(toJob(row, null));
+        this.viewByRow.set(row, job);
+      }
+      return job;
+    }
+    // A queued job's position and wait reason change as the queue moves.
     const position = (positions ?? this.positions()).get(row.id) ?? null;
     const job = toJob(row, position);
     return { ...job, reason: job.reason ?? this.controller?.waitReason(row.id) ?? null };

@@ -25,9 +25,6 @@ export interface MetricsSources {
   hub: JobHub;
 }
 
-/** The route whose `Accept: text/event-stream` requests are SSE followers. */
-const SSE_ROUTE = '/v1/jobs/:id/logs';
-
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const WAIT_BUCKETS = [0.1, 0.5, 1, 2.5, 5, 15, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600];
 const RUN_BUCKETS = [1, 5, 15, 30, 60, 300, 900, 1800, 3600, 2 * 3600, 6 * 3600, 12 * 3600, 24 * 3600, 3 * 86400];
@@ -266,10 +263,10 @@ export class GantryMetrics {
   }
 
   /** Marks a request as an SSE follower for as long as its connection lives. */
-  trackSse(request: FastifyRequest, onClose: (fn: () => void) => void): void {
+  trackSse(request: FastifyRequest, res: http.ServerResponse): void {
     this.sseRequests.add(request);
     this.sseClients.inc();
-    onClose(() => this.sseClients.dec());
+    res.once('close', () => this.sseClients.dec());
   }
 
   isSse(request: FastifyRequest): boolean {
@@ -300,13 +297,8 @@ export function installMetrics(
 ): void {
   app.decorate('metrics', metrics);
 
-  // Callback-style hooks: an async hook costs every request a promise.
-  app.addHook('preHandler', (request, reply, done) => {
-    if (request.routeOptions.url === SSE_ROUTE && (request.headers.accept ?? '').includes('text/event-stream')) {
-      metrics.trackSse(request, (fn) => reply.raw.once('close', fn));
-    }
-    done();
-  });
+  // A callback-style hook: an async hook costs every request a promise.
+  // (SSE streams are marked by their route, src/api/routes/logs.ts.)
   app.addHook('onResponse', (request, reply, done) => {
     if (!metrics.isSse(request)) {
       metrics.httpDuration.observe(

@@ -123,6 +123,7 @@ export const logRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, l
 
       reply.hijack();
       const res = reply.raw;
+      if (wantsSse) app.metrics.trackSse(request, res);
       res.writeHead(200, {
         'Content-Type': wantsSse ? 'text/event-stream; charset=utf-8' : 'text/plain; charset=utf-8',
         'Cache-Control': 'no-cache',
