@@ -1,7 +1,7 @@
 /**
  * A/B of Gantry builds on the status-poll path, alternating in one run
  * (how the src changes in docs/performance.md were measured before/after).
- * Usage: [AB_ROUNDS=6] [AB_SECONDS=4] node --import tsx bench/ab.ts DIST_A DIST_B [DIST_C ...]
+ * Usage: [AB_ROUNDS=6] [AB_SECONDS=4] [AB_LOG_LEVEL=info] node --import tsx bench/ab.ts DIST_A DIST_B [DIST_C ...]
  * where DIST_x is a compiled tree containing src/main.js (e.g. dist, or a
  * copy of dist built from the previous commit). Also runs the bare route.
  * Prints req/s and server CPU µs per request, per build, with ratios to A
@@ -35,9 +35,13 @@ async function start(dist: string, dataDir: string) {
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('GANTRY_') && v !== undefined) env[k] = v;
   Object.assign(env, {
     GANTRY_DATA_DIR: dataDir, GANTRY_TOKENS_FILE: tokens, GANTRY_PORT: String(port), GANTRY_GPUS: 'none',
-    GANTRY_LOG_LEVEL: 'warn', GANTRY_METRICS_PORT: String(await freePort()),
+    GANTRY_METRICS_PORT: String(await freePort()),
+    // Gantry's default level (info) unless AB_LOG_LEVEL says otherwise.
+    ...(process.env.AB_LOG_LEVEL ? { GANTRY_LOG_LEVEL: process.env.AB_LOG_LEVEL } : {}),
   });
-  const proc = spawn(process.execPath, [path.resolve(dist, 'src/main.js')], { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  // stdout is a pipe that is read, as under a process manager or Docker.
+  const proc = spawn(process.execPath, [path.resolve(dist, 'src/main.js')], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  proc.stdout.resume();
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 300; i++) {
     try {

@@ -14,7 +14,8 @@
  * BENCH_FANOUT_MB=20  BENCH_OUT=bench/results/latest.json
  * BENCH_CPU_PROF=dir (run Gantry with --cpu-prof; see bench/profile-summary.ts),
  * BENCH_DIST=dir (run that compiled Gantry instead of building dist/),
- * BENCH_NODE_FLAGS='...' (extra node flags for Gantry), BENCH_LOG_STEPS=gantry,attach,follow.
+ * BENCH_NODE_FLAGS='...' (extra node flags for Gantry), BENCH_LOG_STEPS=gantry,attach,follow,
+ * BENCH_LOG_LEVEL=warn (Gantry's GANTRY_LOG_LEVEL; default: Gantry's own, info).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';

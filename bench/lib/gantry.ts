@@ -96,7 +96,9 @@ export async function startGantry(dataDir: string, env: Record<string, string>, 
     GANTRY_HOST: '127.0.0.1',
     GANTRY_PORT: String(port),
     GANTRY_GPUS: 'none',
-    GANTRY_LOG_LEVEL: 'warn',
+    // Gantry's default level (info: one line per request) unless
+    // BENCH_LOG_LEVEL says otherwise: what it costs in production is measured.
+    ...(process.env.BENCH_LOG_LEVEL ? { GANTRY_LOG_LEVEL: process.env.BENCH_LOG_LEVEL } : {}),
     GANTRY_MAX_RUNNING: '32',
     GANTRY_STOP_GRACE_SECONDS: '1',
     GANTRY_METRICS_PORT: String(await freePort()),
@@ -116,17 +118,20 @@ export async function startGantry(dataDir: string, env: Record<string, string>, 
     env: { ...childEnv, ...fullEnv, NODE_ENV: 'production' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let out = '';
+  // The last chunks of Gantry's output, for error messages; kept as they
+  // come (a request log line per poll must not load the bench's own client).
+  const tail: Buffer[] = [];
   const keep = (d: Buffer) => {
-    out += d.toString();
-    if (out.length > 200_000) out = out.slice(-100_000);
+    tail.push(d);
+    if (tail.length > 256) tail.shift();
   };
+  const out = () => Buffer.concat(tail).toString();
   proc.stdout!.on('data', keep);
   proc.stderr!.on('data', keep);
   const url = `http://127.0.0.1:${port}`;
   const deadline = Date.now() + 30_000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`gantry (${label}) exited early (${proc.exitCode}):\n${out}`);
+    if (proc.exitCode !== null) throw new Error(`gantry (${label}) exited early (${proc.exitCode}):\n${out()}`);
     try {
       const r = await request(`${url}/healthz`);
       await r.body.text();
@@ -134,7 +139,7 @@ export async function startGantry(dataDir: string, env: Record<string, string>, 
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`gantry (${label}) did not come up:\n${out}`);
+    if (Date.now() > deadline) throw new Error(`gantry (${label}) did not come up:\n${out()}`);
     await sleep(100);
   }
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
@@ -145,7 +150,7 @@ export async function startGantry(dataDir: string, env: Record<string, string>, 
     proc,
     dataDir,
     env: fullEnv,
-    output: () => out,
+    output: out,
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
       const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);

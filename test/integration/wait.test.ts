@@ -42,4 +42,6 @@ test('a client polling the sensor endpoint without pause is paced, not refused',
   assert.deepEqual(statuses, [404, 404, 404, 404, 404]);
   assert.ok(elapsed >= 4 * 300 - 50, `5 back-to-back polls took ${elapsed} ms`);
   await g.call('POST', `/v1/jobs/${job.id}/cancel`);
+  // Until it has ended, so Gantry removes the container before it stops.
+  assert.equal((await g.waitFor(job.id)).state, 'cancelled');
 });
