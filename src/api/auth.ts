@@ -15,24 +15,34 @@ const BEARER = /^Bearer\s+(\S+)\s*$/i;
  * `admin` implies every scope.
  */
 export function authenticator(tokens: TokenStore) {
-  return (scope: Scope): onRequestHookHandler =>
+  return (scope: Scope, opts: AuthOptions = {}): onRequestHookHandler =>
     (request: FastifyRequest, reply: FastifyReply, done) => {
       const header = request.headers.authorization;
       const match = header ? BEARER.exec(header) : null;
       const principal = match ? tokens.verify(match[1]!) : undefined;
+      let refusal: HttpProblem | undefined;
       if (!principal) {
         reply.header('WWW-Authenticate', `Bearer realm="gantry"${header ? ', error="invalid_token"' : ''}`);
-        sendProblem(
-          reply,
-          new HttpProblem(401, 'unauthorized', 'Authentication required', header ? 'the bearer token is not valid' : 'send Authorization: Bearer <token>'),
-        );
+        refusal = new HttpProblem(401, 'unauthorized', 'Authentication required', header ? 'the bearer token is not valid' : 'send Authorization: Bearer <token>');
+      } else if (!principal.isAdmin && !principal.scopes.has(scope)) {
+        refusal = new HttpProblem(403, 'forbidden', 'Forbidden', `this token lacks the "${scope}" scope`);
+      }
+      if (refusal) {
+        const problem = refusal;
+        if (opts.holdRefusal) void opts.holdRefusal(request).then(() => sendProblem(reply, problem));
+        else sendProblem(reply, problem);
         return;
       }
-      if (!principal.isAdmin && !principal.scopes.has(scope)) {
-        sendProblem(reply, new HttpProblem(403, 'forbidden', 'Forbidden', `this token lacks the "${scope}" scope`));
-        return;
-      }
-      request.principal = principal;
+      request.principal = principal!;
       done();
     };
+}
+
+export interface AuthOptions {
+  /**
+   * Settles when a refused request (401/403) may be answered. The sensor
+   * endpoint paces refusals like polls: a deferred Airflow sensor whose token
+   * was revoked retries a 401 at once, in a loop (airflow/SENSOR.md).
+   */
+  holdRefusal?: (request: FastifyRequest) => Promise<void>;
 }

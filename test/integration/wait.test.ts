@@ -45,3 +45,25 @@ test('a client polling the sensor endpoint without pause is paced, not refused',
   // Until it has ended, so Gantry removes the container before it stops.
   assert.equal((await g.waitFor(job.id)).state, 'cancelled');
 });
+
+test('refused polls of the sensor endpoint are paced too, so a revoked token cannot make a deferred sensor spin', async (t) => {
+  const g = await startGantry(t, { GANTRY_POLL_MIN_INTERVAL_MS: '300' });
+  const job = await g.submit({ image: TEST_IMAGE, command: ['true'] });
+  const timed = async (path: string, token: string | null) => {
+    const t0 = Date.now();
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) statuses.push((await g.call('GET', path, { token })).status);
+    return { statuses, ms: Date.now() - t0 };
+  };
+  const revoked = await timed(`/v1/jobs/${job.id}/wait`, 'a-token-that-was-revoked');
+  assert.deepEqual(revoked.statuses, [401, 401, 401, 401, 401]);
+  assert.ok(revoked.ms >= 4 * 300 - 50, `5 refused polls took ${revoked.ms} ms`);
+  const missing = await timed(`/v1/jobs/${job.id}/wait`, null);
+  assert.deepEqual(missing.statuses, [401, 401, 401, 401, 401]);
+  assert.ok(missing.ms >= 4 * 300 - 50, `5 polls without a token took ${missing.ms} ms`);
+  // Other routes answer a refusal at once.
+  const plain = await timed(`/v1/jobs/${job.id}`, 'a-token-that-was-revoked');
+  assert.deepEqual(plain.statuses, [401, 401, 401, 401, 401]);
+  assert.ok(plain.ms < 4 * 300, `5 refused GETs took ${plain.ms} ms`);
+  await g.waitFor(job.id);
+});

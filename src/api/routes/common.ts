@@ -4,6 +4,7 @@ import type { JobHub } from '../../logs/hub.js';
 import type { LogStore } from '../../logs/store.js';
 import type { GpuAllocator } from '../../gpu/allocator.js';
 import type { Scope } from '../../auth/tokens.js';
+import type { AuthOptions } from '../auth.js';
 import type { onRequestHookHandler } from 'fastify';
 import { z } from 'zod';
 import { ProblemSchema } from '../problem.js';
@@ -15,7 +16,7 @@ export interface RouteDeps {
   logs: LogStore;
   hub: JobHub;
   gpus: GpuAllocator;
-  auth: (scope: Scope) => onRequestHookHandler;
+  auth: (scope: Scope, opts?: AuthOptions) => onRequestHookHandler;
 }
 
 const DESCRIPTIONS: Record<number, string> = {

@@ -29,6 +29,9 @@ class PollPacer {
 
   private prune(now: number): void {
     for (const [k, t] of this.last) if (now - t > 60_000) this.last.delete(k);
+    // Keys come from the requests (refused ones too), so memory is bounded
+    // outright: forgetting them only lets each key's next poll through at once.
+    if (this.last.size > 50_000) this.last.clear();
   }
 }
 
@@ -37,7 +40,8 @@ export const waitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, 
   app.get(
     '/v1/jobs/:id/wait',
     {
-      onRequest: auth('read'),
+      // Refusals are paced per client and URL, as polls are per owner and job.
+      onRequest: auth('read', { holdRefusal: (request) => pacer.pace(`refused\u0000${request.ip}\u0000${request.url}`) }),
       schema: {
         operationId: 'waitForJob',
         summary: 'Sensor endpoint: 404 while the job runs, 200 once it succeeded, 303 once it did not',
@@ -48,7 +52,8 @@ export const waitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, 
           'id that does not exist (a 404 would make the sensor wait forever). The 303 points to a non-HTTP `gantry:` URL on purpose: ' +
           'both of the provider\'s HTTP clients follow it and raise a non-Airflow error, which fails the sensor at once, also once ' +
           'deferred (its trigger loops without sleeping on any other error status). Polls of the same job by the same owner closer ' +
-          'together than GANTRY_POLL_MIN_INTERVAL_MS are answered after that interval (never with 429, which the trigger would retry at once).',
+          'together than GANTRY_POLL_MIN_INTERVAL_MS are answered after that interval (never with 429, which the trigger would retry at once); ' +
+          'so are refused polls (401/403) from the same client for the same URL, which a deferred sensor whose token was revoked would otherwise repeat in a loop.',
         tags: ['jobs'],
         security: [{ bearer: [] }],
         params: z.object({ id: z.string().min(1).max(64).describe('Job id') }),
