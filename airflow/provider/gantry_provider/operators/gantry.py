@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -15,6 +14,7 @@ from airflow.exceptions import AirflowException
 from airflow.sdk import BaseOperator
 
 from gantry_provider.hooks.gantry import ACTIVE_STATES, GantryApiError, GantryHook
+from gantry_provider.sse import JobStream
 from gantry_provider.triggers.gantry import GantryJobTrigger
 
 if TYPE_CHECKING:
@@ -249,25 +249,15 @@ class GantryJobOperator(BaseOperator):
 
     def follow(self, hook: GantryHook, job_id: str, max_unreachable_seconds: float = 600.0) -> dict:
         """Follow the job's SSE stream in the worker until it ends; returns the final Job."""
-        last_id: int | None = None
-        last_state: str | None = None
+        stream = JobStream(job_id, self.log, self.stream_logs)
         failing_since: float | None = None
         while True:
             try:
-                for ev in hook.stream_events(job_id, last_id):
+                for ev in hook.stream_events(job_id, stream.last_id):
                     failing_since = None
-                    if ev.event == "log":
-                        line = json.loads(ev.data)
-                        last_id = int(line["seq"])
-                        if self.stream_logs:
-                            self.log.info("[%s] %s", line.get("stream", "stdout"), line.get("line", ""))
-                    elif ev.event in ("status", "end"):
-                        job = json.loads(ev.data)
-                        if job.get("state") != last_state:
-                            last_state = job.get("state")
-                            self.log.info("Gantry job %s is %s", job_id, last_state)
-                        if ev.event == "end":
-                            return job
+                    job = stream.handle(ev)
+                    if job is not None:
+                        return job
             except GantryApiError as exc:
                 if exc.status < 500 and exc.status not in (408, 429):
                     raise

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,7 +11,7 @@ import aiohttp
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from gantry_provider.sse import SseParser
+from gantry_provider.sse import JobStream, SseParser
 
 
 class _Transient(Exception):
@@ -83,8 +82,7 @@ class GantryJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         base_url, headers = await self._config()
         url = f"{base_url}/v1/jobs/{self.job_id}/logs"
-        last_id = self.last_event_id
-        last_state: str | None = None
+        stream = JobStream(self.job_id, self.log, self.stream_logs, self.last_event_id)
         failing_since: float | None = None
         # Gantry sends a heartbeat at least every 15 s; 60 s of silence is a dead connection.
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
@@ -92,8 +90,8 @@ class GantryJobTrigger(BaseTrigger):
             while True:
                 try:
                     req_headers = {**headers, "Accept": "text/event-stream"}
-                    if last_id is not None:
-                        req_headers["Last-Event-ID"] = str(last_id)
+                    if stream.last_id is not None:
+                        req_headers["Last-Event-ID"] = str(stream.last_id)
                     async with session.get(url, headers=req_headers, allow_redirects=False) as resp:
                         if resp.status >= 500 or resp.status in (408, 429):
                             raise _Transient(f"HTTP {resp.status}")
@@ -111,19 +109,10 @@ class GantryJobTrigger(BaseTrigger):
                         parser = SseParser()
                         async for chunk in resp.content.iter_any():
                             for ev in parser.feed(chunk):
-                                if ev.event == "log":
-                                    line = json.loads(ev.data)
-                                    last_id = int(line["seq"])
-                                    if self.stream_logs:
-                                        self.log.info("[%s] %s", line.get("stream", "stdout"), line.get("line", ""))
-                                elif ev.event in ("status", "end"):
-                                    job = json.loads(ev.data)
-                                    if job.get("state") != last_state:
-                                        last_state = job.get("state")
-                                        self._log_state(job)
-                                    if ev.event == "end":
-                                        yield TriggerEvent({"status": "done", "job": job, "last_event_id": last_id})
-                                        return
+                                job = stream.handle(ev)
+                                if job is not None:
+                                    yield TriggerEvent({"status": "done", "job": job, "last_event_id": stream.last_id})
+                                    return
                         raise _Transient("the log stream closed before the job ended")
                 except (aiohttp.ClientError, asyncio.TimeoutError, _Transient) as exc:
                     now = time.monotonic()
@@ -141,23 +130,6 @@ class GantryJobTrigger(BaseTrigger):
                         "Following job %s: %r; reconnecting in %.0f s", self.job_id, exc, self.reconnect_interval
                     )
                 await asyncio.sleep(self.reconnect_interval)
-
-    def _log_state(self, job: dict) -> None:
-        state = job.get("state")
-        if state == "queued":
-            self.log.info("Gantry job %s is queued (position %s)", self.job_id, job.get("position"))
-        elif state == "running":
-            self.log.info("Gantry job %s is running on GPUs %s", self.job_id, job.get("gpus") or "none")
-        elif state in ("succeeded", "failed", "cancelled", "timed_out"):
-            self.log.info(
-                "Gantry job %s ended %s (exit code %s)%s",
-                self.job_id,
-                state,
-                job.get("exitCode"),
-                f": {job['reason']}" if job.get("reason") else "",
-            )
-        else:
-            self.log.info("Gantry job %s is %s", self.job_id, state)
 
     async def on_kill(self) -> None:
         """The user killed the deferred task (mark failed/success, clear): cancel the job, freeing its GPUs."""
