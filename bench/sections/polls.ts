@@ -87,6 +87,7 @@ async function cannon(t: Target, seconds: number, connections: number): Promise<
 }
 
 export interface PollsConfig {
+  warmupSeconds: number;
   seconds: number;
   rounds: number;
   connections: number;
@@ -106,8 +107,10 @@ export async function benchPolls(g: GantryProc, bare: BareServer, ids: string[],
     await r.text();
     if (r.status !== 200) throw new Error(`${t.name}: ${t.paths[0]} answered ${r.status}`);
   }
-  say('polls: warm-up');
-  for (const t of targets) await cannon(t, 2, cfg.connections);
+  // Long enough for V8 to settle: right after the jobs section, Gantry's
+  // first seconds of polls cost ~20 % more (docs/performance.md).
+  say(`polls: warm-up, ${cfg.warmupSeconds} s per target`);
+  for (const t of targets) await cannon(t, cfg.warmupSeconds, cfg.connections);
   const out: Record<string, { reqPerS: number[]; p99: number[]; p50: number[]; errors: number; non2xx: number; cpuPerKReq: number[] }> = {};
   for (const t of targets) out[t.name] = { reqPerS: [], p99: [], p50: [], errors: 0, non2xx: 0, cpuPerKReq: [] };
   for (let r = 0; r < cfg.rounds; r++) {
