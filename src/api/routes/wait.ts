@@ -6,6 +6,7 @@ import { isTerminal } from '../../jobs/states.js';
 import { HttpProblem, ProblemSchema, sendProblem } from '../problem.js';
 import { errorResponses, jsonResponse, type RouteDeps } from './common.js';
 import { examples } from '../examples.js';
+import { frozenJson } from '../frozen-json.js';
 
 /**
  * Remembers when each (owner, job) was last polled, so a client that polls
@@ -42,6 +43,9 @@ export const waitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, 
     {
       // Refusals are paced per client and URL, as polls are per owner and job.
       onRequest: auth('read', { holdRefusal: (request) => pacer.pace(`refused\u0000${request.ip}\u0000${request.url}`) }),
+      // The 200 body is JobService's view, of JobSchema's shape by
+      // construction: serialized as GET /v1/jobs/{id} is, not re-validated.
+      serializerCompiler: () => frozenJson,
       schema: {
         operationId: 'waitForJob',
         summary: 'Sensor endpoint: 404 while the job runs, 200 once it succeeded, 303 once it did not',
