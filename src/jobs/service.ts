@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import type { Principal } from '../auth/tokens.js';
+import { deepFreeze } from '../api/frozen-json.js';
 import { problems } from '../api/problem.js';
 import type { JobHub } from '../logs/hub.js';
 import { JobsRepo, toJob, type JobPatch, type JobRow } from '../store/jobs-repo.js';
@@ -52,7 +53,7 @@ export class JobService {
    * Views of jobs that are not queued, keyed by their cached row (frozen,
    * see JobsRepo.get): such a view depends on the row alone, and any write
    * to the job replaces the row object and so drops the view with it.
-   * Frozen too, so the status poll can reuse its JSON (src/api/frozen-json.ts).
+   * Deeply frozen, so the status poll can reuse its JSON (src/api/frozen-json.ts).
    */
   private readonly viewByRow = new WeakMap<JobRow, Job>();
 
@@ -177,7 +178,7 @@ export class JobService {
     if (row.state !== 'queued') {
       let job = this.viewByRow.get(row);
       if (job === undefined) {
-        job = Object.freeze(toJob(row, null));
+        job = deepFreeze(toJob(row, null));
         this.viewByRow.set(row, job);
       }
       return job;

@@ -38,7 +38,7 @@ test('a started job keeps one frozen view, and its JSON, until its row changes',
   service.transition(id, 'starting');
   service.transition(id, 'running', { started_at: new Date().toISOString(), container_id: 'c1' });
   const first = service.get(owner, id);
-  assert.ok(Object.isFrozen(first));
+  assert.ok(Object.isFrozen(first) && Object.isFrozen(first.spec) && Object.isFrozen(first.spec.command), 'frozen all the way down');
   assert.equal(service.get(owner, id), first, 'same row, same view');
   assert.equal(frozenJson(first), JSON.stringify(first));
   assert.equal(polled(service, id).state, 'running');
