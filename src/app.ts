@@ -8,7 +8,7 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { authenticator } from './api/auth.js';
 import { frameworkErrorHandler, installNotFoundHandler, installProblemHandlers } from './api/problem.js';
@@ -34,6 +34,7 @@ import { Settings } from './store/settings.js';
 import { startRetention } from './logs/retention.js';
 import { GantryMetrics, installMetrics } from './metrics/index.js';
 import { uiRoutes } from './ui/routes.js';
+import { processLogger } from './logging.js';
 
 export interface AppOverrides {
   docker?: Docker;
@@ -57,6 +58,8 @@ export interface Gantry {
   scheduler: Scheduler;
   tokens: TokenStore;
   reconciled: ReconcileReport;
+  /** The process log (pino), for flushing it on shutdown. */
+  log: Logger;
 }
 
 declare module 'fastify' {
@@ -78,7 +81,7 @@ export const OPENAPI_INFO = {
  * import time; everything is driven by config and overrides.
  */
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
-  const log = overrides.logger ?? pino({ level: config.logLevel });
+  const { log, droppedLines } = overrides.logger ? { log: overrides.logger, droppedLines: () => 0 } : processLogger(config.logLevel);
   const docker = overrides.docker ?? new Docker({ socketPath: config.dockerSocket });
   const db = openDb(config.dataDir);
   const settings = new Settings(db);
@@ -99,7 +102,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const logs = new LogStore(db);
   const jobs = new JobService(new JobsRepo(db), hub);
   const images = new ImagePuller(docker, loadRegistryAuth(config.registryAuthFile));
-  const metrics = new GantryMetrics({ db, gpus, hub });
+  const metrics = new GantryMetrics({ db, gpus, hub, droppedLogLines: droppedLines });
   const scheduler = new Scheduler({ config, docker, jobs, logs, hub, gpus, images, log, dockerError: metrics.dockerError });
   jobs.attach(scheduler);
   const reconciled = overrides.skipReconcile
@@ -118,7 +121,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     ajv: { customOptions: { coerceTypes: false } },
     frameworkErrors: frameworkErrorHandler,
   });
-  app.decorate('gantry', { config, db, docker, jobs, logs, hub, gpus, scheduler, tokens, reconciled });
+  app.decorate('gantry', { config, db, docker, jobs, logs, hub, gpus, scheduler, tokens, reconciled, log });
 
   // One structured line per request, with the id that is also sent back.
   // Callback-style hooks, and no log line built below its level: these run

@@ -1,6 +1,7 @@
 import closeWithGrace from 'close-with-grace';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+import { flushLog } from './logging.js';
 
 async function main(): Promise<void> {
   let config;
@@ -20,6 +21,9 @@ async function main(): Promise<void> {
     if (err) app.log.error({ err }, 'fatal error, shutting down');
     else app.log.info({ signal }, 'shutting down; running containers are left running');
     await app.close();
+    // The process log is written asynchronously (src/logging.ts): hand what
+    // is queued to stdout before close-with-grace exits.
+    await flushLog(app.gantry.log);
   });
   await app.listen({ host: config.host, port: config.port });
 }

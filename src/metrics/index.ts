@@ -8,6 +8,7 @@ import type { TokenStore } from '../auth/tokens.js';
 import { authenticator } from '../api/auth.js';
 import type { GpuAllocator } from '../gpu/allocator.js';
 import type { Job } from '../jobs/schema.js';
+import { STDOUT_BUFFER_BYTES } from '../logging.js';
 import { JOB_STATES, isTerminal } from '../jobs/states.js';
 import type { JobHub } from '../logs/hub.js';
 import type { Db } from '../store/db.js';
@@ -23,6 +24,8 @@ export interface MetricsSources {
   db: Db;
   gpus: GpuAllocator;
   hub: JobHub;
+  /** Process log lines dropped because stdout was read too slowly (src/logging.ts). */
+  droppedLogLines: () => number;
 }
 
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -208,6 +211,16 @@ export class GantryMetrics {
       registers,
       collect() {
         this.set(logRow.truncated);
+      },
+    });
+
+    new Counter({
+      name: 'gantry_process_log_dropped_lines_total',
+      help: `Gantry's own log lines (stdout) dropped because their reader fell more than ${STDOUT_BUFFER_BYTES / 1024 / 1024} MiB behind; job logs are not affected.`,
+      registers,
+      collect() {
+        this.reset();
+        this.inc(src.droppedLogLines());
       },
     });
 
