@@ -96,6 +96,22 @@ export interface PollsConfig {
   fixedRate: number;
 }
 
+/**
+ * Gantry's longest event-loop delay and major GCs since the previous call,
+ * from its open metrics port (prom-client resets the delay histogram on
+ * each scrape); null when Gantry runs without GANTRY_METRICS=open.
+ */
+async function loopStats(g: GantryProc): Promise<{ lagMaxMs: number; majorGcs: number; majorGcMs: number } | null> {
+  if (g.env.GANTRY_METRICS !== 'open') return null;
+  const text = await (await fetch(`http://127.0.0.1:${g.env.GANTRY_METRICS_PORT}/metrics`)).text();
+  const num = (re: RegExp) => Number(re.exec(text)?.[1] ?? Number.NaN);
+  return {
+    lagMaxMs: num(/^nodejs_eventloop_lag_max_seconds (\S+)$/m) * 1000,
+    majorGcs: num(/^nodejs_gc_duration_seconds_count\{kind="major"\} (\S+)$/m),
+    majorGcMs: num(/^nodejs_gc_duration_seconds_sum\{kind="major"\} (\S+)$/m) * 1000,
+  };
+}
+
 /** Authenticated GET /v1/jobs/{id} vs a bare fastify route, alternating rounds. */
 export async function benchPolls(g: GantryProc, bare: BareServer, ids: string[], cfg: PollsConfig) {
   const sample = Array.from({ length: 200 }, (_, i) => ids[Math.floor((i * ids.length) / 200)]!);
@@ -136,9 +152,9 @@ export async function benchPolls(g: GantryProc, bare: BareServer, ids: string[],
   // Latency at a fixed load below both targets' capacity: what a poller sees
   // on a busy host, rather than queueing at saturation (100 connections
   // always in flight make latency ≈ 100 / throughput, Little's law).
-  const atRate: Record<string, { p50: number[]; p99: number[]; reqPerS: number[]; errors: number; non2xx: number }> = {};
+  const atRate: Record<string, { p50: number[]; p99: number[]; reqPerS: number[]; errors: number; non2xx: number; gantryLoop: unknown[] }> = {};
   const rated = targets.filter((t) => t.name !== 'bareSqlite');
-  for (const t of rated) atRate[t.name] = { p50: [], p99: [], reqPerS: [], errors: 0, non2xx: 0 };
+  for (const t of rated) atRate[t.name] = { p50: [], p99: [], reqPerS: [], errors: 0, non2xx: 0, gantryLoop: [] };
   if (cfg.fixedRate > 0) {
     // The load generator's own first seconds (JIT) put ~100 ms stalls into
     // whichever target comes first: warm it on each target, results dropped.
@@ -148,8 +164,14 @@ export async function benchPolls(g: GantryProc, bare: BareServer, ids: string[],
   for (let r = 0; cfg.fixedRate > 0 && r < cfg.rounds; r++) {
     for (const t of r % 2 === 0 ? rated : [...rated].reverse()) {
       say(`polls: ${t.name} at ${cfg.fixedRate} req/s, ${cfg.seconds} s (round ${r + 1}/${cfg.rounds})`);
+      const before = t.name === 'gantry' ? await loopStats(g) : null;
       const res = await openLoop({ url: t.url, paths: t.paths, headers: t.headers, rate: cfg.fixedRate, seconds: cfg.seconds, connections: cfg.connections });
       const o = atRate[t.name]!;
+      // Whether a slow round was Gantry's own event loop (and GC) or the machine.
+      const after = before ? await loopStats(g) : null;
+      if (before && after) {
+        o.gantryLoop.push({ lagMaxMs: round(after.lagMaxMs, 1), majorGcs: after.majorGcs - before.majorGcs, majorGcMs: round(after.majorGcMs - before.majorGcMs, 1) });
+      }
       o.p50.push(res.p50Ms);
       o.p99.push(res.p99Ms);
       o.reqPerS.push(res.reqPerS);
@@ -161,7 +183,7 @@ export async function benchPolls(g: GantryProc, bare: BareServer, ids: string[],
   const fixedRate = Object.fromEntries(
     Object.entries(atRate).map(([name, o]) => [
       name,
-      { rate: cfg.fixedRate, reqPerS: round(mean(o.reqPerS), 0), p50Ms: round(mean(o.p50), 2), p99Ms: round(Math.max(...o.p99), 1), p99sMs: o.p99.map((x) => round(x, 1)), errors: o.errors, non2xx: o.non2xx },
+      { rate: cfg.fixedRate, reqPerS: round(mean(o.reqPerS), 0), p50Ms: round(mean(o.p50), 2), p99Ms: round(Math.max(...o.p99), 1), p99sMs: o.p99.map((x) => round(x, 1)), errors: o.errors, non2xx: o.non2xx, ...(o.gantryLoop.length ? { gantryLoop: o.gantryLoop } : {}) },
     ]),
   );
   const saturated = Object.fromEntries(
