@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import autocannon from 'autocannon';
-import { BENCH_TOKEN, freePort, procCpuSeconds } from './lib/gantry.js';
+import { BENCH_TOKEN, freePort, procCpuSeconds, stdoutSink } from './lib/gantry.js';
 import { hashToken } from '../src/auth/tokens.js';
 import { seedJobs, startBare } from './sections/polls.js';
 import { mean, round, say, sleep } from './lib/util.js';
@@ -39,9 +39,9 @@ async function start(dist: string, dataDir: string) {
     // Gantry's default level (info) unless AB_LOG_LEVEL says otherwise.
     ...(process.env.AB_LOG_LEVEL ? { GANTRY_LOG_LEVEL: process.env.AB_LOG_LEVEL } : {}),
   });
-  // stdout is a pipe that is read, as under a process manager or Docker.
-  const proc = spawn(process.execPath, [path.resolve(dist, 'src/main.js')], { env, stdio: ['ignore', 'pipe', 'inherit'] });
-  proc.stdout.resume();
+  // stdout is a pipe read by another process, as under a process manager or Docker.
+  const sink = stdoutSink(path.join(dataDir, 'gantry.stdout.log'));
+  const proc = spawn(process.execPath, [path.resolve(dist, 'src/main.js')], { env, stdio: ['ignore', sink.stdin, 'inherit'] });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 300; i++) {
     try {
@@ -51,7 +51,16 @@ async function start(dist: string, dataDir: string) {
     }
     await sleep(100);
   }
-  return { url, pid: proc.pid!, stop: () => proc.kill('SIGTERM') };
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  return {
+    url,
+    pid: proc.pid!,
+    async stop() {
+      proc.kill('SIGTERM');
+      await exited;
+      await sink.stop();
+    },
+  };
 }
 
 async function main(): Promise<void> {
@@ -91,7 +100,7 @@ async function main(): Promise<void> {
       );
     }
   } finally {
-    for (const g of servers) g.stop();
+    await Promise.all(servers.map((g) => g.stop()));
     await bare.stop();
     await sleep(500);
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -35,6 +35,7 @@ import { startRetention } from './logs/retention.js';
 import { GantryMetrics, installMetrics } from './metrics/index.js';
 import { uiRoutes } from './ui/routes.js';
 import { processLogger } from './logging.js';
+import { installRoutePattern } from './api/route-pattern.js';
 
 export interface AppOverrides {
   docker?: Docker;
@@ -123,6 +124,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   });
   app.decorate('gantry', { config, db, docker, jobs, logs, hub, gpus, scheduler, tokens, reconciled, log });
 
+  installRoutePattern(app);
   // One structured line per request, with the id that is also sent back.
   // Callback-style hooks, and no log line built below its level: these run
   // on every status poll (bench: docs/performance.md).
@@ -133,7 +135,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   app.addHook('onResponse', (request, reply, done) => {
     if (log.isLevelEnabled('info')) {
       request.log.info(
-        { method: request.method, url: request.url, route: request.routeOptions.url, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100, owner: request.principal?.owner },
+        { method: request.method, url: request.url, route: request.routePattern || undefined, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100, owner: request.principal?.owner },
         'request',
       );
     }

@@ -315,7 +315,7 @@ export function installMetrics(
   app.addHook('onResponse', (request, reply, done) => {
     if (!metrics.isSse(request)) {
       metrics.httpDuration.observe(
-        { method: request.method, route: request.routeOptions.url ?? 'unmatched', status_code: String(reply.statusCode) },
+        { method: request.method, route: request.routePattern || 'unmatched', status_code: String(reply.statusCode) },
         reply.elapsedTime / 1000,
       );
     }

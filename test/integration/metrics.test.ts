@@ -91,6 +91,7 @@ test('metrics: jobs, queue, durations, GPUs, logs, SSE clients, HTTP latency and
   // Access: the `metrics` scope (or admin); nothing else.
   assert.equal((await g.call('GET', '/metrics', { token: null })).status, 401);
   assert.equal((await g.call('GET', '/metrics', { token: TOKENS.reader })).status, 403);
+  assert.equal((await g.call('GET', '/no/such/route')).status, 404);
   assert.equal((await g.call('GET', '/metrics', { token: ADMIN_TOKEN })).status, 200);
   const prom = client(g.url, TOKENS.prom);
   assert.equal((await prom.call('GET', '/v1/jobs')).status, 403, 'a metrics token reads nothing else');
@@ -190,6 +191,7 @@ test('metrics: jobs, queue, durations, GPUs, logs, SSE clients, HTTP latency and
   assert.ok(delta('gantry_http_request_duration_seconds_count', { method: 'GET', route: '/v1/jobs/:id', status_code: '200' }) >= 6);
   assert.equal(val(after, 'gantry_http_request_duration_seconds_count', { method: 'GET', route: '/metrics', status_code: '401' }), 1);
   assert.equal(val(after, 'gantry_http_request_duration_seconds_count', { method: 'GET', route: '/metrics', status_code: '403' }), 1);
+  assert.equal(val(after, 'gantry_http_request_duration_seconds_count', { method: 'GET', route: 'unmatched', status_code: '404' }), 1, 'a 404 is counted without its path');
   assert.ok(
     !after.some((s) => s.name.startsWith('gantry_http_request_duration_seconds') && s.labels.route === '/v1/jobs/:id/logs'),
     'SSE streams are not counted as request latency',

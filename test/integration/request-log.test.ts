@@ -112,11 +112,13 @@ test('each request logs one structured line whose id is returned in X-Request-Id
   const lu = await lineFor(cap.lines, String(unauth.headers['x-request-id']));
   assert.equal(lu.status, 401);
   assert.equal(lu.owner, undefined);
+  assert.equal(lu.route, '/v1/jobs', 'a request refused by auth is logged under its route');
   const invalid = await g.call('POST', '/v1/jobs', { body: { image: TEST_IMAGE, command: ['true'], privileged: true } });
   assert.equal((await lineFor(cap.lines, String(invalid.headers['x-request-id']))).status, 422);
   const missing = await g.call('GET', '/no/such/route');
   const lm = await lineFor(cap.lines, String(missing.headers['x-request-id']));
   assert.equal(lm.status, 404);
+  assert.equal(lm.route, undefined, 'no route matched');
 
   // Streaming responses (plain and SSE) log their line once they end.
   const plain = await g.call('GET', `/v1/jobs/${sub.body.id}/logs`);
