@@ -22,19 +22,28 @@ export interface ProcessLog {
  * write gets EAGAIN and sonic-boom then sleeps the whole thread for 100 ms
  * per retry: every request, SSE stream and container watcher stops until
  * the reader catches up, or forever if it never does. Here the event loop
- * never waits on the reader: lines queue in memory (and leave in larger
- * writes, one syscall for many lines under load), and past
+ * never waits on the reader: lines queue in memory (and leave in writes of
+ * 4 KiB or every 250 ms, whichever comes first), and past
  * `bufferBytes` a line is dropped and counted instead
- * (gantry_log_lines_dropped_total). Job logs are not affected: they go to
+ * (gantry_process_log_dropped_lines_total). Job logs are not affected: they go to
  * Gantry's store, not to this stream.
  *
  * The queue is flushed on a clean shutdown (`flushLog`) and on process exit
  * (pino's own exit hook); only SIGKILL can lose what is still queued.
  */
 export function processLogger(level: string, o: { fd?: number; bufferBytes?: number } = {}): ProcessLog {
-  // minLength 1 writes each line at once, like 0, but makes flush(cb) wait for
+  // Lines leave in writes of at least 4 KiB, or after at most 250 ms: one
+  // write per line cost a status poll 6-13 % of its CPU (a syscall, a
+  // thread-pool hand-off and a wake-up of the reader each; bench/ab.ts in
+  // docs/performance.md). A minLength above 0 also makes flush(cb) wait for
   // the queue to drain (with 0, sonic-boom calls back at once).
-  const destination = pino.destination({ dest: o.fd ?? 1, sync: false, minLength: 1, maxLength: o.bufferBytes ?? STDOUT_BUFFER_BYTES });
+  const destination = pino.destination({
+    dest: o.fd ?? 1,
+    sync: false,
+    minLength: 4096,
+    periodicFlush: 250,
+    maxLength: o.bufferBytes ?? STDOUT_BUFFER_BYTES,
+  });
   const log = pino({ level }, destination);
   let dropped = 0;
   let reported = 0;
