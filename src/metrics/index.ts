@@ -9,6 +9,7 @@ import { authenticator } from '../api/auth.js';
 import type { GpuAllocator } from '../gpu/allocator.js';
 import type { Job } from '../jobs/schema.js';
 import { STDOUT_BUFFER_BYTES } from '../logging.js';
+import { HttpLatencyHistogram } from './http-latency.js';
 import { JOB_STATES, isTerminal } from '../jobs/states.js';
 import type { JobHub } from '../logs/hub.js';
 import type { Db } from '../store/db.js';
@@ -61,7 +62,7 @@ class BoundedSet {
 export class GantryMetrics {
   readonly registry = new Registry();
   readonly dockerErrors: Counter<'op'>;
-  readonly httpDuration: Histogram<'method' | 'route' | 'status_code'>;
+  readonly httpDuration = new HttpLatencyHistogram(HTTP_BUCKETS);
   readonly sseClients: Gauge;
   readonly jobsFinished: Counter<'state' | 'owner'>;
   readonly queueWait: Histogram;
@@ -229,13 +230,7 @@ export class GantryMetrics {
       help: 'Log followers connected over Server-Sent Events.',
       registers,
     });
-    this.httpDuration = new Histogram({
-      name: 'gantry_http_request_duration_seconds',
-      help: 'HTTP request latency by method, route template and status (SSE streams excluded).',
-      labelNames: ['method', 'route', 'status_code'],
-      buckets: HTTP_BUCKETS,
-      registers,
-    });
+    this.registry.registerMetric(this.httpDuration.asMetric());
     this.dockerErrors = new Counter({
       name: 'gantry_docker_api_errors_total',
       help: 'Docker Engine API calls that failed while driving jobs, by operation.',
@@ -314,10 +309,7 @@ export function installMetrics(
   // (SSE streams are marked by their route, src/api/routes/logs.ts.)
   app.addHook('onResponse', (request, reply, done) => {
     if (!metrics.isSse(request)) {
-      metrics.httpDuration.observe(
-        { method: request.method, route: request.routePattern || 'unmatched', status_code: String(reply.statusCode) },
-        reply.elapsedTime / 1000,
-      );
+      metrics.httpDuration.observe(request.method, request.routePattern || 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
     }
     done();
   });
