@@ -8,7 +8,7 @@
  * Sizes (env): BENCH_QUICK=1 for a ~2-minute smoke run, or any of
  * BENCH_SECTIONS=jobs,polls,logs,fanout  BENCH_JOBS=50  BENCH_TPUT_JOBS=32
  * BENCH_TPUT_ROUNDS=2  BENCH_CONCURRENCY=1,4,16  BENCH_SEED_JOBS=10000
- * BENCH_POLL_WARMUP_SECONDS=6  BENCH_POLL_SECONDS=5  BENCH_POLL_ROUNDS=3
+ * BENCH_POLL_WARMUP_SECONDS=20  BENCH_POLL_SECONDS=5  BENCH_POLL_ROUNDS=3
  * BENCH_POLL_FIXED_RATE=3000 (0 skips the fixed-load latency rounds)  BENCH_LOG_MB=200
  * BENCH_LOG_DRIVERS=local,json-file  BENCH_LOG_ROUNDS=1
  * BENCH_IDLE_CLIENTS=1000  BENCH_IDLE_JOBS=10  BENCH_FANOUT_CLIENTS=100
@@ -35,7 +35,7 @@ const cfg = {
   sections: envList('BENCH_SECTIONS', ['jobs', 'polls', 'logs', 'fanout']),
   jobs: { jobs: envNum('BENCH_JOBS', quick ? 10 : 50), concurrency: envList('BENCH_CONCURRENCY', ['1', '4', '16']).map(Number), throughputJobs: envNum('BENCH_TPUT_JOBS', quick ? 16 : 32), throughputRounds: envNum('BENCH_TPUT_ROUNDS', quick ? 1 : 2) },
   seedJobs: envNum('BENCH_SEED_JOBS', 10_000),
-  polls: { warmupSeconds: envNum('BENCH_POLL_WARMUP_SECONDS', quick ? 2 : 6), seconds: envNum('BENCH_POLL_SECONDS', quick ? 3 : 5), rounds: envNum('BENCH_POLL_ROUNDS', quick ? 1 : 3), connections: envNum('BENCH_POLL_CONNECTIONS', 100), fixedRate: envNum('BENCH_POLL_FIXED_RATE', 3000) },
+  polls: { warmupSeconds: envNum('BENCH_POLL_WARMUP_SECONDS', quick ? 2 : 20), seconds: envNum('BENCH_POLL_SECONDS', quick ? 3 : 5), rounds: envNum('BENCH_POLL_ROUNDS', quick ? 1 : 3), connections: envNum('BENCH_POLL_CONNECTIONS', 100), fixedRate: envNum('BENCH_POLL_FIXED_RATE', 3000) },
   logs: { mb: envNum('BENCH_LOG_MB', quick ? 20 : 200), rounds: envNum('BENCH_LOG_ROUNDS', 1), drivers: envList('BENCH_LOG_DRIVERS', ['local', 'json-file']) },
   fanout: { idleClients: envNum('BENCH_IDLE_CLIENTS', quick ? 200 : 1000), idleJobs: envNum('BENCH_IDLE_JOBS', 10), busyClients: envNum('BENCH_FANOUT_CLIENTS', quick ? 20 : 100), busyMb: envNum('BENCH_FANOUT_MB', quick ? 5 : 20) },
   out: process.env.BENCH_OUT ?? path.join(ROOT, 'bench/results/latest.json'),
@@ -130,6 +130,7 @@ async function main(): Promise<void> {
       row('2 polls', 'GET /v1/jobs/{id} req/s (10k jobs stored)', sat.gantry!.reqPerS, sat.bare!.reqPerS, { op: '>=', value: 0.5, on: 'ratio' });
       row('2 polls', 'GET /v1/jobs/{id} p99 ms (worst round)', sat.gantry!.p99Ms, sat.bare!.p99Ms, { op: '<', value: 15, on: 'gantry' });
       row('2 polls', 'ref: vs bare route + sqlite point read, req/s', sat.gantry!.reqPerS, sat.bareSqlite!.reqPerS);
+      row('2 polls', `ref: warm-up (first ${cfg.polls.warmupSeconds} s of polls), req/s`, r.warmup.gantry!.reqPerS, r.warmup.bare!.reqPerS);
       if (cfg.polls.fixedRate > 0) {
         const fr = r.fixedRate;
         row('2 polls', `ref: p50 ms at a fixed ${cfg.polls.fixedRate} req/s`, fr.gantry!.p50Ms, fr.bare!.p50Ms);
