@@ -126,9 +126,10 @@ export async function benchPolls(g: GantryProc, bare: BareServer, ids: string[],
     await r.text();
     if (r.status !== 200) throw new Error(`${t.name}: ${t.paths[0]} answered ${r.status}`);
   }
-  // Long enough for V8 to settle: right after the jobs section, Gantry's
-  // polls cost 25-50 % more for ~20 s of load (code optimized for the other
-  // routes is re-optimized; docs/performance.md). Recorded, not hidden.
+  // Right after the jobs section Gantry's polls cost more for a while, and
+  // the measured rounds after idle gaps can cost more again (not explained
+  // yet: docs/performance.md). The warm-up's own figures are a row of the
+  // table, so that transient stays visible.
   say(`polls: warm-up, ${cfg.warmupSeconds} s per target`);
   const warmup: Record<string, { reqPerS: number; cpuUsPerReq: number }> = {};
   for (const t of targets) {

@@ -19,11 +19,11 @@ test('stdout not read: polls are answered and a job runs; every line arrives onc
   // ~4,000 request lines (~1 MB): several times what the pipe holds.
   const polls = 4000;
   const url = '/v1/gpus';
-  let answered = 0;
+  let issued = 0;
   await Promise.all(
     Array.from({ length: 8 }, async () => {
-      while (answered < polls) {
-        answered += 1;
+      while (issued < polls) {
+        issued += 1;
         // A stalled Gantry fails here (no answer within 15 s), not at the test's timeout.
         const r = await request(g.url + url, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, headersTimeout: 15_000, bodyTimeout: 15_000 });
         await r.body.text();
@@ -37,7 +37,7 @@ test('stdout not read: polls are answered and a job runs; every line arrives onc
   assert.equal(requestLines(g.output(), url), 0, 'nothing was read yet: the lines are queued in the pipe and in Gantry');
 
   g.proc.stdout!.resume();
-  const sent = answered;
+  const sent = issued;
   for (let i = 0; i < 100 && requestLines(g.output(), url) < sent; i++) await sleep(100);
   assert.equal(requestLines(g.output(), url), sent, 'one line per request, none dropped (the backlog fits the 8 MiB buffer)');
   const metrics = await g.call('GET', '/metrics');
