@@ -9,7 +9,8 @@
  * BENCH_SECTIONS=jobs,polls,logs,fanout  BENCH_JOBS=50  BENCH_TPUT_JOBS=32
  * BENCH_TPUT_ROUNDS=2  BENCH_CONCURRENCY=1,4,16  BENCH_SEED_JOBS=10000
  * BENCH_POLL_WARMUP_SECONDS=20  BENCH_POLL_SECONDS=5  BENCH_POLL_ROUNDS=3
- * BENCH_POLL_FIXED_RATE=3000 (0 skips the fixed-load latency rounds)  BENCH_LOG_MB=200
+ * BENCH_POLL_FIXED_RATE=3000 (0 skips the fixed-load latency rounds)
+ * BENCH_POLL_FRESH_ROUNDS=4 (polls on fresh processes; 0 skips them)  BENCH_LOG_MB=200
  * BENCH_LOG_DRIVERS=local,json-file  BENCH_LOG_ROUNDS=1
  * BENCH_IDLE_CLIENTS=1000  BENCH_IDLE_JOBS=10  BENCH_FANOUT_CLIENTS=100
  * BENCH_FANOUT_MB=20  BENCH_OUT=bench/results/latest.json
@@ -24,18 +25,18 @@ import os from 'node:os';
 import path from 'node:path';
 import { cleanupContainers, DestroyWatcher, docker, rawOptions, runRaw } from './lib/docker.js';
 import { DIST, ROOT, startGantry, type GantryProc } from './lib/gantry.js';
-import { envList, envNum, MB, median, round, say } from './lib/util.js';
+import { envList, envNum, MB, mean, median, round, say } from './lib/util.js';
 import { benchFanout } from './sections/fanout.js';
 import { benchJobs } from './sections/jobs.js';
 import { logCommand, benchLogs } from './sections/logs.js';
-import { benchPolls, seedJobs, startBare, type BareServer } from './sections/polls.js';
+import { benchFreshPolls, benchPolls, seedJobs, startBare, type BareServer } from './sections/polls.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const cfg = {
   sections: envList('BENCH_SECTIONS', ['jobs', 'polls', 'logs', 'fanout']),
   jobs: { jobs: envNum('BENCH_JOBS', quick ? 10 : 50), concurrency: envList('BENCH_CONCURRENCY', ['1', '4', '16']).map(Number), throughputJobs: envNum('BENCH_TPUT_JOBS', quick ? 16 : 32), throughputRounds: envNum('BENCH_TPUT_ROUNDS', quick ? 1 : 2) },
   seedJobs: envNum('BENCH_SEED_JOBS', 10_000),
-  polls: { warmupSeconds: envNum('BENCH_POLL_WARMUP_SECONDS', quick ? 2 : 20), seconds: envNum('BENCH_POLL_SECONDS', quick ? 3 : 5), rounds: envNum('BENCH_POLL_ROUNDS', quick ? 1 : 3), connections: envNum('BENCH_POLL_CONNECTIONS', 100), fixedRate: envNum('BENCH_POLL_FIXED_RATE', 3000) },
+  polls: { warmupSeconds: envNum('BENCH_POLL_WARMUP_SECONDS', quick ? 2 : 20), seconds: envNum('BENCH_POLL_SECONDS', quick ? 3 : 5), rounds: envNum('BENCH_POLL_ROUNDS', quick ? 1 : 3), connections: envNum('BENCH_POLL_CONNECTIONS', 100), fixedRate: envNum('BENCH_POLL_FIXED_RATE', 3000), freshRounds: envNum('BENCH_POLL_FRESH_ROUNDS', quick ? 1 : 4) },
   logs: { mb: envNum('BENCH_LOG_MB', quick ? 20 : 200), rounds: envNum('BENCH_LOG_ROUNDS', 1), drivers: envList('BENCH_LOG_DRIVERS', ['local', 'json-file']) },
   fanout: { idleClients: envNum('BENCH_IDLE_CLIENTS', quick ? 200 : 1000), idleJobs: envNum('BENCH_IDLE_JOBS', 10), busyClients: envNum('BENCH_FANOUT_CLIENTS', quick ? 20 : 100), busyMb: envNum('BENCH_FANOUT_MB', quick ? 5 : 20) },
   out: process.env.BENCH_OUT ?? path.join(ROOT, 'bench/results/latest.json'),
@@ -96,6 +97,9 @@ async function main(): Promise<void> {
     const primaryDir = path.join(tmp, 'primary');
     say(`seeding ${cfg.seedJobs} finished jobs into the store`);
     const ids = seedJobs(primaryDir, cfg.seedJobs);
+    // The same store for the polls on fresh processes, copied before Gantry opens it.
+    const freshDir = path.join(tmp, 'fresh');
+    fs.cpSync(primaryDir, freshDir, { recursive: true });
     const primaryEnv = {
       GANTRY_LOG_MAX_BYTES: String(Math.max(300, cfg.logs.mb + 50, cfg.fanout.busyMb + 50) * 1024 * 1024),
       // /metrics on its own port without a token: the polls section reads
@@ -138,6 +142,16 @@ async function main(): Promise<void> {
         row('2 polls', `ref: p99 ms at a fixed ${cfg.polls.fixedRate} req/s (worst round)`, fr.gantry!.p99Ms, fr.bare!.p99Ms);
       }
       await bare.stop();
+      if (cfg.polls.freshRounds > 0) {
+        // The bare route is a process that has served nothing else; so is
+        // each Gantry here (the rows above are the long-running Gantry that
+        // ran the jobs section first).
+        say(`polls: ${cfg.polls.freshRounds} rounds on fresh processes`);
+        const fresh = (await benchFreshPolls({ dists: [DIST], dataDirs: [freshDir], ids, rounds: cfg.polls.freshRounds, warmupSeconds: 5, seconds: cfg.polls.seconds, connections: cfg.polls.connections })).rounds;
+        results.pollsFresh = fresh;
+        row('2 polls', `GET /v1/jobs/{id} req/s, fresh processes (${cfg.polls.freshRounds} rounds)`, mean(fresh.A!.reqPerS), mean(fresh.bare!.reqPerS), { op: '>=', value: 0.5, on: 'ratio' });
+        row('2 polls', 'ref: fresh processes, CPU µs per request', mean(fresh.A!.cpuUsPerReq), mean(fresh.bare!.cpuUsPerReq));
+      }
       procs.splice(procs.indexOf(bare), 1);
     }
 

@@ -115,11 +115,12 @@ export interface GantryProc {
 }
 
 /**
- * Runs Gantry from the compiled JS (npm run build → dist/src/main.js), as in
- * production: no tsx, logging at warn. BENCH_CPU_PROF=dir adds --cpu-prof.
+ * Runs Gantry from the compiled JS (npm run build → dist/src/main.js, or
+ * another compiled tree), as in production: no tsx, its default log level.
+ * BENCH_CPU_PROF=dir adds --cpu-prof.
  */
-export async function startGantry(dataDir: string, env: Record<string, string>, label: string): Promise<GantryProc> {
-  const main = path.join(DIST, 'src/main.js');
+export async function startGantry(dataDir: string, env: Record<string, string>, label: string, dist = DIST): Promise<GantryProc> {
+  const main = path.join(dist, 'src/main.js');
   if (!fs.existsSync(main)) throw new Error(`${main} is missing: run \`npm run build\` first (npm run bench does)`);
   fs.mkdirSync(dataDir, { recursive: true });
   const tokensFile = path.join(dataDir, 'tokens.json');

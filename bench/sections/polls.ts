@@ -6,7 +6,7 @@ import { openDb } from '../../src/store/db.js';
 import { JobsRepo } from '../../src/store/jobs-repo.js';
 import type { JobSpec } from '../../src/jobs/schema.js';
 import { specHash } from '../../src/jobs/service.js';
-import { BENCH_TOKEN, freePort, IMAGE, procCpuSeconds, ROOT, type GantryProc } from '../lib/gantry.js';
+import { BENCH_TOKEN, freePort, IMAGE, procCpuSeconds, ROOT, startGantry, type GantryProc } from '../lib/gantry.js';
 import { openLoop } from '../lib/open-loop.js';
 import { mean, round, say, sleep } from '../lib/util.js';
 
@@ -208,4 +208,67 @@ export async function benchPolls(g: GantryProc, bare: BareServer, ids: string[],
     ]),
   );
   return { warmup, saturated, fixedRate };
+}
+
+export interface FreshPollsConfig {
+  /** Compiled Gantry trees to compare (each gets a fresh process per round). */
+  dists: string[];
+  /** One data directory per dist, each holding a seeded store. */
+  dataDirs: string[];
+  ids: string[];
+  rounds: number;
+  warmupSeconds: number;
+  seconds: number;
+  connections: number;
+}
+
+export interface FreshPollsResult {
+  /** Per target ('A', 'B', … in the order of dists, then 'bare'): one value per round. */
+  rounds: Record<string, { reqPerS: number[]; cpuUsPerReq: number[]; p99Ms: number[] }>;
+}
+
+/**
+ * Status polls on fresh processes: every round starts each Gantry and a bare
+ * server anew, warms each up, then measures each in turn (order reversed
+ * every other round), and stops them. One process's JIT state moves its CPU
+ * per poll by up to ±10 % for the rest of its life (which inline caches in
+ * Node's own stream and nextTick code went megamorphic during start-up:
+ * docs/performance.md, fourth pass), so rounds of one process cannot average
+ * that out; rounds of fresh processes do. Used by bench/ab.ts to compare
+ * builds, and by the polls section next to its long-running Gantry.
+ */
+export async function benchFreshPolls(cfg: FreshPollsConfig): Promise<FreshPollsResult> {
+  const names = cfg.dists.map((_, i) => String.fromCharCode(65 + i));
+  const sample = Array.from({ length: Math.min(200, cfg.ids.length) }, (_, i) => cfg.ids[Math.floor((i * cfg.ids.length) / Math.min(200, cfg.ids.length))]!);
+  const out: FreshPollsResult['rounds'] = {};
+  for (const n of [...names, 'bare']) out[n] = { reqPerS: [], cpuUsPerReq: [], p99Ms: [] };
+  for (let r = 0; r < cfg.rounds; r++) {
+    const gantries: GantryProc[] = [];
+    let bare: BareServer | undefined;
+    try {
+      for (let i = 0; i < cfg.dists.length; i++) gantries.push(await startGantry(cfg.dataDirs[i]!, {}, `fresh ${names[i]} ${r + 1}`, cfg.dists[i]));
+      bare = await startBare(path.join(cfg.dataDirs[0]!, 'gantry.db'));
+      const targets: Target[] = [
+        ...gantries.map((g, i) => ({ name: names[i]!, url: g.url, pid: g.pid, paths: sample.map((id) => `/v1/jobs/${id}`), headers: { authorization: `Bearer ${BENCH_TOKEN}` } })),
+        { name: 'bare', url: bare.url, pid: bare.pid, paths: sample.map((id) => `/bare/jobs/${id}`), headers: {} },
+      ];
+      const order = r % 2 === 0 ? targets : [...targets].reverse();
+      for (const t of order) await cannon(t, cfg.warmupSeconds, cfg.connections);
+      for (const t of order) {
+        const cpu0 = procCpuSeconds(t.pid);
+        const res = await cannon(t, cfg.seconds, cfg.connections);
+        const cpu = procCpuSeconds(t.pid) - cpu0;
+        if (res.non2xx || res.errors || res.timeouts) throw new Error(`${t.name}: ${res.non2xx} non-2xx, ${res.errors + res.timeouts} errors`);
+        const o = out[t.name]!;
+        o.reqPerS.push(round(res.requests.average, 0));
+        o.cpuUsPerReq.push(round((cpu * 1e6) / Math.max(1, res.requests.total), 1));
+        o.p99Ms.push(res.latency.p99);
+      }
+    } finally {
+      for (const g of gantries) await g.stop();
+      await bare?.stop();
+    }
+    say(`fresh polls, round ${r + 1}/${cfg.rounds}: ${[...names, 'bare'].map((n) => `${n} ${out[n]!.reqPerS.at(-1)} req/s ${out[n]!.cpuUsPerReq.at(-1)} µs`).join(', ')}`);
+  }
+  return { rounds: out };
 }
