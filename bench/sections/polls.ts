@@ -230,11 +230,11 @@ export interface FreshPollsResult {
 /**
  * Status polls on fresh processes: every round starts each Gantry and a bare
  * server anew, warms each up, then measures each in turn (order reversed
- * every other round), and stops them. One process's JIT state moves its CPU
- * per poll by up to ±10 % for the rest of its life (which inline caches in
- * Node's own stream and nextTick code went megamorphic during start-up:
+ * every other round), and stops them. A process's JIT state is settled
+ * during its start-up and kept for its life (in some Gantry processes the
+ * tick-object literal of Node's nextTick goes megamorphic, 5 % of a poll:
  * docs/performance.md, fourth pass), so rounds of one process cannot average
- * that out; rounds of fresh processes do. Used by bench/ab.ts to compare
+ * it out; rounds of fresh processes do. Used by bench/ab.ts to compare
  * builds, and by the polls section next to its long-running Gantry.
  */
 export async function benchFreshPolls(cfg: FreshPollsConfig): Promise<FreshPollsResult> {
