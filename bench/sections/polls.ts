@@ -75,6 +75,22 @@ interface Target {
   headers: Record<string, string>;
 }
 
+/** The ids the polls rotate over: up to 200, spread evenly over the stored jobs. */
+function pollSample(ids: readonly string[]): string[] {
+  const n = Math.min(200, ids.length);
+  return Array.from({ length: n }, (_, i) => ids[Math.floor((i * ids.length) / n)]!);
+}
+
+function gantryTarget(name: string, g: { url: string; pid: number }, sample: readonly string[]): Target {
+  return { name, url: g.url, pid: g.pid, paths: sample.map((id) => `/v1/jobs/${id}`), headers: { authorization: `Bearer ${BENCH_TOKEN}` } };
+}
+
+/** `bare`: the small-JSON route; `bareSqlite`: the same with one SQLite point read. */
+function bareTarget(name: 'bare' | 'bareSqlite', bare: BareServer, sample: readonly string[]): Target {
+  const prefix = name === 'bare' ? '/bare/jobs/' : '/bare-sqlite/jobs/';
+  return { name, url: bare.url, pid: bare.pid, paths: sample.map((id) => prefix + id), headers: {} };
+}
+
 async function cannon(t: Target, seconds: number, connections: number): Promise<Result> {
   return autocannon({
     url: t.url,
@@ -114,12 +130,8 @@ async function loopStats(g: GantryProc): Promise<{ lagMaxMs: number; majorGcs: n
 
 /** Authenticated GET /v1/jobs/{id} vs a bare fastify route, alternating rounds. */
 export async function benchPolls(g: GantryProc, bare: BareServer, ids: string[], cfg: PollsConfig) {
-  const sample = Array.from({ length: 200 }, (_, i) => ids[Math.floor((i * ids.length) / 200)]!);
-  const targets: Target[] = [
-    { name: 'gantry', url: g.url, pid: g.pid, paths: sample.map((id) => `/v1/jobs/${id}`), headers: { authorization: `Bearer ${BENCH_TOKEN}` } },
-    { name: 'bare', url: bare.url, pid: bare.pid, paths: sample.map((id) => `/bare/jobs/${id}`), headers: {} },
-    { name: 'bareSqlite', url: bare.url, pid: bare.pid, paths: sample.map((id) => `/bare-sqlite/jobs/${id}`), headers: {} },
-  ];
+  const sample = pollSample(ids);
+  const targets: Target[] = [gantryTarget('gantry', g, sample), bareTarget('bare', bare, sample), bareTarget('bareSqlite', bare, sample)];
   // Check every target answers 200 before loading it.
   for (const t of targets) {
     const r = await fetch(t.url + t.paths[0], { headers: t.headers });
@@ -239,7 +251,7 @@ export interface FreshPollsResult {
  */
 export async function benchFreshPolls(cfg: FreshPollsConfig): Promise<FreshPollsResult> {
   const names = cfg.dists.map((_, i) => String.fromCharCode(65 + i));
-  const sample = Array.from({ length: Math.min(200, cfg.ids.length) }, (_, i) => cfg.ids[Math.floor((i * cfg.ids.length) / Math.min(200, cfg.ids.length))]!);
+  const sample = pollSample(cfg.ids);
   const out: FreshPollsResult['rounds'] = {};
   for (const n of [...names, 'bare']) out[n] = { reqPerS: [], cpuUsPerReq: [], p99Ms: [] };
   for (let r = 0; r < cfg.rounds; r++) {
@@ -248,10 +260,7 @@ export async function benchFreshPolls(cfg: FreshPollsConfig): Promise<FreshPolls
     try {
       for (let i = 0; i < cfg.dists.length; i++) gantries.push(await startGantry(cfg.dataDirs[i]!, {}, `fresh ${names[i]} ${r + 1}`, cfg.dists[i]));
       bare = await startBare(path.join(cfg.dataDirs[0]!, 'gantry.db'));
-      const targets: Target[] = [
-        ...gantries.map((g, i) => ({ name: names[i]!, url: g.url, pid: g.pid, paths: sample.map((id) => `/v1/jobs/${id}`), headers: { authorization: `Bearer ${BENCH_TOKEN}` } })),
-        { name: 'bare', url: bare.url, pid: bare.pid, paths: sample.map((id) => `/bare/jobs/${id}`), headers: {} },
-      ];
+      const targets: Target[] = [...gantries.map((g, i) => gantryTarget(names[i]!, g, sample)), bareTarget('bare', bare, sample)];
       const order = r % 2 === 0 ? targets : [...targets].reverse();
       for (const t of order) await cannon(t, cfg.warmupSeconds, cfg.connections);
       for (const t of order) {
