@@ -11,6 +11,15 @@ const app = Fastify({ logger: false });
 // A route returning small JSON.
 app.get('/bare/jobs/:id', async (request) => ({ id: request.params.id, state: 'succeeded', exitCode: 0 }));
 
+// The small-JSON route after a busy loop of :us microseconds: a bare route
+// made to cost a given CPU time per request, to show what a poll's CPU alone
+// does to its latency at saturation (the polls section's CPU-matched row).
+app.get('/spin/:us/jobs/:id', async (request) => {
+  const until = process.hrtime.bigint() + BigInt(Math.round(Number(request.params.us) * 1000));
+  while (process.hrtime.bigint() < until);
+  return { id: request.params.id, state: 'succeeded', exitCode: 0 };
+});
+
 // The same with one better-sqlite3 point read (of Gantry's seeded store, read-only).
 if (dbFile) {
   const db = new Database(dbFile, { readonly: true, fileMustExist: true });

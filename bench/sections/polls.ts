@@ -91,6 +91,11 @@ function bareTarget(name: 'bare' | 'bareSqlite', bare: BareServer, sample: reado
   return { name, url: bare.url, pid: bare.pid, paths: sample.map((id) => prefix + id), headers: {} };
 }
 
+/** The bare route after a busy loop of `spinUs` µs per request (bench/bare-server.mjs). */
+function spinTarget(bare: BareServer, sample: readonly string[], spinUs: number): Target {
+  return { name: 'bareMatched', url: bare.url, pid: bare.pid, paths: sample.map((id) => `/spin/${round(spinUs, 1)}/jobs/${id}`), headers: {} };
+}
+
 async function cannon(t: Target, seconds: number, connections: number): Promise<Result> {
   return autocannon({
     url: t.url,
@@ -232,10 +237,17 @@ export interface FreshPollsConfig {
   warmupSeconds: number;
   seconds: number;
   connections: number;
+  /**
+   * Also measure, last in every round, the bare route made to cost what A's
+   * poll cost in that round (a busy loop of A's CPU µs per request minus the
+   * bare route's): 'bareMatched'. Its latency is what a poll's CPU alone
+   * gives at saturation on one Node thread.
+   */
+  cpuMatchedBare?: boolean;
 }
 
 export interface FreshPollsResult {
-  /** Per target ('A', 'B', … in the order of dists, then 'bare'): one value per round. */
+  /** Per target ('A', 'B', … in the order of dists, then 'bare', then 'bareMatched'): one value per round. */
   rounds: Record<string, { reqPerS: number[]; cpuUsPerReq: number[]; p99Ms: number[] }>;
 }
 
@@ -253,7 +265,8 @@ export async function benchFreshPolls(cfg: FreshPollsConfig): Promise<FreshPolls
   const names = cfg.dists.map((_, i) => String.fromCharCode(65 + i));
   const sample = pollSample(cfg.ids);
   const out: FreshPollsResult['rounds'] = {};
-  for (const n of [...names, 'bare']) out[n] = { reqPerS: [], cpuUsPerReq: [], p99Ms: [] };
+  const reported = [...names, 'bare', ...(cfg.cpuMatchedBare ? ['bareMatched'] : [])];
+  for (const n of reported) out[n] = { reqPerS: [], cpuUsPerReq: [], p99Ms: [] };
   for (let r = 0; r < cfg.rounds; r++) {
     const gantries: GantryProc[] = [];
     let bare: BareServer | undefined;
@@ -263,7 +276,7 @@ export async function benchFreshPolls(cfg: FreshPollsConfig): Promise<FreshPolls
       const targets: Target[] = [...gantries.map((g, i) => gantryTarget(names[i]!, g, sample)), bareTarget('bare', bare, sample)];
       const order = r % 2 === 0 ? targets : [...targets].reverse();
       for (const t of order) await cannon(t, cfg.warmupSeconds, cfg.connections);
-      for (const t of order) {
+      const measure = async (t: Target) => {
         const cpu0 = procCpuSeconds(t.pid);
         const res = await cannon(t, cfg.seconds, cfg.connections);
         const cpu = procCpuSeconds(t.pid) - cpu0;
@@ -272,12 +285,18 @@ export async function benchFreshPolls(cfg: FreshPollsConfig): Promise<FreshPolls
         o.reqPerS.push(round(res.requests.average, 0));
         o.cpuUsPerReq.push(round((cpu * 1e6) / Math.max(1, res.requests.total), 1));
         o.p99Ms.push(res.latency.p99);
+      };
+      for (const t of order) await measure(t);
+      if (cfg.cpuMatchedBare) {
+        const spin = spinTarget(bare, sample, Math.max(0, out.A!.cpuUsPerReq.at(-1)! - out.bare!.cpuUsPerReq.at(-1)!));
+        await cannon(spin, cfg.warmupSeconds, cfg.connections);
+        await measure(spin);
       }
     } finally {
       for (const g of gantries) await g.stop();
       await bare?.stop();
     }
-    say(`fresh polls, round ${r + 1}/${cfg.rounds}: ${[...names, 'bare'].map((n) => `${n} ${out[n]!.reqPerS.at(-1)} req/s ${out[n]!.cpuUsPerReq.at(-1)} µs`).join(', ')}`);
+    say(`fresh polls, round ${r + 1}/${cfg.rounds}: ${reported.map((n) => `${n} ${out[n]!.reqPerS.at(-1)} req/s ${out[n]!.cpuUsPerReq.at(-1)} µs p99 ${out[n]!.p99Ms.at(-1)} ms`).join(', ')}`);
   }
   return { rounds: out };
 }
