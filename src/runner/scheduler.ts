@@ -13,7 +13,7 @@ import type { JobHub } from '../logs/hub.js';
 import type { LogStore } from '../logs/store.js';
 import type { JobRow } from '../store/jobs-repo.js';
 import { dockerMessage, ImageError, type ImagePuller } from './images.js';
-import { buildContainerOptions, checkPolicy } from './policy.js';
+import { buildContainerOptions, checkPolicy, type PolicyDecision } from './policy.js';
 
 export interface SchedulerDeps {
   config: Config;
@@ -164,10 +164,9 @@ export class Scheduler implements JobController {
 
   private async runFresh(a: ActiveJob, row: JobRow, alloc: Allocation | null): Promise<void> {
     const { config, images, jobs, docker } = this.d;
-    const decision = checkPolicy(a.spec, config.policy, config.dockerSocket);
-    if (decision.errors.length > 0) {
-      throw new JobFailure(`refused by policy at start: ${decision.errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`);
-    }
+    // The policy may have changed since submit (restart with a new config),
+    // and host paths may have: check before any pull, and again below.
+    this.checkPolicyNow(a.spec);
     const gpuPatch = { gpus: JSON.stringify(alloc?.uuids ?? []), gpu_memory_mib: alloc?.memoryMiB ?? null };
     const pullPolicy = a.spec.pullPolicy ?? config.policy.pullPolicy;
     if (a.cancelRequested) {
@@ -189,9 +188,13 @@ export class Scheduler implements JobController {
       jobs.transition(a.id, 'starting', { ...gpuPatch, reason: null });
     }
 
+    // Bind sources are resolved again right before the container is created:
+    // a pull can take minutes, and a path swapped for a symlink meanwhile
+    // must not reach Docker as the path that was checked before it.
+    const { mounts } = this.checkPolicyNow(a.spec);
     const devices = (alloc?.uuids ?? []).map((u) => this.d.gpus.devices.find((g) => g.uuid === u)!);
     const options = buildContainerOptions(
-      { jobId: a.id, owner: row.owner, spec: a.spec, mounts: decision.mounts, gpu: gpuInjection(config.gpus, devices, alloc?.memoryMiB ?? null) },
+      { jobId: a.id, owner: row.owner, spec: a.spec, mounts, gpu: gpuInjection(config.gpus, devices, alloc?.memoryMiB ?? null) },
       config,
     );
     let container: Docker.Container;
@@ -204,6 +207,14 @@ export class Scheduler implements JobController {
     a.containerId = container.id;
     jobs.patch(a.id, { container_id: container.id });
     await this.startAndFollow(a, container);
+  }
+
+  private checkPolicyNow(spec: JobSpec): PolicyDecision {
+    const decision = checkPolicy(spec, this.d.config.policy, this.d.config.dockerSocket);
+    if (decision.errors.length > 0) {
+      throw new JobFailure(`refused by policy at start: ${decision.errors.map((e) => `${e.field}: ${e.message}`).join('; ')}`);
+    }
+    return decision;
   }
 
   /** Attach first (no output is missed), then start, then follow to the end. */

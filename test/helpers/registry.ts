@@ -1,5 +1,6 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
@@ -63,4 +64,52 @@ export async function pushTestImage(reg: Registry, repo: string, auth?: { user: 
   );
   await image.remove();
   return ref;
+}
+
+export interface StallingProxy {
+  host: string;
+  /** Resolves once Docker has asked for a manifest (the pull has begun). */
+  stalled: Promise<void>;
+  /** Lets the held manifest requests (and all later ones) through. */
+  release(): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * A loopback proxy in front of a registry that holds every manifest request
+ * until released: a pull that lasts exactly as long as a test needs.
+ */
+export async function startStallingProxy(reg: Registry): Promise<StallingProxy> {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let stalled!: () => void;
+  const stalledP = new Promise<void>((r) => (stalled = r));
+  const [regHost, regPort] = reg.host.split(':') as [string, string];
+  const server = http.createServer((req, res) => {
+    const forward = () => {
+      const upstream = http.request({ host: regHost, port: Number(regPort), method: req.method, path: req.url, headers: { ...req.headers, host: reg.host } }, (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      });
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    };
+    if (req.url?.includes('/manifests/')) {
+      stalled();
+      void released.then(forward);
+    } else forward();
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return {
+    host: `127.0.0.1:${port}`,
+    stalled: stalledP,
+    release,
+    stop: () =>
+      new Promise<void>((r) => {
+        release();
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  };
 }

@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { docker, startGantry, tempDir } from '../helpers/gantry.js';
-import { pushTestImage, startRegistry } from '../helpers/registry.js';
+import { containersOf, docker, startGantry, tempDir } from '../helpers/gantry.js';
+import { pushTestImage, startRegistry, startStallingProxy } from '../helpers/registry.js';
 
 const creds = { user: 'gantry', password: 's3cret-pass' };
 
@@ -58,4 +58,33 @@ test('private registry: refused without credentials, pulled with the operator\'s
   assert.equal(done.result, 'private ok');
   // The job itself never carries credentials.
   assert.ok(!JSON.stringify(done).includes(creds.password));
+});
+
+test('a bind source swapped for a symlink while the image is pulled is refused before the container is created', async (t) => {
+  const reg = await startRegistry();
+  t.after(() => reg.stop());
+  await pushTestImage(reg, 'ml/busybox:swap');
+  const proxy = await startStallingProxy(reg);
+  t.after(() => proxy.stop());
+  const ref = `${proxy.host}/ml/busybox:swap`;
+  t.after(() => docker.getImage(ref).remove().catch(() => undefined));
+
+  const allowed = tempDir('gantry-allowed-');
+  const secret = tempDir('gantry-secret-'); // outside the allowlist
+  fs.writeFileSync(path.join(secret, 'key'), 'not for jobs');
+  const source = path.join(allowed, 'data');
+  fs.mkdirSync(source);
+  const g = await startGantry(t, { GANTRY_IMAGE_ALLOWLIST: `${proxy.host}/ml/*`, GANTRY_MOUNT_ALLOWLIST: allowed });
+  const job = await g.submit({ image: ref, command: ['cat', '/data/key'], mounts: [{ source, target: '/data', readOnly: true }] });
+  // The policy passed at submit and at start; now the pull is held.
+  await proxy.stalled;
+  assert.equal((await g.waitFor(job.id, (j) => j.state === 'pulling')).state, 'pulling');
+  fs.rmdirSync(source);
+  fs.symlinkSync(secret, source);
+  proxy.release();
+
+  const done = await g.waitFor(job.id);
+  assert.equal(done.state, 'failed', `the job ran with ${done.result ?? 'no output'}`);
+  assert.match(done.reason!, /refused by policy at start: body\.mounts\.0\.source: host path ".*gantry-secret-.*" is outside GANTRY_MOUNT_ALLOWLIST/);
+  assert.deepEqual(await containersOf(job.id), []);
 });
