@@ -10,7 +10,8 @@
  * BENCH_TPUT_ROUNDS=2  BENCH_CONCURRENCY=1,4,16  BENCH_SEED_JOBS=10000
  * BENCH_POLL_WARMUP_SECONDS=20  BENCH_POLL_SECONDS=5  BENCH_POLL_ROUNDS=3
  * BENCH_POLL_FIXED_RATE=3000 (0 skips the fixed-load latency rounds)
- * BENCH_POLL_FRESH_ROUNDS=4 (polls on fresh processes; 0 skips them)  BENCH_LOG_MB=200
+ * BENCH_POLL_FRESH_ROUNDS=4 (polls on fresh processes; 0 skips them)
+ * BENCH_POLL_SENSOR_ROUNDS=3 (/wait polls of jobs not ended; 0 skips them)  BENCH_LOG_MB=200
  * BENCH_LOG_DRIVERS=local,json-file  BENCH_LOG_ROUNDS=1
  * BENCH_IDLE_CLIENTS=1000  BENCH_IDLE_JOBS=10  BENCH_FANOUT_CLIENTS=100
  * BENCH_FANOUT_MB=20  BENCH_OUT=bench/results/latest.json
@@ -29,14 +30,14 @@ import { envList, envNum, MB, mean, median, round, say } from './lib/util.js';
 import { benchFanout } from './sections/fanout.js';
 import { benchJobs } from './sections/jobs.js';
 import { logCommand, benchLogs } from './sections/logs.js';
-import { benchFreshPolls, benchPolls, seedJobs, startBare, type BareServer } from './sections/polls.js';
+import { benchFreshPolls, benchPolls, benchSensorPolls, seedJobs, startBare, type BareServer } from './sections/polls.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const cfg = {
   sections: envList('BENCH_SECTIONS', ['jobs', 'polls', 'logs', 'fanout']),
   jobs: { jobs: envNum('BENCH_JOBS', quick ? 10 : 50), concurrency: envList('BENCH_CONCURRENCY', ['1', '4', '16']).map(Number), throughputJobs: envNum('BENCH_TPUT_JOBS', quick ? 16 : 32), throughputRounds: envNum('BENCH_TPUT_ROUNDS', quick ? 1 : 2) },
   seedJobs: envNum('BENCH_SEED_JOBS', 10_000),
-  polls: { warmupSeconds: envNum('BENCH_POLL_WARMUP_SECONDS', quick ? 2 : 20), seconds: envNum('BENCH_POLL_SECONDS', quick ? 3 : 5), rounds: envNum('BENCH_POLL_ROUNDS', quick ? 1 : 3), connections: envNum('BENCH_POLL_CONNECTIONS', 100), fixedRate: envNum('BENCH_POLL_FIXED_RATE', 3000), freshRounds: envNum('BENCH_POLL_FRESH_ROUNDS', quick ? 1 : 4) },
+  polls: { warmupSeconds: envNum('BENCH_POLL_WARMUP_SECONDS', quick ? 2 : 20), seconds: envNum('BENCH_POLL_SECONDS', quick ? 3 : 5), rounds: envNum('BENCH_POLL_ROUNDS', quick ? 1 : 3), connections: envNum('BENCH_POLL_CONNECTIONS', 100), fixedRate: envNum('BENCH_POLL_FIXED_RATE', 3000), freshRounds: envNum('BENCH_POLL_FRESH_ROUNDS', quick ? 1 : 4), sensorRounds: envNum('BENCH_POLL_SENSOR_ROUNDS', quick ? 1 : 3) },
   logs: { mb: envNum('BENCH_LOG_MB', quick ? 20 : 200), rounds: envNum('BENCH_LOG_ROUNDS', 1), drivers: envList('BENCH_LOG_DRIVERS', ['local', 'json-file']) },
   fanout: { idleClients: envNum('BENCH_IDLE_CLIENTS', quick ? 200 : 1000), idleJobs: envNum('BENCH_IDLE_JOBS', 10), busyClients: envNum('BENCH_FANOUT_CLIENTS', quick ? 20 : 100), busyMb: envNum('BENCH_FANOUT_MB', quick ? 5 : 20) },
   out: process.env.BENCH_OUT ?? path.join(ROOT, 'bench/results/latest.json'),
@@ -105,6 +106,8 @@ async function main(): Promise<void> {
       // /metrics on its own port without a token: the polls section reads
       // Gantry's event-loop delay and GC counts from it between rounds.
       GANTRY_METRICS: 'open',
+      // The sensor polls measure what a /wait answer costs, not its pacing.
+      GANTRY_POLL_MIN_INTERVAL_MS: '0',
     };
     const g = await startGantry(primaryDir, primaryEnv, 'primary');
     procs.push(g);
@@ -140,6 +143,13 @@ async function main(): Promise<void> {
         row('2 polls', `ref: p50 ms at a fixed ${cfg.polls.fixedRate} req/s`, fr.gantry!.p50Ms, fr.bare!.p50Ms);
         row('2 polls', `ref: p99 ms at a fixed ${cfg.polls.fixedRate} req/s (median round)`, median(fr.gantry!.p99sMs), median(fr.bare!.p99sMs));
         row('2 polls', `ref: p99 ms at a fixed ${cfg.polls.fixedRate} req/s (worst round)`, fr.gantry!.p99Ms, fr.bare!.p99Ms);
+      }
+      if (cfg.polls.sensorRounds > 0) {
+        const sensor = await benchSensorPolls(g, bare, { ...cfg.polls, rounds: cfg.polls.sensorRounds, warmupSeconds: 5, running: 32, queued: 168 });
+        results.pollsSensor = sensor;
+        row('2 polls', 'GET /v1/jobs/{id}/wait, 200 jobs not ended (404), req/s', mean(sensor.gantry!.reqPerS), mean(sensor.bare!.reqPerS), { op: '>=', value: 0.5, on: 'ratio' });
+        row('2 polls', 'ref: /wait, CPU µs per request', mean(sensor.gantry!.cpuUsPerReq), mean(sensor.bare!.cpuUsPerReq));
+        row('2 polls', 'ref: /wait, p99 ms (worst round)', Math.max(...sensor.gantry!.p99Ms), Math.max(...sensor.bare!.p99Ms));
       }
       await bare.stop();
       if (cfg.polls.freshRounds > 0) {

@@ -8,7 +8,8 @@ import type { JobSpec } from '../../src/jobs/schema.js';
 import { specHash } from '../../src/jobs/service.js';
 import { BENCH_TOKEN, freePort, IMAGE, procCpuSeconds, ROOT, startGantry, type GantryProc } from '../lib/gantry.js';
 import { openLoop } from '../lib/open-loop.js';
-import { mean, round, say, sleep } from '../lib/util.js';
+import { cancel, getJob, jobSpec, submit } from '../lib/client.js';
+import { mean, pool, round, say, sleep } from '../lib/util.js';
 
 /**
  * Stores `n` finished jobs of the bench owner directly in Gantry's store
@@ -299,4 +300,69 @@ export async function benchFreshPolls(cfg: FreshPollsConfig): Promise<FreshPolls
     say(`fresh polls, round ${r + 1}/${cfg.rounds}: ${reported.map((n) => `${n} ${out[n]!.reqPerS.at(-1)} req/s ${out[n]!.cpuUsPerReq.at(-1)} µs p99 ${out[n]!.p99Ms.at(-1)} ms`).join(', ')}`);
   }
   return { rounds: out };
+}
+
+export interface SensorPollsConfig {
+  warmupSeconds: number;
+  seconds: number;
+  rounds: number;
+  connections: number;
+  /** Jobs kept running (sleep) and jobs queued behind them: the polled ids. */
+  running: number;
+  queued: number;
+}
+
+/**
+ * The stock HttpSensor's poke: GET /v1/jobs/{id}/wait on jobs that have not
+ * ended (404 job-pending, the answer a sensor gets on every poke but the
+ * last), vs the bare route, alternating rounds. `running` jobs hold run
+ * slots (Gantry must run with GANTRY_MAX_RUNNING = running), the `queued`
+ * ones wait behind them; all are cancelled at the end. Gantry must run with
+ * GANTRY_POLL_MIN_INTERVAL_MS=0: the endpoint holds a second poll of the
+ * same job within that interval by design, which is not what is measured.
+ */
+export async function benchSensorPolls(g: GantryProc, bare: BareServer, cfg: SensorPollsConfig) {
+  if (g.env.GANTRY_POLL_MIN_INTERVAL_MS !== '0') throw new Error('benchSensorPolls needs GANTRY_POLL_MIN_INTERVAL_MS=0');
+  say(`sensor polls: ${cfg.running} running and ${cfg.queued} queued jobs`);
+  const running = await pool(cfg.running, 8, () => submit(g.url, BENCH_TOKEN, jobSpec(['sleep', '3600'])));
+  const queued = await pool(cfg.queued, 8, () => submit(g.url, BENCH_TOKEN, jobSpec(['true'])));
+  const ids = [...running, ...queued].map((j) => j.id);
+  try {
+    for (const j of running) {
+      while ((await getJob(g.url, BENCH_TOKEN, j.id)).state !== 'running') await sleep(100);
+    }
+    for (const j of queued) {
+      const state = (await getJob(g.url, BENCH_TOKEN, j.id)).state;
+      if (state !== 'queued') throw new Error(`job ${j.id} is ${state}, not queued: is GANTRY_MAX_RUNNING ${cfg.running}?`);
+    }
+    const gantry: Target = { name: 'gantry', url: g.url, pid: g.pid, paths: ids.map((id) => `/v1/jobs/${id}/wait`), headers: { authorization: `Bearer ${BENCH_TOKEN}` } };
+    const targets = [gantry, bareTarget('bare', bare, ids)];
+    const expected: Record<string, string> = { gantry: '404', bare: '200' };
+    for (const t of targets) await cannon(t, cfg.warmupSeconds, cfg.connections);
+    const out: Record<string, { reqPerS: number[]; p99Ms: number[]; cpuUsPerReq: number[] }> = {};
+    for (const t of targets) out[t.name] = { reqPerS: [], p99Ms: [], cpuUsPerReq: [] };
+    for (let r = 0; r < cfg.rounds; r++) {
+      for (const t of r % 2 === 0 ? targets : [...targets].reverse()) {
+        say(`sensor polls: ${t.name}, ${cfg.seconds} s, ${cfg.connections} connections (round ${r + 1}/${cfg.rounds})`);
+        const cpu0 = procCpuSeconds(t.pid);
+        const res = await cannon(t, cfg.seconds, cfg.connections);
+        const cpu = procCpuSeconds(t.pid) - cpu0;
+        const codes = Object.keys(res.statusCodeStats);
+        if (res.errors || res.timeouts || codes.length !== 1 || codes[0] !== expected[t.name]) {
+          throw new Error(`${t.name}: status codes ${JSON.stringify(res.statusCodeStats)}, ${res.errors + res.timeouts} errors`);
+        }
+        const o = out[t.name]!;
+        o.reqPerS.push(round(res.requests.average, 0));
+        o.p99Ms.push(res.latency.p99);
+        o.cpuUsPerReq.push(round((cpu * 1e6) / Math.max(1, res.requests.total), 1));
+        await sleep(500);
+      }
+    }
+    return out;
+  } finally {
+    await pool(ids.length, 8, (i) => cancel(g.url, BENCH_TOKEN, ids[i]!));
+    for (const id of ids) {
+      while (!['cancelled', 'succeeded', 'failed', 'timed_out'].includes((await getJob(g.url, BENCH_TOKEN, id)).state)) await sleep(100);
+    }
+  }
 }

@@ -31,8 +31,18 @@ export const ProblemSchema = z
 
 export type FieldError = z.infer<typeof FieldErrorSchema>;
 
-/** An error that becomes an application/problem+json response. */
-export class HttpProblem extends Error {
+/** What an application/problem+json response says (`slug` names its type). */
+export interface Problem {
+  readonly status: number;
+  readonly slug: string;
+  readonly title: string;
+  readonly detail?: string | undefined;
+  readonly errors?: FieldError[] | undefined;
+  readonly extra?: Record<string, unknown> | undefined;
+}
+
+/** A Problem that can be thrown: any handler may throw it and get its response. */
+export class HttpProblem extends Error implements Problem {
   constructor(
     readonly status: number,
     readonly slug: string,
@@ -53,7 +63,12 @@ export const problems = {
   notFound: (what: string) => new HttpProblem(404, 'not-found', 'Not found', `${what} does not exist`),
 };
 
-export function sendProblem(reply: FastifyReply, p: HttpProblem): FastifyReply {
+/**
+ * Answers with a problem. An answer that is not an error (the sensor
+ * endpoint's 404 and 303 on every poke) passes a plain Problem: an Error
+ * would capture a stack trace for nothing on the poll path.
+ */
+export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
   const body: Record<string, unknown> = {
     type: PROBLEM_BASE + p.slug,
     title: p.title,

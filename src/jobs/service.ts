@@ -50,10 +50,11 @@ export function specHash(spec: JobSpec): string {
 export class JobService {
   private controller: JobController | null = null;
   /**
-   * Views of jobs that are not queued, keyed by their cached row (frozen,
-   * see JobsRepo.get): such a view depends on the row alone, and any write
-   * to the job replaces the row object and so drops the view with it.
-   * Deeply frozen, so the status poll can reuse its JSON (src/api/frozen-json.ts).
+   * Views of jobs keyed by their cached row (frozen, see JobsRepo.get): such
+   * a view depends on the row alone, and any write to the job replaces the
+   * row object and so drops the view with it. Deeply frozen, so the status
+   * poll can reuse its JSON (src/api/frozen-json.ts). A queued job's view is
+   * a copy of it with the job's current place in the queue.
    */
   private readonly viewByRow = new WeakMap<JobRow, Job>();
 
@@ -130,9 +131,8 @@ export class JobService {
       limit: q.limit + 1,
     });
     const page = rows.slice(0, q.limit);
-    const positions = this.positions();
     return {
-      items: page.map((r) => this.view(r, positions)),
+      items: page.map((r) => this.view(r)),
       nextCursor: rows.length > q.limit ? page[page.length - 1]!.seq : null,
     };
   }
@@ -170,22 +170,18 @@ export class JobService {
     return updated;
   }
 
-  private positions(): Map<string, number> {
-    return new Map(this.repo.queued().map((r, i) => [r.id, i]));
-  }
-
-  view(row: JobRow, positions?: Map<string, number>): Job {
-    if (row.state !== 'queued') {
-      let job = this.viewByRow.get(row);
-      if (job === undefined) {
-        job = deepFreeze(toJob(row, null));
-        this.viewByRow.set(row, job);
-      }
-      return job;
+  view(row: JobRow): Job {
+    let job = this.viewByRow.get(row);
+    if (job === undefined) {
+      job = deepFreeze(toJob(row, null));
+      this.viewByRow.set(row, job);
     }
+    if (row.state !== 'queued') return job;
     // A queued job's position and wait reason change as the queue moves.
-    const position = (positions ?? this.positions()).get(row.id) ?? null;
-    const job = toJob(row, position);
-    return { ...job, reason: job.reason ?? this.controller?.waitReason(row.id) ?? null };
+    return {
+      ...job,
+      position: this.repo.queuePositions().get(row.id) ?? null,
+      reason: job.reason ?? this.controller?.waitReason(row.id) ?? null,
+    };
   }
 }

@@ -73,6 +73,8 @@ const ROW_CACHE_MAX = 4096;
 /** All SQL about jobs lives here; statements are prepared once. */
 export class JobsRepo {
   private readonly rows = new Map<string, JobRow>();
+  /** queuePositions()'s answer until the next write to `jobs`. */
+  private positions: ReadonlyMap<string, number> | null = null;
   private readonly insertStmt: Statement;
   private readonly insertLabelStmt: Statement;
   private readonly byIdStmt: Statement;
@@ -106,6 +108,7 @@ export class JobsRepo {
         requestId: job.requestId,
         createdAt: job.createdAt,
       });
+      this.positions = null;
       for (const [k, v] of Object.entries(job.spec.labels ?? {})) this.insertLabelStmt.run(job.id, k, v);
     })();
     return this.get(job.id)!;
@@ -147,6 +150,20 @@ export class JobsRepo {
     return this.queuedStmt.all() as JobRow[];
   }
 
+  /**
+   * Each queued job's place in the queue (0 is next). Every status poll of a
+   * queued job reads it, and reading the queue from SQLite costs ~1 ms with
+   * 200 jobs queued (bench: /wait polls, docs/performance.md), so the answer
+   * is kept until the next write to `jobs` (all of which go through this
+   * class). Inside a transaction it is computed afresh and not kept, as rows are.
+   */
+  queuePositions(): ReadonlyMap<string, number> {
+    if (this.positions && !this.db.inTransaction) return this.positions;
+    const positions = new Map(this.queued().map((r, i) => [r.id, i]));
+    if (!this.db.inTransaction) this.positions = positions;
+    return positions;
+  }
+
   /** Jobs that hold (or are about to hold) a container. */
   active(): JobRow[] {
     return this.activeStmt.all() as JobRow[];
@@ -158,6 +175,7 @@ export class JobsRepo {
       const sets = keys.map((k) => `${k} = @${k}`).join(', ');
       this.db.prepare(`UPDATE jobs SET ${sets} WHERE id = @id`).run({ ...patch, id });
       this.rows.delete(id);
+      this.positions = null;
     }
     return this.get(id)!;
   }

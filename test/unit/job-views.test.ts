@@ -67,6 +67,33 @@ test('a queued job is viewed afresh on every poll, so its position follows the q
   db.close();
 });
 
+test('queue positions are kept between writes, follow every insert and transition, and never a rolled-back one', () => {
+  const { db, service, add } = setup();
+  const a = add();
+  const b = add();
+  assert.equal(service.repo.queuePositions(), service.repo.queuePositions(), 'kept while nothing is written');
+  const urgentSpec = { image: 'local/busybox:latest', command: ['true'], priority: 5 } as JobSpec;
+  const urgent = crypto.randomUUID();
+  service.repo.insert({ id: urgent, owner: owner.owner, spec: urgentSpec, specHash: specHash(urgentSpec), idempotencyKey: null, requestId: null, createdAt: new Date().toISOString() });
+  assert.deepEqual([urgent, a, b].map((id) => polled(service, id).position), [0, 1, 2]);
+  service.transition(urgent, 'starting');
+  assert.deepEqual([urgent, a, b].map((id) => polled(service, id).position), [null, 0, 1]);
+
+  // A job inserted in a transaction that rolls back is in the queue only
+  // inside that transaction, and not in what is kept afterwards.
+  let ghost = '';
+  assert.throws(() =>
+    db.transaction(() => {
+      ghost = add();
+      assert.equal(service.repo.queuePositions().get(ghost), 2);
+      throw new Error('roll back');
+    })(),
+  );
+  assert.equal(service.repo.queuePositions().has(ghost), false);
+  assert.deepEqual([a, b].map((id) => polled(service, id).position), [0, 1]);
+  db.close();
+});
+
 test('frozenJson serializes anything that is not frozen every time', () => {
   const o: { n: number } = { n: 1 };
   assert.equal(frozenJson(o), '{"n":1}');

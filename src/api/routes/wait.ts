@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { JobSchema } from '../../jobs/schema.js';
 import { isTerminal } from '../../jobs/states.js';
-import { HttpProblem, ProblemSchema, sendProblem } from '../problem.js';
+import { ProblemSchema, sendProblem } from '../problem.js';
 import { errorResponses, jsonResponse, type RouteDeps } from './common.js';
 import { examples } from '../examples.js';
 import { frozenJson } from '../frozen-json.js';
@@ -112,22 +112,24 @@ export const waitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, 
       const id = request.params.id;
       if (!row || (!principal.isAdmin && row.owner !== principal.owner)) {
         reply.header('Location', `gantry:jobs/${encodeURIComponent(id)}?state=not_found`);
-        return sendProblem(
-          reply,
-          new HttpProblem(303, 'not-found', 'No such job', `job ${id} does not exist; waiting for it would never end`, undefined, { jobId: id, state: null }),
-        );
+        return sendProblem(reply, {
+          status: 303,
+          slug: 'not-found',
+          title: 'No such job',
+          detail: `job ${id} does not exist; waiting for it would never end`,
+          extra: { jobId: id, state: null },
+        });
       }
       const job = jobs.view(row);
       if (!isTerminal(job.state)) {
         reply.header('Retry-After', String(Math.max(1, Math.ceil(config.pollMinIntervalMs / 1000))));
-        return sendProblem(
-          reply,
-          new HttpProblem(404, 'job-pending', 'Job not finished', `job ${job.id} is ${job.state}`, undefined, {
-            jobId: job.id,
-            state: job.state,
-            position: job.position,
-          }),
-        );
+        return sendProblem(reply, {
+          status: 404,
+          slug: 'job-pending',
+          title: 'Job not finished',
+          detail: `job ${job.id} is ${job.state}`,
+          extra: { jobId: job.id, state: job.state, position: job.position },
+        });
       }
       if (job.state === 'succeeded') return reply.code(200).send(job);
       // A redirect to a non-HTTP URL: the only answer that fails the stock
@@ -135,16 +137,13 @@ export const waitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, 
       const exit = job.exitCode === null ? '' : `&exitCode=${job.exitCode}`;
       reply.header('Location', `gantry:jobs/${job.id}?state=${job.state}${exit}`);
       const title = { failed: 'Job failed', cancelled: 'Job cancelled', timed_out: 'Job timed out' }[job.state as 'failed'];
-      return sendProblem(
-        reply,
-        new HttpProblem(303, 'job-unsuccessful', title, `job ${job.id} ended ${job.state}${job.exitCode === null ? '' : ` with exit code ${job.exitCode}`}: ${job.reason ?? ''}`.trim(), undefined, {
-          jobId: job.id,
-          state: job.state,
-          exitCode: job.exitCode,
-          reason: job.reason,
-          job,
-        }),
-      );
+      return sendProblem(reply, {
+        status: 303,
+        slug: 'job-unsuccessful',
+        title,
+        detail: `job ${job.id} ended ${job.state}${job.exitCode === null ? '' : ` with exit code ${job.exitCode}`}: ${job.reason ?? ''}`.trim(),
+        extra: { jobId: job.id, state: job.state, exitCode: job.exitCode, reason: job.reason, job },
+      });
     },
   );
 };
