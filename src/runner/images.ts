@@ -42,7 +42,7 @@ interface ProgressEvent {
 }
 
 /**
- * Makes sure the image is present under the pull policy. Credentials come
+ * Decides, under the pull policy, whether a job pulls its image, and pulls it. Credentials come
  * from the operator's registry auth file, never from the job.
  */
 export class ImagePuller {
@@ -51,7 +51,7 @@ export class ImagePuller {
     private readonly auth: RegistryAuth,
   ) {}
 
-  async present(image: string): Promise<boolean> {
+  private async present(image: string): Promise<boolean> {
     try {
       await this.docker.getImage(normalizeImage(image)).inspect();
       return true;
@@ -61,25 +61,20 @@ export class ImagePuller {
     }
   }
 
-  /** Whether ensure() would pull, so the job can say `pulling` first. */
+  /**
+   * Whether the job must pull its image before it can start. One image
+   * inspect at most: under the concurrency bench dockerd is the bottleneck,
+   * so every API call per job counts. Throws when the image is missing and
+   * the policy forbids pulling it.
+   */
   async needsPull(image: string, policy: PullPolicy): Promise<boolean> {
     if (policy === 'always') return true;
-    if (policy === 'never') return false;
-    return !(await this.present(image));
+    if (await this.present(image)) return false;
+    if (policy === 'never') throw new ImageError(`image "${image}" is not present on this host and the pull policy is "never"`);
+    return true;
   }
 
-  async ensure(image: string, policy: PullPolicy, onProgress: (status: string, progress: string | null) => void): Promise<void> {
-    if (policy === 'never') {
-      if (!(await this.present(image))) {
-        throw new ImageError(`image "${image}" is not present on this host and the pull policy is "never"`);
-      }
-      return;
-    }
-    if (policy === 'missing' && (await this.present(image))) return;
-    await this.pull(image, onProgress);
-  }
-
-  private async pull(image: string, onProgress: (status: string, progress: string | null) => void): Promise<void> {
+  async pull(image: string, onProgress: (status: string, progress: string | null) => void): Promise<void> {
     const registry = registryOf(image);
     const creds = this.auth[registry];
     const opts = creds ? { authconfig: { username: creds.username, password: creds.password, serveraddress: registry } } : {};

@@ -175,7 +175,7 @@ export class Scheduler implements JobController {
     }
     if (await images.needsPull(a.spec.image, pullPolicy)) {
       jobs.transition(a.id, 'pulling', { ...gpuPatch, pull_status: 'starting pull', reason: null });
-      await images.ensure(a.spec.image, pullPolicy, (status, progress) => {
+      await images.pull(a.spec.image, (status, progress) => {
         jobs.patch(a.id, { pull_status: status, pull_progress: progress });
       });
       if (a.cancelRequested) {
@@ -184,7 +184,6 @@ export class Scheduler implements JobController {
       }
       jobs.transition(a.id, 'starting', { pull_status: null, pull_progress: null });
     } else {
-      await images.ensure(a.spec.image, pullPolicy, () => undefined);
       jobs.transition(a.id, 'starting', { ...gpuPatch, reason: null });
     }
 
