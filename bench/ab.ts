@@ -1,7 +1,7 @@
 /**
  * A/B of Gantry builds on the status-poll path (how the src changes in
  * docs/performance.md were measured before/after).
- * Usage: [AB_ROUNDS=8] [AB_SECONDS=4] [BENCH_LOG_LEVEL=warn] node --import tsx bench/ab.ts DIST_A DIST_B [DIST_C ...]
+ * Usage: [AB_ROUNDS=8] [AB_SECONDS=4] [AB_ENDPOINT=status|sensor] [BENCH_LOG_LEVEL=warn] node --import tsx bench/ab.ts DIST_A DIST_B [DIST_C ...]
  * where DIST_x is a compiled tree containing src/main.js (e.g. dist, or a
  * copy of dist built from the previous commit). Every round starts each
  * build and the bare route afresh (benchFreshPolls), warms them up 2 s and
@@ -34,6 +34,8 @@ async function main(): Promise<void> {
       warmupSeconds: 2,
       seconds: Number(process.env.AB_SECONDS ?? 4),
       connections: Number(process.env.BENCH_POLL_CONNECTIONS ?? 100),
+      // sensor: GET /v1/jobs/{id}/wait on jobs that have not ended (404).
+      endpoint: process.env.AB_ENDPOINT === 'sensor' ? 'sensor' : 'status',
     });
     const s = Object.fromEntries(
       Object.entries(rounds).map(([k, v]) => [k, { reqPerS: round(mean(v.reqPerS), 0), cpuUsPerReq: round(mean(v.cpuUsPerReq), 1), p99Ms: round(mean(v.p99Ms), 1) }]),

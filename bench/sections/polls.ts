@@ -74,6 +74,16 @@ interface Target {
   pid: number;
   paths: string[];
   headers: Record<string, string>;
+  /** The one status every answer must have (default 200). */
+  status?: number;
+}
+
+/** Throws unless every answer of the run had the target's status. */
+function checkAnswers(t: Target, res: Result): void {
+  const codes = Object.keys(res.statusCodeStats);
+  if (res.errors || res.timeouts || codes.length !== 1 || codes[0] !== String(t.status ?? 200)) {
+    throw new Error(`${t.name}: status codes ${JSON.stringify(res.statusCodeStats)}, ${res.errors + res.timeouts} errors`);
+  }
 }
 
 /** The ids the polls rotate over: up to 200, spread evenly over the stored jobs. */
@@ -84,6 +94,47 @@ function pollSample(ids: readonly string[]): string[] {
 
 function gantryTarget(name: string, g: { url: string; pid: number }, sample: readonly string[]): Target {
   return { name, url: g.url, pid: g.pid, paths: sample.map((id) => `/v1/jobs/${id}`), headers: { authorization: `Bearer ${BENCH_TOKEN}` } };
+}
+
+/** The stock HttpSensor's poke of jobs that have not ended: 404 job-pending. */
+function sensorTarget(name: string, g: { url: string; pid: number }, pending: readonly string[]): Target {
+  return { name, url: g.url, pid: g.pid, paths: pending.map((id) => `/v1/jobs/${id}/wait`), headers: { authorization: `Bearer ${BENCH_TOKEN}` }, status: 404 };
+}
+
+/** Gantry's settings for sensor polls of `pendingJobs` (one holds the only run slot). */
+const SENSOR_ENV = {
+  GANTRY_MAX_RUNNING: '1',
+  // The endpoint holds a second poll of the same job within this interval
+  // by design; what is measured here is the cost of an answer.
+  GANTRY_POLL_MIN_INTERVAL_MS: '0',
+};
+
+/**
+ * `n` jobs that do not end while polled: one running (sleep) holding the only
+ * run slot (SENSOR_ENV), the rest queued behind it. cancel() ends them all.
+ */
+async function pendingJobs(g: GantryProc, n: number): Promise<{ ids: string[]; cancel(): Promise<void> }> {
+  if (g.env.GANTRY_MAX_RUNNING !== '1' || g.env.GANTRY_POLL_MIN_INTERVAL_MS !== '0') throw new Error('pendingJobs needs SENSOR_ENV');
+  const running = await submit(g.url, BENCH_TOKEN, jobSpec(['sleep', '3600']));
+  const queued = await pool(n - 1, 8, () => submit(g.url, BENCH_TOKEN, jobSpec(['true'])));
+  const ids = [running.id, ...queued.map((j) => j.id)];
+  const cancelAll = async () => {
+    await pool(ids.length, 8, (i) => cancel(g.url, BENCH_TOKEN, ids[i]!));
+    for (const id of ids) {
+      while (!['cancelled', 'succeeded', 'failed', 'timed_out'].includes((await getJob(g.url, BENCH_TOKEN, id)).state)) await sleep(100);
+    }
+  };
+  try {
+    while ((await getJob(g.url, BENCH_TOKEN, running.id)).state !== 'running') await sleep(100);
+    for (const j of queued) {
+      const state = (await getJob(g.url, BENCH_TOKEN, j.id)).state;
+      if (state !== 'queued') throw new Error(`job ${j.id} is ${state}, not queued`);
+    }
+  } catch (err) {
+    await cancelAll();
+    throw err;
+  }
+  return { ids, cancel: cancelAll };
 }
 
 /** `bare`: the small-JSON route; `bareSqlite`: the same with one SQLite point read. */
@@ -245,6 +296,12 @@ export interface FreshPollsConfig {
    * gives at saturation on one Node thread.
    */
   cpuMatchedBare?: boolean;
+  /**
+   * 'sensor': each Gantry is polled on GET /v1/jobs/{id}/wait for 200 jobs
+   * that do not end (404 job-pending; SENSOR_ENV), instead of
+   * GET /v1/jobs/{id} for the stored ones.
+   */
+  endpoint?: 'status' | 'sensor';
 }
 
 export interface FreshPollsResult {
@@ -270,18 +327,27 @@ export async function benchFreshPolls(cfg: FreshPollsConfig): Promise<FreshPolls
   for (const n of reported) out[n] = { reqPerS: [], cpuUsPerReq: [], p99Ms: [] };
   for (let r = 0; r < cfg.rounds; r++) {
     const gantries: GantryProc[] = [];
+    const pending: { ids: string[]; cancel(): Promise<void> }[] = [];
     let bare: BareServer | undefined;
     try {
-      for (let i = 0; i < cfg.dists.length; i++) gantries.push(await startGantry(cfg.dataDirs[i]!, {}, `fresh ${names[i]} ${r + 1}`, cfg.dists[i]));
+      const sensor = cfg.endpoint === 'sensor';
+      for (let i = 0; i < cfg.dists.length; i++) {
+        const g = await startGantry(cfg.dataDirs[i]!, sensor ? SENSOR_ENV : {}, `fresh ${names[i]} ${r + 1}`, cfg.dists[i]);
+        gantries.push(g);
+        if (sensor) pending.push(await pendingJobs(g, sample.length));
+      }
       bare = await startBare(path.join(cfg.dataDirs[0]!, 'gantry.db'));
-      const targets: Target[] = [...gantries.map((g, i) => gantryTarget(names[i]!, g, sample)), bareTarget('bare', bare, sample)];
+      const targets: Target[] = [
+        ...gantries.map((g, i) => (sensor ? sensorTarget(names[i]!, g, pending[i]!.ids) : gantryTarget(names[i]!, g, sample))),
+        bareTarget('bare', bare, sample),
+      ];
       const order = r % 2 === 0 ? targets : [...targets].reverse();
       for (const t of order) await cannon(t, cfg.warmupSeconds, cfg.connections);
       const measure = async (t: Target) => {
         const cpu0 = procCpuSeconds(t.pid);
         const res = await cannon(t, cfg.seconds, cfg.connections);
         const cpu = procCpuSeconds(t.pid) - cpu0;
-        if (res.non2xx || res.errors || res.timeouts) throw new Error(`${t.name}: ${res.non2xx} non-2xx, ${res.errors + res.timeouts} errors`);
+        checkAnswers(t, res);
         const o = out[t.name]!;
         o.reqPerS.push(round(res.requests.average, 0));
         o.cpuUsPerReq.push(round((cpu * 1e6) / Math.max(1, res.requests.total), 1));
@@ -294,75 +360,11 @@ export async function benchFreshPolls(cfg: FreshPollsConfig): Promise<FreshPolls
         await measure(spin);
       }
     } finally {
+      for (const p of pending) await p.cancel();
       for (const g of gantries) await g.stop();
       await bare?.stop();
     }
     say(`fresh polls, round ${r + 1}/${cfg.rounds}: ${reported.map((n) => `${n} ${out[n]!.reqPerS.at(-1)} req/s ${out[n]!.cpuUsPerReq.at(-1)} µs p99 ${out[n]!.p99Ms.at(-1)} ms`).join(', ')}`);
   }
   return { rounds: out };
-}
-
-export interface SensorPollsConfig {
-  warmupSeconds: number;
-  seconds: number;
-  rounds: number;
-  connections: number;
-  /** Jobs kept running (sleep) and jobs queued behind them: the polled ids. */
-  running: number;
-  queued: number;
-}
-
-/**
- * The stock HttpSensor's poke: GET /v1/jobs/{id}/wait on jobs that have not
- * ended (404 job-pending, the answer a sensor gets on every poke but the
- * last), vs the bare route, alternating rounds. `running` jobs hold run
- * slots (Gantry must run with GANTRY_MAX_RUNNING = running), the `queued`
- * ones wait behind them; all are cancelled at the end. Gantry must run with
- * GANTRY_POLL_MIN_INTERVAL_MS=0: the endpoint holds a second poll of the
- * same job within that interval by design, which is not what is measured.
- */
-export async function benchSensorPolls(g: GantryProc, bare: BareServer, cfg: SensorPollsConfig) {
-  if (g.env.GANTRY_POLL_MIN_INTERVAL_MS !== '0') throw new Error('benchSensorPolls needs GANTRY_POLL_MIN_INTERVAL_MS=0');
-  say(`sensor polls: ${cfg.running} running and ${cfg.queued} queued jobs`);
-  const running = await pool(cfg.running, 8, () => submit(g.url, BENCH_TOKEN, jobSpec(['sleep', '3600'])));
-  const queued = await pool(cfg.queued, 8, () => submit(g.url, BENCH_TOKEN, jobSpec(['true'])));
-  const ids = [...running, ...queued].map((j) => j.id);
-  try {
-    for (const j of running) {
-      while ((await getJob(g.url, BENCH_TOKEN, j.id)).state !== 'running') await sleep(100);
-    }
-    for (const j of queued) {
-      const state = (await getJob(g.url, BENCH_TOKEN, j.id)).state;
-      if (state !== 'queued') throw new Error(`job ${j.id} is ${state}, not queued: is GANTRY_MAX_RUNNING ${cfg.running}?`);
-    }
-    const gantry: Target = { name: 'gantry', url: g.url, pid: g.pid, paths: ids.map((id) => `/v1/jobs/${id}/wait`), headers: { authorization: `Bearer ${BENCH_TOKEN}` } };
-    const targets = [gantry, bareTarget('bare', bare, ids)];
-    const expected: Record<string, string> = { gantry: '404', bare: '200' };
-    for (const t of targets) await cannon(t, cfg.warmupSeconds, cfg.connections);
-    const out: Record<string, { reqPerS: number[]; p99Ms: number[]; cpuUsPerReq: number[] }> = {};
-    for (const t of targets) out[t.name] = { reqPerS: [], p99Ms: [], cpuUsPerReq: [] };
-    for (let r = 0; r < cfg.rounds; r++) {
-      for (const t of r % 2 === 0 ? targets : [...targets].reverse()) {
-        say(`sensor polls: ${t.name}, ${cfg.seconds} s, ${cfg.connections} connections (round ${r + 1}/${cfg.rounds})`);
-        const cpu0 = procCpuSeconds(t.pid);
-        const res = await cannon(t, cfg.seconds, cfg.connections);
-        const cpu = procCpuSeconds(t.pid) - cpu0;
-        const codes = Object.keys(res.statusCodeStats);
-        if (res.errors || res.timeouts || codes.length !== 1 || codes[0] !== expected[t.name]) {
-          throw new Error(`${t.name}: status codes ${JSON.stringify(res.statusCodeStats)}, ${res.errors + res.timeouts} errors`);
-        }
-        const o = out[t.name]!;
-        o.reqPerS.push(round(res.requests.average, 0));
-        o.p99Ms.push(res.latency.p99);
-        o.cpuUsPerReq.push(round((cpu * 1e6) / Math.max(1, res.requests.total), 1));
-        await sleep(500);
-      }
-    }
-    return out;
-  } finally {
-    await pool(ids.length, 8, (i) => cancel(g.url, BENCH_TOKEN, ids[i]!));
-    for (const id of ids) {
-      while (!['cancelled', 'succeeded', 'failed', 'timed_out'].includes((await getJob(g.url, BENCH_TOKEN, id)).state)) await sleep(100);
-    }
-  }
 }
