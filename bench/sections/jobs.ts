@@ -1,6 +1,7 @@
 import type { Job } from '../../src/jobs/schema.js';
 import { followSse, jobSpec, submit } from '../lib/client.js';
 import { rawOptions, runRaw, type DestroyWatcher, type RawKind } from '../lib/docker.js';
+import { CpuMeter } from '../lib/cpu.js';
 import { BENCH_TOKEN, procCpuSeconds, type GantryProc } from '../lib/gantry.js';
 import { mean, median, now, percentile, pool, round, say, within } from '../lib/util.js';
 
@@ -98,10 +99,19 @@ export async function benchJobs(g: GantryProc, watcher: DestroyWatcher, cfg: Job
     ),
   } as Record<string, unknown>;
 
-  const throughput: Record<string, { gantry: number[]; raw: number[] }> = {};
+  // CPU ms per job by whom, per block: at concurrency 16 dockerd and
+  // containerd saturate the 2 cores, so what Gantry and its client spend per
+  // job is taken from the engine.
+  type CpuPerJob = { gantry: number; engine: number; bench: number; rest: number };
+  const throughput: Record<string, { gantry: number[]; raw: number[]; gantryCpu: CpuPerJob[]; rawCpu: CpuPerJob[] }> = {};
+  const perJob = (m: CpuMeter, n: number): CpuPerJob => {
+    const c = m.stop();
+    const ms = (x: number) => round((x * 1000) / n, 1);
+    return { gantry: ms(c.gantry), engine: ms(c.engine), bench: ms(c.bench), rest: ms(c.rest) };
+  };
   for (const c of cfg.concurrency) {
     const n = Math.max(cfg.throughputJobs, 2 * c);
-    throughput[c] = { gantry: [], raw: [] };
+    throughput[c] = { gantry: [], raw: [], gantryCpu: [], rawCpu: [] };
     for (let round_ = 0; round_ < cfg.throughputRounds; round_++) {
       say(`jobs: throughput at concurrency ${c}, ${n} jobs, round ${round_ + 1}/${cfg.throughputRounds}`);
       const blocks = [
@@ -109,6 +119,7 @@ export async function benchJobs(g: GantryProc, watcher: DestroyWatcher, cfg: Job
           // Each worker submits its next job when the previous one is terminal
           // (SSE end); the block ends when every container is removed.
           const t0 = now();
+          const cpu = new CpuMeter(g.pid);
           const removals: Promise<number>[] = [];
           await pool(n, c, async () => {
             const t = await gantryJob(g, watcher, false);
@@ -116,11 +127,14 @@ export async function benchJobs(g: GantryProc, watcher: DestroyWatcher, cfg: Job
           });
           const last = Math.max(...(await within(Promise.all(removals), 120_000, 'removals')));
           throughput[c]!.gantry.push(n / ((last - t0) / 1000));
+          throughput[c]!.gantryCpu.push(perJob(cpu, n));
         },
         async () => {
           const t0 = now();
+          const cpu = new CpuMeter(null);
           await pool(n, c, () => raw(rawKinds[0]!));
           throughput[c]!.raw.push(n / ((now() - t0) / 1000));
+          throughput[c]!.rawCpu.push(perJob(cpu, n));
         },
       ];
       if (round_ % 2 === 1) blocks.reverse();
@@ -130,7 +144,13 @@ export async function benchJobs(g: GantryProc, watcher: DestroyWatcher, cfg: Job
   const tput = Object.fromEntries(
     Object.entries(throughput).map(([c, v]) => [
       c,
-      { gantryJobsPerS: round(mean(v.gantry), 2), rawJobsPerS: round(mean(v.raw), 2), gantryRounds: v.gantry.map((x) => round(x, 2)), rawRounds: v.raw.map((x) => round(x, 2)) },
+      {
+        gantryJobsPerS: round(mean(v.gantry), 2),
+        rawJobsPerS: round(mean(v.raw), 2),
+        gantryRounds: v.gantry.map((x) => round(x, 2)),
+        rawRounds: v.raw.map((x) => round(x, 2)),
+        cpuMsPerJob: { gantryBlock: v.gantryCpu, rawBlock: v.rawCpu },
+      },
     ]),
   );
   return { latency, throughput: tput };

