@@ -56,7 +56,11 @@ export class ImagePuller {
       await this.docker.getImage(normalizeImage(image)).inspect();
       return true;
     } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) return false;
+      const status = (err as { statusCode?: number }).statusCode;
+      if (status === 404) return false;
+      // A reference that passed Gantry's grammar but not Docker's (an
+      // upper-case digest, found by the fuzzer): the job's fault, not Gantry's.
+      if (status === 400) throw new ImageError(`Docker refused the image reference "${image}": ${dockerMessage(err)}`);
       throw err;
     }
   }

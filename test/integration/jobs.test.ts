@@ -274,3 +274,11 @@ test('a bodiless POST sent as application/json (as Airflow\'s HttpOperator does)
   assert.equal(poisoned.status, 400, 'prototype poisoning is still refused');
   await g.waitFor(job.id);
 });
+
+test('an image reference Docker refuses fails the job with Docker\'s reason, not as an internal error', async (t) => {
+  const g = await startGantry(t);
+  const job = await g.submit({ image: `local/busybox@sha256:${'AB'.repeat(32)}`, command: ['true'] });
+  const done = await g.waitFor(job.id);
+  assert.equal(done.state, 'failed');
+  assert.match(done.reason!, /^Docker refused the image reference ".*": .*invalid/);
+});
