@@ -6,6 +6,7 @@ import { openDb } from '../../src/store/db.js';
 import { JobsRepo } from '../../src/store/jobs-repo.js';
 import type { JobSpec } from '../../src/jobs/schema.js';
 import { specHash } from '../../src/jobs/service.js';
+import { isTerminal } from '../../src/jobs/states.js';
 import { BENCH_TOKEN, freePort, IMAGE, procCpuSeconds, ROOT, startGantry, type GantryProc } from '../lib/gantry.js';
 import { openLoop } from '../lib/open-loop.js';
 import { cancel, getJob, jobSpec, submit } from '../lib/client.js';
@@ -121,7 +122,7 @@ async function pendingJobs(g: GantryProc, n: number): Promise<{ ids: string[]; c
   const cancelAll = async () => {
     await pool(ids.length, 8, (i) => cancel(g.url, BENCH_TOKEN, ids[i]!));
     for (const id of ids) {
-      while (!['cancelled', 'succeeded', 'failed', 'timed_out'].includes((await getJob(g.url, BENCH_TOKEN, id)).state)) await sleep(100);
+      while (!isTerminal((await getJob(g.url, BENCH_TOKEN, id)).state)) await sleep(100);
     }
   };
   try {
