@@ -1,4 +1,3 @@
-import crypto from 'node:crypto';
 import Docker from 'dockerode';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import fastifySwagger from '@fastify/swagger';
@@ -36,6 +35,9 @@ import { GantryMetrics, installMetrics } from './metrics/index.js';
 import { uiRoutes } from './ui/routes.js';
 import { processLogger } from './logging.js';
 import { installRoutePattern } from './api/route-pattern.js';
+import { requestIdFor } from './api/request-id.js';
+import { logRequest, roundMs } from './api/request-log.js';
+import { STATUS_ROUTE, serverWith, statusFastPath } from './api/status-fast-path.js';
 
 export interface AppOverrides {
   docker?: Docker;
@@ -112,18 +114,28 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   log.info({ gpus: devices.length, ...reconciled }, 'reconciled with Docker');
   const stopRetention = startRetention({ db, logs, repo: jobs.repo, days: config.logs.retentionDays, log });
 
+  let closing = false;
+  const fastStatus = statusFastPath({
+    tokens,
+    jobs,
+    log,
+    observe: (seconds) => metrics.httpDuration.observe('GET', STATUS_ROUTE, 200, seconds),
+    isClosing: () => closing,
+  });
   const app = Fastify({
+    serverFactory: serverWith(fastStatus),
     loggerInstance: log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && /^[A-Za-z0-9._-]{1,128}$/.test(given) ? given : crypto.randomUUID();
-    },
+    genReqId: requestIdFor,
     ajv: { customOptions: { coerceTypes: false } },
     frameworkErrors: frameworkErrorHandler,
   });
   app.decorate('gantry', { config, db, docker, jobs, logs, hub, gpus, scheduler, tokens, reconciled, log });
 
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
   installRoutePattern(app);
   // One structured line per request, with the id that is also sent back.
   // Callback-style hooks, and no log line built below its level: these run
@@ -134,10 +146,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   });
   app.addHook('onResponse', (request, reply, done) => {
     if (log.isLevelEnabled('info')) {
-      request.log.info(
-        { method: request.method, url: request.url, route: request.routePattern || undefined, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100, owner: request.principal?.owner },
-        'request',
-      );
+      logRequest(request.log, {
+        method: request.method,
+        url: request.url,
+        route: request.routePattern || undefined,
+        status: reply.statusCode,
+        ms: roundMs(reply.elapsedTime),
+        owner: request.principal?.owner,
+      });
     }
     done();
   });

@@ -110,9 +110,20 @@ export class JobService {
 
   /** A job the principal may see, or 404 (also for other owners' jobs). */
   visibleRow(principal: Principal, id: string): JobRow {
-    const row = this.repo.get(id);
-    if (!row || (!principal.isAdmin && row.owner !== principal.owner)) throw problems.notFound(`job ${id}`);
+    const row = this.findVisibleRow(principal, id);
+    if (!row) throw problems.notFound(`job ${id}`);
     return row;
+  }
+
+  /** The job's view if it exists and the principal may see it (the status fast path: no Error built for a miss). */
+  findVisible(principal: Principal, id: string): Job | undefined {
+    const row = this.findVisibleRow(principal, id);
+    return row && this.view(row);
+  }
+
+  private findVisibleRow(principal: Principal, id: string): JobRow | undefined {
+    const row = this.repo.get(id);
+    return row && (principal.isAdmin || row.owner === principal.owner) ? row : undefined;
   }
 
   get(principal: Principal, id: string): Job {

@@ -1,0 +1,138 @@
+// The status poll's fast path (src/api/status-fast-path.ts): GET /v1/jobs/{id}
+// answered before fastify routes it must be the answer fastify gives (body,
+// headers, log line, latency metric), and everything but a plain 200 must
+// still be fastify's (401/403/404 as problem+json).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { request } from 'undici';
+import { hashToken } from '../../src/auth/tokens.js';
+import { client, startGantry, tempDir, TEST_IMAGE } from '../helpers/gantry.js';
+
+interface Line {
+  msg: string;
+  reqId?: string;
+  [k: string]: unknown;
+}
+
+function captureLines() {
+  const lines: Line[] = [];
+  const dest = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Line);
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'info' }, dest), lines };
+}
+
+async function requestLine(lines: Line[], reqId: string): Promise<Line> {
+  for (let i = 0; i < 100; i++) {
+    const found = lines.filter((l) => l.msg === 'request' && l.reqId === reqId);
+    if (found.length > 0) {
+      assert.equal(found.length, 1, `one request line for ${reqId}`);
+      return found[0]!;
+    }
+    await sleep(20);
+  }
+  throw new Error(`no request line for ${reqId}`);
+}
+
+const tokens = { alice: 'alice-token-0123456789abcdef', bob: 'bob-token-0123456789abcdef', metrics: 'metrics-token-0123456789abcd' };
+
+test('GET /v1/jobs/{id}: the fast path answers exactly as the routed request does, and only a plain 200', async (t) => {
+  const dir = tempDir();
+  const file = path.join(dir, 'tokens.json');
+  fs.writeFileSync(
+    file,
+    JSON.stringify([
+      { owner: 'alice', scopes: ['submit', 'read'], sha256: hashToken(tokens.alice) },
+      { owner: 'bob', scopes: ['submit', 'read'], sha256: hashToken(tokens.bob) },
+      { owner: 'ops', scopes: ['metrics'], sha256: hashToken(tokens.metrics) },
+    ]),
+  );
+  const cap = captureLines();
+  const g = await startGantry(t, { GANTRY_TOKENS_FILE: file, GANTRY_LOG_LEVEL: 'info' }, { logger: cap.logger });
+  // Counts the answers the fast path gave: it alone calls findVisible.
+  const jobs = g.app.gantry.jobs;
+  let fast = 0;
+  const findVisible = jobs.findVisible.bind(jobs);
+  jobs.findVisible = (principal, id) => {
+    const job = findVisible(principal, id);
+    if (job !== undefined) fast += 1;
+    return job;
+  };
+  const observed = () =>
+    g.app.metrics.httpDuration.get().values.find((v) => v.metricName.endsWith('_count') && v.labels.route === '/v1/jobs/:id' && v.labels.status_code === '200')
+      ?.value ?? 0;
+
+  const alice = client(g.url, tokens.alice);
+  const job = await alice.submit({ image: TEST_IMAGE, command: ['sh', '-c', 'echo hi'] });
+  await alice.waitFor(job.id);
+
+  const get = async (url: string, reqId: string, token = tokens.alice) => {
+    const res = await request(`${g.url}${url}`, { headers: { authorization: `Bearer ${token}`, 'x-request-id': reqId } });
+    return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
+  };
+  const before = { fast, observed: observed() };
+  const direct = await get(`/v1/jobs/${job.id}`, 'fast-1');
+  assert.equal(fast, before.fast + 1, 'the plain poll took the fast path');
+  // A query string makes the same request go through fastify's router.
+  const routed = await get(`/v1/jobs/${job.id}?via=router`, 'routed-1');
+  assert.equal(fast, before.fast + 1, 'the poll with a query string did not');
+  assert.equal(observed(), before.observed + 2, 'both are counted in the latency histogram, under the route');
+
+  assert.equal(direct.status, 200);
+  assert.equal(direct.text, routed.text, 'the same body, byte for byte');
+  assert.equal(JSON.parse(direct.text).state, 'succeeded');
+  const comparable = (h: Record<string, unknown>) => Object.fromEntries(Object.entries(h).filter(([k]) => k !== 'date' && k !== 'x-request-id'));
+  assert.deepEqual(comparable(direct.headers), comparable(routed.headers), 'the same headers');
+  assert.equal(direct.headers['x-request-id'], 'fast-1', 'the caller\'s request id is kept');
+  assert.equal(routed.headers['x-request-id'], 'routed-1');
+
+  const lineDirect = await requestLine(cap.lines, 'fast-1');
+  const lineRouted = await requestLine(cap.lines, 'routed-1');
+  const comparableLine = (l: Line) => Object.fromEntries(Object.entries(l).filter(([k]) => !['reqId', 'url', 'ms', 'time'].includes(k)));
+  assert.deepEqual(comparableLine(lineDirect), comparableLine(lineRouted), 'the same log line');
+  assert.deepEqual(Object.keys(lineDirect), Object.keys(lineRouted), 'with its fields in the same order');
+  assert.equal(lineDirect.url, `/v1/jobs/${job.id}`);
+  assert.equal(typeof lineDirect.ms, 'number');
+
+  // A fresh request id when the caller sends none or a malformed one.
+  const noId = await request(`${g.url}/v1/jobs/${job.id}`, { headers: { authorization: `Bearer ${tokens.alice}`, 'x-request-id': 'bad id' } });
+  await noId.body.text();
+  assert.match(String(noId.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+
+  // Everything else is fastify's answer, untouched by the fast path.
+  const counted = fast;
+  const problem = (r: { headers: Record<string, unknown>; text: string }) => {
+    assert.match(String(r.headers['content-type']), /^application\/problem\+json/);
+    return JSON.parse(r.text) as { status: number; type: string };
+  };
+  const wrong = await get(`/v1/jobs/${job.id}`, 'wrong-1', 'not-a-token');
+  assert.equal(wrong.status, 401);
+  assert.match(String(wrong.headers['www-authenticate']), /invalid_token/);
+  assert.equal(problem(wrong).status, 401);
+  const noToken = await request(`${g.url}/v1/jobs/${job.id}`);
+  assert.equal(noToken.statusCode, 401);
+  await noToken.body.text();
+  const scopeless = await get(`/v1/jobs/${job.id}`, 'scope-1', tokens.metrics);
+  assert.equal(scopeless.status, 403, 'a token without the read scope');
+  assert.equal(problem(scopeless).status, 403);
+  const otherOwner = await get(`/v1/jobs/${job.id}`, 'bob-1', tokens.bob);
+  assert.equal(otherOwner.status, 404, "another owner's job does not exist for bob");
+  assert.equal(problem(otherOwner).status, 404);
+  const unknown = await get('/v1/jobs/00000000-0000-4000-8000-000000000000', 'unknown-1');
+  assert.equal(unknown.status, 404);
+  const upper = await get(`/v1/jobs/${job.id.toUpperCase()}`, 'upper-1');
+  assert.equal(upper.status, 404, 'ids are matched as stored');
+  const head = await request(`${g.url}/v1/jobs/${job.id}`, { method: 'HEAD', headers: { authorization: `Bearer ${tokens.alice}` } });
+  assert.equal(head.statusCode, 200, 'HEAD is fastify\'s');
+  await head.body.text();
+  assert.equal(fast, counted, 'none of these took the fast path');
+  assert.equal((await requestLine(cap.lines, 'bob-1')).status, 404, 'and they are logged as before');
+});
