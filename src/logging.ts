@@ -1,6 +1,7 @@
 import pino, { type Logger } from 'pino';
 
-type Destination = ReturnType<typeof pino.destination>;
+/** sonic-boom in contentMode 'buffer', whose write takes Buffers (its types only know strings). */
+type Destination = Omit<ReturnType<typeof pino.destination>, 'write'> & { write(data: Buffer): boolean };
 
 /**
  * How far (bytes) the process log may run ahead of whoever reads Gantry's
@@ -39,13 +40,16 @@ export function processLogger(level: string, o: { fd?: number; bufferBytes?: num
   // thread-pool hand-off and a wake-up of the reader each; bench/ab.ts in
   // docs/performance.md). A minLength above 0 also makes flush(cb) wait for
   // the queue to drain (with 0, sonic-boom calls back at once).
-  const destination = pino.destination({
+  const destination: Destination = pino.destination({
     dest: o.fd ?? 1,
     sync: false,
     minLength: 4096,
     periodicFlush: 250,
     maxLength: o.bufferBytes ?? STDOUT_BUFFER_BYTES,
-  });
+    // Batches are handed over as Buffers (LineBatch): their bytes wait for
+    // the write off V8's heap.
+    contentMode: 'buffer',
+  }) as unknown as Destination;
   const batch = new LineBatch(destination);
   // pino's own exit hook flushes the destination, not lines still in the batch.
   process.once('exit', () => batch.flushSync());
@@ -56,8 +60,8 @@ export function processLogger(level: string, o: { fd?: number; bufferBytes?: num
   // A 'drop' is one batch refused whole: count its lines. Say so in the log
   // itself a second later (that line may be dropped too, and is then
   // counted and reported again).
-  destination.on('drop', (text: string) => {
-    dropped += countLines(text);
+  destination.on('drop', (batch: Buffer) => {
+    dropped += countLines(batch);
     if (reportDue) return;
     reportDue = true;
     setTimeout(() => {
@@ -74,13 +78,15 @@ export function processLogger(level: string, o: { fd?: number; bufferBytes?: num
 const BATCH_CHARS = 16 * 1024;
 
 /**
- * Collects pino's lines and hands them to the destination joined, once per
- * event-loop turn (or every BATCH_CHARS). Why: sonic-boom 4.2 measures the
- * byte length of its whole pending chunk on every write, which flattens
- * (copies) that growing string each time: per line, a copy of up to 16 KiB.
- * That was ~5 % of a status poll's CPU in a perf profile, and the batch cut
- * the poll's cost by 10-13 % (bench/ab.ts, docs/performance.md). One batch
- * is one write() to the destination, so the buffer bound and drops apply to
+ * Collects pino's lines and hands them to the destination joined, as one
+ * Buffer, once per event-loop turn (or every BATCH_CHARS). Why: given
+ * strings, sonic-boom 4.2 measures the byte length of its whole pending
+ * chunk on every write, which flattens (copies) that growing string each
+ * time: per line, a copy of up to 16 KiB (~5 % of a status poll's CPU in a
+ * perf profile). And strings that wait for the write long enough to be
+ * promoted were the largest garbage a poll left for the major GC; a Buffer's
+ * bytes are outside V8's heap (docs/performance.md, sixth pass). One batch
+ * is one write to the destination, so the buffer bound and drops apply to
  * whole batches.
  */
 class LineBatch {
@@ -121,13 +127,15 @@ class LineBatch {
     const text = this.lines.length === 1 ? this.lines[0]! : this.lines.join('');
     this.lines = [];
     this.chars = 0;
-    this.destination.write(text);
+    this.destination.write(Buffer.from(text));
   }
 }
 
-function countLines(text: string): number {
+const NEWLINE = 0x0a;
+
+function countLines(batch: Buffer): number {
   let n = 0;
-  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n += 1;
+  for (let i = batch.indexOf(NEWLINE); i !== -1; i = batch.indexOf(NEWLINE, i + 1)) n += 1;
   return n;
 }
 

@@ -1,5 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import type { Db } from './db.js';
+import { LRUCache } from 'lru-cache';
 import type { Job, JobSpec } from '../jobs/schema.js';
 import type { JobState } from '../jobs/states.js';
 
@@ -72,7 +73,13 @@ const ROW_CACHE_MAX = 4096;
 
 /** All SQL about jobs lives here; statements are prepared once. */
 export class JobsRepo {
-  private readonly rows = new Map<string, JobRow>();
+  /**
+   * lru-cache rather than a Map re-inserted on every hit: a hit re-links
+   * preallocated slots instead of growing and rehashing the Map's table, whose
+   * discarded copies were the largest garbage a status poll left for the
+   * major GC (sampling heap profile, docs/performance.md).
+   */
+  private readonly rows = new LRUCache<string, JobRow>({ max: ROW_CACHE_MAX });
   /** queuePositions()'s answer until the next write to `jobs`. */
   private positions: ReadonlyMap<string, number> | null = null;
   private readonly insertStmt: Statement;
@@ -128,16 +135,11 @@ export class JobsRepo {
     const inTx = this.db.inTransaction;
     if (!inTx) {
       const hit = this.rows.get(id);
-      if (hit) {
-        this.rows.delete(id); // most recently used last
-        this.rows.set(id, hit);
-        return hit;
-      }
+      if (hit) return hit;
     }
     const row = this.byIdStmt.get(id) as JobRow | undefined;
     if (row && !inTx) {
       this.rows.set(id, Object.freeze(row));
-      if (this.rows.size > ROW_CACHE_MAX) this.rows.delete(this.rows.keys().next().value!);
     }
     return row;
   }
