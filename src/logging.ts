@@ -60,8 +60,8 @@ export function processLogger(level: string, o: { fd?: number; bufferBytes?: num
   // A 'drop' is one batch refused whole: count its lines. Say so in the log
   // itself a second later (that line may be dropped too, and is then
   // counted and reported again).
-  destination.on('drop', (batch: Buffer) => {
-    dropped += countLines(batch);
+  destination.on('drop', (refused: Buffer) => {
+    dropped += countLines(refused);
     if (reportDue) return;
     reportDue = true;
     setTimeout(() => {
