@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { buildApp, type AppOverrides } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
+import { hashToken, type Scope } from '../../src/auth/tokens.js';
 import type { Job } from '../../src/jobs/schema.js';
 import { isTerminal } from '../../src/jobs/states.js';
 
@@ -20,6 +21,13 @@ export const docker = new Docker({ socketPath: process.env.GANTRY_DOCKER_SOCKET 
 
 export function tempDir(prefix = 'gantry-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Writes a GANTRY_TOKENS_FILE (only the tokens' hashes, as an operator would) in a fresh temp dir; returns its path. */
+export function tokensFile(entries: { owner: string; scopes: Scope[]; token: string }[]): string {
+  const file = path.join(tempDir(), 'tokens.json');
+  fs.writeFileSync(file, JSON.stringify(entries.map((e) => ({ owner: e.owner, scopes: e.scopes, sha256: hashToken(e.token) }))));
+  return file;
 }
 
 /** Environment for a test Gantry: temp data dir, known admin token, no GPUs, quiet logs. */

@@ -2,8 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { hashToken } from '../../src/auth/tokens.js';
-import { client, containersGone, containersOf, docker, startGantry, tempDir, TEST_IMAGE } from '../helpers/gantry.js';
+import { client, containersGone, containersOf, docker, startGantry, tempDir, TEST_IMAGE, tokensFile } from '../helpers/gantry.js';
 
 const sh = (script: string, extra: Record<string, unknown> = {}) => ({ image: TEST_IMAGE, command: ['sh', '-c', script], ...extra });
 
@@ -85,17 +84,12 @@ test('every refusal answers 4xx naming the field, and creates no container', asy
 });
 
 test('auth: 401 with WWW-Authenticate, scopes give 403, other owners get 404', async (t) => {
-  const dir = tempDir();
   const tokens = { alice: 'alice-token-0123456789abcdef', bob: 'bob-token-0123456789abcdef', reader: 'reader-token-0123456789abcd' };
-  const file = path.join(dir, 'tokens.json');
-  fs.writeFileSync(
-    file,
-    JSON.stringify([
-      { owner: 'alice', scopes: ['submit', 'read', 'cancel'], sha256: hashToken(tokens.alice) },
-      { owner: 'bob', scopes: ['submit', 'read', 'cancel'], sha256: hashToken(tokens.bob) },
-      { owner: 'alice', scopes: ['read'], sha256: hashToken(tokens.reader) },
-    ]),
-  );
+  const file = tokensFile([
+    { owner: 'alice', scopes: ['submit', 'read', 'cancel'], token: tokens.alice },
+    { owner: 'bob', scopes: ['submit', 'read', 'cancel'], token: tokens.bob },
+    { owner: 'alice', scopes: ['read'], token: tokens.reader },
+  ]);
   const g = await startGantry(t, { GANTRY_TOKENS_FILE: file });
   const none = await g.call('GET', '/v1/jobs', { token: null });
   assert.equal(none.status, 401);

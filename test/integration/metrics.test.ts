@@ -2,14 +2,11 @@
 // Docker engine before and after a handful of jobs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { hashToken } from '../../src/auth/tokens.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
-import { ADMIN_TOKEN, client, startGantry, tempDir, testEnv, TEST_IMAGE, type Client } from '../helpers/gantry.js';
+import { ADMIN_TOKEN, client, startGantry, tempDir, testEnv, TEST_IMAGE, tokensFile, type Client } from '../helpers/gantry.js';
 
 const TOKENS = {
   alice: 'alice-token-0123456789abcdef',
@@ -70,17 +67,12 @@ async function until(c: Client, pred: (s: Sample[]) => boolean, what: string): P
 }
 
 test('metrics: jobs, queue, durations, GPUs, logs, SSE clients, HTTP latency and Docker errors change as jobs run', async (t) => {
-  const dir = tempDir();
-  const file = path.join(dir, 'tokens.json');
-  fs.writeFileSync(
-    file,
-    JSON.stringify([
-      { owner: 'admin', scopes: ['admin'], sha256: hashToken(ADMIN_TOKEN) },
-      { owner: 'alice', scopes: ['submit', 'read', 'cancel'], sha256: hashToken(TOKENS.alice) },
-      { owner: 'ops', scopes: ['metrics'], sha256: hashToken(TOKENS.prom) },
-      { owner: 'alice', scopes: ['read'], sha256: hashToken(TOKENS.reader) },
-    ]),
-  );
+  const file = tokensFile([
+    { owner: 'admin', scopes: ['admin'], token: ADMIN_TOKEN },
+    { owner: 'alice', scopes: ['submit', 'read', 'cancel'], token: TOKENS.alice },
+    { owner: 'ops', scopes: ['metrics'], token: TOKENS.prom },
+    { owner: 'alice', scopes: ['read'], token: TOKENS.reader },
+  ]);
   const g = await startGantry(
     t,
     { GANTRY_TOKENS_FILE: file, GANTRY_MAX_RUNNING: '1', GANTRY_GPU_DRIVER: 'env', GANTRY_STOP_GRACE_SECONDS: '1' },

@@ -4,14 +4,11 @@
 // still be fastify's (401/403/404 as problem+json).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { request } from 'undici';
-import { hashToken } from '../../src/auth/tokens.js';
-import { client, startGantry, tempDir, TEST_IMAGE } from '../helpers/gantry.js';
+import { client, startGantry, TEST_IMAGE, tokensFile } from '../helpers/gantry.js';
 
 interface Line {
   msg: string;
@@ -45,16 +42,11 @@ async function requestLine(lines: Line[], reqId: string): Promise<Line> {
 const tokens = { alice: 'alice-token-0123456789abcdef', bob: 'bob-token-0123456789abcdef', metrics: 'metrics-token-0123456789abcd' };
 
 test('GET /v1/jobs/{id}: the fast path answers exactly as the routed request does, and only a plain 200', async (t) => {
-  const dir = tempDir();
-  const file = path.join(dir, 'tokens.json');
-  fs.writeFileSync(
-    file,
-    JSON.stringify([
-      { owner: 'alice', scopes: ['submit', 'read'], sha256: hashToken(tokens.alice) },
-      { owner: 'bob', scopes: ['submit', 'read'], sha256: hashToken(tokens.bob) },
-      { owner: 'ops', scopes: ['metrics'], sha256: hashToken(tokens.metrics) },
-    ]),
-  );
+  const file = tokensFile([
+    { owner: 'alice', scopes: ['submit', 'read'], token: tokens.alice },
+    { owner: 'bob', scopes: ['submit', 'read'], token: tokens.bob },
+    { owner: 'ops', scopes: ['metrics'], token: tokens.metrics },
+  ]);
   const cap = captureLines();
   const g = await startGantry(t, { GANTRY_TOKENS_FILE: file, GANTRY_LOG_LEVEL: 'info' }, { logger: cap.logger });
   // Counts the answers the fast path gave: it alone calls findVisible.

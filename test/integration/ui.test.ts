@@ -8,9 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { hashToken } from '../../src/auth/tokens.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
-import { ADMIN_TOKEN, client, ROOT, startGantry, tempDir, TEST_IMAGE, type InProcessGantry } from '../helpers/gantry.js';
+import { ADMIN_TOKEN, client, ROOT, startGantry, tempDir, TEST_IMAGE, tokensFile, type InProcessGantry } from '../helpers/gantry.js';
 
 // Browser globals used inside page.evaluate callbacks (the project compiles without the DOM lib).
 interface El {
@@ -108,15 +107,10 @@ function assertStayedHome(b: Browser, g: InProcessGantry, expectedErrors?: RegEx
 }
 
 async function gantryWithTokens(t: TestContext, env: Record<string, string> = {}): Promise<InProcessGantry> {
-  const dir = tempDir();
-  const file = path.join(dir, 'tokens.json');
-  fs.writeFileSync(
-    file,
-    JSON.stringify([
-      { owner: 'admin', scopes: ['admin'], sha256: hashToken(ADMIN_TOKEN) },
-      { owner: 'admin', scopes: ['read'], sha256: hashToken(READER_TOKEN) },
-    ]),
-  );
+  const file = tokensFile([
+    { owner: 'admin', scopes: ['admin'], token: ADMIN_TOKEN },
+    { owner: 'admin', scopes: ['read'], token: READER_TOKEN },
+  ]);
   return startGantry(t, { GANTRY_TOKENS_FILE: file, GANTRY_GPU_DRIVER: 'env', GANTRY_STOP_GRACE_SECONDS: '1', ...env }, { gpuDevices: GPUS });
 }
 
