@@ -103,25 +103,25 @@ export async function benchLogs(g: GantryProc, driver: string, cfg: LogsConfig) 
   const alone: GantryLogRun[] = [];
   const attach: { runMs: number; MBps: number; cpu: ReturnType<CpuMeter['stop']> }[] = [];
   const follow: { runMs: number; MBps: number; cpu: ReturnType<CpuMeter['stop']> }[] = [];
-  const steps = [
-    async () => {
+  const steps = {
+    alone: async () => {
       say(`logs[${driver}]: Gantry job, ${cfg.mb} MB, no client (capture alone)`);
       const { perClient: _p, ...r } = await gantryLogJob(g, cfg.mb, 0);
       alone.push(r);
     },
-    async () => {
+    gantry: async () => {
       say(`logs[${driver}]: Gantry job, ${cfg.mb} MB, one SSE follower`);
       const { perClient: _p, ...r } = await gantryLogJob(g, cfg.mb);
       gantry.push(r);
     },
-    async () => {
+    attach: async () => {
       say(`logs[${driver}]: plain attach, ${cfg.mb} MB`);
       const meter = new CpuMeter(null);
       const r = await runRaw(rawOptions('same', command, env), { attach: true });
       if (r.payloadBytes !== bytes) throw new Error(`attach got ${r.payloadBytes} bytes, expected ${bytes}`);
       attach.push({ runMs: round(r.runMs, 0), MBps: round(bytes / MB / (r.runMs / 1000), 2), cpu: meter.stop() });
     },
-    async () => {
+    follow: async () => {
       say(`logs[${driver}]: docker logs --follow over the API, ${cfg.mb} MB`);
       const meter = new CpuMeter(null);
       const r = await runRaw(rawOptions('same', command, env), { followLogs: true });
@@ -129,17 +129,17 @@ export async function benchLogs(g: GantryProc, driver: string, cfg: LogsConfig) 
       const s = (r.runMs - (r.firstByteMs ?? 0)) / 1000;
       follow.push({ runMs: round(r.runMs, 0), MBps: round(bytes / MB / s, 2), cpu: meter.stop() });
     },
-  ];
+  };
   // BENCH_LOG_STEPS=alone,gantry,attach,follow picks steps (profiling one side alone).
-  const names = ['alone', 'gantry', 'attach', 'follow'];
+  const names = Object.keys(steps) as (keyof typeof steps)[];
   const pick = (process.env.BENCH_LOG_STEPS ?? names.join(',')).split(',');
-  const chosen = steps.filter((_, i) => pick.includes(names[i]!));
+  const chosen = names.filter((n) => pick.includes(n)).map((n) => steps[n]);
   for (let r = 0; r < cfg.rounds; r++) {
     for (let s = 0; s < chosen.length; s++) await chosen[(r + s) % chosen.length]!();
   }
   if (pick.includes('alone') && pick.includes('attach')) {
     for (let r = 0; alone.length < cfg.wallRounds || attach.length < cfg.wallRounds; r++) {
-      const pair = r % 2 === 0 ? [steps[2]!, steps[0]!] : [steps[0]!, steps[2]!];
+      const pair = r % 2 === 0 ? [steps.attach, steps.alone] : [steps.alone, steps.attach];
       for (const step of pair) await step();
     }
   }
