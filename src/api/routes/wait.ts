@@ -108,9 +108,9 @@ export const waitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, 
     async (request, reply) => {
       const { principal } = request;
       await pacer.pace(`${principal.owner}\u0000${request.params.id}`);
-      const row = jobs.repo.get(request.params.id);
       const id = request.params.id;
-      if (!row || (!principal.isAdmin && row.owner !== principal.owner)) {
+      const job = jobs.findVisible(principal, id);
+      if (!job) {
         reply.header('Location', `gantry:jobs/${encodeURIComponent(id)}?state=not_found`);
         return sendProblem(reply, {
           status: 303,
@@ -120,7 +120,6 @@ export const waitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, 
           extra: { jobId: id, state: null },
         });
       }
-      const job = jobs.view(row);
       if (!isTerminal(job.state)) {
         reply.header('Retry-After', String(Math.max(1, Math.ceil(config.pollMinIntervalMs / 1000))));
         return sendProblem(reply, {
