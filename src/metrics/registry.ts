@@ -1,0 +1,146 @@
+import type http from 'node:http';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { GpuAllocator } from '../gpu/allocator.js';
+import type { JobEventHub } from '../jobs/events.js';
+import type { Job } from '../model/job.js';
+import { isTerminal } from '../model/states.js';
+import { RUNTIME_OPS, type RuntimeOp } from '../runtime/runtime.js';
+import type { Store } from '../store/store.js';
+import { registerCollectors } from './collectors.js';
+import { HttpLatencyHistogram } from './http-latency.js';
+
+export interface MetricsSources {
+  store: Store;
+  gpus: GpuAllocator;
+  events: JobEventHub;
+  /** Process log lines dropped because stdout was read too slowly (src/logging.ts). */
+  droppedLogLines: () => number;
+}
+
+const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+const WAIT_BUCKETS = [0.1, 0.5, 1, 2.5, 5, 15, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600];
+const RUN_BUCKETS = [1, 5, 15, 30, 60, 300, 900, 1800, 3600, 2 * 3600, 6 * 3600, 12 * 3600, 24 * 3600, 3 * 86400];
+
+/** How many job ids are remembered to observe each job's queue wait and end once. */
+const SEEN_CAP = 10_000;
+
+/** A set that forgets its oldest entries past a cap (insertion order). */
+class BoundedSet {
+  private readonly items = new Set<string>();
+  constructor(private readonly cap: number) {}
+  has(id: string): boolean {
+    return this.items.has(id);
+  }
+  add(id: string): void {
+    this.items.add(id);
+    if (this.items.size > this.cap) this.items.delete(this.items.values().next().value!);
+  }
+  delete(id: string): void {
+    this.items.delete(id);
+  }
+}
+
+/**
+ * Gantry's metrics, in a registry of its own (so several apps can live in
+ * one process, as in tests). State that the store or the allocator already
+ * knows is read at scrape time (collectors.ts); what only passes by (queue
+ * waits, run times, HTTP latencies, container runtime errors, SSE
+ * connections) is observed here as it happens.
+ */
+export class GantryMetrics {
+  /** Observed by the HTTP layer on every response but SSE streams. */
+  readonly httpDuration = new HttpLatencyHistogram(HTTP_BUCKETS);
+  private readonly registry = new Registry();
+  private readonly sseClients: Gauge;
+  private readonly jobsFinished: Counter<'state' | 'owner'>;
+  private readonly queueWait: Histogram;
+  private readonly jobDuration: Histogram<'state'>;
+  private readonly runtimeErrors: Counter<'op'>;
+  private readonly leftQueue = new BoundedSet(SEEN_CAP);
+  private readonly ended = new BoundedSet(SEEN_CAP);
+
+  constructor(src: MetricsSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    registerCollectors(this.registry, src);
+    this.queueWait = new Histogram({
+      name: 'gantry_queue_wait_seconds',
+      help: 'Time from submission until a job left the queue (got its run slot and GPUs).',
+      buckets: WAIT_BUCKETS,
+      registers,
+    });
+    this.jobDuration = new Histogram({
+      name: 'gantry_job_duration_seconds',
+      help: 'Run time of jobs that started, from container start to the end, by final state.',
+      labelNames: ['state'],
+      buckets: RUN_BUCKETS,
+      registers,
+    });
+    this.jobsFinished = new Counter({
+      name: 'gantry_jobs_finished_total',
+      help: 'Jobs that reached a final state since this process started, by state and owner.',
+      labelNames: ['state', 'owner'],
+      registers,
+    });
+    this.sseClients = new Gauge({
+      name: 'gantry_sse_clients',
+      help: 'Log followers connected over Server-Sent Events.',
+      registers,
+    });
+    this.registry.registerMetric(this.httpDuration.asMetric());
+    this.runtimeErrors = new Counter({
+      name: 'gantry_docker_api_errors_total',
+      help: 'Docker Engine API calls that failed while driving jobs, by operation.',
+      labelNames: ['op'],
+      registers,
+    });
+    // Every op is exported from the start, so that rate() and increase() see the first error.
+    for (const op of RUNTIME_OPS) this.runtimeErrors.inc({ op }, 0);
+
+    src.events.onAnyStatus((job) => {
+      try {
+        this.observeStatus(job);
+      } catch {
+        // Metrics must never disturb a job's state change.
+      }
+    });
+  }
+
+  /** The Prometheus text exposition of every metric. */
+  scrape(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** One call to the container runtime failed while driving a job. */
+  runtimeError(op: RuntimeOp): void {
+    this.runtimeErrors.inc({ op });
+  }
+
+  /** Counts an SSE follower for as long as its connection lives. */
+  trackSse(res: http.ServerResponse): void {
+    this.sseClients.inc();
+    res.once('close', () => this.sseClients.dec());
+  }
+
+  /** Observes a job's queue wait when it first leaves the queue, and its end once. */
+  private observeStatus(job: Job): void {
+    const now = Date.now();
+    if ((job.state === 'pulling' || job.state === 'starting' || job.state === 'running') && !this.leftQueue.has(job.id)) {
+      this.leftQueue.add(job.id);
+      this.queueWait.observe(Math.max(0, (now - Date.parse(job.createdAt)) / 1000));
+    }
+    if (isTerminal(job.state) && !this.ended.has(job.id)) {
+      this.ended.add(job.id);
+      this.leftQueue.delete(job.id);
+      this.jobsFinished.inc({ state: job.state, owner: job.owner });
+      if (job.startedAt) {
+        const end = job.finishedAt ? Date.parse(job.finishedAt) : now;
+        this.jobDuration.observe({ state: job.state }, Math.max(0, (end - Date.parse(job.startedAt)) / 1000));
+      }
+    }
+  }
+}
