@@ -2,20 +2,22 @@ import path from 'node:path';
 import { z } from 'zod';
 
 /** Comma-separated list → trimmed, non-empty entries. */
-const csv = z
-  .string()
-  .transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x.length > 0));
+const splitList = (s: string) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0);
 
-const bool = z
-  .enum(['true', 'false', '1', '0', 'yes', 'no'])
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const csv = z.string().transform(splitList);
+
+const bool = z.enum(['true', 'false', '1', '0', 'yes', 'no']).transform((v) => v === 'true' || v === '1' || v === 'yes');
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 
 /** `KEY=VALUE,KEY=VALUE` → record (used for operator-set GPU driver variables). */
 const keyValues = z.string().transform((s, ctx) => {
   const out: Record<string, string> = {};
-  for (const part of s.split(',').map((x) => x.trim()).filter(Boolean)) {
+  for (const part of splitList(s)) {
     const eq = part.indexOf('=');
     if (eq <= 0) {
       ctx.addIssue({ code: 'custom', message: `expected KEY=VALUE, got "${part}"` });
@@ -27,47 +29,107 @@ const keyValues = z.string().transform((s, ctx) => {
 });
 
 /**
- * Every environment variable Gantry reads. The README's configuration table
- * is written from this schema; keep them in step.
+ * Every environment variable Gantry reads, each described once, here: what it
+ * does and its units in `.describe()`, its default in `.default()` (or, where
+ * it has none, what unset means in the description). The README's
+ * configuration table is generated from this schema (`npm run docs:config`).
  */
 export const EnvSchema = z.object({
-  GANTRY_HOST: z.string().min(1).default('127.0.0.1'),
-  GANTRY_PORT: int(0, 65535).default(8420),
-  GANTRY_DATA_DIR: z.string().min(1).default('./data'),
-  GANTRY_DOCKER_SOCKET: z.string().min(1).default('/var/run/docker.sock'),
-  GANTRY_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
-  GANTRY_TOKENS_FILE: z.string().min(1).optional(),
-  GANTRY_IMAGE_ALLOWLIST: csv.default(['local/*']),
-  GANTRY_MOUNT_ALLOWLIST: csv.default([]),
-  GANTRY_NETWORKS: csv.default(['none']),
-  GANTRY_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  GANTRY_MAX_RUNNING: int(1, 1024).default(16),
-  GANTRY_DEFAULT_MEMORY_MIB: int(4).default(2048),
-  GANTRY_MAX_MEMORY_MIB: int(4).default(262144),
-  GANTRY_MAX_CPUS: z.coerce.number().positive().default(64),
-  GANTRY_MAX_SHM_MIB: int(1).default(65536),
-  GANTRY_PIDS_LIMIT: int(16).default(4096),
-  GANTRY_DEFAULT_TIMEOUT_SECONDS: int(1).default(86400),
-  GANTRY_MAX_TIMEOUT_SECONDS: int(1).default(7 * 86400),
-  GANTRY_STOP_GRACE_SECONDS: int(0, 3600).default(10),
-  GANTRY_CAPABILITIES: csv.default([]),
-  GANTRY_PULL_POLICY: z.enum(['missing', 'always', 'never']).default('missing'),
-  GANTRY_ALLOWED_PULL_POLICIES: csv.pipe(z.array(z.enum(['missing', 'always', 'never']))).default(['missing', 'always', 'never']),
-  GANTRY_REGISTRY_AUTH_FILE: z.string().min(1).optional(),
-  GANTRY_LOG_DRIVER: z.enum(['json-file', 'local']).default('local'),
-  GANTRY_LOG_MAX_BYTES: int(1024).default(512 * 1024 * 1024),
-  GANTRY_LOG_RETENTION_DAYS: int(0).default(30),
-  GANTRY_KEEP_CONTAINERS: bool.default(false),
-  GANTRY_SSE_HEARTBEAT_SECONDS: int(1, 15).default(15),
-  GANTRY_SSE_STALL_SECONDS: int(1).default(30),
-  GANTRY_GPUS: z.string().optional(),
-  GANTRY_GPU_DRIVER: z.enum(['nvidia', 'cdi', 'devices', 'env']).default('nvidia'),
-  GANTRY_GPU_DRIVER_MOUNTS: csv.default([]),
-  GANTRY_GPU_DRIVER_ENV: keyValues.default({}),
-  GANTRY_GPU_CAPABILITIES: z.string().min(1).default('compute,utility'),
-  GANTRY_METRICS: z.enum(['off', 'token', 'open']).default('token'),
-  GANTRY_METRICS_PORT: int(0, 65535).default(8421),
-  GANTRY_POLL_MIN_INTERVAL_MS: int(0).default(200),
+  GANTRY_HOST: z.string().min(1).default('127.0.0.1').describe('listen address of the API'),
+  GANTRY_PORT: int(0, 65535).default(8420).describe('listen port of the API (0: any free port)'),
+  GANTRY_DATA_DIR: z
+    .string()
+    .min(1)
+    .default('./data')
+    .describe('directory of the SQLite store (jobs and logs); relative to the working directory'),
+  GANTRY_DOCKER_SOCKET: z.string().min(1).default('/var/run/docker.sock').describe('Unix socket of the Docker engine Gantry drives'),
+  GANTRY_ADMIN_TOKEN: z
+    .string()
+    .min(16, 'must be at least 16 characters')
+    .optional()
+    .describe(
+      'an admin token to accept (≥ 16 characters); with neither this nor `GANTRY_TOKENS_FILE`, one is generated on first start and shown once',
+    ),
+  GANTRY_TOKENS_FILE: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('path of a JSON array of `{owner, scopes, sha256}` (`npm run token` prints an entry)'),
+  GANTRY_IMAGE_ALLOWLIST: csv
+    .default(['local/*'])
+    .describe(
+      'comma-separated globs of the images jobs may run, e.g. `local/*,registry.example.com/ml/*` (`*` stops at `/`; use `**` for deeper)',
+    ),
+  GANTRY_MOUNT_ALLOWLIST: csv.default([]).describe('comma-separated absolute host path prefixes and named volumes jobs may mount'),
+  GANTRY_NETWORKS: csv
+    .default(['none'])
+    .describe('comma-separated networks a job may join (`host`, `bridge`, `container:*` are always refused)'),
+  GANTRY_MAX_RUNNING: int(1, 1024).default(16).describe('jobs running at once (1–1024); more wait in the queue'),
+  GANTRY_DEFAULT_MEMORY_MIB: int(4).default(2048).describe('memory limit (MiB) of a job that gives none'),
+  GANTRY_MAX_MEMORY_MIB: int(4).default(262144).describe('the most memory (MiB) a job may ask for'),
+  GANTRY_MAX_CPUS: z.coerce.number().positive().default(64).describe('the most CPUs a job may ask for (fractions allowed)'),
+  GANTRY_MAX_SHM_MIB: int(1).default(65536).describe('the largest `/dev/shm` (MiB) a job may ask for'),
+  GANTRY_PIDS_LIMIT: int(16).default(4096).describe('pids limit of every container (≥ 16)'),
+  GANTRY_DEFAULT_TIMEOUT_SECONDS: int(1)
+    .default(86400)
+    .describe('timeout (seconds) of a job that gives none; past it the job ends `timed_out`'),
+  GANTRY_MAX_TIMEOUT_SECONDS: int(1)
+    .default(7 * 86400)
+    .describe('the longest timeout (seconds) a job may ask for'),
+  GANTRY_STOP_GRACE_SECONDS: int(0, 3600).default(10).describe('seconds from SIGTERM to SIGKILL on cancel and timeout (0–3600)'),
+  GANTRY_CAPABILITIES: csv.default([]).describe('comma-separated capabilities added back to every container (all others are dropped)'),
+  GANTRY_PULL_POLICY: z.enum(['missing', 'always', 'never']).default('missing').describe('pull policy of a job that gives none'),
+  GANTRY_ALLOWED_PULL_POLICIES: csv
+    .pipe(z.array(z.enum(['missing', 'always', 'never'])))
+    .default(['missing', 'always', 'never'])
+    .describe('comma-separated pull policies a job may choose'),
+  GANTRY_REGISTRY_AUTH_FILE: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('path of a JSON file `{"registry.host:port": {"username", "password"}}`; used for pulls, never exposed to jobs'),
+  GANTRY_LOG_DRIVER: z
+    .enum(['json-file', 'local'])
+    .default('local')
+    .describe('Docker log driver of job containers (`local` or `json-file`); Gantry resumes capture from it after a restart'),
+  GANTRY_LOG_MAX_BYTES: int(1024)
+    .default(512 * 1024 * 1024)
+    .describe(
+      "per-job log cap (bytes); past it a truncation marker is stored and output discarded. Docker's own log file of a job is sized 4 × this + 16 MiB (the driver's per-line overhead), so a restarted Gantry can always resume capture from it",
+    ),
+  GANTRY_LOG_RETENTION_DAYS: int(0).default(30).describe('delete the logs of jobs that ended more than this many days ago (0: keep)'),
+  GANTRY_KEEP_CONTAINERS: bool
+    .default(false)
+    .describe('keep finished containers (`true`/`false`, `1`/`0`, `yes`/`no`); their logs are stored either way'),
+  GANTRY_SSE_HEARTBEAT_SECONDS: int(1, 15).default(15).describe('interval (seconds, 1–15) of the SSE heartbeat comment'),
+  GANTRY_SSE_STALL_SECONDS: int(1).default(30).describe('a log client that reads nothing for this many seconds is dropped (it can resume)'),
+  GANTRY_GPUS: z
+    .string()
+    .optional()
+    .describe('GPU inventory: `nvidia-smi`, `none`, or `UUID:MEMORY_MIB,…`; unset: `nvidia-smi` if it is on the PATH, else `none`'),
+  GANTRY_GPU_DRIVER: z
+    .enum(['nvidia', 'cdi', 'devices', 'env'])
+    .default('nvidia')
+    .describe('how GPUs are injected: `nvidia`, `cdi`, `devices`, `env` (see docs/gpu.md)'),
+  GANTRY_GPU_DRIVER_MOUNTS: csv.default([]).describe('`devices` driver: comma-separated read-only driver mounts, `src[:dst]`'),
+  GANTRY_GPU_DRIVER_ENV: keyValues
+    .default({})
+    .describe('`devices` driver: variables it sets in containers, `KEY=VALUE,…` (e.g. `LD_LIBRARY_PATH=/usr/local/nvidia/lib64`)'),
+  GANTRY_GPU_CAPABILITIES: z.string().min(1).default('compute,utility').describe('`NVIDIA_DRIVER_CAPABILITIES` of every job'),
+  GANTRY_METRICS: z
+    .enum(['off', 'token', 'open'])
+    .default('token')
+    .describe('`/metrics`: `token` (bearer with `metrics` or `admin` scope), `open` (no token, on `GANTRY_METRICS_PORT`), `off`'),
+  GANTRY_METRICS_PORT: int(0, 65535).default(8421).describe('port of the open metrics listener (0: any free port)'),
+  GANTRY_POLL_MIN_INTERVAL_MS: int(0)
+    .default(200)
+    .describe(
+      'polls of `/v1/jobs/{id}/wait` for the same job closer together than this (milliseconds) are answered after it (paced, never refused); refused polls (401/403) of the same URL from the same address are paced the same way',
+    ),
+  GANTRY_LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default('info')
+    .describe("level of Gantry's own log (JSON lines on stdout; `info`: one line per request)"),
 });
 
 /** The environment, checked across fields, shaped into the nested config the app uses. */
@@ -137,19 +199,29 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
 export type Config = z.output<typeof ConfigSchema>;
 export type PolicyConfig = Config['policy'];
 
+/**
+ * A configuration value the operator must fix. Each problem is one line that
+ * starts with the variable's name; main.ts prints it as
+ * `gantry: invalid configuration: GANTRY_X: what is wrong` and exits 2.
+ */
 export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+  readonly problems: readonly string[];
+
+  constructor(variable: string, message: string);
+  constructor(problems: readonly string[]);
+  constructor(first: string | readonly string[], message?: string) {
+    // A value quoted in a problem may hold a newline; the output stays one line per problem.
+    const problems = (typeof first === 'string' ? [`${first}: ${message}`] : first).map((p) => p.replace(/\s*[\r\n]+\s*/g, ' '));
+    super(`invalid configuration: ${problems.join('; ')}`);
     this.name = 'ConfigError';
+    this.problems = problems;
   }
 }
 
-/** Reads the GANTRY_* variables; throws ConfigError with one line per bad value. */
+/** Reads the GANTRY_* variables; throws ConfigError with one problem per bad value. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // An empty variable means "unset", as in most shells' `VAR= cmd` idiom.
-  const gantryEnv = Object.fromEntries(
-    Object.entries(env).filter(([k, v]) => k.startsWith('GANTRY_') && v !== undefined && v !== ''),
-  );
+  const gantryEnv = Object.fromEntries(Object.entries(env).filter(([k, v]) => k.startsWith('GANTRY_') && v !== undefined && v !== ''));
   const parsed = ConfigSchema.safeParse(gantryEnv);
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));

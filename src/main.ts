@@ -4,16 +4,9 @@ import { ConfigError, loadConfig } from './config.js';
 import { flushLog } from './logging.js';
 
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`gantry: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadConfig();
+  // buildApp reads the files and lists the configuration names (tokens,
+  // registry auth, a static GPU list): their errors are ConfigErrors too.
   const app = await buildApp(config);
   // SIGTERM/SIGINT: stop accepting, finish requests in flight, and leave
   // running containers alone (the next start re-attaches to them).
@@ -29,6 +22,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  // The operator's to fix: one line per bad value, no stack trace, exit 2.
+  if (err instanceof ConfigError) {
+    process.stderr.write(err.problems.map((p) => `gantry: invalid configuration: ${p}\n`).join(''));
+    process.exit(2);
+  }
   process.stderr.write(`gantry: failed to start: ${(err as Error).stack ?? String(err)}\n`);
   process.exit(1);
 });

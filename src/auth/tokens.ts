@@ -2,13 +2,18 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import { ConfigError } from '../config.js';
 
 export const SCOPES = ['submit', 'read', 'cancel', 'admin', 'metrics'] as const;
 export type Scope = (typeof SCOPES)[number];
 
 export const TokenEntrySchema = z
   .object({
-    owner: z.string().min(1).max(128).regex(/^[A-Za-z0-9_.@-]+$/),
+    owner: z
+      .string()
+      .min(1)
+      .max(128)
+      .regex(/^[A-Za-z0-9_.@-]+$/),
     scopes: z.array(z.enum(SCOPES)).min(1),
     sha256: z.string().regex(/^[0-9a-f]{64}$/, 'must be the hex SHA-256 of the token'),
   })
@@ -81,23 +86,31 @@ export interface TokenSources {
 /**
  * Builds the token store from GANTRY_ADMIN_TOKEN and GANTRY_TOKENS_FILE. When
  * neither is configured, an admin token is generated on first start, shown
- * once, and only its hash is kept (in the store's settings).
+ * once, and only its hash is kept (in the store's settings). A tokens file
+ * that cannot be read or parsed is a ConfigError.
  */
 export function loadTokens(src: TokenSources): TokenStore {
   const entries: TokenEntry[] = [];
   if (src.adminToken) entries.push({ owner: 'admin', scopes: ['admin'], sha256: hashToken(src.adminToken) });
   if (src.tokensFile) {
     const file = path.resolve(src.tokensFile);
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError('GANTRY_TOKENS_FILE', `cannot read ${file}: ${(err as Error).message}`);
+    }
     let raw: unknown;
     try {
-      raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+      raw = JSON.parse(text);
     } catch (err) {
-      throw new Error(`GANTRY_TOKENS_FILE: cannot read ${file}: ${(err as Error).message}`);
+      throw new ConfigError('GANTRY_TOKENS_FILE', `${file} is not JSON: ${(err as Error).message}`);
     }
     const parsed = TokensFileSchema.safeParse(raw);
     if (!parsed.success) {
-      throw new Error(
-        `GANTRY_TOKENS_FILE: ${parsed.error.issues.map((i) => `[${i.path.join('.')}] ${i.message}`).join('; ')}`,
+      throw new ConfigError(
+        'GANTRY_TOKENS_FILE',
+        `${file}: ${parsed.error.issues.map((i) => `[${i.path.join('.')}] ${i.message}`).join('; ')}`,
       );
     }
     entries.push(...parsed.data);

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
 import { z } from 'zod';
+import { ConfigError } from '../config.js';
 
 const run = promisify(execFile);
 
@@ -46,7 +47,7 @@ export function parseNvidiaSmiCsv(text: string): (GpuDevice & { busId?: string }
   return gpus;
 }
 
-/** `UUID:MEMORY_MIB,UUID:MEMORY_MIB` → devices indexed in the given order. */
+/** `UUID:MEMORY_MIB,UUID:MEMORY_MIB` → devices indexed in the given order; a bad entry is a ConfigError. */
 export function parseStaticGpus(spec: string): GpuDevice[] {
   const seen = new Set<string>();
   return spec
@@ -58,9 +59,9 @@ export function parseStaticGpus(spec: string): GpuDevice[] {
       const uuid = colon > 0 ? entry.slice(0, colon) : '';
       const memoryMiB = Number(entry.slice(colon + 1));
       if (!uuid || /^\d+$/.test(uuid) || !Number.isInteger(memoryMiB) || memoryMiB <= 0) {
-        throw new Error(`GANTRY_GPUS: "${entry}" is not UUID:MEMORY_MIB`);
+        throw new ConfigError('GANTRY_GPUS', `"${entry}" is not UUID:MEMORY_MIB`);
       }
-      if (seen.has(uuid)) throw new Error(`GANTRY_GPUS: "${uuid}" is listed twice`);
+      if (seen.has(uuid)) throw new ConfigError('GANTRY_GPUS', `"${uuid}" is listed twice`);
       seen.add(uuid);
       return { index, uuid, name: 'static', memoryMiB };
     });

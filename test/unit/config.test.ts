@@ -1,7 +1,11 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { test } from 'node:test';
+import { loadRegistryAuth } from '../../src/auth/registry-auth.js';
 import { ConfigError, loadConfig } from '../../src/config.js';
+import { parseStaticGpus } from '../../src/gpu/inventory.js';
 
 test('defaults match the documented ones', () => {
   const c = loadConfig({});
@@ -40,4 +44,55 @@ test('cross-field checks are reported too', () => {
 
 test('an empty variable counts as unset', () => {
   assert.equal(loadConfig({ GANTRY_PORT: '' }).port, 8420);
+});
+
+test('a ConfigError is one line per problem, each starting with the variable', () => {
+  const one = new ConfigError('GANTRY_GPUS', '"x" is not UUID:MEMORY_MIB');
+  assert.deepEqual(one.problems, ['GANTRY_GPUS: "x" is not UUID:MEMORY_MIB']);
+  assert.equal(one.message, 'invalid configuration: GANTRY_GPUS: "x" is not UUID:MEMORY_MIB');
+  const quoted = new ConfigError('GANTRY_MOUNT_ALLOWLIST', '"a\nb" is neither an absolute path nor a volume name');
+  assert.deepEqual(quoted.problems, ['GANTRY_MOUNT_ALLOWLIST: "a b" is neither an absolute path nor a volume name']);
+  const two = new ConfigError(['GANTRY_PORT: bad', 'GANTRY_HOST: bad']);
+  assert.equal(two.message, 'invalid configuration: GANTRY_PORT: bad; GANTRY_HOST: bad');
+});
+
+test('a bad static GPU list is a ConfigError naming GANTRY_GPUS', () => {
+  for (const spec of ['GPU-a:lots', 'GPU-a:1,GPU-a:2']) {
+    assert.throws(
+      () => parseStaticGpus(spec),
+      (e: unknown) => e instanceof ConfigError && e.problems.length === 1 && e.problems[0]!.startsWith('GANTRY_GPUS: '),
+      spec,
+    );
+  }
+});
+
+test('a bad registry auth file is a ConfigError that names the variable and never repeats its content', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'regauth-'));
+  const write = (name: string, text: string) => {
+    fs.writeFileSync(path.join(dir, name), text);
+    return path.join(dir, name);
+  };
+  const cases: [string, RegExp][] = [
+    [path.join(dir, 'missing.json'), /cannot read .*missing\.json: ENOENT/],
+    [write('broken.json', '{"r.example:5000": {"username": "u", "password": "hunter2-secret'), /broken\.json is not JSON$/],
+    [write('short.json', JSON.stringify({ 'r.example:5000': { username: 'u' } })), /\[r\.example:5000\.password\]/],
+    [write('extra.json', JSON.stringify({ 'r.example:5000': { username: 'u', password: 'hunter2-secret', token: 'x' } })), /token/],
+  ];
+  for (const [file, why] of cases) {
+    assert.throws(
+      () => loadRegistryAuth(file),
+      (e: unknown) => {
+        assert.ok(e instanceof ConfigError);
+        assert.equal(e.problems.length, 1);
+        assert.match(e.problems[0]!, /^GANTRY_REGISTRY_AUTH_FILE: /);
+        assert.match(e.problems[0]!, why);
+        assert.doesNotMatch(e.message, /hunter2/);
+        return true;
+      },
+      file,
+    );
+  }
+  assert.deepEqual(loadRegistryAuth(undefined), {});
+  const good = write('good.json', JSON.stringify({ 'r.example:5000': { username: 'u', password: 'p' } }));
+  assert.deepEqual(loadRegistryAuth(good), { 'r.example:5000': { username: 'u', password: 'p' } });
 });
