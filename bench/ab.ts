@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-ab-'));
   try {
     const dataDirs = dists.map((_, i) => path.join(tmp, String(i)));
-    const ids = seedJobs(dataDirs[0]!, 10_000);
+    const ids = await seedJobs(dataDirs[0]!, 10_000);
     for (const d of dataDirs.slice(1)) fs.cpSync(dataDirs[0]!, d, { recursive: true });
     const { rounds } = await benchFreshPolls({
       dists,

@@ -98,7 +98,7 @@ async function main(): Promise<void> {
     await watcher.start();
     const primaryDir = path.join(tmp, 'primary');
     say(`seeding ${cfg.seedJobs} finished jobs into the store`);
-    const ids = seedJobs(primaryDir, cfg.seedJobs);
+    const ids = await seedJobs(primaryDir, cfg.seedJobs);
     // The same store for the polls on fresh processes, copied before Gantry opens it.
     const freshDir = path.join(tmp, 'fresh');
     fs.cpSync(primaryDir, freshDir, { recursive: true });

@@ -32,7 +32,7 @@ export async function generateOpenapi(): Promise<string> {
       GANTRY_LOG_LEVEL: 'silent',
       GANTRY_METRICS: 'token',
     });
-    const app = await buildApp(config, { logger: pino({ level: 'silent' }), skipReconcile: true, announceToken: () => {} });
+    const app = await buildApp(config, { logger: pino({ level: 'silent' }), skipScheduler: true, announceToken: () => {} });
     try {
       return `${JSON.stringify(app.swagger(), null, 2)}\n`;
     } finally {

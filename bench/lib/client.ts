@@ -1,6 +1,6 @@
 import http from 'node:http';
 import { Agent, request } from 'undici';
-import type { Job } from '../../src/jobs/schema.js';
+import type { Job } from '../../src/model/job.js';
 import { IMAGE } from './gantry.js';
 import { BENCH_LABEL, BENCH_LABEL_VALUE } from './docker.js';
 import { now } from './util.js';

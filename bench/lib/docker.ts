@@ -3,8 +3,9 @@ import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { loadConfig } from '../../src/config.js';
 import { gpuInjection } from '../../src/gpu/inject.js';
-import type { JobSpec } from '../../src/jobs/schema.js';
-import { buildContainerOptions } from '../../src/runner/policy.js';
+import type { JobSpec } from '../../src/model/job.js';
+import { containerSpec } from '../../src/runner/container-spec.js';
+import { createOptions } from '../../src/runtime/docker/create-options.js';
 import { IMAGE } from './gantry.js';
 import { now } from './util.js';
 import { DockerDemuxer } from '../../src/logs/demux.js';
@@ -19,7 +20,7 @@ export type RawKind = 'same' | 'minimal';
 
 /**
  * Container options for the raw baselines. `same`: exactly what Gantry sends
- * for the job (built by Gantry's own buildContainerOptions from the same
+ * for the job (built by Gantry's own containerSpec and createOptions from the same
  * environment: limits, init, dropped capabilities, log driver), so the
  * comparison isolates Gantry. `minimal`: image, command and network none only.
  */
@@ -37,10 +38,7 @@ export function rawOptions(kind: RawKind, command: string[], gantryEnv: Record<s
   }
   const cfg = loadConfig(gantryEnv);
   const spec = { image: IMAGE, command } as JobSpec;
-  const opts = buildContainerOptions(
-    { jobId: 'raw', owner: 'bench', spec, mounts: [], gpu: gpuInjection(cfg.gpus, [], null) },
-    cfg,
-  );
+  const opts = createOptions(containerSpec({ jobId: 'raw', owner: 'bench', spec, mounts: [], gpu: gpuInjection(cfg.gpus, [], null) }, cfg));
   return { ...opts, name, Labels: { [BENCH_LABEL]: BENCH_LABEL_VALUE } };
 }
 

@@ -1,4 +1,4 @@
-import type { Job } from '../../src/jobs/schema.js';
+import type { Job } from '../../src/model/job.js';
 import { cancel, followSse, getJob, jobSpec, submit, type SseHandle } from '../lib/client.js';
 import { BENCH_TOKEN, procKiB, RssSampler, type GantryProc } from '../lib/gantry.js';
 import { median, round, say, sleep, within } from '../lib/util.js';

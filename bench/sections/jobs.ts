@@ -1,4 +1,4 @@
-import type { Job } from '../../src/jobs/schema.js';
+import type { Job } from '../../src/model/job.js';
 import { followSse, jobSpec, submit } from '../lib/client.js';
 import { rawOptions, runRaw, type DestroyWatcher, type RawKind } from '../lib/docker.js';
 import { CpuMeter } from '../lib/cpu.js';

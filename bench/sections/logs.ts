@@ -1,4 +1,4 @@
-import type { Job } from '../../src/jobs/schema.js';
+import type { Job } from '../../src/model/job.js';
 import { followSse, getJob, jobSpec, submit } from '../lib/client.js';
 import { rawOptions, runRaw } from '../lib/docker.js';
 import { BENCH_TOKEN, procCpuSeconds, procKiB, resetPeak, RssSampler, type GantryProc } from '../lib/gantry.js';

@@ -2,11 +2,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import autocannon, { type Result } from 'autocannon';
-import { openDb } from '../../src/store/db.js';
-import { JobsRepo } from '../../src/store/jobs-repo.js';
-import type { JobSpec } from '../../src/jobs/schema.js';
-import { specHash } from '../../src/jobs/service.js';
-import { isTerminal } from '../../src/jobs/states.js';
+import { openSqliteStore } from '../../src/store/sqlite/index.js';
+import type { JobSpec } from '../../src/model/job.js';
+import { specHash } from '../../src/jobs/spec-hash.js';
+import { isTerminal } from '../../src/model/states.js';
 import { BENCH_TOKEN, freePort, IMAGE, procCpuSeconds, ROOT, startGantry, type GantryProc } from '../lib/gantry.js';
 import { openLoop } from '../lib/open-loop.js';
 import { cancel, getJob, jobSpec, submit } from '../lib/client.js';
@@ -16,29 +15,26 @@ import { mean, pool, round, say, sleep } from '../lib/util.js';
  * Stores `n` finished jobs of the bench owner directly in Gantry's store
  * (before Gantry starts), as a busy host would have them. Returns their ids.
  */
-export function seedJobs(dataDir: string, n: number): string[] {
-  const db = openDb(dataDir);
-  const repo = new JobsRepo(db);
+export async function seedJobs(dataDir: string, n: number): Promise<string[]> {
+  const store = openSqliteStore(dataDir);
   const ids: string[] = [];
   const t = Date.now() - n * 1000;
-  db.transaction(() => {
-    for (let i = 0; i < n; i++) {
-      const id = crypto.randomUUID();
-      const spec = { image: IMAGE, command: ['sh', '-c', `echo job ${i}`], labels: { team: `t${i % 10}` } } as JobSpec;
-      const created = new Date(t + i * 1000).toISOString();
-      repo.insert({ id, owner: 'bench', spec, specHash: specHash(spec), idempotencyKey: null, requestId: null, createdAt: created });
-      repo.update(id, {
-        state: 'succeeded',
-        exit_code: 0,
-        result: `job ${i}`,
-        container_id: crypto.randomBytes(32).toString('hex'),
-        started_at: new Date(t + i * 1000 + 200).toISOString(),
-        finished_at: new Date(t + i * 1000 + 450).toISOString(),
-      });
-      ids.push(id);
-    }
-  })();
-  db.close();
+  for (let i = 0; i < n; i++) {
+    const id = crypto.randomUUID();
+    const spec = { image: IMAGE, command: ['sh', '-c', `echo job ${i}`], labels: { team: `t${i % 10}` } } as JobSpec;
+    const created = new Date(t + i * 1000).toISOString();
+    await store.jobs.insert({ id, owner: 'bench', spec, specHash: specHash(spec), idempotencyKey: null, requestId: null, createdAt: created });
+    await store.jobs.update(id, {
+      state: 'succeeded',
+      exitCode: 0,
+      result: `job ${i}`,
+      containerId: crypto.randomBytes(32).toString('hex'),
+      startedAt: new Date(t + i * 1000 + 200).toISOString(),
+      finishedAt: new Date(t + i * 1000 + 450).toISOString(),
+    });
+    ids.push(id);
+  }
+  await store.close();
   return ids;
 }
 

@@ -1,6 +1,6 @@
-import type { Job, JobSpec } from '../jobs/schema.js';
-import type { LogLine } from '../logs/store.js';
-import { PROBLEM_BASE } from './problem.js';
+import type { Job, JobSpec } from '../model/job.js';
+import type { LogLine } from '../model/log.js';
+import { PROBLEM_BASE } from './problems.js';
 
 /**
  * Examples shown in the OpenAPI document (request and response media).
@@ -91,4 +91,18 @@ export const problemExamples: Record<number, Record<string, unknown>> = {
     errors: [{ field: 'body.image', message: 'image "docker.io/library/alpine:3" is not in GANTRY_IMAGE_ALLOWLIST' }],
   },
   429: { type: `${PROBLEM_BASE}rate-limited`, title: 'Too many requests', status: 429, detail: 'too many requests', instance: `/v1/jobs/${base.id}` },
+  503: {
+    type: `${PROBLEM_BASE}store-unavailable`,
+    title: 'Store unavailable',
+    status: 503,
+    detail: 'the store cannot be written: disk I/O error; nothing was stored, try again later',
+    instance: '/v1/jobs',
+  },
+  507: {
+    type: `${PROBLEM_BASE}store-full`,
+    title: 'Storage full',
+    status: 507,
+    detail: "the store's disk is full: database or disk is full; nothing was stored, try again later",
+    instance: '/v1/jobs',
+  },
 };

@@ -1,5 +1,4 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { FastifyInstance } from 'fastify';
 import type { SwaggerTransform, SwaggerTransformObject } from '@fastify/swagger';
 import { z } from 'zod';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
@@ -140,10 +139,3 @@ export const openapiTransformObject: SwaggerTransformObject = (input) => {
   );
   return { ...doc, paths, components: { ...components, schemas: kept } } as ReturnType<SwaggerTransformObject>;
 };
-
-/** GET /openapi.json: the document, unauthenticated (it is the same for everyone). */
-export async function openapiRoute(app: FastifyInstance): Promise<void> {
-  app.get('/openapi.json', { schema: { hide: true } }, async (_request, reply) =>
-    reply.type('application/json; charset=utf-8').send(app.swagger()),
-  );
-}

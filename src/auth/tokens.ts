@@ -78,7 +78,7 @@ export interface TokenSources {
   adminToken: string | undefined;
   tokensFile: string | undefined;
   /** Reads/writes a persisted setting (the hash of a generated admin token). */
-  settings: { get(key: string): string | undefined; set(key: string, value: string): void };
+  settings: { get(key: string): Promise<string | undefined>; set(key: string, value: string): Promise<void> };
   /** Called once with a freshly generated admin token, to print it. */
   announce: (token: string) => void;
 }
@@ -89,7 +89,7 @@ export interface TokenSources {
  * once, and only its hash is kept (in the store's settings). A tokens file
  * that cannot be read or parsed is a ConfigError.
  */
-export function loadTokens(src: TokenSources): TokenStore {
+export async function loadTokens(src: TokenSources): Promise<TokenStore> {
   const entries: TokenEntry[] = [];
   if (src.adminToken) entries.push({ owner: 'admin', scopes: ['admin'], sha256: hashToken(src.adminToken) });
   if (src.tokensFile) {
@@ -116,11 +116,11 @@ export function loadTokens(src: TokenSources): TokenStore {
     entries.push(...parsed.data);
   }
   if (entries.length === 0) {
-    let digest = src.settings.get(ADMIN_SETTING);
+    let digest = await src.settings.get(ADMIN_SETTING);
     if (!digest) {
       const token = generateToken();
       digest = hashToken(token);
-      src.settings.set(ADMIN_SETTING, digest);
+      await src.settings.set(ADMIN_SETTING, digest);
       src.announce(token);
     }
     entries.push({ owner: 'admin', scopes: ['admin'], sha256: digest });

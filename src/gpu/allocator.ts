@@ -1,4 +1,4 @@
-import type { GpuRequest } from '../jobs/schema.js';
+import type { GpuRequest } from '../model/job.js';
 import type { GpuDevice } from './inventory.js';
 
 export interface Allocation {

@@ -1,14 +1,18 @@
 import fs from 'node:fs';
-import type Docker from 'dockerode';
 import type { Config } from '../config.js';
 import type { GpuDevice } from './inventory.js';
 
-type HostConfig = Docker.HostConfig;
-
+/** What a container gets for its GPUs, in the terms of the container runtime's ContainerSpec. */
 export interface GpuInjection {
   env: Record<string, string>;
-  hostConfig: Pick<HostConfig, 'DeviceRequests' | 'Devices' | 'Mounts'>;
+  /** Host device nodes passed through. */
+  devices: string[];
+  deviceRequests: { driver: 'nvidia' | 'cdi'; ids: string[]; capabilities?: string[][] }[];
+  /** Read-only driver mounts (the `devices` driver). */
+  mounts: { type: 'bind'; source: string; target: string; readOnly: true }[];
 }
+
+const NOTHING = { devices: [], deviceRequests: [], mounts: [] };
 
 const CONTROL_DEVICES = ['/dev/nvidiactl', '/dev/nvidia-uvm', '/dev/nvidia-uvm-tools'];
 
@@ -38,7 +42,7 @@ export function gpuInjection(
     NVIDIA_VISIBLE_DEVICES: uuids.length ? uuids.join(',') : 'void',
     NVIDIA_DRIVER_CAPABILITIES: cfg.capabilities,
   };
-  if (uuids.length === 0) return { env, hostConfig: {} };
+  if (uuids.length === 0) return { env, ...NOTHING };
 
   // TensorFlow otherwise maps the whole card's memory at start-up.
   env.TF_FORCE_GPU_ALLOW_GROWTH = 'true';
@@ -47,15 +51,9 @@ export function gpuInjection(
   switch (cfg.driver) {
     case 'nvidia':
       // Explicit UUIDs: Docker's Count=N always means GPUs 0..N-1.
-      return {
-        env,
-        hostConfig: { DeviceRequests: [{ Driver: 'nvidia', Count: 0, DeviceIDs: uuids, Capabilities: [['gpu']] }] },
-      };
+      return { env, ...NOTHING, deviceRequests: [{ driver: 'nvidia', ids: uuids, capabilities: [['gpu']] }] };
     case 'cdi':
-      return {
-        env,
-        hostConfig: { DeviceRequests: [{ Driver: 'cdi', Count: 0, DeviceIDs: uuids.map((u) => `nvidia.com/gpu=${u}`) }] },
-      };
+      return { env, ...NOTHING, deviceRequests: [{ driver: 'cdi', ids: uuids.map((u) => `nvidia.com/gpu=${u}`) }] };
     case 'devices': {
       const nodes = [
         ...allocated.map((d) => `/dev/nvidia${d.minor ?? d.index}`),
@@ -67,17 +65,16 @@ export function gpuInjection(
       env.CUDA_VISIBLE_DEVICES = uuids.join(',');
       return {
         env,
-        hostConfig: {
-          Devices: nodes.map((p) => ({ PathOnHost: p, PathInContainer: p, CgroupPermissions: 'rwm' })),
-          Mounts: cfg.driverMounts.map((m) => {
-            const [source, target] = m.includes(':') ? m.split(':', 2) : [m, m];
-            return { Type: 'bind', Source: source!, Target: target!, ReadOnly: true };
-          }),
-        },
+        devices: nodes,
+        deviceRequests: [],
+        mounts: cfg.driverMounts.map((m) => {
+          const [source, target] = m.includes(':') ? m.split(':', 2) : [m, m];
+          return { type: 'bind' as const, source: source!, target: target!, readOnly: true as const };
+        }),
       };
     }
     case 'env':
-      return { env, hostConfig: {} };
+      return { env, ...NOTHING };
   }
 }
 

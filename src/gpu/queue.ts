@@ -1,4 +1,4 @@
-import type { GpuRequest } from '../jobs/schema.js';
+import type { GpuRequest } from '../model/job.js';
 import type { Allocation, GpuAllocator } from './allocator.js';
 
 /** A queued job as the queue policy sees it, in scheduling order. */

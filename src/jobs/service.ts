@@ -1,24 +1,28 @@
 import crypto from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import type { PolicyConfig } from '../config.js';
 import type { Principal } from '../auth/tokens.js';
-import { deepFreeze } from '../api/frozen-json.js';
-import { problems } from '../api/problem.js';
-import type { JobHub } from '../logs/hub.js';
-import { JobsRepo, toJob, type JobPatch, type JobRow } from '../store/jobs-repo.js';
-import type { Job, JobSpec } from './schema.js';
-import { assertTransition, isTerminal, type JobState } from './states.js';
+import { IdempotencyConflictError, NotFoundError, PolicyViolationError, UnsatisfiableSpecError } from '../model/errors.js';
+import type { GpuRequest, Job, JobSpec } from '../model/job.js';
+import { assertTransition, isTerminal, type JobState } from '../model/states.js';
+import type { JobPatch, JobRecord, JobStore } from '../store/store.js';
+import type { JobEventHub } from './events.js';
+import { checkPolicy } from './policy.js';
+import type { QueueState } from './queue-state.js';
+import { specHash } from './spec-hash.js';
+import { deepFreeze, toJob } from './view.js';
 
-/** Hooks the scheduler installs so the service can wake it and stop containers. */
-export interface JobController {
-  /** A job was queued or resources were freed: look at the queue again. */
-  kick(): void;
-  /** Stop the job's container (SIGTERM, grace, SIGKILL); it then ends as cancelled. */
-  cancelActive(jobId: string): void;
-  /** Whether the scheduler has taken the job (it may still read `queued`). */
-  isLaunched(jobId: string): boolean;
-  /** Why a queued job is still waiting, if known. */
-  waitReason(jobId: string): string | null;
-  /** Rejects a GPU request that can never be met on this host. */
-  impossibleGpuRequest(spec: JobSpec): string | null;
+/** Finished jobs whose views are kept (a few KB each). */
+const FINISHED_VIEWS_MAX = 10_000;
+
+export interface JobServiceDeps {
+  store: JobStore;
+  events: JobEventHub;
+  queue: QueueState;
+  policy: PolicyConfig;
+  dockerSocket: string;
+  /** Why a GPU request can never be met on this host, or null when it can. */
+  impossibleGpuRequest: (req: GpuRequest) => string | null;
 }
 
 export interface SubmitResult {
@@ -26,76 +30,43 @@ export interface SubmitResult {
   created: boolean;
 }
 
-/** Canonical JSON: object keys sorted, so equal specs hash equally whatever the key order. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
-
-export function specHash(spec: JobSpec): string {
-  return crypto.createHash('sha256').update(canonical(spec)).digest('hex');
+export interface ListQuery {
+  states?: readonly JobState[] | undefined;
+  label?: { key: string; value: string } | undefined;
+  cursor?: number | undefined;
+  limit: number;
 }
 
 /**
- * Jobs as the API sees them: submit (with idempotency), read, list, cancel,
- * and the one place where a job's state changes (transition), which checks
- * the state machine, persists, and tells live followers.
+ * Jobs as their owners see them: submit (policy, idempotency), read, list,
+ * cancel; and the one place where a job's state changes (`transition`),
+ * which checks the state machine, stores the change as a compare-and-set
+ * on the state it read, and tells whoever listens.
  */
 export class JobService {
-  private controller: JobController | null = null;
   /**
-   * Views of jobs keyed by their cached row (frozen, see JobsRepo.get): such
-   * a view depends on the row alone, and any write to the job replaces the
-   * row object and so drops the view with it. Deeply frozen, so the status
-   * poll can reuse its JSON (src/api/frozen-json.ts). A queued job's view is
-   * a copy of it with the job's current place in the queue.
+   * Views keyed by their stored record: a record never changes (a write
+   * yields a new one), so its view never does either. Deeply frozen, so the
+   * API may remember a view's JSON. A queued job's view is a copy with its
+   * current place in the queue.
    */
-  private readonly viewByRow = new WeakMap<JobRow, Job>();
+  private readonly viewByRecord = new WeakMap<JobRecord, Job>();
+  /**
+   * Views of finished jobs by id. A finished job never changes again, so
+   * its view is served without asking the store (with its JSON remembered
+   * by the API): status polls of finished jobs cost no store read.
+   */
+  private readonly finished = new LRUCache<string, Job>({ max: FINISHED_VIEWS_MAX });
 
-  constructor(
-    readonly repo: JobsRepo,
-    private readonly hub: JobHub,
-  ) {}
+  constructor(private readonly d: JobServiceDeps) {}
 
-  attach(controller: JobController): void {
-    this.controller = controller;
-  }
-
-  private get ctl(): JobController {
-    if (!this.controller) throw new Error('JobService used before the scheduler attached');
-    return this.controller;
-  }
-
-  submit(
-    principal: Principal,
-    spec: JobSpec,
-    opts: { idempotencyKey: string | null; requestId: string | null },
-  ): SubmitResult {
+  async submit(principal: Principal, spec: JobSpec, opts: { idempotencyKey: string | null; requestId: string | null }): Promise<SubmitResult> {
+    const decision = checkPolicy(spec, this.d.policy, this.d.dockerSocket);
+    if (decision.errors.length > 0) throw new PolicyViolationError(decision.errors);
+    const impossible = spec.gpus ? this.d.impossibleGpuRequest(spec.gpus) : null;
+    if (impossible) throw new UnsatisfiableSpecError([{ path: 'gpus', message: impossible }]);
     const hash = specHash(spec);
-    if (opts.idempotencyKey !== null) {
-      // better-sqlite3 is synchronous: lookup and insert below run without
-      // any other request in between, so two racing submits cannot both
-      // insert; the unique index is the backstop.
-      const prior = this.repo.getByIdempotencyKey(principal.owner, opts.idempotencyKey);
-      if (prior) {
-        if (prior.spec_hash !== hash) {
-          throw problems.validation(
-            [{ field: 'headers.idempotency-key', message: 'this key was used with a different request body' }],
-            `Idempotency-Key "${opts.idempotencyKey}" was already used for job ${prior.id} with another body`,
-          );
-        }
-        return { job: this.view(prior), created: false };
-      }
-    }
-    const impossible = this.ctl.impossibleGpuRequest(spec);
-    if (impossible) throw problems.validation([{ field: 'body.gpus', message: impossible }]);
-    const row = this.repo.insert({
+    const { record, created } = await this.d.store.insert({
       id: crypto.randomUUID(),
       owner: principal.owner,
       spec,
@@ -104,95 +75,121 @@ export class JobService {
       requestId: opts.requestId,
       createdAt: new Date().toISOString(),
     });
-    this.ctl.kick();
-    return { job: this.view(row), created: true };
+    if (!created && record.specHash !== hash) throw new IdempotencyConflictError(opts.idempotencyKey!, record.id);
+    if (created) this.d.events.publishQueueChanged();
+    return { job: await this.view(record), created };
   }
 
-  /** A job the principal may see, or 404 (also for other owners' jobs). */
-  visibleRow(principal: Principal, id: string): JobRow {
-    const row = this.findVisibleRow(principal, id);
-    if (!row) throw problems.notFound(`job ${id}`);
-    return row;
+  /** A job the principal may see; NotFoundError otherwise (also for other owners' jobs). */
+  async visibleRecord(principal: Principal, id: string): Promise<JobRecord> {
+    const record = await this.findVisibleRecord(principal, id);
+    if (!record) throw new NotFoundError(`job ${id}`);
+    return record;
   }
 
-  /** The job's view if it exists and the principal may see it (the status fast path: no Error built for a miss). */
-  findVisible(principal: Principal, id: string): Job | undefined {
-    const row = this.findVisibleRow(principal, id);
-    return row && this.view(row);
+  /** The job's view if it exists and the principal may see it; a miss builds no Error. */
+  async findVisible(principal: Principal, id: string): Promise<Job | undefined> {
+    const done = this.finished.get(id);
+    if (done) return principal.isAdmin || done.owner === principal.owner ? done : undefined;
+    const record = await this.findVisibleRecord(principal, id);
+    return record && this.view(record);
   }
 
-  private findVisibleRow(principal: Principal, id: string): JobRow | undefined {
-    const row = this.repo.get(id);
-    return row && (principal.isAdmin || row.owner === principal.owner) ? row : undefined;
+  private async findVisibleRecord(principal: Principal, id: string): Promise<JobRecord | undefined> {
+    const record = await this.d.store.get(id);
+    return record && (principal.isAdmin || record.owner === principal.owner) ? record : undefined;
   }
 
-  get(principal: Principal, id: string): Job {
-    return this.view(this.visibleRow(principal, id));
+  async get(principal: Principal, id: string): Promise<Job> {
+    return this.view(await this.visibleRecord(principal, id));
   }
 
-  list(
-    principal: Principal,
-    q: { states?: JobState[] | undefined; label?: { key: string; value: string } | undefined; cursor?: number | undefined; limit: number },
-  ): { items: Job[]; nextCursor: number | null } {
-    const rows = this.repo.list({
+  /** The job's current view, whoever asks (for live followers of a job already checked). */
+  async current(id: string): Promise<Job> {
+    const record = await this.d.store.get(id);
+    if (!record) throw new NotFoundError(`job ${id}`);
+    return this.view(record);
+  }
+
+  async list(principal: Principal, q: ListQuery): Promise<{ items: Job[]; nextCursor: number | null }> {
+    const records = await this.d.store.list({
       owner: principal.isAdmin ? undefined : principal.owner,
       states: q.states,
       label: q.label,
       beforeSeq: q.cursor,
       limit: q.limit + 1,
     });
-    const page = rows.slice(0, q.limit);
+    const page = records.slice(0, q.limit);
     return {
-      items: page.map((r) => this.view(r)),
-      nextCursor: rows.length > q.limit ? page[page.length - 1]!.seq : null,
+      items: await Promise.all(page.map((r) => this.view(r))),
+      nextCursor: records.length > q.limit ? page[page.length - 1]!.seq : null,
     };
   }
 
   /** Idempotent: a queued job is never started; an active one is stopped; a finished one is returned as is. */
-  cancel(principal: Principal, id: string): Job {
-    const row = this.visibleRow(principal, id);
-    if (isTerminal(row.state)) return this.view(row);
-    // A job the scheduler already took is still `queued` in the store until
-    // its first step; it is stopped like an active one.
-    if (row.state === 'queued' && !this.ctl.isLaunched(id)) {
-      const done = this.transition(id, 'cancelled', { finished_at: new Date().toISOString(), reason: 'cancelled while queued' });
-      this.ctl.kick();
-      return this.view(done);
+  async cancel(principal: Principal, id: string): Promise<Job> {
+    const record = await this.visibleRecord(principal, id);
+    if (isTerminal(record.state)) return this.view(record);
+    // A job the scheduler already took still reads `queued` until its first
+    // step is stored; it is stopped like an active one.
+    if (record.state === 'queued' && !this.d.queue.isLaunched(id)) {
+      const done = await this.transition(id, 'cancelled', { finishedAt: new Date().toISOString(), reason: 'cancelled while queued' });
+      if (done) {
+        this.d.events.publishQueueChanged();
+        return this.view(done);
+      }
+      // The scheduler took it meanwhile: stop it like an active job.
     }
-    if (row.cancel_requested === 0) this.repo.update(id, { cancel_requested: 1 });
-    this.ctl.cancelActive(id);
-    return this.view(this.repo.get(id)!);
+    const now = (await this.d.store.get(id))!;
+    if (isTerminal(now.state)) return this.view(now);
+    const updated = now.cancelRequested ? now : ((await this.d.store.update(id, { cancelRequested: true })) ?? now);
+    this.d.events.publishCancelRequested(id);
+    return this.view(updated);
   }
 
-  /** The only way a job's state changes. */
-  transition(id: string, to: JobState, patch: JobPatch = {}): JobRow {
-    const row = this.repo.get(id);
-    if (!row) throw new Error(`job ${id} vanished from the store`);
-    assertTransition(row.state, to);
-    const updated = this.repo.update(id, { ...patch, state: to });
-    this.hub.publishStatus(this.view(updated));
+  /**
+   * The only way a job's state changes. The write is a compare-and-set on
+   * the state read here, so a concurrent change (a cancel racing the
+   * scheduler) is never overwritten: the transition is then checked again
+   * against the new state. Resolves undefined when the job has already
+   * ended; an illegal transition is a bug and throws.
+   */
+  async transition(id: string, to: JobState, patch: JobPatch = {}): Promise<JobRecord | undefined> {
+    for (;;) {
+      const record = await this.d.store.get(id);
+      if (!record) throw new NotFoundError(`job ${id}`);
+      // A terminal state is final: another writer ended the job first.
+      if (isTerminal(record.state)) return undefined;
+      assertTransition(record.state, to);
+      const updated = await this.d.store.update(id, { ...patch, state: to }, { state: record.state });
+      if (updated) {
+        this.d.events.publishStatus(await this.view(updated));
+        return updated;
+      }
+    }
+  }
+
+  /** Updates details without a state change (pull progress, container id, result) and tells followers. */
+  async patch(id: string, patch: JobPatch): Promise<JobRecord> {
+    const updated = await this.d.store.update(id, patch);
+    if (!updated) throw new NotFoundError(`job ${id}`);
+    this.d.events.publishStatus(await this.view(updated));
     return updated;
   }
 
-  /** Updates details without a state change (pull progress, result) and tells followers. */
-  patch(id: string, patch: JobPatch): JobRow {
-    const updated = this.repo.update(id, patch);
-    this.hub.publishStatus(this.view(updated));
-    return updated;
-  }
-
-  view(row: JobRow): Job {
-    let job = this.viewByRow.get(row);
+  async view(record: JobRecord): Promise<Job> {
+    let job = this.viewByRecord.get(record);
     if (job === undefined) {
-      job = deepFreeze(toJob(row, null));
-      this.viewByRow.set(row, job);
+      job = deepFreeze(toJob(record));
+      this.viewByRecord.set(record, job);
+      if (isTerminal(record.state)) this.finished.set(record.id, job);
     }
-    if (row.state !== 'queued') return job;
+    if (record.state !== 'queued') return job;
     // A queued job's position and wait reason change as the queue moves.
     return {
       ...job,
-      position: this.repo.queuePositions().get(row.id) ?? null,
-      reason: job.reason ?? this.controller?.waitReason(row.id) ?? null,
+      position: (await this.d.store.queuePositions()).get(record.id) ?? null,
+      reason: job.reason ?? this.d.queue.waitReason(record.id),
     };
   }
 }

@@ -1,10 +1,10 @@
-import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
+import { type LogState, type NewLogRecord, RESULT_MAX } from '../model/log.js';
+import type { LogStore } from '../store/store.js';
 import { DockerDemuxer, type StdStream } from './demux.js';
 import { LineSplitter } from './line-splitter.js';
-import { RESULT_MAX, type LogState, type LogStore, type NewLogRecord } from './store.js';
 
 const FLUSH_RECORDS = 2000;
 const FLUSH_BYTES = 256 * 1024;
@@ -47,9 +47,12 @@ export interface CaptureOptions {
  * lines, number, and append in batches. A capture resumed after a restart
  * reads the container's whole log again and skips, per stream, exactly the
  * records already stored, so no line is lost or duplicated.
+ *
+ * Writes to the store are made one after another, in order, each with the
+ * state as it was when its records were cut (the store may be remote).
  */
-export class LogCapture extends EventEmitter {
-  private state: LogState;
+export class LogCapture {
+  private readonly state: LogState;
   private readonly skip: Record<StdStream, number>;
   private buffer: NewLogRecord[] = [];
   private bufferBytes = 0;
@@ -59,11 +62,21 @@ export class LogCapture extends EventEmitter {
   private readonly driverBudget: number;
   private readonly recordOverhead: number;
 
-  constructor(private readonly opts: CaptureOptions) {
-    super();
+  /** The store writes in flight, chained in order. */
+  private writes: Promise<void> = Promise.resolve();
+
+  /** A capture that resumes where the store's log of the job ends. */
+  static async open(opts: CaptureOptions): Promise<LogCapture> {
+    return new LogCapture(opts, await opts.store.state(opts.jobId));
+  }
+
+  private constructor(
+    private readonly opts: CaptureOptions,
+    stored: LogState,
+  ) {
     this.driverBudget = (driverLogMaxMiB(opts.maxBytes) - 8) * MiB;
     this.recordOverhead = DRIVER_RECORD_OVERHEAD[opts.driver];
-    this.state = opts.store.state(opts.jobId);
+    this.state = { ...stored };
     this.skip = { stdout: this.state.stdoutRecords, stderr: this.state.stderrRecords };
     this.splitters = {
       stdout: new LineSplitter((l) => this.record('stdout', l)),
@@ -87,15 +100,18 @@ export class LogCapture extends EventEmitter {
   }
 
   /** Writes what is buffered and marks the log complete. */
-  finish(): LogState {
+  async finish(): Promise<LogState> {
     this.flush();
     this.state.complete = true;
     this.persist([]);
-    return this.state;
+    await this.writes;
+    return { ...this.state };
   }
 
-  get current(): LogState {
-    return this.state;
+  /** Writes what is buffered, leaving the log open for a capture that resumes it. */
+  async detach(): Promise<void> {
+    this.flush();
+    await this.writes;
   }
 
   private record(stream: StdStream, line: string): void {
@@ -155,16 +171,25 @@ export class LogCapture extends EventEmitter {
    * container is never blocked on a full pipe, and Gantry keeps running.
    */
   private persist(records: NewLogRecord[]): void {
+    const snapshot = { ...this.state };
+    this.writes = this.writes.then(() => this.write(records, snapshot));
+  }
+
+  private async write(records: NewLogRecord[], snapshot: LogState): Promise<void> {
+    // After a failed write nothing more is stored (the lines since are lost anyway).
+    if (this.state.error && !snapshot.error) return;
     try {
-      this.opts.store.append(this.opts.jobId, records, this.state);
-      if (records.length > 0) this.opts.onAppend(this.state.nextSeq - 1);
+      await this.opts.store.append(this.opts.jobId, records, snapshot);
+      if (records.length > 0) this.opts.onAppend(snapshot.nextSeq - 1);
     } catch (err) {
       const message = `log storage failed: ${(err as Error).message}`;
       this.opts.log.error({ err, jobId: this.opts.jobId }, message);
       this.state.error = message;
-      this.state.nextSeq -= records.length;
+      this.state.nextSeq = snapshot.nextSeq - records.length;
+      this.buffer = [];
+      this.bufferBytes = 0;
       try {
-        this.opts.store.saveState(this.opts.jobId, this.state);
+        await this.opts.store.saveState(this.opts.jobId, { ...this.state });
       } catch {
         // The store cannot take even the error note; it stays in memory and in the log.
       }

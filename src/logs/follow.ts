@@ -1,8 +1,10 @@
 import type { ServerResponse } from 'node:http';
-import type { Job } from '../jobs/schema.js';
-import { isTerminal } from '../jobs/states.js';
-import type { JobHub } from './hub.js';
-import { decodeChunk, type LogChunk, type LogLine, type LogStore, type LogStream } from './store.js';
+import type { Job } from '../model/job.js';
+import { isTerminal } from '../model/states.js';
+import type { JobEventHub } from '../jobs/events.js';
+import type { LogChunk, LogLine, LogStream } from '../model/log.js';
+import { decodeChunk } from '../store/chunk-codec.js';
+import type { LogStore } from '../store/store.js';
 
 /** A batch ends at the first chunk boundary past this many lines (chunks hold ≤ 2,000). */
 const BATCH_LINES = 2000;
@@ -81,8 +83,8 @@ export interface FollowOptions {
   heartbeatMs: number;
   stallMs: number;
   store: LogStore;
-  hub: JobHub;
-  currentJob: () => Job;
+  hub: JobEventHub;
+  currentJob: () => Promise<Job>;
   res: ServerResponse;
   /** How a line, a status change and the end are written (SSE or plain text). */
   format: {
@@ -167,7 +169,7 @@ export async function followLog(o: FollowOptions): Promise<void> {
       }
       // Read the job before the lines: if it is terminal now, every line it
       // will ever have is already stored (capture finishes first).
-      const job = o.currentJob();
+      const job = await o.currentJob();
       // Whole stored chunks, until a batch is full or the store has no more;
       // chunks another follower formatted lately are taken from memory.
       const pieces: (string | Buffer)[] = [];
@@ -180,18 +182,20 @@ export async function followLog(o: FollowOptions): Promise<void> {
           cursor = hit.lastSeq;
         }
         if (count >= BATCH_LINES) break;
-        let rows = 0;
         const keep = o.hub.followers(o.jobId) > 1;
-        for (const c of o.store.chunks(o.jobId, cursor, BATCH_CHUNKS)) {
-          rows++;
+        const wanted = BATCH_LINES - count;
+        const chunks = await o.store.chunks(o.jobId, cursor, { chunks: BATCH_CHUNKS, lines: wanted });
+        let records = 0;
+        for (const c of chunks) {
           const f = shared.format(o.jobId, c, cursor, o.stream, o.format, keep);
           if (f.lines > 0) pieces.push(f.data);
           count += f.lines;
+          records += c.lastSeq - Math.max(cursor, c.firstSeq - 1);
           cursor = c.lastSeq;
-          if (count >= BATCH_LINES) break;
         }
+        const exhausted = chunks.length < BATCH_CHUNKS && records < wanted;
         // Filtered-out chunks add nothing: keep reading until lines or the end.
-        if (count > 0 || rows < BATCH_CHUNKS) break;
+        if (count > 0 || exhausted) break;
       }
       if (count > 0) {
         await write(pieces);

@@ -11,8 +11,8 @@ import pino from 'pino';
 import { buildApp, type AppOverrides } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { hashToken, type Scope } from '../../src/auth/tokens.js';
-import type { Job } from '../../src/jobs/schema.js';
-import { isTerminal } from '../../src/jobs/states.js';
+import type { Job } from '../../src/model/job.js';
+import { isTerminal } from '../../src/model/states.js';
 
 export const TEST_IMAGE = 'local/busybox:latest';
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';

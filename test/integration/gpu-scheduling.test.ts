@@ -1,7 +1,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Job } from '../../src/jobs/schema.js';
+import type { Job } from '../../src/model/job.js';
 import fs from 'node:fs';
 import { startGantry, tempDir, TEST_IMAGE, type InProcessGantry } from '../helpers/gantry.js';
 

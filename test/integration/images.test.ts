@@ -17,7 +17,7 @@ test('pulls from a real loopback registry: the job says `pulling`, then runs', a
   await g.waitFor(blocker.id, (j) => j.state === 'running');
   const job = await g.submit({ image: ref, command: ['echo', 'pulled and ran'] });
   const states: string[] = [];
-  g.app.gantry.hub.subscribe(job.id, 'status', (j) => states.push(j.state));
+  g.app.gantry.events.subscribe(job.id, 'status', (j) => states.push(j.state));
   await g.call('POST', `/v1/jobs/${blocker.id}/cancel`);
   const done = await g.waitFor(job.id);
   assert.equal(done.state, 'succeeded', done.reason ?? '');

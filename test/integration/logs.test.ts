@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ADMIN_TOKEN, containersGone, startGantry, TEST_IMAGE } from '../helpers/gantry.js';
 import { readSse } from '../helpers/sse.js';
-import type { LogLine } from '../../src/logs/store.js';
+import type { LogLine } from '../../src/model/log.js';
 
 const numbers = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => String(from + i));
 
@@ -113,7 +113,7 @@ test('a disconnecting client frees its listeners', async (t) => {
   const g = await startGantry(t);
   const job = await g.submit({ image: TEST_IMAGE, command: ['sh', '-c', 'while true; do echo x; sleep 0.05; done'] });
   await g.waitFor(job.id, (j) => j.state === 'running');
-  const hub = g.app.gantry.hub;
+  const hub = g.app.gantry.events;
   const before = hub.listenerCount();
   await Promise.all(
     Array.from({ length: 5 }, () =>

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
 import { planQueue, type QueueEntry } from '../../src/gpu/queue.js';
-import type { GpuRequest } from '../../src/jobs/schema.js';
+import type { GpuRequest } from '../../src/model/job.js';
 
 const gpu = (index: number, memoryMiB = 81920): GpuDevice => ({ index, uuid: `GPU-${index}`, name: 'static', memoryMiB });
 

@@ -1,24 +1,36 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadConfig } from '../../src/config.js';
-import { explainGpuError, gpuInjection } from '../../src/gpu/inject.js';
+import { explainGpuError, gpuInjection, type GpuInjection } from '../../src/gpu/inject.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
+import { createOptions } from '../../src/runtime/docker/create-options.js';
 
 const gpus = (env: Record<string, string> = {}) => loadConfig({ GANTRY_ADMIN_TOKEN: 'x'.repeat(16), ...env }).gpus;
 const A: GpuDevice = { index: 0, uuid: 'GPU-aaaa', name: 'H200', memoryMiB: 143771 };
 const B: GpuDevice = { index: 1, uuid: 'GPU-bbbb', name: 'H200', memoryMiB: 143771, minor: 5 };
+/** The injection as the Docker runtime sends it: the HostConfig fields it fills. */
+function hostConfig(inj: GpuInjection) {
+  const hc = createOptions({
+    name: 'n', image: 'i', command: ['true'], env: inj.env, labels: {}, network: 'none', memoryBytes: 1, nanoCpus: 0, shmBytes: 1, pidsLimit: 1,
+    capabilities: [], mounts: inj.mounts, devices: inj.devices, deviceRequests: inj.deviceRequests, log: { driver: 'local', maxSizeMiB: 1 },
+  }).HostConfig!;
+  return { Devices: hc.Devices, DeviceRequests: hc.DeviceRequests, Mounts: hc.Mounts };
+}
+const NONE = { Devices: [], DeviceRequests: [], Mounts: [] };
 const BASE = { NVIDIA_DRIVER_CAPABILITIES: 'compute,utility', TF_FORCE_GPU_ALLOW_GROWTH: 'true' };
 
 test('a CPU job gets NVIDIA_VISIBLE_DEVICES=void and no devices, whatever the driver', () => {
   for (const driver of ['nvidia', 'cdi', 'devices', 'env']) {
     const inj = gpuInjection(gpus({ GANTRY_GPU_DRIVER: driver }), [], null, () => true);
-    assert.deepEqual(inj, { env: { NVIDIA_VISIBLE_DEVICES: 'void', NVIDIA_DRIVER_CAPABILITIES: 'compute,utility' }, hostConfig: {} });
+    assert.deepEqual(inj.env, { NVIDIA_VISIBLE_DEVICES: 'void', NVIDIA_DRIVER_CAPABILITIES: 'compute,utility' });
+    assert.deepEqual(hostConfig(inj), NONE);
   }
 });
 
 test('nvidia: one DeviceRequest with explicit UUIDs, never a Count', () => {
   const inj = gpuInjection(gpus({ GANTRY_GPU_DRIVER: 'nvidia' }), [B, A], null);
-  assert.deepEqual(inj.hostConfig, {
+  assert.deepEqual(hostConfig(inj), {
+    ...NONE,
     DeviceRequests: [{ Driver: 'nvidia', Count: 0, DeviceIDs: ['GPU-bbbb', 'GPU-aaaa'], Capabilities: [['gpu']] }],
   });
   assert.deepEqual(inj.env, { NVIDIA_VISIBLE_DEVICES: 'GPU-bbbb,GPU-aaaa', ...BASE });
@@ -26,7 +38,7 @@ test('nvidia: one DeviceRequest with explicit UUIDs, never a Count', () => {
 
 test('cdi: driver cdi with nvidia.com/gpu=<uuid>', () => {
   const inj = gpuInjection(gpus({ GANTRY_GPU_DRIVER: 'cdi' }), [A], null);
-  assert.deepEqual(inj.hostConfig, { DeviceRequests: [{ Driver: 'cdi', Count: 0, DeviceIDs: ['nvidia.com/gpu=GPU-aaaa'] }] });
+  assert.deepEqual(hostConfig(inj), { ...NONE, DeviceRequests: [{ Driver: 'cdi', Count: 0, DeviceIDs: ['nvidia.com/gpu=GPU-aaaa'] }] });
   assert.equal(inj.env.NVIDIA_VISIBLE_DEVICES, 'GPU-aaaa');
 });
 
@@ -38,18 +50,18 @@ test('devices: /dev/nvidia<minor> of the allocated GPUs, the control devices, re
   });
   const inj = gpuInjection(cfg, [A, B], 20480, () => true);
   const dev = (p: string) => ({ PathOnHost: p, PathInContainer: p, CgroupPermissions: 'rwm' });
-  assert.deepEqual(inj.hostConfig.Devices, [
+  assert.deepEqual(hostConfig(inj).Devices, [
     dev('/dev/nvidia0'),
     dev('/dev/nvidia5'),
     dev('/dev/nvidiactl'),
     dev('/dev/nvidia-uvm'),
     dev('/dev/nvidia-uvm-tools'),
   ]);
-  assert.deepEqual(inj.hostConfig.Mounts, [
+  assert.deepEqual(hostConfig(inj).Mounts, [
     { Type: 'bind', Source: '/usr/local/nvidia', Target: '/usr/local/nvidia', ReadOnly: true },
     { Type: 'bind', Source: '/opt/drv/lib', Target: '/usr/lib/nvidia', ReadOnly: true },
   ]);
-  assert.equal(inj.hostConfig.DeviceRequests, undefined);
+  assert.deepEqual(hostConfig(inj).DeviceRequests, []);
   assert.deepEqual(inj.env, {
     NVIDIA_VISIBLE_DEVICES: 'GPU-aaaa,GPU-bbbb',
     ...BASE,
@@ -60,7 +72,7 @@ test('devices: /dev/nvidia<minor> of the allocated GPUs, the control devices, re
   });
   const missing = gpuInjection(cfg, [A], null, (p) => p === '/dev/nvidiactl');
   assert.deepEqual(
-    missing.hostConfig.Devices!.map((d: { PathOnHost: string }) => d.PathOnHost),
+    missing.devices,
     ['/dev/nvidia0', '/dev/nvidiactl'],
     'control devices the host lacks are left out rather than failing the start',
   );
@@ -68,10 +80,8 @@ test('devices: /dev/nvidia<minor> of the allocated GPUs, the control devices, re
 
 test('env: only the variables; the operator may narrow the capabilities', () => {
   const inj = gpuInjection(gpus({ GANTRY_GPU_DRIVER: 'env', GANTRY_GPU_CAPABILITIES: 'compute' }), [A], 40960);
-  assert.deepEqual(inj, {
-    env: { NVIDIA_VISIBLE_DEVICES: 'GPU-aaaa', NVIDIA_DRIVER_CAPABILITIES: 'compute', TF_FORCE_GPU_ALLOW_GROWTH: 'true', GANTRY_GPU_MEMORY_MIB: '40960' },
-    hostConfig: {},
-  });
+  assert.deepEqual(inj.env, { NVIDIA_VISIBLE_DEVICES: 'GPU-aaaa', NVIDIA_DRIVER_CAPABILITIES: 'compute', TF_FORCE_GPU_ALLOW_GROWTH: 'true', GANTRY_GPU_MEMORY_MIB: '40960' });
+  assert.deepEqual(hostConfig(inj), NONE);
 });
 
 test('Docker errors about a missing GPU runtime are explained; others pass unchanged', () => {

@@ -6,8 +6,8 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import pino from 'pino';
 import { driverLogMaxMiB, DRIVER_RECORD_OVERHEAD, LogCapture } from '../../src/logs/capture.js';
-import { LogStore } from '../../src/logs/store.js';
-import { openDb } from '../../src/store/db.js';
+import { decodeChunk } from '../../src/store/chunk-codec.js';
+import { openSqliteStore } from '../../src/store/sqlite/index.js';
 
 /** Docker's multiplexed stdout frames carrying `text`. */
 function frames(text: string, frameBytes = 65536): Buffer[] {
@@ -30,20 +30,21 @@ test('the driver file is sized for the capped log with its per-line overhead', (
 
 test('a flood of tiny lines is truncated before it could outgrow the log driver file a restart resumes from', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-capture-'));
-  const db = openDb(dir);
-  const store = new LogStore(db);
+  const db = openSqliteStore(dir);
+  const store = db.logs;
   const maxBytes = 4 * 1024 * 1024; // driver file 32 MiB; 800,000 two-byte lines are far under the cap itself
-  const capture = new LogCapture({ jobId: 'j', store, maxBytes, driver: 'local', log: pino({ level: 'silent' }), onAppend: () => undefined });
+  const capture = await LogCapture.open({ jobId: 'j', store, maxBytes, driver: 'local', log: pino({ level: 'silent' }), onAppend: () => undefined });
   await capture.consume(Readable.from(frames('x\n'.repeat(800_000))));
-  const state = capture.finish();
+  const state = await capture.finish();
   assert.ok(state.truncated);
   assert.ok(state.bytes < maxBytes / 2, 'stopped by the driver budget, not the byte cap');
   const budget = (driverLogMaxMiB(maxBytes) - 8) * 1024 * 1024;
   const stored = state.nextSeq - 2; // records before the marker
   assert.ok(stored * (2 + DRIVER_RECORD_OVERHEAD.local) <= budget && (stored + 1) * (2 + DRIVER_RECORD_OVERHEAD.local) > budget - 64);
-  const [marker] = store.tail('j', 1);
+  const [marker] = await store.tail('j', 1);
   assert.equal(marker?.stream, 'system');
   assert.match(marker!.line, /lines fill the 32 MiB log file Docker keeps for this job/);
-  assert.equal(store.read('j', 0, 3).lines.map((l) => l.line).join(), 'x,x,x');
-  db.close();
+  const [first] = await store.chunks('j', 0, { chunks: 1, lines: 3 });
+  assert.equal(decodeChunk(first!, 0).slice(0, 3).map((l) => l.line).join(), 'x,x,x');
+  await db.close();
 });

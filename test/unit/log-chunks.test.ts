@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeChunk, encodeChunk, unpackChunk, type NewLogRecord } from '../../src/logs/store.js';
+import type { NewLogRecord } from '../../src/model/log.js';
+import { decodeChunk, encodeChunk, unpackChunk } from '../../src/store/chunk-codec.js';
 
 const tricky = ['', 'plain', 'quote"d', 'back\\slash', 'tab\there', 'ends in cr\r', '\u0000', 'é ü ñ', '😀', '\ud83d lone', '\u2028', '{"json":1}', ' '];
 
@@ -30,7 +31,7 @@ test('a chunk whose runs disagree with its lines is refused, not misnumbered', (
 });
 
 test('an SSE log event is byte-for-byte `data: JSON.stringify(line)`, escaping included', async () => {
-  const { sse } = await import('../../src/api/routes/logs.js');
+  const { sse } = await import('../../src/api/routes/v1/job-logs.js');
   for (const line of tricky) {
     for (const stream of ['stdout', 'stderr', 'system'] as const) {
       const l = { seq: 7, stream, time: '2026-01-05T09:30:01.000Z', line };

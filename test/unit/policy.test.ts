@@ -4,9 +4,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config.js';
-import { JobSpecSchema } from '../../src/jobs/schema.js';
-import { buildContainerOptions, checkPolicy, imageAllowed } from '../../src/runner/policy.js';
+import { JobSpecSchema } from '../../src/model/job.js';
+import { checkPolicy, imageAllowed } from '../../src/jobs/policy.js';
 import { gpuInjection } from '../../src/gpu/inject.js';
+import { containerSpec } from '../../src/runner/container-spec.js';
+import { createOptions } from '../../src/runtime/docker/create-options.js';
 
 const root = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-policy-'));
 const allowed = path.join(root, 'data');
@@ -28,7 +30,7 @@ const config = loadConfig({
 const spec = (extra: Record<string, unknown> = {}) =>
   JobSpecSchema.parse({ image: 'local/busybox:latest', command: ['true'], ...extra });
 const fields = (extra: Record<string, unknown>) =>
-  checkPolicy(spec(extra), config.policy, config.dockerSocket).errors.map((e) => e.field);
+  checkPolicy(spec(extra), config.policy, config.dockerSocket).errors.map((e) => `body.${e.path}`);
 
 test('image allowlist: globs match tagged and untagged references, nothing else', () => {
   assert.ok(imageAllowed('local/busybox', ['local/*']));
@@ -108,10 +110,7 @@ test('the spec schema refuses every field that would widen the container', () =>
 
 test('container options: hardened by default, nothing taken from the client but checked values', () => {
   const s = spec({ env: { A: '1' }, labels: { team: 'ml' }, resources: { cpus: 1.5 } });
-  const opts = buildContainerOptions(
-    { jobId: 'j1', owner: 'alice', spec: s, mounts: [], gpu: gpuInjection(config.gpus, [], null) },
-    config,
-  );
+  const opts = createOptions(containerSpec({ jobId: 'j1', owner: 'alice', spec: s, mounts: [], gpu: gpuInjection(config.gpus, [], null) }, config));
   const hc = opts.HostConfig!;
   assert.equal(hc.Privileged, false);
   assert.deepEqual(hc.CapDrop, ['ALL']);
@@ -135,7 +134,7 @@ test('container options: hardened by default, nothing taken from the client but 
 });
 
 test('image references follow Docker\'s grammar', async () => {
-  const { IMAGE_REFERENCE } = await import('../../src/jobs/schema.js');
+  const { IMAGE_REFERENCE } = await import('../../src/model/job.js');
   for (const ok of ['local/busybox', 'local/busybox:latest', '127.0.0.1:5000/ml/model:v1.2', 'registry.example.com/ml/deep/model', `x/y@sha256:${'a'.repeat(64)}`, 'a__b/c-d.e:1_0']) {
     assert.ok(IMAGE_REFERENCE.test(ok), ok);
   }

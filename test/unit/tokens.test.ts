@@ -8,14 +8,14 @@ import { ConfigError } from '../../src/config.js';
 
 const memorySettings = () => {
   const m = new Map<string, string>();
-  return { get: (k: string) => m.get(k), set: (k: string, v: string) => void m.set(k, v), m };
+  return { get: async (k: string) => m.get(k), set: async (k: string, v: string) => void m.set(k, v), m };
 };
 
-test('tokens file entries authenticate with their owner and scopes; unknown tokens do not', () => {
+test('tokens file entries authenticate with their owner and scopes; unknown tokens do not', async () => {
   const tok = generateToken();
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tok-')), 'tokens.json');
   fs.writeFileSync(file, JSON.stringify([{ owner: 'airflow', scopes: ['submit', 'read'], sha256: hashToken(tok) }]));
-  const store = loadTokens({
+  const store = await loadTokens({
     adminToken: undefined,
     tokensFile: file,
     settings: memorySettings(),
@@ -29,18 +29,18 @@ test('tokens file entries authenticate with their owner and scopes; unknown toke
   assert.equal(store.verify(''), undefined);
 });
 
-test('with no token configured, one admin token is generated, announced once, and only its hash kept', () => {
+test('with no token configured, one admin token is generated, announced once, and only its hash kept', async () => {
   const settings = memorySettings();
   const shown: string[] = [];
-  const a = loadTokens({ adminToken: undefined, tokensFile: undefined, settings, announce: (t) => shown.push(t) });
-  const b = loadTokens({ adminToken: undefined, tokensFile: undefined, settings, announce: (t) => shown.push(t) });
+  const a = await loadTokens({ adminToken: undefined, tokensFile: undefined, settings, announce: (t) => shown.push(t) });
+  const b = await loadTokens({ adminToken: undefined, tokensFile: undefined, settings, announce: (t) => shown.push(t) });
   assert.equal(shown.length, 1);
   assert.ok(a.verify(shown[0]!)?.isAdmin);
   assert.ok(b.verify(shown[0]!)?.isAdmin, 'the hash survives a restart');
   assert.ok(![...settings.m.values()].includes(shown[0]!), 'the token itself is not stored');
 });
 
-test('a malformed, unreadable or non-JSON tokens file is a ConfigError naming the variable and what is wrong', () => {
+test('a malformed, unreadable or non-JSON tokens file is a ConfigError naming the variable and what is wrong', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tok-'));
   const write = (name: string, text: string) => {
     fs.writeFileSync(path.join(dir, name), text);
@@ -53,8 +53,8 @@ test('a malformed, unreadable or non-JSON tokens file is a ConfigError naming th
     [path.join(dir, 'missing.json'), /cannot read .*missing\.json: ENOENT/],
   ];
   for (const [file, why] of cases) {
-    assert.throws(
-      () => loadTokens({ adminToken: undefined, tokensFile: file, settings: memorySettings(), announce: () => undefined }),
+    await assert.rejects(
+      loadTokens({ adminToken: undefined, tokensFile: file, settings: memorySettings(), announce: () => undefined }),
       (e: unknown) => {
         assert.ok(e instanceof ConfigError);
         assert.equal(e.problems.length, 1);

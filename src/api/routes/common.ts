@@ -1,22 +1,21 @@
-import type { Config } from '../../config.js';
-import type { JobService } from '../../jobs/service.js';
-import type { JobHub } from '../../logs/hub.js';
-import type { LogStore } from '../../logs/store.js';
-import type { GpuAllocator } from '../../gpu/allocator.js';
-import type { Scope } from '../../auth/tokens.js';
-import type { AuthOptions } from '../auth.js';
-import type { onRequestHookHandler } from 'fastify';
 import { z } from 'zod';
-import { ProblemSchema } from '../problem.js';
+import type { Config } from '../../config.js';
+import type { GpuAllocator } from '../../gpu/allocator.js';
+import type { JobEventHub } from '../../jobs/events.js';
+import type { JobService } from '../../jobs/service.js';
+import type { GantryMetrics } from '../../metrics/registry.js';
+import type { LogStore } from '../../store/store.js';
 import { problemExamples } from '../examples.js';
+import { ProblemSchema } from '../problems.js';
 
+/** What the /v1 routes work with. */
 export interface RouteDeps {
   config: Config;
   jobs: JobService;
   logs: LogStore;
-  hub: JobHub;
+  events: JobEventHub;
   gpus: GpuAllocator;
-  auth: (scope: Scope, opts?: AuthOptions) => onRequestHookHandler;
+  metrics: GantryMetrics;
 }
 
 const DESCRIPTIONS: Record<number, string> = {
@@ -29,6 +28,8 @@ const DESCRIPTIONS: Record<number, string> = {
   415: 'Unsupported content type (send application/json)',
   422: 'Invalid request or refused by policy; `errors` names the fields at fault',
   429: 'Too many requests',
+  503: 'The store cannot be reached now; nothing was stored (see Retry-After)',
+  507: "The store's disk is full; nothing was stored (see Retry-After)",
 };
 
 /** Problem+json responses for the given status codes, for route schemas. */

@@ -1,7 +1,7 @@
-import { z } from 'zod';
-import type Docker from 'dockerode';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { probeWritable, type Db } from '../../store/db.js';
+import { z } from 'zod';
+import type { ContainerRuntime } from '../../runtime/runtime.js';
+import type { Store } from '../../store/store.js';
 
 const HealthSchema = z.object({ status: z.literal('ok') }).meta({ id: 'Health' });
 const ReadySchema = z
@@ -11,7 +11,8 @@ const ReadySchema = z
   })
   .meta({ id: 'Readiness' });
 
-export const healthRoutes: FastifyPluginAsyncZod<{ docker: Docker; db: Db }> = async (app, { docker, db }) => {
+/** /healthz and /readyz, without a token. */
+export const healthRoutes: FastifyPluginAsyncZod<{ runtime: ContainerRuntime; store: Store }> = async (app, { runtime, store }) => {
   app.get(
     '/healthz',
     {
@@ -38,12 +39,12 @@ export const healthRoutes: FastifyPluginAsyncZod<{ docker: Docker; db: Db }> = a
     async (_request, reply) => {
       const checks = { docker: 'ok', store: 'ok' };
       try {
-        await docker.ping();
+        await runtime.ping();
       } catch (err) {
         checks.docker = `unreachable: ${(err as Error).message}`;
       }
       try {
-        probeWritable(db);
+        await store.probeWritable();
       } catch (err) {
         checks.store = `not writable: ${(err as Error).message}`;
       }

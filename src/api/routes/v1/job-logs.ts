@@ -1,10 +1,10 @@
-import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { followLog } from '../../logs/follow.js';
-import { LogLineSchema, type LogLine } from '../../logs/store.js';
-import { JobSchema, type Job } from '../../jobs/schema.js';
-import { examples } from '../examples.js';
-import { errorResponses, type RouteDeps } from './common.js';
+import { z } from 'zod';
+import { followLog } from '../../../logs/follow.js';
+import { type Job, JobSchema } from '../../../model/job.js';
+import { type LogLine, LogLineSchema } from '../../../model/log.js';
+import { examples } from '../../examples.js';
+import { errorResponses, type RouteDeps } from '../common.js';
 
 const LogsQuery = z
   .object({
@@ -78,11 +78,12 @@ export const sse = {
 };
 const plain = { line: (l: LogLine) => `${l.line}\n` };
 
-export const logRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, logs, hub, auth, config }) => {
+/** /v1/jobs/{id}/logs: stored output as text, or live as Server-Sent Events. */
+export const jobLogRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, logs, events, metrics, config }) => {
   app.get(
     '/v1/jobs/:id/logs',
     {
-      onRequest: auth('read'),
+      onRequest: app.auth('read'),
       schema: {
         operationId: 'getJobLogs',
         summary: "A job's output, as text or live Server-Sent Events",
@@ -109,21 +110,24 @@ export const logRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, l
     },
     async (request, reply) => {
       const principal = request.principal;
-      const row = jobs.visibleRow(principal, request.params.id);
+      const job = await jobs.visibleRecord(principal, request.params.id);
       const q = request.query;
       const wantsSse = (request.headers.accept ?? '').includes('text/event-stream');
       const lastEventId = request.headers['last-event-id'] !== undefined ? Number(request.headers['last-event-id']) : q.lastEventId;
       let afterSeq = lastEventId ?? q.since ?? 0;
       if (q.tail !== undefined && lastEventId === undefined) {
-        const tail = logs.tail(row.id, q.tail, q.stream);
-        afterSeq = tail.length > 0 ? tail[0]!.seq - 1 : logs.state(row.id).nextSeq - 1;
+        const tail = await logs.tail(job.id, q.tail, q.stream);
+        afterSeq = tail.length > 0 ? tail[0]!.seq - 1 : (await logs.state(job.id)).nextSeq - 1;
         if (q.since !== undefined) afterSeq = Math.max(afterSeq, q.since);
       }
       const follow = wantsSse || q.follow === 'true' || q.follow === '1';
 
       reply.hijack();
       const res = reply.raw;
-      if (wantsSse) app.metrics.trackSse(request, res);
+      if (wantsSse) {
+        request.isSse = true;
+        metrics.trackSse(res);
+      }
       res.writeHead(200, {
         'Content-Type': wantsSse ? 'text/event-stream; charset=utf-8' : 'text/plain; charset=utf-8',
         'Cache-Control': 'no-cache',
@@ -131,17 +135,17 @@ export const logRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, l
         'X-Request-Id': request.id,
         ...(wantsSse || follow ? { Connection: 'keep-alive' } : {}),
       });
-      const currentJob = () => jobs.view(jobs.repo.get(row.id)!);
-      if (wantsSse) res.write(`retry: 2000\n${sse.status(currentJob())}`);
+      const currentJob = () => jobs.current(job.id);
+      if (wantsSse) res.write(`retry: 2000\n${sse.status(await currentJob())}`);
       await followLog({
-        jobId: row.id,
+        jobId: job.id,
         afterSeq,
         stream: q.stream,
         follow,
         heartbeatMs: config.logs.heartbeatSeconds * 1000,
         stallMs: config.logs.stallSeconds * 1000,
         store: logs,
-        hub,
+        hub: events,
         currentJob,
         res,
         format: wantsSse ? sse : plain,

@@ -16,8 +16,9 @@ export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'fai
 
 const NEXT: Record<JobState, readonly JobState[]> = {
   queued: ['pulling', 'starting', 'failed', 'cancelled'],
-  pulling: ['starting', 'failed', 'cancelled'],
-  starting: ['running', 'failed', 'cancelled', 'timed_out'],
+  // Back to `queued`: the container engine went away before the job's container existed.
+  pulling: ['starting', 'queued', 'failed', 'cancelled'],
+  starting: ['running', 'queued', 'failed', 'cancelled', 'timed_out'],
   running: ['succeeded', 'failed', 'cancelled', 'timed_out'],
   succeeded: [],
   failed: [],

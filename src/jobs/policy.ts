@@ -1,18 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import picomatch from 'picomatch';
-import type Docker from 'dockerode';
-import type { Config, PolicyConfig } from '../config.js';
-import type { FieldError } from '../api/problem.js';
-import { RESERVED_LABEL_PREFIX, type JobSpec } from '../jobs/schema.js';
-import type { GpuInjection } from '../gpu/inject.js';
-import { driverLogMaxMiB } from '../logs/capture.js';
-
-export const LABELS = {
-  managed: 'dev.gantry.managed',
-  jobId: 'dev.gantry.job-id',
-  owner: 'dev.gantry.owner',
-} as const;
+import type { PolicyConfig } from '../config.js';
+import type { SpecFieldError } from '../model/errors.js';
+import { normalizeImage } from '../model/image-ref.js';
+import { RESERVED_LABEL_PREFIX, type JobSpec } from '../model/job.js';
 
 /** Host paths a job may never mount, whatever the allowlist says. */
 const FORBIDDEN_SOURCES = ['/proc', '/sys', '/dev', '/boot'];
@@ -28,18 +20,12 @@ export interface ResolvedMount {
 }
 
 export interface PolicyDecision {
-  errors: FieldError[];
+  /** Paths are relative to the spec (`mounts.0.source`). */
+  errors: SpecFieldError[];
   mounts: ResolvedMount[];
 }
 
 const within = (p: string, prefix: string) => p === prefix || p.startsWith(prefix.endsWith('/') ? prefix : prefix + '/');
-
-/** Docker's reference normalisation, enough for matching: add `:latest` when there is no tag or digest. */
-export function normalizeImage(image: string): string {
-  if (image.includes('@')) return image;
-  const lastSlash = image.lastIndexOf('/');
-  return image.slice(lastSlash + 1).includes(':') ? image : `${image}:latest`;
-}
 
 export function imageAllowed(image: string, allowlist: readonly string[]): boolean {
   const ref = normalizeImage(image);
@@ -61,8 +47,8 @@ function realpathOrNull(p: string): string | null {
  * outside the allowlist.
  */
 export function checkPolicy(spec: JobSpec, policy: PolicyConfig, dockerSocket: string): PolicyDecision {
-  const errors: FieldError[] = [];
-  const fail = (field: string, message: string) => errors.push({ field: `body.${field}`, message });
+  const errors: SpecFieldError[] = [];
+  const fail = (path: string, message: string) => errors.push({ path, message });
 
   if (!imageAllowed(spec.image, policy.imageAllowlist)) {
     fail('image', `image "${spec.image}" is not in GANTRY_IMAGE_ALLOWLIST`);
@@ -146,88 +132,4 @@ export function checkPolicy(spec: JobSpec, policy: PolicyConfig, dockerSocket: s
   });
 
   return { errors, mounts };
-}
-
-export interface ContainerPlan {
-  jobId: string;
-  owner: string;
-  spec: JobSpec;
-  mounts: ResolvedMount[];
-  gpu: GpuInjection;
-}
-
-/**
- * The complete container definition. Every field is set by Gantry: nothing
- * of the client's JSON is passed through except the values checked above.
- */
-export function buildContainerOptions(plan: ContainerPlan, cfg: Config): Docker.ContainerCreateOptions {
-  const { spec, policy } = { spec: plan.spec, policy: cfg.policy };
-  const memoryBytes = (spec.resources?.memoryMiB ?? policy.defaultMemoryMiB) * 1024 * 1024;
-  const env = { ...(spec.env ?? {}), ...plan.gpu.env };
-  const logMaxMiB = driverLogMaxMiB(cfg.logs.maxBytesPerJob);
-
-  const hostConfig: Docker.HostConfig = {
-    NetworkMode: spec.network ?? 'none',
-    Privileged: false,
-    CapDrop: ['ALL'],
-    CapAdd: policy.capabilities,
-    SecurityOpt: ['no-new-privileges:true'],
-    PidsLimit: policy.pidsLimit,
-    Memory: memoryBytes,
-    MemorySwap: memoryBytes,
-    NanoCpus: spec.resources?.cpus !== undefined ? Math.round(spec.resources.cpus * 1e9) : 0,
-    ShmSize: (spec.resources?.shmMiB ?? 64) * 1024 * 1024,
-    IpcMode: 'private',
-    PidMode: '',
-    UTSMode: '',
-    UsernsMode: '',
-    ReadonlyRootfs: false,
-    // An init as PID 1 forwards SIGTERM, so cancel's grace period works for
-    // images whose command does not handle signals itself.
-    Init: true,
-    AutoRemove: false,
-    RestartPolicy: { Name: 'no' },
-    LogConfig: {
-      Type: cfg.logs.driver,
-      // Big enough that Docker keeps a whole capped log (its per-line
-      // overhead included), so a restarted Gantry can resume capture from
-      // the driver without a gap.
-      Config: { 'max-size': `${logMaxMiB}m`, 'max-file': '1', ...(cfg.logs.driver === 'local' ? { compress: 'false' } : {}) },
-    },
-    Mounts: [
-      ...plan.mounts.map((m) => ({
-        Type: m.type,
-        Source: m.source,
-        Target: m.target,
-        ReadOnly: m.readOnly,
-        ...(m.type === 'bind' ? { BindOptions: { Propagation: 'rprivate' as const } } : {}),
-      })),
-      ...(plan.gpu.hostConfig.Mounts ?? []),
-    ],
-    Devices: plan.gpu.hostConfig.Devices ?? [],
-    DeviceRequests: plan.gpu.hostConfig.DeviceRequests ?? [],
-  };
-
-  return {
-    name: `gantry-${plan.jobId}`,
-    Image: spec.image,
-    Cmd: spec.command,
-    ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}),
-    Env: Object.entries(env).map(([k, v]) => `${k}=${v}`),
-    ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
-    ...(spec.user ? { User: spec.user } : {}),
-    Labels: {
-      ...(spec.labels ?? {}),
-      [LABELS.managed]: 'true',
-      [LABELS.jobId]: plan.jobId,
-      [LABELS.owner]: plan.owner,
-    },
-    Tty: false,
-    OpenStdin: false,
-    AttachStdin: false,
-    AttachStdout: true,
-    AttachStderr: true,
-    NetworkDisabled: (spec.network ?? 'none') === 'none',
-    HostConfig: hostConfig,
-  };
 }

@@ -98,9 +98,3 @@ function migrate(db: Db): void {
   }
 }
 
-/** A tiny write probe for /readyz: proves the database file accepts writes. */
-export function probeWritable(db: Db): void {
-  db.prepare(`INSERT INTO settings(key, value) VALUES ('readyz', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`).run(
-    new Date().toISOString(),
-  );
-}

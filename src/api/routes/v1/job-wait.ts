@@ -1,12 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { JobSchema } from '../../jobs/schema.js';
-import { isTerminal } from '../../jobs/states.js';
-import { ProblemSchema, sendProblem } from '../problem.js';
-import { errorResponses, jsonResponse, type RouteDeps } from './common.js';
-import { examples } from '../examples.js';
-import { frozenJson } from '../frozen-json.js';
+import { z } from 'zod';
+import { JobSchema } from '../../../model/job.js';
+import { isTerminal } from '../../../model/states.js';
+import { examples } from '../../examples.js';
+import { frozenJson } from '../../frozen-json.js';
+import { ProblemSchema, sendProblem } from '../../problems.js';
+import { errorResponses, jsonResponse, type RouteDeps } from '../common.js';
 
 /**
  * Remembers when each (owner, job) was last polled, so a client that polls
@@ -36,13 +36,14 @@ class PollPacer {
   }
 }
 
-export const waitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, auth, config }) => {
+/** /v1/jobs/{id}/wait: the endpoint made for Airflow's stock HttpSensor. */
+export const jobWaitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, config }) => {
   const pacer = new PollPacer(config.pollMinIntervalMs);
   app.get(
     '/v1/jobs/:id/wait',
     {
       // Refusals are paced per client and URL, as polls are per owner and job.
-      onRequest: auth('read', { holdRefusal: (request) => pacer.pace(`refused\u0000${request.ip}\u0000${request.url}`) }),
+      onRequest: app.auth('read', { holdRefusal: (request) => pacer.pace(`refused\u0000${request.ip}\u0000${request.url}`) }),
       // The 200 body is JobService's view, of JobSchema's shape by
       // construction: serialized as GET /v1/jobs/{id} is, not re-validated.
       serializerCompiler: () => frozenJson,
@@ -109,7 +110,7 @@ export const waitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, 
       const { principal } = request;
       await pacer.pace(`${principal.owner}\u0000${request.params.id}`);
       const id = request.params.id;
-      const job = jobs.findVisible(principal, id);
+      const job = await jobs.findVisible(principal, id);
       if (!job) {
         reply.header('Location', `gantry:jobs/${encodeURIComponent(id)}?state=not_found`);
         return sendProblem(reply, {

@@ -1,12 +1,11 @@
-import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { JobSchema, JobSpecSchema } from '../../jobs/schema.js';
-import { JOB_STATES } from '../../jobs/states.js';
-import { checkPolicy } from '../../runner/policy.js';
-import { problems } from '../problem.js';
-import { examples } from '../examples.js';
-import { frozenJson } from '../frozen-json.js';
-import { errorResponses, jsonResponse, type RouteDeps } from './common.js';
+import { z } from 'zod';
+import { NotFoundError } from '../../../model/errors.js';
+import { JobSchema, JobSpecSchema } from '../../../model/job.js';
+import { JOB_STATES, type JobState } from '../../../model/states.js';
+import { examples } from '../../examples.js';
+import { frozenJson } from '../../frozen-json.js';
+import { errorResponses, jsonResponse, type RouteDeps } from '../common.js';
 
 const Location = z.string().describe('The job\'s URL, `/v1/jobs/{id}`.');
 
@@ -38,11 +37,12 @@ const ListQuery = z
   })
   .strict();
 
-export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, auth, config }) => {
+/** /v1/jobs and /v1/jobs/{id}: submit, list, get (the status poll) and cancel. */
+export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs }) => {
   app.post(
     '/v1/jobs',
     {
-      onRequest: auth('submit'),
+      onRequest: app.auth('submit'),
       schema: {
         operationId: 'submitJob',
         summary: 'Submit a job',
@@ -62,15 +62,12 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, a
             example: examples.queuedJob,
             headers: { Location },
           }),
-          ...errorResponses(400, 401, 403, 413, 415, 422, 429),
+          ...errorResponses(400, 401, 403, 413, 415, 422, 429, 503, 507),
         },
       },
     },
     async (request, reply) => {
-      const spec = request.body;
-      const decision = checkPolicy(spec, config.policy, config.dockerSocket);
-      if (decision.errors.length > 0) throw problems.policy(decision.errors);
-      const { job, created } = jobs.submit(request.principal, spec, {
+      const { job, created } = await jobs.submit(request.principal, request.body, {
         idempotencyKey: request.headers['idempotency-key'] ?? null,
         requestId: request.id,
       });
@@ -82,7 +79,7 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, a
   app.get(
     '/v1/jobs',
     {
-      onRequest: auth('read'),
+      onRequest: app.auth('read'),
       schema: {
         operationId: 'listJobs',
         summary: 'List jobs, newest first',
@@ -98,8 +95,8 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, a
     async (request) => {
       const q = request.query;
       const label = q.label ? { key: q.label.slice(0, q.label.indexOf('=')), value: q.label.slice(q.label.indexOf('=') + 1) } : undefined;
-      const page = jobs.list(request.principal, {
-        states: q.state ? (q.state.split(',') as (typeof JOB_STATES)[number][]) : undefined,
+      const page = await jobs.list(request.principal, {
+        states: q.state ? (q.state.split(',') as JobState[]) : undefined,
         label,
         cursor: q.cursor !== undefined ? Number(q.cursor) : undefined,
         limit: q.limit,
@@ -111,11 +108,11 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, a
   app.get(
     '/v1/jobs/:id',
     {
-      onRequest: auth('read'),
-      // The status poll: the body is toJob()'s output, already of JobSchema's
-      // shape, so it is not re-validated by zod on the way out (that was a
-      // third of the poll's CPU), and a job that has not changed since the
-      // last poll is not serialized again (bench: docs/performance.md).
+      onRequest: app.auth('read'),
+      // The status poll. The body is a job view, of JobSchema's shape by
+      // construction, so it is not re-validated on the way out, and a view
+      // is frozen, so one that has not changed since the last poll is not
+      // serialized again.
       serializerCompiler: () => frozenJson,
       schema: {
         operationId: 'getJob',
@@ -130,13 +127,17 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, a
         },
       },
     },
-    async (request) => jobs.get(request.principal, request.params.id),
+    async (request) => {
+      const job = await jobs.findVisible(request.principal, request.params.id);
+      if (job === undefined) throw new NotFoundError(`job ${request.params.id}`);
+      return job;
+    },
   );
 
   app.post(
     '/v1/jobs/:id/cancel',
     {
-      onRequest: auth('cancel'),
+      onRequest: app.auth('cancel'),
       schema: {
         operationId: 'cancelJob',
         summary: 'Cancel a job',
@@ -154,6 +155,6 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs, a
         },
       },
     },
-    async (request, reply) => reply.code(202).send(jobs.cancel(request.principal, request.params.id)),
+    async (request, reply) => reply.code(202).send(await jobs.cancel(request.principal, request.params.id)),
   );
 };

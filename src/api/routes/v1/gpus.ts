@@ -1,7 +1,7 @@
-import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { examples } from '../examples.js';
-import { errorResponses, jsonResponse, type RouteDeps } from './common.js';
+import { z } from 'zod';
+import { examples } from '../../examples.js';
+import { errorResponses, jsonResponse, type RouteDeps } from '../common.js';
 
 export const GpuSchema = z
   .object({
@@ -23,11 +23,12 @@ export const GpuListSchema = z
   .object({ driver: z.enum(['nvidia', 'cdi', 'devices', 'env']), items: z.array(GpuSchema) })
   .meta({ id: 'GpuList' });
 
-export const gpuRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { gpus, auth, config }) => {
+/** /v1/gpus: the inventory and who holds what. */
+export const gpuRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { gpus, config }) => {
   app.get(
     '/v1/gpus',
     {
-      onRequest: auth('read'),
+      onRequest: app.auth('read'),
       schema: {
         operationId: 'listGpus',
         summary: 'GPUs on this host and the jobs that hold them',

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Job } from '../jobs/schema.js';
+import type { Job } from '../model/job.js';
 
 export interface JobEvents {
   /** New log records were stored, up to and including this seq. */
@@ -9,12 +9,19 @@ export interface JobEvents {
 }
 
 /**
- * In-process fan-out of job events to live followers (SSE, follow=true).
- * Followers read lines from the store themselves, at their own pace, so a
- * slow follower costs no memory here: this only says "there is more".
+ * In-process fan-out of job events. Per job: live followers (SSE,
+ * follow=true) hear of new lines and status changes; they read the lines
+ * from the store themselves, at their own pace, so a slow follower costs no
+ * memory here. Process-wide: every status change (metrics), and the two
+ * signals the scheduler acts on (the queue changed; a cancel was asked).
+ * Publishers never learn who listens, so the domain does not depend on the
+ * scheduler.
  */
-export class JobHub {
+export class JobEventHub {
   private readonly emitters = new Map<string, EventEmitter>();
+  private readonly anyStatus = new Set<(job: Job) => void>();
+  private readonly queueChanged = new Set<() => void>();
+  private readonly cancelRequested = new Set<(jobId: string) => void>();
 
   subscribe<E extends keyof JobEvents>(jobId: string, event: E, fn: JobEvents[E]): () => void {
     let em = this.emitters.get(jobId);
@@ -40,13 +47,27 @@ export class JobHub {
     for (const fn of this.anyStatus) fn(job);
   }
 
-  // issue 9 (metrics): every job's status changes, whoever follows the job.
-  private readonly anyStatus = new Set<(job: Job) => void>();
-
   /** Calls fn on every job's status change; returns the unsubscribe function. */
   onAnyStatus(fn: (job: Job) => void): () => void {
-    this.anyStatus.add(fn);
-    return () => this.anyStatus.delete(fn);
+    return listen(this.anyStatus, fn);
+  }
+
+  /** A job was queued, or left the queue without running: the queue should be looked at again. */
+  publishQueueChanged(): void {
+    for (const fn of this.queueChanged) fn();
+  }
+
+  onQueueChanged(fn: () => void): () => void {
+    return listen(this.queueChanged, fn);
+  }
+
+  /** A running (or launching) job was asked to stop. */
+  publishCancelRequested(jobId: string): void {
+    for (const fn of this.cancelRequested) fn(jobId);
+  }
+
+  onCancelRequested(fn: (jobId: string) => void): () => void {
+    return listen(this.cancelRequested, fn);
   }
 
   /** How many followers a job has now (subscribers to its appends). */
@@ -54,10 +75,15 @@ export class JobHub {
     return this.emitters.get(jobId)?.listenerCount('append') ?? 0;
   }
 
-  /** Live subscriptions, for metrics and leak tests. */
+  /** Live per-job subscriptions, for leak tests. */
   listenerCount(): number {
     let n = 0;
     for (const em of this.emitters.values()) n += em.listenerCount('append') + em.listenerCount('status');
     return n;
   }
+}
+
+function listen<F>(set: Set<F>, fn: F): () => void {
+  set.add(fn);
+  return () => set.delete(fn);
 }

@@ -1,0 +1,33 @@
+import type { Logger } from 'pino';
+import type { JobService } from '../jobs/service.js';
+import type { JobState } from '../model/states.js';
+import type { JobPatch } from '../store/store.js';
+
+const RETRY_MS = 2000;
+
+/**
+ * Records a job's end. When the store refuses the write (disk full), the
+ * outcome is kept and retried every few seconds until it lands, so a job's
+ * real result is never replaced by a storage error; /readyz reports the
+ * store as not writable meanwhile. Resolves once recorded (or once the
+ * job had already ended by another hand), or never when `stopped` turns
+ * true first, in which case the job's container stays for the next start's
+ * reconcile to decide.
+ */
+export async function recordEnd(
+  o: { jobs: JobService; log: Logger; stopped: () => boolean },
+  jobId: string,
+  state: JobState,
+  patch: JobPatch,
+): Promise<boolean> {
+  for (;;) {
+    try {
+      await o.jobs.transition(jobId, state, patch);
+      return true;
+    } catch (err) {
+      o.log.error({ err, jobId, state }, 'could not record the end of the job; retrying');
+    }
+    await new Promise((r) => setTimeout(r, RETRY_MS));
+    if (o.stopped()) return false;
+  }
+}

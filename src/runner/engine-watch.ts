@@ -1,0 +1,65 @@
+import type { Logger } from 'pino';
+import type { ContainerRuntime } from '../runtime/runtime.js';
+
+const FIRST_PROBE_MS = 500;
+const MAX_PROBE_MS = 5000;
+
+/**
+ * Whether the container engine answers. Once a call finds it unreachable
+ * (a socket gone during a Docker upgrade or restart), it is pinged with a
+ * growing interval until it answers again; whoever waits for it then goes
+ * on. The engine being away is a fault of the host, never a job's failure.
+ */
+export class EngineWatch {
+  private down: { since: number; reason: string; back: Promise<void> } | null = null;
+  private stopped = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly runtime: ContainerRuntime,
+    private readonly log: Logger,
+    private readonly onBack: () => void,
+  ) {}
+
+  /** Why the engine is unreachable, or null while it answers. */
+  get unreachable(): string | null {
+    return this.down?.reason ?? null;
+  }
+
+  /** Records that a call found the engine unreachable, and starts probing for it. */
+  lost(reason: string): void {
+    if (this.down || this.stopped) return;
+    let resolve!: () => void;
+    const back = new Promise<void>((r) => (resolve = r));
+    this.down = { since: Date.now(), reason, back };
+    this.log.warn({ reason }, 'the container engine is unreachable; jobs wait until it answers again');
+    const probe = (delay: number) => {
+      this.timer = setTimeout(() => {
+        this.runtime.ping().then(
+          () => {
+            const away = Date.now() - (this.down?.since ?? Date.now());
+            this.down = null;
+            this.timer = null;
+            this.log.info({ awayMs: away }, 'the container engine answers again');
+            resolve();
+            this.onBack();
+          },
+          () => {
+            if (!this.stopped) probe(Math.min(delay * 2, MAX_PROBE_MS));
+          },
+        );
+      }, delay);
+    };
+    probe(FIRST_PROBE_MS);
+  }
+
+  /** Resolves once the engine answers (at once when it is not known to be away). */
+  async whenUp(): Promise<void> {
+    await this.down?.back;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+}

@@ -1,0 +1,336 @@
+import type { Readable } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Config } from '../config.js';
+import type { Allocation } from '../gpu/allocator.js';
+import { explainGpuError, gpuInjection } from '../gpu/inject.js';
+import type { GpuDevice } from '../gpu/inventory.js';
+import { checkPolicy, type PolicyDecision } from '../jobs/policy.js';
+import type { JobService } from '../jobs/service.js';
+import { LogCapture } from '../logs/capture.js';
+import type { JobSpec } from '../model/job.js';
+import { isTerminal, type JobState } from '../model/states.js';
+import { type ContainerRuntime, type ContainerStatus, isUnreachable, type ManagedContainer } from '../runtime/runtime.js';
+import type { LogStore } from '../store/store.js';
+import type { JobRecord } from '../store/store.js';
+import { containerSpec } from './container-spec.js';
+import { recordEnd } from './end-recorder.js';
+import type { EngineWatch } from './engine-watch.js';
+import { ImageError, type ImagePuller } from './images.js';
+import { outcomeOf } from './outcome.js';
+
+export interface JobRunDeps {
+  config: Config;
+  runtime: ContainerRuntime;
+  jobs: JobService;
+  logs: LogStore;
+  images: ImagePuller;
+  engine: EngineWatch;
+  devices: readonly GpuDevice[];
+  log: Logger;
+  /** New log lines were stored for the job (live followers wake up). */
+  onAppend: (jobId: string, lastSeq: number) => void;
+  /** Whether Gantry is shutting down: then jobs are left running, not ended. */
+  stopped: () => boolean;
+}
+
+/** A failure that is the job's, with the reason it ends with. */
+class JobFailure extends Error {}
+
+/** How a run ended, for the scheduler. */
+export type RunEnd = 'ended' | 'requeued' | 'detached';
+
+/**
+ * Drives one job through the container runtime to its end: from the queue
+ * (policy, pull, create, attach, start) or, after a restart, from the
+ * container it left behind; then its output is captured until the
+ * container stops and the outcome is recorded. The engine going away is
+ * never the job's failure: before its container exists the job goes back
+ * to the queue; after, the run waits for the engine and carries on.
+ */
+export class JobRun {
+  private cancelRequested: boolean;
+  private timedOut = false;
+  private engineLost = false;
+  private timer: NodeJS.Timeout | null = null;
+  private stream: Readable | null = null;
+  private containerId: string | null;
+  readonly spec: JobSpec;
+
+  constructor(
+    private readonly d: JobRunDeps,
+    private readonly record: JobRecord,
+  ) {
+    this.spec = record.spec;
+    this.containerId = record.containerId;
+    this.cancelRequested = record.cancelRequested;
+  }
+
+  get id(): string {
+    return this.record.id;
+  }
+
+  /** Stops the container (SIGTERM, grace, SIGKILL); the job then ends cancelled. */
+  requestCancel(): void {
+    this.cancelRequested = true;
+    this.stopContainer();
+  }
+
+  /** Stops driving without touching the container: the next start re-attaches to it. */
+  detach(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.stream?.destroy();
+  }
+
+  /** A job from the queue, with the GPUs it was given. */
+  async fresh(alloc: Allocation | null): Promise<RunEnd> {
+    return this.guard(async () => {
+      const { config, images, jobs } = this.d;
+      // The policy may have changed since submit (a restart with another
+      // config), and host paths may have: check before any pull, and again
+      // right before the container is created.
+      this.checkPolicyNow();
+      const gpuPatch = { gpus: alloc?.uuids ?? [], gpuMemoryMiB: alloc?.memoryMiB ?? null };
+      if (this.cancelRequested) return this.end('cancelled', 'cancelled before it started');
+      let needsPull: boolean;
+      try {
+        needsPull = await images.needsPull(this.spec.image, this.spec.pullPolicy ?? config.policy.pullPolicy);
+      } catch (err) {
+        if (isUnreachable(err)) return this.requeue(err as Error);
+        throw err;
+      }
+      if (needsPull) {
+        if (!(await this.step('pulling', { ...gpuPatch, pullStatus: 'starting pull', reason: null }))) return 'ended';
+        try {
+          await images.pull(this.spec.image, (status, progress) => {
+            void jobs.patch(this.id, { pullStatus: status, pullProgress: progress }).catch(() => undefined);
+          });
+        } catch (err) {
+          if (isUnreachable(err)) return this.requeue(err as Error);
+          throw err;
+        }
+        if (this.cancelRequested) return this.end('cancelled', 'cancelled while the image was pulled');
+        if (!(await this.step('starting', { pullStatus: null, pullProgress: null }))) return 'ended';
+      } else if (!(await this.step('starting', { ...gpuPatch, reason: null }))) return 'ended';
+
+      // A pull can take minutes, and a path swapped for a symlink meanwhile
+      // must not reach the engine as the path that was checked before it.
+      const { mounts } = this.checkPolicyNow();
+      const devices = (alloc?.uuids ?? []).map((u) => this.d.devices.find((g) => g.uuid === u)!);
+      const spec = containerSpec(
+        { jobId: this.id, owner: this.record.owner, spec: this.spec, mounts, gpu: gpuInjection(config.gpus, devices, alloc?.memoryMiB ?? null) },
+        config,
+      );
+      try {
+        this.containerId = await this.d.runtime.create(spec);
+      } catch (err) {
+        if (isUnreachable(err)) return this.requeue(err as Error);
+        throw new JobFailure(`could not create the container: ${explainGpuError(config.gpus.driver, (err as Error).message)}`);
+      }
+      await jobs.patch(this.id, { containerId: this.containerId });
+      return this.startAndFollow();
+    });
+  }
+
+  /** A job whose container outlived a Gantry restart: capture resumes from the log driver. */
+  async adopt(container: ManagedContainer): Promise<RunEnd> {
+    return this.guard(async () => {
+      this.containerId = container.id;
+      if (this.record.containerId !== container.id) await this.d.jobs.patch(this.id, { containerId: container.id });
+      // Created but never started: the name gantry-<id> is taken by this
+      // container, so no second one can exist; start this one.
+      if (container.state === 'created') return this.startAndFollow();
+      if (this.record.state === 'starting') {
+        await this.step('running', { startedAt: new Date(container.created * 1000).toISOString() });
+      }
+      const deadline = this.record.deadlineAt ? Date.parse(this.record.deadlineAt) : Number.POSITIVE_INFINITY;
+      if (container.state === 'running') this.armTimeout(deadline - Date.now());
+      if (this.cancelRequested) this.stopContainer();
+      return this.follow(await this.d.runtime.followLogs(container.id), deadline);
+    });
+  }
+
+  /** Ends the job failed on any error that is not the engine going away. */
+  private async guard(body: () => Promise<RunEnd>): Promise<RunEnd> {
+    try {
+      return await body();
+    } catch (err) {
+      if (this.d.stopped()) return 'detached';
+      if (isUnreachable(err)) {
+        // Past the point where the job could go back to the queue: its
+        // container may exist. Leave it for the next reconcile.
+        this.d.engine.lost((err as Error).message);
+        this.d.log.warn({ jobId: this.id, err: (err as Error).message }, 'the engine went away while the job was being started');
+        return this.end('failed', `the container engine became unreachable while the job was starting: ${(err as Error).message}`);
+      }
+      const ours = err instanceof JobFailure || err instanceof ImageError;
+      if (!ours) this.d.log.error({ err, jobId: this.id }, 'job runner failed');
+      return this.end('failed', ours ? (err as Error).message : `internal error: ${(err as Error).message}`);
+    } finally {
+      if (this.timer) clearTimeout(this.timer);
+    }
+  }
+
+  /** Back to the queue: the engine is away and nothing of the job exists in it yet. */
+  private async requeue(err: Error): Promise<RunEnd> {
+    this.d.engine.lost(err.message);
+    const current = await this.d.jobs.current(this.id);
+    if (current.state !== 'queued') {
+      await this.d.jobs.transition(this.id, 'queued', { reason: null, pullStatus: null, pullProgress: null, gpus: [], gpuMemoryMiB: null });
+    }
+    return 'requeued';
+  }
+
+  /** A state change on the way; false when the job was ended meanwhile by another hand (a cancel). */
+  private async step(to: JobState, patch: Parameters<JobService['transition']>[2]): Promise<boolean> {
+    return (await this.d.jobs.transition(this.id, to, patch)) !== undefined;
+  }
+
+  private checkPolicyNow(): PolicyDecision {
+    const decision = checkPolicy(this.spec, this.d.config.policy, this.d.config.dockerSocket);
+    if (decision.errors.length > 0) {
+      throw new JobFailure(`refused by policy at start: ${decision.errors.map((e) => `body.${e.path}: ${e.message}`).join('; ')}`);
+    }
+    return decision;
+  }
+
+  /** Attach first (no output is missed), then start, then follow to the end. */
+  private async startAndFollow(): Promise<RunEnd> {
+    const id = this.containerId!;
+    if (this.cancelRequested) {
+      await this.removeContainer();
+      return this.end('cancelled', 'cancelled before the container started');
+    }
+    const stream = await this.d.runtime.attach(id);
+    const capture = await this.newCapture();
+    const consumed = capture.consume(this.track(stream));
+    try {
+      await this.d.runtime.start(id);
+    } catch (err) {
+      stream.destroy();
+      await consumed;
+      await capture.finish();
+      if (isUnreachable(err)) throw err;
+      throw new JobFailure(`the container did not start: ${explainGpuError(this.d.config.gpus.driver, (err as Error).message)}`);
+    }
+    const startedAt = new Date();
+    const timeout = this.timeoutSeconds();
+    await this.step('running', { startedAt: startedAt.toISOString(), deadlineAt: new Date(startedAt.getTime() + timeout * 1000).toISOString() });
+    this.armTimeout(timeout * 1000);
+    return this.awaitExit(capture, consumed, Number.POSITIVE_INFINITY);
+  }
+
+  private async follow(stream: Readable, deadline: number): Promise<RunEnd> {
+    const capture = await this.newCapture();
+    return this.awaitExit(capture, capture.consume(this.track(stream)), deadline);
+  }
+
+  private async awaitExit(capture: LogCapture, consumed: Promise<void>, deadline: number): Promise<RunEnd> {
+    const id = this.containerId!;
+    let exit: ContainerStatus['exit'];
+    for (;;) {
+      try {
+        exit = await this.d.runtime.wait(id);
+        break;
+      } catch (err) {
+        if (!isUnreachable(err) || this.d.stopped()) throw err;
+        // The engine went away under a running container. Keep what was
+        // captured, wait for the engine, then see what became of the container.
+        this.d.engine.lost((err as Error).message);
+        this.stream?.destroy();
+        await consumed;
+        await capture.detach();
+        await this.d.engine.whenUp();
+        if (this.d.stopped()) return 'detached';
+        const status = await this.d.runtime.inspect(id);
+        if (!status) throw new JobFailure('the container vanished while the container engine was away');
+        // A container that is still running outlived the engine (live-restore).
+        this.engineLost = !status.running;
+        if (status.running && (this.cancelRequested || this.timedOut)) this.stopContainer();
+        capture = await this.newCapture();
+        consumed = capture.consume(this.track(await this.d.runtime.followLogs(id)));
+      }
+    }
+    await consumed;
+    if (this.d.stopped()) return 'detached';
+    const logState = await capture.finish();
+    if (!this.timedOut && Date.now() > deadline && !this.cancelRequested) this.timedOut = true;
+    const { state, reason } = outcomeOf({
+      exit,
+      cancelRequested: this.cancelRequested,
+      timedOut: this.timedOut,
+      timeoutSeconds: this.timeoutSeconds(),
+      memoryMiB: this.spec.resources?.memoryMiB ?? this.d.config.policy.defaultMemoryMiB,
+      logError: logState.error,
+      engineLost: this.engineLost,
+    });
+    return this.end(state, reason, { exitCode: exit.exitCode, result: logState.lastStdout });
+  }
+
+  /**
+   * Records the end, then removes the container: until the end is recorded
+   * the container stays, as the evidence a restarted Gantry reconciles from.
+   */
+  private async end(state: JobState, reason: string | null, o: { exitCode?: number | null; result?: string | null } = {}): Promise<RunEnd> {
+    const current = await this.d.jobs.current(this.id).catch(() => null);
+    if (current && isTerminal(current.state)) {
+      await this.removeContainer();
+      return 'ended';
+    }
+    const result = o.result !== undefined ? o.result : (await this.d.logs.state(this.id).catch(() => null))?.lastStdout ?? null;
+    const recorded = await recordEnd({ jobs: this.d.jobs, log: this.d.log, stopped: this.d.stopped }, this.id, state, {
+      reason,
+      exitCode: o.exitCode ?? null,
+      result,
+      finishedAt: new Date().toISOString(),
+      pullStatus: null,
+      pullProgress: null,
+    });
+    if (recorded) await this.removeContainer();
+    return recorded ? 'ended' : 'detached';
+  }
+
+  private timeoutSeconds(): number {
+    return this.spec.timeoutSeconds ?? this.d.config.policy.defaultTimeoutSeconds;
+  }
+
+  private newCapture(): Promise<LogCapture> {
+    return LogCapture.open({
+      jobId: this.id,
+      store: this.d.logs,
+      maxBytes: this.d.config.logs.maxBytesPerJob,
+      driver: this.d.config.logs.driver,
+      log: this.d.log,
+      onAppend: (seq) => this.d.onAppend(this.id, seq),
+    });
+  }
+
+  private track(stream: Readable): Readable {
+    this.stream = stream;
+    return stream;
+  }
+
+  private armTimeout(ms: number): void {
+    const fire = () => {
+      this.timedOut = true;
+      this.stopContainer();
+    };
+    if (ms <= 0) return fire();
+    // setTimeout's limit is ~24.8 days; longer deadlines re-arm.
+    const MAX = 2 ** 31 - 1;
+    this.timer = setTimeout(() => (ms > MAX ? this.armTimeout(ms - MAX) : fire()), Math.min(ms, MAX));
+  }
+
+  private stopContainer(): void {
+    if (!this.containerId) return;
+    this.d.runtime.stop(this.containerId, this.d.config.stopGraceSeconds).catch((err: Error) => {
+      this.d.log.warn({ err: err.message, jobId: this.id }, 'stopping the container failed');
+    });
+  }
+
+  private async removeContainer(): Promise<void> {
+    if (!this.containerId || this.d.config.logs.keepContainers) return;
+    await this.d.runtime.remove(this.containerId).catch((err: Error) => {
+      this.d.log.warn({ err: err.message, jobId: this.id }, 'removing the container failed');
+    });
+  }
+}

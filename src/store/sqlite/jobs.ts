@@ -1,0 +1,248 @@
+import type { Statement } from 'better-sqlite3';
+import { LRUCache } from 'lru-cache';
+import type { JobSpec } from '../../model/job.js';
+import type { JobState } from '../../model/states.js';
+import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob } from '../store.js';
+import type { Db } from './db.js';
+import { writing } from './errors.js';
+
+/** A row of `jobs` as SQLite returns it. */
+interface JobRow {
+  seq: number;
+  id: string;
+  owner: string;
+  name: string | null;
+  state: JobState;
+  priority: number;
+  spec: string;
+  spec_hash: string;
+  idempotency_key: string | null;
+  request_id: string | null;
+  container_id: string | null;
+  gpus: string;
+  gpu_memory_mib: number | null;
+  exit_code: number | null;
+  reason: string | null;
+  result: string | null;
+  pull_status: string | null;
+  pull_progress: string | null;
+  cancel_requested: number;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  deadline_at: string | null;
+}
+
+/** JobPatch's fields and the columns that hold them; the only names an UPDATE is built from. */
+const COLUMN: Record<keyof JobPatch, string> = {
+  state: 'state',
+  containerId: 'container_id',
+  gpus: 'gpus',
+  gpuMemoryMiB: 'gpu_memory_mib',
+  exitCode: 'exit_code',
+  reason: 'reason',
+  result: 'result',
+  pullStatus: 'pull_status',
+  pullProgress: 'pull_progress',
+  cancelRequested: 'cancel_requested',
+  startedAt: 'started_at',
+  finishedAt: 'finished_at',
+  deadlineAt: 'deadline_at',
+};
+
+function toSql(key: keyof JobPatch, value: unknown): unknown {
+  if (key === 'gpus') return JSON.stringify(value);
+  if (key === 'cancelRequested') return value ? 1 : 0;
+  return value;
+}
+
+function toRecord(row: JobRow): JobRecord {
+  return Object.freeze({
+    seq: row.seq,
+    id: row.id,
+    owner: row.owner,
+    name: row.name,
+    state: row.state,
+    priority: row.priority,
+    spec: JSON.parse(row.spec) as JobSpec,
+    specHash: row.spec_hash,
+    idempotencyKey: row.idempotency_key,
+    requestId: row.request_id,
+    containerId: row.container_id,
+    gpus: JSON.parse(row.gpus) as string[],
+    gpuMemoryMiB: row.gpu_memory_mib,
+    exitCode: row.exit_code,
+    reason: row.reason,
+    result: row.result,
+    pullStatus: row.pull_status,
+    pullProgress: row.pull_progress,
+    cancelRequested: row.cancel_requested === 1,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    deadlineAt: row.deadline_at,
+  });
+}
+
+/** How many job records are kept in memory (about 1 KB each). */
+const RECORD_CACHE_MAX = 4096;
+
+/**
+ * Jobs in SQLite. Statements are prepared once. This process is the only
+ * writer of its database file, and every write to `jobs` goes through this
+ * class, so it can keep a write-through cache of records (a status poll is
+ * mostly a `get`) and of the queue positions (every poll of a queued job
+ * reads them), dropping entries on each write.
+ */
+export class SqliteJobStore implements JobStore {
+  /** lru-cache re-links preallocated slots on a hit instead of growing a Map (less garbage per poll). */
+  private readonly records = new LRUCache<string, JobRecord>({ max: RECORD_CACHE_MAX });
+  private positions: ReadonlyMap<string, number> | null = null;
+  private readonly insertStmt: Statement;
+  private readonly insertLabelStmt: Statement;
+  private readonly byIdStmt: Statement;
+  private readonly byKeyStmt: Statement;
+  private readonly queuedStmt: Statement;
+  private readonly activeStmt: Statement;
+  private readonly finishedBeforeStmt: Statement;
+  private readonly countStmt: Statement;
+  private readonly queueSummaryStmt: Statement;
+  /** UPDATE statements by column set (and compare-and-set or not), prepared once each. */
+  private readonly updates = new Map<string, Statement>();
+
+  constructor(private readonly db: Db) {
+    // ON CONFLICT DO NOTHING on the (owner, idempotency_key) index: the
+    // idempotency check and the insert are one statement.
+    this.insertStmt = db.prepare(
+      `INSERT INTO jobs (id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, created_at)
+       VALUES (@id, @owner, @name, 'queued', @priority, @spec, @specHash, @idempotencyKey, @requestId, @createdAt)
+       ON CONFLICT DO NOTHING`,
+    );
+    this.insertLabelStmt = db.prepare(`INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)`);
+    this.byIdStmt = db.prepare(`SELECT * FROM jobs WHERE id = ?`);
+    this.byKeyStmt = db.prepare(`SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?`);
+    this.queuedStmt = db.prepare(`SELECT * FROM jobs WHERE state = 'queued' ORDER BY priority DESC, seq ASC`);
+    this.activeStmt = db.prepare(`SELECT * FROM jobs WHERE state IN ('pulling', 'starting', 'running')`);
+    this.finishedBeforeStmt = db.prepare(`SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?`);
+    this.countStmt = db.prepare(`SELECT state, owner, COUNT(*) AS count FROM jobs GROUP BY state, owner`);
+    this.queueSummaryStmt = db.prepare(`SELECT COUNT(*) AS length, MIN(created_at) AS oldestCreatedAt FROM jobs WHERE state = 'queued'`);
+  }
+
+  async insert(job: NewJob): Promise<{ record: JobRecord; created: boolean }> {
+    const created = writing(() =>
+      this.db.transaction(() => {
+        const { changes } = this.insertStmt.run({
+          id: job.id,
+          owner: job.owner,
+          name: job.spec.name ?? null,
+          priority: job.spec.priority ?? 0,
+          spec: JSON.stringify(job.spec),
+          specHash: job.specHash,
+          idempotencyKey: job.idempotencyKey,
+          requestId: job.requestId,
+          createdAt: job.createdAt,
+        });
+        if (changes === 0) return false;
+        for (const [k, v] of Object.entries(job.spec.labels ?? {})) this.insertLabelStmt.run(job.id, k, v);
+        return true;
+      })(),
+    );
+    if (created) {
+      this.positions = null;
+      return { record: this.read(job.id)!, created };
+    }
+    const prior = this.byKeyStmt.get(job.owner, job.idempotencyKey) as JobRow | undefined;
+    if (!prior) throw new Error(`job ${job.id} was neither inserted nor found by its idempotency key`);
+    return { record: this.cache(toRecord(prior)), created: false };
+  }
+
+  async get(id: string): Promise<JobRecord | undefined> {
+    return this.read(id);
+  }
+
+  private read(id: string): JobRecord | undefined {
+    const hit = this.records.get(id);
+    if (hit) return hit;
+    const row = this.byIdStmt.get(id) as JobRow | undefined;
+    return row && this.cache(toRecord(row));
+  }
+
+  private cache(record: JobRecord): JobRecord {
+    this.records.set(record.id, record);
+    return record;
+  }
+
+  async update(id: string, patch: JobPatch, expect?: { state: JobState }): Promise<JobRecord | undefined> {
+    const keys = (Object.keys(patch) as (keyof JobPatch)[]).filter((k) => patch[k] !== undefined);
+    if (keys.length === 0) return this.read(id);
+    const params: Record<string, unknown> = { id, expectState: expect?.state ?? null };
+    for (const k of keys) params[k] = toSql(k, patch[k]);
+    const { changes } = writing(() => this.updateStmt(keys, expect !== undefined).run(params));
+    this.records.delete(id);
+    this.positions = null;
+    return changes === 0 ? undefined : this.read(id);
+  }
+
+  /** Keys are JobPatch's own field names, mapped to columns by COLUMN, never a client's. */
+  private updateStmt(keys: readonly (keyof JobPatch)[], guarded: boolean): Statement {
+    const sets = keys.map((k) => `${COLUMN[k]} = @${k}`).join(', ');
+    const sql = `UPDATE jobs SET ${sets} WHERE id = @id${guarded ? ' AND state = @expectState' : ''}`;
+    let stmt = this.updates.get(sql);
+    if (!stmt) this.updates.set(sql, (stmt = this.db.prepare(sql)));
+    return stmt;
+  }
+
+  async queued(): Promise<JobRecord[]> {
+    return this.queuedRecords();
+  }
+
+  private queuedRecords(): JobRecord[] {
+    return (this.queuedStmt.all() as JobRow[]).map((r) => this.records.get(r.id) ?? this.cache(toRecord(r)));
+  }
+
+  async queuePositions(): Promise<ReadonlyMap<string, number>> {
+    if (this.positions) return this.positions;
+    const positions = new Map((this.queuedStmt.all() as JobRow[]).map((r, i) => [r.id, i]));
+    this.positions = positions;
+    return positions;
+  }
+
+  async active(): Promise<JobRecord[]> {
+    return (this.activeStmt.all() as JobRow[]).map(toRecord);
+  }
+
+  async list(f: ListFilter): Promise<JobRecord[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (f.owner !== undefined) {
+      where.push('j.owner = ?');
+      params.push(f.owner);
+    }
+    if (f.states && f.states.length > 0) {
+      where.push(`j.state IN (${f.states.map(() => '?').join(',')})`);
+      params.push(...f.states);
+    }
+    if (f.label) {
+      where.push('EXISTS (SELECT 1 FROM job_labels l WHERE l.job_id = j.id AND l.key = ? AND l.value = ?)');
+      params.push(f.label.key, f.label.value);
+    }
+    if (f.beforeSeq !== undefined) {
+      where.push('j.seq < ?');
+      params.push(f.beforeSeq);
+    }
+    const sql = `SELECT j.* FROM jobs j ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY j.seq DESC LIMIT ?`;
+    return (this.db.prepare(sql).all(...params, f.limit) as JobRow[]).map(toRecord);
+  }
+
+  async finishedBefore(cutoffIso: string): Promise<string[]> {
+    return (this.finishedBeforeStmt.all(cutoffIso) as { id: string }[]).map((r) => r.id);
+  }
+
+  async countByStateAndOwner(): Promise<{ state: JobState; owner: string; count: number }[]> {
+    return this.countStmt.all() as { state: JobState; owner: string; count: number }[];
+  }
+
+  async queueSummary(): Promise<{ length: number; oldestCreatedAt: string | null }> {
+    return this.queueSummaryStmt.get() as { length: number; oldestCreatedAt: string | null };
+  }
+}
