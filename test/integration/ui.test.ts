@@ -5,8 +5,8 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import path from 'node:path';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
 import { ADMIN_TOKEN, client, ROOT, startGantry, tempDir, TEST_IMAGE, tokensFile, type InProcessGantry } from '../helpers/gantry.js';
@@ -17,11 +17,17 @@ interface El {
 }
 declare const sessionStorage: { getItem(key: string): string | null };
 declare const localStorage: { length: number };
-declare const document: { querySelectorAll(selector: string): Iterable<El> & { length: number } };
+declare const document: {
+  querySelectorAll(selector: string): Iterable<El> & { length: number };
+  querySelector(selector: string): { textContent: string | null } | null;
+};
 
 const CHROMIUM = process.env.GANTRY_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = path.join(ROOT, 'test-artifacts', 'ui');
 const READER_TOKEN = 'reader-token-0123456789abcdef';
+const SUBMITTER_TOKEN = 'submitter-token-0123456789abcdef';
+const WATCHER_TOKEN = 'watcher-token-0123456789abcdef';
+const PUBLIC_DIR = path.join(ROOT, 'src', 'ui', 'public');
 
 const GPUS: GpuDevice[] = [
   { index: 0, uuid: 'GPU-11111111-2222-3333-4444-555555555555', name: 'NVIDIA H200', memoryMiB: 143771 },
@@ -70,8 +76,8 @@ async function openBrowser(t: TestContext, origin: string): Promise<Browser> {
   page.on('request', (r) => requests.push(r.url()));
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
-    // Expected refusals: the token check at sign-in and the cancel-scope probe.
-    const expected = /scope-probe-no-such-job|\/v1\/jobs\?limit=1$/.test(m.location().url);
+    // Expected refusals: the token check at sign-in and the scope probes.
+    const expected = /scope-probe|\/v1\/jobs\?limit=1$/.test(m.location().url);
     if (!(expected && m.text().startsWith('Failed to load resource'))) errors.push(`${m.text()} (${m.location().url})`);
   });
   page.on('pageerror', (e) => errors.push(String(e)));
@@ -99,10 +105,16 @@ async function signIn(b: Browser, g: InProcessGantry, token = ADMIN_TOKEN): Prom
   await b.page.waitForSelector('#recent table, #recent .empty');
 }
 
+/** Waits until the header describes the token's scopes exactly so. */
+async function whoamiSays(page: Page, label: string): Promise<void> {
+  await page.waitForFunction((want) => document.querySelector('#whoami')?.textContent === want, label);
+}
+
 function assertStayedHome(b: Browser, g: InProcessGantry, expectedErrors?: RegExp): void {
   const away = b.requests.filter((u) => !u.startsWith(g.url) && !u.startsWith('data:') && !u.startsWith('blob:'));
   assert.deepEqual(away, [], 'the page asked for nothing outside Gantry');
-  assert.ok(!b.requests.some((u) => u.includes(ADMIN_TOKEN) || u.includes(READER_TOKEN)), 'no token in any URL');
+  const tokens = [ADMIN_TOKEN, READER_TOKEN, SUBMITTER_TOKEN, WATCHER_TOKEN];
+  assert.ok(!b.requests.some((u) => tokens.some((token) => u.includes(token))), 'no token in any URL');
   assert.deepEqual(b.errors.filter((e) => !expectedErrors?.test(e)), [], 'no console errors (CSP violations included)');
 }
 
@@ -110,8 +122,29 @@ async function gantryWithTokens(t: TestContext, env: Record<string, string> = {}
   const file = tokensFile([
     { owner: 'admin', scopes: ['admin'], token: ADMIN_TOKEN },
     { owner: 'admin', scopes: ['read'], token: READER_TOKEN },
+    { owner: 'airflow', scopes: ['submit', 'read'], token: SUBMITTER_TOKEN },
+    { owner: 'prometheus', scopes: ['read', 'metrics'], token: WATCHER_TOKEN },
   ]);
   return startGantry(t, { GANTRY_TOKENS_FILE: file, GANTRY_GPU_DRIVER: 'env', GANTRY_STOP_GRACE_SECONDS: '1', ...env }, { gpuDevices: GPUS });
+}
+
+/** The page's files as they lie under src/ui/public, with '/' separators. */
+function pageFiles(dir = PUBLIC_DIR, prefix = ''): string[] {
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) => (e.isDirectory() ? pageFiles(path.join(dir, e.name), `${prefix}${e.name}/`) : [`${prefix}${e.name}`]));
+}
+
+/** A GET with the path sent exactly as written (a URL parser would resolve `..` and `%2e%2e` first). */
+function rawGet(origin: string, rawPath: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(`${origin}/`, { path: rawPath }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      })
+      .on('error', reject);
+  });
 }
 
 test('UI: sign in with a pasted token; a submitted job moves from queued to succeeded with its log live', async (t) => {
@@ -283,4 +316,67 @@ test('UI: the live log resumes after a dropped connection, without losing or rep
   assert.ok(Number(sse[1]!.lastEventId) >= 4);
   await b.shot('20-resumed-after-drop');
   assertStayedHome(b, g, /ERR_INCOMPLETE_CHUNKED_ENCODING.*\/logs\?tail=/);
+});
+
+test('UI: every file of the page is served from memory with the security headers, and nothing else under /ui/', async (t) => {
+  const g = await gantryWithTokens(t);
+  const files = pageFiles();
+  assert.ok(files.includes('index.html') && files.includes('js/main.js'), `the page's files: ${files.join(', ')}`);
+  const types: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css' };
+  for (const f of files) {
+    const r = await g.call('GET', `/ui/${f}`, { token: null });
+    assert.equal(r.status, 200, f);
+    assert.equal(String(r.headers['content-type']).split(';')[0], types[path.extname(f)], f);
+    assert.equal(r.text, fs.readFileSync(path.join(PUBLIC_DIR, f), 'utf8'), f);
+    assert.match(String(r.headers['content-security-policy']), /default-src 'none'; script-src 'self';/, f);
+    assert.equal(r.headers['x-content-type-options'], 'nosniff', f);
+    assert.equal(r.headers['cache-control'], 'no-cache', f);
+    const etag = String(r.headers.etag);
+    assert.equal((await g.call('GET', `/ui/${f}`, { token: null, headers: { 'if-none-match': etag } })).status, 304, f);
+  }
+  const index = await g.call('GET', '/ui/', { token: null });
+  assert.equal(index.text, fs.readFileSync(path.join(PUBLIC_DIR, 'index.html'), 'utf8'));
+  assert.match(index.text, /<script type="module" src="\/ui\/js\/main.js"><\/script>/);
+  for (const p of ['/ui/../package.json', '/ui/js/../../ui/routes.ts', '/ui/%2e%2e/routes.ts', '/ui/..%2froutes.ts', '/ui/js/', '/ui/js']) {
+    assert.equal(await rawGet(g.url, p), 404, p);
+  }
+});
+
+test('UI: every module loads under the CSP; the header names each scope the token is found to hold, every one for an admin token', async (t) => {
+  const g = await gantryWithTokens(t);
+  const b = await openBrowser(t, g.url);
+  const { page } = b;
+  const served = new Map<string, number>();
+  page.on('response', (r) => {
+    const u = new URL(r.url());
+    if (u.origin === g.url && u.pathname.startsWith('/ui/')) served.set(u.pathname, r.status());
+  });
+
+  for (const [shot, token, label] of [
+    ['30-admin', ADMIN_TOKEN, 'token: submit, read, cancel, metrics'],
+    ['31-reader', READER_TOKEN, 'token: read only'],
+    ['32-submitter', SUBMITTER_TOKEN, 'token: submit, read'],
+    ['33-watcher', WATCHER_TOKEN, 'token: read, metrics'],
+  ] as const) {
+    await signIn(b, g, token);
+    await whoamiSays(page, label);
+    await b.shot(`${shot}-token-scopes`);
+    await page.click('#signout');
+    await page.waitForSelector('#login');
+  }
+  assert.deepEqual((await g.call<{ items: unknown[] }>('GET', '/v1/jobs')).body.items, [], 'the scope probes submitted nothing');
+
+  const modules = pageFiles().filter((f) => f.endsWith('.js'));
+  for (const f of modules) {
+    const status = served.get(`/ui/${f}`);
+    assert.ok(status === 200 || status === 304, `/ui/${f} loaded (got ${status})`);
+  }
+  assertStayedHome(b, g);
+
+  // Without /metrics (GANTRY_METRICS=off) the metrics scope grants nothing, so an admin token is not said to hold it.
+  const off = await gantryWithTokens(t, { GANTRY_METRICS: 'off' });
+  const b2 = await openBrowser(t, off.url);
+  await signIn(b2, off);
+  await whoamiSays(b2.page, 'token: submit, read, cancel');
+  assertStayedHome(b2, off);
 });
