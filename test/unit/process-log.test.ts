@@ -1,11 +1,14 @@
 // Gantry's own log (src/logging.ts) is written asynchronously with a bounded
-// buffer: a stdout reader that falls behind costs log lines past the buffer,
-// never a stalled event loop; what is delivered is whole and in order.
+// buffer: a stdout reader that falls behind, or a stdout that cannot be
+// written at all, costs log lines (counted), never a stalled event loop or a
+// hung exit; what is delivered is whole and in order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
-import { ROOT } from '../helpers/gantry.js';
+
+// Not from test/helpers/gantry.ts, which loads the whole app: these tests need only src/logging.ts.
+const ROOT = path.resolve(import.meta.dirname, '..', '..');
 
 interface Line {
   level: number;
@@ -87,4 +90,57 @@ test('a line logged right before process.exit() still reaches stdout', async () 
     lines.map((l) => [l.msg, l.n]),
     [['last line before exit', 42]],
   );
+});
+
+test('stdout that cannot be written (/dev/full: ENOSPC): every line counted as dropped, the logger keeps going, exit does not wait on it', async () => {
+  // A child with its process log on /dev/full, where every write fails with
+  // ENOSPC; it reports its counts on stderr.
+  const child = `
+    import fs from 'node:fs';
+    import { setTimeout as sleep } from 'node:timers/promises';
+    const { flushLog, processLogger } = await import(${JSON.stringify(path.join(ROOT, 'src/logging.ts'))});
+    const { log, droppedLines } = processLogger('info', { fd: fs.openSync('/dev/full', 'w') });
+    for (let i = 0; i < 300; i++) log.info({ i }, 'line');
+    await flushLog(log);
+    process.stderr.write('flushed ' + droppedLines() + '\\n');
+    await sleep(2000); // the failed writes' lines and the warning about them, dropped in turn
+    process.stderr.write('later ' + droppedLines() + '\\n');
+    log.info('last line before exit');
+    process.exit(0);
+  `;
+  const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', child], {
+    cwd: ROOT,
+    stdio: ['ignore', 'inherit', 'pipe'],
+  });
+  let err = '';
+  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const killer = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+  const code = await new Promise<number | null>((resolve) => proc.once('close', resolve));
+  clearTimeout(killer);
+  assert.equal(code, 0, `exits by itself, with the code it was given:\n${err}`);
+  assert.ok(Number(/flushed (\d+)/.exec(err)?.[1]) > 0, `a flush ends with the write that failed, its lines counted:\n${err}`);
+  const later = Number(/later (\d+)/.exec(err)?.[1]);
+  assert.ok(later >= 301 && later <= 303, `all 300 lines and the warning(s) about them are counted (${later})`);
+});
+
+test('exit with a backlog that stdout never takes: the exit flush gives up after its wait instead of hanging', async () => {
+  const child = `
+    const { processLogger } = await import(${JSON.stringify(path.join(ROOT, 'src/logging.ts'))});
+    const { log } = processLogger('info', { bufferBytes: 64 * 1024 * 1024 });
+    for (let i = 0; i < 20000; i++) log.info({ i, pad: 'x'.repeat(200) }, 'burst');
+    process.exit(0);
+  `;
+  const proc = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', child], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  // ~5 MB for a pipe of 64 KiB that is never read.
+  proc.stdout.pause();
+  const killer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+  const started = Date.now();
+  const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve));
+  clearTimeout(killer);
+  assert.equal(code, 0, 'exits by itself, with the code it was given');
+  assert.ok(Date.now() - started < 15_000, `exited after ${Date.now() - started} ms`);
+  proc.stdout.destroy();
 });
