@@ -19,6 +19,8 @@ const layer = (name, from, allowed, comment) => ({
 
 const MODEL = 'model/';
 const STORE = 'store/store\\.ts$';
+/** The stored form of log chunks: shared by every store implementation and by the followers that decode it. */
+const CHUNKS = 'store/chunk-codec\\.ts$';
 const RUNTIME = 'runtime/runtime\\.ts$';
 const CONFIG = 'config\\.ts$';
 const LOGGING = 'logging\\.ts$';
@@ -40,7 +42,7 @@ module.exports = {
     layer(
       'store-sqlite',
       'store/sqlite/',
-      [MODEL, STORE, 'store/sqlite/'],
+      [MODEL, STORE, CHUNKS, 'store/sqlite/'],
       'The SQLite store implements the Store interface and nothing else; app.ts alone chooses it.',
     ),
     layer(
@@ -78,7 +80,7 @@ module.exports = {
     layer(
       'logs',
       'logs/',
-      ['logs/', MODEL, STORE, 'jobs/'],
+      ['logs/', MODEL, STORE, CHUNKS, 'jobs/'],
       'Log capture, follow and retention work against the Store interface and the job domain, not a database.',
     ),
     layer(
@@ -90,13 +92,13 @@ module.exports = {
     layer(
       'metrics',
       'metrics/',
-      ['metrics/', MODEL, STORE, 'jobs/', 'gpu/', 'logs/', CONFIG],
-      'Metrics read the domain and the Store interface; nothing in them may start or change work.',
+      ['metrics/', MODEL, STORE, RUNTIME, 'jobs/', 'gpu/', 'logs/', CONFIG, LOGGING],
+      'Metrics read the domain and the Store interface (and name the runtime operations they count); nothing in them may start or change work.',
     ),
     layer(
       'api',
       'api/',
-      ['api/', MODEL, 'jobs/', 'logs/', 'gpu/', 'metrics/', STORE, RUNTIME, 'auth/', CONFIG],
+      ['api/', MODEL, 'jobs/', 'logs/', 'gpu/', 'metrics/', STORE, RUNTIME, 'auth/', 'ui/', CONFIG],
       'HTTP goes through the domain: never straight to SQLite, Docker or the runner.',
     ),
     layer('auth', 'auth/', ['auth/', MODEL, CONFIG], 'Tokens and credentials depend only on model types and configuration.'),

@@ -20,6 +20,7 @@ import { gpuRoutes } from './routes/v1/gpus.js';
 import { jobLogRoutes } from './routes/v1/job-logs.js';
 import { jobWaitRoutes } from './routes/v1/job-wait.js';
 import { jobRoutes } from './routes/v1/jobs.js';
+import { meRoutes } from './routes/v1/me.js';
 
 export const OPENAPI_INFO = {
   title: 'Gantry',
@@ -66,6 +67,7 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
         { name: 'jobs', description: 'Submit, follow and cancel container jobs' },
         { name: 'logs', description: 'Job output, stored durably by Gantry' },
         { name: 'gpus', description: 'GPU inventory and allocation' },
+        { name: 'tokens', description: 'The presented token' },
         { name: 'health', description: 'Liveness and readiness (no auth)' },
       ],
     },
@@ -109,6 +111,7 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
     await typed.register(jobLogRoutes, deps);
     await typed.register(gpuRoutes, deps);
     await typed.register(jobWaitRoutes, deps);
+    await typed.register(meRoutes, deps);
   });
   return app;
 }

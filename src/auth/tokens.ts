@@ -4,8 +4,9 @@ import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../config.js';
 
-export const SCOPES = ['submit', 'read', 'cancel', 'admin', 'metrics'] as const;
-export type Scope = (typeof SCOPES)[number];
+import { type Principal, SCOPES, type Scope } from '../model/principal.js';
+
+export { type Principal, SCOPES, type Scope };
 
 export const TokenEntrySchema = z
   .object({
@@ -21,11 +22,6 @@ export const TokenEntrySchema = z
 export const TokensFileSchema = z.array(TokenEntrySchema);
 export type TokenEntry = z.infer<typeof TokenEntrySchema>;
 
-export interface Principal {
-  owner: string;
-  scopes: ReadonlySet<Scope>;
-  isAdmin: boolean;
-}
 
 /**
  * Tokens are 256-bit random strings, so a single SHA-256 is a sound way to
@@ -50,19 +46,14 @@ export class TokenStore {
     }));
   }
 
-  get size(): number {
-    return this.entries.length;
-  }
-
   /**
    * Compares the presented token's digest with every entry in constant time,
    * never stopping early, so timing reveals neither which entry matched nor
    * how much of a digest did.
    */
   verify(token: string): Principal | undefined {
-    // One-shot hash to hex, then a Buffer: a Hash object per call, or
-    // crypto.hash's own 'buffer' output, costs every status poll more
-    // (micro-benchmark on Node 20: 2.8 and 1.8 µs against 0.9 µs).
+    // One-shot hash to hex, then a Buffer: the cheapest form on every
+    // status poll (docs/performance.md has the measurements).
     const digest = Buffer.from(crypto.hash('sha256', token), 'hex');
     let found: Principal | undefined;
     for (const e of this.entries) {

@@ -96,10 +96,6 @@ export class GpuAllocator {
     return this.holdings.get(uuid) ?? [];
   }
 
-  allocationOf(jobId: string): Allocation | undefined {
-    return this.byJob.get(jobId);
-  }
-
   private hold(jobId: string, alloc: Allocation): void {
     for (const uuid of alloc.uuids) this.holdings.get(uuid)?.push({ jobId, memoryMiB: alloc.memoryMiB });
     this.byJob.set(jobId, alloc);

@@ -1,7 +1,7 @@
 import crypto from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { PolicyConfig } from '../config.js';
-import type { Principal } from '../auth/tokens.js';
+import type { Principal } from '../model/principal.js';
 import { IdempotencyConflictError, NotFoundError, PolicyViolationError, UnsatisfiableSpecError } from '../model/errors.js';
 import type { GpuRequest, Job, JobSpec } from '../model/job.js';
 import { assertTransition, isTerminal, type JobState } from '../model/states.js';

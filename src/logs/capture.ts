@@ -13,7 +13,7 @@ const FLUSH_MS = 25;
 const MiB = 1024 * 1024;
 /**
  * Bytes a record takes in Docker's log file beyond its text, rounded up
- * from dockerd 20.10 (bench: docs/performance.md): `local` (protobuf) ≈ 27,
+ * from dockerd 20.10 (measured: docs/performance.md): `local` (protobuf) ≈ 27,
  * `json-file` ≈ 70 (json-file also escapes <, >, &, quotes and control
  * characters, up to 6 bytes each, which no per-record figure covers).
  */

@@ -12,8 +12,8 @@ interface Series {
  * gantry_http_request_duration_seconds: the one metric observed on every
  * request, so on every status poll. prom-client's Histogram.observe builds
  * a closure, validates and hashes the label object and converts the bucket
- * bound to a property name twice per call: ~14 µs of a ~125 µs poll in the
- * live server (bench/ab.ts, docs/performance.md). Here an observation is a
+ * bound to a property name twice per call, a measurable share of a poll
+ * (docs/performance.md). Here an observation is a
  * Map lookup and three additions; the exposition is built at scrape time in
  * the shape prom-client's registry prints for its own histograms
  * (test/unit/http-latency.test.ts compares the two texts line by line).

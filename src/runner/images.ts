@@ -1,8 +1,10 @@
-import type { RegistryAuth } from '../auth/registry-auth.js';
 import { registryOf } from '../model/image-ref.js';
 import { type ContainerRuntime, RuntimeError } from '../runtime/runtime.js';
 
 export type PullPolicy = 'missing' | 'always' | 'never';
+
+/** Registry host (as in image references) → the operator's credentials for it. */
+export type RegistryLogins = Readonly<Record<string, { username: string; password: string }>>;
 
 /** The job's image cannot be had: a reason for the job, not an error of Gantry's. */
 export class ImageError extends Error {}
@@ -15,7 +17,7 @@ export class ImageError extends Error {}
 export class ImagePuller {
   constructor(
     private readonly runtime: ContainerRuntime,
-    private readonly auth: RegistryAuth,
+    private readonly logins: RegistryLogins,
   ) {}
 
   /**
@@ -41,7 +43,7 @@ export class ImagePuller {
 
   async pull(image: string, onProgress: (status: string, progress: string | null) => void): Promise<void> {
     const registry = registryOf(image);
-    const creds = this.auth[registry];
+    const creds = this.logins[registry];
     try {
       await this.runtime.pullImage(image, creds ? { ...creds, serveraddress: registry } : null, onProgress);
     } catch (err) {

@@ -8,7 +8,7 @@ import type { LogChunk, LogLine, LogStream, NewLogRecord } from '../model/log.js
  * records' texts joined by newlines (a record never contains one: the line
  * splitter cuts there). Version 2 costs no escaping per line on write and a
  * split instead of a JSON parse on read, and is a third smaller for short
- * lines (bench: docs/performance.md). A v1 row never contains a raw newline.
+ * lines (docs/performance.md). A v1 row never contains a raw newline.
  */
 type Packed = [0 | 1 | 2, number, string];
 type Run = [0 | 1 | 2, number, number];

@@ -60,7 +60,7 @@ test('a client that stops reading does not grow Gantry\'s memory, and is dropped
 
 const isRoot = process.getuid?.() === 0;
 
-test('a full disk fails log capture cleanly and is reported; the job\'s real outcome lands once space is back', { skip: !isRoot && 'needs root to mount a tmpfs' }, async (t) => {
+test('a full disk fails log capture cleanly and is reported, a submit is refused with 507 and Retry-After; all resumes once space is back', { skip: !isRoot && 'needs root to mount a tmpfs' }, async (t) => {
   const dir = tempDir('gantry-full-');
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir]);
   t.after(() => execFileSync('umount', ['-l', dir]));
@@ -77,11 +77,19 @@ test('a full disk fails log capture cleanly and is reported; the job\'s real out
   }
   assert.equal(ready, 503, '/readyz reports the store as not writable');
   assert.equal((await g.call('GET', '/healthz', { token: null })).status, 200, 'Gantry keeps serving');
+  const refused = await g.call<{ type: string; status: number; detail: string }>('POST', '/v1/jobs', { body: { image: TEST_IMAGE, command: ['true'] } });
+  assert.equal(refused.status, 507, refused.text);
+  assert.match(String(refused.headers['content-type']), /^application\/problem\+json/);
+  assert.equal(refused.body.type, 'https://gantry.dev/problems/store-full');
+  assert.match(refused.body.detail, /disk is full.*nothing was stored/);
+  assert.ok(Number(refused.headers['retry-after']) > 0, 'Retry-After says when to try again');
   fs.rmSync(filler);
+  const accepted = await g.call('POST', '/v1/jobs', { body: { image: TEST_IMAGE, command: ['true'] } });
+  assert.equal(accepted.status, 201, 'a submit is accepted again once there is room');
   const done = await g.waitFor(job.id, undefined, 120_000);
   assert.equal(done.state, 'succeeded', 'the real outcome, not a storage error');
   assert.equal(done.exitCode, 0);
-  assert.match(done.reason ?? '', /logs incomplete: log storage failed: database or disk is full/);
+  assert.match(done.reason ?? '', /logs incomplete: log storage failed: .*database or disk is full/);
   const head = await g.call('GET', `/v1/jobs/${job.id}/logs?tail=1`);
   assert.equal(head.status, 200, 'what was stored stays readable');
 });

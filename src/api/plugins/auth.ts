@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 import fp from 'fastify-plugin';
-import type { Principal, Scope, TokenStore } from '../../auth/tokens.js';
+import type { TokenStore } from '../../auth/tokens.js';
+import type { Principal, Scope } from '../../model/principal.js';
 import { HttpProblem, sendProblem } from '../problems.js';
 
 declare module 'fastify' {
@@ -9,8 +10,8 @@ declare module 'fastify' {
     principal: Principal;
   }
   interface FastifyInstance {
-    /** The onRequest hook that admits a request with a valid bearer token carrying the scope. */
-    auth(scope: Scope, opts?: AuthOptions): onRequestHookHandler;
+    /** The onRequest hook that admits a request with a valid bearer token carrying the scope (any valid token without one). */
+    auth(scope: Scope | null, opts?: AuthOptions): onRequestHookHandler;
   }
 }
 
@@ -38,7 +39,7 @@ export function hasScope(principal: Principal, scope: Scope): boolean {
 export const auth = fp(
   async (app: FastifyInstance, { tokens }: { tokens: TokenStore }) => {
     app.decorateRequest('principal', null as unknown as Principal);
-    app.decorate('auth', (scope: Scope, opts: AuthOptions = {}): onRequestHookHandler => (request: FastifyRequest, reply: FastifyReply, done) => {
+    app.decorate('auth', (scope: Scope | null, opts: AuthOptions = {}): onRequestHookHandler => (request: FastifyRequest, reply: FastifyReply, done) => {
       const header = request.headers.authorization;
       const match = header ? BEARER.exec(header) : null;
       const principal = match ? tokens.verify(match[1]!) : undefined;
@@ -46,7 +47,7 @@ export const auth = fp(
       if (!principal) {
         reply.header('WWW-Authenticate', `Bearer realm="gantry"${header ? ', error="invalid_token"' : ''}`);
         refusal = new HttpProblem(401, 'unauthorized', 'Authentication required', header ? 'the bearer token is not valid' : 'send Authorization: Bearer <token>');
-      } else if (!hasScope(principal, scope)) {
+      } else if (scope !== null && !hasScope(principal, scope)) {
         refusal = new HttpProblem(403, 'forbidden', 'Forbidden', `this token lacks the "${scope}" scope`);
       }
       if (refusal) {

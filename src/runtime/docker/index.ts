@@ -25,6 +25,9 @@ export interface DockerRuntimeOptions {
   onError?: (op: RuntimeOp, err: RuntimeError) => void;
 }
 
+/** How often the engine is pinged while containers are waited for. */
+const WAIT_HEARTBEAT_MS = 2000;
+
 interface ProgressEvent {
   status?: string;
   progress?: string;
@@ -40,6 +43,9 @@ interface ProgressEvent {
  */
 export class DockerRuntime implements ContainerRuntime {
   private readonly docker: Docker;
+  /** Pending waits, each failed at once when the engine stops answering. */
+  private readonly waits = new Set<(err: RuntimeError) => void>();
+  private heartbeat: NodeJS.Timeout | null = null;
 
   constructor(private readonly o: DockerRuntimeOptions) {
     this.docker = o.docker ?? new Docker({ socketPath: o.socketPath ?? '/var/run/docker.sock' });
@@ -129,11 +135,48 @@ export class DockerRuntime implements ContainerRuntime {
     return this.call('logs', async () => (await this.docker.getContainer(id).logs({ follow: true, stdout: true, stderr: true })) as unknown as Readable);
   }
 
+  /**
+   * A wait is a long-poll whose response headers the engine sends at once;
+   * when the engine dies, the connection can close without the request ever
+   * failing. So while any wait is pending the engine is pinged every few
+   * seconds, and a ping that fails aborts every pending wait as unreachable.
+   */
   async wait(id: string): Promise<ContainerExit> {
-    await this.call('wait', () => this.docker.getContainer(id).wait());
+    const abort = new AbortController();
+    let fail!: (err: RuntimeError) => void;
+    const lost = new Promise<never>((_, reject) => {
+      fail = (err) => {
+        abort.abort();
+        reject(err);
+      };
+    });
+    this.waits.add(fail);
+    this.beat();
+    try {
+      await Promise.race([this.call('wait', () => this.docker.getContainer(id).wait({ abortSignal: abort.signal })), lost]);
+    } finally {
+      this.waits.delete(fail);
+    }
     const status = await this.inspect(id);
     if (!status) throw new RuntimeError('not_found', 'wait', `container ${id} vanished before its exit could be read`);
     return status.exit;
+  }
+
+  private beat(): void {
+    if (this.heartbeat) return;
+    this.heartbeat = setInterval(() => {
+      if (this.waits.size === 0) {
+        clearInterval(this.heartbeat!);
+        this.heartbeat = null;
+        return;
+      }
+      this.docker.ping().catch((raw: unknown) => {
+        const err = toRuntimeError('wait', raw);
+        if (err.kind !== 'unreachable') return;
+        for (const fail of [...this.waits]) fail(err);
+      });
+    }, WAIT_HEARTBEAT_MS);
+    this.heartbeat.unref();
   }
 
   async inspect(id: string): Promise<ContainerStatus | null> {

@@ -165,6 +165,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The owner and scopes of the presented token */
+        get: operations["getTokenInfo"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -438,6 +455,14 @@ export interface components {
             data: string;
             /** @description Reconnection delay in ms; sent once, with the first event. */
             retry?: number;
+        };
+        TokenInfo: {
+            /** @description The owner the token acts for. */
+            owner: string;
+            /** @description What the token may do; an admin token holds every scope. */
+            scopes: ("submit" | "read" | "cancel" | "admin" | "metrics")[];
+            /** @description Whether the token is an admin's: it sees and cancels every owner's jobs. */
+            admin: boolean;
         };
     };
     responses: never;
@@ -911,6 +936,42 @@ export interface operations {
                      *       "status": 429,
                      *       "detail": "too many requests",
                      *       "instance": "/v1/jobs/5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store cannot be reached now; nothing was stored (see Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/store-unavailable",
+                     *       "title": "Store unavailable",
+                     *       "status": 503,
+                     *       "detail": "the store cannot be written: disk I/O error; nothing was stored, try again later",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store's disk is full; nothing was stored (see Retry-After) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/store-full",
+                     *       "title": "Storage full",
+                     *       "status": 507,
+                     *       "detail": "the store's disk is full: database or disk is full; nothing was stored, try again later",
+                     *       "instance": "/v1/jobs"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -1735,6 +1796,55 @@ export interface operations {
                      *           "message": "image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST"
                      *         }
                      *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getTokenInfo: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The token is valid; this is what it may do */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "owner": "airflow",
+                     *       "scopes": [
+                     *         "submit",
+                     *         "read",
+                     *         "cancel"
+                     *       ],
+                     *       "admin": false
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TokenInfo"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unauthorized",
+                     *       "title": "Authentication required",
+                     *       "status": 401,
+                     *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];

@@ -68,8 +68,8 @@ const LogStreamEventSchema = z
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 export const sse = {
   // The same bytes as JSON.stringify(l) for a LogLine ({seq, stream, time,
-  // line}; stream and time never need escaping), at half the cost per line
-  // (bench: docs/performance.md).
+  // line}; stream and time never need escaping), without its cost per line
+  // (docs/performance.md).
   line: (l: LogLine) =>
     `id: ${l.seq}\nevent: log\ndata: {"seq":${l.seq},"stream":"${l.stream}","time":"${l.time}","line":${NEEDS_ESCAPE.test(l.line) ? JSON.stringify(l.line) : `"${l.line}"`}}\n\n`,
   status: (job: Job) => `event: status\ndata: ${JSON.stringify(job)}\n\n`,
