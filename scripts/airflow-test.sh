@@ -11,18 +11,27 @@
 #
 # Optional: GANTRY_TEST_MOUNT_ROOT (a folder inside the allowlist of an external
 # Gantry; without it the volume tests are skipped), GANTRY_TEST_IMAGE
-# (default local/busybox:latest), AIRFLOW_VENV (default airflow/.venv).
+# (default local/busybox:latest), AIRFLOW_VENV (default airflow/.venv; made, and made
+# anew when the pins change, by this script), AIRFLOW_PYTHON (default python3.11, the
+# Python that airflow/constraints.txt was frozen on).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=${AIRFLOW_VENV:-$ROOT/airflow/.venv}
 PY=${AIRFLOW_PYTHON:-python3.11}
 
-# 1. Airflow, pinned (requirements + constraints), and the provider from this tree.
-if [ ! -x "$VENV/bin/airflow" ]; then
+# 1. Airflow, pinned (requirements + constraints, and pip itself), and the provider
+#    from this tree. The venv is made anew whenever the pins change; its stamp (the
+#    pins' hash) is written only once the install is complete, so a venv left half
+#    made by an interrupted run is made anew too.
+PINS=$(cat airflow/requirements.txt airflow/constraints.txt | sha256sum | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/airflow" ] || [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$PINS" ]; then
+  echo "airflow test: creating $VENV with $PY"
+  rm -rf "$VENV"
   "$PY" -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q --disable-pip-version-check pip==26.3
   "$VENV/bin/pip" install -q -r airflow/requirements.txt -c airflow/constraints.txt
+  echo "$PINS" > "$VENV/.stamp"
 fi
 BUILD=$(mktemp -d)
 cp -r airflow/provider/. "$BUILD/"

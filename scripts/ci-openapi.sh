@@ -6,7 +6,8 @@
 #   bash scripts/ci-openapi.sh check        drift: the committed document and TS types vs the code; validator
 #   bash scripts/ci-openapi.sh fuzz         schemathesis against a live Gantry (scripts/fuzz.sh)
 #
-# `setup` must run before `npm test` (test/clients.test.ts uses what it installs).
+# `setup` must run before the node:test files (test/clients.test.ts uses what it
+# installs); scripts/test.sh runs it first.
 # Installs are skipped when their pinned inputs have not changed since the last run.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # Installs and starts what Gantry needs on a Debian host: a Docker engine
 # (bridge and iptables off), the local test image and npm dependencies.
-# With --test, also what the tests need: a registry for pull tests,
-# htpasswd, docker-compose (to validate the compose file) and Chromium.
+# With --test, also what the test suite needs: a registry and htpasswd for the
+# pull tests, docker-compose (to validate the compose file), Chromium for the
+# UI tests, curl, and Pythons that can make venvs (python3 for the client and
+# fuzzer venvs, python3.11 for Airflow's pins).
 # Idempotent: re-running skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 wanted=(dockerd:docker.io busybox:busybox-static)
 if [ "${1:-}" = "--test" ]; then
-  wanted+=(docker-registry:docker-registry htpasswd:apache2-utils docker-compose:docker-compose chromium:chromium)
+  wanted+=(docker-registry:docker-registry htpasswd:apache2-utils docker-compose:docker-compose chromium:chromium curl:curl)
 fi
 need=()
 for bin in "${wanted[@]}"; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need+=("${bin##*:}")
 done
+if [ "${1:-}" = "--test" ]; then
+  # A venv needs ensurepip, which Debian ships apart from the interpreter;
+  # the package brings the interpreter too where it is missing.
+  for py in python3:python3-venv python3.11:python3.11-venv; do
+    "${py%%:*}" -m ensurepip --version >/dev/null 2>&1 || need+=("${py##*:}")
+  done
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt-get update -qq

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it (after `scripts/setup-host.sh --test`):
-#   1. tool setup (pinned Python venvs for the generated client and the fuzzer, the TS client's deps)
-#   2. type check, and the OpenAPI drift check + validator
-#   3. every node:test file against the real Docker engine
-#   4. the Airflow DAG tests with real Airflow against a live Gantry
-#   5. schemathesis fuzzing of a live Gantry from the committed document
+# The whole test suite, on its own on a fresh Debian host (as root), as CI runs it:
+#   1. host setup (scripts/setup-host.sh --test): Docker engine, test image,
+#      registry, htpasswd, docker-compose, Chromium, Python venv support, npm deps
+#   2. tool setup (pinned Python venvs for the generated client and the fuzzer, the TS client's deps)
+#   3. type check, and the OpenAPI drift check + validator
+#   4. every node:test file against the real Docker engine
+#   5. the Airflow DAG tests with real Airflow (its pinned venv) against a live Gantry
+#   6. static checks of the compose deployment
+#   7. schemathesis fuzzing of a live Gantry from the committed document
+# Every setup step skips what is already in place (only the Airflow provider is
+# reinstalled from this tree on every run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/setup-host.sh --test
 bash scripts/ci-openapi.sh setup
 npx tsc -p tsconfig.json --noEmit
 bash scripts/ci-openapi.sh check
