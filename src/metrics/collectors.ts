@@ -8,7 +8,7 @@ import type { Store } from '../store/store.js';
 export interface CollectorSources {
   store: Store;
   gpus: GpuAllocator;
-  /** Process log lines dropped because stdout was read too slowly (src/logging.ts). */
+  /** Process log lines dropped because stdout was read too slowly or could not be written (src/logging.ts). */
   droppedLogLines: () => number;
 }
 
@@ -23,7 +23,7 @@ export function registerCollectors(registry: Registry, src: CollectorSources): v
   registerLogGauges([registry], src.store);
   new Counter({
     name: 'gantry_process_log_dropped_lines_total',
-    help: `Gantry's own log lines (stdout) dropped because their reader fell more than ${STDOUT_BUFFER_BYTES / 1024 / 1024} MiB behind; job logs are not affected.`,
+    help: `Gantry's own log lines (stdout) dropped because their reader fell more than ${STDOUT_BUFFER_BYTES / 1024 / 1024} MiB behind or stdout could not be written (a full disk); job logs are not affected.`,
     registers: [registry],
     collect() {
       this.reset();

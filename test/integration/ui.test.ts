@@ -164,7 +164,7 @@ test('UI: sign in with a pasted token; a submitted job moves from queued to succ
   assert.equal(await page.evaluate(() => sessionStorage.getItem('gantry.token')), ADMIN_TOKEN, 'kept in session storage');
   assert.equal(await page.evaluate(() => localStorage.length), 0, 'not in local storage');
   assert.ok(!page.url().includes(ADMIN_TOKEN));
-  await page.waitForSelector('#whoami:has-text("cancel")');
+  await page.waitForSelector('#whoami:has-text("admin")');
 
   // A GPU job holds the only run slot, so the next job waits in the queue.
   const blocker = await g.submit(sh('echo holding the slot; sleep 300', { name: 'gpu-blocker', gpus: { count: 1 } }));
