@@ -11,8 +11,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { benchFreshPolls, seedJobs } from './sections/polls.js';
 import { mean, round } from './lib/util.js';
+import { benchFreshPolls, seedJobs } from './sections/polls.js';
 
 const dists = process.argv.slice(2).map((d) => path.resolve(d));
 if (dists.length < 2) {
@@ -38,7 +38,10 @@ async function main(): Promise<void> {
       endpoint: process.env.AB_ENDPOINT === 'sensor' ? 'sensor' : 'status',
     });
     const s = Object.fromEntries(
-      Object.entries(rounds).map(([k, v]) => [k, { reqPerS: round(mean(v.reqPerS), 0), cpuUsPerReq: round(mean(v.cpuUsPerReq), 1), p99Ms: round(mean(v.p99Ms), 1) }]),
+      Object.entries(rounds).map(([k, v]) => [
+        k,
+        { reqPerS: round(mean(v.reqPerS), 0), cpuUsPerReq: round(mean(v.cpuUsPerReq), 1), p99Ms: round(mean(v.p99Ms), 1) },
+      ]),
     );
     process.stdout.write(JSON.stringify({ mean: s, rounds }) + '\n');
     dists.forEach((dist, i) => {

@@ -1,8 +1,9 @@
 // The baseline for status polls: a bare fastify 5 server with no hooks,
 // no auth and no schemas, in its own process like Gantry. Plain JS, so no
 // loader sits in front of it. Usage: node bench/bare-server.mjs PORT [SQLITE_FILE]
-import Fastify from 'fastify';
+
 import Database from 'better-sqlite3';
+import Fastify from 'fastify';
 
 const port = Number(process.argv[2]);
 const dbFile = process.argv[3];

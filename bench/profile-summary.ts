@@ -35,7 +35,9 @@ for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 
 // Self time per node from the samples and their time deltas.
 const self = new Map<number, number>();
-p.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)));
+p.samples.forEach((id, i) => {
+  self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0));
+});
 const total = [...self.values()].reduce((a, b) => a + b, 0);
 
 function where(n: Node): string {
@@ -73,7 +75,8 @@ for (const [id, t] of self) {
 const pct = (t: number) => `${((100 * t) / total).toFixed(1).padStart(5)}%`;
 const show = (title: string, m: Map<string, number>) => {
   process.stdout.write(`\n${title}\n`);
-  for (const [k, t] of [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, top)) process.stdout.write(`${pct(t)}  ${(t / 1000).toFixed(0).padStart(7)} ms  ${k}\n`);
+  for (const [k, t] of [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, top))
+    process.stdout.write(`${pct(t)}  ${(t / 1000).toFixed(0).padStart(7)} ms  ${k}\n`);
 };
 process.stdout.write(`${file}: ${(total / 1e6).toFixed(2)} s sampled\n`);
 show('self time by function', fnSelf);

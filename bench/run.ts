@@ -26,21 +26,44 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { cleanupContainers, DestroyWatcher, docker, rawOptions, runRaw } from './lib/docker.js';
-import { DIST, ROOT, startGantry, type GantryProc } from './lib/gantry.js';
+import { DIST, type GantryProc, ROOT, startGantry } from './lib/gantry.js';
 import { envList, envNum, MB, mean, median, round, say } from './lib/util.js';
 import { benchFanout } from './sections/fanout.js';
 import { benchJobs } from './sections/jobs.js';
-import { logCommand, benchLogs } from './sections/logs.js';
-import { benchFreshPolls, benchPolls, seedJobs, startBare, type BareServer } from './sections/polls.js';
+import { benchLogs, logCommand } from './sections/logs.js';
+import { type BareServer, benchFreshPolls, benchPolls, seedJobs, startBare } from './sections/polls.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const cfg = {
   sections: envList('BENCH_SECTIONS', ['jobs', 'polls', 'logs', 'fanout']),
-  jobs: { jobs: envNum('BENCH_JOBS', quick ? 10 : 50), concurrency: envList('BENCH_CONCURRENCY', ['1', '4', '16']).map(Number), throughputJobs: envNum('BENCH_TPUT_JOBS', quick ? 16 : 32), throughputRounds: envNum('BENCH_TPUT_ROUNDS', quick ? 1 : 2) },
+  jobs: {
+    jobs: envNum('BENCH_JOBS', quick ? 10 : 50),
+    concurrency: envList('BENCH_CONCURRENCY', ['1', '4', '16']).map(Number),
+    throughputJobs: envNum('BENCH_TPUT_JOBS', quick ? 16 : 32),
+    throughputRounds: envNum('BENCH_TPUT_ROUNDS', quick ? 1 : 2),
+  },
   seedJobs: envNum('BENCH_SEED_JOBS', 10_000),
-  polls: { warmupSeconds: envNum('BENCH_POLL_WARMUP_SECONDS', quick ? 2 : 20), seconds: envNum('BENCH_POLL_SECONDS', quick ? 3 : 5), rounds: envNum('BENCH_POLL_ROUNDS', quick ? 1 : 3), connections: envNum('BENCH_POLL_CONNECTIONS', 100), fixedRate: envNum('BENCH_POLL_FIXED_RATE', 3000), freshRounds: envNum('BENCH_POLL_FRESH_ROUNDS', quick ? 1 : 4), sensorRounds: envNum('BENCH_POLL_SENSOR_ROUNDS', quick ? 1 : 3) },
-  logs: { mb: envNum('BENCH_LOG_MB', quick ? 20 : 200), rounds: envNum('BENCH_LOG_ROUNDS', 1), wallRounds: envNum('BENCH_LOG_WALL_ROUNDS', quick ? 1 : 3), drivers: envList('BENCH_LOG_DRIVERS', ['local', 'json-file']) },
-  fanout: { idleClients: envNum('BENCH_IDLE_CLIENTS', quick ? 200 : 1000), idleJobs: envNum('BENCH_IDLE_JOBS', 10), busyClients: envNum('BENCH_FANOUT_CLIENTS', quick ? 20 : 100), busyMb: envNum('BENCH_FANOUT_MB', quick ? 5 : 20) },
+  polls: {
+    warmupSeconds: envNum('BENCH_POLL_WARMUP_SECONDS', quick ? 2 : 20),
+    seconds: envNum('BENCH_POLL_SECONDS', quick ? 3 : 5),
+    rounds: envNum('BENCH_POLL_ROUNDS', quick ? 1 : 3),
+    connections: envNum('BENCH_POLL_CONNECTIONS', 100),
+    fixedRate: envNum('BENCH_POLL_FIXED_RATE', 3000),
+    freshRounds: envNum('BENCH_POLL_FRESH_ROUNDS', quick ? 1 : 4),
+    sensorRounds: envNum('BENCH_POLL_SENSOR_ROUNDS', quick ? 1 : 3),
+  },
+  logs: {
+    mb: envNum('BENCH_LOG_MB', quick ? 20 : 200),
+    rounds: envNum('BENCH_LOG_ROUNDS', 1),
+    wallRounds: envNum('BENCH_LOG_WALL_ROUNDS', quick ? 1 : 3),
+    drivers: envList('BENCH_LOG_DRIVERS', ['local', 'json-file']),
+  },
+  fanout: {
+    idleClients: envNum('BENCH_IDLE_CLIENTS', quick ? 200 : 1000),
+    idleJobs: envNum('BENCH_IDLE_JOBS', 10),
+    busyClients: envNum('BENCH_FANOUT_CLIENTS', quick ? 20 : 100),
+    busyMb: envNum('BENCH_FANOUT_MB', quick ? 5 : 20),
+  },
   out: process.env.BENCH_OUT ?? path.join(ROOT, 'bench/results/latest.json'),
 };
 
@@ -55,7 +78,13 @@ interface Row {
 }
 
 const rows: Row[] = [];
-function row(section: string, metric: string, gantry: number, baseline: number | string, target?: { op: '<=' | '>=' | '<'; value: number; on: 'ratio' | 'gantry' }): void {
+function row(
+  section: string,
+  metric: string,
+  gantry: number,
+  baseline: number | string,
+  target?: { op: '<=' | '>=' | '<'; value: number; on: 'ratio' | 'gantry' },
+): void {
   const ratio = typeof baseline === 'number' && baseline > 0 ? round(gantry / baseline, 2) : null;
   let ok: boolean | null = null;
   let t = '';
@@ -64,13 +93,31 @@ function row(section: string, metric: string, gantry: number, baseline: number |
     t = `${target.on === 'ratio' ? 'ratio ' : ''}${target.op} ${target.value}`;
     if (x !== null) ok = target.op === '<=' ? x <= target.value : target.op === '<' ? x < target.value : x >= target.value;
   }
-  rows.push({ section, metric, gantry: round(gantry, 2), baseline: typeof baseline === 'number' ? round(baseline, 2) : baseline, ratio, target: t, ok });
+  rows.push({
+    section,
+    metric,
+    gantry: round(gantry, 2),
+    baseline: typeof baseline === 'number' ? round(baseline, 2) : baseline,
+    ratio,
+    target: t,
+    ok,
+  });
 }
 
 function printTable(): string {
   const head = ['section', 'metric', 'gantry', 'baseline', 'ratio', 'target', 'ok'];
-  const cells = rows.map((r) => [r.section, r.metric, String(r.gantry), String(r.baseline), r.ratio === null ? '' : r.ratio.toFixed(2), r.target, r.ok === null ? '' : r.ok ? 'yes' : 'MISS']);
-  const md = [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...cells.map((c) => `| ${c.join(' | ')} |`)].join('\n');
+  const cells = rows.map((r) => [
+    r.section,
+    r.metric,
+    String(r.gantry),
+    String(r.baseline),
+    r.ratio === null ? '' : r.ratio.toFixed(2),
+    r.target,
+    r.ok === null ? '' : r.ok ? 'yes' : 'MISS',
+  ]);
+  const md = [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...cells.map((c) => `| ${c.join(' | ')} |`)].join(
+    '\n',
+  );
   return md;
 }
 
@@ -118,14 +165,28 @@ async function main(): Promise<void> {
       const r = await benchJobs(g, watcher, cfg.jobs);
       results.jobs = r;
       const lat = r.latency as Record<string, { p50: number; p99: number }>;
-      row('1 jobs', 'submit→terminal p50, Gantry timestamps (ms)', lat.gantryServer!.p50, lat.raw!.p50, { op: '<=', value: 1.1, on: 'ratio' });
-      row('1 jobs', 'submit→terminal p99, Gantry timestamps (ms)', lat.gantryServer!.p99, lat.raw!.p99, { op: '<=', value: 1.25, on: 'ratio' });
+      row('1 jobs', 'submit→terminal p50, Gantry timestamps (ms)', lat.gantryServer!.p50, lat.raw!.p50, {
+        op: '<=',
+        value: 1.1,
+        on: 'ratio',
+      });
+      row('1 jobs', 'submit→terminal p99, Gantry timestamps (ms)', lat.gantryServer!.p99, lat.raw!.p99, {
+        op: '<=',
+        value: 1.25,
+        on: 'ratio',
+      });
       row('1 jobs', 'submit→SSE end p50, client (ms)', lat.gantryClient!.p50, lat.raw!.p50, { op: '<=', value: 1.1, on: 'ratio' });
       row('1 jobs', 'submit→SSE end p99, client (ms)', lat.gantryClient!.p99, lat.raw!.p99, { op: '<=', value: 1.25, on: 'ratio' });
       row('1 jobs', 'submit→container removed p50 (ms)', lat.gantryRemoved!.p50, lat.raw!.p50);
       row('1 jobs', 'ref: raw + attach p50 / raw minimal p50 (ms)', lat.rawAttach!.p50, lat.rawMinimal!.p50);
       for (const [c, t] of Object.entries(r.throughput)) {
-        row('1 jobs', `throughput at concurrency ${c} (jobs/s)`, t.gantryJobsPerS, t.rawJobsPerS, c === '16' ? { op: '>=', value: 0.9, on: 'ratio' } : undefined);
+        row(
+          '1 jobs',
+          `throughput at concurrency ${c} (jobs/s)`,
+          t.gantryJobsPerS,
+          t.rawJobsPerS,
+          c === '16' ? { op: '>=', value: 0.9, on: 'ratio' } : undefined,
+        );
       }
     }
 
@@ -135,14 +196,23 @@ async function main(): Promise<void> {
       const r = await benchPolls(g, bare, ids, cfg.polls);
       results.polls = r;
       const sat = r.saturated;
-      row('2 polls', 'GET /v1/jobs/{id} req/s (10k jobs stored)', sat.gantry!.reqPerS, sat.bare!.reqPerS, { op: '>=', value: 0.5, on: 'ratio' });
+      row('2 polls', 'GET /v1/jobs/{id} req/s (10k jobs stored)', sat.gantry!.reqPerS, sat.bare!.reqPerS, {
+        op: '>=',
+        value: 0.5,
+        on: 'ratio',
+      });
       row('2 polls', 'GET /v1/jobs/{id} p99 ms (worst round)', sat.gantry!.p99Ms, sat.bare!.p99Ms, { op: '<', value: 15, on: 'gantry' });
       row('2 polls', 'ref: vs bare route + sqlite point read, req/s', sat.gantry!.reqPerS, sat.bareSqlite!.reqPerS);
       row('2 polls', `ref: warm-up (first ${cfg.polls.warmupSeconds} s of polls), req/s`, r.warmup.gantry!.reqPerS, r.warmup.bare!.reqPerS);
       if (cfg.polls.fixedRate > 0) {
         const fr = r.fixedRate;
         row('2 polls', `ref: p50 ms at a fixed ${cfg.polls.fixedRate} req/s`, fr.gantry!.p50Ms, fr.bare!.p50Ms);
-        row('2 polls', `ref: p99 ms at a fixed ${cfg.polls.fixedRate} req/s (median round)`, median(fr.gantry!.p99sMs), median(fr.bare!.p99sMs));
+        row(
+          '2 polls',
+          `ref: p99 ms at a fixed ${cfg.polls.fixedRate} req/s (median round)`,
+          median(fr.gantry!.p99sMs),
+          median(fr.bare!.p99sMs),
+        );
         row('2 polls', `ref: p99 ms at a fixed ${cfg.polls.fixedRate} req/s (worst round)`, fr.gantry!.p99Ms, fr.bare!.p99Ms);
       }
       await bare.stop();
@@ -151,24 +221,68 @@ async function main(): Promise<void> {
         // each Gantry here (the rows above are the long-running Gantry that
         // ran the jobs section first).
         say(`polls: ${cfg.polls.freshRounds} rounds on fresh processes`);
-        const fresh = (await benchFreshPolls({ dists: [DIST], dataDirs: [freshDir], ids, rounds: cfg.polls.freshRounds, warmupSeconds: 5, seconds: cfg.polls.seconds, connections: cfg.polls.connections, cpuMatchedBare: true })).rounds;
+        const fresh = (
+          await benchFreshPolls({
+            dists: [DIST],
+            dataDirs: [freshDir],
+            ids,
+            rounds: cfg.polls.freshRounds,
+            warmupSeconds: 5,
+            seconds: cfg.polls.seconds,
+            connections: cfg.polls.connections,
+            cpuMatchedBare: true,
+          })
+        ).rounds;
         results.pollsFresh = fresh;
-        row('2 polls', `GET /v1/jobs/{id} req/s, fresh processes (${cfg.polls.freshRounds} rounds)`, mean(fresh.A!.reqPerS), mean(fresh.bare!.reqPerS), { op: '>=', value: 0.5, on: 'ratio' });
+        row(
+          '2 polls',
+          `GET /v1/jobs/{id} req/s, fresh processes (${cfg.polls.freshRounds} rounds)`,
+          mean(fresh.A!.reqPerS),
+          mean(fresh.bare!.reqPerS),
+          { op: '>=', value: 0.5, on: 'ratio' },
+        );
         row('2 polls', 'ref: fresh processes, CPU µs per request', mean(fresh.A!.cpuUsPerReq), mean(fresh.bare!.cpuUsPerReq));
         row('2 polls', 'ref: fresh processes, p99 ms (median round)', median(fresh.A!.p99Ms), median(fresh.bare!.p99Ms));
         // The bare route with a busy loop making its CPU per request Gantry's:
         // if its p99 matches Gantry's, the p99 is the poll's CPU cost on one
         // thread (100 connections in flight), not stalls of Gantry's own.
-        row('2 polls', 'ref: bare route CPU-matched to Gantry (busy loop): CPU µs per request', mean(fresh.bareMatched!.cpuUsPerReq), mean(fresh.A!.cpuUsPerReq));
-        row('2 polls', 'ref: bare route CPU-matched to Gantry: p99 ms (median round) vs Gantry', median(fresh.bareMatched!.p99Ms), median(fresh.A!.p99Ms));
+        row(
+          '2 polls',
+          'ref: bare route CPU-matched to Gantry (busy loop): CPU µs per request',
+          mean(fresh.bareMatched!.cpuUsPerReq),
+          mean(fresh.A!.cpuUsPerReq),
+        );
+        row(
+          '2 polls',
+          'ref: bare route CPU-matched to Gantry: p99 ms (median round) vs Gantry',
+          median(fresh.bareMatched!.p99Ms),
+          median(fresh.A!.p99Ms),
+        );
         row('2 polls', 'ref: bare route CPU-matched to Gantry: req/s vs Gantry', mean(fresh.bareMatched!.reqPerS), mean(fresh.A!.reqPerS));
       }
       if (cfg.polls.sensorRounds > 0) {
         // The stock HttpSensor's poke: what Airflow really sends while a job runs.
         say(`polls: ${cfg.polls.sensorRounds} rounds of sensor polls (/wait) on fresh processes`);
-        const sensor = (await benchFreshPolls({ dists: [DIST], dataDirs: [sensorDir], ids, rounds: cfg.polls.sensorRounds, warmupSeconds: 5, seconds: cfg.polls.seconds, connections: cfg.polls.connections, endpoint: 'sensor' })).rounds;
+        const sensor = (
+          await benchFreshPolls({
+            dists: [DIST],
+            dataDirs: [sensorDir],
+            ids,
+            rounds: cfg.polls.sensorRounds,
+            warmupSeconds: 5,
+            seconds: cfg.polls.seconds,
+            connections: cfg.polls.connections,
+            endpoint: 'sensor',
+          })
+        ).rounds;
         results.pollsSensor = sensor;
-        row('2 polls', `GET /v1/jobs/{id}/wait, 200 jobs not ended (404), req/s, fresh processes (${cfg.polls.sensorRounds} rounds)`, mean(sensor.A!.reqPerS), mean(sensor.bare!.reqPerS), { op: '>=', value: 0.5, on: 'ratio' });
+        row(
+          '2 polls',
+          `GET /v1/jobs/{id}/wait, 200 jobs not ended (404), req/s, fresh processes (${cfg.polls.sensorRounds} rounds)`,
+          mean(sensor.A!.reqPerS),
+          mean(sensor.bare!.reqPerS),
+          { op: '>=', value: 0.5, on: 'ratio' },
+        );
         row('2 polls', 'ref: /wait, CPU µs per request', mean(sensor.A!.cpuUsPerReq), mean(sensor.bare!.cpuUsPerReq));
         row('2 polls', 'ref: /wait, p99 ms (median round)', median(sensor.A!.p99Ms), median(sensor.bare!.p99Ms));
       }
@@ -195,19 +309,48 @@ async function main(): Promise<void> {
         const gantryRuns = [...r.alone, ...r.gantry];
         // BENCH_LOG_STEPS may leave steps out: only rows whose steps ran.
         if (r.alone.length && r.attach.length) {
-          row(`3 logs ${driver}`, `${cfg.logs.mb} MB job wall, Gantry (no client) vs plain attach (ms, median of ${r.alone.length} / ${r.attach.length})`, median(r.alone.map((x) => x.runMs)), attachMs, { op: '<=', value: 1.1, on: 'ratio' });
+          row(
+            `3 logs ${driver}`,
+            `${cfg.logs.mb} MB job wall, Gantry (no client) vs plain attach (ms, median of ${r.alone.length} / ${r.attach.length})`,
+            median(r.alone.map((x) => x.runMs)),
+            attachMs,
+            { op: '<=', value: 1.1, on: 'ratio' },
+          );
         }
         if (r.gantry.length && r.attach.length) {
-          row(`3 logs ${driver}`, `${cfg.logs.mb} MB job wall, Gantry + 1 SSE client vs plain attach (ms)`, avg(r.gantry.map((x) => x.runMs)), attachMs);
+          row(
+            `3 logs ${driver}`,
+            `${cfg.logs.mb} MB job wall, Gantry + 1 SSE client vs plain attach (ms)`,
+            avg(r.gantry.map((x) => x.runMs)),
+            attachMs,
+          );
         }
         if (r.gantry.length && r.follow.length) {
-          row(`3 logs ${driver}`, 'SSE delivery vs docker logs --follow (MB/s)', avg(r.gantry.map((x) => x.sseMBps)), avg(r.follow.map((x) => x.MBps)), { op: '>=', value: 2, on: 'ratio' });
-          row(`3 logs ${driver}`, 'SSE delivery (lines/s)', avg(r.gantry.map((x) => x.sseLinesPerS)), avg(r.follow.map((x) => (x.MBps * MB) / 37)));
+          row(
+            `3 logs ${driver}`,
+            'SSE delivery vs docker logs --follow (MB/s)',
+            avg(r.gantry.map((x) => x.sseMBps)),
+            avg(r.follow.map((x) => x.MBps)),
+            { op: '>=', value: 2, on: 'ratio' },
+          );
+          row(
+            `3 logs ${driver}`,
+            'SSE delivery (lines/s)',
+            avg(r.gantry.map((x) => x.sseLinesPerS)),
+            avg(r.follow.map((x) => (x.MBps * MB) / 37)),
+          );
         }
         if (gantryRuns.length) {
-          row(`3 logs ${driver}`, 'Gantry peak RSS (MB), vs idle', Math.max(...gantryRuns.map((x) => x.peakRssMB)), Math.min(...gantryRuns.map((x) => x.rssBeforeMB)), { op: '<', value: 200, on: 'gantry' });
+          row(
+            `3 logs ${driver}`,
+            'Gantry peak RSS (MB), vs idle',
+            Math.max(...gantryRuns.map((x) => x.peakRssMB)),
+            Math.min(...gantryRuns.map((x) => x.rssBeforeMB)),
+            { op: '<', value: 200, on: 'gantry' },
+          );
         }
-        if (r.attach.length) row(`3 logs ${driver}`, 'ref: attach MB/s vs producer alone MB/s', avg(r.attach.map((x) => x.MBps)), producerMBps);
+        if (r.attach.length)
+          row(`3 logs ${driver}`, 'ref: attach MB/s vs producer alone MB/s', avg(r.attach.map((x) => x.MBps)), producerMBps);
         if (gd !== g) {
           await gd.stop();
           procs.splice(procs.indexOf(gd), 1);
@@ -219,18 +362,34 @@ async function main(): Promise<void> {
     if (cfg.sections.includes('fanout')) {
       const r = await benchFanout(g, cfg.fanout);
       results.fanout = r;
-      row('4 fan-out', `${r.idle.clients} idle SSE clients: Gantry RSS (MB)`, r.idle.rssMB!, r.idle.rssBeforeMB!, { op: '<', value: 300, on: 'gantry' });
+      row('4 fan-out', `${r.idle.clients} idle SSE clients: Gantry RSS (MB)`, r.idle.rssMB!, r.idle.rssBeforeMB!, {
+        op: '<',
+        value: 300,
+        on: 'gantry',
+      });
       row('4 fan-out', `${r.busy.clients} clients on one ${r.busy.mb} MB job: MB/s each (median)`, r.busy.perClientMBpsMedian, '');
       row('4 fan-out', `${r.busy.clients} clients: MB/s each (slowest) / Gantry peak RSS MB`, r.busy.perClientMBpsMin, r.busy.peakRssMB);
     }
 
     const table = printTable();
-    process.stdout.write(`\nGantry bench, ${started.toISOString()} (${os.cpus().length} cores, load ${os.loadavg().map((x) => x.toFixed(1)).join(' ')})\n\n${table}\n\n`);
+    process.stdout.write(
+      `\nGantry bench, ${started.toISOString()} (${os.cpus().length} cores, load ${os
+        .loadavg()
+        .map((x) => x.toFixed(1))
+        .join(' ')})\n\n${table}\n\n`,
+    );
     const info = await docker.version();
     const out = {
       started: started.toISOString(),
       finished: new Date().toISOString(),
-      machine: { cores: os.cpus().length, cpu: os.cpus()[0]?.model, memMB: Math.round(os.totalmem() / MB), loadavgAtEnd: os.loadavg(), node: process.version, docker: info.Version },
+      machine: {
+        cores: os.cpus().length,
+        cpu: os.cpus()[0]?.model,
+        memMB: Math.round(os.totalmem() / MB),
+        loadavgAtEnd: os.loadavg(),
+        node: process.version,
+        docker: info.Version,
+      },
       config: cfg,
       table: rows,
       results,

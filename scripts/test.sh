@@ -3,7 +3,7 @@
 #   1. host setup (scripts/setup-host.sh --test): Docker engine, test image,
 #      registry, htpasswd, docker-compose, Chromium, Python venv support, npm deps
 #   2. tool setup (pinned Python venvs for the generated client and the fuzzer, the TS client's deps)
-#   3. type check, and the OpenAPI drift check + validator
+#   3. type check, lint (Biome; dependency-cruiser's layer rules), and the OpenAPI drift check + validator
 #   4. every node:test file against the real Docker engine
 #   5. the Airflow DAG tests with real Airflow (its pinned venv) against a live Gantry
 #   6. static checks of the compose deployment
@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup-host.sh --test
 bash scripts/ci-openapi.sh setup
 npx tsc -p tsconfig.json --noEmit
+npm run -s lint
 bash scripts/ci-openapi.sh check
 npm run -s test:node
 bash scripts/airflow-test.sh

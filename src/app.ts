@@ -11,7 +11,7 @@ import { QueueState } from './jobs/queue-state.js';
 import { JobService } from './jobs/service.js';
 import { processLogger } from './logging.js';
 import { startRetention } from './logs/retention.js';
-import { openMetricsListener, type OpenMetricsListener } from './metrics/open-listener.js';
+import { type OpenMetricsListener, openMetricsListener } from './metrics/open-listener.js';
 import { GantryMetrics } from './metrics/registry.js';
 import { ImagePuller } from './runner/images.js';
 import { Scheduler } from './runner/scheduler.js';
@@ -91,7 +91,17 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     dockerSocket: config.dockerSocket,
     impossibleGpuRequest: (req) => gpus.impossible(req),
   });
-  const scheduler = new Scheduler({ config, runtime, store, jobs, events, queue, gpus, images: new ImagePuller(runtime, registryAuth), log });
+  const scheduler = new Scheduler({
+    config,
+    runtime,
+    store,
+    jobs,
+    events,
+    queue,
+    gpus,
+    images: new ImagePuller(runtime, registryAuth),
+    log,
+  });
 
   const app = await buildHttp({ config, log, tokens, store, runtime, jobs, logs: store.logs, events, gpus, metrics });
   const openMetrics =

@@ -6,14 +6,15 @@
  * - Python: openapi-python-client, generated here from the committed document.
  * Tooling comes from `bash scripts/ci-openapi.sh setup`.
  */
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { test } from 'node:test';
 import { promisify } from 'node:util';
-import { createGantryClient, waitForJob, type JobSpec } from '../tools/ts-client/src/index.js';
-import { ADMIN_TOKEN, ROOT, startGantry, tempDir, TEST_IMAGE } from './helpers/gantry.js';
+import { createGantryClient, type JobSpec, waitForJob } from '../tools/ts-client/src/index.js';
+import { ADMIN_TOKEN, ROOT, startGantry, TEST_IMAGE, tempDir } from './helpers/gantry.js';
 
 const run = promisify(execFile);
 const TS_TOOL = path.join(ROOT, 'tools/ts-client');
@@ -66,7 +67,10 @@ test('TypeScript client (openapi-fetch): submit a job, wait for it, read its log
   const logs = await client.GET('/v1/jobs/{id}/logs', { params: { path: { id: job.id } }, parseAs: 'text' });
   assert.equal(logs.response.status, 200);
   assert.deepEqual(logs.data!.split('\n').filter(Boolean).sort(), ['42', 'hello from typescript', 'to stderr']);
-  const stdout = await client.GET('/v1/jobs/{id}/logs', { params: { path: { id: job.id }, query: { stream: 'stdout', tail: 1 } }, parseAs: 'text' });
+  const stdout = await client.GET('/v1/jobs/{id}/logs', {
+    params: { path: { id: job.id }, query: { stream: 'stdout', tail: 1 } },
+    parseAs: 'text',
+  });
   assert.equal(stdout.data, '42\n');
 
   // Errors arrive typed as the shared Problem.
@@ -78,7 +82,10 @@ test('TypeScript client (openapi-fetch): submit a job, wait for it, read its log
   assert.ok(refused.error?.errors?.some((e) => e.field === 'body.image'));
 
   const page = await client.GET('/v1/jobs', { params: { query: { label: 'client=typescript' } } });
-  assert.deepEqual(page.data?.items.map((j) => j.id), [job.id]);
+  assert.deepEqual(
+    page.data?.items.map((j) => j.id),
+    [job.id],
+  );
 });
 
 test('Python client (openapi-python-client): generated from the committed document; submit, wait, read logs', async (t) => {
@@ -86,7 +93,17 @@ test('Python client (openapi-python-client): generated from the committed docume
   const out = tempDir('gantry-py-client-');
   await run(
     path.join(PY_TOOL, '.venv/bin/openapi-python-client'),
-    ['generate', '--path', path.join(ROOT, 'openapi/openapi.json'), '--config', path.join(PY_TOOL, 'config.yml'), '--output-path', path.join(out, 'gantry_client'), '--meta', 'none'],
+    [
+      'generate',
+      '--path',
+      path.join(ROOT, 'openapi/openapi.json'),
+      '--config',
+      path.join(PY_TOOL, 'config.yml'),
+      '--output-path',
+      path.join(out, 'gantry_client'),
+      '--meta',
+      'none',
+    ],
     { cwd: out },
   );
   assert.ok(fs.existsSync(path.join(out, 'gantry_client/api/jobs/submit_job.py')), 'generated submit_job');

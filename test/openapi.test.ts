@@ -4,17 +4,18 @@
  * operation, with examples that match their schemas, and a drift check that
  * fails when a schema changes without the document being regenerated.
  */
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { test } from 'node:test';
 import { promisify } from 'node:util';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { request } from 'undici';
 import { DOCUMENT_PATH, generateOpenapi } from '../scripts/openapi.js';
-import { ADMIN_TOKEN, ROOT, startGantry, tempDir, TEST_IMAGE } from './helpers/gantry.js';
+import { ADMIN_TOKEN, ROOT, startGantry, TEST_IMAGE, tempDir } from './helpers/gantry.js';
 import { readSse } from './helpers/sse.js';
 
 const run = promisify(execFile);
@@ -67,7 +68,11 @@ test('a real OpenAPI 3.1 validator accepts the document (and rejects a broken co
 test('every /v1 operation has an id, summary, tag, bearer security, problem+json errors and examples', () => {
   const doc = committed();
   assert.equal(doc.openapi, '3.1.0');
-  assert.deepEqual(doc.components.securitySchemes.bearer, { type: 'http', scheme: 'bearer', description: doc.components.securitySchemes.bearer.description });
+  assert.deepEqual(doc.components.securitySchemes.bearer, {
+    type: 'http',
+    scheme: 'bearer',
+    description: doc.components.securitySchemes.bearer.description,
+  });
   const tags = new Set((doc.tags as { name: string }[]).map((t) => t.name));
   const ids = new Set<string>();
   const v1 = operations(doc).filter((o) => o.path.startsWith('/v1/'));
@@ -95,13 +100,35 @@ test('every /v1 operation has an id, summary, tag, bearer security, problem+json
       const media = Object.entries(res.content ?? {}) as [string, Json][];
       assert.ok(media.length > 0, `${at} ${code}: content`);
       if (Number(code) >= 400) {
-        assert.deepEqual(media.map(([t]) => t), ['application/problem+json'], `${at} ${code}: problem+json`);
+        assert.deepEqual(
+          media.map(([t]) => t),
+          ['application/problem+json'],
+          `${at} ${code}: problem+json`,
+        );
         assert.deepEqual(media[0]![1].schema, { $ref: '#/components/schemas/Problem' }, `${at} ${code}: shared Problem schema`);
       }
       for (const [type, m] of media) assert.ok(m.example !== undefined || m.examples !== undefined, `${at} ${code} ${type}: example`);
     }
   }
-  for (const name of ['Job', 'JobSpec', 'JobSpecInput', 'JobList', 'JobState', 'GpuRequest', 'Gpu', 'GpuList', 'Mount', 'Resources', 'Problem', 'FieldError', 'LogLine', 'LogStreamEvent', 'LogEvent', 'StatusEvent', 'EndEvent']) {
+  for (const name of [
+    'Job',
+    'JobSpec',
+    'JobSpecInput',
+    'JobList',
+    'JobState',
+    'GpuRequest',
+    'Gpu',
+    'GpuList',
+    'Mount',
+    'Resources',
+    'Problem',
+    'FieldError',
+    'LogLine',
+    'LogStreamEvent',
+    'LogEvent',
+    'StatusEvent',
+    'EndEvent',
+  ]) {
     assert.ok(doc.components.schemas[name], `component ${name}`);
   }
   // Nothing unreferenced and no duplicate input/output pair left over.
@@ -209,7 +236,8 @@ test('a live Gantry serves the document at /openapi.json and Swagger UI at /docs
   const ui = await request(`${g.url}/docs/`, { maxRedirections: 0 } as never);
   const html = await ui.body.text();
   assert.ok(ui.statusCode === 200 || ui.statusCode === 302, `GET /docs/ → ${ui.statusCode}`);
-  const page = ui.statusCode === 302 ? await (await request(new URL(String(ui.headers.location), `${g.url}/docs/`).href)).body.text() : html;
+  const page =
+    ui.statusCode === 302 ? await (await request(new URL(String(ui.headers.location), `${g.url}/docs/`).href)).body.text() : html;
   assert.match(page, /swagger-ui/i);
 });
 
@@ -218,7 +246,8 @@ test('live responses, headers and SSE events conform to the document', async (t)
   const check = schemaChecker(doc);
   const g = await startGantry(t);
   const errors: string[] = [];
-  const res = (p: string, m: string, code: number, type = 'application/json') => ptr('paths', p, m, 'responses', String(code), 'content', type, 'schema');
+  const res = (p: string, m: string, code: number, type = 'application/json') =>
+    ptr('paths', p, m, 'responses', String(code), 'content', type, 'schema');
 
   const sub = await g.call('POST', '/v1/jobs', { body: { image: TEST_IMAGE, command: ['sh', '-c', 'echo one; echo two >&2'] } });
   assert.equal(sub.status, 201);

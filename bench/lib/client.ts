@@ -1,8 +1,8 @@
 import http from 'node:http';
 import { Agent, request } from 'undici';
 import type { Job } from '../../src/model/job.js';
-import { IMAGE } from './gantry.js';
 import { BENCH_LABEL, BENCH_LABEL_VALUE } from './docker.js';
+import { IMAGE } from './gantry.js';
 import { now } from './util.js';
 
 const agent = new Agent({ connections: 64, keepAliveTimeout: 30_000 });
@@ -31,7 +31,11 @@ export async function getJob(url: string, token: string, id: string): Promise<Jo
 }
 
 export async function cancel(url: string, token: string, id: string): Promise<void> {
-  const r = await request(`${url}/v1/jobs/${id}/cancel`, { method: 'POST', dispatcher: agent, headers: { authorization: `Bearer ${token}` } });
+  const r = await request(`${url}/v1/jobs/${id}/cancel`, {
+    method: 'POST',
+    dispatcher: agent,
+    headers: { authorization: `Bearer ${token}` },
+  });
   await r.body.text();
 }
 
@@ -81,7 +85,13 @@ export function followSse(url: string, token: string, jobId: string): SseHandle 
   const done = new Promise<SseResult>((resolve, reject) => {
     const u = new URL(`${url}/v1/jobs/${jobId}/logs`);
     req = http.request(
-      { host: u.hostname, port: u.port, path: u.pathname, agent: sseAgent, headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } },
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        agent: sseAgent,
+        headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' },
+      },
       (res) => {
         r.status = res.statusCode ?? 0;
         res.on('data', (chunk: Buffer) => {

@@ -3,12 +3,12 @@ import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { loadConfig } from '../../src/config.js';
 import { gpuInjection } from '../../src/gpu/inject.js';
+import { DockerDemuxer } from '../../src/logs/demux.js';
 import type { JobSpec } from '../../src/model/job.js';
 import { containerSpec } from '../../src/runner/container-spec.js';
 import { createOptions } from '../../src/runtime/docker/create-options.js';
 import { IMAGE } from './gantry.js';
 import { now } from './util.js';
-import { DockerDemuxer } from '../../src/logs/demux.js';
 
 export const docker = new Docker({ socketPath: process.env.GANTRY_DOCKER_SOCKET ?? '/var/run/docker.sock' });
 
@@ -58,7 +58,10 @@ export interface RawTiming {
  * `attach` consumes the attach stream (attached before start, as Gantry does);
  * `followLogs` consumes `docker logs --follow` over the API from right after start.
  */
-export async function runRaw(opts: Docker.ContainerCreateOptions, mode: { attach?: boolean; followLogs?: boolean } = {}): Promise<RawTiming & { firstByteMs: number | null }> {
+export async function runRaw(
+  opts: Docker.ContainerCreateOptions,
+  mode: { attach?: boolean; followLogs?: boolean } = {},
+): Promise<RawTiming & { firstByteMs: number | null }> {
   const t0 = now();
   const c = await docker.createContainer(opts);
   let counter: DemuxCounter | null = null;
@@ -178,6 +181,13 @@ export class DestroyWatcher {
 /** Removes every container the bench made (raw ones and Gantry jobs it submitted). */
 export async function cleanupContainers(): Promise<number> {
   const list = await docker.listContainers({ all: true, filters: { label: [`${BENCH_LABEL}=${BENCH_LABEL_VALUE}`] } });
-  await Promise.all(list.map((c) => docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined)));
+  await Promise.all(
+    list.map((c) =>
+      docker
+        .getContainer(c.Id)
+        .remove({ force: true })
+        .catch(() => undefined),
+    ),
+  );
   return list.length;
 }

@@ -19,7 +19,14 @@ export interface OpenLoopResult {
  * each connection send its whole second's quota at once, which measures
  * those bursts instead of the server.
  */
-export async function openLoop(o: { url: string; paths: string[]; headers: Record<string, string>; rate: number; seconds: number; connections: number }): Promise<OpenLoopResult> {
+export async function openLoop(o: {
+  url: string;
+  paths: string[];
+  headers: Record<string, string>;
+  rate: number;
+  seconds: number;
+  connections: number;
+}): Promise<OpenLoopResult> {
   const pool = new Pool(o.url, { connections: o.connections, pipelining: 1 });
   const total = Math.round(o.rate * o.seconds);
   const latencies = new Float64Array(total);

@@ -34,7 +34,10 @@ export function envNum(name: string, def: number): number {
 export function envList(name: string, def: string[]): string[] {
   const v = process.env[name];
   if (v === undefined || v === '') return def;
-  return v.split(',').map((s) => s.trim()).filter(Boolean);
+  return v
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 export function now(): number {

@@ -1,6 +1,6 @@
 import type { Job } from '../../src/model/job.js';
-import { cancel, followSse, getJob, jobSpec, submit, type SseHandle } from '../lib/client.js';
-import { BENCH_TOKEN, procKiB, RssSampler, type GantryProc } from '../lib/gantry.js';
+import { cancel, followSse, getJob, jobSpec, type SseHandle, submit } from '../lib/client.js';
+import { BENCH_TOKEN, type GantryProc, procKiB, RssSampler } from '../lib/gantry.js';
 import { median, round, say, sleep, within } from '../lib/util.js';
 import { gantryLogJob } from './logs.js';
 
@@ -36,7 +36,9 @@ export async function benchFanout(g: GantryProc, cfg: FanoutConfig) {
   try {
     // Connect in batches of 100 (the listen backlog is finite).
     for (let i = 0; i < cfg.idleClients; i += 100) {
-      const batch = Array.from({ length: Math.min(100, cfg.idleClients - i) }, (_, k) => followSse(g.url, BENCH_TOKEN, jobs[(i + k) % jobs.length]!.id));
+      const batch = Array.from({ length: Math.min(100, cfg.idleClients - i) }, (_, k) =>
+        followSse(g.url, BENCH_TOKEN, jobs[(i + k) % jobs.length]!.id),
+      );
       clients.push(...batch);
       await within(Promise.all(batch.map((c) => c.connected)), 60_000, 'idle clients connecting');
     }
@@ -72,7 +74,10 @@ export async function benchFanout(g: GantryProc, cfg: FanoutConfig) {
       runMs: busy.runMs,
       perClientMBpsMedian: round(median(rates), 2),
       perClientMBpsMin: round(Math.min(...rates), 2),
-      aggregateMBps: round(rates.reduce((a, b) => a + b, 0), 1),
+      aggregateMBps: round(
+        rates.reduce((a, b) => a + b, 0),
+        1,
+      ),
       peakRssMB: busy.peakRssMB,
       gantryCpuS: busy.gantryCpuS,
       cpu: busy.cpu,

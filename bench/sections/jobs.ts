@@ -1,8 +1,8 @@
 import type { Job } from '../../src/model/job.js';
 import { followSse, jobSpec, submit } from '../lib/client.js';
-import { rawOptions, runRaw, type DestroyWatcher, type RawKind } from '../lib/docker.js';
 import { CpuMeter } from '../lib/cpu.js';
-import { BENCH_TOKEN, procCpuSeconds, type GantryProc } from '../lib/gantry.js';
+import { type DestroyWatcher, type RawKind, rawOptions, runRaw } from '../lib/docker.js';
+import { BENCH_TOKEN, type GantryProc, procCpuSeconds } from '../lib/gantry.js';
 import { mean, median, now, percentile, pool, round, say, within } from '../lib/util.js';
 
 const TRIVIAL = ['true'];
@@ -17,7 +17,11 @@ export interface GantryJobTiming {
   job: Job;
 }
 
-async function gantryJob(g: GantryProc, watcher: DestroyWatcher, awaitRemoval: boolean): Promise<GantryJobTiming & { removed: Promise<number> }> {
+async function gantryJob(
+  g: GantryProc,
+  watcher: DestroyWatcher,
+  awaitRemoval: boolean,
+): Promise<GantryJobTiming & { removed: Promise<number> }> {
   const t0 = now();
   const job = await submit(g.url, BENCH_TOKEN, jobSpec(TRIVIAL));
   const removed = watcher.destroyed(job.id);
@@ -30,7 +34,13 @@ async function gantryJob(g: GantryProc, watcher: DestroyWatcher, awaitRemoval: b
 }
 
 function summary(ms: number[]) {
-  return { n: ms.length, p50: round(median(ms), 1), p99: round(percentile(ms, 99), 1), min: round(Math.min(...ms), 1), max: round(Math.max(...ms), 1) };
+  return {
+    n: ms.length,
+    p50: round(median(ms), 1),
+    p99: round(percentile(ms, 99), 1),
+    min: round(Math.min(...ms), 1),
+    max: round(Math.max(...ms), 1),
+  };
 }
 
 export interface JobsConfig {

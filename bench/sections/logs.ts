@@ -1,8 +1,8 @@
 import type { Job } from '../../src/model/job.js';
 import { followSse, getJob, jobSpec, submit } from '../lib/client.js';
-import { rawOptions, runRaw } from '../lib/docker.js';
-import { BENCH_TOKEN, procCpuSeconds, procKiB, resetPeak, RssSampler, type GantryProc } from '../lib/gantry.js';
 import { CpuMeter } from '../lib/cpu.js';
+import { rawOptions, runRaw } from '../lib/docker.js';
+import { BENCH_TOKEN, type GantryProc, procCpuSeconds, procKiB, RssSampler, resetPeak } from '../lib/gantry.js';
 import { MB, round, say, sleep, within } from '../lib/util.js';
 
 async function waitEnd(g: GantryProc, id: string): Promise<Job> {
@@ -40,7 +40,11 @@ export interface GantryLogRun {
 }
 
 /** One Gantry job writing the log, with one SSE client following it from the start. */
-export async function gantryLogJob(g: GantryProc, mb: number, followers = 1): Promise<GantryLogRun & { perClient: { mbps: number; lines: number }[] }> {
+export async function gantryLogJob(
+  g: GantryProc,
+  mb: number,
+  followers = 1,
+): Promise<GantryLogRun & { perClient: { mbps: number; lines: number }[] }> {
   const { command, lines } = logCommand(mb);
   const rssBeforeKiB = procKiB(g.pid, 'VmRSS');
   const peakReset = resetPeak(g.pid);

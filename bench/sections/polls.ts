@@ -1,14 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import autocannon, { type Result } from 'autocannon';
-import { openSqliteStore } from '../../src/store/sqlite/index.js';
-import type { JobSpec } from '../../src/model/job.js';
 import { specHash } from '../../src/jobs/spec-hash.js';
+import type { JobSpec } from '../../src/model/job.js';
 import { isTerminal } from '../../src/model/states.js';
-import { BENCH_TOKEN, freePort, IMAGE, procCpuSeconds, ROOT, startGantry, type GantryProc } from '../lib/gantry.js';
-import { openLoop } from '../lib/open-loop.js';
+import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import { cancel, getJob, jobSpec, submit } from '../lib/client.js';
+import { BENCH_TOKEN, freePort, type GantryProc, IMAGE, procCpuSeconds, ROOT, startGantry } from '../lib/gantry.js';
+import { openLoop } from '../lib/open-loop.js';
 import { mean, pool, round, say, sleep } from '../lib/util.js';
 
 /**
@@ -23,7 +23,15 @@ export async function seedJobs(dataDir: string, n: number): Promise<string[]> {
     const id = crypto.randomUUID();
     const spec = { image: IMAGE, command: ['sh', '-c', `echo job ${i}`], labels: { team: `t${i % 10}` } } as JobSpec;
     const created = new Date(t + i * 1000).toISOString();
-    await store.jobs.insert({ id, owner: 'bench', spec, specHash: specHash(spec), idempotencyKey: null, requestId: null, createdAt: created });
+    await store.jobs.insert({
+      id,
+      owner: 'bench',
+      spec,
+      specHash: specHash(spec),
+      idempotencyKey: null,
+      requestId: null,
+      createdAt: created,
+    });
     await store.jobs.update(id, {
       state: 'succeeded',
       exitCode: 0,
@@ -95,7 +103,14 @@ function gantryTarget(name: string, g: { url: string; pid: number }, sample: rea
 
 /** The stock HttpSensor's poke of jobs that have not ended: 404 job-pending. */
 function sensorTarget(name: string, g: { url: string; pid: number }, pending: readonly string[]): Target {
-  return { name, url: g.url, pid: g.pid, paths: pending.map((id) => `/v1/jobs/${id}/wait`), headers: { authorization: `Bearer ${BENCH_TOKEN}` }, status: 404 };
+  return {
+    name,
+    url: g.url,
+    pid: g.pid,
+    paths: pending.map((id) => `/v1/jobs/${id}/wait`),
+    headers: { authorization: `Bearer ${BENCH_TOKEN}` },
+    status: 404,
+  };
 }
 
 /** Gantry's settings for sensor polls of `pendingJobs` (one holds the only run slot). */
@@ -142,7 +157,13 @@ function bareTarget(name: 'bare' | 'bareSqlite', bare: BareServer, sample: reado
 
 /** The bare route after a busy loop of `spinUs` µs per request (bench/bare-server.mjs). */
 function spinTarget(bare: BareServer, sample: readonly string[], spinUs: number): Target {
-  return { name: 'bareMatched', url: bare.url, pid: bare.pid, paths: sample.map((id) => `/spin/${round(spinUs, 1)}/jobs/${id}`), headers: {} };
+  return {
+    name: 'bareMatched',
+    url: bare.url,
+    pid: bare.pid,
+    paths: sample.map((id) => `/spin/${round(spinUs, 1)}/jobs/${id}`),
+    headers: {},
+  };
 }
 
 async function cannon(t: Target, seconds: number, connections: number): Promise<Result> {
@@ -201,7 +222,10 @@ export async function benchPolls(g: GantryProc, bare: BareServer, ids: string[],
   for (const t of targets) {
     const cpu0 = procCpuSeconds(t.pid);
     const res = await cannon(t, cfg.warmupSeconds, cfg.connections);
-    warmup[t.name] = { reqPerS: round(res.requests.average, 0), cpuUsPerReq: round(((procCpuSeconds(t.pid) - cpu0) * 1e6) / Math.max(1, res.requests.total), 1) };
+    warmup[t.name] = {
+      reqPerS: round(res.requests.average, 0),
+      cpuUsPerReq: round(((procCpuSeconds(t.pid) - cpu0) * 1e6) / Math.max(1, res.requests.total), 1),
+    };
   }
   const out: Record<string, { reqPerS: number[]; p99: number[]; p50: number[]; errors: number; non2xx: number; cpuPerKReq: number[] }> = {};
   for (const t of targets) out[t.name] = { reqPerS: [], p99: [], p50: [], errors: 0, non2xx: 0, cpuPerKReq: [] };
@@ -225,25 +249,38 @@ export async function benchPolls(g: GantryProc, bare: BareServer, ids: string[],
   // Latency at a fixed load below both targets' capacity: what a poller sees
   // on a busy host, rather than queueing at saturation (100 connections
   // always in flight make latency ≈ 100 / throughput, Little's law).
-  const atRate: Record<string, { p50: number[]; p99: number[]; reqPerS: number[]; errors: number; non2xx: number; gantryLoop: unknown[] }> = {};
+  const atRate: Record<string, { p50: number[]; p99: number[]; reqPerS: number[]; errors: number; non2xx: number; gantryLoop: unknown[] }> =
+    {};
   const rated = targets.filter((t) => t.name !== 'bareSqlite');
   for (const t of rated) atRate[t.name] = { p50: [], p99: [], reqPerS: [], errors: 0, non2xx: 0, gantryLoop: [] };
   if (cfg.fixedRate > 0) {
     // The load generator's own first seconds (JIT) put ~100 ms stalls into
     // whichever target comes first: warm it on each target, results dropped.
     say(`polls: fixed-rate warm-up, 2 s per target`);
-    for (const t of rated) await openLoop({ url: t.url, paths: t.paths, headers: t.headers, rate: cfg.fixedRate, seconds: 2, connections: cfg.connections });
+    for (const t of rated)
+      await openLoop({ url: t.url, paths: t.paths, headers: t.headers, rate: cfg.fixedRate, seconds: 2, connections: cfg.connections });
   }
   for (let r = 0; cfg.fixedRate > 0 && r < cfg.rounds; r++) {
     for (const t of r % 2 === 0 ? rated : [...rated].reverse()) {
       say(`polls: ${t.name} at ${cfg.fixedRate} req/s, ${cfg.seconds} s (round ${r + 1}/${cfg.rounds})`);
       const before = t.name === 'gantry' ? await loopStats(g) : null;
-      const res = await openLoop({ url: t.url, paths: t.paths, headers: t.headers, rate: cfg.fixedRate, seconds: cfg.seconds, connections: cfg.connections });
+      const res = await openLoop({
+        url: t.url,
+        paths: t.paths,
+        headers: t.headers,
+        rate: cfg.fixedRate,
+        seconds: cfg.seconds,
+        connections: cfg.connections,
+      });
       const o = atRate[t.name]!;
       // Whether a slow round was Gantry's own event loop (and GC) or the machine.
       const after = before ? await loopStats(g) : null;
       if (before && after) {
-        o.gantryLoop.push({ lagMaxMs: round(after.lagMaxMs, 1), majorGcs: after.majorGcs - before.majorGcs, majorGcMs: round(after.majorGcMs - before.majorGcMs, 1) });
+        o.gantryLoop.push({
+          lagMaxMs: round(after.lagMaxMs, 1),
+          majorGcs: after.majorGcs - before.majorGcs,
+          majorGcMs: round(after.majorGcMs - before.majorGcMs, 1),
+        });
       }
       o.p50.push(res.p50Ms);
       o.p99.push(res.p99Ms);
@@ -256,7 +293,16 @@ export async function benchPolls(g: GantryProc, bare: BareServer, ids: string[],
   const fixedRate = Object.fromEntries(
     Object.entries(atRate).map(([name, o]) => [
       name,
-      { rate: cfg.fixedRate, reqPerS: round(mean(o.reqPerS), 0), p50Ms: round(mean(o.p50), 2), p99Ms: round(Math.max(...o.p99), 1), p99sMs: o.p99.map((x) => round(x, 1)), errors: o.errors, non2xx: o.non2xx, ...(o.gantryLoop.length ? { gantryLoop: o.gantryLoop } : {}) },
+      {
+        rate: cfg.fixedRate,
+        reqPerS: round(mean(o.reqPerS), 0),
+        p50Ms: round(mean(o.p50), 2),
+        p99Ms: round(Math.max(...o.p99), 1),
+        p99sMs: o.p99.map((x) => round(x, 1)),
+        errors: o.errors,
+        non2xx: o.non2xx,
+        ...(o.gantryLoop.length ? { gantryLoop: o.gantryLoop } : {}),
+      },
     ]),
   );
   const saturated = Object.fromEntries(
@@ -361,7 +407,9 @@ export async function benchFreshPolls(cfg: FreshPollsConfig): Promise<FreshPolls
       for (const g of gantries) await g.stop();
       await bare?.stop();
     }
-    say(`fresh polls, round ${r + 1}/${cfg.rounds}: ${reported.map((n) => `${n} ${out[n]!.reqPerS.at(-1)} req/s ${out[n]!.cpuUsPerReq.at(-1)} µs p99 ${out[n]!.p99Ms.at(-1)} ms`).join(', ')}`);
+    say(
+      `fresh polls, round ${r + 1}/${cfg.rounds}: ${reported.map((n) => `${n} ${out[n]!.reqPerS.at(-1)} req/s ${out[n]!.cpuUsPerReq.at(-1)} µs p99 ${out[n]!.p99Ms.at(-1)} ms`).join(', ')}`,
+    );
   }
   return { rounds: out };
 }

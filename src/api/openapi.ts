@@ -1,7 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { SwaggerTransform, SwaggerTransformObject } from '@fastify/swagger';
-import { z } from 'zod';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 
 /**
  * The OpenAPI document is generated from the route schemas alone (zod is the
@@ -120,7 +120,7 @@ export const openapiTransformObject: SwaggerTransformObject = (input) => {
   for (let queue = [...reached]; queue.length > 0; ) {
     const more = new Set<string>();
     collectRefs(schemas[queue.pop()!], more);
-    for (const m of more) if (!reached.has(m)) (reached.add(m), queue.push(m));
+    for (const m of more) if (!reached.has(m)) reached.add(m), queue.push(m);
   }
 
   // 3. A media object without an example shows its component's example.

@@ -82,7 +82,8 @@ export function sendProblem(reply: FastifyReply, p: Problem): FastifyReply {
 }
 
 /** Spec paths as the request names them. */
-const bodyFields = (errors: readonly SpecFieldError[]): FieldError[] => errors.map((e) => ({ field: `body.${e.path}`, message: e.message }));
+const bodyFields = (errors: readonly SpecFieldError[]): FieldError[] =>
+  errors.map((e) => ({ field: `body.${e.path}`, message: e.message }));
 const listed = (errors: FieldError[]) => errors.map((e) => `${e.field}: ${e.message}`).join('; ');
 
 /** What fastify's own 4xx errors are called. */
@@ -114,8 +115,20 @@ export function problemOf(err: unknown): Problem & { internal?: true; retryAfter
   }
   if (err instanceof StoreUnavailableError) {
     return err.reason === 'full'
-      ? { status: 507, slug: 'store-full', title: 'Storage full', detail: `${err.message}; nothing was stored, try again later`, retryAfterSeconds: err.retryAfterSeconds }
-      : { status: 503, slug: 'store-unavailable', title: 'Store unavailable', detail: `${err.message}; nothing was stored, try again later`, retryAfterSeconds: err.retryAfterSeconds };
+      ? {
+          status: 507,
+          slug: 'store-full',
+          title: 'Storage full',
+          detail: `${err.message}; nothing was stored, try again later`,
+          retryAfterSeconds: err.retryAfterSeconds,
+        }
+      : {
+          status: 503,
+          slug: 'store-unavailable',
+          title: 'Store unavailable',
+          detail: `${err.message}; nothing was stored, try again later`,
+          retryAfterSeconds: err.retryAfterSeconds,
+        };
   }
   if (hasZodFastifySchemaValidationErrors(err)) {
     const ctx = err.validationContext ?? 'body';

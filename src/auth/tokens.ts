@@ -22,7 +22,6 @@ export const TokenEntrySchema = z
 export const TokensFileSchema = z.array(TokenEntrySchema);
 export type TokenEntry = z.infer<typeof TokenEntrySchema>;
 
-
 /**
  * Tokens are 256-bit random strings, so a single SHA-256 is a sound way to
  * keep them at rest (a slow password hash buys nothing against a brute force

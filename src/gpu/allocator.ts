@@ -86,7 +86,11 @@ export class GpuAllocator {
     if (!alloc) return false;
     for (const uuid of alloc.uuids) {
       const list = this.holdings.get(uuid);
-      if (list) this.holdings.set(uuid, list.filter((h) => h.jobId !== jobId));
+      if (list)
+        this.holdings.set(
+          uuid,
+          list.filter((h) => h.jobId !== jobId),
+        );
     }
     this.byJob.delete(jobId);
     return true;

@@ -55,10 +55,7 @@ export function gpuInjection(
     case 'cdi':
       return { env, ...NOTHING, deviceRequests: [{ driver: 'cdi', ids: uuids.map((u) => `nvidia.com/gpu=${u}`) }] };
     case 'devices': {
-      const nodes = [
-        ...allocated.map((d) => `/dev/nvidia${d.minor ?? d.index}`),
-        ...CONTROL_DEVICES.filter((p) => deviceExists(p)),
-      ];
+      const nodes = [...allocated.map((d) => `/dev/nvidia${d.minor ?? d.index}`), ...CONTROL_DEVICES.filter((p) => deviceExists(p))];
       Object.assign(env, cfg.driverEnv);
       // Without the toolkit nothing hides the other cards from CUDA's view
       // of /proc; name ours explicitly as well.

@@ -21,12 +21,7 @@ export type QueueDecision =
  * small ones of equal or lower priority. CPU jobs do not wait behind it, but
  * every job needs one of the `freeSlots` run slots, taken in order.
  */
-export function planQueue(
-  entries: Iterable<QueueEntry>,
-  gpus: GpuAllocator,
-  freeSlots: number,
-  maxRunning: number,
-): QueueDecision[] {
+export function planQueue(entries: Iterable<QueueEntry>, gpus: GpuAllocator, freeSlots: number, maxRunning: number): QueueDecision[] {
   const out: QueueDecision[] = [];
   let slots = freeSlots;
   let gpuBlocked = false;

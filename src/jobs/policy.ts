@@ -4,7 +4,7 @@ import picomatch from 'picomatch';
 import type { PolicyConfig } from '../config.js';
 import type { SpecFieldError } from '../model/errors.js';
 import { normalizeImage } from '../model/image-ref.js';
-import { RESERVED_LABEL_PREFIX, type JobSpec } from '../model/job.js';
+import { type JobSpec, RESERVED_LABEL_PREFIX } from '../model/job.js';
 
 /** Host paths a job may never mount, whatever the allowlist says. */
 const FORBIDDEN_SOURCES = ['/proc', '/sys', '/dev', '/boot'];

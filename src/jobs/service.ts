@@ -1,9 +1,9 @@
 import crypto from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { PolicyConfig } from '../config.js';
-import type { Principal } from '../model/principal.js';
 import { IdempotencyConflictError, NotFoundError, PolicyViolationError, UnsatisfiableSpecError } from '../model/errors.js';
 import type { GpuRequest, Job, JobSpec } from '../model/job.js';
+import type { Principal } from '../model/principal.js';
 import { assertTransition, isTerminal, type JobState } from '../model/states.js';
 import type { JobPatch, JobRecord, JobStore } from '../store/store.js';
 import type { JobEventHub } from './events.js';
@@ -60,7 +60,11 @@ export class JobService {
 
   constructor(private readonly d: JobServiceDeps) {}
 
-  async submit(principal: Principal, spec: JobSpec, opts: { idempotencyKey: string | null; requestId: string | null }): Promise<SubmitResult> {
+  async submit(
+    principal: Principal,
+    spec: JobSpec,
+    opts: { idempotencyKey: string | null; requestId: string | null },
+  ): Promise<SubmitResult> {
     const decision = checkPolicy(spec, this.d.policy, this.d.dockerSocket);
     if (decision.errors.length > 0) throw new PolicyViolationError(decision.errors);
     const impossible = spec.gpus ? this.d.impossibleGpuRequest(spec.gpus) : null;

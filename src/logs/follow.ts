@@ -1,8 +1,8 @@
 import type { ServerResponse } from 'node:http';
-import type { Job } from '../model/job.js';
-import { isTerminal } from '../model/states.js';
 import type { JobEventHub } from '../jobs/events.js';
+import type { Job } from '../model/job.js';
 import type { LogChunk, LogLine, LogStream } from '../model/log.js';
+import { isTerminal } from '../model/states.js';
 import { decodeChunk } from '../store/chunk-codec.js';
 import type { LogStore } from '../store/store.js';
 
@@ -125,8 +125,7 @@ export async function followLog(o: FollowOptions): Promise<void> {
     poke();
   };
   res.on('close', onClose);
-  const heartbeat =
-    o.follow && o.format.heartbeat ? setInterval(() => void write(o.format.heartbeat!), o.heartbeatMs) : null;
+  const heartbeat = o.follow && o.format.heartbeat ? setInterval(() => void write(o.format.heartbeat!), o.heartbeatMs) : null;
 
   async function write(chunk: string | (string | Buffer)[]): Promise<void> {
     if (closed) return;

@@ -31,7 +31,12 @@ export class HttpLatencyHistogram {
     const key = `${method} ${status} ${route}`;
     let s = this.series.get(key);
     if (s === undefined) {
-      s = { labels: { method, route, status_code: String(status) }, counts: new Array<number>(this.buckets.length + 1).fill(0), sum: 0, count: 0 };
+      s = {
+        labels: { method, route, status_code: String(status) },
+        counts: new Array<number>(this.buckets.length + 1).fill(0),
+        sum: 0,
+        count: 0,
+      };
       this.series.set(key, s);
     }
     let i = 0;

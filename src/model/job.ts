@@ -15,7 +15,10 @@ export const IMAGE_REFERENCE = new RegExp(
     '(?::[\\w][\\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$',
 );
 
-const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name').max(256);
+const envName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name')
+  .max(256);
 const absolutePath = z
   .string()
   .max(4096)
@@ -25,12 +28,7 @@ const absolutePath = z
 export const GpuRequestSchema = z
   .object({
     count: z.number().int().min(1).max(64).optional().describe('Number of GPUs; Gantry picks free ones.'),
-    ids: z
-      .array(z.string().min(1).max(128))
-      .min(1)
-      .max(64)
-      .optional()
-      .describe('Specific GPUs, by UUID (GPU-…) or index ("0").'),
+    ids: z.array(z.string().min(1).max(128)).min(1).max(64).optional().describe('Specific GPUs, by UUID (GPU-…) or index ("0").'),
     memoryMiB: z
       .number()
       .int()
@@ -67,11 +65,7 @@ export const GpuRequestSchema = z
 
 export const MountSchema = z
   .object({
-    source: z
-      .string()
-      .min(1)
-      .max(4096)
-      .describe('Host path (absolute) or named volume; must fall within GANTRY_MOUNT_ALLOWLIST.'),
+    source: z.string().min(1).max(4096).describe('Host path (absolute) or named volume; must fall within GANTRY_MOUNT_ALLOWLIST.'),
     target: absolutePath.describe('Path inside the container.'),
     readOnly: z.boolean().default(true),
   })
@@ -113,7 +107,14 @@ export const JobSpecSchema = z
     network: z.string().min(1).max(128).optional().describe('Defaults to "none"; must be in GANTRY_NETWORKS.'),
     timeoutSeconds: z.number().int().min(1).optional(),
     labels: z
-      .record(z.string().min(1).max(128).regex(/^[A-Za-z0-9._\-/]+$/, 'invalid label key'), z.string().max(1024))
+      .record(
+        z
+          .string()
+          .min(1)
+          .max(128)
+          .regex(/^[A-Za-z0-9._\-/]+$/, 'invalid label key'),
+        z.string().max(1024),
+      )
       .optional(),
     name: z
       .string()

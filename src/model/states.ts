@@ -1,14 +1,5 @@
 /** Job lifecycle: queued → pulling → starting → running → one terminal state. */
-export const JOB_STATES = [
-  'queued',
-  'pulling',
-  'starting',
-  'running',
-  'succeeded',
-  'failed',
-  'cancelled',
-  'timed_out',
-] as const;
+export const JOB_STATES = ['queued', 'pulling', 'starting', 'running', 'succeeded', 'failed', 'cancelled', 'timed_out'] as const;
 
 export type JobState = (typeof JOB_STATES)[number];
 

@@ -33,7 +33,8 @@ export class ImagePuller {
       present = await this.runtime.hasImage(image);
     } catch (err) {
       // A reference that passed Gantry's grammar but not the engine's: the job's fault.
-      if (err instanceof RuntimeError && err.kind === 'bad_request') throw new ImageError(`Docker refused the image reference "${image}": ${err.message}`);
+      if (err instanceof RuntimeError && err.kind === 'bad_request')
+        throw new ImageError(`Docker refused the image reference "${image}": ${err.message}`);
       throw err;
     }
     if (present) return false;

@@ -10,8 +10,7 @@ import { LogCapture } from '../logs/capture.js';
 import type { JobSpec } from '../model/job.js';
 import { isTerminal, type JobState } from '../model/states.js';
 import { type ContainerRuntime, type ContainerStatus, isUnreachable, type ManagedContainer } from '../runtime/runtime.js';
-import type { LogStore } from '../store/store.js';
-import type { JobRecord } from '../store/store.js';
+import type { JobRecord, LogStore } from '../store/store.js';
 import { containerSpec } from './container-spec.js';
 import { recordEnd } from './end-recorder.js';
 import type { EngineWatch } from './engine-watch.js';
@@ -120,7 +119,13 @@ export class JobRun {
       const { mounts } = this.checkPolicyNow();
       const devices = (alloc?.uuids ?? []).map((u) => this.d.devices.find((g) => g.uuid === u)!);
       const spec = containerSpec(
-        { jobId: this.id, owner: this.record.owner, spec: this.spec, mounts, gpu: gpuInjection(config.gpus, devices, alloc?.memoryMiB ?? null) },
+        {
+          jobId: this.id,
+          owner: this.record.owner,
+          spec: this.spec,
+          mounts,
+          gpu: gpuInjection(config.gpus, devices, alloc?.memoryMiB ?? null),
+        },
         config,
       );
       try {
@@ -217,7 +222,10 @@ export class JobRun {
     }
     const startedAt = new Date();
     const timeout = this.timeoutSeconds();
-    await this.step('running', { startedAt: startedAt.toISOString(), deadlineAt: new Date(startedAt.getTime() + timeout * 1000).toISOString() });
+    await this.step('running', {
+      startedAt: startedAt.toISOString(),
+      deadlineAt: new Date(startedAt.getTime() + timeout * 1000).toISOString(),
+    });
     this.armTimeout(timeout * 1000);
     return this.awaitExit(capture, consumed, Number.POSITIVE_INFINITY);
   }
@@ -306,7 +314,7 @@ export class JobRun {
       await this.removeContainer();
       return 'ended';
     }
-    const result = o.result !== undefined ? o.result : (await this.d.logs.state(this.id).catch(() => null))?.lastStdout ?? null;
+    const result = o.result !== undefined ? o.result : ((await this.d.logs.state(this.id).catch(() => null))?.lastStdout ?? null);
     const recorded = await recordEnd({ jobs: this.d.jobs, log: this.d.log, stopped: this.d.stopped }, this.id, state, {
       reason,
       exitCode: o.exitCode ?? null,
@@ -344,7 +352,10 @@ export class JobRun {
       this.timedOut = true;
       this.stopContainer();
     };
-    if (ms <= 0) return fire();
+    if (ms <= 0) {
+      fire();
+      return;
+    }
     // setTimeout's limit is ~24.8 days; longer deadlines re-arm.
     const MAX = 2 ** 31 - 1;
     this.timer = setTimeout(() => (ms > MAX ? this.armTimeout(ms - MAX) : fire()), Math.min(ms, MAX));

@@ -10,7 +10,7 @@ import type { JobRecord, Store } from '../store/store.js';
 import { EngineWatch } from './engine-watch.js';
 import type { ImagePuller } from './images.js';
 import { JobRun, type RunEnd } from './job-run.js';
-import { reconcile, type ReconcileReport } from './reconcile.js';
+import { type ReconcileReport, reconcile } from './reconcile.js';
 
 export interface SchedulerDeps {
   config: Config;
@@ -140,12 +140,14 @@ export class Scheduler {
     }
     queue.setWaitReasons(waiting);
     for (const [i, decision] of plan.entries()) {
-      if (decision.action === 'refuse') await jobs.transition(records[i]!.id, 'failed', { reason: decision.reason, finishedAt: new Date().toISOString() });
+      if (decision.action === 'refuse')
+        await jobs.transition(records[i]!.id, 'failed', { reason: decision.reason, finishedAt: new Date().toISOString() });
     }
   }
 
   private adopt(record: JobRecord, container: ManagedContainer): void {
-    if (record.gpus.length > 0) this.d.gpus.restore(record.id, { uuids: [...record.gpus], memoryMiB: record.gpuMemoryMiB } satisfies Allocation);
+    if (record.gpus.length > 0)
+      this.d.gpus.restore(record.id, { uuids: [...record.gpus], memoryMiB: record.gpuMemoryMiB } satisfies Allocation);
     this.launch(record, (run) => run.adopt(container));
   }
 

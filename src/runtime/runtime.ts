@@ -144,5 +144,18 @@ export const MANAGED_LABELS = {
 } as const;
 
 /** The operations a runtime counts its failures by. */
-export const RUNTIME_OPS = ['ping', 'image', 'pull', 'create', 'attach', 'start', 'logs', 'wait', 'inspect', 'stop', 'remove', 'list'] as const;
+export const RUNTIME_OPS = [
+  'ping',
+  'image',
+  'pull',
+  'create',
+  'attach',
+  'start',
+  'logs',
+  'wait',
+  'inspect',
+  'stop',
+  'remove',
+  'list',
+] as const;
 export type RuntimeOp = (typeof RUNTIME_OPS)[number];

@@ -210,6 +210,12 @@ export class FakeRuntime implements ContainerRuntime {
 
   async listManaged(): Promise<ManagedContainer[]> {
     this.enter('list');
-    return [...this.containers.values()].map((c) => ({ id: c.id, names: [`/${c.spec.name}`], labels: c.spec.labels, state: c.state, created: c.created }));
+    return [...this.containers.values()].map((c) => ({
+      id: c.id,
+      names: [`/${c.spec.name}`],
+      labels: c.spec.labels,
+      state: c.state,
+      created: c.created,
+    }));
   }
 }

@@ -1,16 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
-import { request } from 'undici';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
-import { buildApp, type AppOverrides } from '../../src/app.js';
-import { loadConfig } from '../../src/config.js';
+import { request } from 'undici';
+import { type AppOverrides, buildApp } from '../../src/app.js';
 import { hashToken, type Scope } from '../../src/auth/tokens.js';
+import { loadConfig } from '../../src/config.js';
 import type { Job } from '../../src/model/job.js';
 import { isTerminal } from '../../src/model/states.js';
 

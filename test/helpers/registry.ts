@@ -1,10 +1,10 @@
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { docker, freePort, tempDir, TEST_IMAGE } from './gantry.js';
+import { docker, freePort, TEST_IMAGE, tempDir } from './gantry.js';
 
 export interface Registry {
   host: string;
@@ -87,10 +87,13 @@ export async function startStallingProxy(reg: Registry): Promise<StallingProxy> 
   const [regHost, regPort] = reg.host.split(':') as [string, string];
   const server = http.createServer((req, res) => {
     const forward = () => {
-      const upstream = http.request({ host: regHost, port: Number(regPort), method: req.method, path: req.url, headers: { ...req.headers, host: reg.host } }, (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      });
+      const upstream = http.request(
+        { host: regHost, port: Number(regPort), method: req.method, path: req.url, headers: { ...req.headers, host: reg.host } },
+        (up) => {
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          up.pipe(res);
+        },
+      );
       upstream.on('error', () => res.destroy());
       req.pipe(upstream);
     };

@@ -1,7 +1,7 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { containersGone, containersOf, docker, spawnGantry, tempDir, TEST_IMAGE } from '../helpers/gantry.js';
+import { containersGone, containersOf, docker, spawnGantry, TEST_IMAGE, tempDir } from '../helpers/gantry.js';
 
 const numbers = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => String(from + i));
 
@@ -29,14 +29,26 @@ test('Gantry killed with SIGKILL mid-job: the job ends succeeded after restart, 
   assert.equal(done.state, 'succeeded');
   assert.equal(done.result, 'line 300');
   const out = (await g.call('GET', `/v1/jobs/${job.id}/logs?stream=stdout`)).text.split('\n').filter(Boolean);
-  assert.deepEqual(out, numbers(1, 300).map((n) => `line ${n}`), 'no stdout line lost or duplicated');
+  assert.deepEqual(
+    out,
+    numbers(1, 300).map((n) => `line ${n}`),
+    'no stdout line lost or duplicated',
+  );
   const err = (await g.call('GET', `/v1/jobs/${job.id}/logs?stream=stderr`)).text.split('\n').filter(Boolean);
-  assert.deepEqual(err, numbers(1, 300).map((n) => `err ${n}`), 'no stderr line lost or duplicated');
+  assert.deepEqual(
+    err,
+    numbers(1, 300).map((n) => `err ${n}`),
+    'no stderr line lost or duplicated',
+  );
   const seqs = (await g.call<string>('GET', `/v1/jobs/${job.id}/logs`, { headers: { accept: 'text/event-stream' } })).text
     .split('\n')
     .filter((l) => l.startsWith('id: '))
     .map((l) => Number(l.slice(4)));
-  assert.deepEqual(seqs, Array.from({ length: 600 }, (_, i) => i + 1), 'sequence numbers stay contiguous across the restart');
+  assert.deepEqual(
+    seqs,
+    Array.from({ length: 600 }, (_, i) => i + 1),
+    'sequence numbers stay contiguous across the restart',
+  );
   assert.equal((await g.job(earlier.id)).state, 'succeeded');
   assert.deepEqual(await containersGone(job.id), []);
 });
@@ -73,7 +85,7 @@ test('SIGTERM stops Gantry gracefully and leaves running containers alone', asyn
   assert.equal(done.result, 'finished');
 });
 
-test('a container removed behind Gantry\'s back ends its job failed with a reason', async (t) => {
+test("a container removed behind Gantry's back ends its job failed with a reason", async (t) => {
   const dir = tempDir();
   let g = await spawnGantry(dir);
   t.after(() => g.stop('SIGKILL'));

@@ -9,7 +9,9 @@ import { startGantry, TEST_IMAGE } from '../helpers/gantry.js';
 
 const isRoot = process.getuid?.() === 0;
 
-test('without live-restore: a job whose container died with the engine says so; a job submitted meanwhile waits queued and then runs', { skip: !isRoot && 'needs root to start a dockerd' }, async (t) => {
+test('without live-restore: a job whose container died with the engine says so; a job submitted meanwhile waits queued and then runs', {
+  skip: !isRoot && 'needs root to start a dockerd',
+}, async (t) => {
   const engine = await startDockerd(t);
   const g = await startGantry(t, { GANTRY_DOCKER_SOCKET: engine.socket });
   const victim = await g.submit({ image: TEST_IMAGE, command: ['sh', '-c', 'echo up; sleep 60'] });
@@ -33,7 +35,9 @@ test('without live-restore: a job whose container died with the engine says so; 
   assert.equal(ran.result, 'patient');
 });
 
-test('with live-restore: a running job outlives an engine restart, its log complete and in order', { skip: !isRoot && 'needs root to start a dockerd' }, async (t) => {
+test('with live-restore: a running job outlives an engine restart, its log complete and in order', {
+  skip: !isRoot && 'needs root to start a dockerd',
+}, async (t) => {
   const engine = await startDockerd(t, { liveRestore: true });
   const g = await startGantry(t, { GANTRY_DOCKER_SOCKET: engine.socket });
   const job = await g.submit({ image: TEST_IMAGE, command: ['sh', '-c', 'for i in 1 2 3 4 5 6 7 8; do echo line $i; sleep 1; done'] });

@@ -1,9 +1,9 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type Docker from 'dockerode';
-import { containersOf, docker, startGantry, tempDir, TEST_IMAGE, type InProcessGantry } from '../helpers/gantry.js';
+import { containersOf, docker, type InProcessGantry, startGantry, TEST_IMAGE, tempDir } from '../helpers/gantry.js';
 
 // What Docker receives for each GANTRY_GPU_DRIVER, read back by inspecting
 // the containers Gantry created (kept with GANTRY_KEEP_CONTAINERS). This host
@@ -17,7 +17,10 @@ async function inspectJob(t: { after: (fn: () => Promise<void>) => void }, jobId
   const [c] = await containersOf(jobId);
   assert.ok(c, `a container was created for ${jobId}`);
   t.after(async () => {
-    await docker.getContainer(c.Id).remove({ force: true }).catch(() => undefined);
+    await docker
+      .getContainer(c.Id)
+      .remove({ force: true })
+      .catch(() => undefined);
   });
   return docker.getContainer(c.Id).inspect();
 }
@@ -38,7 +41,8 @@ async function waitAllFree(g: InProcessGantry): Promise<void> {
 const requests = (info: Docker.ContainerInspectInfo) =>
   (info.HostConfig.DeviceRequests ?? []).map(({ Driver, Count, DeviceIDs, Capabilities }) => ({ Driver, Count, DeviceIDs, Capabilities }));
 
-const envOf = (info: Docker.ContainerInspectInfo) => Object.fromEntries(info.Config.Env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+const envOf = (info: Docker.ContainerInspectInfo) =>
+  Object.fromEntries(info.Config.Env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
 
 test('nvidia driver: DeviceRequests name the allocated UUID (no Count); without the NVIDIA runtime the job fails naming it, and its GPU is free again', async (t) => {
   const g = await startGantry(t, { GANTRY_GPUS: TWO_GPUS, GANTRY_GPU_DRIVER: 'nvidia', GANTRY_KEEP_CONTAINERS: 'true' });

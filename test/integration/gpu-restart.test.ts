@@ -1,8 +1,8 @@
-import { test } from 'node:test';
-import fs from 'node:fs';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { containersOf, spawnGantry, tempDir, TEST_IMAGE, type ChildGantry } from '../helpers/gantry.js';
+import { type ChildGantry, containersOf, spawnGantry, TEST_IMAGE, tempDir } from '../helpers/gantry.js';
 
 const TWO_GPUS = 'GPU-11111111-aaaa-4000-8000-000000000001:81920,GPU-22222222-bbbb-4000-8000-000000000002:81920';
 // The jobs wait for a file the test creates, so they outlive the restart however slow this machine is.
@@ -20,7 +20,12 @@ test('after Gantry is killed and restarted, allocations are rebuilt from the run
   const dir = tempDir();
   let g = await spawnGantry(dir, ENV);
   t.after(() => g.stop('SIGKILL'));
-  const exclusive = await g.submit({ image: TEST_IMAGE, command: ['sh', '-c', `${AWAIT}; echo $NVIDIA_VISIBLE_DEVICES`], gpus: { ids: ['1'] }, mounts: gate });
+  const exclusive = await g.submit({
+    image: TEST_IMAGE,
+    command: ['sh', '-c', `${AWAIT}; echo $NVIDIA_VISIBLE_DEVICES`],
+    gpus: { ids: ['1'] },
+    mounts: gate,
+  });
   const shared = await g.submit({
     image: TEST_IMAGE,
     command: ['sh', '-c', `${AWAIT}; echo $GANTRY_GPU_MEMORY_MIB`],

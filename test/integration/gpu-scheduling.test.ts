@@ -1,9 +1,9 @@
-import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job } from '../../src/model/job.js';
-import fs from 'node:fs';
-import { startGantry, tempDir, TEST_IMAGE, type InProcessGantry } from '../helpers/gantry.js';
+import { type InProcessGantry, startGantry, TEST_IMAGE, tempDir } from '../helpers/gantry.js';
 
 // The env driver with a static inventory: Gantry's allocation and queue run
 // for real against the engine, with no GPU needed. Each job prints what it
@@ -28,7 +28,11 @@ const GATE_DIR = tempDir('gantry-gate-');
 const AWAIT = 'while [ ! -e /gate/open ]; do sleep 0.05; done';
 function newGate(): { env: Record<string, string>; mounts: { source: string; target: string }[]; open(): void } {
   const dir = fs.mkdtempSync(`${GATE_DIR}/g-`);
-  return { env: { GANTRY_MOUNT_ALLOWLIST: GATE_DIR }, mounts: [{ source: dir, target: '/gate' }], open: () => fs.writeFileSync(`${dir}/open`, '') };
+  return {
+    env: { GANTRY_MOUNT_ALLOWLIST: GATE_DIR },
+    mounts: [{ source: dir, target: '/gate' }],
+    open: () => fs.writeFileSync(`${dir}/open`, ''),
+  };
 }
 
 const sh = (script: string, extra: Record<string, unknown> = {}) => ({ image: TEST_IMAGE, command: ['sh', '-c', script], ...extra });
@@ -102,10 +106,7 @@ test('two GPUs, three one-GPU jobs: at most two run at once, they see different 
   assert.equal(third.position, 0);
   assert.equal(third.reason, 'waiting for GPUs');
   const busy = await gpuList(g);
-  assert.deepEqual(
-    busy.map((d) => d.holders.map((h) => h.jobId)).flat().sort(),
-    [submitted[0]!.id, submitted[1]!.id].sort(),
-  );
+  assert.deepEqual(busy.flatMap((d) => d.holders.map((h) => h.jobId)).sort(), [submitted[0]!.id, submitted[1]!.id].sort());
   assert.ok(busy.every((d) => d.holders.length === 1 && d.holders[0]!.memoryMiB === null && d.allocatedMemoryMiB === 81920));
   await sleep(500);
   assert.equal((await g.job(submitted[2]!.id)).state, 'queued', 'still waiting while both GPUs are held');
@@ -130,7 +131,9 @@ test('a CPU job sees NVIDIA_VISIBLE_DEVICES=void and no GPU variables, and runs 
   const hog = await g.submit(sh(AWAIT, { gpus: { count: 2 }, mounts: gate.mounts }));
   await g.waitFor(hog.id, (j) => j.state === 'running');
   const waiting = await g.submit(sh('true', { gpus: { count: 1 } }));
-  const cpu = await g.submit(sh('echo "visible=$NVIDIA_VISIBLE_DEVICES tf=${TF_FORCE_GPU_ALLOW_GROWTH:-unset} mem=${GANTRY_GPU_MEMORY_MIB:-unset}"'));
+  const cpu = await g.submit(
+    sh('echo "visible=$NVIDIA_VISIBLE_DEVICES tf=${TF_FORCE_GPU_ALLOW_GROWTH:-unset} mem=${GANTRY_GPU_MEMORY_MIB:-unset}"'),
+  );
   const c = await g.waitFor(cpu.id);
   assert.equal(c.state, 'succeeded');
   assert.equal(c.result, 'visible=void tf=unset mem=unset');
@@ -185,13 +188,18 @@ test('requests that can never fit are refused at submit with 422 naming body.gpu
   for (const [gpus, message] of cases) {
     const r = await g.call<{ errors: { field: string; message: string }[] }>('POST', '/v1/jobs', { body: sh('true', { gpus }) });
     assert.equal(r.status, 422, `${JSON.stringify(gpus)}: ${r.text}`);
-    assert.ok(r.body.errors.some((e) => e.field.startsWith('body.gpus') && message.test(e.message)), `${JSON.stringify(gpus)}: ${r.text}`);
+    assert.ok(
+      r.body.errors.some((e) => e.field.startsWith('body.gpus') && message.test(e.message)),
+      `${JSON.stringify(gpus)}: ${r.text}`,
+    );
   }
   const list = await g.call<{ items: unknown[] }>('GET', '/v1/jobs');
   assert.equal(list.body.items.length, 0, 'no job was stored');
 
   const none = await startGantry(t, { GANTRY_GPUS: 'none', GANTRY_GPU_DRIVER: 'env' });
-  const r = await none.call<{ errors: { field: string; message: string }[] }>('POST', '/v1/jobs', { body: sh('true', { gpus: { count: 1 } }) });
+  const r = await none.call<{ errors: { field: string; message: string }[] }>('POST', '/v1/jobs', {
+    body: sh('true', { gpus: { count: 1 } }),
+  });
   assert.equal(r.status, 422);
   assert.match(r.body.errors[0]!.message, /this host has 0/);
   assert.deepEqual((await none.call<{ items: unknown[] }>('GET', '/v1/gpus')).body.items, []);

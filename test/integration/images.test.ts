@@ -1,7 +1,7 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { test } from 'node:test';
 import { containersOf, docker, startGantry, tempDir } from '../helpers/gantry.js';
 import { pushTestImage, startRegistry, startStallingProxy } from '../helpers/registry.js';
 
@@ -23,10 +23,15 @@ test('pulls from a real loopback registry: the job says `pulling`, then runs', a
   assert.equal(done.state, 'succeeded', done.reason ?? '');
   assert.equal(done.result, 'pulled and ran');
   assert.deepEqual([...new Set(states)], ['pulling', 'starting', 'running', 'succeeded']);
-  t.after(() => docker.getImage(ref).remove().catch(() => undefined));
+  t.after(() =>
+    docker
+      .getImage(ref)
+      .remove()
+      .catch(() => undefined),
+  );
 });
 
-test('a missing tag fails the job with the registry\'s own reason', async (t) => {
+test("a missing tag fails the job with the registry's own reason", async (t) => {
   const reg = await startRegistry();
   t.after(() => reg.stop());
   await pushTestImage(reg, 'ml/busybox:1');
@@ -37,11 +42,16 @@ test('a missing tag fails the job with the registry\'s own reason', async (t) =>
   assert.match(done.reason!, /manifest unknown|not found/i);
 });
 
-test('private registry: refused without credentials, pulled with the operator\'s credentials', async (t) => {
+test("private registry: refused without credentials, pulled with the operator's credentials", async (t) => {
   const reg = await startRegistry(creds);
   t.after(() => reg.stop());
   const ref = await pushTestImage(reg, 'ml/private:1', creds);
-  t.after(() => docker.getImage(ref).remove().catch(() => undefined));
+  t.after(() =>
+    docker
+      .getImage(ref)
+      .remove()
+      .catch(() => undefined),
+  );
 
   const anon = await startGantry(t, { GANTRY_IMAGE_ALLOWLIST: `${reg.host}/ml/*` });
   const refused = await anon.submit({ image: ref, command: ['true'] });
@@ -67,7 +77,12 @@ test('a bind source swapped for a symlink while the image is pulled is refused b
   const proxy = await startStallingProxy(reg);
   t.after(() => proxy.stop());
   const ref = `${proxy.host}/ml/busybox:swap`;
-  t.after(() => docker.getImage(ref).remove().catch(() => undefined));
+  t.after(() =>
+    docker
+      .getImage(ref)
+      .remove()
+      .catch(() => undefined),
+  );
 
   const allowed = tempDir('gantry-allowed-');
   const secret = tempDir('gantry-secret-'); // outside the allowlist
@@ -85,6 +100,9 @@ test('a bind source swapped for a symlink while the image is pulled is refused b
 
   const done = await g.waitFor(job.id);
   assert.equal(done.state, 'failed', `the job ran with ${done.result ?? 'no output'}`);
-  assert.match(done.reason!, /refused by policy at start: body\.mounts\.0\.source: host path ".*gantry-secret-.*" is outside GANTRY_MOUNT_ALLOWLIST/);
+  assert.match(
+    done.reason!,
+    /refused by policy at start: body\.mounts\.0\.source: host path ".*gantry-secret-.*" is outside GANTRY_MOUNT_ALLOWLIST/,
+  );
   assert.deepEqual(await containersOf(job.id), []);
 });

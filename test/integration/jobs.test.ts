@@ -1,8 +1,8 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { client, containersGone, containersOf, docker, startGantry, tempDir, TEST_IMAGE, tokensFile } from '../helpers/gantry.js';
+import { test } from 'node:test';
+import { client, containersGone, containersOf, docker, startGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
 
 const sh = (script: string, extra: Record<string, unknown> = {}) => ({ image: TEST_IMAGE, command: ['sh', '-c', script], ...extra });
 
@@ -71,7 +71,10 @@ test('every refusal answers 4xx naming the field, and creates no container', asy
     const r = await g.call<{ errors?: { field: string }[]; type: string }>('POST', '/v1/jobs', { body });
     assert.equal(r.status, status, `${JSON.stringify(body)} → ${r.text}`);
     assert.match(String(r.headers['content-type']), /application\/problem\+json/);
-    assert.ok(r.body.errors?.some((e) => e.field === field), `${field} named in ${r.text}`);
+    assert.ok(
+      r.body.errors?.some((e) => e.field === field),
+      `${field} named in ${r.text}`,
+    );
   }
   const notJson = await g.call('POST', '/v1/jobs', { body: 'image=x', headers: { 'content-type': 'text/plain' } });
   assert.equal(notJson.status, 415);
@@ -80,7 +83,11 @@ test('every refusal answers 4xx naming the field, and creates no container', asy
   const list = await g.call<{ items: unknown[] }>('GET', '/v1/jobs');
   assert.equal(list.body.items.length, 0, 'no job was recorded');
   const after = await allContainerIds();
-  assert.deepEqual([...after].filter((id) => !before.has(id)), [], 'no container was created');
+  assert.deepEqual(
+    [...after].filter((id) => !before.has(id)),
+    [],
+    'no container was created',
+  );
 });
 
 test('auth: 401 with WWW-Authenticate, scopes give 403, other owners get 404', async (t) => {
@@ -226,16 +233,37 @@ test('list: newest first, filters by state and label, cursor pagination', async 
   for (let i = 0; i < 5; i++) ids.push((await g.submit(sh(`exit ${i % 2}`, { labels: { batch: i < 3 ? 'a' : 'b' } }))).id);
   for (const id of ids) await g.waitFor(id);
   const page1 = await g.call<{ items: { id: string }[]; nextCursor: string | null }>('GET', '/v1/jobs?limit=2');
-  assert.deepEqual(page1.body.items.map((j) => j.id), [ids[4], ids[3]]);
-  const page2 = await g.call<{ items: { id: string }[]; nextCursor: string | null }>('GET', `/v1/jobs?limit=2&cursor=${page1.body.nextCursor}`);
-  assert.deepEqual(page2.body.items.map((j) => j.id), [ids[2], ids[1]]);
-  const page3 = await g.call<{ items: { id: string }[]; nextCursor: string | null }>('GET', `/v1/jobs?limit=2&cursor=${page2.body.nextCursor}`);
-  assert.deepEqual(page3.body.items.map((j) => j.id), [ids[0]]);
+  assert.deepEqual(
+    page1.body.items.map((j) => j.id),
+    [ids[4], ids[3]],
+  );
+  const page2 = await g.call<{ items: { id: string }[]; nextCursor: string | null }>(
+    'GET',
+    `/v1/jobs?limit=2&cursor=${page1.body.nextCursor}`,
+  );
+  assert.deepEqual(
+    page2.body.items.map((j) => j.id),
+    [ids[2], ids[1]],
+  );
+  const page3 = await g.call<{ items: { id: string }[]; nextCursor: string | null }>(
+    'GET',
+    `/v1/jobs?limit=2&cursor=${page2.body.nextCursor}`,
+  );
+  assert.deepEqual(
+    page3.body.items.map((j) => j.id),
+    [ids[0]],
+  );
   assert.equal(page3.body.nextCursor, null);
   const failed = await g.call<{ items: { id: string }[] }>('GET', '/v1/jobs?state=failed');
-  assert.deepEqual(failed.body.items.map((j) => j.id), [ids[3], ids[1]]);
+  assert.deepEqual(
+    failed.body.items.map((j) => j.id),
+    [ids[3], ids[1]],
+  );
   const labelled = await g.call<{ items: { id: string }[] }>('GET', '/v1/jobs?label=batch%3Db&state=succeeded,failed');
-  assert.deepEqual(labelled.body.items.map((j) => j.id), [ids[4], ids[3]]);
+  assert.deepEqual(
+    labelled.body.items.map((j) => j.id),
+    [ids[4], ids[3]],
+  );
   const bad = await g.call<{ errors: { field: string }[] }>('GET', '/v1/jobs?state=exploded');
   assert.equal(bad.status, 422);
   assert.equal(bad.body.errors[0]!.field, 'querystring.state');
@@ -246,14 +274,16 @@ test('an allowlisted bind mount is readable inside and read-only by default', as
   fs.writeFileSync(path.join(dir, 'input.txt'), 'from the host\n');
   fs.chmodSync(dir, 0o777);
   const g = await startGantry(t, { GANTRY_MOUNT_ALLOWLIST: dir });
-  const job = await g.submit(sh('cat /in/input.txt; touch /in/new 2>/dev/null && echo writable || echo read-only', { mounts: [{ source: dir, target: '/in' }] }));
+  const job = await g.submit(
+    sh('cat /in/input.txt; touch /in/new 2>/dev/null && echo writable || echo read-only', { mounts: [{ source: dir, target: '/in' }] }),
+  );
   const done = await g.waitFor(job.id);
   assert.equal(done.state, 'succeeded');
   const logs = await g.call('GET', `/v1/jobs/${job.id}/logs`);
   assert.equal(logs.text, 'from the host\nread-only\n');
 });
 
-test('a bodiless POST sent as application/json (as Airflow\'s HttpOperator does) is accepted for cancel', async (t) => {
+test("a bodiless POST sent as application/json (as Airflow's HttpOperator does) is accepted for cancel", async (t) => {
   const g = await startGantry(t);
   const job = await g.submit(sh('sleep 30'));
   const r = await g.call<{ state: string }>('POST', `/v1/jobs/${job.id}/cancel`, { headers: { 'content-type': 'application/json' } });
@@ -269,7 +299,7 @@ test('a bodiless POST sent as application/json (as Airflow\'s HttpOperator does)
   await g.waitFor(job.id);
 });
 
-test('an image reference Docker refuses fails the job with Docker\'s reason, not as an internal error', async (t) => {
+test("an image reference Docker refuses fails the job with Docker's reason, not as an internal error", async (t) => {
   const g = await startGantry(t);
   const job = await g.submit({ image: `local/busybox@sha256:${'AB'.repeat(32)}`, command: ['true'] });
   const done = await g.waitFor(job.id);

@@ -1,18 +1,18 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
-import net from 'node:net';
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ADMIN_TOKEN, spawnGantry, startGantry, tempDir, TEST_IMAGE } from '../helpers/gantry.js';
+import { ADMIN_TOKEN, spawnGantry, startGantry, TEST_IMAGE, tempDir } from '../helpers/gantry.js';
 
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m![1]) / 1024;
 }
 
-test('a client that stops reading does not grow Gantry\'s memory, and is dropped after the stall limit', async (t) => {
+test("a client that stops reading does not grow Gantry's memory, and is dropped after the stall limit", async (t) => {
   const g = await spawnGantry(tempDir(), { GANTRY_SSE_STALL_SECONDS: '4' });
   t.after(() => g.stop('SIGKILL'));
   // ~14 MB of log in 2M lines (~190 MB as SSE), far more than any socket buffer.
@@ -50,7 +50,9 @@ test('a client that stops reading does not grow Gantry\'s memory, and is dropped
   assert.ok(received.length < 100 * 1024 * 1024, `received ${received.length} bytes of ~190 MB`);
   // Gantry keeps at most one batch and the socket buffer per client.
   assert.ok(peak - baseline < 40, `RSS grew ${Math.round(peak - baseline)} MiB (baseline ${Math.round(baseline)} MiB)`);
-  t.diagnostic(`baseline RSS ${baseline.toFixed(1)} MiB, peak while stalled ${peak.toFixed(1)} MiB, delivered ${(received.length / 1e6).toFixed(1)} MB before the drop`);
+  t.diagnostic(
+    `baseline RSS ${baseline.toFixed(1)} MiB, peak while stalled ${peak.toFixed(1)} MiB, delivered ${(received.length / 1e6).toFixed(1)} MB before the drop`,
+  );
   sock.destroy();
 
   // Gantry is still fine and the client can resume where it wants.
@@ -60,7 +62,9 @@ test('a client that stops reading does not grow Gantry\'s memory, and is dropped
 
 const isRoot = process.getuid?.() === 0;
 
-test('a full disk fails log capture cleanly and is reported, a submit is refused with 507 and Retry-After; all resumes once space is back', { skip: !isRoot && 'needs root to mount a tmpfs' }, async (t) => {
+test('a full disk fails log capture cleanly and is reported, a submit is refused with 507 and Retry-After; all resumes once space is back', {
+  skip: !isRoot && 'needs root to mount a tmpfs',
+}, async (t) => {
   const dir = tempDir('gantry-full-');
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir]);
   t.after(() => execFileSync('umount', ['-l', dir]));
@@ -77,7 +81,9 @@ test('a full disk fails log capture cleanly and is reported, a submit is refused
   }
   assert.equal(ready, 503, '/readyz reports the store as not writable');
   assert.equal((await g.call('GET', '/healthz', { token: null })).status, 200, 'Gantry keeps serving');
-  const refused = await g.call<{ type: string; status: number; detail: string }>('POST', '/v1/jobs', { body: { image: TEST_IMAGE, command: ['true'] } });
+  const refused = await g.call<{ type: string; status: number; detail: string }>('POST', '/v1/jobs', {
+    body: { image: TEST_IMAGE, command: ['true'] },
+  });
   assert.equal(refused.status, 507, refused.text);
   assert.match(String(refused.headers['content-type']), /^application\/problem\+json/);
   assert.equal(refused.body.type, 'https://gantry.dev/problems/store-full');

@@ -1,5 +1,5 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { ADMIN_TOKEN, startGantry, TEST_IMAGE } from '../helpers/gantry.js';
 import { readSse } from '../helpers/sse.js';
 
@@ -14,7 +14,9 @@ test('several followers of one busy job each get the whole log, in order, as a l
   });
   const url = `${g.url}/v1/jobs/${job.id}/logs`;
   const logsOf = (r: Awaited<ReturnType<typeof readSse>>) =>
-    r.events.filter((e) => e.event === 'log').map((e) => ({ id: Number(e.id), ...(JSON.parse(e.data) as { seq: number; stream: string; line: string }) }));
+    r.events
+      .filter((e) => e.event === 'log')
+      .map((e) => ({ id: Number(e.id), ...(JSON.parse(e.data) as { seq: number; stream: string; line: string }) }));
   const [a, b, c, errOnly, text] = await Promise.all([
     readSse(url, ADMIN_TOKEN),
     readSse(url, ADMIN_TOKEN),
@@ -26,12 +28,25 @@ test('several followers of one busy job each get the whole log, in order, as a l
 
   const all = logsOf(a);
   assert.equal(all.length, 20_004);
-  assert.deepEqual(all.map((l) => l.id), Array.from({ length: 20_004 }, (_, i) => i + 1), 'ids contiguous from 1');
+  assert.deepEqual(
+    all.map((l) => l.id),
+    Array.from({ length: 20_004 }, (_, i) => i + 1),
+    'ids contiguous from 1',
+  );
   assert.ok(all.every((l) => l.id === l.seq));
-  assert.deepEqual(all.filter((l) => l.stream === 'stdout').map((l) => l.line), Array.from({ length: 20_000 }, (_, i) => String(i + 1)));
-  assert.deepEqual(all.filter((l) => l.stream === 'stderr').map((l) => l.line), ['err 1', 'err 2', 'err 3', 'err 4']);
+  assert.deepEqual(
+    all.filter((l) => l.stream === 'stdout').map((l) => l.line),
+    Array.from({ length: 20_000 }, (_, i) => String(i + 1)),
+  );
+  assert.deepEqual(
+    all.filter((l) => l.stream === 'stderr').map((l) => l.line),
+    ['err 1', 'err 2', 'err 3', 'err 4'],
+  );
   for (const other of [b, c, late]) assert.deepEqual(logsOf(other), all, 'every follower and a late reader see the same log');
-  assert.deepEqual(logsOf(errOnly).map((l) => l.line), ['err 1', 'err 2', 'err 3', 'err 4']);
+  assert.deepEqual(
+    logsOf(errOnly).map((l) => l.line),
+    ['err 1', 'err 2', 'err 3', 'err 4'],
+  );
   for (const r of [a, b, c, errOnly, late]) assert.equal(r.events.at(-1)?.event, 'end');
   assert.equal(text.text, all.map((l) => `${l.line}\n`).join(''));
 });

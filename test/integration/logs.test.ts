@@ -1,8 +1,8 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type { LogLine } from '../../src/model/log.js';
 import { ADMIN_TOKEN, containersGone, startGantry, TEST_IMAGE } from '../helpers/gantry.js';
 import { readSse } from '../helpers/sse.js';
-import type { LogLine } from '../../src/model/log.js';
 
 const numbers = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => String(from + i));
 
@@ -22,8 +22,15 @@ test('5,000 numbered lines come back complete and in order, as text and as SSE, 
   const sse = await readSse(`${g.url}/v1/jobs/${job.id}/logs`, ADMIN_TOKEN);
   assert.equal(sse.headers['x-accel-buffering'], 'no');
   const logs = sse.events.filter((e) => e.event === 'log');
-  assert.deepEqual(logs.map((e) => (JSON.parse(e.data) as LogLine).line), numbers(1, 5000));
-  assert.deepEqual(logs.map((e) => e.id), numbers(1, 5000), 'id = sequence number');
+  assert.deepEqual(
+    logs.map((e) => (JSON.parse(e.data) as LogLine).line),
+    numbers(1, 5000),
+  );
+  assert.deepEqual(
+    logs.map((e) => e.id),
+    numbers(1, 5000),
+    'id = sequence number',
+  );
   assert.equal(sse.events[0]!.event, 'status');
   const end = sse.events.at(-1)!;
   assert.equal(end.event, 'end');
@@ -73,7 +80,10 @@ test('a client following a running job sees every line live, then the end event'
     },
   });
   const lines = sse.events.filter((e) => e.event === 'log').map((e) => JSON.parse(e.data) as LogLine);
-  assert.deepEqual(lines.map((l) => l.line), [...numbers(1, 20).map((n) => `tick ${n}`), 'bye']);
+  assert.deepEqual(
+    lines.map((l) => l.line),
+    [...numbers(1, 20).map((n) => `tick ${n}`), 'bye'],
+  );
   assert.equal(lines.at(-1)!.stream, 'stderr');
   assert.ok(seenAt.at(-1)! - seenAt[0]! > 1000, 'lines arrived over time, not in one batch at the end');
   const states = sse.events.filter((e) => e.event === 'status').map((e) => JSON.parse(e.data).state);
@@ -116,9 +126,7 @@ test('a disconnecting client frees its listeners', async (t) => {
   const hub = g.app.gantry.events;
   const before = hub.listenerCount();
   await Promise.all(
-    Array.from({ length: 5 }, () =>
-      readSse(`${g.url}/v1/jobs/${job.id}/logs`, ADMIN_TOKEN, { stop: (_e, all) => all.length > 3 }),
-    ),
+    Array.from({ length: 5 }, () => readSse(`${g.url}/v1/jobs/${job.id}/logs`, ADMIN_TOKEN, { stop: (_e, all) => all.length > 3 })),
   );
   for (let i = 0; i < 50 && hub.listenerCount() !== before; i++) await new Promise((r) => setTimeout(r, 50));
   assert.equal(hub.listenerCount(), before);

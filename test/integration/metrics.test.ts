@@ -1,12 +1,13 @@
 // /metrics in Prometheus text format, scraped from a live Gantry on the real
 // Docker engine before and after a handful of jobs.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
-import { ADMIN_TOKEN, client, startGantry, tempDir, testEnv, TEST_IMAGE, tokensFile, type Client } from '../helpers/gantry.js';
+import { ADMIN_TOKEN, type Client, client, startGantry, TEST_IMAGE, tempDir, testEnv, tokensFile } from '../helpers/gantry.js';
 
 const TOKENS = {
   alice: 'alice-token-0123456789abcdef',
@@ -96,7 +97,10 @@ test('metrics: jobs, queue, durations, GPUs, logs, SSE clients, HTTP latency and
   assert.equal(val(before, 'gantry_gpu_allocated', { gpu: '0', uuid: GPUS[0]!.uuid }), 0);
   assert.equal(val(before, 'gantry_gpu_memory_mib', { gpu: '1', uuid: GPUS[1]!.uuid, name: 'Test GPU' }), 81920);
   assert.equal(val(before, 'gantry_docker_api_errors_total', { op: 'start' }), 0);
-  assert.ok(before.some((s) => s.name === 'process_cpu_user_seconds_total'), 'default process metrics are there');
+  assert.ok(
+    before.some((s) => s.name === 'process_cpu_user_seconds_total'),
+    'default process metrics are there',
+  );
 
   // A GPU job holds the only run slot; the next job waits in the queue.
   const gpuJob = await alice.submit(sh('echo on the gpu; sleep 300', { gpus: { count: 1 } }));
@@ -140,7 +144,11 @@ test('metrics: jobs, queue, durations, GPUs, logs, SSE clients, HTTP latency and
   const gpuDone = await alice.waitFor(gpuJob.id);
   assert.equal(gpuDone.state, 'cancelled');
 
-  const after = await until(g, (s) => val(s, 'gantry_jobs_finished_total', { state: 'cancelled', owner: 'alice' }) === 2, 'all ends counted');
+  const after = await until(
+    g,
+    (s) => val(s, 'gantry_jobs_finished_total', { state: 'cancelled', owner: 'alice' }) === 2,
+    'all ends counted',
+  );
   const delta = (name: string, labels: Record<string, string> = {}) => val(after, name, labels) - val(before, name, labels);
 
   // Jobs by state and owner (from the store) and ends counted as they happen.
@@ -183,7 +191,11 @@ test('metrics: jobs, queue, durations, GPUs, logs, SSE clients, HTTP latency and
   assert.ok(delta('gantry_http_request_duration_seconds_count', { method: 'GET', route: '/v1/jobs/:id', status_code: '200' }) >= 6);
   assert.equal(val(after, 'gantry_http_request_duration_seconds_count', { method: 'GET', route: '/metrics', status_code: '401' }), 1);
   assert.equal(val(after, 'gantry_http_request_duration_seconds_count', { method: 'GET', route: '/metrics', status_code: '403' }), 1);
-  assert.equal(val(after, 'gantry_http_request_duration_seconds_count', { method: 'GET', route: 'unmatched', status_code: '404' }), 1, 'a 404 is counted without its path');
+  assert.equal(
+    val(after, 'gantry_http_request_duration_seconds_count', { method: 'GET', route: 'unmatched', status_code: '404' }),
+    1,
+    'a 404 is counted without its path',
+  );
   assert.ok(
     !after.some((s) => s.name.startsWith('gantry_http_request_duration_seconds') && s.labels.route === '/v1/jobs/:id/logs'),
     'SSE streams are not counted as request latency',

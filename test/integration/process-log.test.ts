@@ -2,11 +2,12 @@
 // stops reading Gantry's stdout costs (at worst) log lines, not the API.
 // Before src/logging.ts, a full stdout pipe froze the event loop in 100 ms
 // sleeps until the reader came back (pino's synchronous writes on EAGAIN).
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { ADMIN_TOKEN, spawnGantry, tempDir, TEST_IMAGE } from '../helpers/gantry.js';
+import { ADMIN_TOKEN, spawnGantry, TEST_IMAGE, tempDir } from '../helpers/gantry.js';
 
 const requestLines = (out: string, url: string) =>
   out.split('\n').filter((l) => l.startsWith('{') && l.includes('"msg":"request"') && l.includes(`"url":"${url}"`)).length;
@@ -25,7 +26,11 @@ test('stdout not read: polls are answered and a job runs; every line arrives onc
       while (issued < polls) {
         issued += 1;
         // A stalled Gantry fails here (no answer within 15 s), not at the test's timeout.
-        const r = await request(g.url + url, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, headersTimeout: 15_000, bodyTimeout: 15_000 });
+        const r = await request(g.url + url, {
+          headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+          headersTimeout: 15_000,
+          bodyTimeout: 15_000,
+        });
         await r.body.text();
         assert.equal(r.statusCode, 200);
       }

@@ -1,8 +1,9 @@
 // Request logs: one structured pino line per request, carrying the request
 // id that is also returned in X-Request-Id and stored on a submitted job.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { request } from 'undici';

@@ -1,9 +1,10 @@
 // The status poll, GET /v1/jobs/{id}: one route answers it, through the
 // same pipeline as every request (request id, one log line, the latency
 // metric), and every refusal is problem+json.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pino from 'pino';
 import { request } from 'undici';
@@ -49,8 +50,10 @@ test('GET /v1/jobs/{id}: the same answer with or without a query string, logged 
   const cap = captureLines();
   const g = await startGantry(t, { GANTRY_TOKENS_FILE: file, GANTRY_LOG_LEVEL: 'info' }, { logger: cap.logger });
   const observed = () =>
-    g.app.gantry.metrics.httpDuration.get().values.find((v) => v.metricName.endsWith('_count') && v.labels.route === '/v1/jobs/:id' && v.labels.status_code === '200')
-      ?.value ?? 0;
+    g.app.gantry.metrics.httpDuration
+      .get()
+      .values.find((v) => v.metricName.endsWith('_count') && v.labels.route === '/v1/jobs/:id' && v.labels.status_code === '200')?.value ??
+    0;
 
   const alice = client(g.url, tokens.alice);
   const job = await alice.submit({ image: TEST_IMAGE, command: ['sh', '-c', 'echo hi'] });
@@ -68,9 +71,10 @@ test('GET /v1/jobs/{id}: the same answer with or without a query string, logged 
   assert.equal(direct.status, 200);
   assert.equal(direct.text, routed.text, 'the same body, byte for byte');
   assert.equal(JSON.parse(direct.text).state, 'succeeded');
-  const comparable = (h: Record<string, unknown>) => Object.fromEntries(Object.entries(h).filter(([k]) => k !== 'date' && k !== 'x-request-id'));
+  const comparable = (h: Record<string, unknown>) =>
+    Object.fromEntries(Object.entries(h).filter(([k]) => k !== 'date' && k !== 'x-request-id'));
   assert.deepEqual(comparable(direct.headers), comparable(routed.headers), 'the same headers');
-  assert.equal(direct.headers['x-request-id'], 'fast-1', 'the caller\'s request id is kept');
+  assert.equal(direct.headers['x-request-id'], 'fast-1', "the caller's request id is kept");
   assert.equal(routed.headers['x-request-id'], 'routed-1');
 
   const lineDirect = await requestLine(cap.lines, 'fast-1');
@@ -82,7 +86,9 @@ test('GET /v1/jobs/{id}: the same answer with or without a query string, logged 
   assert.equal(typeof lineDirect.ms, 'number');
 
   // A fresh request id when the caller sends none or a malformed one.
-  const noId = await request(`${g.url}/v1/jobs/${job.id}`, { headers: { authorization: `Bearer ${tokens.alice}`, 'x-request-id': 'bad id' } });
+  const noId = await request(`${g.url}/v1/jobs/${job.id}`, {
+    headers: { authorization: `Bearer ${tokens.alice}`, 'x-request-id': 'bad id' },
+  });
   await noId.body.text();
   assert.match(String(noId.headers['x-request-id']), /^[0-9a-f-]{36}$/);
 

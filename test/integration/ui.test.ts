@@ -2,14 +2,15 @@
 // /usr/bin/chromium driven by playwright-core; no browser download), against
 // a live Gantry on the real Docker engine. Screenshots go to
 // test-artifacts/ui/.
-import { test, type TestContext } from 'node:test';
+
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import path from 'node:path';
-import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { type TestContext, test } from 'node:test';
+import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
-import { ADMIN_TOKEN, client, ROOT, startGantry, tempDir, TEST_IMAGE, tokensFile, type InProcessGantry } from '../helpers/gantry.js';
+import { ADMIN_TOKEN, client, type InProcessGantry, ROOT, startGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
 
 // Browser globals used inside page.evaluate callbacks (the project compiles without the DOM lib).
 interface El {
@@ -93,7 +94,8 @@ async function openBrowser(t: TestContext, origin: string): Promise<Browser> {
   };
   t.after(async () => {
     // Keep a picture of the last state of a failing test.
-    if (!page.isClosed()) await page.screenshot({ path: path.join(ARTIFACTS, `last-${t.name.slice(0, 40).replace(/\W+/g, '-')}.png`) }).catch(() => undefined);
+    if (!page.isClosed())
+      await page.screenshot({ path: path.join(ARTIFACTS, `last-${t.name.slice(0, 40).replace(/\W+/g, '-')}.png`) }).catch(() => undefined);
   });
   return b;
 }
@@ -115,7 +117,11 @@ function assertStayedHome(b: Browser, g: InProcessGantry, expectedErrors?: RegEx
   assert.deepEqual(away, [], 'the page asked for nothing outside Gantry');
   const tokens = [ADMIN_TOKEN, READER_TOKEN, SUBMITTER_TOKEN, WATCHER_TOKEN];
   assert.ok(!b.requests.some((u) => tokens.some((token) => u.includes(token))), 'no token in any URL');
-  assert.deepEqual(b.errors.filter((e) => !expectedErrors?.test(e)), [], 'no console errors (CSP violations included)');
+  assert.deepEqual(
+    b.errors.filter((e) => !expectedErrors?.test(e)),
+    [],
+    'no console errors (CSP violations included)',
+  );
 }
 
 async function gantryWithTokens(t: TestContext, env: Record<string, string> = {}): Promise<InProcessGantry> {
@@ -125,7 +131,11 @@ async function gantryWithTokens(t: TestContext, env: Record<string, string> = {}
     { owner: 'airflow', scopes: ['submit', 'read'], token: SUBMITTER_TOKEN },
     { owner: 'prometheus', scopes: ['read', 'metrics'], token: WATCHER_TOKEN },
   ]);
-  return startGantry(t, { GANTRY_TOKENS_FILE: file, GANTRY_GPU_DRIVER: 'env', GANTRY_STOP_GRACE_SECONDS: '1', ...env }, { gpuDevices: GPUS });
+  return startGantry(
+    t,
+    { GANTRY_TOKENS_FILE: file, GANTRY_GPU_DRIVER: 'env', GANTRY_STOP_GRACE_SECONDS: '1', ...env },
+    { gpuDevices: GPUS },
+  );
 }
 
 /** The page's files as they lie under src/ui/public, with '/' separators. */
@@ -159,7 +169,7 @@ test('UI: sign in with a pasted token; a submitted job moves from queued to succ
   await page.fill('#token', 'not-a-valid-token');
   await page.click('#login-submit');
   await page.waitForSelector('#login-error:not([hidden])');
-  assert.match(await page.textContent('#login-error') ?? '', /not valid/);
+  assert.match((await page.textContent('#login-error')) ?? '', /not valid/);
   await signIn(b, g);
   assert.equal(await page.evaluate(() => sessionStorage.getItem('gantry.token')), ADMIN_TOKEN, 'kept in session storage');
   assert.equal(await page.evaluate(() => localStorage.length), 0, 'not in local storage');
@@ -171,14 +181,20 @@ test('UI: sign in with a pasted token; a submitted job moves from queued to succ
   await g.waitFor(blocker.id, (j) => j.state === 'running');
   const lines = Array.from({ length: 6 }, (_, i) => `line-${i + 1} of the demo`);
   const job = await g.submit(
-    sh(`${lines.map((l) => `echo '${l}'; sleep 0.5`).join('; ')}; echo 'a warning' >&2`, { name: 'ui-demo', priority: 5, labels: { team: 'ml' } }),
+    sh(`${lines.map((l) => `echo '${l}'; sleep 0.5`).join('; ')}; echo 'a warning' >&2`, {
+      name: 'ui-demo',
+      priority: 5,
+      labels: { team: 'ml' },
+    }),
   );
   const other = await g.submit(sh('echo later', { name: 'after-demo' }));
 
   // Overview: the GPU with its holder, the queue in order with positions and priorities.
   await page.waitForSelector(`#queue tr[data-job="${job.id}"]`);
   await page.waitForSelector(`#gpus tr[data-gpu="${GPUS[0]!.uuid}"] a:has-text("gpu-blocker")`);
-  const queueRows = await page.$$eval('#queue tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent?.trim())));
+  const queueRows = await page.$$eval('#queue tbody tr', (trs) =>
+    trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent?.trim())),
+  );
   assert.deepEqual(
     queueRows.map((r) => [r[0], r[1], r[2]]),
     [
@@ -225,17 +241,16 @@ test('UI: sign in with a pasted token; a submitted job moves from queued to succ
   await page.click('a.back');
   await page.waitForSelector(`#recent tr[data-job="${job.id}"]`);
   await page.selectOption('#state-filter', 'cancelled');
-  await page.waitForFunction(
-    (id) => {
-      const rows = [...document.querySelectorAll('#recent tbody tr')];
-      return rows.length === 1 && rows[0]!.getAttribute('data-job') === id;
-    },
-    blocker.id,
-  );
+  await page.waitForFunction((id) => {
+    const rows = [...document.querySelectorAll('#recent tbody tr')];
+    return rows.length === 1 && rows[0]!.getAttribute('data-job') === id;
+  }, blocker.id);
   assert.match((await page.textContent(`#recent tr[data-job="${blocker.id}"]`)) ?? '', /cancelled by request/);
   await b.shot('06-overview-filter-cancelled');
   await page.selectOption('#state-filter', 'succeeded');
-  await page.waitForFunction(() => [...document.querySelectorAll('#recent tbody tr')].every((r) => r.getAttribute('data-state') === 'succeeded'));
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll('#recent tbody tr')].every((r) => r.getAttribute('data-state') === 'succeeded'),
+  );
   const succeeded = await page.$$eval('#recent tbody tr', (trs) => trs.map((tr) => tr.getAttribute('data-job')));
   assert.deepEqual(succeeded.sort(), [job.id, other.id].sort());
   assert.match(page.url(), /#\/\?state=succeeded$/, 'the filter is kept in the address (no token there)');
@@ -310,7 +325,11 @@ test('UI: the live log resumes after a dropped connection, without losing or rep
   await page.waitForSelector('#job-state [data-state="succeeded"]', { timeout: 60_000 });
   await page.waitForSelector('#log-connection[data-state="ended"]');
   const rows = await page.$$eval('#log .ln', (els) => els.map((e) => e.textContent?.trim()));
-  assert.deepEqual(rows, Array.from({ length: n }, (_, i) => `row ${i + 1}`), 'every line exactly once, in order');
+  assert.deepEqual(
+    rows,
+    Array.from({ length: n }, (_, i) => `row ${i + 1}`),
+    'every line exactly once, in order',
+  );
   assert.ok(sse.length >= 2, 'the page reconnected');
   assert.match(sse[1]!.lastEventId ?? '', /^\d+$/, 'the reconnect carried Last-Event-ID');
   assert.ok(Number(sse[1]!.lastEventId) >= 4);
@@ -342,7 +361,7 @@ test('UI: every file of the page is served from memory with the security headers
   }
 });
 
-test('UI: every module loads under the CSP; the header names the token\'s scopes as GET /v1/me gives them, and an admin token as admin', async (t) => {
+test("UI: every module loads under the CSP; the header names the token's scopes as GET /v1/me gives them, and an admin token as admin", async (t) => {
   const g = await gantryWithTokens(t);
   const b = await openBrowser(t, g.url);
   const { page } = b;

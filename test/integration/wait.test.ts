@@ -1,5 +1,5 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { startGantry, TEST_IMAGE } from '../helpers/gantry.js';
 
 test('sensor endpoint: 404 while running, 200 once succeeded, 303 to a non-HTTP URL once failed/cancelled/timed out or for no such job', async (t) => {

@@ -1,5 +1,5 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
 import { planQueue, type QueueEntry } from '../../src/gpu/queue.js';
@@ -7,7 +7,12 @@ import type { GpuRequest } from '../../src/model/job.js';
 
 /** The GPUs a job holds, as the allocator's holders tell it (undefined when it holds none). */
 function allocationOf(a: GpuAllocator, jobId: string): { uuids: string[]; memoryMiB: number | null } | undefined {
-  const held = a.devices.flatMap((d) => a.holders(d.uuid).filter((h) => h.jobId === jobId).map((h) => ({ uuid: d.uuid, memoryMiB: h.memoryMiB })));
+  const held = a.devices.flatMap((d) =>
+    a
+      .holders(d.uuid)
+      .filter((h) => h.jobId === jobId)
+      .map((h) => ({ uuid: d.uuid, memoryMiB: h.memoryMiB })),
+  );
   return held.length > 0 ? { uuids: held.map((h) => h.uuid), memoryMiB: held[0]!.memoryMiB } : undefined;
 }
 
@@ -37,7 +42,10 @@ test('sharing by declared memory: two 40 GB jobs share an 80 GB card, a third wa
   assert.deepEqual(a.tryAllocate('s2', { count: 1, memoryMiB: 40960 }), { uuids: ['GPU-0'], memoryMiB: 40960 });
   assert.equal(a.tryAllocate('s3', { count: 1, memoryMiB: 40960 }), null);
   assert.equal(a.tryAllocate('x', { count: 1 }), null);
-  assert.deepEqual(a.holders('GPU-0').map((h) => h.jobId), ['s1', 's2']);
+  assert.deepEqual(
+    a.holders('GPU-0').map((h) => h.jobId),
+    ['s1', 's2'],
+  );
   a.release('s1');
   assert.equal(a.tryAllocate('x', { count: 1 }), null, 'still shared by s2');
   a.release('s2');
@@ -149,9 +157,7 @@ function simulate(seed: number, opts: { priorities: number[]; steps: number; max
     if (a.release(j.id)) releases.set(j.id, (releases.get(j.id) ?? 0) + 1);
   };
   const schedule = () => {
-    const queued = jobs
-      .filter((j) => j.state === 'queued')
-      .sort((x, y) => y.priority - x.priority || x.seq - y.seq);
+    const queued = jobs.filter((j) => j.state === 'queued').sort((x, y) => y.priority - x.priority || x.seq - y.seq);
     const running = jobs.filter((j) => j.state === 'running').length;
     const entries: QueueEntry[] = queued.map((j) => ({ id: j.id, gpus: j.gpus }));
     const plan = planQueue(entries, a, opts.maxRunning - running, opts.maxRunning);
@@ -178,7 +184,8 @@ function simulate(seed: number, opts: { priorities: number[]; steps: number; max
       if (hs.some((h) => h.memoryMiB === null)) assert.equal(hs.length, 1, `${d.uuid} exclusive but shared: ${JSON.stringify(hs)}`);
       const declared = hs.reduce((s, h) => s + (h.memoryMiB ?? 0), 0);
       assert.ok(declared <= d.memoryMiB, `${d.uuid} oversubscribed: ${declared} > ${d.memoryMiB}`);
-      for (const h of hs) assert.equal(jobs.find((j) => j.id === h.jobId)?.state, 'running', `${h.jobId} holds ${d.uuid} but is not running`);
+      for (const h of hs)
+        assert.equal(jobs.find((j) => j.id === h.jobId)?.state, 'running', `${h.jobId} holds ${d.uuid} but is not running`);
     }
     for (const j of jobs.filter((x) => x.state === 'running' && x.gpus)) {
       const alloc = allocationOf(a, j.id);
@@ -242,7 +249,11 @@ test('random arrivals, finishes and cancels at equal priority: never oversubscri
   for (let seed = 1; seed <= 200; seed++) {
     const { jobs, startOrder } = simulate(seed, { priorities: [0], steps: 300, maxRunning: 6 });
     const gpuStarts = startOrder.filter((j) => j.gpus).map((j) => j.seq);
-    assert.deepEqual(gpuStarts, [...gpuStarts].sort((x, y) => x - y), `seed ${seed}: a GPU job overtook an earlier one`);
+    assert.deepEqual(
+      gpuStarts,
+      [...gpuStarts].sort((x, y) => x - y),
+      `seed ${seed}: a GPU job overtook an earlier one`,
+    );
     const neverRan = jobs.filter((j) => j.state !== 'cancelled' && j.startedAt === undefined);
     assert.deepEqual(neverRan, [], `seed ${seed}: starved`);
   }
@@ -253,8 +264,15 @@ test('random arrivals with integer priorities: higher first, FIFO within a prior
     const { jobs, startOrder } = simulate(seed, { priorities: [-5, 0, 0, 3], steps: 300, maxRunning: 8 });
     for (const p of [-5, 0, 3]) {
       const starts = startOrder.filter((j) => j.gpus && j.priority === p).map((j) => j.seq);
-      assert.deepEqual(starts, [...starts].sort((x, y) => x - y), `seed ${seed}: FIFO broken within priority ${p}`);
+      assert.deepEqual(
+        starts,
+        [...starts].sort((x, y) => x - y),
+        `seed ${seed}: FIFO broken within priority ${p}`,
+      );
     }
-    assert.deepEqual(jobs.filter((j) => j.state !== 'cancelled' && j.startedAt === undefined), []);
+    assert.deepEqual(
+      jobs.filter((j) => j.state !== 'cancelled' && j.startedAt === undefined),
+      [],
+    );
   }
 });

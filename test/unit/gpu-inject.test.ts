@@ -1,7 +1,7 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { loadConfig } from '../../src/config.js';
-import { explainGpuError, gpuInjection, type GpuInjection } from '../../src/gpu/inject.js';
+import { explainGpuError, type GpuInjection, gpuInjection } from '../../src/gpu/inject.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
 import { createOptions } from '../../src/runtime/docker/create-options.js';
 
@@ -11,8 +11,21 @@ const B: GpuDevice = { index: 1, uuid: 'GPU-bbbb', name: 'H200', memoryMiB: 1437
 /** The injection as the Docker runtime sends it: the HostConfig fields it fills. */
 function hostConfig(inj: GpuInjection) {
   const hc = createOptions({
-    name: 'n', image: 'i', command: ['true'], env: inj.env, labels: {}, network: 'none', memoryBytes: 1, nanoCpus: 0, shmBytes: 1, pidsLimit: 1,
-    capabilities: [], mounts: inj.mounts, devices: inj.devices, deviceRequests: inj.deviceRequests, log: { driver: 'local', maxSizeMiB: 1 },
+    name: 'n',
+    image: 'i',
+    command: ['true'],
+    env: inj.env,
+    labels: {},
+    network: 'none',
+    memoryBytes: 1,
+    nanoCpus: 0,
+    shmBytes: 1,
+    pidsLimit: 1,
+    capabilities: [],
+    mounts: inj.mounts,
+    devices: inj.devices,
+    deviceRequests: inj.deviceRequests,
+    log: { driver: 'local', maxSizeMiB: 1 },
   }).HostConfig!;
   return { Devices: hc.Devices, DeviceRequests: hc.DeviceRequests, Mounts: hc.Mounts };
 }
@@ -80,15 +93,26 @@ test('devices: /dev/nvidia<minor> of the allocated GPUs, the control devices, re
 
 test('env: only the variables; the operator may narrow the capabilities', () => {
   const inj = gpuInjection(gpus({ GANTRY_GPU_DRIVER: 'env', GANTRY_GPU_CAPABILITIES: 'compute' }), [A], 40960);
-  assert.deepEqual(inj.env, { NVIDIA_VISIBLE_DEVICES: 'GPU-aaaa', NVIDIA_DRIVER_CAPABILITIES: 'compute', TF_FORCE_GPU_ALLOW_GROWTH: 'true', GANTRY_GPU_MEMORY_MIB: '40960' });
+  assert.deepEqual(inj.env, {
+    NVIDIA_VISIBLE_DEVICES: 'GPU-aaaa',
+    NVIDIA_DRIVER_CAPABILITIES: 'compute',
+    TF_FORCE_GPU_ALLOW_GROWTH: 'true',
+    GANTRY_GPU_MEMORY_MIB: '40960',
+  });
   assert.deepEqual(hostConfig(inj), NONE);
 });
 
 test('Docker errors about a missing GPU runtime are explained; others pass unchanged', () => {
   const nv = 'could not select device driver "nvidia" with capabilities: [[gpu]]';
-  assert.match(explainGpuError('nvidia', nv), /^could not select device driver "nvidia" with capabilities: \[\[gpu\]\] — the Docker engine has no NVIDIA GPU runtime/);
+  assert.match(
+    explainGpuError('nvidia', nv),
+    /^could not select device driver "nvidia" with capabilities: \[\[gpu\]\] — the Docker engine has no NVIDIA GPU runtime/,
+  );
   assert.match(explainGpuError('cdi', 'could not select device driver "cdi" with capabilities: []'), /cannot inject CDI devices/);
-  assert.match(explainGpuError('cdi', 'CDI device injection failed: unresolvable CDI devices nvidia.com/gpu=GPU-a'), /nvidia-ctk cdi generate/);
+  assert.match(
+    explainGpuError('cdi', 'CDI device injection failed: unresolvable CDI devices nvidia.com/gpu=GPU-a'),
+    /nvidia-ctk cdi generate/,
+  );
   const dev = 'error gathering device information while adding custom device "/dev/nvidia0": no such file or directory';
   assert.match(explainGpuError('devices', dev), /the GPU device node \/dev\/nvidia0 does not exist on the Docker host/);
   assert.equal(explainGpuError('env', 'No such image: x'), 'No such image: x');

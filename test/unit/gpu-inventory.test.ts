@@ -1,14 +1,8 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import {
-  discoverGpus,
-  NVIDIA_SMI_QUERY,
-  parseNvidiaSmiCsv,
-  parseStaticGpus,
-  readDeviceMinor,
-} from '../../src/gpu/inventory.js';
+import { test } from 'node:test';
+import { discoverGpus, NVIDIA_SMI_QUERY, parseNvidiaSmiCsv, parseStaticGpus, readDeviceMinor } from '../../src/gpu/inventory.js';
 import { ROOT, tempDir } from '../helpers/gantry.js';
 
 const FIXTURES = path.join(ROOT, 'test/fixtures/nvidia-smi');
@@ -49,7 +43,10 @@ test('the two-GPU H200 machine (nvidia-h200-x2), as recorded by GPU_E2E_MODE=two
     fs.mkdirSync(path.join(proc, bus));
     fs.copyFileSync(path.join(FIXTURES, `h200-x2/proc-information-${bus.replaceAll(':', '-')}`), path.join(proc, bus, 'information'));
   }
-  assert.deepEqual(gpus.map((g) => readDeviceMinor(g.busId!, proc)), [0, 1]);
+  assert.deepEqual(
+    gpus.map((g) => readDeviceMinor(g.busId!, proc)),
+    [0, 1],
+  );
 });
 
 test('several GPUs, CRLF line ends and blank lines', () => {

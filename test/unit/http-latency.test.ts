@@ -1,8 +1,9 @@
 // Gantry's own HTTP latency histogram (src/metrics/http-latency.ts) must
 // print exactly what prom-client's Histogram prints for the same
 // observations, through prom-client's real Registry.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
+import { test } from 'node:test';
 import { Histogram, Registry } from 'prom-client';
 import { HttpLatencyHistogram } from '../../src/metrics/http-latency.js';
 
@@ -37,7 +38,10 @@ test('the exposition equals prom-client Histogram’s for the same observations,
   const got = await oursRegistry.metrics();
   assert.equal(got, await reference.metrics(), 'the same text, line for line and in the same order');
   // And the figures themselves, not only their agreement.
-  assert.match(got, /^gantry_http_request_duration_seconds_bucket\{le="0.001",method="GET",route="\/v1\/jobs\/:id",status_code="200"\} 2$/m);
+  assert.match(
+    got,
+    /^gantry_http_request_duration_seconds_bucket\{le="0.001",method="GET",route="\/v1\/jobs\/:id",status_code="200"\} 2$/m,
+  );
   assert.match(got, /^gantry_http_request_duration_seconds_bucket\{le="10",method="POST",route="\/v1\/jobs",status_code="201"\} 1$/m);
   assert.match(got, /^gantry_http_request_duration_seconds_bucket\{le="\+Inf",method="POST",route="\/v1\/jobs",status_code="201"\} 2$/m);
   assert.match(got, /^gantry_http_request_duration_seconds_count\{method="GET",route="\/v1\/jobs\/:id",status_code="200"\} 4$/m);
@@ -47,8 +51,11 @@ test('the exposition equals prom-client Histogram’s for the same observations,
 test('no observation, no series: only the HELP and TYPE lines', async () => {
   const r = new Registry();
   r.registerMetric(new HttpLatencyHistogram(BUCKETS).asMetric());
-  assert.deepEqual((await r.metrics()).trim().split('\n').map((l) => l.split(' ').slice(0, 2).join(' ')), [
-    '# HELP',
-    '# TYPE',
-  ]);
+  assert.deepEqual(
+    (await r.metrics())
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' ').slice(0, 2).join(' ')),
+    ['# HELP', '# TYPE'],
+  );
 });

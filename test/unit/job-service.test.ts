@@ -5,10 +5,10 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { frozenJson } from '../../src/api/frozen-json.js';
 import type { Principal } from '../../src/auth/tokens.js';
+import { loadConfig } from '../../src/config.js';
 import { JobEventHub } from '../../src/jobs/events.js';
 import { QueueState } from '../../src/jobs/queue-state.js';
 import { JobService } from '../../src/jobs/service.js';
-import { loadConfig } from '../../src/config.js';
 import { IdempotencyConflictError, NotFoundError, PolicyViolationError, UnsatisfiableSpecError } from '../../src/model/errors.js';
 import type { Job, JobSpec } from '../../src/model/job.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
@@ -125,9 +125,14 @@ test('a cancel racing the scheduler never overwrites the state it set, and vice 
 
 test('the domain says what is wrong in its own terms, with spec-relative paths', async (t) => {
   const { service } = setup(t);
-  const refused = await service.submit(owner, spec({ image: 'docker.io/evil:1' }), { idempotencyKey: null, requestId: null }).catch((e) => e);
+  const refused = await service
+    .submit(owner, spec({ image: 'docker.io/evil:1' }), { idempotencyKey: null, requestId: null })
+    .catch((e) => e);
   assert.ok(refused instanceof PolicyViolationError);
-  assert.deepEqual(refused.errors.map((e: { path: string }) => e.path), ['image']);
+  assert.deepEqual(
+    refused.errors.map((e: { path: string }) => e.path),
+    ['image'],
+  );
   const impossible = await service.submit(owner, spec({ gpus: { count: 3 } }), { idempotencyKey: null, requestId: null }).catch((e) => e);
   assert.ok(impossible instanceof UnsatisfiableSpecError);
   assert.deepEqual(impossible.errors, [{ path: 'gpus', message: 'this host has 2' }]);

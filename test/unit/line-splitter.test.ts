@@ -1,7 +1,7 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LineSplitter, MAX_LINE } from '../../src/logs/line-splitter.js';
+import { test } from 'node:test';
 import { DockerDemuxer } from '../../src/logs/demux.js';
+import { LineSplitter, MAX_LINE } from '../../src/logs/line-splitter.js';
 
 function split(chunks: Buffer[]): string[] {
   const out: string[] = [];
@@ -14,7 +14,7 @@ function split(chunks: Buffer[]): string[] {
 /** Cuts a buffer at random points (also inside multi-byte characters). */
 function randomChunks(buf: Buffer, seed: number): Buffer[] {
   let x = seed;
-  const rnd = () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  const rnd = () => (x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
   const out: Buffer[] = [];
   for (let i = 0; i < buf.length; ) {
     const n = 1 + Math.floor(rnd() * 40000);

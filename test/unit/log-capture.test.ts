@@ -1,11 +1,11 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { test } from 'node:test';
 import pino from 'pino';
-import { driverLogMaxMiB, DRIVER_RECORD_OVERHEAD, LogCapture } from '../../src/logs/capture.js';
+import { DRIVER_RECORD_OVERHEAD, driverLogMaxMiB, LogCapture } from '../../src/logs/capture.js';
 import { decodeChunk } from '../../src/store/chunk-codec.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 
@@ -33,7 +33,14 @@ test('a flood of tiny lines is truncated before it could outgrow the log driver 
   const db = openSqliteStore(dir);
   const store = db.logs;
   const maxBytes = 4 * 1024 * 1024; // driver file 32 MiB; 800,000 two-byte lines are far under the cap itself
-  const capture = await LogCapture.open({ jobId: 'j', store, maxBytes, driver: 'local', log: pino({ level: 'silent' }), onAppend: () => undefined });
+  const capture = await LogCapture.open({
+    jobId: 'j',
+    store,
+    maxBytes,
+    driver: 'local',
+    log: pino({ level: 'silent' }),
+    onAppend: () => undefined,
+  });
   await capture.consume(Readable.from(frames('x\n'.repeat(800_000))));
   const state = await capture.finish();
   assert.ok(state.truncated);
@@ -45,6 +52,12 @@ test('a flood of tiny lines is truncated before it could outgrow the log driver 
   assert.equal(marker?.stream, 'system');
   assert.match(marker!.line, /lines fill the 32 MiB log file Docker keeps for this job/);
   const [first] = await store.chunks('j', 0, { chunks: 1, lines: 3 });
-  assert.equal(decodeChunk(first!, 0).slice(0, 3).map((l) => l.line).join(), 'x,x,x');
+  assert.equal(
+    decodeChunk(first!, 0)
+      .slice(0, 3)
+      .map((l) => l.line)
+      .join(),
+    'x,x,x',
+  );
   await db.close();
 });

@@ -18,14 +18,17 @@ const of = (o: Partial<OutcomeInput> & { exitCode?: number | null; oomKilled?: b
     exit: { exitCode: o.exitCode ?? 0, oomKilled: o.oomKilled ?? false, error: o.error ?? null },
   });
 
-test('exit 0 is success; any other code is a failure with the code and the engine\'s error', () => {
+test("exit 0 is success; any other code is a failure with the code and the engine's error", () => {
   assert.deepEqual(of({}), { state: 'succeeded', reason: null });
   assert.deepEqual(of({ exitCode: 3 }), { state: 'failed', reason: 'exited with code 3' });
   assert.deepEqual(of({ exitCode: 127, error: 'exec failed' }), { state: 'failed', reason: 'exited with code 127: exec failed' });
 });
 
 test('an OOM kill fails the job even with exit 0, naming the limit', () => {
-  assert.deepEqual(of({ exitCode: 0, oomKilled: true }), { state: 'failed', reason: 'OOMKilled: the container exceeded its memory limit of 512 MiB' });
+  assert.deepEqual(of({ exitCode: 0, oomKilled: true }), {
+    state: 'failed',
+    reason: 'OOMKilled: the container exceeded its memory limit of 512 MiB',
+  });
 });
 
 test('a cancel or a timeout explains the stop, whatever the exit code; cancel wins over timeout', () => {
@@ -39,9 +42,13 @@ test('an incomplete log is noted on every outcome', () => {
   assert.equal(of({ exitCode: 1, logError: 'disk full' }).reason, 'exited with code 1; logs incomplete: disk full');
 });
 
-test('a container that stopped while the engine was away is the engine\'s doing, not the job\'s', () => {
+test("a container that stopped while the engine was away is the engine's doing, not the job's", () => {
   const r = of({ exitCode: 143, engineLost: true });
   assert.equal(r.state, 'failed');
   assert.match(r.reason!, /^the container stopped while the container engine was away \(exit code 143\).*live-restore/);
-  assert.deepEqual(of({ exitCode: 0, engineLost: true }), { state: 'succeeded', reason: null }, 'a job that finished meanwhile still succeeded');
+  assert.deepEqual(
+    of({ exitCode: 0, engineLost: true }),
+    { state: 'succeeded', reason: null },
+    'a job that finished meanwhile still succeeded',
+  );
 });

@@ -1,12 +1,12 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { test } from 'node:test';
 import { loadConfig } from '../../src/config.js';
-import { JobSpecSchema } from '../../src/model/job.js';
-import { checkPolicy, imageAllowed } from '../../src/jobs/policy.js';
 import { gpuInjection } from '../../src/gpu/inject.js';
+import { checkPolicy, imageAllowed } from '../../src/jobs/policy.js';
+import { JobSpecSchema } from '../../src/model/job.js';
 import { containerSpec } from '../../src/runner/container-spec.js';
 import { createOptions } from '../../src/runtime/docker/create-options.js';
 
@@ -27,8 +27,7 @@ const config = loadConfig({
   GANTRY_DOCKER_SOCKET: fakeSock,
 });
 
-const spec = (extra: Record<string, unknown> = {}) =>
-  JobSpecSchema.parse({ image: 'local/busybox:latest', command: ['true'], ...extra });
+const spec = (extra: Record<string, unknown> = {}) => JobSpecSchema.parse({ image: 'local/busybox:latest', command: ['true'], ...extra });
 const fields = (extra: Record<string, unknown>) =>
   checkPolicy(spec(extra), config.policy, config.dockerSocket).errors.map((e) => `body.${e.path}`);
 
@@ -110,7 +109,9 @@ test('the spec schema refuses every field that would widen the container', () =>
 
 test('container options: hardened by default, nothing taken from the client but checked values', () => {
   const s = spec({ env: { A: '1' }, labels: { team: 'ml' }, resources: { cpus: 1.5 } });
-  const opts = createOptions(containerSpec({ jobId: 'j1', owner: 'alice', spec: s, mounts: [], gpu: gpuInjection(config.gpus, [], null) }, config));
+  const opts = createOptions(
+    containerSpec({ jobId: 'j1', owner: 'alice', spec: s, mounts: [], gpu: gpuInjection(config.gpus, [], null) }, config),
+  );
   const hc = opts.HostConfig!;
   assert.equal(hc.Privileged, false);
   assert.deepEqual(hc.CapDrop, ['ALL']);
@@ -133,9 +134,16 @@ test('container options: hardened by default, nothing taken from the client but 
   assert.equal(opts.name, 'gantry-j1');
 });
 
-test('image references follow Docker\'s grammar', async () => {
+test("image references follow Docker's grammar", async () => {
   const { IMAGE_REFERENCE } = await import('../../src/model/job.js');
-  for (const ok of ['local/busybox', 'local/busybox:latest', '127.0.0.1:5000/ml/model:v1.2', 'registry.example.com/ml/deep/model', `x/y@sha256:${'a'.repeat(64)}`, 'a__b/c-d.e:1_0']) {
+  for (const ok of [
+    'local/busybox',
+    'local/busybox:latest',
+    '127.0.0.1:5000/ml/model:v1.2',
+    'registry.example.com/ml/deep/model',
+    `x/y@sha256:${'a'.repeat(64)}`,
+    'a__b/c-d.e:1_0',
+  ]) {
     assert.ok(IMAGE_REFERENCE.test(ok), ok);
   }
   for (const bad of ['b@m', 'u-:latest', 'Local/Busybox', 'x//y', '-x/y', 'x/y:', 'x/y:-tag', 'x y', 'x/y@sha256:zz']) {

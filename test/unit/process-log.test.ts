@@ -2,10 +2,11 @@
 // buffer: a stdout reader that falls behind, or a stdout that cannot be
 // written at all, costs log lines (counted), never a stalled event loop or a
 // hung exit; what is delivered is whole and in order.
-import { test } from 'node:test';
+
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import { test } from 'node:test';
 
 // Not from test/helpers/gantry.ts, which loads the whole app: these tests need only src/logging.ts.
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
@@ -19,10 +20,14 @@ interface Line {
 
 test('a burst past the buffer while stdout is not read: lines dropped, counted and reported, the rest whole and in order', async () => {
   const total = 20_000;
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/fixtures/scripts/log-burst.ts'), String(total), String(64 * 1024)], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(ROOT, 'test/fixtures/scripts/log-burst.ts'), String(total), String(64 * 1024)],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   // stdout is not read until the child says the burst is written.
   proc.stdout.pause();
   let out = '';
@@ -37,7 +42,10 @@ test('a burst past the buffer while stdout is not read: lines dropped, counted a
   const code = await new Promise<number | null>((resolve) => proc.once('close', resolve));
   assert.equal(code, 0, err);
   const dropped = Number(/flushed (\d+)/.exec(err)?.[1]);
-  const lines = out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line);
+  const lines = out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Line);
   const burst = lines.filter((l) => l.msg === 'burst').map((l) => l.i!);
   assert.ok(dropped > 0, `a 64 KiB buffer cannot hold ${total} lines of ~260 bytes (dropped ${dropped})`);
   assert.ok(burst.length > 0, 'what fitted was delivered');
@@ -56,10 +64,14 @@ test('a burst past the buffer while stdout is not read: lines dropped, counted a
 
 test('a reader that is only slow loses nothing: every line arrives, in order, before exit', async () => {
   const total = 20_000;
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/fixtures/scripts/log-burst.ts'), String(total), String(64 * 1024 * 1024)], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(ROOT, 'test/fixtures/scripts/log-burst.ts'), String(total), String(64 * 1024 * 1024)],
+    {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   proc.stdout.pause();
   let out = '';
   let err = '';
@@ -72,8 +84,14 @@ test('a reader that is only slow loses nothing: every line arrives, in order, be
   const code = await new Promise<number | null>((resolve) => proc.once('close', resolve));
   assert.equal(code, 0, err);
   assert.match(err, /flushed 0\n/);
-  const burst = out.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as Line).i);
-  assert.deepEqual(burst, Array.from({ length: total }, (_, i) => i));
+  const burst = out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => (JSON.parse(l) as Line).i);
+  assert.deepEqual(
+    burst,
+    Array.from({ length: total }, (_, i) => i),
+  );
 });
 
 test('a line logged right before process.exit() still reaches stdout', async () => {
@@ -85,7 +103,10 @@ test('a line logged right before process.exit() still reaches stdout', async () 
   proc.stdout.on('data', (o: Buffer) => (out += o.toString()));
   const code = await new Promise<number | null>((resolve) => proc.once('close', resolve));
   assert.equal(code, 3);
-  const lines = out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Line & { n?: number });
+  const lines = out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Line & { n?: number });
   assert.deepEqual(
     lines.map((l) => [l.msg, l.n]),
     [['last line before exit', 42]],

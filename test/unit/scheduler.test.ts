@@ -2,11 +2,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import pino from 'pino';
 import type { Principal } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config.js';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
+import { gpuInjection } from '../../src/gpu/inject.js';
 import { JobEventHub } from '../../src/jobs/events.js';
 import { QueueState } from '../../src/jobs/queue-state.js';
 import { JobService } from '../../src/jobs/service.js';
@@ -16,7 +17,6 @@ import { isTerminal } from '../../src/model/states.js';
 import { containerSpec } from '../../src/runner/container-spec.js';
 import { ImagePuller } from '../../src/runner/images.js';
 import { Scheduler } from '../../src/runner/scheduler.js';
-import { gpuInjection } from '../../src/gpu/inject.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
@@ -48,8 +48,25 @@ async function harness(t: TestContext, o: { runtime?: FakeRuntime; dataDir?: str
   const events = new JobEventHub();
   const queue = new QueueState();
   const gpus = new GpuAllocator([]);
-  const jobs = new JobService({ store: store.jobs, events, queue, policy: config.policy, dockerSocket: config.dockerSocket, impossibleGpuRequest: () => null });
-  const scheduler = new Scheduler({ config, runtime, store, jobs, events, queue, gpus, images: new ImagePuller(runtime, {}), log: pino({ level: 'silent' }) });
+  const jobs = new JobService({
+    store: store.jobs,
+    events,
+    queue,
+    policy: config.policy,
+    dockerSocket: config.dockerSocket,
+    impossibleGpuRequest: () => null,
+  });
+  const scheduler = new Scheduler({
+    config,
+    runtime,
+    store,
+    jobs,
+    events,
+    queue,
+    gpus,
+    images: new ImagePuller(runtime, {}),
+    log: pino({ level: 'silent' }),
+  });
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -146,7 +163,7 @@ test('cancel: a queued job never gets a container; a running one is stopped and 
   assert.equal(h.runtime.containers.size, 0);
 });
 
-test('create and start failures fail the job with the engine\'s words', async (t) => {
+test("create and start failures fail the job with the engine's words", async (t) => {
   const h = await harness(t);
   h.runtime.failNext('create', 'Conflict. The container name is already in use');
   const a = await h.submit();
@@ -258,9 +275,15 @@ test('the engine going away under a running job: with live-restore the job carri
   assert.match(ended.reason!, /stopped while the container engine was away .*enable live-restore/);
 });
 
-test('the container spec the runtime gets is built from the checked spec and Gantry\'s own labels', () => {
+test("the container spec the runtime gets is built from the checked spec and Gantry's own labels", () => {
   const s = containerSpec(
-    { jobId: 'j', owner: 'o', spec: spec({ labels: { 'dev.gantry.job-id': 'forged' } }), mounts: [], gpu: gpuInjection(config.gpus, [], null) },
+    {
+      jobId: 'j',
+      owner: 'o',
+      spec: spec({ labels: { 'dev.gantry.job-id': 'forged' } }),
+      mounts: [],
+      gpu: gpuInjection(config.gpus, [], null),
+    },
     config,
   );
   assert.equal(s.labels['dev.gantry.job-id'], 'j', "a job's labels cannot forge Gantry's");

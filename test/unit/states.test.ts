@@ -1,6 +1,13 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { assertTransition, canTransition, IllegalTransitionError, isTerminal, JOB_STATES, TERMINAL_STATES } from '../../src/model/states.js';
+import { test } from 'node:test';
+import {
+  assertTransition,
+  canTransition,
+  IllegalTransitionError,
+  isTerminal,
+  JOB_STATES,
+  TERMINAL_STATES,
+} from '../../src/model/states.js';
 
 test('the happy path is legal', () => {
   const path = ['queued', 'pulling', 'starting', 'running', 'succeeded'] as const;

@@ -39,26 +39,35 @@ export function hasScope(principal: Principal, scope: Scope): boolean {
 export const auth = fp(
   async (app: FastifyInstance, { tokens }: { tokens: TokenStore }) => {
     app.decorateRequest('principal', null as unknown as Principal);
-    app.decorate('auth', (scope: Scope | null, opts: AuthOptions = {}): onRequestHookHandler => (request: FastifyRequest, reply: FastifyReply, done) => {
-      const header = request.headers.authorization;
-      const match = header ? BEARER.exec(header) : null;
-      const principal = match ? tokens.verify(match[1]!) : undefined;
-      let refusal: HttpProblem | undefined;
-      if (!principal) {
-        reply.header('WWW-Authenticate', `Bearer realm="gantry"${header ? ', error="invalid_token"' : ''}`);
-        refusal = new HttpProblem(401, 'unauthorized', 'Authentication required', header ? 'the bearer token is not valid' : 'send Authorization: Bearer <token>');
-      } else if (scope !== null && !hasScope(principal, scope)) {
-        refusal = new HttpProblem(403, 'forbidden', 'Forbidden', `this token lacks the "${scope}" scope`);
-      }
-      if (refusal) {
-        const problem = refusal;
-        if (opts.holdRefusal) void opts.holdRefusal(request).then(() => sendProblem(reply, problem));
-        else sendProblem(reply, problem);
-        return;
-      }
-      request.principal = principal!;
-      done();
-    });
+    app.decorate(
+      'auth',
+      (scope: Scope | null, opts: AuthOptions = {}): onRequestHookHandler =>
+        (request: FastifyRequest, reply: FastifyReply, done) => {
+          const header = request.headers.authorization;
+          const match = header ? BEARER.exec(header) : null;
+          const principal = match ? tokens.verify(match[1]!) : undefined;
+          let refusal: HttpProblem | undefined;
+          if (!principal) {
+            reply.header('WWW-Authenticate', `Bearer realm="gantry"${header ? ', error="invalid_token"' : ''}`);
+            refusal = new HttpProblem(
+              401,
+              'unauthorized',
+              'Authentication required',
+              header ? 'the bearer token is not valid' : 'send Authorization: Bearer <token>',
+            );
+          } else if (scope !== null && !hasScope(principal, scope)) {
+            refusal = new HttpProblem(403, 'forbidden', 'Forbidden', `this token lacks the "${scope}" scope`);
+          }
+          if (refusal) {
+            const problem = refusal;
+            if (opts.holdRefusal) void opts.holdRefusal(request).then(() => sendProblem(reply, problem));
+            else sendProblem(reply, problem);
+            return;
+          }
+          request.principal = principal!;
+          done();
+        },
+    );
   },
   { name: 'gantry-auth' },
 );

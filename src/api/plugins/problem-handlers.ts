@@ -27,5 +27,8 @@ export function frameworkErrorHandler(err: FastifyError, _request: unknown, repl
   if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
     return sendProblem(reply, new HttpProblem(414, 'uri-too-long', 'URI too long', 'a path parameter is longer than any Gantry id'));
   }
-  return sendProblem(reply, new HttpProblem(err.statusCode && err.statusCode < 500 ? err.statusCode : 400, 'bad-request', 'Bad request', err.message));
+  return sendProblem(
+    reply,
+    new HttpProblem(err.statusCode && err.statusCode < 500 ? err.statusCode : 400, 'bad-request', 'Bad request', err.message),
+  );
 }

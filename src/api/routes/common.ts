@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { Config } from '../../config.js';
 import type { GpuAllocator } from '../../gpu/allocator.js';
 import type { JobEventHub } from '../../jobs/events.js';

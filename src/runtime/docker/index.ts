@@ -82,8 +82,15 @@ export class DockerRuntime implements ContainerRuntime {
     );
   }
 
-  async pullImage(image: string, auth: RegistryCredentials | null, onProgress: (status: string, progress: string | null) => void): Promise<void> {
-    const stream = await this.call('pull', async () => (await this.docker.pull(normalizeImage(image), auth ? { authconfig: auth } : {})) as NodeJS.ReadableStream);
+  async pullImage(
+    image: string,
+    auth: RegistryCredentials | null,
+    onProgress: (status: string, progress: string | null) => void,
+  ): Promise<void> {
+    const stream = await this.call(
+      'pull',
+      async () => (await this.docker.pull(normalizeImage(image), auth ? { authconfig: auth } : {})) as NodeJS.ReadableStream,
+    );
     let lastReport = 0;
     await this.call(
       'pull',
@@ -116,7 +123,8 @@ export class DockerRuntime implements ContainerRuntime {
   attach(id: string): Promise<Readable> {
     return this.call(
       'attach',
-      async () => (await this.docker.getContainer(id).attach({ stream: true, stdout: true, stderr: true, logs: false })) as unknown as Readable,
+      async () =>
+        (await this.docker.getContainer(id).attach({ stream: true, stdout: true, stderr: true, logs: false })) as unknown as Readable,
     );
   }
 
@@ -132,7 +140,10 @@ export class DockerRuntime implements ContainerRuntime {
   }
 
   followLogs(id: string): Promise<Readable> {
-    return this.call('logs', async () => (await this.docker.getContainer(id).logs({ follow: true, stdout: true, stderr: true })) as unknown as Readable);
+    return this.call(
+      'logs',
+      async () => (await this.docker.getContainer(id).logs({ follow: true, stdout: true, stderr: true })) as unknown as Readable,
+    );
   }
 
   /**
@@ -219,7 +230,13 @@ export class DockerRuntime implements ContainerRuntime {
   listManaged(): Promise<ManagedContainer[]> {
     return this.call('list', async () => {
       const list = await this.docker.listContainers({ all: true, filters: { label: [`${MANAGED_LABELS.managed}=true`] } });
-      return list.map((c) => ({ id: c.Id, names: c.Names, labels: c.Labels, state: c.State as ManagedContainer['state'], created: c.Created }));
+      return list.map((c) => ({
+        id: c.Id,
+        names: c.Names,
+        labels: c.Labels,
+        state: c.State as ManagedContainer['state'],
+        created: c.Created,
+      }));
     });
   }
 }

@@ -97,4 +97,3 @@ function migrate(db: Db): void {
     })();
   }
 }
-

@@ -18,7 +18,8 @@ export function storeError(err: unknown): unknown {
   if (typeof code !== 'string') return err;
   const kind = UNAVAILABLE[code] ?? UNAVAILABLE[code.split('_').slice(0, 2).join('_')];
   if (kind === undefined) return err;
-  const detail = kind === 'full' ? `the store's disk is full: ${(err as Error).message}` : `the store cannot be written: ${(err as Error).message}`;
+  const detail =
+    kind === 'full' ? `the store's disk is full: ${(err as Error).message}` : `the store cannot be written: ${(err as Error).message}`;
   return new StoreUnavailableError(kind, detail);
 }
 

@@ -51,7 +51,9 @@ export class SqliteLogStore implements LogStore {
          AND first_seq >= COALESCE((SELECT first_seq FROM log_chunks WHERE job_id = @jobId AND first_seq <= @afterSeq + 1 ORDER BY first_seq DESC LIMIT 1), 0)
        ORDER BY first_seq LIMIT @max`,
     );
-    this.chunksDesc = db.prepare(`SELECT first_seq, lines FROM log_chunks WHERE job_id = ? AND first_seq < ? ORDER BY first_seq DESC LIMIT 16`);
+    this.chunksDesc = db.prepare(
+      `SELECT first_seq, lines FROM log_chunks WHERE job_id = ? AND first_seq < ? ORDER BY first_seq DESC LIMIT 16`,
+    );
     this.deleteChunks = db.prepare(`DELETE FROM log_chunks WHERE job_id = ?`);
     this.deleteState = db.prepare(`DELETE FROM log_state WHERE job_id = ?`);
     this.totalsStmt = db.prepare(

@@ -11,10 +11,7 @@ const LogsQuery = z
     stream: z.enum(['stdout', 'stderr']).optional().describe('Only this stream.'),
     tail: z.coerce.number().int().min(0).max(1_000_000).optional().describe('Only the last N lines (then follow, if asked).'),
     since: z.coerce.number().int().min(0).optional().describe('Only lines with a sequence number greater than this.'),
-    follow: z
-      .enum(['true', 'false', '1', '0'])
-      .optional()
-      .describe('Keep the response open until the job ends. SSE always follows.'),
+    follow: z.enum(['true', 'false', '1', '0']).optional().describe('Keep the response open until the job ends. SSE always follows.'),
     lastEventId: z.coerce
       .number()
       .int()
@@ -51,20 +48,23 @@ const StatusEventSchema = z
 const EndEventSchema = z
   .object({ event: z.literal('end'), data: jsonText(JobSchema, 'The Job in its final state'), retry })
   .meta({ id: 'EndEvent', description: 'The job in its final state; the server then closes the stream.' });
-const LogStreamEventSchema = z
-  .discriminatedUnion('event', [LogEventSchema, StatusEventSchema, EndEventSchema])
-  .meta({
-    id: 'LogStreamEvent',
-    discriminator: {
-      propertyName: 'event',
-      mapping: { log: componentRef(LogEventSchema).$ref, status: componentRef(StatusEventSchema).$ref, end: componentRef(EndEventSchema).$ref },
+const LogStreamEventSchema = z.discriminatedUnion('event', [LogEventSchema, StatusEventSchema, EndEventSchema]).meta({
+  id: 'LogStreamEvent',
+  discriminator: {
+    propertyName: 'event',
+    mapping: {
+      log: componentRef(LogEventSchema).$ref,
+      status: componentRef(StatusEventSchema).$ref,
+      end: componentRef(EndEventSchema).$ref,
     },
-    description:
-      'One event of the `text/event-stream` log (OpenAPI 3.1: the schema describes each event). `event:` names the type, `data:` carries JSON text, `id:` is set on `log` events. ' +
-      'Comment lines (`: ping`) keep the connection alive at least every 15 s and carry no event.',
-  });
+  },
+  description:
+    'One event of the `text/event-stream` log (OpenAPI 3.1: the schema describes each event). `event:` names the type, `data:` carries JSON text, `id:` is set on `log` events. ' +
+    'Comment lines (`: ping`) keep the connection alive at least every 15 s and carry no event.',
+});
 
 /** Characters JSON.stringify would escape in a string (and lone surrogates). */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what JSON must escape
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 export const sse = {
   // The same bytes as JSON.stringify(l) for a LogLine ({seq, stream, time,
@@ -153,4 +153,3 @@ export const jobLogRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs
     },
   );
 };
-

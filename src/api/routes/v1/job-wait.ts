@@ -55,7 +55,7 @@ export const jobWaitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { job
           '**404** `job-pending` while the job is queued, pulling, starting or running (keep waiting); **200** with the Job once it ' +
           '`succeeded`; **303** `job-unsuccessful` once it ended `failed`, `cancelled` or `timed_out`, and **303** `not-found` for an ' +
           'id that does not exist (a 404 would make the sensor wait forever). The 303 points to a non-HTTP `gantry:` URL on purpose: ' +
-          'both of the provider\'s HTTP clients follow it and raise a non-Airflow error, which fails the sensor at once, also once ' +
+          "both of the provider's HTTP clients follow it and raise a non-Airflow error, which fails the sensor at once, also once " +
           'deferred (its trigger loops without sleeping on any other error status). Polls of the same job by the same owner closer ' +
           'together than GANTRY_POLL_MIN_INTERVAL_MS are answered after that interval (never with 429, which the trigger would retry at once); ' +
           'so are refused polls (401/403) from the same client for the same URL, which a deferred sensor whose token was revoked would otherwise repeat in a loop.',
@@ -141,7 +141,8 @@ export const jobWaitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { job
         status: 303,
         slug: 'job-unsuccessful',
         title,
-        detail: `job ${job.id} ended ${job.state}${job.exitCode === null ? '' : ` with exit code ${job.exitCode}`}: ${job.reason ?? ''}`.trim(),
+        detail:
+          `job ${job.id} ended ${job.state}${job.exitCode === null ? '' : ` with exit code ${job.exitCode}`}: ${job.reason ?? ''}`.trim(),
         extra: { jobId: job.id, state: job.state, exitCode: job.exitCode, reason: job.reason, job },
       });
     },

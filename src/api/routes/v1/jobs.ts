@@ -7,7 +7,7 @@ import { examples } from '../../examples.js';
 import { frozenJson } from '../../frozen-json.js';
 import { errorResponses, jsonResponse, type RouteDeps } from '../common.js';
 
-const Location = z.string().describe('The job\'s URL, `/v1/jobs/{id}`.');
+const Location = z.string().describe("The job's URL, `/v1/jobs/{id}`.");
 
 const JobIdParams = z.object({ id: z.string().min(1).max(64).describe('Job id') });
 
@@ -87,7 +87,10 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs })
         security: [{ bearer: [] }],
         querystring: ListQuery,
         response: {
-          200: jsonResponse(JobListSchema, { description: 'A page of jobs', example: { items: [examples.succeededJob], nextCursor: null } }),
+          200: jsonResponse(JobListSchema, {
+            description: 'A page of jobs',
+            example: { items: [examples.succeededJob], nextCursor: null },
+          }),
           ...errorResponses(401, 403, 422),
         },
       },
@@ -149,7 +152,13 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs })
         response: {
           202: jsonResponse(JobSchema, {
             description: 'Cancellation requested (or the job had already ended); the job as it is now',
-            example: { ...examples.queuedJob, state: 'cancelled', position: null, reason: 'cancelled before it started', finishedAt: '2026-01-05T09:31:00.000Z' },
+            example: {
+              ...examples.queuedJob,
+              state: 'cancelled',
+              position: null,
+              reason: 'cancelled before it started',
+              finishedAt: '2026-01-05T09:31:00.000Z',
+            },
           }),
           ...errorResponses(400, 401, 403, 404, 414, 422),
         },
