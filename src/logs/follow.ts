@@ -75,6 +75,24 @@ function render(lines: LogLine[], format: Format, lastSeq: number): Formatted {
 
 const shared = new SharedChunks();
 
+/** Store reads in flight, by job, position and size. */
+const reading = new Map<string, Promise<LogChunk[]>>();
+
+/**
+ * Reads chunks from the store, once for every follower asking for the same
+ * ones at the same time: followers of a busy job all wait at its head, and
+ * a read each would hold as many copies of the same rows in memory.
+ */
+function readChunks(store: LogStore, jobId: string, afterSeq: number, lines: number): Promise<LogChunk[]> {
+  const key = `${jobId}\n${afterSeq}\n${lines}`;
+  let read = reading.get(key);
+  if (read === undefined) {
+    read = store.chunks(jobId, afterSeq, { chunks: BATCH_CHUNKS, lines }).finally(() => reading.delete(key));
+    reading.set(key, read);
+  }
+  return read;
+}
+
 export interface FollowOptions {
   jobId: string;
   afterSeq: number;
@@ -183,10 +201,14 @@ export async function followLog(o: FollowOptions): Promise<void> {
         if (count >= BATCH_LINES) break;
         const keep = o.hub.followers(o.jobId) > 1;
         const wanted = BATCH_LINES - count;
-        const chunks = await o.store.chunks(o.jobId, cursor, { chunks: BATCH_CHUNKS, lines: wanted });
+        const chunks = await readChunks(o.store, o.jobId, cursor, wanted);
         let records = 0;
         for (const c of chunks) {
-          const f = shared.format(o.jobId, c, cursor, o.stream, o.format, keep);
+          // Followers reading the same chunk wait on the store together;
+          // the first one back formats it, the others take its copy.
+          const f =
+            (cursor + 1 === c.firstSeq ? shared.get(o.jobId, c.firstSeq, o.stream, o.format) : undefined) ??
+            shared.format(o.jobId, c, cursor, o.stream, o.format, keep);
           if (f.lines > 0) pieces.push(f.data);
           count += f.lines;
           records += c.lastSeq - Math.max(cursor, c.firstSeq - 1);

@@ -1,8 +1,10 @@
 import type { Logger } from 'pino';
-import type { ContainerRuntime } from '../runtime/runtime.js';
+import { type ContainerRuntime, isUnreachable } from '../runtime/runtime.js';
 
 const FIRST_PROBE_MS = 500;
 const MAX_PROBE_MS = 5000;
+/** When the engine is asked whether it is going away (ms after the question, one after another). */
+const SHUTDOWN_PROBES_MS = [0, 500, 1000, 1500];
 
 /**
  * Whether the container engine answers. Once a call finds it unreachable
@@ -51,6 +53,27 @@ export class EngineWatch {
       }, delay);
     };
     probe(FIRST_PROBE_MS);
+  }
+
+  /**
+   * Whether the engine is shutting down, asked when a container died of a
+   * signal Gantry did not send: the engine stops its containers before it
+   * closes its API, so such an exit is seen first and the engine vanishes a
+   * moment later. A container signalled from anywhere else finds the engine
+   * still answering. Marks the engine lost when it stopped answering.
+   */
+  async goingAway(): Promise<boolean> {
+    for (const delay of SHUTDOWN_PROBES_MS) {
+      await new Promise((r) => setTimeout(r, delay));
+      try {
+        await this.runtime.ping();
+      } catch (err) {
+        if (!isUnreachable(err)) return false;
+        this.lost((err as Error).message);
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Resolves once the engine answers (at once when it is not known to be away). */

@@ -32,9 +32,6 @@ export interface JobRunDeps {
   stopped: () => boolean;
 }
 
-/** When a signalled container's engine is checked for a shutdown in progress (ms after the exit, one after another). */
-const SHUTDOWN_PROBES_MS = [0, 500, 1000, 1500];
-
 /** A failure that is the job's, with the reason it ends with. */
 class JobFailure extends Error {}
 
@@ -263,7 +260,9 @@ export class JobRun {
     }
     await consumed;
     if (this.d.stopped()) return 'detached';
-    if (!this.engineLost && (await this.killedByEngineShutdown(exit))) {
+    const signalledByOthers =
+      !this.cancelRequested && !this.timedOut && !exit.oomKilled && (exit.exitCode === 143 || exit.exitCode === 137);
+    if (!this.engineLost && signalledByOthers && (await this.d.engine.goingAway())) {
       this.engineLost = true;
       await this.d.engine.whenUp();
       if (this.d.stopped()) return 'detached';
@@ -280,28 +279,6 @@ export class JobRun {
       engineLost: this.engineLost,
     });
     return this.end(state, reason, { exitCode: exit.exitCode, result: logState.lastStdout });
-  }
-
-  /**
-   * Whether a container that died of a signal Gantry did not send was
-   * stopped by the engine's own shutdown: the engine stops its containers
-   * before it closes its API, so the exit is seen first and the engine
-   * vanishes a moment later. A job that got SIGTERM or SIGKILL from
-   * anywhere else finds the engine still answering.
-   */
-  private async killedByEngineShutdown(exit: ContainerStatus['exit']): Promise<boolean> {
-    if (this.cancelRequested || this.timedOut || exit.oomKilled || (exit.exitCode !== 143 && exit.exitCode !== 137)) return false;
-    for (const delay of SHUTDOWN_PROBES_MS) {
-      await new Promise((r) => setTimeout(r, delay));
-      try {
-        await this.d.runtime.ping();
-      } catch (err) {
-        if (!isUnreachable(err)) return false;
-        this.d.engine.lost((err as Error).message);
-        return true;
-      }
-    }
-    return false;
   }
 
   /**
