@@ -154,18 +154,20 @@ export class JobRun {
     });
   }
 
-  /** Ends the job failed on any error that is not the engine going away. */
+  /**
+   * Ends the job failed on any error that is not the engine going away;
+   * when it is, waits for the engine and picks the job up where it stands.
+   */
   private async guard(body: () => Promise<RunEnd>): Promise<RunEnd> {
     try {
       return await body();
     } catch (err) {
       if (this.d.stopped()) return 'detached';
-      if (isUnreachable(err)) {
-        // Past the point where the job could go back to the queue: its
-        // container may exist. Leave it for the next reconcile.
+      if (isUnreachable(err) && this.containerId !== null) {
         this.d.engine.lost((err as Error).message);
-        this.d.log.warn({ jobId: this.id, err: (err as Error).message }, 'the engine went away while the job was being started');
-        return this.end('failed', `the container engine became unreachable while the job was starting: ${(err as Error).message}`);
+        await this.d.engine.whenUp();
+        if (this.d.stopped()) return 'detached';
+        return this.guard(() => this.resume());
       }
       const ours = err instanceof JobFailure || err instanceof ImageError;
       if (!ours) this.d.log.error({ err, jobId: this.id }, 'job runner failed');
@@ -173,6 +175,19 @@ export class JobRun {
     } finally {
       if (this.timer) clearTimeout(this.timer);
     }
+  }
+
+  /** After the engine was away while the job started: its container as the engine now has it decides. */
+  private async resume(): Promise<RunEnd> {
+    const container = (await this.d.runtime.listManaged()).find((c) => c.id === this.containerId);
+    if (!container) throw new JobFailure('the container vanished while the container engine was away');
+    if (container.state === 'created') return this.startAndFollow();
+    const current = await this.d.jobs.current(this.id);
+    const startedAt = current.startedAt ?? new Date(container.created * 1000).toISOString();
+    const deadline = Date.parse(startedAt) + this.timeoutSeconds() * 1000;
+    if (current.state === 'starting') await this.step('running', { startedAt, deadlineAt: new Date(deadline).toISOString() });
+    if (container.state === 'running') this.armTimeout(deadline - Date.now());
+    return this.follow(await this.d.runtime.followLogs(container.id), deadline);
   }
 
   /** Back to the queue: the engine is away and nothing of the job exists in it yet. */
@@ -213,8 +228,12 @@ export class JobRun {
     } catch (err) {
       stream.destroy();
       await consumed;
+      if (isUnreachable(err)) {
+        // The start is retried once the engine is back: the log stays open.
+        await capture.detach();
+        throw err;
+      }
       await capture.finish();
-      if (isUnreachable(err)) throw err;
       throw new JobFailure(`the container did not start: ${explainGpuError(this.d.config.gpus.driver, (err as Error).message)}`);
     }
     const startedAt = new Date();

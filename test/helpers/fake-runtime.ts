@@ -49,6 +49,13 @@ export class FakeRuntime implements ContainerRuntime {
   /** Exit code a stop gives a running container (SIGTERM through an init). */
   stopExitCode = 143;
 
+  /** The next call of `op` finds the engine gone (it keeps its containers) for `ms` milliseconds. */
+  awayAt(op: RuntimeOp, ms: number): void {
+    this.awayOn = { op, ms };
+  }
+
+  private awayOn: { op: RuntimeOp; ms: number } | null = null;
+
   /** The next call of `op` fails with this engine message. */
   failNext(op: RuntimeOp, message: string): void {
     this.failures.set(op, message);
@@ -130,6 +137,12 @@ export class FakeRuntime implements ContainerRuntime {
 
   private enter(op: RuntimeOp): void {
     this.calls.push(op);
+    if (this.awayOn?.op === op) {
+      const { ms } = this.awayOn;
+      this.awayOn = null;
+      this.goAway({ liveRestore: true });
+      setTimeout(() => this.comeBack(), ms);
+    }
     if (this.away) throw new RuntimeError('unreachable', op, 'connect ENOENT /var/run/docker.sock');
     const failure = this.failures.get(op);
     if (failure !== undefined) {

@@ -288,3 +288,17 @@ test("the container spec the runtime gets is built from the checked spec and Gan
   );
   assert.equal(s.labels['dev.gantry.job-id'], 'j', "a job's labels cannot forge Gantry's");
 });
+
+test('the engine gone between create and start: the run waits for it and starts the container it made', async (t) => {
+  const h = await harness(t);
+  h.runtime.awayAt('start', 100);
+  const id = await h.submit();
+  await h.until(id, running, 10_000);
+  assert.equal(h.runtime.calls.filter((op) => op === 'create').length, 1, 'no second container');
+  const c = await h.runtime.containerOf(id);
+  h.runtime.write(c.id, 'ran\n');
+  h.runtime.exit(c.id, 0);
+  const done = await h.until(id);
+  assert.equal(done.state, 'succeeded');
+  assert.deepEqual(await h.lines(id), ['ran']);
+});

@@ -27,7 +27,7 @@ export interface AuthOptions {
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 /** `admin` implies every scope. */
-export function hasScope(principal: Principal, scope: Scope): boolean {
+function hasScope(principal: Principal, scope: Scope): boolean {
   return principal.isAdmin || principal.scopes.has(scope);
 }
 

@@ -4,13 +4,13 @@ import { RuntimeError, type RuntimeErrorKind, type RuntimeOp } from '../runtime.
 const UNREACHABLE_CODES = new Set(['ENOENT', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EACCES', 'ERR_STREAM_PREMATURE_CLOSE']);
 
 /** The engine's own error text, without dockerode's HTTP wrapper noise. */
-export function engineMessage(err: unknown): string {
+function engineMessage(err: unknown): string {
   const e = err as { json?: { message?: string } | string | null; message?: string } | null;
   if (e?.json && typeof e.json === 'object' && typeof e.json.message === 'string') return e.json.message;
   return e?.message ?? String(err);
 }
 
-export function errorKind(err: unknown): RuntimeErrorKind {
+function errorKind(err: unknown): RuntimeErrorKind {
   const e = err as { statusCode?: number; code?: string } | null;
   if (e?.code !== undefined && UNREACHABLE_CODES.has(e.code)) return 'unreachable';
   if (e?.statusCode === 404) return 'not_found';

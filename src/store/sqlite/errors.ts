@@ -13,7 +13,7 @@ const UNAVAILABLE: Record<string, 'full' | 'unavailable'> = {
   SQLITE_CANTOPEN: 'unavailable',
 };
 
-export function storeError(err: unknown): unknown {
+function storeError(err: unknown): unknown {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return err;
   const kind = UNAVAILABLE[code] ?? UNAVAILABLE[code.split('_').slice(0, 2).join('_')];
