@@ -82,7 +82,13 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const queue = new QueueState();
   const metrics = new GantryMetrics({ store, gpus, events, droppedLogLines: droppedLines });
   const runtime =
-    overrides.runtime ?? new DockerRuntime({ socketPath: config.dockerSocket, log, onError: (op) => metrics.runtimeError(op) });
+    overrides.runtime ??
+    new DockerRuntime({
+      socketPath: config.dockerSocket,
+      log,
+      onError: (op) => metrics.runtimeError(op),
+      onCall: (op, seconds) => metrics.runtimeCall(op, seconds),
+    });
   const jobs = new JobService({
     store: store.jobs,
     events,

@@ -19,6 +19,8 @@ export interface MetricsSources {
 
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const WAIT_BUCKETS = [0.1, 0.5, 1, 2.5, 5, 15, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600];
+/** Engine calls: milliseconds for an inspect, seconds for a create or a stop, minutes for a pull. */
+const ENGINE_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30, 120, 600];
 const RUN_BUCKETS = [1, 5, 15, 30, 60, 300, 900, 1800, 3600, 2 * 3600, 6 * 3600, 12 * 3600, 24 * 3600, 3 * 86400];
 
 /** How many job ids are remembered to observe each job's queue wait and end once. */
@@ -56,6 +58,7 @@ export class GantryMetrics {
   private readonly queueWait: Histogram;
   private readonly jobDuration: Histogram<'state'>;
   private readonly runtimeErrors: Counter<'op'>;
+  private readonly runtimeCalls: Histogram<'op'>;
   private readonly leftQueue = new BoundedSet(SEEN_CAP);
   private readonly ended = new BoundedSet(SEEN_CAP);
 
@@ -96,6 +99,13 @@ export class GantryMetrics {
     });
     // Every op is exported from the start, so that rate() and increase() see the first error.
     for (const op of RUNTIME_OPS) this.runtimeErrors.inc({ op }, 0);
+    this.runtimeCalls = new Histogram({
+      name: 'gantry_docker_api_call_duration_seconds',
+      help: "Docker Engine API calls by operation, from request to answer (waits for a container's exit are not counted: they last as long as the job).",
+      labelNames: ['op'],
+      buckets: ENGINE_BUCKETS,
+      registers,
+    });
 
     src.events.onAnyStatus((job) => {
       try {
@@ -118,6 +128,11 @@ export class GantryMetrics {
   /** One call to the container runtime failed while driving a job. */
   runtimeError(op: RuntimeOp): void {
     this.runtimeErrors.inc({ op });
+  }
+
+  /** One call to the container runtime was answered (or failed) after `seconds`. */
+  runtimeCall(op: RuntimeOp, seconds: number): void {
+    if (op !== 'wait') this.runtimeCalls.observe({ op }, seconds);
   }
 
   /** Counts an SSE follower for as long as its connection lives. */

@@ -13,7 +13,7 @@ const SHUTDOWN_PROBES_MS = [0, 500, 1000, 1500];
  * on. The engine being away is a fault of the host, never a job's failure.
  */
 export class EngineWatch {
-  private down: { since: number; reason: string; back: Promise<void> } | null = null;
+  private down: { since: number; reason: string; back: Promise<void>; resolve: () => void } | null = null;
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
 
@@ -33,7 +33,7 @@ export class EngineWatch {
     if (this.down || this.stopped) return;
     let resolve!: () => void;
     const back = new Promise<void>((r) => (resolve = r));
-    this.down = { since: Date.now(), reason, back };
+    this.down = { since: Date.now(), reason, back, resolve };
     this.log.warn({ reason }, 'the container engine is unreachable; jobs wait until it answers again');
     const probe = (delay: number) => {
       this.timer = setTimeout(() => {
@@ -51,6 +51,8 @@ export class EngineWatch {
           },
         );
       }, delay);
+      // The API server keeps a running Gantry alive; probing alone must not keep a closed one.
+      this.timer.unref();
     };
     probe(FIRST_PROBE_MS);
   }
@@ -81,8 +83,10 @@ export class EngineWatch {
     await this.down?.back;
   }
 
+  /** Stops probing; whoever waits for the engine goes on (and finds Gantry stopping). */
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    this.down?.resolve();
   }
 }

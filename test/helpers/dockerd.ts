@@ -148,7 +148,15 @@ export async function startDockerd(t: TestContext | null, opts: { liveRestore?: 
       if (answered) {
         // Containers that a stopped or killed engine left running can be removed only through the engine.
         if (!running()) await start();
-        for (const c of await client.listContainers({ all: true })) await client.getContainer(c.Id).remove({ force: true });
+        // 404 and 409 ("removal already in progress"): whoever uses the engine removed it first.
+        for (const c of await client.listContainers({ all: true })) {
+          await client
+            .getContainer(c.Id)
+            .remove({ force: true })
+            .catch((err: { statusCode?: number }) => {
+              if (err.statusCode !== 404 && err.statusCode !== 409) throw err;
+            });
+        }
       }
       await stop();
     } finally {

@@ -2,18 +2,33 @@
 // of the host, never a job's failure. Each test runs Gantry against a
 // private dockerd of its own and stops it for real, mid-job.
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startDockerd } from '../helpers/dockerd.js';
 import { startGantry, TEST_IMAGE } from '../helpers/gantry.js';
 
 const isRoot = process.getuid?.() === 0;
 
+/** A private dockerd and a Gantry on it; after the test Gantry closes first, so it is not removing containers while the engine is torn down. */
+async function gantryOnItsOwnEngine(t: TestContext, o: { liveRestore?: boolean }) {
+  const engine = await startDockerd(null, o);
+  try {
+    const g = await startGantry(null, { GANTRY_DOCKER_SOCKET: engine.socket });
+    t.after(async () => {
+      await g.app.close();
+      await engine.destroy();
+    });
+    return { engine, g };
+  } catch (err) {
+    await engine.destroy();
+    throw err;
+  }
+}
+
 test('without live-restore: a job whose container died with the engine says so; a job submitted meanwhile waits queued and then runs', {
   skip: !isRoot && 'needs root to start a dockerd',
 }, async (t) => {
-  const engine = await startDockerd(t);
-  const g = await startGantry(t, { GANTRY_DOCKER_SOCKET: engine.socket });
+  const { engine, g } = await gantryOnItsOwnEngine(t, {});
   const victim = await g.submit({ image: TEST_IMAGE, command: ['sh', '-c', 'echo up; sleep 60'] });
   await g.waitFor(victim.id, (j) => j.state === 'running');
 
@@ -38,8 +53,7 @@ test('without live-restore: a job whose container died with the engine says so; 
 test('with live-restore: a running job outlives an engine restart, its log complete and in order', {
   skip: !isRoot && 'needs root to start a dockerd',
 }, async (t) => {
-  const engine = await startDockerd(t, { liveRestore: true });
-  const g = await startGantry(t, { GANTRY_DOCKER_SOCKET: engine.socket });
+  const { engine, g } = await gantryOnItsOwnEngine(t, { liveRestore: true });
   const job = await g.submit({ image: TEST_IMAGE, command: ['sh', '-c', 'for i in 1 2 3 4 5 6 7 8; do echo line $i; sleep 1; done'] });
   await g.waitFor(job.id, (j) => j.state === 'running');
   await sleep(1500);

@@ -185,6 +185,10 @@ test('metrics: jobs, queue, durations, GPUs, logs, SSE clients, HTTP latency and
   // Docker API errors: exactly the failed start.
   assert.equal(delta('gantry_docker_api_errors_total', { op: 'start' }), 1);
   assert.equal(delta('gantry_docker_api_errors_total', { op: 'create' }), 0);
+  // Every engine call is timed by operation: six jobs made six containers (one of them failed to start).
+  assert.equal(delta('gantry_docker_api_call_duration_seconds_count', { op: 'create' }), 6);
+  assert.equal(delta('gantry_docker_api_call_duration_seconds_count', { op: 'start' }), 6);
+  assert.equal(val(after, 'gantry_docker_api_call_duration_seconds_count', { op: 'wait' }), 0, 'waits last as long as jobs: not timed');
 
   // HTTP latency by route template and status.
   assert.equal(delta('gantry_http_request_duration_seconds_count', { method: 'POST', route: '/v1/jobs', status_code: '201' }), 6);

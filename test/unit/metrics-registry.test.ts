@@ -171,6 +171,22 @@ test('runtime errors are counted by operation, every operation from zero', async
   assert.equal(val(text, 'gantry_docker_api_errors_total', { op: 'create' }), 0);
 });
 
+test('engine calls are timed by operation, except waits', async (t) => {
+  const { metrics } = setup(t);
+  metrics.runtimeCall('create', 0.02);
+  metrics.runtimeCall('create', 0.2);
+  metrics.runtimeCall('wait', 3600);
+  const text = await metrics.scrape();
+  assert.equal(val(text, 'gantry_docker_api_call_duration_seconds_count', { op: 'create' }), 2);
+  assert.equal(val(text, 'gantry_docker_api_call_duration_seconds_bucket', { op: 'create', le: '0.025' }), 1);
+  assert.ok(Math.abs(val(text, 'gantry_docker_api_call_duration_seconds_sum', { op: 'create' }) - 0.22) < 1e-9);
+  assert.equal(
+    val(text, 'gantry_docker_api_call_duration_seconds_count', { op: 'wait' }),
+    undefined,
+    'a wait lasts as long as its job: not timed',
+  );
+});
+
 test('status changes: the queue wait and the end of each job are observed once', async (t) => {
   const { events, metrics } = setup(t);
   const now = Date.now();

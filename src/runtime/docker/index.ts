@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import type { Logger } from 'pino';
@@ -23,6 +24,8 @@ export interface DockerRuntimeOptions {
   log: Logger;
   /** Told of every failed engine call, by operation (for metrics). */
   onError?: (op: RuntimeOp, err: RuntimeError) => void;
+  /** Told of every engine call's duration in seconds, failed or not (for metrics). */
+  onCall?: (op: RuntimeOp, seconds: number) => void;
 }
 
 /** How often the engine is pinged while containers are waited for. */
@@ -53,6 +56,7 @@ export class DockerRuntime implements ContainerRuntime {
 
   /** Runs one engine call; an HTTP status in `spare.statuses` is an answer (`spare.value`), not a failure. */
   private async call<T>(op: RuntimeOp, fn: () => Promise<T>, spare?: { statuses: number[]; value: T }): Promise<T> {
+    const start = performance.now();
     try {
       return await fn();
     } catch (raw) {
@@ -62,6 +66,8 @@ export class DockerRuntime implements ContainerRuntime {
       this.o.onError?.(op, err);
       this.o.log.debug({ op, kind: err.kind, err: err.message }, 'container engine call failed');
       throw err;
+    } finally {
+      this.o.onCall?.(op, (performance.now() - start) / 1000);
     }
   }
 
