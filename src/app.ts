@@ -4,17 +4,16 @@ import { buildHttp } from './api/server.js';
 import { loadRegistryAuth } from './auth/registry-auth.js';
 import { loadTokens, type TokenStore } from './auth/tokens.js';
 import type { Config } from './config.js';
+import { buildDomain } from './domain.js';
 import { GpuAllocator } from './gpu/allocator.js';
 import { discoverGpus, type GpuDevice } from './gpu/inventory.js';
 import { JobEventHub } from './jobs/events.js';
-import { QueueState } from './jobs/queue-state.js';
-import { JobService } from './jobs/service.js';
+import type { JobService } from './jobs/service.js';
 import { processLogger } from './logging.js';
 import { startRetention } from './logs/retention.js';
 import { type OpenMetricsListener, openMetricsListener } from './metrics/open-listener.js';
 import { GantryMetrics } from './metrics/registry.js';
-import { ImagePuller } from './runner/images.js';
-import { Scheduler } from './runner/scheduler.js';
+import type { Scheduler } from './runner/scheduler.js';
 import { DockerRuntime } from './runtime/docker/index.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
 import { openSqliteStore } from './store/sqlite/index.js';
@@ -79,7 +78,6 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   });
   const gpus = new GpuAllocator(devices);
   const events = new JobEventHub();
-  const queue = new QueueState();
   const metrics = new GantryMetrics({ store, gpus, events, droppedLogLines: droppedLines });
   const runtime =
     overrides.runtime ??
@@ -89,25 +87,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       onError: (op) => metrics.runtimeError(op),
       onCall: (op, seconds) => metrics.runtimeCall(op, seconds),
     });
-  const jobs = new JobService({
-    store: store.jobs,
-    events,
-    queue,
-    policy: config.policy,
-    dockerSocket: config.dockerSocket,
-    impossibleGpuRequest: (req) => gpus.impossible(req),
-  });
-  const scheduler = new Scheduler({
-    config,
-    runtime,
-    store,
-    jobs,
-    events,
-    queue,
-    gpus,
-    images: new ImagePuller(runtime, registryAuth),
-    log,
-  });
+  const { jobs, scheduler } = buildDomain({ config, store, runtime, gpus, events, registryLogins: registryAuth, log });
 
   const app = await buildHttp({ config, log, tokens, store, runtime, jobs, logs: store.logs, events, gpus, metrics });
   const openMetrics =

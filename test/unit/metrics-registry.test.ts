@@ -179,7 +179,7 @@ test('engine calls are timed by operation, except waits', async (t) => {
   const text = await metrics.scrape();
   assert.equal(val(text, 'gantry_docker_api_call_duration_seconds_count', { op: 'create' }), 2);
   assert.equal(val(text, 'gantry_docker_api_call_duration_seconds_bucket', { op: 'create', le: '0.025' }), 1);
-  assert.ok(Math.abs(val(text, 'gantry_docker_api_call_duration_seconds_sum', { op: 'create' }) - 0.22) < 1e-9);
+  assert.ok(Math.abs((val(text, 'gantry_docker_api_call_duration_seconds_sum', { op: 'create' }) ?? 0) - 0.22) < 1e-9);
   assert.equal(
     val(text, 'gantry_docker_api_call_duration_seconds_count', { op: 'wait' }),
     undefined,

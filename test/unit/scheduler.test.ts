@@ -6,17 +6,16 @@ import { type TestContext, test } from 'node:test';
 import pino from 'pino';
 import type { Principal } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config.js';
+import { buildDomain } from '../../src/domain.js';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
 import { gpuInjection } from '../../src/gpu/inject.js';
 import { JobEventHub } from '../../src/jobs/events.js';
-import { QueueState } from '../../src/jobs/queue-state.js';
-import { JobService } from '../../src/jobs/service.js';
+import type { JobService } from '../../src/jobs/service.js';
 import { StoreUnavailableError } from '../../src/model/errors.js';
 import type { Job, JobSpec } from '../../src/model/job.js';
 import { isTerminal } from '../../src/model/states.js';
 import { containerSpec } from '../../src/runner/container-spec.js';
-import { ImagePuller } from '../../src/runner/images.js';
-import { Scheduler } from '../../src/runner/scheduler.js';
+import type { Scheduler } from '../../src/runner/scheduler.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
@@ -46,27 +45,8 @@ async function harness(t: TestContext, o: { runtime?: FakeRuntime; dataDir?: str
   const raw = openSqliteStore(dataDir);
   const store = o.store ? o.store(raw) : raw;
   const events = new JobEventHub();
-  const queue = new QueueState();
   const gpus = new GpuAllocator([]);
-  const jobs = new JobService({
-    store: store.jobs,
-    events,
-    queue,
-    policy: config.policy,
-    dockerSocket: config.dockerSocket,
-    impossibleGpuRequest: () => null,
-  });
-  const scheduler = new Scheduler({
-    config,
-    runtime,
-    store,
-    jobs,
-    events,
-    queue,
-    gpus,
-    images: new ImagePuller(runtime, {}),
-    log: pino({ level: 'silent' }),
-  });
+  const { jobs, scheduler } = buildDomain({ config, store, runtime, gpus, events, registryLogins: {}, log: pino({ level: 'silent' }) });
   let closed = false;
   const close = async () => {
     if (closed) return;

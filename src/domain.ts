@@ -1,0 +1,49 @@
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import type { GpuAllocator } from './gpu/allocator.js';
+import type { JobEventHub } from './jobs/events.js';
+import { QueueState } from './jobs/queue-state.js';
+import { JobService } from './jobs/service.js';
+import { ImagePuller, type RegistryLogins } from './runner/images.js';
+import { Scheduler } from './runner/scheduler.js';
+import type { ContainerRuntime } from './runtime/runtime.js';
+import type { Store } from './store/store.js';
+
+export interface DomainParts {
+  config: Config;
+  store: Store;
+  runtime: ContainerRuntime;
+  gpus: GpuAllocator;
+  events: JobEventHub;
+  registryLogins: RegistryLogins;
+  log: Logger;
+}
+
+/**
+ * The job service and the scheduler, wired to whatever store and container
+ * runtime they are given: app.ts gives them SQLite and Docker, the
+ * scheduler's unit tests an in-memory runtime.
+ */
+export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Scheduler } {
+  const queue = new QueueState();
+  const jobs = new JobService({
+    store: d.store.jobs,
+    events: d.events,
+    queue,
+    policy: d.config.policy,
+    dockerSocket: d.config.dockerSocket,
+    impossibleGpuRequest: (req) => d.gpus.impossible(req),
+  });
+  const scheduler = new Scheduler({
+    config: d.config,
+    runtime: d.runtime,
+    store: d.store,
+    jobs,
+    events: d.events,
+    queue,
+    gpus: d.gpus,
+    images: new ImagePuller(d.runtime, d.registryLogins),
+    log: d.log,
+  });
+  return { jobs, scheduler };
+}
