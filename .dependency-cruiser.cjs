@@ -101,6 +101,12 @@ module.exports = {
       ['api/', MODEL, 'jobs/', 'logs/', 'gpu/', 'metrics/', STORE, RUNTIME, 'auth/', 'ui/', CONFIG],
       'HTTP goes through the domain: never straight to SQLite, Docker or the runner.',
     ),
+    layer(
+      'domain-wiring',
+      'domain\\.ts$',
+      [MODEL, STORE, RUNTIME, 'jobs/', 'runner/', 'gpu/', CONFIG],
+      'buildDomain wires the job service and scheduler to the interfaces it is given; only app.ts picks SQLite and Docker.',
+    ),
     layer('auth', 'auth/', ['auth/', MODEL, CONFIG], 'Tokens and credentials depend only on model types and configuration.'),
     layer('ui', 'ui/', ['ui/'], 'The operator page is static files and their route; it talks to Gantry over HTTP like any client.'),
     layer('logging', LOGGING, [LOGGING], 'The process log is a leaf that every layer may use; it imports nothing from src/.'),
