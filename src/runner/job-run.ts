@@ -15,6 +15,7 @@ import { containerSpec } from './container-spec.js';
 import { recordEnd } from './end-recorder.js';
 import type { EngineWatch } from './engine-watch.js';
 import { ImageError, type ImagePuller } from './images.js';
+import { JobContainer } from './job-container.js';
 import { outcomeOf } from './outcome.js';
 
 export interface JobRunDeps {
@@ -50,9 +51,7 @@ export class JobRun {
   private cancelRequested: boolean;
   private timedOut = false;
   private engineLost = false;
-  private timer: NodeJS.Timeout | null = null;
-  private stream: Readable | null = null;
-  private containerId: string | null;
+  private readonly container: JobContainer;
   readonly spec: JobSpec;
 
   constructor(
@@ -60,7 +59,10 @@ export class JobRun {
     private readonly record: JobRecord,
   ) {
     this.spec = record.spec;
-    this.containerId = record.containerId;
+    this.container = new JobContainer(
+      { jobId: record.id, runtime: d.runtime, graceSeconds: d.config.stopGraceSeconds, keep: d.config.logs.keepContainers, log: d.log },
+      record.containerId,
+    );
     this.cancelRequested = record.cancelRequested;
   }
 
@@ -71,13 +73,12 @@ export class JobRun {
   /** Stops the container (SIGTERM, grace, SIGKILL); the job then ends cancelled. */
   requestCancel(): void {
     this.cancelRequested = true;
-    this.stopContainer();
+    this.container.stop();
   }
 
   /** Stops driving without touching the container: the next start re-attaches to it. */
   detach(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.stream?.destroy();
+    this.container.release();
   }
 
   /** A job from the queue, with the GPUs it was given. */
@@ -126,12 +127,12 @@ export class JobRun {
         config,
       );
       try {
-        this.containerId = await this.d.runtime.create(spec);
+        this.container.id = await this.d.runtime.create(spec);
       } catch (err) {
         if (isUnreachable(err)) return this.requeue(err as Error);
         throw new JobFailure(`could not create the container: ${explainGpuError(config.gpus.driver, (err as Error).message)}`);
       }
-      await jobs.patch(this.id, { containerId: this.containerId });
+      await jobs.patch(this.id, { containerId: this.container.id });
       return this.startAndFollow();
     });
   }
@@ -139,7 +140,7 @@ export class JobRun {
   /** A job whose container outlived a Gantry restart: capture resumes from the log driver. */
   async adopt(container: ManagedContainer): Promise<RunEnd> {
     return this.guard(async () => {
-      this.containerId = container.id;
+      this.container.id = container.id;
       if (this.record.containerId !== container.id) await this.d.jobs.patch(this.id, { containerId: container.id });
       // Created but never started: the name gantry-<id> is taken by this
       // container, so no second one can exist; start this one.
@@ -149,7 +150,7 @@ export class JobRun {
       }
       const deadline = this.record.deadlineAt ? Date.parse(this.record.deadlineAt) : Number.POSITIVE_INFINITY;
       if (container.state === 'running') this.armTimeout(deadline - Date.now());
-      if (this.cancelRequested) this.stopContainer();
+      if (this.cancelRequested) this.container.stop();
       return this.follow(await this.d.runtime.followLogs(container.id), deadline);
     });
   }
@@ -163,7 +164,7 @@ export class JobRun {
       return await body();
     } catch (err) {
       if (this.d.stopped()) return 'detached';
-      if (isUnreachable(err) && this.containerId !== null) {
+      if (isUnreachable(err) && this.container.id !== null) {
         this.d.engine.lost((err as Error).message);
         await this.d.engine.whenUp();
         if (this.d.stopped()) return 'detached';
@@ -173,13 +174,13 @@ export class JobRun {
       if (!ours) this.d.log.error({ err, jobId: this.id }, 'job runner failed');
       return this.end('failed', ours ? (err as Error).message : `internal error: ${(err as Error).message}`);
     } finally {
-      if (this.timer) clearTimeout(this.timer);
+      this.container.disarm();
     }
   }
 
   /** After the engine was away while the job started: its container as the engine now has it decides. */
   private async resume(): Promise<RunEnd> {
-    const container = (await this.d.runtime.listManaged()).find((c) => c.id === this.containerId);
+    const container = (await this.d.runtime.listManaged()).find((c) => c.id === this.container.id);
     if (!container) throw new JobFailure('the container vanished while the container engine was away');
     if (container.state === 'created') return this.startAndFollow();
     const current = await this.d.jobs.current(this.id);
@@ -215,14 +216,14 @@ export class JobRun {
 
   /** Attach first (no output is missed), then start, then follow to the end. */
   private async startAndFollow(): Promise<RunEnd> {
-    const id = this.containerId!;
+    const id = this.container.id!;
     if (this.cancelRequested) {
-      await this.removeContainer();
+      await this.container.remove();
       return this.end('cancelled', 'cancelled before the container started');
     }
     const stream = await this.d.runtime.attach(id);
     const capture = await this.newCapture();
-    const consumed = capture.consume(this.track(stream));
+    const consumed = capture.consume(this.container.track(stream));
     try {
       await this.d.runtime.start(id);
     } catch (err) {
@@ -248,11 +249,11 @@ export class JobRun {
 
   private async follow(stream: Readable, deadline: number): Promise<RunEnd> {
     const capture = await this.newCapture();
-    return this.awaitExit(capture, capture.consume(this.track(stream)), deadline);
+    return this.awaitExit(capture, capture.consume(this.container.track(stream)), deadline);
   }
 
   private async awaitExit(capture: LogCapture, consumed: Promise<void>, deadline: number): Promise<RunEnd> {
-    const id = this.containerId!;
+    const id = this.container.id!;
     let exit: ContainerStatus['exit'];
     for (;;) {
       try {
@@ -263,7 +264,7 @@ export class JobRun {
         // The engine went away under a running container. Keep what was
         // captured, wait for the engine, then see what became of the container.
         this.d.engine.lost((err as Error).message);
-        this.stream?.destroy();
+        this.container.dropStream();
         await consumed;
         await capture.detach();
         await this.d.engine.whenUp();
@@ -272,9 +273,9 @@ export class JobRun {
         if (!status) throw new JobFailure('the container vanished while the container engine was away');
         // A container that is still running outlived the engine (live-restore).
         this.engineLost = !status.running;
-        if (status.running && (this.cancelRequested || this.timedOut)) this.stopContainer();
+        if (status.running && (this.cancelRequested || this.timedOut)) this.container.stop();
         capture = await this.newCapture();
-        consumed = capture.consume(this.track(await this.d.runtime.followLogs(id)));
+        consumed = capture.consume(this.container.track(await this.d.runtime.followLogs(id)));
       }
     }
     await consumed;
@@ -307,7 +308,7 @@ export class JobRun {
   private async end(state: JobState, reason: string | null, o: { exitCode?: number | null; result?: string | null } = {}): Promise<RunEnd> {
     const current = await this.d.jobs.current(this.id).catch(() => null);
     if (current && isTerminal(current.state)) {
-      await this.removeContainer();
+      await this.container.remove();
       return 'ended';
     }
     const result = o.result !== undefined ? o.result : ((await this.d.logs.state(this.id).catch(() => null))?.lastStdout ?? null);
@@ -319,8 +320,16 @@ export class JobRun {
       pullStatus: null,
       pullProgress: null,
     });
-    if (recorded) await this.removeContainer();
+    if (recorded) await this.container.remove();
     return recorded ? 'ended' : 'detached';
+  }
+
+  /** At the deadline the job is stopped and ends timed_out. */
+  private armTimeout(ms: number): void {
+    this.container.armDeadline(ms, () => {
+      this.timedOut = true;
+      this.container.stop();
+    });
   }
 
   private timeoutSeconds(): number {
@@ -335,39 +344,6 @@ export class JobRun {
       driver: this.d.config.logs.driver,
       log: this.d.log,
       onAppend: (seq) => this.d.onAppend(this.id, seq),
-    });
-  }
-
-  private track(stream: Readable): Readable {
-    this.stream = stream;
-    return stream;
-  }
-
-  private armTimeout(ms: number): void {
-    const fire = () => {
-      this.timedOut = true;
-      this.stopContainer();
-    };
-    if (ms <= 0) {
-      fire();
-      return;
-    }
-    // setTimeout's limit is ~24.8 days; longer deadlines re-arm.
-    const MAX = 2 ** 31 - 1;
-    this.timer = setTimeout(() => (ms > MAX ? this.armTimeout(ms - MAX) : fire()), Math.min(ms, MAX));
-  }
-
-  private stopContainer(): void {
-    if (!this.containerId) return;
-    this.d.runtime.stop(this.containerId, this.d.config.stopGraceSeconds).catch((err: Error) => {
-      this.d.log.warn({ err: err.message, jobId: this.id }, 'stopping the container failed');
-    });
-  }
-
-  private async removeContainer(): Promise<void> {
-    if (!this.containerId || this.d.config.logs.keepContainers) return;
-    await this.d.runtime.remove(this.containerId).catch((err: Error) => {
-      this.d.log.warn({ err: err.message, jobId: this.id }, 'removing the container failed');
     });
   }
 }
