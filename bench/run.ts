@@ -1,5 +1,5 @@
 /**
- * Gantry benchmarks (issue 7): one command, `npm run bench`, builds Gantry,
+ * Gantry benchmarks: one command, `npm run bench`, builds Gantry,
  * starts it from the compiled JS and measures it against its baselines
  * ALTERNATELY in the same run (the machine is shared and noisy, so only the
  * ratios are meaningful). Prints a table on stdout and writes JSON.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Airflow integration tests (issue 6): real `airflow dags test` runs of the example
+# Airflow integration tests: real `airflow dags test` runs of the example
 # DAGs and the provider against a live Gantry on the real Docker engine.
 #
 #   GANTRY_URL=http://127.0.0.1:8420 GANTRY_TOKEN=... scripts/airflow-test.sh [pytest args]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# OpenAPI tooling for CI and developers (issue 5).
+# OpenAPI tooling for CI and developers.
 #
 #   bash scripts/ci-openapi.sh              setup, check, fuzz
 #   bash scripts/ci-openapi.sh setup        Python venvs (pinned), tools/ts-client deps, Python client

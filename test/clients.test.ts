@@ -1,6 +1,6 @@
 /**
  * Clients generated from the committed openapi/openapi.json, used for real
- * against a live Gantry on the real engine (issue 5):
+ * against a live Gantry on the real engine:
  * - TypeScript: openapi-typescript types (tools/ts-client/src/schema.d.ts,
  *   committed) with openapi-fetch;
  * - Python: openapi-python-client, generated here from the committed document.

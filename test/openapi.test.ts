@@ -1,5 +1,5 @@
 /**
- * The OpenAPI document (issue 5): generated from the route schemas, committed,
+ * The OpenAPI document: generated from the route schemas, committed,
  * served, valid under a real OpenAPI 3.1 validator, complete for every /v1
  * operation, with examples that match their schemas, and a drift check that
  * fails when a schema changes without the document being regenerated.
