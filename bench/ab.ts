@@ -43,7 +43,7 @@ async function main(): Promise<void> {
         { reqPerS: round(mean(v.reqPerS), 0), cpuUsPerReq: round(mean(v.cpuUsPerReq), 1), p99Ms: round(mean(v.p99Ms), 1) },
       ]),
     );
-    process.stdout.write(JSON.stringify({ mean: s, rounds }) + '\n');
+    process.stdout.write(`${JSON.stringify({ mean: s, rounds })}\n`);
     dists.forEach((dist, i) => {
       const n = String.fromCharCode(65 + i);
       process.stdout.write(

@@ -395,7 +395,7 @@ async function main(): Promise<void> {
       results,
     };
     fs.mkdirSync(path.dirname(cfg.out), { recursive: true });
-    fs.writeFileSync(cfg.out, JSON.stringify(out, null, 2) + '\n');
+    fs.writeFileSync(cfg.out, `${JSON.stringify(out, null, 2)}\n`);
     say(`wrote ${path.relative(ROOT, cfg.out)}`);
   } finally {
     watcher.stop();

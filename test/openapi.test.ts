@@ -19,7 +19,8 @@ import { ADMIN_TOKEN, ROOT, startGantry, TEST_IMAGE, tempDir } from './helpers/g
 import { readSse } from './helpers/sse.js';
 
 const run = promisify(execFile);
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: the document is walked as untyped JSON, field by field
+type Json = Record<string, any>;
 
 const committedText = () => fs.readFileSync(DOCUMENT_PATH, 'utf8');
 const committed = (): Json => JSON.parse(committedText());

@@ -27,7 +27,7 @@ async function gantryJob(
   const removed = watcher.destroyed(job.id);
   const sse = followSse(g.url, BENCH_TOKEN, job.id);
   const r = await within(sse.done, 120_000, `job ${job.id}`);
-  if (!r.end || r.end.state !== 'succeeded') throw new Error(`job ${job.id} ended ${r.end?.state}: ${r.end?.reason}`);
+  if (r.end?.state !== 'succeeded') throw new Error(`job ${job.id} ended ${r.end?.state}: ${r.end?.reason}`);
   const serverMs = Date.parse(r.end.finishedAt!) - Date.parse(r.end.createdAt);
   const removedMs = awaitRemoval ? (await within(removed, 60_000, `removal of ${job.id}`)) - t0 : Number.NaN;
   return { serverMs, clientMs: r.tEnd! - t0, removedMs, job: r.end, removed };

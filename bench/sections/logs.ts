@@ -60,7 +60,7 @@ export async function gantryLogJob(
   const cpuBy = meter.stop();
   const sampled = sampler.stop();
   const peakKiB = peakReset ? Math.max(sampled, procKiB(g.pid, 'VmHWM')) : sampled;
-  if (!end || end.state !== 'succeeded') throw new Error(`log job ended ${end?.state}: ${end?.reason}`);
+  if (end?.state !== 'succeeded') throw new Error(`log job ended ${end?.state}: ${end?.reason}`);
   const perClient = results.map((r) => {
     if (r.lastSeq !== lines) throw new Error(`SSE client got ${r.lastSeq} lines, expected ${lines}`);
     const s = (r.tEnd! - r.tFirstLog!) / 1000;

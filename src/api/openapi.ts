@@ -120,7 +120,11 @@ export const openapiTransformObject: SwaggerTransformObject = (input) => {
   for (let queue = [...reached]; queue.length > 0; ) {
     const more = new Set<string>();
     collectRefs(schemas[queue.pop()!], more);
-    for (const m of more) if (!reached.has(m)) reached.add(m), queue.push(m);
+    for (const m of more) {
+      if (reached.has(m)) continue;
+      reached.add(m);
+      queue.push(m);
+    }
   }
 
   // 3. A media object without an example shows its component's example.

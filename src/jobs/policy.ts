@@ -25,7 +25,7 @@ export interface PolicyDecision {
   mounts: ResolvedMount[];
 }
 
-const within = (p: string, prefix: string) => p === prefix || p.startsWith(prefix.endsWith('/') ? prefix : prefix + '/');
+const within = (p: string, prefix: string) => p === prefix || p.startsWith(prefix.endsWith('/') ? prefix : `${prefix}/`);
 
 export function imageAllowed(image: string, allowlist: readonly string[]): boolean {
   const ref = normalizeImage(image);

@@ -132,6 +132,7 @@ test('a CPU job sees NVIDIA_VISIBLE_DEVICES=void and no GPU variables, and runs 
   await g.waitFor(hog.id, (j) => j.state === 'running');
   const waiting = await g.submit(sh('true', { gpus: { count: 1 } }));
   const cpu = await g.submit(
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell default (${VAR:-unset}), expanded in the container
     sh('echo "visible=$NVIDIA_VISIBLE_DEVICES tf=${TF_FORCE_GPU_ALLOW_GROWTH:-unset} mem=${GANTRY_GPU_MEMORY_MIB:-unset}"'),
   );
   const c = await g.waitFor(cpu.id);

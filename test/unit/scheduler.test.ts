@@ -218,7 +218,7 @@ test('the engine away: jobs wait in the queue with a reason and start when it an
   const h = await harness(t);
   h.runtime.goAway({ liveRestore: true });
   const id = await h.submit();
-  const waiting = await h.until(id, (j) => j.reason !== null && j.reason.includes('container engine'));
+  const waiting = await h.until(id, (j) => j.reason?.includes('container engine') === true);
   assert.equal(waiting.state, 'queued');
   assert.match(waiting.reason!, /waiting for the container engine, which is unreachable: connect ENOENT/);
   h.runtime.comeBack();
