@@ -94,14 +94,14 @@ export class JobService {
   /** The job's view if it exists and the principal may see it; a miss builds no Error. */
   async findVisible(principal: Principal, id: string): Promise<Job | undefined> {
     const done = this.finished.get(id);
-    if (done) return principal.isAdmin || done.owner === principal.owner ? done : undefined;
+    if (done) return maySee(principal, done.owner) ? done : undefined;
     const record = await this.findVisibleRecord(principal, id);
     return record && this.view(record);
   }
 
   private async findVisibleRecord(principal: Principal, id: string): Promise<JobRecord | undefined> {
     const record = await this.d.store.get(id);
-    return record && (principal.isAdmin || record.owner === principal.owner) ? record : undefined;
+    return record && maySee(principal, record.owner) ? record : undefined;
   }
 
   async get(principal: Principal, id: string): Promise<Job> {
@@ -196,4 +196,9 @@ export class JobService {
       reason: job.reason ?? this.d.queue.waitReason(record.id),
     };
   }
+}
+
+/** An owner sees its own jobs; an admin sees every job. */
+function maySee(principal: Principal, owner: string): boolean {
+  return principal.isAdmin || owner === principal.owner;
 }

@@ -9,6 +9,7 @@ import {
   RuntimeError,
   type RuntimeOp,
 } from '../../src/runtime/runtime.js';
+import { frame } from './docker-frames.js';
 
 interface FakeContainer {
   id: string;
@@ -21,15 +22,6 @@ interface FakeContainer {
   /** Live readers (attach, followLogs) of the container's output. */
   readers: Set<PassThrough>;
   waiters: (() => void)[];
-}
-
-/** One stdout (1) or stderr (2) frame of Docker's multiplexed stream. */
-function frame(stream: 1 | 2, text: string): Buffer {
-  const payload = Buffer.from(text);
-  const header = Buffer.alloc(8);
-  header[0] = stream;
-  header.writeUInt32BE(payload.length, 4);
-  return Buffer.concat([header, payload]);
 }
 
 /**

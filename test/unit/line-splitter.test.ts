@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DockerDemuxer } from '../../src/logs/demux.js';
 import { LineSplitter, MAX_LINE } from '../../src/logs/line-splitter.js';
+import { frame } from '../helpers/docker-frames.js';
 
 function split(chunks: Buffer[]): string[] {
   const out: string[] = [];
@@ -47,14 +48,6 @@ test('lines are split, long lines chunked, CR dropped, the partial last line kep
   assert.equal(r[10], 'partial last');
   assert.equal(r.length, 11);
 });
-
-function frame(stream: 1 | 2, payload: string): Buffer {
-  const p = Buffer.from(payload);
-  const h = Buffer.alloc(8);
-  h[0] = stream;
-  h.writeUInt32BE(p.length, 4);
-  return Buffer.concat([h, p]);
-}
 
 test('the demuxer reassembles frames split anywhere, headers included', () => {
   const wire = Buffer.concat([frame(1, 'out one\nout '), frame(2, 'err one\n'), frame(1, 'two\n'), frame(2, '')]);

@@ -8,18 +8,13 @@ import pino from 'pino';
 import { DRIVER_RECORD_OVERHEAD, driverLogMaxMiB, LogCapture } from '../../src/logs/capture.js';
 import { decodeChunk } from '../../src/store/chunk-codec.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
+import { frame } from '../helpers/docker-frames.js';
 
 /** Docker's multiplexed stdout frames carrying `text`. */
 function frames(text: string, frameBytes = 65536): Buffer[] {
   const out: Buffer[] = [];
   const body = Buffer.from(text);
-  for (let off = 0; off < body.length; off += frameBytes) {
-    const payload = body.subarray(off, off + frameBytes);
-    const h = Buffer.alloc(8);
-    h[0] = 1;
-    h.writeUInt32BE(payload.length, 4);
-    out.push(h, payload);
-  }
+  for (let off = 0; off < body.length; off += frameBytes) out.push(frame(1, body.subarray(off, off + frameBytes)));
   return out;
 }
 
