@@ -46,6 +46,12 @@ module.exports = {
       'The SQLite store implements the Store interface and nothing else; app.ts alone chooses it.',
     ),
     layer(
+      'store-postgres',
+      'store/postgres/',
+      [MODEL, STORE, CHUNKS, 'store/postgres/'],
+      'The PostgreSQL store implements the Store interface and nothing else; app.ts alone chooses it.',
+    ),
+    layer(
       'runtime-interface',
       RUNTIME,
       [MODEL, RUNTIME],
@@ -137,6 +143,20 @@ module.exports = {
       severity: 'error',
       from: { path: '^src/', pathNot: '^src/store/sqlite/' },
       to: { path: '(^|/)node_modules/(@types/)?better-sqlite3/' },
+    },
+    {
+      name: 'pg-only-in-store-postgres',
+      comment: 'Only the PostgreSQL store talks to PostgreSQL; everything else goes through the Store interface.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/store/postgres/' },
+      to: { path: '(^|/)node_modules/(@types/)?pg/' },
+    },
+    {
+      name: 'kysely-only-in-stores',
+      comment: 'The migration tool is the stores\' own business: no layer above them sees a schema.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/store/(sqlite|postgres)/' },
+      to: { path: '(^|/)node_modules/kysely/' },
     },
   ],
   options: {

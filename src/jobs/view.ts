@@ -16,6 +16,8 @@ export function toJob(r: JobRecord): Job {
     startedAt: r.startedAt,
     finishedAt: r.finishedAt,
     gpus: [...r.gpus],
+    node: r.node,
+    attempt: r.attempt,
     pull: r.pullStatus === null ? null : { status: r.pullStatus, progress: r.pullProgress },
     labels: r.spec.labels ?? {},
     requestId: r.requestId,

@@ -61,3 +61,18 @@ export class StoreUnavailableError extends DomainError {
     super(detail);
   }
 }
+
+/**
+ * A write by a node about a job that node no longer owns: the fleet
+ * declared the node lost meanwhile and settled the job (failed it, or
+ * queued a new attempt). The node must stop the job's container and write
+ * nothing more about it.
+ */
+export class FencedError extends DomainError {
+  constructor(
+    readonly jobId: string,
+    detail: string,
+  ) {
+    super(`job ${jobId} is no longer this node's: ${detail}`);
+  }
+}

@@ -83,6 +83,44 @@ export const ResourcesSchema = z
 
 export const PullPolicySchema = z.enum(['missing', 'always', 'never']).meta({ id: 'PullPolicy' });
 
+/** A node label: `key=value` as set by GANTRY_NODE_LABELS. */
+const nodeLabelKey = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9._\-/]+$/, 'invalid label key');
+
+export const PlacementSchema = z
+  .object({
+    node: z.string().min(1).max(253).optional().describe('Run only on the node of this name (GANTRY_NODE_NAME).'),
+    nodeLabels: z
+      .record(nodeLabelKey, z.string().max(256))
+      .optional()
+      .describe('Run only on nodes carrying every one of these labels (GANTRY_NODE_LABELS).'),
+    gpuModel: z
+      .string()
+      .min(1)
+      .max(128)
+      .optional()
+      .describe('Run only on GPUs whose model name contains this text, case-insensitively (e.g. "H200").'),
+  })
+  .strict()
+  .meta({ id: 'Placement', example: { nodeLabels: { zone: 'a' }, gpuModel: 'H200' } });
+
+/** Why an attempt ended that a retry rule can name. */
+export const RETRY_CAUSES = ['node_lost'] as const;
+
+export const RetrySchema = z
+  .object({
+    maxAttempts: z.number().int().min(1).max(20).describe('Attempts in all, the first one included.'),
+    on: z
+      .array(z.enum(RETRY_CAUSES))
+      .min(1)
+      .describe('The causes that start a new attempt; any other end is final. node_lost: the node running it stopped renewing its lease.'),
+  })
+  .strict()
+  .meta({ id: 'Retry', example: { maxAttempts: 3, on: ['node_lost'] } });
+
 export const JobSpecSchema = z
   .object({
     image: z
@@ -124,6 +162,8 @@ export const JobSpecSchema = z
     gpus: GpuRequestSchema.optional(),
     priority: z.number().int().min(-1000).max(1000).optional().describe('Higher runs first; FIFO within a priority.'),
     pullPolicy: PullPolicySchema.optional(),
+    placement: PlacementSchema.optional().describe('Where in a fleet the job may run; any node when absent.'),
+    retry: RetrySchema.optional().describe('When Gantry runs the job again as a new attempt; never when absent.'),
   })
   .strict()
   .meta({
@@ -140,6 +180,8 @@ export const JobSpecSchema = z
 export type JobSpec = z.infer<typeof JobSpecSchema>;
 export type GpuRequest = z.infer<typeof GpuRequestSchema>;
 export type Mount = z.infer<typeof MountSchema>;
+export type Placement = z.infer<typeof PlacementSchema>;
+export type RetryCause = (typeof RETRY_CAUSES)[number];
 
 export const JobStateSchema = z.enum(JOB_STATES).meta({ id: 'JobState' });
 
@@ -157,6 +199,8 @@ export const JobSchema = z
     startedAt: z.string().nullable(),
     finishedAt: z.string().nullable(),
     gpus: z.array(z.string()).describe('UUIDs of the GPUs allocated to the job.'),
+    node: z.string().nullable().describe('The node that runs (or ran) the job; null while no node has taken it.'),
+    attempt: z.number().int().min(1).describe('Which attempt this is (1 unless the job was retried).'),
     pull: z
       .object({ status: z.string(), progress: z.string().nullable() })
       .nullable()

@@ -10,7 +10,8 @@ const NEXT: Record<JobState, readonly JobState[]> = {
   // Back to `queued`: the container engine went away before the job's container existed.
   pulling: ['starting', 'queued', 'failed', 'cancelled'],
   starting: ['running', 'queued', 'failed', 'cancelled', 'timed_out'],
-  running: ['succeeded', 'failed', 'cancelled', 'timed_out'],
+  // Back to `queued` from running only as a new attempt, when the node running it was lost.
+  running: ['succeeded', 'failed', 'cancelled', 'timed_out', 'queued'],
   succeeded: [],
   failed: [],
   cancelled: [],

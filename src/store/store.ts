@@ -1,5 +1,6 @@
 import type { JobSpec } from '../model/job.js';
 import type { LogChunk, LogLine, LogState, LogStream, NewLogRecord } from '../model/log.js';
+import type { NodeGpu, NodeState } from '../model/node.js';
 import type { JobState } from '../model/states.js';
 
 /**
@@ -15,11 +16,17 @@ import type { JobState } from '../model/states.js';
  * - `jobs.update` with `expect` is a compare-and-set: it changes the job only
  *   if its state is still the expected one, else resolves undefined.
  * - Records handed out are frozen and never change; a write yields a new one.
+ * - A write given a Fence is made only while the job is still that node's
+ *   and that attempt's, and not ended; else it changes nothing (a job
+ *   update resolves undefined, a log write rejects with FencedError).
  */
 export interface Store {
   readonly jobs: JobStore;
   readonly logs: LogStore;
   readonly settings: SettingsStore;
+  readonly nodes: NodeStore;
+  /** What other processes changed, for a store shared by several nodes; null for a store this process alone writes. */
+  readonly changes: ChangeFeed | null;
   /** Rejects when a write cannot be made now (for readiness). */
   probeWritable(): Promise<void>;
   close(): Promise<void>;
@@ -40,6 +47,10 @@ export interface JobRecord {
   readonly requestId: string | null;
   readonly containerId: string | null;
   readonly gpus: readonly string[];
+  /** The node that took the job (null while no node has). */
+  readonly node: string | null;
+  /** 1, plus one for each time the job was queued again as a new attempt. */
+  readonly attempt: number;
   /** Declared memory per card when sharing GPUs; null for exclusive use. */
   readonly gpuMemoryMiB: number | null;
   readonly exitCode: number | null;
@@ -71,6 +82,8 @@ export type JobPatch = Partial<
     | 'state'
     | 'containerId'
     | 'gpus'
+    | 'node'
+    | 'attempt'
     | 'gpuMemoryMiB'
     | 'exitCode'
     | 'reason'
@@ -83,6 +96,20 @@ export type JobPatch = Partial<
     | 'deadlineAt'
   >
 >;
+
+/** Who may write about a job's run: the node that took it, for the attempt it took. */
+export interface Fence {
+  node: string;
+  attempt: number;
+}
+
+/** The conditions of a compare-and-set update. */
+export interface UpdateGuard {
+  /** The state the job must still be in. */
+  state?: JobState;
+  /** The run the writer must still own (and the job not ended). */
+  fence?: Fence;
+}
 
 export interface ListFilter {
   owner?: string | undefined;
@@ -100,14 +127,25 @@ export interface JobStore {
    */
   insert(job: NewJob): Promise<{ record: JobRecord; created: boolean }>;
   get(id: string): Promise<JobRecord | undefined>;
-  /** Changes a job; with `expect`, only while its state is still that one (else undefined). */
-  update(id: string, patch: JobPatch, expect?: { state: JobState }): Promise<JobRecord | undefined>;
-  /** Queued jobs in scheduling order: higher priority first, then FIFO. */
+  /** Changes a job; with a guard, only while its conditions hold (else undefined). */
+  update(id: string, patch: JobPatch, expect?: UpdateGuard): Promise<JobRecord | undefined>;
+  /**
+   * Takes a queued job for a node: sets `node` while the job is still
+   * queued, no node has it and the node is up, undrained and of that epoch.
+   * Of two nodes claiming one job, exactly one gets the record; the other
+   * gets undefined.
+   */
+  claim(id: string, node: { name: string; epoch: number }): Promise<JobRecord | undefined>;
+  /** Queued jobs no node has taken yet, in scheduling order: higher priority first, then FIFO. */
   queued(): Promise<JobRecord[]>;
-  /** Each queued job's place in the queue (0 is next). */
+  /** Each of those jobs' place in the queue (0 is next). */
   queuePositions(): Promise<ReadonlyMap<string, number>>;
-  /** Jobs that hold, or are about to hold, a container. */
-  active(): Promise<JobRecord[]>;
+  /** The node's jobs that hold, or are about to hold, a container (pulling, starting, running). */
+  active(node: string): Promise<JobRecord[]>;
+  /** The node's jobs it took but did not start (queued, node set): a process that dies leaves them so. */
+  claimed(node: string): Promise<JobRecord[]>;
+  /** Jobs that hold GPUs now, on every node. */
+  holdingGpus(): Promise<JobRecord[]>;
   /** Newest first. */
   list(filter: ListFilter): Promise<JobRecord[]>;
   /** Ids of jobs that finished before the cutoff (ISO time), for log retention. */
@@ -121,8 +159,8 @@ export interface JobStore {
 export interface LogStore {
   state(jobId: string): Promise<LogState>;
   /** Stores records (numbered up to `next.nextSeq - 1`) and the capture's new state, together. */
-  append(jobId: string, records: readonly NewLogRecord[], next: LogState): Promise<void>;
-  saveState(jobId: string, state: LogState): Promise<void>;
+  append(jobId: string, records: readonly NewLogRecord[], next: LogState, fence?: Fence): Promise<void>;
+  saveState(jobId: string, state: LogState, fence?: Fence): Promise<void>;
   /**
    * The stored chunks holding records with seq > afterSeq, oldest first: at
    * most `limit.chunks` of them, and no more once `limit.lines` records are in.
@@ -138,4 +176,64 @@ export interface LogStore {
 export interface SettingsStore {
   get(key: string): Promise<string | undefined>;
   set(key: string, value: string): Promise<void>;
+}
+
+/** What a node tells the fleet about itself. */
+export interface NodeInfo {
+  name: string;
+  labels: Readonly<Record<string, string>>;
+  gpus: readonly NodeGpu[];
+  version: string;
+  leaseSeconds: number;
+}
+
+export interface NodeRecord extends NodeInfo {
+  /** Bumped by each registration: the writes of an older process of the node are refused. */
+  readonly epoch: number;
+  readonly state: NodeState;
+  readonly drained: boolean;
+  readonly startedAt: string;
+  readonly heartbeatAt: string;
+  /** Measured by the store's clock, so nodes' clocks need not agree. */
+  readonly heartbeatAgeSeconds: number;
+}
+
+/** A job settled because its node was lost: its new record, and whether it was queued again. */
+export interface SettledJob {
+  record: JobRecord;
+  requeued: boolean;
+}
+
+/**
+ * The registry of nodes sharing the store, and their leases. Time is the
+ * store's own clock: a lease expires `leaseSeconds` after the node last
+ * renewed it, as the store measures.
+ */
+export interface NodeStore {
+  /** Registers a node's new process: a new epoch, state up, the lease renewed; `drained` is kept. */
+  register(info: NodeInfo): Promise<NodeRecord>;
+  /** Renews the lease of that epoch; false once the node was declared lost or registered again by another process. */
+  renew(name: string, epoch: number): Promise<boolean>;
+  get(name: string): Promise<NodeRecord | undefined>;
+  list(): Promise<NodeRecord[]>;
+  setDrained(name: string, drained: boolean): Promise<NodeRecord | undefined>;
+  /**
+   * Declares every up node whose lease has expired lost and, in the same
+   * transaction, settles its unfinished jobs with `settle` (a claimed job
+   * not yet started goes back to the queue unchanged). Two nodes expiring
+   * at once settle each lost node once.
+   */
+  expire(settle: (record: JobRecord, node: NodeRecord) => JobPatch): Promise<{ lost: NodeRecord[]; settled: SettledJob[] }>;
+}
+
+/** A change another process made, as the store reports it. */
+export type StoreChange =
+  | { kind: 'job'; jobId: string; state: JobState; node: string | null; cancelRequested: boolean }
+  | { kind: 'log'; jobId: string; lastSeq: number }
+  | { kind: 'nodes' }
+  /** Changes may have been missed (the connection was lost and is back): look again at everything. */
+  | { kind: 'resync' };
+
+export interface ChangeFeed {
+  subscribe(fn: (change: StoreChange) => void): () => void;
 }
