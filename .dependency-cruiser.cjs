@@ -96,6 +96,12 @@ module.exports = {
       'The runner drives containers through the ContainerRuntime and Store interfaces only: app.ts picks Docker and SQLite, so both can be replaced or faked.',
     ),
     layer(
+      'fleet',
+      'fleet/',
+      ['fleet/', MODEL, STORE, 'jobs/', 'runner/node-seat\\.ts$', 'gpu/allocator\\.ts$', LOGGING],
+      'The fleet layer (membership, leases, the change bridge, the node directory) works against the Store interface and the job domain; the scheduler is reached through its seat.',
+    ),
+    layer(
       'metrics',
       'metrics/',
       ['metrics/', MODEL, STORE, RUNTIME, 'jobs/', 'gpu/', 'logs/', CONFIG, LOGGING],
@@ -104,7 +110,7 @@ module.exports = {
     layer(
       'api',
       'api/',
-      ['api/', MODEL, 'jobs/', 'logs/', 'gpu/', 'metrics/', STORE, RUNTIME, 'auth/', 'ui/', CONFIG],
+      ['api/', MODEL, 'jobs/', 'logs/', 'gpu/', 'metrics/', 'fleet/node-service\\.ts$', STORE, RUNTIME, 'auth/', 'ui/', CONFIG],
       'HTTP goes through the domain: never straight to SQLite, Docker or the runner.',
     ),
     layer(

@@ -1,10 +1,14 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { buildHttp } from './api/server.js';
+import { buildHttp, OPENAPI_INFO } from './api/server.js';
 import { loadRegistryAuth } from './auth/registry-auth.js';
 import { loadTokens, type TokenStore } from './auth/tokens.js';
 import type { Config } from './config.js';
 import { buildDomain } from './domain.js';
+import { bridgeChanges } from './fleet/change-bridge.js';
+import { NodeDirectory } from './fleet/directory.js';
+import { NodeMembership } from './fleet/membership.js';
+import { NodeService } from './fleet/node-service.js';
 import { GpuAllocator } from './gpu/allocator.js';
 import { discoverGpus, type GpuDevice } from './gpu/inventory.js';
 import { JobEventHub } from './jobs/events.js';
@@ -16,8 +20,9 @@ import { GantryMetrics } from './metrics/registry.js';
 import type { Scheduler } from './runner/scheduler.js';
 import { DockerRuntime } from './runtime/docker/index.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
+import { openPostgresStore } from './store/postgres/index.js';
 import { openSqliteStore } from './store/sqlite/index.js';
-import type { Store } from './store/store.js';
+import type { NodeInfo, Store } from './store/store.js';
 
 export { OPENAPI_INFO } from './api/server.js';
 
@@ -40,6 +45,9 @@ export interface Gantry {
   events: JobEventHub;
   gpus: GpuAllocator;
   scheduler: Scheduler;
+  /** This node's seat in the fleet (a single host is a fleet of one). */
+  membership: NodeMembership;
+  nodes: NodeService;
   tokens: TokenStore;
   metrics: GantryMetrics;
   /** The no-token metrics listener (GANTRY_METRICS=open), or null. */
@@ -58,13 +66,18 @@ declare module 'fastify' {
  * The composition root: builds the store, the container runtime, the
  * domain services and the HTTP API from the config, wires them together
  * and returns the ready app, without listening. Nothing happens at import
- * time. The only file that knows which store and runtime are used.
+ * time. The only file that knows which store and runtime are used: the
+ * embedded SQLite store, or PostgreSQL shared by a fleet when
+ * GANTRY_DATABASE_URL is set.
  */
 export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
   const { log, droppedLines } = overrides.logger ? { log: overrides.logger, droppedLines: () => 0 } : processLogger(config.logLevel);
   const devices = overrides.gpuDevices ?? (await discoverGpus(config.gpus.source));
   const registryAuth = loadRegistryAuth(config.registryAuthFile);
-  const store = openSqliteStore(config.dataDir);
+  const shared = config.databaseUrl !== undefined;
+  const store = shared
+    ? await openPostgresStore({ url: config.databaseUrl!, node: config.node.name, log })
+    : await openSqliteStore(config.dataDir, config.node.name);
   const tokens = await loadTokens({
     adminToken: config.adminToken,
     tokensFile: config.tokensFile,
@@ -87,12 +100,62 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       onError: (op) => metrics.runtimeError(op),
       onCall: (op, seconds) => metrics.runtimeCall(op, seconds),
     });
-  const { jobs, scheduler } = buildDomain({ config, store, runtime, gpus, events, registryLogins: registryAuth, log });
+  const info: NodeInfo = {
+    name: config.node.name,
+    labels: config.node.labels,
+    gpus: devices.map(({ index, uuid, name, memoryMiB }) => ({ index, uuid, name, memoryMiB })),
+    version: OPENAPI_INFO.version,
+    leaseSeconds: config.node.leaseSeconds,
+  };
+  const directory = new NodeDirectory(store.nodes);
+  // The scheduler is built after the seat it sits in; the seat's callbacks run only once both exist.
+  let scheduler: Scheduler | undefined;
+  const membership = new NodeMembership({
+    store,
+    info,
+    shared,
+    log,
+    onSettled: (settled) => {
+      for (const { record } of settled) void jobs.view(record).then((job) => events.publishStatus(job));
+      events.publishQueueChanged();
+    },
+    onFenced: async () => scheduler?.abandonSettled(),
+    onSuperseded: () => scheduler?.shutdown(),
+    onHeartbeat: () => scheduler?.kick(),
+  });
+  const domain = buildDomain({
+    config,
+    store,
+    runtime,
+    gpus,
+    events,
+    registryLogins: registryAuth,
+    seat: membership,
+    placementProblem: (spec) => directory.placementProblem(spec),
+    log,
+  });
+  const { jobs } = domain;
+  scheduler = domain.scheduler;
+  const nodes = new NodeService(store, () => {
+    directory.invalidate();
+    void membership.refresh().then(() => scheduler?.kick());
+  });
+  const unbridge = store.changes
+    ? bridgeChanges(store.changes, {
+        events,
+        jobs,
+        nodesChanged: () => {
+          directory.invalidate();
+          void membership.refresh().then(() => scheduler?.kick());
+        },
+        queueChanged: () => events.publishQueueChanged(),
+      })
+    : () => undefined;
 
-  const app = await buildHttp({ config, log, tokens, store, runtime, jobs, logs: store.logs, events, gpus, metrics });
+  const app = await buildHttp({ config, log, tokens, store, runtime, jobs, nodes, logs: store.logs, events, gpus, metrics });
   const openMetrics =
     config.metrics === 'open' ? openMetricsListener({ scrape: () => metrics.scrape(), contentType: metrics.contentType, log }) : null;
-  app.decorate('gantry', { config, store, runtime, jobs, events, gpus, scheduler, tokens, metrics, openMetrics, log });
+  app.decorate('gantry', { config, store, runtime, jobs, events, gpus, scheduler, membership, nodes, tokens, metrics, openMetrics, log });
   // The open metrics port follows the API's own listen() and close().
   if (openMetrics) {
     app.addHook('onListen', async () => {
@@ -105,11 +168,17 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const stopRetention = startRetention({ store, days: config.logs.retentionDays, log });
   app.addHook('onClose', async () => {
     stopRetention();
-    scheduler.shutdown();
+    membership.stop();
+    unbridge();
+    scheduler?.shutdown();
     await openMetrics?.close();
     await store.close();
   });
   await app.ready();
-  if (!overrides.skipScheduler) await scheduler.start();
+  if (!overrides.skipScheduler) {
+    await membership.join();
+    membership.start();
+    await scheduler.start();
+  }
   return app;
 }

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -42,6 +43,26 @@ export const EnvSchema = z.object({
     .min(1)
     .default('./data')
     .describe('directory of the SQLite store (jobs and logs); relative to the working directory'),
+  GANTRY_DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional()
+    .describe(
+      'PostgreSQL shared by a fleet of nodes (`postgres://user:password@host:5432/db`), holding jobs, queue, logs and the node registry; unset: the embedded SQLite store under `GANTRY_DATA_DIR`',
+    ),
+  GANTRY_NODE_NAME: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/, 'letters, digits, "_", "." and "-"')
+    .optional()
+    .describe("this node's name in the fleet, unique per host; unset: the hostname"),
+  GANTRY_NODE_LABELS: keyValues
+    .default({})
+    .describe("this node's labels, `KEY=VALUE,…`, which a job's `placement.nodeLabels` can require (e.g. `zone=a,nvlink=true`)"),
+  GANTRY_NODE_LEASE_SECONDS: int(2, 3600)
+    .default(30)
+    .describe(
+      'a node that has not renewed its lease for this many seconds (renewed every third of it) is declared lost: its unfinished jobs fail, or run again elsewhere when their spec asks',
+    ),
   GANTRY_DOCKER_SOCKET: z.string().min(1).default('/var/run/docker.sock').describe('Unix socket of the Docker engine Gantry drives'),
   GANTRY_ADMIN_TOKEN: z
     .string()
@@ -154,6 +175,12 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
   host: e.GANTRY_HOST,
   port: e.GANTRY_PORT,
   dataDir: path.resolve(e.GANTRY_DATA_DIR),
+  databaseUrl: e.GANTRY_DATABASE_URL,
+  node: {
+    name: e.GANTRY_NODE_NAME ?? os.hostname(),
+    labels: e.GANTRY_NODE_LABELS,
+    leaseSeconds: e.GANTRY_NODE_LEASE_SECONDS,
+  },
   dockerSocket: e.GANTRY_DOCKER_SOCKET,
   adminToken: e.GANTRY_ADMIN_TOKEN,
   tokensFile: e.GANTRY_TOKENS_FILE,

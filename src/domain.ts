@@ -4,7 +4,10 @@ import type { GpuAllocator } from './gpu/allocator.js';
 import type { JobEventHub } from './jobs/events.js';
 import { QueueState } from './jobs/queue-state.js';
 import { JobService } from './jobs/service.js';
+import type { SpecFieldError } from './model/errors.js';
+import type { JobSpec } from './model/job.js';
 import { ImagePuller, type RegistryLogins } from './runner/images.js';
+import type { NodeSeat } from './runner/node-seat.js';
 import { Scheduler } from './runner/scheduler.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
 import type { Store } from './store/store.js';
@@ -16,6 +19,10 @@ export interface DomainParts {
   gpus: GpuAllocator;
   events: JobEventHub;
   registryLogins: RegistryLogins;
+  /** This node's seat in the fleet. */
+  seat: NodeSeat;
+  /** Why no node could ever run a spec, or null when one could. */
+  placementProblem: (spec: JobSpec) => Promise<SpecFieldError | null>;
   log: Logger;
 }
 
@@ -32,10 +39,11 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     queue,
     policy: d.config.policy,
     dockerSocket: d.config.dockerSocket,
-    impossibleGpuRequest: (req) => d.gpus.impossible(req),
+    placementProblem: d.placementProblem,
   });
   const scheduler = new Scheduler({
     config: d.config,
+    seat: d.seat,
     runtime: d.runtime,
     store: d.store,
     jobs,

@@ -26,27 +26,34 @@ export class GpuAllocator {
     for (const d of devices) this.holdings.set(d.uuid, []);
   }
 
-  /** Why the request can never be met on this host, or null when it can. */
-  impossible(req: GpuRequest): string | null {
+  /**
+   * Why the request can never be met on this host, or null when it can.
+   * With a model, only GPUs whose name contains it (case-insensitively) count.
+   */
+  impossible(req: GpuRequest, model?: string): string | null {
+    const eligible = this.eligible(model);
+    const of = model === undefined ? '' : ` ${model}`;
     if (req.ids) {
       const unknown = req.ids.filter((id) => this.resolve(id) === undefined);
       if (unknown.length) return `unknown GPU ${unknown.map((u) => `"${u}"`).join(', ')}`;
+      const wrongModel = req.ids.filter((id) => !eligible.includes(this.resolve(id)!));
+      if (wrongModel.length) return `GPU ${wrongModel.map((u) => `"${u}"`).join(', ')} is not of model "${model}"`;
       const uuids = req.ids.map((id) => this.resolve(id)!.uuid);
       if (new Set(uuids).size !== uuids.length) return 'the same GPU is named twice';
       return null;
     }
     const count = req.count ?? 0;
-    if (count > this.devices.length) {
-      return `asks for ${count} GPU(s) but this host has ${this.devices.length}`;
+    if (count > eligible.length) {
+      return `asks for ${count}${of} GPU(s) but this host has ${eligible.length}`;
     }
-    if (req.memoryMiB !== undefined && !this.devices.some((d) => d.memoryMiB >= req.memoryMiB!)) {
-      return `asks for ${req.memoryMiB} MiB but the largest GPU has ${Math.max(0, ...this.devices.map((d) => d.memoryMiB))} MiB`;
+    if (req.memoryMiB !== undefined && !eligible.some((d) => d.memoryMiB >= req.memoryMiB!)) {
+      return `asks for ${req.memoryMiB} MiB but the largest${of} GPU has ${Math.max(0, ...eligible.map((d) => d.memoryMiB))} MiB`;
     }
     return null;
   }
 
   /** Allocates now if the request fits, else returns null (the job waits). */
-  tryAllocate(jobId: string, req: GpuRequest): Allocation | null {
+  tryAllocate(jobId: string, req: GpuRequest, model?: string): Allocation | null {
     const existing = this.byJob.get(jobId);
     if (existing) return existing;
     let chosen: GpuDevice[];
@@ -56,13 +63,13 @@ export class GpuAllocator {
     } else if (req.memoryMiB !== undefined) {
       // Best fit: the shared card with the least room that still fits, so
       // whole cards stay free for exclusive jobs.
-      const fits = this.devices
+      const fits = this.eligible(model)
         .filter((d) => this.sharedRoom(d) >= req.memoryMiB!)
         .sort((a, b) => this.sharedRoom(a) - this.sharedRoom(b) || a.index - b.index);
       if (fits.length === 0) return null;
       chosen = [fits[0]!];
     } else {
-      const free = this.devices.filter((d) => this.isFree(d));
+      const free = this.eligible(model).filter((d) => this.isFree(d));
       if (free.length < (req.count ?? 0)) return null;
       chosen = free.slice(0, req.count);
     }
@@ -103,6 +110,13 @@ export class GpuAllocator {
   private hold(jobId: string, alloc: Allocation): void {
     for (const uuid of alloc.uuids) this.holdings.get(uuid)?.push({ jobId, memoryMiB: alloc.memoryMiB });
     this.byJob.set(jobId, alloc);
+  }
+
+  /** The GPUs of the model (a case-insensitive part of their name), or all of them. */
+  private eligible(model: string | undefined): readonly GpuDevice[] {
+    if (model === undefined) return this.devices;
+    const m = model.toLowerCase();
+    return this.devices.filter((d) => d.name.toLowerCase().includes(m));
   }
 
   private resolve(id: string): GpuDevice | undefined {

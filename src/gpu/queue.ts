@@ -5,6 +5,8 @@ import type { Allocation, GpuAllocator } from './allocator.js';
 export interface QueueEntry {
   id: string;
   gpus?: GpuRequest | undefined;
+  /** Only GPUs of this model (a part of their name) will do. */
+  model?: string | undefined;
 }
 
 export type QueueDecision =
@@ -27,7 +29,7 @@ export function planQueue(entries: Iterable<QueueEntry>, gpus: GpuAllocator, fre
   let gpuBlocked = false;
   for (const e of entries) {
     if (e.gpus) {
-      const impossible = gpus.impossible(e.gpus);
+      const impossible = gpus.impossible(e.gpus, e.model);
       if (impossible) {
         out.push({ id: e.id, action: 'refuse', reason: `its GPU request can no longer be met on this host: ${impossible}` });
         continue;
@@ -39,7 +41,7 @@ export function planQueue(entries: Iterable<QueueEntry>, gpus: GpuAllocator, fre
     }
     let alloc: Allocation | null = null;
     if (e.gpus) {
-      alloc = gpuBlocked ? null : gpus.tryAllocate(e.id, e.gpus);
+      alloc = gpuBlocked ? null : gpus.tryAllocate(e.id, e.gpus, e.model);
       if (!alloc) {
         gpuBlocked = true;
         out.push({ id: e.id, action: 'wait', reason: 'waiting for GPUs' });

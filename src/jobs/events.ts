@@ -75,6 +75,16 @@ export class JobEventHub {
     return this.emitters.get(jobId)?.listenerCount('append') ?? 0;
   }
 
+  /** Whether anyone here listens to the job (its lines or its status). */
+  watched(jobId: string): boolean {
+    return this.emitters.has(jobId);
+  }
+
+  /** The jobs someone here listens to. */
+  watchedJobs(): string[] {
+    return [...this.emitters.keys()];
+  }
+
   /** Live per-job subscriptions, for leak tests. */
   listenerCount(): number {
     let n = 0;

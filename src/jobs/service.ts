@@ -1,11 +1,18 @@
 import crypto from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { PolicyConfig } from '../config.js';
-import { IdempotencyConflictError, NotFoundError, PolicyViolationError, UnsatisfiableSpecError } from '../model/errors.js';
-import type { GpuRequest, Job, JobSpec } from '../model/job.js';
+import {
+  FencedError,
+  IdempotencyConflictError,
+  NotFoundError,
+  PolicyViolationError,
+  type SpecFieldError,
+  UnsatisfiableSpecError,
+} from '../model/errors.js';
+import type { Job, JobSpec } from '../model/job.js';
 import type { Principal } from '../model/principal.js';
 import { assertTransition, isTerminal, type JobState } from '../model/states.js';
-import type { JobPatch, JobRecord, JobStore } from '../store/store.js';
+import type { Fence, JobPatch, JobRecord, JobStore } from '../store/store.js';
 import type { JobEventHub } from './events.js';
 import { checkPolicy } from './policy.js';
 import type { QueueState } from './queue-state.js';
@@ -21,8 +28,8 @@ export interface JobServiceDeps {
   queue: QueueState;
   policy: PolicyConfig;
   dockerSocket: string;
-  /** Why a GPU request can never be met on this host, or null when it can. */
-  impossibleGpuRequest: (req: GpuRequest) => string | null;
+  /** Why no node can ever run the spec (its placement, its GPUs), or null when one can. */
+  placementProblem: (spec: JobSpec) => Promise<SpecFieldError | null>;
 }
 
 export interface SubmitResult {
@@ -67,8 +74,8 @@ export class JobService {
   ): Promise<SubmitResult> {
     const decision = checkPolicy(spec, this.d.policy, this.d.dockerSocket);
     if (decision.errors.length > 0) throw new PolicyViolationError(decision.errors);
-    const impossible = spec.gpus ? this.d.impossibleGpuRequest(spec.gpus) : null;
-    if (impossible) throw new UnsatisfiableSpecError([{ path: 'gpus', message: impossible }]);
+    const unplaceable = await this.d.placementProblem(spec);
+    if (unplaceable) throw new UnsatisfiableSpecError([unplaceable]);
     const hash = specHash(spec);
     const { record, created } = await this.d.store.insert({
       id: crypto.randomUUID(),
@@ -134,9 +141,9 @@ export class JobService {
   async cancel(principal: Principal, id: string): Promise<Job> {
     const record = await this.visibleRecord(principal, id);
     if (isTerminal(record.state)) return this.view(record);
-    // A job the scheduler already took still reads `queued` until its first
-    // step is stored; it is stopped like an active one.
-    if (record.state === 'queued' && !this.d.queue.isLaunched(id)) {
+    // A job a node already took still reads `queued` until its first step
+    // is stored; it is stopped like an active one, by that node.
+    if (record.state === 'queued' && record.node === null && !this.d.queue.isLaunched(id)) {
       const done = await this.transition(id, 'cancelled', { finishedAt: new Date().toISOString(), reason: 'cancelled while queued' });
       if (done) {
         this.d.events.publishQueueChanged();
@@ -156,16 +163,18 @@ export class JobService {
    * the state read here, so a concurrent change (a cancel racing the
    * scheduler) is never overwritten: the transition is then checked again
    * against the new state. Resolves undefined when the job has already
-   * ended; an illegal transition is a bug and throws.
+   * ended; an illegal transition is a bug and throws. With a fence (a run's
+   * own writes), throws FencedError once the job is no longer that run's.
    */
-  async transition(id: string, to: JobState, patch: JobPatch = {}): Promise<JobRecord | undefined> {
+  async transition(id: string, to: JobState, patch: JobPatch = {}, fence?: Fence): Promise<JobRecord | undefined> {
     for (;;) {
       const record = await this.d.store.get(id);
       if (!record) throw new NotFoundError(`job ${id}`);
       // A terminal state is final: another writer ended the job first.
       if (isTerminal(record.state)) return undefined;
+      if (fence) assertOwned(record, fence);
       assertTransition(record.state, to);
-      const updated = await this.d.store.update(id, { ...patch, state: to }, { state: record.state });
+      const updated = await this.d.store.update(id, { ...patch, state: to }, { state: record.state, fence });
       if (updated) {
         this.d.events.publishStatus(await this.view(updated));
         return updated;
@@ -173,10 +182,17 @@ export class JobService {
     }
   }
 
-  /** Updates details without a state change (pull progress, container id, result) and tells followers. */
-  async patch(id: string, patch: JobPatch): Promise<JobRecord> {
-    const updated = await this.d.store.update(id, patch);
-    if (!updated) throw new NotFoundError(`job ${id}`);
+  /**
+   * Updates details without a state change (pull progress, container id,
+   * result) and tells followers. With a fence, throws FencedError once the
+   * job is no longer that run's.
+   */
+  async patch(id: string, patch: JobPatch, fence?: Fence): Promise<JobRecord> {
+    const updated = await this.d.store.update(id, patch, fence && { fence });
+    if (!updated) {
+      if (fence) throw new FencedError(id, 'it ended or was settled by the fleet meanwhile');
+      throw new NotFoundError(`job ${id}`);
+    }
     this.d.events.publishStatus(await this.view(updated));
     return updated;
   }
@@ -195,6 +211,14 @@ export class JobService {
       position: (await this.d.store.queuePositions()).get(record.id) ?? null,
       reason: job.reason ?? this.d.queue.waitReason(record.id),
     };
+  }
+}
+
+/** The run that holds the fence still owns the job (its node and attempt), else FencedError. */
+function assertOwned(record: JobRecord, fence: Fence): void {
+  if (record.node !== fence.node || record.attempt !== fence.attempt) {
+    const now = record.node === null ? 'back in the queue' : `attempt ${record.attempt} on node "${record.node}"`;
+    throw new FencedError(record.id, `it is now ${now}`);
   }
 }
 

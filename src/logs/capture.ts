@@ -1,14 +1,17 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
+import { FencedError, StoreUnavailableError } from '../model/errors.js';
 import { type LogState, type NewLogRecord, RESULT_MAX } from '../model/log.js';
-import type { LogStore } from '../store/store.js';
+import type { Fence, LogStore } from '../store/store.js';
 import { DockerDemuxer, type StdStream } from './demux.js';
 import { LineSplitter } from './line-splitter.js';
 
 const FLUSH_RECORDS = 2000;
 const FLUSH_BYTES = 256 * 1024;
 const FLUSH_MS = 25;
+/** Pause between tries of a write the store could not take because it was unreachable. */
+const UNREACHABLE_RETRY_MS = 1000;
 
 const MiB = 1024 * 1024;
 /**
@@ -40,6 +43,12 @@ export interface CaptureOptions {
   log: Logger;
   /** Told the highest stored seq after each flush (live followers wake up). */
   onAppend: (lastSeq: number) => void;
+  /** The run the lines belong to: the store refuses them once the job is no longer that run's. */
+  fence?: Fence;
+  /** The store refused a write because the job is no longer this run's; nothing more is stored. */
+  onFenced?: (err: FencedError) => void;
+  /** Whether Gantry is shutting down: writes the store cannot take are then no longer retried. */
+  stopped?: () => boolean;
 }
 
 /**
@@ -62,12 +71,27 @@ export class LogCapture {
   private readonly driverBudget: number;
   private readonly recordOverhead: number;
 
+  /**
+   * Set once the store refused a write as fenced, or Gantry stopped while
+   * the store was unreachable: nothing more is written (in the second case
+   * the next start's capture resumes from the engine's log file).
+   */
+  private halted = false;
   /** The store writes in flight, chained in order. */
   private writes: Promise<void> = Promise.resolve();
 
-  /** A capture that resumes where the store's log of the job ends. */
-  static async open(opts: CaptureOptions): Promise<LogCapture> {
-    return new LogCapture(opts, await opts.store.state(opts.jobId));
+  /**
+   * A capture that resumes where the store's log of the job ends. For a
+   * container that has never run (`newContainer`), nothing of its output is
+   * stored yet: none is skipped, and its lines follow those of the job's
+   * earlier attempts, after the banner if one is given.
+   */
+  static async open(opts: CaptureOptions, o: { newContainer?: boolean; banner?: string } = {}): Promise<LogCapture> {
+    const stored = await opts.store.state(opts.jobId);
+    const state = o.newContainer ? { ...stored, stdoutRecords: 0, stderrRecords: 0, complete: false, error: null } : stored;
+    const capture = new LogCapture(opts, state);
+    if (o.banner !== undefined && !state.truncated) capture.push({ stream: 'system', time: Date.now(), line: o.banner });
+    return capture;
   }
 
   private constructor(
@@ -166,9 +190,13 @@ export class LogCapture {
   }
 
   /**
-   * A failed write (disk full, I/O error) stops storing this job's lines and
-   * is recorded where it can be seen; the stream keeps being drained so the
+   * A write the store refuses because it cannot be reached (a shared
+   * database restarting) is tried again, in order, until it lands: the
+   * lines wait in memory meanwhile, and none is lost. A write refused for
+   * good (disk full, I/O error) stops storing this job's lines and is
+   * recorded where it can be seen; the stream keeps being drained so the
    * container is never blocked on a full pipe, and Gantry keeps running.
+   * A fenced write stops storing at once: the job is another run's now.
    */
   private persist(records: NewLogRecord[]): void {
     const snapshot = { ...this.state };
@@ -177,22 +205,44 @@ export class LogCapture {
 
   private async write(records: NewLogRecord[], snapshot: LogState): Promise<void> {
     // After a failed write nothing more is stored (the lines since are lost anyway).
-    if (this.state.error && !snapshot.error) return;
-    try {
-      await this.opts.store.append(this.opts.jobId, records, snapshot);
-      if (records.length > 0) this.opts.onAppend(snapshot.nextSeq - 1);
-    } catch (err) {
-      const message = `log storage failed: ${(err as Error).message}`;
-      this.opts.log.error({ err, jobId: this.opts.jobId }, message);
-      this.state.error = message;
-      this.state.nextSeq = snapshot.nextSeq - records.length;
-      this.buffer = [];
-      this.bufferBytes = 0;
+    if ((this.state.error && !snapshot.error) || this.halted) return;
+    for (;;) {
       try {
-        await this.opts.store.saveState(this.opts.jobId, { ...this.state });
-      } catch {
-        // The store cannot take even the error note; it stays in memory and in the log.
+        await this.opts.store.append(this.opts.jobId, records, snapshot, this.opts.fence);
+        if (records.length > 0) this.opts.onAppend(snapshot.nextSeq - 1);
+        return;
+      } catch (err) {
+        if (err instanceof FencedError) {
+          this.halted = true;
+          this.opts.onFenced?.(err);
+          return;
+        }
+        if (err instanceof StoreUnavailableError && err.reason === 'unavailable') {
+          if (this.opts.stopped?.()) {
+            this.halted = true;
+            return;
+          }
+          this.opts.log.warn({ err, jobId: this.opts.jobId }, 'the log store is unreachable; retrying the write');
+          await new Promise((r) => setTimeout(r, UNREACHABLE_RETRY_MS));
+          continue;
+        }
+        await this.giveUp(err as Error, records, snapshot);
+        return;
       }
+    }
+  }
+
+  private async giveUp(err: Error, records: NewLogRecord[], snapshot: LogState): Promise<void> {
+    const message = `log storage failed: ${err.message}`;
+    this.opts.log.error({ err, jobId: this.opts.jobId }, message);
+    this.state.error = message;
+    this.state.nextSeq = snapshot.nextSeq - records.length;
+    this.buffer = [];
+    this.bufferBytes = 0;
+    try {
+      await this.opts.store.saveState(this.opts.jobId, { ...this.state }, this.opts.fence);
+    } catch {
+      // The store cannot take even the error note; it stays in memory and in the log.
     }
   }
 }

@@ -7,6 +7,8 @@ import { type ContainerSpec, MANAGED_LABELS } from '../runtime/runtime.js';
 
 export interface ContainerPlan {
   jobId: string;
+  /** Which attempt of the job the container runs. */
+  attempt: number;
   owner: string;
   spec: JobSpec;
   /** The policy's resolved mounts (sources checked and resolved on the host). */
@@ -25,17 +27,21 @@ export function containerSpec(plan: ContainerPlan, cfg: Config): ContainerSpec {
   const memoryBytes = (spec.resources?.memoryMiB ?? policy.defaultMemoryMiB) * 1024 * 1024;
   const network = spec.network ?? 'none';
   return {
-    name: `gantry-${plan.jobId}`,
+    // One name per attempt: the engine refuses a second container of the same
+    // attempt, whatever the timing; a later attempt never collides with the
+    // leftover of an earlier one.
+    name: plan.attempt === 1 ? `gantry-${plan.jobId}` : `gantry-${plan.jobId}-attempt-${plan.attempt}`,
     image: spec.image,
     command: spec.command,
     entrypoint: spec.entrypoint,
-    env: { ...(spec.env ?? {}), ...plan.gpu.env },
+    env: { ...(spec.env ?? {}), ...plan.gpu.env, GANTRY_ATTEMPT: String(plan.attempt) },
     workdir: spec.workdir,
     user: spec.user,
     labels: {
       ...(spec.labels ?? {}),
       [MANAGED_LABELS.managed]: 'true',
       [MANAGED_LABELS.jobId]: plan.jobId,
+      [MANAGED_LABELS.attempt]: String(plan.attempt),
       [MANAGED_LABELS.owner]: plan.owner,
     },
     network,

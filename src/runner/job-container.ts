@@ -54,6 +54,15 @@ export class JobContainer {
     });
   }
 
+  /** Kills the container at once and removes it (unless the operator keeps containers). */
+  async discard(): Promise<void> {
+    if (!this.id) return;
+    await this.o.runtime.stop(this.id, 0).catch((err: Error) => {
+      this.o.log.warn({ err: err.message, jobId: this.o.jobId }, 'killing the container failed');
+    });
+    await this.remove();
+  }
+
   /** Stops the timer and closes the output stream; the container itself is left as it is. */
   release(): void {
     if (this.timer) clearTimeout(this.timer);

@@ -7,16 +7,18 @@ import type { GpuDevice } from '../gpu/inventory.js';
 import { checkPolicy, type PolicyDecision } from '../jobs/policy.js';
 import type { JobService } from '../jobs/service.js';
 import { LogCapture } from '../logs/capture.js';
+import { FencedError } from '../model/errors.js';
 import type { JobSpec } from '../model/job.js';
 import { isTerminal, type JobState } from '../model/states.js';
 import { type ContainerRuntime, type ContainerStatus, isUnreachable, type ManagedContainer } from '../runtime/runtime.js';
-import type { JobRecord, LogStore } from '../store/store.js';
+import type { Fence, JobRecord, LogStore } from '../store/store.js';
 import { containerSpec } from './container-spec.js';
 import { recordEnd } from './end-recorder.js';
 import type { EngineWatch } from './engine-watch.js';
 import { ImageError, type ImagePuller } from './images.js';
 import { JobContainer } from './job-container.js';
 import { outcomeOf } from './outcome.js';
+import { untilReachable } from './until-reachable.js';
 
 export interface JobRunDeps {
   config: Config;
@@ -36,8 +38,12 @@ export interface JobRunDeps {
 /** A failure that is the job's, with the reason it ends with. */
 class JobFailure extends Error {}
 
-/** How a run ended, for the scheduler. */
-export type RunEnd = 'ended' | 'requeued' | 'detached';
+/**
+ * How a run ended, for the scheduler. `fenced`: the job was no longer this
+ * run's (the fleet settled it while this node was cut off); its container
+ * was killed and nothing more was written about it.
+ */
+export type RunEnd = 'ended' | 'requeued' | 'detached' | 'fenced';
 
 /**
  * Drives one job through the container runtime to its end: from the queue
@@ -51,14 +57,19 @@ export class JobRun {
   private cancelRequested: boolean;
   private timedOut = false;
   private engineLost = false;
+  private abandoned = false;
   private readonly container: JobContainer;
   readonly spec: JobSpec;
+  /** This run's claim on the job: every write it makes about the job carries it. */
+  readonly fence: Fence;
 
   constructor(
     private readonly d: JobRunDeps,
     private readonly record: JobRecord,
   ) {
     this.spec = record.spec;
+    if (record.node === null) throw new Error(`job ${record.id} is run without being claimed by a node`);
+    this.fence = { node: record.node, attempt: record.attempt };
     this.container = new JobContainer(
       { jobId: record.id, runtime: d.runtime, graceSeconds: d.config.stopGraceSeconds, keep: d.config.logs.keepContainers, log: d.log },
       record.containerId,
@@ -79,6 +90,18 @@ export class JobRun {
   /** Stops driving without touching the container: the next start re-attaches to it. */
   detach(): void {
     this.container.release();
+  }
+
+  /** The job is no longer this run's: its container is killed and removed, and nothing more is written. */
+  async abandon(why: string): Promise<void> {
+    if (this.abandoned) return;
+    this.abandoned = true;
+    this.d.log.warn(
+      { jobId: this.id, attempt: this.fence.attempt, why },
+      'the fleet settled this job while this node was cut off; killing its container',
+    );
+    this.container.release();
+    await this.container.discard();
   }
 
   /** A job from the queue, with the GPUs it was given. */
@@ -102,7 +125,7 @@ export class JobRun {
         if (!(await this.step('pulling', { ...gpuPatch, pullStatus: 'starting pull', reason: null }))) return 'ended';
         try {
           await images.pull(this.spec.image, (status, progress) => {
-            void jobs.patch(this.id, { pullStatus: status, pullProgress: progress }).catch(() => undefined);
+            void jobs.patch(this.id, { pullStatus: status, pullProgress: progress }, this.fence).catch(() => undefined);
           });
         } catch (err) {
           if (isUnreachable(err)) return this.requeue(err as Error);
@@ -119,6 +142,7 @@ export class JobRun {
       const spec = containerSpec(
         {
           jobId: this.id,
+          attempt: this.fence.attempt,
           owner: this.record.owner,
           spec: this.spec,
           mounts,
@@ -132,7 +156,7 @@ export class JobRun {
         if (isUnreachable(err)) return this.requeue(err as Error);
         throw new JobFailure(`could not create the container: ${explainGpuError(config.gpus.driver, (err as Error).message)}`);
       }
-      await jobs.patch(this.id, { containerId: this.container.id });
+      await this.stored(() => jobs.patch(this.id, { containerId: this.container.id }, this.fence));
       return this.startAndFollow();
     });
   }
@@ -141,7 +165,9 @@ export class JobRun {
   async adopt(container: ManagedContainer): Promise<RunEnd> {
     return this.guard(async () => {
       this.container.id = container.id;
-      if (this.record.containerId !== container.id) await this.d.jobs.patch(this.id, { containerId: container.id });
+      if (this.record.containerId !== container.id) {
+        await this.stored(() => this.d.jobs.patch(this.id, { containerId: container.id }, this.fence));
+      }
       // Created but never started: the name gantry-<id> is taken by this
       // container, so no second one can exist; start this one.
       if (container.state === 'created') return this.startAndFollow();
@@ -163,6 +189,10 @@ export class JobRun {
     try {
       return await body();
     } catch (err) {
+      if (err instanceof FencedError || this.abandoned) {
+        await this.abandon((err as Error).message);
+        return 'fenced';
+      }
       if (this.d.stopped()) return 'detached';
       if (isUnreachable(err) && this.container.id !== null) {
         this.d.engine.lost((err as Error).message);
@@ -183,7 +213,7 @@ export class JobRun {
     const container = (await this.d.runtime.listManaged()).find((c) => c.id === this.container.id);
     if (!container) throw new JobFailure('the container vanished while the container engine was away');
     if (container.state === 'created') return this.startAndFollow();
-    const current = await this.d.jobs.current(this.id);
+    const current = await this.stored(() => this.d.jobs.current(this.id));
     const startedAt = current.startedAt ?? new Date(container.created * 1000).toISOString();
     const deadline = Date.parse(startedAt) + this.timeoutSeconds() * 1000;
     if (current.state === 'starting') await this.step('running', { startedAt, deadlineAt: new Date(deadline).toISOString() });
@@ -194,16 +224,22 @@ export class JobRun {
   /** Back to the queue: the engine is away and nothing of the job exists in it yet. */
   private async requeue(err: Error): Promise<RunEnd> {
     this.d.engine.lost(err.message);
-    const current = await this.d.jobs.current(this.id);
-    if (current.state !== 'queued') {
-      await this.d.jobs.transition(this.id, 'queued', { reason: null, pullStatus: null, pullProgress: null, gpus: [], gpuMemoryMiB: null });
-    }
+    const current = await this.stored(() => this.d.jobs.current(this.id));
+    // Back in the queue with no node: any node may take it again.
+    const back = { reason: null, pullStatus: null, pullProgress: null, gpus: [], gpuMemoryMiB: null, node: null };
+    if (current.state !== 'queued') await this.stored(() => this.d.jobs.transition(this.id, 'queued', back, this.fence));
+    else await this.stored(() => this.d.jobs.patch(this.id, { node: null }, this.fence));
     return 'requeued';
   }
 
   /** A state change on the way; false when the job was ended meanwhile by another hand (a cancel). */
   private async step(to: JobState, patch: Parameters<JobService['transition']>[2]): Promise<boolean> {
-    return (await this.d.jobs.transition(this.id, to, patch)) !== undefined;
+    return (await this.stored(() => this.d.jobs.transition(this.id, to, patch, this.fence))) !== undefined;
+  }
+
+  /** A store call that waits out the store being unreachable (see untilReachable). */
+  private stored<T>(fn: () => Promise<T>): Promise<T> {
+    return untilReachable(fn, { stopped: this.d.stopped, log: this.d.log, jobId: this.id });
   }
 
   private checkPolicyNow(): PolicyDecision {
@@ -222,7 +258,11 @@ export class JobRun {
       return this.end('cancelled', 'cancelled before the container started');
     }
     const stream = await this.d.runtime.attach(id);
-    const capture = await this.newCapture();
+    const { attempt, node } = this.fence;
+    const capture = await this.newCapture({
+      newContainer: true,
+      ...(attempt > 1 ? { banner: `[gantry] attempt ${attempt} of the job, on node "${node}"` } : {}),
+    });
     const consumed = capture.consume(this.container.track(stream));
     try {
       await this.d.runtime.start(id);
@@ -306,13 +346,13 @@ export class JobRun {
    * the container stays, as the evidence a restarted Gantry reconciles from.
    */
   private async end(state: JobState, reason: string | null, o: { exitCode?: number | null; result?: string | null } = {}): Promise<RunEnd> {
-    const current = await this.d.jobs.current(this.id).catch(() => null);
+    const current = await this.stored(() => this.d.jobs.current(this.id)).catch(() => null);
     if (current && isTerminal(current.state)) {
       await this.container.remove();
       return 'ended';
     }
     const result = o.result !== undefined ? o.result : ((await this.d.logs.state(this.id).catch(() => null))?.lastStdout ?? null);
-    const recorded = await recordEnd({ jobs: this.d.jobs, log: this.d.log, stopped: this.d.stopped }, this.id, state, {
+    const recorded = await recordEnd({ jobs: this.d.jobs, log: this.d.log, stopped: this.d.stopped, fence: this.fence }, this.id, state, {
       reason,
       exitCode: o.exitCode ?? null,
       result,
@@ -336,14 +376,22 @@ export class JobRun {
     return this.spec.timeoutSeconds ?? this.d.config.policy.defaultTimeoutSeconds;
   }
 
-  private newCapture(): Promise<LogCapture> {
-    return LogCapture.open({
-      jobId: this.id,
-      store: this.d.logs,
-      maxBytes: this.d.config.logs.maxBytesPerJob,
-      driver: this.d.config.logs.driver,
-      log: this.d.log,
-      onAppend: (seq) => this.d.onAppend(this.id, seq),
-    });
+  private newCapture(o: Parameters<typeof LogCapture.open>[1] = {}): Promise<LogCapture> {
+    return this.stored(() =>
+      LogCapture.open(
+        {
+          jobId: this.id,
+          store: this.d.logs,
+          maxBytes: this.d.config.logs.maxBytesPerJob,
+          driver: this.d.config.logs.driver,
+          log: this.d.log,
+          onAppend: (seq) => this.d.onAppend(this.id, seq),
+          fence: this.fence,
+          onFenced: (err) => void this.abandon(err.message),
+          stopped: this.d.stopped,
+        },
+        o,
+      ),
+    );
   }
 }

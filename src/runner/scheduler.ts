@@ -3,17 +3,24 @@ import type { Config } from '../config.js';
 import type { Allocation, GpuAllocator } from '../gpu/allocator.js';
 import { planQueue } from '../gpu/queue.js';
 import type { JobEventHub } from '../jobs/events.js';
+import { misfit, type PlacementTarget } from '../jobs/placement.js';
 import type { QueueState } from '../jobs/queue-state.js';
 import type { JobService } from '../jobs/service.js';
+import { isTerminal } from '../model/states.js';
 import type { ContainerRuntime, ManagedContainer } from '../runtime/runtime.js';
 import type { JobRecord, Store } from '../store/store.js';
 import { EngineWatch } from './engine-watch.js';
 import type { ImagePuller } from './images.js';
 import { JobRun, type RunEnd } from './job-run.js';
+import type { NodeSeat } from './node-seat.js';
 import { type ReconcileReport, reconcile } from './reconcile.js';
+
+/** Pause before the queue is looked at again after another node won a claim. */
+const CLAIM_RETRY_MS = 100;
 
 export interface SchedulerDeps {
   config: Config;
+  seat: NodeSeat;
   runtime: ContainerRuntime;
   store: Store;
   jobs: JobService;
@@ -25,11 +32,13 @@ export interface SchedulerDeps {
 }
 
 /**
- * Runs the queue: picks queued jobs in order (priority, then FIFO), gives
- * them GPUs and a run slot, and hands each to a JobRun that drives it to
- * its end. GPUs are released exactly once per run, in one finally block,
- * whatever path ended it. While the container engine is unreachable no job
- * is started; queued jobs say why they wait.
+ * Runs this node's share of the queue: picks the queued jobs the node can
+ * run, in the fleet-wide order (priority, then FIFO), gives them GPUs and a
+ * run slot, claims each in the store (of nodes claiming one job, one gets
+ * it) and hands it to a JobRun that drives it to its end. GPUs are
+ * released exactly once per run, in one finally block, whatever path ended
+ * it. While the container engine is unreachable, the node is drained or it
+ * holds no lease, no job is started; queued jobs say why they wait.
  */
 export class Scheduler {
   private readonly active = new Map<string, JobRun>();
@@ -58,6 +67,7 @@ export class Scheduler {
   async start(): Promise<ReconcileReport | null> {
     try {
       this.reconciled = await reconcile({
+        node: this.d.seat.name,
         runtime: this.d.runtime,
         store: this.d.store,
         jobs: this.d.jobs,
@@ -117,32 +127,96 @@ export class Scheduler {
   }
 
   private async plan(): Promise<void> {
-    const { gpus, config, queue, jobs } = this.d;
+    const { gpus, config, queue, jobs, seat } = this.d;
     // Launched but still `queued` in the store until its first step is stored.
     const records = (await this.d.store.jobs.queued()).filter((r) => !this.active.has(r.id));
-    const unreachable = this.engine.unreachable;
-    if (unreachable !== null || this.reconciled === null) {
-      const why = `waiting for the container engine, which is unreachable: ${unreachable ?? 'not reconciled yet'}`;
-      queue.setWaitReasons(new Map(records.map((r) => [r.id, why])));
+    const epoch = seat.epoch();
+    const why = this.notTaking(epoch);
+    if (why !== null || epoch === null) {
+      queue.setWaitReasons(new Map(records.map((r) => [r.id, why ?? 'this node holds no lease'])));
       return;
     }
+    const waiting = new Map<string, string>();
+    const runnable: JobRecord[] = [];
+    const refused: { id: string; reason: string }[] = [];
+    for (const r of records) {
+      const unfit = misfit(r.spec, this.target);
+      if (unfit === null) runnable.push(r);
+      // In a fleet another node may run it; alone, nothing ever will.
+      else if (seat.shared)
+        waiting.set(r.id, `node "${seat.name}" cannot run it (${unfit.path}: ${unfit.message}); waiting for a node that can`);
+      else refused.push({ id: r.id, reason: `its spec can no longer be met on this host: ${unfit.path}: ${unfit.message}` });
+    }
     const plan = planQueue(
-      records.map((r) => ({ id: r.id, gpus: r.spec.gpus })),
+      runnable.map((r) => ({ id: r.id, gpus: r.spec.gpus, model: r.spec.placement?.gpuModel })),
       gpus,
       config.maxRunning - this.active.size,
       config.maxRunning,
     );
-    const waiting = new Map<string, string>();
+    let lostClaims = 0;
     for (const [i, decision] of plan.entries()) {
-      const record = records[i]!;
+      const record = runnable[i]!;
       if (decision.action === 'wait') waiting.set(record.id, decision.reason);
-      else if (decision.action === 'start') this.launch(record, (run) => run.fresh(decision.alloc));
+      else if (decision.action === 'refuse') refused.push({ id: record.id, reason: decision.reason });
+      else {
+        const claimed = await this.d.store.jobs.claim(record.id, { name: seat.name, epoch });
+        if (claimed) this.launch(claimed, (run) => run.fresh(decision.alloc));
+        else {
+          // Another node took it (or this node lost its seat): its GPUs go back.
+          gpus.release(record.id);
+          lostClaims++;
+        }
+      }
     }
     queue.setWaitReasons(waiting);
-    for (const [i, decision] of plan.entries()) {
-      if (decision.action === 'refuse')
-        await jobs.transition(records[i]!.id, 'failed', { reason: decision.reason, finishedAt: new Date().toISOString() });
+    for (const r of refused) await jobs.transition(r.id, 'failed', { reason: r.reason, finishedAt: new Date().toISOString() });
+    // What another node took leaves GPUs and slots that later jobs may use:
+    // look again shortly (not at once, so that a seat lost meanwhile cannot spin).
+    if (lostClaims > 0) setTimeout(() => this.kick(), CLAIM_RETRY_MS).unref();
+  }
+
+  /** Why this node takes no job now, or null when it does. */
+  private notTaking(epoch: number | null): string | null {
+    const unreachable = this.engine.unreachable;
+    if (unreachable !== null || this.reconciled === null) {
+      return `waiting for the container engine, which is unreachable: ${unreachable ?? 'not reconciled yet'}`;
     }
+    if (epoch === null) return `node "${this.d.seat.name}" holds no lease in the fleet yet`;
+    if (this.d.seat.drained()) return `node "${this.d.seat.name}" is drained: it starts no new job`;
+    return null;
+  }
+
+  /** This node as placement sees it. */
+  private get target(): PlacementTarget {
+    const { gpus, seat } = this.d;
+    return {
+      name: seat.name,
+      labels: seat.labels,
+      impossibleGpus: (req, model) => gpus.impossible(req, model),
+      hasModel: (model) => gpus.devices.some((d) => d.name.toLowerCase().includes(model.toLowerCase())),
+    };
+  }
+
+  /**
+   * After this node learnt it lost its lease (it was paused or cut off for
+   * longer than the lease, and the fleet settled its jobs): every run whose
+   * job is no longer this node's, for this attempt, is abandoned, its
+   * container killed. Resolves once they are.
+   */
+  async abandonSettled(): Promise<void> {
+    const { store, seat } = this.d;
+    await Promise.all(
+      [...this.active.values()].map(async (run) => {
+        const record = await store.jobs.get(run.id);
+        const ours = record && !isTerminal(record.state) && record.node === seat.name && record.attempt === run.fence.attempt;
+        if (!ours) await run.abandon(record ? `the fleet settled it: now ${record.state}` : 'the job is gone');
+      }),
+    );
+  }
+
+  /** The jobs this node runs now. */
+  get running(): number {
+    return this.active.size;
   }
 
   private adopt(record: JobRecord, container: ManagedContainer): void {

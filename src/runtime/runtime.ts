@@ -140,6 +140,8 @@ export interface ContainerStatus {
 export const MANAGED_LABELS = {
   managed: 'dev.gantry.managed',
   jobId: 'dev.gantry.job-id',
+  /** Which attempt of the job the container runs ("1" when absent: containers made before attempts existed). */
+  attempt: 'dev.gantry.attempt',
   owner: 'dev.gantry.owner',
 } as const;
 

@@ -1,0 +1,50 @@
+import type { JobEventHub } from '../jobs/events.js';
+import type { JobService } from '../jobs/service.js';
+import type { ChangeFeed, StoreChange } from '../store/store.js';
+
+export interface BridgeTargets {
+  events: JobEventHub;
+  jobs: JobService;
+  /** The fleet's nodes changed (one joined, was lost or drained). */
+  nodesChanged: () => void;
+  /** The queue may have changed in a way this node did not see. */
+  queueChanged: () => void;
+}
+
+/**
+ * Carries what other nodes changed in the shared store into this node's
+ * own events: a live follower here hears of lines stored by the node that
+ * runs the job, a cancel asked of another node reaches the run here, and a
+ * job queued anywhere wakes this node's scheduler. A change only costs a
+ * store read when someone here follows that job.
+ */
+export function bridgeChanges(feed: ChangeFeed, t: BridgeTargets): () => void {
+  const onChange = (change: StoreChange): void => {
+    switch (change.kind) {
+      case 'log':
+        t.events.publishAppend(change.jobId, change.lastSeq);
+        return;
+      case 'job':
+        if (change.state === 'queued' && change.node === null) t.queueChanged();
+        if (change.cancelRequested) t.events.publishCancelRequested(change.jobId);
+        if (t.events.watched(change.jobId)) void publishStatus(t, change.jobId);
+        return;
+      case 'nodes':
+        t.nodesChanged();
+        return;
+      case 'resync':
+        // Changes may have been missed while the feed was away: every live
+        // follower looks again, and so does the scheduler.
+        for (const jobId of t.events.watchedJobs()) void publishStatus(t, jobId);
+        t.nodesChanged();
+        t.queueChanged();
+        return;
+    }
+  };
+  return feed.subscribe(onChange);
+}
+
+async function publishStatus(t: BridgeTargets, jobId: string): Promise<void> {
+  const job = await t.jobs.current(jobId).catch(() => null);
+  if (job) t.events.publishStatus(job);
+}

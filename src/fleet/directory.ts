@@ -1,0 +1,48 @@
+import { GpuAllocator } from '../gpu/allocator.js';
+import type { PlacementTarget } from '../jobs/placement.js';
+import { unplaceable } from '../jobs/placement.js';
+import type { SpecFieldError } from '../model/errors.js';
+import type { JobSpec } from '../model/job.js';
+import type { NodeRecord, NodeStore } from '../store/store.js';
+
+/** How long the list of nodes is reused for submit checks; a change in the fleet drops it at once. */
+const CACHE_MS = 2000;
+
+/**
+ * The nodes of the fleet as submit sees them: which are up, and whether
+ * any of them could ever run a spec. The list is read from the store and
+ * kept briefly, so a burst of submits costs one read.
+ */
+export class NodeDirectory {
+  private cached: { at: number; targets: PlacementTarget[] } | null = null;
+
+  constructor(private readonly nodes: NodeStore) {}
+
+  /** The nodes changed (one joined, was lost, drained): read them again next time. */
+  invalidate(): void {
+    this.cached = null;
+  }
+
+  /** Why no node that is up could ever run the spec, or null when one could. */
+  async placementProblem(spec: JobSpec): Promise<SpecFieldError | null> {
+    return unplaceable(spec, await this.targets());
+  }
+
+  private async targets(): Promise<PlacementTarget[]> {
+    const now = Date.now();
+    if (this.cached && now - this.cached.at < CACHE_MS) return this.cached.targets;
+    const targets = (await this.nodes.list()).filter((n) => n.state === 'up').map(toTarget);
+    this.cached = { at: now, targets };
+    return targets;
+  }
+}
+
+function toTarget(n: NodeRecord): PlacementTarget {
+  const gpus = new GpuAllocator(n.gpus);
+  return {
+    name: n.name,
+    labels: n.labels,
+    impossibleGpus: (req, model) => gpus.impossible(req, model),
+    hasModel: (model) => n.gpus.some((g) => g.name.toLowerCase().includes(model.toLowerCase())),
+  };
+}

@@ -1,0 +1,11 @@
+/** This node's seat in the fleet (a single host is a fleet of one), as the scheduler needs it. */
+export interface NodeSeat {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** The epoch this process registered with, or null while it holds no lease (not yet registered, or fenced). */
+  epoch(): number | null;
+  /** Whether an admin drained the node: it starts nothing new. */
+  drained(): boolean;
+  /** Whether other nodes share the store: a job this node can never run then waits for one that can, instead of failing. */
+  readonly shared: boolean;
+}

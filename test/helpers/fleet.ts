@@ -1,0 +1,111 @@
+import type { TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type PrivateDockerd, startDockerd } from './dockerd.js';
+import { type ChildGantry, spawnGantry, tempDir } from './gantry.js';
+import { createDatabase, startPostgres } from './postgres.js';
+
+export interface FleetNodeOptions {
+  name: string;
+  labels?: Record<string, string>;
+  /** Static GPUs of the node (memory in MiB each); none when absent. */
+  gpusMiB?: number[];
+}
+
+export interface FleetNode {
+  name: string;
+  dockerd: PrivateDockerd;
+  /** The node's Gantry now (a new one after restart()). */
+  gantry: ChildGantry;
+  /** Its environment, so a test can start it again as it was. */
+  env: Record<string, string>;
+  /** Starts the node's Gantry again (after a kill) on the same port, data dir and engine. */
+  restart(): Promise<ChildGantry>;
+}
+
+export interface Fleet {
+  databaseUrl: string;
+  pg: Awaited<ReturnType<typeof startPostgres>>;
+  nodes: FleetNode[];
+  node(name: string): FleetNode;
+}
+
+/** The GPU UUIDs a fleet node of this name is given. */
+export function gpuUuid(node: string, i: number): string {
+  return `GPU-${node}-0000-0000-${String(i).padStart(4, '0')}`;
+}
+
+/**
+ * A fleet on one machine: one throwaway PostgreSQL, and per node its own
+ * Docker engine and its own Gantry process (GANTRY_DATABASE_URL shared,
+ * GANTRY_NODE_NAME, labels, a static GPU inventory injected by the `env`
+ * driver), each on its own loopback port. Everything is torn down after the
+ * test, Gantrys first, then engines, then the database.
+ */
+export async function startFleet(
+  t: TestContext,
+  o: { nodes: FleetNodeOptions[]; leaseSeconds: number; env?: Record<string, string> },
+): Promise<Fleet> {
+  const pg = await startPostgres(null);
+  const nodes: FleetNode[] = [];
+  t.after(async () => {
+    for (const n of nodes) await n.gantry.stop('SIGKILL').catch(() => undefined);
+    await Promise.all(nodes.map((n) => n.dockerd.destroy()));
+    await pg.destroy();
+  });
+  const databaseUrl = await createDatabase(pg.url, 'fleet');
+  const engines = await Promise.all(o.nodes.map(() => startDockerd(null)));
+  for (const [i, spec] of o.nodes.entries()) {
+    const dockerd = engines[i]!;
+    const env: Record<string, string> = {
+      GANTRY_DATABASE_URL: databaseUrl,
+      GANTRY_NODE_NAME: spec.name,
+      GANTRY_NODE_LABELS: Object.entries(spec.labels ?? {})
+        .map(([k, v]) => `${k}=${v}`)
+        .join(','),
+      GANTRY_NODE_LEASE_SECONDS: String(o.leaseSeconds),
+      GANTRY_DOCKER_SOCKET: dockerd.socket,
+      GANTRY_GPUS: spec.gpusMiB?.length ? spec.gpusMiB.map((mib, g) => `${gpuUuid(spec.name, g)}:${mib}`).join(',') : 'none',
+      GANTRY_GPU_DRIVER: 'env',
+      ...(o.env ?? {}),
+    };
+    const dataDir = tempDir(`gantry-${spec.name}-`);
+    const node: FleetNode = {
+      name: spec.name,
+      dockerd,
+      env,
+      gantry: await spawnGantry(dataDir, env),
+      async restart() {
+        const port = Number(new URL(node.gantry.url).port);
+        node.gantry = await spawnGantry(dataDir, env, port);
+        return node.gantry;
+      },
+    };
+    nodes.push(node);
+  }
+  return {
+    databaseUrl,
+    pg,
+    nodes,
+    node: (name) => {
+      const n = nodes.find((x) => x.name === name);
+      if (!n) throw new Error(`no node ${name}`);
+      return n;
+    },
+  };
+}
+
+/** Polls until fn returns a value other than undefined, or fails after timeoutMs with what it last saw. */
+export async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+    await sleep(100);
+  }
+}

@@ -1,0 +1,140 @@
+/**
+ * The fleet's failure model, each case done for real on a fleet of three
+ * nodes (one PostgreSQL, three Gantry processes, three Docker engines):
+ * a node gone for good, a node paused past its lease that wakes up, and
+ * PostgreSQL restarted under running jobs.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Node } from '../../src/model/node.js';
+import { eventually, type Fleet, startFleet } from '../helpers/fleet.js';
+import { TEST_IMAGE } from '../helpers/gantry.js';
+
+const LEASE = 3;
+
+async function node(fleet: Fleet, name: string, via: string): Promise<Node> {
+  const r = await fleet.node(via).gantry.call<Node>('GET', `/v1/nodes/${name}`);
+  assert.equal(r.status, 200, r.text);
+  return r.body;
+}
+
+async function containersOn(fleet: Fleet, name: string, jobId: string) {
+  return fleet.node(name).dockerd.docker.listContainers({ all: true, filters: { label: [`dev.gantry.job-id=${jobId}`] } });
+}
+
+/** Runs `body` with every node but `only` drained, so what it submits lands on `only`. */
+async function landOn<T>(fleet: Fleet, only: string, body: () => Promise<T>): Promise<T> {
+  const admin = fleet.nodes.find((n) => n.name !== only)!.gantry;
+  const others = fleet.nodes.filter((n) => n.name !== only);
+  for (const n of others) assert.equal((await admin.call('POST', `/v1/nodes/${n.name}/drain`)).status, 200);
+  try {
+    return await body();
+  } finally {
+    for (const n of others) assert.equal((await admin.call('POST', `/v1/nodes/${n.name}/undrain`)).status, 200);
+  }
+}
+
+test('fleet failures', { timeout: 300_000 }, async (t) => {
+  const fleet = await startFleet(t, {
+    leaseSeconds: LEASE,
+    nodes: [{ name: 'a' }, { name: 'b' }, { name: 'c' }],
+  });
+  const a = fleet.node('a').gantry;
+
+  await t.test('PostgreSQL restarted mid-run: jobs keep running, no line or state change lost, nodes reconnect', async () => {
+    const job = await a.submit({
+      image: TEST_IMAGE,
+      command: ['sh', '-c', 'for i in $(seq 1 60); do echo pg-$i; sleep 0.1; done'],
+      placement: { node: 'b' },
+    });
+    await a.waitFor(job.id, (j) => j.state === 'running');
+    await sleep(1000);
+    await fleet.pg.stop();
+    await sleep(2000);
+    await fleet.pg.start();
+    const done = await a.waitFor(job.id, undefined, 60_000);
+    assert.equal(done.state, 'succeeded', done.reason ?? '');
+    const text = (await a.call<string>('GET', `/v1/jobs/${job.id}/logs`)).text;
+    assert.deepEqual(
+      text.trim().split('\n'),
+      Array.from({ length: 60 }, (_, i) => `pg-${i + 1}`),
+    );
+    // A job submitted after the restart runs: every node serves and schedules again.
+    for (const n of fleet.nodes) {
+      const after = await n.gantry.submit({ image: TEST_IMAGE, command: ['echo', 'after'], placement: { node: n.name } });
+      assert.equal((await n.gantry.waitFor(after.id)).state, 'succeeded');
+    }
+    for (const n of ['a', 'b', 'c']) assert.equal((await node(fleet, n, 'a')).state, 'up');
+  });
+
+  await t.test('a node paused past its lease is fenced: the fleet re-runs its job elsewhere and the node kills its copy', async () => {
+    const job = await landOn(fleet, 'c', async () => {
+      const j = await a.submit({
+        image: TEST_IMAGE,
+        command: ['sh', '-c', 'echo attempt-$GANTRY_ATTEMPT; sleep 8'],
+        retry: { maxAttempts: 2, on: ['node_lost'] },
+      });
+      await a.waitFor(j.id, (x) => x.state === 'running');
+      return j;
+    });
+    assert.equal((await a.job(job.id)).node, 'c');
+    const c = fleet.node('c');
+    c.gantry.proc.kill('SIGSTOP');
+    try {
+      const moved = await a.waitFor(job.id, (j) => j.attempt === 2 && j.state === 'running', 30_000);
+      assert.notEqual(moved.node, 'c');
+      assert.equal((await node(fleet, 'c', 'a')).state, 'lost');
+      // The first attempt's container still runs on c while c is paused: the
+      // documented window in which two attempts can overlap.
+      assert.equal((await containersOn(fleet, 'c', job.id)).filter((x) => x.State === 'running').length, 1);
+    } finally {
+      c.gantry.proc.kill('SIGCONT');
+    }
+    await eventually('c kills the container of the attempt it lost', async () =>
+      (await containersOn(fleet, 'c', job.id)).length === 0 ? true : undefined,
+    );
+    const done = await a.waitFor(job.id, undefined, 30_000);
+    assert.equal(done.state, 'succeeded');
+    assert.equal(done.attempt, 2);
+    assert.notEqual(done.node, 'c');
+    const lines = (await a.call<string>('GET', `/v1/jobs/${job.id}/logs`)).text;
+    assert.match(lines, /attempt-1/);
+    assert.match(lines, /attempt-2/);
+    await eventually('c rejoins the fleet', async () => ((await node(fleet, 'c', 'a')).state === 'up' ? true : undefined));
+  });
+
+  await t.test('a node gone for good: its jobs fail saying so, or run again elsewhere when asked', async () => {
+    const [once, retried] = await landOn(fleet, 'c', async () => {
+      const one = await a.submit({ image: TEST_IMAGE, command: ['sleep', '300'] });
+      // The first attempt runs until its node dies; the next one ends at once.
+      const two = await a.submit({
+        image: TEST_IMAGE,
+        command: ['sh', '-c', 'echo run-$GANTRY_ATTEMPT; if [ "$GANTRY_ATTEMPT" = 1 ]; then sleep 300; fi'],
+        retry: { maxAttempts: 3, on: ['node_lost'] },
+      });
+      await a.waitFor(one.id, (x) => x.state === 'running');
+      await a.waitFor(two.id, (x) => x.state === 'running');
+      return [one, two];
+    });
+    const c = fleet.node('c');
+    const killedAt = Date.now();
+    await c.gantry.stop('SIGKILL');
+    await c.dockerd.kill();
+    const failed = await a.waitFor(once.id, undefined, 30_000);
+    const settledMs = Date.now() - killedAt;
+    assert.equal(failed.state, 'failed');
+    assert.match(failed.reason ?? '', /node "c" was lost/);
+    assert.ok(settledMs >= LEASE * 1000, `settled after ${settledMs} ms, before the ${LEASE} s lease ran out`);
+    const second = await a.waitFor(retried.id, undefined, 30_000);
+    assert.equal(second.state, 'succeeded', second.reason ?? '');
+    assert.notEqual(second.node, 'c');
+    assert.equal(second.attempt, 2);
+    assert.match((await a.call<string>('GET', `/v1/jobs/${retried.id}/logs`)).text, /run-1\n(.*\n)?run-2/);
+    assert.equal((await node(fleet, 'c', 'b')).state, 'lost');
+    assert.deepEqual(
+      (await node(fleet, 'c', 'b')).gpus.flatMap((g) => g.holders),
+      [],
+    );
+  });
+});
