@@ -3,16 +3,23 @@ import { openDb } from './db.js';
 import { writing } from './errors.js';
 import { SqliteJobStore } from './jobs.js';
 import { SqliteLogStore } from './logs.js';
+import { SqliteNodeStore } from './nodes.js';
 import { SqliteSettingsStore } from './settings.js';
 
-/** The embedded store: one SQLite file under the data dir. */
-export function openSqliteStore(dataDir: string): Store {
-  const db = openDb(dataDir);
+/**
+ * The embedded store: one SQLite file under the data dir, its schema
+ * migrated on open. This process alone writes it, so it has no change feed.
+ */
+export async function openSqliteStore(dataDir: string): Promise<Store> {
+  const db = await openDb(dataDir);
   const probe = db.prepare(`INSERT INTO settings(key, value) VALUES ('readyz', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value`);
+  const jobs = new SqliteJobStore(db);
   return {
-    jobs: new SqliteJobStore(db),
+    jobs,
     logs: new SqliteLogStore(db),
     settings: new SqliteSettingsStore(db),
+    nodes: new SqliteNodeStore(db, jobs),
+    changes: null,
     async probeWritable() {
       writing(() => probe.run(new Date().toISOString()));
     },

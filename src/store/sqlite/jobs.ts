@@ -1,8 +1,8 @@
 import type { Statement } from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
 import type { JobSpec } from '../../model/job.js';
-import type { JobState } from '../../model/states.js';
-import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob } from '../store.js';
+import { isTerminal, type JobState, TERMINAL_STATES } from '../../model/states.js';
+import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard } from '../store.js';
 import type { Db } from './db.js';
 import { writing } from './errors.js';
 
@@ -20,6 +20,8 @@ interface JobRow {
   request_id: string | null;
   container_id: string | null;
   gpus: string;
+  node: string | null;
+  attempt: number;
   gpu_memory_mib: number | null;
   exit_code: number | null;
   reason: string | null;
@@ -38,6 +40,8 @@ const COLUMN: Record<keyof JobPatch, string> = {
   state: 'state',
   containerId: 'container_id',
   gpus: 'gpus',
+  node: 'node',
+  attempt: 'attempt',
   gpuMemoryMiB: 'gpu_memory_mib',
   exitCode: 'exit_code',
   reason: 'reason',
@@ -56,6 +60,11 @@ function toSql(key: keyof JobPatch, value: unknown): unknown {
   return value;
 }
 
+/** The terminal states as an SQL list (constants, not input). */
+const ENDED = [...TERMINAL_STATES].map((s) => `'${s}'`).join(', ');
+/** The states of a job that holds, or is about to hold, a container. */
+const ACTIVE = `'pulling', 'starting', 'running'`;
+
 function toRecord(row: JobRow): JobRecord {
   return Object.freeze({
     seq: row.seq,
@@ -70,6 +79,8 @@ function toRecord(row: JobRow): JobRecord {
     requestId: row.request_id,
     containerId: row.container_id,
     gpus: JSON.parse(row.gpus) as string[],
+    node: row.node,
+    attempt: row.attempt,
     gpuMemoryMiB: row.gpu_memory_mib,
     exitCode: row.exit_code,
     reason: row.reason,
@@ -90,9 +101,14 @@ const RECORD_CACHE_MAX = 4096;
 /**
  * Jobs in SQLite. Statements are prepared once. This process is the only
  * writer of its database file, and every write to `jobs` goes through this
- * class, so it can keep a write-through cache of records (a status poll is
- * mostly a `get`) and of the queue positions (every poll of a queued job
- * reads them), dropping entries on each write.
+ * class (the node store's writes too, through its methods below), so it can
+ * keep a write-through cache of records (a status poll is mostly a `get`)
+ * and of the queue positions (every poll of a queued job reads them),
+ * dropping entries on each write.
+ *
+ * A SQLite file is one node's: `node` is still recorded (claim, fences,
+ * expire keep the contract every store keeps), but only this process
+ * claims, so a claim is never contended in practice.
  */
 export class SqliteJobStore implements JobStore {
   /** lru-cache re-links preallocated slots on a hit instead of growing a Map (less garbage per poll). */
@@ -103,11 +119,15 @@ export class SqliteJobStore implements JobStore {
   private readonly byIdStmt: Statement;
   private readonly byKeyStmt: Statement;
   private readonly queuedStmt: Statement;
+  private readonly claimStmt: Statement;
   private readonly activeStmt: Statement;
+  private readonly claimedStmt: Statement;
+  private readonly unclaimStmt: Statement;
+  private readonly holdingGpusStmt: Statement;
   private readonly finishedBeforeStmt: Statement;
   private readonly countStmt: Statement;
   private readonly queueSummaryStmt: Statement;
-  /** UPDATE statements by column set (and compare-and-set or not), prepared once each. */
+  /** UPDATE statements by column set and guard, prepared once each. */
   private readonly updates = new Map<string, Statement>();
 
   constructor(private readonly db: Db) {
@@ -121,8 +141,15 @@ export class SqliteJobStore implements JobStore {
     this.insertLabelStmt = db.prepare(`INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)`);
     this.byIdStmt = db.prepare(`SELECT * FROM jobs WHERE id = ?`);
     this.byKeyStmt = db.prepare(`SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?`);
-    this.queuedStmt = db.prepare(`SELECT * FROM jobs WHERE state = 'queued' ORDER BY priority DESC, seq ASC`);
-    this.activeStmt = db.prepare(`SELECT * FROM jobs WHERE state IN ('pulling', 'starting', 'running')`);
+    this.queuedStmt = db.prepare(`SELECT * FROM jobs WHERE state = 'queued' AND node IS NULL ORDER BY priority DESC, seq ASC`);
+    this.claimStmt = db.prepare(
+      `UPDATE jobs SET node = @name WHERE id = @id AND state = 'queued' AND node IS NULL
+         AND EXISTS (SELECT 1 FROM nodes WHERE name = @name AND epoch = @epoch AND state = 'up' AND drained = 0)`,
+    );
+    this.activeStmt = db.prepare(`SELECT * FROM jobs WHERE node = ? AND state IN (${ACTIVE}) ORDER BY seq`);
+    this.claimedStmt = db.prepare(`SELECT * FROM jobs WHERE node = ? AND state = 'queued' ORDER BY priority DESC, seq ASC`);
+    this.unclaimStmt = db.prepare(`UPDATE jobs SET node = NULL WHERE node = ? AND state = 'queued' RETURNING id`);
+    this.holdingGpusStmt = db.prepare(`SELECT * FROM jobs WHERE state IN ('queued', ${ACTIVE}) AND gpus != '[]' ORDER BY seq`);
     this.finishedBeforeStmt = db.prepare(`SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?`);
     this.countStmt = db.prepare(`SELECT state, owner, COUNT(*) AS count FROM jobs GROUP BY state, owner`);
     this.queueSummaryStmt = db.prepare(`SELECT COUNT(*) AS length, MIN(created_at) AS oldestCreatedAt FROM jobs WHERE state = 'queued'`);
@@ -172,32 +199,65 @@ export class SqliteJobStore implements JobStore {
     return record;
   }
 
-  async update(id: string, patch: JobPatch, expect?: { state: JobState }): Promise<JobRecord | undefined> {
-    const keys = (Object.keys(patch) as (keyof JobPatch)[]).filter((k) => patch[k] !== undefined);
-    if (keys.length === 0) return this.read(id);
-    const params: Record<string, unknown> = { id, expectState: expect?.state ?? null };
-    for (const k of keys) params[k] = toSql(k, patch[k]);
-    const { changes } = writing(() => this.updateStmt(keys, expect !== undefined).run(params));
-    this.records.delete(id);
+  /** Drops what the caches hold of a job a write changed, or of every job. */
+  forget(id?: string): void {
+    if (id === undefined) this.records.clear();
+    else this.records.delete(id);
     this.positions = null;
+  }
+
+  async update(id: string, patch: JobPatch, expect?: UpdateGuard): Promise<JobRecord | undefined> {
+    return writing(() => this.patch(id, patch, expect));
+  }
+
+  /**
+   * The synchronous body of `update`, which the node store also runs inside
+   * its own transactions (which call `forget()` if they roll back: the
+   * record cached here would then be one that was never committed).
+   * Throws SQLite's errors as they are.
+   */
+  patch(id: string, patch: JobPatch, expect?: UpdateGuard): JobRecord | undefined {
+    const keys = (Object.keys(patch) as (keyof JobPatch)[]).filter((k) => patch[k] !== undefined);
+    if (keys.length === 0) {
+      const record = this.read(id);
+      return record && holds(record, expect) ? record : undefined;
+    }
+    const params: Record<string, unknown> = {
+      id,
+      expectState: expect?.state ?? null,
+      fenceNode: expect?.fence?.node ?? null,
+      fenceAttempt: expect?.fence?.attempt ?? null,
+    };
+    for (const k of keys) params[k] = toSql(k, patch[k]);
+    const { changes } = this.updateStmt(keys, expect?.state !== undefined, expect?.fence !== undefined).run(params);
+    this.forget(id);
     return changes === 0 ? undefined : this.read(id);
   }
 
   /** Keys are JobPatch's own field names, mapped to columns by COLUMN, never a client's. */
-  private updateStmt(keys: readonly (keyof JobPatch)[], guarded: boolean): Statement {
+  private updateStmt(keys: readonly (keyof JobPatch)[], expectState: boolean, fenced: boolean): Statement {
     const sets = keys.map((k) => `${COLUMN[k]} = @${k}`).join(', ');
-    const sql = `UPDATE jobs SET ${sets} WHERE id = @id${guarded ? ' AND state = @expectState' : ''}`;
+    let sql = `UPDATE jobs SET ${sets} WHERE id = @id`;
+    if (expectState) sql += ' AND state = @expectState';
+    if (fenced) sql += ` AND node = @fenceNode AND attempt = @fenceAttempt AND state NOT IN (${ENDED})`;
     let stmt = this.updates.get(sql);
     if (!stmt) this.updates.set(sql, (stmt = this.db.prepare(sql)));
     return stmt;
   }
 
-  async queued(): Promise<JobRecord[]> {
-    return this.queuedRecords();
+  async claim(id: string, node: { name: string; epoch: number }): Promise<JobRecord | undefined> {
+    const { changes } = writing(() => this.claimStmt.run({ id, name: node.name, epoch: node.epoch }));
+    this.forget(id);
+    return changes === 0 ? undefined : this.read(id);
   }
 
-  private queuedRecords(): JobRecord[] {
-    return (this.queuedStmt.all() as JobRow[]).map((r) => this.records.get(r.id) ?? this.cache(toRecord(r)));
+  async queued(): Promise<JobRecord[]> {
+    return this.fromRows(this.queuedStmt.all() as JobRow[]);
+  }
+
+  /** Records for rows, the cached ones reused (a cached record is the row's current one: every write drops it). */
+  private fromRows(rows: readonly JobRow[]): JobRecord[] {
+    return rows.map((r) => this.records.get(r.id) ?? this.cache(toRecord(r)));
   }
 
   async queuePositions(): Promise<ReadonlyMap<string, number>> {
@@ -207,8 +267,28 @@ export class SqliteJobStore implements JobStore {
     return positions;
   }
 
-  async active(): Promise<JobRecord[]> {
-    return (this.activeStmt.all() as JobRow[]).map(toRecord);
+  async active(node: string): Promise<JobRecord[]> {
+    return this.activeOf(node);
+  }
+
+  /** The node's jobs in pulling, starting or running (for the node store too). */
+  activeOf(node: string): JobRecord[] {
+    return (this.activeStmt.all(node) as JobRow[]).map(toRecord);
+  }
+
+  async claimed(node: string): Promise<JobRecord[]> {
+    return (this.claimedStmt.all(node) as JobRow[]).map(toRecord);
+  }
+
+  /** Gives the node's claimed, unstarted jobs back to the queue; their ids. Throws SQLite's errors as they are. */
+  unclaim(node: string): string[] {
+    const ids = (this.unclaimStmt.all(node) as { id: string }[]).map((r) => r.id);
+    if (ids.length > 0) this.forget();
+    return ids;
+  }
+
+  async holdingGpus(): Promise<JobRecord[]> {
+    return (this.holdingGpusStmt.all() as JobRow[]).map(toRecord);
   }
 
   async list(f: ListFilter): Promise<JobRecord[]> {
@@ -245,4 +325,12 @@ export class SqliteJobStore implements JobStore {
   async queueSummary(): Promise<{ length: number; oldestCreatedAt: string | null }> {
     return this.queueSummaryStmt.get() as { length: number; oldestCreatedAt: string | null };
   }
+}
+
+/** Whether a record meets an update's guard (for an update that changes nothing). */
+function holds(record: JobRecord, expect: UpdateGuard | undefined): boolean {
+  if (expect?.state !== undefined && record.state !== expect.state) return false;
+  const fence = expect?.fence;
+  if (fence && (record.node !== fence.node || record.attempt !== fence.attempt || isTerminal(record.state))) return false;
+  return true;
 }

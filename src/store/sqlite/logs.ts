@@ -1,7 +1,9 @@
 import type { Statement } from 'better-sqlite3';
+import { FencedError } from '../../model/errors.js';
 import { EMPTY_LOG_STATE, type LogChunk, type LogLine, type LogState, type LogStream, type NewLogRecord } from '../../model/log.js';
+import { isTerminal, type JobState } from '../../model/states.js';
 import { encodeChunk, STREAM_NAMES, unpackChunk } from '../chunk-codec.js';
-import type { LogStore } from '../store.js';
+import type { Fence, LogStore } from '../store.js';
 import type { Db } from './db.js';
 import { writing } from './errors.js';
 
@@ -31,6 +33,7 @@ export class SqliteLogStore implements LogStore {
   private readonly deleteChunks: Statement;
   private readonly deleteState: Statement;
   private readonly totalsStmt: Statement;
+  private readonly ownerStmt: Statement;
 
   constructor(private readonly db: Db) {
     this.insertChunk = db.prepare(`INSERT INTO log_chunks (job_id, first_seq, last_seq, lines) VALUES (?, ?, ?, ?)`);
@@ -60,6 +63,19 @@ export class SqliteLogStore implements LogStore {
       `SELECT COALESCE(SUM(bytes), 0) AS bytes, COALESCE(SUM(stdout_records), 0) AS stdoutRecords,
               COALESCE(SUM(stderr_records), 0) AS stderrRecords, COALESCE(SUM(truncated), 0) AS truncatedJobs FROM log_state`,
     );
+    this.ownerStmt = db.prepare(`SELECT node, attempt, state FROM jobs WHERE id = ?`);
+  }
+
+  /** Throws FencedError unless the job is still the fence's node's and attempt's, and not ended. */
+  private checkFence(jobId: string, fence: Fence | undefined): void {
+    if (!fence) return;
+    const job = this.ownerStmt.get(jobId) as { node: string | null; attempt: number; state: JobState } | undefined;
+    let detail: string | null = null;
+    if (!job) detail = 'it does not exist';
+    else if (job.node !== fence.node) detail = job.node === null ? 'it was given back to the queue' : `node ${job.node} has it now`;
+    else if (job.attempt !== fence.attempt) detail = `it is on attempt ${job.attempt}, not ${fence.attempt}`;
+    else if (isTerminal(job.state)) detail = `it has ended (${job.state})`;
+    if (detail !== null) throw new FencedError(jobId, detail);
   }
 
   async state(jobId: string): Promise<LogState> {
@@ -77,17 +93,23 @@ export class SqliteLogStore implements LogStore {
     };
   }
 
-  async append(jobId: string, records: readonly NewLogRecord[], next: LogState): Promise<void> {
+  async append(jobId: string, records: readonly NewLogRecord[], next: LogState, fence?: Fence): Promise<void> {
     writing(() =>
       this.db.transaction(() => {
+        this.checkFence(jobId, fence);
         if (records.length > 0) this.insertChunk.run(jobId, next.nextSeq - records.length, next.nextSeq - 1, encodeChunk(records));
         this.upsert(jobId, next);
       })(),
     );
   }
 
-  async saveState(jobId: string, s: LogState): Promise<void> {
-    writing(() => this.upsert(jobId, s));
+  async saveState(jobId: string, s: LogState, fence?: Fence): Promise<void> {
+    writing(() =>
+      this.db.transaction(() => {
+        this.checkFence(jobId, fence);
+        this.upsert(jobId, s);
+      })(),
+    );
   }
 
   private upsert(jobId: string, s: LogState): void {

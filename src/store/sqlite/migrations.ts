@@ -1,0 +1,163 @@
+import Database from 'better-sqlite3';
+import { Kysely, type Migration, type MigrationProvider, Migrator, SqliteDialect, sql } from 'kysely';
+
+/**
+ * The SQLite schema, as Kysely migrations. Names sort in the order they
+ * apply; append only: never edit a migration that has shipped.
+ *
+ * Kysely's `kysely_migration` table is the record of what has been applied.
+ * Gantry 0.1.0 kept its one migration's number in `PRAGMA user_version`
+ * (1) instead; that pragma is left as it is now, and nothing reads it.
+ */
+type Db = Kysely<unknown>;
+
+/** Runs DDL statements one by one (better-sqlite3 prepares one statement at a time). */
+async function exec(db: Db, statements: readonly string[]): Promise<void> {
+  for (const statement of statements) await sql.raw(statement).execute(db);
+}
+
+export const MIGRATIONS: Readonly<Record<string, Migration>> = {
+  /**
+   * The schema of Gantry 0.1.0 (its MIGRATIONS[0]), made idempotent: on a
+   * data dir that release made (user_version 1, no kysely tables) every
+   * table and index exists, so this changes nothing and is recorded as
+   * applied.
+   */
+  '0001_initial': {
+    up: (db) =>
+      exec(db, [
+        `CREATE TABLE IF NOT EXISTS jobs (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          id TEXT NOT NULL UNIQUE,
+          owner TEXT NOT NULL,
+          name TEXT,
+          state TEXT NOT NULL,
+          priority INTEGER NOT NULL DEFAULT 0,
+          spec TEXT NOT NULL,
+          spec_hash TEXT NOT NULL,
+          idempotency_key TEXT,
+          request_id TEXT,
+          container_id TEXT,
+          gpus TEXT NOT NULL DEFAULT '[]',
+          gpu_memory_mib INTEGER,
+          exit_code INTEGER,
+          reason TEXT,
+          result TEXT,
+          pull_status TEXT,
+          pull_progress TEXT,
+          cancel_requested INTEGER NOT NULL DEFAULT 0,
+          created_at TEXT NOT NULL,
+          started_at TEXT,
+          finished_at TEXT,
+          deadline_at TEXT
+        )`,
+        `CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs(owner, idempotency_key) WHERE idempotency_key IS NOT NULL`,
+        `CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, priority DESC, seq)`,
+        `CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, seq)`,
+        `CREATE TABLE IF NOT EXISTS job_labels (
+          job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+          key TEXT NOT NULL,
+          value TEXT NOT NULL,
+          PRIMARY KEY (job_id, key)
+        ) WITHOUT ROWID`,
+        `CREATE INDEX IF NOT EXISTS job_labels_kv ON job_labels(key, value)`,
+        `CREATE TABLE IF NOT EXISTS log_chunks (
+          job_id TEXT NOT NULL,
+          first_seq INTEGER NOT NULL,
+          last_seq INTEGER NOT NULL,
+          lines BLOB NOT NULL,
+          PRIMARY KEY (job_id, first_seq)
+        ) WITHOUT ROWID`,
+        `CREATE TABLE IF NOT EXISTS log_state (
+          job_id TEXT PRIMARY KEY,
+          next_seq INTEGER NOT NULL DEFAULT 1,
+          stdout_records INTEGER NOT NULL DEFAULT 0,
+          stderr_records INTEGER NOT NULL DEFAULT 0,
+          bytes INTEGER NOT NULL DEFAULT 0,
+          truncated INTEGER NOT NULL DEFAULT 0,
+          last_stdout TEXT,
+          error TEXT,
+          complete INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID`,
+        `CREATE TABLE IF NOT EXISTS settings (
+          key TEXT PRIMARY KEY,
+          value TEXT NOT NULL
+        ) WITHOUT ROWID`,
+      ]),
+  },
+
+  /**
+   * The node a job was taken by and its attempt, and the node registry.
+   * Existing jobs get node NULL and attempt 1. Those of them already past
+   * the queue ran on the one node a SQLite file has ever had, whose name
+   * this file never knew: the first node to register takes the unfinished
+   * ones (SqliteNodeStore.register); finished ones keep NULL.
+   */
+  '0002_fleet': {
+    up: (db) =>
+      exec(db, [
+        `ALTER TABLE jobs ADD COLUMN node TEXT`,
+        `ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1`,
+        `CREATE INDEX jobs_node ON jobs(node, state)`,
+        `CREATE TABLE nodes (
+          name TEXT PRIMARY KEY,
+          labels TEXT NOT NULL DEFAULT '{}',
+          gpus TEXT NOT NULL DEFAULT '[]',
+          version TEXT NOT NULL,
+          lease_seconds INTEGER NOT NULL,
+          epoch INTEGER NOT NULL,
+          state TEXT NOT NULL,
+          drained INTEGER NOT NULL DEFAULT 0,
+          started_at TEXT NOT NULL,
+          heartbeat_at TEXT NOT NULL
+        ) WITHOUT ROWID`,
+      ]),
+  },
+};
+
+const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
+
+/**
+ * Brings the database file up to the latest schema.
+ *
+ * The migrator gets a better-sqlite3 connection of its own, closed when it
+ * is done, rather than the store's: Kysely's SqliteDriver.destroy() calls
+ * `close()` on the database it was given (onCreateConnection cannot stop
+ * that), and the store's statements are prepared only once the schema is
+ * final, so they never see a half-migrated one.
+ *
+ * SQLite's DDL is transactional but Kysely's SqliteAdapter says it is not,
+ * so the Migrator would run each migration, and record it, outside any
+ * transaction: a crash between two statements of one migration would leave
+ * a file no later start could migrate (a column added, its migration not
+ * recorded). The whole run is therefore one `BEGIN IMMEDIATE` transaction
+ * on the migrator's connection: every pending migration and its record, or
+ * nothing. IMMEDIATE takes the write lock before Kysely reads what was
+ * applied, so a second process opening the same file waits (busy_timeout)
+ * and then finds nothing left to do.
+ */
+export async function migrateToLatest(file: string, configure: (db: Database.Database) => void): Promise<void> {
+  const conn = new Database(file);
+  const db = new Kysely<unknown>({ dialect: new SqliteDialect({ database: conn }) });
+  try {
+    configure(conn);
+    conn.exec('BEGIN IMMEDIATE');
+    const { error, results } = await new Migrator({ db, provider }).migrateToLatest();
+    if (error !== undefined) {
+      if (conn.inTransaction) conn.exec('ROLLBACK');
+      const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+      const what = failed ? `schema migration ${failed} failed` : 'its schema migrations cannot run';
+      const detail = error instanceof Error ? error.message : String(error);
+      throw new Error(`cannot open the store ${file}: ${what} (nothing was changed): ${detail}`, { cause: error });
+    }
+    conn.exec('COMMIT');
+  } catch (err) {
+    if (conn.open && conn.inTransaction) conn.exec('ROLLBACK');
+    throw err;
+  } finally {
+    // Closes `conn` (and only it), once Kysely has used it; Kysely leaves
+    // a database it never ran a query on open, so close that one here.
+    await db.destroy();
+    if (conn.open) conn.close();
+  }
+}

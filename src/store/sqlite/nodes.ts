@@ -1,0 +1,157 @@
+import type { Statement } from 'better-sqlite3';
+import type { NodeGpu, NodeState } from '../../model/node.js';
+import type { JobPatch, JobRecord, NodeInfo, NodeRecord, NodeStore, SettledJob } from '../store.js';
+import type { Db } from './db.js';
+import { writing } from './errors.js';
+import type { SqliteJobStore } from './jobs.js';
+
+interface NodeRow {
+  name: string;
+  labels: string;
+  gpus: string;
+  version: string;
+  lease_seconds: number;
+  epoch: number;
+  state: NodeState;
+  drained: number;
+  started_at: string;
+  heartbeat_at: string;
+}
+
+function toNode(row: NodeRow, now: number): NodeRecord {
+  return Object.freeze({
+    name: row.name,
+    labels: Object.freeze(JSON.parse(row.labels) as Record<string, string>),
+    gpus: Object.freeze(JSON.parse(row.gpus) as NodeGpu[]),
+    version: row.version,
+    leaseSeconds: row.lease_seconds,
+    epoch: row.epoch,
+    state: row.state,
+    drained: row.drained === 1,
+    startedAt: row.started_at,
+    heartbeatAt: row.heartbeat_at,
+    heartbeatAgeSeconds: Math.max(0, (now - Date.parse(row.heartbeat_at)) / 1000),
+  });
+}
+
+/**
+ * The node registry in SQLite. A SQLite file is written by one process, so
+ * in practice it holds one node, which never expires itself while it runs;
+ * the registry still keeps the whole contract (epochs, leases, expiry), so
+ * a node's code runs the same on either store. Times are this process's
+ * clock, as ISO-8601 text like every other time in the file.
+ */
+export class SqliteNodeStore implements NodeStore {
+  private readonly registerStmt: Statement;
+  private readonly adoptStmt: Statement;
+  private readonly renewStmt: Statement;
+  private readonly getStmt: Statement;
+  private readonly listStmt: Statement;
+  private readonly upStmt: Statement;
+  private readonly drainStmt: Statement;
+  private readonly loseStmt: Statement;
+
+  constructor(
+    private readonly db: Db,
+    private readonly jobs: SqliteJobStore,
+  ) {
+    this.registerStmt = db.prepare(
+      `INSERT INTO nodes (name, labels, gpus, version, lease_seconds, epoch, state, drained, started_at, heartbeat_at)
+       VALUES (@name, @labels, @gpus, @version, @leaseSeconds, 1, 'up', 0, @now, @now)
+       ON CONFLICT(name) DO UPDATE SET labels = excluded.labels, gpus = excluded.gpus, version = excluded.version,
+         lease_seconds = excluded.lease_seconds, epoch = nodes.epoch + 1, state = 'up',
+         started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at
+       RETURNING *`,
+    );
+    this.adoptStmt = db.prepare(`UPDATE jobs SET node = ? WHERE node IS NULL AND state IN ('pulling', 'starting', 'running')`);
+    this.renewStmt = db.prepare(`UPDATE nodes SET heartbeat_at = ? WHERE name = ? AND epoch = ? AND state = 'up'`);
+    this.getStmt = db.prepare(`SELECT * FROM nodes WHERE name = ?`);
+    this.listStmt = db.prepare(`SELECT * FROM nodes ORDER BY name`);
+    this.upStmt = db.prepare(`SELECT * FROM nodes WHERE state = 'up' ORDER BY name`);
+    this.drainStmt = db.prepare(`UPDATE nodes SET drained = ? WHERE name = ? RETURNING *`);
+    this.loseStmt = db.prepare(`UPDATE nodes SET state = 'lost' WHERE name = ? AND epoch = ? AND state = 'up' RETURNING *`);
+  }
+
+  /**
+   * Also gives the registering node the jobs that were past the queue when
+   * the file was migrated from Gantry 0.1.0 (node NULL, see migrations.ts):
+   * they ran on the one node this file has had, whatever its name is now,
+   * and its reconcile finds them through `active(name)`, its fenced writes
+   * then match them. After that no job past the queue has node NULL (claim
+   * sets it first), so this changes nothing.
+   */
+  async register(info: NodeInfo): Promise<NodeRecord> {
+    const now = Date.now();
+    const params = {
+      name: info.name,
+      labels: JSON.stringify(info.labels),
+      gpus: JSON.stringify(info.gpus),
+      version: info.version,
+      leaseSeconds: info.leaseSeconds,
+      now: new Date(now).toISOString(),
+    };
+    const { row, adopted } = writing(() =>
+      this.db.transaction(() => ({
+        row: this.registerStmt.get(params) as NodeRow,
+        adopted: this.adoptStmt.run(info.name).changes,
+      }))(),
+    );
+    if (adopted > 0) this.jobs.forget();
+    return toNode(row, now);
+  }
+
+  async renew(name: string, epoch: number): Promise<boolean> {
+    const { changes } = writing(() => this.renewStmt.run(new Date().toISOString(), name, epoch));
+    return changes > 0;
+  }
+
+  async get(name: string): Promise<NodeRecord | undefined> {
+    const row = this.getStmt.get(name) as NodeRow | undefined;
+    return row && toNode(row, Date.now());
+  }
+
+  async list(): Promise<NodeRecord[]> {
+    const now = Date.now();
+    return (this.listStmt.all() as NodeRow[]).map((r) => toNode(r, now));
+  }
+
+  async setDrained(name: string, drained: boolean): Promise<NodeRecord | undefined> {
+    const row = writing(() => this.drainStmt.get(drained ? 1 : 0, name)) as NodeRow | undefined;
+    return row && toNode(row, Date.now());
+  }
+
+  /**
+   * One transaction: each expired node lost, its claimed jobs unclaimed, its
+   * running ones settled. `settle` runs inside it (it must not await); if it
+   * throws, nothing is changed.
+   */
+  async expire(settle: (record: JobRecord, node: NodeRecord) => JobPatch): Promise<{ lost: NodeRecord[]; settled: SettledJob[] }> {
+    const now = Date.now();
+    try {
+      return writing(() =>
+        this.db.transaction(() => {
+          const lost: NodeRecord[] = [];
+          const settled: SettledJob[] = [];
+          for (const up of this.upStmt.all() as NodeRow[]) {
+            if (Date.parse(up.heartbeat_at) + up.lease_seconds * 1000 >= now) continue;
+            const row = this.loseStmt.get(up.name, up.epoch) as NodeRow | undefined;
+            if (!row) continue;
+            const node = toNode(row, now);
+            lost.push(node);
+            this.jobs.unclaim(node.name);
+            for (const record of this.jobs.activeOf(node.name)) {
+              const patch = settle(record, node);
+              const next = this.jobs.patch(record.id, patch, { state: record.state });
+              settled.push({ record: next ?? record, requeued: patch.state === 'queued' });
+            }
+          }
+          return { lost, settled };
+        })(),
+      );
+    } catch (err) {
+      // Records cached by the rolled-back writes were never committed.
+      this.jobs.forget();
+      throw err;
+    }
+  }
+}
