@@ -16,7 +16,7 @@ import { mean, pool, round, say, sleep } from '../lib/util.js';
  * (before Gantry starts), as a busy host would have them. Returns their ids.
  */
 export async function seedJobs(dataDir: string, n: number): Promise<string[]> {
-  const store = openSqliteStore(dataDir);
+  const store = await openSqliteStore(dataDir);
   const ids: string[] = [];
   const t = Date.now() - n * 1000;
   for (let i = 0; i < n; i++) {

@@ -22,8 +22,8 @@ const owner: Principal = { owner: 'team-a', scopes: new Set(['submit', 'read', '
 const other: Principal = { owner: 'team-b', scopes: new Set(['submit', 'read', 'cancel']), isAdmin: false };
 const spec = (extra: Partial<JobSpec> = {}): JobSpec => ({ image: 'local/busybox:latest', command: ['true'], ...extra });
 
-function setup(t: { after(fn: () => unknown): void }) {
-  const store = openSqliteStore(fs.mkdtempSync(path.join(os.tmpdir(), 'jobs-')));
+async function setup(t: { after(fn: () => unknown): void }) {
+  const store = await openSqliteStore(fs.mkdtempSync(path.join(os.tmpdir(), 'jobs-')));
   t.after(() => store.close());
   const events = new JobEventHub();
   const queue = new QueueState();
@@ -34,7 +34,7 @@ function setup(t: { after(fn: () => unknown): void }) {
     queue,
     policy: config.policy,
     dockerSocket: config.dockerSocket,
-    impossibleGpuRequest: (req) => ((req.count ?? 0) > 2 ? 'this host has 2' : null),
+    placementProblem: async (s) => ((s.gpus?.count ?? 0) > 2 ? { path: 'gpus', message: 'this host has 2' } : null),
   });
   const add = async (s: JobSpec = spec()) => (await service.submit(owner, s, { idempotencyKey: null, requestId: null })).job.id;
   return { store, events, queue, service, add };
@@ -43,7 +43,7 @@ function setup(t: { after(fn: () => unknown): void }) {
 const polled = async (service: JobService, id: string) => JSON.parse(frozenJson(await service.get(owner, id))) as Job;
 
 test('a started job keeps one frozen view, and its JSON, until it changes', async (t) => {
-  const { service, add } = setup(t);
+  const { service, add } = await setup(t);
   const id = await add();
   await service.transition(id, 'starting');
   await service.transition(id, 'running', { startedAt: new Date().toISOString(), containerId: 'c1' });
@@ -64,7 +64,7 @@ test('a started job keeps one frozen view, and its JSON, until it changes', asyn
 });
 
 test('a finished job is served from memory, and only to whoever may see it', async (t) => {
-  const { service, add, store } = setup(t);
+  const { service, add, store } = await setup(t);
   const id = await add();
   await service.transition(id, 'cancelled', { finishedAt: new Date().toISOString(), reason: 'x' });
   const view = await service.findVisible(owner, id);
@@ -76,7 +76,7 @@ test('a finished job is served from memory, and only to whoever may see it', asy
 });
 
 test('a queued job is viewed afresh on every poll, so its position follows the queue', async (t) => {
-  const { service, add } = setup(t);
+  const { service, add } = await setup(t);
   const a = await add();
   const b = await add();
   assert.equal((await polled(service, b)).position, 1);
@@ -89,7 +89,7 @@ test('a queued job is viewed afresh on every poll, so its position follows the q
 });
 
 test('submits with one idempotency key racing each other make one job; another body with the key is refused', async (t) => {
-  const { service, store } = setup(t);
+  const { service, store } = await setup(t);
   const results = await Promise.all(
     Array.from({ length: 20 }, () => service.submit(owner, spec({ name: 'same' }), { idempotencyKey: 'k1', requestId: null })),
   );
@@ -102,7 +102,7 @@ test('submits with one idempotency key racing each other make one job; another b
 });
 
 test('a cancel racing the scheduler never overwrites the state it set, and vice versa', async (t) => {
-  const { service, add, queue, events, store } = setup(t);
+  const { service, add, queue, events, store } = await setup(t);
   // The scheduler took the job (still `queued` in the store) and moves it on while the cancel is asked.
   const id = await add();
   queue.markLaunched(id);
@@ -124,7 +124,7 @@ test('a cancel racing the scheduler never overwrites the state it set, and vice 
 });
 
 test('the domain says what is wrong in its own terms, with spec-relative paths', async (t) => {
-  const { service } = setup(t);
+  const { service } = await setup(t);
   const refused = await service
     .submit(owner, spec({ image: 'docker.io/evil:1' }), { idempotencyKey: null, requestId: null })
     .catch((e) => e);

@@ -25,7 +25,7 @@ test('the driver file is sized for the capped log with its per-line overhead', (
 
 test('a flood of tiny lines is truncated before it could outgrow the log driver file a restart resumes from', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-capture-'));
-  const db = openSqliteStore(dir);
+  const db = await openSqliteStore(dir);
   const store = db.logs;
   const maxBytes = 4 * 1024 * 1024; // driver file 32 MiB; 800,000 two-byte lines are far under the cap itself
   const capture = await LogCapture.open({

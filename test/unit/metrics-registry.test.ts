@@ -42,8 +42,8 @@ function val(text: string, name: string, labels: Record<string, string> = {}): n
   return undefined;
 }
 
-function setup(t: TestContext, o: { store?: (s: Store) => Store } = {}) {
-  const base = openSqliteStore(fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-metrics-')));
+async function setup(t: TestContext, o: { store?: (s: Store) => Store } = {}) {
+  const base = await openSqliteStore(fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-metrics-')));
   t.after(() => base.close());
   const store = o.store ? o.store(base) : base;
   const gpus = new GpuAllocator(GPUS);
@@ -67,6 +67,8 @@ function view(over: Partial<Job> & Pick<Job, 'id' | 'state'>): Job {
     startedAt: null,
     finishedAt: null,
     gpus: [],
+    node: null,
+    attempt: 1,
     pull: null,
     labels: {},
     requestId: null,
@@ -76,7 +78,7 @@ function view(over: Partial<Job> & Pick<Job, 'id' | 'state'>): Job {
 }
 
 test('a scrape reads jobs, the queue, GPUs and stored logs through the store', async (t) => {
-  const { store, gpus, metrics, submit } = setup(t);
+  const { store, gpus, metrics, submit } = await setup(t);
   await submit('a1', 'alice', new Date(Date.now() - 30_000).toISOString());
   await submit('a2', 'alice');
   await submit('a3', 'alice');
@@ -133,7 +135,7 @@ test('a scrape reads jobs, the queue, GPUs and stored logs through the store', a
 
 test('the two queue gauges share one store read per scrape', async (t) => {
   let reads = 0;
-  const { metrics, submit } = setup(t, {
+  const { metrics, submit } = await setup(t, {
     store: (s) => ({
       ...s,
       jobs: Object.assign(Object.create(s.jobs), {
@@ -153,14 +155,14 @@ test('the two queue gauges share one store read per scrape', async (t) => {
 });
 
 test('a store that fails fails the scrape', async (t) => {
-  const { metrics } = setup(t, {
+  const { metrics } = await setup(t, {
     store: (s) => ({ ...s, logs: Object.assign(Object.create(s.logs), { totals: () => Promise.reject(new Error('disk gone')) }) }),
   });
   await assert.rejects(metrics.scrape(), /disk gone/);
 });
 
 test('runtime errors are counted by operation, every operation from zero', async (t) => {
-  const { metrics } = setup(t);
+  const { metrics } = await setup(t);
   for (const op of RUNTIME_OPS) assert.equal(val(await metrics.scrape(), 'gantry_docker_api_errors_total', { op }), 0, op);
   metrics.runtimeError('start');
   metrics.runtimeError('start');
@@ -172,7 +174,7 @@ test('runtime errors are counted by operation, every operation from zero', async
 });
 
 test('engine calls are timed by operation, except waits', async (t) => {
-  const { metrics } = setup(t);
+  const { metrics } = await setup(t);
   metrics.runtimeCall('create', 0.02);
   metrics.runtimeCall('create', 0.2);
   metrics.runtimeCall('wait', 3600);
@@ -188,7 +190,7 @@ test('engine calls are timed by operation, except waits', async (t) => {
 });
 
 test('status changes: the queue wait and the end of each job are observed once', async (t) => {
-  const { events, metrics } = setup(t);
+  const { events, metrics } = await setup(t);
   const now = Date.now();
   const createdAt = new Date(now - 20_000).toISOString();
   const startedAt = new Date(now - 10_000).toISOString();
@@ -218,7 +220,7 @@ test('status changes: the queue wait and the end of each job are observed once',
 });
 
 test('SSE followers are counted while their connection lives', async (t) => {
-  const { metrics } = setup(t);
+  const { metrics } = await setup(t);
   const res = (): http.ServerResponse => new http.ServerResponse(new http.IncomingMessage(new Socket()));
   const a = res();
   const b = res();
@@ -241,7 +243,7 @@ function quietLog() {
 }
 
 test('open listener: GET and HEAD /metrics without a token, 404 for anything else', async (t) => {
-  const { metrics } = setup(t);
+  const { metrics } = await setup(t);
   const listener = openMetricsListener({ scrape: () => metrics.scrape(), contentType: metrics.contentType, log: quietLog().log });
   assert.equal(listener.address(), null);
   await listener.listen('127.0.0.1', 0);

@@ -110,7 +110,7 @@ test('the spec schema refuses every field that would widen the container', () =>
 test('container options: hardened by default, nothing taken from the client but checked values', () => {
   const s = spec({ env: { A: '1' }, labels: { team: 'ml' }, resources: { cpus: 1.5 } });
   const opts = createOptions(
-    containerSpec({ jobId: 'j1', owner: 'alice', spec: s, mounts: [], gpu: gpuInjection(config.gpus, [], null) }, config),
+    containerSpec({ jobId: 'j1', attempt: 1, owner: 'alice', spec: s, mounts: [], gpu: gpuInjection(config.gpus, [], null) }, config),
   );
   const hc = opts.HostConfig!;
   assert.equal(hc.Privileged, false);

@@ -7,6 +7,7 @@ import pino from 'pino';
 import type { Principal } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config.js';
 import { buildDomain } from '../../src/domain.js';
+import { NodeMembership } from '../../src/fleet/membership.js';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
 import { gpuInjection } from '../../src/gpu/inject.js';
 import { JobEventHub } from '../../src/jobs/events.js';
@@ -42,11 +43,33 @@ interface Harness {
 async function harness(t: TestContext, o: { runtime?: FakeRuntime; dataDir?: string; store?: (s: Store) => Store } = {}): Promise<Harness> {
   const runtime = o.runtime ?? new FakeRuntime();
   const dataDir = o.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sched-'));
-  const raw = openSqliteStore(dataDir);
+  const raw = await openSqliteStore(dataDir);
   const store = o.store ? o.store(raw) : raw;
   const events = new JobEventHub();
   const gpus = new GpuAllocator([]);
-  const { jobs, scheduler } = buildDomain({ config, store, runtime, gpus, events, registryLogins: {}, log: pino({ level: 'silent' }) });
+  const log = pino({ level: 'silent' });
+  const seat = new NodeMembership({
+    store,
+    info: { name: 'node-1', labels: {}, gpus: [], version: 'test', leaseSeconds: 30 },
+    shared: false,
+    log,
+    onSettled: () => undefined,
+    onFenced: async () => undefined,
+    onSuperseded: () => undefined,
+    onHeartbeat: () => undefined,
+  });
+  await seat.join();
+  const { jobs, scheduler } = buildDomain({
+    config,
+    store,
+    runtime,
+    gpus,
+    events,
+    registryLogins: {},
+    seat,
+    placementProblem: async () => null,
+    log,
+  });
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -259,6 +282,7 @@ test("the container spec the runtime gets is built from the checked spec and Gan
   const s = containerSpec(
     {
       jobId: 'j',
+      attempt: 1,
       owner: 'o',
       spec: spec({ labels: { 'dev.gantry.job-id': 'forged' } }),
       mounts: [],

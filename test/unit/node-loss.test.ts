@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { settleLostJob } from '../../src/fleet/node-loss.js';
+import type { JobSpec } from '../../src/model/job.js';
+import type { JobRecord, NodeRecord } from '../../src/store/store.js';
+
+const lost: NodeRecord = {
+  name: 'c',
+  labels: {},
+  gpus: [],
+  version: 'test',
+  leaseSeconds: 30,
+  epoch: 4,
+  state: 'lost',
+  drained: false,
+  startedAt: '2026-12-02T08:00:00.000Z',
+  heartbeatAt: '2026-12-02T08:10:00.000Z',
+  heartbeatAgeSeconds: 31,
+};
+
+function job(spec: Partial<JobSpec>, over: Partial<JobRecord> = {}): JobRecord {
+  return {
+    seq: 1,
+    id: 'j',
+    owner: 'o',
+    name: null,
+    state: 'running',
+    priority: 0,
+    spec: { image: 'local/busybox:latest', command: ['true'], ...spec },
+    specHash: 'h',
+    idempotencyKey: null,
+    requestId: null,
+    containerId: 'abc',
+    gpus: ['GPU-1'],
+    node: 'c',
+    attempt: 1,
+    gpuMemoryMiB: null,
+    exitCode: null,
+    reason: null,
+    result: null,
+    pullStatus: null,
+    pullProgress: null,
+    cancelRequested: false,
+    createdAt: '2026-12-02T08:00:00.000Z',
+    startedAt: '2026-12-02T08:00:01.000Z',
+    finishedAt: null,
+    deadlineAt: null,
+    ...over,
+  };
+}
+
+const now = new Date('2026-12-02T08:11:00.000Z');
+
+test('a job of a lost node fails, naming the node, and releases its GPUs', () => {
+  const p = settleLostJob(job({}), lost, now);
+  assert.equal(p.state, 'failed');
+  assert.equal(p.finishedAt, now.toISOString());
+  assert.deepEqual(p.gpus, []);
+  assert.equal(p.reason, 'node "c" was lost while the job was running: it renewed no lease for 30 s');
+});
+
+test('a job that asks for node_lost retries goes back to the queue as its next attempt, until none is left', () => {
+  const retry = { maxAttempts: 2, on: ['node_lost' as const] };
+  const p = settleLostJob(job({ retry }), lost, now);
+  assert.equal(p.state, 'queued');
+  assert.equal(p.attempt, 2);
+  assert.equal(p.node, null);
+  assert.equal(p.containerId, null);
+  assert.deepEqual(p.gpus, []);
+  assert.equal(p.startedAt, null);
+  assert.match(p.reason!, /attempt 1 was lost with node "c".*queued again as attempt 2 of 2/);
+  const last = settleLostJob(job({ retry }, { attempt: 2 }), lost, now);
+  assert.equal(last.state, 'failed');
+  assert.match(last.reason!, /attempt 2 of 2: none left/);
+});
+
+test('a cancel asked before the node was lost ends the job cancelled, retry or not', () => {
+  const p = settleLostJob(job({ retry: { maxAttempts: 3, on: ['node_lost'] } }, { cancelRequested: true }), lost, now);
+  assert.equal(p.state, 'cancelled');
+  assert.match(p.reason!, /node "c" was lost/);
+});
