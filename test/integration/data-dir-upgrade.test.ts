@@ -210,6 +210,19 @@ test('a 0.1.0 data dir opens: every job, label, log line and setting is kept, th
   assert.equal(file.userVersion, 1, 'user_version is left as 0.1.0 set it');
 });
 
+test('opened with its node name, the store gives that node the job 0.1.0 left running, before any registration', async (t) => {
+  const store = await openSqliteStore(copyFixture(), 'gpu-host-1');
+  t.after(() => store.close());
+  assert.deepEqual(
+    (await store.jobs.active('gpu-host-1')).map((r) => r.id),
+    [id(4)],
+  );
+  assert.equal((await store.jobs.get(id(1)))?.node, null, 'an ended job keeps no node');
+  assert.equal((await store.jobs.get(id(2)))?.node, null, 'a queued job is no node’s');
+  await store.nodes.register({ name: 'other', labels: {}, gpus: [], version: '0.2.0', leaseSeconds: 30 });
+  assert.equal((await store.jobs.get(id(4)))?.node, 'gpu-host-1', 'a later registration takes nothing');
+});
+
 test('opening a migrated data dir again changes nothing', async () => {
   const dir = copyFixture();
   await (await openSqliteStore(dir)).close();

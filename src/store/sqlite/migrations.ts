@@ -90,8 +90,9 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
    * The node a job was taken by and its attempt, and the node registry.
    * Existing jobs get node NULL and attempt 1. Those of them already past
    * the queue ran on the one node a SQLite file has ever had, whose name
-   * this file never knew: the first node to register takes the unfinished
-   * ones (SqliteNodeStore.register); finished ones keep NULL.
+   * this file never knew: the node the store is opened for, or else the
+   * first to register, takes the unfinished ones (nodes.ts, ADOPT); finished
+   * ones keep NULL.
    */
   '0002_fleet': {
     up: (db) =>

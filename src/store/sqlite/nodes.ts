@@ -5,6 +5,21 @@ import type { Db } from './db.js';
 import { writing } from './errors.js';
 import type { SqliteJobStore } from './jobs.js';
 
+/**
+ * Jobs Gantry 0.1.0 left past the queue have node NULL (see migrations.ts):
+ * they ran on the one node a SQLite file has ever had, whatever its name
+ * is now, so the node this process is takes them, and its reconcile finds
+ * them through `active(name)` and its fenced writes match them. Once taken
+ * no job past the queue has node NULL (claim sets it first), so running
+ * this again changes nothing. Finished jobs keep NULL.
+ */
+const ADOPT = `UPDATE jobs SET node = ? WHERE node IS NULL AND state IN ('pulling', 'starting', 'running')`;
+
+/** Gives `node` the unfinished jobs of 0.1.0 (ADOPT); how many. */
+export function adoptLegacyJobs(db: Db, node: string): number {
+  return db.prepare(ADOPT).run(node).changes;
+}
+
 interface NodeRow {
   name: string;
   labels: string;
@@ -63,7 +78,7 @@ export class SqliteNodeStore implements NodeStore {
          started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at
        RETURNING *`,
     );
-    this.adoptStmt = db.prepare(`UPDATE jobs SET node = ? WHERE node IS NULL AND state IN ('pulling', 'starting', 'running')`);
+    this.adoptStmt = db.prepare(ADOPT);
     this.renewStmt = db.prepare(`UPDATE nodes SET heartbeat_at = ? WHERE name = ? AND epoch = ? AND state = 'up'`);
     this.getStmt = db.prepare(`SELECT * FROM nodes WHERE name = ?`);
     this.listStmt = db.prepare(`SELECT * FROM nodes ORDER BY name`);
@@ -73,12 +88,9 @@ export class SqliteNodeStore implements NodeStore {
   }
 
   /**
-   * Also gives the registering node the jobs that were past the queue when
-   * the file was migrated from Gantry 0.1.0 (node NULL, see migrations.ts):
-   * they ran on the one node this file has had, whatever its name is now,
-   * and its reconcile finds them through `active(name)`, its fenced writes
-   * then match them. After that no job past the queue has node NULL (claim
-   * sets it first), so this changes nothing.
+   * Also gives the registering node the unfinished jobs of 0.1.0 (ADOPT),
+   * unless the store was opened with this node's name and so gave them
+   * already.
    */
   async register(info: NodeInfo): Promise<NodeRecord> {
     const now = Date.now();
