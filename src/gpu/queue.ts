@@ -9,16 +9,13 @@ export interface QueueEntry {
   model?: string | undefined;
 }
 
-export type QueueDecision =
-  | { id: string; action: 'start'; alloc: Allocation | null }
-  | { id: string; action: 'wait'; reason: string }
-  /** The request can never be met (the inventory shrank across a restart). */
-  | { id: string; action: 'refuse'; reason: string };
+export type QueueDecision = { id: string; action: 'start'; alloc: Allocation | null } | { id: string; action: 'wait'; reason: string };
 
 /**
  * One pass over the queue. `entries` come in scheduling order (priority
- * descending, then FIFO); each either starts (GPUs allocated now), waits, or
- * is refused. Order is strict for GPU jobs: once one waits for GPUs, no later
+ * descending, then FIFO), each one this host could run (the caller leaves
+ * out what it never could); each either starts (GPUs allocated now) or
+ * waits. Order is strict for GPU jobs: once one waits for GPUs, no later
  * GPU job may take GPUs, so a large request is never starved by a stream of
  * small ones of equal or lower priority. CPU jobs do not wait behind it, but
  * every job needs one of the `freeSlots` run slots, taken in order.
@@ -28,13 +25,6 @@ export function planQueue(entries: Iterable<QueueEntry>, gpus: GpuAllocator, fre
   let slots = freeSlots;
   let gpuBlocked = false;
   for (const e of entries) {
-    if (e.gpus) {
-      const impossible = gpus.impossible(e.gpus, e.model);
-      if (impossible) {
-        out.push({ id: e.id, action: 'refuse', reason: `its GPU request can no longer be met on this host: ${impossible}` });
-        continue;
-      }
-    }
     if (slots <= 0) {
       out.push({ id: e.id, action: 'wait', reason: `waiting for a run slot (GANTRY_MAX_RUNNING=${maxRunning})` });
       continue;

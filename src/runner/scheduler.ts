@@ -157,7 +157,6 @@ export class Scheduler {
     for (const [i, decision] of plan.entries()) {
       const record = runnable[i]!;
       if (decision.action === 'wait') waiting.set(record.id, decision.reason);
-      else if (decision.action === 'refuse') refused.push({ id: record.id, reason: decision.reason });
       else {
         const claimed = await this.d.store.jobs.claim(record.id, { name: seat.name, epoch });
         if (claimed) this.launch(claimed, (run) => run.fresh(decision.alloc));
