@@ -3,8 +3,9 @@
 # (bridge and iptables off), the local test image and npm dependencies.
 # With --test, also what the test suite needs: a registry and htpasswd for the
 # pull tests, docker-compose (to validate the compose file), Chromium for the
-# UI tests, curl, and Pythons that can make venvs (python3 for the client and
-# fuzzer venvs, python3.11 for Airflow's pins).
+# UI tests, curl, Pythons that can make venvs (python3 for the client and
+# fuzzer venvs, python3.11 for Airflow's pins), and PostgreSQL (the shared
+# store's tests start throwaway clusters).
 # Idempotent: re-running skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,8 @@ if [ "${1:-}" = "--test" ]; then
   for py in python3:python3-venv python3.11:python3.11-venv; do
     "${py%%:*}" -m ensurepip --version >/dev/null 2>&1 || need+=("${py##*:}")
   done
+  # PostgreSQL's server binaries, for the throwaway clusters of the shared-store tests (test/helpers/postgres.ts).
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"

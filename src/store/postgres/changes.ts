@@ -1,0 +1,158 @@
+import pg from 'pg';
+import type { JobState } from '../../model/states.js';
+import type { ChangeFeed, StoreChange } from '../store.js';
+import { CHANNEL, clientConfig, type WarnLog } from './db.js';
+
+/** The first wait before connecting again, doubled after each failure up to the last. */
+const BACKOFF_FIRST_MS = 250;
+const BACKOFF_MAX_MS = 5_000;
+/** How often the listening connection is checked, and how long the check may take before it is given up for dead. */
+const PING_EVERY_MS = 30_000;
+const PING_TIMEOUT_MS = 10_000;
+
+/** A notification's payload as the statements of this store send it (small keys: a payload is at most 8000 bytes). */
+type Payload =
+  | { o: string; k: 'job'; j: string; s: JobState; n: string | null; c: boolean }
+  | { o: string; k: 'log'; j: string; q: number }
+  | { o: string; k: 'nodes' };
+
+/** The change a payload reports, or null for one this node sent itself (or cannot read). */
+export function toChange(payload: string | undefined, self: string): StoreChange | null {
+  let p: Payload;
+  try {
+    p = JSON.parse(payload ?? '') as Payload;
+  } catch {
+    return null;
+  }
+  if (typeof p !== 'object' || p === null || p.o === self) return null;
+  switch (p.k) {
+    case 'job':
+      return { kind: 'job', jobId: p.j, state: p.s, node: p.n ?? null, cancelRequested: p.c === true };
+    case 'log':
+      return { kind: 'log', jobId: p.j, lastSeq: p.q };
+    case 'nodes':
+      return { kind: 'nodes' };
+    default:
+      return null;
+  }
+}
+
+/**
+ * What other nodes change, from PostgreSQL's LISTEN/NOTIFY: every write of
+ * the store notifies in its own transaction, so a change is heard only once
+ * committed. One dedicated connection listens (a pooled one could not: the
+ * pool hands connections around). When it drops, it is opened again with a
+ * growing wait, forever until close(); since notifications sent meanwhile
+ * are lost, each reconnection tells subscribers to resync.
+ */
+export class PgChangeFeed implements ChangeFeed {
+  private readonly subscribers = new Set<(change: StoreChange) => void>();
+  private client: pg.Client | null = null;
+  private closed = false;
+  private retry: NodeJS.Timeout | null = null;
+  private ping: NodeJS.Timeout | null = null;
+  private delay = BACKOFF_FIRST_MS;
+
+  constructor(
+    private readonly url: string,
+    private readonly node: string,
+    private readonly log?: WarnLog,
+  ) {}
+
+  subscribe(fn: (change: StoreChange) => void): () => void {
+    this.subscribers.add(fn);
+    return () => {
+      this.subscribers.delete(fn);
+    };
+  }
+
+  /** Listens; rejects if the first connection cannot be made. */
+  async start(): Promise<void> {
+    await this.connect();
+    this.ping = setInterval(() => this.check(), PING_EVERY_MS);
+    this.ping.unref();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.retry) clearTimeout(this.retry);
+    if (this.ping) clearInterval(this.ping);
+    const client = this.client;
+    this.client = null;
+    this.subscribers.clear();
+    if (client) await client.end().catch(() => undefined);
+  }
+
+  private async connect(): Promise<void> {
+    const client = new pg.Client(clientConfig(this.url, this.node));
+    client.on('notification', (msg) => {
+      if (msg.channel !== CHANNEL) return;
+      const change = toChange(msg.payload, this.node);
+      if (change) this.deliver(change);
+    });
+    client.on('error', (err) => this.lost(client, err));
+    client.on('end', () => this.lost(client, new Error('the listening connection ended')));
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANNEL}`);
+    } catch (err) {
+      client.end().catch(() => undefined);
+      throw err;
+    }
+    if (this.closed) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    this.client = client;
+  }
+
+  /** The listening connection failed: forget it and connect again (once per connection). */
+  private lost(client: pg.Client, err: Error): void {
+    if (client !== this.client || this.closed) return;
+    this.client = null;
+    client.removeAllListeners('notification');
+    client.end().catch(() => undefined);
+    this.log?.warn({ err }, 'the store change feed lost its PostgreSQL connection; reconnecting');
+    this.delay = BACKOFF_FIRST_MS;
+    this.reconnectLater();
+  }
+
+  private reconnectLater(): void {
+    this.retry = setTimeout(async () => {
+      this.retry = null;
+      if (this.closed) return;
+      try {
+        await this.connect();
+      } catch {
+        this.delay = Math.min(this.delay * 2, BACKOFF_MAX_MS);
+        if (!this.closed) this.reconnectLater();
+        return;
+      }
+      if (!this.closed) this.deliver({ kind: 'resync' });
+    }, this.delay);
+  }
+
+  /** A connection dropped without a word (a network partition) sends no error: a query that never answers finds it. */
+  private check(): void {
+    const client = this.client;
+    if (!client) return;
+    const timer = setTimeout(
+      () => this.lost(client, new Error(`the listening connection did not answer within ${PING_TIMEOUT_MS} ms`)),
+      PING_TIMEOUT_MS,
+    );
+    client
+      .query('SELECT 1')
+      .catch((err: Error) => this.lost(client, err))
+      .finally(() => clearTimeout(timer));
+  }
+
+  private deliver(change: StoreChange): void {
+    for (const fn of [...this.subscribers]) {
+      try {
+        fn(change);
+      } catch (err) {
+        this.log?.warn({ err, change }, 'a store change subscriber threw');
+      }
+    }
+  }
+}

@@ -1,0 +1,109 @@
+import pg from 'pg';
+import { isConnectionError, storeError } from './errors.js';
+
+export interface WarnLog {
+  warn(obj: object, msg: string): void;
+}
+
+/** The channel every node's changes are announced on (pg_notify). */
+export const CHANNEL = 'gantry';
+
+const INT8_OID = 20;
+
+/**
+ * int8 (BIGSERIAL `seq`, counts, epochs) as a JS number rather than pg's
+ * default string: every such value here stays far below 2^53. Per
+ * connection, not pg's global parser table, so nothing else in the process
+ * is affected.
+ */
+export const TYPES: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID && format !== 'binary'
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format ?? 'text')) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/** Connection options shared by the pool, the migrator and the change feed's listener. */
+export function clientConfig(url: string, node: string): pg.ClientConfig {
+  return {
+    connectionString: url,
+    application_name: `gantry:${node}`.slice(0, 63),
+    types: TYPES,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+    connectionTimeoutMillis: 5_000,
+  };
+}
+
+/**
+ * The pool every query goes through. It survives PostgreSQL restarting: an
+ * idle connection that fails is dropped (its error logged, never thrown at
+ * the process) and the next query opens a new one.
+ */
+export function createPool(url: string, node: string, log?: WarnLog, max = 10): pg.Pool {
+  const pool = new pg.Pool({ ...clientConfig(url, node), max, idleTimeoutMillis: 30_000 });
+  pool.on('error', (err) => log?.warn({ err }, 'an idle PostgreSQL connection failed; the pool opens a new one when needed'));
+  return pool;
+}
+
+/** One statement on a pooled connection; "cannot be reached" and "disk full" become StoreUnavailableError. */
+export async function write<R extends pg.QueryResultRow>(pool: pg.Pool, q: pg.QueryConfig): Promise<R[]> {
+  try {
+    return (await pool.query<R>(q)).rows;
+  } catch (err) {
+    throw storeError(err);
+  }
+}
+
+/**
+ * A read: like `write`, but tried once more on a fresh connection when the
+ * first failed for its connection (one PostgreSQL closed in a restart,
+ * before the pool noticed): a read has no effect to duplicate.
+ */
+export async function read<R extends pg.QueryResultRow>(pool: pg.Pool, q: pg.QueryConfig): Promise<R[]> {
+  try {
+    return (await pool.query<R>(q)).rows;
+  } catch (err) {
+    if (!isConnectionError(err)) throw err;
+  }
+  return write<R>(pool, q);
+}
+
+/**
+ * Runs fn in a transaction on one connection: committed if fn resolves,
+ * rolled back if it throws (its error rethrown, mapped as `write` does).
+ * A connection that failed is destroyed rather than returned to the pool.
+ */
+export async function transaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (err) {
+    throw storeError(err);
+  }
+  // The pool listens for errors only on idle connections: a connection that
+  // drops between two statements of the transaction must not crash the
+  // process (the next statement fails instead).
+  const onError = () => undefined;
+  client.on('error', onError);
+  let broken: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    const out = await fn(client);
+    await client.query('COMMIT');
+    return out;
+  } catch (err) {
+    if (isConnectionError(err)) broken = err as Error;
+    else {
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackErr) {
+        broken = rollbackErr as Error;
+      }
+    }
+    throw storeError(err);
+  } finally {
+    client.removeListener('error', onError);
+    client.release(broken);
+  }
+}

@@ -1,0 +1,48 @@
+import type { Store } from '../store.js';
+import { PgChangeFeed } from './changes.js';
+import { createPool, type WarnLog, write } from './db.js';
+import { storeError } from './errors.js';
+import { PgJobStore } from './jobs.js';
+import { PgLogStore } from './logs.js';
+import { migrate } from './migrations.js';
+import { PgNodeStore } from './nodes.js';
+import { PgSettingsStore } from './settings.js';
+
+const PROBE = `INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
+
+/**
+ * The store a fleet of nodes shares: one PostgreSQL database. Opening it
+ * migrates the schema (once, whichever nodes start together) and starts
+ * listening for the other nodes' changes; `node` is this node's name, which
+ * its own changes carry so that its feed leaves them out.
+ */
+export async function openPostgresStore(o: { url: string; node: string; log?: WarnLog }): Promise<Store> {
+  try {
+    await migrate(o.url, o.node);
+  } catch (err) {
+    throw storeError(err);
+  }
+  const changes = new PgChangeFeed(o.url, o.node, o.log);
+  try {
+    await changes.start();
+  } catch (err) {
+    await changes.close();
+    throw storeError(err);
+  }
+  const pool = createPool(o.url, o.node, o.log);
+  let closing: Promise<void> | undefined;
+  return {
+    jobs: new PgJobStore(pool, o.node),
+    logs: new PgLogStore(pool, o.node),
+    settings: new PgSettingsStore(pool),
+    nodes: new PgNodeStore(pool, o.node),
+    changes,
+    async probeWritable() {
+      await write(pool, { name: 'gantry_probe', text: PROBE, values: [`readyz:${o.node}`, new Date().toISOString()] });
+    },
+    close() {
+      closing ??= changes.close().then(() => pool.end());
+      return closing;
+    },
+  };
+}

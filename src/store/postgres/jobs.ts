@@ -1,0 +1,317 @@
+import { createHash } from 'node:crypto';
+import type pg from 'pg';
+import type { JobSpec } from '../../model/job.js';
+import { type JobState, TERMINAL_STATES } from '../../model/states.js';
+import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard } from '../store.js';
+import { CHANNEL, read, write } from './db.js';
+
+/** A row of `jobs` as pg returns it (int8 already a number: db.ts). */
+export interface JobRow {
+  seq: number;
+  id: string;
+  owner: string;
+  name: string | null;
+  state: JobState;
+  priority: number;
+  spec: string;
+  spec_hash: string;
+  idempotency_key: string | null;
+  request_id: string | null;
+  container_id: string | null;
+  gpus: string;
+  node: string | null;
+  attempt: number;
+  gpu_memory_mib: number | null;
+  exit_code: number | null;
+  reason: string | null;
+  result: string | null;
+  pull_status: string | null;
+  pull_progress: string | null;
+  cancel_requested: boolean;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  deadline_at: string | null;
+}
+
+/** Every column of `jobs`, named rather than `*`, so a later migration cannot change what a prepared statement returns. */
+export const JOB_COLUMNS =
+  'seq, id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, container_id, gpus, node, attempt, ' +
+  'gpu_memory_mib, exit_code, reason, result, pull_status, pull_progress, cancel_requested, created_at, started_at, finished_at, deadline_at';
+
+const list = (states: Iterable<string>) => [...states].map((s) => `'${s}'`).join(', ');
+/** SQL lists of fixed state names (constants, never input). */
+export const TERMINAL_SQL = `(${list(TERMINAL_STATES)})`;
+const ACTIVE_SQL = `('pulling', 'starting', 'running')`;
+
+/** JobPatch's fields and the columns that hold them; the only names an UPDATE is built from. */
+const COLUMN: Record<keyof JobPatch, string> = {
+  state: 'state',
+  containerId: 'container_id',
+  gpus: 'gpus',
+  node: 'node',
+  attempt: 'attempt',
+  gpuMemoryMiB: 'gpu_memory_mib',
+  exitCode: 'exit_code',
+  reason: 'reason',
+  result: 'result',
+  pullStatus: 'pull_status',
+  pullProgress: 'pull_progress',
+  cancelRequested: 'cancel_requested',
+  startedAt: 'started_at',
+  finishedAt: 'finished_at',
+  deadlineAt: 'deadline_at',
+};
+const PATCH_KEYS = Object.keys(COLUMN) as (keyof JobPatch)[];
+
+/**
+ * PostgreSQL text cannot hold NUL, which SQLite's can: free text that may
+ * come from a container (a result line, a reason quoting output) or a client
+ * (a job's name, its labels) keeps its place with U+FFFD instead of failing
+ * the write.
+ */
+export function pgText<T extends string | null | undefined>(s: T): T {
+  return (typeof s === 'string' && s.includes('\u0000') ? s.replaceAll('\u0000', '\uFFFD') : s) as T;
+}
+
+function toSql(key: keyof JobPatch, value: unknown): unknown {
+  if (key === 'gpus') return JSON.stringify(value);
+  if (key === 'cancelRequested') return value === true;
+  return typeof value === 'string' ? pgText(value) : value;
+}
+
+export function toRecord(row: JobRow): JobRecord {
+  return Object.freeze({
+    seq: row.seq,
+    id: row.id,
+    owner: row.owner,
+    name: row.name,
+    state: row.state,
+    priority: row.priority,
+    spec: JSON.parse(row.spec) as JobSpec,
+    specHash: row.spec_hash,
+    idempotencyKey: row.idempotency_key,
+    requestId: row.request_id,
+    containerId: row.container_id,
+    gpus: Object.freeze(JSON.parse(row.gpus) as string[]),
+    node: row.node,
+    attempt: row.attempt,
+    gpuMemoryMiB: row.gpu_memory_mib,
+    exitCode: row.exit_code,
+    reason: row.reason,
+    result: row.result,
+    pullStatus: row.pull_status,
+    pullProgress: row.pull_progress,
+    cancelRequested: row.cancel_requested,
+    createdAt: row.created_at,
+    startedAt: row.started_at,
+    finishedAt: row.finished_at,
+    deadlineAt: row.deadline_at,
+  });
+}
+
+/**
+ * The select-list item that announces a changed job (alias `a`) to the other
+ * nodes: sent with the statement's transaction, so only once it commits.
+ * `origin` is the placeholder of this node's name.
+ */
+export function jobNotify(a: string, origin: string): string {
+  return (
+    `pg_notify('${CHANNEL}', json_build_object('o', ${origin}::text, 'k', 'job', 'j', ${a}.id, 's', ${a}.state, ` +
+    `'n', ${a}.node, 'c', ${a}.cancel_requested)::text) AS notified`
+  );
+}
+
+/** Placeholders in the order their values are pushed. */
+class Params {
+  readonly values: unknown[] = [];
+  add(value: unknown): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
+}
+
+/** Names of prepared statements built at run time, by their text (a statement's name must always mean one text). */
+const names = new Map<string, string>();
+export function statementName(prefix: string, text: string): string {
+  let name = names.get(text);
+  if (name === undefined) names.set(text, (name = `${prefix}_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`));
+  return name;
+}
+
+/**
+ * The statement that applies a patch to one job, under a guard, and
+ * announces the change: one UPDATE, so it is a compare-and-set on the row.
+ * With an empty patch, a read under the same guard.
+ */
+export function updateQuery(origin: string, id: string, patch: JobPatch, guard?: UpdateGuard): pg.QueryConfig {
+  const keys = PATCH_KEYS.filter((k) => patch[k] !== undefined);
+  const p = new Params();
+  const where = [`id = ${p.add(id)}`];
+  if (guard?.state !== undefined) where.push(`state = ${p.add(guard.state)}`);
+  if (guard?.fence !== undefined) {
+    where.push(`node = ${p.add(guard.fence.node)}`, `attempt = ${p.add(guard.fence.attempt)}`, `state NOT IN ${TERMINAL_SQL}`);
+  }
+  let text: string;
+  if (keys.length === 0) {
+    text = `SELECT ${JOB_COLUMNS} FROM jobs WHERE ${where.join(' AND ')}`;
+  } else {
+    const sets = keys.map((k) => `${COLUMN[k]} = ${p.add(toSql(k, patch[k]))}`).join(', ');
+    text =
+      `WITH u AS (UPDATE jobs SET ${sets} WHERE ${where.join(' AND ')} RETURNING ${JOB_COLUMNS}) ` +
+      `SELECT u.*, ${jobNotify('u', p.add(origin))} FROM u`;
+  }
+  return { name: statementName('gantry_job_update', text), text, values: p.values };
+}
+
+const GET = `SELECT ${JOB_COLUMNS} FROM jobs WHERE id = $1`;
+const BY_KEY = `SELECT ${JOB_COLUMNS} FROM jobs WHERE owner = $1 AND idempotency_key = $2`;
+// ON CONFLICT DO NOTHING on the (owner, idempotency_key) index: the
+// idempotency check and the insert are one statement, fleet-wide; a
+// concurrent insert with the same key waits for this one and does nothing.
+// The labels go in the same statement (their foreign key is checked at its
+// end), and the announcement with its commit.
+const INSERT = `
+  WITH ins AS (
+    INSERT INTO jobs (id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, created_at)
+    VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9)
+    ON CONFLICT DO NOTHING
+    RETURNING ${JOB_COLUMNS}
+  ), labels AS (
+    INSERT INTO job_labels (job_id, key, value)
+    SELECT ins.id, l.key, l.value FROM ins, unnest($10::text[], $11::text[]) AS l (key, value)
+  )
+  SELECT ins.*, ${jobNotify('ins', '$12')} FROM ins`;
+// FOR SHARE on the node's row: a claim waits for an `expire` declaring the
+// node lost (then finds it lost), or `expire` waits for the claim (then
+// finds the claimed job): a job is never claimed by a node already settled.
+const CLAIM = `
+  WITH u AS (
+    UPDATE jobs SET node = $2
+    WHERE id = $1 AND state = 'queued' AND node IS NULL
+      AND EXISTS (SELECT 1 FROM nodes WHERE name = $2 AND epoch = $3 AND state = 'up' AND NOT drained FOR SHARE)
+    RETURNING ${JOB_COLUMNS}
+  )
+  SELECT u.*, ${jobNotify('u', '$4')} FROM u`;
+const QUEUED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE state = 'queued' AND node IS NULL ORDER BY priority DESC, seq`;
+const QUEUED_IDS = `SELECT id FROM jobs WHERE state = 'queued' AND node IS NULL ORDER BY priority DESC, seq`;
+const ACTIVE = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state IN ${ACTIVE_SQL} ORDER BY seq`;
+const CLAIMED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state = 'queued' ORDER BY priority DESC, seq`;
+const HOLDING_GPUS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE state IN ${ACTIVE_SQL} AND gpus <> '[]' ORDER BY seq`;
+const FINISHED_BEFORE = `SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < $1`;
+const COUNT = `SELECT state, owner, COUNT(*) AS count FROM jobs GROUP BY state, owner`;
+const QUEUE_SUMMARY = `SELECT COUNT(*) AS length, MIN(created_at) AS "oldestCreatedAt" FROM jobs WHERE state = 'queued'`;
+
+/**
+ * Jobs in PostgreSQL, shared by every node: no record is cached, since
+ * other nodes write the same rows. The fixed statements are named, so each
+ * pooled connection parses and plans them once.
+ */
+export class PgJobStore implements JobStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    /** This node's name, the origin of the changes it announces. */
+    private readonly origin: string,
+  ) {}
+
+  async insert(job: NewJob): Promise<{ record: JobRecord; created: boolean }> {
+    const labels = Object.entries(job.spec.labels ?? {});
+    const [row] = await write<JobRow>(this.pool, {
+      name: 'gantry_job_insert',
+      text: INSERT,
+      values: [
+        job.id,
+        job.owner,
+        pgText(job.spec.name ?? null),
+        job.spec.priority ?? 0,
+        JSON.stringify(job.spec),
+        job.specHash,
+        job.idempotencyKey,
+        job.requestId,
+        job.createdAt,
+        labels.map(([k]) => pgText(k)),
+        labels.map(([, v]) => pgText(v)),
+        this.origin,
+      ],
+    });
+    if (row) return { record: toRecord(row), created: true };
+    const [prior] =
+      job.idempotencyKey === null
+        ? []
+        : await read<JobRow>(this.pool, { name: 'gantry_job_by_key', text: BY_KEY, values: [job.owner, job.idempotencyKey] });
+    if (!prior) throw new Error(`job ${job.id} was neither inserted nor found by its idempotency key`);
+    return { record: toRecord(prior), created: false };
+  }
+
+  async get(id: string): Promise<JobRecord | undefined> {
+    const [row] = await read<JobRow>(this.pool, { name: 'gantry_job_get', text: GET, values: [id] });
+    return row && toRecord(row);
+  }
+
+  async update(id: string, patch: JobPatch, expect?: UpdateGuard): Promise<JobRecord | undefined> {
+    const [row] = await write<JobRow>(this.pool, updateQuery(this.origin, id, patch, expect));
+    return row && toRecord(row);
+  }
+
+  async claim(id: string, node: { name: string; epoch: number }): Promise<JobRecord | undefined> {
+    const [row] = await write<JobRow>(this.pool, {
+      name: 'gantry_job_claim',
+      text: CLAIM,
+      values: [id, node.name, node.epoch, this.origin],
+    });
+    return row && toRecord(row);
+  }
+
+  async queued(): Promise<JobRecord[]> {
+    return (await read<JobRow>(this.pool, { name: 'gantry_jobs_queued', text: QUEUED })).map(toRecord);
+  }
+
+  async queuePositions(): Promise<ReadonlyMap<string, number>> {
+    const rows = await read<{ id: string }>(this.pool, { name: 'gantry_jobs_queued_ids', text: QUEUED_IDS });
+    return new Map(rows.map((r, i) => [r.id, i]));
+  }
+
+  async active(node: string): Promise<JobRecord[]> {
+    return (await read<JobRow>(this.pool, { name: 'gantry_jobs_active', text: ACTIVE, values: [node] })).map(toRecord);
+  }
+
+  async claimed(node: string): Promise<JobRecord[]> {
+    return (await read<JobRow>(this.pool, { name: 'gantry_jobs_claimed', text: CLAIMED, values: [node] })).map(toRecord);
+  }
+
+  async holdingGpus(): Promise<JobRecord[]> {
+    return (await read<JobRow>(this.pool, { name: 'gantry_jobs_holding_gpus', text: HOLDING_GPUS })).map(toRecord);
+  }
+
+  async list(f: ListFilter): Promise<JobRecord[]> {
+    const p = new Params();
+    const where: string[] = [];
+    if (f.owner !== undefined) where.push(`j.owner = ${p.add(f.owner)}`);
+    if (f.states && f.states.length > 0) where.push(`j.state = ANY(${p.add([...f.states])}::text[])`);
+    if (f.label) {
+      where.push(
+        `EXISTS (SELECT 1 FROM job_labels l WHERE l.job_id = j.id AND l.key = ${p.add(f.label.key)} AND l.value = ${p.add(f.label.value)})`,
+      );
+    }
+    if (f.beforeSeq !== undefined) where.push(`j.seq < ${p.add(f.beforeSeq)}`);
+    const text = `SELECT ${JOB_COLUMNS.replace(/(^|, )/g, '$1j.')} FROM jobs j ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY j.seq DESC LIMIT ${p.add(f.limit)}`;
+    return (await read<JobRow>(this.pool, { text, values: p.values })).map(toRecord);
+  }
+
+  async finishedBefore(cutoffIso: string): Promise<string[]> {
+    const rows = await read<{ id: string }>(this.pool, { name: 'gantry_jobs_finished_before', text: FINISHED_BEFORE, values: [cutoffIso] });
+    return rows.map((r) => r.id);
+  }
+
+  async countByStateAndOwner(): Promise<{ state: JobState; owner: string; count: number }[]> {
+    return read<{ state: JobState; owner: string; count: number }>(this.pool, { name: 'gantry_jobs_count', text: COUNT });
+  }
+
+  async queueSummary(): Promise<{ length: number; oldestCreatedAt: string | null }> {
+    const [row] = await read<{ length: number; oldestCreatedAt: string | null }>(this.pool, {
+      name: 'gantry_jobs_queue_summary',
+      text: QUEUE_SUMMARY,
+    });
+    return { length: row?.length ?? 0, oldestCreatedAt: row?.oldestCreatedAt ?? null };
+  }
+}

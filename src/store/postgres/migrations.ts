@@ -1,0 +1,126 @@
+import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import { clientConfig } from './db.js';
+
+/**
+ * The schema, one statement per entry. It mirrors the SQLite store's (times
+ * as ISO text, the spec and GPU list as JSON text) plus the fleet's columns:
+ * the node that took a job and its attempt, and the node registry, whose
+ * times are the database's own (`now()`) so that nodes' clocks need not
+ * agree. Log chunks are bytea because PostgreSQL text cannot hold NUL. The
+ * ISO times collate bytewise ("C"), so that they compare and sort as times
+ * whatever the database's locale.
+ */
+const INITIAL: readonly string[] = [
+  `CREATE TABLE jobs (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    owner TEXT NOT NULL,
+    name TEXT,
+    state TEXT NOT NULL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    spec TEXT NOT NULL,
+    spec_hash TEXT NOT NULL,
+    idempotency_key TEXT,
+    request_id TEXT,
+    container_id TEXT,
+    gpus TEXT NOT NULL DEFAULT '[]',
+    node TEXT,
+    attempt INTEGER NOT NULL DEFAULT 1,
+    gpu_memory_mib INTEGER,
+    exit_code INTEGER,
+    reason TEXT,
+    result TEXT,
+    pull_status TEXT,
+    pull_progress TEXT,
+    cancel_requested BOOLEAN NOT NULL DEFAULT false,
+    created_at TEXT COLLATE "C" NOT NULL,
+    started_at TEXT COLLATE "C",
+    finished_at TEXT COLLATE "C",
+    deadline_at TEXT COLLATE "C"
+  )`,
+  // Fleet-wide Idempotency-Key: every node's insert conflicts on this one index.
+  `CREATE UNIQUE INDEX jobs_idempotency ON jobs (owner, idempotency_key) WHERE idempotency_key IS NOT NULL`,
+  `CREATE INDEX jobs_state ON jobs (state, priority DESC, seq)`,
+  `CREATE INDEX jobs_owner ON jobs (owner, seq)`,
+  `CREATE INDEX jobs_node ON jobs (node, state) WHERE node IS NOT NULL`,
+  `CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL`,
+  `CREATE TABLE job_labels (
+    job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (job_id, key)
+  )`,
+  `CREATE INDEX job_labels_kv ON job_labels (key, value)`,
+  `CREATE TABLE log_chunks (
+    job_id TEXT NOT NULL,
+    first_seq BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    lines BYTEA NOT NULL,
+    PRIMARY KEY (job_id, first_seq)
+  )`,
+  `CREATE TABLE log_state (
+    job_id TEXT PRIMARY KEY,
+    next_seq BIGINT NOT NULL DEFAULT 1,
+    stdout_records BIGINT NOT NULL DEFAULT 0,
+    stderr_records BIGINT NOT NULL DEFAULT 0,
+    bytes BIGINT NOT NULL DEFAULT 0,
+    truncated BOOLEAN NOT NULL DEFAULT false,
+    last_stdout TEXT,
+    error TEXT,
+    complete BOOLEAN NOT NULL DEFAULT false
+  )`,
+  `CREATE TABLE settings (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+  )`,
+  `CREATE TABLE nodes (
+    name TEXT PRIMARY KEY,
+    labels JSONB NOT NULL DEFAULT '{}',
+    gpus JSONB NOT NULL DEFAULT '[]',
+    version TEXT NOT NULL,
+    lease_seconds INTEGER NOT NULL,
+    epoch BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    drained BOOLEAN NOT NULL DEFAULT false,
+    started_at TIMESTAMPTZ NOT NULL,
+    heartbeat_at TIMESTAMPTZ NOT NULL
+  )`,
+];
+
+function statements(list: readonly string[]): Migration {
+  return {
+    async up(db) {
+      for (const s of list) await sql.raw(s).execute(db);
+    },
+  };
+}
+
+/** Ordered by name. Append only: never edit a migration that has shipped. */
+const MIGRATIONS: Record<string, Migration> = {
+  '0001_initial': statements(INITIAL),
+};
+
+const provider: MigrationProvider = {
+  async getMigrations() {
+    return MIGRATIONS;
+  },
+};
+
+/**
+ * Brings the schema up to date. Kysely's PostgreSQL adapter holds an
+ * advisory lock while it migrates, so nodes starting together migrate once;
+ * each migration runs in its own transaction. The migrator has its own small
+ * pool, which destroy() ends.
+ */
+export async function migrate(url: string, node: string): Promise<void> {
+  const pool = new pg.Pool({ ...clientConfig(url, node), max: 2 });
+  pool.on('error', () => undefined); // an idle connection that fails is dropped; the migration's own query reports it
+  const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool }) });
+  try {
+    const { error } = await new Migrator({ db, provider }).migrateToLatest();
+    if (error !== undefined) throw error;
+  } finally {
+    await db.destroy();
+  }
+}

@@ -1,0 +1,137 @@
+import type pg from 'pg';
+import type { NodeGpu, NodeState } from '../../model/node.js';
+import type { JobPatch, JobRecord, NodeInfo, NodeRecord, NodeStore, SettledJob } from '../store.js';
+import { CHANNEL, read, transaction, write } from './db.js';
+import { JOB_COLUMNS, type JobRow, toRecord, updateQuery } from './jobs.js';
+
+interface NodeRow {
+  name: string;
+  labels: Record<string, string>;
+  gpus: NodeGpu[];
+  version: string;
+  lease_seconds: number;
+  epoch: number;
+  state: NodeState;
+  drained: boolean;
+  started_at: Date;
+  heartbeat_at: Date;
+  heartbeat_age: number;
+}
+
+/** Every column of `nodes`, and the heartbeat's age by the database's clock. */
+const NODE_COLUMNS =
+  'name, labels, gpus, version, lease_seconds, epoch, state, drained, started_at, heartbeat_at, ' +
+  'extract(epoch from now() - heartbeat_at)::float8 AS heartbeat_age';
+const NODES_CHANGED = (origin: string) => `pg_notify('${CHANNEL}', json_build_object('o', ${origin}::text, 'k', 'nodes')::text)`;
+
+function toNode(r: NodeRow): NodeRecord {
+  return Object.freeze({
+    name: r.name,
+    labels: Object.freeze(r.labels),
+    gpus: Object.freeze(r.gpus.map((g) => Object.freeze(g))),
+    version: r.version,
+    leaseSeconds: r.lease_seconds,
+    epoch: r.epoch,
+    state: r.state,
+    drained: r.drained,
+    startedAt: r.started_at.toISOString(),
+    heartbeatAt: r.heartbeat_at.toISOString(),
+    heartbeatAgeSeconds: Math.max(0, r.heartbeat_age),
+  });
+}
+
+// A new process of a node: the next epoch (the old process's writes are
+// refused from now on), up, the lease renewed; `drained` is the operator's
+// and survives.
+const REGISTER = `
+  WITH n AS (
+    INSERT INTO nodes (name, labels, gpus, version, lease_seconds, epoch, state, drained, started_at, heartbeat_at)
+    VALUES ($1, $2::jsonb, $3::jsonb, $4, $5, 1, 'up', false, now(), now())
+    ON CONFLICT (name) DO UPDATE SET labels = excluded.labels, gpus = excluded.gpus, version = excluded.version,
+      lease_seconds = excluded.lease_seconds, epoch = nodes.epoch + 1, state = 'up', started_at = now(), heartbeat_at = now()
+    RETURNING *
+  )
+  SELECT ${NODE_COLUMNS}, ${NODES_CHANGED('$6')} FROM n`;
+// Waits for an `expire` holding the row, then finds the node lost.
+const RENEW = `UPDATE nodes SET heartbeat_at = now() WHERE name = $1 AND epoch = $2 AND state = 'up' RETURNING 1 AS renewed`;
+const GET = `SELECT ${NODE_COLUMNS} FROM nodes WHERE name = $1`;
+const LIST = `SELECT ${NODE_COLUMNS} FROM nodes ORDER BY name`;
+const SET_DRAINED = `
+  WITH n AS (UPDATE nodes SET drained = $2 WHERE name = $1 RETURNING *)
+  SELECT ${NODE_COLUMNS}, ${NODES_CHANGED('$3')} FROM n`;
+// Locked in name order, so two expiries never deadlock; a node another
+// expiry declared lost meanwhile no longer matches once its lock is granted.
+const EXPIRE_NODES = `
+  WITH due AS (
+    SELECT name FROM nodes
+    WHERE state = 'up' AND heartbeat_at + lease_seconds * interval '1 second' < now()
+    ORDER BY name
+    FOR UPDATE
+  ), n AS (
+    UPDATE nodes SET state = 'lost' FROM due WHERE nodes.name = due.name RETURNING nodes.*
+  )
+  SELECT ${NODE_COLUMNS} FROM n ORDER BY name`;
+const UNFINISHED_JOBS = `
+  SELECT ${JOB_COLUMNS} FROM jobs
+  WHERE node = ANY($1::text[]) AND state IN ('queued', 'pulling', 'starting', 'running')
+  ORDER BY seq
+  FOR UPDATE`;
+
+/** The registry of nodes sharing the database; every time in it is the database's clock (`now()`). */
+export class PgNodeStore implements NodeStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    /** This node's name, the origin of the changes it announces. */
+    private readonly origin: string,
+  ) {}
+
+  async register(info: NodeInfo): Promise<NodeRecord> {
+    const [row] = await write<NodeRow>(this.pool, {
+      name: 'gantry_node_register',
+      text: REGISTER,
+      values: [info.name, JSON.stringify(info.labels), JSON.stringify(info.gpus), info.version, info.leaseSeconds, this.origin],
+    });
+    if (!row) throw new Error(`node ${info.name} was not registered`);
+    return toNode(row);
+  }
+
+  async renew(name: string, epoch: number): Promise<boolean> {
+    return (await write(this.pool, { name: 'gantry_node_renew', text: RENEW, values: [name, epoch] })).length === 1;
+  }
+
+  async get(name: string): Promise<NodeRecord | undefined> {
+    const [row] = await read<NodeRow>(this.pool, { name: 'gantry_node_get', text: GET, values: [name] });
+    return row && toNode(row);
+  }
+
+  async list(): Promise<NodeRecord[]> {
+    return (await read<NodeRow>(this.pool, { name: 'gantry_node_list', text: LIST })).map(toNode);
+  }
+
+  async setDrained(name: string, drained: boolean): Promise<NodeRecord | undefined> {
+    const [row] = await write<NodeRow>(this.pool, {
+      name: 'gantry_node_set_drained',
+      text: SET_DRAINED,
+      values: [name, drained, this.origin],
+    });
+    return row && toNode(row);
+  }
+
+  async expire(settle: (record: JobRecord, node: NodeRecord) => JobPatch): Promise<{ lost: NodeRecord[]; settled: SettledJob[] }> {
+    return transaction(this.pool, async (c) => {
+      const lost = (await c.query<NodeRow>({ name: 'gantry_nodes_expire', text: EXPIRE_NODES })).rows.map(toNode);
+      const settled: SettledJob[] = [];
+      if (lost.length === 0) return { lost, settled };
+      const byName = new Map(lost.map((n) => [n.name, n]));
+      const jobs = await c.query<JobRow>({ name: 'gantry_nodes_unfinished_jobs', text: UNFINISHED_JOBS, values: [[...byName.keys()]] });
+      for (const job of jobs.rows.map(toRecord)) {
+        // Claimed but not started: back to the queue as it was, for any node.
+        const patch: JobPatch = job.state === 'queued' ? { node: null } : settle(job, byName.get(job.node!)!);
+        const [row] = (await c.query<JobRow>(updateQuery(this.origin, job.id, patch))).rows;
+        if (row) settled.push({ record: toRecord(row), requeued: (patch.state ?? job.state) === 'queued' });
+      }
+      await c.query({ text: `SELECT ${NODES_CHANGED('$1')}`, values: [this.origin] });
+      return { lost, settled };
+    });
+  }
+}

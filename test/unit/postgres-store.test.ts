@@ -1,0 +1,717 @@
+/**
+ * The PostgreSQL store against a real, throwaway PostgreSQL (one cluster for
+ * the file, a fresh database per test): the Store contract the SQLite store
+ * keeps, the fleet's parts (claims, fences, the node registry and its
+ * leases, the change feed between nodes), and PostgreSQL going away and
+ * coming back under it.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, type TestContext, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { FencedError, StoreUnavailableError } from '../../src/model/errors.js';
+import type { JobSpec } from '../../src/model/job.js';
+import type { LogState, NewLogRecord } from '../../src/model/log.js';
+import { decodeChunk } from '../../src/store/chunk-codec.js';
+import { openPostgresStore } from '../../src/store/postgres/index.js';
+import type { JobPatch, JobRecord, NewJob, NodeInfo, Store, StoreChange } from '../../src/store/store.js';
+import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
+
+let cluster: TestPostgres;
+before(async () => {
+  cluster = await startPostgres();
+});
+after(() => cluster.destroy());
+
+let databases = 0;
+/** A fresh database on the file's cluster. */
+async function freshDatabase(): Promise<string> {
+  return createDatabase(cluster.url, `t${process.pid}_${++databases}`);
+}
+
+interface Warning {
+  obj: object;
+  msg: string;
+}
+
+/** A store of node `node` on `url`, closed after the test; its warnings are collected. */
+async function open(t: TestContext, url: string, node: string): Promise<Store & { warnings: Warning[] }> {
+  const warnings: Warning[] = [];
+  const store = await openPostgresStore({ url, node, log: { warn: (obj, msg) => warnings.push({ obj, msg }) } });
+  t.after(() => store.close());
+  return Object.assign(store, { warnings });
+}
+
+let ids = 0;
+function newJob(o: Omit<Partial<NewJob>, 'spec'> & { spec?: Partial<JobSpec> } = {}): NewJob {
+  return {
+    id: o.id ?? `job-${++ids}`,
+    owner: o.owner ?? 'alice',
+    spec: { image: 'local/busybox:latest', command: ['true'], ...o.spec } as JobSpec,
+    specHash: o.specHash ?? 'hash',
+    idempotencyKey: o.idempotencyKey ?? null,
+    requestId: o.requestId ?? null,
+    createdAt: o.createdAt ?? new Date().toISOString(),
+  };
+}
+
+function nodeInfo(name: string, leaseSeconds = 30): NodeInfo {
+  return {
+    name,
+    labels: { zone: 'a' },
+    gpus: [{ index: 0, uuid: `GPU-${name}-0`, name: 'NVIDIA H200', memoryMiB: 143_771 }],
+    version: '0.1.0',
+    leaseSeconds,
+  };
+}
+
+/** Every change a store's feed delivers, and a way to wait for one. */
+function collect(store: Store): {
+  changes: StoreChange[];
+  next(match: (c: StoreChange) => boolean, timeoutMs?: number): Promise<StoreChange>;
+} {
+  const changes: StoreChange[] = [];
+  const waiters: { match: (c: StoreChange) => boolean; resolve: (c: StoreChange) => void }[] = [];
+  assert.ok(store.changes, 'a shared store has a change feed');
+  store.changes.subscribe((c) => {
+    changes.push(c);
+    for (const w of [...waiters]) {
+      if (w.match(c)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(c);
+      }
+    }
+  });
+  return {
+    changes,
+    next(match, timeoutMs = 5_000) {
+      const seen = changes.find(match);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`no matching change within ${timeoutMs} ms; got ${JSON.stringify(changes)}`)),
+          timeoutMs,
+        );
+        waiters.push({
+          match,
+          resolve: (c) => {
+            clearTimeout(timer);
+            resolve(c);
+          },
+        });
+      });
+    },
+  };
+}
+
+const state = (s: Partial<LogState> = {}): LogState => ({
+  nextSeq: 1,
+  stdoutRecords: 0,
+  stderrRecords: 0,
+  bytes: 0,
+  truncated: false,
+  lastStdout: null,
+  error: null,
+  complete: false,
+  ...s,
+});
+
+function records(from: number, n: number, stream: 'stdout' | 'stderr' = 'stdout'): NewLogRecord[] {
+  return Array.from({ length: n }, (_, i) => ({ stream, time: 1_700_000_000_000 + from + i, line: `line ${from + i}` }));
+}
+
+describe('PostgreSQL store', () => {
+  test('insert: a queued job as stored, frozen; the same owner and key give back the first job', async (t) => {
+    const s = await open(t, await freshDatabase(), 'a');
+    const first = await s.jobs.insert(newJob({ idempotencyKey: 'k1', spec: { name: 'train', priority: 5, labels: { team: 'ml' } } }));
+    assert.equal(first.created, true);
+    const r = first.record;
+    assert.equal(typeof r.seq, 'number');
+    assert.equal(r.state, 'queued');
+    assert.equal(r.name, 'train');
+    assert.equal(r.priority, 5);
+    assert.equal(r.node, null);
+    assert.equal(r.attempt, 1);
+    assert.deepEqual(r.gpus, []);
+    assert.equal(r.cancelRequested, false);
+    assert.equal(r.idempotencyKey, 'k1');
+    assert.deepEqual(r.spec.labels, { team: 'ml' });
+    assert.ok(Object.isFrozen(r));
+    assert.deepEqual(await s.jobs.get(r.id), r);
+
+    const again = await s.jobs.insert(newJob({ idempotencyKey: 'k1' }));
+    assert.equal(again.created, false);
+    assert.equal(again.record.id, r.id);
+    const otherOwner = await s.jobs.insert(newJob({ owner: 'bob', idempotencyKey: 'k1' }));
+    assert.equal(otherOwner.created, true);
+    assert.notEqual(otherOwner.record.id, r.id);
+    const noKey = await s.jobs.insert(newJob());
+    assert.equal(noKey.created, true);
+    assert.ok(noKey.record.seq > otherOwner.record.seq, 'seq grows with each insert');
+    assert.equal(await s.jobs.get('nope'), undefined);
+    assert.deepEqual(
+      (await s.jobs.list({ label: { key: 'team', value: 'ml' }, limit: 10 })).map((j) => j.id),
+      [r.id],
+    );
+  });
+
+  test('two nodes inserting with one owner and key at once make one job', async (t) => {
+    const url = await freshDatabase();
+    const [a, b] = await Promise.all([open(t, url, 'a'), open(t, url, 'b')]);
+    const results = await Promise.all(
+      Array.from({ length: 16 }, (_, i) =>
+        (i % 2 ? a : b).jobs.insert(newJob({ idempotencyKey: 'same', spec: { labels: { i: String(i) } } })),
+      ),
+    );
+    assert.equal(results.filter((r) => r.created).length, 1);
+    assert.equal(new Set(results.map((r) => r.record.id)).size, 1);
+    assert.equal((await a.jobs.list({ limit: 100 })).length, 1);
+    const { rows } = await query(url, 'SELECT count(*)::int AS n FROM job_labels');
+    assert.equal(rows[0].n, 1, 'only the created job has labels');
+  });
+
+  test('update: a compare-and-set on the state, and a fence on node, attempt and not ended', async (t) => {
+    const s = await open(t, await freshDatabase(), 'a');
+    const { record } = await s.jobs.insert(newJob());
+    const pulled = await s.jobs.update(
+      record.id,
+      { state: 'pulling', node: 'a', gpus: ['GPU-1'], gpuMemoryMiB: 1024 },
+      { state: 'queued' },
+    );
+    assert.equal(pulled?.state, 'pulling');
+    assert.equal(pulled?.node, 'a');
+    assert.deepEqual(pulled?.gpus, ['GPU-1']);
+    assert.equal(pulled?.gpuMemoryMiB, 1024);
+    assert.equal(await s.jobs.update(record.id, { state: 'starting' }, { state: 'queued' }), undefined, 'state no longer queued');
+    assert.equal((await s.jobs.get(record.id))?.state, 'pulling');
+
+    const fence = { node: 'a', attempt: 1 };
+    assert.equal((await s.jobs.update(record.id, { state: 'running', containerId: 'c1' }, { state: 'pulling', fence }))?.state, 'running');
+    assert.equal(await s.jobs.update(record.id, { pullStatus: 'x' }, { fence: { node: 'b', attempt: 1 } }), undefined, 'another node');
+    assert.equal(await s.jobs.update(record.id, { pullStatus: 'x' }, { fence: { node: 'a', attempt: 2 } }), undefined, 'another attempt');
+    assert.equal(await s.jobs.update(record.id, {}, { fence: { node: 'a', attempt: 2 } }), undefined, 'an empty patch keeps the guard');
+    assert.equal((await s.jobs.update(record.id, {}, { fence }))?.state, 'running');
+    const cancel = await s.jobs.update(record.id, { cancelRequested: true, result: 'a\u0000b' }, { fence });
+    assert.equal(cancel?.cancelRequested, true);
+    assert.equal(cancel?.result, 'a\uFFFDb', 'NUL, which PostgreSQL text cannot hold, is replaced');
+    const ended = await s.jobs.update(record.id, { state: 'succeeded', exitCode: 0, finishedAt: '2030-01-01T00:00:00.000Z' }, { fence });
+    assert.equal(ended?.state, 'succeeded');
+    assert.equal(ended?.exitCode, 0);
+    assert.equal(await s.jobs.update(record.id, { reason: 'late' }, { fence }), undefined, 'an ended job refuses fenced writes');
+    assert.equal((await s.jobs.get(record.id))?.reason, null);
+    assert.equal((await s.jobs.update(record.id, { reason: 'unguarded' }))?.reason, 'unguarded');
+    assert.equal(await s.jobs.update('nope', { reason: 'x' }), undefined);
+    assert.deepEqual(Object.keys(ended!).sort(), Object.keys(record).sort(), 'a record has exactly the JobRecord fields');
+  });
+
+  test('claim: of two nodes claiming one job exactly one wins; claimed jobs leave the queue', async (t) => {
+    const url = await freshDatabase();
+    const [a, b] = await Promise.all([open(t, url, 'a'), open(t, url, 'b')]);
+    const na = await a.nodes.register(nodeInfo('a'));
+    const nb = await b.nodes.register(nodeInfo('b'));
+    const jobs = [];
+    for (let i = 0; i < 20; i++) jobs.push((await a.jobs.insert(newJob())).record);
+    const wins = { a: 0, b: 0 };
+    for (const job of jobs) {
+      const [ra, rb] = await Promise.all([a.jobs.claim(job.id, na), b.jobs.claim(job.id, nb)]);
+      assert.ok((ra === undefined) !== (rb === undefined), `exactly one claim of ${job.id} succeeds`);
+      const winner = ra ? 'a' : 'b';
+      wins[winner]++;
+      assert.equal((ra ?? rb)?.node, winner);
+      assert.equal((ra ?? rb)?.state, 'queued');
+      assert.equal((await a.jobs.get(job.id))?.node, winner);
+    }
+    assert.equal(wins.a + wins.b, 20);
+    assert.deepEqual(await a.jobs.queued(), []);
+    assert.equal((await a.jobs.queuePositions()).size, 0);
+    assert.equal((await a.jobs.claimed('a')).length, wins.a);
+    assert.equal((await b.jobs.claimed('b')).length, wins.b);
+    const late = (await a.jobs.insert(newJob())).record;
+    assert.deepEqual(
+      (await b.jobs.queued()).map((j) => j.id),
+      [late.id],
+    );
+    assert.equal(await b.jobs.claim(jobs[0]!.id, nb), undefined, 'a claimed job cannot be claimed again');
+  });
+
+  test('claim: a drained node, an older epoch, a lost or unknown node cannot claim', async (t) => {
+    const s = await open(t, await freshDatabase(), 'a');
+    const { record } = await s.jobs.insert(newJob());
+    const n1 = await s.nodes.register(nodeInfo('a'));
+    await s.nodes.setDrained('a', true);
+    assert.equal(await s.jobs.claim(record.id, n1), undefined, 'drained');
+    await s.nodes.setDrained('a', false);
+    const n2 = await s.nodes.register(nodeInfo('a'));
+    assert.equal(n2.epoch, n1.epoch + 1);
+    assert.equal(await s.jobs.claim(record.id, n1), undefined, 'older epoch');
+    assert.equal(await s.jobs.claim(record.id, { name: 'ghost', epoch: 1 }), undefined, 'unknown node');
+    const lost = await s.nodes.register(nodeInfo('l', 1));
+    await sleep(1_200);
+    await s.nodes.expire(() => ({}));
+    assert.equal((await s.nodes.get('l'))?.state, 'lost');
+    assert.equal(await s.jobs.claim(record.id, lost), undefined, 'lost node');
+    assert.equal((await s.jobs.claim(record.id, n2))?.node, 'a', 'the current epoch, up and undrained, claims');
+    const pulling = (await s.jobs.insert(newJob())).record;
+    await s.jobs.update(pulling.id, { state: 'failed' });
+    assert.equal(await s.jobs.claim(pulling.id, n2), undefined, 'a job no longer queued');
+  });
+
+  test('queries: scheduling order, positions, active, claimed, holding GPUs, list, counts, retention', async (t) => {
+    const s = await open(t, await freshDatabase(), 'a');
+    const n = await s.nodes.register(nodeInfo('a'));
+    const low = (await s.jobs.insert(newJob({ createdAt: '2030-01-01T00:00:01.000Z' }))).record;
+    const high1 = (await s.jobs.insert(newJob({ spec: { priority: 10 }, createdAt: '2030-01-01T00:00:02.000Z' }))).record;
+    const high2 = (await s.jobs.insert(newJob({ spec: { priority: 10 }, owner: 'bob', createdAt: '2030-01-01T00:00:03.000Z' }))).record;
+    const neg = (await s.jobs.insert(newJob({ spec: { priority: -1 }, createdAt: '2030-01-01T00:00:00.000Z' }))).record;
+    assert.deepEqual(
+      (await s.jobs.queued()).map((j) => j.id),
+      [high1.id, high2.id, low.id, neg.id],
+    );
+    assert.deepEqual(
+      [...(await s.jobs.queuePositions())],
+      [
+        [high1.id, 0],
+        [high2.id, 1],
+        [low.id, 2],
+        [neg.id, 3],
+      ],
+    );
+    assert.deepEqual(await s.jobs.queueSummary(), { length: 4, oldestCreatedAt: '2030-01-01T00:00:00.000Z' });
+
+    await s.jobs.claim(high1.id, n);
+    await s.jobs.update(high1.id, { state: 'running', gpus: ['GPU-a-0'] });
+    await s.jobs.claim(high2.id, n);
+    await s.jobs.update(high2.id, { state: 'pulling' });
+    await s.jobs.claim(low.id, n);
+    const other = (await s.jobs.insert(newJob())).record;
+    await s.jobs.update(other.id, { state: 'running', node: 'b', gpus: ['GPU-b-0'] });
+    await s.jobs.update(neg.id, { state: 'failed', finishedAt: '2030-01-02T00:00:00.000Z' });
+
+    assert.deepEqual(
+      (await s.jobs.active('a')).map((j) => j.id),
+      [high1.id, high2.id],
+    );
+    assert.deepEqual(
+      (await s.jobs.claimed('a')).map((j) => j.id),
+      [low.id],
+    );
+    assert.deepEqual(
+      (await s.jobs.holdingGpus()).map((j) => j.id),
+      [high1.id, other.id],
+    );
+    assert.deepEqual(await s.jobs.queued(), []);
+    assert.deepEqual(
+      await s.jobs.queueSummary(),
+      { length: 1, oldestCreatedAt: '2030-01-01T00:00:01.000Z' },
+      'claimed jobs are still queued',
+    );
+
+    assert.deepEqual(
+      (await s.jobs.list({ limit: 10 })).map((j) => j.id),
+      [other.id, neg.id, high2.id, high1.id, low.id],
+    );
+    assert.deepEqual(
+      (await s.jobs.list({ owner: 'bob', limit: 10 })).map((j) => j.id),
+      [high2.id],
+    );
+    assert.deepEqual(
+      (await s.jobs.list({ states: ['running', 'failed'], limit: 10 })).map((j) => j.id),
+      [other.id, neg.id, high1.id],
+    );
+    assert.deepEqual(
+      (await s.jobs.list({ beforeSeq: high2.seq, limit: 1 })).map((j) => j.id),
+      [high1.id],
+    );
+    assert.deepEqual(await s.jobs.finishedBefore('2030-01-03T00:00:00.000Z'), [neg.id]);
+    assert.deepEqual(await s.jobs.finishedBefore('2030-01-01T00:00:00.000Z'), []);
+    const counts = (await s.jobs.countByStateAndOwner()).sort((x, y) => `${x.state}${x.owner}`.localeCompare(`${y.state}${y.owner}`));
+    assert.deepEqual(counts, [
+      { state: 'failed', owner: 'alice', count: 1 },
+      { state: 'pulling', owner: 'bob', count: 1 },
+      { state: 'queued', owner: 'alice', count: 1 },
+      { state: 'running', owner: 'alice', count: 2 },
+    ]);
+  });
+
+  test('logs: chunks, tail, state and totals round-trip; NUL and non-ASCII lines survive', async (t) => {
+    const s = await open(t, await freshDatabase(), 'a');
+    const job = 'log-job';
+    assert.deepEqual(await s.logs.state(job), state());
+    const tricky: NewLogRecord[] = [
+      { stream: 'stdout', time: 1_700_000_000_000, line: 'nul\u0000here' },
+      { stream: 'stderr', time: 1_700_000_000_000, line: 'é ü 😀' },
+      { stream: 'stdout', time: 1_700_000_000_001, line: '' },
+    ];
+    await s.logs.append(job, tricky, state({ nextSeq: 4, stdoutRecords: 2, stderrRecords: 1, bytes: 20, lastStdout: 'nul\u0000here' }));
+    await s.logs.append(job, records(4, 3), state({ nextSeq: 7, stdoutRecords: 5, stderrRecords: 1, bytes: 40 }));
+    await s.logs.append(
+      job,
+      records(7, 4, 'stderr'),
+      state({ nextSeq: 11, stdoutRecords: 5, stderrRecords: 5, bytes: 60, truncated: true }),
+    );
+
+    const all = await s.logs.chunks(job, 0, { chunks: 10, lines: 1_000 });
+    assert.deepEqual(
+      all.map((c) => [c.firstSeq, c.lastSeq]),
+      [
+        [1, 3],
+        [4, 6],
+        [7, 10],
+      ],
+    );
+    assert.equal(typeof all[0]!.lines, 'string');
+    assert.deepEqual(
+      decodeChunk(all[0]!, 0).map((l) => l.line),
+      tricky.map((r) => r.line),
+    );
+    assert.deepEqual(
+      all.flatMap((c) => decodeChunk(c, 0)).map((l) => l.seq),
+      [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+    );
+    assert.deepEqual(
+      (await s.logs.chunks(job, 5, { chunks: 10, lines: 1_000 })).map((c) => c.firstSeq),
+      [4, 7],
+      'from the chunk holding seq 6',
+    );
+    assert.deepEqual(
+      (await s.logs.chunks(job, 0, { chunks: 10, lines: 4 })).map((c) => c.firstSeq),
+      [1, 4],
+      'no chunk once the line limit is reached',
+    );
+    assert.deepEqual(
+      (await s.logs.chunks(job, 0, { chunks: 1, lines: 1_000 })).map((c) => c.firstSeq),
+      [1],
+    );
+    assert.deepEqual(await s.logs.chunks(job, 10, { chunks: 10, lines: 1_000 }), []);
+
+    const tail = await s.logs.tail(job, 5);
+    assert.deepEqual(
+      tail.map((l) => [l.seq, l.stream, l.line]),
+      [
+        [6, 'stdout', 'line 6'],
+        [7, 'stderr', 'line 7'],
+        [8, 'stderr', 'line 8'],
+        [9, 'stderr', 'line 9'],
+        [10, 'stderr', 'line 10'],
+      ],
+    );
+    assert.equal(tail[0]!.time, new Date(1_700_000_000_006).toISOString());
+    assert.deepEqual(
+      (await s.logs.tail(job, 3, 'stdout')).map((l) => l.seq),
+      [4, 5, 6],
+    );
+    assert.deepEqual(
+      (await s.logs.tail(job, 100, 'stdout')).map((l) => l.line),
+      ['nul\u0000here', '', 'line 4', 'line 5', 'line 6'],
+    );
+
+    assert.deepEqual(await s.logs.state(job), state({ nextSeq: 11, stdoutRecords: 5, stderrRecords: 5, bytes: 60, truncated: true }));
+    await s.logs.saveState(job, state({ nextSeq: 11, stdoutRecords: 5, stderrRecords: 5, bytes: 60, complete: true, error: 'x\u0000' }));
+    assert.deepEqual((await s.logs.state(job)).complete, true);
+    assert.deepEqual((await s.logs.state(job)).error, 'x\uFFFD');
+    await s.logs.append('other', records(1, 2), state({ nextSeq: 3, stdoutRecords: 2, bytes: 7, truncated: true }));
+    assert.deepEqual(await s.logs.totals(), { bytes: 67, stdoutRecords: 7, stderrRecords: 5, truncatedJobs: 1 });
+    await s.logs.deleteJob(job);
+    assert.deepEqual(await s.logs.chunks(job, 0, { chunks: 10, lines: 1_000 }), []);
+    assert.deepEqual(await s.logs.state(job), state());
+    assert.deepEqual(await s.logs.totals(), { bytes: 7, stdoutRecords: 2, stderrRecords: 0, truncatedJobs: 1 });
+  });
+
+  test('logs: a fenced append or state write by a node that no longer owns the job throws FencedError and writes nothing', async (t) => {
+    const s = await open(t, await freshDatabase(), 'a');
+    const { record } = await s.jobs.insert(newJob());
+    await s.jobs.update(record.id, { state: 'running', node: 'a' });
+    const fence = { node: 'a', attempt: 1 };
+    await s.logs.append(record.id, records(1, 2), state({ nextSeq: 3, stdoutRecords: 2 }), fence);
+    for (const wrong of [
+      { node: 'b', attempt: 1 },
+      { node: 'a', attempt: 2 },
+    ]) {
+      await assert.rejects(s.logs.append(record.id, records(3, 2), state({ nextSeq: 5, stdoutRecords: 4 }), wrong), FencedError);
+      await assert.rejects(s.logs.saveState(record.id, state({ nextSeq: 9 }), wrong), FencedError);
+    }
+    await s.jobs.update(record.id, { state: 'failed' });
+    await assert.rejects(s.logs.append(record.id, records(3, 2), state({ nextSeq: 5, stdoutRecords: 4 }), fence), (err: unknown) => {
+      assert.ok(err instanceof FencedError);
+      assert.equal(err.jobId, record.id);
+      return true;
+    });
+    await assert.rejects(s.logs.append('no-such-job', records(1, 1), state({ nextSeq: 2 }), fence), FencedError);
+    assert.deepEqual(
+      (await s.logs.chunks(record.id, 0, { chunks: 10, lines: 100 })).map((c) => [c.firstSeq, c.lastSeq]),
+      [[1, 2]],
+    );
+    assert.deepEqual(await s.logs.state(record.id), state({ nextSeq: 3, stdoutRecords: 2 }));
+    await s.logs.saveState(record.id, state({ nextSeq: 3, stdoutRecords: 2, complete: true }));
+    assert.equal((await s.logs.state(record.id)).complete, true, 'an unfenced write is made');
+  });
+
+  test('nodes: register bumps the epoch and keeps drained; renew holds only for the current epoch', async (t) => {
+    const s = await open(t, await freshDatabase(), 'a');
+    const r1 = await s.nodes.register(nodeInfo('a'));
+    assert.equal(r1.state, 'up');
+    assert.equal(r1.drained, false);
+    assert.equal(r1.leaseSeconds, 30);
+    assert.deepEqual(r1.labels, { zone: 'a' });
+    assert.deepEqual(r1.gpus, nodeInfo('a').gpus);
+    assert.ok(r1.heartbeatAgeSeconds >= 0 && r1.heartbeatAgeSeconds < 1, `age ${r1.heartbeatAgeSeconds}`);
+    assert.ok(!Number.isNaN(Date.parse(r1.startedAt)) && r1.heartbeatAt.endsWith('Z'));
+    assert.ok(Object.isFrozen(r1));
+    assert.equal(typeof r1.epoch, 'number');
+    assert.equal((await s.nodes.setDrained('a', true))?.drained, true);
+    const r2 = await s.nodes.register({ ...nodeInfo('a'), version: '0.2.0', labels: { zone: 'b' } });
+    assert.equal(r2.epoch, r1.epoch + 1);
+    assert.equal(r2.drained, true, 'a new process of a drained node stays drained');
+    assert.equal(r2.version, '0.2.0');
+    assert.deepEqual(r2.labels, { zone: 'b' });
+    await sleep(1_100);
+    assert.ok((await s.nodes.get('a'))!.heartbeatAgeSeconds >= 1);
+    assert.equal(await s.nodes.renew('a', r1.epoch), false, 'an older process cannot renew');
+    assert.ok((await s.nodes.get('a'))!.heartbeatAgeSeconds >= 1, 'nor move the heartbeat');
+    assert.equal(await s.nodes.renew('a', r2.epoch), true);
+    assert.ok((await s.nodes.get('a'))!.heartbeatAgeSeconds < 1);
+    assert.equal(await s.nodes.renew('ghost', 1), false);
+    assert.equal(await s.nodes.setDrained('ghost', true), undefined);
+    assert.equal(await s.nodes.get('ghost'), undefined);
+    await s.nodes.register(nodeInfo('b'));
+    assert.deepEqual(
+      (await s.nodes.list()).map((n) => [n.name, n.epoch]),
+      [
+        ['a', r2.epoch],
+        ['b', 1],
+      ],
+    );
+  });
+
+  test('expire: a node whose lease ran out is lost; its claimed jobs go back to the queue, the others are settled', async (t) => {
+    const s = await open(t, await freshDatabase(), 'a');
+    const short = await s.nodes.register(nodeInfo('short', 1));
+    const long = await s.nodes.register(nodeInfo('long', 60));
+    const claimed = (await s.jobs.insert(newJob())).record;
+    await s.jobs.claim(claimed.id, short);
+    const running = (await s.jobs.insert(newJob())).record;
+    await s.jobs.claim(running.id, short);
+    await s.jobs.update(running.id, { state: 'running', gpus: ['GPU-short-0'] });
+    const done = (await s.jobs.insert(newJob())).record;
+    await s.jobs.update(done.id, { state: 'succeeded', node: 'short' });
+    const elsewhere = (await s.jobs.insert(newJob())).record;
+    await s.jobs.claim(elsewhere.id, long);
+    await s.jobs.update(elsewhere.id, { state: 'running' });
+
+    const calls: [string, string][] = [];
+    const settle = (record: JobRecord, node: { name: string; state: string }): JobPatch => {
+      calls.push([record.id, node.name]);
+      assert.equal(node.state, 'lost');
+      return { state: 'failed', reason: `node ${node.name} lost`, finishedAt: '2030-01-01T00:00:00.000Z' };
+    };
+    assert.deepEqual(await s.nodes.expire(settle), { lost: [], settled: [] }, 'no lease has run out yet');
+    await sleep(1_300);
+    const { lost, settled } = await s.nodes.expire(settle);
+    assert.deepEqual(
+      lost.map((n) => [n.name, n.state]),
+      [['short', 'lost']],
+    );
+    assert.ok(lost[0]!.heartbeatAgeSeconds > 1);
+    assert.deepEqual(calls, [[running.id, 'short']], 'settle is asked only about the started job');
+    assert.deepEqual(
+      settled.map((x) => [x.record.id, x.record.state, x.record.node, x.requeued]),
+      [
+        [claimed.id, 'queued', null, true],
+        [running.id, 'failed', 'short', false],
+      ],
+    );
+    assert.equal((await s.jobs.get(running.id))?.reason, 'node short lost');
+    assert.deepEqual(
+      (await s.jobs.queued()).map((j) => j.id),
+      [claimed.id],
+    );
+    assert.equal((await s.jobs.get(done.id))?.state, 'succeeded');
+    assert.equal((await s.jobs.get(elsewhere.id))?.state, 'running');
+    assert.equal((await s.nodes.get('long'))?.state, 'up');
+    assert.equal(await s.nodes.renew('short', short.epoch), false, 'a lost node cannot renew');
+    assert.deepEqual(await s.nodes.expire(settle), { lost: [], settled: [] }, 'a lost node is settled once');
+    const back = await s.nodes.register(nodeInfo('short', 1));
+    assert.equal(back.state, 'up');
+    assert.equal(back.epoch, short.epoch + 1);
+  });
+
+  test('expire: two nodes expiring at once settle a lost node once', async (t) => {
+    const url = await freshDatabase();
+    const [a, b] = await Promise.all([open(t, url, 'a'), open(t, url, 'b')]);
+    const dying = await a.nodes.register(nodeInfo('dying', 1));
+    await a.nodes.register(nodeInfo('dying2', 1));
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const { record } = await a.jobs.insert(newJob());
+      await a.jobs.claim(record.id, dying);
+      await a.jobs.update(record.id, { state: 'running' });
+      ids.push(record.id);
+    }
+    await sleep(1_300);
+    let calls = 0;
+    const requeue = (record: JobRecord): JobPatch => {
+      calls++;
+      return { state: 'queued', node: null, attempt: record.attempt + 1 };
+    };
+    const [ra, rb] = await Promise.all([a.nodes.expire(requeue), b.nodes.expire(requeue)]);
+    assert.deepEqual([...ra.lost, ...rb.lost].map((n) => n.name).sort(), ['dying', 'dying2']);
+    assert.equal(ra.settled.length + rb.settled.length, 5);
+    assert.equal(calls, 5);
+    for (const id of ids) {
+      const r = await a.jobs.get(id);
+      assert.equal(r?.attempt, 2, 'one new attempt');
+      assert.equal(r?.state, 'queued');
+      assert.equal(r?.node, null);
+    }
+    assert.ok([...ra.settled, ...rb.settled].every((x) => x.requeued));
+  });
+
+  test('change feed: a write of one node reaches the other nodes, not itself, once committed', async (t) => {
+    const url = await freshDatabase();
+    const [a, b] = await Promise.all([open(t, url, 'a'), open(t, url, 'b')]);
+    const fa = collect(a);
+    const fb = collect(b);
+    const na = await a.nodes.register(nodeInfo('a'));
+    await fb.next((c) => c.kind === 'nodes');
+
+    const { record } = await a.jobs.insert(newJob());
+    assert.deepEqual(await fb.next((c) => c.kind === 'job'), {
+      kind: 'job',
+      jobId: record.id,
+      state: 'queued',
+      node: null,
+      cancelRequested: false,
+    });
+    await a.jobs.claim(record.id, na);
+    await fb.next((c) => c.kind === 'job' && c.node === 'a');
+    await a.jobs.update(record.id, { state: 'running', cancelRequested: true });
+    await fb.next((c) => c.kind === 'job' && c.state === 'running' && c.cancelRequested);
+    await a.logs.append(record.id, records(1, 3), state({ nextSeq: 4, stdoutRecords: 3 }), { node: 'a', attempt: 1 });
+    assert.deepEqual(await fb.next((c) => c.kind === 'log'), { kind: 'log', jobId: record.id, lastSeq: 3 });
+    await a.logs.saveState(record.id, state({ nextSeq: 4, stdoutRecords: 3, complete: true }));
+    await fb.next((c) => c.kind === 'log' && c.lastSeq === 3 && fb.changes.filter((x) => x.kind === 'log').length === 2);
+    // Writes that change nothing announce nothing.
+    assert.equal(await a.jobs.update(record.id, { state: 'failed' }, { state: 'queued' }), undefined);
+    await assert.rejects(a.logs.append(record.id, records(4, 1), state({ nextSeq: 5 }), { node: 'b', attempt: 1 }), FencedError);
+    await a.nodes.setDrained('a', true);
+
+    // B's write is a barrier: each listener hears notifications in commit
+    // order, so once A hears it, A would have heard its own earlier ones.
+    await b.jobs.insert(newJob({ id: 'from-b' }));
+    await fa.next((c) => c.kind === 'job' && c.jobId === 'from-b');
+    await fb.next((c) => c.kind === 'nodes' && fb.changes.filter((x) => x.kind === 'nodes').length === 2);
+    assert.deepEqual(fa.changes, [{ kind: 'job', jobId: 'from-b', state: 'queued', node: null, cancelRequested: false }], 'A hears only B');
+    assert.deepEqual(
+      fb.changes.map((c) => c.kind),
+      ['nodes', 'job', 'job', 'job', 'log', 'log', 'nodes'],
+      'B hears each of A’s changes once, and nothing of what changed nothing',
+    );
+  });
+
+  test('PostgreSQL restarting: the pool serves again, the feed reconnects by itself, resyncs, and hears new changes', async (t) => {
+    const url = await freshDatabase();
+    const [a, b] = await Promise.all([open(t, url, 'a'), open(t, url, 'b')]);
+    const fb = collect(b);
+    const { record } = await a.jobs.insert(newJob());
+    await fb.next((c) => c.kind === 'job');
+    // Connections in both pools, idle when the server goes away.
+    await Promise.all([a.jobs.get(record.id), b.jobs.list({ limit: 5 }), a.settings.set('k', 'v')]);
+
+    const restarted = Date.now();
+    await cluster.restart();
+    const resync = await fb.next((c) => c.kind === 'resync', 15_000);
+    t.diagnostic(`resync ${Date.now() - restarted} ms after the restart began`);
+    assert.deepEqual(resync, { kind: 'resync' });
+    assert.equal((await a.jobs.get(record.id))?.id, record.id, 'the pool serves queries again');
+    assert.equal(await a.settings.get('k'), 'v');
+    await a.jobs.update(record.id, { state: 'cancelled' });
+    await fb.next((c) => c.kind === 'job' && c.state === 'cancelled');
+    assert.equal(fb.changes.filter((c) => c.kind === 'resync').length, 1, 'one resync per reconnection');
+    assert.ok(
+      b.warnings.some((w) => /change feed/.test(w.msg)),
+      `the lost listener is logged: ${JSON.stringify(b.warnings.map((w) => w.msg))}`,
+    );
+  });
+
+  test('PostgreSQL stopped: writes and reads reject with StoreUnavailableError; once it is back everything works again', async (t) => {
+    const url = await freshDatabase();
+    const [a, b] = await Promise.all([open(t, url, 'a'), open(t, url, 'b')]);
+    const fa = collect(a);
+    const fb = collect(b);
+    const { record } = await a.jobs.insert(newJob());
+    await cluster.stop();
+    try {
+      const unavailable = (err: unknown) => {
+        assert.ok(err instanceof StoreUnavailableError, `got ${String(err)}`);
+        assert.equal(err.reason, 'unavailable');
+        assert.equal(err.retryAfterSeconds, 5);
+        return true;
+      };
+      await assert.rejects(a.jobs.insert(newJob()), unavailable);
+      await assert.rejects(a.jobs.update(record.id, { state: 'failed' }), unavailable);
+      await assert.rejects(a.logs.append(record.id, records(1, 1), state({ nextSeq: 2 })), unavailable);
+      await assert.rejects(
+        a.nodes.expire(() => ({})),
+        unavailable,
+      );
+      await assert.rejects(a.probeWritable(), unavailable);
+      await assert.rejects(a.jobs.get(record.id), unavailable);
+      await sleep(1_000); // the listeners retry meanwhile
+    } finally {
+      await cluster.start();
+    }
+    await Promise.all([fa.next((c) => c.kind === 'resync', 15_000), fb.next((c) => c.kind === 'resync', 15_000)]);
+    await a.probeWritable();
+    assert.equal((await a.jobs.get(record.id))?.state, 'queued', 'the writes made while it was stopped changed nothing');
+    assert.equal((await a.jobs.list({ limit: 10 })).length, 1);
+    await a.jobs.update(record.id, { state: 'failed' });
+    await fb.next((c) => c.kind === 'job' && c.state === 'failed');
+  });
+
+  test('PostgreSQL killed (SIGKILL): the process survives its idle connections failing, and recovers once it is back', async (t) => {
+    const url = await freshDatabase();
+    const [a, b] = await Promise.all([open(t, url, 'a'), open(t, url, 'b')]);
+    const fb = collect(b);
+    await Promise.all([a.jobs.list({ limit: 1 }), a.settings.set('x', '1')]);
+    cluster.kill();
+    await sleep(500);
+    await cluster.start();
+    await fb.next((c) => c.kind === 'resync', 15_000);
+    const { record } = await a.jobs.insert(newJob());
+    await fb.next((c) => c.kind === 'job' && c.jobId === record.id);
+  });
+
+  test('three nodes opening an empty database at once migrate it once', async (t) => {
+    const url = await freshDatabase();
+    const stores = await Promise.all([open(t, url, 'a'), open(t, url, 'b'), open(t, url, 'c')]);
+    const { rows } = await query(url, 'SELECT name FROM kysely_migration ORDER BY name');
+    assert.deepEqual(
+      rows.map((r) => r.name),
+      ['0001_initial'],
+    );
+    // Every table was made by the one transaction that recorded the migration.
+    const made = await query(
+      url,
+      `SELECT DISTINCT c.xmin::text AS x FROM pg_class c
+       WHERE c.relname IN ('jobs', 'job_labels', 'log_chunks', 'log_state', 'settings', 'nodes')
+       UNION SELECT xmin::text FROM kysely_migration`,
+    );
+    assert.equal(made.rows.length, 1, `one creating transaction: ${JSON.stringify(made.rows)}`);
+    for (const s of stores) assert.deepEqual(s.warnings, []);
+    const { record } = await stores[0]!.jobs.insert(newJob());
+    assert.equal((await stores[2]!.jobs.get(record.id))?.id, record.id);
+    // Opening again finds nothing to do.
+    await open(t, url, 'd');
+    assert.equal((await query(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 1);
+  });
+});
+
+async function query(url: string, text: string): Promise<pg.QueryResult> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await c.query(text);
+  } finally {
+    await c.end();
+  }
+}
