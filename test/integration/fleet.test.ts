@@ -92,21 +92,21 @@ test('three nodes, one API', { timeout: 240_000 }, async (t) => {
   });
 
   await t.test('placement: impossible constraints are a 422 naming the field; labels steer', async () => {
-    const unknown = await b!.call<{ errors: { path: string }[] }>('POST', '/v1/jobs', {
+    const unknown = await b!.call<{ errors: { field: string }[] }>('POST', '/v1/jobs', {
       body: { image: TEST_IMAGE, command: ['true'], placement: { node: 'zz' } },
     });
     assert.equal(unknown.status, 422, unknown.text);
-    assert.equal(unknown.body.errors[0]!.path, 'body.placement.node');
-    const noLabel = await b!.call<{ errors: { path: string }[] }>('POST', '/v1/jobs', {
+    assert.equal(unknown.body.errors[0]!.field, 'body.placement.node');
+    const noLabel = await b!.call<{ errors: { field: string }[] }>('POST', '/v1/jobs', {
       body: { image: TEST_IMAGE, command: ['true'], placement: { nodeLabels: { zone: 'north' } } },
     });
     assert.equal(noLabel.status, 422, noLabel.text);
-    assert.equal(noLabel.body.errors[0]!.path, 'body.placement.nodeLabels');
-    const tooBig = await b!.call<{ errors: { path: string }[] }>('POST', '/v1/jobs', {
+    assert.equal(noLabel.body.errors[0]!.field, 'body.placement.nodeLabels');
+    const tooBig = await b!.call<{ errors: { field: string }[] }>('POST', '/v1/jobs', {
       body: { image: TEST_IMAGE, command: ['true'], gpus: { count: 3 } },
     });
     assert.equal(tooBig.status, 422, tooBig.text);
-    assert.equal(tooBig.body.errors[0]!.path, 'body.gpus');
+    assert.equal(tooBig.body.errors[0]!.field, 'body.gpus');
     const west = await b!.submit({ image: TEST_IMAGE, command: ['true'], placement: { nodeLabels: { zone: 'west' } } });
     assert.equal((await b!.waitFor(west.id)).node, 'c');
   });
