@@ -1,5 +1,6 @@
 import type { Job, JobSpec } from '../model/job.js';
 import type { LogLine } from '../model/log.js';
+import type { Node } from '../model/node.js';
 import { PROBLEM_BASE } from './problems.js';
 
 /**
@@ -42,6 +43,8 @@ export const examples = {
     startedAt: null,
     finishedAt: null,
     gpus: [],
+    node: null,
+    attempt: 1,
   } satisfies Job,
   succeededJob: {
     ...base,
@@ -54,7 +57,44 @@ export const examples = {
     startedAt: '2026-01-05T09:30:01.250Z',
     finishedAt: '2026-01-05T09:42:13.900Z',
     gpus: ['GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11'],
+    node: 'gpu-host-1',
+    attempt: 1,
   } satisfies Job,
+  node: {
+    name: 'gpu-host-1',
+    state: 'up',
+    drained: false,
+    labels: { zone: 'a', nvlink: 'true' },
+    heartbeatAgeSeconds: 3.2,
+    leaseSeconds: 30,
+    startedAt: '2026-01-05T08:00:00.000Z',
+    version: '1.0.0',
+    gpus: [
+      {
+        index: 0,
+        uuid: 'GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11',
+        name: 'NVIDIA H200',
+        memoryMiB: 143771,
+        holders: ['5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47'],
+      },
+      { index: 1, uuid: 'GPU-8f0e2d4c-1b6a-4c3e-a5d7-9e1f2a3b4c5d', name: 'NVIDIA H200', memoryMiB: 143771, holders: [] },
+    ],
+    running: 1,
+  } satisfies Node,
+  nodeNotFound: {
+    type: `${PROBLEM_BASE}not-found`,
+    title: 'Not found',
+    status: 404,
+    detail: 'node gpu-host-9 does not exist',
+    instance: '/v1/nodes/gpu-host-9',
+  },
+  notAdmin: {
+    type: `${PROBLEM_BASE}forbidden`,
+    title: 'Forbidden',
+    status: 403,
+    detail: 'this token lacks the "admin" scope',
+    instance: '/v1/nodes/gpu-host-1/drain',
+  },
   logLine: { seq: 2, stream: 'stdout', time: '2026-01-05T09:42:13.512Z', line: 'accuracy=0.93' } satisfies LogLine,
   logText: 'training\naccuracy=0.93\n',
   gpuList: {

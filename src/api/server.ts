@@ -21,6 +21,7 @@ import { jobLogRoutes } from './routes/v1/job-logs.js';
 import { jobWaitRoutes } from './routes/v1/job-wait.js';
 import { jobRoutes } from './routes/v1/jobs.js';
 import { meRoutes } from './routes/v1/me.js';
+import { nodeRoutes } from './routes/v1/nodes.js';
 
 export const OPENAPI_INFO = {
   title: 'Gantry',
@@ -46,6 +47,8 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
     loggerInstance: d.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: requestIdFor,
+    // The longest path parameter is a node name (253 characters, as a hostname); longer ones answer 414.
+    routerOptions: { maxParamLength: 253 },
     ajv: { customOptions: { coerceTypes: false } },
     frameworkErrors: frameworkErrorHandler,
   });
@@ -67,6 +70,7 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
         { name: 'jobs', description: 'Submit, follow and cancel container jobs' },
         { name: 'logs', description: 'Job output, stored durably by Gantry' },
         { name: 'gpus', description: 'GPU inventory and allocation' },
+        { name: 'nodes', description: 'The fleet: each Gantry node, its lease, GPUs and drain switch' },
         { name: 'tokens', description: 'The presented token' },
         { name: 'health', description: 'Liveness and readiness (no auth)' },
       ],
@@ -106,12 +110,21 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
     });
     const typed = api.withTypeProvider<ZodTypeProvider>();
     await typed.register(healthRoutes, { runtime: d.runtime, store: d.store });
-    const deps: RouteDeps = { config: d.config, jobs: d.jobs, logs: d.logs, events: d.events, gpus: d.gpus, metrics: d.metrics };
+    const deps: RouteDeps = {
+      config: d.config,
+      jobs: d.jobs,
+      logs: d.logs,
+      events: d.events,
+      gpus: d.gpus,
+      metrics: d.metrics,
+      nodes: d.nodes,
+    };
     await typed.register(jobRoutes, deps);
     await typed.register(jobLogRoutes, deps);
     await typed.register(gpuRoutes, deps);
     await typed.register(jobWaitRoutes, deps);
     await typed.register(meRoutes, deps);
+    await typed.register(nodeRoutes, deps);
   });
   return app;
 }

@@ -2,12 +2,15 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { GpuAllocator } from '../gpu/allocator.js';
 import type { GpuDevice } from '../gpu/inventory.js';
 import { STDOUT_BUFFER_BYTES } from '../logging.js';
+import { NODE_STATES } from '../model/node.js';
 import { JOB_STATES } from '../model/states.js';
-import type { Store } from '../store/store.js';
+import type { NodeRecord, Store } from '../store/store.js';
 
 export interface CollectorSources {
   store: Store;
   gpus: GpuAllocator;
+  /** This node, exported as gantry_node_info; absent: no info series. */
+  node?: { name: string; version: string } | undefined;
   /** Process log lines dropped because stdout was read too slowly or could not be written (src/logging.ts). */
   droppedLogLines: () => number;
 }
@@ -21,6 +24,7 @@ export function registerCollectors(registry: Registry, src: CollectorSources): v
   registerJobGauges([registry], src.store);
   registerGpuGauges([registry], src.gpus);
   registerLogGauges([registry], src.store);
+  registerNodeGauges([registry], src.store, src.node);
   new Counter({
     name: 'gantry_process_log_dropped_lines_total',
     help: `Gantry's own log lines (stdout) dropped because their reader fell more than ${STDOUT_BUFFER_BYTES / 1024 / 1024} MiB behind or stdout could not be written (a full disk); job logs are not affected.`,
@@ -164,4 +168,84 @@ function registerLogGauges(registers: Registry[], store: Store): void {
       this.set((await totals()).truncatedJobs);
     },
   });
+}
+
+/** The fleet as one scrape sees it: every node, the GPUs held on it and its running jobs. */
+interface FleetSnapshot {
+  nodes: NodeRecord[];
+  /** Cards of the node held by at least one job. */
+  allocated: ReadonlyMap<string, number>;
+  running: ReadonlyMap<string, number>;
+}
+
+async function readFleet(store: Store): Promise<FleetSnapshot> {
+  const [nodes, holding] = await Promise.all([store.nodes.list(), store.jobs.holdingGpus()]);
+  // Running jobs by node: one small read per node (the Store has no count by node).
+  const active = await Promise.all(nodes.map((n) => store.jobs.active(n.name)));
+  const held = new Map<string, Set<string>>();
+  for (const j of holding) {
+    if (j.node === null) continue;
+    const cards = held.get(j.node) ?? new Set<string>();
+    for (const uuid of j.gpus) cards.add(uuid);
+    held.set(j.node, cards);
+  }
+  const allocated = new Map<string, number>();
+  const running = new Map<string, number>();
+  nodes.forEach((n, i) => {
+    const cards = held.get(n.name);
+    allocated.set(n.name, cards ? n.gpus.filter((g) => cards.has(g.uuid)).length : 0);
+    running.set(n.name, active[i]!.length);
+  });
+  return { nodes, allocated, running };
+}
+
+/**
+ * The fleet's nodes, read from the store at scrape time (every node reports
+ * the whole fleet, so any one of them can be scraped), and this node's own
+ * name and version.
+ */
+function registerNodeGauges(registers: Registry[], store: Store, self: CollectorSources['node']): void {
+  const fleet = shared(() => readFleet(store));
+  /** A gauge with one series per node, replaced as a whole by each scrape. */
+  const perNode = (name: string, help: string, value: (n: NodeRecord, f: FleetSnapshot) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['node'],
+      registers,
+      async collect() {
+        const f = await fleet();
+        this.reset();
+        for (const n of f.nodes) this.set({ node: n.name }, value(n, f));
+      },
+    });
+  new Gauge({
+    name: 'gantry_nodes',
+    help: 'Nodes in the fleet by state (up: renews its lease; lost: its lease expired) and drain switch; every pair is reported.',
+    labelNames: ['state', 'drained'],
+    registers,
+    async collect() {
+      const { nodes } = await fleet();
+      this.reset();
+      for (const state of NODE_STATES) {
+        for (const drained of [true, false]) {
+          this.set({ state, drained: String(drained) }, nodes.filter((n) => n.state === state && n.drained === drained).length);
+        }
+      }
+    },
+  });
+  perNode('gantry_node_heartbeat_age_seconds', "Seconds since the node last renewed its lease, by the store's clock.", (n) =>
+    Math.max(0, n.heartbeatAgeSeconds),
+  );
+  perNode('gantry_node_gpus', 'GPUs in the node’s inventory.', (n) => n.gpus.length);
+  perNode('gantry_node_gpus_allocated', 'GPUs of the node held by at least one job.', (n, f) => f.allocated.get(n.name) ?? 0);
+  perNode('gantry_node_running_jobs', 'Jobs the node runs now (pulling, starting or running).', (n, f) => f.running.get(n.name) ?? 0);
+  if (self) {
+    new Gauge({
+      name: 'gantry_node_info',
+      help: 'This Gantry: its node name (GANTRY_NODE_NAME) and version; always 1.',
+      labelNames: ['node', 'version'],
+      registers,
+    }).set({ node: self.name, version: self.version }, 1);
+  }
 }

@@ -15,6 +15,8 @@ export interface MetricsSources {
   events: JobEventHub;
   /** Process log lines dropped because stdout was read too slowly (src/logging.ts). */
   droppedLogLines: () => number;
+  /** This node's name (GANTRY_NODE_NAME) and Gantry's version, exported as gantry_node_info. */
+  node?: { name: string; version: string };
 }
 
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

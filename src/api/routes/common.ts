@@ -1,5 +1,6 @@
 import type { z } from 'zod';
 import type { Config } from '../../config.js';
+import type { NodeService } from '../../fleet/node-service.js';
 import type { GpuAllocator } from '../../gpu/allocator.js';
 import type { JobEventHub } from '../../jobs/events.js';
 import type { JobService } from '../../jobs/service.js';
@@ -16,6 +17,7 @@ export interface RouteDeps {
   events: JobEventHub;
   gpus: GpuAllocator;
   metrics: GantryMetrics;
+  nodes: NodeService;
 }
 
 const DESCRIPTIONS: Record<number, string> = {
@@ -34,15 +36,18 @@ const DESCRIPTIONS: Record<number, string> = {
 
 /** Problem+json responses for the given status codes, for route schemas. */
 export function errorResponses(...codes: number[]) {
-  return Object.fromEntries(
-    codes.map((c) => [
-      c,
-      {
-        description: DESCRIPTIONS[c] ?? 'Error',
-        content: { 'application/problem+json': { schema: ProblemSchema, ...(problemExamples[c] ? { example: problemExamples[c] } : {}) } },
-      },
-    ]),
-  );
+  return Object.fromEntries(codes.map((c) => [c, problemResponse(c)]));
+}
+
+/**
+ * One problem+json response, described and exemplified as every route does
+ * unless this route says otherwise (a 404 of something other than a job).
+ */
+export function problemResponse(code: number, description = DESCRIPTIONS[code] ?? 'Error', example = problemExamples[code]) {
+  return {
+    description,
+    content: { 'application/problem+json': { schema: ProblemSchema, ...(example ? { example } : {}) } },
+  };
 }
 
 /**
