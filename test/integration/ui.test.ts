@@ -9,7 +9,10 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import path from 'node:path';
 import { type TestContext, test } from 'node:test';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import { OPENAPI_INFO } from '../../src/api/server.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
+import type { ContainerRuntime } from '../../src/runtime/runtime.js';
+import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { ADMIN_TOKEN, client, type InProcessGantry, ROOT, startGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
 
 // Browser globals used inside page.evaluate callbacks (the project compiles without the DOM lib).
@@ -124,7 +127,7 @@ function assertStayedHome(b: Browser, g: InProcessGantry, expectedErrors?: RegEx
   );
 }
 
-async function gantryWithTokens(t: TestContext, env: Record<string, string> = {}): Promise<InProcessGantry> {
+async function gantryWithTokens(t: TestContext, env: Record<string, string> = {}, runtime?: ContainerRuntime): Promise<InProcessGantry> {
   const file = tokensFile([
     { owner: 'admin', scopes: ['admin'], token: ADMIN_TOKEN },
     { owner: 'admin', scopes: ['read'], token: READER_TOKEN },
@@ -134,7 +137,7 @@ async function gantryWithTokens(t: TestContext, env: Record<string, string> = {}
   return startGantry(
     t,
     { GANTRY_TOKENS_FILE: file, GANTRY_GPU_DRIVER: 'env', GANTRY_STOP_GRACE_SECONDS: '1', ...env },
-    { gpuDevices: GPUS },
+    { gpuDevices: GPUS, ...(runtime ? { runtime } : {}) },
   );
 }
 
@@ -390,5 +393,71 @@ test("UI: every module loads under the CSP; the header names the token's scopes 
     const status = served.get(`/ui/${f}`);
     assert.ok(status === 200 || status === 304, `/ui/${f} loaded (got ${status})`);
   }
+  assertStayedHome(b, g);
+});
+
+test("UI: the Nodes card shows this node; an admin drains and undrains it there; a job's node and attempt show; a reader gets no buttons", async (t) => {
+  // An in-memory engine: this test is about the page, not containers.
+  const runtime = new FakeRuntime();
+  const node = 'ui-node-1';
+  const g = await gantryWithTokens(t, { GANTRY_NODE_NAME: node, GANTRY_NODE_LABELS: 'zone=a,tier=gold' }, runtime);
+  const b = await openBrowser(t, g.url);
+  const { page } = b;
+  const row = `#nodes tr[data-node="${node}"]`;
+  await signIn(b, g);
+  await whoamiSays(page, 'token: admin (every scope)');
+  await page.waitForSelector(`${row} button[data-action="drain"]`);
+  const cells = async () => page.$$eval(`${row} td`, (tds) => tds.map((td) => td.textContent?.replace(/\s+/g, ' ').trim()));
+  const first = await cells();
+  assert.equal(first[0], `${node}v${OPENAPI_INFO.version}`);
+  assert.equal(first[1], 'up');
+  assert.equal(first[2], 'no');
+  assert.match(first[3]!, /^\d+(\.\d)? s ago$/, 'heartbeat age');
+  assert.equal(first[4], '0 / 2', 'GPUs used / total');
+  assert.equal(first[5], '0', 'running jobs');
+  assert.equal(first[6], 'zone=atier=gold');
+  assert.equal(await page.textContent('#node-count'), '1');
+
+  // A GPU job runs: the card counts it; the job tables name its node.
+  const holder = await g.submit(sh('sleep 300', { name: 'holds-a-gpu', gpus: { count: 1 } }));
+  await g.waitFor(holder.id, (j) => j.state === 'running');
+  await page.waitForFunction((sel) => document.querySelector(`${sel} [data-field="gpus"]`)?.textContent === '1 / 2', row);
+  assert.equal((await page.textContent(`${row} [data-field="running"]`))?.trim(), '1');
+  await page.waitForSelector(`#active tr[data-job="${holder.id}"] td.node [data-node="${node}"]`);
+  await page.waitForSelector(`#recent tr[data-job="${holder.id}"] td.node [data-node="${node}"]`);
+  await b.shot('40-nodes-card-admin');
+
+  // Drain from the page: the switch is stored, the row says so, and a new job waits saying why.
+  await page.click(`${row} button[data-action="drain"]`);
+  await page.waitForSelector(`#nodes tr[data-node="${node}"][data-drained="true"] button[data-action="undrain"]`);
+  assert.equal((await page.textContent(`${row} [data-field="drained"]`))?.trim(), 'drained');
+  assert.equal((await g.call<{ drained: boolean }>('GET', `/v1/nodes/${node}`)).body.drained, true);
+  const waiting = await g.submit(sh('echo after the drain', { name: 'waits-for-undrain' }));
+  await page.waitForSelector(`#queue tr[data-job="${waiting.id}"] td.reason:has-text("is drained")`);
+  await b.shot('41-node-drained');
+
+  await page.click(`${row} button[data-action="undrain"]`);
+  await page.waitForSelector(`#nodes tr[data-node="${node}"][data-drained="false"] button[data-action="drain"]`);
+  assert.equal((await g.call<{ drained: boolean }>('GET', `/v1/nodes/${node}`)).body.drained, false);
+  await g.waitFor(waiting.id, (j) => j.state === 'running');
+
+  // The job's page names its node and attempt.
+  await page.goto(`${g.url}/ui/#/jobs/${waiting.id}`);
+  await page.waitForSelector('#job-state [data-state="running"]');
+  assert.equal((await page.textContent('[data-field="node"]'))?.trim(), node);
+  assert.equal((await page.textContent('[data-field="attempt"]'))?.trim(), '1');
+  await b.shot('42-job-node-and-attempt');
+
+  // A token that may read but is no admin's sees the card without buttons.
+  await page.goto(`${g.url}/ui/#/`);
+  await page.click('#signout');
+  await page.waitForSelector('#login');
+  await signIn(b, g, READER_TOKEN);
+  await whoamiSays(page, 'token: read only');
+  await page.waitForSelector(`${row}[data-state="up"]`);
+  assert.equal(await page.locator('#nodes button').count(), 0, 'no drain button without admin');
+  const headers = await page.$$eval('#nodes th', (ths) => ths.map((th) => th.textContent));
+  assert.deepEqual(headers, ['Node', 'State', 'Drained', 'Heartbeat', 'GPUs (yours)', 'Running', 'Labels']);
+  await b.shot('43-nodes-card-reader');
   assertStayedHome(b, g);
 });

@@ -22,3 +22,9 @@ export const jobLabel = (job) => job.name ?? shortId(job.id);
 export const jobHref = (id) => `#/jobs/${encodeURIComponent(id)}`;
 export const jobLink = (job) => h('a', { href: jobHref(job.id), title: job.id, class: 'job-link' }, jobLabel(job));
 export const badge = (state) => h('span', { class: `badge state-${state}`, 'data-state': state }, state.replace('_', ' '));
+
+/** Where a job runs or ran: its node (a dash before a node took it), and its attempt when it is a retry. */
+export const nodeOf = (job) => [
+  job.node ? h('span', { class: 'mono', 'data-node': job.node }, job.node) : h('span', { class: 'muted' }, '—'),
+  job.attempt > 1 ? h('span', { class: 'small muted', 'data-attempt': job.attempt }, ` · attempt ${job.attempt}`) : null,
+];

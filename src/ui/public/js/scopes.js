@@ -33,14 +33,20 @@ export function forgetScopes() {
   current = null;
 }
 
-/** Marks a scope as not held (the API refused it after all). */
+/** Marks a scope as not held (the API refused it after all); refused `admin`, the token is no admin's. */
 export function dropScope(scope) {
   current?.scopes.delete(scope);
+  if (scope === 'admin' && current) current.admin = false;
 }
 
 /** Whether the stored token is known to hold the scope. */
 export function may(scope) {
   return Boolean(current?.known && current.token === token.get() && current.scopes.has(scope));
+}
+
+/** Whether the stored token is known to be an admin's (it may drain nodes). */
+export function isAdmin() {
+  return Boolean(current?.known && current.token === token.get() && current.admin);
 }
 
 /** The header's words for the token: empty until its scopes are known. */

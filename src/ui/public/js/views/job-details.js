@@ -12,6 +12,8 @@ export function detailsList(job) {
     ['Reason', job.reason ?? none()],
     ['Exit code', job.exitCode ?? none()],
     ['Owner', job.owner],
+    ['Node', job.node ? h('span', { class: 'mono' }, job.node) : h('span', { class: 'muted' }, 'none yet')],
+    ['Attempt', job.attempt],
     ['Priority', job.spec.priority ?? 0],
     ['Submitted', time(job.createdAt)],
     ['Started', time(job.startedAt)],

@@ -1,7 +1,7 @@
 // The overview's tables, each built afresh from the API's answers.
 import { h } from '../dom.js';
 import { fmtDuration, time } from '../format.js';
-import { badge, jobHref, jobLink, ran, shortId, waited } from '../jobs.js';
+import { badge, jobHref, jobLink, nodeOf, ran, shortId, waited } from '../jobs.js';
 
 function table(headers, rows, empty) {
   if (rows.length === 0) return h('p', { class: 'empty muted' }, empty);
@@ -84,6 +84,7 @@ export function activePanel(active) {
         j.pull ? h('div', { class: 'small muted' }, j.pull.status, j.pull.progress ? ` ${j.pull.progress}` : '') : null,
       ),
       h('td', {}, j.owner),
+      h('td', { class: 'node' }, nodeOf(j)),
       h(
         'td',
         { class: 'small mono' },
@@ -93,7 +94,7 @@ export function activePanel(active) {
       h('td', {}, fmtDuration(ran(j))),
     ),
   );
-  return table(['Job', 'State', 'Owner', 'GPUs', 'Started', 'Running for'], rows, 'Nothing is running.');
+  return table(['Job', 'State', 'Owner', 'Node', 'GPUs', 'Started', 'Running for'], rows, 'Nothing is running.');
 }
 
 /** The newest jobs in any state (or the one filtered on). */
@@ -107,10 +108,11 @@ export function recentPanel(items) {
       h('td', { class: 'num' }, j.exitCode ?? ''),
       h('td', { class: 'reason', title: j.reason ?? '' }, j.reason ?? ''),
       h('td', {}, j.owner),
+      h('td', { class: 'node' }, nodeOf(j)),
       h('td', {}, time(j.createdAt)),
       h('td', { class: 'num' }, fmtDuration(waited(j))),
       h('td', { class: 'num' }, fmtDuration(ran(j))),
     ),
   );
-  return table(['Job', 'State', 'Exit', 'Reason', 'Owner', 'Submitted', 'Waited', 'Ran'], rows, 'No jobs match.');
+  return table(['Job', 'State', 'Exit', 'Reason', 'Owner', 'Node', 'Submitted', 'Waited', 'Ran'], rows, 'No jobs match.');
 }

@@ -1,9 +1,11 @@
-// The overview: GPUs, the queue, running and recent jobs, refreshed every
-// two seconds while the tab is visible.
+// The overview: GPUs, the queue, the fleet's nodes, running and recent jobs,
+// refreshed every two seconds while the tab is visible.
 import { api } from '../api.js';
 import { h, main } from '../dom.js';
 import { ACTIVE, STATES } from '../jobs.js';
+import { learnScopes } from '../scopes.js';
 import { sleep, whenVisible } from '../timing.js';
+import { nodePanel } from './overview-nodes.js';
 import { activePanel, gpuPanel, queuePanel, recentPanel } from './overview-panels.js';
 
 const REFRESH_MS = 2000;
@@ -35,6 +37,7 @@ export function renderOverview(signal, initialState) {
   const more = h('button', { type: 'button', class: 'link', id: 'more', hidden: true, onclick: showMore }, 'Show more');
   const queueCount = h('span', { class: 'count', id: 'queue-count' });
   const activeCount = h('span', { class: 'count', id: 'active-count' });
+  const nodeCount = h('span', { class: 'count', id: 'node-count' });
   const updated = h('span', { class: 'muted small', id: 'updated' });
 
   main.replaceChildren(
@@ -45,6 +48,7 @@ export function renderOverview(signal, initialState) {
       h('section', { class: 'card', id: 'gpus' }, h('h2', {}, 'GPUs'), slot('gpus-body')),
       h('section', { class: 'card', id: 'queue' }, h('h2', {}, 'Queue ', queueCount), slot('queue-body')),
     ),
+    h('section', { class: 'card', id: 'nodes' }, h('h2', {}, 'Nodes ', nodeCount), slot('nodes-body')),
     h('section', { class: 'card', id: 'active' }, h('h2', {}, 'Running ', activeCount), slot('active-body')),
     h(
       'section',
@@ -56,12 +60,19 @@ export function renderOverview(signal, initialState) {
   );
 
   let busy = false;
+  let again = false; // asked for while busy (a filter change, a drain): run once more after
   async function refresh() {
-    if (busy) return;
+    if (busy) {
+      again = true;
+      return;
+    }
     busy = true;
     try {
       // One request at a time: polite to Gantry's per-client rate limits.
+      // The drain buttons need to know whether the token is an admin's.
+      await learnScopes();
       const gpus = await api('/v1/gpus', { signal });
+      const nodes = await api('/v1/nodes', { signal });
       const queued = await api('/v1/jobs?state=queued&limit=500', { signal });
       const active = await api(`/v1/jobs?state=${ACTIVE.join(',')}&limit=500`, { signal });
       const recent = await api(`/v1/jobs?limit=${limit}${stateFilter ? `&state=${stateFilter}` : ''}`, { signal });
@@ -70,10 +81,12 @@ export function renderOverview(signal, initialState) {
       const q = [...queued.items].sort((a, b) => (a.position ?? 1e9) - (b.position ?? 1e9));
       document.getElementById('gpus-body').replaceChildren(gpuPanel(gpus, byId));
       document.getElementById('queue-body').replaceChildren(queuePanel(q));
+      document.getElementById('nodes-body').replaceChildren(nodePanel(nodes, () => void refresh()));
       document.getElementById('active-body').replaceChildren(activePanel(active.items));
       document.getElementById('recent-body').replaceChildren(recentPanel(recent.items));
       queueCount.textContent = String(q.length);
       activeCount.textContent = String(active.items.length);
+      nodeCount.textContent = String(nodes.items.length);
       more.hidden = recent.nextCursor === null || limit >= 500;
       updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
       banner.hidden = true;
@@ -83,6 +96,10 @@ export function renderOverview(signal, initialState) {
       banner.hidden = false;
     } finally {
       busy = false;
+      if (again && !signal.aborted) {
+        again = false;
+        void refresh();
+      }
     }
   }
 
