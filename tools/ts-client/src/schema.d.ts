@@ -182,6 +182,83 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/nodes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The fleet’s nodes, their state, drain switch, GPUs and running jobs
+         * @description Every node that ever joined the fleet: `up` while it renews its lease, `lost` once the lease expired. A GPU’s `holders` lists only the caller’s own jobs, unless the token is an admin’s.
+         */
+        get: operations["listNodes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/nodes/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get a node */
+        get: operations["getNode"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/nodes/{name}/drain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Drain a node: its running jobs finish, nothing new starts there
+         * @description Admin only. Idempotent. Jobs the node runs carry on to their end; queued jobs wait for another node (or, with one node, stay queued saying the node is drained) until it is undrained. The switch outlives restarts.
+         */
+        post: operations["drainNode"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/nodes/{name}/undrain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Undrain a node: it takes new jobs again
+         * @description Admin only. Idempotent. The node starts queued jobs again.
+         */
+        post: operations["undrainNode"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -255,6 +332,10 @@ export interface components {
             finishedAt: string | null;
             /** @description UUIDs of the GPUs allocated to the job. */
             gpus: string[];
+            /** @description The node that runs (or ran) the job; null while no node has taken it. */
+            node: string | null;
+            /** @description Which attempt this is (1 unless the job was retried). */
+            attempt: number;
             /** @description Image pull progress while the job is pulling. */
             pull: {
                 status: string;
@@ -310,6 +391,10 @@ export interface components {
             /** @description Higher runs first; FIFO within a priority. */
             priority?: number;
             pullPolicy?: components["schemas"]["PullPolicy"];
+            /** @description Where in a fleet the job may run; any node when absent. */
+            placement?: components["schemas"]["Placement"];
+            /** @description When Gantry runs the job again as a new attempt; never when absent. */
+            retry?: components["schemas"]["Retry"];
         };
         /**
          * @example {
@@ -350,6 +435,10 @@ export interface components {
             /** @description Higher runs first; FIFO within a priority. */
             priority?: number;
             pullPolicy?: components["schemas"]["PullPolicy"];
+            /** @description Where in a fleet the job may run; any node when absent. */
+            placement?: components["schemas"]["Placement"];
+            /** @description When Gantry runs the job again as a new attempt; never when absent. */
+            retry?: components["schemas"]["Retry"];
         };
         /** @enum {string} */
         JobState: "queued" | "pulling" | "starting" | "running" | "succeeded" | "failed" | "cancelled" | "timed_out";
@@ -405,6 +494,54 @@ export interface components {
             /** @default true */
             readOnly: boolean;
         };
+        Node: {
+            name: string;
+            /** @enum {string} */
+            state: "up" | "lost";
+            /** @description Running jobs finish; nothing new starts on the node. */
+            drained: boolean;
+            labels: {
+                [key: string]: string;
+            };
+            /** @description Seconds since the node last renewed its lease. */
+            heartbeatAgeSeconds: number;
+            leaseSeconds: number;
+            /** @description When the node’s current Gantry process registered. */
+            startedAt: string;
+            version: string;
+            gpus: {
+                index: number;
+                uuid: string;
+                /** @description The model, as nvidia-smi names it ("NVIDIA H200"), or "static". */
+                name: string;
+                memoryMiB: number;
+                /** @description Ids of the jobs holding the GPU (only those the caller may see). */
+                holders: string[];
+            }[];
+            /** @description Jobs the node runs now. */
+            running: number;
+        };
+        NodeList: {
+            items: components["schemas"]["Node"][];
+        };
+        /**
+         * @example {
+         *       "nodeLabels": {
+         *         "zone": "a"
+         *       },
+         *       "gpuModel": "H200"
+         *     }
+         */
+        Placement: {
+            /** @description Run only on the node of this name (GANTRY_NODE_NAME). */
+            node?: string;
+            /** @description Run only on nodes carrying every one of these labels (GANTRY_NODE_LABELS). */
+            nodeLabels?: {
+                [key: string]: string;
+            };
+            /** @description Run only on GPUs whose model name contains this text, case-insensitively (e.g. "H200"). */
+            gpuModel?: string;
+        };
         /**
          * @description RFC 9457 problem details.
          * @example {
@@ -443,6 +580,20 @@ export interface components {
             memoryMiB?: number;
             cpus?: number;
             shmMiB?: number;
+        };
+        /**
+         * @example {
+         *       "maxAttempts": 3,
+         *       "on": [
+         *         "node_lost"
+         *       ]
+         *     }
+         */
+        Retry: {
+            /** @description Attempts in all, the first one included. */
+            maxAttempts: number;
+            /** @description The causes that start a new attempt; any other end is final. node_lost: the node running it stopped renewing its lease. */
+            on: "node_lost"[];
         };
         /** @description The job, sent first on connect and again on each change of state. */
         StatusEvent: {
@@ -591,7 +742,9 @@ export interface operations {
                      *           "finishedAt": "2026-01-05T09:42:13.900Z",
                      *           "gpus": [
                      *             "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11"
-                     *           ]
+                     *           ],
+                     *           "node": "gpu-host-1",
+                     *           "attempt": 1
                      *         }
                      *       ],
                      *       "nextCursor": null
@@ -746,7 +899,9 @@ export interface operations {
                      *       "createdAt": "2026-01-05T09:30:00.000Z",
                      *       "startedAt": null,
                      *       "finishedAt": null,
-                     *       "gpus": []
+                     *       "gpus": [],
+                     *       "node": null,
+                     *       "attempt": 1
                      *     }
                      */
                     "application/json": components["schemas"]["Job"];
@@ -803,7 +958,9 @@ export interface operations {
                      *       "createdAt": "2026-01-05T09:30:00.000Z",
                      *       "startedAt": null,
                      *       "finishedAt": null,
-                     *       "gpus": []
+                     *       "gpus": [],
+                     *       "node": null,
+                     *       "attempt": 1
                      *     }
                      */
                     "application/json": components["schemas"]["Job"];
@@ -1042,7 +1199,9 @@ export interface operations {
                      *       "finishedAt": "2026-01-05T09:42:13.900Z",
                      *       "gpus": [
                      *         "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11"
-                     *       ]
+                     *       ],
+                     *       "node": "gpu-host-1",
+                     *       "attempt": 1
                      *     }
                      */
                     "application/json": components["schemas"]["Job"];
@@ -1225,7 +1384,9 @@ export interface operations {
                      *       "createdAt": "2026-01-05T09:30:00.000Z",
                      *       "startedAt": null,
                      *       "finishedAt": "2026-01-05T09:31:00.000Z",
-                     *       "gpus": []
+                     *       "gpus": [],
+                     *       "node": null,
+                     *       "attempt": 1
                      *     }
                      */
                     "application/json": components["schemas"]["Job"];
@@ -1656,7 +1817,9 @@ export interface operations {
                      *       "finishedAt": "2026-01-05T09:42:13.900Z",
                      *       "gpus": [
                      *         "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11"
-                     *       ]
+                     *       ],
+                     *       "node": "gpu-host-1",
+                     *       "attempt": 1
                      *     }
                      */
                     "application/json": components["schemas"]["Job"];
@@ -1844,6 +2007,685 @@ export interface operations {
                      *       "title": "Authentication required",
                      *       "status": 401,
                      *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listNodes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every node, by name */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "name": "gpu-host-1",
+                     *           "state": "up",
+                     *           "drained": false,
+                     *           "labels": {
+                     *             "zone": "a",
+                     *             "nvlink": "true"
+                     *           },
+                     *           "heartbeatAgeSeconds": 3.2,
+                     *           "leaseSeconds": 30,
+                     *           "startedAt": "2026-01-05T08:00:00.000Z",
+                     *           "version": "1.0.0",
+                     *           "gpus": [
+                     *             {
+                     *               "index": 0,
+                     *               "uuid": "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11",
+                     *               "name": "NVIDIA H200",
+                     *               "memoryMiB": 143771,
+                     *               "holders": [
+                     *                 "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47"
+                     *               ]
+                     *             },
+                     *             {
+                     *               "index": 1,
+                     *               "uuid": "GPU-8f0e2d4c-1b6a-4c3e-a5d7-9e1f2a3b4c5d",
+                     *               "name": "NVIDIA H200",
+                     *               "memoryMiB": 143771,
+                     *               "holders": []
+                     *             }
+                     *           ],
+                     *           "running": 1
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["NodeList"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unauthorized",
+                     *       "title": "Authentication required",
+                     *       "status": 401,
+                     *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the needed scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token lacks the \"submit\" scope",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getNode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The node’s name (GANTRY_NODE_NAME) */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The node */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "name": "gpu-host-1",
+                     *       "state": "up",
+                     *       "drained": false,
+                     *       "labels": {
+                     *         "zone": "a",
+                     *         "nvlink": "true"
+                     *       },
+                     *       "heartbeatAgeSeconds": 3.2,
+                     *       "leaseSeconds": 30,
+                     *       "startedAt": "2026-01-05T08:00:00.000Z",
+                     *       "version": "1.0.0",
+                     *       "gpus": [
+                     *         {
+                     *           "index": 0,
+                     *           "uuid": "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11",
+                     *           "name": "NVIDIA H200",
+                     *           "memoryMiB": 143771,
+                     *           "holders": [
+                     *             "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47"
+                     *           ]
+                     *         },
+                     *         {
+                     *           "index": 1,
+                     *           "uuid": "GPU-8f0e2d4c-1b6a-4c3e-a5d7-9e1f2a3b4c5d",
+                     *           "name": "NVIDIA H200",
+                     *           "memoryMiB": 143771,
+                     *           "holders": []
+                     *         }
+                     *       ],
+                     *       "running": 1
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Node"];
+                };
+            };
+            /** @description Malformed request: a body that is not JSON, or a path that is not valid percent-encoding */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/bad-request",
+                     *       "title": "Bad request",
+                     *       "status": 400,
+                     *       "detail": "Body is not valid JSON but content-type is set to 'application/json'",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unauthorized",
+                     *       "title": "Authentication required",
+                     *       "status": 401,
+                     *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the needed scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token lacks the \"submit\" scope",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such node */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/not-found",
+                     *       "title": "Not found",
+                     *       "status": 404,
+                     *       "detail": "node gpu-host-9 does not exist",
+                     *       "instance": "/v1/nodes/gpu-host-9"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path parameter is too long to be an id */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/uri-too-long",
+                     *       "title": "URI too long",
+                     *       "status": 414,
+                     *       "detail": "a path parameter is longer than any Gantry id",
+                     *       "instance": "/v1/jobs/aaaa…/logs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request or refused by policy; `errors` names the fields at fault */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/policy",
+                     *       "title": "Refused by policy",
+                     *       "status": 422,
+                     *       "detail": "body.image: image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST",
+                     *       "instance": "/v1/jobs",
+                     *       "errors": [
+                     *         {
+                     *           "field": "body.image",
+                     *           "message": "image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    drainNode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The node’s name (GANTRY_NODE_NAME) */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The node, drained */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "name": "gpu-host-1",
+                     *       "state": "up",
+                     *       "drained": true,
+                     *       "labels": {
+                     *         "zone": "a",
+                     *         "nvlink": "true"
+                     *       },
+                     *       "heartbeatAgeSeconds": 3.2,
+                     *       "leaseSeconds": 30,
+                     *       "startedAt": "2026-01-05T08:00:00.000Z",
+                     *       "version": "1.0.0",
+                     *       "gpus": [
+                     *         {
+                     *           "index": 0,
+                     *           "uuid": "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11",
+                     *           "name": "NVIDIA H200",
+                     *           "memoryMiB": 143771,
+                     *           "holders": [
+                     *             "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47"
+                     *           ]
+                     *         },
+                     *         {
+                     *           "index": 1,
+                     *           "uuid": "GPU-8f0e2d4c-1b6a-4c3e-a5d7-9e1f2a3b4c5d",
+                     *           "name": "NVIDIA H200",
+                     *           "memoryMiB": 143771,
+                     *           "holders": []
+                     *         }
+                     *       ],
+                     *       "running": 1
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Node"];
+                };
+            };
+            /** @description Malformed request: a body that is not JSON, or a path that is not valid percent-encoding */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/bad-request",
+                     *       "title": "Bad request",
+                     *       "status": 400,
+                     *       "detail": "Body is not valid JSON but content-type is set to 'application/json'",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unauthorized",
+                     *       "title": "Authentication required",
+                     *       "status": 401,
+                     *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token is not an admin’s (drain and undrain need the `admin` scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token lacks the \"admin\" scope",
+                     *       "instance": "/v1/nodes/gpu-host-1/drain"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such node */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/not-found",
+                     *       "title": "Not found",
+                     *       "status": 404,
+                     *       "detail": "node gpu-host-9 does not exist",
+                     *       "instance": "/v1/nodes/gpu-host-9"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path parameter is too long to be an id */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/uri-too-long",
+                     *       "title": "URI too long",
+                     *       "status": 414,
+                     *       "detail": "a path parameter is longer than any Gantry id",
+                     *       "instance": "/v1/jobs/aaaa…/logs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request or refused by policy; `errors` names the fields at fault */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/policy",
+                     *       "title": "Refused by policy",
+                     *       "status": 422,
+                     *       "detail": "body.image: image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST",
+                     *       "instance": "/v1/jobs",
+                     *       "errors": [
+                     *         {
+                     *           "field": "body.image",
+                     *           "message": "image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store cannot be reached now; nothing was stored (see Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/store-unavailable",
+                     *       "title": "Store unavailable",
+                     *       "status": 503,
+                     *       "detail": "the store cannot be written: disk I/O error; nothing was stored, try again later",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store's disk is full; nothing was stored (see Retry-After) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/store-full",
+                     *       "title": "Storage full",
+                     *       "status": 507,
+                     *       "detail": "the store's disk is full: database or disk is full; nothing was stored, try again later",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    undrainNode: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The node’s name (GANTRY_NODE_NAME) */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The node, taking jobs */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "name": "gpu-host-1",
+                     *       "state": "up",
+                     *       "drained": false,
+                     *       "labels": {
+                     *         "zone": "a",
+                     *         "nvlink": "true"
+                     *       },
+                     *       "heartbeatAgeSeconds": 3.2,
+                     *       "leaseSeconds": 30,
+                     *       "startedAt": "2026-01-05T08:00:00.000Z",
+                     *       "version": "1.0.0",
+                     *       "gpus": [
+                     *         {
+                     *           "index": 0,
+                     *           "uuid": "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11",
+                     *           "name": "NVIDIA H200",
+                     *           "memoryMiB": 143771,
+                     *           "holders": [
+                     *             "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47"
+                     *           ]
+                     *         },
+                     *         {
+                     *           "index": 1,
+                     *           "uuid": "GPU-8f0e2d4c-1b6a-4c3e-a5d7-9e1f2a3b4c5d",
+                     *           "name": "NVIDIA H200",
+                     *           "memoryMiB": 143771,
+                     *           "holders": []
+                     *         }
+                     *       ],
+                     *       "running": 1
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Node"];
+                };
+            };
+            /** @description Malformed request: a body that is not JSON, or a path that is not valid percent-encoding */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/bad-request",
+                     *       "title": "Bad request",
+                     *       "status": 400,
+                     *       "detail": "Body is not valid JSON but content-type is set to 'application/json'",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unauthorized",
+                     *       "title": "Authentication required",
+                     *       "status": 401,
+                     *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token is not an admin’s (drain and undrain need the `admin` scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token lacks the \"admin\" scope",
+                     *       "instance": "/v1/nodes/gpu-host-1/drain"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such node */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/not-found",
+                     *       "title": "Not found",
+                     *       "status": 404,
+                     *       "detail": "node gpu-host-9 does not exist",
+                     *       "instance": "/v1/nodes/gpu-host-9"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path parameter is too long to be an id */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/uri-too-long",
+                     *       "title": "URI too long",
+                     *       "status": 414,
+                     *       "detail": "a path parameter is longer than any Gantry id",
+                     *       "instance": "/v1/jobs/aaaa…/logs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request or refused by policy; `errors` names the fields at fault */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/policy",
+                     *       "title": "Refused by policy",
+                     *       "status": 422,
+                     *       "detail": "body.image: image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST",
+                     *       "instance": "/v1/jobs",
+                     *       "errors": [
+                     *         {
+                     *           "field": "body.image",
+                     *           "message": "image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store cannot be reached now; nothing was stored (see Retry-After) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/store-unavailable",
+                     *       "title": "Store unavailable",
+                     *       "status": 503,
+                     *       "detail": "the store cannot be written: disk I/O error; nothing was stored, try again later",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The store's disk is full; nothing was stored (see Retry-After) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/store-full",
+                     *       "title": "Storage full",
+                     *       "status": 507,
+                     *       "detail": "the store's disk is full: database or disk is full; nothing was stored, try again later",
                      *       "instance": "/v1/jobs"
                      *     }
                      */
