@@ -91,7 +91,13 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   });
   const gpus = new GpuAllocator(devices);
   const events = new JobEventHub();
-  const metrics = new GantryMetrics({ store, gpus, events, droppedLogLines: droppedLines });
+  const metrics = new GantryMetrics({
+    store,
+    gpus,
+    events,
+    droppedLogLines: droppedLines,
+    node: { name: config.node.name, version: OPENAPI_INFO.version },
+  });
   const runtime =
     overrides.runtime ??
     new DockerRuntime({

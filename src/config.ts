@@ -52,7 +52,7 @@ export const EnvSchema = z.object({
     ),
   GANTRY_NODE_NAME: z
     .string()
-    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/, 'letters, digits, "_", "." and "-"')
+    .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/, 'letters, digits, "_", "." and "-", at most 253 characters')
     .optional()
     .describe("this node's name in the fleet, unique per host; unset: the hostname"),
   GANTRY_NODE_LABELS: keyValues

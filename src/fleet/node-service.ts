@@ -22,9 +22,13 @@ export class NodeService {
   }
 
   async get(principal: Principal, name: string): Promise<Node> {
-    const node = (await this.list(principal)).find((n) => n.name === name);
+    const [node, holding, active] = await Promise.all([
+      this.store.nodes.get(name),
+      this.store.jobs.holdingGpus(),
+      this.store.jobs.active(name),
+    ]);
     if (!node) throw new NotFoundError(`node ${name}`);
-    return node;
+    return view(node, holding, active.length, principal);
   }
 
   /** Drained: running jobs finish, nothing new starts there. Undrained: it takes jobs again. */
@@ -53,6 +57,7 @@ function view(n: NodeRecord, holding: readonly JobRecord[], running: number, pri
       uuid: g.uuid,
       name: g.name,
       memoryMiB: g.memoryMiB,
+      allocated: mine.some((j) => j.gpus.includes(g.uuid)),
       holders: mine.filter((j) => j.gpus.includes(g.uuid) && (principal.isAdmin || j.owner === principal.owner)).map((j) => j.id),
     })),
   };

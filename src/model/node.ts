@@ -1,5 +1,8 @@
 import { z } from 'zod';
 
+/** A node's name (GANTRY_NODE_NAME): a hostname-like word of at most 253 characters. */
+export const NODE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/;
+
 /** A GPU as a node reports it to the fleet. */
 export const NodeGpuSchema = z
   .object({
@@ -30,6 +33,7 @@ export const NodeSchema = z
     version: z.string(),
     gpus: z.array(
       NodeGpuSchema.extend({
+        allocated: z.boolean().describe('Whether any job holds the GPU now, whoever owns it.'),
         holders: z.array(z.string()).describe('Ids of the jobs holding the GPU (only those the caller may see).'),
       }),
     ),

@@ -92,8 +92,8 @@ test('GET /v1/nodes lists exactly this node: its name, labels, static GPUs, stat
   assert.equal(node!.version, OPENAPI_INFO.version);
   assert.ok(Date.now() - Date.parse(node!.startedAt) < 60_000, `started at ${node!.startedAt}`);
   assert.deepEqual(node!.gpus, [
-    { index: 0, uuid: GPU_A, name: 'static', memoryMiB: 81559, holders: [] },
-    { index: 1, uuid: GPU_B, name: 'static', memoryMiB: 81559, holders: [] },
+    { index: 0, uuid: GPU_A, name: 'static', memoryMiB: 81559, allocated: false, holders: [] },
+    { index: 1, uuid: GPU_B, name: 'static', memoryMiB: 81559, allocated: false, holders: [] },
   ]);
   assert.equal(node!.running, 0);
 
@@ -126,6 +126,7 @@ test("a GPU's holders are the caller's own jobs, every job for an admin; running
   assert.equal(asAdmin.running, 2);
   const asAlice = (await alice.call<Node>('GET', `/v1/nodes/${NODE}`)).body;
   assert.deepEqual(holders(asAlice), [mine.id], 'alice sees only her own job');
+  assert.equal(asAlice.gpus.filter((g) => g.allocated).length, 2, 'but she sees that both GPUs are in use');
   assert.equal(asAlice.running, 2, 'the count is not a secret');
   const aliceJob = await alice.job(mine.id);
   assert.equal(aliceJob.node, NODE, "the job's view names the node that runs it");

@@ -515,6 +515,8 @@ export interface components {
                 /** @description The model, as nvidia-smi names it ("NVIDIA H200"), or "static". */
                 name: string;
                 memoryMiB: number;
+                /** @description Whether any job holds the GPU now, whoever owns it. */
+                allocated: boolean;
                 /** @description Ids of the jobs holding the GPU (only those the caller may see). */
                 holders: string[];
             }[];
@@ -2051,6 +2053,7 @@ export interface operations {
                      *               "uuid": "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11",
                      *               "name": "NVIDIA H200",
                      *               "memoryMiB": 143771,
+                     *               "allocated": true,
                      *               "holders": [
                      *                 "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47"
                      *               ]
@@ -2060,6 +2063,7 @@ export interface operations {
                      *               "uuid": "GPU-8f0e2d4c-1b6a-4c3e-a5d7-9e1f2a3b4c5d",
                      *               "name": "NVIDIA H200",
                      *               "memoryMiB": 143771,
+                     *               "allocated": false,
                      *               "holders": []
                      *             }
                      *           ],
@@ -2146,6 +2150,7 @@ export interface operations {
                      *           "uuid": "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11",
                      *           "name": "NVIDIA H200",
                      *           "memoryMiB": 143771,
+                     *           "allocated": true,
                      *           "holders": [
                      *             "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47"
                      *           ]
@@ -2155,6 +2160,7 @@ export interface operations {
                      *           "uuid": "GPU-8f0e2d4c-1b6a-4c3e-a5d7-9e1f2a3b4c5d",
                      *           "name": "NVIDIA H200",
                      *           "memoryMiB": 143771,
+                     *           "allocated": false,
                      *           "holders": []
                      *         }
                      *       ],
@@ -2317,6 +2323,7 @@ export interface operations {
                      *           "uuid": "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11",
                      *           "name": "NVIDIA H200",
                      *           "memoryMiB": 143771,
+                     *           "allocated": true,
                      *           "holders": [
                      *             "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47"
                      *           ]
@@ -2326,6 +2333,7 @@ export interface operations {
                      *           "uuid": "GPU-8f0e2d4c-1b6a-4c3e-a5d7-9e1f2a3b4c5d",
                      *           "name": "NVIDIA H200",
                      *           "memoryMiB": 143771,
+                     *           "allocated": false,
                      *           "holders": []
                      *         }
                      *       ],
@@ -2524,6 +2532,7 @@ export interface operations {
                      *           "uuid": "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11",
                      *           "name": "NVIDIA H200",
                      *           "memoryMiB": 143771,
+                     *           "allocated": true,
                      *           "holders": [
                      *             "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47"
                      *           ]
@@ -2533,6 +2542,7 @@ export interface operations {
                      *           "uuid": "GPU-8f0e2d4c-1b6a-4c3e-a5d7-9e1f2a3b4c5d",
                      *           "name": "NVIDIA H200",
                      *           "memoryMiB": 143771,
+                     *           "allocated": false,
                      *           "holders": []
                      *         }
                      *       ],

@@ -1,12 +1,10 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { NodeSchema } from '../../../model/node.js';
+import { NODE_NAME_PATTERN, NodeSchema } from '../../../model/node.js';
 import { examples } from '../../examples.js';
 import { errorResponses, jsonResponse, problemResponse, type RouteDeps } from '../common.js';
 
-/** A node's name as GANTRY_NODE_NAME allows it (src/config.ts): a bad one is a 422, never a lookup. */
-export const NODE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/;
-
+/** A node's name as GANTRY_NODE_NAME allows it: a bad one is a 422, never a lookup. */
 const NodeNameParams = z.object({
   name: z
     .string()

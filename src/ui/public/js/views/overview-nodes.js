@@ -34,7 +34,7 @@ async function setDrained(node, drained, button, done) {
 export function nodePanel(list, onChange) {
   const admin = isAdmin();
   const rows = list.items.map((n) => {
-    const held = n.gpus.filter((g) => g.holders.length > 0).length;
+    const held = n.gpus.filter((g) => g.allocated).length;
     const button = h(
       'button',
       {
@@ -77,7 +77,7 @@ export function nodePanel(list, onChange) {
     );
   });
   if (rows.length === 0) return h('p', { class: 'empty muted' }, 'No node has joined yet.');
-  const headers = ['Node', 'State', 'Drained', 'Heartbeat', admin ? 'GPUs used' : 'GPUs (yours)', 'Running', 'Labels'];
+  const headers = ['Node', 'State', 'Drained', 'Heartbeat', 'GPUs used', 'Running', 'Labels'];
   if (admin) headers.push('');
   return h(
     'table',
