@@ -48,13 +48,24 @@ test('fleet failures', { timeout: 300_000 }, async (t) => {
       command: ['sh', '-c', 'for i in $(seq 1 60); do echo pg-$i; sleep 0.1; done'],
       placement: { node: 'b' },
     });
+    // A job that ends while PostgreSQL is down: its end and its last lines are stored once it is back.
+    const during = await a.submit({
+      image: TEST_IMAGE,
+      command: ['sh', '-c', 'sleep 1.5; echo ended-during-outage; exit 3'],
+      placement: { node: 'c' },
+    });
     await a.waitFor(job.id, (j) => j.state === 'running');
-    await sleep(1000);
+    await a.waitFor(during.id, (j) => j.state === 'running');
+    await sleep(500);
     await fleet.pg.stop();
-    await sleep(2000);
+    await sleep(3000);
     await fleet.pg.start();
     const done = await a.waitFor(job.id, undefined, 60_000);
     assert.equal(done.state, 'succeeded', done.reason ?? '');
+    const ended = await a.waitFor(during.id, undefined, 30_000);
+    assert.equal(ended.state, 'failed');
+    assert.equal(ended.exitCode, 3);
+    assert.equal(ended.result, 'ended-during-outage');
     const text = (await a.call<string>('GET', `/v1/jobs/${job.id}/logs`)).text;
     assert.deepEqual(
       text.trim().split('\n'),
