@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type PrivateDockerd, startDockerd } from './dockerd.js';
@@ -48,6 +50,9 @@ export async function startFleet(
   const pg = await startPostgres(null);
   const nodes: FleetNode[] = [];
   t.after(async () => {
+    // GANTRY_FLEET_LOGS=dir keeps each node's own log, to see what a node did in a failed test.
+    const keep = process.env.GANTRY_FLEET_LOGS;
+    if (keep) for (const n of nodes) fs.writeFileSync(path.join(keep, `${n.name}.log`), n.gantry.output());
     for (const n of nodes) await n.gantry.stop('SIGKILL').catch(() => undefined);
     await Promise.all(nodes.map((n) => n.dockerd.destroy()));
     await pg.destroy();

@@ -457,7 +457,7 @@ test("UI: the Nodes card shows this node; an admin drains and undrains it there;
   await page.waitForSelector(`${row}[data-state="up"]`);
   assert.equal(await page.locator('#nodes button').count(), 0, 'no drain button without admin');
   const headers = await page.$$eval('#nodes th', (ths) => ths.map((th) => th.textContent));
-  assert.deepEqual(headers, ['Node', 'State', 'Drained', 'Heartbeat', 'GPUs (yours)', 'Running', 'Labels']);
+  assert.deepEqual(headers, ['Node', 'State', 'Drained', 'Heartbeat', 'GPUs used', 'Running', 'Labels']);
   await b.shot('43-nodes-card-reader');
   assertStayedHome(b, g);
 });
