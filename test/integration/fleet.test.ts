@@ -15,7 +15,8 @@ import { eventually, type Fleet, startFleet } from '../helpers/fleet.js';
 import { ADMIN_TOKEN, TEST_IMAGE } from '../helpers/gantry.js';
 import { readSse } from '../helpers/sse.js';
 
-const LEASE = 3;
+/** Long enough for a killed node's Gantry to start again within it (tsx compiles on start). */
+const LEASE = 10;
 
 async function nodesOf(fleet: Fleet, via = 'a'): Promise<Node[]> {
   const r = await fleet.node(via).gantry.call<{ items: Node[] }>('GET', '/v1/nodes');
@@ -139,7 +140,8 @@ test('three nodes, one API', { timeout: 240_000 }, async (t) => {
     assert.equal((await a!.call('POST', '/v1/nodes/b/drain')).status, 200);
     const waits = await a!.submit({ image: TEST_IMAGE, command: ['true'], placement: { node: 'b' } });
     assert.equal((await a!.waitFor(running.id)).state, 'succeeded');
-    await sleep(LEASE * 1000);
+    // An undrained node would have started it within a scheduling pass.
+    await sleep(2000);
     const still = await c!.job(waits.id);
     assert.equal(still.state, 'queued');
     assert.equal((await nodesOf(fleet)).find((n) => n.name === 'b')!.drained, true);
@@ -155,9 +157,12 @@ test('three nodes, one API', { timeout: 240_000 }, async (t) => {
     });
     await a!.waitFor(job.id, (j) => j.state === 'running');
     const node = fleet.node('c');
+    const killedAt = Date.now();
     await node.gantry.stop('SIGKILL');
     await sleep(500);
     await node.restart();
+    const backMs = Date.now() - killedAt;
+    assert.ok(backMs < ((LEASE * 2) / 3) * 1000, `c took ${backMs} ms to come back: longer than its lease could last`);
     const done = await a!.waitFor(job.id, undefined, 30_000);
     assert.equal(done.state, 'succeeded', done.reason ?? '');
     assert.equal(done.attempt, 1);
