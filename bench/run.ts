@@ -6,7 +6,7 @@
  * Not part of the test run; it never asserts times.
  *
  * Sizes (env): BENCH_QUICK=1 for a ~2-minute smoke run, or any of
- * BENCH_SECTIONS=jobs,polls,logs,fanout  BENCH_JOBS=50  BENCH_TPUT_JOBS=32
+ * BENCH_SECTIONS=jobs,polls,logs,fanout,fleet  BENCH_JOBS=50  BENCH_TPUT_JOBS=32
  * BENCH_TPUT_ROUNDS=2  BENCH_CONCURRENCY=1,4,16  BENCH_SEED_JOBS=10000
  * BENCH_POLL_WARMUP_SECONDS=20  BENCH_POLL_SECONDS=5  BENCH_POLL_ROUNDS=3
  * BENCH_POLL_FIXED_RATE=3000 (0 skips the fixed-load latency rounds)
@@ -20,6 +20,14 @@
  * BENCH_DIST=dir (run that compiled Gantry instead of building dist/),
  * BENCH_NODE_FLAGS='...' (extra node flags for Gantry), BENCH_LOG_STEPS=gantry,attach,follow,
  * BENCH_LOG_LEVEL=warn (Gantry's GANTRY_LOG_LEVEL; default: Gantry's own, info).
+ * The fleet section (three nodes on one PostgreSQL, each with its own Docker
+ * engine, vs one SQLite node; runs last, ~4 min; BENCH_SECTIONS=fleet runs it alone;
+ * needs root and PostgreSQL's server binaries, as the fleet tests do):
+ * BENCH_FLEET_JOBS=30 (trivial jobs per side per block)  BENCH_FLEET_CONCURRENCY=1,4
+ * BENCH_FLEET_ROUNDS=2 (blocks per side at concurrency > 1)  BENCH_FLEET_SEED_JOBS=10000
+ * BENCH_FLEET_POLL_WARMUP_SECONDS=5  BENCH_FLEET_POLL_SECONDS=5  BENCH_FLEET_POLL_ROUNDS=3
+ * BENCH_FLEET_LOG_MB=50  BENCH_FLEET_LOG_ROUNDS=2  BENCH_FLEET_LEASE_SECONDS=6 (GANTRY_NODE_LEASE_SECONDS)
+ * BENCH_FLEET_DEATH_ROUNDS=3 (node kills)  BENCH_FLEET_PG_STATS=1 (pg_stat_statements: top statements per phase in the JSON).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -29,13 +37,14 @@ import { cleanupContainers, DestroyWatcher, docker, rawOptions, runRaw } from '.
 import { DIST, type GantryProc, ROOT, startGantry } from './lib/gantry.js';
 import { envList, envNum, MB, mean, median, round, say } from './lib/util.js';
 import { benchFanout } from './sections/fanout.js';
+import { benchFleet, cleanupFleet, fleetRows } from './sections/fleet.js';
 import { benchJobs } from './sections/jobs.js';
 import { benchLogs, logCommand } from './sections/logs.js';
 import { type BareServer, benchFreshPolls, benchPolls, seedJobs, startBare } from './sections/polls.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const cfg = {
-  sections: envList('BENCH_SECTIONS', ['jobs', 'polls', 'logs', 'fanout']),
+  sections: envList('BENCH_SECTIONS', ['jobs', 'polls', 'logs', 'fanout', 'fleet']),
   jobs: {
     jobs: envNum('BENCH_JOBS', quick ? 10 : 50),
     concurrency: envList('BENCH_CONCURRENCY', ['1', '4', '16']).map(Number),
@@ -64,8 +73,27 @@ const cfg = {
     busyClients: envNum('BENCH_FANOUT_CLIENTS', quick ? 20 : 100),
     busyMb: envNum('BENCH_FANOUT_MB', quick ? 5 : 20),
   },
+  fleet: {
+    jobs: envNum('BENCH_FLEET_JOBS', quick ? 10 : 30),
+    concurrency: envList('BENCH_FLEET_CONCURRENCY', ['1', '4']).map(Number),
+    blockRounds: envNum('BENCH_FLEET_ROUNDS', quick ? 1 : 2),
+    seedJobs: envNum('BENCH_FLEET_SEED_JOBS', 10_000),
+    polls: {
+      warmupSeconds: envNum('BENCH_FLEET_POLL_WARMUP_SECONDS', quick ? 2 : 5),
+      seconds: envNum('BENCH_FLEET_POLL_SECONDS', quick ? 3 : 5),
+      rounds: envNum('BENCH_FLEET_POLL_ROUNDS', quick ? 1 : 3),
+      connections: envNum('BENCH_POLL_CONNECTIONS', 100),
+    },
+    logMb: envNum('BENCH_FLEET_LOG_MB', quick ? 10 : 50),
+    logRounds: envNum('BENCH_FLEET_LOG_ROUNDS', quick ? 1 : 2),
+    leaseSeconds: envNum('BENCH_FLEET_LEASE_SECONDS', 6),
+    deathRounds: envNum('BENCH_FLEET_DEATH_ROUNDS', quick ? 1 : 3),
+    pgStats: process.env.BENCH_FLEET_PG_STATS === '1',
+  },
   out: process.env.BENCH_OUT ?? path.join(ROOT, 'bench/results/latest.json'),
 };
+/** Whether a section needs the primary Gantry and its seeded SQLite store (the fleet section starts its own). */
+const primaryNeeded = cfg.sections.some((s) => s !== 'fleet');
 
 interface Row {
   section: string;
@@ -137,29 +165,32 @@ async function main(): Promise<void> {
   const onSignal = () => {
     say('interrupted: cleaning up');
     for (const p of procs) void p.stop();
-    void cleanupContainers().finally(() => process.exit(130));
+    void Promise.allSettled([cleanupContainers(), cleanupFleet()]).finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
     await watcher.start();
     const primaryDir = path.join(tmp, 'primary');
-    say(`seeding ${cfg.seedJobs} finished jobs into the store`);
-    const ids = await seedJobs(primaryDir, cfg.seedJobs);
+    if (primaryNeeded) say(`seeding ${cfg.seedJobs} finished jobs into the store`);
+    const ids = primaryNeeded ? await seedJobs(primaryDir, cfg.seedJobs) : [];
     // The same store for the polls on fresh processes, copied before Gantry opens it.
     const freshDir = path.join(tmp, 'fresh');
-    fs.cpSync(primaryDir, freshDir, { recursive: true });
     const sensorDir = path.join(tmp, 'sensor');
-    fs.cpSync(primaryDir, sensorDir, { recursive: true });
+    if (primaryNeeded) {
+      fs.cpSync(primaryDir, freshDir, { recursive: true });
+      fs.cpSync(primaryDir, sensorDir, { recursive: true });
+    }
     const primaryEnv = {
       GANTRY_LOG_MAX_BYTES: String(Math.max(300, cfg.logs.mb + 50, cfg.fanout.busyMb + 50) * 1024 * 1024),
       // /metrics on its own port without a token: the polls section reads
       // Gantry's event-loop delay and GC counts from it between rounds.
       GANTRY_METRICS: 'open',
     };
-    const g = await startGantry(primaryDir, primaryEnv, 'primary');
-    procs.push(g);
-    const primaryDriver = g.env.GANTRY_LOG_DRIVER ?? 'local'; // Gantry's default
+    // Only the fleet section: no primary Gantry (it would sit idle beside the fleet).
+    const g = primaryNeeded ? await startGantry(primaryDir, primaryEnv, 'primary') : (null as unknown as GantryProc);
+    if (primaryNeeded) procs.push(g);
+    const primaryDriver = primaryNeeded ? (g.env.GANTRY_LOG_DRIVER ?? 'local') : 'local'; // Gantry's default
 
     if (cfg.sections.includes('jobs')) {
       const r = await benchJobs(g, watcher, cfg.jobs);
@@ -369,6 +400,17 @@ async function main(): Promise<void> {
       });
       row('4 fan-out', `${r.busy.clients} clients on one ${r.busy.mb} MB job: MB/s each (median)`, r.busy.perClientMBpsMedian, '');
       row('4 fan-out', `${r.busy.clients} clients: MB/s each (slowest) / Gantry peak RSS MB`, r.busy.perClientMBpsMin, r.busy.peakRssMB);
+    }
+
+    if (cfg.sections.includes('fleet')) {
+      // The fleet runs last, on its own processes: the primary Gantry is done by then.
+      if (primaryNeeded) {
+        await g.stop();
+        procs.splice(procs.indexOf(g), 1);
+      }
+      const r = await benchFleet(tmp, cfg.fleet);
+      results.fleet = r;
+      fleetRows(r, row);
     }
 
     const table = printTable();

@@ -59,13 +59,15 @@ export interface RawTiming {
  * One raw dockerode job: create → [attach] → start → [follow logs] → wait → remove.
  * `attach` consumes the attach stream (attached before start, as Gantry does);
  * `followLogs` consumes `docker logs --follow` over the API from right after start.
+ * `engine`: the engine to run it on (default the main one; the fleet section uses a node's own).
  */
 export async function runRaw(
   opts: Docker.ContainerCreateOptions,
   mode: { attach?: boolean; followLogs?: boolean } = {},
+  engine: Docker = docker,
 ): Promise<RawTiming & { firstByteMs: number | null }> {
   const t0 = now();
-  const c = await docker.createContainer(opts);
+  const c = await engine.createContainer(opts);
   let counter: DemuxCounter | null = null;
   let consumed: Promise<void> = Promise.resolve();
   if (mode.attach) {
