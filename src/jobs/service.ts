@@ -144,14 +144,18 @@ export class JobService {
     // A job a node already took still reads `queued` until its first step
     // is stored; it is stopped like an active one, by that node.
     if (record.state === 'queued' && record.node === null && !this.d.queue.isLaunched(id)) {
-      const done = await this.transition(id, 'cancelled', { finishedAt: new Date().toISOString(), reason: 'cancelled while queued' });
+      // One compare-and-set from `queued`: a job that started meanwhile is
+      // never marked cancelled while its container runs on.
+      const patch = { state: 'cancelled' as const, finishedAt: new Date().toISOString(), reason: 'cancelled while queued' };
+      const done = await this.d.store.update(id, patch, { state: 'queued' });
       if (done) {
+        this.d.events.publishStatus(await this.view(done));
         this.d.events.publishQueueChanged();
         return this.view(done);
       }
-      // The scheduler took it meanwhile: stop it like an active job.
+      // A node took it meanwhile: it is stopped like an active job.
     }
-    const now = (await this.d.store.get(id))!;
+    const now = (await this.d.store.get(id, { fresh: true }))!;
     if (isTerminal(now.state)) return this.view(now);
     const updated = now.cancelRequested ? now : ((await this.d.store.update(id, { cancelRequested: true })) ?? now);
     this.d.events.publishCancelRequested(id);

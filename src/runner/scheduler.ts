@@ -206,7 +206,7 @@ export class Scheduler {
     const { store, seat } = this.d;
     await Promise.all(
       [...this.active.values()].map(async (run) => {
-        const record = await store.jobs.get(run.id);
+        const record = await store.jobs.get(run.id, { fresh: true });
         const ours = record && !isTerminal(record.state) && record.node === seat.name && record.attempt === run.fence.attempt;
         if (!ours) await run.abandon(record ? `the fleet settled it: now ${record.state}` : 'the job is gone');
       }),

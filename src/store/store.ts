@@ -126,7 +126,13 @@ export interface JobStore {
    * then the job made with that key is returned, `created` false.
    */
   insert(job: NewJob): Promise<{ record: JobRecord; created: boolean }>;
-  get(id: string): Promise<JobRecord | undefined>;
+  /**
+   * A job. A store shared by several nodes may answer from a cache that
+   * lags other nodes' writes by the time it takes to hear of them; `fresh`
+   * reads the database itself (a compare-and-set never needs it: it fails
+   * on a stale state, and the next read is fresh).
+   */
+  get(id: string, o?: { fresh?: boolean }): Promise<JobRecord | undefined>;
   /** Changes a job; with a guard, only while its conditions hold (else undefined). */
   update(id: string, patch: JobPatch, expect?: UpdateGuard): Promise<JobRecord | undefined>;
   /**

@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { JobState } from '../../model/states.js';
 import type { ChangeFeed, StoreChange } from '../store.js';
 import { CHANNEL, clientConfig, type WarnLog } from './db.js';
+import type { RecordCache } from './record-cache.js';
 
 /** The first wait before connecting again, doubled after each failure up to the last. */
 const BACKOFF_FIRST_MS = 250;
@@ -15,6 +16,16 @@ type Payload =
   | { o: string; k: 'job'; j: string; s: JobState; n: string | null; c: boolean }
   | { o: string; k: 'log'; j: string; q: number }
   | { o: string; k: 'nodes' };
+
+/** The job a payload announces a change of, whoever sent it, or null. */
+export function changedJob(payload: string | undefined): string | null {
+  try {
+    const p = JSON.parse(payload ?? '') as Payload;
+    return typeof p === 'object' && p !== null && p.k === 'job' && typeof p.j === 'string' ? p.j : null;
+  } catch {
+    return null;
+  }
+}
 
 /** The change a payload reports, or null for one this node sent itself (or cannot read). */
 export function toChange(payload: string | undefined, self: string): StoreChange | null {
@@ -43,7 +54,9 @@ export function toChange(payload: string | undefined, self: string): StoreChange
  * committed. One dedicated connection listens (a pooled one could not: the
  * pool hands connections around). When it drops, it is opened again with a
  * growing wait, forever until close(); since notifications sent meanwhile
- * are lost, each reconnection tells subscribers to resync.
+ * are lost, each reconnection tells subscribers to resync. The record cache
+ * hears of every job change, this node's own included, and is told whenever
+ * the connection is lost or back.
  */
 export class PgChangeFeed implements ChangeFeed {
   private readonly subscribers = new Set<(change: StoreChange) => void>();
@@ -56,6 +69,7 @@ export class PgChangeFeed implements ChangeFeed {
   constructor(
     private readonly url: string,
     private readonly node: string,
+    private readonly cache: RecordCache,
     private readonly log?: WarnLog,
   ) {}
 
@@ -75,6 +89,7 @@ export class PgChangeFeed implements ChangeFeed {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.cache.setLive(false);
     if (this.retry) clearTimeout(this.retry);
     if (this.ping) clearInterval(this.ping);
     const client = this.client;
@@ -87,6 +102,8 @@ export class PgChangeFeed implements ChangeFeed {
     const client = new pg.Client(clientConfig(this.url, this.node));
     client.on('notification', (msg) => {
       if (msg.channel !== CHANNEL) return;
+      const jobId = changedJob(msg.payload);
+      if (jobId !== null) this.cache.drop(jobId);
       const change = toChange(msg.payload, this.node);
       if (change) this.deliver(change);
     });
@@ -104,12 +121,14 @@ export class PgChangeFeed implements ChangeFeed {
       return;
     }
     this.client = client;
+    this.cache.setLive(true);
   }
 
   /** The listening connection failed: forget it and connect again (once per connection). */
   private lost(client: pg.Client, err: Error): void {
     if (client !== this.client || this.closed) return;
     this.client = null;
+    this.cache.setLive(false);
     client.removeAllListeners('notification');
     client.end().catch(() => undefined);
     this.log?.warn({ err }, 'the store change feed lost its PostgreSQL connection; reconnecting');

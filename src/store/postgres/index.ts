@@ -6,6 +6,7 @@ import { PgJobStore } from './jobs.js';
 import { PgLogStore } from './logs.js';
 import { migrate } from './migrations.js';
 import { PgNodeStore } from './nodes.js';
+import { RecordCache } from './record-cache.js';
 import { PgSettingsStore } from './settings.js';
 
 const PROBE = `INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
@@ -22,7 +23,8 @@ export async function openPostgresStore(o: { url: string; node: string; log?: Wa
   } catch (err) {
     throw storeError(err);
   }
-  const changes = new PgChangeFeed(o.url, o.node, o.log);
+  const cache = new RecordCache();
+  const changes = new PgChangeFeed(o.url, o.node, cache, o.log);
   try {
     await changes.start();
   } catch (err) {
@@ -32,7 +34,7 @@ export async function openPostgresStore(o: { url: string; node: string; log?: Wa
   const pool = createPool(o.url, o.node, o.log);
   let closing: Promise<void> | undefined;
   return {
-    jobs: new PgJobStore(pool, o.node),
+    jobs: new PgJobStore(pool, o.node, cache),
     logs: new PgLogStore(pool, o.node),
     settings: new PgSettingsStore(pool),
     nodes: new PgNodeStore(pool, o.node),

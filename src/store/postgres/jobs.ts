@@ -4,6 +4,7 @@ import type { JobSpec } from '../../model/job.js';
 import { type JobState, TERMINAL_STATES } from '../../model/states.js';
 import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard } from '../store.js';
 import { CHANNEL, read, write } from './db.js';
+import type { RecordCache } from './record-cache.js';
 
 /** A row of `jobs` as pg returns it (int8 already a number: db.ts). */
 export interface JobRow {
@@ -203,16 +204,29 @@ const COUNT = `SELECT state, owner, COUNT(*) AS count FROM jobs GROUP BY state, 
 const QUEUE_SUMMARY = `SELECT COUNT(*) AS length, MIN(created_at) AS "oldestCreatedAt" FROM jobs WHERE state = 'queued'`;
 
 /**
- * Jobs in PostgreSQL, shared by every node: no record is cached, since
- * other nodes write the same rows. The fixed statements are named, so each
- * pooled connection parses and plans them once.
+ * Jobs in PostgreSQL, shared by every node. `get` is served from the
+ * record cache while the change feed vouches for it (record-cache.ts), and
+ * every single-job read and write here refreshes it. The fixed statements
+ * are named, so each pooled connection parses and plans them once.
  */
 export class PgJobStore implements JobStore {
   constructor(
     private readonly pool: pg.Pool,
     /** This node's name, the origin of the changes it announces. */
     private readonly origin: string,
+    private readonly cache: RecordCache,
   ) {}
+
+  /** Runs a single-job statement and keeps its record; none back means the job changed under a guard, so its record is dropped. */
+  private async one(id: string, run: () => Promise<JobRow[]>): Promise<JobRecord | undefined> {
+    const ticket = this.cache.ticket();
+    const [row] = await run();
+    if (!row) {
+      this.cache.drop(id);
+      return undefined;
+    }
+    return this.cache.keep(toRecord(row), ticket);
+  }
 
   async insert(job: NewJob): Promise<{ record: JobRecord; created: boolean }> {
     const labels = Object.entries(job.spec.labels ?? {});
@@ -243,23 +257,21 @@ export class PgJobStore implements JobStore {
     return { record: toRecord(prior), created: false };
   }
 
-  async get(id: string): Promise<JobRecord | undefined> {
-    const [row] = await read<JobRow>(this.pool, { name: 'gantry_job_get', text: GET, values: [id] });
-    return row && toRecord(row);
+  async get(id: string, o: { fresh?: boolean } = {}): Promise<JobRecord | undefined> {
+    return (
+      (o.fresh ? undefined : this.cache.get(id)) ??
+      this.one(id, () => read<JobRow>(this.pool, { name: 'gantry_job_get', text: GET, values: [id] }))
+    );
   }
 
   async update(id: string, patch: JobPatch, expect?: UpdateGuard): Promise<JobRecord | undefined> {
-    const [row] = await write<JobRow>(this.pool, updateQuery(this.origin, id, patch, expect));
-    return row && toRecord(row);
+    return this.one(id, () => write<JobRow>(this.pool, updateQuery(this.origin, id, patch, expect)));
   }
 
   async claim(id: string, node: { name: string; epoch: number }): Promise<JobRecord | undefined> {
-    const [row] = await write<JobRow>(this.pool, {
-      name: 'gantry_job_claim',
-      text: CLAIM,
-      values: [id, node.name, node.epoch, this.origin],
-    });
-    return row && toRecord(row);
+    return this.one(id, () =>
+      write<JobRow>(this.pool, { name: 'gantry_job_claim', text: CLAIM, values: [id, node.name, node.epoch, this.origin] }),
+    );
   }
 
   async queued(): Promise<JobRecord[]> {
