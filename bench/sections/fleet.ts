@@ -6,7 +6,7 @@
  * 1. submit → terminal of trivial jobs, round-robin over the three nodes'
  *    APIs, vs one Gantry on the embedded SQLite store (its own engine too);
  * 2. status polls of a node on PostgreSQL (10,000 finished jobs seeded
- *    there, and one running job, which reads PostgreSQL on every poll) vs
+ *    there, and one running job, served from the record cache the change feed keeps) vs
  *    the bare fastify route;
  * 3. SSE delivery from a node that does not run the job vs `docker logs
  *    --follow` on the engine that runs it;
@@ -734,7 +734,7 @@ export function fleetRows(
   );
   row(
     S,
-    'GET /v1/jobs/{id} of a running job (a PostgreSQL read per poll), req/s vs bare route',
+    'GET /v1/jobs/{id} of a running job (not finished: its record is held only while the change feed vouches for it), req/s vs bare route',
     mean(p.running!.reqPerS),
     mean(p.bare!.reqPerS),
     {

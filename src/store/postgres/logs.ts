@@ -17,22 +17,49 @@ interface LogStateRow {
   complete: boolean;
 }
 
-// The fence: the job is still the node's, for that attempt, and not ended.
-// FOR SHARE holds its row until the write commits, so an `expire` settling
-// the job (it locks the row FOR UPDATE) comes wholly before or after it.
-const FENCE = `SELECT 1 FROM jobs WHERE id = $1 AND node = $2 AND attempt = $3 AND state NOT IN ${TERMINAL_SQL} FOR SHARE`;
-const INSERT_CHUNK = `INSERT INTO log_chunks (job_id, first_seq, last_seq, lines) VALUES ($1, $2, $3, $4)`;
-// The capture's state, and the announcement of the last record stored (sent on commit).
-const UPSERT_STATE = `
-  WITH s AS (
+/**
+ * One statement per log write, so a capture flush is one round trip: the
+ * fence, the chunk, the capture's state and the announcement of the last
+ * record stored (sent on commit) are one implicit transaction. With a
+ * fence, `f` is the job's row only while the job is still the node's, for
+ * that attempt, and not ended; FOR SHARE holds it until the write commits,
+ * so an `expire` settling the job (it locks the row FOR UPDATE) comes
+ * wholly before or after it. Without the row nothing is written, and
+ * `owned` says so.
+ */
+function logWrite(o: { fenced: boolean; chunk: boolean }): string {
+  const p = (() => {
+    let n = 0;
+    return () => `$${++n}`;
+  })();
+  const job = p();
+  const f = o.fenced
+    ? `SELECT id FROM jobs WHERE id = ${job} AND node = ${p()} AND attempt = ${p()} AND state NOT IN ${TERMINAL_SQL} FOR SHARE`
+    : `SELECT ${job}::text AS id`;
+  const c = o.chunk
+    ? `, c AS (INSERT INTO log_chunks (job_id, first_seq, last_seq, lines) SELECT f.id, ${p()}::bigint, ${p()}::bigint, ${p()}::bytea FROM f RETURNING 1)`
+    : '';
+  const state = Array.from({ length: 8 }, p);
+  const origin = p();
+  return `
+  WITH f AS (${f})${c},
+  s AS (
     INSERT INTO log_state (job_id, next_seq, stdout_records, stderr_records, bytes, truncated, last_stdout, error, complete)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+    SELECT f.id, ${state[0]}::bigint, ${state[1]}::bigint, ${state[2]}::bigint, ${state[3]}::bigint, ${state[4]}::boolean, ${state[5]}::text, ${state[6]}::text, ${state[7]}::boolean FROM f
     ON CONFLICT (job_id) DO UPDATE SET next_seq = excluded.next_seq, stdout_records = excluded.stdout_records,
       stderr_records = excluded.stderr_records, bytes = excluded.bytes, truncated = excluded.truncated,
       last_stdout = excluded.last_stdout, error = excluded.error, complete = excluded.complete
     RETURNING job_id, next_seq
   )
-  SELECT pg_notify('${CHANNEL}', json_build_object('o', $10::text, 'k', 'log', 'j', s.job_id, 'q', s.next_seq - 1)::text) FROM s`;
+  SELECT (SELECT COUNT(*) FROM f)::int AS owned,
+    (SELECT pg_notify('${CHANNEL}', json_build_object('o', ${origin}::text, 'k', 'log', 'j', s.job_id, 'q', s.next_seq - 1)::text) FROM s) AS notified`;
+}
+const LOG_WRITES = {
+  append: logWrite({ fenced: false, chunk: true }),
+  appendFenced: logWrite({ fenced: true, chunk: true }),
+  state: logWrite({ fenced: false, chunk: false }),
+  stateFenced: logWrite({ fenced: true, chunk: false }),
+};
 const GET_STATE = `SELECT next_seq, stdout_records, stderr_records, bytes, truncated, last_stdout, error, complete FROM log_state WHERE job_id = $1`;
 // Chunks do not overlap, so the one holding afterSeq + 1 is the last one
 // starting at or before it: seeking there keeps a read at the end of a long
@@ -87,51 +114,34 @@ export class PgLogStore implements LogStore {
   async append(jobId: string, records: readonly NewLogRecord[], next: LogState, fence?: Fence): Promise<void> {
     if (records.length === 0) return this.saveState(jobId, next, fence);
     const chunk = Buffer.from(encodeChunk(records), 'utf8');
-    await transaction(this.pool, async (c) => {
-      if (fence) await this.fenced(c, jobId, fence);
-      await c.query({
-        name: 'gantry_log_insert_chunk',
-        text: INSERT_CHUNK,
-        values: [jobId, next.nextSeq - records.length, next.nextSeq - 1, chunk],
-      });
-      await c.query(this.upsert(jobId, next));
-    });
+    await this.write(jobId, fence, [next.nextSeq - records.length, next.nextSeq - 1, chunk], next);
   }
 
   async saveState(jobId: string, state: LogState, fence?: Fence): Promise<void> {
-    if (!fence) {
-      await write(this.pool, this.upsert(jobId, state));
-      return;
+    await this.write(jobId, fence, null, state);
+  }
+
+  /** One log write (see logWrite); FencedError when the fence no longer holds. */
+  private async write(jobId: string, fence: Fence | undefined, chunk: unknown[] | null, s: LogState): Promise<void> {
+    const key = chunk ? (fence ? 'appendFenced' : 'append') : fence ? 'stateFenced' : 'state';
+    const values = [
+      jobId,
+      ...(fence ? [fence.node, fence.attempt] : []),
+      ...(chunk ?? []),
+      s.nextSeq,
+      s.stdoutRecords,
+      s.stderrRecords,
+      s.bytes,
+      s.truncated,
+      pgText(s.lastStdout),
+      pgText(s.error),
+      s.complete,
+      this.origin,
+    ];
+    const [row] = await write<{ owned: number }>(this.pool, { name: `gantry_log_write_${key}`, text: LOG_WRITES[key], values });
+    if (fence && row?.owned !== 1) {
+      throw new FencedError(jobId, `its logs can no longer be written by node ${fence.node} (attempt ${fence.attempt})`);
     }
-    await transaction(this.pool, async (c) => {
-      await this.fenced(c, jobId, fence);
-      await c.query(this.upsert(jobId, state));
-    });
-  }
-
-  /** Locks the job's row if the fence holds; else FencedError (the transaction then writes nothing). */
-  private async fenced(c: pg.PoolClient, jobId: string, fence: Fence): Promise<void> {
-    const { rowCount } = await c.query({ name: 'gantry_log_fence', text: FENCE, values: [jobId, fence.node, fence.attempt] });
-    if (rowCount === 0) throw new FencedError(jobId, `its logs can no longer be written by node ${fence.node} (attempt ${fence.attempt})`);
-  }
-
-  private upsert(jobId: string, s: LogState): pg.QueryConfig {
-    return {
-      name: 'gantry_log_upsert_state',
-      text: UPSERT_STATE,
-      values: [
-        jobId,
-        s.nextSeq,
-        s.stdoutRecords,
-        s.stderrRecords,
-        s.bytes,
-        s.truncated,
-        pgText(s.lastStdout),
-        pgText(s.error),
-        s.complete,
-        this.origin,
-      ],
-    };
   }
 
   async chunks(jobId: string, afterSeq: number, limit: { chunks: number; lines: number }): Promise<LogChunk[]> {
