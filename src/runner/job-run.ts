@@ -18,7 +18,7 @@ import type { EngineWatch } from './engine-watch.js';
 import { ImageError, type ImagePuller } from './images.js';
 import { JobContainer } from './job-container.js';
 import { outcomeOf } from './outcome.js';
-import { untilReachable } from './until-reachable.js';
+import { untilStored } from './until-stored.js';
 
 export interface JobRunDeps {
   config: Config;
@@ -237,9 +237,9 @@ export class JobRun {
     return (await this.stored(() => this.d.jobs.transition(this.id, to, patch, this.fence))) !== undefined;
   }
 
-  /** A store call that waits out the store being unreachable (see untilReachable). */
+  /** A store call that waits out the store being unable to take it (see untilStored). */
   private stored<T>(fn: () => Promise<T>): Promise<T> {
-    return untilReachable(fn, { stopped: this.d.stopped, log: this.d.log, jobId: this.id });
+    return untilStored(fn, { stopped: this.d.stopped, log: this.d.log, jobId: this.id });
   }
 
   private checkPolicyNow(): PolicyDecision {

@@ -93,7 +93,7 @@ test('a full disk fails log capture cleanly and is reported, a submit is refused
   const accepted = await g.call('POST', '/v1/jobs', { body: { image: TEST_IMAGE, command: ['true'] } });
   assert.equal(accepted.status, 201, 'a submit is accepted again once there is room');
   const done = await g.waitFor(job.id, undefined, 120_000);
-  assert.equal(done.state, 'succeeded', 'the real outcome, not a storage error');
+  assert.equal(done.state, 'succeeded', `the real outcome, not a storage error: ${done.reason}`);
   assert.equal(done.exitCode, 0);
   assert.match(done.reason ?? '', /logs incomplete: log storage failed: .*database or disk is full/);
   const head = await g.call('GET', `/v1/jobs/${job.id}/logs?tail=1`);
