@@ -14,6 +14,9 @@ Checks, and exits 1 on any violation:
    Gantry-labelled container naming a job of this store, belongs to an
    accepted job (GANTRY_KEEP_CONTAINERS=true keeps them for this count);
 3. every accepted job ends (no job left stuck) and Gantry is still ready.
+   The fuzzer may have drained the node (POST /v1/nodes/{name}/drain is an
+   admin's right): every drained node is undrained first, as an operator
+   ends maintenance, and the count is printed.
 Prints the figures as one line.
 """
 
@@ -26,10 +29,19 @@ import urllib.request
 TERMINAL = {"succeeded", "failed", "cancelled", "timed_out"}
 
 
-def api(base, token, path):
-    req = urllib.request.Request(base + path, headers={"Authorization": "Bearer " + token})
+def api(base, token, path, method="GET"):
+    req = urllib.request.Request(base + path, method=method, headers={"Authorization": "Bearer " + token})
     with urllib.request.urlopen(req, timeout=30) as res:
         return res.status, json.loads(res.read() or b"null")
+
+
+def undrain_all(base, token):
+    """Undrains every drained node; returns how many there were."""
+    _, nodes = api(base, token, "/v1/nodes")
+    drained = [n["name"] for n in nodes["items"] if n["drained"]]
+    for name in drained:
+        api(base, token, f"/v1/nodes/{name}/undrain", method="POST")
+    return len(drained)
 
 
 def all_jobs(base, token):
@@ -65,6 +77,7 @@ def main():
     problems = []
 
     # 3. Accepted jobs all end (their timeouts are short in the fuzz config).
+    undrained = undrain_all(base, token)
     deadline = time.monotonic() + 90
     while True:
         jobs = all_jobs(base, token)
@@ -99,7 +112,7 @@ def main():
         "fuzz ledger: "
         f"submissions={len(ledger)} accepted={len(accepted)} refused={len(refused)} "
         f"jobs={len(jobs)} {json.dumps(by_state, sort_keys=True)} containers_created={len(containers)} "
-        f"violations={len(problems)}"
+        f"nodes_undrained={undrained} violations={len(problems)}"
     )
     failed_reasons = sorted({(j["reason"] or "")[:90] for j in jobs if j["state"] == "failed"})
     if failed_reasons:
