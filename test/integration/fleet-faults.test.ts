@@ -153,5 +153,17 @@ test('fleet failures', { timeout: 300_000 }, async (t) => {
       (await node(fleet, 'c', 'b')).gpus.flatMap((g) => g.holders),
       [],
     );
+
+    // c comes back long after it was declared lost: it rejoins as a new
+    // member, removes the containers of the jobs the fleet settled without
+    // it, and takes jobs again; the settled jobs stay as the fleet left them.
+    await c.dockerd.restart();
+    await c.restart();
+    await eventually('c up again', async () => ((await node(fleet, 'c', 'a')).state === 'up' ? true : undefined));
+    for (const id of [once.id, retried.id]) assert.deepEqual(await containersOn(fleet, 'c', id), [], `no container of ${id} left on c`);
+    assert.equal((await a.job(once.id)).state, 'failed');
+    assert.equal((await a.job(retried.id)).attempt, 2);
+    const fresh = await a.submit({ image: TEST_IMAGE, command: ['echo', 'back'], placement: { node: 'c' } });
+    assert.equal((await a.waitFor(fresh.id)).state, 'succeeded');
   });
 });
