@@ -4,15 +4,16 @@
 # With --test, also what the test suite needs: a registry and htpasswd for the
 # pull tests, docker-compose (to validate the compose file), Chromium for the
 # UI tests, curl, Pythons that can make venvs (python3 for the client and
-# fuzzer venvs, python3.11 for Airflow's pins), and PostgreSQL (the shared
-# store's tests start throwaway clusters).
+# fuzzer venvs, python3.11 for Airflow's pins), PostgreSQL (the shared
+# store's tests start throwaway clusters) and openssl (the TLS tests make
+# their certificates).
 # Idempotent: re-running skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 wanted=(dockerd:docker.io busybox:busybox-static)
 if [ "${1:-}" = "--test" ]; then
-  wanted+=(docker-registry:docker-registry htpasswd:apache2-utils docker-compose:docker-compose chromium:chromium curl:curl)
+  wanted+=(docker-registry:docker-registry htpasswd:apache2-utils docker-compose:docker-compose chromium:chromium curl:curl openssl:openssl)
 fi
 need=()
 for bin in "${wanted[@]}"; do

@@ -63,6 +63,17 @@ export const EnvSchema = z.object({
     .describe(
       'a node that has not renewed its lease for this many seconds (renewed every third of it) is declared lost: its unfinished jobs fail, or run again elsewhere when their spec asks',
     ),
+  GANTRY_TLS_CERT: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('PEM certificate (chain) of the API: with `GANTRY_TLS_KEY`, the API speaks HTTPS only; re-read on SIGHUP'),
+  GANTRY_TLS_KEY: z.string().min(1).optional().describe('PEM private key of `GANTRY_TLS_CERT`; re-read on SIGHUP'),
+  GANTRY_TLS_CLIENT_CA: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('PEM CA bundle: with it, only clients presenting a certificate it signed may connect (mutual TLS); re-read on SIGHUP'),
   GANTRY_DOCKER_SOCKET: z.string().min(1).default('/var/run/docker.sock').describe('Unix socket of the Docker engine Gantry drives'),
   GANTRY_ADMIN_TOKEN: z
     .string()
@@ -168,6 +179,12 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
   if (e.GANTRY_METRICS === 'open' && e.GANTRY_METRICS_PORT !== 0 && e.GANTRY_METRICS_PORT === e.GANTRY_PORT) {
     fail('GANTRY_METRICS_PORT', 'must differ from GANTRY_PORT: open metrics are served on a port of their own');
   }
+  if ((e.GANTRY_TLS_CERT === undefined) !== (e.GANTRY_TLS_KEY === undefined)) {
+    fail(e.GANTRY_TLS_CERT === undefined ? 'GANTRY_TLS_CERT' : 'GANTRY_TLS_KEY', 'GANTRY_TLS_CERT and GANTRY_TLS_KEY go together');
+  }
+  if (e.GANTRY_TLS_CLIENT_CA !== undefined && e.GANTRY_TLS_CERT === undefined) {
+    fail('GANTRY_TLS_CLIENT_CA', 'needs GANTRY_TLS_CERT and GANTRY_TLS_KEY: client certificates are asked for over TLS only');
+  }
   for (const m of e.GANTRY_MOUNT_ALLOWLIST) {
     if (m.includes('/') && !path.isAbsolute(m)) fail('GANTRY_MOUNT_ALLOWLIST', `"${m}" is neither an absolute path nor a volume name`);
   }
@@ -182,6 +199,10 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     leaseSeconds: e.GANTRY_NODE_LEASE_SECONDS,
   },
   dockerSocket: e.GANTRY_DOCKER_SOCKET,
+  tls:
+    e.GANTRY_TLS_CERT !== undefined && e.GANTRY_TLS_KEY !== undefined
+      ? { certFile: e.GANTRY_TLS_CERT, keyFile: e.GANTRY_TLS_KEY, clientCaFile: e.GANTRY_TLS_CLIENT_CA ?? null }
+      : null,
   adminToken: e.GANTRY_ADMIN_TOKEN,
   tokensFile: e.GANTRY_TOKENS_FILE,
   logLevel: e.GANTRY_LOG_LEVEL,
@@ -225,6 +246,7 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
 
 export type Config = z.output<typeof ConfigSchema>;
 export type PolicyConfig = Config['policy'];
+export type TlsConfig = NonNullable<Config['tls']>;
 
 /**
  * A configuration value the operator must fix. Each problem is one line that

@@ -1,4 +1,6 @@
+import type { Server } from 'node:tls';
 import closeWithGrace from 'close-with-grace';
+import { reloadTls } from './api/tls.js';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { flushLog } from './logging.js';
@@ -10,7 +12,8 @@ async function main(): Promise<void> {
   const app = await buildApp(config);
   // SIGTERM/SIGINT: stop accepting, finish requests in flight, and leave
   // running containers alone (the next start re-attaches to them).
-  closeWithGrace({ delay: 10_000 }, async ({ signal, err }) => {
+  // SIGHUP means "reload", not "stop" (systemd's ExecReload sends it).
+  closeWithGrace({ delay: 10_000, skip: ['SIGHUP'] }, async ({ signal, err }) => {
     if (err) app.log.error({ err }, 'fatal error, shutting down');
     else app.log.info({ signal }, 'shutting down; running containers are left running');
     await app.close();
@@ -19,6 +22,22 @@ async function main(): Promise<void> {
     await flushLog(app.gantry.log);
   });
   await app.listen({ host: config.host, port: config.port });
+  // SIGHUP re-reads the TLS certificate, key and client CA (a renewed
+  // certificate needs no restart); files that cannot be used are logged and
+  // the ones in use are kept.
+  const { tls } = config;
+  process.on('SIGHUP', () => {
+    if (!tls) {
+      app.log.info('SIGHUP: nothing to reload (no GANTRY_TLS_CERT)');
+      return;
+    }
+    try {
+      reloadTls(app.server as unknown as Server, tls);
+      app.log.info({ cert: tls.certFile }, 'TLS certificate reloaded');
+    } catch (err) {
+      app.log.error({ err }, 'TLS certificate not reloaded; the previous one stays in use');
+    }
+  });
 }
 
 main().catch((err: unknown) => {

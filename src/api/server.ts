@@ -22,6 +22,7 @@ import { jobWaitRoutes } from './routes/v1/job-wait.js';
 import { jobRoutes } from './routes/v1/jobs.js';
 import { meRoutes } from './routes/v1/me.js';
 import { nodeRoutes } from './routes/v1/nodes.js';
+import { readTls } from './tls.js';
 
 export const OPENAPI_INFO = {
   title: 'Gantry',
@@ -43,7 +44,7 @@ export interface HttpDeps extends RouteDeps {
  * through, and the routes, laid out by URL. It does not listen.
  */
 export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
-  const app = Fastify({
+  const options = {
     loggerInstance: d.log as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: requestIdFor,
@@ -51,7 +52,10 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
     routerOptions: { maxParamLength: 253 },
     ajv: { customOptions: { coerceTypes: false } },
     frameworkErrors: frameworkErrorHandler,
-  });
+  };
+  // With TLS the server is an https.Server; the routes and plugins see the
+  // same request and reply types either way, so the instance is typed as one.
+  const app = d.config.tls ? (Fastify({ ...options, https: readTls(d.config.tls) }) as unknown as FastifyInstance) : Fastify(options);
   await app.register(requestContext);
   await app.register(auth, { tokens: d.tokens });
   await app.register(httpMetrics, { metrics: d.metrics });
