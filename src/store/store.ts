@@ -158,7 +158,7 @@ export interface JobStore {
   finishedBefore(cutoffIso: string): Promise<string[]>;
   /** Job counts by state and owner. */
   countByStateAndOwner(): Promise<{ state: JobState; owner: string; count: number }[]>;
-  /** How many jobs are queued, and when the oldest of them was submitted. */
+  /** How many jobs wait in the queue (no node has taken them), and when the oldest of them was submitted. */
   queueSummary(): Promise<{ length: number; oldestCreatedAt: string | null }>;
 }
 

@@ -201,7 +201,7 @@ const CLAIMED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state = 'qu
 const HOLDING_GPUS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE state IN ${ACTIVE_SQL} AND gpus <> '[]' ORDER BY seq`;
 const FINISHED_BEFORE = `SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < $1`;
 const COUNT = `SELECT state, owner, COUNT(*) AS count FROM jobs GROUP BY state, owner`;
-const QUEUE_SUMMARY = `SELECT COUNT(*) AS length, MIN(created_at) AS "oldestCreatedAt" FROM jobs WHERE state = 'queued'`;
+const QUEUE_SUMMARY = `SELECT COUNT(*) AS length, MIN(created_at) AS "oldestCreatedAt" FROM jobs WHERE state = 'queued' AND node IS NULL`;
 
 /**
  * Jobs in PostgreSQL, shared by every node. `get` is served from the

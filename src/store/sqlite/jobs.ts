@@ -152,7 +152,9 @@ export class SqliteJobStore implements JobStore {
     this.holdingGpusStmt = db.prepare(`SELECT * FROM jobs WHERE state IN ('queued', ${ACTIVE}) AND gpus != '[]' ORDER BY seq`);
     this.finishedBeforeStmt = db.prepare(`SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?`);
     this.countStmt = db.prepare(`SELECT state, owner, COUNT(*) AS count FROM jobs GROUP BY state, owner`);
-    this.queueSummaryStmt = db.prepare(`SELECT COUNT(*) AS length, MIN(created_at) AS oldestCreatedAt FROM jobs WHERE state = 'queued'`);
+    this.queueSummaryStmt = db.prepare(
+      `SELECT COUNT(*) AS length, MIN(created_at) AS oldestCreatedAt FROM jobs WHERE state = 'queued' AND node IS NULL`,
+    );
   }
 
   async insert(job: NewJob): Promise<{ record: JobRecord; created: boolean }> {
