@@ -18,7 +18,7 @@ type Payload =
   | { o: string; k: 'nodes' };
 
 /** The job a payload announces a change of, whoever sent it, or null. */
-export function changedJob(payload: string | undefined): string | null {
+function changedJob(payload: string | undefined): string | null {
   try {
     const p = JSON.parse(payload ?? '') as Payload;
     return typeof p === 'object' && p !== null && p.k === 'job' && typeof p.j === 'string' ? p.j : null;
@@ -28,7 +28,7 @@ export function changedJob(payload: string | undefined): string | null {
 }
 
 /** The change a payload reports, or null for one this node sent itself (or cannot read). */
-export function toChange(payload: string | undefined, self: string): StoreChange | null {
+function toChange(payload: string | undefined, self: string): StoreChange | null {
   let p: Payload;
   try {
     p = JSON.parse(payload ?? '') as Payload;

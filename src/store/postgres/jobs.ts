@@ -116,7 +116,7 @@ export function toRecord(row: JobRow): JobRecord {
  * nodes: sent with the statement's transaction, so only once it commits.
  * `origin` is the placeholder of this node's name.
  */
-export function jobNotify(a: string, origin: string): string {
+function jobNotify(a: string, origin: string): string {
   return (
     `pg_notify('${CHANNEL}', json_build_object('o', ${origin}::text, 'k', 'job', 'j', ${a}.id, 's', ${a}.state, ` +
     `'n', ${a}.node, 'c', ${a}.cancel_requested)::text) AS notified`
@@ -134,7 +134,7 @@ class Params {
 
 /** Names of prepared statements built at run time, by their text (a statement's name must always mean one text). */
 const names = new Map<string, string>();
-export function statementName(prefix: string, text: string): string {
+function statementName(prefix: string, text: string): string {
   let name = names.get(text);
   if (name === undefined) names.set(text, (name = `${prefix}_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`));
   return name;
