@@ -1,20 +1,3 @@
-/**
- * A fleet of three nodes on one machine (one throwaway PostgreSQL, and per
- * node its own Docker engine and its own compiled Gantry), measured against
- * its baselines alternately in the same run:
- *
- * 1. submit → terminal of trivial jobs, round-robin over the three nodes'
- *    APIs, vs one Gantry on the embedded SQLite store (its own engine too);
- * 2. status polls of a node on PostgreSQL (10,000 finished jobs seeded
- *    there, and one running job, served from the record cache the change feed keeps) vs
- *    the bare fastify route;
- * 3. SSE delivery from a node that does not run the job vs `docker logs
- *    --follow` on the engine that runs it;
- * 4. a node killed for good (its Gantry and its engine, SIGKILL) → its job
- *    reads `failed`, against the lease;
- * 5. submit → the job has a node (claim), from the runs of 1.
- */
-import { type ChildProcess, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -30,10 +13,10 @@ import { createDatabase, startPostgres, type TestPostgres } from '../../test/hel
 import { cancel, followSse, getJob, jobSpec, submit } from '../lib/client.js';
 import { CpuMeter } from '../lib/cpu.js';
 import { rawOptions, runRaw } from '../lib/docker.js';
-import { BENCH_TOKEN, freePort, type GantryProc, IMAGE, procCpuSeconds, ROOT, startGantry } from '../lib/gantry.js';
+import { BENCH_TOKEN, freePort, type GantryProc, IMAGE, procCpuSeconds, startGantry } from '../lib/gantry.js';
 import { MB, mean, median, now, percentile, pool, round, say, sleep, within } from '../lib/util.js';
 import { LINE_BYTES, logCommand } from './logs.js';
-import { type BareServer, seedJobs, startBare } from './polls.js';
+import { type BareServer, seedJobs, serveFrom, startBare } from './polls.js';
 
 export interface FleetConfig {
   /** Trivial jobs per side per block (BENCH_FLEET_JOBS). */
@@ -232,23 +215,7 @@ for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => app.close().then(
 
 async function startBarePg(url: string): Promise<BareServer> {
   const port = await freePort();
-  const proc: ChildProcess = spawn(process.execPath, ['--input-type=module', '-e', BARE_PG, String(port), url], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise<void>((resolve, reject) => {
-    proc.stdout!.once('data', () => resolve());
-    proc.once('exit', (code) => reject(new Error(`bare pg server exited (${code})`)));
-  });
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  return {
-    url: `http://127.0.0.1:${port}`,
-    pid: proc.pid!,
-    async stop() {
-      proc.kill('SIGTERM');
-      await exited;
-    },
-  };
+  return serveFrom(['--input-type=module', '-e', BARE_PG, String(port), url], port, 'bare pg server');
 }
 
 interface PollTarget {

@@ -54,13 +54,18 @@ export interface BareServer {
 
 export async function startBare(dbFile: string): Promise<BareServer> {
   const port = await freePort();
-  const proc: ChildProcess = spawn(process.execPath, [path.join(ROOT, 'bench/bare-server.mjs'), String(port), dbFile], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  return serveFrom([path.join(ROOT, 'bench/bare-server.mjs'), String(port), dbFile], port, 'bare server');
+}
+
+/**
+ * Starts a baseline server as a child process (node with `args`), which
+ * prints a line once it listens on `port`; resolves once it has.
+ */
+export async function serveFrom(args: string[], port: number, what: string): Promise<BareServer> {
+  const proc: ChildProcess = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     proc.stdout!.once('data', () => resolve());
-    proc.once('exit', (code) => reject(new Error(`bare server exited (${code})`)));
+    proc.once('exit', (code) => reject(new Error(`${what} exited (${code})`)));
   });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   return {
