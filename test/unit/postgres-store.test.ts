@@ -300,11 +300,7 @@ describe('PostgreSQL store', () => {
       [high1.id, other.id],
     );
     assert.deepEqual(await s.jobs.queued(), []);
-    assert.deepEqual(
-      await s.jobs.queueSummary(),
-      { length: 0, oldestCreatedAt: null },
-      'a claimed job no longer waits in the queue',
-    );
+    assert.deepEqual(await s.jobs.queueSummary(), { length: 0, oldestCreatedAt: null }, 'a claimed job no longer waits in the queue');
 
     assert.deepEqual(
       (await s.jobs.list({ limit: 10 })).map((j) => j.id),
