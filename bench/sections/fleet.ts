@@ -1,11 +1,9 @@
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import autocannon, { type Result } from 'autocannon';
 import pg from 'pg';
-import { specHash } from '../../src/jobs/spec-hash.js';
-import type { Job, JobSpec } from '../../src/model/job.js';
+import type { Job } from '../../src/model/job.js';
 import { isTerminal } from '../../src/model/states.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
 import { type PrivateDockerd, startDockerd } from '../../test/helpers/dockerd.js';
@@ -13,10 +11,10 @@ import { createDatabase, startPostgres, type TestPostgres } from '../../test/hel
 import { cancel, followSse, getJob, jobSpec, submit } from '../lib/client.js';
 import { CpuMeter } from '../lib/cpu.js';
 import { rawOptions, runRaw } from '../lib/docker.js';
-import { BENCH_TOKEN, freePort, type GantryProc, IMAGE, procCpuSeconds, startGantry } from '../lib/gantry.js';
+import { BENCH_TOKEN, freePort, type GantryProc, procCpuSeconds, startGantry } from '../lib/gantry.js';
 import { MB, mean, median, now, percentile, pool, round, say, sleep, within } from '../lib/util.js';
 import { LINE_BYTES, logCommand } from './logs.js';
-import { type BareServer, seedJobs, serveFrom, startBare } from './polls.js';
+import { type BareServer, seedJobs, seedStore, serveFrom, startBare } from './polls.js';
 
 export interface FleetConfig {
   /** Trivial jobs per side per block (BENCH_FLEET_JOBS). */
@@ -143,30 +141,8 @@ function summary(ms: number[]) {
 /** Seeds `n` finished jobs of the bench owner through the PostgreSQL store, as seedJobs does for SQLite. */
 async function seedPostgres(url: string, n: number): Promise<string[]> {
   const store = await openPostgresStore({ url, node: 'bench-seed' });
-  const t = Date.now() - n * 1000;
   try {
-    return await pool(n, 8, async (i) => {
-      const id = crypto.randomUUID();
-      const spec = { image: IMAGE, command: ['sh', '-c', `echo job ${i}`], labels: { team: `t${i % 10}` } } as JobSpec;
-      await store.jobs.insert({
-        id,
-        owner: 'bench',
-        spec,
-        specHash: specHash(spec),
-        idempotencyKey: null,
-        requestId: null,
-        createdAt: new Date(t + i * 1000).toISOString(),
-      });
-      await store.jobs.update(id, {
-        state: 'succeeded',
-        exitCode: 0,
-        result: `job ${i}`,
-        containerId: crypto.randomBytes(32).toString('hex'),
-        startedAt: new Date(t + i * 1000 + 200).toISOString(),
-        finishedAt: new Date(t + i * 1000 + 450).toISOString(),
-      });
-      return id;
-    });
+    return await seedStore(store, n, 8);
   } finally {
     await store.close();
   }

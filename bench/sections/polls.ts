@@ -6,6 +6,7 @@ import { specHash } from '../../src/jobs/spec-hash.js';
 import type { JobSpec } from '../../src/model/job.js';
 import { isTerminal } from '../../src/model/states.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
+import type { Store } from '../../src/store/store.js';
 import { cancel, getJob, jobSpec, submit } from '../lib/client.js';
 import { BENCH_TOKEN, freePort, type GantryProc, IMAGE, procCpuSeconds, ROOT, startGantry } from '../lib/gantry.js';
 import { openLoop } from '../lib/open-loop.js';
@@ -17,12 +18,19 @@ import { mean, pool, round, say, sleep } from '../lib/util.js';
  */
 export async function seedJobs(dataDir: string, n: number): Promise<string[]> {
   const store = await openSqliteStore(dataDir);
-  const ids: string[] = [];
+  try {
+    return await seedStore(store, n, 1);
+  } finally {
+    await store.close();
+  }
+}
+
+/** Stores `n` finished jobs of the bench owner in any store, `concurrency` writes at a time. Returns their ids. */
+export async function seedStore(store: Store, n: number, concurrency: number): Promise<string[]> {
   const t = Date.now() - n * 1000;
-  for (let i = 0; i < n; i++) {
+  return pool(n, concurrency, async (i) => {
     const id = crypto.randomUUID();
     const spec = { image: IMAGE, command: ['sh', '-c', `echo job ${i}`], labels: { team: `t${i % 10}` } } as JobSpec;
-    const created = new Date(t + i * 1000).toISOString();
     await store.jobs.insert({
       id,
       owner: 'bench',
@@ -30,7 +38,7 @@ export async function seedJobs(dataDir: string, n: number): Promise<string[]> {
       specHash: specHash(spec),
       idempotencyKey: null,
       requestId: null,
-      createdAt: created,
+      createdAt: new Date(t + i * 1000).toISOString(),
     });
     await store.jobs.update(id, {
       state: 'succeeded',
@@ -40,10 +48,8 @@ export async function seedJobs(dataDir: string, n: number): Promise<string[]> {
       startedAt: new Date(t + i * 1000 + 200).toISOString(),
       finishedAt: new Date(t + i * 1000 + 450).toISOString(),
     });
-    ids.push(id);
-  }
-  await store.close();
-  return ids;
+    return id;
+  });
 }
 
 export interface BareServer {
