@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { FencedError, StoreUnavailableError } from '../../src/model/errors.js';
 import type { JobSpec } from '../../src/model/job.js';
-import type { LogState, NewLogRecord } from '../../src/model/log.js';
+import { EMPTY_LOG_STATE, type LogState, type NewLogRecord } from '../../src/model/log.js';
 import { decodeChunk } from '../../src/store/chunk-codec.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
 import type { JobPatch, JobRecord, NewJob, NodeInfo, Store, StoreChange } from '../../src/store/store.js';
@@ -104,17 +104,7 @@ function collect(store: Store): {
   };
 }
 
-const state = (s: Partial<LogState> = {}): LogState => ({
-  nextSeq: 1,
-  stdoutRecords: 0,
-  stderrRecords: 0,
-  bytes: 0,
-  truncated: false,
-  lastStdout: null,
-  error: null,
-  complete: false,
-  ...s,
-});
+const state = (s: Partial<LogState> = {}): LogState => ({ ...EMPTY_LOG_STATE, ...s });
 
 function records(from: number, n: number, stream: 'stdout' | 'stderr' = 'stdout'): NewLogRecord[] {
   return Array.from({ length: n }, (_, i) => ({ stream, time: 1_700_000_000_000 + from + i, line: `line ${from + i}` }));
