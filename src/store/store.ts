@@ -1,3 +1,4 @@
+import type { AuditAction, AuditOutcome, AuditRecord, NewAuditRecord } from '../model/audit.js';
 import type { JobSpec } from '../model/job.js';
 import type { LogChunk, LogLine, LogState, LogStream, NewLogRecord } from '../model/log.js';
 import type { NodeGpu, NodeState } from '../model/node.js';
@@ -25,6 +26,7 @@ export interface Store {
   readonly logs: LogStore;
   readonly settings: SettingsStore;
   readonly nodes: NodeStore;
+  readonly audit: AuditStore;
   /** What other processes changed, for a store shared by several nodes; null for a store this process alone writes. */
   readonly changes: ChangeFeed | null;
   /** Rejects when a write cannot be made now (for readiness). */
@@ -230,6 +232,33 @@ export interface NodeStore {
    * at once settle each lost node once.
    */
   expire(settle: (record: JobRecord, node: NodeRecord) => JobPatch): Promise<{ lost: NodeRecord[]; settled: SettledJob[] }>;
+}
+
+export interface AuditFilter {
+  actor?: string | undefined;
+  action?: AuditAction | undefined;
+  target?: string | undefined;
+  outcome?: AuditOutcome | undefined;
+  /** ISO times in UTC as `toISOString` writes them: only records at or after `from`, and before `to`. */
+  from?: string | undefined;
+  to?: string | undefined;
+  /** The `seq` cursor of the previous page: only older records. */
+  beforeSeq?: number | undefined;
+  limit: number;
+}
+
+/**
+ * The audit trail, append-only: a record is never changed (there is no
+ * update here, and each store's schema refuses one); the only removal is
+ * retention's, of every record written before a cutoff.
+ */
+export interface AuditStore {
+  /** Appends a record; the store gives it its `seq` and its time (`at`, by the store's clock). */
+  append(record: NewAuditRecord): Promise<void>;
+  /** Newest first. */
+  list(filter: AuditFilter): Promise<AuditRecord[]>;
+  /** Deletes the records written before the cutoff (ISO time), for retention; how many. */
+  deleteBefore(cutoffIso: string): Promise<number>;
 }
 
 /** A change another process made, as the store reports it. */

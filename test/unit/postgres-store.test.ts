@@ -673,13 +673,13 @@ describe('PostgreSQL store', () => {
     const { rows } = await query(url, 'SELECT name FROM kysely_migration ORDER BY name');
     assert.deepEqual(
       rows.map((r) => r.name),
-      ['0001_initial'],
+      ['0001_initial', '0002_audit'],
     );
-    // Every table was made by the one transaction that recorded the migration.
+    // Every table was made by the one transaction that recorded the migrations.
     const made = await query(
       url,
       `SELECT DISTINCT c.xmin::text AS x FROM pg_class c
-       WHERE c.relname IN ('jobs', 'job_labels', 'log_chunks', 'log_state', 'settings', 'nodes')
+       WHERE c.relname IN ('jobs', 'job_labels', 'log_chunks', 'log_state', 'settings', 'nodes', 'audit')
        UNION SELECT xmin::text FROM kysely_migration`,
     );
     assert.equal(made.rows.length, 1, `one creating transaction: ${JSON.stringify(made.rows)}`);
@@ -688,7 +688,7 @@ describe('PostgreSQL store', () => {
     assert.equal((await stores[2]!.jobs.get(record.id))?.id, record.id);
     // Opening again finds nothing to do.
     await open(t, url, 'd');
-    assert.equal((await query(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 1);
+    assert.equal((await query(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 2);
   });
 });
 

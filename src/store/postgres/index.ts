@@ -1,4 +1,5 @@
 import type { Store } from '../store.js';
+import { PgAuditStore } from './audit.js';
 import { PgChangeFeed } from './changes.js';
 import { createPool, type WarnLog, write } from './db.js';
 import { storeError } from './errors.js';
@@ -38,6 +39,7 @@ export async function openPostgresStore(o: { url: string; node: string; log?: Wa
     logs: new PgLogStore(pool, o.node),
     settings: new PgSettingsStore(pool),
     nodes: new PgNodeStore(pool, o.node),
+    audit: new PgAuditStore(pool),
     changes,
     async probeWritable() {
       await write(pool, { name: 'gantry_probe', text: PROBE, values: [`readyz:${o.node}`, new Date().toISOString()] });

@@ -101,9 +101,41 @@ function statements(list: readonly string[]): Migration {
   };
 }
 
+/**
+ * The audit trail (store.ts, AuditStore): `at` is the database's clock, like
+ * the node registry's times, so records of different nodes order by one
+ * clock. The trigger refuses any UPDATE (and TRUNCATE), whichever client
+ * tries; retention's DELETE is the only removal.
+ */
+const AUDIT: readonly string[] = [
+  `CREATE TABLE audit (
+    seq BIGSERIAL PRIMARY KEY,
+    at TIMESTAMPTZ NOT NULL,
+    node TEXT NOT NULL,
+    actor TEXT,
+    action TEXT NOT NULL,
+    target TEXT,
+    outcome TEXT NOT NULL,
+    status INTEGER,
+    problem_type TEXT,
+    request_id TEXT,
+    detail JSONB NOT NULL DEFAULT '{}'
+  )`,
+  `CREATE INDEX audit_at ON audit (at)`,
+  `CREATE INDEX audit_actor ON audit (actor, seq)`,
+  `CREATE INDEX audit_target ON audit (target, seq)`,
+  `CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    RAISE EXCEPTION 'audit records are append-only (% refused)', TG_OP;
+  END
+  $$`,
+  `CREATE TRIGGER audit_append_only BEFORE UPDATE OR TRUNCATE ON audit FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()`,
+];
+
 /** Ordered by name. Append only: never edit a migration that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': statements(INITIAL),
+  '0002_audit': statements(AUDIT),
 };
 
 const provider: MigrationProvider = {

@@ -1,4 +1,5 @@
 import type { Store } from '../store.js';
+import { SqliteAuditStore } from './audit.js';
 import { openDb } from './db.js';
 import { writing } from './errors.js';
 import { SqliteJobStore } from './jobs.js';
@@ -23,6 +24,7 @@ export async function openSqliteStore(dataDir: string, node?: string): Promise<S
     logs: new SqliteLogStore(db),
     settings: new SqliteSettingsStore(db),
     nodes: new SqliteNodeStore(db, jobs),
+    audit: new SqliteAuditStore(db),
     changes: null,
     async probeWritable() {
       writing(() => probe.run(new Date().toISOString()));

@@ -114,6 +114,35 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
         ) WITHOUT ROWID`,
       ]),
   },
+
+  /**
+   * The audit trail (store.ts, AuditStore). AUTOINCREMENT: a `seq` is never
+   * given twice, even once retention deleted the newest rows, so a list
+   * cursor keeps its place. The trigger makes a record unchangeable whatever
+   * writes the file; retention's DELETE is the only removal.
+   */
+  '0003_audit': {
+    up: (db) =>
+      exec(db, [
+        `CREATE TABLE audit (
+          seq INTEGER PRIMARY KEY AUTOINCREMENT,
+          at TEXT NOT NULL,
+          node TEXT NOT NULL,
+          actor TEXT,
+          action TEXT NOT NULL,
+          target TEXT,
+          outcome TEXT NOT NULL,
+          status INTEGER,
+          problem_type TEXT,
+          request_id TEXT,
+          detail TEXT NOT NULL DEFAULT '{}'
+        )`,
+        `CREATE INDEX audit_at ON audit(at)`,
+        `CREATE INDEX audit_actor ON audit(actor, seq)`,
+        `CREATE INDEX audit_target ON audit(target, seq)`,
+        `CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END`,
+      ]),
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
