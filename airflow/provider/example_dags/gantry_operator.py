@@ -4,8 +4,8 @@ gantry_operator: the provider's GantryJobOperator submits and waits in one task.
 The task defers while the container runs (no worker slot held), copies the
 container's log lines into its own log as they arrive, returns the job's result
 line to XCom, cancels the job if the task is killed, and on a retry re-attaches
-to the job of the same task instance while it still runs (a fresh job only
-after the previous one ended).
+to the job of the same task instance while it still runs (or takes the result
+of one that already succeeded); clearing the task runs a fresh job.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ with DAG(
         mounts="{{ params.mounts }}",
         gpus="{{ {'count': params.gpu_count} if params.gpu_count > 0 else None }}",
         timeout_seconds="{{ params.timeout_seconds }}",
+        deferrable=True,  # wait in the triggerer whatever [operators] default_deferrable says
         retries=1,
         retry_delay=timedelta(seconds=5),
     )

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+#: A batch of container lines becomes one log record of at most this many lines ...
+BATCH_LINES = 500
+#: ... or this many characters, so that a burst costs the (shared) triggerer a few
+#: log writes rather than one per line, and no single record grows without bound.
+BATCH_CHARS = 256 * 1024
 
 
 @dataclass
@@ -17,68 +25,133 @@ class SseEvent:
 
 @dataclass
 class SseParser:
-    """Feed it bytes as they arrive; it returns the complete events so far."""
+    """
+    Feed it bytes as they arrive; it returns the complete events so far.
 
-    _buf: bytes = b""
+    Linear in the bytes fed: each chunk is split once, and an unfinished line is
+    kept as a list of pieces joined once, when its newline arrives, so neither a
+    large chunk of short lines nor one long line spread over many chunks is
+    copied again per line or per chunk.
+    """
+
+    _partial: list[bytes] = field(default_factory=list)
     _event: str = ""
     _data: list[str] = field(default_factory=list)
     _id: str | None = None
 
+    @staticmethod
+    def _split(data: bytes) -> list[bytes]:
+        """The only scan of the input: one pass over each chunk."""
+        return data.split(b"\n")
+
     def feed(self, chunk: bytes) -> list[SseEvent]:
-        self._buf += chunk
+        lines = self._split(chunk)
+        if len(lines) == 1:
+            if chunk:
+                self._partial.append(chunk)
+            return []
+        if self._partial:
+            self._partial.append(lines[0])
+            lines[0] = b"".join(self._partial)
+            self._partial = []
+        rest = lines.pop()
+        if rest:
+            self._partial.append(rest)
         events: list[SseEvent] = []
-        while True:
-            nl = self._buf.find(b"\n")
-            if nl < 0:
-                return events
-            raw, self._buf = self._buf[:nl], self._buf[nl + 1 :]
-            line = raw.rstrip(b"\r").decode("utf-8", errors="replace")
-            if line == "":
-                if self._data or self._event:
-                    events.append(SseEvent(self._event or "message", "\n".join(self._data), self._id))
-                self._event, self._data, self._id = "", [], None
-                continue
-            if line.startswith(":"):
-                continue  # comment / heartbeat
-            name, _, value = line.partition(":")
-            if value.startswith(" "):
-                value = value[1:]
-            if name == "event":
-                self._event = value
-            elif name == "data":
-                self._data.append(value)
-            elif name == "id":
-                self._id = value
-            # "retry" and unknown fields are ignored
+        for raw in lines:
+            self._line(raw, events)
+        return events
+
+    def _line(self, raw: bytes, events: list[SseEvent]) -> None:
+        line = raw.rstrip(b"\r").decode("utf-8", errors="replace")
+        if line == "":
+            if self._data or self._event:
+                events.append(SseEvent(self._event or "message", "\n".join(self._data), self._id))
+            self._event, self._data, self._id = "", [], None
+            return
+        if line.startswith(":"):
+            return  # comment / heartbeat
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "event":
+            self._event = value
+        elif name == "data":
+            self._data.append(value)
+        elif name == "id":
+            self._id = value
+        # "retry" and unknown fields are ignored
+
+
+def job_summary(job: dict) -> dict:
+    """The job view without its spec: the spec carries env values, which must not
+    reach XCom, trigger events or logs (all stored in Airflow's database)."""
+    return {k: v for k, v in job.items() if k != "spec"}
 
 
 class JobStream:
-    """One follower of a job's SSE stream, in the worker (the operator) or in the
-    triggerer (the trigger): logs each log line and each change of state, and
-    keeps the last log seq to resume from (sent as Last-Event-ID on reconnect)."""
+    """
+    One follower of a job's SSE stream, in the worker (the operator) or in the
+    triggerer (the trigger).
 
-    def __init__(self, job_id: str, log: logging.Logger, stream_logs: bool, last_id: int | None = None):
+    It takes the events of one network read at a time (:meth:`handle`) and
+    writes their container lines as a few batched log records (``[stdout] …`` /
+    ``[stderr] …``, one per line of the record), logs each change of state,
+    keeps the last log seq to resume from (sent as ``Last-Event-ID`` on
+    reconnect), the last ``tail_lines`` lines for the task's XCom, and the
+    final job once ``end`` arrives.
+    """
+
+    def __init__(
+        self,
+        job_id: str,
+        log: logging.Logger,
+        stream_logs: bool,
+        last_id: int | None = None,
+        tail_lines: int = 20,
+    ):
         self.job_id = job_id
         self.log = log
         self.stream_logs = stream_logs
         self.last_id = last_id
+        self.tail: deque[str] = deque(maxlen=max(0, tail_lines))
+        self.final_job: dict | None = None
         self._last_state: str | None = None
+        self._pending: list[str] = []
+        self._pending_chars = 0
 
-    def handle(self, ev: SseEvent) -> dict | None:
-        """Takes one event; returns the final Job on `end`, else None."""
-        if ev.event == "log":
-            line = json.loads(ev.data)
-            self.last_id = int(line["seq"])
-            if self.stream_logs:
-                self.log.info("[%s] %s", line.get("stream", "stdout"), line.get("line", ""))
-        elif ev.event in ("status", "end"):
-            job = json.loads(ev.data)
-            if job.get("state") != self._last_state:
-                self._last_state = job.get("state")
-                self._log_state(job)
-            if ev.event == "end":
-                return job
-        return None
+    def handle(self, events: Iterable[SseEvent]) -> dict | None:
+        """Takes the events of one read; returns the final Job on `end`, else None."""
+        try:
+            for ev in events:
+                if ev.event == "log":
+                    line = json.loads(ev.data)
+                    self.last_id = int(line["seq"])
+                    text = f"[{line.get('stream', 'stdout')}] {line.get('line', '')}"
+                    self.tail.append(text)
+                    if self.stream_logs:
+                        self._pending.append(text)
+                        self._pending_chars += len(text) + 1
+                        if len(self._pending) >= BATCH_LINES or self._pending_chars >= BATCH_CHARS:
+                            self.flush()
+                elif ev.event in ("status", "end"):
+                    self.flush()  # lines before a change of state are logged before it
+                    job = json.loads(ev.data)
+                    if job.get("state") != self._last_state:
+                        self._last_state = job.get("state")
+                        self._log_state(job)
+                    if ev.event == "end":
+                        self.final_job = job
+                        return job
+            return None
+        finally:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self.log.info("%s", "\n".join(self._pending))
+            self._pending = []
+            self._pending_chars = 0
 
     def _log_state(self, job: dict) -> None:
         state = job.get("state")

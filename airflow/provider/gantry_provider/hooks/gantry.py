@@ -1,22 +1,37 @@
-"""GantryHook: Gantry's REST API over an Airflow HTTP connection."""
+"""GantryHook: Gantry's REST API over an Airflow connection (type ``gantry``, or a plain ``http`` one)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
+import aiohttp
 import requests
 
-from airflow.exceptions import AirflowException
-from airflow.providers.http.hooks.http import HttpAsyncHook, HttpHook
 from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowException
 
 from gantry_provider.sse import SseEvent, SseParser
 
 ACTIVE_STATES = ("queued", "pulling", "starting", "running")
 TERMINAL_STATES = ("succeeded", "failed", "cancelled", "timed_out")
+
+#: Keys of a connection's ``extra`` that configure the client; every other key is a
+#: header (the HTTP connection's convention, so an ``http`` connection works as is).
+CLIENT_OPTIONS = ("verify", "verify_ssl", "proxies", "proxy", "timeout", "ui_url")
+#: Options an HTTP connection may carry for requests' own use; they are not headers.
+IGNORED_OPTIONS = ("stream", "cert", "trust_env", "allow_redirects", "max_redirects", "check_response", "srv_lookup")
+
+#: Gantry sends a heartbeat at least every 15 s: a read gap this long is a dead stream.
+STREAM_READ_TIMEOUT = 60.0
 
 
 class GantryApiError(AirflowException):
@@ -36,49 +51,200 @@ class GantryApiError(AirflowException):
         extra = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors if isinstance(e, dict))
         super().__init__(f"Gantry answered {status} to {method} {path}: {detail}" + (f" ({extra})" if extra else ""))
 
+    @property
+    def transient(self) -> bool:
+        """Worth asking again: the server or something in between is busy or failing."""
+        return self.status >= 500 or self.status in (408, 429)
+
+
+def _as_bool_or_path(value: Any) -> bool | str:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if text.lower() in ("true", "1", "yes", ""):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    return text  # a CA bundle (file or directory)
+
+
+@dataclass(frozen=True)
+class GantrySettings:
+    """
+    What a client needs from the connection, the same for the worker (requests)
+    and the triggerer (aiohttp), so a job followed after deferral reaches Gantry
+    exactly as the worker did: base URL, headers (bearer token included), TLS
+    verification (``verify``: true, false, or a CA bundle path), a proxy and the
+    request timeout; and where a browser finds Gantry's operator page
+    (``ui_url``, default ``<base URL>/ui/``) for the task's link.
+    """
+
+    base_url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    verify: bool | str = True
+    proxies: dict[str, str] = field(default_factory=dict)
+    timeout: float = 30.0
+    ui_url: str = ""
+
+    @classmethod
+    def from_connection(cls, conn: Any, default_timeout: float = 30.0) -> GantrySettings:
+        host = (conn.host or "").strip()
+        if "://" in host:
+            base_url = host
+        else:
+            scheme = conn.schema if conn.schema in ("http", "https") else "http"
+            base_url = f"{scheme}://{host}"
+        if conn.port:
+            base_url += f":{conn.port}"
+        extra = dict(conn.extra_dejson or {})
+        options = {k: extra.pop(k) for k in CLIENT_OPTIONS if k in extra}
+        for k in IGNORED_OPTIONS:
+            extra.pop(k, None)
+        headers = {str(k): str(v) for k, v in extra.items() if v is not None}
+        if conn.password and not any(k.lower() == "authorization" for k in headers):
+            headers["Authorization"] = f"Bearer {conn.password}"
+        verify = _as_bool_or_path(options.get("verify", options.get("verify_ssl", True)))
+        proxies = options.get("proxies", options.get("proxy"))
+        if isinstance(proxies, str):
+            proxies = {"http": proxies, "https": proxies} if proxies else {}
+        if proxies is not None and not isinstance(proxies, dict):
+            raise AirflowException(f"connection {conn.conn_id}: extra 'proxies' must be a URL or a {{scheme: URL}} map")
+        timeout = options.get("timeout")
+        base_url = base_url.rstrip("/")
+        return cls(
+            base_url=base_url,
+            headers=headers,
+            verify=verify,
+            proxies={str(k): str(v) for k, v in (proxies or {}).items()},
+            timeout=float(timeout) if timeout not in (None, "") else default_timeout,
+            ui_url=str(options.get("ui_url") or f"{base_url}/ui/"),
+        )
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def proxy_for_aiohttp(self) -> str | None:
+        """aiohttp takes one proxy per request: the one for Gantry's scheme."""
+        return self.proxies.get(urlsplit(self.base_url).scheme) or None
+
+    def ssl_for_aiohttp(self) -> ssl.SSLContext | bool:
+        """aiohttp's ``ssl=``: True (system CAs), False (no verification), or a context for a CA bundle."""
+        if isinstance(self.verify, bool):
+            return self.verify
+        ctx = ssl.create_default_context()
+        if os.path.isdir(self.verify):
+            ctx.load_verify_locations(capath=self.verify)
+        else:
+            ctx.load_verify_locations(cafile=self.verify)
+        return ctx
+
+
+class AsyncGantry:
+    """Gantry over one aiohttp session (triggerer side); made by :meth:`GantryHook.aclient`."""
+
+    def __init__(self, settings: GantrySettings, session: aiohttp.ClientSession, ssl_arg: ssl.SSLContext | bool):
+        self.settings = settings
+        self.session = session
+        self._request_kwargs: dict[str, Any] = {"ssl": ssl_arg, "proxy": settings.proxy_for_aiohttp(), "allow_redirects": False}
+
+    async def request(self, method: str, path: str, **kw: Any) -> Any:
+        """A JSON request; a non-2xx answer raises :class:`GantryApiError`."""
+        headers = {**self.settings.headers, **kw.pop("headers", {})}
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout)
+        async with self.session.request(
+            method, self.settings.url(path), headers=headers, timeout=timeout, **self._request_kwargs, **kw
+        ) as resp:
+            text = await resp.text()
+            if resp.status >= 300:
+                raise GantryApiError(method, path, resp.status, text)
+            return json.loads(text)
+
+    async def get_job(self, job_id: str) -> dict:
+        return await self.request("GET", f"v1/jobs/{job_id}")
+
+    async def cancel_job(self, job_id: str) -> dict:
+        # No body: aiohttp would otherwise label the empty POST application/octet-stream.
+        return await self.request("POST", f"v1/jobs/{job_id}/cancel", skip_auto_headers=["Content-Type"])
+
+    async def events(self, job_id: str, last_event_id: int | None) -> AsyncIterator[list[SseEvent]]:
+        """
+        One connection to the job's SSE log stream, as the events of each network
+        read (``log``, ``status``, ``end``); ends after ``end`` or when the stream
+        closes. A non-2xx answer raises :class:`GantryApiError`.
+        """
+        path = f"v1/jobs/{job_id}/logs"
+        headers = {**self.settings.headers, "Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.settings.timeout, sock_read=STREAM_READ_TIMEOUT)
+        async with self.session.get(
+            self.settings.url(path), headers=headers, timeout=timeout, **self._request_kwargs
+        ) as resp:
+            if resp.status >= 300:
+                raise GantryApiError("GET", path, resp.status, (await resp.text())[:2000])
+            parser = SseParser()
+            async for chunk in resp.content.iter_any():
+                events = parser.feed(chunk)
+                if events:
+                    yield events
+                    if any(ev.event == "end" for ev in events):
+                        return
+
 
 class GantryHook(BaseHook):
     """
-    Talks to Gantry through an Airflow **HTTP** connection (``conn_type`` ``http``).
+    Talks to Gantry's REST API.
 
-    The connection is the same one the stock ``HttpOperator``/``HttpSensor`` use:
-    host/port/schema give the base URL, and every key of ``extra`` is sent as a
-    header, so ``{"Authorization": "Bearer <token>"}`` authenticates. A
-    connection with only a password (no login) is also accepted: the password is
-    then sent as the bearer token.
+    The connection (type ``gantry``; a plain ``http`` connection works the same)
+    gives the base URL (host, port, schema ``http``/``https``, or a whole URL in
+    host) and the **token** (password field), sent as ``Authorization: Bearer``.
+    Its ``extra`` may hold ``verify`` (true, false, or a CA bundle path),
+    ``proxies`` (a URL or ``{scheme: URL}``), ``timeout`` (seconds), ``ui_url``
+    (the operator page as a browser reaches it); every other
+    key of ``extra`` is sent as a header. The worker and the triggerer read the
+    connection the same way (:class:`GantrySettings`).
 
-    :param gantry_conn_id: the HTTP connection to Gantry.
-    :param request_timeout: seconds for ordinary (non-streaming) requests.
+    :param gantry_conn_id: the connection to Gantry.
+    :param request_timeout: seconds for ordinary (non-streaming) requests, unless
+        the connection's ``timeout`` says otherwise.
     """
 
     conn_name_attr = "gantry_conn_id"
     default_conn_name = "gantry"
-    conn_type = "http"
+    conn_type = "gantry"
     hook_name = "Gantry"
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        from gantry_provider import get_provider_info
+
+        return get_provider_info()["connection-types"][0]["ui-field-behaviour"]
 
     def __init__(self, gantry_conn_id: str = default_conn_name, request_timeout: float = 30.0) -> None:
         super().__init__()
         self.gantry_conn_id = gantry_conn_id
         self.request_timeout = request_timeout
         self._session: requests.Session | None = None
-        self.base_url = ""
+        self._settings: GantrySettings | None = None
 
     # -- synchronous API (worker side) ------------------------------------------------
 
+    @property
+    def settings(self) -> GantrySettings:
+        if self._settings is None:
+            conn = self.get_connection(self.gantry_conn_id)
+            self._settings = GantrySettings.from_connection(conn, self.request_timeout)
+        return self._settings
+
     def get_conn(self) -> requests.Session:
         if self._session is None:
-            http = HttpHook(method="GET", http_conn_id=self.gantry_conn_id)
-            session = http.get_conn()
-            self.base_url = http.base_url.rstrip("/")
-            conn = self.get_connection(self.gantry_conn_id)
-            if conn.password and not conn.login and "Authorization" not in session.headers:
-                session.headers["Authorization"] = f"Bearer {conn.password}"
+            s = self.settings
+            session = requests.Session()
+            session.headers.update(s.headers)
+            session.verify = s.verify
+            session.proxies.update(s.proxies)
             self._session = session
         return self._session
-
-    def url(self, path: str) -> str:
-        self.get_conn()
-        return f"{self.base_url}/{path.lstrip('/')}"
 
     def request(
         self,
@@ -99,12 +265,12 @@ class GantryHook(BaseHook):
             hdrs["Content-Type"] = "application/json"
         resp = session.request(
             method,
-            self.url(path),
+            self.settings.url(path),
             data=data,
             params=params,
             headers=hdrs,
             stream=stream,
-            timeout=timeout if timeout is not None else self.request_timeout,
+            timeout=timeout if timeout is not None else self.settings.timeout,
             allow_redirects=False,
         )
         if resp.status_code >= 300:
@@ -146,9 +312,10 @@ class GantryHook(BaseHook):
         params = {"tail": tail} if tail is not None else None
         return self.request("GET", f"v1/jobs/{job_id}/logs", params=params).text
 
-    def stream_events(self, job_id: str, last_event_id: int | None = None) -> Iterator[SseEvent]:
+    def stream_events(self, job_id: str, last_event_id: int | None = None) -> Iterator[list[SseEvent]]:
         """
-        One connection to the job's SSE log stream: ``log``, ``status`` and ``end`` events.
+        One connection to the job's SSE log stream, as the events of each network
+        read (``log``, ``status``, ``end``).
 
         Ends after ``end``, or when the connection drops (the caller reconnects with
         the last ``log`` id it saw).
@@ -156,28 +323,41 @@ class GantryHook(BaseHook):
         headers = {"Accept": "text/event-stream"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = str(last_event_id)
-        # Gantry sends a heartbeat at least every 15 s: a read gap of 60 s is a dead connection.
-        resp = self.request("GET", f"v1/jobs/{job_id}/logs", headers=headers, stream=True, timeout=(10, 60))
+        resp = self.request(
+            "GET", f"v1/jobs/{job_id}/logs", headers=headers, stream=True, timeout=(self.settings.timeout, STREAM_READ_TIMEOUT)
+        )
         parser = SseParser()
         try:
             for chunk in resp.iter_content(chunk_size=65536):
-                for event in parser.feed(chunk):
-                    yield event
-                    if event.event == "end":
+                events = parser.feed(chunk)
+                if events:
+                    yield events
+                    if any(ev.event == "end" for ev in events):
                         return
         finally:
             resp.close()
 
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's Test button: lists one job, which needs both a reachable Gantry and a valid token."""
+        try:
+            self.request("GET", "v1/jobs", params={"limit": 1})
+        except Exception as exc:
+            return False, str(exc)
+        return True, f"Connected to Gantry at {self.settings.base_url}"
+
     # -- asynchronous API (triggerer side) --------------------------------------------
 
-    async def async_config(self) -> tuple[str, dict[str, str]]:
-        """Base URL and headers (connection extra + bearer) for aiohttp, read without blocking."""
-        config = await HttpAsyncHook(method="GET", http_conn_id=self.gantry_conn_id).config()
-        headers = {str(k): str(v) for k, v in (config.headers or {}).items()}
-        if config.auth is None and "Authorization" not in headers:
-            from airflow.providers.common.compat.connection import get_async_connection
+    async def asettings(self) -> GantrySettings:
+        """The connection's settings, read without blocking the event loop."""
+        if self._settings is None:
+            conn = await self.aget_connection(self.gantry_conn_id)
+            self._settings = GantrySettings.from_connection(conn, self.request_timeout)
+        return self._settings
 
-            conn = await get_async_connection(conn_id=self.gantry_conn_id, hook=self)
-            if conn.password and not conn.login:
-                headers["Authorization"] = f"Bearer {conn.password}"
-        return config.base_url.rstrip("/"), headers
+    @asynccontextmanager
+    async def aclient(self) -> AsyncIterator[AsyncGantry]:
+        """An :class:`AsyncGantry` on a fresh aiohttp session, closed on exit."""
+        settings = await self.asettings()
+        ssl_arg = await asyncio.to_thread(settings.ssl_for_aiohttp)  # reads a CA bundle from disk
+        async with aiohttp.ClientSession() as session:
+            yield AsyncGantry(settings, session, ssl_arg)

@@ -2,32 +2,126 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import json
+import shlex
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import requests
 
-from airflow.exceptions import AirflowException
-from airflow.sdk import BaseOperator
+from airflow.sdk import BaseOperator, BaseOperatorLink, conf
+from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk.log import mask_secret
 
 from gantry_provider.hooks.gantry import ACTIVE_STATES, GantryApiError, GantryHook
-from gantry_provider.sse import JobStream
+from gantry_provider.sse import JobStream, job_summary
 from gantry_provider.triggers.gantry import GantryJobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+    from airflow.sdk.types import TaskInstanceKey
 
 #: Labels the operator sets on every job; a DAG's own labels cannot override them.
 LABEL_PREFIX = "airflow."
 
 
 def task_instance_key(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
-    """A short, stable id of one task instance across its tries (the ``airflow.ti`` label)."""
+    """A short, stable id of one task instance across its tries and clears (the ``airflow.ti`` label)."""
     raw = "\n".join([dag_id, run_id, task_id, str(map_index)])
     return hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+def _native(value: Any, field: str, kind: type) -> Any:
+    """
+    A templated field as the type the JobSpec needs. Without
+    ``render_template_as_native_obj`` a template renders to text, so text that
+    holds a literal of the right type (JSON or Python) is read back; anything
+    else is refused with the field's name rather than sent on as garbage.
+    """
+    if value is None or isinstance(value, kind):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        for parse in (json.loads, ast.literal_eval):
+            try:
+                parsed = parse(text)
+            except (ValueError, SyntaxError):
+                continue
+            if isinstance(parsed, kind):
+                return parsed
+    raise AirflowException(f"{field} must be a {kind.__name__}, not {type(value).__name__}: {value!r:.200}")
+
+
+def normalize_command(value: Any, field: str = "command") -> list[str] | None:
+    """
+    ``command``/``entrypoint`` as an argument list, the way DockerOperator takes
+    them: a list as is, a string that holds a list literal (what a template of a
+    list renders to) as that list, any other string split as a shell would
+    (``"python -c 'print(1)'"`` → ``["python", "-c", "print(1)"]``, no shell runs it).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.strip().startswith("["):
+            value = _native(value, field, list)
+        else:
+            value = shlex.split(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in value):
+        return [str(c) for c in value]
+    raise AirflowException(
+        f"{field} must be a list of strings or a string (split like a shell would), "
+        f"not {type(value).__name__}: {value!r:.200}"
+    )
+
+
+def normalize_env(value: Any, field: str) -> dict[str, str] | None:
+    env = _native(value, field, dict)
+    if env is None:
+        return None
+    bad = [k for k in env if not isinstance(k, str)]
+    if bad:
+        raise AirflowException(f"{field} names must be strings: {bad!r:.200}")
+    return {k: "" if v is None else str(v) for k, v in env.items()}
+
+
+def normalize_secrets(value: Any) -> list[dict[str, str]] | None:
+    """Secret references by name (Gantry resolves the values): each ``{name, env}`` or ``{name, file}``."""
+    refs = _native(value, "secrets", list)
+    if refs is None:
+        return None
+    out = []
+    for ref in refs:
+        if (
+            not isinstance(ref, dict)
+            or not isinstance(ref.get("name"), str)
+            or set(ref) - {"name", "env", "file"}
+            or ("env" in ref) == ("file" in ref)
+        ):
+            raise AirflowException(
+                f'each of secrets must be {{"name": ..., "env": ...}} or {{"name": ..., "file": ...}}, not {ref!r:.200}'
+            )
+        out.append({k: str(v) for k, v in ref.items()})
+    return out
+
+
+class GantryJobLink(BaseOperatorLink):
+    """The job on Gantry's operator page (``/ui/#/jobs/{id}``)."""
+
+    name = "Gantry job"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        job_id = XCom.get_value(ti_key=ti_key, key="gantry_job_id")
+        if not job_id:
+            return ""
+        ui_url = GantryHook(getattr(operator, "gantry_conn_id", GantryHook.default_conn_name)).settings.ui_url
+        return f"{ui_url}#/jobs/{quote(str(job_id), safe='')}"
 
 
 class GantryJobOperator(BaseOperator):
@@ -36,40 +130,55 @@ class GantryJobOperator(BaseOperator):
 
     * **Submits** a JobSpec (``POST /v1/jobs``) labelled with the task instance
       (``airflow.dag_id``, ``airflow.run_id``, ``airflow.task_id``,
-      ``airflow.map_index``, ``airflow.try_number`` and ``airflow.ti``, a hash of
-      the first four) and an ``Idempotency-Key`` per try, so a lost answer can be
-      asked again without starting a second container.
-    * **Re-attaches on retry**: a new try first looks for a job of the same
-      dag/run/task/map_index that is still queued or running (e.g. the worker
-      died, or the trigger lost Gantry) and follows it instead of starting
-      another. Once that job has ended (failed, cancelled, timed out) a retry
-      starts a fresh job.
-    * **Waits deferred** (default): the worker slot is freed and a
+      ``airflow.map_index``, ``airflow.try_number``, ``airflow.clear_number``
+      and ``airflow.ti``, a hash of dag/run/task/map_index) and an
+      ``Idempotency-Key`` per try and clear, so a lost answer can be asked
+      again without starting a second container.
+    * **On a retry** (same task instance, same ``dag_run.clear_number``) it
+      looks at the newest job of the task instance first: one still queued or
+      running is re-attached to (not when a cancel was requested for it); one
+      that **succeeded** gives its result without running again; otherwise a
+      fresh job is submitted. **Clearing** the task (or its run) raises the
+      clear number, so a cleared task always runs a fresh job.
+    * **Waits deferred** (``deferrable``, default from ``[operators]
+      default_deferrable``): the worker slot is freed and a
       :class:`~gantry_provider.triggers.gantry.GantryJobTrigger` follows the job
-      in the triggerer, copying its log lines into this task's log as they
-      arrive. With ``deferrable=False`` the worker follows the same stream.
+      in the triggerer, copying its log lines into this task's log in batches.
+      Otherwise the worker follows the same stream.
     * **Result**: the job's ``result`` (its last non-empty stdout line) is the
-      task's return value (XCom ``return_value``); XCom ``gantry_job_id`` and
-      ``gantry_job`` hold the id and the final Job.
-    * **Fails** when the job fails, is cancelled or times out.
+      task's return value; XCom ``gantry_job_id`` holds the id, ``gantry_job``
+      the final job view without its spec (the spec holds env values), and
+      ``gantry_log_tail`` the last ``log_tail_lines`` lines.
+    * **Fails** when the job fails, is cancelled or times out; **skips** when it
+      failed with an exit code in ``skip_on_exit_code``.
     * **Kill**: ``on_kill`` (worker) and the trigger's ``on_kill`` (deferred)
-      cancel the job, so a killed task does not leave a GPU busy; a deferral
-      that times out cancels it too. Without an explicit ``timeout_seconds``,
-      the task's ``execution_timeout`` becomes the job's timeout.
+      cancel the job when ``cancel_on_kill``; a deferral that times out cancels
+      it too. Without an explicit ``timeout_seconds``, the task's
+      ``execution_timeout`` becomes the job's timeout.
 
     JobSpec fields (templated): ``image``, ``command``, ``entrypoint``, ``env``,
-    ``mounts`` (``[{"source", "target", "readOnly"}]``), ``gpus``
-    (``{"count": n}`` or ``{"ids": [...]}``), ``container_resources`` (JobSpec ``resources``;
-    ``resources`` is taken by BaseOperator), ``timeout_seconds``,
-    ``labels``, ``name``, ``workdir``, ``user``, ``network``, ``priority``,
-    ``pull_policy``.
+    ``secrets``, ``mounts`` (``[{"source", "target", "readOnly"}]``), ``gpus``
+    (``{"count": n}`` or ``{"ids": [...]}``), ``container_resources`` (JobSpec
+    ``resources``; ``resources`` is taken by BaseOperator),
+    ``timeout_seconds``, ``labels``, ``name``, ``workdir``, ``user``,
+    ``network``, ``priority``, ``pull_policy``.
 
-    :param gantry_conn_id: HTTP connection to Gantry (extra
-        ``{"Authorization": "Bearer <token>"}``).
-    :param deferrable: wait in the triggerer (default) or in the worker.
+    :param command: a list, or a string split as a shell would (a rendered list
+        literal is read back as the list).
+    :param env: environment variables; templated, so their values appear in the
+        task's rendered fields. Use ``private_env`` or ``secrets`` for secrets.
+    :param private_env: environment variables that are not templated, never
+        shown as rendered fields, and masked in task logs.
+    :param secrets: secret references, ``[{"name": "hf-token", "env": "HF_TOKEN"}]``
+        or ``{"name": ..., "file": "/run/secrets/x"}``: Gantry resolves the values.
+    :param gantry_conn_id: connection to Gantry.
+    :param deferrable: wait in the triggerer or in the worker.
     :param stream_logs: copy the job's log lines into the task log.
-    :param reattach: on a retry, follow a still-running job of this task instance.
-    :param cancel_on_kill: cancel the job when the task is killed.
+    :param reattach: on a retry, follow (or take the result of) this task
+        instance's job instead of starting another.
+    :param cancel_on_kill: cancel the job when the task is killed, also while deferred.
+    :param skip_on_exit_code: exit code(s) of a failed job that skip the task instead.
+    :param log_tail_lines: how many last lines go to XCom ``gantry_log_tail``.
     :param reconnect_interval: seconds between reconnections to the log stream.
     """
 
@@ -78,6 +187,7 @@ class GantryJobOperator(BaseOperator):
         "command",
         "entrypoint",
         "env",
+        "secrets",
         "mounts",
         "gpus",
         "container_resources",
@@ -90,16 +200,19 @@ class GantryJobOperator(BaseOperator):
         "priority",
         "pull_policy",
     )
-    template_fields_renderers = {"command": "json", "env": "json", "mounts": "json", "labels": "json"}
+    template_fields_renderers = {"command": "json", "env": "json", "secrets": "json", "mounts": "json", "labels": "json"}
+    operator_extra_links = (GantryJobLink(),)
     ui_color = "#c9e4ca"
 
     def __init__(
         self,
         *,
         image: str,
-        command: list[str],
-        entrypoint: list[str] | None = None,
+        command: list[str] | str,
+        entrypoint: list[str] | str | None = None,
         env: dict[str, str] | None = None,
+        private_env: dict[str, str] | None = None,
+        secrets: list[dict[str, str]] | None = None,
         mounts: list[dict[str, Any]] | None = None,
         gpus: dict[str, Any] | None = None,
         container_resources: dict[str, Any] | None = None,
@@ -111,11 +224,13 @@ class GantryJobOperator(BaseOperator):
         network: str | None = None,
         priority: int | None = None,
         pull_policy: str | None = None,
-        gantry_conn_id: str = "gantry",
-        deferrable: bool = True,
+        gantry_conn_id: str = GantryHook.default_conn_name,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         stream_logs: bool = True,
         reattach: bool = True,
         cancel_on_kill: bool = True,
+        skip_on_exit_code: int | Container[int] | None = None,
+        log_tail_lines: int = 20,
         reconnect_interval: float = 5.0,
         **kwargs: Any,
     ) -> None:
@@ -124,6 +239,8 @@ class GantryJobOperator(BaseOperator):
         self.command = command
         self.entrypoint = entrypoint
         self.env = env
+        self.private_env = normalize_env(private_env, "private_env")
+        self.secrets = secrets
         self.mounts = mounts
         self.gpus = gpus
         self.container_resources = container_resources
@@ -140,6 +257,10 @@ class GantryJobOperator(BaseOperator):
         self.stream_logs = stream_logs
         self.reattach = reattach
         self.cancel_on_kill = cancel_on_kill
+        self.skip_on_exit_code = (
+            (skip_on_exit_code,) if isinstance(skip_on_exit_code, int) else tuple(skip_on_exit_code or ())
+        )
+        self.log_tail_lines = log_tail_lines
         self.reconnect_interval = reconnect_interval
         self._job_id: str | None = None
 
@@ -147,17 +268,19 @@ class GantryJobOperator(BaseOperator):
 
     def _identity(self, context: Context) -> dict[str, Any]:
         ti = context["ti"]
+        dag_run = context.get("dag_run")
         return {
             "dag_id": ti.dag_id,
             "run_id": ti.run_id,
             "task_id": ti.task_id,
             "map_index": ti.map_index if ti.map_index is not None else -1,
             "try_number": ti.try_number,
+            "clear_number": getattr(dag_run, "clear_number", None) or 0,
         }
 
     def build_spec(self, context: Context) -> dict[str, Any]:
         ident = self._identity(context)
-        labels = {k: str(v) for k, v in (self.labels or {}).items()}
+        labels = {str(k): str(v) for k, v in (_native(self.labels, "labels", dict) or {}).items()}
         clash = sorted(k for k in labels if k.startswith(LABEL_PREFIX))
         if clash:
             self.log.warning("Labels %s are set by the operator; the DAG's values are ignored", clash)
@@ -168,54 +291,75 @@ class GantryJobOperator(BaseOperator):
                 "airflow.task_id": ident["task_id"],
                 "airflow.map_index": str(ident["map_index"]),
                 "airflow.try_number": str(ident["try_number"]),
+                "airflow.clear_number": str(ident["clear_number"]),
                 "airflow.ti": task_instance_key(ident["dag_id"], ident["run_id"], ident["task_id"], ident["map_index"]),
             }
         )
         timeout = self.timeout_seconds
         if timeout is None and isinstance(self.execution_timeout, timedelta):
             timeout = max(1, int(self.execution_timeout.total_seconds()))
-        spec: dict[str, Any] = {
-            "image": self.image,
-            "command": [str(c) for c in self.command],
-            "labels": labels,
-        }
+        command = normalize_command(self.command)
+        if not command:
+            raise AirflowException("command must not be empty")
+        env = normalize_env(self.env, "env")
+        if self.private_env:
+            env = {**(env or {}), **self.private_env}
+        spec: dict[str, Any] = {"image": self.image, "command": command, "labels": labels}
         optional = {
-            "entrypoint": self.entrypoint,
-            "env": {k: str(v) for k, v in self.env.items()} if self.env else None,
-            "mounts": self.mounts,
-            "gpus": self.gpus,
-            "resources": self.container_resources,
+            "entrypoint": normalize_command(self.entrypoint, "entrypoint"),
+            "env": env,
+            "secrets": normalize_secrets(self.secrets),
+            "mounts": _native(self.mounts, "mounts", list),
+            "gpus": _native(self.gpus, "gpus", dict),
+            "resources": _native(self.container_resources, "container_resources", dict),
             "timeoutSeconds": int(timeout) if timeout is not None else None,
             "name": self.name,
             "workdir": self.workdir,
             "user": self.user,
             "network": self.network,
-            "priority": self.priority,
+            "priority": int(self.priority) if self.priority is not None else None,
             "pullPolicy": self.pull_policy,
         }
         spec.update({k: v for k, v in optional.items() if v is not None})
         return spec
 
-    # -- submit or re-attach ----------------------------------------------------------
+    # -- submit, re-attach, or take the earlier result ----------------------------------
+
+    def _previous_job(self, hook: GantryHook, ident: dict[str, Any]) -> dict | None:
+        """The newest job of this task instance since it was last cleared, if any."""
+        ti_key = task_instance_key(ident["dag_id"], ident["run_id"], ident["task_id"], ident["map_index"])
+        for job in hook.list_jobs(label=f"airflow.ti={ti_key}"):  # newest first
+            if job.get("labels", {}).get("airflow.clear_number", "0") == str(ident["clear_number"]):
+                return job
+        return None
 
     def submit_or_reattach(self, hook: GantryHook, context: Context) -> dict:
+        """
+        The job this try follows: the newest job of the task instance (same
+        clear number) when it is still active and no cancel was asked for, or
+        when it succeeded (its result is then taken as is); else a new job.
+        """
         ident = self._identity(context)
-        ti_key = task_instance_key(ident["dag_id"], ident["run_id"], ident["task_id"], ident["map_index"])
-        if self.reattach:
-            active = hook.list_jobs(label=f"airflow.ti={ti_key}", states=ACTIVE_STATES)
-            if active:
-                job = active[0]  # newest first
+        if self.reattach and ident["try_number"] > 1:
+            job = self._previous_job(hook, ident)
+            if job is not None:
+                by_try = job.get("labels", {}).get("airflow.try_number", "?")
+                # cancelRequested is absent on servers that predate it: treat that as no cancel.
+                if job["state"] in ACTIVE_STATES and not job.get("cancelRequested", False):
+                    self.log.info("Re-attaching to Gantry job %s (%s), submitted by try %s", job["id"], job["state"], by_try)
+                    return job
+                if job["state"] == "succeeded":
+                    self.log.info("Gantry job %s of try %s already succeeded; taking its result", job["id"], by_try)
+                    return job
                 self.log.info(
-                    "Re-attaching to Gantry job %s (%s), submitted by try %s of this task instance",
+                    "Gantry job %s of try %s is %s%s; submitting a new one",
                     job["id"],
+                    by_try,
                     job["state"],
-                    job.get("labels", {}).get("airflow.try_number", "?"),
+                    " with a cancel requested" if job.get("cancelRequested") else "",
                 )
-                for other in active[1:]:
-                    self.log.warning("Another active job of this task instance: %s (%s)", other["id"], other["state"])
-                return job
         spec = self.build_spec(context)
-        key = f"airflow/{ti_key}/try-{ident['try_number']}"
+        key = f"airflow/{spec['labels']['airflow.ti']}/clear-{ident['clear_number']}/try-{ident['try_number']}"
         job = hook.submit_job(spec, idempotency_key=key)
         self.log.info(
             "Submitted Gantry job %s (%s%s): %s %s",
@@ -230,10 +374,14 @@ class GantryJobOperator(BaseOperator):
     # -- execution --------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        for value in (self.private_env or {}).values():
+            mask_secret(value)  # also hides the values where the container prints them
         hook = GantryHook(self.gantry_conn_id)
         job = self.submit_or_reattach(hook, context)
         self._job_id = job["id"]
         context["ti"].xcom_push(key="gantry_job_id", value=job["id"])
+        if job["state"] == "succeeded":
+            return self.finish(job, context, list(self._tail(hook, job["id"])))
         if self.deferrable:
             self.defer(
                 trigger=GantryJobTrigger(
@@ -241,31 +389,39 @@ class GantryJobOperator(BaseOperator):
                     gantry_conn_id=self.gantry_conn_id,
                     stream_logs=self.stream_logs,
                     reconnect_interval=self.reconnect_interval,
+                    cancel_on_kill=self.cancel_on_kill,
+                    tail_lines=self.log_tail_lines,
+                    masked=sorted(set((self.private_env or {}).values())),
                 ),
                 method_name="execute_complete",
                 timeout=self.execution_timeout,
             )
-        return self.finish(self.follow(hook, job["id"]), context)
+        stream = self.follow(hook, job["id"])
+        assert stream.final_job is not None
+        return self.finish(stream.final_job, context, list(stream.tail))
 
-    def follow(self, hook: GantryHook, job_id: str, max_unreachable_seconds: float = 600.0) -> dict:
-        """Follow the job's SSE stream in the worker until it ends; returns the final Job."""
-        stream = JobStream(job_id, self.log, self.stream_logs)
+    def _tail(self, hook: GantryHook, job_id: str) -> list[str]:
+        if self.log_tail_lines <= 0:
+            return []
+        return hook.get_logs(job_id, tail=self.log_tail_lines).splitlines()
+
+    def follow(self, hook: GantryHook, job_id: str, max_unreachable_seconds: float = 600.0) -> JobStream:
+        """Follow the job's SSE stream in the worker until it ends; the stream then holds the final job and the tail."""
+        stream = JobStream(job_id, self.log, self.stream_logs, tail_lines=self.log_tail_lines)
         failing_since: float | None = None
         while True:
             try:
-                for ev in hook.stream_events(job_id, stream.last_id):
+                for events in hook.stream_events(job_id, stream.last_id):
                     failing_since = None
-                    job = stream.handle(ev)
-                    if job is not None:
-                        return job
+                    if stream.handle(events) is not None:
+                        return stream
+                err: Exception = RuntimeError("the log stream closed before the job ended")
             except GantryApiError as exc:
-                if exc.status < 500 and exc.status not in (408, 429):
+                if not exc.transient:
                     raise
-                err: Exception = exc
+                err = exc
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 err = exc
-            else:
-                err = RuntimeError("the log stream closed before the job ended")
             now = time.monotonic()
             failing_since = failing_since or now
             if now - failing_since > max_unreachable_seconds:
@@ -276,18 +432,23 @@ class GantryJobOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         if event.get("status") != "done":
             raise AirflowException(event.get("message", f"Gantry trigger failed: {event!r}"))
-        return self.finish(event["job"], context)
+        return self.finish(event["job"], context, event.get("log_tail") or [])
 
-    def finish(self, job: dict, context: Context) -> Any:
+    def finish(self, job: dict, context: Context, log_tail: list[str]) -> Any:
         self._job_id = None
-        context["ti"].xcom_push(key="gantry_job", value=job)
+        ti = context["ti"]
+        ti.xcom_push(key="gantry_job", value=job_summary(job))
+        ti.xcom_push(key="gantry_log_tail", value=log_tail)
         if job["state"] == "succeeded":
             self.log.info("Gantry job %s succeeded; result: %r", job["id"], job.get("result"))
             return job.get("result")
-        raise AirflowException(
+        message = (
             f"Gantry job {job['id']} ended {job['state']} (exit code {job.get('exitCode')})"
             + (f": {job['reason']}" if job.get("reason") else "")
         )
+        if job["state"] == "failed" and job.get("exitCode") in self.skip_on_exit_code:
+            raise AirflowSkipException(message)
+        raise AirflowException(message)
 
     # -- kill -------------------------------------------------------------------------
 
@@ -309,10 +470,12 @@ class GantryJobOperator(BaseOperator):
             return super().resume_execution(next_method, next_kwargs, context)
         except TaskDeferralTimeout:
             # The deferral ran past execution_timeout: stop the job rather than leave a GPU busy.
+            # The cancel is best effort: a Gantry that cannot be reached must not hide the timeout.
             if self.cancel_on_kill:
-                ident = self._identity(context)
-                key = task_instance_key(ident["dag_id"], ident["run_id"], ident["task_id"], ident["map_index"])
-                hook = GantryHook(self.gantry_conn_id)
-                for job in hook.list_jobs(label=f"airflow.ti={key}", states=ACTIVE_STATES):
-                    self._cancel(job["id"])
+                try:
+                    job = self._previous_job(GantryHook(self.gantry_conn_id), self._identity(context))
+                    if job is not None and job["state"] in ACTIVE_STATES:
+                        self._cancel(job["id"])
+                except Exception as exc:
+                    self.log.error("Could not cancel the Gantry job of this task after its deferral timed out: %r", exc)
             raise
