@@ -24,6 +24,8 @@ const CHUNKS = 'store/chunk-codec\\.ts$';
 const RUNTIME = 'runtime/runtime\\.ts$';
 const CONFIG = 'config\\.ts$';
 const LOGGING = 'logging\\.ts$';
+/** What a secret source promises; jobs and the runner use secrets through it, never a source's files. */
+const SECRET_SOURCE = 'secrets/source\\.ts$';
 
 module.exports = {
   forbidden: [
@@ -80,7 +82,7 @@ module.exports = {
     layer(
       'jobs',
       'jobs/',
-      ['jobs/', MODEL, STORE, 'gpu/', CONFIG],
+      ['jobs/', MODEL, STORE, 'gpu/', CONFIG, SECRET_SOURCE],
       'The job domain (service, views, events, policy) works against the Store interface, never a database, and never runs containers.',
     ),
     layer(
@@ -92,7 +94,7 @@ module.exports = {
     layer(
       'runner',
       'runner/',
-      ['runner/', MODEL, STORE, RUNTIME, 'jobs/', 'logs/', 'gpu/', CONFIG, LOGGING],
+      ['runner/', MODEL, STORE, RUNTIME, 'jobs/', 'logs/', 'gpu/', CONFIG, LOGGING, SECRET_SOURCE],
       'The runner drives containers through the ContainerRuntime and Store interfaces only: app.ts picks Docker and SQLite, so both can be replaced or faked.',
     ),
     layer(
@@ -116,8 +118,14 @@ module.exports = {
     layer(
       'domain-wiring',
       'domain\\.ts$',
-      [MODEL, STORE, RUNTIME, 'jobs/', 'runner/', 'gpu/', CONFIG],
+      [MODEL, STORE, RUNTIME, 'jobs/', 'runner/', 'gpu/', CONFIG, SECRET_SOURCE],
       'buildDomain wires the job service and scheduler to the interfaces it is given; only app.ts picks SQLite and Docker.',
+    ),
+    layer(
+      'secrets',
+      'secrets/',
+      ['secrets/', MODEL, CONFIG],
+      "Secret sources read the operator's secrets; they know no job, store, runtime or HTTP.",
     ),
     layer('auth', 'auth/', ['auth/', MODEL, CONFIG], 'Tokens and credentials depend only on model types and configuration.'),
     layer('ui', 'ui/', ['ui/'], 'The operator page is static files and their route; it talks to Gantry over HTTP like any client.'),

@@ -20,6 +20,7 @@ import { GantryMetrics } from './metrics/registry.js';
 import type { Scheduler } from './runner/scheduler.js';
 import { DockerRuntime } from './runtime/docker/index.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
+import { openSecretSource } from './secrets/open.js';
 import { openPostgresStore } from './store/postgres/index.js';
 import { openSqliteStore } from './store/sqlite/index.js';
 import type { NodeInfo, Store } from './store/store.js';
@@ -74,6 +75,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const { log, droppedLines } = overrides.logger ? { log: overrides.logger, droppedLines: () => 0 } : processLogger(config.logLevel);
   const devices = overrides.gpuDevices ?? (await discoverGpus(config.gpus.source));
   const registryAuth = loadRegistryAuth(config.registryAuthFile);
+  const secrets = await openSecretSource(config.secrets.dir);
   const shared = config.databaseUrl !== undefined;
   const store = shared
     ? await openPostgresStore({ url: config.databaseUrl!, node: config.node.name, log })
@@ -136,6 +138,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     gpus,
     events,
     registryLogins: registryAuth,
+    secrets,
     seat: membership,
     placementProblem: (spec) => directory.placementProblem(spec),
     log,

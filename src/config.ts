@@ -96,6 +96,35 @@ export const EnvSchema = z.object({
   GANTRY_NETWORKS: csv
     .default(['none'])
     .describe('comma-separated networks a job may join (`host`, `bridge`, `container:*` are always refused)'),
+  GANTRY_DEFAULT_USER: z
+    .string()
+    .regex(/^[0-9]+:[0-9]+$/, 'must be a numeric "uid:gid"')
+    .default('65532:65532')
+    .describe(
+      'the numeric `uid:gid` a job runs as when its spec names no `user` (not 0 unless `GANTRY_ALLOW_ROOT_OWNERS` is `*`); best a uid no person on the host has',
+    ),
+  GANTRY_ALLOW_ROOT_OWNERS: csv
+    .default([])
+    .describe(
+      'comma-separated token owners whose jobs may run as uid or gid 0 or as a user name (`*`: every owner); others must give a non-zero numeric `uid:gid`',
+    ),
+  GANTRY_READONLY_ROOTFS: bool
+    .default(false)
+    .describe("`true`: every job's root filesystem is read-only, with a writable tmpfs on `/tmp` (mounts stay as the spec asks)"),
+  GANTRY_SECRETS_DIR: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'directory of secrets jobs may use by name: one file per secret, and `.owners.json` mapping each name to the owners allowed it (see docs/security.md); unset: jobs can use no secrets',
+    ),
+  GANTRY_SECRETS_RUN_DIR: z
+    .string()
+    .min(1)
+    .default('/dev/shm/gantry-secrets')
+    .describe(
+      "where a job's file secrets are written (on a tmpfs, mode 0700) for the moment between creating and starting its container; a host path the Docker engine sees",
+    ),
   GANTRY_MAX_RUNNING: int(1, 1024).default(16).describe('jobs running at once (1–1024); more wait in the queue'),
   GANTRY_DEFAULT_MEMORY_MIB: int(4).default(2048).describe('memory limit (MiB) of a job that gives none'),
   GANTRY_MAX_MEMORY_MIB: int(4).default(262144).describe('the most memory (MiB) a job may ask for'),
@@ -185,6 +214,9 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
   if (e.GANTRY_TLS_CLIENT_CA !== undefined && e.GANTRY_TLS_CERT === undefined) {
     fail('GANTRY_TLS_CLIENT_CA', 'needs GANTRY_TLS_CERT and GANTRY_TLS_KEY: client certificates are asked for over TLS only');
   }
+  if (e.GANTRY_DEFAULT_USER.split(':').some((id) => Number(id) === 0) && !e.GANTRY_ALLOW_ROOT_OWNERS.includes('*')) {
+    fail('GANTRY_DEFAULT_USER', 'uid or gid 0 needs GANTRY_ALLOW_ROOT_OWNERS=*: it would run every job as root');
+  }
   for (const m of e.GANTRY_MOUNT_ALLOWLIST) {
     if (m.includes('/') && !path.isAbsolute(m)) fail('GANTRY_MOUNT_ALLOWLIST', `"${m}" is neither an absolute path nor a volume name`);
   }
@@ -220,6 +252,13 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     capabilities: e.GANTRY_CAPABILITIES,
     pullPolicy: e.GANTRY_PULL_POLICY,
     allowedPullPolicies: e.GANTRY_ALLOWED_PULL_POLICIES,
+    defaultUser: e.GANTRY_DEFAULT_USER,
+    allowRootOwners: e.GANTRY_ALLOW_ROOT_OWNERS,
+    readonlyRootfs: e.GANTRY_READONLY_ROOTFS,
+  },
+  secrets: {
+    dir: e.GANTRY_SECRETS_DIR === undefined ? null : path.resolve(e.GANTRY_SECRETS_DIR),
+    runDir: path.resolve(e.GANTRY_SECRETS_RUN_DIR),
   },
   maxRunning: e.GANTRY_MAX_RUNNING,
   stopGraceSeconds: e.GANTRY_STOP_GRACE_SECONDS,

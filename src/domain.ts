@@ -10,6 +10,7 @@ import { ImagePuller, type RegistryLogins } from './runner/images.js';
 import type { NodeSeat } from './runner/node-seat.js';
 import { Scheduler } from './runner/scheduler.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
+import type { SecretSource } from './secrets/source.js';
 import type { Store } from './store/store.js';
 
 export interface DomainParts {
@@ -19,6 +20,7 @@ export interface DomainParts {
   gpus: GpuAllocator;
   events: JobEventHub;
   registryLogins: RegistryLogins;
+  secrets: SecretSource;
   /** This node's seat in the fleet. */
   seat: NodeSeat;
   /** Why no node could ever run a spec, or null when one could. */
@@ -39,6 +41,7 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     queue,
     policy: d.config.policy,
     dockerSocket: d.config.dockerSocket,
+    secrets: d.secrets,
     placementProblem: d.placementProblem,
   });
   const scheduler = new Scheduler({
@@ -51,6 +54,7 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     queue,
     gpus: d.gpus,
     images: new ImagePuller(d.runtime, d.registryLogins),
+    secrets: d.secrets,
     log: d.log,
   });
   return { jobs, scheduler };

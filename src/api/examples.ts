@@ -1,3 +1,4 @@
+import type { AuditRecord } from '../model/audit.js';
 import type { Job, JobSpec } from '../model/job.js';
 import type { LogLine } from '../model/log.js';
 import type { Node } from '../model/node.js';
@@ -28,6 +29,7 @@ const base = {
   requestId: 'a4f4c3b2-0d7e-4a43-9b0e-6f4f3c1d2e10',
   spec,
   pull: null,
+  cancelRequested: false,
 } as const;
 
 export const examples = {
@@ -96,6 +98,47 @@ export const examples = {
     detail: 'this token lacks the "admin" scope',
     instance: '/v1/nodes/gpu-host-1/drain',
   },
+  auditRecords: [
+    {
+      seq: 43,
+      at: '2026-01-05T09:45:02.318Z',
+      node: 'gpu-host-1',
+      actor: 'admin',
+      action: 'node.drain',
+      target: 'gpu-host-1',
+      outcome: 'ok',
+      status: 200,
+      problemType: null,
+      requestId: 'c9e2d0f4-5b1a-4c7e-8f3d-1a2b3c4d5e6f',
+      detail: {},
+    },
+    {
+      seq: 42,
+      at: '2026-01-05T09:31:40.007Z',
+      node: 'gpu-host-1',
+      actor: 'airflow',
+      action: 'job.submit',
+      target: null,
+      outcome: 'refused',
+      status: 422,
+      problemType: `${PROBLEM_BASE}policy`,
+      requestId: '7d1e6c2a-3f4b-4e8a-9c0d-5e6f7a8b9c0d',
+      detail: { fields: ['body.image'] },
+    },
+    {
+      seq: 41,
+      at: '2026-01-05T09:30:00.004Z',
+      node: 'gpu-host-2',
+      actor: 'airflow',
+      action: 'job.submit',
+      target: base.id,
+      outcome: 'ok',
+      status: 201,
+      problemType: null,
+      requestId: base.requestId,
+      detail: {},
+    },
+  ] satisfies AuditRecord[],
   logLine: { seq: 2, stream: 'stdout', time: '2026-01-05T09:42:13.512Z', line: 'accuracy=0.93' } satisfies LogLine,
   logText: 'training\naccuracy=0.93\n',
   gpuList: {

@@ -5,6 +5,7 @@ import type { PolicyConfig } from '../config.js';
 import type { SpecFieldError } from '../model/errors.js';
 import { normalizeImage } from '../model/image-ref.js';
 import { type JobSpec, RESERVED_LABEL_PREFIX } from '../model/job.js';
+import type { SecretSource } from '../secrets/source.js';
 
 /** Host paths a job may never mount, whatever the allowlist says. */
 const FORBIDDEN_SOURCES = ['/proc', '/sys', '/dev', '/boot'];
@@ -40,15 +41,40 @@ function realpathOrNull(p: string): string | null {
   }
 }
 
+const mayRunAsRoot = (owner: string, policy: PolicyConfig) =>
+  policy.allowRootOwners.includes('*') || policy.allowRootOwners.includes(owner);
+
+/**
+ * Who a job may run as. Without the operator's leave (GANTRY_ALLOW_ROOT_OWNERS)
+ * only a numeric, non-zero uid and gid: a user name is resolved inside the
+ * image, which may map it to 0, and a uid alone gets gid 0 when the image
+ * does not list it. A root process writing to a writable mount can leave a
+ * setuid-root file on the host, which no capability drop prevents.
+ */
+function checkUser(user: string, owner: string, policy: PolicyConfig): string | null {
+  if (mayRunAsRoot(owner, policy)) return null;
+  const allow = `GANTRY_ALLOW_ROOT_OWNERS lets an owner's jobs run as root or by name`;
+  const m = /^([0-9]+)(?::([0-9]+))?$/.exec(user);
+  if (!m) return `user names are refused, as the image could map them to uid 0: give a numeric "uid:gid" (${allow})`;
+  if (m[2] === undefined) return `give the group too ("${user}:GID"): without one the job could run with gid 0 (${allow})`;
+  if (Number(m[1]) === 0 || Number(m[2]) === 0) return `uid and gid 0 (root) are refused (${allow})`;
+  return null;
+}
+
 /**
  * Decides whether a spec may run under the operator's policy. Bind sources are
  * resolved on the host (`..`, symlinks) before they are checked, and the
  * resolved path is what reaches Docker, so a symlink cannot point a job
  * outside the allowlist.
  */
-export function checkPolicy(spec: JobSpec, policy: PolicyConfig, dockerSocket: string): PolicyDecision {
+export function checkPolicy(spec: JobSpec, owner: string, policy: PolicyConfig, dockerSocket: string): PolicyDecision {
   const errors: SpecFieldError[] = [];
   const fail = (path: string, message: string) => errors.push({ path, message });
+
+  if (spec.user !== undefined) {
+    const refused = checkUser(spec.user, owner, policy);
+    if (refused) fail('user', refused);
+  }
 
   if (!imageAllowed(spec.image, policy.imageAllowlist)) {
     fail('image', `image "${spec.image}" is not in GANTRY_IMAGE_ALLOWLIST`);
@@ -59,9 +85,15 @@ export function checkPolicy(spec: JobSpec, policy: PolicyConfig, dockerSocket: s
     fail('network', `network "${network}" is not allowed (allowed: ${policy.networks.join(', ')})`);
   }
 
+  const reservedEnv = (key: string) =>
+    key.toUpperCase().startsWith('NVIDIA_')
+      ? 'NVIDIA_* variables are set by Gantry from the GPU allocation'
+      : key.startsWith('GANTRY_')
+        ? 'GANTRY_* variables are reserved'
+        : null;
   for (const key of Object.keys(spec.env ?? {})) {
-    if (key.toUpperCase().startsWith('NVIDIA_')) fail(`env.${key}`, 'NVIDIA_* variables are set by Gantry from the GPU allocation');
-    if (key.startsWith('GANTRY_')) fail(`env.${key}`, 'GANTRY_* variables are reserved');
+    const reserved = reservedEnv(key);
+    if (reserved) fail(`env.${key}`, reserved);
   }
   for (const key of Object.keys(spec.labels ?? {})) {
     if (key.startsWith(RESERVED_LABEL_PREFIX)) fail(`labels.${key}`, `label keys under "${RESERVED_LABEL_PREFIX}" are reserved`);
@@ -131,5 +163,45 @@ export function checkPolicy(spec: JobSpec, policy: PolicyConfig, dockerSocket: s
     mounts.push({ type: 'bind', source: resolved, target, readOnly: m.readOnly });
   });
 
+  const envTaken = new Set(Object.keys(spec.env ?? {}));
+  (spec.secrets ?? []).forEach((secret, i) => {
+    if (secret.env !== undefined) {
+      const reserved = reservedEnv(secret.env);
+      if (reserved) fail(`secrets.${i}.env`, reserved);
+      else if (envTaken.has(secret.env)) fail(`secrets.${i}.env`, `"${secret.env}" is set twice`);
+      envTaken.add(secret.env);
+    }
+    if (secret.file !== undefined) {
+      const target = path.posix.normalize(secret.file);
+      if (target === '/' || FORBIDDEN_TARGETS.some((t) => within(target, t))) fail(`secrets.${i}.file`, `may not be placed at "${target}"`);
+      else if ([...targets].some((t) => within(target, t))) {
+        // The engine would create the file's mount point inside the other
+        // mount: on the host, for a bind mount.
+        fail(`secrets.${i}.file`, `"${target}" falls within another mount or secret file`);
+      }
+      targets.add(target);
+    }
+  });
+
   return { errors, mounts };
+}
+
+/**
+ * The spec's secrets that its owner may not use. A secret that does not
+ * exist is refused in the same words as one the owner is not allowed, so a
+ * refusal does not tell which names exist.
+ */
+export async function secretAccessErrors(spec: JobSpec, owner: string, source: SecretSource): Promise<SpecFieldError[]> {
+  const errors: SpecFieldError[] = [];
+  const refs = spec.secrets ?? [];
+  const allowed = await Promise.all(refs.map((s) => source.mayUse(owner, s.name)));
+  refs.forEach((s, i) => {
+    if (!allowed[i]) {
+      errors.push({
+        path: `secrets.${i}.name`,
+        message: `owner "${owner}" may use no secret named "${s.name}" (GANTRY_SECRETS_DIR and its .owners.json)`,
+      });
+    }
+  });
+  return errors;
 }

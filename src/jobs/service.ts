@@ -12,9 +12,10 @@ import {
 import type { Job, JobSpec } from '../model/job.js';
 import type { Principal } from '../model/principal.js';
 import { assertTransition, isTerminal, type JobState } from '../model/states.js';
+import type { SecretSource } from '../secrets/source.js';
 import type { Fence, JobPatch, JobRecord, JobStore } from '../store/store.js';
 import type { JobEventHub } from './events.js';
-import { checkPolicy } from './policy.js';
+import { checkPolicy, secretAccessErrors } from './policy.js';
 import type { QueueState } from './queue-state.js';
 import { specHash } from './spec-hash.js';
 import { deepFreeze, toJob } from './view.js';
@@ -28,6 +29,8 @@ export interface JobServiceDeps {
   queue: QueueState;
   policy: PolicyConfig;
   dockerSocket: string;
+  /** Where the secrets a spec names come from (checked at submit: they exist and the owner may use them). */
+  secrets: SecretSource;
   /** Why no node can ever run the spec (its placement, its GPUs), or null when one can. */
   placementProblem: (spec: JobSpec) => Promise<SpecFieldError | null>;
 }
@@ -72,8 +75,9 @@ export class JobService {
     spec: JobSpec,
     opts: { idempotencyKey: string | null; requestId: string | null },
   ): Promise<SubmitResult> {
-    const decision = checkPolicy(spec, this.d.policy, this.d.dockerSocket);
-    if (decision.errors.length > 0) throw new PolicyViolationError(decision.errors);
+    const decision = checkPolicy(spec, principal.owner, this.d.policy, this.d.dockerSocket);
+    const refused = [...decision.errors, ...(await secretAccessErrors(spec, principal.owner, this.d.secrets))];
+    if (refused.length > 0) throw new PolicyViolationError(refused);
     const unplaceable = await this.d.placementProblem(spec);
     if (unplaceable) throw new UnsatisfiableSpecError([unplaceable]);
     const hash = specHash(spec);

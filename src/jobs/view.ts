@@ -20,6 +20,7 @@ export function toJob(r: JobRecord): Job {
     attempt: r.attempt,
     pull: r.pullStatus === null ? null : { status: r.pullStatus, progress: r.pullProgress },
     labels: r.spec.labels ?? {},
+    cancelRequested: r.cancelRequested,
     requestId: r.requestId,
     spec: r.spec,
   };

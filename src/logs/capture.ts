@@ -49,6 +49,8 @@ export interface CaptureOptions {
   onFenced?: (err: FencedError) => void;
   /** Whether Gantry is shutting down: writes the store cannot take are then no longer retried. */
   stopped?: () => boolean;
+  /** Applied to each line before it is stored, counted or streamed (the run's secrets taken out). */
+  redact?: (line: string) => string;
 }
 
 /**
@@ -138,11 +140,12 @@ export class LogCapture {
     await this.writes;
   }
 
-  private record(stream: StdStream, line: string): void {
+  private record(stream: StdStream, raw: string): void {
     if (this.skip[stream] > 0) {
       this.skip[stream]--;
       return;
     }
+    const line = this.opts.redact ? this.opts.redact(raw) : raw;
     if (stream === 'stdout') this.state.stdoutRecords++;
     else this.state.stderrRecords++;
     if (this.state.truncated || this.state.error) return;

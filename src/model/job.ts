@@ -121,6 +121,35 @@ export const RetrySchema = z
   .strict()
   .meta({ id: 'Retry', example: { maxAttempts: 3, on: ['node_lost'] } });
 
+/** A secret's name in the operator's secret source: a file name, so no path separators and no leading dot. */
+export const SECRET_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export const SecretRefSchema = z
+  .object({
+    name: z
+      .string()
+      .regex(SECRET_NAME, 'letters, digits, "_", "." and "-", not starting with "." (at most 128)')
+      .describe('The secret, by name.'),
+    env: envName.optional().describe('Deliver the value as this environment variable.'),
+    file: absolutePath
+      .optional()
+      .describe("Deliver the value as a read-only file at this path in the container (on a tmpfs, never on the image's layers)."),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    if ((s.env === undefined) === (s.file === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'give exactly one of "env" or "file"', path: ['env'] });
+    }
+  })
+  .meta({
+    id: 'SecretRef',
+    example: { name: 'hf-token', env: 'HF_TOKEN' },
+    oneOf: [
+      { required: ['env'], not: { required: ['file'] } },
+      { required: ['file'], not: { required: ['env'] } },
+    ],
+  });
+
 export const JobSpecSchema = z
   .object({
     image: z
@@ -134,12 +163,22 @@ export const JobSpecSchema = z
       .record(envName, z.string().max(131072))
       .optional()
       .refine((e) => e === undefined || Object.keys(e).length <= 1024, 'at most 1024 variables'),
+    secrets: z
+      .array(SecretRefSchema)
+      .max(64)
+      .optional()
+      .describe(
+        "Secrets from the operator's secret source, by name: the values never enter Gantry's database or API, and are redacted from the job's logs.",
+      ),
     workdir: absolutePath.optional(),
     user: z
       .string()
       .regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$/, 'must be "user", "uid" or "uid:gid"')
       .max(128)
-      .optional(),
+      .optional()
+      .describe(
+        'Who the job runs as. Defaults to GANTRY_DEFAULT_USER; uid or gid 0, and names (which the image could map to 0), only for owners in GANTRY_ALLOW_ROOT_OWNERS.',
+      ),
     resources: ResourcesSchema.optional(),
     mounts: z.array(MountSchema).max(64).optional(),
     network: z.string().min(1).max(128).optional().describe('Defaults to "none"; must be in GANTRY_NETWORKS.'),
@@ -180,6 +219,7 @@ export const JobSpecSchema = z
 export type JobSpec = z.infer<typeof JobSpecSchema>;
 export type GpuRequest = z.infer<typeof GpuRequestSchema>;
 export type Mount = z.infer<typeof MountSchema>;
+export type SecretRef = z.infer<typeof SecretRefSchema>;
 export type Placement = z.infer<typeof PlacementSchema>;
 export type RetryCause = (typeof RETRY_CAUSES)[number];
 
@@ -206,6 +246,7 @@ export const JobSchema = z
       .nullable()
       .describe('Image pull progress while the job is pulling.'),
     labels: z.record(z.string(), z.string()),
+    cancelRequested: z.boolean().describe('A cancel was asked for; the job ends `cancelled` unless it ends otherwise first.'),
     requestId: z.string().nullable(),
     spec: JobSpecSchema,
   })

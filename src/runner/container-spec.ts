@@ -11,8 +11,10 @@ export interface ContainerPlan {
   attempt: number;
   owner: string;
   spec: JobSpec;
-  /** The policy's resolved mounts (sources checked and resolved on the host). */
+  /** The policy's resolved mounts (sources checked and resolved on the host), and the run's secret files. */
   mounts: ResolvedMount[];
+  /** The secrets delivered as environment variables. */
+  secretEnv: Record<string, string>;
   gpu: GpuInjection;
 }
 
@@ -34,9 +36,11 @@ export function containerSpec(plan: ContainerPlan, cfg: Config): ContainerSpec {
     image: spec.image,
     command: spec.command,
     entrypoint: spec.entrypoint,
-    env: { ...(spec.env ?? {}), ...plan.gpu.env, GANTRY_ATTEMPT: String(plan.attempt) },
+    env: { ...(spec.env ?? {}), ...plan.secretEnv, ...plan.gpu.env, GANTRY_ATTEMPT: String(plan.attempt) },
     workdir: spec.workdir,
-    user: spec.user,
+    // Never the image's own user, which is root for most images.
+    user: spec.user ?? policy.defaultUser,
+    readonlyRootfs: policy.readonlyRootfs,
     labels: {
       ...(spec.labels ?? {}),
       [MANAGED_LABELS.managed]: 'true',

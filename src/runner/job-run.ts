@@ -7,10 +7,12 @@ import type { GpuDevice } from '../gpu/inventory.js';
 import { checkPolicy, type PolicyDecision } from '../jobs/policy.js';
 import type { JobService } from '../jobs/service.js';
 import { LogCapture } from '../logs/capture.js';
+import { SecretRedactor } from '../logs/secret-redactor.js';
 import { FencedError } from '../model/errors.js';
 import type { JobSpec } from '../model/job.js';
 import { isTerminal, type JobState } from '../model/states.js';
 import { type ContainerRuntime, type ContainerStatus, isUnreachable, type ManagedContainer } from '../runtime/runtime.js';
+import { type SecretSource, SecretUnavailableError } from '../secrets/source.js';
 import type { Fence, JobRecord, LogStore } from '../store/store.js';
 import { containerSpec } from './container-spec.js';
 import { recordEnd } from './end-recorder.js';
@@ -18,6 +20,7 @@ import type { EngineWatch } from './engine-watch.js';
 import { ImageError, type ImagePuller } from './images.js';
 import { JobContainer } from './job-container.js';
 import { outcomeOf } from './outcome.js';
+import { type RunSecrets, readSecrets, SecretFiles } from './secret-delivery.js';
 import { untilStored } from './until-stored.js';
 
 export interface JobRunDeps {
@@ -26,6 +29,7 @@ export interface JobRunDeps {
   jobs: JobService;
   logs: LogStore;
   images: ImagePuller;
+  secrets: SecretSource;
   engine: EngineWatch;
   devices: readonly GpuDevice[];
   log: Logger;
@@ -59,6 +63,10 @@ export class JobRun {
   private engineLost = false;
   private abandoned = false;
   private readonly container: JobContainer;
+  /** The spec's secrets, read once per run (for the container and for redacting its output). */
+  private secrets: RunSecrets | null = null;
+  private redactor: SecretRedactor | null = null;
+  private readonly secretFiles: SecretFiles;
   readonly spec: JobSpec;
   /** This run's claim on the job: every write it makes about the job carries it. */
   readonly fence: Fence;
@@ -75,6 +83,7 @@ export class JobRun {
       record.containerId,
     );
     this.cancelRequested = record.cancelRequested;
+    this.secretFiles = new SecretFiles(d.config.secrets.runDir, record.id, record.attempt, record.spec.secrets ?? []);
   }
 
   get id(): string {
@@ -138,6 +147,8 @@ export class JobRun {
       // A pull can take minutes, and a path swapped for a symlink meanwhile
       // must not reach the engine as the path that was checked before it.
       const { mounts } = this.checkPolicyNow();
+      const secrets = await this.readSecrets();
+      await this.secretFiles.write(secrets);
       const devices = (alloc?.uuids ?? []).map((u) => this.d.devices.find((g) => g.uuid === u)!);
       const spec = containerSpec(
         {
@@ -145,7 +156,8 @@ export class JobRun {
           attempt: this.fence.attempt,
           owner: this.record.owner,
           spec: this.spec,
-          mounts,
+          mounts: [...mounts, ...this.secretFiles.mounts()],
+          secretEnv: secrets.env,
           gpu: gpuInjection(config.gpus, devices, alloc?.memoryMiB ?? null),
         },
         config,
@@ -205,6 +217,7 @@ export class JobRun {
       return this.end('failed', ours ? (err as Error).message : `internal error: ${(err as Error).message}`);
     } finally {
       this.container.disarm();
+      await this.secretFiles.remove().catch((err) => this.d.log.error({ err, jobId: this.id }, 'could not remove secret files'));
     }
   }
 
@@ -243,7 +256,7 @@ export class JobRun {
   }
 
   private checkPolicyNow(): PolicyDecision {
-    const decision = checkPolicy(this.spec, this.d.config.policy, this.d.config.dockerSocket);
+    const decision = checkPolicy(this.spec, this.record.owner, this.d.config.policy, this.d.config.dockerSocket);
     if (decision.errors.length > 0) {
       throw new JobFailure(`refused by policy at start: ${decision.errors.map((e) => `body.${e.path}: ${e.message}`).join('; ')}`);
     }
@@ -257,6 +270,8 @@ export class JobRun {
       await this.container.remove();
       return this.end('cancelled', 'cancelled before the container started');
     }
+    // A container created before a restart is started only with its secret files back in place.
+    await this.secretFiles.write(await this.readSecrets());
     const stream = await this.d.runtime.attach(id);
     const { attempt, node } = this.fence;
     const capture = await this.newCapture({
@@ -266,7 +281,9 @@ export class JobRun {
     const consumed = capture.consume(this.container.track(stream));
     try {
       await this.d.runtime.start(id);
+      await this.secretFiles.remove();
     } catch (err) {
+      await this.secretFiles.remove();
       stream.destroy();
       await consumed;
       if (isUnreachable(err)) {
@@ -376,7 +393,27 @@ export class JobRun {
     return this.spec.timeoutSeconds ?? this.d.config.policy.defaultTimeoutSeconds;
   }
 
-  private newCapture(o: Parameters<typeof LogCapture.open>[1] = {}): Promise<LogCapture> {
+  /**
+   * The run's secrets, read from the source once. A secret that cannot be
+   * had fails the job: it would run without it, or (after a restart) its
+   * output could no longer be redacted.
+   */
+  private async readSecrets(): Promise<RunSecrets> {
+    if (this.secrets === null) {
+      try {
+        this.secrets = await readSecrets(this.d.secrets, this.record.owner, this.spec.secrets ?? []);
+      } catch (err) {
+        if (err instanceof SecretUnavailableError) throw new JobFailure(err.message);
+        throw err;
+      }
+      this.redactor = SecretRedactor.of(this.secrets.values);
+    }
+    return this.secrets;
+  }
+
+  private async newCapture(o: Parameters<typeof LogCapture.open>[1] = {}): Promise<LogCapture> {
+    await this.readSecrets();
+    const redactor = this.redactor;
     return this.stored(() =>
       LogCapture.open(
         {
@@ -389,6 +426,7 @@ export class JobRun {
           fence: this.fence,
           onFenced: (err) => void this.abandon(err.message),
           stopped: this.d.stopped,
+          ...(redactor ? { redact: (line: string) => redactor.redact(line) } : {}),
         },
         o,
       ),

@@ -8,6 +8,7 @@ import type { QueueState } from '../jobs/queue-state.js';
 import type { JobService } from '../jobs/service.js';
 import { isTerminal } from '../model/states.js';
 import type { ContainerRuntime, ManagedContainer } from '../runtime/runtime.js';
+import type { SecretSource } from '../secrets/source.js';
 import type { JobRecord, Store } from '../store/store.js';
 import { EngineWatch } from './engine-watch.js';
 import type { ImagePuller } from './images.js';
@@ -28,6 +29,7 @@ export interface SchedulerDeps {
   queue: QueueState;
   gpus: GpuAllocator;
   images: ImagePuller;
+  secrets: SecretSource;
   log: Logger;
 }
 
@@ -233,6 +235,7 @@ export class Scheduler {
         jobs: this.d.jobs,
         logs: this.d.store.logs,
         images: this.d.images,
+        secrets: this.d.secrets,
         engine: this.engine,
         devices: this.d.gpus.devices,
         log: this.d.log,

@@ -96,7 +96,9 @@ export interface ContainerSpec {
   entrypoint?: string[] | undefined;
   env: Record<string, string>;
   workdir?: string | undefined;
-  user?: string | undefined;
+  user: string;
+  /** A read-only root filesystem, with a writable tmpfs on /tmp. */
+  readonlyRootfs: boolean;
   labels: Record<string, string>;
   /** `none` disables networking. */
   network: string;

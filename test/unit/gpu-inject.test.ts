@@ -15,6 +15,8 @@ function hostConfig(inj: GpuInjection) {
     image: 'i',
     command: ['true'],
     env: inj.env,
+    user: '65532:65532',
+    readonlyRootfs: false,
     labels: {},
     network: 'none',
     memoryBytes: 1,

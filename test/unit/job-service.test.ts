@@ -11,6 +11,7 @@ import { QueueState } from '../../src/jobs/queue-state.js';
 import { JobService } from '../../src/jobs/service.js';
 import { IdempotencyConflictError, NotFoundError, PolicyViolationError, UnsatisfiableSpecError } from '../../src/model/errors.js';
 import type { Job, JobSpec } from '../../src/model/job.js';
+import { NO_SECRETS } from '../../src/secrets/source.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 
 // JobService against a real SQLite store: views and their JSON are reused
@@ -34,6 +35,7 @@ async function setup(t: { after(fn: () => unknown): void }) {
     queue,
     policy: config.policy,
     dockerSocket: config.dockerSocket,
+    secrets: NO_SECRETS,
     placementProblem: async (s) => ((s.gpus?.count ?? 0) > 2 ? { path: 'gpus', message: 'this host has 2' } : null),
   });
   const add = async (s: JobSpec = spec()) => (await service.submit(owner, s, { idempotencyKey: null, requestId: null })).job.id;

@@ -71,6 +71,7 @@ function view(over: Partial<Job> & Pick<Job, 'id' | 'state'>): Job {
     attempt: 1,
     pull: null,
     labels: {},
+    cancelRequested: false,
     requestId: null,
     spec: SPEC,
     ...over,

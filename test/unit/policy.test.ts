@@ -29,7 +29,7 @@ const config = loadConfig({
 
 const spec = (extra: Record<string, unknown> = {}) => JobSpecSchema.parse({ image: 'local/busybox:latest', command: ['true'], ...extra });
 const fields = (extra: Record<string, unknown>) =>
-  checkPolicy(spec(extra), config.policy, config.dockerSocket).errors.map((e) => `body.${e.path}`);
+  checkPolicy(spec(extra), 'alice', config.policy, config.dockerSocket).errors.map((e) => `body.${e.path}`);
 
 test('image allowlist: globs match tagged and untagged references, nothing else', () => {
   assert.ok(imageAllowed('local/busybox', ['local/*']));
@@ -61,7 +61,12 @@ test('reserved label keys are refused', () => {
 });
 
 test('mounts: inside the allowlist is fine, resolved on the host', () => {
-  const d = checkPolicy(spec({ mounts: [{ source: `${allowed}/in/../in`, target: '/data' }] }), config.policy, config.dockerSocket);
+  const d = checkPolicy(
+    spec({ mounts: [{ source: `${allowed}/in/../in`, target: '/data' }] }),
+    'alice',
+    config.policy,
+    config.dockerSocket,
+  );
   assert.deepEqual(d.errors, []);
   assert.equal(d.mounts[0]!.source, fs.realpathSync(path.join(allowed, 'in')));
   assert.equal(d.mounts[0]!.readOnly, true);
@@ -81,7 +86,7 @@ test('mounts: symlink and .. escapes, the Docker socket, system paths and unknow
     [{ source: `${allowed}/in`, target: '/proc/x' }, 'may not mount over'],
   ];
   for (const [mount, why] of cases) {
-    const d = checkPolicy(spec({ mounts: [mount] }), config.policy, config.dockerSocket);
+    const d = checkPolicy(spec({ mounts: [mount] }), 'alice', config.policy, config.dockerSocket);
     assert.equal(d.errors.length, 1, `expected a refusal for ${JSON.stringify(mount)}`);
     assert.match(d.errors[0]!.message, new RegExp(why), JSON.stringify(mount));
     assert.deepEqual(d.mounts, []);
@@ -89,7 +94,12 @@ test('mounts: symlink and .. escapes, the Docker socket, system paths and unknow
 });
 
 test('named volumes in the allowlist are accepted', () => {
-  const d = checkPolicy(spec({ mounts: [{ source: 'models', target: '/models', readOnly: true }] }), config.policy, config.dockerSocket);
+  const d = checkPolicy(
+    spec({ mounts: [{ source: 'models', target: '/models', readOnly: true }] }),
+    'alice',
+    config.policy,
+    config.dockerSocket,
+  );
   assert.deepEqual(d.errors, []);
   assert.equal(d.mounts[0]!.type, 'volume');
 });
@@ -110,7 +120,10 @@ test('the spec schema refuses every field that would widen the container', () =>
 test('container options: hardened by default, nothing taken from the client but checked values', () => {
   const s = spec({ env: { A: '1' }, labels: { team: 'ml' }, resources: { cpus: 1.5 } });
   const opts = createOptions(
-    containerSpec({ jobId: 'j1', attempt: 1, owner: 'alice', spec: s, mounts: [], gpu: gpuInjection(config.gpus, [], null) }, config),
+    containerSpec(
+      { jobId: 'j1', attempt: 1, owner: 'alice', spec: s, mounts: [], secretEnv: {}, gpu: gpuInjection(config.gpus, [], null) },
+      config,
+    ),
   );
   const hc = opts.HostConfig!;
   assert.equal(hc.Privileged, false);
@@ -132,6 +145,105 @@ test('container options: hardened by default, nothing taken from the client but 
   assert.equal(opts.Labels!['dev.gantry.managed'], 'true');
   assert.equal(opts.Labels!.team, 'ml');
   assert.equal(opts.name, 'gantry-j1');
+  assert.equal(opts.User, '65532:65532', 'a spec without a user runs as GANTRY_DEFAULT_USER, never as the image user');
+  assert.equal(hc.ReadonlyRootfs, false);
+  assert.equal(hc.Tmpfs, undefined);
+});
+
+test('who a job runs as: a non-zero numeric uid:gid, unless the owner may run as root', () => {
+  assert.deepEqual(fields({ user: '1000:1000' }), []);
+  for (const user of ['0', '0:0', '1000:0', '0:1000', '00:1000', 'root', 'nobody', '1000']) {
+    assert.deepEqual(fields({ user }), ['body.user'], user);
+  }
+  const rootFor = (owners: string) => loadConfig({ GANTRY_DOCKER_SOCKET: fakeSock, GANTRY_ALLOW_ROOT_OWNERS: owners }).policy;
+  for (const user of ['0', 'root', '1000']) {
+    assert.deepEqual(checkPolicy(spec({ user }), 'alice', rootFor('alice,ops'), fakeSock).errors, [], user);
+    assert.deepEqual(checkPolicy(spec({ user }), 'mallory', rootFor('*'), fakeSock).errors, [], user);
+    assert.equal(checkPolicy(spec({ user }), 'bob', rootFor('alice'), fakeSock).errors.length, 1, user);
+  }
+  const message = checkPolicy(spec({ user: '0' }), 'bob', config.policy, fakeSock).errors[0]!.message;
+  assert.match(message, /GANTRY_ALLOW_ROOT_OWNERS/, 'the refusal names the variable that would allow it');
+});
+
+test('GANTRY_DEFAULT_USER of root needs GANTRY_ALLOW_ROOT_OWNERS=*; a read-only root gets a /tmp tmpfs', () => {
+  assert.throws(() => loadConfig({ GANTRY_DEFAULT_USER: '0:0' }), /GANTRY_DEFAULT_USER: uid or gid 0 needs GANTRY_ALLOW_ROOT_OWNERS=\*/);
+  assert.throws(() => loadConfig({ GANTRY_DEFAULT_USER: 'app' }), /GANTRY_DEFAULT_USER: must be a numeric "uid:gid"/);
+  assert.equal(loadConfig({ GANTRY_DEFAULT_USER: '0:0', GANTRY_ALLOW_ROOT_OWNERS: '*' }).policy.defaultUser, '0:0');
+  const ro = loadConfig({ GANTRY_READONLY_ROOTFS: 'true', GANTRY_DEFAULT_USER: '1000:1000' });
+  const opts = createOptions(
+    containerSpec(
+      { jobId: 'j', attempt: 1, owner: 'o', spec: spec({}), mounts: [], secretEnv: { TOKEN: 'v' }, gpu: gpuInjection(ro.gpus, [], null) },
+      ro,
+    ),
+  );
+  assert.equal(opts.HostConfig!.ReadonlyRootfs, true);
+  assert.deepEqual(opts.HostConfig!.Tmpfs, { '/tmp': 'rw,nosuid,nodev,mode=1777' });
+  assert.equal(opts.User, '1000:1000');
+  assert.ok(opts.Env!.includes('TOKEN=v'), 'secret env reaches the container');
+});
+
+test('secret references: reserved or doubled variables and misplaced files are refused by field', () => {
+  assert.deepEqual(
+    fields({
+      secrets: [
+        { name: 'a', env: 'TOKEN' },
+        { name: 'b', file: '/run/secrets/b' },
+      ],
+    }),
+    [],
+  );
+  assert.deepEqual(fields({ env: { TOKEN: 'x' }, secrets: [{ name: 'a', env: 'TOKEN' }] }), ['body.secrets.0.env']);
+  assert.deepEqual(
+    fields({
+      secrets: [
+        { name: 'a', env: 'T' },
+        { name: 'b', env: 'T' },
+      ],
+    }),
+    ['body.secrets.1.env'],
+  );
+  assert.deepEqual(
+    fields({
+      secrets: [
+        { name: 'a', env: 'GANTRY_X' },
+        { name: 'b', env: 'NVIDIA_VISIBLE_DEVICES' },
+      ],
+    }),
+    ['body.secrets.0.env', 'body.secrets.1.env'],
+  );
+  assert.deepEqual(
+    fields({
+      secrets: [
+        { name: 'a', file: '/proc/x' },
+        { name: 'b', file: '/' },
+      ],
+    }),
+    ['body.secrets.0.file', 'body.secrets.1.file'],
+  );
+  assert.deepEqual(
+    fields({
+      mounts: [{ source: 'models', target: '/models' }],
+      secrets: [
+        { name: 'a', file: '/models/key' },
+        { name: 'b', file: '/s/k' },
+        { name: 'c', file: '/s/k' },
+      ],
+    }),
+    ['body.secrets.0.file', 'body.secrets.2.file'],
+  );
+  for (const bad of [
+    { name: 'a' },
+    { name: 'a', env: 'A', file: '/a' },
+    { name: '../a', env: 'A' },
+    { name: '.owners.json', env: 'A' },
+    { name: 'a', file: 'rel' },
+  ]) {
+    assert.equal(
+      JobSpecSchema.safeParse({ image: 'local/busybox', command: ['true'], secrets: [bad] }).success,
+      false,
+      JSON.stringify(bad),
+    );
+  }
 });
 
 test("image references follow Docker's grammar", async () => {

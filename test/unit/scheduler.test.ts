@@ -17,6 +17,7 @@ import type { Job, JobSpec } from '../../src/model/job.js';
 import { isTerminal } from '../../src/model/states.js';
 import { containerSpec } from '../../src/runner/container-spec.js';
 import type { Scheduler } from '../../src/runner/scheduler.js';
+import { NO_SECRETS } from '../../src/secrets/source.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
@@ -66,6 +67,7 @@ async function harness(t: TestContext, o: { runtime?: FakeRuntime; dataDir?: str
     gpus,
     events,
     registryLogins: {},
+    secrets: NO_SECRETS,
     seat,
     placementProblem: async () => null,
     log,
@@ -286,6 +288,7 @@ test("the container spec the runtime gets is built from the checked spec and Gan
       owner: 'o',
       spec: spec({ labels: { 'dev.gantry.job-id': 'forged' } }),
       mounts: [],
+      secretEnv: {},
       gpu: gpuInjection(config.gpus, [], null),
     },
     config,

@@ -23,7 +23,11 @@ export function createOptions(spec: ContainerSpec): Docker.ContainerCreateOption
     PidMode: '',
     UTSMode: '',
     UsernsMode: '',
-    ReadonlyRootfs: false,
+    ReadonlyRootfs: spec.readonlyRootfs,
+    // Writable scratch space for a read-only root; the tmpfs counts against
+    // the container's memory limit. Not noexec: JIT compilers (Triton,
+    // torch.compile) load the code they write to /tmp.
+    ...(spec.readonlyRootfs ? { Tmpfs: { '/tmp': 'rw,nosuid,nodev,mode=1777' } } : {}),
     // An init as PID 1 forwards SIGTERM, so cancel's grace period works for
     // images whose command does not handle signals itself.
     Init: true,
@@ -57,7 +61,7 @@ export function createOptions(spec: ContainerSpec): Docker.ContainerCreateOption
     ...(spec.entrypoint ? { Entrypoint: spec.entrypoint } : {}),
     Env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
     ...(spec.workdir ? { WorkingDir: spec.workdir } : {}),
-    ...(spec.user ? { User: spec.user } : {}),
+    User: spec.user,
     Labels: spec.labels,
     Tty: false,
     OpenStdin: false,

@@ -1,0 +1,78 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type { ResolvedMount } from '../jobs/policy.js';
+import { type NamedSecret, SECRET_MIN_LENGTH } from '../logs/secret-redactor.js';
+import type { SecretRef } from '../model/job.js';
+import { type SecretSource, SecretUnavailableError } from '../secrets/source.js';
+
+/** A run's secrets, read from the source: held in memory for the run's life only. */
+export interface RunSecrets {
+  values: NamedSecret[];
+  /** The secrets delivered as environment variables (one trailing newline dropped, as from a file written by `echo`). */
+  env: Record<string, string>;
+}
+
+/** Reads every secret the spec names, for a run of `owner`'s job; rejects with SecretUnavailableError. */
+export async function readSecrets(source: SecretSource, owner: string, refs: readonly SecretRef[]): Promise<RunSecrets> {
+  const values = await Promise.all(
+    refs.map(async (ref) => {
+      const value = await source.read(owner, ref.name);
+      if (value.toString('utf8').replace(/\r?\n$/, '').length < SECRET_MIN_LENGTH) {
+        throw new SecretUnavailableError(ref.name, `shorter than ${SECRET_MIN_LENGTH} characters, too short to redact from the job's logs`);
+      }
+      return { name: ref.name, value };
+    }),
+  );
+  const env: Record<string, string> = {};
+  refs.forEach((ref, i) => {
+    if (ref.env !== undefined) env[ref.env] = values[i]!.value.toString('utf8').replace(/\r?\n$/, '');
+  });
+  return { values, env };
+}
+
+/**
+ * The files of a run's file secrets, on the host: one directory per attempt
+ * (mode 0700, so no other host user reaches them) under GANTRY_SECRETS_RUN_DIR,
+ * which should be a tmpfs, each file read-only and bind-mounted read-only at
+ * the path the spec names. The engine needs them from creating the
+ * container to starting it; once started, the container keeps its mounts
+ * and the files are removed, so a value rests on the host for moments.
+ */
+export class SecretFiles {
+  private readonly dir: string;
+
+  constructor(
+    runDir: string,
+    jobId: string,
+    attempt: number,
+    private readonly refs: readonly SecretRef[],
+  ) {
+    this.dir = path.join(runDir, `${jobId}-${attempt}`);
+  }
+
+  /** The bind mounts of the file secrets (their sources exist once `write` has run). */
+  mounts(): ResolvedMount[] {
+    return this.refs.flatMap((ref, i) =>
+      ref.file === undefined ? [] : [{ type: 'bind' as const, source: path.join(this.dir, String(i)), target: ref.file, readOnly: true }],
+    );
+  }
+
+  /** Writes the files (again, if they were removed: a created container is started only after this). */
+  async write(secrets: RunSecrets): Promise<void> {
+    if (!this.refs.some((r) => r.file !== undefined)) return;
+    await fs.mkdir(path.dirname(this.dir), { recursive: true, mode: 0o700 });
+    await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await Promise.all(
+      this.refs.map(async (ref, i) => {
+        if (ref.file === undefined) return;
+        const file = path.join(this.dir, String(i));
+        await fs.rm(file, { force: true });
+        await fs.writeFile(file, secrets.values[i]!.value, { mode: 0o444, flag: 'wx' });
+      }),
+    );
+  }
+
+  async remove(): Promise<void> {
+    await fs.rm(this.dir, { recursive: true, force: true });
+  }
+}
