@@ -1,0 +1,157 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { client, spawnGantry, startGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
+import { readSse } from '../helpers/sse.js';
+
+const sh = (script: string, extra: Record<string, unknown> = {}) => ({ image: TEST_IMAGE, command: ['sh', '-c', script], ...extra });
+
+/** A host folder every uid may write to, as an operator would share one with jobs. */
+function sharedFolder(): string {
+  const dir = tempDir('gantry-shared-');
+  fs.chmodSync(dir, 0o777);
+  return dir;
+}
+
+const PLANT = 'cp /bin/busybox /w/sh && chmod 4755 /w/sh; touch /w/made; chown 0:0 /w/made 2>/dev/null || echo chown-refused; id -u; id -g';
+
+test('a job runs as GANTRY_DEFAULT_USER and cannot plant a root-owned or setuid-root file in a writable mount', async (t) => {
+  const w = sharedFolder();
+  const root = sharedFolder();
+  const g = await startGantry(t, {
+    GANTRY_MOUNT_ALLOWLIST: `${w},${root}`,
+    GANTRY_TOKENS_FILE: tokensFile([
+      { owner: 'alice', scopes: ['submit', 'read'], token: 'alice-token-0123456789' },
+      { owner: 'ops', scopes: ['submit', 'read'], token: 'ops-token-0123456789ab' },
+    ]),
+    GANTRY_ALLOW_ROOT_OWNERS: 'ops',
+  });
+  const alice = client(g.url, 'alice-token-0123456789');
+  const job = await alice.waitFor((await alice.submit(sh(PLANT, { mounts: [{ source: w, target: '/w', readOnly: false }] }))).id);
+  assert.equal(job.state, 'succeeded', job.reason ?? '');
+  const out = (await alice.call('GET', `/v1/jobs/${job.id}/logs`)).text;
+  assert.equal(out, 'chown-refused\n65532\n65532\n');
+  for (const f of ['sh', 'made']) {
+    const st = fs.statSync(path.join(w, f));
+    assert.equal(st.uid, 65532, `${f} belongs to the job's uid`);
+    assert.equal(st.gid, 65532, `${f} belongs to the job's gid`);
+  }
+
+  // The same script as root, allowed for "ops" only: what the default prevents.
+  const refused = await alice.call('POST', '/v1/jobs', {
+    body: sh(PLANT, { user: '0:0', mounts: [{ source: w, target: '/w', readOnly: false }] }),
+  });
+  assert.equal(refused.status, 422);
+  assert.deepEqual(
+    (refused.body as { errors: { field: string }[] }).errors.map((e) => e.field),
+    ['body.user'],
+  );
+  assert.equal((await alice.call('POST', '/v1/jobs', { body: sh('true', { user: 'root' }) })).status, 422);
+  const ops = client(g.url, 'ops-token-0123456789ab');
+  const asRoot = await ops.waitFor(
+    (await ops.submit(sh(PLANT, { user: '0:0', mounts: [{ source: root, target: '/w', readOnly: false }] }))).id,
+  );
+  assert.equal(asRoot.state, 'succeeded', asRoot.reason ?? '');
+  const planted = fs.statSync(path.join(root, 'sh'));
+  assert.equal(planted.uid, 0);
+  assert.equal(planted.mode & 0o4000, 0o4000, 'as root, the job leaves a setuid-root file: the reason root is opt-in');
+});
+
+test('GANTRY_READONLY_ROOTFS: the root filesystem refuses writes, /tmp takes them', async (t) => {
+  const g = await startGantry(t, { GANTRY_READONLY_ROOTFS: 'true' });
+  const job = await g.waitFor((await g.submit(sh('touch /tmp/x && echo tmp-ok; touch /x 2>/dev/null || echo root-refused'))).id);
+  assert.equal(job.state, 'succeeded', job.reason ?? '');
+  assert.equal((await g.call('GET', `/v1/jobs/${job.id}/logs`)).text, 'tmp-ok\nroot-refused\n');
+});
+
+test('secrets: delivered as env and file, never stored or shown, redacted from stored and streamed logs, per owner', async (t) => {
+  const value = 'hf_live_Zq8rT2mW9xK4pL7vB3nC';
+  const secrets = tempDir('gantry-secrets-');
+  fs.writeFileSync(path.join(secrets, 'hf-token'), `${value}\n`, { mode: 0o600 });
+  fs.writeFileSync(path.join(secrets, 'bob-only'), 'bob-secret-value', { mode: 0o600 });
+  fs.writeFileSync(path.join(secrets, '.owners.json'), JSON.stringify({ 'hf-token': ['alice'], 'bob-only': ['bob'] }));
+  const runDir = path.join(tempDir('gantry-secret-run-'), 'run');
+  const g = await spawnGantry(tempDir(), {
+    GANTRY_SECRETS_DIR: secrets,
+    GANTRY_SECRETS_RUN_DIR: runDir,
+    GANTRY_LOG_LEVEL: 'debug',
+    GANTRY_TOKENS_FILE: tokensFile([
+      { owner: 'alice', scopes: ['submit', 'read'], token: 'alice-token-0123456789' },
+      { owner: 'bob', scopes: ['submit', 'read'], token: 'bob-token-0123456789ab' },
+    ]),
+  });
+  t.after(() => g.stop());
+  const alice = client(g.url, 'alice-token-0123456789');
+  const bob = client(g.url, 'bob-token-0123456789ab');
+
+  const script = [
+    'sleep 1',
+    'echo "token is $HF_TOKEN"',
+    'cat /run/secrets/hf',
+    'printf %s "$HF_TOKEN" | base64',
+    'echo "$HF_TOKEN" | base64',
+    'stat -c "%a %u" /run/secrets/hf',
+    '(echo x > /run/secrets/hf) 2>/dev/null || echo file-read-only',
+    'echo "$HF_TOKEN"',
+  ].join('; ');
+  const spec = sh(script, {
+    secrets: [
+      { name: 'hf-token', env: 'HF_TOKEN' },
+      { name: 'hf-token', file: '/run/secrets/hf' },
+    ],
+  });
+  const submitted = await alice.call<{ id: string }>('POST', '/v1/jobs', { body: spec });
+  assert.equal(submitted.status, 201, submitted.text);
+  const id = submitted.body.id;
+  const streamed = await readSse(`${g.url}/v1/jobs/${id}/logs`, 'alice-token-0123456789', { stop: (e) => e.event === 'end' });
+  const job = await alice.waitFor(id);
+  assert.equal(job.state, 'succeeded', job.reason ?? '');
+
+  const stored = (await alice.call('GET', `/v1/jobs/${id}/logs`)).text;
+  assert.equal(
+    stored,
+    [
+      'token is [secret:hf-token]',
+      '[secret:hf-token]',
+      '[secret:hf-token]',
+      '[secret:hf-token]',
+      '444 0',
+      'file-read-only',
+      '[secret:hf-token]',
+      '',
+    ].join('\n'),
+  );
+  const streamedLines = streamed.events.filter((e) => e.event === 'log').map((e) => JSON.parse(e.data).line);
+  assert.deepEqual(streamedLines, stored.trimEnd().split('\n'), 'followers see the redacted lines as they come');
+  assert.equal(job.result, '[secret:hf-token]', 'the result (for XCom) is redacted too');
+
+  const b64 = Buffer.from(value).toString('base64').replace(/=+$/, '');
+  const everywhere = [
+    JSON.stringify(job),
+    (await alice.call('GET', `/v1/jobs?limit=10`)).text,
+    JSON.stringify(streamed.events),
+    stored,
+    g.output(),
+    ...fs.readdirSync(g.dataDir).map((f) => fs.readFileSync(path.join(g.dataDir, f)).toString('latin1')),
+  ];
+  for (const text of everywhere) {
+    assert.ok(!text.includes(value), 'the value appears nowhere Gantry keeps or shows');
+    assert.ok(!text.includes(b64), 'nor its base64');
+  }
+  assert.deepEqual(job.spec.secrets, spec.secrets, 'the job shows the names it was given');
+  assert.deepEqual(fs.readdirSync(runDir), [], 'no secret file is left on the host');
+
+  // Another owner's secret, and one that does not exist, are refused alike.
+  for (const name of ['hf-token', 'no-such-secret']) {
+    const r = await bob.call<{ errors: { field: string; message: string }[] }>('POST', '/v1/jobs', {
+      body: sh('true', { secrets: [{ name, env: 'X' }] }),
+    });
+    assert.equal(r.status, 422, r.text);
+    assert.deepEqual(
+      r.body.errors.map((e) => e.field),
+      ['body.secrets.0.name'],
+    );
+    assert.match(r.body.errors[0]!.message, new RegExp(`owner "bob" may use no secret named "${name}"`));
+  }
+});
