@@ -8,13 +8,15 @@ Stock operators only (``apache-airflow-providers-http``):
 1. ``submit`` - ``HttpOperator`` POSTs the JobSpec to ``/v1/jobs`` with an
    ``Idempotency-Key`` from dag_id/run_id/task_id/map_index (a retry or a
    replayed request returns the same job: no second container). XCom: job id.
-2. ``wait_for_job`` - ``HttpSensor`` in reschedule mode on ``/v1/jobs/{id}/wait``:
-   404 while the job runs (keep waiting; the worker slot is released between
-   pokes), 200 once it succeeded, and a failure at once when it failed, was
-   cancelled or timed out (airflow/SENSOR.md).
-3. ``result`` - ``HttpOperator`` GETs the job and returns its ``result`` (the
-   last non-empty stdout line) to XCom; its ``response_check`` refuses any
-   state but ``succeeded``.
+2. ``wait_for_job`` - ``HttpSensor`` in reschedule mode on ``GET /v1/jobs/{id}``
+   with the ``job_done`` check (``gantry_checks.py``): the worker slot is
+   released between pokes; it succeeds once the job succeeded, with the job's
+   ``result`` in XCom, and fails at once, naming the state, exit code and
+   reason, once the job failed, was cancelled or timed out, or when Gantry does
+   not know the job.
+3. ``show_output`` - the last lines of the job's log in the task log, after a
+   failure too (a teardown of ``submit``, so the run's state stays
+   ``wait_for_job``'s).
 
 The job sees:
   INPUT_PATH   file to score (on the data volume)
@@ -37,12 +39,16 @@ import pendulum
 from airflow.providers.http.operators.http import HttpOperator
 from airflow.providers.http.sensors.http import HttpSensor
 from airflow.sdk import DAG, Param
+from gantry_checks import job_done, job_id
 
 POKE_INTERVAL = float(os.environ.get("GANTRY_SENSOR_POKE_INTERVAL", "10"))
+LOG_TAIL_LINES = 100
 
 IDEMPOTENCY_KEY = "{{ dag.dag_id }}/{{ run_id }}/{{ ti.task_id }}/{{ ti.map_index }}"
 
 
+# Each example DAG builds its own JobSpec, so that each file reads (and can be
+# copied) on its own; this one adds the volumes and the paths the job reads.
 def gantry_job_spec(params, dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
     """The JobSpec as JSON text; identical on every try of the same task instance."""
     data_mount = params["data_mount"].rstrip("/")
@@ -72,13 +78,6 @@ def gantry_job_spec(params, dag_id: str, run_id: str, task_id: str, map_index: i
     return json.dumps(spec)
 
 
-def _succeeded(response) -> bool:
-    job = response.json()
-    if job["state"] != "succeeded":
-        raise ValueError(f"job {job['id']} is {job['state']} (exit code {job['exitCode']}): {job['reason']}")
-    return True
-
-
 with DAG(
     dag_id="batch_inference",
     description="Batch inference in a GPU container through Gantry (stock HTTP operators)",
@@ -102,6 +101,7 @@ with DAG(
     default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     doc_md=__doc__,
 ) as dag:
+    # No log_response: Gantry answers with the job view, which holds the spec and its env.
     submit = HttpOperator(
         task_id="submit",
         http_conn_id="gantry",
@@ -109,28 +109,27 @@ with DAG(
         endpoint="v1/jobs",
         data="{{ gantry_job_spec(params, dag.dag_id, run_id, ti.task_id, ti.map_index) }}",
         headers={"Content-Type": "application/json", "Idempotency-Key": IDEMPOTENCY_KEY},
-        response_filter=lambda response: response.json()["id"],
-        log_response=True,
+        response_filter=job_id,
     )
 
     wait_for_job = HttpSensor(
         task_id="wait_for_job",
         http_conn_id="gantry",
-        endpoint="v1/jobs/{{ ti.xcom_pull(task_ids='submit') }}/wait",
+        endpoint="v1/jobs/{{ ti.xcom_pull(task_ids='submit') }}",
+        response_check=job_done,
+        extra_options={"check_response": False},  # every answer to job_done (gantry_checks.py says why)
         mode="reschedule",
         poke_interval=POKE_INTERVAL,
         timeout=6 * 3600,
-        retries=0,
     )
 
-    result = HttpOperator(
-        task_id="result",
+    show_output = HttpOperator(
+        task_id="show_output",
         http_conn_id="gantry",
         method="GET",
-        endpoint="v1/jobs/{{ ti.xcom_pull(task_ids='submit') }}",
-        response_check=_succeeded,
-        response_filter=lambda response: response.json()["result"],
+        endpoint="v1/jobs/{{ ti.xcom_pull(task_ids='submit') }}/logs",
+        data={"tail": LOG_TAIL_LINES},
         log_response=True,
     )
 
-    submit >> wait_for_job >> result
+    submit >> wait_for_job >> show_output.as_teardown(setups=submit)

@@ -115,8 +115,12 @@ class Airflow:
         conf: dict | None = None,
         timeout: float = 240,
         on_line: Callable[[str], None] | None = None,
+        connection: str | None = None,
     ) -> DagRun:
-        """`airflow dags test` in a subprocess; ``on_line`` sees each output line as it comes."""
+        """
+        `airflow dags test` in a subprocess; ``on_line`` sees each output line as it comes.
+        ``connection`` (see connection_json) replaces the `gantry` connection for this run only.
+        """
         db = self.home / "airflow.db"
         before = self._last_run_pk(db, dag_id)
         t0 = time.monotonic()
@@ -125,7 +129,7 @@ class Airflow:
             args += ["-c", json.dumps(conf)]
         proc = subprocess.Popen(
             [str(VENV_BIN / "airflow"), *args],
-            env=self.env,
+            env=self.env if connection is None else {**self.env, "AIRFLOW_CONN_GANTRY": connection},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -202,14 +206,18 @@ def gpus(gantry: Gantry) -> int:
     return 1 if gantry.gpu_count() > 0 else 0
 
 
-def connection_json(url: str, token: str) -> str:
+def connection_json(url: str, token: str, **options) -> str:
+    """
+    The `gantry` HTTP connection as AIRFLOW_CONN_* JSON. ``options`` go into its
+    extra next to the token (the hook's own keys: allow_redirects, check_response).
+    A ``url`` with a path becomes the host as a whole, the one way to give the
+    connection a base path.
+    """
     parsed = urllib.parse.urlsplit(url)
-    conn = {
-        "conn_type": "http",
-        "host": parsed.hostname,
-        "schema": parsed.scheme,
-        "extra": {"Authorization": f"Bearer {token}"},
-    }
+    extra = {"Authorization": f"Bearer {token}", **options}
+    if parsed.path.strip("/"):
+        return json.dumps({"conn_type": "http", "host": url, "extra": extra})
+    conn = {"conn_type": "http", "host": parsed.hostname, "schema": parsed.scheme, "extra": extra}
     if parsed.port:
         conn["port"] = parsed.port
     return json.dumps(conn)
