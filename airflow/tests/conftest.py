@@ -75,6 +75,34 @@ class Gantry:
         return len(r.json().get("items", [])) if r.status_code == 200 else 0
 
 
+class HeldJob:
+    """A job that runs until released: then it runs `ending` (or is cancelled)."""
+
+    def __init__(self, gantry, root: Path, name: str, ending: str):
+        self.gantry = gantry
+        self.sig = root / name
+        self.sig.mkdir()
+        self.sig.chmod(0o777)
+        self.job = gantry.submit(
+            {
+                "image": TEST_IMAGE,
+                "command": ["sh", "-c", f"while [ ! -e /sig/go ]; do sleep 0.2; done; {ending}"],
+                "mounts": [{"source": str(self.sig), "target": "/sig", "readOnly": True}],
+            }
+        )
+        self.id = self.job["id"]
+        self.released = threading.Event()
+
+    def release(self, cancel: bool = False) -> None:
+        if self.released.is_set():
+            return
+        self.released.set()
+        if cancel:
+            threading.Thread(target=self.gantry.post, args=(f"v1/jobs/{self.id}/cancel",)).start()
+        else:
+            (self.sig / "go").touch()
+
+
 @dataclass
 class DagRun:
     dag_id: str

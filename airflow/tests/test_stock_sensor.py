@@ -15,12 +15,10 @@ let the job end, so the ending is met by a *waiting* sensor in each mode.
 from __future__ import annotations
 
 import os
-import threading
-from pathlib import Path
 
 import pytest
 
-from conftest import TEST_IMAGE, connection_json
+from conftest import TEST_IMAGE, HeldJob, connection_json
 
 PROBE = "gantry_stock_sensor_probe"
 MODES = ("wait_poke", "wait_reschedule")
@@ -44,34 +42,6 @@ def _failure_text(job: dict) -> str:
     """What job_done raises for an ended job, from Gantry's own view of it."""
     exit_code = "none" if job["exitCode"] is None else job["exitCode"]
     return f"Gantry job {job['id']} {job['state']}, exit code {exit_code}: {job['reason']}"
-
-
-class HeldJob:
-    """A job that runs until released: then it runs `ending` (or is cancelled)."""
-
-    def __init__(self, gantry, root: Path, name: str, ending: str):
-        self.gantry = gantry
-        self.sig = root / name
-        self.sig.mkdir()
-        self.sig.chmod(0o777)
-        self.job = gantry.submit(
-            {
-                "image": TEST_IMAGE,
-                "command": ["sh", "-c", f"while [ ! -e /sig/go ]; do sleep 0.2; done; {ending}"],
-                "mounts": [{"source": str(self.sig), "target": "/sig", "readOnly": True}],
-            }
-        )
-        self.id = self.job["id"]
-        self.released = threading.Event()
-
-    def release(self, cancel: bool = False) -> None:
-        if self.released.is_set():
-            return
-        self.released.set()
-        if cancel:
-            threading.Thread(target=self.gantry.post, args=(f"v1/jobs/{self.id}/cancel",)).start()
-        else:
-            (self.sig / "go").touch()
 
 
 def _release_when_met(*jobs: HeldJob, cancel: bool = False):
