@@ -8,6 +8,7 @@ import type { ContainerRuntime } from '../runtime/runtime.js';
 import type { Store } from '../store/store.js';
 import { uiRoutes } from '../ui/routes.js';
 import { openapiTransform, openapiTransformObject } from './openapi.js';
+import { auditTrail } from './plugins/audit.js';
 import { auth } from './plugins/auth.js';
 import { httpMetrics } from './plugins/metrics.js';
 import { frameworkErrorHandler, problemHandlers } from './plugins/problem-handlers.js';
@@ -16,6 +17,7 @@ import type { RouteDeps } from './routes/common.js';
 import { healthRoutes } from './routes/health.js';
 import { metricsRoute } from './routes/metrics.js';
 import { openapiRoute } from './routes/openapi.js';
+import { auditRoutes } from './routes/v1/audit.js';
 import { gpuRoutes } from './routes/v1/gpus.js';
 import { jobLogRoutes } from './routes/v1/job-logs.js';
 import { jobWaitRoutes } from './routes/v1/job-wait.js';
@@ -40,8 +42,8 @@ export interface HttpDeps extends RouteDeps {
 
 /**
  * The HTTP API as one fastify instance: one pipeline of plugins (request
- * id and log line, auth, metrics, problem+json) that every route goes
- * through, and the routes, laid out by URL. It does not listen.
+ * id and log line, auth, audit trail, metrics, problem+json) that every
+ * route goes through, and the routes, laid out by URL. It does not listen.
  */
 export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
   const options = {
@@ -58,6 +60,7 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
   const app = d.config.tls ? (Fastify({ ...options, https: readTls(d.config.tls) }) as unknown as FastifyInstance) : Fastify(options);
   await app.register(requestContext);
   await app.register(auth, { tokens: d.tokens });
+  await app.register(auditTrail, { audit: d.store.audit, metrics: d.metrics, tokens: d.tokens, node: d.config.node.name });
   await app.register(httpMetrics, { metrics: d.metrics });
   await app.register(problemHandlers);
 
@@ -75,6 +78,7 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
         { name: 'logs', description: 'Job output, stored durably by Gantry' },
         { name: 'gpus', description: 'GPU inventory and allocation' },
         { name: 'nodes', description: 'The fleet: each Gantry node, its lease, GPUs and drain switch' },
+        { name: 'audit', description: 'Who changed what: every state-changing request, refused ones included (admin)' },
         { name: 'tokens', description: 'The presented token' },
         { name: 'health', description: 'Liveness and readiness (no auth)' },
       ],
@@ -129,6 +133,7 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
     await typed.register(jobWaitRoutes, deps);
     await typed.register(meRoutes, deps);
     await typed.register(nodeRoutes, deps);
+    await typed.register(auditRoutes, { audit: d.store.audit });
   });
   return app;
 }

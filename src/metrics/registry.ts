@@ -61,6 +61,7 @@ export class GantryMetrics {
   private readonly jobDuration: Histogram<'state'>;
   private readonly runtimeErrors: Counter<'op'>;
   private readonly runtimeCalls: Histogram<'op'>;
+  private readonly auditWriteFailures: Counter;
   private readonly leftQueue = new BoundedSet(SEEN_CAP);
   private readonly ended = new BoundedSet(SEEN_CAP);
 
@@ -109,6 +110,12 @@ export class GantryMetrics {
       registers,
     });
 
+    this.auditWriteFailures = new Counter({
+      name: 'gantry_audit_write_failures_total',
+      help: 'Audit records that could not be written (the actions they describe stand; each is in the process log at error level).',
+      registers,
+    });
+
     src.events.onAnyStatus((job) => {
       try {
         this.observeStatus(job);
@@ -135,6 +142,11 @@ export class GantryMetrics {
   /** One call to the container runtime was answered (or failed) after `seconds`. */
   runtimeCall(op: RuntimeOp, seconds: number): void {
     if (op !== 'wait') this.runtimeCalls.observe({ op }, seconds);
+  }
+
+  /** An audit record could not be written. */
+  auditWriteFailed(): void {
+    this.auditWriteFailures.inc();
   }
 
   /** Counts an SSE follower for as long as its connection lives. */

@@ -75,8 +75,12 @@ export const AuditQuerySchema = z
     outcome: z.enum(AUDIT_OUTCOMES).optional().describe('Only records that ended so.'),
     from: z.iso.datetime({ offset: true }).optional().describe('Only records at or after this time (RFC 3339).'),
     to: z.iso.datetime({ offset: true }).optional().describe('Only records before this time (RFC 3339).'),
-    limit: z.coerce.number().int().min(1).max(500).default(50),
-    cursor: z.string().regex(/^\d+$/, 'must be a cursor returned by a previous page').optional(),
+    limit: z.coerce.number().int().min(1).max(500).default(50).describe('The most records a page holds.'),
+    cursor: z
+      .string()
+      .regex(/^\d+$/, 'must be a cursor returned by a previous page')
+      .optional()
+      .describe('The previous page’s `nextCursor`.'),
   })
   .strict()
   .refine((q) => q.from === undefined || q.to === undefined || Date.parse(q.from) < Date.parse(q.to), {

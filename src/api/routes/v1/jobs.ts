@@ -43,6 +43,7 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs })
     '/v1/jobs',
     {
       onRequest: app.auth('submit'),
+      config: { audit: { action: 'job.submit' } },
       schema: {
         operationId: 'submitJob',
         summary: 'Submit a job',
@@ -141,6 +142,7 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs })
     '/v1/jobs/:id/cancel',
     {
       onRequest: app.auth('cancel'),
+      config: { audit: { action: 'job.cancel' } },
       schema: {
         operationId: 'cancelJob',
         summary: 'Cancel a job',

@@ -72,6 +72,7 @@ export const nodeRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { nodes 
       `/v1/nodes/:name/${action}`,
       {
         onRequest: app.auth('admin'),
+        config: { audit: { action: drained ? 'node.drain' : 'node.undrain' } },
         schema: {
           operationId: drained ? 'drainNode' : 'undrainNode',
           summary: drained ? 'Drain a node: its running jobs finish, nothing new starts there' : 'Undrain a node: it takes new jobs again',

@@ -1,0 +1,127 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest, onSendHookHandler } from 'fastify';
+import fp from 'fastify-plugin';
+import type { TokenStore } from '../../auth/tokens.js';
+import type { GantryMetrics } from '../../metrics/registry.js';
+import type { AuditAction, AuditDetail, AuditOutcome, NewAuditRecord } from '../../model/audit.js';
+import type { AuditStore } from '../../store/store.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** How the audit trail records a state-changing route (plugins/audit.ts); every such /v1 route names one. */
+    audit?: { action: AuditAction };
+  }
+}
+
+const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
+/** A refusal names few fields; a body of thousands of unknown keys must not make a record that large. */
+const MAX_FIELDS = 20;
+const MAX_FIELD_LENGTH = 200;
+
+export type AuditWrite = (record: NewAuditRecord) => Promise<void>;
+
+/**
+ * Appends records and never rejects: the action a record describes stands
+ * whether or not the record could be written, so a failed write is logged at
+ * error level (with the record, which holds no secret) and counted in
+ * gantry_audit_write_failures_total.
+ */
+export function auditWriter(o: { audit: AuditStore; metrics: GantryMetrics; log: { error(obj: object, msg: string): void } }): AuditWrite {
+  return async (record) => {
+    try {
+      await o.audit.append(record);
+    } catch (err) {
+      o.metrics.auditWriteFailed();
+      o.log.error({ err, audit: record }, 'audit record not written; the action it describes stands');
+    }
+  };
+}
+
+function outcomeOf(status: number): AuditOutcome {
+  return status < 400 ? 'ok' : status < 500 ? 'refused' : 'failed';
+}
+
+/** The problem+json an answer carried: its `type`, and the fields it named (paths only, never the messages, which may quote values). */
+function problemOf(reply: FastifyReply, payload: unknown): { type: string | null; fields: string[] } {
+  const none = { type: null, fields: [] };
+  if (typeof payload !== 'string' || !String(reply.getHeader('content-type') ?? '').startsWith('application/problem+json')) return none;
+  try {
+    const body = JSON.parse(payload) as { type?: unknown; errors?: { field?: unknown }[] };
+    const fields = (Array.isArray(body.errors) ? body.errors : [])
+      .map((e) => e?.field)
+      .filter((f): f is string => typeof f === 'string')
+      .slice(0, MAX_FIELDS)
+      .map((f) => f.slice(0, MAX_FIELD_LENGTH));
+    return { type: typeof body.type === 'string' ? body.type : null, fields };
+  } catch {
+    return none;
+  }
+}
+
+/**
+ * The audit trail of the HTTP API: every answer of a state-changing /v1
+ * route (POST, PUT, PATCH, DELETE) is recorded, refusals included, by an
+ * onSend hook the route gets here, awaited before the answer goes out, so
+ * every answer a client saw has its record. A route declares its action in
+ * `config.audit`; a state-changing /v1 route that declares none stops the
+ * start, so no such route goes unrecorded. Reads are not recorded.
+ *
+ * A record names the token's owner, the action, its target (the path's last
+ * parameter, or else the resource the request created, by its Location), the
+ * outcome with the status and problem type, and the request id; never the
+ * request's body, its headers or the token.
+ */
+export const auditTrail = fp(
+  async (app: FastifyInstance, o: { audit: AuditStore; metrics: GantryMetrics; tokens: TokenStore; node: string }) => {
+    const write = auditWriter({ audit: o.audit, metrics: o.metrics, log: app.log });
+
+    /**
+     * The admitted principal's owner; on a refusal, the owner of a valid
+     * token that lacked the scope (the auth hook admits no principal then);
+     * null without a valid token.
+     */
+    const actorOf = (request: FastifyRequest): string | null => {
+      if (request.principal) return request.principal.owner;
+      const match = BEARER.exec(request.headers.authorization ?? '');
+      return (match && o.tokens.verify(match[1]!)?.owner) ?? null;
+    };
+
+    const targetOf = (request: FastifyRequest, reply: FastifyReply): string | null => {
+      const params = Object.values((request.params ?? {}) as Record<string, string>);
+      if (params.length > 0) return params.at(-1)!;
+      const location = reply.getHeader('location');
+      return typeof location === 'string' ? location.slice(location.lastIndexOf('/') + 1) : null;
+    };
+
+    app.addHook('onRoute', (route) => {
+      const methods = [route.method].flat();
+      const declared = route.config?.audit;
+      if (declared === undefined) {
+        if (route.url.startsWith('/v1/') && methods.some((m) => STATE_CHANGING.has(m))) {
+          throw new Error(`${methods.join(',')} ${route.url} changes state but names no audit action (route config.audit)`);
+        }
+        return;
+      }
+      const record: onSendHookHandler = async (request, reply, payload) => {
+        const outcome = outcomeOf(reply.statusCode);
+        const problem = outcome === 'ok' ? undefined : problemOf(reply, payload);
+        const detail: AuditDetail = problem?.fields.length ? { fields: problem.fields } : {};
+        await write({
+          node: o.node,
+          actor: actorOf(request),
+          action: declared.action,
+          target: targetOf(request, reply),
+          outcome,
+          status: reply.statusCode,
+          problemType: problem?.type ?? null,
+          requestId: request.id,
+          detail,
+        });
+        return payload;
+      };
+      const own = route.onSend === undefined ? [] : Array.isArray(route.onSend) ? route.onSend : [route.onSend];
+      route.onSend = [...own, record] as typeof route.onSend;
+    });
+  },
+  { name: 'gantry-audit', dependencies: ['gantry-auth'] },
+);
