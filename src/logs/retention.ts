@@ -4,8 +4,10 @@ import type { Store } from '../store/store.js';
 const SWEEP_MS = 60 * 60 * 1000;
 
 /**
- * Deletes the logs of jobs that finished more than `days` ago (0 keeps them
- * forever). The job records stay; only their lines go. Returns a stopper.
+ * Deletes, at start and every hour, what is older than `days` (0 keeps
+ * everything): the logs of jobs that finished before then (the job records
+ * stay; only their lines go), and the audit records written before then.
+ * Returns a stopper.
  */
 export function startRetention(o: { store: Store; days: number; log: Logger }): () => void {
   if (o.days === 0) return () => undefined;
@@ -17,6 +19,12 @@ export function startRetention(o: { store: Store; days: number; log: Logger }): 
       if (ids.length) o.log.info({ jobs: ids.length, cutoff }, 'deleted old job logs');
     } catch (err) {
       o.log.error({ err }, 'log retention sweep failed');
+    }
+    try {
+      const records = await o.store.audit.deleteBefore(cutoff);
+      if (records) o.log.info({ records, cutoff }, 'deleted old audit records');
+    } catch (err) {
+      o.log.error({ err }, 'audit retention sweep failed');
     }
   };
   void sweep();
