@@ -1,9 +1,32 @@
 import type { Server } from 'node:tls';
 import closeWithGrace from 'close-with-grace';
+import { auditWriter } from './api/plugins/audit.js';
 import { reloadTls } from './api/tls.js';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
 import { flushLog } from './logging.js';
+import type { NewAuditRecord } from './model/audit.js';
+
+/** The longest reason a failed reload's audit record keeps. */
+const MAX_ERROR_LENGTH = 500;
+
+/** The audit record of a reload asked by a signal: no token, no request. `target` is what was reloaded (null: nothing to). */
+function reloadRecord(node: string, target: string | null, err?: unknown): NewAuditRecord {
+  return {
+    node,
+    actor: null,
+    action: 'config.reload',
+    target,
+    outcome: err === undefined ? 'ok' : 'failed',
+    status: null,
+    problemType: null,
+    requestId: null,
+    detail:
+      err === undefined
+        ? { signal: 'SIGHUP' }
+        : { signal: 'SIGHUP', error: String((err as Error)?.message ?? err).slice(0, MAX_ERROR_LENGTH) },
+  };
+}
 
 async function main(): Promise<void> {
   const config = loadConfig();
@@ -24,18 +47,24 @@ async function main(): Promise<void> {
   await app.listen({ host: config.host, port: config.port });
   // SIGHUP re-reads the TLS certificate, key and client CA (a renewed
   // certificate needs no restart); files that cannot be used are logged and
-  // the ones in use are kept.
+  // the ones in use are kept. Each reload, done or not, is in the audit trail.
   const { tls } = config;
+  const { store, metrics, log } = app.gantry;
+  const audit = auditWriter({ audit: store.audit, metrics, log });
+  const node = config.node.name;
   process.on('SIGHUP', () => {
     if (!tls) {
       app.log.info('SIGHUP: nothing to reload (no GANTRY_TLS_CERT)');
+      void audit(reloadRecord(node, null));
       return;
     }
     try {
       reloadTls(app.server as unknown as Server, tls);
       app.log.info({ cert: tls.certFile }, 'TLS certificate reloaded');
+      void audit(reloadRecord(node, 'tls'));
     } catch (err) {
       app.log.error({ err }, 'TLS certificate not reloaded; the previous one stays in use');
+      void audit(reloadRecord(node, 'tls', err));
     }
   });
 }
