@@ -6,15 +6,30 @@
 // cannot be written leaves the action standing, logged and counted.
 
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import pino from 'pino';
+import { Agent, request } from 'undici';
 import type { AuditRecord } from '../../src/model/audit.js';
 import type { Job } from '../../src/model/job.js';
-import { ADMIN_TOKEN, client, containersGone, spawnGantry, startGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
+import {
+  ADMIN_TOKEN,
+  client,
+  containersGone,
+  freePort,
+  ROOT,
+  spawnGantry,
+  startGantry,
+  TEST_IMAGE,
+  tempDir,
+  testEnv,
+  tokensFile,
+} from '../helpers/gantry.js';
 
 const NODE = 'audit-node-1';
 const AIRFLOW = 'airflow-token-0123456789abcdef';
@@ -249,7 +264,7 @@ test('a record that cannot be written leaves the action standing: logged at erro
   assert.match(metrics.text, /^gantry_audit_write_failures_total 1$/m);
 });
 
-test('a reload asked by SIGHUP is recorded with no actor', async (t) => {
+test('a SIGHUP with nothing to reload (no TLS) is recorded: no actor, no target', async (t) => {
   const dataDir = tempDir();
   const g = await spawnGantry(dataDir, { GANTRY_NODE_NAME: NODE });
   t.after(() => g.stop());
@@ -273,4 +288,52 @@ test('a reload asked by SIGHUP is recorded with no actor', async (t) => {
     detail: { signal: 'SIGHUP' },
   });
   assert.equal(g.proc.exitCode, null, 'SIGHUP does not stop Gantry');
+});
+
+test('a TLS reload by SIGHUP is recorded: ok, then failed with its reason once the certificate file is broken', async (t) => {
+  const dir = tempDir('gantry-audit-tls-');
+  const [cert, key] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=gantry-audit'],
+    { stdio: 'pipe' },
+  );
+  const port = await freePort();
+  const env = testEnv(tempDir(), { GANTRY_PORT: String(port), GANTRY_NODE_NAME: NODE, GANTRY_TLS_CERT: cert, GANTRY_TLS_KEY: key });
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts')], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: 'ignore',
+  });
+  t.after(() => proc.kill('SIGKILL'));
+  // The one self-signed certificate is the only one trusted; it names no address, so its name is not checked.
+  const dispatcher = new Agent({
+    connect: { ca: fs.readFileSync(cert), checkServerIdentity: () => undefined },
+  });
+  t.after(() => dispatcher.close());
+  const reloads = async () => {
+    const r = await request(`https://127.0.0.1:${port}/v1/audit?action=config.reload`, {
+      dispatcher,
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    return ((await r.body.json()) as AuditPage).items;
+  };
+  const until = async (count: number) => {
+    for (let i = 0; i < 300; i++) {
+      if ((await reloads().catch(() => [null, null, null])).length === count) return;
+      await sleep(100);
+    }
+    assert.fail(`no ${count} reload records`);
+  };
+  await until(0);
+  proc.kill('SIGHUP');
+  await until(1);
+  fs.writeFileSync(cert, 'not a certificate');
+  proc.kill('SIGHUP');
+  await until(2);
+  const [failed, ok] = await reloads();
+  assert.deepEqual([ok!.target, ok!.outcome, ok!.actor, ok!.detail], ['tls', 'ok', null, { signal: 'SIGHUP' }]);
+  assert.deepEqual([failed!.target, failed!.outcome, failed!.actor, failed!.detail.signal], ['tls', 'failed', null, 'SIGHUP']);
+  assert.ok(failed!.detail.error, 'the reason is kept');
+  assert.equal(proc.exitCode, null, 'Gantry keeps running');
 });
