@@ -80,7 +80,7 @@ class GantrySettings:
     """
 
     base_url: str
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # holds the token
     verify: bool | str = True
     proxies: dict[str, str] = field(default_factory=dict)
     timeout: float = 30.0
@@ -128,15 +128,18 @@ class GantrySettings:
         return self.proxies.get(urlsplit(self.base_url).scheme) or None
 
     def ssl_for_aiohttp(self) -> ssl.SSLContext | bool:
-        """aiohttp's ``ssl=``: True (system CAs), False (no verification), or a context for a CA bundle."""
-        if isinstance(self.verify, bool):
-            return self.verify
-        ctx = ssl.create_default_context()
+        """
+        aiohttp's ``ssl=``: False (no verification) or a context that verifies,
+        with the system CAs or the connection's CA bundle. Always a context when
+        verifying: aiohttp 3.9.0 (the declared floor) takes ``ssl=True`` as *no* verification.
+        """
+        if self.verify is False:
+            return False
+        if self.verify is True:
+            return ssl.create_default_context()
         if os.path.isdir(self.verify):
-            ctx.load_verify_locations(capath=self.verify)
-        else:
-            ctx.load_verify_locations(cafile=self.verify)
-        return ctx
+            return ssl.create_default_context(capath=self.verify)
+        return ssl.create_default_context(cafile=self.verify)
 
 
 class AsyncGantry:
@@ -271,6 +274,8 @@ class GantryHook(BaseHook):
             headers=hdrs,
             stream=stream,
             timeout=timeout if timeout is not None else self.settings.timeout,
+            # Per request: requests lets REQUESTS_CA_BUNDLE override a session's verify.
+            verify=self.settings.verify,
             allow_redirects=False,
         )
         if resp.status_code >= 300:
