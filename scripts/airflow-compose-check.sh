@@ -4,10 +4,15 @@
 #      and refuses it, naming the variable, when a secret is missing;
 #   2. the resolved config: the Airflow 3 services, Gantry alone mounting the
 #      Docker socket, AIRFLOW_CONN_GANTRY pointing at Gantry with the .env token,
-#      Gantry set up for the NVIDIA toolkit, the job volumes;
-#   3. the Dockerfiles: multi-stage Gantry on a slim Node 20 base with a
-#      HEALTHCHECK on /healthz:8420, the example job images and their files;
+#      Gantry set up for the NVIDIA toolkit, the job volumes, no mount point
+#      inside a read-only bind mount, no pull of an image from a namespace
+#      nobody here owns, [operators] default_deferrable left off;
+#   3. the Dockerfiles: multi-stage Gantry on a slim Node 26 base with a
+#      HEALTHCHECK on /healthz:8420, Airflow installed against constraints,
+#      the example job images and their files;
 #   4. the batch-inference script run on its own sample data.
+# scripts/compose-e2e.sh builds and runs the stack itself; these checks name
+# the rule a change breaks, in seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 COMPOSE=${COMPOSE:-docker-compose}
@@ -81,6 +86,22 @@ for name, svc in services.items():
     socket = any("docker.sock" in str(src or "") or "docker.sock" in str(dst or "") for src, dst in volume_sources(svc))
     check(socket == (name == "gantry"), f"{name} {'mounts' if socket else 'does not mount'} the Docker socket")
     check(not svc.get("privileged"), f"{name} is privileged")
+    # Docker creates a mount point inside the container; inside a read-only
+    # bind mount it cannot, and the container does not start.
+    mounts = []  # (target, read-only bind)
+    for v in svc.get("volumes", []):
+        if isinstance(v, dict):
+            mounts.append((str(v["target"]), v.get("type") == "bind" and bool(v.get("read_only"))))
+        else:
+            src, dst, *mode = v.split(":")
+            mounts.append((dst, src.startswith("/") and "ro" in ",".join(mode).split(",")))
+    for outer, read_only in mounts:
+        for inner, _ in mounts:
+            if read_only and inner.startswith(outer.rstrip("/") + "/"):
+                problems.append(f"{name}: {inner} is mounted inside the read-only mount {outer}")
+    default_deferrable = str(svc.get("environment", {}).get("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "false"))
+    check(default_deferrable.lower() in ("false", "0"),
+          f"{name}: AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE={default_deferrable} makes the example DAGs' operators defer")
 
 # Airflow reaches Gantry through AIRFLOW_CONN_GANTRY with the token from .env.
 token = env_file["GANTRY_AIRFLOW_TOKEN"]
@@ -103,6 +124,15 @@ check(genv.get("GANTRY_GPUS") == "nvidia-smi", "gantry: GANTRY_GPUS is not nvidi
 check(genv.get("GANTRY_ADMIN_TOKEN") == env_file["GANTRY_ADMIN_TOKEN"], "gantry: admin token not from .env")
 check(genv.get("GANTRY_AIRFLOW_TOKEN") == token, "gantry: airflow token not from .env")
 check(set(genv.get("GANTRY_MOUNT_ALLOWLIST", "").split(",")) >= {"gantry-data", "gantry-models"}, "gantry: mount allowlist")
+# A pull goes to the registry the image's first path component names, Docker Hub
+# when it names none: pulls are allowed only when every allowlisted image names
+# a registry host (a dot, a port or localhost), never Docker Hub's namespaces.
+pulls = set(genv.get("GANTRY_ALLOWED_PULL_POLICIES", "missing,always,never").split(",")) - {"never"}
+if pulls:
+    for pattern in genv.get("GANTRY_IMAGE_ALLOWLIST", "local/*").split(","):
+        first = pattern.split("/")[0]
+        check("/" in pattern and ("." in first or ":" in first or first == "localhost"),
+              f"gantry: pull policies {sorted(pulls)} allowed for {pattern}, which names no registry host (Docker Hub)")
 check(any(str(p.get("target")) == "8420" if isinstance(p, dict) else str(p).split("/")[0].endswith(":8420") for p in g.get("ports", [])), "gantry: port 8420")
 check("/healthz" in json.dumps(g.get("healthcheck", {})), "gantry: healthcheck does not call /healthz")
 devices = g.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
@@ -121,10 +151,12 @@ PYEOF
 echo "== Dockerfiles"
 df=docker/Dockerfile
 [ "$(grep -c '^FROM ' "$df")" -ge 2 ] || fail "$df is not multi-stage"
-grep -q '^ARG NODE_IMAGE=node:20-[a-z]*-slim$' "$df" || fail "$df: base is not a slim Node 20 image"
+grep -q '^ARG NODE_IMAGE=node:26-[a-z]*-slim$' "$df" || fail "$df: base is not a slim Node 26 image"
 grep -q '^HEALTHCHECK ' "$df" || fail "$df has no HEALTHCHECK"
 sed -n '/^HEALTHCHECK/,/^[A-Z]/p' "$df" | grep -q "/healthz" || fail "$df: HEALTHCHECK does not GET /healthz"
 grep -q "GANTRY_PORT=8420" "$df" && grep -q "^EXPOSE 8420" "$df" || fail "$df: port 8420"
+grep -A3 '^RUN ' docker/airflow/Dockerfile | grep -q -- '--constraint' \
+  || fail "docker/airflow/Dockerfile: pip installs without constraints"
 for f in docker/Dockerfile docker/airflow/Dockerfile docker/jobs/nvidia-smi-check/Dockerfile docker/jobs/batch-inference/Dockerfile; do
   [ -f "$f" ] || fail "$f is missing"
   # Every COPY source must exist (relative to its build context).
