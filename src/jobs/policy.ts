@@ -82,7 +82,8 @@ export function checkPolicy(spec: JobSpec, owner: string, policy: PolicyConfig, 
 
   const network = spec.network ?? 'none';
   if (FORBIDDEN_NETWORKS.test(network) || !policy.networks.includes(network)) {
-    fail('network', `network "${network}" is not allowed (allowed: ${policy.networks.join(', ')})`);
+    const never = FORBIDDEN_NETWORKS.test(network) ? '; host, bridge and container:* never are' : '';
+    fail('network', `network "${network}" is not in GANTRY_NETWORKS (${policy.networks.join(', ')})${never}`);
   }
 
   const reservedEnv = (key: string) =>
@@ -101,15 +102,17 @@ export function checkPolicy(spec: JobSpec, owner: string, policy: PolicyConfig, 
 
   const r = spec.resources ?? {};
   if (r.memoryMiB !== undefined && r.memoryMiB > policy.maxMemoryMiB) {
-    fail('resources.memoryMiB', `exceeds the maximum of ${policy.maxMemoryMiB} MiB`);
+    fail('resources.memoryMiB', `exceeds the maximum of ${policy.maxMemoryMiB} MiB (GANTRY_MAX_MEMORY_MIB)`);
   }
-  if (r.cpus !== undefined && r.cpus > policy.maxCpus) fail('resources.cpus', `exceeds the maximum of ${policy.maxCpus}`);
-  if (r.shmMiB !== undefined && r.shmMiB > policy.maxShmMiB) fail('resources.shmMiB', `exceeds the maximum of ${policy.maxShmMiB} MiB`);
+  if (r.cpus !== undefined && r.cpus > policy.maxCpus) fail('resources.cpus', `exceeds the maximum of ${policy.maxCpus} (GANTRY_MAX_CPUS)`);
+  if (r.shmMiB !== undefined && r.shmMiB > policy.maxShmMiB) {
+    fail('resources.shmMiB', `exceeds the maximum of ${policy.maxShmMiB} MiB (GANTRY_MAX_SHM_MIB)`);
+  }
   if (spec.timeoutSeconds !== undefined && spec.timeoutSeconds > policy.maxTimeoutSeconds) {
-    fail('timeoutSeconds', `exceeds the maximum of ${policy.maxTimeoutSeconds} s`);
+    fail('timeoutSeconds', `exceeds the maximum of ${policy.maxTimeoutSeconds} s (GANTRY_MAX_TIMEOUT_SECONDS)`);
   }
   if (spec.pullPolicy !== undefined && !policy.allowedPullPolicies.includes(spec.pullPolicy)) {
-    fail('pullPolicy', `must be one of ${policy.allowedPullPolicies.join(', ')}`);
+    fail('pullPolicy', `must be one of ${policy.allowedPullPolicies.join(', ')} (GANTRY_ALLOWED_PULL_POLICIES)`);
   }
 
   const socket = realpathOrNull(dockerSocket) ?? path.resolve(dockerSocket);

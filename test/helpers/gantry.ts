@@ -19,8 +19,11 @@ export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
 export const docker = new Docker({ socketPath: process.env.GANTRY_DOCKER_SOCKET ?? '/var/run/docker.sock' });
 
+/** A fresh folder, readable by jobs (which run as a non-root user) when a test mounts it. */
 export function tempDir(prefix = 'gantry-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  fs.chmodSync(dir, 0o755);
+  return dir;
 }
 
 /** Writes a GANTRY_TOKENS_FILE (only the tokens' hashes, as an operator would) in a fresh temp dir; returns its path. */

@@ -28,6 +28,7 @@ const GATE_DIR = tempDir('gantry-gate-');
 const AWAIT = 'while [ ! -e /gate/open ]; do sleep 0.05; done';
 function newGate(): { env: Record<string, string>; mounts: { source: string; target: string }[]; open(): void } {
   const dir = fs.mkdtempSync(`${GATE_DIR}/g-`);
+  fs.chmodSync(dir, 0o755);
   return {
     env: { GANTRY_MOUNT_ALLOWLIST: GATE_DIR },
     mounts: [{ source: dir, target: '/gate' }],
@@ -219,7 +220,14 @@ test('ids by index or UUID get exactly those cards', async (t) => {
 
 test('GPUs are released exactly once on every path: success, failure, a start that fails, cancel (queued and running), timeout', async (t) => {
   const gate = newGate();
-  const g = await startGantry(t, { GANTRY_GPUS: TWO_GPUS, GANTRY_GPU_DRIVER: 'env', GANTRY_STOP_GRACE_SECONDS: '1', ...gate.env });
+  // The admin may name a user, so a name the image lacks makes a start fail.
+  const g = await startGantry(t, {
+    GANTRY_GPUS: TWO_GPUS,
+    GANTRY_GPU_DRIVER: 'env',
+    GANTRY_STOP_GRACE_SECONDS: '1',
+    GANTRY_ALLOW_ROOT_OWNERS: 'admin',
+    ...gate.env,
+  });
   const released = spyReleases(g);
   const one = { gpus: { count: 1 } };
 

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { client, spawnGantry, startGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
 import { readSse } from '../helpers/sse.js';
 
@@ -125,6 +126,19 @@ test('secrets: delivered as env and file, never stored or shown, redacted from s
   const streamedLines = streamed.events.filter((e) => e.event === 'log').map((e) => JSON.parse(e.data).line);
   assert.deepEqual(streamedLines, stored.trimEnd().split('\n'), 'followers see the redacted lines as they come');
   assert.equal(job.result, '[secret:hf-token]', 'the result (for XCom) is redacted too');
+
+  // Plain env values are the job's to show, but never the request log's, refused or not.
+  const envValue = 'env-value-9Xq2Lm';
+  const withEnv = await alice.submit(sh('true', { env: { PLAIN: envValue } }));
+  assert.equal((await alice.waitFor(withEnv.id)).state, 'succeeded');
+  const refusedEnv = await alice.call('POST', '/v1/jobs', { body: sh('true', { env: { NVIDIA_VISIBLE_DEVICES: envValue } }) });
+  assert.equal(refusedEnv.status, 422);
+  // The process log reaches the test's pipe a moment after the response.
+  for (let i = 0; !/"route":"\/v1\/jobs","status":422/.test(g.output()); i++) {
+    assert.ok(i < 100, 'the request log has the refused submit');
+    await sleep(50);
+  }
+  assert.ok(!g.output().includes(envValue), 'the request log never holds env values');
 
   const b64 = Buffer.from(value).toString('base64').replace(/=+$/, '');
   const everywhere = [
