@@ -42,7 +42,7 @@ function outcomeOf(status: number): AuditOutcome {
 }
 
 /** The problem+json an answer carried: its `type`, and the fields it named (paths only, never the messages, which may quote values). */
-function problemOf(reply: FastifyReply, payload: unknown): { type: string | null; fields: string[] } {
+function answeredProblem(reply: FastifyReply, payload: unknown): { type: string | null; fields: string[] } {
   const none = { type: null, fields: [] };
   if (typeof payload !== 'string' || !String(reply.getHeader('content-type') ?? '').startsWith('application/problem+json')) return none;
   try {
@@ -104,7 +104,7 @@ export const auditTrail = fp(
       }
       const record: onSendHookHandler = async (request, reply, payload) => {
         const outcome = outcomeOf(reply.statusCode);
-        const problem = outcome === 'ok' ? undefined : problemOf(reply, payload);
+        const problem = outcome === 'ok' ? undefined : answeredProblem(reply, payload);
         const detail: AuditDetail = problem?.fields.length ? { fields: problem.fields } : {};
         await write({
           node: o.node,
