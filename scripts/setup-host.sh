@@ -2,7 +2,8 @@
 # Installs and starts what Gantry needs on a Debian host: a Docker engine
 # (bridge and iptables off), the local test image and npm dependencies.
 # With --test, also what the test suite needs: a registry and htpasswd for the
-# pull tests, docker-compose (to validate the compose file), Chromium for the
+# pull tests, docker-compose and debootstrap (the compose stack test builds
+# its base images from Debian packages), Chromium for the
 # UI tests, curl, Pythons that can make venvs (python3 for the client and
 # fuzzer venvs, python3.11 for Airflow's pins), PostgreSQL (the shared
 # store's tests start throwaway clusters) and openssl (the TLS tests make
@@ -13,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 wanted=(dockerd:docker.io busybox:busybox-static)
 if [ "${1:-}" = "--test" ]; then
-  wanted+=(docker-registry:docker-registry htpasswd:apache2-utils docker-compose:docker-compose chromium:chromium curl:curl openssl:openssl)
+  wanted+=(docker-registry:docker-registry htpasswd:apache2-utils docker-compose:docker-compose debootstrap:debootstrap chromium:chromium curl:curl openssl:openssl)
 fi
 need=()
 for bin in "${wanted[@]}"; do

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, on its own on a fresh Debian host (as root), as CI runs it:
 #   1. host setup (scripts/setup-host.sh --test): Docker engine, test image,
-#      registry, htpasswd, docker-compose, Chromium, Python venv support, npm deps
+#      registry, htpasswd, docker-compose, debootstrap, Chromium, Python venv support, npm deps
 #   2. tool setup (pinned Python venvs for the generated client and the fuzzer, the TS client's deps)
 #   3. type check, lint (Biome; dependency-cruiser's layer rules), and the OpenAPI drift check + validator
 #   4. every node:test file against the real Docker engine
 #   5. the Airflow DAG tests with real Airflow (its pinned venv) against a live Gantry
-#   6. static checks of the compose deployment
+#   6. static checks of the compose deployment, then the compose stack itself
+#      built and started, gpu_test run through it (scripts/compose-e2e.sh)
 #   7. schemathesis fuzzing of a live Gantry from the committed document
 # Every setup step skips what is already in place (only the Airflow provider is
 # reinstalled from this tree on every run).
@@ -20,4 +21,5 @@ bash scripts/ci-openapi.sh check
 npm run -s test:node
 bash scripts/airflow-test.sh
 bash scripts/airflow-compose-check.sh
+bash scripts/compose-e2e.sh
 bash scripts/ci-openapi.sh fuzz
