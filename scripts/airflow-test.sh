@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Airflow integration tests: real `airflow dags test` runs of the example
-# DAGs and the provider against a live Gantry on the real Docker engine.
+# DAGs and the provider against a live Gantry on the real Docker engine; before
+# them, the provider's unit tests (airflow/provider/tests, a local stub instead of
+# Gantry) on the pinned Airflow and again on the oldest versions the provider
+# declares (the floor venv).
 #
 #   GANTRY_URL=http://127.0.0.1:8420 GANTRY_TOKEN=... scripts/airflow-test.sh [pytest args]
 #
@@ -13,7 +16,10 @@
 # Gantry; without it the volume tests are skipped), GANTRY_TEST_IMAGE
 # (default local/busybox:latest), AIRFLOW_VENV (default airflow/.venv; made, and made
 # anew when the pins change, by this script), AIRFLOW_PYTHON (default python3.11, the
-# Python that airflow/constraints.txt was frozen on).
+# Python that airflow/constraints.txt was frozen on), AIRFLOW_FLOOR_VENV (default
+# airflow/provider/.venv-floor, made from airflow/provider/requirements-floor.txt +
+# constraints-floor.txt the same way), GANTRY_SKIP_FLOOR=1 (skip the floor run).
+# The pytest args apply to the live tests only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -24,20 +30,38 @@ PY=${AIRFLOW_PYTHON:-python3.11}
 #    from this tree. The venv is made anew whenever the pins change; its stamp (the
 #    pins' hash) is written only once the install is complete, so a venv left half
 #    made by an interrupted run is made anew too.
-PINS=$(cat airflow/requirements.txt airflow/constraints.txt | sha256sum | cut -d' ' -f1)
-if [ ! -x "$VENV/bin/airflow" ] || [ "$(cat "$VENV/.stamp" 2>/dev/null)" != "$PINS" ]; then
-  echo "airflow test: creating $VENV with $PY"
-  rm -rf "$VENV"
-  "$PY" -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check pip==26.3
-  "$VENV/bin/pip" install -q -r airflow/requirements.txt -c airflow/constraints.txt
-  echo "$PINS" > "$VENV/.stamp"
+make_venv() { # venv requirements constraints
+  local venv=$1 pins
+  pins=$(cat "$2" "$3" | sha256sum | cut -d' ' -f1)
+  if [ ! -x "$venv/bin/airflow" ] || [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$pins" ]; then
+    echo "airflow test: creating $venv with $PY"
+    rm -rf "$venv"
+    "$PY" -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check pip==26.3
+    "$venv/bin/pip" install -q -r "$2" -c "$3"
+    echo "$pins" > "$venv/.stamp"
+  fi
+}
+install_provider() { # venv
+  local build
+  build=$(mktemp -d)
+  tar -C airflow/provider --exclude=./.venv-floor --exclude=./build --exclude='*.egg-info' -cf - . | tar -xf - -C "$build"
+  "$1/bin/pip" install -q --no-deps --force-reinstall "$build" >/dev/null
+  rm -rf "$build"
+}
+make_venv "$VENV" airflow/requirements.txt airflow/constraints.txt
+install_provider "$VENV"
+
+# 1b. The provider's unit tests (no Gantry needed), on the pinned Airflow and at the floor.
+#     They run from the tests folder so that the installed package, not the tree, is imported.
+(cd airflow/provider/tests && "$VENV/bin/python" -m pytest . -q -p no:cacheprovider)
+if [ "${GANTRY_SKIP_FLOOR:-}" != 1 ]; then
+  FLOOR_VENV=${AIRFLOW_FLOOR_VENV:-$ROOT/airflow/provider/.venv-floor}
+  make_venv "$FLOOR_VENV" airflow/provider/requirements-floor.txt airflow/provider/constraints-floor.txt
+  install_provider "$FLOOR_VENV"
+  echo "airflow test: provider unit tests at the floor ($("$FLOOR_VENV/bin/pip" list 2>/dev/null | grep -E '^(apache-airflow|aiohttp|requests) ' | tr -s ' ' | tr '\n' ' '))"
+  (cd airflow/provider/tests && "$FLOOR_VENV/bin/python" -m pytest . -q -p no:cacheprovider)
 fi
-BUILD=$(mktemp -d)
-cp -r airflow/provider/. "$BUILD/"
-rm -rf "$BUILD/build" "$BUILD"/*.egg-info
-"$VENV/bin/pip" install -q --no-deps --force-reinstall "$BUILD" >/dev/null
-rm -rf "$BUILD"
 
 # 2. Gantry.
 STARTED_PID=

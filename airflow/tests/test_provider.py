@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -25,6 +28,8 @@ def test_operator_streams_log_lines_into_task_log_and_returns_result(airflow, ga
     job = gantry.job(job_id)
     assert run.xcom[("run_job", "return_value")] == "result=42" == job["result"]
     assert run.xcom[("run_job", "gantry_job")]["state"] == "succeeded"
+    assert "spec" not in run.xcom[("run_job", "gantry_job")]  # env values stay out of XCom
+    assert run.xcom[("run_job", "gantry_log_tail")][-2:] == ["[stderr] warn-on-stderr", "[stdout] result=42"]
     assert "Pausing task as DEFERRED" in run.output  # waited in the trigger, not the worker
 
     # Every container line is in the task log, tagged with its stream ...
@@ -149,3 +154,155 @@ def test_operator_on_kill_cancels_the_job_and_frees_its_gpu(in_process_airflow, 
     if gpus:
         held = [g for g in gantry.get("v1/gpus").json()["items"] if job["id"] in json.dumps(g.get("holders"))]
         assert held == [], f"GPU still held by the cancelled job: {held}"
+
+
+def test_trigger_on_kill_leaves_the_job_running_with_cancel_on_kill_false(in_process_airflow, gantry):
+    from gantry_provider.triggers.gantry import GantryJobTrigger
+
+    job = gantry.submit({"image": TEST_IMAGE, "command": ["sleep", "300"]})
+    gantry.wait_state(job["id"], ("running",))
+    try:
+        asyncio.run(GantryJobTrigger(job_id=job["id"], gantry_conn_id="gantry", cancel_on_kill=False).on_kill())
+        time.sleep(2)
+        after = gantry.job(job["id"])
+        assert after["state"] == "running" and not after.get("cancelRequested"), after
+    finally:
+        gantry.post(f"v1/jobs/{job['id']}/cancel")
+
+
+def test_hook_test_connection_reaches_gantry_and_reports_a_bad_token(in_process_airflow, gantry, monkeypatch):
+    from gantry_provider.hooks.gantry import GantryHook
+
+    ok, message = GantryHook("gantry").test_connection()
+    assert ok, message
+    conn = json.loads(os.environ["AIRFLOW_CONN_GANTRY"])
+    conn["extra"] = {"Authorization": "Bearer not-a-token"}
+    monkeypatch.setenv("AIRFLOW_CONN_GANTRY", json.dumps(conn))
+    ok, message = GantryHook("gantry").test_connection()
+    assert not ok and "401" in message, message
+
+
+# -- retries, clears and what reaches XCom, in-process against the live Gantry ---------------
+
+
+class _TI:
+    def __init__(self, run_id: str, try_number: int) -> None:
+        self.dag_id, self.run_id, self.task_id, self.map_index, self.try_number = "live", run_id, "t", -1, try_number
+        self.xcom: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.xcom[key] = value
+
+
+def _context(run_id: str, try_number: int, clear_number: int = 0) -> dict:
+    return {"ti": _TI(run_id, try_number), "dag_run": SimpleNamespace(clear_number=clear_number)}
+
+
+def _ti_labels(run_id: str, try_number: int, clear_number: int = 0) -> dict:
+    from gantry_provider.operators.gantry import task_instance_key
+
+    return {
+        "airflow.ti": task_instance_key("live", run_id, "t", -1),
+        "airflow.try_number": str(try_number),
+        "airflow.clear_number": str(clear_number),
+    }
+
+
+def _jobs_of(gantry, run_id: str) -> list[dict]:
+    from gantry_provider.operators.gantry import task_instance_key
+
+    r = gantry.get("v1/jobs", params={"label": f"airflow.ti={task_instance_key('live', run_id, 't', -1)}", "limit": 50})
+    return r.json()["items"]
+
+
+def test_retry_does_not_follow_a_job_being_cancelled(in_process_airflow, gantry):
+    from gantry_provider.hooks.gantry import GantryHook
+    from gantry_provider.operators.gantry import GantryJobOperator
+
+    run_id = f"cancel-{time.time_ns()}"
+    # PID 1 ignores SIGTERM: the job stays running, cancel requested, until the stop grace ends.
+    old = gantry.submit({"image": TEST_IMAGE, "command": ["sleep", "300"], "labels": _ti_labels(run_id, 1)})
+    gantry.wait_state(old["id"], ("running",))
+    gantry.post(f"v1/jobs/{old['id']}/cancel")
+    seen = gantry.job(old["id"])
+    op = GantryJobOperator(task_id="t", image=TEST_IMAGE, command=["sleep", "300"], deferrable=False)
+    job = op.submit_or_reattach(GantryHook("gantry"), _context(run_id, 2))
+    try:
+        assert job["id"] != old["id"], f"followed {old['id']} (seen as {seen['state']}, cancelRequested={seen.get('cancelRequested')})"
+        assert job["labels"]["airflow.try_number"] == "2"
+    finally:
+        gantry.post(f"v1/jobs/{job['id']}/cancel")
+
+
+def test_retry_takes_a_succeeded_result_and_a_clear_runs_a_fresh_job(in_process_airflow, gantry):
+    from gantry_provider.operators.gantry import GantryJobOperator
+
+    run_id = f"done-{time.time_ns()}"
+    old = gantry.submit({"image": TEST_IMAGE, "command": ["sh", "-c", "echo first-result"], "labels": _ti_labels(run_id, 1)})
+    gantry.wait_state(old["id"], ("succeeded",))
+    op = GantryJobOperator(task_id="t", image=TEST_IMAGE, command="sh -c 'echo second-result'", deferrable=False, reconnect_interval=1)
+
+    retry = _context(run_id, 2)
+    assert op.execute(retry) == "first-result"
+    assert retry["ti"].xcom["gantry_job_id"] == old["id"] and len(_jobs_of(gantry, run_id)) == 1
+
+    cleared = _context(run_id, 3, clear_number=1)
+    assert op.execute(cleared) == "second-result"  # a string command, split as a shell would
+    jobs = _jobs_of(gantry, run_id)
+    assert len(jobs) == 2 and jobs[0]["labels"]["airflow.clear_number"] == "1"
+
+
+def test_private_env_reaches_the_container_but_not_xcom(in_process_airflow, gantry):
+    from gantry_provider.operators.gantry import GantryJobOperator
+
+    secret = f"private-{time.time_ns()}"
+    op = GantryJobOperator(
+        task_id="t",
+        image=TEST_IMAGE,
+        command=["sh", "-c", 'test "$TOKEN" = "$EXPECTED" && echo token-ok'],
+        env={"EXPECTED": secret},
+        private_env={"TOKEN": secret},
+        deferrable=False,
+        reconnect_interval=1,
+    )
+    ctx = _context(f"private-{time.time_ns()}", 1)
+    assert op.execute(ctx) == "token-ok"
+    assert secret not in json.dumps(ctx["ti"].xcom), ctx["ti"].xcom
+
+
+# -- GantryJobSensor --------------------------------------------------------------------------
+
+
+def test_sensor_returns_the_result_of_a_succeeded_job_in_both_modes(in_process_airflow, gantry):
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from gantry_provider.sensors.gantry import GantryJobSensor
+    from gantry_provider.triggers.gantry import GantryJobStateTrigger
+
+    job = gantry.submit({"image": TEST_IMAGE, "command": ["sh", "-c", "sleep 3; echo sensed"]})
+    with pytest.raises(TaskDeferred) as deferred:
+        GantryJobSensor(task_id="s", job_id=job["id"], deferrable=True, poke_interval=1).execute(_context("s", 1))
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, GantryJobStateTrigger)
+
+    async def first_event():
+        async for ev in trigger.run():
+            return ev.payload
+
+    event = asyncio.run(asyncio.wait_for(first_event(), 60))
+    sensor = GantryJobSensor(task_id="s", job_id=job["id"], deferrable=True)
+    assert sensor.execute_complete(_context("s", 1), event) == "sensed"
+    assert GantryJobSensor(task_id="s", job_id=job["id"], deferrable=False, poke_interval=1).execute(_context("s", 1)) == "sensed"
+
+
+def test_sensor_fails_with_the_jobs_end_and_on_an_unknown_job(in_process_airflow, gantry):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from gantry_provider.sensors.gantry import GantryJobSensor
+
+    job = gantry.submit({"image": TEST_IMAGE, "command": ["sh", "-c", "exit 5"]})
+    gantry.wait_state(job["id"], ("failed",))
+    with pytest.raises(AirflowFailException, match=r"ended failed \(exit code 5\)"):
+        GantryJobSensor(task_id="s", job_id=job["id"], deferrable=False, poke_interval=1).execute(_context("s", 1))
+    with pytest.raises(AirflowFailException, match="does not exist"):
+        GantryJobSensor(task_id="s", job_id="no-such-job", deferrable=True, poke_interval=1).execute(_context("s", 1))

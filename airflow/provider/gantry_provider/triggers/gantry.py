@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import aiohttp
@@ -143,23 +144,25 @@ class GantryJobTrigger(BaseTrigger):
         async with hook.aclient() as gantry:
             while True:
                 try:
-                    async for events in gantry.events(self.job_id, stream.last_id):
-                        failing_since = None
-                        job = stream.handle(events)
-                        if job is not None:
-                            yield TriggerEvent(
-                                {
-                                    "status": "done",
-                                    "job": job_summary(job),
-                                    "log_tail": list(stream.tail),
-                                    "last_event_id": stream.last_id,
-                                }
-                            )
-                            return
-                        now = time.monotonic()
-                        if stream.last_id != checkpointed and now - checkpointed_at >= self.checkpoint_interval:
-                            checkpointed, checkpointed_at = stream.last_id, now
-                            await self._save_checkpoint(stream.last_id)
+                    # aclosing: leaving the loop at `end` closes the response before the session.
+                    async with aclosing(gantry.events(self.job_id, stream.last_id)) as reads:
+                        async for events in reads:
+                            failing_since = None
+                            job = stream.handle(events)
+                            if job is not None:
+                                yield TriggerEvent(
+                                    {
+                                        "status": "done",
+                                        "job": job_summary(job),
+                                        "log_tail": list(stream.tail),
+                                        "last_event_id": stream.last_id,
+                                    }
+                                )
+                                return
+                            now = time.monotonic()
+                            if stream.last_id != checkpointed and now - checkpointed_at >= self.checkpoint_interval:
+                                checkpointed, checkpointed_at = stream.last_id, now
+                                await self._save_checkpoint(stream.last_id)
                     err: Exception = ConnectionError("the log stream closed before the job ended")
                 except GantryApiError as exc:
                     if not exc.transient:
