@@ -113,6 +113,7 @@ class DagRun:
     seconds: float
     tis: dict[str, dict] = field(default_factory=dict)  # task_id -> {state, try_number}
     xcom: dict[tuple[str, str], object] = field(default_factory=dict)  # (task_id, key) -> value
+    reschedules: dict[str, int] = field(default_factory=dict)  # task_id -> times a reschedule-mode sensor gave way
 
     def describe(self) -> str:
         tail = "\n".join(self.output.splitlines()[-80:])
@@ -206,6 +207,12 @@ class Airflow:
                 "SELECT task_id, key, value FROM xcom WHERE dag_id = ? AND run_id = ?", (dag_id, run.run_id)
             ):
                 run.xcom[(task_id, key)] = json.loads(value) if isinstance(value, (str, bytes)) else value
+            for task_id, count in con.execute(
+                "SELECT ti.task_id, count(*) FROM task_reschedule tr JOIN task_instance ti ON ti.id = tr.ti_id"
+                " WHERE ti.dag_id = ? AND ti.run_id = ? GROUP BY ti.task_id",
+                (dag_id, run.run_id),
+            ):
+                run.reschedules[task_id] = count
         return run
 
     @staticmethod

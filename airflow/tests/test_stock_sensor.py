@@ -68,6 +68,7 @@ def test_waits_while_running_then_succeeds_with_the_result(airflow, gantry, moun
         assert ended["state"] == "succeeded"
         assert run.xcom[(task, "return_value")] == ended["result"] == f"result-of-{'a' if job is a else 'b'}"
     assert "Pausing task as DEFERRED" not in run.output
+    assert run.reschedules.get("wait_reschedule", 0) >= 1 and "wait_poke" not in run.reschedules, run.reschedules
 
 
 def test_fails_with_the_jobs_state_exit_code_and_reason(airflow, gantry, mount_root, connection):
