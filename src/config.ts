@@ -158,7 +158,9 @@ export const EnvSchema = z.object({
     .describe(
       "per-job log cap (bytes); past it a truncation marker is stored and output discarded. Docker's own log file of a job is sized 4 × this + 16 MiB (the driver's per-line overhead), so a restarted Gantry can always resume capture from it",
     ),
-  GANTRY_LOG_RETENTION_DAYS: int(0).default(30).describe('delete the logs of jobs that ended more than this many days ago (0: keep)'),
+  GANTRY_LOG_RETENTION_DAYS: int(0)
+    .default(30)
+    .describe('delete the logs of jobs that ended, and audit records written, more than this many days ago (0: keep)'),
   GANTRY_KEEP_CONTAINERS: bool
     .default(false)
     .describe('keep finished containers (`true`/`false`, `1`/`0`, `yes`/`no`); their logs are stored either way'),

@@ -83,7 +83,7 @@ export class JobRun {
       record.containerId,
     );
     this.cancelRequested = record.cancelRequested;
-    this.secretFiles = new SecretFiles(d.config.secrets.runDir, record.id, record.attempt, record.spec.secrets ?? []);
+    this.secretFiles = new SecretFiles(d.config.secrets.runDir, record.node, record.id, record.attempt, record.spec.secrets ?? []);
   }
 
   get id(): string {

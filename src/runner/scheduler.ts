@@ -15,6 +15,7 @@ import type { ImagePuller } from './images.js';
 import { JobRun, type RunEnd } from './job-run.js';
 import type { NodeSeat } from './node-seat.js';
 import { type ReconcileReport, reconcile } from './reconcile.js';
+import { clearSecretFiles } from './secret-delivery.js';
 
 /** Pause before the queue is looked at again after another node won a claim. */
 const CLAIM_RETRY_MS = 100;
@@ -67,6 +68,9 @@ export class Scheduler {
    * the engine is unreachable, both wait until it answers.
    */
   async start(): Promise<ReconcileReport | null> {
+    await clearSecretFiles(this.d.config.secrets.runDir, this.d.seat.name).catch((err) =>
+      this.d.log.error({ err }, 'could not clear secret files left by an earlier run'),
+    );
     try {
       this.reconciled = await reconcile({
         node: this.d.seat.name,

@@ -31,8 +31,18 @@ export async function readSecrets(source: SecretSource, owner: string, refs: rea
 }
 
 /**
- * The files of a run's file secrets, on the host: one directory per attempt
- * (mode 0700, so no other host user reaches them) under GANTRY_SECRETS_RUN_DIR,
+ * Removes what a node that stopped abruptly left of its secret files. Safe
+ * before the node runs anything: files are needed only between creating a
+ * container and starting it, and a created container is started only after
+ * its files are written again.
+ */
+export async function clearSecretFiles(runDir: string, node: string): Promise<void> {
+  await fs.rm(path.join(runDir, node), { recursive: true, force: true });
+}
+
+/**
+ * The files of a run's file secrets, on the host: one directory per node and
+ * attempt (mode 0700, so no other host user reaches them) under GANTRY_SECRETS_RUN_DIR,
  * which should be a tmpfs, each file read-only and bind-mounted read-only at
  * the path the spec names. The engine needs them from creating the
  * container to starting it; once started, the container keeps its mounts
@@ -43,11 +53,12 @@ export class SecretFiles {
 
   constructor(
     runDir: string,
+    node: string,
     jobId: string,
     attempt: number,
     private readonly refs: readonly SecretRef[],
   ) {
-    this.dir = path.join(runDir, `${jobId}-${attempt}`);
+    this.dir = path.join(runDir, node, `${jobId}-${attempt}`);
   }
 
   /** The bind mounts of the file secrets (their sources exist once `write` has run). */
@@ -60,7 +71,7 @@ export class SecretFiles {
   /** Writes the files (again, if they were removed: a created container is started only after this). */
   async write(secrets: RunSecrets): Promise<void> {
     if (!this.refs.some((r) => r.file !== undefined)) return;
-    await fs.mkdir(path.dirname(this.dir), { recursive: true, mode: 0o700 });
+    // Every folder made here is 0700, the node's too.
     await fs.mkdir(this.dir, { recursive: true, mode: 0o700 });
     await Promise.all(
       this.refs.map(async (ref, i) => {

@@ -96,12 +96,11 @@ test('secrets: delivered as env and file, never stored or shown, redacted from s
     '(echo x > /run/secrets/hf) 2>/dev/null || echo file-read-only',
     'echo "$HF_TOKEN"',
   ].join('; ');
-  const spec = sh(script, {
-    secrets: [
-      { name: 'hf-token', env: 'HF_TOKEN' },
-      { name: 'hf-token', file: '/run/secrets/hf' },
-    ],
-  });
+  const refs = [
+    { name: 'hf-token', env: 'HF_TOKEN' },
+    { name: 'hf-token', file: '/run/secrets/hf' },
+  ];
+  const spec = sh(script, { secrets: refs });
   const submitted = await alice.call<{ id: string }>('POST', '/v1/jobs', { body: spec });
   assert.equal(submitted.status, 201, submitted.text);
   const id = submitted.body.id;
@@ -153,8 +152,12 @@ test('secrets: delivered as env and file, never stored or shown, redacted from s
     assert.ok(!text.includes(value), 'the value appears nowhere Gantry keeps or shows');
     assert.ok(!text.includes(b64), 'nor its base64');
   }
-  assert.deepEqual(job.spec.secrets, spec.secrets, 'the job shows the names it was given');
-  assert.deepEqual(fs.readdirSync(runDir), [], 'no secret file is left on the host');
+  assert.deepEqual(job.spec.secrets, refs, 'the job shows the names it was given');
+  assert.deepEqual(
+    fs.readdirSync(runDir).flatMap((node) => fs.readdirSync(path.join(runDir, node))),
+    [],
+    'no secret file is left on the host',
+  );
 
   // Another owner's secret, and one that does not exist, are refused alike.
   for (const name of ['hf-token', 'no-such-secret']) {

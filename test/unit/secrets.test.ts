@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { SecretRedactor } from '../../src/logs/secret-redactor.js';
-import { readSecrets, SecretFiles } from '../../src/runner/secret-delivery.js';
+import { clearSecretFiles, readSecrets, SecretFiles } from '../../src/runner/secret-delivery.js';
 import { DirectorySecretSource } from '../../src/secrets/directory-source.js';
 import { openSecretSource } from '../../src/secrets/open.js';
 import { NO_SECRETS, SecretUnavailableError } from '../../src/secrets/source.js';
@@ -77,12 +77,14 @@ test('a run reads its secrets: env values lose one trailing newline, values too 
 
 test('secret files live in a 0700 folder per attempt, read-only, until removed', async () => {
   const runDir = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'run-')), 'secrets');
-  const files = new SecretFiles(runDir, 'job1', 2, [
+  const files = new SecretFiles(runDir, 'node-a', 'job1', 2, [
     { name: 'a', env: 'A' },
     { name: 'b', file: '/run/secrets/b' },
   ]);
   const mounts = files.mounts();
-  assert.deepEqual(mounts, [{ type: 'bind', source: path.join(runDir, 'job1-2', '1'), target: '/run/secrets/b', readOnly: true }]);
+  assert.deepEqual(mounts, [
+    { type: 'bind', source: path.join(runDir, 'node-a', 'job1-2', '1'), target: '/run/secrets/b', readOnly: true },
+  ]);
   const secrets = {
     values: [
       { name: 'a', value: Buffer.from('aaaa') },
@@ -95,6 +97,12 @@ test('secret files live in a 0700 folder per attempt, read-only, until removed',
   assert.equal(fs.readFileSync(mounts[0]!.source, 'utf8'), 'bbbb\n', 'a file secret keeps its exact bytes');
   assert.equal(fs.statSync(mounts[0]!.source).mode & 0o777, 0o444);
   assert.equal(fs.statSync(path.dirname(mounts[0]!.source)).mode & 0o777, 0o700);
+  assert.equal(fs.statSync(path.join(runDir, 'node-a')).mode & 0o777, 0o700);
   await files.remove();
   assert.equal(fs.existsSync(path.dirname(mounts[0]!.source)), false);
+  await files.write(secrets);
+  await clearSecretFiles(runDir, 'node-b');
+  assert.ok(fs.existsSync(mounts[0]!.source), "another node's files are left alone");
+  await clearSecretFiles(runDir, 'node-a');
+  assert.equal(fs.existsSync(path.join(runDir, 'node-a')), false, 'a restarted node clears what it left');
 });
