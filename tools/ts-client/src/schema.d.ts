@@ -259,10 +259,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The audit trail: who changed what, and how it ended, newest first
+         * @description Admin only. One record per state-changing request (submit, cancel, drain, undrain), refused ones included, and per reload asked of a node (SIGHUP); from every node of a fleet. Records hold no request content. Records older than GANTRY_LOG_RETENTION_DAYS are deleted, as job logs are.
+         */
+        get: operations["listAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AuditDetail: {
+            /** @description The request fields a refusal named, as paths (`body.image`); never their values. */
+            fields?: string[];
+            /** @description The signal that asked for a reload (`SIGHUP`). */
+            signal?: string;
+            /** @description Why a reload did not take. */
+            error?: string;
+        };
+        AuditList: {
+            items: components["schemas"]["AuditRecord"][];
+            /** @description Pass as `cursor` for the next (older) page; null on the last page. */
+            nextCursor: string | null;
+        };
+        AuditRecord: {
+            /** @description The record’s number: unique, and increasing in the order records were written (the list’s cursor). */
+            seq: number;
+            /** @description When it was recorded (ISO 8601, UTC): the store’s clock, which in a fleet is PostgreSQL’s. */
+            at: string;
+            /** @description The Gantry node that answered (GANTRY_NODE_NAME). */
+            node: string;
+            /** @description The owner of the presented token when it was valid (a 403 included); null without one, or for an action not asked over HTTP. */
+            actor: string | null;
+            /** @description A stable code: `job.submit`, `job.cancel`, `node.drain`, `node.undrain`, `config.reload`. */
+            action: string;
+            /** @description What was acted on: the job id (the one a submit created), or the node name; null if none. */
+            target: string | null;
+            /** @enum {string} */
+            outcome: "ok" | "refused" | "failed";
+            /** @description The HTTP status of the answer; null for an action not asked over HTTP. */
+            status: number | null;
+            /** @description The RFC 9457 problem `type` of the answer when refused or failed over HTTP. */
+            problemType: string | null;
+            /** @description The request’s `X-Request-Id`, as its answer carried it. */
+            requestId: string | null;
+            detail: components["schemas"]["AuditDetail"];
+        };
         /** @description The job in its final state; the server then closes the stream. */
         EndEvent: {
             /**
@@ -344,6 +400,8 @@ export interface components {
             labels: {
                 [key: string]: string;
             };
+            /** @description A cancel was asked for; the job ends `cancelled` unless it ends otherwise first. */
+            cancelRequested: boolean;
             requestId: string | null;
             spec: components["schemas"]["JobSpec"];
         };
@@ -376,7 +434,10 @@ export interface components {
             env?: {
                 [key: string]: string;
             };
+            /** @description Secrets from the operator's secret source, by name: the values never enter Gantry's database or API, and are redacted from the job's logs. */
+            secrets?: components["schemas"]["SecretRef"][];
             workdir?: string;
+            /** @description Who the job runs as. Defaults to GANTRY_DEFAULT_USER; uid or gid 0, and names (which the image could map to 0), only for owners in GANTRY_ALLOW_ROOT_OWNERS. */
             user?: string;
             resources?: components["schemas"]["Resources"];
             mounts?: components["schemas"]["Mount"][];
@@ -420,7 +481,10 @@ export interface components {
             env?: {
                 [key: string]: string;
             };
+            /** @description Secrets from the operator's secret source, by name: the values never enter Gantry's database or API, and are redacted from the job's logs. */
+            secrets?: components["schemas"]["SecretRef"][];
             workdir?: string;
+            /** @description Who the job runs as. Defaults to GANTRY_DEFAULT_USER; uid or gid 0, and names (which the image could map to 0), only for owners in GANTRY_ALLOW_ROOT_OWNERS. */
             user?: string;
             resources?: components["schemas"]["Resources"];
             mounts?: components["schemas"]["MountInput"][];
@@ -597,6 +661,20 @@ export interface components {
             /** @description The causes that start a new attempt; any other end is final. node_lost: the node running it stopped renewing its lease. */
             on: "node_lost"[];
         };
+        /**
+         * @example {
+         *       "name": "hf-token",
+         *       "env": "HF_TOKEN"
+         *     }
+         */
+        SecretRef: {
+            /** @description The secret, by name. */
+            name: string;
+            /** @description Deliver the value as this environment variable. */
+            env?: string;
+            /** @description Deliver the value as a read-only file at this path in the container (on a tmpfs, never on the image's layers). */
+            file?: string;
+        } & (unknown | unknown);
         /** @description The job, sent first on connect and again on each change of state. */
         StatusEvent: {
             /**
@@ -734,6 +812,7 @@ export interface operations {
                      *             }
                      *           },
                      *           "pull": null,
+                     *           "cancelRequested": false,
                      *           "state": "succeeded",
                      *           "position": null,
                      *           "exitCode": 0,
@@ -893,6 +972,7 @@ export interface operations {
                      *         }
                      *       },
                      *       "pull": null,
+                     *       "cancelRequested": false,
                      *       "state": "queued",
                      *       "position": 0,
                      *       "exitCode": null,
@@ -952,6 +1032,7 @@ export interface operations {
                      *         }
                      *       },
                      *       "pull": null,
+                     *       "cancelRequested": false,
                      *       "state": "queued",
                      *       "position": 0,
                      *       "exitCode": null,
@@ -1191,6 +1272,7 @@ export interface operations {
                      *         }
                      *       },
                      *       "pull": null,
+                     *       "cancelRequested": false,
                      *       "state": "succeeded",
                      *       "position": null,
                      *       "exitCode": 0,
@@ -1378,6 +1460,7 @@ export interface operations {
                      *         }
                      *       },
                      *       "pull": null,
+                     *       "cancelRequested": false,
                      *       "state": "cancelled",
                      *       "position": null,
                      *       "exitCode": null,
@@ -1809,6 +1892,7 @@ export interface operations {
                      *         }
                      *       },
                      *       "pull": null,
+                     *       "cancelRequested": false,
                      *       "state": "succeeded",
                      *       "position": null,
                      *       "exitCode": 0,
@@ -2697,6 +2781,153 @@ export interface operations {
                      *       "status": 507,
                      *       "detail": "the store's disk is full: database or disk is full; nothing was stored, try again later",
                      *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listAudit: {
+        parameters: {
+            query?: {
+                /** @description Only records of this token owner. */
+                actor?: string;
+                /** @description Only records of this action. */
+                action?: "job.submit" | "job.cancel" | "node.drain" | "node.undrain" | "config.reload";
+                /** @description Only records about this job id or node name. */
+                target?: string;
+                /** @description Only records that ended so. */
+                outcome?: "ok" | "refused" | "failed";
+                /** @description Only records at or after this time (RFC 3339). */
+                from?: string;
+                /** @description Only records before this time (RFC 3339). */
+                to?: string;
+                /** @description The most records a page holds. */
+                limit?: number;
+                /** @description The previous page’s `nextCursor`. */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of records */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "seq": 43,
+                     *           "at": "2026-01-05T09:45:02.318Z",
+                     *           "node": "gpu-host-1",
+                     *           "actor": "admin",
+                     *           "action": "node.drain",
+                     *           "target": "gpu-host-1",
+                     *           "outcome": "ok",
+                     *           "status": 200,
+                     *           "problemType": null,
+                     *           "requestId": "c9e2d0f4-5b1a-4c7e-8f3d-1a2b3c4d5e6f",
+                     *           "detail": {}
+                     *         },
+                     *         {
+                     *           "seq": 42,
+                     *           "at": "2026-01-05T09:31:40.007Z",
+                     *           "node": "gpu-host-1",
+                     *           "actor": "airflow",
+                     *           "action": "job.submit",
+                     *           "target": null,
+                     *           "outcome": "refused",
+                     *           "status": 422,
+                     *           "problemType": "https://gantry.dev/problems/policy",
+                     *           "requestId": "7d1e6c2a-3f4b-4e8a-9c0d-5e6f7a8b9c0d",
+                     *           "detail": {
+                     *             "fields": [
+                     *               "body.image"
+                     *             ]
+                     *           }
+                     *         },
+                     *         {
+                     *           "seq": 41,
+                     *           "at": "2026-01-05T09:30:00.004Z",
+                     *           "node": "gpu-host-2",
+                     *           "actor": "airflow",
+                     *           "action": "job.submit",
+                     *           "target": "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47",
+                     *           "outcome": "ok",
+                     *           "status": 201,
+                     *           "problemType": null,
+                     *           "requestId": "a4f4c3b2-0d7e-4a43-9b0e-6f4f3c1d2e10",
+                     *           "detail": {}
+                     *         }
+                     *       ],
+                     *       "nextCursor": "41"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AuditList"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unauthorized",
+                     *       "title": "Authentication required",
+                     *       "status": 401,
+                     *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token is not an admin’s */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token lacks the \"admin\" scope",
+                     *       "instance": "/v1/audit"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request or refused by policy; `errors` names the fields at fault */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/policy",
+                     *       "title": "Refused by policy",
+                     *       "status": 422,
+                     *       "detail": "body.image: image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST",
+                     *       "instance": "/v1/jobs",
+                     *       "errors": [
+                     *         {
+                     *           "field": "body.image",
+                     *           "message": "image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST"
+                     *         }
+                     *       ]
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
