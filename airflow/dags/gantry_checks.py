@@ -75,7 +75,8 @@ def job_done(response) -> bool | PokeReturnValue:
         job = None
     if not isinstance(job, dict) or "state" not in job:
         raise AirflowFailException(
-            f"Gantry job unreadable: GET {response.url} answered 200 without a job (is the connection's base path right?)"
+            f"Gantry job unreadable: GET {response.url} answered 200 without a job"
+            " (is the connection's base path right?)"
         )
     state = job["state"]
     if state == "succeeded":

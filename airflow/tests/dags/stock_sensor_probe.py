@@ -24,16 +24,16 @@ with DAG(
     catchup=False,
     params={
         "job_id": Param("", type="string", description="job for the poke-mode sensor"),
-        "reschedule_job_id": Param("", type="string", description="job for the reschedule-mode sensor (default: job_id)"),
+        "reschedule_job_id": Param("", type="string", description="job for the reschedule sensor (default: job_id)"),
     },
 ):
-    for mode in ("poke", "reschedule"):
+    for mode, job in (("poke", "params.job_id"), ("reschedule", "params.reschedule_job_id or params.job_id")):
         HttpSensor(
             task_id=f"wait_{mode}",
             http_conn_id="gantry",
-            endpoint="v1/jobs/{{ params.job_id }}" if mode == "poke" else "v1/jobs/{{ params.reschedule_job_id or params.job_id }}",
+            endpoint=f"v1/jobs/{{{{ {job} }}}}",
             response_check=job_done,
-            extra_options={"check_response": False},
+            extra_options={"check_response": False},  # as in the example DAGs
             mode=mode,
             poke_interval=float(os.environ.get("GANTRY_SENSOR_POKE_INTERVAL", "1")),
             timeout=300,  # the tests give up long before: a sensor that reaches this has hung
