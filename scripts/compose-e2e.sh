@@ -88,8 +88,10 @@ standin() { # name tag [docker build args...]
     echo "using $tag as found (not a stand-in)"
     return
   fi
-  docker build -q --network host --label "$STANDIN_LABEL=true" --build-arg "BASE=$BASE_IMAGE" \
-    -t "$tag" "$@" "$ROOT/docker/ci/standins/$name" >/dev/null
+  local ctx=${STANDIN_CONTEXT:-$ROOT/docker/ci/standins/$name}
+  docker build --network host --label "$STANDIN_LABEL=true" --build-arg "BASE=$BASE_IMAGE" \
+    -t "$tag" "$@" "$ctx" >"$WORK/standin-$name.log" 2>&1 \
+    || { tail -30 "$WORK/standin-$name.log"; fail "stand-in $tag"; }
   echo "stand-in $tag"
 }
 
@@ -127,7 +129,7 @@ EOF
 fi
 if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   ca=/usr/local/share/gantry-ci/ca-bundle.crt
-  docker import -q \
+  docker import \
     -c "ENV NODE_EXTRA_CA_CERTS=$ca PIP_CERT=$ca SSL_CERT_FILE=$ca REQUESTS_CA_BUNDLE=$ca" \
     -c 'CMD ["bash"]' "$ROOTFS_TAR" "$BASE_IMAGE" >/dev/null
 fi
@@ -144,14 +146,9 @@ cp "$ROOT"/docker/ci/standins/node/* "$node_ctx/"
 # The Airflow stand-in takes minutes on a fresh host: it builds alongside the rest.
 standin airflow "apache/airflow:$AIRFLOW_VERSION-python3.11" \
   --build-arg "AIRFLOW_VERSION=$AIRFLOW_VERSION" --build-arg "AIRFLOW_RELEASED=$AIRFLOW_RELEASED" \
-  >"$WORK/airflow-standin.log" 2>&1 &
+  >"$WORK/airflow-standin.out" 2>&1 &
 airflow_standin=$!
-if is_foreign node:26-bookworm-slim; then
-  echo "using node:26-bookworm-slim as found (not a stand-in)"
-else
-  docker build -q --label "$STANDIN_LABEL=true" --build-arg "BASE=$BASE_IMAGE" -t node:26-bookworm-slim "$node_ctx" >/dev/null
-  echo "stand-in node:26-bookworm-slim"
-fi
+STANDIN_CONTEXT=$node_ctx standin node node:26-bookworm-slim
 standin python python:3.12-slim
 standin postgres postgres:16
 standin redis redis:7.2-bookworm
@@ -194,7 +191,7 @@ reservations["devices"] = [d for d in devices if d.get("driver") != "nvidia"]
 yaml.safe_dump(cfg, open(sys.argv[2], "w"), sort_keys=False)
 PYEOF
 
-step "docker-compose build (stand-ins for the base images that need no Airflow)"
+step "docker-compose build: Gantry and the job images (the Airflow stand-in builds meanwhile)"
 compose build gantry gantry-volumes-init gantry-nvidia-smi-check-image >"$WORK/build.log" 2>&1 \
   || { tail -40 "$WORK/build.log"; fail "docker-compose build"; }
 grep -E '^Successfully tagged' "$WORK/build.log" || true
@@ -203,9 +200,9 @@ docker run --rm --network none --entrypoint node gantry/gantry:local -e \
   || fail "better-sqlite3 does not load in gantry/gantry:local"
 
 step "Airflow stand-in and docker-compose build of the Airflow image"
-wait "$airflow_standin" || { tail -40 "$WORK/airflow-standin.log"; fail "Airflow stand-in build"; }
+wait "$airflow_standin" || { cat "$WORK/airflow-standin.out"; fail "Airflow stand-in build"; }
 airflow_standin=
-cat "$WORK/airflow-standin.log"
+cat "$WORK/airflow-standin.out"
 compose build airflow-init >>"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; fail "docker-compose build"; }
 compose build >>"$WORK/build.log" 2>&1 || { tail -40 "$WORK/build.log"; fail "docker-compose build"; }
 
@@ -213,7 +210,7 @@ step "docker-compose up, every healthcheck"
 timeout 900 "$COMPOSE" -p "$PROJECT" --project-directory "$WORK/tree" -f "$WORK/compose.yaml" up -d \
   >"$WORK/up.log" 2>&1 || { cat "$WORK/up.log"; fail "docker-compose up"; }
 containers=$(docker ps -aq --filter "label=com.docker.compose.project=$PROJECT")
-deadline=$(($(date +%s) + 300))
+deadline=$(($(date +%s) + 480))
 while :; do
   pending=
   for c in $containers; do
@@ -229,7 +226,7 @@ while :; do
     pending="$pending $svc($status/$health)"
   done
   [ -z "$pending" ] && break
-  [ "$(date +%s)" -lt "$deadline" ] || fail "not ready after 300s:$pending"
+  [ "$(date +%s)" -lt "$deadline" ] || fail "not ready after 480s:$pending"
   sleep 3
 done
 echo "healthy: $(for c in $containers; do docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}' "$c"; done | sort | tr '\n' ' ')"
