@@ -49,8 +49,10 @@ export const jobWaitRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { job
       serializerCompiler: () => frozenJson,
       schema: {
         operationId: 'waitForJob',
-        summary: 'Sensor endpoint: 404 while the job runs, 200 once it succeeded, 303 once it did not',
+        summary: 'Deprecated sensor endpoint: 404 while the job runs, 200 once it succeeded, 303 once it did not',
+        deprecated: true,
         description:
+          "**Deprecated**: a stock `HttpSensor` on it succeeds on a failed job when the connection sets `allow_redirects: false`, and on a pending one with `check_response: false`, which no answer of this endpoint can prevent. Wait with `HttpSensor` on `GET /v1/jobs/{id}` and a `response_check` (airflow/dags/gantry_checks.py), or the provider's `GantryJobSensor`. " +
           "Made for Airflow's stock `HttpSensor` (poke and deferrable, no `response_check`; see airflow/SENSOR.md): " +
           '**404** `job-pending` while the job is queued, pulling, starting or running (keep waiting); **200** with the Job once it ' +
           '`succeeded`; **303** `job-unsuccessful` once it ended `failed`, `cancelled` or `timed_out`, and **303** `not-found` for an ' +
