@@ -79,9 +79,16 @@ if [ -z "${GANTRY_URL:-}" ]; then
   mkdir -p "$WORK/mounts" && chmod 777 "$WORK/mounts"
   PORT=${GANTRY_TEST_PORT:-8421}
   export GANTRY_TOKEN=${GANTRY_TOKEN:-airflow-test-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')}
+  # One secret the admin token's owner may use, for the provider's secrets test.
+  export GANTRY_TEST_SECRET_NAME=airflow-test-secret
+  export GANTRY_TEST_SECRET_VALUE=secret-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+  mkdir -m 0700 "$WORK/secrets"
+  printf '%s\n' "$GANTRY_TEST_SECRET_VALUE" >"$WORK/secrets/$GANTRY_TEST_SECRET_NAME"
+  echo "{\"$GANTRY_TEST_SECRET_NAME\": [\"admin\"]}" >"$WORK/secrets/.owners.json"
   GANTRY_DATA_DIR="$WORK/data" GANTRY_ADMIN_TOKEN="$GANTRY_TOKEN" GANTRY_HOST=127.0.0.1 GANTRY_PORT="$PORT" \
   GANTRY_METRICS_PORT=0 GANTRY_GPUS="GPU-a1f1a1f1-0000-4000-8000-000000000001:16384" GANTRY_GPU_DRIVER=env \
   GANTRY_MOUNT_ALLOWLIST="$WORK/mounts" GANTRY_STOP_GRACE_SECONDS=2 GANTRY_LOG_LEVEL=warn \
+  GANTRY_SECRETS_DIR="$WORK/secrets" GANTRY_SECRETS_RUN_DIR="$WORK/secret-run" \
     node --import tsx src/main.ts >"$WORK/gantry.log" 2>&1 &
   STARTED_PID=$!
   export GANTRY_URL="http://127.0.0.1:$PORT"

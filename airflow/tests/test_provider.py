@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import json
 import os
 import time
@@ -269,6 +270,30 @@ def test_private_env_reaches_the_container_but_not_xcom(in_process_airflow, gant
     ctx = _context(f"private-{time.time_ns()}", 1)
     assert op.execute(ctx) == "token-ok"
     assert secret not in json.dumps(ctx["ti"].xcom), ctx["ti"].xcom
+
+
+def test_secrets_are_passed_by_name_and_their_value_reaches_the_job_only(in_process_airflow, gantry):
+    from gantry_provider.operators.gantry import GantryJobOperator
+
+    name, value = os.environ.get("GANTRY_TEST_SECRET_NAME"), os.environ.get("GANTRY_TEST_SECRET_VALUE")
+    if not name or not value:
+        pytest.skip("GANTRY_TEST_SECRET_NAME/VALUE name a secret of the Gantry under test (scripts/airflow-test.sh sets them)")
+    op = GantryJobOperator(
+        task_id="t",
+        image=TEST_IMAGE,
+        # The digest proves the job got the value; the echo that Gantry redacts it from what Airflow sees.
+        command=["sh", "-c", 'printf %s "$TOKEN" | sha256sum | cut -c1-64; echo "leak: $TOKEN"'],
+        secrets=[{"name": name, "env": "TOKEN"}],
+        deferrable=False,
+        reconnect_interval=1,
+    )
+    ctx = _context(f"secrets-{time.time_ns()}", 1)
+    assert op.execute(ctx) == f"leak: [secret:{name}]"
+    xcom = json.dumps(ctx["ti"].xcom)
+    assert hashlib.sha256(value.encode()).hexdigest() in xcom, xcom
+    assert value not in xcom
+    jobs = gantry.get("v1/jobs", params={"limit": 1}).json()["items"]
+    assert jobs[0]["spec"]["secrets"] == [{"name": name, "env": "TOKEN"}] and value not in json.dumps(jobs)
 
 
 # -- GantryJobSensor --------------------------------------------------------------------------
