@@ -124,7 +124,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     shared,
     log,
     onSettled: (settled) => {
-      for (const { record } of settled) void jobs.view(record).then((job) => events.publishStatus(job));
+      for (const { record } of settled) {
+        jobs.observe(record);
+        void jobs.view(record).then((job) => events.publishStatus(job));
+      }
       events.publishQueueChanged();
     },
     onFenced: async () => scheduler?.abandonSettled(),
@@ -157,7 +160,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
           directory.invalidate();
           void membership.refresh().then(() => scheduler?.kick());
         },
-        queueChanged: () => events.publishQueueChanged(),
+        queued: (jobId) =>
+          void jobs.refresh(jobId).then(
+            () => events.publishQueueChanged(),
+            // The feed resyncs after any outage, which reads the whole queue again.
+            (err) => log.warn({ err, jobId }, 'could not read a job queued by another node'),
+          ),
+        dequeued: (jobId) => jobs.dequeued(jobId),
+        queueResync: () => void scheduler?.reloadQueue(),
       })
     : () => undefined;
 

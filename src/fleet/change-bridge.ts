@@ -7,16 +7,21 @@ export interface BridgeTargets {
   jobs: JobService;
   /** The fleet's nodes changed (one joined, was lost or drained). */
   nodesChanged: () => void;
-  /** The queue may have changed in a way this node did not see. */
-  queueChanged: () => void;
+  /** A job was queued, or queued again, by another hand: read it into the queue. */
+  queued: (jobId: string) => void;
+  /** A job left the queue (another node took it, it was cancelled): drop it from the queue, if there. */
+  dequeued: (jobId: string) => void;
+  /** Changes may have been missed: read the whole queue again. */
+  queueResync: () => void;
 }
 
 /**
  * Carries what other nodes changed in the shared store into this node's
  * own events: a live follower here hears of lines stored by the node that
  * runs the job, a cancel asked of another node reaches the run here, and a
- * job queued anywhere wakes this node's scheduler. A change only costs a
- * store read when someone here follows that job.
+ * job queued anywhere joins this node's queue and wakes its scheduler. A
+ * change costs a store read only when someone here follows that job, or
+ * when it queues a job.
  */
 export function bridgeChanges(feed: ChangeFeed, t: BridgeTargets): () => void {
   const onChange = (change: StoreChange): void => {
@@ -25,7 +30,8 @@ export function bridgeChanges(feed: ChangeFeed, t: BridgeTargets): () => void {
         t.events.publishAppend(change.jobId, change.lastSeq);
         return;
       case 'job':
-        if (change.state === 'queued' && change.node === null) t.queueChanged();
+        if (change.state === 'queued' && change.node === null) t.queued(change.jobId);
+        else t.dequeued(change.jobId);
         if (change.cancelRequested) t.events.publishCancelRequested(change.jobId);
         if (t.events.watched(change.jobId)) void publishStatus(t, change.jobId);
         return;
@@ -37,7 +43,7 @@ export function bridgeChanges(feed: ChangeFeed, t: BridgeTargets): () => void {
         // follower looks again, and so does the scheduler.
         for (const jobId of t.events.watchedJobs()) void publishStatus(t, jobId);
         t.nodesChanged();
-        t.queueChanged();
+        t.queueResync();
         return;
     }
   };

@@ -103,6 +103,13 @@ export class GpuAllocator {
     return true;
   }
 
+  /** A copy to try allocations on ("what if these jobs ended?") without touching this one. */
+  clone(): GpuAllocator {
+    const copy = new GpuAllocator(this.devices);
+    for (const [jobId, alloc] of this.byJob) copy.hold(jobId, alloc);
+    return copy;
+  }
+
   holders(uuid: string): readonly Holding[] {
     return this.holdings.get(uuid) ?? [];
   }

@@ -1,4 +1,5 @@
 import type { GpuRequest } from '../model/job.js';
+import type { WaitInfo } from '../model/queue.js';
 import type { Allocation, GpuAllocator } from './allocator.js';
 
 /** A queued job as the queue policy sees it, in scheduling order. */
@@ -7,39 +8,146 @@ export interface QueueEntry {
   gpus?: GpuRequest | undefined;
   /** Only GPUs of this model (a part of their name) will do. */
   model?: string | undefined;
+  /** How long it may run once started: a job shorter than the wait for the reservation may use free GPUs meanwhile. */
+  timeoutSeconds: number;
 }
 
-export type QueueDecision = { id: string; action: 'start'; alloc: Allocation | null } | { id: string; action: 'wait'; reason: string };
+/** A job holding GPUs now, and when it ends at the latest (its timeout). */
+export interface RunningJob {
+  jobId: string;
+  endsBy: number;
+}
+
+export type QueueDecision = { id: string; action: 'start'; alloc: Allocation | null } | { id: string; action: 'wait'; wait: WaitInfo };
+
+export interface QueuePlan {
+  /** Every job the pass looked at, in order. */
+  decisions: QueueDecision[];
+  /** What the jobs the pass did not reach wait for (GPU jobs: `gpu` when set). */
+  beyond: { any: WaitInfo | null; gpu: WaitInfo | null };
+}
 
 /**
- * One pass over the queue. `entries` come in scheduling order (priority
- * descending, then FIFO), each one this host could run (the caller leaves
- * out what it never could); each either starts (GPUs allocated now) or
- * waits. Order is strict for GPU jobs: once one waits for GPUs, no later
- * GPU job may take GPUs, so a large request is never starved by a stream of
- * small ones of equal or lower priority. CPU jobs do not wait behind it, but
- * every job needs one of the `freeSlots` run slots, taken in order.
+ * GPU jobs a pass looks at behind a reservation, for one that ends before
+ * it; the rest wait without being looked at, so a pass costs the same
+ * however deep the queue is.
  */
-export function planQueue(entries: Iterable<QueueEntry>, gpus: GpuAllocator, freeSlots: number, maxRunning: number): QueueDecision[] {
-  const out: QueueDecision[] = [];
-  let slots = freeSlots;
-  let gpuBlocked = false;
-  for (const e of entries) {
-    if (slots <= 0) {
-      out.push({ id: e.id, action: 'wait', reason: `waiting for a run slot (GANTRY_MAX_RUNNING=${maxRunning})` });
+export const BACKFILL_WINDOW = 64;
+
+export interface PlanInput {
+  /** The jobs this host could run, in scheduling order (priority descending, then FIFO). */
+  entries: Iterable<QueueEntry>;
+  /** The CPU-only ones among them, in the same order: read once no more GPU jobs are looked at. */
+  cpuEntries: Iterable<QueueEntry>;
+  gpus: GpuAllocator;
+  freeSlots: number;
+  maxRunning: number;
+  /** The jobs holding GPUs, for when the reservation's GPUs free up; a holder not listed is taken to hold them for good. */
+  running: readonly RunningJob[];
+  now: number;
+}
+
+const iso = (ms: number) => new Date(ms).toISOString();
+
+/**
+ * One pass over the head of the queue; each job it looks at either starts
+ * (GPUs allocated now) or waits, and it stops as soon as the rest can only
+ * wait, so its cost does not grow with the queue's depth.
+ *
+ * The oldest GPU job (in order) that cannot start holds a reservation: no
+ * later GPU job may take GPUs unless it ends, by its timeout, before the
+ * reservation's GPUs are expected free (the running jobs' timeouts), so it
+ * can never delay it (backfill). A large request is thus never starved by a
+ * stream of small ones. CPU jobs do not wait behind it, but every job needs
+ * one of the `freeSlots` run slots, taken in order.
+ */
+export function planQueue(p: PlanInput): QueuePlan {
+  const decisions: QueueDecision[] = [];
+  const runSlot: WaitInfo = {
+    code: 'run_slot',
+    text: `waiting for a run slot (GANTRY_MAX_RUNNING=${p.maxRunning})`,
+    estimatedStartAt: null,
+  };
+  let slots = p.freeSlots;
+  let reservation: { id: string; at: number | null } | null = null;
+  let behind: WaitInfo | null = null;
+  let looked = 0;
+  // GPU holders by when they end at the latest: those running and those this pass starts.
+  const holders = [...p.running];
+  const decided = new Set<string>();
+  const decide = (d: QueueDecision) => {
+    decisions.push(d);
+    decided.add(d.id);
+  };
+
+  let source: Iterator<QueueEntry> = p.entries[Symbol.iterator]();
+  let cpuOnly = false;
+  for (;;) {
+    const next = source.next();
+    if (next.done) break;
+    const e = next.value;
+    if (decided.has(e.id)) continue;
+    if (slots <= 0) return { decisions, beyond: { any: runSlot, gpu: behind } };
+    if (!e.gpus) {
+      slots -= 1;
+      decide({ id: e.id, action: 'start', alloc: null });
       continue;
     }
-    let alloc: Allocation | null = null;
-    if (e.gpus) {
-      alloc = gpuBlocked ? null : gpus.tryAllocate(e.id, e.gpus, e.model);
-      if (!alloc) {
-        gpuBlocked = true;
-        out.push({ id: e.id, action: 'wait', reason: 'waiting for GPUs' });
+    if (reservation === null) {
+      const alloc = p.gpus.tryAllocate(e.id, e.gpus, e.model);
+      if (alloc) {
+        slots -= 1;
+        holders.push({ jobId: e.id, endsBy: p.now + e.timeoutSeconds * 1000 });
+        decide({ id: e.id, action: 'start', alloc });
         continue;
       }
+      const at = reservedFrom(p.gpus, holders, e, p.now);
+      reservation = { id: e.id, at };
+      behind = {
+        code: `reserved_for:${e.id}`,
+        text:
+          `waiting behind job ${e.id}, which holds the GPU reservation` +
+          (at === null ? '' : ` (expected by ${iso(at)}); only jobs that end before then may take free GPUs`),
+        estimatedStartAt: null,
+      };
+      decide({
+        id: e.id,
+        action: 'wait',
+        wait: {
+          code: 'gpus',
+          text: `waiting for GPUs${at === null ? '' : `, expected free by ${iso(at)} at the latest (the running jobs' timeouts)`}`,
+          estimatedStartAt: at === null ? null : iso(at),
+        },
+      });
+      continue;
     }
-    slots -= 1;
-    out.push({ id: e.id, action: 'start', alloc });
+    const fitsBefore = reservation.at !== null && p.now + e.timeoutSeconds * 1000 <= reservation.at;
+    const alloc = fitsBefore ? p.gpus.tryAllocate(e.id, e.gpus, e.model) : null;
+    if (alloc) {
+      slots -= 1;
+      decide({ id: e.id, action: 'start', alloc });
+    } else decide({ id: e.id, action: 'wait', wait: behind! });
+    looked += 1;
+    if (looked >= BACKFILL_WINDOW && !cpuOnly) {
+      // The remaining GPU jobs all wait behind the reservation: read only CPU jobs from here.
+      cpuOnly = true;
+      source = p.cpuEntries[Symbol.iterator]();
+    }
   }
-  return out;
+  return { decisions, beyond: { any: null, gpu: behind } };
+}
+
+/**
+ * When the entry's GPUs are expected free: the running jobs end, at the
+ * latest, by their timeouts; the first of those ends after which the request
+ * fits. Null when it never would by the jobs known to hold GPUs.
+ */
+function reservedFrom(gpus: GpuAllocator, holders: readonly RunningJob[], e: QueueEntry, now: number): number | null {
+  if (holders.length === 0) return null;
+  const what = gpus.clone();
+  for (const r of [...holders].sort((a, b) => a.endsBy - b.endsBy)) {
+    what.release(r.jobId);
+    if (what.tryAllocate(e.id, e.gpus!, e.model)) return Math.max(r.endsBy, now);
+  }
+  return null;
 }

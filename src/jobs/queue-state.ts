@@ -1,12 +1,81 @@
+import type { SpecFieldError } from '../model/errors.js';
+import type { WaitInfo } from '../model/queue.js';
+import type { JobRecord } from '../store/store.js';
+import { QueueIndex } from './queue-index.js';
+
+/** What a scheduling pass decided about the jobs it did not start. */
+export interface PassOutcome {
+  /** Why this node takes no job at all now; every queued job waits for that. */
+  node: WaitInfo | null;
+  /** The jobs the pass looked at and left waiting. */
+  decided: ReadonlyMap<string, WaitInfo>;
+  /** What every job the pass did not reach waits for (a GPU job: `gpu`, if set). */
+  beyond: { any: WaitInfo | null; gpu: WaitInfo | null };
+}
+
+const PENDING: WaitInfo = { code: 'pending', text: 'queued; not yet considered by a scheduling pass', estimatedStartAt: null };
+const NO_PASS: PassOutcome = { node: null, decided: new Map(), beyond: { any: null, gpu: null } };
+
 /**
- * What the scheduler knows about the queue that the store does not: which
- * queued jobs it has already taken (they read `queued` until their first
- * step is stored) and why each other one waits. The scheduler writes it;
- * job views and cancel read it.
+ * The queue as this node knows it, kept current as jobs come and go rather
+ * than read from the store on every change: every queued job no node has
+ * taken, fleet-wide, in queue order (for positions), and the subset this
+ * node could ever run, all jobs and CPU-only jobs apart (for its scheduling
+ * passes, which read only the head). It is fed every job record written
+ * here and every change other nodes make (`observe`), and reloaded whole
+ * when changes may have been missed (`reset`). The scheduler also records
+ * which jobs it has taken and why the others wait.
  */
 export class QueueState {
+  /** Every queued job no node has taken. */
+  readonly all = new QueueIndex();
+  /** Those this node could run. */
+  readonly here = new QueueIndex();
+  /** Those this node could run that need no GPU. */
+  readonly hereCpu = new QueueIndex();
   private readonly launched = new Set<string>();
-  private waiting = new Map<string, string>();
+  private pass: PassOutcome = NO_PASS;
+  /** Why this node can never run a job, or null; set by the scheduler, which knows the node. */
+  private misfit: (record: JobRecord) => SpecFieldError | null = () => null;
+  private readonly misfits = new Map<string, SpecFieldError>();
+
+  /** Sets the rule `here` follows and sorts the known jobs again by it. */
+  setMisfit(fn: (record: JobRecord) => SpecFieldError | null): void {
+    this.misfit = fn;
+    this.reset([...this.all.inOrder()]);
+  }
+
+  /** Takes in a job as just written or read: queued and untaken, it is in the queue; otherwise not. */
+  observe(record: JobRecord): void {
+    if (record.state === 'queued' && record.node === null) {
+      this.all.put(record);
+      const unfit = this.misfit(record);
+      if (unfit === null) {
+        this.misfits.delete(record.id);
+        this.here.put(record);
+        if (!record.spec.gpus) this.hereCpu.put(record);
+      } else this.misfits.set(record.id, unfit);
+    } else this.forget(record.id);
+  }
+
+  /** Replaces what is known with the store's queue (after a start or a gap in the change feed). */
+  reset(queued: readonly JobRecord[]): void {
+    this.all.clear();
+    this.here.clear();
+    this.hereCpu.clear();
+    this.misfits.clear();
+    for (const r of queued) this.observe(r);
+  }
+
+  /** Why this node can never run the queued job, or null. */
+  misfitOf(id: string): SpecFieldError | null {
+    return this.misfits.get(id) ?? null;
+  }
+
+  /** The queued jobs this node can never run, with why. */
+  unrunnable(): ReadonlyMap<string, SpecFieldError> {
+    return this.misfits;
+  }
 
   markLaunched(jobId: string): void {
     this.launched.add(jobId);
@@ -20,12 +89,43 @@ export class QueueState {
     return this.launched.has(jobId);
   }
 
-  /** Replaces every wait reason at once (one scheduling pass decides them all). */
-  setWaitReasons(reasons: Map<string, string>): void {
-    this.waiting = reasons;
+  /** The job's place in the fleet-wide queue (0 is next), or null when no longer queued. */
+  position(jobId: string): number | null {
+    return this.all.position(jobId);
   }
 
-  waitReason(jobId: string): string | null {
-    return this.waiting.get(jobId) ?? null;
+  /** Records what the latest scheduling pass decided (it replaces the previous one's). */
+  setPass(outcome: PassOutcome): void {
+    this.pass = outcome;
+  }
+
+  /** Why the queued job waits, as the latest pass of this node sees it. */
+  waiting(record: JobRecord): WaitInfo {
+    const { node, decided, beyond } = this.pass;
+    if (node) return node;
+    const unfit = this.misfits.get(record.id);
+    if (unfit) {
+      return {
+        code: 'not_here',
+        text: `this node cannot run it (${unfit.path}: ${unfit.message}); waiting for a node that can`,
+        estimatedStartAt: null,
+      };
+    }
+    const seen = decided.get(record.id);
+    if (seen) return seen;
+    if (!this.here.has(record.id)) return PENDING;
+    return (record.spec.gpus ? beyond.gpu : null) ?? beyond.any ?? PENDING;
+  }
+
+  /** Drops a job that left the queue, known only by its id. */
+  drop(id: string): void {
+    this.forget(id);
+  }
+
+  private forget(id: string): void {
+    this.all.delete(id);
+    this.here.delete(id);
+    this.hereCpu.delete(id);
+    this.misfits.delete(id);
   }
 }

@@ -91,7 +91,10 @@ export class JobService {
       createdAt: new Date().toISOString(),
     });
     if (!created && record.specHash !== hash) throw new IdempotencyConflictError(opts.idempotencyKey!, record.id);
-    if (created) this.d.events.publishQueueChanged();
+    if (created) {
+      this.d.queue.observe(record);
+      this.d.events.publishQueueChanged();
+    }
     return { job: await this.view(record), created };
   }
 
@@ -153,6 +156,7 @@ export class JobService {
       const patch = { state: 'cancelled' as const, finishedAt: new Date().toISOString(), reason: 'cancelled while queued' };
       const done = await this.d.store.update(id, patch, { state: 'queued' });
       if (done) {
+        this.d.queue.observe(done);
         this.d.events.publishStatus(await this.view(done));
         this.d.events.publishQueueChanged();
         return this.view(done);
@@ -184,6 +188,7 @@ export class JobService {
       assertTransition(record.state, to);
       const updated = await this.d.store.update(id, { ...patch, state: to }, { state: record.state, fence });
       if (updated) {
+        this.d.queue.observe(updated);
         this.d.events.publishStatus(await this.view(updated));
         return updated;
       }
@@ -201,6 +206,7 @@ export class JobService {
       if (fence) throw new FencedError(id, 'it ended or was settled by the fleet meanwhile');
       throw new NotFoundError(`job ${id}`);
     }
+    this.d.queue.observe(updated);
     this.d.events.publishStatus(await this.view(updated));
     return updated;
   }
@@ -214,11 +220,32 @@ export class JobService {
     }
     if (record.state !== 'queued') return job;
     // A queued job's position and wait reason change as the queue moves.
+    const waiting = this.d.queue.waiting(record);
     return {
       ...job,
-      position: (await this.d.store.queuePositions()).get(record.id) ?? null,
-      reason: job.reason ?? this.d.queue.waitReason(record.id),
+      position: this.d.queue.position(record.id),
+      waiting: { code: waiting.code, estimatedStartAt: waiting.estimatedStartAt },
+      reason: job.reason ?? waiting.text,
     };
+  }
+
+  /**
+   * Takes in a job another hand wrote (the fleet settling a lost node's
+   * jobs, another node's change): the queue follows it.
+   */
+  observe(record: JobRecord): void {
+    this.d.queue.observe(record);
+  }
+
+  /** A job that left the queue by another node's hand, known by its id only. */
+  dequeued(id: string): void {
+    this.d.queue.drop(id);
+  }
+
+  /** Reads the job again after another node changed it, and lets the queue follow. */
+  async refresh(id: string): Promise<void> {
+    const record = await this.d.store.get(id);
+    if (record) this.d.queue.observe(record);
   }
 }
 

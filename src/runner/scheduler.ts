@@ -1,11 +1,13 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import type { Allocation, GpuAllocator } from '../gpu/allocator.js';
-import { planQueue } from '../gpu/queue.js';
+import { planQueue, type QueueEntry } from '../gpu/queue.js';
 import type { JobEventHub } from '../jobs/events.js';
 import { misfit, type PlacementTarget } from '../jobs/placement.js';
 import type { QueueState } from '../jobs/queue-state.js';
 import type { JobService } from '../jobs/service.js';
+import type { SpecFieldError } from '../model/errors.js';
+import type { WaitInfo } from '../model/queue.js';
 import { isTerminal } from '../model/states.js';
 import type { ContainerRuntime, ManagedContainer } from '../runtime/runtime.js';
 import type { SecretSource } from '../secrets/source.js';
@@ -19,6 +21,8 @@ import { clearSecretFiles } from './secret-delivery.js';
 
 /** Pause before the queue is looked at again after another node won a claim. */
 const CLAIM_RETRY_MS = 100;
+/** Pause before reading the queue again when the store could not answer. */
+const RELOAD_RETRY_MS = 1000;
 
 export interface SchedulerDeps {
   config: Config;
@@ -45,6 +49,8 @@ export interface SchedulerDeps {
  */
 export class Scheduler {
   private readonly active = new Map<string, JobRun>();
+  /** The GPU jobs this node runs, by when they end at the latest (their deadline, or launch plus timeout). */
+  private readonly endsBy = new Map<string, number>();
   private readonly engine: EngineWatch;
   private readonly unsubscribe: (() => void)[] = [];
   private kickPending = false;
@@ -56,6 +62,12 @@ export class Scheduler {
 
   constructor(private readonly d: SchedulerDeps) {
     this.engine = new EngineWatch(d.runtime, d.log, () => void this.afterEngineBack());
+    const unfit = new WeakMap<JobRecord, SpecFieldError | null>();
+    d.queue.setMisfit((r) => {
+      let why = unfit.get(r);
+      if (why === undefined) unfit.set(r, (why = misfit(r.spec, this.target)));
+      return why;
+    });
     this.unsubscribe.push(
       d.events.onQueueChanged(() => this.kick()),
       d.events.onCancelRequested((id) => this.active.get(id)?.requestCancel()),
@@ -82,11 +94,27 @@ export class Scheduler {
         adopt: (record, container) => this.adopt(record, container),
       });
       this.d.log.info({ gpus: this.d.gpus.devices.length, ...this.reconciled }, 'reconciled with the container engine');
+      await this.reloadQueue();
     } catch (err) {
       this.engine.lost((err as Error).message);
     }
     this.kick();
     return this.reconciled;
+  }
+
+  /**
+   * Reads the whole queue from the store again: at start, and after changes
+   * may have been missed. A store that cannot answer is asked again shortly.
+   */
+  async reloadQueue(): Promise<void> {
+    try {
+      this.d.queue.reset(await this.d.store.jobs.queued());
+    } catch (err) {
+      this.d.log.warn({ err }, 'could not read the queue; trying again');
+      if (!this.stopped) setTimeout(() => void this.reloadQueue(), RELOAD_RETRY_MS).unref();
+      return;
+    }
+    this.kick();
   }
 
   kick(): void {
@@ -134,60 +162,73 @@ export class Scheduler {
 
   private async plan(): Promise<void> {
     const { gpus, config, queue, jobs, seat } = this.d;
-    // Launched but still `queued` in the store until its first step is stored.
-    const records = (await this.d.store.jobs.queued()).filter((r) => !this.active.has(r.id));
     const epoch = seat.epoch();
     const why = this.notTaking(epoch);
-    if (why !== null || epoch === null) {
-      queue.setWaitReasons(new Map(records.map((r) => [r.id, why ?? 'this node holds no lease'])));
+    if (why !== null) {
+      queue.setPass({ node: why, decided: new Map(), beyond: { any: null, gpu: null } });
       return;
     }
-    const waiting = new Map<string, string>();
-    const runnable: JobRecord[] = [];
-    const refused: { id: string; reason: string }[] = [];
-    for (const r of records) {
-      const unfit = misfit(r.spec, this.target);
-      if (unfit === null) runnable.push(r);
-      // In a fleet another node may run it; alone, nothing ever will.
-      else if (seat.shared)
-        waiting.set(r.id, `node "${seat.name}" cannot run it (${unfit.path}: ${unfit.message}); waiting for a node that can`);
-      else refused.push({ id: r.id, reason: `its spec can no longer be met on this host: ${unfit.path}: ${unfit.message}` });
-    }
-    const plan = planQueue(
-      runnable.map((r) => ({ id: r.id, gpus: r.spec.gpus, model: r.spec.placement?.gpuModel })),
-      gpus,
-      config.maxRunning - this.active.size,
-      config.maxRunning,
-    );
-    let lostClaims = 0;
-    for (const [i, decision] of plan.entries()) {
-      const record = runnable[i]!;
-      if (decision.action === 'wait') waiting.set(record.id, decision.reason);
-      else {
-        const claimed = await this.d.store.jobs.claim(record.id, { name: seat.name, epoch });
-        if (claimed) this.launch(claimed, (run) => run.fresh(decision.alloc));
-        else {
-          // Another node took it (or this node lost its seat): its GPUs go back.
-          gpus.release(record.id);
-          lostClaims++;
-        }
+    // Alone, a job this host can never run never runs: it fails now. In a
+    // fleet another node may run it, and it waits (QueueState says why).
+    if (!seat.shared) {
+      for (const [id, unfit] of [...queue.unrunnable()]) {
+        await jobs.transition(id, 'failed', {
+          reason: `its spec can no longer be met on this host: ${unfit.path}: ${unfit.message}`,
+          finishedAt: new Date().toISOString(),
+        });
       }
     }
-    queue.setWaitReasons(waiting);
-    for (const r of refused) await jobs.transition(r.id, 'failed', { reason: r.reason, finishedAt: new Date().toISOString() });
+    if (epoch === null) return;
+    const now = Date.now();
+    const entry = (r: JobRecord): QueueEntry => ({
+      id: r.id,
+      gpus: r.spec.gpus,
+      model: r.spec.placement?.gpuModel,
+      timeoutSeconds: r.spec.timeoutSeconds ?? config.policy.defaultTimeoutSeconds,
+    });
+    const launchable = (records: Iterable<JobRecord>) => mapped(records, (r) => (this.active.has(r.id) ? null : entry(r)));
+    const plan = planQueue({
+      entries: launchable(queue.here.inOrder()),
+      cpuEntries: launchable(queue.hereCpu.inOrder()),
+      gpus,
+      freeSlots: config.maxRunning - this.active.size,
+      maxRunning: config.maxRunning,
+      running: [...this.endsBy].map(([jobId, endsBy]) => ({ jobId, endsBy })),
+      now,
+    });
+    const waiting = new Map<string, WaitInfo>();
+    let lostClaims = 0;
+    for (const decision of plan.decisions) {
+      if (decision.action === 'wait') {
+        waiting.set(decision.id, decision.wait);
+        continue;
+      }
+      const record = queue.here.get(decision.id)!;
+      const claimed = await this.d.store.jobs.claim(record.id, { name: seat.name, epoch });
+      if (claimed) {
+        queue.observe(claimed);
+        this.launch(claimed, (run) => run.fresh(decision.alloc));
+      } else {
+        // Another node took it (or this node lost its seat): its GPUs go back.
+        gpus.release(record.id);
+        lostClaims++;
+      }
+    }
+    queue.setPass({ node: null, decided: waiting, beyond: plan.beyond });
     // What another node took leaves GPUs and slots that later jobs may use:
     // look again shortly (not at once, so that a seat lost meanwhile cannot spin).
     if (lostClaims > 0) setTimeout(() => this.kick(), CLAIM_RETRY_MS).unref();
   }
 
   /** Why this node takes no job now, or null when it does. */
-  private notTaking(epoch: number | null): string | null {
+  private notTaking(epoch: number | null): WaitInfo | null {
     const unreachable = this.engine.unreachable;
+    const wait = (code: string, text: string): WaitInfo => ({ code, text, estimatedStartAt: null });
     if (unreachable !== null || this.reconciled === null) {
-      return `waiting for the container engine, which is unreachable: ${unreachable ?? 'not reconciled yet'}`;
+      return wait('engine_unreachable', `waiting for the container engine, which is unreachable: ${unreachable ?? 'not reconciled yet'}`);
     }
-    if (epoch === null) return `node "${this.d.seat.name}" holds no lease in the fleet yet`;
-    if (this.d.seat.drained()) return `node "${this.d.seat.name}" is drained: it starts no new job`;
+    if (epoch === null) return wait('no_lease', `node "${this.d.seat.name}" holds no lease in the fleet yet`);
+    if (this.d.seat.drained()) return wait('node_drained', `node "${this.d.seat.name}" is drained: it starts no new job`);
     return null;
   }
 
@@ -249,11 +290,17 @@ export class Scheduler {
       record,
     );
     this.active.set(record.id, run);
+    if (record.gpus.length > 0 || record.spec.gpus) {
+      // When its GPUs are free at the latest, for the reservation of a job that waits for them.
+      const timeout = record.spec.timeoutSeconds ?? this.d.config.policy.defaultTimeoutSeconds;
+      this.endsBy.set(record.id, record.deadlineAt ? Date.parse(record.deadlineAt) : Date.now() + timeout * 1000);
+    }
     queue.markLaunched(record.id);
     void drive(run)
       .catch((err: unknown) => this.d.log.error({ err, jobId: record.id }, 'job run failed unexpectedly'))
       .finally(() => {
         this.active.delete(record.id);
+        this.endsBy.delete(record.id);
         queue.markDone(record.id);
         if (!this.stopped) {
           // Exactly one release per allocation, whatever path ended the job.
@@ -261,5 +308,13 @@ export class Scheduler {
           this.kick();
         }
       });
+  }
+}
+
+/** The iterable's items through `fn`, lazily, leaving out those it maps to null. */
+function* mapped<T, U>(items: Iterable<T>, fn: (item: T) => U | null): IterableIterator<U> {
+  for (const item of items) {
+    const out = fn(item);
+    if (out !== null) yield out;
   }
 }

@@ -48,7 +48,9 @@ test('after Gantry is killed and restarted, allocations are rebuilt from the run
   const both = await g.submit({ image: TEST_IMAGE, command: ['sh', '-c', 'echo $NVIDIA_VISIBLE_DEVICES'], gpus: { count: 2 } });
   const exclusiveCard = await g.submit({ image: TEST_IMAGE, command: ['true'], gpus: { ids: [uuid1!] } });
   await sleep(300);
-  assert.deepEqual([(await g.job(both.id)).state, (await g.job(both.id)).reason], ['queued', 'waiting for GPUs']);
+  const waiting = await g.job(both.id);
+  assert.deepEqual([waiting.state, waiting.waiting?.code], ['queued', 'gpus']);
+  assert.equal((await g.job(exclusiveCard.id)).waiting?.code, `reserved_for:${both.id}`);
   assert.equal((await g.job(exclusiveCard.id)).state, 'queued');
   fs.writeFileSync(`${GATE}/open`, '');
 

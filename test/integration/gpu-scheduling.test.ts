@@ -105,7 +105,10 @@ test('two GPUs, three one-GPU jobs: at most two run at once, they see different 
   const third = await g.job(submitted[2]!.id);
   assert.equal(third.state, 'queued');
   assert.equal(third.position, 0);
-  assert.equal(third.reason, 'waiting for GPUs');
+  assert.equal(third.waiting?.code, 'gpus');
+  // Both holders run to their timeouts (a day by default) at the latest.
+  assert.match(third.reason!, /^waiting for GPUs, expected free by \S+ at the latest/);
+  assert.ok(Date.parse(third.waiting!.estimatedStartAt!) > Date.now() + 23 * 3600_000);
   const busy = await gpuList(g);
   assert.deepEqual(busy.flatMap((d) => d.holders.map((h) => h.jobId)).sort(), [submitted[0]!.id, submitted[1]!.id].sort());
   assert.ok(busy.every((d) => d.holders.length === 1 && d.holders[0]!.memoryMiB === null && d.allocatedMemoryMiB === 81920));
@@ -163,7 +166,7 @@ test('two 40 GB jobs share an 80 GB card while a third waits; each is told its b
   ]);
   assert.equal(card!.allocatedMemoryMiB, 81920);
   const third = await g.job(jobs[2]!.id);
-  assert.deepEqual([third.state, third.position, third.reason], ['queued', 0, 'waiting for GPUs']);
+  assert.deepEqual([third.state, third.position, third.waiting?.code], ['queued', 0, 'gpus']);
   gate.open();
 
   const done = await Promise.all(jobs.map((j) => g.waitFor(j.id)));
@@ -248,7 +251,7 @@ test('GPUs are released exactly once on every path: success, failure, a start th
   await g.waitFor(held.id, (j) => j.state === 'running');
   const queued = await g.submit(sh('true', one));
   const q = await g.job(queued.id);
-  assert.deepEqual([q.state, q.reason], ['queued', 'waiting for GPUs']);
+  assert.deepEqual([q.state, q.waiting?.code], ['queued', 'gpus']);
   assert.equal((await g.call<Job>('POST', `/v1/jobs/${queued.id}/cancel`)).body.state, 'cancelled');
   await g.call('POST', `/v1/jobs/${running.id}/cancel`);
   const r = await g.waitFor(running.id);

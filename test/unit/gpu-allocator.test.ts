@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
-import { planQueue, type QueueEntry } from '../../src/gpu/queue.js';
+import { BACKFILL_WINDOW, planQueue, type QueueEntry, type RunningJob } from '../../src/gpu/queue.js';
 import type { GpuRequest } from '../../src/model/job.js';
 
 /** The GPUs a job holds, as the allocator's holders tell it (undefined when it holds none). */
@@ -83,20 +83,64 @@ test('restore after a restart re-registers holdings, ignores GPUs no longer pres
   assert.deepEqual(a.holders('GPU-1'), []);
 });
 
-test('queue: strict order for GPU jobs, CPU jobs pass, run slots taken in order', () => {
+/** A pass over `entries` with no GPU holder's end known (so no backfill). */
+const pass = (entries: QueueEntry[], a: GpuAllocator, freeSlots: number, maxRunning: number, running: RunningJob[] = [], now = 0) =>
+  planQueue({ entries, cpuEntries: entries.filter((e) => !e.gpus), gpus: a, freeSlots, maxRunning, running, now });
+const job = (id: string, gpus?: GpuRequest, timeoutSeconds = 3600): QueueEntry => ({ id, gpus, timeoutSeconds });
+
+test('queue: strict order for GPU jobs, CPU jobs pass, run slots taken in order; the pass stops where the rest can only wait', () => {
   const a = new GpuAllocator([gpu(0), gpu(1)]);
   a.tryAllocate('running', { count: 1 });
-  const plan = planQueue([{ id: 'big', gpus: { count: 2 } }, { id: 'small', gpus: { count: 1 } }, { id: 'cpu' }, { id: 'cpu2' }], a, 1, 4);
+  const plan = pass([job('big', { count: 2 }), job('small', { count: 1 }), job('cpu'), job('cpu2'), job('cpu3')], a, 1, 4);
   assert.deepEqual(
-    plan.map((d) => [d.id, d.action, d.action === 'start' ? null : d.reason]),
+    plan.decisions.map((d) => [d.id, d.action, d.action === 'start' ? null : d.wait.code]),
     [
-      ['big', 'wait', 'waiting for GPUs'],
-      ['small', 'wait', 'waiting for GPUs'],
+      ['big', 'wait', 'gpus'],
+      ['small', 'wait', 'reserved_for:big'],
       ['cpu', 'start', null],
-      ['cpu2', 'wait', 'waiting for a run slot (GANTRY_MAX_RUNNING=4)'],
     ],
   );
+  assert.equal(plan.beyond.any?.text, 'waiting for a run slot (GANTRY_MAX_RUNNING=4)');
+  assert.equal(plan.beyond.gpu?.code, 'reserved_for:big');
   assert.equal(allocationOf(a, 'small'), undefined, 'the small job did not overtake the big one');
+});
+
+test('queue: the reservation is when the running jobs end by their timeouts; only jobs ending before it backfill', () => {
+  const a = new GpuAllocator([gpu(0), gpu(1)]);
+  a.tryAllocate('r1', { count: 1 });
+  const now = Date.parse('2026-01-01T00:00:00Z');
+  const running = [{ jobId: 'r1', endsBy: now + 600_000 }];
+  // big needs both cards: free once r1 ends, in 10 minutes at the latest.
+  const plan = pass([job('big', { count: 2 }), job('long', { count: 1 }, 3600), job('short', { count: 1 }, 300)], a, 8, 8, running, now);
+  assert.deepEqual(
+    plan.decisions.map((d) => [d.id, d.action === 'start' ? 'start' : d.wait.code]),
+    [
+      ['big', 'gpus'],
+      ['long', 'reserved_for:big'],
+      ['short', 'start'],
+    ],
+  );
+  const big = plan.decisions[0]!;
+  assert.equal(big.action === 'wait' && big.wait.estimatedStartAt, '2026-01-01T00:10:00.000Z');
+  assert.deepEqual(allocationOf(a, 'short')?.uuids, ['GPU-1'], 'the short job took the free card: it ends before the reservation');
+});
+
+test('queue: behind a reservation, a pass looks at a bounded number of GPU jobs, then at CPU jobs only', () => {
+  const a = new GpuAllocator([gpu(0)]);
+  a.tryAllocate('r1', { count: 1 });
+  const gpuJobs = Array.from({ length: 10_000 }, (_, i) => job(`g${i}`, { count: 1 }));
+  const entries = [...gpuJobs, job('cpu-late')];
+  let read = 0;
+  const counted = function* () {
+    for (const e of entries) {
+      read++;
+      yield e;
+    }
+  };
+  const plan = planQueue({ entries: counted(), cpuEntries: [job('cpu-late')], gpus: a, freeSlots: 4, maxRunning: 4, running: [], now: 0 });
+  assert.ok(read <= BACKFILL_WINDOW + 1, `read ${read} entries`);
+  assert.deepEqual(plan.decisions.at(-1), { id: 'cpu-late', action: 'start', alloc: null }, 'a CPU job deep in the queue still starts');
+  assert.equal(plan.beyond.gpu?.code, 'reserved_for:g0');
 });
 
 // ---- randomized: arrivals, finishes and cancels ----------------------------
@@ -119,6 +163,7 @@ interface SimJob {
   priority: number;
   gpus?: GpuRequest;
   state: 'queued' | 'running' | 'done' | 'cancelled';
+  timeoutSeconds: number;
   startedAt?: number;
 }
 
@@ -132,6 +177,7 @@ function simulate(seed: number, opts: { priorities: number[]; steps: number; max
   const startOrder: SimJob[] = [];
   let seq = 0;
   let now = 0;
+  let backfills = 0;
 
   const request = (): GpuRequest | undefined => {
     const r = rnd();
@@ -147,18 +193,33 @@ function simulate(seed: number, opts: { priorities: number[]; steps: number; max
   const schedule = () => {
     const queued = jobs.filter((j) => j.state === 'queued').sort((x, y) => y.priority - x.priority || x.seq - y.seq);
     const running = jobs.filter((j) => j.state === 'running').length;
-    const entries: QueueEntry[] = queued.map((j) => ({ id: j.id, gpus: j.gpus }));
-    const plan = planQueue(entries, a, opts.maxRunning - running, opts.maxRunning);
-    assert.equal(plan.length, queued.length);
-    plan.forEach((d, i) => {
+    const entries: QueueEntry[] = queued.map((j) => job(j.id, j.gpus, j.timeoutSeconds));
+    // One step is a second; a running job holds its GPUs until its timeout at the latest.
+    const holders = jobs
+      .filter((j) => j.state === 'running' && j.gpus)
+      .map((j) => ({ jobId: j.id, endsBy: (j.startedAt! + j.timeoutSeconds) * 1000 }));
+    const plan = pass(entries, a, opts.maxRunning - running, opts.maxRunning, holders, now * 1000);
+    const byId = new Map(queued.map((j, i) => [j.id, i]));
+    const reservation = plan.decisions.find((d) => d.action === 'wait' && d.wait.code === 'gpus');
+    const reservedAt = reservation?.action === 'wait' ? reservation.wait.estimatedStartAt : null;
+    plan.decisions.forEach((d) => {
+      const i = byId.get(d.id)!;
       const j = queued[i]!;
       assert.equal(d.id, j.id);
-      assert.notEqual(d.action, 'refuse', 'every generated request fits this inventory');
       if (d.action !== 'start') return;
-      // Nothing ahead of a starting GPU job in (priority, FIFO) order is still waiting for GPUs.
+      // A GPU job starts ahead of one still waiting for GPUs in (priority,
+      // FIFO) order only by backfill: it ends, by its timeout, before the
+      // reservation of the oldest waiting one.
       if (j.gpus) {
         for (const ahead of queued.slice(0, i)) {
-          if (ahead.gpus) assert.notEqual(ahead.state, 'queued', `${j.id} overtook ${ahead.id}`);
+          if (ahead.gpus && ahead.state === 'queued') {
+            const endsBy = (now + j.timeoutSeconds) * 1000;
+            assert.ok(
+              reservedAt !== null && endsBy <= Date.parse(reservedAt!),
+              `${j.id} overtook ${ahead.id} without ending before the reservation`,
+            );
+            backfills++;
+          }
         }
       }
       j.state = 'running';
@@ -192,7 +253,7 @@ function simulate(seed: number, opts: { priorities: number[]; steps: number; max
     const running = jobs.filter((j) => j.state === 'running');
     const queued = jobs.filter((j) => j.state === 'queued');
     if (r < 0.45) {
-      const j: SimJob = { id: `j${seq}`, seq: seq++, priority: pick(opts.priorities), state: 'queued' };
+      const j: SimJob = { id: `j${seq}`, seq: seq++, priority: pick(opts.priorities), state: 'queued', timeoutSeconds: pick([5, 30, 600]) };
       const g = request();
       if (g) j.gpus = g;
       assert.equal(j.gpus ? a.impossible(j.gpus) : null, null);
@@ -230,34 +291,23 @@ function simulate(seed: number, opts: { priorities: number[]; steps: number; max
   for (const d of devices) assert.deepEqual(a.holders(d.uuid), [], `${d.uuid} released`);
   for (const j of startOrder.filter((x) => x.gpus)) assert.equal(releases.get(j.id), 1, `${j.id} released exactly once`);
   for (const j of jobs.filter((x) => !x.gpus || x.startedAt === undefined)) assert.equal(releases.get(j.id), undefined);
-  return { jobs, startOrder };
+  return { jobs, startOrder, backfills };
 }
 
-test('random arrivals, finishes and cancels at equal priority: never oversubscribed, all released, GPU jobs start in FIFO order', () => {
+test('random arrivals, finishes and cancels at equal priority: never oversubscribed, all released, GPU jobs in FIFO order but for backfill that ends before the reservation', () => {
+  let backfilled = 0;
   for (let seed = 1; seed <= 200; seed++) {
-    const { jobs, startOrder } = simulate(seed, { priorities: [0], steps: 300, maxRunning: 6 });
-    const gpuStarts = startOrder.filter((j) => j.gpus).map((j) => j.seq);
-    assert.deepEqual(
-      gpuStarts,
-      [...gpuStarts].sort((x, y) => x - y),
-      `seed ${seed}: a GPU job overtook an earlier one`,
-    );
+    const { jobs, backfills } = simulate(seed, { priorities: [0], steps: 300, maxRunning: 6 });
+    backfilled += backfills;
     const neverRan = jobs.filter((j) => j.state !== 'cancelled' && j.startedAt === undefined);
     assert.deepEqual(neverRan, [], `seed ${seed}: starved`);
   }
+  assert.ok(backfilled > 0, 'the runs exercised backfill');
 });
 
-test('random arrivals with integer priorities: higher first, FIFO within a priority, nobody left waiting at the end', () => {
+test('random arrivals with integer priorities: higher first, FIFO within a priority but for backfill, nobody left waiting at the end', () => {
   for (let seed = 1000; seed < 1200; seed++) {
-    const { jobs, startOrder } = simulate(seed, { priorities: [-5, 0, 0, 3], steps: 300, maxRunning: 8 });
-    for (const p of [-5, 0, 3]) {
-      const starts = startOrder.filter((j) => j.gpus && j.priority === p).map((j) => j.seq);
-      assert.deepEqual(
-        starts,
-        [...starts].sort((x, y) => x - y),
-        `seed ${seed}: FIFO broken within priority ${p}`,
-      );
-    }
+    const { jobs } = simulate(seed, { priorities: [-5, 0, 0, 3], steps: 300, maxRunning: 8 });
     assert.deepEqual(
       jobs.filter((j) => j.state !== 'cancelled' && j.startedAt === undefined),
       [],
