@@ -30,6 +30,7 @@ const base = {
   spec,
   pull: null,
   cancelRequested: false,
+  notBefore: null,
 } as const;
 
 export const examples = {
@@ -38,8 +39,9 @@ export const examples = {
     ...base,
     state: 'queued',
     position: 0,
+    waiting: { code: 'gpus', estimatedStartAt: '2026-01-05T10:42:00.000Z' },
     exitCode: null,
-    reason: 'waiting for 1 GPU',
+    reason: "waiting for GPUs, expected free by 2026-01-05T10:42:00.000Z at the latest (the running jobs' timeouts)",
     result: null,
     createdAt: '2026-01-05T09:30:00.000Z',
     startedAt: null,
@@ -47,11 +49,13 @@ export const examples = {
     gpus: [],
     node: null,
     attempt: 1,
+    attempts: [],
   } satisfies Job,
   succeededJob: {
     ...base,
     state: 'succeeded',
     position: null,
+    waiting: null,
     exitCode: 0,
     reason: null,
     result: 'accuracy=0.93',
@@ -61,6 +65,22 @@ export const examples = {
     gpus: ['GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11'],
     node: 'gpu-host-1',
     attempt: 1,
+    attempts: [
+      {
+        attempt: 1,
+        node: 'gpu-host-1',
+        gpus: ['GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11'],
+        outcome: 'succeeded',
+        cause: null,
+        retried: false,
+        reason: null,
+        exitCode: 0,
+        startedAt: '2026-01-05T09:30:01.250Z',
+        finishedAt: '2026-01-05T09:42:13.900Z',
+        firstLogSeq: 1,
+        lastLogSeq: 2,
+      },
+    ],
   } satisfies Job,
   node: {
     name: 'gpu-host-1',

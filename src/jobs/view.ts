@@ -1,3 +1,4 @@
+import type { Attempt, AttemptRecord } from '../model/attempt.js';
 import type { Job } from '../model/job.js';
 import type { JobRecord } from '../store/store.js';
 
@@ -9,6 +10,7 @@ export function toJob(r: JobRecord): Job {
     owner: r.owner,
     state: r.state,
     position: null,
+    waiting: null,
     exitCode: r.exitCode,
     reason: r.reason,
     result: r.result,
@@ -18,12 +20,43 @@ export function toJob(r: JobRecord): Job {
     gpus: [...r.gpus],
     node: r.node,
     attempt: r.attempt,
+    attempts: attemptViews(r.attempts),
+    notBefore: r.notBefore,
     pull: r.pullStatus === null ? null : { status: r.pullStatus, progress: r.pullProgress },
     labels: r.spec.labels ?? {},
     cancelRequested: r.cancelRequested,
     requestId: r.requestId,
     spec: r.spec,
   };
+}
+
+/**
+ * The API's view of ended attempts. A job's log sequence numbers run on
+ * across its attempts, and an attempt's lines are written before it ends
+ * (a node that lost the job can add none after: its writes are fenced), so
+ * an attempt's lines are those after the previous attempt's end, up to its own.
+ */
+export function attemptViews(attempts: readonly AttemptRecord[]): Attempt[] {
+  let before = 0;
+  return attempts.map((a) => {
+    const first = before + 1;
+    before = Math.max(before, a.logEnd);
+    const wrote = a.logEnd >= first;
+    return {
+      attempt: a.attempt,
+      node: a.node,
+      gpus: [...a.gpus],
+      outcome: a.outcome,
+      cause: a.cause,
+      retried: a.retried,
+      reason: a.reason,
+      exitCode: a.exitCode,
+      startedAt: a.startedAt,
+      finishedAt: a.finishedAt,
+      firstLogSeq: wrote ? first : null,
+      lastLogSeq: wrote ? a.logEnd : null,
+    };
+  });
 }
 
 /** Freezes a JSON-like value and everything in it, so that its serialized form may be remembered. */

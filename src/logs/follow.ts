@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { JobEventHub } from '../jobs/events.js';
+import type { Attempt } from '../model/attempt.js';
 import type { Job } from '../model/job.js';
 import type { LogChunk, LogLine, LogStream } from '../model/log.js';
 import { isTerminal } from '../model/states.js';
@@ -54,7 +55,20 @@ class SharedChunks {
    * followers when there are any (kept text outlives the young generation;
    * with one follower it would only grow the heap).
    */
-  format(jobId: string, chunk: LogChunk, afterSeq: number, stream: LogStream | undefined, format: Format, keep: boolean): Formatted {
+  format(
+    jobId: string,
+    chunk: LogChunk,
+    afterSeq: number,
+    stream: LogStream | undefined,
+    format: Format,
+    keep: boolean,
+    untilSeq: number | null,
+  ): Formatted {
+    if (untilSeq !== null && chunk.lastSeq > untilSeq) {
+      // Cut at the end of an attempt: a part of the chunk, never shared.
+      const lines = decodeChunk(chunk, afterSeq, stream).filter((l) => l.seq <= untilSeq);
+      return render(lines, format, untilSeq);
+    }
     const f = render(decodeChunk(chunk, afterSeq, stream), format, chunk.lastSeq);
     if (keep && afterSeq < chunk.firstSeq) {
       const m = this.map(format);
@@ -103,6 +117,8 @@ export interface FollowOptions {
   store: LogStore;
   hub: JobEventHub;
   currentJob: () => Promise<Job>;
+  /** Only this attempt's lines (the caller starts `afterSeq` at its first); the log ends with the attempt. */
+  attempt?: number | undefined;
   res: ServerResponse;
   /** How a line, a status change and the end are written (SSE or plain text). */
   format: {
@@ -187,13 +203,21 @@ export async function followLog(o: FollowOptions): Promise<void> {
       // Read the job before the lines: if it is terminal now, every line it
       // will ever have is already stored (capture finishes first).
       const job = await o.currentJob();
+      // Likewise, once the attempt asked for has ended, all its lines are stored.
+      const untilSeq = o.attempt === undefined ? null : attemptLogBounds(job.attempts, o.attempt).untilSeq;
       // Whole stored chunks, until a batch is full or the store has no more;
       // chunks another follower formatted lately are taken from memory.
       const pieces: (string | Buffer)[] = [];
       let count = 0;
+      const batchStart = cursor;
       for (;;) {
+        if (untilSeq !== null && cursor >= untilSeq) break;
         let hit: Formatted | undefined;
-        while (count < BATCH_LINES && (hit = shared.get(o.jobId, cursor + 1, o.stream, o.format))) {
+        while (
+          count < BATCH_LINES &&
+          (hit = shared.get(o.jobId, cursor + 1, o.stream, o.format)) &&
+          (untilSeq === null || hit.lastSeq <= untilSeq)
+        ) {
           pieces.push(hit.data);
           count += hit.lines;
           cursor = hit.lastSeq;
@@ -206,23 +230,35 @@ export async function followLog(o: FollowOptions): Promise<void> {
         for (const c of chunks) {
           // Followers reading the same chunk wait on the store together;
           // the first one back formats it, the others take its copy.
+          const whole = cursor + 1 === c.firstSeq && (untilSeq === null || c.lastSeq <= untilSeq);
           const f =
-            (cursor + 1 === c.firstSeq ? shared.get(o.jobId, c.firstSeq, o.stream, o.format) : undefined) ??
-            shared.format(o.jobId, c, cursor, o.stream, o.format, keep);
+            (whole ? shared.get(o.jobId, c.firstSeq, o.stream, o.format) : undefined) ??
+            shared.format(o.jobId, c, cursor, o.stream, o.format, keep, untilSeq);
           if (f.lines > 0) pieces.push(f.data);
           count += f.lines;
-          records += c.lastSeq - Math.max(cursor, c.firstSeq - 1);
-          cursor = c.lastSeq;
+          records += f.lastSeq - Math.max(cursor, c.firstSeq - 1);
+          cursor = f.lastSeq;
+          if (f.lastSeq < c.lastSeq) break;
         }
         const exhausted = chunks.length < BATCH_CHUNKS && records < wanted;
         // Filtered-out chunks add nothing: keep reading until lines or the end.
         if (count > 0 || exhausted) break;
       }
       if (count > 0) {
+        if (o.attempt !== undefined && untilSeq === null) {
+          // The attempt may have ended while the batch was read, and the
+          // next one written its first lines: then read the batch again,
+          // cut at the attempt's end.
+          const ended = attemptLogBounds((await o.currentJob()).attempts, o.attempt).untilSeq;
+          if (ended !== null && cursor > ended) {
+            cursor = batchStart;
+            continue;
+          }
+        }
         await write(pieces);
         continue;
       }
-      if (!o.follow || isTerminal(job.state)) {
+      if (!o.follow || isTerminal(job.state) || untilSeq !== null) {
         if (o.format.end) await write(o.format.end(job));
         return;
       }
@@ -235,4 +271,19 @@ export async function followLog(o: FollowOptions): Promise<void> {
     if (heartbeat) clearInterval(heartbeat);
     if (!closed) res.end();
   }
+}
+
+/**
+ * Where attempt n's lines are in its job's log: after `afterSeq`, up to
+ * `untilSeq` once it has ended (null while it runs). Sequence numbers run
+ * on across attempts, so an attempt's lines start after the last line of
+ * the attempts before it.
+ */
+export function attemptLogBounds(attempts: readonly Attempt[], n: number): { afterSeq: number; untilSeq: number | null } {
+  let afterSeq = 0;
+  for (const a of attempts) {
+    if (a.attempt === n) return { afterSeq, untilSeq: Math.max(afterSeq, a.lastLogSeq ?? 0) };
+    if (a.attempt < n) afterSeq = Math.max(afterSeq, a.lastLogSeq ?? 0);
+  }
+  return { afterSeq, untilSeq: null };
 }

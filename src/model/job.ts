@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { AttemptSchema, RetryCauseSchema } from './attempt.js';
+import { WaitingSchema } from './queue.js';
 import { JOB_STATES } from './states.js';
 
 /** Label keys under this prefix are Gantry's own bookkeeping on the container. */
@@ -107,19 +109,102 @@ export const PlacementSchema = z
   .strict()
   .meta({ id: 'Placement', example: { nodeLabels: { zone: 'a' }, gpuModel: 'H200' } });
 
-/** Why an attempt ended that a retry rule can name. */
-export const RETRY_CAUSES = ['node_lost'] as const;
+export const RetryRuleSchema = z
+  .object({
+    cause: RetryCauseSchema,
+    exitCodes: z
+      .array(z.number().int().min(1).max(255))
+      .min(1)
+      .max(64)
+      .optional()
+      .describe('Only these exit codes (with cause exit_code only); any non-zero code when absent.'),
+    action: z.enum(['retry', 'fail']).describe('retry: run the job again as a new attempt, if its budget allows; fail: end it now.'),
+  })
+  .strict()
+  .superRefine((r, ctx) => {
+    if (r.exitCodes !== undefined && r.cause !== 'exit_code') {
+      ctx.addIssue({ code: 'custom', message: '"exitCodes" only narrows cause "exit_code"', path: ['exitCodes'] });
+    }
+  })
+  .meta({
+    id: 'RetryRule',
+    example: { cause: 'exit_code', exitCodes: [75], action: 'retry' },
+    // The superRefine rule above, stated in the document too.
+    dependentSchemas: { exitCodes: { properties: { cause: { const: 'exit_code' } } } },
+  });
+
+/** The longest backoff, and the default cap of one. */
+export const BACKOFF_MAX_SECONDS = 86_400;
+
+export const BackoffSchema = z
+  .object({
+    initialSeconds: z.number().int().min(1).max(BACKOFF_MAX_SECONDS).describe('The wait before the first retry.'),
+    factor: z.number().min(1).max(10).default(2).describe('Each later retry waits this many times longer than the one before.'),
+    maxSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(BACKOFF_MAX_SECONDS)
+      .optional()
+      .describe(`No retry waits longer than this (${BACKOFF_MAX_SECONDS} s when absent).`),
+  })
+  .strict()
+  .superRefine((b, ctx) => {
+    if (b.maxSeconds !== undefined && b.maxSeconds < b.initialSeconds) {
+      ctx.addIssue({ code: 'custom', message: 'must be at least "initialSeconds"', path: ['maxSeconds'] });
+    }
+  })
+  .meta({ id: 'Backoff', example: { initialSeconds: 30, factor: 2, maxSeconds: 600 } });
 
 export const RetrySchema = z
   .object({
-    maxAttempts: z.number().int().min(1).max(20).describe('Attempts in all, the first one included.'),
-    on: z
-      .array(z.enum(RETRY_CAUSES))
+    maxAttempts: z
+      .number()
+      .int()
       .min(1)
-      .describe('The causes that start a new attempt; any other end is final. node_lost: the node running it stopped renewing its lease.'),
+      .max(20)
+      .describe(
+        "Attempts in all, the first one included, for the job's own causes; node_lost and preempted have a budget of their own of the same size, so losing a node never costs one of these.",
+      ),
+    on: z
+      .array(RetryCauseSchema)
+      .min(1)
+      .optional()
+      .describe(
+        'Shorthand for rules {cause, action: "retry"}, checked after `rules`. node_lost: the node running it stopped renewing its lease.',
+      ),
+    rules: z
+      .array(RetryRuleSchema)
+      .min(1)
+      .max(32)
+      .optional()
+      .describe(
+        'What to do when an attempt ends for a cause: the first rule that matches decides; an end no rule (nor `on`) matches is final.',
+      ),
+    backoff: BackoffSchema.optional().describe(
+      'How long a retried job waits in the queue before its next attempt may start; no wait when absent.',
+    ),
   })
   .strict()
-  .meta({ id: 'Retry', example: { maxAttempts: 3, on: ['node_lost'] } });
+  .superRefine((r, ctx) => {
+    if (r.on === undefined && r.rules === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'give "on", "rules" or both', path: ['on'] });
+    }
+  })
+  .meta({
+    id: 'Retry',
+    example: {
+      maxAttempts: 3,
+      on: ['node_lost'],
+      rules: [
+        { cause: 'exit_code', exitCodes: [2], action: 'fail' },
+        { cause: 'exit_code', action: 'retry' },
+      ],
+      backoff: { initialSeconds: 30, factor: 2, maxSeconds: 600 },
+    },
+    // The superRefine rule above, stated in the document too.
+    anyOf: [{ required: ['on'] }, { required: ['rules'] }],
+  });
 
 /** A secret's name in the operator's secret source: a file name, so no path separators and no leading dot. */
 export const SECRET_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -221,7 +306,8 @@ export type GpuRequest = z.infer<typeof GpuRequestSchema>;
 export type Mount = z.infer<typeof MountSchema>;
 export type SecretRef = z.infer<typeof SecretRefSchema>;
 export type Placement = z.infer<typeof PlacementSchema>;
-export type RetryCause = (typeof RETRY_CAUSES)[number];
+export type Retry = z.infer<typeof RetrySchema>;
+export type RetryRule = z.infer<typeof RetryRuleSchema>;
 
 export const JobStateSchema = z.enum(JOB_STATES).meta({ id: 'JobState' });
 
@@ -232,6 +318,7 @@ export const JobSchema = z
     owner: z.string(),
     state: JobStateSchema,
     position: z.number().int().nullable().describe('Place in the queue (0 = next) while queued, else null.'),
+    waiting: WaitingSchema.nullable().describe('Why it waits, as a stable code (the text is `reason`), while queued; else null.'),
     exitCode: z.number().int().nullable(),
     reason: z.string().nullable().describe('Why the job ended as it did, or what it waits for.'),
     result: z.string().nullable().describe('The last non-empty stdout line (at most 4 KiB), for XCom.'),
@@ -241,6 +328,11 @@ export const JobSchema = z
     gpus: z.array(z.string()).describe('UUIDs of the GPUs allocated to the job.'),
     node: z.string().nullable().describe('The node that runs (or ran) the job; null while no node has taken it.'),
     attempt: z.number().int().min(1).describe('Which attempt this is (1 unless the job was retried).'),
+    attempts: z.array(AttemptSchema).describe('The attempts that ended, oldest first: how each ended and which log lines are its.'),
+    notBefore: z
+      .string()
+      .nullable()
+      .describe("The earliest time the current attempt may start: set when a retry waits out the spec's backoff, else null."),
     pull: z
       .object({ status: z.string(), progress: z.string().nullable() })
       .nullable()

@@ -5,12 +5,17 @@ export type JobState = (typeof JOB_STATES)[number];
 
 export const TERMINAL_STATES: ReadonlySet<JobState> = new Set(['succeeded', 'failed', 'cancelled', 'timed_out']);
 
+/**
+ * Back to `queued` from pulling or starting: the container engine went away
+ * before the job's container existed (the same attempt), or the attempt
+ * ended for a cause its retry rules retry (the next attempt). From running:
+ * only as the next attempt. From queued to queued: the next attempt, when
+ * a node that took the job could not have its image.
+ */
 const NEXT: Record<JobState, readonly JobState[]> = {
-  queued: ['pulling', 'starting', 'failed', 'cancelled'],
-  // Back to `queued`: the container engine went away before the job's container existed.
+  queued: ['pulling', 'starting', 'failed', 'cancelled', 'queued'],
   pulling: ['starting', 'queued', 'failed', 'cancelled'],
   starting: ['running', 'queued', 'failed', 'cancelled', 'timed_out'],
-  // Back to `queued` from running only as a new attempt, when the node running it was lost.
   running: ['succeeded', 'failed', 'cancelled', 'timed_out', 'queued'],
   succeeded: [],
   failed: [],

@@ -5,9 +5,11 @@ import type { Allocation } from '../gpu/allocator.js';
 import { explainGpuError, gpuInjection } from '../gpu/inject.js';
 import type { GpuDevice } from '../gpu/inventory.js';
 import { checkPolicy, type PolicyDecision } from '../jobs/policy.js';
+import { settleAttempt } from '../jobs/retry-policy.js';
 import type { JobService } from '../jobs/service.js';
 import { LogCapture } from '../logs/capture.js';
 import { SecretRedactor } from '../logs/secret-redactor.js';
+import type { AttemptOutcome, RetryCause } from '../model/attempt.js';
 import { FencedError } from '../model/errors.js';
 import type { JobSpec } from '../model/job.js';
 import { isTerminal, type JobState } from '../model/states.js';
@@ -43,7 +45,9 @@ export interface JobRunDeps {
 class JobFailure extends Error {}
 
 /**
- * How a run ended, for the scheduler. `fenced`: the job was no longer this
+ * How a run ended, for the scheduler. `requeued`: the job is back in the
+ * queue, the same attempt (the engine went away before its container
+ * existed) or the next (a retry rule). `fenced`: the job was no longer this
  * run's (the fleet settled it while this node was cut off); its container
  * was killed and nothing more was written about it.
  */
@@ -214,7 +218,9 @@ export class JobRun {
       }
       const ours = err instanceof JobFailure || err instanceof ImageError;
       if (!ours) this.d.log.error({ err, jobId: this.id }, 'job runner failed');
-      return this.end('failed', ours ? (err as Error).message : `internal error: ${(err as Error).message}`);
+      return this.end('failed', ours ? (err as Error).message : `internal error: ${(err as Error).message}`, {
+        cause: err instanceof ImageError ? 'image_pull' : null,
+      });
     } finally {
       this.container.disarm();
       await this.secretFiles.remove().catch((err) => this.d.log.error({ err, jobId: this.id }, 'could not remove secret files'));
@@ -346,7 +352,7 @@ export class JobRun {
     }
     const logState = await capture.finish();
     if (!this.timedOut && Date.now() > deadline && !this.cancelRequested) this.timedOut = true;
-    const { state, reason } = outcomeOf({
+    const { state, reason, cause } = outcomeOf({
       exit,
       cancelRequested: this.cancelRequested,
       timedOut: this.timedOut,
@@ -355,30 +361,44 @@ export class JobRun {
       logError: logState.error,
       engineLost: this.engineLost,
     });
-    return this.end(state, reason, { exitCode: exit.exitCode, result: logState.lastStdout });
+    return this.end(state, reason, { exitCode: exit.exitCode, result: logState.lastStdout, cause });
   }
 
   /**
-   * Records the end, then removes the container: until the end is recorded
-   * the container stays, as the evidence a restarted Gantry reconciles from.
+   * Records how the attempt ended, then removes the container: until that
+   * is recorded the container stays, as the evidence a restarted Gantry
+   * reconciles from. The spec's retry rules decide (retry-policy.ts)
+   * whether that is the job's end or the job goes back to the queue as its
+   * next attempt, which any node may take ('requeued').
    */
-  private async end(state: JobState, reason: string | null, o: { exitCode?: number | null; result?: string | null } = {}): Promise<RunEnd> {
+  private async end(
+    state: AttemptOutcome,
+    reason: string | null,
+    o: { exitCode?: number | null; result?: string | null; cause?: RetryCause | null } = {},
+  ): Promise<RunEnd> {
     const current = await this.stored(() => this.d.jobs.current(this.id)).catch(() => null);
     if (current && isTerminal(current.state)) {
       await this.container.remove();
       return 'ended';
     }
-    const result = o.result !== undefined ? o.result : ((await this.d.logs.state(this.id).catch(() => null))?.lastStdout ?? null);
-    const recorded = await recordEnd({ jobs: this.d.jobs, log: this.d.log, stopped: this.d.stopped, fence: this.fence }, this.id, state, {
-      reason,
-      exitCode: o.exitCode ?? null,
-      result,
-      finishedAt: new Date().toISOString(),
-      pullStatus: null,
-      pullProgress: null,
-    });
-    if (recorded) await this.container.remove();
-    return recorded ? 'ended' : 'detached';
+    const exitCode = o.exitCode ?? null;
+    const cancelRequested = this.cancelRequested || (current?.cancelRequested ?? false);
+    const { patch, retried } = settleAttempt(
+      { ...this.record, cancelRequested },
+      { outcome: state, cause: o.cause ?? null, reason, exitCode },
+      new Date(),
+    );
+    const rec = { jobs: this.d.jobs, log: this.d.log, stopped: this.d.stopped, fence: this.fence };
+    let recorded: boolean;
+    if (retried) {
+      recorded = await recordEnd(rec, this.id, 'queued', patch);
+    } else {
+      const result = o.result !== undefined ? o.result : ((await this.d.logs.state(this.id).catch(() => null))?.lastStdout ?? null);
+      recorded = await recordEnd(rec, this.id, state, { ...patch, result, pullStatus: null, pullProgress: null });
+    }
+    if (!recorded) return 'detached';
+    await this.container.remove();
+    return retried ? 'requeued' : 'ended';
   }
 
   /** At the deadline the job is stopped and ends timed_out. */

@@ -1,3 +1,4 @@
+import type { AttemptEnd, AttemptRecord } from '../model/attempt.js';
 import type { AuditAction, AuditOutcome, AuditRecord, NewAuditRecord } from '../model/audit.js';
 import type { JobSpec } from '../model/job.js';
 import type { LogChunk, LogLine, LogState, LogStream, NewLogRecord } from '../model/log.js';
@@ -53,6 +54,10 @@ export interface JobRecord {
   readonly node: string | null;
   /** 1, plus one for each time the job was queued again as a new attempt. */
   readonly attempt: number;
+  /** The attempts that ended, oldest first. */
+  readonly attempts: readonly AttemptRecord[];
+  /** The earliest time the current attempt may start (a retry's backoff); null for none. */
+  readonly notBefore: string | null;
   /** Declared memory per card when sharing GPUs; null for exclusive use. */
   readonly gpuMemoryMiB: number | null;
   readonly exitCode: number | null;
@@ -77,7 +82,12 @@ export interface NewJob {
   createdAt: string;
 }
 
-/** The fields a job's owner cannot change, and everything else that can. */
+/**
+ * The fields a write may change. `endAttempt` adds the attempt that ended
+ * to the job's `attempts`, in the same compare-and-set: its number, node,
+ * GPUs and start as the row had them before this write, and its log's end
+ * as the log has it then.
+ */
 export type JobPatch = Partial<
   Pick<
     JobRecord,
@@ -86,6 +96,7 @@ export type JobPatch = Partial<
     | 'gpus'
     | 'node'
     | 'attempt'
+    | 'notBefore'
     | 'gpuMemoryMiB'
     | 'exitCode'
     | 'reason'
@@ -97,7 +108,7 @@ export type JobPatch = Partial<
     | 'finishedAt'
     | 'deadlineAt'
   >
->;
+> & { endAttempt?: AttemptEnd };
 
 /** Who may write about a job's run: the node that took it, for the attempt it took. */
 export interface Fence {

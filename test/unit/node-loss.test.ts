@@ -34,6 +34,8 @@ function job(spec: Partial<JobSpec>, over: Partial<JobRecord> = {}): JobRecord {
     gpus: ['GPU-1'],
     node: 'c',
     attempt: 1,
+    attempts: [],
+    notBefore: null,
     gpuMemoryMiB: null,
     exitCode: null,
     reason: null,
@@ -68,10 +70,16 @@ test('a job that asks for node_lost retries goes back to the queue as its next a
   assert.equal(p.containerId, null);
   assert.deepEqual(p.gpus, []);
   assert.equal(p.startedAt, null);
-  assert.match(p.reason!, /attempt 1 was lost with node "c".*queued again as attempt 2 of 2/);
+  assert.match(p.reason!, /^attempt 1: node "c" was lost.*queued again as attempt 2 \(infrastructure attempts: 1 of 2 used\)$/);
+  assert.deepEqual(p.endAttempt && { outcome: p.endAttempt.outcome, cause: p.endAttempt.cause, retried: p.endAttempt.retried }, {
+    outcome: 'failed',
+    cause: 'node_lost',
+    retried: true,
+  });
   const last = settleLostJob(job({ retry }, { attempt: 2 }), lost, now);
   assert.equal(last.state, 'failed');
-  assert.match(last.reason!, /attempt 2 of 2: none left/);
+  assert.match(last.reason!, /infrastructure attempts: 2 of 2 used, none left/);
+  assert.deepEqual(last.gpus, []);
 });
 
 test('a cancel asked before the node was lost ends the job cancelled, retry or not', () => {

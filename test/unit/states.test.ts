@@ -33,9 +33,9 @@ test('only a started job can time out or succeed', () => {
   assert.ok(canTransition('running', 'timed_out'));
 });
 
-test('no state goes back, except to the queue: before the container exists (the engine went away), or as a new attempt (the node was lost)', () => {
+test('no state goes back, except to the queue: before the container exists (the engine went away), or as a new attempt (a retry)', () => {
   const order = JOB_STATES.indexOf.bind(JOB_STATES);
-  const back = new Set(['pulling → queued', 'starting → queued', 'running → queued']);
+  const back = new Set(['queued → queued', 'pulling → queued', 'starting → queued', 'running → queued']);
   for (const from of JOB_STATES) {
     for (const to of JOB_STATES) {
       if (canTransition(from, to)) assert.ok(order(to) > order(from) || back.has(`${from} → ${to}`), `${from} → ${to}`);

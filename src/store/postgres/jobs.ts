@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
+import type { AttemptEnd, AttemptRecord } from '../../model/attempt.js';
 import type { JobSpec } from '../../model/job.js';
 import { type JobState, TERMINAL_STATES } from '../../model/states.js';
 import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard } from '../store.js';
@@ -22,6 +23,8 @@ export interface JobRow {
   gpus: string;
   node: string | null;
   attempt: number;
+  attempts: string;
+  not_before: string | null;
   gpu_memory_mib: number | null;
   exit_code: number | null;
   reason: string | null;
@@ -37,7 +40,7 @@ export interface JobRow {
 
 /** Every column of `jobs`, named rather than `*`, so a later migration cannot change what a prepared statement returns. */
 export const JOB_COLUMNS =
-  'seq, id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, container_id, gpus, node, attempt, ' +
+  'seq, id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, container_id, gpus, node, attempt, attempts, not_before, ' +
   'gpu_memory_mib, exit_code, reason, result, pull_status, pull_progress, cancel_requested, created_at, started_at, finished_at, deadline_at';
 
 const list = (states: Iterable<string>) => [...states].map((s) => `'${s}'`).join(', ');
@@ -45,13 +48,16 @@ const list = (states: Iterable<string>) => [...states].map((s) => `'${s}'`).join
 export const TERMINAL_SQL = `(${list(TERMINAL_STATES)})`;
 const ACTIVE_SQL = `('pulling', 'starting', 'running')`;
 
+type ColumnField = Exclude<keyof JobPatch, 'endAttempt'>;
+
 /** JobPatch's fields and the columns that hold them; the only names an UPDATE is built from. */
-const COLUMN: Record<keyof JobPatch, string> = {
+const COLUMN: Record<ColumnField, string> = {
   state: 'state',
   containerId: 'container_id',
   gpus: 'gpus',
   node: 'node',
   attempt: 'attempt',
+  notBefore: 'not_before',
   gpuMemoryMiB: 'gpu_memory_mib',
   exitCode: 'exit_code',
   reason: 'reason',
@@ -63,7 +69,7 @@ const COLUMN: Record<keyof JobPatch, string> = {
   finishedAt: 'finished_at',
   deadlineAt: 'deadline_at',
 };
-const PATCH_KEYS = Object.keys(COLUMN) as (keyof JobPatch)[];
+const PATCH_KEYS = Object.keys(COLUMN) as ColumnField[];
 
 /**
  * PostgreSQL text cannot hold NUL, which SQLite's can: free text that may
@@ -75,7 +81,7 @@ export function pgText<T extends string | null | undefined>(s: T): T {
   return (typeof s === 'string' && s.includes('\u0000') ? s.replaceAll('\u0000', '\uFFFD') : s) as T;
 }
 
-function toSql(key: keyof JobPatch, value: unknown): unknown {
+function toSql(key: ColumnField, value: unknown): unknown {
   if (key === 'gpus') return JSON.stringify(value);
   if (key === 'cancelRequested') return value === true;
   return typeof value === 'string' ? pgText(value) : value;
@@ -97,6 +103,8 @@ export function toRecord(row: JobRow): JobRecord {
     gpus: Object.freeze(JSON.parse(row.gpus) as string[]),
     node: row.node,
     attempt: row.attempt,
+    attempts: Object.freeze(JSON.parse(row.attempts) as AttemptRecord[]),
+    notBefore: row.not_before,
     gpuMemoryMiB: row.gpu_memory_mib,
     exitCode: row.exit_code,
     reason: row.reason,
@@ -141,6 +149,23 @@ function statementName(prefix: string, text: string): string {
 }
 
 /**
+ * The SET item that appends the ended attempt (JobPatch.endAttempt) to
+ * `attempts`. Every column an UPDATE reads is the row as it was before it,
+ * so the attempt gets the number, node, GPUs and start it ran with,
+ * whatever else the same write changes; its log's end is read in the same
+ * statement (a fenced log write holds the job's row, so none lands between).
+ */
+function appendAttempt(p: Params, e: AttemptEnd): string {
+  return (
+    `attempts = (attempts::jsonb || jsonb_build_array(jsonb_build_object(` +
+    `'attempt', attempt, 'node', node, 'gpus', gpus::jsonb, 'startedAt', started_at, ` +
+    `'outcome', ${p.add(e.outcome)}::text, 'cause', ${p.add(e.cause)}::text, 'retried', ${p.add(e.retried)}::boolean, ` +
+    `'reason', ${p.add(pgText(e.reason))}::text, 'exitCode', ${p.add(e.exitCode)}::int, 'finishedAt', ${p.add(e.finishedAt)}::text, ` +
+    `'logEnd', COALESCE((SELECT l.next_seq - 1 FROM log_state l WHERE l.job_id = jobs.id), 0))))::text`
+  );
+}
+
+/**
  * The statement that applies a patch to one job, under a guard, and
  * announces the change: one UPDATE, so it is a compare-and-set on the row.
  * With an empty patch, a read under the same guard.
@@ -154,10 +179,13 @@ export function updateQuery(origin: string, id: string, patch: JobPatch, guard?:
     where.push(`node = ${p.add(guard.fence.node)}`, `attempt = ${p.add(guard.fence.attempt)}`, `state NOT IN ${TERMINAL_SQL}`);
   }
   let text: string;
-  if (keys.length === 0) {
+  if (keys.length === 0 && patch.endAttempt === undefined) {
     text = `SELECT ${JOB_COLUMNS} FROM jobs WHERE ${where.join(' AND ')}`;
   } else {
-    const sets = keys.map((k) => `${COLUMN[k]} = ${p.add(toSql(k, patch[k]))}`).join(', ');
+    const sets = [
+      ...keys.map((k) => `${COLUMN[k]} = ${p.add(toSql(k, patch[k]))}`),
+      ...(patch.endAttempt ? [appendAttempt(p, patch.endAttempt)] : []),
+    ].join(', ');
     text =
       `WITH u AS (UPDATE jobs SET ${sets} WHERE ${where.join(' AND ')} RETURNING ${JOB_COLUMNS}) ` +
       `SELECT u.*, ${jobNotify('u', p.add(origin))} FROM u`;

@@ -132,10 +132,20 @@ const AUDIT: readonly string[] = [
   `CREATE TRIGGER audit_append_only BEFORE UPDATE OR TRUNCATE ON audit FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()`,
 ];
 
+/**
+ * Retries: the attempts of a job that ended (JSON text like `gpus`, oldest
+ * first, written with the job's row in one UPDATE) and the earliest time
+ * its current attempt may start. Existing jobs get none and NULL.
+ */
+const RETRIES: readonly string[] = [
+  `ALTER TABLE jobs ADD COLUMN attempts TEXT NOT NULL DEFAULT '[]', ADD COLUMN not_before TEXT COLLATE "C"`,
+];
+
 /** Ordered by name. Append only: never edit a migration that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': statements(INITIAL),
   '0002_audit': statements(AUDIT),
+  '0003_retries': statements(RETRIES),
 };
 
 const provider: MigrationProvider = {

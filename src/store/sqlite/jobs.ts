@@ -1,5 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
+import type { AttemptRecord } from '../../model/attempt.js';
 import type { JobSpec } from '../../model/job.js';
 import { isTerminal, type JobState, TERMINAL_STATES } from '../../model/states.js';
 import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard } from '../store.js';
@@ -22,6 +23,8 @@ interface JobRow {
   gpus: string;
   node: string | null;
   attempt: number;
+  attempts: string;
+  not_before: string | null;
   gpu_memory_mib: number | null;
   exit_code: number | null;
   reason: string | null;
@@ -35,13 +38,16 @@ interface JobRow {
   deadline_at: string | null;
 }
 
+type ColumnField = Exclude<keyof JobPatch, 'endAttempt'>;
+
 /** JobPatch's fields and the columns that hold them; the only names an UPDATE is built from. */
-const COLUMN: Record<keyof JobPatch, string> = {
+const COLUMN: Record<ColumnField, string> = {
   state: 'state',
   containerId: 'container_id',
   gpus: 'gpus',
   node: 'node',
   attempt: 'attempt',
+  notBefore: 'not_before',
   gpuMemoryMiB: 'gpu_memory_mib',
   exitCode: 'exit_code',
   reason: 'reason',
@@ -54,7 +60,19 @@ const COLUMN: Record<keyof JobPatch, string> = {
   deadlineAt: 'deadline_at',
 };
 
-function toSql(key: keyof JobPatch, value: unknown): unknown {
+/**
+ * Appends the ended attempt (JobPatch.endAttempt) to `attempts`. In an
+ * UPDATE every column read is the row as it was before it, so the attempt
+ * gets the number, node, GPUs and start it ran with, whatever else the
+ * same write changes; its log's end is read in the same statement.
+ */
+const APPEND_ATTEMPT = `attempts = json_insert(attempts, '$[#]', json_object(
+  'attempt', attempt, 'node', node, 'gpus', json(gpus), 'startedAt', started_at,
+  'outcome', @eaOutcome, 'cause', @eaCause, 'retried', json(@eaRetried), 'reason', @eaReason,
+  'exitCode', @eaExitCode, 'finishedAt', @eaFinishedAt,
+  'logEnd', COALESCE((SELECT l.next_seq - 1 FROM log_state l WHERE l.job_id = jobs.id), 0)))`;
+
+function toSql(key: ColumnField, value: unknown): unknown {
   if (key === 'gpus') return JSON.stringify(value);
   if (key === 'cancelRequested') return value ? 1 : 0;
   return value;
@@ -81,6 +99,8 @@ function toRecord(row: JobRow): JobRecord {
     gpus: JSON.parse(row.gpus) as string[],
     node: row.node,
     attempt: row.attempt,
+    attempts: JSON.parse(row.attempts) as AttemptRecord[],
+    notBefore: row.not_before,
     gpuMemoryMiB: row.gpu_memory_mib,
     exitCode: row.exit_code,
     reason: row.reason,
@@ -219,8 +239,9 @@ export class SqliteJobStore implements JobStore {
    * Throws SQLite's errors as they are.
    */
   patch(id: string, patch: JobPatch, expect?: UpdateGuard): JobRecord | undefined {
-    const keys = (Object.keys(patch) as (keyof JobPatch)[]).filter((k) => patch[k] !== undefined);
-    if (keys.length === 0) {
+    const keys = (Object.keys(COLUMN) as ColumnField[]).filter((k) => patch[k] !== undefined);
+    const ended = patch.endAttempt;
+    if (keys.length === 0 && ended === undefined) {
       const record = this.read(id);
       return record && holds(record, expect) ? record : undefined;
     }
@@ -231,14 +252,24 @@ export class SqliteJobStore implements JobStore {
       fenceAttempt: expect?.fence?.attempt ?? null,
     };
     for (const k of keys) params[k] = toSql(k, patch[k]);
-    const { changes } = this.updateStmt(keys, expect?.state !== undefined, expect?.fence !== undefined).run(params);
+    if (ended) {
+      Object.assign(params, {
+        eaOutcome: ended.outcome,
+        eaCause: ended.cause,
+        eaRetried: String(ended.retried),
+        eaReason: ended.reason,
+        eaExitCode: ended.exitCode,
+        eaFinishedAt: ended.finishedAt,
+      });
+    }
+    const { changes } = this.updateStmt(keys, ended !== undefined, expect?.state !== undefined, expect?.fence !== undefined).run(params);
     this.forget(id);
     return changes === 0 ? undefined : this.read(id);
   }
 
   /** Keys are JobPatch's own field names, mapped to columns by COLUMN, never a client's. */
-  private updateStmt(keys: readonly (keyof JobPatch)[], expectState: boolean, fenced: boolean): Statement {
-    const sets = keys.map((k) => `${COLUMN[k]} = @${k}`).join(', ');
+  private updateStmt(keys: readonly ColumnField[], endAttempt: boolean, expectState: boolean, fenced: boolean): Statement {
+    const sets = [...keys.map((k) => `${COLUMN[k]} = @${k}`), ...(endAttempt ? [APPEND_ATTEMPT] : [])].join(', ');
     let sql = `UPDATE jobs SET ${sets} WHERE id = @id`;
     if (expectState) sql += ' AND state = @expectState';
     if (fenced) sql += ` AND node = @fenceNode AND attempt = @fenceAttempt AND state NOT IN (${ENDED})`;

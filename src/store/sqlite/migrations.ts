@@ -143,6 +143,16 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
         `CREATE TRIGGER audit_append_only BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END`,
       ]),
   },
+
+  /**
+   * Retries: the attempts of a job that ended (JSON, oldest first, written
+   * with the job's row in one UPDATE) and the earliest time its current
+   * attempt may start. Existing jobs get none and NULL.
+   */
+  '0004_retries': {
+    up: (db) =>
+      exec(db, [`ALTER TABLE jobs ADD COLUMN attempts TEXT NOT NULL DEFAULT '[]'`, `ALTER TABLE jobs ADD COLUMN not_before TEXT`]),
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

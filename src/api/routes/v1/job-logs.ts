@@ -1,8 +1,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { followLog } from '../../../logs/follow.js';
+import { attemptViews } from '../../../jobs/view.js';
+import { attemptLogBounds, followLog } from '../../../logs/follow.js';
+import { NotFoundError } from '../../../model/errors.js';
 import { type Job, JobSchema } from '../../../model/job.js';
 import { type LogLine, LogLineSchema } from '../../../model/log.js';
+import type { JobRecord } from '../../../store/store.js';
 import { examples } from '../../examples.js';
 import { errorResponses, type RouteDeps } from '../common.js';
 
@@ -11,6 +14,17 @@ const LogsQuery = z
     stream: z.enum(['stdout', 'stderr']).optional().describe('Only this stream.'),
     tail: z.coerce.number().int().min(0).max(1_000_000).optional().describe('Only the last N lines (then follow, if asked).'),
     since: z.coerce.number().int().min(0).optional().describe('Only lines with a sequence number greater than this.'),
+    attempt: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .optional()
+      .describe(
+        "Only this attempt's lines (the job's `attempts` say where each one's are); every attempt's by default. " +
+          'The log ends with the attempt: following one that is retried stops at its last line. ' +
+          'With `tail`, an attempt that has ended gives its last N records of any stream, before the `stream` filter.',
+      ),
     follow: z.enum(['true', 'false', '1', '0']).optional().describe('Keep the response open until the job ends. SSE always follows.'),
     lastEventId: z.coerce
       .number()
@@ -114,12 +128,17 @@ export const jobLogRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs
       const q = request.query;
       const wantsSse = (request.headers.accept ?? '').includes('text/event-stream');
       const lastEventId = request.headers['last-event-id'] !== undefined ? Number(request.headers['last-event-id']) : q.lastEventId;
+      const range = q.attempt === undefined ? null : attemptRange(job, q.attempt);
       let afterSeq = lastEventId ?? q.since ?? 0;
       if (q.tail !== undefined && lastEventId === undefined) {
-        const tail = await logs.tail(job.id, q.tail, q.stream);
-        afterSeq = tail.length > 0 ? tail[0]!.seq - 1 : (await logs.state(job.id)).nextSeq - 1;
+        if (range?.untilSeq != null) afterSeq = Math.max(range.afterSeq, range.untilSeq - q.tail);
+        else {
+          const tail = await logs.tail(job.id, q.tail, q.stream);
+          afterSeq = tail.length > 0 ? tail[0]!.seq - 1 : (await logs.state(job.id)).nextSeq - 1;
+        }
         if (q.since !== undefined) afterSeq = Math.max(afterSeq, q.since);
       }
+      if (range) afterSeq = Math.max(afterSeq, range.afterSeq);
       const follow = wantsSse || q.follow === 'true' || q.follow === '1';
 
       reply.hijack();
@@ -147,9 +166,17 @@ export const jobLogRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs
         store: logs,
         hub: events,
         currentJob,
+        attempt: q.attempt,
         res,
         format: wantsSse ? sse : plain,
       });
     },
   );
 };
+
+/** Where attempt n's lines are; NotFoundError for an attempt the job has not had. */
+function attemptRange(job: JobRecord, n: number): ReturnType<typeof attemptLogBounds> {
+  const attempts = attemptViews(job.attempts);
+  if (n !== job.attempt && !attempts.some((a) => a.attempt === n)) throw new NotFoundError(`attempt ${n} of job ${job.id}`);
+  return attemptLogBounds(attempts, n);
+}
