@@ -224,6 +224,7 @@ class GantryJobOperator(BaseOperator):
         network: str | None = None,
         priority: int | None = None,
         pull_policy: str | None = None,
+        retry: dict[str, Any] | None = None,
         gantry_conn_id: str = GantryHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         stream_logs: bool = True,
@@ -252,6 +253,7 @@ class GantryJobOperator(BaseOperator):
         self.network = network
         self.priority = priority
         self.pull_policy = pull_policy
+        self.retry = retry
         self.gantry_conn_id = gantry_conn_id
         self.deferrable = deferrable
         self.stream_logs = stream_logs
@@ -319,6 +321,7 @@ class GantryJobOperator(BaseOperator):
             "network": self.network,
             "priority": int(self.priority) if self.priority is not None else None,
             "pullPolicy": self.pull_policy,
+            "retry": _native(self.retry, "retry", dict),
         }
         spec.update({k: v for k, v in optional.items() if v is not None})
         return spec
@@ -373,9 +376,29 @@ class GantryJobOperator(BaseOperator):
 
     # -- execution --------------------------------------------------------------------
 
+    def warn_stacked_retries(self) -> None:
+        """
+        Warns when Airflow's retries and Gantry's would multiply: each of the
+        task's tries submits a job that Gantry itself may run maxAttempts times.
+        """
+        retry = _native(self.retry, "retry", dict) or {}
+        attempts = retry.get("maxAttempts", 1)
+        tries = 1 + (self.retries or 0)
+        if tries > 1 and isinstance(attempts, int) and attempts > 1:
+            self.log.warning(
+                "Airflow retries (%d) stack on Gantry's (retry.maxAttempts %d): the job can run up to %d times for its "
+                "own failures (%d tries x %d attempts); set retries=0 or retry.maxAttempts=1 to keep one of them",
+                tries - 1,
+                attempts,
+                tries * attempts,
+                tries,
+                attempts,
+            )
+
     def execute(self, context: Context) -> Any:
         for value in (self.private_env or {}).values():
             mask_secret(value)  # also hides the values where the container prints them
+        self.warn_stacked_retries()
         hook = GantryHook(self.gantry_conn_id)
         job = self.submit_or_reattach(hook, context)
         self._job_id = job["id"]
