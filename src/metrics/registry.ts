@@ -6,6 +6,7 @@ import type { Job } from '../model/job.js';
 import { isTerminal } from '../model/states.js';
 import { RUNTIME_OPS, type RuntimeOp } from '../runtime/runtime.js';
 import type { Store } from '../store/store.js';
+import { AttemptMetrics } from './attempts.js';
 import { registerCollectors } from './collectors.js';
 import { HttpLatencyHistogram } from './http-latency.js';
 
@@ -62,6 +63,7 @@ export class GantryMetrics {
   private readonly runtimeErrors: Counter<'op'>;
   private readonly runtimeCalls: Histogram<'op'>;
   private readonly auditWriteFailures: Counter;
+  private readonly attempts: AttemptMetrics;
   private readonly leftQueue = new BoundedSet(SEEN_CAP);
   private readonly ended = new BoundedSet(SEEN_CAP);
 
@@ -69,6 +71,7 @@ export class GantryMetrics {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     registerCollectors(this.registry, src);
+    this.attempts = new AttemptMetrics(registers);
     this.queueWait = new Histogram({
       name: 'gantry_queue_wait_seconds',
       help: 'Time from submission until a job left the queue (got its run slot and GPUs).',
@@ -158,6 +161,7 @@ export class GantryMetrics {
   /** Observes a job's queue wait when it first leaves the queue, and its end once. */
   private observeStatus(job: Job): void {
     const now = Date.now();
+    this.attempts.observe(job);
     if ((job.state === 'pulling' || job.state === 'starting' || job.state === 'running') && !this.leftQueue.has(job.id)) {
       this.leftQueue.add(job.id);
       this.queueWait.observe(Math.max(0, (now - Date.parse(job.createdAt)) / 1000));
