@@ -6,7 +6,7 @@
  * Not part of the test run; it never asserts times.
  *
  * Sizes (env): BENCH_QUICK=1 for a ~2-minute smoke run, or any of
- * BENCH_SECTIONS=jobs,polls,logs,fanout,fleet  BENCH_JOBS=50  BENCH_TPUT_JOBS=32
+ * BENCH_SECTIONS=jobs,polls,logs,fanout,queue,fleet  BENCH_JOBS=50  BENCH_TPUT_JOBS=32
  * BENCH_TPUT_ROUNDS=2  BENCH_CONCURRENCY=1,4,16  BENCH_SEED_JOBS=10000
  * BENCH_POLL_WARMUP_SECONDS=20  BENCH_POLL_SECONDS=5  BENCH_POLL_ROUNDS=3
  * BENCH_POLL_FIXED_RATE=3000 (0 skips the fixed-load latency rounds)
@@ -20,6 +20,11 @@
  * BENCH_DIST=dir (run that compiled Gantry instead of building dist/),
  * BENCH_NODE_FLAGS='...' (extra node flags for Gantry), BENCH_LOG_STEPS=gantry,attach,follow,
  * BENCH_LOG_LEVEL=warn (Gantry's GANTRY_LOG_LEVEL; default: Gantry's own, info).
+ * The queue section (one fake GPU held, BENCH_QUEUE_DEPTH=10000 one-GPU jobs
+ * queued behind it: submit latency shallow vs deep, freed-GPU hand-overs and
+ * scheduling passes at depth; BENCH_QUEUE_CONCURRENCY=10 BENCH_QUEUE_SAMPLE=200
+ * BENCH_QUEUE_HANDOVERS=5; BENCH_QUEUE_BEFORE_DIST=<a compiled tree> measures
+ * another build first, at BENCH_QUEUE_BEFORE_DEPTH=2000).
  * The fleet section (three nodes on one PostgreSQL, each with its own Docker
  * engine, vs one SQLite node; runs last, ~4 min; BENCH_SECTIONS=fleet runs it alone;
  * needs root and PostgreSQL's server binaries, as the fleet tests do):
@@ -41,10 +46,11 @@ import { benchFleet, cleanupFleet, fleetRows } from './sections/fleet.js';
 import { benchJobs } from './sections/jobs.js';
 import { benchLogs, logCommand } from './sections/logs.js';
 import { type BareServer, benchFreshPolls, benchPolls, seedJobs, startBare } from './sections/polls.js';
+import { benchQueue, type QueueBenchResult } from './sections/queue.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const cfg = {
-  sections: envList('BENCH_SECTIONS', ['jobs', 'polls', 'logs', 'fanout', 'fleet']),
+  sections: envList('BENCH_SECTIONS', ['jobs', 'polls', 'logs', 'fanout', 'queue', 'fleet']),
   jobs: {
     jobs: envNum('BENCH_JOBS', quick ? 10 : 50),
     concurrency: envList('BENCH_CONCURRENCY', ['1', '4', '16']).map(Number),
@@ -90,10 +96,19 @@ const cfg = {
     deathRounds: envNum('BENCH_FLEET_DEATH_ROUNDS', quick ? 1 : 3),
     pgStats: process.env.BENCH_FLEET_PG_STATS === '1',
   },
+  queue: {
+    depth: envNum('BENCH_QUEUE_DEPTH', quick ? 2000 : 10_000),
+    concurrency: envNum('BENCH_QUEUE_CONCURRENCY', 10),
+    sample: envNum('BENCH_QUEUE_SAMPLE', 200),
+    handovers: envNum('BENCH_QUEUE_HANDOVERS', 5),
+    /** Another compiled Gantry (a dist/ folder) to measure the same way first, e.g. the build before a change. */
+    beforeDist: process.env.BENCH_QUEUE_BEFORE_DIST,
+    beforeDepth: envNum('BENCH_QUEUE_BEFORE_DEPTH', 2000),
+  },
   out: process.env.BENCH_OUT ?? path.join(ROOT, 'bench/results/latest.json'),
 };
 /** Whether a section needs the primary Gantry and its seeded SQLite store (the fleet section starts its own). */
-const primaryNeeded = cfg.sections.some((s) => s !== 'fleet');
+const primaryNeeded = cfg.sections.some((s) => s !== 'fleet' && s !== 'queue');
 
 interface Row {
   section: string;
@@ -400,6 +415,35 @@ async function main(): Promise<void> {
       });
       row('4 fan-out', `${r.busy.clients} clients on one ${r.busy.mb} MB job: MB/s each (median)`, r.busy.perClientMBpsMedian, '');
       row('4 fan-out', `${r.busy.clients} clients: MB/s each (slowest) / Gantry peak RSS MB`, r.busy.perClientMBpsMin, r.busy.peakRssMB);
+    }
+
+    if (cfg.sections.includes('queue')) {
+      const q = cfg.queue;
+      const runs: QueueBenchResult[] = [];
+      if (q.beforeDist) {
+        const dir = path.join(tmp, 'queue-before');
+        runs.push(await benchQueue(dir, { ...q, depth: q.beforeDepth }, 'queue-before', q.beforeDist));
+      }
+      runs.push(await benchQueue(path.join(tmp, 'queue'), q, 'queue'));
+      results.queue = runs;
+      for (const r of runs) {
+        const who = r.label === 'queue' ? '' : ` [${q.beforeDist}]`;
+        row('5 queue', `submit p50 (ms) with ${r.depth} queued vs the first ${q.sample}${who}`, r.submitDeepMs.p50, r.submitShallowMs.p50, {
+          op: '<=',
+          value: 2,
+          on: 'ratio',
+        });
+        row('5 queue', `submit p99 (ms) with ${r.depth} queued vs the first ${q.sample}${who}`, r.submitDeepMs.p99, r.submitShallowMs.p99);
+        row('5 queue', `${r.depth} submits (s, ${q.concurrency} at a time)${who}`, r.submitAllSeconds, '');
+        row('5 queue', `freed GPU: end event → next job's first step (ms, median)${who}`, median(r.handoverMs), '');
+        if (r.passes) {
+          row('5 queue', `scheduling pass at depth ${r.depth}: mean (ms) / p99 at most (ms)`, r.passes.meanMs, r.passes.p99AtMostMs, {
+            op: '<=',
+            value: 10,
+            on: 'gantry',
+          });
+        }
+      }
     }
 
     if (cfg.sections.includes('fleet')) {

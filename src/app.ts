@@ -145,6 +145,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     seat: membership,
     placementProblem: (spec) => directory.placementProblem(spec),
     log,
+    onPass: (seconds) => metrics.schedulerPass(seconds),
   });
   const { jobs } = domain;
   scheduler = domain.scheduler;

@@ -26,6 +26,8 @@ export interface DomainParts {
   /** Why no node could ever run a spec, or null when one could. */
   placementProblem: (spec: JobSpec) => Promise<SpecFieldError | null>;
   log: Logger;
+  /** Told how long each scheduling pass took (seconds). */
+  onPass?: (seconds: number) => void;
 }
 
 /**
@@ -56,6 +58,7 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     images: new ImagePuller(d.runtime, d.registryLogins),
     secrets: d.secrets,
     log: d.log,
+    ...(d.onPass ? { onPass: d.onPass } : {}),
   });
   return { jobs, scheduler };
 }

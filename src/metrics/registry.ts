@@ -24,6 +24,8 @@ const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 const WAIT_BUCKETS = [0.1, 0.5, 1, 2.5, 5, 15, 30, 60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600];
 /** Engine calls: milliseconds for an inspect, seconds for a create or a stop, minutes for a pull. */
 const ENGINE_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30, 120, 600];
+/** A scheduling pass reads the queue's head and claims what starts: milliseconds, unless the store is slow. */
+const PASS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 const RUN_BUCKETS = [1, 5, 15, 30, 60, 300, 900, 1800, 3600, 2 * 3600, 6 * 3600, 12 * 3600, 24 * 3600, 3 * 86400];
 
 /** How many job ids are remembered to observe each job's queue wait and end once. */
@@ -64,6 +66,7 @@ export class GantryMetrics {
   private readonly runtimeCalls: Histogram<'op'>;
   private readonly auditWriteFailures: Counter;
   private readonly attempts: AttemptMetrics;
+  private readonly schedulerPasses: Histogram;
   private readonly leftQueue = new BoundedSet(SEEN_CAP);
   private readonly ended = new BoundedSet(SEEN_CAP);
 
@@ -113,6 +116,13 @@ export class GantryMetrics {
       registers,
     });
 
+    this.schedulerPasses = new Histogram({
+      name: 'gantry_scheduler_pass_seconds',
+      help: "Scheduling passes of this node: from reading the queue's head to the last claim of the jobs it starts.",
+      buckets: PASS_BUCKETS,
+      registers,
+    });
+
     this.auditWriteFailures = new Counter({
       name: 'gantry_audit_write_failures_total',
       help: 'Audit records that could not be written (the actions they describe stand; each is in the process log at error level).',
@@ -145,6 +155,11 @@ export class GantryMetrics {
   /** One call to the container runtime was answered (or failed) after `seconds`. */
   runtimeCall(op: RuntimeOp, seconds: number): void {
     if (op !== 'wait') this.runtimeCalls.observe({ op }, seconds);
+  }
+
+  /** A scheduling pass took `seconds`. */
+  schedulerPass(seconds: number): void {
+    this.schedulerPasses.observe(seconds);
   }
 
   /** An audit record could not be written. */

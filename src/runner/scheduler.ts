@@ -36,6 +36,8 @@ export interface SchedulerDeps {
   images: ImagePuller;
   secrets: SecretSource;
   log: Logger;
+  /** Told how long each scheduling pass took (seconds). */
+  onPass?: (seconds: number) => void;
 }
 
 /**
@@ -147,8 +149,10 @@ export class Scheduler {
       return;
     }
     this.scheduling = true;
+    const started = performance.now();
     try {
       await this.plan();
+      this.d.onPass?.((performance.now() - started) / 1000);
     } catch (err) {
       this.d.log.error({ err }, 'scheduling pass failed');
     } finally {
