@@ -6,6 +6,7 @@ import { QueueState } from './jobs/queue-state.js';
 import { JobService } from './jobs/service.js';
 import type { SpecFieldError } from './model/errors.js';
 import type { JobSpec } from './model/job.js';
+import type { WaitInfo } from './model/queue.js';
 import { ImagePuller, type RegistryLogins } from './runner/images.js';
 import type { NodeSeat } from './runner/node-seat.js';
 import { Scheduler } from './runner/scheduler.js';
@@ -45,8 +46,10 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     dockerSocket: d.config.dockerSocket,
     secrets: d.secrets,
     placementProblem: d.placementProblem,
+    // The scheduler is built next; a dry run is only asked for once both exist.
+    preview: (job): WaitInfo => scheduler.preview(job),
   });
-  const scheduler = new Scheduler({
+  const scheduler: Scheduler = new Scheduler({
     config: d.config,
     seat: d.seat,
     runtime: d.runtime,

@@ -1,7 +1,9 @@
 import type { JobRecord } from '../store/store.js';
 
+type Place = Pick<JobRecord, 'priority' | 'seq'>;
+
 /** A queued job in queue order: higher priority first, then first come, first served. */
-const before = (a: JobRecord, b: JobRecord) => b.priority - a.priority || a.seq - b.seq;
+const before = (a: Place, b: Place) => b.priority - a.priority || a.seq - b.seq;
 
 /**
  * Queued jobs in queue order, kept sorted as they come and go, so that a
@@ -70,8 +72,13 @@ export class QueueIndex {
     }
   }
 
+  /** The place a job of this priority submitted now would take (0 is next). */
+  placeFor(priority: number): number {
+    return this.slot({ priority, seq: Number.POSITIVE_INFINITY });
+  }
+
   /** Where `record` stands, or would stand: the first slot whose job does not come before it. */
-  private slot(record: JobRecord): number {
+  private slot(record: Place): number {
     let lo = 0;
     let hi = this.order.length;
     while (lo < hi) {

@@ -38,6 +38,15 @@ export class QueueState {
   /** Why this node can never run a job, or null; set by the scheduler, which knows the node. */
   private misfit: (record: JobRecord) => SpecFieldError | null = () => null;
   private readonly misfits = new Map<string, SpecFieldError>();
+  /** Jobs waiting out a retry's backoff, each with the timer that makes it runnable here. */
+  private readonly backoff = new Map<string, { record: JobRecord; timer: NodeJS.Timeout }>();
+  /** Told when a job became runnable by the clock (its backoff ended). */
+  private onReady: () => void = () => undefined;
+
+  /** Sets who is told when a job's backoff ends (the scheduler, which then looks at the queue). */
+  setOnReady(fn: () => void): void {
+    this.onReady = fn;
+  }
 
   /** Sets the rule `here` follows and sorts the known jobs again by it. */
   setMisfit(fn: (record: JobRecord) => SpecFieldError | null): void {
@@ -47,23 +56,38 @@ export class QueueState {
 
   /** Takes in a job as just written or read: queued and untaken, it is in the queue; otherwise not. */
   observe(record: JobRecord): void {
-    if (record.state === 'queued' && record.node === null) {
-      this.all.put(record);
-      const unfit = this.misfit(record);
-      if (unfit === null) {
-        this.misfits.delete(record.id);
-        this.here.put(record);
-        if (!record.spec.gpus) this.hereCpu.put(record);
-      } else this.misfits.set(record.id, unfit);
-    } else this.forget(record.id);
+    this.forget(record.id);
+    if (record.state !== 'queued' || record.node !== null) return;
+    this.all.put(record);
+    const unfit = this.misfit(record);
+    if (unfit !== null) {
+      this.misfits.set(record.id, unfit);
+      return;
+    }
+    const wait = record.notBefore === null ? 0 : Date.parse(record.notBefore) - Date.now();
+    if (wait > 0) {
+      // Not runnable until its backoff ends; it keeps its place in the queue meanwhile.
+      const timer = setTimeout(() => {
+        if (this.backoff.get(record.id)?.record !== record) return;
+        this.backoff.delete(record.id);
+        this.runnable(record);
+        this.onReady();
+      }, wait);
+      timer.unref();
+      this.backoff.set(record.id, { record, timer });
+      return;
+    }
+    this.runnable(record);
+  }
+
+  private runnable(record: JobRecord): void {
+    this.here.put(record);
+    if (!record.spec.gpus) this.hereCpu.put(record);
   }
 
   /** Replaces what is known with the store's queue (after a start or a gap in the change feed). */
   reset(queued: readonly JobRecord[]): void {
-    this.all.clear();
-    this.here.clear();
-    this.hereCpu.clear();
-    this.misfits.clear();
+    for (const { id } of [...this.all.inOrder()]) this.forget(id);
     for (const r of queued) this.observe(r);
   }
 
@@ -111,6 +135,15 @@ export class QueueState {
         estimatedStartAt: null,
       };
     }
+    const backingOff = this.backoff.get(record.id);
+    if (backingOff?.record.notBefore) {
+      const until = backingOff.record.notBefore;
+      return {
+        code: 'backoff',
+        text: `waiting until ${until} before attempt ${record.attempt} (the retry's backoff)`,
+        estimatedStartAt: until,
+      };
+    }
     const seen = decided.get(record.id);
     if (seen) return seen;
     if (!this.here.has(record.id)) return PENDING;
@@ -127,5 +160,10 @@ export class QueueState {
     this.here.delete(id);
     this.hereCpu.delete(id);
     this.misfits.delete(id);
+    const backingOff = this.backoff.get(id);
+    if (backingOff) {
+      clearTimeout(backingOff.timer);
+      this.backoff.delete(id);
+    }
   }
 }

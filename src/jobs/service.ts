@@ -11,6 +11,7 @@ import {
 } from '../model/errors.js';
 import type { Job, JobSpec } from '../model/job.js';
 import type { Principal } from '../model/principal.js';
+import type { WaitInfo } from '../model/queue.js';
 import { assertTransition, isTerminal, type JobState } from '../model/states.js';
 import type { SecretSource } from '../secrets/source.js';
 import type { Fence, JobPatch, JobRecord, JobStore } from '../store/store.js';
@@ -31,6 +32,8 @@ export interface JobServiceDeps {
   dockerSocket: string;
   /** Where the secrets a spec names come from (checked at submit: they exist and the owner may use them). */
   secrets: SecretSource;
+  /** What this node would do with a job submitted now (the scheduler's dry run). */
+  preview: (job: JobRecord) => WaitInfo;
   /** Why no node can ever run the spec (its placement, its GPUs), or null when one can. */
   placementProblem: (spec: JobSpec) => Promise<SpecFieldError | null>;
 }
@@ -75,11 +78,7 @@ export class JobService {
     spec: JobSpec,
     opts: { idempotencyKey: string | null; requestId: string | null },
   ): Promise<SubmitResult> {
-    const decision = checkPolicy(spec, principal.owner, this.d.policy, this.d.dockerSocket);
-    const refused = [...decision.errors, ...(await secretAccessErrors(spec, principal.owner, this.d.secrets))];
-    if (refused.length > 0) throw new PolicyViolationError(refused);
-    const unplaceable = await this.d.placementProblem(spec);
-    if (unplaceable) throw new UnsatisfiableSpecError([unplaceable]);
+    await this.admit(principal, spec);
     const hash = specHash(spec);
     const { record, created } = await this.d.store.insert({
       id: crypto.randomUUID(),
@@ -96,6 +95,62 @@ export class JobService {
       this.d.events.publishQueueChanged();
     }
     return { job: await this.view(record), created };
+  }
+
+  /**
+   * What a submit of the spec would do now, with nothing stored: refused as
+   * a submit would be, or the view of the job it would make (id `dry-run`),
+   * with where it would stand in the queue and what it would wait for on
+   * the answering node.
+   */
+  async dryRun(principal: Principal, spec: JobSpec): Promise<Job> {
+    await this.admit(principal, spec);
+    const now = new Date().toISOString();
+    const record: JobRecord = {
+      seq: Number.POSITIVE_INFINITY,
+      id: 'dry-run',
+      owner: principal.owner,
+      name: spec.name ?? null,
+      state: 'queued',
+      priority: spec.priority ?? 0,
+      spec,
+      specHash: specHash(spec),
+      idempotencyKey: null,
+      requestId: null,
+      containerId: null,
+      gpus: [],
+      node: null,
+      attempt: 1,
+      attempts: [],
+      notBefore: null,
+      gpuMemoryMiB: null,
+      exitCode: null,
+      reason: null,
+      result: null,
+      pullStatus: null,
+      pullProgress: null,
+      cancelRequested: false,
+      createdAt: now,
+      startedAt: null,
+      finishedAt: null,
+      deadlineAt: null,
+    };
+    const waiting = this.d.preview(record);
+    return {
+      ...toJob(record),
+      position: this.d.queue.all.placeFor(record.priority),
+      waiting: { code: waiting.code, estimatedStartAt: waiting.estimatedStartAt },
+      reason: waiting.text,
+    };
+  }
+
+  /** The checks a submit passes before anything is stored: policy, secrets, placement. */
+  private async admit(principal: Principal, spec: JobSpec): Promise<void> {
+    const decision = checkPolicy(spec, principal.owner, this.d.policy, this.d.dockerSocket);
+    const refused = [...decision.errors, ...(await secretAccessErrors(spec, principal.owner, this.d.secrets))];
+    if (refused.length > 0) throw new PolicyViolationError(refused);
+    const unplaceable = await this.d.placementProblem(spec);
+    if (unplaceable) throw new UnsatisfiableSpecError([unplaceable]);
   }
 
   /** A job the principal may see; NotFoundError otherwise (also for other owners' jobs). */

@@ -1,28 +1,17 @@
 import { z } from 'zod';
 
 /**
- * Why a queued job waits, as a stable code a client can branch on; the
- * text in the job's `reason` says the same for people. `reserved_for:<id>`
- * names the job holding the GPU reservation this one waits behind.
+ * Why a queued job waits, as a stable code a client can branch on (the
+ * codes are listed in the schema); the text in the job's `reason` says the
+ * same for people. `reserved_for:<id>` names the job holding the GPU
+ * reservation this one waits behind.
  */
-export const WAIT_CODES = [
-  'pending',
-  'run_slot',
-  'gpus',
-  'reserved_for',
-  'not_here',
-  'node_drained',
-  'engine_unreachable',
-  'no_lease',
-] as const;
-export type WaitCode = (typeof WAIT_CODES)[number];
-
 export const WaitingSchema = z
   .object({
     code: z
       .string()
       .describe(
-        "pending: not yet considered by a scheduling pass; run_slot: every run slot is taken (GANTRY_MAX_RUNNING); gpus: its GPUs are not free (it holds the reservation); reserved_for:<id>: behind that job's GPU reservation; not_here: the answering node can never run it, another may; node_drained, engine_unreachable, no_lease: the answering node takes no job now.",
+        "pending: not yet considered by a scheduling pass; backoff: a retry waits out its backoff (until estimatedStartAt); run_slot: every run slot is taken (GANTRY_MAX_RUNNING); gpus: its GPUs are not free (it holds the reservation); reserved_for:<id>: behind that job's GPU reservation; not_here: the answering node can never run it, another may; node_drained, engine_unreachable, no_lease: the answering node takes no job now.",
       ),
     estimatedStartAt: z
       .string()

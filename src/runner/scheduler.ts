@@ -65,6 +65,7 @@ export class Scheduler {
   constructor(private readonly d: SchedulerDeps) {
     this.engine = new EngineWatch(d.runtime, d.log, () => void this.afterEngineBack());
     const unfit = new WeakMap<JobRecord, SpecFieldError | null>();
+    d.queue.setOnReady(() => this.kick());
     d.queue.setMisfit((r) => {
       let why = unfit.get(r);
       if (why === undefined) unfit.set(r, (why = misfit(r.spec, this.target)));
@@ -222,6 +223,51 @@ export class Scheduler {
     // What another node took leaves GPUs and slots that later jobs may use:
     // look again shortly (not at once, so that a seat lost meanwhile cannot spin).
     if (lostClaims > 0) setTimeout(() => this.kick(), CLAIM_RETRY_MS).unref();
+  }
+
+  /**
+   * What this node would do with the job were it submitted now (a dry run):
+   * the same pass over the head of the queue, on a copy of the GPUs, with
+   * the job in its place. Nothing is allocated, claimed or stored.
+   */
+  preview(job: JobRecord): WaitInfo {
+    const { gpus, config, queue, seat } = this.d;
+    const why = this.notTaking(seat.epoch());
+    if (why !== null) return why;
+    const unfit = misfit(job.spec, this.target);
+    if (unfit !== null) {
+      return { code: 'not_here', text: `node "${seat.name}" cannot run it (${unfit.path}: ${unfit.message})`, estimatedStartAt: null };
+    }
+    const now = Date.now();
+    const entry = (r: JobRecord): QueueEntry => ({
+      id: r.id,
+      gpus: r.spec.gpus,
+      model: r.spec.placement?.gpuModel,
+      timeoutSeconds: r.spec.timeoutSeconds ?? config.policy.defaultTimeoutSeconds,
+    });
+    // The jobs ahead of it (a higher or equal priority: they came first), then it.
+    const upTo = function* (records: Iterable<JobRecord>, active: ReadonlyMap<string, unknown>, last: boolean) {
+      for (const r of records) {
+        if (r.priority < job.priority) break;
+        if (!active.has(r.id)) yield entry(r);
+      }
+      if (last) yield entry(job);
+    };
+    const plan = planQueue({
+      entries: upTo(queue.here.inOrder(), this.active, true),
+      cpuEntries: upTo(queue.hereCpu.inOrder(), this.active, !job.spec.gpus),
+      gpus: gpus.clone(),
+      freeSlots: config.maxRunning - this.active.size,
+      maxRunning: config.maxRunning,
+      running: [...this.endsBy].map(([jobId, endsBy]) => ({ jobId, endsBy })),
+      now,
+    });
+    const mine = plan.decisions.find((d) => d.id === job.id);
+    if (mine?.action === 'start') {
+      return { code: 'pending', text: `would start at once on node "${seat.name}"`, estimatedStartAt: new Date(now).toISOString() };
+    }
+    if (mine?.action === 'wait') return mine.wait;
+    return (job.spec.gpus ? plan.beyond.gpu : null) ?? plan.beyond.any ?? { code: 'pending', text: 'queued', estimatedStartAt: null };
   }
 
   /** Why this node takes no job now, or null when it does. */

@@ -289,3 +289,50 @@ test('queue order: higher priority first, FIFO within a priority; positions are 
   assert.ok(starts[0]! < starts[1]! && starts[1]! < starts[2]! && starts[2]! < starts[3]!, `start order ${JSON.stringify(starts)}`);
   assert.equal(maxOverlap(done), 1);
 });
+
+test('backfill and explainable waiting: a short job uses a card the reservation does not need yet; dry runs say what a submit would do', async (t) => {
+  const gate = newGate();
+  const g = await startGantry(t, { GANTRY_GPUS: TWO_GPUS, GANTRY_GPU_DRIVER: 'env', ...gate.env });
+  // One card held for up to an hour; a two-card job must wait for it and so holds the reservation.
+  const hog = await g.submit(sh(AWAIT, { gpus: { count: 1 }, mounts: gate.mounts, timeoutSeconds: 3600 }));
+  await g.waitFor(hog.id, (j) => j.state === 'running');
+  const big = await g.submit(sh('true', { gpus: { count: 2 } }));
+  const long = await g.submit(sh('true', { gpus: { count: 1 }, timeoutSeconds: 7200 }));
+  const bigView = await g.waitFor(big.id, (j) => j.waiting?.code === 'gpus');
+  const hogDeadline = Date.parse((await g.job(hog.id)).startedAt!) + 3600_000;
+  assert.ok(Math.abs(Date.parse(bigView.waiting!.estimatedStartAt!) - hogDeadline) < 5000, "the reservation is the holder's deadline");
+  const longView = await g.job(long.id);
+  assert.deepEqual(
+    [longView.position, longView.waiting?.code],
+    [1, `reserved_for:${big.id}`],
+    'a job that would outlast the reservation waits',
+  );
+
+  // A dry run stores nothing and answers as the queue would.
+  const before = (await g.call<{ items: Job[] }>('GET', '/v1/jobs?limit=100')).body.items.length;
+  const dryLong = await g.call<Job>('POST', '/v1/jobs?dryRun=true', { body: sh('true', { gpus: { count: 1 }, timeoutSeconds: 7200 }) });
+  assert.equal(dryLong.status, 200, dryLong.text);
+  assert.equal(dryLong.headers.location, undefined);
+  assert.deepEqual(
+    [dryLong.body.id, dryLong.body.state, dryLong.body.position, dryLong.body.waiting?.code],
+    ['dry-run', 'queued', 2, `reserved_for:${big.id}`],
+  );
+  const dryCpu = await g.call<Job>('POST', '/v1/jobs?dryRun=true', { body: sh('true') });
+  assert.match(dryCpu.body.reason!, /^would start at once on node/);
+  const dryUrgent = await g.call<Job>('POST', '/v1/jobs?dryRun=true', { body: sh('true', { gpus: { count: 2 }, priority: 9 }) });
+  assert.deepEqual([dryUrgent.body.position, dryUrgent.body.waiting?.code], [0, 'gpus']);
+  const dryRefused = await g.call<{ errors: { field: string }[] }>('POST', '/v1/jobs?dryRun=true', {
+    body: sh('true', { gpus: { count: 3 } }),
+  });
+  assert.equal(dryRefused.status, 422, 'a dry run is refused as the submit would be');
+  assert.equal((await g.call<{ items: Job[] }>('GET', '/v1/jobs?limit=100')).body.items.length, before, 'no dry run was stored');
+
+  // A job short enough to end before the reservation takes the free card now.
+  const short = await g.submit(sh('echo $NVIDIA_VISIBLE_DEVICES', { gpus: { count: 1 }, timeoutSeconds: 60 }));
+  const s = await g.waitFor(short.id);
+  assert.equal(s.state, 'succeeded', s.reason ?? '');
+  assert.equal((await g.job(long.id)).state, 'queued', 'the long one still waits');
+  gate.open();
+  const done = await Promise.all([big, long].map((j) => g.waitFor(j.id)));
+  assert.ok(Date.parse(done[0]!.startedAt!) <= Date.parse(done[1]!.startedAt!), 'the reservation holder started first');
+});

@@ -36,6 +36,7 @@ async function setup(t: { after(fn: () => unknown): void }) {
     policy: config.policy,
     dockerSocket: config.dockerSocket,
     secrets: NO_SECRETS,
+    preview: () => ({ code: 'pending', text: 'queued', estimatedStartAt: null }),
     placementProblem: async (s) => ((s.gpus?.count ?? 0) > 2 ? { path: 'gpus', message: 'this host has 2' } : null),
   });
   const add = async (s: JobSpec = spec()) => (await service.submit(owner, s, { idempotencyKey: null, requestId: null })).job.id;

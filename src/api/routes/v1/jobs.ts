@@ -49,17 +49,24 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs })
         summary: 'Submit a job',
         description:
           'Queues a container run. Gantry builds the container from the spec under the operator policy; refused specs create no container. ' +
-          'With `Idempotency-Key`, the same key and body return the same job (200) and the same key with another body is refused (422).',
+          'With `Idempotency-Key`, the same key and body return the same job (200) and the same key with another body is refused (422). ' +
+          'With `dryRun=true` nothing is stored: the spec is checked as a submit would be (the same refusals), and the answer (200) is the job it would make, ' +
+          'with id `dry-run`, its `position` in the queue and what it would wait for on the answering node (`waiting`, `reason`), or that it would start at once.',
         tags: ['jobs'],
         security: [{ bearer: [] }],
         headers: z.object({
           'idempotency-key': z.string().min(1).max(255).optional().describe('Makes retries safe: same key + body → same job.'),
         }),
+        querystring: z
+          .object({
+            dryRun: z.enum(['true', 'false']).optional().describe('`true`: check and place the job without storing it.'),
+          })
+          .strict(),
         body: JobSpecSchema,
         response: {
           201: jsonResponse(JobSchema, { description: 'Job created', example: examples.queuedJob, headers: { Location } }),
           200: jsonResponse(JobSchema, {
-            description: 'Replay of an earlier submission with the same Idempotency-Key',
+            description: 'Replay of an earlier submission with the same Idempotency-Key, or the answer of a dry run (no Location then)',
             example: examples.queuedJob,
             headers: { Location },
           }),
@@ -68,6 +75,7 @@ export const jobRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs })
       },
     },
     async (request, reply) => {
+      if (request.query.dryRun === 'true') return reply.code(200).send(await jobs.dryRun(request.principal, request.body));
       const { job, created } = await jobs.submit(request.principal, request.body, {
         idempotencyKey: request.headers['idempotency-key'] ?? null,
         requestId: request.id,
