@@ -68,6 +68,26 @@ test('an exit code a rule retries: attempt 1 fails, attempt 2 succeeds; both are
   assert.match(metrics, /^gantry_job_attempts_total\{outcome="succeeded"\} 1$/m);
 });
 
+test('following the running attempt live: the stream ends with that attempt, when the job is queued again', async (t) => {
+  const g = await startGantry(t);
+  const job = await g.submit({
+    image: TEST_IMAGE,
+    command: ['sh', '-c', 'echo attempt-$GANTRY_ATTEMPT; sleep 1; echo late-$GANTRY_ATTEMPT; [ "$GANTRY_ATTEMPT" = 2 ]'],
+    retry: { maxAttempts: 2, on: ['exit_code'] },
+  });
+  const live = await readSse(`${g.url}/v1/jobs/${job.id}/logs?attempt=1`, ADMIN_TOKEN);
+  assert.deepEqual(
+    live.events.filter((e) => e.event === 'log').map((e) => (JSON.parse(e.data) as LogLine).line),
+    ['attempt-1', 'late-1'],
+  );
+  const end = JSON.parse(live.events.at(-1)!.data);
+  assert.equal(live.events.at(-1)?.event, 'end');
+  assert.equal(end.attempts[0].retried, true, 'the stream ended once attempt 1 had');
+  const text = await g.call('GET', `/v1/jobs/${job.id}/logs?attempt=2&follow=true`);
+  assert.deepEqual(text.text.split('\n').slice(1, -1), ['attempt-2', 'late-2'], 'after the banner');
+  assert.equal((await g.job(job.id)).state, 'succeeded');
+});
+
 test('an exit code a rule fails ends the job at once, though a later rule would retry it', async (t) => {
   const g = await startGantry(t);
   const job = await g.submit({
