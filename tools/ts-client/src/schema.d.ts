@@ -50,7 +50,7 @@ export interface paths {
         put?: never;
         /**
          * Submit a job
-         * @description Queues a container run. Gantry builds the container from the spec under the operator policy; refused specs create no container. With `Idempotency-Key`, the same key and body return the same job (200) and the same key with another body is refused (422).
+         * @description Queues a container run. Gantry builds the container from the spec under the operator policy; refused specs create no container. With `Idempotency-Key`, the same key and body return the same job (200) and the same key with another body is refused (422). With `dryRun=true` nothing is stored: the spec is checked as a submit would be (the same refusals), and the answer (200) is the job it would make, with id `dry-run`, its `position` in the queue and what it would wait for on the answering node (`waiting`, `reason`), or that it would start at once.
          */
         post: operations["submitJob"];
         delete?: never;
@@ -284,6 +284,49 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @example {
+         *       "attempt": 1,
+         *       "node": "gpu-host-1",
+         *       "gpus": [
+         *         "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11"
+         *       ],
+         *       "outcome": "failed",
+         *       "cause": "exit_code",
+         *       "retried": true,
+         *       "reason": "exited with code 3",
+         *       "exitCode": 3,
+         *       "startedAt": "2026-01-05T09:30:01.250Z",
+         *       "finishedAt": "2026-01-05T09:31:02.000Z",
+         *       "firstLogSeq": 1,
+         *       "lastLogSeq": 12
+         *     }
+         */
+        Attempt: {
+            attempt: number;
+            /** @description The node it ran on. */
+            node: string | null;
+            /** @description UUIDs of the GPUs it had. */
+            gpus: string[];
+            /**
+             * @description How the attempt ended (a retried attempt ended failed or timed_out).
+             * @enum {string}
+             */
+            outcome: "succeeded" | "failed" | "cancelled" | "timed_out";
+            /** @description Why it ended, as retry rules name it; null for a success, a cancel, or a failure no rule can name. */
+            cause: components["schemas"]["RetryCause"] | null;
+            /** @description Whether Gantry queued the job again as the next attempt. */
+            retried: boolean;
+            reason: string | null;
+            exitCode: number | null;
+            /** @description When its container started; null if it never did. */
+            startedAt: string | null;
+            finishedAt: string;
+            /** @description The first log line (seq) of this attempt; null when it wrote none. GET …/logs?attempt=N shows its lines. */
+            firstLogSeq: number | null;
+            /** @description The last log line (seq) of this attempt; null when it wrote none. */
+            lastLogSeq: number | null;
+        };
         AuditDetail: {
             /** @description The request fields a refusal named, as paths (`body.image`); never their values. */
             fields?: string[];
@@ -319,6 +362,42 @@ export interface components {
             /** @description The request’s `X-Request-Id`, as its answer carried it. */
             requestId: string | null;
             detail: components["schemas"]["AuditDetail"];
+        };
+        /**
+         * @example {
+         *       "initialSeconds": 30,
+         *       "factor": 2,
+         *       "maxSeconds": 600
+         *     }
+         */
+        Backoff: {
+            /** @description The wait before the first retry. */
+            initialSeconds: number;
+            /**
+             * @description Each later retry waits this many times longer than the one before.
+             * @default 2
+             */
+            factor: number;
+            /** @description No retry waits longer than this (86400 s when absent). */
+            maxSeconds?: number;
+        };
+        /**
+         * @example {
+         *       "initialSeconds": 30,
+         *       "factor": 2,
+         *       "maxSeconds": 600
+         *     }
+         */
+        BackoffInput: {
+            /** @description The wait before the first retry. */
+            initialSeconds: number;
+            /**
+             * @description Each later retry waits this many times longer than the one before.
+             * @default 2
+             */
+            factor: number;
+            /** @description No retry waits longer than this (86400 s when absent). */
+            maxSeconds?: number;
         };
         /** @description The job in its final state; the server then closes the stream. */
         EndEvent: {
@@ -379,6 +458,8 @@ export interface components {
             state: components["schemas"]["JobState"];
             /** @description Place in the queue (0 = next) while queued, else null. */
             position: number | null;
+            /** @description Why it waits, as a stable code (the text is `reason`), while queued; else null. */
+            waiting: components["schemas"]["Waiting"] | null;
             exitCode: number | null;
             /** @description Why the job ended as it did, or what it waits for. */
             reason: string | null;
@@ -393,6 +474,10 @@ export interface components {
             node: string | null;
             /** @description Which attempt this is (1 unless the job was retried). */
             attempt: number;
+            /** @description The attempts that ended, oldest first: how each ended and which log lines are its. */
+            attempts: components["schemas"]["Attempt"][];
+            /** @description The earliest time the current attempt may start: set when a retry waits out the spec's backoff, else null. */
+            notBefore: string | null;
             /** @description Image pull progress while the job is pulling. */
             pull: {
                 status: string;
@@ -503,7 +588,7 @@ export interface components {
             /** @description Where in a fleet the job may run; any node when absent. */
             placement?: components["schemas"]["Placement"];
             /** @description When Gantry runs the job again as a new attempt; never when absent. */
-            retry?: components["schemas"]["Retry"];
+            retry?: components["schemas"]["RetryInput"];
         };
         /** @enum {string} */
         JobState: "queued" | "pulling" | "starting" | "running" | "succeeded" | "failed" | "cancelled" | "timed_out";
@@ -653,14 +738,96 @@ export interface components {
          *       "maxAttempts": 3,
          *       "on": [
          *         "node_lost"
-         *       ]
+         *       ],
+         *       "rules": [
+         *         {
+         *           "cause": "exit_code",
+         *           "exitCodes": [
+         *             2
+         *           ],
+         *           "action": "fail"
+         *         },
+         *         {
+         *           "cause": "exit_code",
+         *           "action": "retry"
+         *         }
+         *       ],
+         *       "backoff": {
+         *         "initialSeconds": 30,
+         *         "factor": 2,
+         *         "maxSeconds": 600
+         *       }
          *     }
          */
         Retry: {
-            /** @description Attempts in all, the first one included. */
+            /** @description Attempts in all, the first one included, for the job's own causes; node_lost and preempted have a budget of their own of the same size, so losing a node never costs one of these. */
             maxAttempts: number;
-            /** @description The causes that start a new attempt; any other end is final. node_lost: the node running it stopped renewing its lease. */
-            on: "node_lost"[];
+            /** @description Shorthand for rules {cause, action: "retry"}, checked after `rules`. node_lost: the node running it stopped renewing its lease. */
+            on?: components["schemas"]["RetryCause"][];
+            /** @description What to do when an attempt ends for a cause: the first rule that matches decides; an end no rule (nor `on`) matches is final. */
+            rules?: components["schemas"]["RetryRule"][];
+            /** @description How long a retried job waits in the queue before its next attempt may start; no wait when absent. */
+            backoff?: components["schemas"]["Backoff"];
+        } | unknown | unknown;
+        /**
+         * @description Why an attempt ended: exit_code (non-zero exit), oom (OOM-killed), timeout (ran past timeoutSeconds), image_pull (the image could not be had), node_lost (its node stopped renewing its lease); preempted and gpu_error are reserved: Gantry does not produce them yet.
+         * @enum {string}
+         */
+        RetryCause: "exit_code" | "oom" | "timeout" | "image_pull" | "node_lost" | "preempted" | "gpu_error";
+        /**
+         * @example {
+         *       "maxAttempts": 3,
+         *       "on": [
+         *         "node_lost"
+         *       ],
+         *       "rules": [
+         *         {
+         *           "cause": "exit_code",
+         *           "exitCodes": [
+         *             2
+         *           ],
+         *           "action": "fail"
+         *         },
+         *         {
+         *           "cause": "exit_code",
+         *           "action": "retry"
+         *         }
+         *       ],
+         *       "backoff": {
+         *         "initialSeconds": 30,
+         *         "factor": 2,
+         *         "maxSeconds": 600
+         *       }
+         *     }
+         */
+        RetryInput: {
+            /** @description Attempts in all, the first one included, for the job's own causes; node_lost and preempted have a budget of their own of the same size, so losing a node never costs one of these. */
+            maxAttempts: number;
+            /** @description Shorthand for rules {cause, action: "retry"}, checked after `rules`. node_lost: the node running it stopped renewing its lease. */
+            on?: components["schemas"]["RetryCause"][];
+            /** @description What to do when an attempt ends for a cause: the first rule that matches decides; an end no rule (nor `on`) matches is final. */
+            rules?: components["schemas"]["RetryRule"][];
+            /** @description How long a retried job waits in the queue before its next attempt may start; no wait when absent. */
+            backoff?: components["schemas"]["BackoffInput"];
+        } | unknown | unknown;
+        /**
+         * @example {
+         *       "cause": "exit_code",
+         *       "exitCodes": [
+         *         75
+         *       ],
+         *       "action": "retry"
+         *     }
+         */
+        RetryRule: {
+            cause: components["schemas"]["RetryCause"];
+            /** @description Only these exit codes (with cause exit_code only); any non-zero code when absent. */
+            exitCodes?: number[];
+            /**
+             * @description retry: run the job again as a new attempt, if its budget allows; fail: end it now.
+             * @enum {string}
+             */
+            action: "retry" | "fail";
         };
         /**
          * @example {
@@ -695,6 +862,18 @@ export interface components {
             scopes: ("submit" | "read" | "cancel" | "admin" | "metrics")[];
             /** @description Whether the token is an admin's: it sees and cancels every owner's jobs. */
             admin: boolean;
+        };
+        /**
+         * @example {
+         *       "code": "gpus",
+         *       "estimatedStartAt": "2026-01-05T10:42:00.000Z"
+         *     }
+         */
+        Waiting: {
+            /** @description pending: not yet considered by a scheduling pass; backoff: a retry waits out its backoff (until estimatedStartAt); run_slot: every run slot is taken (GANTRY_MAX_RUNNING); gpus: its GPUs are not free (it holds the reservation); reserved_for:<id>: behind that job's GPU reservation; not_here: the answering node can never run it, another may; node_drained, engine_unreachable, no_lease: the answering node takes no job now. */
+            code: string;
+            /** @description When it starts at the latest if the jobs holding its GPUs run to their timeouts and nothing of higher priority arrives; null where that cannot be told. */
+            estimatedStartAt: string | null;
         };
     };
     responses: never;
@@ -814,8 +993,10 @@ export interface operations {
                      *           },
                      *           "pull": null,
                      *           "cancelRequested": false,
+                     *           "notBefore": null,
                      *           "state": "succeeded",
                      *           "position": null,
+                     *           "waiting": null,
                      *           "exitCode": 0,
                      *           "reason": null,
                      *           "result": "accuracy=0.93",
@@ -826,7 +1007,25 @@ export interface operations {
                      *             "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11"
                      *           ],
                      *           "node": "gpu-host-1",
-                     *           "attempt": 1
+                     *           "attempt": 1,
+                     *           "attempts": [
+                     *             {
+                     *               "attempt": 1,
+                     *               "node": "gpu-host-1",
+                     *               "gpus": [
+                     *                 "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11"
+                     *               ],
+                     *               "outcome": "succeeded",
+                     *               "cause": null,
+                     *               "retried": false,
+                     *               "reason": null,
+                     *               "exitCode": 0,
+                     *               "startedAt": "2026-01-05T09:30:01.250Z",
+                     *               "finishedAt": "2026-01-05T09:42:13.900Z",
+                     *               "firstLogSeq": 1,
+                     *               "lastLogSeq": 2
+                     *             }
+                     *           ]
                      *         }
                      *       ],
                      *       "nextCursor": null
@@ -899,7 +1098,10 @@ export interface operations {
     };
     submitJob: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description `true`: check and place the job without storing it. */
+                dryRun?: "true" | "false";
+            };
             header?: {
                 /** @description Makes retries safe: same key + body → same job. */
                 "idempotency-key"?: string;
@@ -930,7 +1132,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Replay of an earlier submission with the same Idempotency-Key */
+            /** @description Replay of an earlier submission with the same Idempotency-Key, or the answer of a dry run (no Location then) */
             200: {
                 headers: {
                     /** @description The job's URL, `/v1/jobs/{id}`. */
@@ -974,17 +1176,23 @@ export interface operations {
                      *       },
                      *       "pull": null,
                      *       "cancelRequested": false,
+                     *       "notBefore": null,
                      *       "state": "queued",
                      *       "position": 0,
+                     *       "waiting": {
+                     *         "code": "gpus",
+                     *         "estimatedStartAt": "2026-01-05T10:42:00.000Z"
+                     *       },
                      *       "exitCode": null,
-                     *       "reason": "waiting for 1 GPU",
+                     *       "reason": "waiting for GPUs, expected free by 2026-01-05T10:42:00.000Z at the latest (the running jobs' timeouts)",
                      *       "result": null,
                      *       "createdAt": "2026-01-05T09:30:00.000Z",
                      *       "startedAt": null,
                      *       "finishedAt": null,
                      *       "gpus": [],
                      *       "node": null,
-                     *       "attempt": 1
+                     *       "attempt": 1,
+                     *       "attempts": []
                      *     }
                      */
                     "application/json": components["schemas"]["Job"];
@@ -1034,17 +1242,23 @@ export interface operations {
                      *       },
                      *       "pull": null,
                      *       "cancelRequested": false,
+                     *       "notBefore": null,
                      *       "state": "queued",
                      *       "position": 0,
+                     *       "waiting": {
+                     *         "code": "gpus",
+                     *         "estimatedStartAt": "2026-01-05T10:42:00.000Z"
+                     *       },
                      *       "exitCode": null,
-                     *       "reason": "waiting for 1 GPU",
+                     *       "reason": "waiting for GPUs, expected free by 2026-01-05T10:42:00.000Z at the latest (the running jobs' timeouts)",
                      *       "result": null,
                      *       "createdAt": "2026-01-05T09:30:00.000Z",
                      *       "startedAt": null,
                      *       "finishedAt": null,
                      *       "gpus": [],
                      *       "node": null,
-                     *       "attempt": 1
+                     *       "attempt": 1,
+                     *       "attempts": []
                      *     }
                      */
                     "application/json": components["schemas"]["Job"];
@@ -1274,8 +1488,10 @@ export interface operations {
                      *       },
                      *       "pull": null,
                      *       "cancelRequested": false,
+                     *       "notBefore": null,
                      *       "state": "succeeded",
                      *       "position": null,
+                     *       "waiting": null,
                      *       "exitCode": 0,
                      *       "reason": null,
                      *       "result": "accuracy=0.93",
@@ -1286,7 +1502,25 @@ export interface operations {
                      *         "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11"
                      *       ],
                      *       "node": "gpu-host-1",
-                     *       "attempt": 1
+                     *       "attempt": 1,
+                     *       "attempts": [
+                     *         {
+                     *           "attempt": 1,
+                     *           "node": "gpu-host-1",
+                     *           "gpus": [
+                     *             "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11"
+                     *           ],
+                     *           "outcome": "succeeded",
+                     *           "cause": null,
+                     *           "retried": false,
+                     *           "reason": null,
+                     *           "exitCode": 0,
+                     *           "startedAt": "2026-01-05T09:30:01.250Z",
+                     *           "finishedAt": "2026-01-05T09:42:13.900Z",
+                     *           "firstLogSeq": 1,
+                     *           "lastLogSeq": 2
+                     *         }
+                     *       ]
                      *     }
                      */
                     "application/json": components["schemas"]["Job"];
@@ -1462,8 +1696,13 @@ export interface operations {
                      *       },
                      *       "pull": null,
                      *       "cancelRequested": false,
+                     *       "notBefore": null,
                      *       "state": "cancelled",
                      *       "position": null,
+                     *       "waiting": {
+                     *         "code": "gpus",
+                     *         "estimatedStartAt": "2026-01-05T10:42:00.000Z"
+                     *       },
                      *       "exitCode": null,
                      *       "reason": "cancelled before it started",
                      *       "result": null,
@@ -1472,7 +1711,8 @@ export interface operations {
                      *       "finishedAt": "2026-01-05T09:31:00.000Z",
                      *       "gpus": [],
                      *       "node": null,
-                     *       "attempt": 1
+                     *       "attempt": 1,
+                     *       "attempts": []
                      *     }
                      */
                     "application/json": components["schemas"]["Job"];
@@ -1603,6 +1843,8 @@ export interface operations {
                 tail?: number;
                 /** @description Only lines with a sequence number greater than this. */
                 since?: number;
+                /** @description Only this attempt's lines (the job's `attempts` say where each one's are); every attempt's by default. The log ends with the attempt: following one that is retried stops at its last line. With `tail`, an attempt that has ended gives its last N records of any stream, before the `stream` filter. */
+                attempt?: number;
                 /** @description Keep the response open until the job ends. SSE always follows. */
                 follow?: "0" | "1" | "true" | "false";
                 /** @description Same as the Last-Event-ID header, for clients that cannot set headers. */
@@ -1894,8 +2136,10 @@ export interface operations {
                      *       },
                      *       "pull": null,
                      *       "cancelRequested": false,
+                     *       "notBefore": null,
                      *       "state": "succeeded",
                      *       "position": null,
+                     *       "waiting": null,
                      *       "exitCode": 0,
                      *       "reason": null,
                      *       "result": "accuracy=0.93",
@@ -1906,7 +2150,25 @@ export interface operations {
                      *         "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11"
                      *       ],
                      *       "node": "gpu-host-1",
-                     *       "attempt": 1
+                     *       "attempt": 1,
+                     *       "attempts": [
+                     *         {
+                     *           "attempt": 1,
+                     *           "node": "gpu-host-1",
+                     *           "gpus": [
+                     *             "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11"
+                     *           ],
+                     *           "outcome": "succeeded",
+                     *           "cause": null,
+                     *           "retried": false,
+                     *           "reason": null,
+                     *           "exitCode": 0,
+                     *           "startedAt": "2026-01-05T09:30:01.250Z",
+                     *           "finishedAt": "2026-01-05T09:42:13.900Z",
+                     *           "firstLogSeq": 1,
+                     *           "lastLogSeq": 2
+                     *         }
+                     *       ]
                      *     }
                      */
                     "application/json": components["schemas"]["Job"];
