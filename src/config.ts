@@ -86,7 +86,7 @@ export const EnvSchema = z.object({
     .string()
     .min(1)
     .optional()
-    .describe('path of a JSON array of `{owner, scopes, sha256}` (`npm run token` prints an entry)'),
+    .describe('path of a JSON array of `{owner, scopes, sha256}` (`npm run token` prints an entry); re-read on SIGHUP'),
   GANTRY_IMAGE_ALLOWLIST: csv
     .default(['local/*'])
     .describe(

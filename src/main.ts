@@ -3,6 +3,7 @@ import closeWithGrace from 'close-with-grace';
 import { auditWriter } from './api/plugins/audit.js';
 import { reloadTls } from './api/tls.js';
 import { buildApp } from './app.js';
+import { reloadTokens } from './auth/tokens.js';
 import { ConfigError, loadConfig } from './config.js';
 import { flushLog } from './logging.js';
 import type { NewAuditRecord } from './model/audit.js';
@@ -45,26 +46,39 @@ async function main(): Promise<void> {
     await flushLog(app.gantry.log);
   });
   await app.listen({ host: config.host, port: config.port });
-  // SIGHUP re-reads the TLS certificate, key and client CA (a renewed
-  // certificate needs no restart); files that cannot be used are logged and
-  // the ones in use are kept. Each reload, done or not, is in the audit trail.
+  // SIGHUP re-reads the tokens file (tokens added or revoked need no
+  // restart) and the TLS certificate, key and client CA (nor does a renewed
+  // certificate); files that cannot be used are logged and the ones in use
+  // are kept. Each reload, done or not, is in the audit trail.
   const { tls } = config;
-  const { store, metrics, log } = app.gantry;
+  const { store, metrics, log, tokens } = app.gantry;
   const audit = auditWriter({ audit: store.audit, metrics, log });
   const node = config.node.name;
   process.on('SIGHUP', () => {
-    if (!tls) {
-      app.log.info('SIGHUP: nothing to reload (no GANTRY_TLS_CERT)');
+    if (!tls && !config.tokensFile) {
+      app.log.info('SIGHUP: nothing to reload (no GANTRY_TOKENS_FILE, no GANTRY_TLS_CERT)');
       void audit(reloadRecord(node, null));
       return;
     }
-    try {
-      reloadTls(app.server as unknown as Server, tls);
-      app.log.info({ cert: tls.certFile }, 'TLS certificate reloaded');
-      void audit(reloadRecord(node, 'tls'));
-    } catch (err) {
-      app.log.error({ err }, 'TLS certificate not reloaded; the previous one stays in use');
-      void audit(reloadRecord(node, 'tls', err));
+    if (config.tokensFile) {
+      try {
+        reloadTokens(tokens, { adminToken: config.adminToken, tokensFile: config.tokensFile });
+        app.log.info({ file: config.tokensFile }, 'tokens reloaded');
+        void audit(reloadRecord(node, 'tokens'));
+      } catch (err) {
+        app.log.error({ err }, 'tokens not reloaded; the ones in use stay');
+        void audit(reloadRecord(node, 'tokens', err));
+      }
+    }
+    if (tls) {
+      try {
+        reloadTls(app.server as unknown as Server, tls);
+        app.log.info({ cert: tls.certFile }, 'TLS certificate reloaded');
+        void audit(reloadRecord(node, 'tls'));
+      } catch (err) {
+        app.log.error({ err }, 'TLS certificate not reloaded; the previous one stays in use');
+        void audit(reloadRecord(node, 'tls', err));
+      }
     }
   });
 }

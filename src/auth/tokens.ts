@@ -36,9 +36,14 @@ export function generateToken(): string {
 }
 
 export class TokenStore {
-  private readonly entries: { digest: Buffer; principal: Principal }[];
+  private entries: { digest: Buffer; principal: Principal }[] = [];
 
   constructor(entries: TokenEntry[]) {
+    this.replace(entries);
+  }
+
+  /** Puts these tokens in place of the ones accepted so far, at once: a request is checked against one set or the other. */
+  replace(entries: TokenEntry[]): void {
     this.entries = entries.map((e) => ({
       digest: Buffer.from(e.sha256, 'hex'),
       principal: { owner: e.owner, scopes: new Set(e.scopes), isAdmin: e.scopes.includes('admin') },
@@ -80,31 +85,7 @@ export interface TokenSources {
  * that cannot be read or parsed is a ConfigError.
  */
 export async function loadTokens(src: TokenSources): Promise<TokenStore> {
-  const entries: TokenEntry[] = [];
-  if (src.adminToken) entries.push({ owner: 'admin', scopes: ['admin'], sha256: hashToken(src.adminToken) });
-  if (src.tokensFile) {
-    const file = path.resolve(src.tokensFile);
-    let text: string;
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch (err) {
-      throw new ConfigError('GANTRY_TOKENS_FILE', `cannot read ${file}: ${(err as Error).message}`);
-    }
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch (err) {
-      throw new ConfigError('GANTRY_TOKENS_FILE', `${file} is not JSON: ${(err as Error).message}`);
-    }
-    const parsed = TokensFileSchema.safeParse(raw);
-    if (!parsed.success) {
-      throw new ConfigError(
-        'GANTRY_TOKENS_FILE',
-        `${file}: ${parsed.error.issues.map((i) => `[${i.path.join('.')}] ${i.message}`).join('; ')}`,
-      );
-    }
-    entries.push(...parsed.data);
-  }
+  const entries = configuredTokens(src);
   if (entries.length === 0) {
     let digest = await src.settings.get(ADMIN_SETTING);
     if (!digest) {
@@ -116,4 +97,45 @@ export async function loadTokens(src: TokenSources): Promise<TokenStore> {
     entries.push({ owner: 'admin', scopes: ['admin'], sha256: digest });
   }
   return new TokenStore(entries);
+}
+
+/**
+ * Reads GANTRY_TOKENS_FILE again into the store (SIGHUP): tokens added there
+ * are accepted and tokens removed refused from then on, GANTRY_ADMIN_TOKEN
+ * still counting. False when there is no tokens file to read; a file that
+ * cannot be used throws ConfigError and the tokens in use stay.
+ */
+export function reloadTokens(store: TokenStore, src: Pick<TokenSources, 'adminToken' | 'tokensFile'>): boolean {
+  if (!src.tokensFile) return false;
+  store.replace(configuredTokens(src));
+  return true;
+}
+
+/** The tokens GANTRY_ADMIN_TOKEN and GANTRY_TOKENS_FILE name; ConfigError for a file that cannot be read or parsed. */
+function configuredTokens(src: Pick<TokenSources, 'adminToken' | 'tokensFile'>): TokenEntry[] {
+  const entries: TokenEntry[] = [];
+  if (src.adminToken) entries.push({ owner: 'admin', scopes: ['admin'], sha256: hashToken(src.adminToken) });
+  if (!src.tokensFile) return entries;
+  const file = path.resolve(src.tokensFile);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError('GANTRY_TOKENS_FILE', `cannot read ${file}: ${(err as Error).message}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError('GANTRY_TOKENS_FILE', `${file} is not JSON: ${(err as Error).message}`);
+  }
+  const parsed = TokensFileSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ConfigError(
+      'GANTRY_TOKENS_FILE',
+      `${file}: ${parsed.error.issues.map((i) => `[${i.path.join('.')}] ${i.message}`).join('; ')}`,
+    );
+  }
+  entries.push(...parsed.data);
+  return entries;
 }
