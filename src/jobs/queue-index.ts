@@ -16,10 +16,6 @@ export class QueueIndex {
   private readonly order: JobRecord[] = [];
   private readonly byId = new Map<string, JobRecord>();
 
-  get size(): number {
-    return this.order.length;
-  }
-
   has(id: string): boolean {
     return this.byId.has(id);
   }
@@ -41,11 +37,6 @@ export class QueueIndex {
     this.order.splice(this.slot(known), 1);
     this.byId.delete(id);
     return true;
-  }
-
-  clear(): void {
-    this.order.length = 0;
-    this.byId.clear();
   }
 
   /** The job's place (0 is next), or null when it is not here. */

@@ -91,11 +91,6 @@ export class QueueState {
     for (const r of queued) this.observe(r);
   }
 
-  /** Why this node can never run the queued job, or null. */
-  misfitOf(id: string): SpecFieldError | null {
-    return this.misfits.get(id) ?? null;
-  }
-
   /** The queued jobs this node can never run, with why. */
   unrunnable(): ReadonlyMap<string, SpecFieldError> {
     return this.misfits;

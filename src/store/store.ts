@@ -157,8 +157,6 @@ export interface JobStore {
   claim(id: string, node: { name: string; epoch: number }): Promise<JobRecord | undefined>;
   /** Queued jobs no node has taken yet, in scheduling order: higher priority first, then FIFO. */
   queued(): Promise<JobRecord[]>;
-  /** Each of those jobs' place in the queue (0 is next). */
-  queuePositions(): Promise<ReadonlyMap<string, number>>;
   /** The node's jobs that hold, or are about to hold, a container (pulling, starting, running). */
   active(node: string): Promise<JobRecord[]>;
   /** The node's jobs it took but did not start (queued, node set): a process that dies leaves them so. */

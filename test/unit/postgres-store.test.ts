@@ -213,7 +213,6 @@ describe('PostgreSQL store', () => {
     }
     assert.equal(wins.a + wins.b, 20);
     assert.deepEqual(await a.jobs.queued(), []);
-    assert.equal((await a.jobs.queuePositions()).size, 0);
     assert.equal((await a.jobs.claimed('a')).length, wins.a);
     assert.equal((await b.jobs.claimed('b')).length, wins.b);
     const late = (await a.jobs.insert(newJob())).record;
@@ -256,15 +255,6 @@ describe('PostgreSQL store', () => {
     assert.deepEqual(
       (await s.jobs.queued()).map((j) => j.id),
       [high1.id, high2.id, low.id, neg.id],
-    );
-    assert.deepEqual(
-      [...(await s.jobs.queuePositions())],
-      [
-        [high1.id, 0],
-        [high2.id, 1],
-        [low.id, 2],
-        [neg.id, 3],
-      ],
     );
     assert.deepEqual(await s.jobs.queueSummary(), { length: 4, oldestCreatedAt: '2030-01-01T00:00:00.000Z' });
 

@@ -223,7 +223,6 @@ const CLAIM = `
   )
   SELECT u.*, ${jobNotify('u', '$4')} FROM u`;
 const QUEUED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE state = 'queued' AND node IS NULL ORDER BY priority DESC, seq`;
-const QUEUED_IDS = `SELECT id FROM jobs WHERE state = 'queued' AND node IS NULL ORDER BY priority DESC, seq`;
 const ACTIVE = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state IN ${ACTIVE_SQL} ORDER BY seq`;
 const CLAIMED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state = 'queued' ORDER BY priority DESC, seq`;
 const HOLDING_GPUS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE state IN ${ACTIVE_SQL} AND gpus <> '[]' ORDER BY seq`;
@@ -304,11 +303,6 @@ export class PgJobStore implements JobStore {
 
   async queued(): Promise<JobRecord[]> {
     return (await read<JobRow>(this.pool, { name: 'gantry_jobs_queued', text: QUEUED })).map(toRecord);
-  }
-
-  async queuePositions(): Promise<ReadonlyMap<string, number>> {
-    const rows = await read<{ id: string }>(this.pool, { name: 'gantry_jobs_queued_ids', text: QUEUED_IDS });
-    return new Map(rows.map((r, i) => [r.id, i]));
   }
 
   async active(node: string): Promise<JobRecord[]> {

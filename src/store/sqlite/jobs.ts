@@ -122,8 +122,7 @@ const RECORD_CACHE_MAX = 4096;
  * Jobs in SQLite. Statements are prepared once. This process is the only
  * writer of its database file, and every write to `jobs` goes through this
  * class (the node store's writes too, through its methods below), so it can
- * keep a write-through cache of records (a status poll is mostly a `get`)
- * and of the queue positions (every poll of a queued job reads them),
+ * keep a write-through cache of records (a status poll is mostly a `get`),
  * dropping entries on each write.
  *
  * A SQLite file is one node's: `node` is still recorded (claim, fences,
@@ -133,7 +132,6 @@ const RECORD_CACHE_MAX = 4096;
 export class SqliteJobStore implements JobStore {
   /** lru-cache re-links preallocated slots on a hit instead of growing a Map (less garbage per poll). */
   private readonly records = new LRUCache<string, JobRecord>({ max: RECORD_CACHE_MAX });
-  private positions: ReadonlyMap<string, number> | null = null;
   private readonly insertStmt: Statement;
   private readonly insertLabelStmt: Statement;
   private readonly byIdStmt: Statement;
@@ -196,10 +194,7 @@ export class SqliteJobStore implements JobStore {
         return true;
       })(),
     );
-    if (created) {
-      this.positions = null;
-      return { record: this.read(job.id)!, created };
-    }
+    if (created) return { record: this.read(job.id)!, created };
     const prior = this.byKeyStmt.get(job.owner, job.idempotencyKey) as JobRow | undefined;
     if (!prior) throw new Error(`job ${job.id} was neither inserted nor found by its idempotency key`);
     return { record: this.cache(toRecord(prior)), created: false };
@@ -225,7 +220,6 @@ export class SqliteJobStore implements JobStore {
   forget(id?: string): void {
     if (id === undefined) this.records.clear();
     else this.records.delete(id);
-    this.positions = null;
   }
 
   async update(id: string, patch: JobPatch, expect?: UpdateGuard): Promise<JobRecord | undefined> {
@@ -291,13 +285,6 @@ export class SqliteJobStore implements JobStore {
   /** Records for rows, the cached ones reused (a cached record is the row's current one: every write drops it). */
   private fromRows(rows: readonly JobRow[]): JobRecord[] {
     return rows.map((r) => this.records.get(r.id) ?? this.cache(toRecord(r)));
-  }
-
-  async queuePositions(): Promise<ReadonlyMap<string, number>> {
-    if (this.positions) return this.positions;
-    const positions = new Map((this.queuedStmt.all() as JobRow[]).map((r, i) => [r.id, i]));
-    this.positions = positions;
-    return positions;
   }
 
   async active(node: string): Promise<JobRecord[]> {
