@@ -12,6 +12,7 @@ import { NodeService } from './fleet/node-service.js';
 import { GpuAllocator } from './gpu/allocator.js';
 import { discoverGpus, type GpuDevice } from './gpu/inventory.js';
 import { JobEventHub } from './jobs/events.js';
+import { Quotas, readQuotasFile } from './jobs/quotas.js';
 import type { JobService } from './jobs/service.js';
 import { processLogger } from './logging.js';
 import { startRetention } from './logs/retention.js';
@@ -50,6 +51,8 @@ export interface Gantry {
   membership: NodeMembership;
   nodes: NodeService;
   tokens: TokenStore;
+  /** The teams' limits (GANTRY_QUOTAS_FILE), replaced on SIGHUP. */
+  quotas: Quotas;
   metrics: GantryMetrics;
   /** The no-token metrics listener (GANTRY_METRICS=open), or null. */
   openMetrics: OpenMetricsListener | null;
@@ -76,6 +79,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const devices = overrides.gpuDevices ?? (await discoverGpus(config.gpus.source));
   const registryAuth = loadRegistryAuth(config.registryAuthFile);
   const secrets = await openSecretSource(config.secrets.dir);
+  const quotas = new Quotas(config.quotasFile ? readQuotasFile(config.quotasFile) : []);
   const shared = config.databaseUrl !== undefined;
   const store = shared
     ? await openPostgresStore({ url: config.databaseUrl!, node: config.node.name, log })
@@ -142,6 +146,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     events,
     registryLogins: registryAuth,
     secrets,
+    quotas,
     seat: membership,
     placementProblem: (spec) => directory.placementProblem(spec),
     log,
@@ -175,7 +180,22 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const app = await buildHttp({ config, log, tokens, store, runtime, jobs, nodes, logs: store.logs, events, gpus, metrics });
   const openMetrics =
     config.metrics === 'open' ? openMetricsListener({ scrape: () => metrics.scrape(), contentType: metrics.contentType, log }) : null;
-  app.decorate('gantry', { config, store, runtime, jobs, events, gpus, scheduler, membership, nodes, tokens, metrics, openMetrics, log });
+  app.decorate('gantry', {
+    config,
+    store,
+    runtime,
+    jobs,
+    events,
+    gpus,
+    scheduler,
+    membership,
+    nodes,
+    tokens,
+    quotas,
+    metrics,
+    openMetrics,
+    log,
+  });
   // The open metrics port follows the API's own listen() and close().
   if (openMetrics) {
     app.addHook('onListen', async () => {

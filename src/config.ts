@@ -87,6 +87,13 @@ export const EnvSchema = z.object({
     .min(1)
     .optional()
     .describe('path of a JSON array of `{owner, scopes, sha256}` (`npm run token` prints an entry); re-read on SIGHUP'),
+  GANTRY_QUOTAS_FILE: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'path of a JSON array of teams, `{name, owners, maxQueued}`: a submit that would queue more than `maxQueued` jobs of the team is refused with 429 and Retry-After; re-read on SIGHUP; unset: no limits',
+    ),
   GANTRY_IMAGE_ALLOWLIST: csv
     .default(['local/*'])
     .describe(
@@ -239,6 +246,7 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
       : null,
   adminToken: e.GANTRY_ADMIN_TOKEN,
   tokensFile: e.GANTRY_TOKENS_FILE,
+  quotasFile: e.GANTRY_QUOTAS_FILE,
   logLevel: e.GANTRY_LOG_LEVEL,
   policy: {
     imageAllowlist: e.GANTRY_IMAGE_ALLOWLIST,

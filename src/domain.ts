@@ -3,6 +3,7 @@ import type { Config } from './config.js';
 import type { GpuAllocator } from './gpu/allocator.js';
 import type { JobEventHub } from './jobs/events.js';
 import { QueueState } from './jobs/queue-state.js';
+import type { Quotas } from './jobs/quotas.js';
 import { JobService } from './jobs/service.js';
 import type { SpecFieldError } from './model/errors.js';
 import type { JobSpec } from './model/job.js';
@@ -22,6 +23,7 @@ export interface DomainParts {
   events: JobEventHub;
   registryLogins: RegistryLogins;
   secrets: SecretSource;
+  quotas: Quotas;
   /** This node's seat in the fleet. */
   seat: NodeSeat;
   /** Why no node could ever run a spec, or null when one could. */
@@ -45,6 +47,7 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     policy: d.config.policy,
     dockerSocket: d.config.dockerSocket,
     secrets: d.secrets,
+    quotas: d.quotas,
     placementProblem: d.placementProblem,
     // The scheduler is built next; a dry run is only asked for once both exist.
     preview: (job): WaitInfo => scheduler.preview(job),

@@ -5,6 +5,7 @@ import { reloadTls } from './api/tls.js';
 import { buildApp } from './app.js';
 import { reloadTokens } from './auth/tokens.js';
 import { ConfigError, loadConfig } from './config.js';
+import { readQuotasFile } from './jobs/quotas.js';
 import { flushLog } from './logging.js';
 import type { NewAuditRecord } from './model/audit.js';
 
@@ -46,17 +47,17 @@ async function main(): Promise<void> {
     await flushLog(app.gantry.log);
   });
   await app.listen({ host: config.host, port: config.port });
-  // SIGHUP re-reads the tokens file (tokens added or revoked need no
-  // restart) and the TLS certificate, key and client CA (nor does a renewed
+  // SIGHUP re-reads the tokens and quotas files (tokens added or revoked
+  // and limits changed need no restart) and the TLS certificate, key and client CA (nor does a renewed
   // certificate); files that cannot be used are logged and the ones in use
   // are kept. Each reload, done or not, is in the audit trail.
   const { tls } = config;
-  const { store, metrics, log, tokens } = app.gantry;
+  const { store, metrics, log, tokens, quotas } = app.gantry;
   const audit = auditWriter({ audit: store.audit, metrics, log });
   const node = config.node.name;
   process.on('SIGHUP', () => {
-    if (!tls && !config.tokensFile) {
-      app.log.info('SIGHUP: nothing to reload (no GANTRY_TOKENS_FILE, no GANTRY_TLS_CERT)');
+    if (!tls && !config.tokensFile && !config.quotasFile) {
+      app.log.info('SIGHUP: nothing to reload (no GANTRY_TOKENS_FILE, GANTRY_QUOTAS_FILE or GANTRY_TLS_CERT)');
       void audit(reloadRecord(node, null));
       return;
     }
@@ -68,6 +69,16 @@ async function main(): Promise<void> {
       } catch (err) {
         app.log.error({ err }, 'tokens not reloaded; the ones in use stay');
         void audit(reloadRecord(node, 'tokens', err));
+      }
+    }
+    if (config.quotasFile) {
+      try {
+        quotas.replace(readQuotasFile(config.quotasFile));
+        app.log.info({ file: config.quotasFile }, 'quotas reloaded');
+        void audit(reloadRecord(node, 'quotas'));
+      } catch (err) {
+        app.log.error({ err }, 'quotas not reloaded; the ones in use stay');
+        void audit(reloadRecord(node, 'quotas', err));
       }
     }
     if (tls) {

@@ -244,11 +244,12 @@ export const problemExamples: Record<number, Record<string, unknown>> = {
     errors: [{ field: 'body.image', message: 'image "docker.io/library/alpine:3" is not in GANTRY_IMAGE_ALLOWLIST' }],
   },
   429: {
-    type: `${PROBLEM_BASE}rate-limited`,
-    title: 'Too many requests',
+    type: `${PROBLEM_BASE}quota-exceeded`,
+    title: 'Quota exceeded',
     status: 429,
-    detail: 'too many requests',
-    instance: `/v1/jobs/${base.id}`,
+    detail:
+      'team "ml" has 1000 jobs queued, its maxQueued in GANTRY_QUOTAS_FILE; nothing was stored, try again once some have left the queue',
+    instance: '/v1/jobs',
   },
   503: {
     type: `${PROBLEM_BASE}store-unavailable`,

@@ -5,6 +5,7 @@ import {
   IdempotencyConflictError,
   NotFoundError,
   PolicyViolationError,
+  QuotaExceededError,
   type SpecFieldError,
   StoreUnavailableError,
   UnsatisfiableSpecError,
@@ -112,6 +113,15 @@ export function problemOf(err: unknown): Problem & { internal?: true; retryAfter
   if (err instanceof IdempotencyConflictError) {
     const errors = [{ field: 'headers.idempotency-key', message: 'this key was used with a different request body' }];
     return { status: 422, slug: 'validation', title: 'Request is invalid', detail: err.message, errors };
+  }
+  if (err instanceof QuotaExceededError) {
+    return {
+      status: 429,
+      slug: 'quota-exceeded',
+      title: 'Quota exceeded',
+      detail: `${err.message}; nothing was stored, try again once some have left the queue`,
+      retryAfterSeconds: err.retryAfterSeconds,
+    };
   }
   if (err instanceof StoreUnavailableError) {
     return err.reason === 'full'

@@ -34,6 +34,8 @@ export class QueueState {
   /** Those this node could run that need no GPU. */
   readonly hereCpu = new QueueIndex();
   private readonly launched = new Set<string>();
+  /** How many of `all` each owner has. */
+  private readonly queuedByOwner = new Map<string, number>();
   private pass: PassOutcome = NO_PASS;
   /** Why this node can never run a job, or null; set by the scheduler, which knows the node. */
   private misfit: (record: JobRecord) => SpecFieldError | null = () => null;
@@ -59,6 +61,7 @@ export class QueueState {
     this.forget(record.id);
     if (record.state !== 'queued' || record.node !== null) return;
     this.all.put(record);
+    this.queuedByOwner.set(record.owner, (this.queuedByOwner.get(record.owner) ?? 0) + 1);
     const unfit = this.misfit(record);
     if (unfit !== null) {
       this.misfits.set(record.id, unfit);
@@ -108,6 +111,11 @@ export class QueueState {
     return this.launched.has(jobId);
   }
 
+  /** How many queued jobs no node has taken these owners have, fleet-wide (as this node has heard). */
+  queuedOf(owners: readonly string[]): number {
+    return owners.reduce((n, o) => n + (this.queuedByOwner.get(o) ?? 0), 0);
+  }
+
   /** The job's place in the fleet-wide queue (0 is next), or null when no longer queued. */
   position(jobId: string): number | null {
     return this.all.position(jobId);
@@ -151,6 +159,12 @@ export class QueueState {
   }
 
   private forget(id: string): void {
+    const known = this.all.get(id);
+    if (known) {
+      const left = (this.queuedByOwner.get(known.owner) ?? 1) - 1;
+      if (left > 0) this.queuedByOwner.set(known.owner, left);
+      else this.queuedByOwner.delete(known.owner);
+    }
     this.all.delete(id);
     this.here.delete(id);
     this.hereCpu.delete(id);

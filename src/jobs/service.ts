@@ -6,6 +6,7 @@ import {
   IdempotencyConflictError,
   NotFoundError,
   PolicyViolationError,
+  QuotaExceededError,
   type SpecFieldError,
   UnsatisfiableSpecError,
 } from '../model/errors.js';
@@ -18,6 +19,7 @@ import type { Fence, JobPatch, JobRecord, JobStore } from '../store/store.js';
 import type { JobEventHub } from './events.js';
 import { checkPolicy, secretAccessErrors } from './policy.js';
 import type { QueueState } from './queue-state.js';
+import { QUOTA_RETRY_AFTER_SECONDS, type Quotas } from './quotas.js';
 import { specHash } from './spec-hash.js';
 import { deepFreeze, toJob } from './view.js';
 
@@ -30,6 +32,8 @@ export interface JobServiceDeps {
   queue: QueueState;
   policy: PolicyConfig;
   dockerSocket: string;
+  /** The teams' limits (GANTRY_QUOTAS_FILE). */
+  quotas: Quotas;
   /** Where the secrets a spec names come from (checked at submit: they exist and the owner may use them). */
   secrets: SecretSource;
   /** What this node would do with a job submitted now (the scheduler's dry run). */
@@ -144,8 +148,14 @@ export class JobService {
     };
   }
 
-  /** The checks a submit passes before anything is stored: policy, secrets, placement. */
+  /** The checks a submit passes before anything is stored: policy, secrets, placement, the team's queue quota. */
   private async admit(principal: Principal, spec: JobSpec): Promise<void> {
+    // Checked against this node's view of the queue: across a fleet, submits
+    // racing on other nodes within the change feed's delay can pass it too.
+    const team = this.d.quotas.teamOf(principal.owner);
+    if (team?.maxQueued !== undefined && this.d.queue.queuedOf(team.owners) >= team.maxQueued) {
+      throw new QuotaExceededError(team.name, team.maxQueued, QUOTA_RETRY_AFTER_SECONDS);
+    }
     const decision = checkPolicy(spec, principal.owner, this.d.policy, this.d.dockerSocket);
     const refused = [...decision.errors, ...(await secretAccessErrors(spec, principal.owner, this.d.secrets))];
     if (refused.length > 0) throw new PolicyViolationError(refused);

@@ -41,6 +41,17 @@ export class PolicyViolationError extends DomainError {
   }
 }
 
+/** The owner's team has as many jobs queued as its quota allows; the submit may be tried again later. */
+export class QuotaExceededError extends DomainError {
+  constructor(
+    readonly team: string,
+    readonly limit: number,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(`team "${team}" has ${limit} jobs queued, its maxQueued in GANTRY_QUOTAS_FILE`);
+  }
+}
+
 /** The spec is well-formed but can never be met here (e.g. more GPUs than the host has). */
 export class UnsatisfiableSpecError extends DomainError {
   constructor(readonly errors: readonly SpecFieldError[]) {

@@ -8,6 +8,7 @@ import type { Principal } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config.js';
 import { JobEventHub } from '../../src/jobs/events.js';
 import { QueueState } from '../../src/jobs/queue-state.js';
+import { Quotas } from '../../src/jobs/quotas.js';
 import { JobService } from '../../src/jobs/service.js';
 import { IdempotencyConflictError, NotFoundError, PolicyViolationError, UnsatisfiableSpecError } from '../../src/model/errors.js';
 import type { Job, JobSpec } from '../../src/model/job.js';
@@ -36,6 +37,7 @@ async function setup(t: { after(fn: () => unknown): void }) {
     policy: config.policy,
     dockerSocket: config.dockerSocket,
     secrets: NO_SECRETS,
+    quotas: new Quotas(),
     preview: () => ({ code: 'pending', text: 'queued', estimatedStartAt: null }),
     placementProblem: async (s) => ((s.gpus?.count ?? 0) > 2 ? { path: 'gpus', message: 'this host has 2' } : null),
   });

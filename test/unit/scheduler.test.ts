@@ -11,6 +11,7 @@ import { NodeMembership } from '../../src/fleet/membership.js';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
 import { gpuInjection } from '../../src/gpu/inject.js';
 import { JobEventHub } from '../../src/jobs/events.js';
+import { Quotas } from '../../src/jobs/quotas.js';
 import type { JobService } from '../../src/jobs/service.js';
 import { StoreUnavailableError } from '../../src/model/errors.js';
 import type { Job, JobSpec } from '../../src/model/job.js';
@@ -68,6 +69,7 @@ async function harness(t: TestContext, o: { runtime?: FakeRuntime; dataDir?: str
     events,
     registryLogins: {},
     secrets: NO_SECRETS,
+    quotas: new Quotas(),
     seat,
     placementProblem: async () => null,
     log,

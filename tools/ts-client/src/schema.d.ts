@@ -1386,11 +1386,11 @@ export interface operations {
                 content: {
                     /**
                      * @example {
-                     *       "type": "https://gantry.dev/problems/rate-limited",
-                     *       "title": "Too many requests",
+                     *       "type": "https://gantry.dev/problems/quota-exceeded",
+                     *       "title": "Quota exceeded",
                      *       "status": 429,
-                     *       "detail": "too many requests",
-                     *       "instance": "/v1/jobs/5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47"
+                     *       "detail": "team \"ml\" has 1000 jobs queued, its maxQueued in GANTRY_QUOTAS_FILE; nothing was stored, try again once some have left the queue",
+                     *       "instance": "/v1/jobs"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];

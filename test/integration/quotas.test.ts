@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { loadConfig } from '../../src/config.js';
+import { readQuotasFile } from '../../src/jobs/quotas.js';
+import type { AuditRecord } from '../../src/model/audit.js';
+import type { Job } from '../../src/model/job.js';
+import { client, spawnGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
+
+const TOKENS = { alice: 'alice-token-0123456789abcdef', bob: 'bob-token-0123456789abcdefgh', carol: 'carol-token-0123456789abcdef' };
+const GPU = 'GPU-9a1e0000-0000-4000-8000-00000000c0de:81920';
+
+test('a team at its maxQueued is refused with 429 and Retry-After; others are not; a reload on SIGHUP applies new limits', async (t) => {
+  const dir = tempDir();
+  const quotas = path.join(dir, 'quotas.json');
+  fs.writeFileSync(quotas, JSON.stringify([{ name: 'ml', owners: ['alice', 'bob'], maxQueued: 3 }]));
+  const gate = tempDir('gantry-gate-');
+  const g = await spawnGantry(tempDir(), {
+    GANTRY_QUOTAS_FILE: quotas,
+    GANTRY_GPUS: GPU,
+    GANTRY_GPU_DRIVER: 'env',
+    GANTRY_MOUNT_ALLOWLIST: gate,
+    GANTRY_TOKENS_FILE: tokensFile(
+      (['alice', 'bob', 'carol'] as const).map((owner) => ({ owner, scopes: ['submit', 'read', 'cancel'], token: TOKENS[owner] })),
+    ),
+  });
+  t.after(() => g.stop());
+  const [alice, bob, carol] = [client(g.url, TOKENS.alice), client(g.url, TOKENS.bob), client(g.url, TOKENS.carol)];
+  // The only GPU is held, so one-GPU jobs stay queued.
+  const hold = await carol.submit({
+    image: TEST_IMAGE,
+    command: ['sh', '-c', 'while [ ! -e /gate/open ]; do sleep 0.05; done'],
+    gpus: { count: 1 },
+    mounts: [{ source: gate, target: '/gate' }],
+  });
+  await carol.waitFor(hold.id, (j) => j.state === 'running');
+  const queued = (who: typeof alice) =>
+    who.call<Job>('POST', '/v1/jobs', { body: { image: TEST_IMAGE, command: ['true'], gpus: { count: 1 } } });
+
+  const first = [await queued(alice), await queued(bob), await queued(alice)];
+  assert.deepEqual(
+    first.map((r) => r.status),
+    [201, 201, 201],
+  );
+  const refused = await queued(bob);
+  assert.equal(refused.status, 429, refused.text);
+  assert.equal(refused.headers['retry-after'], '30');
+  assert.match(String(refused.headers['content-type']), /application\/problem\+json/);
+  const problem = refused.body as unknown as { type: string; detail: string };
+  assert.match(problem.type, /quota-exceeded$/);
+  assert.match(problem.detail, /team "ml" has 3 jobs queued, its maxQueued in GANTRY_QUOTAS_FILE/);
+  assert.equal(
+    (await alice.call('POST', '/v1/jobs?dryRun=true', { body: { image: TEST_IMAGE, command: ['true'] } })).status,
+    429,
+    'a dry run says the same',
+  );
+  assert.equal((await queued(carol)).status, 201, 'an owner in no team has no limit');
+
+  // A job leaving the queue makes room.
+  assert.equal((await alice.call<Job>('POST', `/v1/jobs/${first[0]!.body.id}/cancel`)).body.state, 'cancelled');
+  assert.equal((await queued(bob)).status, 201);
+  assert.equal((await queued(alice)).status, 429);
+
+  // A higher limit, read on SIGHUP; the reload is in the audit trail.
+  fs.writeFileSync(quotas, JSON.stringify([{ name: 'ml', owners: ['alice', 'bob'], maxQueued: 5 }]));
+  g.proc.kill('SIGHUP');
+  let reloads: AuditRecord[] = [];
+  for (let i = 0; i < 100 && !reloads.some((r) => r.target === 'quotas'); i++) {
+    await sleep(100);
+    reloads = (await g.call<{ items: AuditRecord[] }>('GET', '/v1/audit?action=config.reload')).body.items;
+  }
+  assert.deepEqual(
+    reloads.filter((r) => r.target === 'quotas').map((r) => r.outcome),
+    ['ok'],
+  );
+  assert.equal((await queued(alice)).status, 201);
+});
+
+test('a quotas file is checked at start: an owner in two teams, a bad limit, a file that is not JSON', () => {
+  const file = (content: string) => {
+    const f = path.join(tempDir(), 'quotas.json');
+    fs.writeFileSync(f, content);
+    return f;
+  };
+  assert.throws(
+    () =>
+      readQuotasFile(
+        file(
+          JSON.stringify([
+            { name: 'a', owners: ['x'] },
+            { name: 'b', owners: ['y', 'x'] },
+          ]),
+        ),
+      ),
+    /GANTRY_QUOTAS_FILE: .*\[1\.owners\.1\] "x" is already in team "a"/,
+  );
+  assert.throws(() => readQuotasFile(file(JSON.stringify([{ name: 'a', owners: ['x'], maxQueued: 0 }]))), /\[0\.maxQueued\]/);
+  assert.throws(() => readQuotasFile(file(JSON.stringify([{ name: 'a', owners: ['x'], maxGpus: 2 }]))), /unrecognized key|maxGpus/i);
+  assert.throws(() => readQuotasFile(file('[{')), /GANTRY_QUOTAS_FILE: /);
+  assert.equal(loadConfig({ GANTRY_QUOTAS_FILE: '/etc/gantry/quotas.json' }).quotasFile, '/etc/gantry/quotas.json');
+});
