@@ -92,7 +92,7 @@ export const EnvSchema = z.object({
     .min(1)
     .optional()
     .describe(
-      'path of a JSON array of teams, `{name, owners, maxQueued}`: a submit that would queue more than `maxQueued` jobs of the team is refused with 429 and Retry-After; re-read on SIGHUP; unset: no limits',
+      'path of a JSON array of teams, `{name, owners, maxQueued, maxRunning, gpus, borrowGpus}`, limits counted fleet-wide (README, Quotas); re-read on SIGHUP; unset: no limits',
     ),
   GANTRY_IMAGE_ALLOWLIST: csv
     .default(['local/*'])

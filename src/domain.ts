@@ -63,6 +63,7 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     gpus: d.gpus,
     images: new ImagePuller(d.runtime, d.registryLogins),
     secrets: d.secrets,
+    quotas: d.quotas,
     log: d.log,
     ...(d.onPass ? { onPass: d.onPass } : {}),
   });

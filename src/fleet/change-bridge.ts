@@ -1,5 +1,6 @@
 import type { JobEventHub } from '../jobs/events.js';
 import type { JobService } from '../jobs/service.js';
+import { isTerminal } from '../model/states.js';
 import type { ChangeFeed, StoreChange } from '../store/store.js';
 
 export interface BridgeTargets {
@@ -9,7 +10,9 @@ export interface BridgeTargets {
   nodesChanged: () => void;
   /** A job was queued, or queued again, by another hand: read it into the queue. */
   queued: (jobId: string) => void;
-  /** A job left the queue (another node took it, it was cancelled): drop it from the queue, if there. */
+  /** A node took the job or moved it on (pulling, starting, running): count it as active. */
+  taken: (jobId: string) => void;
+  /** A job ended: drop it from the queue and the active jobs, if there. */
   dequeued: (jobId: string) => void;
   /** Changes may have been missed: read the whole queue again. */
   queueResync: () => void;
@@ -31,7 +34,8 @@ export function bridgeChanges(feed: ChangeFeed, t: BridgeTargets): () => void {
         return;
       case 'job':
         if (change.state === 'queued' && change.node === null) t.queued(change.jobId);
-        else t.dequeued(change.jobId);
+        else if (isTerminal(change.state)) t.dequeued(change.jobId);
+        else t.taken(change.jobId);
         if (change.cancelRequested) t.events.publishCancelRequested(change.jobId);
         if (t.events.watched(change.jobId)) void publishStatus(t, change.jobId);
         return;

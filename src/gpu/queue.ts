@@ -5,6 +5,7 @@ import type { Allocation, GpuAllocator } from './allocator.js';
 /** A queued job as the queue policy sees it, in scheduling order. */
 export interface QueueEntry {
   id: string;
+  owner: string;
   gpus?: GpuRequest | undefined;
   /** Only GPUs of this model (a part of their name) will do. */
   model?: string | undefined;
@@ -23,8 +24,18 @@ export type QueueDecision = { id: string; action: 'start'; alloc: Allocation | n
 export interface QueuePlan {
   /** Every job the pass looked at, in order. */
   decisions: QueueDecision[];
-  /** What the jobs the pass did not reach wait for (GPU jobs: `gpu` when set). */
+  /** What the jobs the pass did not reach wait for (GPU jobs: `gpu` when set), unless their owner's limits closed their queue. */
   beyond: { any: WaitInfo | null; gpu: WaitInfo | null };
+}
+
+/** Limits on what an owner may run (its team's quota), kept over one pass. */
+export interface Limits {
+  /** Why the job may not start now for its owner's limits, or null. */
+  check(e: QueueEntry): WaitInfo | null;
+  /** The job starts: it counts against its owner's limits from now on. */
+  take(e: QueueEntry): void;
+  /** Why none of the owner's jobs (`gpu`: none of its GPU jobs) may start now, or null: the pass passes over a closed queue unread. */
+  closed(owner: string, gpu: boolean): WaitInfo | null;
 }
 
 /**
@@ -35,10 +46,14 @@ export interface QueuePlan {
 export const BACKFILL_WINDOW = 64;
 
 export interface PlanInput {
-  /** The jobs this host could run, in scheduling order (priority descending, then FIFO). */
-  entries: Iterable<QueueEntry>;
-  /** The CPU-only ones among them, in the same order: read once no more GPU jobs are looked at. */
-  cpuEntries: Iterable<QueueEntry>;
+  /**
+   * The jobs this host could run, in scheduling order (priority descending,
+   * then FIFO), without the owners' queues `skip` names; it is asked before
+   * each step, so a queue closed during the pass is read no further.
+   */
+  queue: (skip: (owner: string, gpu: boolean) => boolean) => Iterable<QueueEntry>;
+  /** The owners' limits; null for none. */
+  limits: Limits | null;
   gpus: GpuAllocator;
   freeSlots: number;
   maxRunning: number;
@@ -74,31 +89,32 @@ export function planQueue(p: PlanInput): QueuePlan {
   let looked = 0;
   // GPU holders by when they end at the latest: those running and those this pass starts.
   const holders = [...p.running];
-  const decided = new Set<string>();
-  const decide = (d: QueueDecision) => {
-    decisions.push(d);
-    decided.add(d.id);
+  const decide = (d: QueueDecision) => decisions.push(d);
+  const start = (e: QueueEntry, alloc: Allocation | null) => {
+    slots -= 1;
+    p.limits?.take(e);
+    decide({ id: e.id, action: 'start', alloc });
   };
 
-  let source: Iterator<QueueEntry> = p.entries[Symbol.iterator]();
+  // Behind the reservation, after the backfill window, GPU queues are read no further.
   let cpuOnly = false;
-  for (;;) {
-    const next = source.next();
-    if (next.done) break;
-    const e = next.value;
-    if (decided.has(e.id)) continue;
+  const skip = (owner: string, gpu: boolean) => (gpu && cpuOnly) || (p.limits?.closed(owner, gpu) ?? null) !== null;
+  for (const e of p.queue(skip)) {
     if (slots <= 0) return { decisions, beyond: { any: runSlot, gpu: behind } };
+    const refused = p.limits?.check(e) ?? null;
+    if (refused) {
+      decide({ id: e.id, action: 'wait', wait: refused });
+      continue;
+    }
     if (!e.gpus) {
-      slots -= 1;
-      decide({ id: e.id, action: 'start', alloc: null });
+      start(e, null);
       continue;
     }
     if (reservation === null) {
       const alloc = p.gpus.tryAllocate(e.id, e.gpus, e.model);
       if (alloc) {
-        slots -= 1;
         holders.push({ jobId: e.id, endsBy: p.now + e.timeoutSeconds * 1000 });
-        decide({ id: e.id, action: 'start', alloc });
+        start(e, alloc);
         continue;
       }
       const at = reservedFrom(p.gpus, holders, e, p.now);
@@ -123,16 +139,11 @@ export function planQueue(p: PlanInput): QueuePlan {
     }
     const fitsBefore = reservation.at !== null && p.now + e.timeoutSeconds * 1000 <= reservation.at;
     const alloc = fitsBefore ? p.gpus.tryAllocate(e.id, e.gpus, e.model) : null;
-    if (alloc) {
-      slots -= 1;
-      decide({ id: e.id, action: 'start', alloc });
-    } else decide({ id: e.id, action: 'wait', wait: behind! });
+    if (alloc) start(e, alloc);
+    else decide({ id: e.id, action: 'wait', wait: behind! });
     looked += 1;
-    if (looked >= BACKFILL_WINDOW && !cpuOnly) {
-      // The remaining GPU jobs all wait behind the reservation: read only CPU jobs from here.
-      cpuOnly = true;
-      source = p.cpuEntries[Symbol.iterator]();
-    }
+    // The remaining GPU jobs all wait behind the reservation: read only CPU jobs from here.
+    if (looked >= BACKFILL_WINDOW) cpuOnly = true;
   }
   return { decisions, beyond: { any: null, gpu: behind } };
 }

@@ -2,8 +2,8 @@ import type { JobRecord } from '../store/store.js';
 
 type Place = Pick<JobRecord, 'priority' | 'seq'>;
 
-/** A queued job in queue order: higher priority first, then first come, first served. */
-const before = (a: Place, b: Place) => b.priority - a.priority || a.seq - b.seq;
+/** A queued job in queue order: higher priority first, then first come, first served. Negative: `a` comes first. */
+export const queueOrder = (a: Place, b: Place) => b.priority - a.priority || a.seq - b.seq;
 
 /**
  * Queued jobs in queue order, kept sorted as they come and go, so that a
@@ -15,6 +15,10 @@ const before = (a: Place, b: Place) => b.priority - a.priority || a.seq - b.seq;
 export class QueueIndex {
   private readonly order: JobRecord[] = [];
   private readonly byId = new Map<string, JobRecord>();
+
+  isEmpty(): boolean {
+    return this.order.length === 0;
+  }
 
   has(id: string): boolean {
     return this.byId.has(id);
@@ -74,7 +78,7 @@ export class QueueIndex {
     let hi = this.order.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (before(this.order[mid]!, record) < 0) lo = mid + 1;
+      if (queueOrder(this.order[mid]!, record) < 0) lo = mid + 1;
       else hi = mid;
     }
     return lo;

@@ -1,7 +1,7 @@
 import type { SpecFieldError } from '../model/errors.js';
 import type { WaitInfo } from '../model/queue.js';
 import type { JobRecord } from '../store/store.js';
-import { QueueIndex } from './queue-index.js';
+import { QueueIndex, queueOrder } from './queue-index.js';
 
 /** What a scheduling pass decided about the jobs it did not start. */
 export interface PassOutcome {
@@ -9,33 +9,51 @@ export interface PassOutcome {
   node: WaitInfo | null;
   /** The jobs the pass looked at and left waiting. */
   decided: ReadonlyMap<string, WaitInfo>;
-  /** What every job the pass did not reach waits for (a GPU job: `gpu`, if set). */
-  beyond: { any: WaitInfo | null; gpu: WaitInfo | null };
+  /** What every job the pass did not reach waits for (a GPU job: `gpu`, if set; a job of an owner the pass skipped: `owners`). */
+  beyond: { any: WaitInfo | null; gpu: WaitInfo | null; owners?: ReadonlyMap<string, { any: WaitInfo | null; gpu: WaitInfo | null }> };
+}
+
+/** A job a node has taken and not ended, as quotas count it. */
+export interface ActiveJob {
+  owner: string;
+  /** GPUs it holds, or asked for while it is not yet given them (a shared card counts as one). */
+  gpus: number;
 }
 
 const PENDING: WaitInfo = { code: 'pending', text: 'queued; not yet considered by a scheduling pass', estimatedStartAt: null };
 const NO_PASS: PassOutcome = { node: null, decided: new Map(), beyond: { any: null, gpu: null } };
+const ACTIVE_STATES = new Set(['pulling', 'starting', 'running']);
+
+/** GPUs a job asks for: a count, named cards, or one shared card. */
+export function gpusAsked(record: JobRecord): number {
+  if (record.gpus.length > 0) return record.gpus.length;
+  const g = record.spec.gpus;
+  return g === undefined ? 0 : (g.ids?.length ?? g.count ?? 0);
+}
 
 /**
  * The queue as this node knows it, kept current as jobs come and go rather
  * than read from the store on every change: every queued job no node has
- * taken, fleet-wide, in queue order (for positions), and the subset this
- * node could ever run, all jobs and CPU-only jobs apart (for its scheduling
- * passes, which read only the head). It is fed every job record written
- * here and every change other nodes make (`observe`), and reloaded whole
- * when changes may have been missed (`reset`). The scheduler also records
- * which jobs it has taken and why the others wait.
+ * taken, fleet-wide, in queue order (for positions); the ones this node
+ * could run, in one queue per owner and kind (CPU, GPU), which a scheduling
+ * pass reads merged in queue order, passing over whole queues an owner's
+ * limits close; and the jobs nodes have taken and not ended, by owner (for
+ * quotas). It is fed every job record written here and every change other
+ * nodes make (`observe`), and reloaded whole when changes may have been
+ * missed (`reset`). The scheduler also records which jobs it has taken and
+ * why the others wait.
  */
 export class QueueState {
   /** Every queued job no node has taken. */
   readonly all = new QueueIndex();
-  /** Those this node could run. */
-  readonly here = new QueueIndex();
-  /** Those this node could run that need no GPU. */
-  readonly hereCpu = new QueueIndex();
+  /** Those this node could run now, by owner and kind. */
+  private readonly streams = new Map<string, { cpu: QueueIndex; gpu: QueueIndex }>();
   private readonly launched = new Set<string>();
-  /** How many of `all` each owner has. */
-  private readonly queuedByOwner = new Map<string, number>();
+  /** How many of `all` each owner has, and how many of those ask for GPUs. */
+  private readonly queuedByOwner = new Map<string, { jobs: number; gpuJobs: number }>();
+  /** Jobs a node has taken and not ended, fleet-wide, and their sums by owner. */
+  private readonly active = new Map<string, ActiveJob>();
+  private readonly activeByOwner = new Map<string, { jobs: number; gpus: number }>();
   private pass: PassOutcome = NO_PASS;
   /** Why this node can never run a job, or null; set by the scheduler, which knows the node. */
   private misfit: (record: JobRecord) => SpecFieldError | null = () => null;
@@ -50,18 +68,26 @@ export class QueueState {
     this.onReady = fn;
   }
 
-  /** Sets the rule `here` follows and sorts the known jobs again by it. */
+  /** Sets the rule of what this node could run, and sorts the known jobs again by it. */
   setMisfit(fn: (record: JobRecord) => SpecFieldError | null): void {
     this.misfit = fn;
-    this.reset([...this.all.inOrder()]);
+    for (const r of [...this.all.inOrder()]) this.observe(r);
   }
 
-  /** Takes in a job as just written or read: queued and untaken, it is in the queue; otherwise not. */
+  /**
+   * Takes in a job as just written or read: queued and untaken, it is in the
+   * queue; taken and not ended, it counts as active; otherwise neither.
+   */
   observe(record: JobRecord): void {
     this.forget(record.id);
-    if (record.state !== 'queued' || record.node !== null) return;
+    if (record.node !== null && (ACTIVE_STATES.has(record.state) || record.state === 'queued')) {
+      this.activate(record.id, { owner: record.owner, gpus: gpusAsked(record) });
+      return;
+    }
+    if (record.state !== 'queued') return;
     this.all.put(record);
-    this.queuedByOwner.set(record.owner, (this.queuedByOwner.get(record.owner) ?? 0) + 1);
+    const counts = this.queuedByOwner.get(record.owner) ?? { jobs: 0, gpuJobs: 0 };
+    this.queuedByOwner.set(record.owner, { jobs: counts.jobs + 1, gpuJobs: counts.gpuJobs + (record.spec.gpus ? 1 : 0) });
     const unfit = this.misfit(record);
     if (unfit !== null) {
       this.misfits.set(record.id, unfit);
@@ -83,20 +109,53 @@ export class QueueState {
     this.runnable(record);
   }
 
-  private runnable(record: JobRecord): void {
-    this.here.put(record);
-    if (!record.spec.gpus) this.hereCpu.put(record);
+  /** Replaces what is known with the store's queue and active jobs (after a start or a gap in the change feed). */
+  reset(queued: readonly JobRecord[], active: readonly JobRecord[] = []): void {
+    for (const { id } of [...this.all.inOrder()]) this.forget(id);
+    for (const id of [...this.active.keys()]) this.forget(id);
+    for (const r of [...queued, ...active]) this.observe(r);
   }
 
-  /** Replaces what is known with the store's queue (after a start or a gap in the change feed). */
-  reset(queued: readonly JobRecord[]): void {
-    for (const { id } of [...this.all.inOrder()]) this.forget(id);
-    for (const r of queued) this.observe(r);
+  /** The owners with jobs this node could run now. */
+  owners(): IterableIterator<string> {
+    return this.streams.keys();
   }
 
   /** The queued jobs this node can never run, with why. */
   unrunnable(): ReadonlyMap<string, SpecFieldError> {
     return this.misfits;
+  }
+
+  /**
+   * The jobs this node could run now, in queue order (priority, then FIFO),
+   * merged from the owners' queues; `skip` is asked before each step, and
+   * a queue it names is passed over unread. A pass may take jobs out as it
+   * goes: each queue resumes after the last job it gave.
+   */
+  *runnableInOrder(skip: (owner: string, gpu: boolean) => boolean): IterableIterator<JobRecord> {
+    const heads: { owner: string; gpu: boolean; it: Iterator<JobRecord>; head: JobRecord }[] = [];
+    for (const [owner, s] of this.streams) {
+      for (const [gpu, index] of [
+        [false, s.cpu],
+        [true, s.gpu],
+      ] as const) {
+        const it = index.inOrder();
+        const first = it.next();
+        if (!first.done) heads.push({ owner, gpu, it, head: first.value });
+      }
+    }
+    for (;;) {
+      let best: (typeof heads)[number] | null = null;
+      for (const h of heads) {
+        if (skip(h.owner, h.gpu)) continue;
+        if (best === null || queueOrder(h.head, best.head) < 0) best = h;
+      }
+      if (best === null) return;
+      yield best.head;
+      const next = best.it.next();
+      if (next.done) heads.splice(heads.indexOf(best), 1);
+      else best.head = next.value;
+    }
   }
 
   markLaunched(jobId: string): void {
@@ -113,7 +172,29 @@ export class QueueState {
 
   /** How many queued jobs no node has taken these owners have, fleet-wide (as this node has heard). */
   queuedOf(owners: readonly string[]): number {
-    return owners.reduce((n, o) => n + (this.queuedByOwner.get(o) ?? 0), 0);
+    return owners.reduce((n, o) => n + (this.queuedByOwner.get(o)?.jobs ?? 0), 0);
+  }
+
+  /** How many of those ask for GPUs. */
+  queuedGpuJobsOf(owners: readonly string[]): number {
+    return owners.reduce((n, o) => n + (this.queuedByOwner.get(o)?.gpuJobs ?? 0), 0);
+  }
+
+  /** The jobs these owners have taken and not ended, and the GPUs they hold, fleet-wide (as this node has heard). */
+  activeOf(owners: readonly string[]): { jobs: number; gpus: number } {
+    let jobs = 0;
+    let gpus = 0;
+    for (const o of owners) {
+      const a = this.activeByOwner.get(o);
+      jobs += a?.jobs ?? 0;
+      gpus += a?.gpus ?? 0;
+    }
+    return { jobs, gpus };
+  }
+
+  /** Whether a node has taken the job and not ended it (as this node has heard). */
+  isActive(jobId: string): boolean {
+    return this.active.has(jobId);
   }
 
   /** The job's place in the fleet-wide queue (0 is next), or null when no longer queued. */
@@ -149,30 +230,62 @@ export class QueueState {
     }
     const seen = decided.get(record.id);
     if (seen) return seen;
-    if (!this.here.has(record.id)) return PENDING;
-    return (record.spec.gpus ? beyond.gpu : null) ?? beyond.any ?? PENDING;
+    if (!this.isRunnable(record)) return PENDING;
+    const gpu = Boolean(record.spec.gpus);
+    const owner = beyond.owners?.get(record.owner);
+    return (gpu ? owner?.gpu : null) ?? owner?.any ?? (gpu ? beyond.gpu : null) ?? beyond.any ?? PENDING;
   }
 
-  /** Drops a job that left the queue, known only by its id. */
+  /** Drops a job that left the queue or ended, known only by its id. */
   drop(id: string): void {
     this.forget(id);
+  }
+
+  private isRunnable(record: JobRecord): boolean {
+    const s = this.streams.get(record.owner);
+    return s !== undefined && (s.cpu.has(record.id) || s.gpu.has(record.id));
+  }
+
+  private runnable(record: JobRecord): void {
+    let s = this.streams.get(record.owner);
+    if (s === undefined) this.streams.set(record.owner, (s = { cpu: new QueueIndex(), gpu: new QueueIndex() }));
+    (record.spec.gpus ? s.gpu : s.cpu).put(record);
+  }
+
+  private activate(id: string, job: ActiveJob): void {
+    this.active.set(id, job);
+    const sum = this.activeByOwner.get(job.owner) ?? { jobs: 0, gpus: 0 };
+    this.activeByOwner.set(job.owner, { jobs: sum.jobs + 1, gpus: sum.gpus + job.gpus });
   }
 
   private forget(id: string): void {
     const known = this.all.get(id);
     if (known) {
-      const left = (this.queuedByOwner.get(known.owner) ?? 1) - 1;
-      if (left > 0) this.queuedByOwner.set(known.owner, left);
+      const counts = this.queuedByOwner.get(known.owner) ?? { jobs: 1, gpuJobs: 0 };
+      const left = { jobs: counts.jobs - 1, gpuJobs: counts.gpuJobs - (known.spec.gpus ? 1 : 0) };
+      if (left.jobs > 0) this.queuedByOwner.set(known.owner, left);
       else this.queuedByOwner.delete(known.owner);
+      const s = this.streams.get(known.owner);
+      if (s) {
+        s.cpu.delete(id);
+        s.gpu.delete(id);
+        if (s.cpu.isEmpty() && s.gpu.isEmpty()) this.streams.delete(known.owner);
+      }
     }
     this.all.delete(id);
-    this.here.delete(id);
-    this.hereCpu.delete(id);
     this.misfits.delete(id);
     const backingOff = this.backoff.get(id);
     if (backingOff) {
       clearTimeout(backingOff.timer);
       this.backoff.delete(id);
+    }
+    const running = this.active.get(id);
+    if (running) {
+      this.active.delete(id);
+      const sum = this.activeByOwner.get(running.owner)!;
+      const left = { jobs: sum.jobs - 1, gpus: sum.gpus - running.gpus };
+      if (left.jobs > 0) this.activeByOwner.set(running.owner, left);
+      else this.activeByOwner.delete(running.owner);
     }
   }
 }

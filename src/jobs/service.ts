@@ -302,9 +302,14 @@ export class JobService {
     this.d.queue.observe(record);
   }
 
-  /** A job that left the queue by another node's hand, known by its id only. */
+  /** A job that ended by another node's hand, known by its id only. */
   dequeued(id: string): void {
     this.d.queue.drop(id);
+  }
+
+  /** A job another node took: read once, the first time, so quotas count it. */
+  async taken(id: string): Promise<void> {
+    if (!this.d.queue.isActive(id)) await this.refresh(id);
   }
 
   /** Reads the job again after another node changed it, and lets the queue follow. */

@@ -5,6 +5,7 @@ import { planQueue, type QueueEntry } from '../gpu/queue.js';
 import type { JobEventHub } from '../jobs/events.js';
 import { misfit, type PlacementTarget } from '../jobs/placement.js';
 import type { QueueState } from '../jobs/queue-state.js';
+import { type Quotas, TeamLimits } from '../jobs/quotas.js';
 import type { JobService } from '../jobs/service.js';
 import type { SpecFieldError } from '../model/errors.js';
 import type { WaitInfo } from '../model/queue.js';
@@ -21,6 +22,8 @@ import { clearSecretFiles } from './secret-delivery.js';
 
 /** Pause before the queue is looked at again after another node won a claim. */
 const CLAIM_RETRY_MS = 100;
+/** The most jobs taken and not ended read back at once (far more than a fleet runs). */
+const ACTIVE_READ_MAX = 100_000;
 /** Pause before reading the queue again when the store could not answer. */
 const RELOAD_RETRY_MS = 1000;
 
@@ -35,6 +38,8 @@ export interface SchedulerDeps {
   gpus: GpuAllocator;
   images: ImagePuller;
   secrets: SecretSource;
+  /** The teams' limits (GANTRY_QUOTAS_FILE). */
+  quotas: Quotas;
   log: Logger;
   /** Told how long each scheduling pass took (seconds). */
   onPass?: (seconds: number) => void;
@@ -111,7 +116,11 @@ export class Scheduler {
    */
   async reloadQueue(): Promise<void> {
     try {
-      this.d.queue.reset(await this.d.store.jobs.queued());
+      const [queued, active] = await Promise.all([
+        this.d.store.jobs.queued(),
+        this.d.store.jobs.list({ states: ['pulling', 'starting', 'running'], limit: ACTIVE_READ_MAX }),
+      ]);
+      this.d.queue.reset(queued, active);
     } catch (err) {
       this.d.log.warn({ err }, 'could not read the queue; trying again');
       if (!this.stopped) setTimeout(() => void this.reloadQueue(), RELOAD_RETRY_MS).unref();
@@ -185,16 +194,10 @@ export class Scheduler {
     }
     if (epoch === null) return;
     const now = Date.now();
-    const entry = (r: JobRecord): QueueEntry => ({
-      id: r.id,
-      gpus: r.spec.gpus,
-      model: r.spec.placement?.gpuModel,
-      timeoutSeconds: r.spec.timeoutSeconds ?? config.policy.defaultTimeoutSeconds,
-    });
-    const launchable = (records: Iterable<JobRecord>) => mapped(records, (r) => (this.active.has(r.id) ? null : entry(r)));
+    const limits = this.limits();
     const plan = planQueue({
-      entries: launchable(queue.here.inOrder()),
-      cpuEntries: launchable(queue.hereCpu.inOrder()),
+      queue: (skip) => mapped(queue.runnableInOrder(skip), (r) => (this.active.has(r.id) ? null : this.entry(r))),
+      limits,
       gpus,
       freeSlots: config.maxRunning - this.active.size,
       maxRunning: config.maxRunning,
@@ -208,7 +211,7 @@ export class Scheduler {
         waiting.set(decision.id, decision.wait);
         continue;
       }
-      const record = queue.here.get(decision.id)!;
+      const record = queue.all.get(decision.id)!;
       const claimed = await this.d.store.jobs.claim(record.id, { name: seat.name, epoch });
       if (claimed) {
         queue.observe(claimed);
@@ -219,7 +222,7 @@ export class Scheduler {
         lostClaims++;
       }
     }
-    queue.setPass({ node: null, decided: waiting, beyond: plan.beyond });
+    queue.setPass({ node: null, decided: waiting, beyond: { ...plan.beyond, owners: closedQueues(limits, queue.owners()) } });
     // What another node took leaves GPUs and slots that later jobs may use:
     // look again shortly (not at once, so that a seat lost meanwhile cannot spin).
     if (lostClaims > 0) setTimeout(() => this.kick(), CLAIM_RETRY_MS).unref();
@@ -239,23 +242,20 @@ export class Scheduler {
       return { code: 'not_here', text: `node "${seat.name}" cannot run it (${unfit.path}: ${unfit.message})`, estimatedStartAt: null };
     }
     const now = Date.now();
-    const entry = (r: JobRecord): QueueEntry => ({
-      id: r.id,
-      gpus: r.spec.gpus,
-      model: r.spec.placement?.gpuModel,
-      timeoutSeconds: r.spec.timeoutSeconds ?? config.policy.defaultTimeoutSeconds,
-    });
-    // The jobs ahead of it (a higher or equal priority: they came first), then it.
-    const upTo = function* (records: Iterable<JobRecord>, active: ReadonlyMap<string, unknown>, last: boolean) {
-      for (const r of records) {
+    const entry = (r: JobRecord) => this.entry(r);
+    const active = this.active;
+    // The jobs ahead of it (a higher or equal priority: they came first), then it, unless its queue is closed.
+    const upTo = function* (skip: (owner: string, gpu: boolean) => boolean) {
+      for (const r of queue.runnableInOrder(skip)) {
         if (r.priority < job.priority) break;
         if (!active.has(r.id)) yield entry(r);
       }
-      if (last) yield entry(job);
+      if (!skip(job.owner, Boolean(job.spec.gpus))) yield entry(job);
     };
+    const limits = this.limits();
     const plan = planQueue({
-      entries: upTo(queue.here.inOrder(), this.active, true),
-      cpuEntries: upTo(queue.hereCpu.inOrder(), this.active, !job.spec.gpus),
+      queue: upTo,
+      limits,
       gpus: gpus.clone(),
       freeSlots: config.maxRunning - this.active.size,
       maxRunning: config.maxRunning,
@@ -267,7 +267,30 @@ export class Scheduler {
       return { code: 'pending', text: `would start at once on node "${seat.name}"`, estimatedStartAt: new Date(now).toISOString() };
     }
     if (mine?.action === 'wait') return mine.wait;
-    return (job.spec.gpus ? plan.beyond.gpu : null) ?? plan.beyond.any ?? { code: 'pending', text: 'queued', estimatedStartAt: null };
+    const owner = closedQueues(limits, [job.owner]).get(job.owner);
+    const gpu = Boolean(job.spec.gpus);
+    return (
+      (gpu ? owner?.gpu : null) ??
+      owner?.any ??
+      (gpu ? plan.beyond.gpu : null) ??
+      plan.beyond.any ?? { code: 'pending', text: 'queued', estimatedStartAt: null }
+    );
+  }
+
+  /** A queued job as the queue policy sees it. */
+  private entry(r: JobRecord): QueueEntry {
+    return {
+      id: r.id,
+      owner: r.owner,
+      gpus: r.spec.gpus,
+      model: r.spec.placement?.gpuModel,
+      timeoutSeconds: r.spec.timeoutSeconds ?? this.d.config.policy.defaultTimeoutSeconds,
+    };
+  }
+
+  /** The teams' limits for one pass, or null when no team has any. */
+  private limits(): TeamLimits | null {
+    return this.d.quotas.teams().length > 0 ? new TeamLimits(this.d.quotas, this.d.queue) : null;
   }
 
   /** Why this node takes no job now, or null when it does. */
@@ -367,4 +390,16 @@ function* mapped<T, U>(items: Iterable<T>, fn: (item: T) => U | null): IterableI
     const out = fn(item);
     if (out !== null) yield out;
   }
+}
+
+/** Why each owner's queues that the pass's limits closed wait, by owner. */
+function closedQueues(limits: TeamLimits | null, owners: Iterable<string>): Map<string, { any: WaitInfo | null; gpu: WaitInfo | null }> {
+  const closed = new Map<string, { any: WaitInfo | null; gpu: WaitInfo | null }>();
+  if (limits === null) return closed;
+  for (const owner of owners) {
+    const any = limits.closed(owner, false);
+    const gpu = limits.closed(owner, true);
+    if (any || gpu) closed.set(owner, { any, gpu: gpu ?? any });
+  }
+  return closed;
 }

@@ -101,3 +101,61 @@ test('a quotas file is checked at start: an owner in two teams, a bad limit, a f
   assert.throws(() => readQuotasFile(file('[{')), /GANTRY_QUOTAS_FILE: /);
   assert.equal(loadConfig({ GANTRY_QUOTAS_FILE: '/etc/gantry/quotas.json' }).quotasFile, '/etc/gantry/quotas.json');
 });
+
+test('team limits on the real engine: a share, borrowing while nobody is owed, maxRunning; waits say quota', async (t) => {
+  const dir = tempDir();
+  const quotas = path.join(dir, 'quotas.json');
+  fs.writeFileSync(
+    quotas,
+    JSON.stringify([
+      { name: 'ml', owners: ['alice'], gpus: 1, borrowGpus: 1, maxRunning: 3 },
+      { name: 'web', owners: ['carol'], gpus: 1 },
+    ]),
+  );
+  const gate = tempDir('gantry-gate-');
+  const g = await spawnGantry(tempDir(), {
+    GANTRY_QUOTAS_FILE: quotas,
+    GANTRY_GPUS: `${GPU},GPU-9a1e0000-0000-4000-8000-00000000c0df:81920`,
+    GANTRY_GPU_DRIVER: 'env',
+    GANTRY_MOUNT_ALLOWLIST: gate,
+    GANTRY_TOKENS_FILE: tokensFile(
+      (['alice', 'bob', 'carol'] as const).map((owner) => ({ owner, scopes: ['submit', 'read', 'cancel'], token: TOKENS[owner] })),
+    ),
+  });
+  t.after(() => g.stop());
+  const [alice, carol] = [client(g.url, TOKENS.alice), client(g.url, TOKENS.carol)];
+  const gated = (name: string, extra: Record<string, unknown> = {}) => ({
+    image: TEST_IMAGE,
+    command: ['sh', '-c', `while [ ! -e /gate/${name} ]; do sleep 0.05; done`],
+    mounts: [{ source: gate, target: '/gate' }],
+    ...extra,
+  });
+  const open = (name: string) => fs.writeFileSync(path.join(gate, name), '');
+  // Its share, then one more borrowed (nobody else waits): both cards are alice's.
+  const m1 = await alice.submit(gated('m1', { gpus: { count: 1 } }));
+  const m2 = await alice.submit(gated('m2', { gpus: { count: 1 } }));
+  await alice.waitFor(m1.id, (j) => j.state === 'running');
+  await alice.waitFor(m2.id, (j) => j.state === 'running');
+  const m3 = await alice.submit({ image: TEST_IMAGE, command: ['true'], gpus: { count: 1 } });
+  const w3 = await alice.waitFor(m3.id, (j) => j.waiting?.code === 'quota');
+  assert.match(w3.reason!, /team "ml" holds 2 of its 1 GPUs \(\+1 it may borrow\)/);
+  // A CPU job is the team's third running job; a fourth is over maxRunning.
+  const c1 = await alice.submit(gated('c'));
+  await alice.waitFor(c1.id, (j) => j.state === 'running');
+  const c2 = await alice.submit(gated('c'));
+  const w4 = await alice.waitFor(c2.id, (j) => j.waiting?.code === 'quota');
+  assert.match(w4.reason!, /team "ml" runs 3 jobs, its maxRunning/);
+  // Team web's job waits for a card (no preemption yet), and is owed its share from now on.
+  const web = await carol.submit({ image: TEST_IMAGE, command: ['true'], gpus: { count: 1 } });
+  assert.equal((await carol.waitFor(web.id, (j) => j.waiting !== null)).waiting?.code, 'gpus');
+
+  // A card frees: web is owed its share, so it gets the card, not ml's borrowing job.
+  open('m1');
+  const webDone = await carol.waitFor(web.id);
+  assert.equal(webDone.state, 'succeeded');
+  open('m2');
+  open('c');
+  for (const id of [m1.id, m2.id, m3.id, c1.id, c2.id]) assert.equal((await alice.waitFor(id)).state, 'succeeded');
+  const m3Started = Date.parse((await alice.job(m3.id)).startedAt!);
+  assert.ok(m3Started >= Date.parse(webDone.startedAt!), 'the borrower waited while web was owed');
+});

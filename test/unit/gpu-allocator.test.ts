@@ -85,8 +85,12 @@ test('restore after a restart re-registers holdings, ignores GPUs no longer pres
 
 /** A pass over `entries` with no GPU holder's end known (so no backfill). */
 const pass = (entries: QueueEntry[], a: GpuAllocator, freeSlots: number, maxRunning: number, running: RunningJob[] = [], now = 0) =>
-  planQueue({ entries, cpuEntries: entries.filter((e) => !e.gpus), gpus: a, freeSlots, maxRunning, running, now });
-const job = (id: string, gpus?: GpuRequest, timeoutSeconds = 3600): QueueEntry => ({ id, gpus, timeoutSeconds });
+  planQueue({ queue: (skip) => inOrder(entries, skip), limits: null, gpus: a, freeSlots, maxRunning, running, now });
+/** The entries in their order, passing over those `skip` names when it is asked (it may change as the pass goes). */
+function* inOrder(entries: readonly QueueEntry[], skip: (owner: string, gpu: boolean) => boolean): IterableIterator<QueueEntry> {
+  for (const e of entries) if (!skip(e.owner, Boolean(e.gpus))) yield e;
+}
+const job = (id: string, gpus?: GpuRequest, timeoutSeconds = 3600, owner = 'o'): QueueEntry => ({ id, owner, gpus, timeoutSeconds });
 
 test('queue: strict order for GPU jobs, CPU jobs pass, run slots taken in order; the pass stops where the rest can only wait', () => {
   const a = new GpuAllocator([gpu(0), gpu(1)]);
@@ -129,16 +133,22 @@ test('queue: behind a reservation, a pass looks at a bounded number of GPU jobs,
   const a = new GpuAllocator([gpu(0)]);
   a.tryAllocate('r1', { count: 1 });
   const gpuJobs = Array.from({ length: 10_000 }, (_, i) => job(`g${i}`, { count: 1 }));
-  const entries = [...gpuJobs, job('cpu-late')];
+  const cpuJobs = [job('cpu-late')];
   let read = 0;
-  const counted = function* () {
-    for (const e of entries) {
+  // Two queues, merged as QueueState merges the owners' queues: a closed one is read no further.
+  const merged = function* (skip: (owner: string, gpu: boolean) => boolean) {
+    let g = 0;
+    let c = 0;
+    for (;;) {
+      const gpuOpen = g < gpuJobs.length && !skip('o', true);
+      const cpuOpen = c < cpuJobs.length && !skip('o', false);
+      if (!gpuOpen && !cpuOpen) return;
       read++;
-      yield e;
+      yield gpuOpen ? gpuJobs[g++]! : cpuJobs[c++]!;
     }
   };
-  const plan = planQueue({ entries: counted(), cpuEntries: [job('cpu-late')], gpus: a, freeSlots: 4, maxRunning: 4, running: [], now: 0 });
-  assert.ok(read <= BACKFILL_WINDOW + 1, `read ${read} entries`);
+  const plan = planQueue({ queue: merged, limits: null, gpus: a, freeSlots: 4, maxRunning: 4, running: [], now: 0 });
+  assert.ok(read <= BACKFILL_WINDOW + 2, `read ${read} entries`);
   assert.deepEqual(plan.decisions.at(-1), { id: 'cpu-late', action: 'start', alloc: null }, 'a CPU job deep in the queue still starts');
   assert.equal(plan.beyond.gpu?.code, 'reserved_for:g0');
 });

@@ -112,12 +112,10 @@ test('the queue state: only untaken queued jobs, misfits apart, backoff runnable
     [...q.all.inOrder()].map((r) => r.id),
     ['j1', 'j2', 'j3', 'j4'],
   );
+  const runnable = (skip: (owner: string, gpu: boolean) => boolean = () => false) => [...q.runnableInOrder(skip)].map((r) => r.id);
+  assert.deepEqual(runnable(), ['j1', 'j2']);
   assert.deepEqual(
-    [...q.here.inOrder()].map((r) => r.id),
-    ['j1', 'j2'],
-  );
-  assert.deepEqual(
-    [...q.hereCpu.inOrder()].map((r) => r.id),
+    runnable((_, gpu) => gpu),
     ['j2'],
   );
   assert.equal(q.waiting(elsewhere).code, 'not_here');
@@ -126,11 +124,16 @@ test('the queue state: only untaken queued jobs, misfits apart, backoff runnable
   await new Promise((r) => setTimeout(r, 250));
   assert.deepEqual(ready, ['kick'], 'the end of a backoff wakes the scheduler');
   assert.deepEqual(
-    [...q.hereCpu.inOrder()].map((r) => r.id),
+    runnable((_, gpu) => gpu),
     ['j2', 'j4'],
   );
-  // Taken by a node, cancelled: out of the queue.
+  // Taken by a node: out of the queue, counted as active until it ends.
   q.observe({ ...gpu, node: 'a' });
+  assert.deepEqual(q.activeOf(['o']), { jobs: 1, gpus: 1 });
+  q.observe({ ...gpu, node: 'a', state: 'running', gpus: ['GPU-x'] });
+  assert.deepEqual(q.activeOf(['o']), { jobs: 1, gpus: 1 });
+  q.observe({ ...gpu, node: 'a', state: 'succeeded' });
+  assert.deepEqual(q.activeOf(['o']), { jobs: 0, gpus: 0 });
   q.observe({ ...cpu, state: 'cancelled' });
   q.drop('j3');
   assert.deepEqual(
