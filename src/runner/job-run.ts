@@ -223,7 +223,7 @@ export class JobRun {
       });
     } finally {
       this.container.disarm();
-      await this.secretFiles.remove().catch((err) => this.d.log.error({ err, jobId: this.id }, 'could not remove secret files'));
+      await this.dropSecretFiles();
     }
   }
 
@@ -287,9 +287,8 @@ export class JobRun {
     const consumed = capture.consume(this.container.track(stream));
     try {
       await this.d.runtime.start(id);
-      await this.secretFiles.remove();
     } catch (err) {
-      await this.secretFiles.remove();
+      await this.dropSecretFiles();
       stream.destroy();
       await consumed;
       if (isUnreachable(err)) {
@@ -300,6 +299,8 @@ export class JobRun {
       await capture.finish();
       throw new JobFailure(`the container did not start: ${explainGpuError(this.d.config.gpus.driver, (err as Error).message)}`);
     }
+    // The started container keeps its mounts: the files are needed no longer.
+    await this.dropSecretFiles();
     const startedAt = new Date();
     const timeout = this.timeoutSeconds();
     await this.step('running', {
@@ -411,6 +412,11 @@ export class JobRun {
 
   private timeoutSeconds(): number {
     return this.spec.timeoutSeconds ?? this.d.config.policy.defaultTimeoutSeconds;
+  }
+
+  /** Removes the run's secret files; one that cannot be removed is logged, never the job's failure. */
+  private async dropSecretFiles(): Promise<void> {
+    await this.secretFiles.remove().catch((err) => this.d.log.error({ err, jobId: this.id }, 'could not remove secret files'));
   }
 
   /**
