@@ -870,7 +870,7 @@ export interface components {
          *     }
          */
         Waiting: {
-            /** @description pending: not yet considered by a scheduling pass; backoff: a retry waits out its backoff (until estimatedStartAt); run_slot: every run slot is taken (GANTRY_MAX_RUNNING); gpus: its GPUs are not free (it holds the reservation); reserved_for:<id>: behind that job's GPU reservation; not_here: the answering node can never run it, another may; node_drained, engine_unreachable, no_lease: the answering node takes no job now. */
+            /** @description pending: not yet considered by a scheduling pass; backoff: a retry waits out its backoff (until estimatedStartAt); run_slot: every run slot is taken (GANTRY_MAX_RUNNING); quota: its team's limits (GANTRY_QUOTAS_FILE) hold it; gpus: its GPUs are not free (it holds the reservation); reserved_for:<id>: behind that job's GPU reservation; not_here: the answering node can never run it, another may; node_drained, engine_unreachable, no_lease: the answering node takes no job now. */
             code: string;
             /** @description When it starts at the latest if the jobs holding its GPUs run to their timeouts and nothing of higher priority arrives; null where that cannot be told. */
             estimatedStartAt: string | null;
