@@ -132,6 +132,18 @@ export const EnvSchema = z.object({
     .describe(
       "where a job's file secrets are written (on a tmpfs, mode 0700) for the moment between creating and starting its container; a host path the Docker engine sees",
     ),
+  GANTRY_NOTICE_DIR: z
+    .string()
+    .min(1)
+    .default('/dev/shm/gantry-notices')
+    .describe(
+      "where a preemptible job's notice folder is kept while it runs (mounted read-only at /run/gantry in its container); a host path the Docker engine sees",
+    ),
+  GANTRY_FAIR_SHARE_HALF_LIFE_SECONDS: int(0)
+    .default(86400)
+    .describe(
+      'fair share: within a priority, owners (teams) whose recent GPU use, decayed with this half-life, is lowest against their share go first; 0: plain FIFO',
+    ),
   GANTRY_MAX_RUNNING: int(1, 1024).default(16).describe('jobs running at once (1–1024); more wait in the queue'),
   GANTRY_DEFAULT_MEMORY_MIB: int(4).default(2048).describe('memory limit (MiB) of a job that gives none'),
   GANTRY_MAX_MEMORY_MIB: int(4).default(262144).describe('the most memory (MiB) a job may ask for'),
@@ -270,6 +282,8 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     dir: e.GANTRY_SECRETS_DIR === undefined ? null : path.resolve(e.GANTRY_SECRETS_DIR),
     runDir: path.resolve(e.GANTRY_SECRETS_RUN_DIR),
   },
+  noticeDir: path.resolve(e.GANTRY_NOTICE_DIR),
+  fairShareHalfLifeSeconds: e.GANTRY_FAIR_SHARE_HALF_LIFE_SECONDS,
   maxRunning: e.GANTRY_MAX_RUNNING,
   stopGraceSeconds: e.GANTRY_STOP_GRACE_SECONDS,
   registryAuthFile: e.GANTRY_REGISTRY_AUTH_FILE,

@@ -40,7 +40,7 @@ export function rawOptions(kind: RawKind, command: string[], gantryEnv: Record<s
   const spec = { image: IMAGE, command } as JobSpec;
   const opts = createOptions(
     containerSpec(
-      { jobId: 'raw', attempt: 1, owner: 'bench', spec, mounts: [], secretEnv: {}, gpu: gpuInjection(cfg.gpus, [], null) },
+      { jobId: 'raw', attempt: 1, owner: 'bench', spec, mounts: [], runEnv: {}, gpu: gpuInjection(cfg.gpus, [], null) },
       cfg,
     ),
   );

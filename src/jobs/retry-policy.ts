@@ -19,7 +19,9 @@ export type RetryDecision =
  * Whether an attempt that ended for `cause` is retried, by the spec's
  * rules: the first rule matching the cause (and exit code) decides, then
  * `on` (a retry for each cause it names); an end nothing matches is final,
- * and so is a cancel (`cancelled`) or an end no cause names.
+ * and so is a cancel (`cancelled`) or an end no cause names. A preemption
+ * is Gantry's choice, not a failure: it is always retried at once, spends
+ * no budget, unless a rule for `preempted` says fail.
  *
  * Budgets: the attempts that ended for the job's own causes may number
  * `maxAttempts`, and those that ended for the infrastructure's (INFRA_CAUSES)
@@ -37,21 +39,34 @@ export function decideRetry(
   now: Date,
 ): RetryDecision {
   const { cause } = ended;
-  if (retry === undefined || cause === null || ended.cancelled) return { action: 'end', note: null };
+  if (cause === null || ended.cancelled) return { action: 'end', note: null };
+  const next = ended.attempt + 1;
+  if (cause === 'preempted') {
+    if (retry !== undefined && ruleFor(retry, cause, ended.exitCode) === 'fail')
+      return { action: 'end', note: 'not retried: a rule for preempted says fail' };
+    return {
+      action: 'retry',
+      attempt: next,
+      notBefore: null,
+      note: `queued again as attempt ${next} (a preemption costs the job no attempt)`,
+    };
+  }
+  if (retry === undefined) return { action: 'end', note: null };
   const action = ruleFor(retry, cause, ended.exitCode);
   if (action === null) return { action: 'end', note: null };
   if (action === 'fail') return { action: 'end', note: `not retried: a rule for ${cause} says fail` };
   const infra = INFRA_CAUSES.has(cause);
   const own = (c: RetryCause | null) => c === null || !INFRA_CAUSES.has(c);
   const ownSpent = ended.history.filter((a) => own(a.cause)).length + (infra ? 0 : 1);
-  // Every attempt up to this one has ended; those not the job's own were the
-  // infrastructure's (a job queued again before attempts were recorded was
-  // so for a lost node, the only retry there was).
-  const spent = infra ? ended.attempt - ownSpent : ownSpent;
+  const preempted = ended.history.filter((a) => a.cause === 'preempted').length;
+  // Every attempt up to this one has ended; those not the job's own, nor
+  // preempted (which are free), were the infrastructure's (a job queued
+  // again before attempts were recorded was so for a lost node, the only
+  // retry there was).
+  const spent = infra ? ended.attempt - ownSpent - preempted : ownSpent;
   const budget = `${infra ? 'infrastructure' : 'own'} attempts: ${spent} of ${retry.maxAttempts} used`;
   if (spent >= retry.maxAttempts) return { action: 'end', note: `${budget}, none left` };
   const notBefore = backoffUntil(retry, ended.attempt, now);
-  const next = ended.attempt + 1;
   return {
     action: 'retry',
     attempt: next,

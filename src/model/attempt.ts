@@ -8,23 +8,38 @@ import { z } from 'zod';
  * - `image_pull`: its image could not be had (the pull failed, or the
  *   image is missing under pull policy "never");
  * - `node_lost`: the node running it stopped renewing its lease;
- * - `preempted`, `gpu_error`: named so that specs can ask for them; Gantry
- *   does not end an attempt for these causes yet.
+ * - `preempted`: Gantry stopped it to give its GPUs to a job with a better
+ *   claim on them (its owner's share, or a higher priority);
+ * - `gpu_error`: a GPU it held was found faulty;
+ * - `idle`: it held its GPUs unused for longer than the policy allows;
+ * - `memory_exceeded`: sharing a card, it used more of the card's memory
+ *   than it declared.
  */
-export const RETRY_CAUSES = ['exit_code', 'oom', 'timeout', 'image_pull', 'node_lost', 'preempted', 'gpu_error'] as const;
+export const RETRY_CAUSES = [
+  'exit_code',
+  'oom',
+  'timeout',
+  'image_pull',
+  'node_lost',
+  'preempted',
+  'gpu_error',
+  'idle',
+  'memory_exceeded',
+] as const;
 export type RetryCause = (typeof RETRY_CAUSES)[number];
 
 /**
  * Causes that are the infrastructure's doing, not the job's: their retries
  * are counted apart from the job's own (retry-policy.ts).
  */
-export const INFRA_CAUSES: ReadonlySet<RetryCause> = new Set(['node_lost', 'preempted']);
+export const INFRA_CAUSES: ReadonlySet<RetryCause> = new Set(['node_lost', 'preempted', 'gpu_error']);
 
 export const RetryCauseSchema = z.enum(RETRY_CAUSES).meta({
   id: 'RetryCause',
   description:
     'Why an attempt ended: exit_code (non-zero exit), oom (OOM-killed), timeout (ran past timeoutSeconds), image_pull (the image could not be had), ' +
-    'node_lost (its node stopped renewing its lease); preempted and gpu_error are reserved: Gantry does not produce them yet.',
+    'node_lost (its node stopped renewing its lease), preempted (stopped for a job with a better claim on its GPUs; always retried, free), ' +
+    'gpu_error (a GPU it held was found faulty), idle (it held its GPUs unused too long), memory_exceeded (it used more of a shared card than it declared).',
 });
 
 export const ATTEMPT_OUTCOMES = ['succeeded', 'failed', 'cancelled', 'timed_out'] as const;

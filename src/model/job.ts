@@ -288,6 +288,14 @@ export const JobSpecSchema = z
     pullPolicy: PullPolicySchema.optional(),
     placement: PlacementSchema.optional().describe('Where in a fleet the job may run; any node when absent.'),
     retry: RetrySchema.optional().describe('When Gantry runs the job again as a new attempt; never when absent.'),
+    preemptible: z
+      .boolean()
+      .optional()
+      .describe(
+        'May be stopped to give its GPUs to a job with a better claim (a higher priority, or an owner within its share while this one borrows): ' +
+          'it is told first in the file GANTRY_PREEMPT_NOTICE_FILE names, gets SIGTERM and the grace period (GANTRY_STOP_GRACE_SECONDS), then SIGKILL, ' +
+          'and goes back to the queue as a new attempt that costs it none of its retries. Default false.',
+      ),
   })
   .strict()
   .meta({

@@ -13,8 +13,8 @@ export interface ContainerPlan {
   spec: JobSpec;
   /** The policy's resolved mounts (sources checked and resolved on the host), and the run's secret files. */
   mounts: ResolvedMount[];
-  /** The secrets delivered as environment variables. */
-  secretEnv: Record<string, string>;
+  /** Variables Gantry sets for the run: the secrets delivered as environment variables, the preemption notice's path. */
+  runEnv: Record<string, string>;
   gpu: GpuInjection;
 }
 
@@ -36,7 +36,7 @@ export function containerSpec(plan: ContainerPlan, cfg: Config): ContainerSpec {
     image: spec.image,
     command: spec.command,
     entrypoint: spec.entrypoint,
-    env: { ...(spec.env ?? {}), ...plan.secretEnv, ...plan.gpu.env, GANTRY_ATTEMPT: String(plan.attempt) },
+    env: { ...(spec.env ?? {}), ...plan.runEnv, ...plan.gpu.env, GANTRY_ATTEMPT: String(plan.attempt) },
     workdir: spec.workdir,
     // Never the image's own user, which is root for most images.
     user: spec.user ?? policy.defaultUser,

@@ -22,6 +22,7 @@ import type { EngineWatch } from './engine-watch.js';
 import { ImageError, type ImagePuller } from './images.js';
 import { JobContainer } from './job-container.js';
 import { outcomeOf } from './outcome.js';
+import { PreemptNotice } from './preempt-notice.js';
 import { type RunSecrets, readSecrets, SecretFiles } from './secret-delivery.js';
 import { untilStored } from './until-stored.js';
 
@@ -39,6 +40,12 @@ export interface JobRunDeps {
   onAppend: (jobId: string, lastSeq: number) => void;
   /** Whether Gantry is shutting down: then jobs are left running, not ended. */
   stopped: () => boolean;
+}
+
+/** Why Gantry stops a run that did nothing wrong by its own account: the attempt ends failed with this cause. */
+export interface Interruption {
+  cause: RetryCause;
+  reason: string;
 }
 
 /** A failure that is the job's, with the reason it ends with. */
@@ -63,6 +70,7 @@ export type RunEnd = 'ended' | 'requeued' | 'detached' | 'fenced';
  */
 export class JobRun {
   private cancelRequested: boolean;
+  private interrupted: Interruption | null = null;
   private timedOut = false;
   private engineLost = false;
   private abandoned = false;
@@ -71,6 +79,7 @@ export class JobRun {
   private secrets: RunSecrets | null = null;
   private redactor: SecretRedactor | null = null;
   private readonly secretFiles: SecretFiles;
+  private readonly notice: PreemptNotice | null;
   readonly spec: JobSpec;
   /** This run's claim on the job: every write it makes about the job carries it. */
   readonly fence: Fence;
@@ -88,6 +97,7 @@ export class JobRun {
     );
     this.cancelRequested = record.cancelRequested;
     this.secretFiles = new SecretFiles(d.config.secrets.runDir, record.node, record.id, record.attempt, record.spec.secrets ?? []);
+    this.notice = record.spec.preemptible ? new PreemptNotice(d.config.noticeDir, record.node, record.id, record.attempt) : null;
   }
 
   get id(): string {
@@ -98,6 +108,31 @@ export class JobRun {
   requestCancel(): void {
     this.cancelRequested = true;
     this.container.stop();
+  }
+
+  /**
+   * Stops the run for a cause of Gantry's (SIGTERM, grace, SIGKILL): the
+   * attempt ends failed with that cause, and the retry rules decide what
+   * follows (a preemption is always retried). A preemptible job is told
+   * first, in its notice file. A run already cancelled or interrupted
+   * keeps its first reason; false then.
+   */
+  async interrupt(why: Interruption): Promise<boolean> {
+    if (this.cancelRequested || this.interrupted !== null) return false;
+    this.interrupted = why;
+    if (why.cause === 'preempted' && this.notice !== null && this.container.id !== null) {
+      const now = Date.now();
+      await this.notice
+        .write({
+          reason: why.reason,
+          signalAt: new Date(now).toISOString(),
+          killAt: new Date(now + this.d.config.stopGraceSeconds * 1000).toISOString(),
+          attempt: this.fence.attempt,
+        })
+        .catch((err) => this.d.log.error({ err, jobId: this.id }, 'could not write the preemption notice; stopping the job anyway'));
+    }
+    this.container.stop();
+    return true;
   }
 
   /** Stops driving without touching the container: the next start re-attaches to it. */
@@ -127,6 +162,7 @@ export class JobRun {
       this.checkPolicyNow();
       const gpuPatch = { gpus: alloc?.uuids ?? [], gpuMemoryMiB: alloc?.memoryMiB ?? null };
       if (this.cancelRequested) return this.end('cancelled', 'cancelled before it started');
+      if (this.interrupted) return this.endInterrupted(this.interrupted);
       let needsPull: boolean;
       try {
         needsPull = await images.needsPull(this.spec.image, this.spec.pullPolicy ?? config.policy.pullPolicy);
@@ -145,6 +181,7 @@ export class JobRun {
           throw err;
         }
         if (this.cancelRequested) return this.end('cancelled', 'cancelled while the image was pulled');
+        if (this.interrupted) return this.endInterrupted(this.interrupted);
         if (!(await this.step('starting', { pullStatus: null, pullProgress: null }))) return 'ended';
       } else if (!(await this.step('starting', { ...gpuPatch, reason: null }))) return 'ended';
 
@@ -153,6 +190,8 @@ export class JobRun {
       const { mounts } = this.checkPolicyNow();
       const secrets = await this.readSecrets();
       await this.secretFiles.write(secrets);
+      await this.notice?.prepare();
+      const notice = this.notice?.mount();
       const devices = (alloc?.uuids ?? []).map((u) => this.d.devices.find((g) => g.uuid === u)!);
       const spec = containerSpec(
         {
@@ -160,8 +199,8 @@ export class JobRun {
           attempt: this.fence.attempt,
           owner: this.record.owner,
           spec: this.spec,
-          mounts: [...mounts, ...this.secretFiles.mounts()],
-          secretEnv: secrets.env,
+          mounts: [...mounts, ...this.secretFiles.mounts(), ...(notice ? [notice.mount] : [])],
+          runEnv: { ...secrets.env, ...notice?.env },
           gpu: gpuInjection(config.gpus, devices, alloc?.memoryMiB ?? null),
         },
         config,
@@ -276,6 +315,10 @@ export class JobRun {
       await this.container.remove();
       return this.end('cancelled', 'cancelled before the container started');
     }
+    if (this.interrupted) {
+      await this.container.remove();
+      return this.endInterrupted(this.interrupted);
+    }
     // A container created before a restart is started only with its secret files back in place.
     await this.secretFiles.write(await this.readSecrets());
     const stream = await this.d.runtime.attach(id);
@@ -337,7 +380,7 @@ export class JobRun {
         if (!status) throw new JobFailure('the container vanished while the container engine was away');
         // A container that is still running outlived the engine (live-restore).
         this.engineLost = !status.running;
-        if (status.running && (this.cancelRequested || this.timedOut)) this.container.stop();
+        if (status.running && (this.cancelRequested || this.interrupted || this.timedOut)) this.container.stop();
         capture = await this.newCapture();
         consumed = capture.consume(this.container.track(await this.d.runtime.followLogs(id)));
       }
@@ -345,7 +388,7 @@ export class JobRun {
     await consumed;
     if (this.d.stopped()) return 'detached';
     const signalledByOthers =
-      !this.cancelRequested && !this.timedOut && !exit.oomKilled && (exit.exitCode === 143 || exit.exitCode === 137);
+      !this.cancelRequested && !this.interrupted && !this.timedOut && !exit.oomKilled && (exit.exitCode === 143 || exit.exitCode === 137);
     if (!this.engineLost && signalledByOthers && (await this.d.engine.goingAway())) {
       this.engineLost = true;
       await this.d.engine.whenUp();
@@ -356,6 +399,7 @@ export class JobRun {
     const { state, reason, cause } = outcomeOf({
       exit,
       cancelRequested: this.cancelRequested,
+      interrupted: this.interrupted,
       timedOut: this.timedOut,
       timeoutSeconds: this.timeoutSeconds(),
       memoryMiB: this.spec.resources?.memoryMiB ?? this.d.config.policy.defaultMemoryMiB,
@@ -399,7 +443,12 @@ export class JobRun {
     }
     if (!recorded) return 'detached';
     await this.container.remove();
+    await this.notice?.remove().catch((err) => this.d.log.warn({ err, jobId: this.id }, 'could not remove the notice folder'));
     return retried ? 'requeued' : 'ended';
+  }
+
+  private endInterrupted(why: Interruption): Promise<RunEnd> {
+    return this.end('failed', why.reason, { cause: why.cause });
   }
 
   /** At the deadline the job is stopped and ends timed_out. */

@@ -5,6 +5,8 @@ import type { ContainerExit } from '../runtime/runtime.js';
 export interface OutcomeInput {
   exit: ContainerExit;
   cancelRequested: boolean;
+  /** Gantry stopped it for a cause of its own (a preemption, a faulty GPU, a policy), with why. */
+  interrupted: { cause: RetryCause; reason: string } | null;
   timedOut: boolean;
   /** The job's timeout, for the reason. */
   timeoutSeconds: number;
@@ -23,8 +25,9 @@ export interface Outcome {
 }
 
 /**
- * How a job ended, from how its container stopped. A cancel or a timeout
- * explains the stop, whatever the exit code; otherwise exit 0 without an
+ * How a job ended, from how its container stopped. A cancel, an
+ * interruption by Gantry or a timeout (in that order) explains the stop,
+ * whatever the exit code; otherwise exit 0 without an
  * OOM kill is success and anything else a failure, with the engine's own
  * account of it. A stop the engine's going away explains is no cause a
  * retry rule can name.
@@ -33,6 +36,7 @@ export function outcomeOf(i: OutcomeInput): Outcome {
   const logNote = i.logError ? `logs incomplete: ${i.logError}` : null;
   const withNote = (reason: string) => (logNote ? `${reason}; ${logNote}` : reason);
   if (i.cancelRequested) return { state: 'cancelled', reason: withNote('cancelled by request'), cause: null };
+  if (i.interrupted) return { state: 'failed', reason: withNote(i.interrupted.reason), cause: i.interrupted.cause };
   if (i.timedOut) {
     return { state: 'timed_out', reason: withNote(`exceeded its timeout of ${i.timeoutSeconds} s and was stopped`), cause: 'timeout' };
   }

@@ -15,7 +15,7 @@ import type { SecretSource } from '../secrets/source.js';
 import type { JobRecord, Store } from '../store/store.js';
 import { EngineWatch } from './engine-watch.js';
 import type { ImagePuller } from './images.js';
-import { JobRun, type RunEnd } from './job-run.js';
+import { type Interruption, JobRun, type RunEnd } from './job-run.js';
 import type { NodeSeat } from './node-seat.js';
 import { type ReconcileReport, reconcile } from './reconcile.js';
 import { clearSecretFiles } from './secret-delivery.js';
@@ -331,6 +331,15 @@ export class Scheduler {
         if (!ours) await run.abandon(record ? `the fleet settled it: now ${record.state}` : 'the job is gone');
       }),
     );
+  }
+
+  /**
+   * Stops a job this node runs for a cause of Gantry's (a faulty GPU, a
+   * policy, a preemption): see JobRun.interrupt. False when the node does
+   * not run it, or it was already being stopped.
+   */
+  async interrupt(jobId: string, why: Interruption): Promise<boolean> {
+    return (await this.active.get(jobId)?.interrupt(why)) ?? false;
   }
 
   /** The jobs this node runs now. */

@@ -5,6 +5,7 @@ import { type OutcomeInput, outcomeOf } from '../../src/runner/outcome.js';
 const base: OutcomeInput = {
   exit: { exitCode: 0, oomKilled: false, error: null },
   cancelRequested: false,
+  interrupted: null,
   timedOut: false,
   timeoutSeconds: 60,
   memoryMiB: 512,
@@ -61,4 +62,15 @@ test("a container that stopped while the engine was away is the engine's doing, 
     { state: 'succeeded', reason: null, cause: null },
     'a job that finished meanwhile still succeeded',
   );
+});
+
+test('an interruption by Gantry explains the stop, whatever the exit code; a cancel still wins over it', () => {
+  const interrupted = { cause: 'preempted' as const, reason: 'preempted for job j2' };
+  assert.deepEqual(of({ interrupted, exitCode: 143 }), { state: 'failed', reason: 'preempted for job j2', cause: 'preempted' });
+  assert.deepEqual(of({ interrupted, exitCode: 0, timedOut: true }), {
+    state: 'failed',
+    reason: 'preempted for job j2',
+    cause: 'preempted',
+  });
+  assert.equal(of({ interrupted, cancelRequested: true, exitCode: 143 }).state, 'cancelled');
 });

@@ -121,7 +121,7 @@ test('container options: hardened by default, nothing taken from the client but 
   const s = spec({ env: { A: '1' }, labels: { team: 'ml' }, resources: { cpus: 1.5 } });
   const opts = createOptions(
     containerSpec(
-      { jobId: 'j1', attempt: 1, owner: 'alice', spec: s, mounts: [], secretEnv: {}, gpu: gpuInjection(config.gpus, [], null) },
+      { jobId: 'j1', attempt: 1, owner: 'alice', spec: s, mounts: [], runEnv: {}, gpu: gpuInjection(config.gpus, [], null) },
       config,
     ),
   );
@@ -172,7 +172,7 @@ test('GANTRY_DEFAULT_USER of root needs GANTRY_ALLOW_ROOT_OWNERS=*; a read-only 
   const ro = loadConfig({ GANTRY_READONLY_ROOTFS: 'true', GANTRY_DEFAULT_USER: '1000:1000' });
   const opts = createOptions(
     containerSpec(
-      { jobId: 'j', attempt: 1, owner: 'o', spec: spec({}), mounts: [], secretEnv: { TOKEN: 'v' }, gpu: gpuInjection(ro.gpus, [], null) },
+      { jobId: 'j', attempt: 1, owner: 'o', spec: spec({}), mounts: [], runEnv: { TOKEN: 'v' }, gpu: gpuInjection(ro.gpus, [], null) },
       ro,
     ),
   );

@@ -51,11 +51,29 @@ test('every cause: `on` and a retry rule retry it, a fail rule ends it with a no
       action: 'end',
       note: `not retried: a rule for ${cause} says fail`,
     });
+    if (cause === 'preempted') continue;
     assert.deepEqual(decide({ maxAttempts: 2, on: [other], rules: [{ cause: other, action: 'retry' }] }, cause), {
       action: 'end',
       note: null,
     });
   }
+});
+
+test('a preemption is retried at once without a retry spec or a rule, spends no budget, and a fail rule alone ends it', () => {
+  const free = { action: 'retry', attempt: 2, notBefore: null, note: 'queued again as attempt 2 (a preemption costs the job no attempt)' };
+  assert.deepEqual(decide(undefined, 'preempted'), free);
+  const tight: Retry = { maxAttempts: 1, on: ['exit_code', 'node_lost'], backoff: { initialSeconds: 60, factor: 2 } };
+  assert.deepEqual(decide(tight, 'preempted'), free, 'no budget spent, no backoff waited');
+  const many = [ended(1, 'preempted'), ended(2, 'preempted'), ended(3, 'preempted')];
+  assert.equal(decide(tight, 'preempted', { attempt: 4, history: many }).action, 'retry');
+  // Preemptions spend neither budget: the job's own and the infrastructure's are whole after them.
+  const afterThem = decide({ maxAttempts: 2, on: ['exit_code', 'node_lost'] }, 'node_lost', { attempt: 4, history: many });
+  assert.match(afterThem.action === 'retry' ? afterThem.note : '', /infrastructure attempts: 1 of 2 used/);
+  assert.deepEqual(decide({ maxAttempts: 3, rules: [{ cause: 'preempted', action: 'fail' }] }, 'preempted'), {
+    action: 'end',
+    note: 'not retried: a rule for preempted says fail',
+  });
+  assert.deepEqual(decide(undefined, 'preempted', { cancelled: true }), { action: 'end', note: null }, 'a cancel still ends it');
 });
 
 test('the first matching rule wins, and `on` is checked after every rule', () => {

@@ -290,7 +290,7 @@ test("the container spec the runtime gets is built from the checked spec and Gan
       owner: 'o',
       spec: spec({ labels: { 'dev.gantry.job-id': 'forged' } }),
       mounts: [],
-      secretEnv: {},
+      runEnv: {},
       gpu: gpuInjection(config.gpus, [], null),
     },
     config,
