@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { GpuAllocator } from './gpu/allocator.js';
 import type { JobEventHub } from './jobs/events.js';
+import { FairShare } from './jobs/fair-share.js';
 import { QueueState } from './jobs/queue-state.js';
 import type { Quotas } from './jobs/quotas.js';
 import { JobService } from './jobs/service.js';
@@ -39,7 +40,7 @@ export interface DomainParts {
  * scheduler's unit tests an in-memory runtime.
  */
 export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Scheduler } {
-  const queue = new QueueState();
+  const queue = new QueueState(new FairShare(d.config.fairShareHalfLifeSeconds, d.quotas));
   const jobs = new JobService({
     store: d.store.jobs,
     events: d.events,

@@ -67,6 +67,16 @@ export class QueueIndex {
     }
   }
 
+  /** How many of its jobs have a priority above `priority` (`inclusive`: at or above it). */
+  countAbove(priority: number, inclusive: boolean): number {
+    return this.slot({ priority: inclusive ? priority - 0.5 : priority + 0.5, seq: 0 });
+  }
+
+  /** How many of its jobs come before a job of this priority and seq. */
+  countBefore(place: Place): number {
+    return this.slot(place);
+  }
+
   /** The place a job of this priority submitted now would take (0 is next). */
   placeFor(priority: number): number {
     return this.slot({ priority, seq: Number.POSITIVE_INFINITY });

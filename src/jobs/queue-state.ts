@@ -1,7 +1,9 @@
 import type { SpecFieldError } from '../model/errors.js';
 import type { WaitInfo } from '../model/queue.js';
 import type { JobRecord } from '../store/store.js';
-import { QueueIndex, queueOrder } from './queue-index.js';
+import { FairShare } from './fair-share.js';
+import { QueueIndex } from './queue-index.js';
+import { Quotas } from './quotas.js';
 
 /** What a scheduling pass decided about the jobs it did not start. */
 export interface PassOutcome {
@@ -23,6 +25,15 @@ export interface ActiveJob {
 const PENDING: WaitInfo = { code: 'pending', text: 'queued; not yet considered by a scheduling pass', estimatedStartAt: null };
 const NO_PASS: PassOutcome = { node: null, decided: new Map(), beyond: { any: null, gpu: null } };
 const ACTIVE_STATES = new Set(['pulling', 'starting', 'running']);
+/** How long positions reuse one ranking of the owners (fair-share ranks move slowly). */
+const RANKS_TTL_MS = 1000;
+
+/** A job's place by fair share: higher priority first, then the owner's rank (lower first), then FIFO. Negative: `a` first. */
+export type RankedOrder = (a: JobRecord, b: JobRecord) => number;
+const rankedOrder =
+  (rank: (owner: string) => number): RankedOrder =>
+  (a, b) =>
+    b.priority - a.priority || rank(a.owner) - rank(b.owner) || a.seq - b.seq;
 
 /** GPUs a job asks for: a count, named cards, or one shared card. */
 export function gpusAsked(record: JobRecord): number {
@@ -38,14 +49,21 @@ export function gpusAsked(record: JobRecord): number {
  * could run, in one queue per owner and kind (CPU, GPU), which a scheduling
  * pass reads merged in queue order, passing over whole queues an owner's
  * limits close; and the jobs nodes have taken and not ended, by owner (for
- * quotas). It is fed every job record written here and every change other
- * nodes make (`observe`), and reloaded whole when changes may have been
- * missed (`reset`). The scheduler also records which jobs it has taken and
- * why the others wait.
+ * quotas), whose GPU time feeds fair share. It is fed every job record
+ * written here and every change other nodes make (`observe`), and reloaded
+ * whole when changes may have been missed (`reset`). The scheduler also
+ * records which jobs it has taken and why the others wait.
+ *
+ * Order is fair share's: priority, then the owner's rank (its recent GPU
+ * use against its share), then FIFO; the owners' queues are each FIFO
+ * within a priority, so only their heads are compared.
  */
 export class QueueState {
   /** Every queued job no node has taken. */
   readonly all = new QueueIndex();
+  /** The same, by owner (for positions under fair share). */
+  private readonly allByOwner = new Map<string, QueueIndex>();
+  private ranks: { at: number; rank: (owner: string) => number } | null = null;
   /** Those this node could run now, by owner and kind. */
   private readonly streams = new Map<string, { cpu: QueueIndex; gpu: QueueIndex }>();
   private readonly launched = new Set<string>();
@@ -62,6 +80,8 @@ export class QueueState {
   private readonly backoff = new Map<string, { record: JobRecord; timer: NodeJS.Timeout }>();
   /** Told when a job became runnable by the clock (its backoff ended). */
   private onReady: () => void = () => undefined;
+
+  constructor(readonly fairShare: FairShare = new FairShare(0, new Quotas())) {}
 
   /** Sets who is told when a job's backoff ends (the scheduler, which then looks at the queue). */
   setOnReady(fn: () => void): void {
@@ -80,12 +100,16 @@ export class QueueState {
    */
   observe(record: JobRecord): void {
     this.forget(record.id);
+    this.countGpuTime(record);
     if (record.node !== null && (ACTIVE_STATES.has(record.state) || record.state === 'queued')) {
       this.activate(record.id, { owner: record.owner, gpus: gpusAsked(record) });
       return;
     }
     if (record.state !== 'queued') return;
     this.all.put(record);
+    let mine = this.allByOwner.get(record.owner);
+    if (mine === undefined) this.allByOwner.set(record.owner, (mine = new QueueIndex()));
+    mine.put(record);
     const counts = this.queuedByOwner.get(record.owner) ?? { jobs: 0, gpuJobs: 0 };
     this.queuedByOwner.set(record.owner, { jobs: counts.jobs + 1, gpuJobs: counts.gpuJobs + (record.spec.gpus ? 1 : 0) });
     const unfit = this.misfit(record);
@@ -113,6 +137,8 @@ export class QueueState {
   reset(queued: readonly JobRecord[], active: readonly JobRecord[] = []): void {
     for (const { id } of [...this.all.inOrder()]) this.forget(id);
     for (const id of [...this.active.keys()]) this.forget(id);
+    this.fairShare.clear();
+    this.ranks = null;
     for (const r of [...queued, ...active]) this.observe(r);
   }
 
@@ -132,7 +158,7 @@ export class QueueState {
    * a queue it names is passed over unread. A pass may take jobs out as it
    * goes: each queue resumes after the last job it gave.
    */
-  *runnableInOrder(skip: (owner: string, gpu: boolean) => boolean): IterableIterator<JobRecord> {
+  *runnableInOrder(skip: (owner: string, gpu: boolean) => boolean, order: RankedOrder = this.order()): IterableIterator<JobRecord> {
     const heads: { owner: string; gpu: boolean; it: Iterator<JobRecord>; head: JobRecord }[] = [];
     for (const [owner, s] of this.streams) {
       for (const [gpu, index] of [
@@ -148,7 +174,7 @@ export class QueueState {
       let best: (typeof heads)[number] | null = null;
       for (const h of heads) {
         if (skip(h.owner, h.gpu)) continue;
-        if (best === null || queueOrder(h.head, best.head) < 0) best = h;
+        if (best === null || order(h.head, best.head) < 0) best = h;
       }
       if (best === null) return;
       yield best.head;
@@ -197,9 +223,42 @@ export class QueueState {
     return this.active.has(jobId);
   }
 
+  /** The queue's order now, for one scheduling pass: fair share's ranks are taken once, here. */
+  order(now = Date.now()): RankedOrder {
+    return rankedOrder(this.fairShare.ranks(now));
+  }
+
   /** The job's place in the fleet-wide queue (0 is next), or null when no longer queued. */
   position(jobId: string): number | null {
-    return this.all.position(jobId);
+    const record = this.all.get(jobId);
+    return record === undefined ? null : this.placeAmongAll(record);
+  }
+
+  /** The place a job of this owner and priority submitted now would take (0 is next). */
+  placeFor(owner: string, priority: number): number {
+    return this.placeAmongAll({ owner, priority, seq: Number.POSITIVE_INFINITY });
+  }
+
+  /**
+   * How many queued jobs come before a job of this owner, priority and seq:
+   * each owner's queue is in order, so that is a count per owner (a binary
+   * search): those of a higher priority, and at the same priority those of
+   * an owner ranked first, or of one ranked the same and submitted earlier.
+   */
+  private placeAmongAll(job: Pick<JobRecord, 'owner' | 'priority' | 'seq'>): number {
+    if (!this.fairShare.enabled) return this.all.countBefore(job);
+    const now = Date.now();
+    if (this.ranks === null || now - this.ranks.at > RANKS_TTL_MS) this.ranks = { at: now, rank: this.fairShare.ranks(now) };
+    const { rank } = this.ranks;
+    const mine = rank(job.owner);
+    let place = 0;
+    for (const [owner, index] of this.allByOwner) {
+      const theirs = rank(owner);
+      if (theirs < mine) place += index.countAbove(job.priority, true);
+      else if (theirs > mine) place += index.countAbove(job.priority, false);
+      else place += index.countBefore(job);
+    }
+    return place;
   }
 
   /** Records what the latest scheduling pass decided (it replaces the previous one's). */
@@ -239,6 +298,28 @@ export class QueueState {
   /** Drops a job that left the queue or ended, known only by its id. */
   drop(id: string): void {
     this.forget(id);
+    this.fairShare.release(id, Date.now());
+  }
+
+  /**
+   * Feeds fair share the job's GPU time: a job whose container runs holds
+   * its GPUs from its start; one that no longer runs adds what it held, up
+   * to its attempt's end. A record of the same run again changes nothing.
+   */
+  private countGpuTime(record: JobRecord): void {
+    const held = this.fairShare.holdingOf(record.id);
+    const gpus = record.gpus.length;
+    if (record.state === 'running' && record.startedAt !== null && gpus > 0) {
+      const from = Date.parse(record.startedAt);
+      if (held?.from === from) return;
+      if (held) this.fairShare.release(record.id, from);
+      this.fairShare.hold(record.id, record.owner, gpus, from);
+      return;
+    }
+    if (held) {
+      const ended = record.attempts.at(-1)?.finishedAt ?? record.finishedAt;
+      this.fairShare.release(record.id, ended ? Date.parse(ended) : Date.now());
+    }
   }
 
   private isRunnable(record: JobRecord): boolean {
@@ -271,6 +352,11 @@ export class QueueState {
         s.gpu.delete(id);
         if (s.cpu.isEmpty() && s.gpu.isEmpty()) this.streams.delete(known.owner);
       }
+    }
+    if (known) {
+      const mine = this.allByOwner.get(known.owner);
+      mine?.delete(id);
+      if (mine?.isEmpty()) this.allByOwner.delete(known.owner);
     }
     this.all.delete(id);
     this.misfits.delete(id);

@@ -19,6 +19,13 @@ export const QuotaSchema = z
       .min(0)
       .optional()
       .describe('GPUs beyond `gpus` it may hold while no other team with jobs waiting holds less than its own `gpus`'),
+    share: z
+      .number()
+      .positive()
+      .optional()
+      .describe(
+        'Its weight in fair share (GANTRY_FAIR_SHARE_HALF_LIFE_SECONDS): its recent GPU use is ranked against this; default its `gpus`, or 1',
+      ),
   })
   .strict()
   .refine((q) => q.borrowGpus === undefined || q.gpus !== undefined, { message: '"borrowGpus" needs "gpus"', path: ['borrowGpus'] });

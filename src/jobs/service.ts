@@ -142,7 +142,7 @@ export class JobService {
     const waiting = this.d.preview(record);
     return {
       ...toJob(record),
-      position: this.d.queue.all.placeFor(record.priority),
+      position: this.d.queue.placeFor(record.owner, record.priority),
       waiting: { code: waiting.code, estimatedStartAt: waiting.estimatedStartAt },
       reason: waiting.text,
     };
