@@ -31,7 +31,7 @@ export class FairShare {
   private readonly k: number;
 
   constructor(
-    private readonly halfLifeSeconds: number,
+    halfLifeSeconds: number,
     private readonly quotas: Quotas,
   ) {
     // Decay per millisecond: a value v at t0 is worth v·e^(−k(t−t0)) at t.

@@ -162,7 +162,7 @@ test('property: positions always equal the place in the merged order, over rando
     }
     const order = [...q.runnableInOrder(() => false, q.order())].map((r) => r.id);
     assert.equal(order.length, live.length, `seed ${seed}`);
-    order.forEach((id, i) => assert.equal(q.position(id), i, `seed ${seed}: ${id}`));
+    for (const [i, id] of order.entries()) assert.equal(q.position(id), i, `seed ${seed}: ${id}`);
     for (let i = 1; i < order.length; i++) {
       const [a, b] = [q.all.get(order[i - 1]!)!, q.all.get(order[i]!)!];
       assert.ok(a.priority >= b.priority, `seed ${seed}: priority first`);
