@@ -151,6 +151,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     placementProblem: (spec) => directory.placementProblem(spec),
     log,
     onPass: (seconds) => metrics.schedulerPass(seconds),
+    onPreempt: (rule) => metrics.preempted(rule),
   });
   const { jobs } = domain;
   scheduler = domain.scheduler;

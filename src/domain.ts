@@ -3,6 +3,7 @@ import type { Config } from './config.js';
 import type { GpuAllocator } from './gpu/allocator.js';
 import type { JobEventHub } from './jobs/events.js';
 import { FairShare } from './jobs/fair-share.js';
+import type { PreemptionRule } from './jobs/preemption.js';
 import { QueueState } from './jobs/queue-state.js';
 import type { Quotas } from './jobs/quotas.js';
 import { JobService } from './jobs/service.js';
@@ -32,6 +33,8 @@ export interface DomainParts {
   log: Logger;
   /** Told how long each scheduling pass took (seconds). */
   onPass?: (seconds: number) => void;
+  /** Told of each job preempted, by the rule that allowed it. */
+  onPreempt?: (rule: PreemptionRule) => void;
 }
 
 /**
@@ -67,6 +70,7 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     quotas: d.quotas,
     log: d.log,
     ...(d.onPass ? { onPass: d.onPass } : {}),
+    ...(d.onPreempt ? { onPreempt: d.onPreempt } : {}),
   });
   return { jobs, scheduler };
 }

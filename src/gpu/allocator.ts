@@ -52,6 +52,11 @@ export class GpuAllocator {
     return null;
   }
 
+  /** What the job holds, if anything. */
+  allocationOf(jobId: string): Allocation | undefined {
+    return this.byJob.get(jobId);
+  }
+
   /** Allocates now if the request fits, else returns null (the job waits). */
   tryAllocate(jobId: string, req: GpuRequest, model?: string): Allocation | null {
     const existing = this.byJob.get(jobId);

@@ -110,6 +110,11 @@ export class LogCapture {
     };
   }
 
+  /** Adds a line of Gantry's own (stream `system`) to the job's log, among its output as it comes. */
+  note(line: string): void {
+    if (!this.state.truncated && !this.state.complete) this.push({ stream: 'system', time: Date.now(), line });
+  }
+
   /** Consumes a multiplexed Docker stream to its end; never rejects. */
   async consume(source: Readable): Promise<void> {
     const demux = new DockerDemuxer((stream, payload) => this.splitters[stream].push(payload));

@@ -2,6 +2,7 @@ import type http from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { GpuAllocator } from '../gpu/allocator.js';
 import type { JobEventHub } from '../jobs/events.js';
+import { PREEMPTION_RULES, type PreemptionRule } from '../jobs/preemption.js';
 import type { Job } from '../model/job.js';
 import { isTerminal } from '../model/states.js';
 import { RUNTIME_OPS, type RuntimeOp } from '../runtime/runtime.js';
@@ -67,6 +68,7 @@ export class GantryMetrics {
   private readonly auditWriteFailures: Counter;
   private readonly attempts: AttemptMetrics;
   private readonly schedulerPasses: Histogram;
+  private readonly preemptions: Counter<'rule'>;
   private readonly leftQueue = new BoundedSet(SEEN_CAP);
   private readonly ended = new BoundedSet(SEEN_CAP);
 
@@ -123,6 +125,14 @@ export class GantryMetrics {
       registers,
     });
 
+    this.preemptions = new Counter({
+      name: 'gantry_job_preemptions_total',
+      help: 'Jobs this node preempted for a job with a better claim to their GPUs, by the rule that allowed it (priority, borrowed).',
+      labelNames: ['rule'],
+      registers,
+    });
+    for (const rule of PREEMPTION_RULES) this.preemptions.inc({ rule }, 0);
+
     this.auditWriteFailures = new Counter({
       name: 'gantry_audit_write_failures_total',
       help: 'Audit records that could not be written (the actions they describe stand; each is in the process log at error level).',
@@ -160,6 +170,11 @@ export class GantryMetrics {
   /** A scheduling pass took `seconds`. */
   schedulerPass(seconds: number): void {
     this.schedulerPasses.observe(seconds);
+  }
+
+  /** This node preempted a job, by `rule`. */
+  preempted(rule: PreemptionRule): void {
+    this.preemptions.inc({ rule });
   }
 
   /** An audit record could not be written. */

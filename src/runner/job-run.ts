@@ -78,6 +78,8 @@ export class JobRun {
   /** The spec's secrets, read once per run (for the container and for redacting its output). */
   private secrets: RunSecrets | null = null;
   private redactor: SecretRedactor | null = null;
+  /** The capture of the container's output now, for Gantry's own lines in the job's log. */
+  private capture: LogCapture | null = null;
   private readonly secretFiles: SecretFiles;
   private readonly notice: PreemptNotice | null;
   readonly spec: JobSpec;
@@ -120,17 +122,14 @@ export class JobRun {
   async interrupt(why: Interruption): Promise<boolean> {
     if (this.cancelRequested || this.interrupted !== null) return false;
     this.interrupted = why;
+    const now = Date.now();
+    const killAt = new Date(now + this.d.config.stopGraceSeconds * 1000).toISOString();
     if (why.cause === 'preempted' && this.notice !== null && this.container.id !== null) {
-      const now = Date.now();
       await this.notice
-        .write({
-          reason: why.reason,
-          signalAt: new Date(now).toISOString(),
-          killAt: new Date(now + this.d.config.stopGraceSeconds * 1000).toISOString(),
-          attempt: this.fence.attempt,
-        })
+        .write({ reason: why.reason, signalAt: new Date(now).toISOString(), killAt, attempt: this.fence.attempt })
         .catch((err) => this.d.log.error({ err, jobId: this.id }, 'could not write the preemption notice; stopping the job anyway'));
     }
+    this.capture?.note(`[gantry] stopping attempt ${this.fence.attempt} (${why.cause}): ${why.reason}; SIGTERM now, SIGKILL at ${killAt}`);
     this.container.stop();
     return true;
   }
@@ -489,7 +488,7 @@ export class JobRun {
   private async newCapture(o: Parameters<typeof LogCapture.open>[1] = {}): Promise<LogCapture> {
     await this.readSecrets();
     const redactor = this.redactor;
-    return this.stored(() =>
+    this.capture = await this.stored(() =>
       LogCapture.open(
         {
           jobId: this.id,
@@ -506,5 +505,6 @@ export class JobRun {
         o,
       ),
     );
+    return this.capture;
   }
 }

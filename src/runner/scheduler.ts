@@ -4,6 +4,7 @@ import type { Allocation, GpuAllocator } from '../gpu/allocator.js';
 import { planQueue, type QueueEntry } from '../gpu/queue.js';
 import type { JobEventHub } from '../jobs/events.js';
 import { misfit, type PlacementTarget } from '../jobs/placement.js';
+import { choosePreemption, type PreemptionRule } from '../jobs/preemption.js';
 import type { QueueState } from '../jobs/queue-state.js';
 import { type Quotas, TeamLimits } from '../jobs/quotas.js';
 import type { JobService } from '../jobs/service.js';
@@ -43,6 +44,8 @@ export interface SchedulerDeps {
   log: Logger;
   /** Told how long each scheduling pass took (seconds). */
   onPass?: (seconds: number) => void;
+  /** Told of each job this node preempts, by the rule that allowed it. */
+  onPreempt?: (rule: PreemptionRule) => void;
 }
 
 /**
@@ -58,6 +61,12 @@ export class Scheduler {
   private readonly active = new Map<string, JobRun>();
   /** The GPU jobs this node runs, by when they end at the latest (their deadline, or launch plus timeout). */
   private readonly endsBy = new Map<string, number>();
+  /** The jobs this node runs, as launched, and when (ms). */
+  private readonly launched = new Map<string, { record: JobRecord; at: number }>();
+  /** Jobs waiting for GPUs, each with the jobs preempted for it that still run. */
+  private readonly preempting = new Map<string, Set<string>>();
+  /** Jobs being stopped by a preemption. */
+  private readonly stopping = new Set<string>();
   private readonly engine: EngineWatch;
   private readonly unsubscribe: (() => void)[] = [];
   private kickPending = false;
@@ -222,10 +231,70 @@ export class Scheduler {
         lostClaims++;
       }
     }
+    await this.preemptFor(waiting);
     queue.setPass({ node: null, decided: waiting, beyond: { ...plan.beyond, owners: closedQueues(limits, queue.owners()) } });
     // What another node took leaves GPUs and slots that later jobs may use:
     // look again shortly (not at once, so that a seat lost meanwhile cannot spin).
     if (lostClaims > 0) setTimeout(() => this.kick(), CLAIM_RETRY_MS).unref();
+  }
+
+  /**
+   * Preemption, for the job holding the GPU reservation (the first that
+   * waits for GPUs; `waiting` is in pass order): when preemptible jobs
+   * this node runs may give way to it by a rule (jobs/preemption.ts), they
+   * are stopped, told first, and go back to the queue; the job then takes
+   * their GPUs as the reservation's holder. Nothing more is preempted for
+   * it while those still stop. Its wait says so.
+   */
+  private async preemptFor(waiting: Map<string, WaitInfo>): Promise<void> {
+    const holder = [...waiting].find(([, w]) => w.code === 'gpus');
+    if (holder === undefined) return;
+    const [id, wait] = holder;
+    const explain = (victims: Iterable<string>) =>
+      waiting.set(id, { ...wait, text: `${wait.text}; preempting job ${[...victims].join(', job ')} for it` });
+    const pending = this.preempting.get(id);
+    if (pending !== undefined) {
+      explain(pending);
+      return;
+    }
+    const record = this.d.queue.all.get(id);
+    if (record?.spec.gpus === undefined) return;
+    const running = [...this.launched.values()].flatMap(({ record: r, at }) =>
+      this.stopping.has(r.id)
+        ? []
+        : [
+            {
+              jobId: r.id,
+              owner: r.owner,
+              priority: r.priority,
+              preemptible: r.spec.preemptible === true,
+              startedAt: at,
+              gpus: this.d.gpus.allocationOf(r.id)?.uuids.length ?? 0,
+            },
+          ],
+    );
+    const victims = choosePreemption({
+      waiting: {
+        jobId: id,
+        owner: record.owner,
+        priority: record.priority,
+        gpus: record.spec.gpus,
+        model: record.spec.placement?.gpuModel,
+      },
+      running,
+      gpus: this.d.gpus,
+      quotas: this.d.quotas,
+      teamGpus: (team) => this.d.queue.activeOf(team.owners).gpus,
+    });
+    if (victims === null) return;
+    this.preempting.set(id, new Set(victims.map((v) => v.jobId)));
+    for (const v of victims) {
+      this.stopping.add(v.jobId);
+      this.d.log.info({ jobId: v.jobId, for: id, rule: v.rule }, v.reason);
+      this.d.onPreempt?.(v.rule);
+      await this.active.get(v.jobId)?.interrupt({ cause: 'preempted', reason: v.reason });
+    }
+    explain(victims.map((v) => v.jobId));
   }
 
   /**
@@ -372,6 +441,7 @@ export class Scheduler {
       record,
     );
     this.active.set(record.id, run);
+    this.launched.set(record.id, { record, at: record.startedAt ? Date.parse(record.startedAt) : Date.now() });
     if (record.gpus.length > 0 || record.spec.gpus) {
       // When its GPUs are free at the latest, for the reservation of a job that waits for them.
       const timeout = record.spec.timeoutSeconds ?? this.d.config.policy.defaultTimeoutSeconds;
@@ -383,6 +453,12 @@ export class Scheduler {
       .finally(() => {
         this.active.delete(record.id);
         this.endsBy.delete(record.id);
+        this.launched.delete(record.id);
+        this.stopping.delete(record.id);
+        for (const [waiter, victims] of this.preempting) {
+          victims.delete(record.id);
+          if (victims.size === 0) this.preempting.delete(waiter);
+        }
         queue.markDone(record.id);
         if (!this.stopped) {
           // Exactly one release per allocation, whatever path ended the job.
