@@ -39,10 +39,7 @@ export function rawOptions(kind: RawKind, command: string[], gantryEnv: Record<s
   const cfg = loadConfig(gantryEnv);
   const spec = { image: IMAGE, command } as JobSpec;
   const opts = createOptions(
-    containerSpec(
-      { jobId: 'raw', attempt: 1, owner: 'bench', spec, mounts: [], runEnv: {}, gpu: gpuInjection(cfg.gpus, [], null) },
-      cfg,
-    ),
+    containerSpec({ jobId: 'raw', attempt: 1, owner: 'bench', spec, mounts: [], runEnv: {}, gpu: gpuInjection(cfg.gpus, [], null) }, cfg),
   );
   return { ...opts, name, Labels: { [BENCH_LABEL]: BENCH_LABEL_VALUE } };
 }
