@@ -80,6 +80,7 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
         { name: 'logs', description: 'Job output, stored durably by Gantry' },
         { name: 'gpus', description: 'GPU inventory and allocation' },
         { name: 'nodes', description: 'The fleet: each Gantry node, its lease, GPUs and drain switch' },
+        { name: 'usage', description: 'GPU-hours per owner over a window, from the jobs’ records (JSON or CSV)' },
         { name: 'audit', description: 'Who changed what: every state-changing request, refused ones included (admin)' },
         { name: 'tokens', description: 'The presented token' },
         { name: 'health', description: 'Liveness and readiness (no auth)' },
