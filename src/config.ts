@@ -32,7 +32,7 @@ const keyValues = z.string().transform((s, ctx) => {
 /** `MODEL=WEIGHT,…` → ordered entries (the first that matches a card is its weight). */
 const modelWeights = keyValues.transform((kv, ctx) =>
   Object.entries(kv).map(([model, text]) => {
-    const weight = Number(text);
+    const weight = text.trim() === '' ? Number.NaN : Number(text);
     if (!(Number.isFinite(weight) && weight >= 0)) {
       ctx.addIssue({ code: 'custom', message: `weight of "${model}" must be a number of at least 0, got "${text}"` });
     }
