@@ -137,12 +137,7 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
     await typed.register(meRoutes, deps);
     await typed.register(nodeRoutes, deps);
     await typed.register(auditRoutes, { audit: d.store.audit });
-    const usage = new UsageReporter({
-      jobs: d.store.jobs,
-      nodes: d.store.nodes,
-      localGpus: d.gpus.devices,
-      weights: d.config.gpus.modelWeights,
-    });
+    const usage = new UsageReporter({ jobs: d.store.jobs, nodes: d.store.nodes, weights: d.config.gpus.modelWeights });
     await typed.register(usageRoutes, { usage });
   });
   return app;

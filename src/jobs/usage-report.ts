@@ -24,15 +24,14 @@ const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 *
  * GET /v1/usage's report: GPU time per owner over a window, read from the
  * jobs' records (jobs/usage.ts does the arithmetic), with each card's time
  * weighted by its model. A card's model comes from the inventories the
- * fleet's nodes registered (this node's own among them), as they are now.
+ * fleet's nodes registered (this node's own among them: a single host is a
+ * fleet of one), as they are now.
  */
 export class UsageReporter {
   constructor(
     private readonly d: {
       jobs: Pick<JobStore, 'overlapping'>;
       nodes: Pick<NodeStore, 'list'>;
-      /** This node's cards, in case its registration is not in the store (it always is once it joined). */
-      localGpus: readonly { uuid: string; name: string }[];
       weights: readonly ModelWeight[];
     },
   ) {}
@@ -80,7 +79,6 @@ export class UsageReporter {
     const out = new Map<string, Billing>();
     const bill = (uuid: string, name: string) => out.set(uuid, { model: name, weight: modelWeight(name, this.d.weights) });
     for (const node of await this.d.nodes.list()) for (const g of node.gpus) bill(g.uuid, g.name);
-    for (const g of this.d.localGpus) bill(g.uuid, g.name);
     return out;
   }
 }
