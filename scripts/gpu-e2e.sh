@@ -174,7 +174,9 @@ if (cmd === 'import') {
   });
   process.stdin.pipe(req);
 } else if (cmd === 'run') {
-  const { E2E_URL: url, E2E_TOKEN: token, E2E_DRY: dry, E2E_OUT: out, HOST_UUIDS: hostUuids, E2E_PYTHON: python, E2E_MODE: mode } = process.env;
+  const { E2E_URL: url, E2E_TOKEN: token, E2E_DRY: dry, E2E_OUT: out, HOST_UUIDS: hostUuids, E2E_PYTHON: python, E2E_MODE: mode, E2E_MAP: mapDir } = process.env;
+  // dcgm-exporter's job mapping as Gantry writes it (GANTRY_DCGM_JOB_MAPPING_DIR): file name → job ids.
+  const readMap = () => Object.fromEntries(fs.readdirSync(mapDir).map((f) => [f, fs.readFileSync(`${mapDir}/${f}`, 'utf8').trimEnd().split('\n')]));
   const hostList = hostUuids.split(',');
   const call = async (method, p, body) => {
     const res = await fetch(url + p, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
@@ -297,6 +299,7 @@ if (cmd === 'import') {
       if (!record.observed.abRunning && j.a.state === 'running' && j.b.state === 'running' && j.c.state === 'queued') {
         record.observed.abRunning = { c: { position: j.c.position, reason: j.c.reason }, d: { state: j.d.state, position: j.d.position, reason: j.d.reason } };
         record.gpusDuring = (await call('GET', '/v1/gpus')).body;
+        record.mapDuring = readMap();
       }
       if (!record.observed.cRunning && j.c.state === 'running' && j.d.state === 'queued') {
         record.observed.cRunning = { d: { position: j.d.position, reason: j.d.reason } };
@@ -309,7 +312,7 @@ if (cmd === 'import') {
     check(ua && ub && ua !== ub, `A and B were given different cards: A ${ua}, B ${ub}`);
     const overlap = Date.parse(jobs.a.startedAt) < Date.parse(jobs.b.finishedAt) && Date.parse(jobs.b.startedAt) < Date.parse(jobs.a.finishedAt);
     const ab = record.observed.abRunning;
-    check(overlap && ab?.c?.reason === 'waiting for GPUs' && ab?.c?.position === 0, `A and B ran at the same time while C waited: ${JSON.stringify(ab)}`);
+    check(overlap && ab?.c?.reason?.startsWith('waiting for GPUs') && ab?.c?.position === 0, `A and B ran at the same time while C waited: ${JSON.stringify(ab)}`);
     const during = record.gpusDuring?.items ?? [];
     check(during.length >= 2 && during.every((g) => g.holders.length === 1) && new Set(during.map((g) => g.holders[0]?.jobId)).size === during.length && during.every((g) => [ids.a, ids.b].includes(g.holders[0]?.jobId)), `GET /v1/gpus while A and B ran: ${during.map((g) => `${g.uuid} held by ${g.holders.map((h) => Object.entries(ids).find(([, v]) => v === h.jobId)?.[0] ?? h.jobId).join(',')}`).join('; ')}`);
     if (!dry) {
@@ -333,18 +336,36 @@ if (cmd === 'import') {
       if (!record.observed.secondQueued && j.first.state === 'running' && j.second.state === 'queued') {
         record.observed.secondQueued = { position: j.second.position, reason: j.second.reason };
         record.gpusDuring = (await call('GET', '/v1/gpus')).body;
+        record.mapDuring = readMap();
       }
     });
     logs = await finish(ids, jobs);
     const uuid = jobs.first.gpus?.[0];
     inspect('GPU job', jobs.first, logs.first, 1);
     const q = record.observed.secondQueued;
-    check(q?.reason === 'waiting for GPUs' && q?.position === 0, `the second GPU job waited while the first held the GPU: ${JSON.stringify(q)}`);
+    check(q?.reason?.startsWith('waiting for GPUs') && q?.position === 0, `the second GPU job waited while the first held the GPU: ${JSON.stringify(q)}`);
     check(jobs.second.state === 'succeeded' && jobs.second.gpus?.[0] === uuid && Date.parse(jobs.second.startedAt) >= Date.parse(jobs.first.finishedAt), `the second GPU job then ran on the same card (${jobs.second.state}, ${jobs.second.gpus})`);
     if (!dry) check(logs.second.includes(`(UUID: ${uuid})`), 'the second job saw the card in nvidia-smi -L');
     check(jobs.cpu.state === 'succeeded' && logs.cpu.includes('NVIDIA_VISIBLE_DEVICES=void') && logs.cpu.includes('no GPU device node'), `the CPU job saw void and no /dev/nvidia0: ${JSON.stringify(logs.cpu.trim())}`);
   }
   check((record.gpusAfter.items ?? []).every((g) => g.holders.length === 0), 'every GPU is free at the end');
+
+  // The dcgm-exporter mapping: a file per held card, named by its nvidia-smi index, listing its holders; none once free.
+  const wantMap = Object.fromEntries((record.gpusDuring?.items ?? []).filter((g) => g.holders.length > 0).map((g) => [String(g.index), g.holders.map((h) => h.jobId)]));
+  check(record.mapDuring && JSON.stringify(record.mapDuring) === JSON.stringify(wantMap) && Object.keys(wantMap).length > 0, `dcgm job mapping while jobs ran matched GET /v1/gpus: ${JSON.stringify(record.mapDuring)}`);
+  check(Object.keys(readMap()).length === 0, 'dcgm job mapping is empty once every GPU is free');
+  // Usage: Σ over the jobs' attempts of (finishedAt − startedAt) × GPUs, each card billed by its inventory name (GANTRY_GPU_MODEL_WEIGHTS=H200=2).
+  const all = Object.values(jobs);
+  // From the first submit: a previous run's jobs on the same data dir ended before it.
+  const from = new Date(Math.min(...all.map((j) => Date.parse(j.createdAt)))).toISOString();
+  const usage = (await call('GET', `/v1/usage?from=${from}&to=${new Date(Date.now() + 1000).toISOString()}`)).body;
+  const wantSeconds = all.flatMap((j) => j.attempts).reduce((s, a) => s + (a.startedAt ? ((Date.parse(a.finishedAt) - Date.parse(a.startedAt)) / 1000) * a.gpus.length : 0), 0);
+  const item = usage.items?.[0];
+  const names = [...new Set(inv.map((g) => g.name))];
+  const weight = names[0]?.toLowerCase().includes('h200') ? 2 : 1;
+  record.usage = usage;
+  check(usage.items?.length === 1 && Math.abs(item.gpuSeconds - wantSeconds) < 0.01 && item.jobs === all.filter((j) => j.gpus?.length).length, `GET /v1/usage: ${item?.gpuSeconds} GPU-seconds (jobs' attempts say ${wantSeconds.toFixed(3)}), ${item?.jobs} GPU jobs`);
+  check(names.length === 1 && item?.byModel?.length === 1 && item.byModel[0].model === names[0] && item.byModel[0].weight === weight && Math.abs(item.weightedGpuHours - (weight * item.gpuSeconds) / 3600) < 1e-5, `usage billed by the inventory's model name: ${JSON.stringify(item?.byModel)}`);
 
   fs.writeFileSync(`${out}/jobs.json`, JSON.stringify(record, null, 2));
   fs.writeFileSync(`${out}/job-logs.txt`, Object.entries(logs).map(([k, l]) => `===== ${k} (${ids[k]}) =====\n${l}`).join('\n'));
@@ -395,6 +416,7 @@ log "Gantry: GANTRY_GPUS=$GPUS_SRC GANTRY_GPU_DRIVER=$DRIVER GANTRY_GPU_DRIVER_M
 env GANTRY_DATA_DIR="$WORK/data" GANTRY_ADMIN_TOKEN="$TOKEN" GANTRY_HOST=127.0.0.1 GANTRY_PORT="$PORT" \
   GANTRY_DOCKER_SOCKET="$SOCK" GANTRY_GPUS="$GPUS_SRC" GANTRY_GPU_DRIVER="$DRIVER" \
   GANTRY_GPU_DRIVER_MOUNTS="$DRIVER_MOUNTS" GANTRY_GPU_DRIVER_ENV="$DRIVER_ENV" GANTRY_LOG_LEVEL=info \
+  GANTRY_DCGM_JOB_MAPPING_DIR="$WORK/dcgm-map" GANTRY_GPU_MODEL_WEIGHTS=H200=2 \
   "$NODE" "$WORK/app/dist/src/main.js" > "$WORK/gantry.log" 2>&1 &
 GANTRY_PID=$!
 for i in $(seq 1 60); do
@@ -406,7 +428,7 @@ log "Gantry answers on 127.0.0.1:$PORT"
 
 # ---- 5. jobs over HTTP -------------------------------------------------------
 log "mode $MODE: submitting the jobs"
-E2E_MODE="$MODE" E2E_URL="http://127.0.0.1:$PORT" E2E_TOKEN="$TOKEN" E2E_DRY="$DRY" E2E_OUT="$OUT" HOST_UUIDS="$HOST_UUIDS" E2E_PYTHON="$PYTHON" \
+E2E_MODE="$MODE" E2E_URL="http://127.0.0.1:$PORT" E2E_TOKEN="$TOKEN" E2E_DRY="$DRY" E2E_OUT="$OUT" HOST_UUIDS="$HOST_UUIDS" E2E_PYTHON="$PYTHON" E2E_MAP="$WORK/dcgm-map" \
   "$NODE" "$WORK/e2e.mjs" run
 RC=$?
 [ "$RC" = 0 ] && log "ALL CHECKS PASSED" || log "SOME CHECKS FAILED"

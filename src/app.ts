@@ -10,6 +10,7 @@ import { NodeDirectory } from './fleet/directory.js';
 import { NodeMembership } from './fleet/membership.js';
 import { NodeService } from './fleet/node-service.js';
 import { GpuAllocator } from './gpu/allocator.js';
+import { DcgmJobMap } from './gpu/dcgm-job-map.js';
 import { discoverGpus, type GpuDevice } from './gpu/inventory.js';
 import { JobEventHub } from './jobs/events.js';
 import { Quotas, readQuotasFile } from './jobs/quotas.js';
@@ -96,6 +97,11 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         )),
   });
   const gpus = new GpuAllocator(devices);
+  if (config.gpus.dcgmJobMappingDir !== null) {
+    new DcgmJobMap(config.gpus.dcgmJobMappingDir, gpus, (err, file) =>
+      log.warn({ err, file }, 'could not update a dcgm-exporter job mapping file; its GPU is labelled as before until the next change'),
+    ).start();
+  }
   const events = new JobEventHub();
   const metrics = new GantryMetrics({
     store,

@@ -29,6 +29,17 @@ const keyValues = z.string().transform((s, ctx) => {
   return out;
 });
 
+/** `MODEL=WEIGHT,…` → ordered entries (the first that matches a card is its weight). */
+const modelWeights = keyValues.transform((kv, ctx) =>
+  Object.entries(kv).map(([model, text]) => {
+    const weight = text.trim() === '' ? Number.NaN : Number(text);
+    if (!(Number.isFinite(weight) && weight >= 0)) {
+      ctx.addIssue({ code: 'custom', message: `weight of "${model}" must be a number of at least 0, got "${text}"` });
+    }
+    return { model, weight };
+  }),
+);
+
 /**
  * Every environment variable Gantry reads, each described once, here: what it
  * does and its units in `.describe()`, its default in `.default()` (or, where
@@ -198,6 +209,18 @@ export const EnvSchema = z.object({
     .default({})
     .describe('`devices` driver: variables it sets in containers, `KEY=VALUE,…` (e.g. `LD_LIBRARY_PATH=/usr/local/nvidia/lib64`)'),
   GANTRY_GPU_CAPABILITIES: z.string().min(1).default('compute,utility').describe('`NVIDIA_DRIVER_CAPABILITIES` of every job'),
+  GANTRY_DCGM_JOB_MAPPING_DIR: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      "directory of dcgm-exporter's HPC job mapping (its `DCGM_HPC_JOB_MAPPING_DIR`): one file per held GPU, named by its index, listing the jobs holding it (docs/gpu.md); unset: not written",
+    ),
+  GANTRY_GPU_MODEL_WEIGHTS: modelWeights
+    .default([])
+    .describe(
+      '`/v1/usage` weights of GPU models, `MODEL=WEIGHT,…` (e.g. `H200=2,A100=1`): a card counts with the first whose MODEL is part of its name, case-insensitively; any other card weighs 1',
+    ),
   GANTRY_METRICS: z
     .enum(['off', 'token', 'open'])
     .default('token')
@@ -301,6 +324,8 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     driverMounts: e.GANTRY_GPU_DRIVER_MOUNTS,
     driverEnv: e.GANTRY_GPU_DRIVER_ENV,
     capabilities: e.GANTRY_GPU_CAPABILITIES,
+    dcgmJobMappingDir: e.GANTRY_DCGM_JOB_MAPPING_DIR === undefined ? null : path.resolve(e.GANTRY_DCGM_JOB_MAPPING_DIR),
+    modelWeights: e.GANTRY_GPU_MODEL_WEIGHTS,
   },
   metrics: e.GANTRY_METRICS,
   metricsPort: e.GANTRY_METRICS_PORT,

@@ -2,6 +2,7 @@ import type { AuditRecord } from '../model/audit.js';
 import type { Job, JobSpec } from '../model/job.js';
 import type { LogLine } from '../model/log.js';
 import type { Node } from '../model/node.js';
+import type { UsageReport } from '../model/usage.js';
 import { PROBLEM_BASE } from './problems.js';
 
 /**
@@ -182,6 +183,33 @@ export const examples = {
       },
     ],
   },
+  usageReport: {
+    from: '2026-01-01T00:00:00.000Z',
+    to: '2026-02-01T00:00:00.000Z',
+    items: [
+      {
+        owner: 'airflow',
+        gpuSeconds: 612000,
+        gpuHours: 170,
+        weightedGpuHours: 290,
+        jobs: 41,
+        attempts: 44,
+        byModel: [
+          { model: 'NVIDIA H200', weight: 2, gpuSeconds: 432000, gpuHours: 120, weightedGpuHours: 240 },
+          { model: 'NVIDIA A100-SXM4-80GB', weight: 1, gpuSeconds: 180000, gpuHours: 50, weightedGpuHours: 50 },
+        ],
+      },
+      {
+        owner: 'team, "vision"',
+        gpuSeconds: 7200,
+        gpuHours: 2,
+        weightedGpuHours: 4,
+        jobs: 1,
+        attempts: 1,
+        byModel: [{ model: 'NVIDIA H200', weight: 2, gpuSeconds: 7200, gpuHours: 2, weightedGpuHours: 4 }],
+      },
+    ],
+  } satisfies UsageReport,
 };
 
 /** One problem+json example per status, as Gantry sends them. */

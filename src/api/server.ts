@@ -4,6 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { TokenStore } from '../auth/tokens.js';
+import { UsageReporter } from '../jobs/usage-report.js';
 import type { ContainerRuntime } from '../runtime/runtime.js';
 import type { Store } from '../store/store.js';
 import { uiRoutes } from '../ui/routes.js';
@@ -24,6 +25,7 @@ import { jobWaitRoutes } from './routes/v1/job-wait.js';
 import { jobRoutes } from './routes/v1/jobs.js';
 import { meRoutes } from './routes/v1/me.js';
 import { nodeRoutes } from './routes/v1/nodes.js';
+import { usageRoutes } from './routes/v1/usage.js';
 import { readTls } from './tls.js';
 
 export const OPENAPI_INFO = {
@@ -78,6 +80,7 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
         { name: 'logs', description: 'Job output, stored durably by Gantry' },
         { name: 'gpus', description: 'GPU inventory and allocation' },
         { name: 'nodes', description: 'The fleet: each Gantry node, its lease, GPUs and drain switch' },
+        { name: 'usage', description: 'GPU-hours per owner over a window, from the jobs’ records (JSON or CSV)' },
         { name: 'audit', description: 'Who changed what: every state-changing request, refused ones included (admin)' },
         { name: 'tokens', description: 'The presented token' },
         { name: 'health', description: 'Liveness and readiness (no auth)' },
@@ -134,6 +137,8 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
     await typed.register(meRoutes, deps);
     await typed.register(nodeRoutes, deps);
     await typed.register(auditRoutes, { audit: d.store.audit });
+    const usage = new UsageReporter({ jobs: d.store.jobs, nodes: d.store.nodes, weights: d.config.gpus.modelWeights });
+    await typed.register(usageRoutes, { usage });
   });
   return app;
 }

@@ -7,6 +7,9 @@ export interface Allocation {
   memoryMiB: number | null;
 }
 
+/** Told the cards whose holders changed, after each allocation, restore and release. */
+export type HoldersListener = (uuids: readonly string[]) => void;
+
 interface Holding {
   jobId: string;
   memoryMiB: number | null;
@@ -21,6 +24,7 @@ interface Holding {
 export class GpuAllocator {
   private readonly holdings = new Map<string, Holding[]>();
   private readonly byJob = new Map<string, Allocation>();
+  private readonly listeners: HoldersListener[] = [];
 
   constructor(readonly devices: readonly GpuDevice[]) {
     for (const d of devices) this.holdings.set(d.uuid, []);
@@ -80,6 +84,7 @@ export class GpuAllocator {
     }
     const alloc: Allocation = { uuids: chosen.map((d) => d.uuid), memoryMiB: req.memoryMiB ?? null };
     this.hold(jobId, alloc);
+    this.changed(alloc.uuids);
     return alloc;
   }
 
@@ -89,7 +94,9 @@ export class GpuAllocator {
    */
   restore(jobId: string, alloc: Allocation): void {
     if (this.byJob.has(jobId)) return;
-    this.hold(jobId, { uuids: alloc.uuids.filter((u) => this.holdings.has(u)), memoryMiB: alloc.memoryMiB });
+    const uuids = alloc.uuids.filter((u) => this.holdings.has(u));
+    this.hold(jobId, { uuids, memoryMiB: alloc.memoryMiB });
+    this.changed(uuids);
   }
 
   /** Frees the job's GPUs; returns false when it held none (already released). */
@@ -105,7 +112,16 @@ export class GpuAllocator {
         );
     }
     this.byJob.delete(jobId);
+    this.changed(alloc.uuids);
     return true;
+  }
+
+  /**
+   * Calls `fn` with the cards whose holders changed, after the change. A
+   * clone has no listeners: trying allocations out changes nothing real.
+   */
+  onHoldersChange(fn: HoldersListener): void {
+    this.listeners.push(fn);
   }
 
   /** A copy to try allocations on ("what if these jobs ended?") without touching this one. */
@@ -117,6 +133,10 @@ export class GpuAllocator {
 
   holders(uuid: string): readonly Holding[] {
     return this.holdings.get(uuid) ?? [];
+  }
+
+  private changed(uuids: readonly string[]): void {
+    for (const fn of this.listeners) fn(uuids);
   }
 
   private hold(jobId: string, alloc: Allocation): void {

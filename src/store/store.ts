@@ -165,6 +165,13 @@ export interface JobStore {
   holdingGpus(): Promise<JobRecord[]>;
   /** Newest first. */
   list(filter: ListFilter): Promise<JobRecord[]>;
+  /**
+   * The jobs that could have held GPUs at some time in [from, to) (ISO
+   * times as `toISOString` writes them): created before `to`, and not
+   * finished before `from`; in insertion order. A superset: usage
+   * accounting (jobs/usage.ts) clips each attempt to the window itself.
+   */
+  overlapping(fromIso: string, toIso: string): Promise<JobRecord[]>;
   /** Ids of jobs that finished before the cutoff (ISO time), for log retention. */
   finishedBefore(cutoffIso: string): Promise<string[]>;
   /** Job counts by state and owner. */

@@ -96,3 +96,21 @@ test('a bad registry auth file is a ConfigError that names the variable and neve
   const good = write('good.json', JSON.stringify({ 'r.example:5000': { username: 'u', password: 'p' } }));
   assert.deepEqual(loadRegistryAuth(good), { 'r.example:5000': { username: 'u', password: 'p' } });
 });
+
+test('GPU model weights keep their order; a weight that is not a number of at least 0 names GANTRY_GPU_MODEL_WEIGHTS', () => {
+  const config = loadConfig({ GANTRY_GPU_MODEL_WEIGHTS: 'H200=2, A100=1.5,NVIDIA=0', GANTRY_DCGM_JOB_MAPPING_DIR: 'maps' });
+  assert.deepEqual(config.gpus.modelWeights, [
+    { model: 'H200', weight: 2 },
+    { model: 'A100', weight: 1.5 },
+    { model: 'NVIDIA', weight: 0 },
+  ]);
+  assert.equal(config.gpus.dcgmJobMappingDir, path.resolve('maps'));
+  assert.equal(loadConfig({}).gpus.dcgmJobMappingDir, null);
+  for (const bad of ['H200=two', 'H200=-1', 'H200', 'H200=']) {
+    assert.throws(
+      () => loadConfig({ GANTRY_GPU_MODEL_WEIGHTS: bad }),
+      (e: unknown) => e instanceof ConfigError && e.problems.length === 1 && e.problems[0]!.startsWith('GANTRY_GPU_MODEL_WEIGHTS: '),
+      bad,
+    );
+  }
+});

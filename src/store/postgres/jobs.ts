@@ -226,6 +226,13 @@ const QUEUED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE state = 'queued' AND node 
 const ACTIVE = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state IN ${ACTIVE_SQL} ORDER BY seq`;
 const CLAIMED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state = 'queued' ORDER BY priority DESC, seq`;
 const HOLDING_GPUS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE state IN ${ACTIVE_SQL} AND gpus <> '[]' ORDER BY seq`;
+// Two arms, each on an index of its own: the unfinished jobs (jobs_unfinished)
+// and those finished in or after the window (jobs_finished).
+const OVERLAPPING = `
+  SELECT ${JOB_COLUMNS} FROM jobs WHERE finished_at IS NULL AND created_at < $2
+  UNION ALL
+  SELECT ${JOB_COLUMNS} FROM jobs WHERE finished_at >= $1 AND created_at < $2
+  ORDER BY seq`;
 const FINISHED_BEFORE = `SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < $1`;
 const COUNT = `SELECT state, owner, COUNT(*) AS count FROM jobs GROUP BY state, owner`;
 const QUEUE_SUMMARY = `SELECT COUNT(*) AS length, MIN(created_at) AS "oldestCreatedAt" FROM jobs WHERE state = 'queued' AND node IS NULL`;
@@ -330,6 +337,10 @@ export class PgJobStore implements JobStore {
     if (f.beforeSeq !== undefined) where.push(`j.seq < ${p.add(f.beforeSeq)}`);
     const text = `SELECT ${JOB_COLUMNS.replace(/(^|, )/g, '$1j.')} FROM jobs j ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY j.seq DESC LIMIT ${p.add(f.limit)}`;
     return (await read<JobRow>(this.pool, { text, values: p.values })).map(toRecord);
+  }
+
+  async overlapping(fromIso: string, toIso: string): Promise<JobRecord[]> {
+    return (await read<JobRow>(this.pool, { name: 'gantry_jobs_overlapping', text: OVERLAPPING, values: [fromIso, toIso] })).map(toRecord);
   }
 
   async finishedBefore(cutoffIso: string): Promise<string[]> {

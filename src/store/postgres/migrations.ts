@@ -141,11 +141,19 @@ const RETRIES: readonly string[] = [
   `ALTER TABLE jobs ADD COLUMN attempts TEXT NOT NULL DEFAULT '[]', ADD COLUMN not_before TEXT COLLATE "C"`,
 ];
 
+/**
+ * Usage accounting reads the unfinished jobs created before a window's end
+ * (jobs.overlapping); jobs_finished holds only finished ones, so the
+ * unfinished get a partial index of their own.
+ */
+const UNFINISHED: readonly string[] = [`CREATE INDEX jobs_unfinished ON jobs (created_at) WHERE finished_at IS NULL`];
+
 /** Ordered by name. Append only: never edit a migration that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': statements(INITIAL),
   '0002_audit': statements(AUDIT),
   '0003_retries': statements(RETRIES),
+  '0004_jobs_unfinished': statements(UNFINISHED),
 };
 
 const provider: MigrationProvider = {

@@ -143,6 +143,7 @@ export class SqliteJobStore implements JobStore {
   private readonly unclaimStmt: Statement;
   private readonly holdingGpusStmt: Statement;
   private readonly finishedBeforeStmt: Statement;
+  private readonly overlappingStmt: Statement;
   private readonly countStmt: Statement;
   private readonly queueSummaryStmt: Statement;
   /** UPDATE statements by column set and guard, prepared once each. */
@@ -169,6 +170,10 @@ export class SqliteJobStore implements JobStore {
     this.unclaimStmt = db.prepare(`UPDATE jobs SET node = NULL WHERE node = ? AND state = 'queued' RETURNING id`);
     this.holdingGpusStmt = db.prepare(`SELECT * FROM jobs WHERE state IN ('queued', ${ACTIVE}) AND gpus != '[]' ORDER BY seq`);
     this.finishedBeforeStmt = db.prepare(`SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?`);
+    // Both arms use the jobs_finished index (unfinished jobs are its NULL
+    // entries, the rest a range of it); an ORDER BY would make SQLite scan
+    // the table in seq order instead, so the rows are sorted after.
+    this.overlappingStmt = db.prepare(`SELECT * FROM jobs WHERE (finished_at IS NULL OR finished_at >= @from) AND created_at < @to`);
     this.countStmt = db.prepare(`SELECT state, owner, COUNT(*) AS count FROM jobs GROUP BY state, owner`);
     this.queueSummaryStmt = db.prepare(
       `SELECT COUNT(*) AS length, MIN(created_at) AS oldestCreatedAt FROM jobs WHERE state = 'queued' AND node IS NULL`,
@@ -332,6 +337,11 @@ export class SqliteJobStore implements JobStore {
     }
     const sql = `SELECT j.* FROM jobs j ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY j.seq DESC LIMIT ?`;
     return (this.db.prepare(sql).all(...params, f.limit) as JobRow[]).map(toRecord);
+  }
+
+  async overlapping(fromIso: string, toIso: string): Promise<JobRecord[]> {
+    const rows = this.overlappingStmt.all({ from: fromIso, to: toIso }) as JobRow[];
+    return rows.sort((a, b) => a.seq - b.seq).map(toRecord);
   }
 
   async finishedBefore(cutoffIso: string): Promise<string[]> {

@@ -153,6 +153,15 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
     up: (db) =>
       exec(db, [`ALTER TABLE jobs ADD COLUMN attempts TEXT NOT NULL DEFAULT '[]'`, `ALTER TABLE jobs ADD COLUMN not_before TEXT`]),
   },
+
+  /**
+   * Usage accounting reads the jobs not finished before a window's start
+   * (jobs.overlapping), and log retention those finished before a cutoff:
+   * both a range of finished_at, whose NULLs are the unfinished jobs.
+   */
+  '0005_jobs_finished': {
+    up: (db) => exec(db, [`CREATE INDEX jobs_finished ON jobs(finished_at)`]),
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -280,6 +280,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/usage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * GPU-hours per owner over a time window, weighted by GPU model; JSON or CSV
+         * @description Each attempt of a job counts from its container’s start to its end (a running one: to now), clipped to [from, to), times the GPUs it held; a card shared by declared memory counts whole for each job on it. weightedGpuHours weighs each card by its model (GANTRY_GPU_MODEL_WEIGHTS). The window defaults to the last 30 days and may span at most 366 days. An admin sees every owner (or the one named); any other token sees only its own. `Accept: text/csv` or `format=csv` answers one CSV row per owner, with a header row.
+         */
+        get: operations["getUsage"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -542,6 +562,8 @@ export interface components {
             placement?: components["schemas"]["Placement"];
             /** @description When Gantry runs the job again as a new attempt; never when absent. */
             retry?: components["schemas"]["Retry"];
+            /** @description May be stopped to give its GPUs to a job with a better claim (a higher priority, or an owner within its share while this one borrows): it is told first in the file GANTRY_PREEMPT_NOTICE_FILE names, gets SIGTERM and the grace period (GANTRY_STOP_GRACE_SECONDS), then SIGKILL, and goes back to the queue as a new attempt that costs it none of its retries. Default false. */
+            preemptible?: boolean;
         };
         /**
          * @example {
@@ -589,6 +611,8 @@ export interface components {
             placement?: components["schemas"]["Placement"];
             /** @description When Gantry runs the job again as a new attempt; never when absent. */
             retry?: components["schemas"]["RetryInput"];
+            /** @description May be stopped to give its GPUs to a job with a better claim (a higher priority, or an owner within its share while this one borrows): it is told first in the file GANTRY_PREEMPT_NOTICE_FILE names, gets SIGTERM and the grace period (GANTRY_STOP_GRACE_SECONDS), then SIGKILL, and goes back to the queue as a new attempt that costs it none of its retries. Default false. */
+            preemptible?: boolean;
         };
         /** @enum {string} */
         JobState: "queued" | "pulling" | "starting" | "running" | "succeeded" | "failed" | "cancelled" | "timed_out";
@@ -675,6 +699,20 @@ export interface components {
         };
         NodeList: {
             items: components["schemas"]["Node"][];
+        };
+        OwnerUsage: {
+            owner: string;
+            /** @description Σ over attempts of (seconds its container ran inside the window × GPUs it held). */
+            gpuSeconds: number;
+            /** @description gpuSeconds / 3600. */
+            gpuHours: number;
+            /** @description Σ of byModel’s weightedGpuHours. */
+            weightedGpuHours: number;
+            /** @description Jobs that ran on GPUs inside the window. */
+            jobs: number;
+            /** @description Their attempts that ran on GPUs inside the window. */
+            attempts: number;
+            byModel: components["schemas"]["UsageByModel"][];
         };
         /**
          * @example {
@@ -770,10 +808,10 @@ export interface components {
             backoff?: components["schemas"]["Backoff"];
         } | unknown | unknown;
         /**
-         * @description Why an attempt ended: exit_code (non-zero exit), oom (OOM-killed), timeout (ran past timeoutSeconds), image_pull (the image could not be had), node_lost (its node stopped renewing its lease); preempted and gpu_error are reserved: Gantry does not produce them yet.
+         * @description Why an attempt ended: exit_code (non-zero exit), oom (OOM-killed), timeout (ran past timeoutSeconds), image_pull (the image could not be had), node_lost (its node stopped renewing its lease), preempted (stopped for a job with a better claim on its GPUs; always retried, free), gpu_error (a GPU it held was found faulty), idle (it held its GPUs unused too long), memory_exceeded (it used more of a shared card than it declared).
          * @enum {string}
          */
-        RetryCause: "exit_code" | "oom" | "timeout" | "image_pull" | "node_lost" | "preempted" | "gpu_error";
+        RetryCause: "exit_code" | "oom" | "timeout" | "image_pull" | "node_lost" | "preempted" | "gpu_error" | "idle" | "memory_exceeded";
         /**
          * @example {
          *       "maxAttempts": 3,
@@ -862,6 +900,24 @@ export interface components {
             scopes: ("submit" | "read" | "cancel" | "admin" | "metrics")[];
             /** @description Whether the token is an admin's: it sees and cancels every owner's jobs. */
             admin: boolean;
+        };
+        UsageByModel: {
+            /** @description The card’s name as its node’s inventory gives it ("NVIDIA H200"), or "unknown" for a card no inventory lists now. */
+            model: string;
+            /** @description The weight GANTRY_GPU_MODEL_WEIGHTS gives the model (1 when none matches, and for "unknown"). */
+            weight: number;
+            gpuSeconds: number;
+            gpuHours: number;
+            /** @description gpuHours × weight. */
+            weightedGpuHours: number;
+        };
+        UsageReport: {
+            /** @description Start of the window, included. */
+            from: string;
+            /** @description End of the window, excluded. */
+            to: string;
+            /** @description One per owner with GPU time in the window, most GPU-seconds first. */
+            items: components["schemas"]["OwnerUsage"][];
         };
         /**
          * @example {
@@ -3167,6 +3223,150 @@ export interface operations {
                      *       "status": 403,
                      *       "detail": "this token lacks the \"admin\" scope",
                      *       "instance": "/v1/audit"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request or refused by policy; `errors` names the fields at fault */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/policy",
+                     *       "title": "Refused by policy",
+                     *       "status": 422,
+                     *       "detail": "body.image: image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST",
+                     *       "instance": "/v1/jobs",
+                     *       "errors": [
+                     *         {
+                     *           "field": "body.image",
+                     *           "message": "image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getUsage: {
+        parameters: {
+            query?: {
+                /** @description Only this owner. An admin may name anyone (unset: every owner); any other token only itself (unset: itself). */
+                owner?: string;
+                /** @description Start of the window, included (RFC 3339); unset: 30 days before `to`. */
+                from?: string;
+                /** @description End of the window, excluded (RFC 3339); unset: now. */
+                to?: string;
+                /** @description `csv` answers text/csv, as `Accept: text/csv` does; unset: as Accept asks. */
+                format?: "json" | "csv";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description GPU time per owner */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "from": "2026-01-01T00:00:00.000Z",
+                     *       "to": "2026-02-01T00:00:00.000Z",
+                     *       "items": [
+                     *         {
+                     *           "owner": "airflow",
+                     *           "gpuSeconds": 612000,
+                     *           "gpuHours": 170,
+                     *           "weightedGpuHours": 290,
+                     *           "jobs": 41,
+                     *           "attempts": 44,
+                     *           "byModel": [
+                     *             {
+                     *               "model": "NVIDIA H200",
+                     *               "weight": 2,
+                     *               "gpuSeconds": 432000,
+                     *               "gpuHours": 120,
+                     *               "weightedGpuHours": 240
+                     *             },
+                     *             {
+                     *               "model": "NVIDIA A100-SXM4-80GB",
+                     *               "weight": 1,
+                     *               "gpuSeconds": 180000,
+                     *               "gpuHours": 50,
+                     *               "weightedGpuHours": 50
+                     *             }
+                     *           ]
+                     *         },
+                     *         {
+                     *           "owner": "team, \"vision\"",
+                     *           "gpuSeconds": 7200,
+                     *           "gpuHours": 2,
+                     *           "weightedGpuHours": 4,
+                     *           "jobs": 1,
+                     *           "attempts": 1,
+                     *           "byModel": [
+                     *             {
+                     *               "model": "NVIDIA H200",
+                     *               "weight": 2,
+                     *               "gpuSeconds": 7200,
+                     *               "gpuHours": 2,
+                     *               "weightedGpuHours": 4
+                     *             }
+                     *           ]
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UsageReport"];
+                    /**
+                     * @example owner,from,to,gpu_seconds,gpu_hours,weighted_gpu_hours,jobs,attempts
+                     *     airflow,2026-01-01T00:00:00.000Z,2026-02-01T00:00:00.000Z,612000,170,290,41,44
+                     *     "team, ""vision""",2026-01-01T00:00:00.000Z,2026-02-01T00:00:00.000Z,7200,2,4,1,1
+                     */
+                    "text/csv": string;
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unauthorized",
+                     *       "title": "Authentication required",
+                     *       "status": 401,
+                     *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the `read` scope, or names another owner without being an admin’s */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "only an admin may read the usage of another owner",
+                     *       "instance": "/v1/usage?owner=team-b"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
