@@ -198,6 +198,27 @@ export const EnvSchema = z.object({
     .default({})
     .describe('`devices` driver: variables it sets in containers, `KEY=VALUE,…` (e.g. `LD_LIBRARY_PATH=/usr/local/nvidia/lib64`)'),
   GANTRY_GPU_CAPABILITIES: z.string().min(1).default('compute,utility').describe('`NVIDIA_DRIVER_CAPABILITIES` of every job'),
+  GANTRY_GPU_SAMPLE_SECONDS: z.coerce
+    .number()
+    .min(0)
+    .max(3600)
+    .default(10)
+    .describe(
+      "interval (seconds) of the per-job GPU telemetry: utilisation, memory and power of running jobs' cards, two `nvidia-smi` runs per sample; 0: off",
+    ),
+  GANTRY_GPU_IDLE_MINUTES: z.coerce
+    .number()
+    .min(0)
+    .default(0)
+    .describe('a job whose cards stay at ≤5% utilisation this long gets an `idle` warning (needs telemetry); 0: never'),
+  GANTRY_GPU_IDLE_ACTION: z
+    .enum(['warn', 'end'])
+    .default('warn')
+    .describe('what an `idle` warning does: `warn` only, or `end` the job (attempt cause `idle`)'),
+  GANTRY_GPU_MEMORY_EXCEEDED_ACTION: z
+    .enum(['warn', 'end'])
+    .default('warn')
+    .describe('what a sharing job seen using more card memory than it declared gets: `warn`, or `end` (attempt cause `memory_exceeded`)'),
   GANTRY_METRICS: z
     .enum(['off', 'token', 'open'])
     .default('token')
@@ -301,6 +322,12 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     driverMounts: e.GANTRY_GPU_DRIVER_MOUNTS,
     driverEnv: e.GANTRY_GPU_DRIVER_ENV,
     capabilities: e.GANTRY_GPU_CAPABILITIES,
+    telemetry: {
+      sampleSeconds: e.GANTRY_GPU_SAMPLE_SECONDS,
+      idleMinutes: e.GANTRY_GPU_IDLE_MINUTES,
+      idleAction: e.GANTRY_GPU_IDLE_ACTION,
+      memoryExceededAction: e.GANTRY_GPU_MEMORY_EXCEEDED_ACTION,
+    },
   },
   metrics: e.GANTRY_METRICS,
   metricsPort: e.GANTRY_METRICS_PORT,

@@ -31,6 +31,7 @@ const base = {
   pull: null,
   cancelRequested: false,
   notBefore: null,
+  gpuTelemetry: null,
 } as const;
 
 export const examples = {
@@ -81,6 +82,21 @@ export const examples = {
         lastLogSeq: 2,
       },
     ],
+    gpuTelemetry: {
+      attempt: 1,
+      samples: 73,
+      firstSampleAt: '2026-01-05T09:30:11.250Z',
+      lastSampleAt: '2026-01-05T09:42:11.250Z',
+      gpuSeconds: 732.65,
+      sharedCard: false,
+      meanUtilizationPct: 91.4,
+      peakUtilizationPct: 100,
+      peakMemoryMiB: 70312,
+      energyJoules: 412870,
+      declaredMemoryMiB: null,
+      overDeclaredMemory: false,
+      warnings: [],
+    },
   } satisfies Job,
   node: {
     name: 'gpu-host-1',

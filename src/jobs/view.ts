@@ -1,4 +1,5 @@
 import type { Attempt, AttemptRecord } from '../model/attempt.js';
+import type { GpuTelemetry } from '../model/gpu-telemetry.js';
 import type { Job } from '../model/job.js';
 import type { JobRecord } from '../store/store.js';
 
@@ -21,6 +22,7 @@ export function toJob(r: JobRecord): Job {
     node: r.node,
     attempt: r.attempt,
     attempts: attemptViews(r.attempts),
+    gpuTelemetry: gpuTelemetryView(r),
     notBefore: r.notBefore,
     pull: r.pullStatus === null ? null : { status: r.pullStatus, progress: r.pullProgress },
     labels: r.spec.labels ?? {},
@@ -28,6 +30,19 @@ export function toJob(r: JobRecord): Job {
     requestId: r.requestId,
     spec: r.spec,
   };
+}
+
+/**
+ * The sampler's summary. Once the attempt it measured has ended, GPU-seconds
+ * count exactly from the container's start to its end rather than to the
+ * last sample (a view is kept per stored record, so a running job's stays
+ * the sampler's, to its last sample).
+ */
+function gpuTelemetryView(r: JobRecord): GpuTelemetry | null {
+  const t = r.gpuTelemetry;
+  if (t === null || t.attempt !== r.attempt || r.startedAt === null || r.finishedAt === null) return t;
+  const gpuSeconds = Number(((r.gpus.length * Math.max(0, Date.parse(r.finishedAt) - Date.parse(r.startedAt))) / 1000).toFixed(2));
+  return { ...t, gpuSeconds };
 }
 
 /**

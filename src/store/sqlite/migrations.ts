@@ -153,6 +153,15 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
     up: (db) =>
       exec(db, [`ALTER TABLE jobs ADD COLUMN attempts TEXT NOT NULL DEFAULT '[]'`, `ALTER TABLE jobs ADD COLUMN not_before TEXT`]),
   },
+
+  /**
+   * GPU telemetry: the summary of what the sampler measured of the job's
+   * last attempt (JSON, written by the run's node with its fence). Existing
+   * jobs get NULL: nothing was measured.
+   */
+  '0005_gpu_telemetry': {
+    up: (db) => exec(db, [`ALTER TABLE jobs ADD COLUMN gpu_telemetry TEXT`]),
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

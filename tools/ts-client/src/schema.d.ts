@@ -115,9 +115,11 @@ export interface paths {
          *     Server-Sent Events (with `Accept: text/event-stream`):
          *     - `event: log`, `id: <seq>`, `data:` a LogLine as JSON ({seq, stream, time, line}).
          *     - `event: status`, `data:` the Job as JSON, first on connect and then on each change.
+         *     - `event: telemetry` (with `?telemetry=true`), `data:` a GpuSample as JSON: the job's cards at the sample and its summary so far, every GANTRY_GPU_SAMPLE_SECONDS while it runs (only from the node that runs it; a slow client gets the latest).
+         *     - `event: gpu-warning` (with `?telemetry=true`), `data:` a GpuWarning as JSON (idle, or memory over what a sharing job declared).
          *     - `event: end`, `data:` the final Job as JSON; then the stream closes.
          *     - `: ping` comment lines at least every 15 s.
-         *     Resume with `Last-Event-ID` (or `?lastEventId=`): delivery restarts right after that sequence number.
+         *     Resume with `Last-Event-ID` (or `?lastEventId=`): delivery restarts right after that sequence number. Telemetry and warning events carry no `id`, so they never move where a resume starts, and are not replayed.
          */
         get: operations["getJobLogs"];
         put?: never;
@@ -447,6 +449,91 @@ export interface components {
             /** @description Share one card by declared memory (with count 1). Accounting only: Gantry does not enforce the limit inside the container. */
             memoryMiB?: number;
         } & (unknown | unknown);
+        /** @description One sample of a running job’s GPUs, with its summary so far. */
+        GpuSample: {
+            jobId: string;
+            time: string;
+            gpus: {
+                uuid: string;
+                /** @description The card’s utilisation; null on a shared card or when nvidia-smi could not say. */
+                utilizationPct: number | null;
+                /** @description Memory the job uses on the card (its own processes on a shared card). */
+                memoryUsedMiB: number | null;
+                /** @description The card’s power draw; null on a shared card or when nvidia-smi could not say. */
+                powerWatts: number | null;
+            }[];
+            summary: components["schemas"]["GpuTelemetry"];
+        };
+        /**
+         * @example {
+         *       "attempt": 1,
+         *       "samples": 72,
+         *       "firstSampleAt": "2026-01-05T09:30:10.000Z",
+         *       "lastSampleAt": "2026-01-05T09:42:00.000Z",
+         *       "gpuSeconds": 732.65,
+         *       "sharedCard": false,
+         *       "meanUtilizationPct": 91.4,
+         *       "peakUtilizationPct": 100,
+         *       "peakMemoryMiB": 70312,
+         *       "energyJoules": 412870,
+         *       "declaredMemoryMiB": null,
+         *       "overDeclaredMemory": false,
+         *       "warnings": []
+         *     }
+         */
+        GpuTelemetry: {
+            /** @description The attempt these figures are of. */
+            attempt: number;
+            /** @description How many times the job’s cards were sampled. */
+            samples: number;
+            firstSampleAt: string | null;
+            lastSampleAt: string | null;
+            /** @description Cards held × seconds, from the container start to its end (or to now while it runs); for a sharing job, the shared card counts whole. */
+            gpuSeconds: number;
+            /** @description The job shares its card: nvidia-smi cannot split utilisation or power by process, so those figures (and energy) are null, and memory is its own processes’ only. */
+            sharedCard: boolean;
+            /** @description Mean over samples of the mean utilisation of its cards (null for a shared card). */
+            meanUtilizationPct: number | null;
+            /** @description Highest sampled utilisation of any of its cards (null for a shared card). */
+            peakUtilizationPct: number | null;
+            /** @description Highest sampled memory in use, summed over its cards (on a shared card: its own processes). */
+            peakMemoryMiB: number | null;
+            /** @description Power draw of its cards integrated over the sampled time (trapezoids between samples); null for a shared card. */
+            energyJoules: number | null;
+            /** @description The memory it declared per card when sharing; null for exclusive use. */
+            declaredMemoryMiB: number | null;
+            /** @description Sharing a card, it was seen using more memory than it declared. */
+            overDeclaredMemory: boolean;
+            /** @description What the sampler warned about, oldest first. */
+            warnings: components["schemas"]["GpuWarning"][];
+        };
+        GpuWarning: {
+            /**
+             * @description idle: its cards stayed at ~0% utilisation too long; memory_exceeded: sharing a card, it used more than it declared.
+             * @enum {string}
+             */
+            kind: "idle" | "memory_exceeded";
+            /** @description When the sampler saw it. */
+            time: string;
+            message: string;
+            /**
+             * @description What the operator's policy did: only report it, or end the job (cause idle or memory_exceeded).
+             * @enum {string}
+             */
+            action: "warn" | "end";
+        };
+        /** @description A warning of the GPU sampler about the job (with `?telemetry=true`); no `id`. */
+        GpuWarningEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            event: "gpu-warning";
+            /** @description A GpuWarning, as JSON text. */
+            data: string;
+            /** @description Reconnection delay in ms; sent once, with the first event. */
+            retry?: number;
+        };
         Health: {
             /** @constant */
             status: "ok";
@@ -476,6 +563,8 @@ export interface components {
             attempt: number;
             /** @description The attempts that ended, oldest first: how each ended and which log lines are its. */
             attempts: components["schemas"]["Attempt"][];
+            /** @description What Gantry's GPU sampler (GANTRY_GPU_SAMPLE_SECONDS) measured of the attempt that ran last, updated at each sample while it runs; null when nothing was measured (no GPUs, sampling off, or not started). */
+            gpuTelemetry: components["schemas"]["GpuTelemetry"] | null;
             /** @description The earliest time the current attempt may start: set when a retry waits out the spec's backoff, else null. */
             notBefore: string | null;
             /** @description Image pull progress while the job is pulling. */
@@ -542,6 +631,8 @@ export interface components {
             placement?: components["schemas"]["Placement"];
             /** @description When Gantry runs the job again as a new attempt; never when absent. */
             retry?: components["schemas"]["Retry"];
+            /** @description May be stopped to give its GPUs to a job with a better claim (a higher priority, or an owner within its share while this one borrows): it is told first in the file GANTRY_PREEMPT_NOTICE_FILE names, gets SIGTERM and the grace period (GANTRY_STOP_GRACE_SECONDS), then SIGKILL, and goes back to the queue as a new attempt that costs it none of its retries. Default false. */
+            preemptible?: boolean;
         };
         /**
          * @example {
@@ -589,6 +680,8 @@ export interface components {
             placement?: components["schemas"]["Placement"];
             /** @description When Gantry runs the job again as a new attempt; never when absent. */
             retry?: components["schemas"]["RetryInput"];
+            /** @description May be stopped to give its GPUs to a job with a better claim (a higher priority, or an owner within its share while this one borrows): it is told first in the file GANTRY_PREEMPT_NOTICE_FILE names, gets SIGTERM and the grace period (GANTRY_STOP_GRACE_SECONDS), then SIGKILL, and goes back to the queue as a new attempt that costs it none of its retries. Default false. */
+            preemptible?: boolean;
         };
         /** @enum {string} */
         JobState: "queued" | "pulling" | "starting" | "running" | "succeeded" | "failed" | "cancelled" | "timed_out";
@@ -627,7 +720,7 @@ export interface components {
             line: string;
         };
         /** @description One event of the `text/event-stream` log (OpenAPI 3.1: the schema describes each event). `event:` names the type, `data:` carries JSON text, `id:` is set on `log` events. Comment lines (`: ping`) keep the connection alive at least every 15 s and carry no event. */
-        LogStreamEvent: components["schemas"]["LogEvent"] | components["schemas"]["StatusEvent"] | components["schemas"]["EndEvent"];
+        LogStreamEvent: components["schemas"]["LogEvent"] | components["schemas"]["StatusEvent"] | components["schemas"]["TelemetryEvent"] | components["schemas"]["GpuWarningEvent"] | components["schemas"]["EndEvent"];
         Mount: {
             /** @description Host path (absolute) or named volume; must fall within GANTRY_MOUNT_ALLOWLIST. */
             source: string;
@@ -770,10 +863,10 @@ export interface components {
             backoff?: components["schemas"]["Backoff"];
         } | unknown | unknown;
         /**
-         * @description Why an attempt ended: exit_code (non-zero exit), oom (OOM-killed), timeout (ran past timeoutSeconds), image_pull (the image could not be had), node_lost (its node stopped renewing its lease); preempted and gpu_error are reserved: Gantry does not produce them yet.
+         * @description Why an attempt ended: exit_code (non-zero exit), oom (OOM-killed), timeout (ran past timeoutSeconds), image_pull (the image could not be had), node_lost (its node stopped renewing its lease), preempted (stopped for a job with a better claim on its GPUs; always retried, free), gpu_error (a GPU it held was found faulty), idle (it held its GPUs unused too long), memory_exceeded (it used more of a shared card than it declared).
          * @enum {string}
          */
-        RetryCause: "exit_code" | "oom" | "timeout" | "image_pull" | "node_lost" | "preempted" | "gpu_error";
+        RetryCause: "exit_code" | "oom" | "timeout" | "image_pull" | "node_lost" | "preempted" | "gpu_error" | "idle" | "memory_exceeded";
         /**
          * @example {
          *       "maxAttempts": 3,
@@ -851,6 +944,18 @@ export interface components {
              */
             event: "status";
             /** @description The Job, as JSON text. */
+            data: string;
+            /** @description Reconnection delay in ms; sent once, with the first event. */
+            retry?: number;
+        };
+        /** @description A sample of the job's GPUs (with `?telemetry=true`); no `id`. */
+        TelemetryEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            event: "telemetry";
+            /** @description A GpuSample, as JSON text. */
             data: string;
             /** @description Reconnection delay in ms; sent once, with the first event. */
             retry?: number;
@@ -994,6 +1099,21 @@ export interface operations {
                      *           "pull": null,
                      *           "cancelRequested": false,
                      *           "notBefore": null,
+                     *           "gpuTelemetry": {
+                     *             "attempt": 1,
+                     *             "samples": 73,
+                     *             "firstSampleAt": "2026-01-05T09:30:11.250Z",
+                     *             "lastSampleAt": "2026-01-05T09:42:11.250Z",
+                     *             "gpuSeconds": 732.65,
+                     *             "sharedCard": false,
+                     *             "meanUtilizationPct": 91.4,
+                     *             "peakUtilizationPct": 100,
+                     *             "peakMemoryMiB": 70312,
+                     *             "energyJoules": 412870,
+                     *             "declaredMemoryMiB": null,
+                     *             "overDeclaredMemory": false,
+                     *             "warnings": []
+                     *           },
                      *           "state": "succeeded",
                      *           "position": null,
                      *           "waiting": null,
@@ -1177,6 +1297,7 @@ export interface operations {
                      *       "pull": null,
                      *       "cancelRequested": false,
                      *       "notBefore": null,
+                     *       "gpuTelemetry": null,
                      *       "state": "queued",
                      *       "position": 0,
                      *       "waiting": {
@@ -1243,6 +1364,7 @@ export interface operations {
                      *       "pull": null,
                      *       "cancelRequested": false,
                      *       "notBefore": null,
+                     *       "gpuTelemetry": null,
                      *       "state": "queued",
                      *       "position": 0,
                      *       "waiting": {
@@ -1489,6 +1611,21 @@ export interface operations {
                      *       "pull": null,
                      *       "cancelRequested": false,
                      *       "notBefore": null,
+                     *       "gpuTelemetry": {
+                     *         "attempt": 1,
+                     *         "samples": 73,
+                     *         "firstSampleAt": "2026-01-05T09:30:11.250Z",
+                     *         "lastSampleAt": "2026-01-05T09:42:11.250Z",
+                     *         "gpuSeconds": 732.65,
+                     *         "sharedCard": false,
+                     *         "meanUtilizationPct": 91.4,
+                     *         "peakUtilizationPct": 100,
+                     *         "peakMemoryMiB": 70312,
+                     *         "energyJoules": 412870,
+                     *         "declaredMemoryMiB": null,
+                     *         "overDeclaredMemory": false,
+                     *         "warnings": []
+                     *       },
                      *       "state": "succeeded",
                      *       "position": null,
                      *       "waiting": null,
@@ -1697,6 +1834,7 @@ export interface operations {
                      *       "pull": null,
                      *       "cancelRequested": false,
                      *       "notBefore": null,
+                     *       "gpuTelemetry": null,
                      *       "state": "cancelled",
                      *       "position": null,
                      *       "waiting": {
@@ -1847,6 +1985,8 @@ export interface operations {
                 attempt?: number;
                 /** @description Keep the response open until the job ends. SSE always follows. */
                 follow?: "0" | "1" | "true" | "false";
+                /** @description SSE only: also send the job's GPU samples (`event: telemetry`) and warnings (`event: gpu-warning`) as the node running it takes them. */
+                telemetry?: "0" | "1" | "true" | "false";
                 /** @description Same as the Last-Event-ID header, for clients that cannot set headers. */
                 lastEventId?: number;
             };
@@ -2137,6 +2277,21 @@ export interface operations {
                      *       "pull": null,
                      *       "cancelRequested": false,
                      *       "notBefore": null,
+                     *       "gpuTelemetry": {
+                     *         "attempt": 1,
+                     *         "samples": 73,
+                     *         "firstSampleAt": "2026-01-05T09:30:11.250Z",
+                     *         "lastSampleAt": "2026-01-05T09:42:11.250Z",
+                     *         "gpuSeconds": 732.65,
+                     *         "sharedCard": false,
+                     *         "meanUtilizationPct": 91.4,
+                     *         "peakUtilizationPct": 100,
+                     *         "peakMemoryMiB": 70312,
+                     *         "energyJoules": 412870,
+                     *         "declaredMemoryMiB": null,
+                     *         "overDeclaredMemory": false,
+                     *         "warnings": []
+                     *       },
                      *       "state": "succeeded",
                      *       "position": null,
                      *       "waiting": null,
