@@ -693,7 +693,7 @@ describe('PostgreSQL store', () => {
     const { rows } = await query(url, 'SELECT name FROM kysely_migration ORDER BY name');
     assert.deepEqual(
       rows.map((r) => r.name),
-      ['0001_initial', '0002_audit', '0003_retries'],
+      ['0001_initial', '0002_audit', '0003_retries', '0004_gpu_telemetry'],
     );
     // Every table was made by the one transaction that recorded the migrations.
     const made = await query(
@@ -708,7 +708,7 @@ describe('PostgreSQL store', () => {
     assert.equal((await stores[2]!.jobs.get(record.id))?.id, record.id);
     // Opening again finds nothing to do.
     await open(t, url, 'd');
-    assert.equal((await query(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 3);
+    assert.equal((await query(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 4);
   });
 });
 
