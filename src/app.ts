@@ -189,6 +189,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     settings: config.gpus.telemetry,
     node: config.node.name,
     read: () => readGpus(Math.max(5_000, config.gpus.telemetry.sampleSeconds * 1000)),
+    note: (jobId, line) => scheduler!.note(jobId, line),
     interrupt: (jobId, why) => scheduler!.interrupt(jobId, why),
     onSample: (owner, sample) => metrics.jobGpus.set(owner, sample),
     onGone: (jobId) => metrics.jobGpus.remove(jobId),

@@ -125,6 +125,17 @@ export class LogCapture {
     this.splitters.stderr.end();
   }
 
+  /**
+   * Adds a line of Gantry's own (stream `system`, `[gantry] …`) among the
+   * container's. It counts for neither stream, so a resumed capture skips
+   * the same container records as before; a log that is truncated, failed
+   * or complete takes no more.
+   */
+  note(line: string): void {
+    if (this.state.truncated || this.state.error || this.state.complete || this.halted) return;
+    this.push({ stream: 'system', time: Date.now(), line });
+  }
+
   /** Writes what is buffered and marks the log complete. */
   async finish(): Promise<LogState> {
     this.flush();

@@ -17,6 +17,8 @@ export interface GpuSamplerDeps {
   node: string;
   /** One reading of every card and compute process (nvidia-smi). */
   read: () => Promise<GpuReading>;
+  /** Adds a `[gantry]` line to the log of a job this node runs (Scheduler.note). */
+  note: (jobId: string, line: string) => void;
   /** Ends a job this node runs for a policy's cause (Scheduler.interrupt). */
   interrupt: (jobId: string, why: Interruption) => Promise<boolean>;
   /** A job's latest sample, for /metrics. */
@@ -142,6 +144,7 @@ export class GpuSampler {
     for (const w of verdict.warnings) {
       this.d.log.warn({ jobId: r.id, kind: w.kind, action: w.action }, `GPU telemetry: job ${r.id}: ${w.message}`);
       this.d.events.publishGpuWarning(r.id, w);
+      this.d.note(r.id, `[gantry] GPU warning (${w.kind}${w.action === 'end' ? ', ending the job' : ''}): ${w.message}`);
     }
     if (verdict.end) await this.d.interrupt(r.id, verdict.end);
   }

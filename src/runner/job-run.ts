@@ -80,6 +80,8 @@ export class JobRun {
   private redactor: SecretRedactor | null = null;
   private readonly secretFiles: SecretFiles;
   private readonly notice: PreemptNotice | null;
+  /** The capture of the container's output now, for Gantry's own lines (note). */
+  private capture: LogCapture | null = null;
   readonly spec: JobSpec;
   /** This run's claim on the job: every write it makes about the job carries it. */
   readonly fence: Fence;
@@ -133,6 +135,11 @@ export class JobRun {
     }
     this.container.stop();
     return true;
+  }
+
+  /** Adds a `[gantry]` line to the job's log, among its output, while its output is captured. */
+  note(line: string): void {
+    this.capture?.note(line);
   }
 
   /** Stops driving without touching the container: the next start re-attaches to it. */
@@ -489,7 +496,7 @@ export class JobRun {
   private async newCapture(o: Parameters<typeof LogCapture.open>[1] = {}): Promise<LogCapture> {
     await this.readSecrets();
     const redactor = this.redactor;
-    return this.stored(() =>
+    this.capture = await this.stored(() =>
       LogCapture.open(
         {
           jobId: this.id,
@@ -506,5 +513,6 @@ export class JobRun {
         o,
       ),
     );
+    return this.capture;
   }
 }

@@ -163,6 +163,11 @@ test('exclusive and shared jobs: summaries on the view, shared memory by contain
   assert.equal(idleView.state, 'running');
   assert.ok(idleView.gpuTelemetry!.warnings.some((w) => w.kind === 'idle'));
   assert.equal(idleView.gpuTelemetry!.peakUtilizationPct, 87);
+  const logA = await until('the warning in the job’s log', async () => {
+    const text = (await g.call('GET', `/v1/jobs/${a.id}/logs`)).text;
+    return text.includes('[gantry] GPU warning') && text;
+  });
+  assert.match(logA, /\[gantry\] GPU warning \(idle\): its GPUs were at most 5% utilised for [\d.]+ minutes/);
 
   gate.open();
   const ended = await Promise.all([a, s1, s2].map((j) => g.waitFor(j.id)));
@@ -199,4 +204,5 @@ test('policy end: an idle card ends its job (cause idle); a sharing job over its
   };
   check(await g.waitFor(idle.id, undefined, 30_000), 'idle', /utilised for .* minutes \(GANTRY_GPU_IDLE_MINUTES=0\.01\)/);
   check(await g.waitFor(greedy.id, undefined, 30_000), 'memory_exceeded', /2049 MiB of shared GPU .* 2048 MiB it declared/);
+  assert.match((await g.call('GET', `/v1/jobs/${greedy.id}/logs`)).text, /\[gantry\] GPU warning \(memory_exceeded, ending the job\)/);
 });
