@@ -22,7 +22,7 @@ export function toJob(r: JobRecord): Job {
     node: r.node,
     attempt: r.attempt,
     attempts: attemptViews(r.attempts),
-    gpuTelemetry: gpuTelemetryView(r),
+    gpuTelemetry: telemetryOf(r.gpuTelemetry, r.attempt, r),
     notBefore: r.notBefore,
     pull: r.pullStatus === null ? null : { status: r.pullStatus, progress: r.pullProgress },
     labels: r.spec.labels ?? {},
@@ -33,15 +33,20 @@ export function toJob(r: JobRecord): Job {
 }
 
 /**
- * The sampler's summary. Once the attempt it measured has ended, GPU-seconds
- * count exactly from the container's start to its end rather than to the
- * last sample (a view is kept per stored record, so a running job's stays
- * the sampler's, to its last sample).
+ * The sampler's summary if it is attempt n's (the stored one is the last
+ * sampled attempt's, which an attempt never sampled must not show). Once
+ * the attempt has ended, GPU-seconds count exactly from its container's
+ * start to its end rather than to the last sample (a view is kept per
+ * stored record, so a running job's stays the sampler's, to its last sample).
  */
-function gpuTelemetryView(r: JobRecord): GpuTelemetry | null {
-  const t = r.gpuTelemetry;
-  if (t === null || t.attempt !== r.attempt || r.startedAt === null || r.finishedAt === null) return t;
-  const gpuSeconds = Number(((r.gpus.length * Math.max(0, Date.parse(r.finishedAt) - Date.parse(r.startedAt))) / 1000).toFixed(2));
+function telemetryOf(
+  t: GpuTelemetry | null | undefined,
+  n: number,
+  run: { gpus: readonly string[]; startedAt: string | null; finishedAt: string | null },
+): GpuTelemetry | null {
+  if (!t || t.attempt !== n) return null;
+  if (run.startedAt === null || run.finishedAt === null) return t;
+  const gpuSeconds = Number(((run.gpus.length * Math.max(0, Date.parse(run.finishedAt) - Date.parse(run.startedAt))) / 1000).toFixed(2));
   return { ...t, gpuSeconds };
 }
 
@@ -70,6 +75,7 @@ export function attemptViews(attempts: readonly AttemptRecord[]): Attempt[] {
       finishedAt: a.finishedAt,
       firstLogSeq: wrote ? first : null,
       lastLogSeq: wrote ? a.logEnd : null,
+      gpuTelemetry: telemetryOf(a.gpuTelemetry, a.attempt, a),
     };
   });
 }

@@ -19,9 +19,9 @@ export const GpuWarningSchema = z
 export type GpuWarning = z.infer<typeof GpuWarningSchema>;
 
 /**
- * A job's GPU use as the sampler measured it, for the attempt that ran
- * last. Stored on the job (with the run's fence) at every sample, so it is
- * readable while the job runs and kept when it ends.
+ * One attempt's GPU use as the sampler measured it. Stored on the job (with
+ * the run's fence) at every sample, so it is readable while the attempt runs,
+ * and copied into the attempt's record when it ends.
  */
 export const GpuTelemetrySchema = z
   .object({
@@ -32,7 +32,7 @@ export const GpuTelemetrySchema = z
     gpuSeconds: z
       .number()
       .describe(
-        'Cards held × seconds, from the container start to its end (or to now while it runs); for a sharing job, the shared card counts whole.',
+        'Cards held × seconds, from the container start to its end (to the last sample while it runs); for a sharing job, the shared card counts whole.',
       ),
     sharedCard: z
       .boolean()

@@ -339,7 +339,7 @@ export const JobSchema = z
     attempt: z.number().int().min(1).describe('Which attempt this is (1 unless the job was retried).'),
     attempts: z.array(AttemptSchema).describe('The attempts that ended, oldest first: how each ended and which log lines are its.'),
     gpuTelemetry: GpuTelemetrySchema.nullable().describe(
-      "What Gantry's GPU sampler (GANTRY_GPU_SAMPLE_SECONDS) measured of the attempt that ran last, updated at each sample while it runs; null when nothing was measured (no GPUs, sampling off, or not started).",
+      "What Gantry's GPU sampler (GANTRY_GPU_SAMPLE_SECONDS) measured of the current attempt, updated at each sample while it runs; null when nothing was measured (no GPUs, sampling off, or not started yet). Each ended attempt keeps its own in `attempts`.",
     ),
     notBefore: z
       .string()

@@ -175,6 +175,7 @@ test('exclusive and shared jobs: summaries on the view, shared memory by contain
   const endedA = ended[0]!;
   const heldSeconds = (Date.parse(endedA.finishedAt!) - Date.parse(endedA.startedAt!)) / 1000;
   assert.ok(Math.abs(endedA.gpuTelemetry!.gpuSeconds - heldSeconds) < 0.011, 'GPU-seconds of an ended job: one card × its run time');
+  assert.deepEqual(endedA.attempts[0]?.gpuTelemetry, endedA.gpuTelemetry, 'the ended attempt keeps its summary');
   await until('series removed', async () => {
     const after = await scrape(g);
     return !after.includes(a.id) && !after.includes(s1.id) && !after.includes(s2.id);
@@ -201,6 +202,7 @@ test('policy end: an idle card ends its job (cause idle); a sharing job over its
     assert.equal(j.attempts.at(-1)?.cause, cause);
     assert.match(j.reason ?? '', pattern);
     assert.equal(j.gpuTelemetry?.warnings.at(-1)?.action, 'end');
+    assert.equal(j.attempts.at(-1)?.gpuTelemetry?.warnings.at(-1)?.kind, cause);
   };
   check(await g.waitFor(idle.id, undefined, 30_000), 'idle', /utilised for .* minutes \(GANTRY_GPU_IDLE_MINUTES=0\.01\)/);
   check(await g.waitFor(greedy.id, undefined, 30_000), 'memory_exceeded', /2049 MiB of shared GPU .* 2048 MiB it declared/);

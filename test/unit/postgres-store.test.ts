@@ -218,7 +218,10 @@ describe('PostgreSQL store', () => {
       warnings: [{ kind: 'memory_exceeded', time: '2030-01-01T00:00:20.000Z', message: 'over', action: 'warn' }],
     };
     assert.deepEqual((await s.jobs.update(record.id, { gpuTelemetry: summary }, { fence }))?.gpuTelemetry, summary);
-    await s.jobs.update(record.id, { state: 'succeeded', finishedAt: '2030-01-01T00:01:00.000Z' }, { fence });
+    const finishedAt = '2030-01-01T00:01:00.000Z';
+    const endAttempt = { outcome: 'succeeded', cause: null, retried: false, reason: null, exitCode: 0, finishedAt } as const;
+    const ended = await s.jobs.update(record.id, { state: 'succeeded', finishedAt, endAttempt }, { fence });
+    assert.deepEqual(ended?.attempts[0]?.gpuTelemetry, summary, 'the ended attempt keeps the summary it had');
     assert.equal(await s.jobs.update(record.id, { gpuTelemetry: { ...summary, samples: 3 } }, { fence }), undefined);
     const other = await open(t, url, 'b');
     assert.deepEqual((await other.jobs.get(record.id))?.gpuTelemetry, summary, 'as another node reads it');

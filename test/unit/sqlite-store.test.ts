@@ -215,7 +215,10 @@ test('the GPU telemetry summary is stored as JSON with the run’s fence, read b
   const fence = { node: 'a', attempt: 1 };
   const summary = { ...TELEMETRY, samples: 3 };
   assert.deepEqual((await store.jobs.update(job.id, { gpuTelemetry: summary }, { fence }))?.gpuTelemetry, summary);
-  await store.jobs.update(job.id, { state: 'succeeded', finishedAt: new Date().toISOString() }, { fence });
+  const finishedAt = new Date().toISOString();
+  const endAttempt = { outcome: 'succeeded', cause: null, retried: false, reason: null, exitCode: 0, finishedAt } as const;
+  const ended = await store.jobs.update(job.id, { state: 'succeeded', finishedAt, endAttempt }, { fence });
+  assert.deepEqual(ended?.attempts[0]?.gpuTelemetry, summary, 'the ended attempt keeps the summary it had');
   assert.equal(await store.jobs.update(job.id, { gpuTelemetry: { ...summary, samples: 4 } }, { fence }), undefined, 'ended: refused');
   // Another connection to the file: read from disk, not from the first store's cache.
   const other = await openSqliteStore(dir);

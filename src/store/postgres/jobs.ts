@@ -166,6 +166,7 @@ function appendAttempt(p: Params, e: AttemptEnd): string {
     `'attempt', attempt, 'node', node, 'gpus', gpus::jsonb, 'startedAt', started_at, ` +
     `'outcome', ${p.add(e.outcome)}::text, 'cause', ${p.add(e.cause)}::text, 'retried', ${p.add(e.retried)}::boolean, ` +
     `'reason', ${p.add(pgText(e.reason))}::text, 'exitCode', ${p.add(e.exitCode)}::int, 'finishedAt', ${p.add(e.finishedAt)}::text, ` +
+    `'gpuTelemetry', gpu_telemetry::jsonb, ` +
     `'logEnd', COALESCE((SELECT l.next_seq - 1 FROM log_state l WHERE l.job_id = jobs.id), 0))))::text`
   );
 }

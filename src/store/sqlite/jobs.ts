@@ -72,7 +72,7 @@ const COLUMN: Record<ColumnField, string> = {
 const APPEND_ATTEMPT = `attempts = json_insert(attempts, '$[#]', json_object(
   'attempt', attempt, 'node', node, 'gpus', json(gpus), 'startedAt', started_at,
   'outcome', @eaOutcome, 'cause', @eaCause, 'retried', json(@eaRetried), 'reason', @eaReason,
-  'exitCode', @eaExitCode, 'finishedAt', @eaFinishedAt,
+  'exitCode', @eaExitCode, 'finishedAt', @eaFinishedAt, 'gpuTelemetry', json(gpu_telemetry),
   'logEnd', COALESCE((SELECT l.next_seq - 1 FROM log_state l WHERE l.job_id = jobs.id), 0)))`;
 
 function toSql(key: ColumnField, value: unknown): unknown {

@@ -301,7 +301,8 @@ export interface components {
          *       "startedAt": "2026-01-05T09:30:01.250Z",
          *       "finishedAt": "2026-01-05T09:31:02.000Z",
          *       "firstLogSeq": 1,
-         *       "lastLogSeq": 12
+         *       "lastLogSeq": 12,
+         *       "gpuTelemetry": null
          *     }
          */
         Attempt: {
@@ -328,6 +329,8 @@ export interface components {
             firstLogSeq: number | null;
             /** @description The last log line (seq) of this attempt; null when it wrote none. */
             lastLogSeq: number | null;
+            /** @description What Gantry's GPU sampler measured of this attempt; null when nothing was. */
+            gpuTelemetry: components["schemas"]["GpuTelemetry"] | null;
         };
         AuditDetail: {
             /** @description The request fields a refusal named, as paths (`body.image`); never their values. */
@@ -488,7 +491,7 @@ export interface components {
             samples: number;
             firstSampleAt: string | null;
             lastSampleAt: string | null;
-            /** @description Cards held × seconds, from the container start to its end (or to now while it runs); for a sharing job, the shared card counts whole. */
+            /** @description Cards held × seconds, from the container start to its end (to the last sample while it runs); for a sharing job, the shared card counts whole. */
             gpuSeconds: number;
             /** @description The job shares its card: nvidia-smi cannot split utilisation or power by process, so those figures (and energy) are null, and memory is its own processes’ only. */
             sharedCard: boolean;
@@ -563,7 +566,7 @@ export interface components {
             attempt: number;
             /** @description The attempts that ended, oldest first: how each ended and which log lines are its. */
             attempts: components["schemas"]["Attempt"][];
-            /** @description What Gantry's GPU sampler (GANTRY_GPU_SAMPLE_SECONDS) measured of the attempt that ran last, updated at each sample while it runs; null when nothing was measured (no GPUs, sampling off, or not started). */
+            /** @description What Gantry's GPU sampler (GANTRY_GPU_SAMPLE_SECONDS) measured of the current attempt, updated at each sample while it runs; null when nothing was measured (no GPUs, sampling off, or not started yet). Each ended attempt keeps its own in `attempts`. */
             gpuTelemetry: components["schemas"]["GpuTelemetry"] | null;
             /** @description The earliest time the current attempt may start: set when a retry waits out the spec's backoff, else null. */
             notBefore: string | null;
@@ -1143,7 +1146,22 @@ export interface operations {
                      *               "startedAt": "2026-01-05T09:30:01.250Z",
                      *               "finishedAt": "2026-01-05T09:42:13.900Z",
                      *               "firstLogSeq": 1,
-                     *               "lastLogSeq": 2
+                     *               "lastLogSeq": 2,
+                     *               "gpuTelemetry": {
+                     *                 "attempt": 1,
+                     *                 "samples": 73,
+                     *                 "firstSampleAt": "2026-01-05T09:30:11.250Z",
+                     *                 "lastSampleAt": "2026-01-05T09:42:11.250Z",
+                     *                 "gpuSeconds": 732.65,
+                     *                 "sharedCard": false,
+                     *                 "meanUtilizationPct": 91.4,
+                     *                 "peakUtilizationPct": 100,
+                     *                 "peakMemoryMiB": 70312,
+                     *                 "energyJoules": 412870,
+                     *                 "declaredMemoryMiB": null,
+                     *                 "overDeclaredMemory": false,
+                     *                 "warnings": []
+                     *               }
                      *             }
                      *           ]
                      *         }
@@ -1655,7 +1673,22 @@ export interface operations {
                      *           "startedAt": "2026-01-05T09:30:01.250Z",
                      *           "finishedAt": "2026-01-05T09:42:13.900Z",
                      *           "firstLogSeq": 1,
-                     *           "lastLogSeq": 2
+                     *           "lastLogSeq": 2,
+                     *           "gpuTelemetry": {
+                     *             "attempt": 1,
+                     *             "samples": 73,
+                     *             "firstSampleAt": "2026-01-05T09:30:11.250Z",
+                     *             "lastSampleAt": "2026-01-05T09:42:11.250Z",
+                     *             "gpuSeconds": 732.65,
+                     *             "sharedCard": false,
+                     *             "meanUtilizationPct": 91.4,
+                     *             "peakUtilizationPct": 100,
+                     *             "peakMemoryMiB": 70312,
+                     *             "energyJoules": 412870,
+                     *             "declaredMemoryMiB": null,
+                     *             "overDeclaredMemory": false,
+                     *             "warnings": []
+                     *           }
                      *         }
                      *       ]
                      *     }
@@ -2321,7 +2354,22 @@ export interface operations {
                      *           "startedAt": "2026-01-05T09:30:01.250Z",
                      *           "finishedAt": "2026-01-05T09:42:13.900Z",
                      *           "firstLogSeq": 1,
-                     *           "lastLogSeq": 2
+                     *           "lastLogSeq": 2,
+                     *           "gpuTelemetry": {
+                     *             "attempt": 1,
+                     *             "samples": 73,
+                     *             "firstSampleAt": "2026-01-05T09:30:11.250Z",
+                     *             "lastSampleAt": "2026-01-05T09:42:11.250Z",
+                     *             "gpuSeconds": 732.65,
+                     *             "sharedCard": false,
+                     *             "meanUtilizationPct": 91.4,
+                     *             "peakUtilizationPct": 100,
+                     *             "peakMemoryMiB": 70312,
+                     *             "energyJoules": 412870,
+                     *             "declaredMemoryMiB": null,
+                     *             "overDeclaredMemory": false,
+                     *             "warnings": []
+                     *           }
                      *         }
                      *       ]
                      *     }
