@@ -21,6 +21,7 @@ const SMI_DIR = tempDir('gantry-fake-smi-');
 fs.writeFileSync(
   path.join(SMI_DIR, 'nvidia-smi'),
   `#!/bin/sh
+echo "$1" >> "${SMI_DIR}/calls.log"
 case "$1" in
   --query-gpu=uuid,utilization.gpu,memory.used,power.draw) cat "${SMI_DIR}/cards.csv" ;;
   --query-compute-apps=gpu_uuid,pid,used_memory) cat "${SMI_DIR}/apps.csv" ;;
@@ -93,6 +94,9 @@ test('exclusive and shared jobs: summaries on the view, shared memory by contain
   cards([`${UUID0}, 87, 30000, 400.50`, `${UUID1}, 60, 9000, 300.00`]);
   apps([]);
   const g = await gantry(t, { GANTRY_GPU_IDLE_MINUTES: '0.01', GANTRY_GPU_IDLE_ACTION: 'warn' });
+  fs.rmSync(path.join(SMI_DIR, 'calls.log'), { force: true });
+  await sleep(1000); // five ticks
+  assert.equal(fs.existsSync(path.join(SMI_DIR, 'calls.log')), false, 'no GPU job runs: nvidia-smi is not run');
   const gate = newGate();
   const a = await g.submit(held(gate, { count: 1 }));
   const s1 = await g.submit(held(gate, { count: 1, memoryMiB: 4096 }));
@@ -168,6 +172,13 @@ test('exclusive and shared jobs: summaries on the view, shared memory by contain
     return text.includes('[gantry] GPU warning') && text;
   });
   assert.match(logA, /\[gantry\] GPU warning \(idle\): its GPUs were at most 5% utilised for [\d.]+ minutes/);
+
+  // Each tick ran the two queries once, for all three jobs together.
+  const calls = fs.readFileSync(path.join(SMI_DIR, 'calls.log'), 'utf8').trim().split('\n');
+  const cardQueries = calls.filter((c) => c.startsWith('--query-gpu=')).length;
+  assert.ok(cardQueries >= 2);
+  assert.ok(Math.abs(calls.filter((c) => c.startsWith('--query-compute-apps=')).length - cardQueries) <= 1);
+  assert.ok(cardQueries < Number(idleView.gpuTelemetry!.samples) + 3, `one card query per tick, not per job: ${cardQueries}`);
 
   gate.open();
   const ended = await Promise.all([a, s1, s2].map((j) => g.waitFor(j.id)));
