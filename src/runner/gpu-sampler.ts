@@ -113,7 +113,16 @@ export class GpuSampler {
       );
       this.tracked.set(r.id, t);
     }
-    const pids = t.shared ? new Set(await this.d.runtime.processes(r.containerId!).catch(() => [] as number[])) : null;
+    let pids: Set<number> | null = null;
+    if (t.shared) {
+      try {
+        pids = new Set(await this.d.runtime.processes(r.containerId!));
+      } catch (err) {
+        // Without its PIDs the job's memory is unknown: this sample skips the job rather than record 0.
+        this.d.log.debug({ err, jobId: r.id }, 'GPU telemetry: the engine did not list the container’s processes');
+        return;
+      }
+    }
     const readings: JobCardReading[] = [];
     for (const uuid of r.gpus) {
       const card = cards.get(uuid);
