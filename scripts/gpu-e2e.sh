@@ -19,6 +19,13 @@
 #      A or B ends, then runs on the card that was freed;
 #   D: a two-GPU job that waits behind C and then sees both cards and runs a
 #      product on each. The jobs are independent single-process programs: no NCCL.
+# GPU_E2E_MODE=telemetry (one GPU) runs the per-job telemetry instead
+# (scripts/gpu-e2e-telemetry.mjs): with sampling at the default rate, a bf16
+# product job whose summary must show > 50% utilisation and a peak memory within
+# 10% of its torch.cuda.max_memory_reserved(), an idle job at ~0%, and two
+# sharing jobs each credited its own memory; then Gantry is restarted with
+# GANTRY_GPU_SAMPLE_SECONDS=0 and the product job runs again, so throughput and
+# Gantry's CPU with and without sampling come from the same call.
 # NVLink multicast stays off everywhere: NCCL_NVLS_ENABLE=0,
 # TORCH_SYMM_MEM_DISABLE_MULTICAST=1 and NVSHMEM_DISABLE_NVLS=1 are exported
 # here and set in every job's env (the job spec), and each container checks them.
@@ -39,7 +46,7 @@ OUT=${OUT:-$(mktemp -d /tmp/gpu-e2e-out.XXXXXX)}
 WORK=${WORK:-/tmp/gantry-gpu-e2e}
 DRY=${E2E_DRY:-}
 MODE=${GPU_E2E_MODE:-one}
-case "$MODE" in one|two) ;; *) echo "GPU_E2E_MODE must be one or two, not $MODE" >&2; exit 2 ;; esac
+case "$MODE" in one|two|telemetry) ;; *) echo "GPU_E2E_MODE must be one, two or telemetry, not $MODE" >&2; exit 2 ;; esac
 PORT=${E2E_PORT:-18420}
 TOKEN=e2e-admin-token-0123456789abcdef
 SOCK=$WORK/docker.sock
@@ -97,6 +104,11 @@ unxz_to() { # src.xz dest: xz when the machine has it, else Python's lzma
 if [ -z "$DRY" ]; then
   nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits > "$OUT/nvidia-smi-query.csv" || die "nvidia-smi failed"
   nvidia-smi --query-gpu=index,uuid,name,memory.total,pci.bus_id --format=csv,noheader,nounits > "$OUT/nvidia-smi-gantry-query.csv"
+  if [ "$MODE" = telemetry ]; then
+    # The sampler's two queries, as this driver answers them (fixtures for the parsers).
+    nvidia-smi --query-gpu=uuid,utilization.gpu,memory.used,power.draw --format=csv,noheader,nounits > "$OUT/nvidia-smi-telemetry.csv" 2>&1
+    nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory --format=csv,noheader,nounits > "$OUT/nvidia-smi-apps.csv" 2>&1
+  fi
   HOST_UUIDS=$(cut -d, -f2 "$OUT/nvidia-smi-query.csv" | tr -d ' ' | paste -sd, -)
   log "host GPUs: $(cat "$OUT/nvidia-smi-query.csv" | paste -sd';' -)"
   [ "$MODE" = two ] && [ "$(echo "$HOST_UUIDS" | tr ',' '\n' | grep -c .)" -lt 2 ] && die "GPU_E2E_MODE=two needs two GPUs; nvidia-smi lists $HOST_UUIDS"
@@ -413,21 +425,40 @@ else
   DRIVER_ENV=
 fi
 log "Gantry: GANTRY_GPUS=$GPUS_SRC GANTRY_GPU_DRIVER=$DRIVER GANTRY_GPU_DRIVER_MOUNTS=$DRIVER_MOUNTS GANTRY_GPU_DRIVER_ENV=$DRIVER_ENV"
-env GANTRY_DATA_DIR="$WORK/data" GANTRY_ADMIN_TOKEN="$TOKEN" GANTRY_HOST=127.0.0.1 GANTRY_PORT="$PORT" \
-  GANTRY_DOCKER_SOCKET="$SOCK" GANTRY_GPUS="$GPUS_SRC" GANTRY_GPU_DRIVER="$DRIVER" \
-  GANTRY_GPU_DRIVER_MOUNTS="$DRIVER_MOUNTS" GANTRY_GPU_DRIVER_ENV="$DRIVER_ENV" GANTRY_LOG_LEVEL=info \
-  GANTRY_DCGM_JOB_MAPPING_DIR="$WORK/dcgm-map" GANTRY_GPU_MODEL_WEIGHTS=H200=2 \
-  "$NODE" "$WORK/app/dist/src/main.js" > "$WORK/gantry.log" 2>&1 &
-GANTRY_PID=$!
-for i in $(seq 1 60); do
-  "$NODE" -e "fetch('http://127.0.0.1:$PORT/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" && break
-  kill -0 "$GANTRY_PID" 2>/dev/null || { tail -20 "$WORK/gantry.log" >&2; die "gantry exited"; }
-  sleep 0.5
-done
-log "Gantry answers on 127.0.0.1:$PORT"
+start_gantry() { # extra VAR=VALUE settings
+  env GANTRY_DATA_DIR="$WORK/data" GANTRY_ADMIN_TOKEN="$TOKEN" GANTRY_HOST=127.0.0.1 GANTRY_PORT="$PORT" \
+    GANTRY_DOCKER_SOCKET="$SOCK" GANTRY_GPUS="$GPUS_SRC" GANTRY_GPU_DRIVER="$DRIVER" \
+    GANTRY_GPU_DRIVER_MOUNTS="$DRIVER_MOUNTS" GANTRY_GPU_DRIVER_ENV="$DRIVER_ENV" GANTRY_LOG_LEVEL=info \
+    GANTRY_DCGM_JOB_MAPPING_DIR="$WORK/dcgm-map" GANTRY_GPU_MODEL_WEIGHTS=H200=2 "$@" \
+    "$NODE" "$WORK/app/dist/src/main.js" >> "$WORK/gantry.log" 2>&1 &
+  GANTRY_PID=$!
+  for i in $(seq 1 60); do
+    "$NODE" -e "fetch('http://127.0.0.1:$PORT/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" && break
+    kill -0 "$GANTRY_PID" 2>/dev/null || { tail -20 "$WORK/gantry.log" >&2; die "gantry exited"; }
+    sleep 0.5
+  done
+  log "Gantry answers on 127.0.0.1:$PORT ($*)"
+}
+: > "$WORK/gantry.log"
+start_gantry
 
 # ---- 5. jobs over HTTP -------------------------------------------------------
 log "mode $MODE: submitting the jobs"
+if [ "$MODE" = telemetry ]; then
+  tele() { E2E_URL="http://127.0.0.1:$PORT" E2E_TOKEN="$TOKEN" E2E_DRY="$DRY" E2E_OUT="$OUT" E2E_PYTHON="$PYTHON" E2E_GANTRY_PID="$GANTRY_PID" \
+    "$NODE" "$ROOT/scripts/gpu-e2e-telemetry.mjs" "$1"; }
+  tele on || die "telemetry run (sampling on) failed"
+  ps -o pid,etimes,cputime,args -p "$GANTRY_PID" > "$OUT/gantry-ps.txt"
+  log "restarting Gantry with sampling off"
+  kill "$GANTRY_PID"; for _ in $(seq 1 40); do kill -0 "$GANTRY_PID" 2>/dev/null || break; sleep 0.25; done
+  start_gantry GANTRY_GPU_SAMPLE_SECONDS=0
+  tele off || die "telemetry run (sampling off) failed"
+  ps -o pid,etimes,cputime,args -p "$GANTRY_PID" >> "$OUT/gantry-ps.txt"
+  tele report
+  RC=$?
+  [ "$RC" = 0 ] && log "ALL CHECKS PASSED" || log "SOME CHECKS FAILED"
+  exit "$RC"
+fi
 E2E_MODE="$MODE" E2E_URL="http://127.0.0.1:$PORT" E2E_TOKEN="$TOKEN" E2E_DRY="$DRY" E2E_OUT="$OUT" HOST_UUIDS="$HOST_UUIDS" E2E_PYTHON="$PYTHON" E2E_MAP="$WORK/dcgm-map" \
   "$NODE" "$WORK/e2e.mjs" run
 RC=$?

@@ -12,6 +12,7 @@ import { NodeService } from './fleet/node-service.js';
 import { GpuAllocator } from './gpu/allocator.js';
 import { DcgmJobMap } from './gpu/dcgm-job-map.js';
 import { discoverGpus, type GpuDevice } from './gpu/inventory.js';
+import { readGpus } from './gpu/telemetry/nvidia-smi.js';
 import { JobEventHub } from './jobs/events.js';
 import { Quotas, readQuotasFile } from './jobs/quotas.js';
 import type { JobService } from './jobs/service.js';
@@ -19,6 +20,7 @@ import { processLogger } from './logging.js';
 import { startRetention } from './logs/retention.js';
 import { type OpenMetricsListener, openMetricsListener } from './metrics/open-listener.js';
 import { GantryMetrics } from './metrics/registry.js';
+import { GpuSampler } from './runner/gpu-sampler.js';
 import type { Scheduler } from './runner/scheduler.js';
 import { DockerRuntime } from './runtime/docker/index.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
@@ -48,6 +50,8 @@ export interface Gantry {
   events: JobEventHub;
   gpus: GpuAllocator;
   scheduler: Scheduler;
+  /** Per-job GPU telemetry (GANTRY_GPU_SAMPLE_SECONDS); started with the scheduler when the node has GPUs. */
+  gpuSampler: GpuSampler;
   /** This node's seat in the fleet (a single host is a fleet of one). */
   membership: NodeMembership;
   nodes: NodeService;
@@ -185,6 +189,20 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       })
     : () => undefined;
 
+  const gpuSampler = new GpuSampler({
+    store,
+    runtime,
+    events,
+    settings: config.gpus.telemetry,
+    node: config.node.name,
+    read: () => readGpus(Math.max(5_000, config.gpus.telemetry.sampleSeconds * 1000)),
+    note: (jobId, line) => scheduler!.note(jobId, line),
+    interrupt: (jobId, why) => scheduler!.interrupt(jobId, why),
+    onSample: (owner, sample) => metrics.jobGpus.set(owner, sample),
+    onGone: (jobId) => metrics.jobGpus.remove(jobId),
+    log,
+  });
+
   const app = await buildHttp({ config, log, tokens, store, runtime, jobs, nodes, logs: store.logs, events, gpus, metrics });
   const openMetrics =
     config.metrics === 'open' ? openMetricsListener({ scrape: () => metrics.scrape(), contentType: metrics.contentType, log }) : null;
@@ -196,6 +214,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     events,
     gpus,
     scheduler,
+    gpuSampler,
     membership,
     nodes,
     tokens,
@@ -218,6 +237,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     stopRetention();
     membership.stop();
     unbridge();
+    gpuSampler.stop();
     scheduler?.shutdown();
     await openMetrics?.close();
     await store.close();
@@ -227,6 +247,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     await membership.join();
     membership.start();
     await scheduler.start();
+    if (devices.length > 0) gpuSampler.start();
   }
   return app;
 }

@@ -221,6 +221,27 @@ export const EnvSchema = z.object({
     .describe(
       '`/v1/usage` weights of GPU models, `MODEL=WEIGHT,…` (e.g. `H200=2,A100=1`): a card counts with the first whose MODEL is part of its name, case-insensitively; any other card weighs 1',
     ),
+  GANTRY_GPU_SAMPLE_SECONDS: z.coerce
+    .number()
+    .min(0)
+    .max(3600)
+    .default(10)
+    .describe(
+      "interval (seconds) of the per-job GPU telemetry: utilisation, memory and power of running jobs' cards, two `nvidia-smi` runs per sample; 0: off",
+    ),
+  GANTRY_GPU_IDLE_MINUTES: z.coerce
+    .number()
+    .min(0)
+    .default(0)
+    .describe('a job whose cards stay at ≤5% utilisation this long gets an `idle` warning (needs telemetry); 0: never'),
+  GANTRY_GPU_IDLE_ACTION: z
+    .enum(['warn', 'end'])
+    .default('warn')
+    .describe('what an `idle` warning does: `warn` only, or `end` the job (attempt cause `idle`)'),
+  GANTRY_GPU_MEMORY_EXCEEDED_ACTION: z
+    .enum(['warn', 'end'])
+    .default('warn')
+    .describe('what a sharing job seen using more card memory than it declared gets: `warn`, or `end` (attempt cause `memory_exceeded`)'),
   GANTRY_METRICS: z
     .enum(['off', 'token', 'open'])
     .default('token')
@@ -326,6 +347,12 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     capabilities: e.GANTRY_GPU_CAPABILITIES,
     dcgmJobMappingDir: e.GANTRY_DCGM_JOB_MAPPING_DIR === undefined ? null : path.resolve(e.GANTRY_DCGM_JOB_MAPPING_DIR),
     modelWeights: e.GANTRY_GPU_MODEL_WEIGHTS,
+    telemetry: {
+      sampleSeconds: e.GANTRY_GPU_SAMPLE_SECONDS,
+      idleMinutes: e.GANTRY_GPU_IDLE_MINUTES,
+      idleAction: e.GANTRY_GPU_IDLE_ACTION,
+      memoryExceededAction: e.GANTRY_GPU_MEMORY_EXCEEDED_ACTION,
+    },
   },
   metrics: e.GANTRY_METRICS,
   metricsPort: e.GANTRY_METRICS_PORT,

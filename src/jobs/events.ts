@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import type { GpuSample, GpuWarning } from '../model/gpu-telemetry.js';
 import type { Job } from '../model/job.js';
 
 export interface JobEvents {
@@ -6,7 +7,13 @@ export interface JobEvents {
   append: (lastSeq: number) => void;
   /** The job's state or details changed. */
   status: (job: Job) => void;
+  /** The GPU sampler measured the job's cards (only on the node that runs it). */
+  telemetry: (sample: GpuSample) => void;
+  /** The GPU sampler warned about the job (idle, memory over what it declared). */
+  gpuWarning: (warning: GpuWarning) => void;
 }
+
+const EVENTS: readonly (keyof JobEvents)[] = ['append', 'status', 'telemetry', 'gpuWarning'];
 
 /**
  * In-process fan-out of job events. Per job: live followers (SSE,
@@ -34,7 +41,7 @@ export class JobEventHub {
     const emitter = em;
     return () => {
       emitter.off(event, fn);
-      if (emitter.listenerCount('append') + emitter.listenerCount('status') === 0) this.emitters.delete(jobId);
+      if (EVENTS.every((e) => emitter.listenerCount(e) === 0)) this.emitters.delete(jobId);
     };
   }
 
@@ -45,6 +52,14 @@ export class JobEventHub {
   publishStatus(job: Job): void {
     this.emitters.get(job.id)?.emit('status', job);
     for (const fn of this.anyStatus) fn(job);
+  }
+
+  publishTelemetry(sample: GpuSample): void {
+    this.emitters.get(sample.jobId)?.emit('telemetry', sample);
+  }
+
+  publishGpuWarning(jobId: string, warning: GpuWarning): void {
+    this.emitters.get(jobId)?.emit('gpuWarning', warning);
   }
 
   /** Calls fn on every job's status change; returns the unsubscribe function. */

@@ -128,6 +128,7 @@ export class JobService {
       attempts: [],
       notBefore: null,
       gpuMemoryMiB: null,
+      gpuTelemetry: null,
       exitCode: null,
       reason: null,
       result: null,

@@ -1,4 +1,5 @@
 import type { Attempt, AttemptRecord } from '../model/attempt.js';
+import type { GpuTelemetry } from '../model/gpu-telemetry.js';
 import type { Job } from '../model/job.js';
 import type { JobRecord } from '../store/store.js';
 
@@ -21,6 +22,7 @@ export function toJob(r: JobRecord): Job {
     node: r.node,
     attempt: r.attempt,
     attempts: attemptViews(r.attempts),
+    gpuTelemetry: telemetryOf(r.gpuTelemetry, r.attempt, r),
     notBefore: r.notBefore,
     pull: r.pullStatus === null ? null : { status: r.pullStatus, progress: r.pullProgress },
     labels: r.spec.labels ?? {},
@@ -28,6 +30,24 @@ export function toJob(r: JobRecord): Job {
     requestId: r.requestId,
     spec: r.spec,
   };
+}
+
+/**
+ * The sampler's summary if it is attempt n's (the stored one is the last
+ * sampled attempt's, which an attempt never sampled must not show). Once
+ * the attempt has ended, GPU-seconds count exactly from its container's
+ * start to its end rather than to the last sample (a view is kept per
+ * stored record, so a running job's stays the sampler's, to its last sample).
+ */
+function telemetryOf(
+  t: GpuTelemetry | null | undefined,
+  n: number,
+  run: { gpus: readonly string[]; startedAt: string | null; finishedAt: string | null },
+): GpuTelemetry | null {
+  if (!t || t.attempt !== n) return null;
+  if (run.startedAt === null || run.finishedAt === null) return t;
+  const gpuSeconds = Number(((run.gpus.length * Math.max(0, Date.parse(run.finishedAt) - Date.parse(run.startedAt))) / 1000).toFixed(2));
+  return { ...t, gpuSeconds };
 }
 
 /**
@@ -55,6 +75,7 @@ export function attemptViews(attempts: readonly AttemptRecord[]): Attempt[] {
       finishedAt: a.finishedAt,
       firstLogSeq: wrote ? first : null,
       lastLogSeq: wrote ? a.logEnd : null,
+      gpuTelemetry: telemetryOf(a.gpuTelemetry, a.attempt, a),
     };
   });
 }

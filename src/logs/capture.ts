@@ -110,11 +110,6 @@ export class LogCapture {
     };
   }
 
-  /** Adds a line of Gantry's own (stream `system`) to the job's log, among its output as it comes. */
-  note(line: string): void {
-    if (!this.state.truncated && !this.state.complete) this.push({ stream: 'system', time: Date.now(), line });
-  }
-
   /** Consumes a multiplexed Docker stream to its end; never rejects. */
   async consume(source: Readable): Promise<void> {
     const demux = new DockerDemuxer((stream, payload) => this.splitters[stream].push(payload));
@@ -128,6 +123,17 @@ export class LogCapture {
     }
     this.splitters.stdout.end();
     this.splitters.stderr.end();
+  }
+
+  /**
+   * Adds a line of Gantry's own (stream `system`, `[gantry] …`) among the
+   * container's. It counts for neither stream, so a resumed capture skips
+   * the same container records as before; a log that is truncated, failed
+   * or complete takes no more.
+   */
+  note(line: string): void {
+    if (this.state.truncated || this.state.error || this.state.complete || this.halted) return;
+    this.push({ stream: 'system', time: Date.now(), line });
   }
 
   /** Writes what is buffered and marks the log complete. */

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import type { JobEventHub } from '../jobs/events.js';
 import type { Attempt } from '../model/attempt.js';
+import type { GpuSample, GpuWarning } from '../model/gpu-telemetry.js';
 import type { Job } from '../model/job.js';
 import type { LogChunk, LogLine, LogStream } from '../model/log.js';
 import { isTerminal } from '../model/states.js';
@@ -13,6 +14,8 @@ const BATCH_LINES = 2000;
 const BATCH_CHUNKS = 8;
 /** Formatted chunks kept for followers to share (each a few hundred KB of text). */
 const SHARED_CHUNKS = 32;
+/** GPU warnings held for a follower between writes; they are rare (one per policy per attempt), so this is never reached in practice. */
+const PENDING_WARNINGS_MAX = 16;
 
 type Format = FollowOptions['format'];
 interface Formatted {
@@ -120,10 +123,14 @@ export interface FollowOptions {
   /** Only this attempt's lines (the caller starts `afterSeq` at its first); the log ends with the attempt. */
   attempt?: number | undefined;
   res: ServerResponse;
-  /** How a line, a status change and the end are written (SSE or plain text). */
+  /** Also send the job's GPU samples and warnings as they are taken (only the latest sample is kept for a slow client). */
+  telemetry?: boolean | undefined;
+  /** How a line, a status change, a GPU sample or warning, and the end are written (SSE or plain text). */
   format: {
     line: (l: LogLine) => string;
     status?: (job: Job) => string;
+    telemetry?: (sample: GpuSample) => string;
+    gpuWarning?: (warning: GpuWarning) => string;
     end?: (job: Job) => string;
     heartbeat?: string;
   };
@@ -154,6 +161,22 @@ export async function followLog(o: FollowOptions): Promise<void> {
     if (o.format.status) pendingStatus = job;
     poke();
   });
+  let pendingSample: GpuSample | null = null;
+  const pendingWarnings: GpuWarning[] = [];
+  const offTelemetry =
+    o.telemetry && o.format.telemetry
+      ? o.hub.subscribe(o.jobId, 'telemetry', (sample) => {
+          pendingSample = sample;
+          poke();
+        })
+      : () => undefined;
+  const offWarning =
+    o.telemetry && o.format.gpuWarning
+      ? o.hub.subscribe(o.jobId, 'gpuWarning', (warning) => {
+          if (pendingWarnings.length < PENDING_WARNINGS_MAX) pendingWarnings.push(warning);
+          poke();
+        })
+      : () => undefined;
   const onClose = () => {
     closed = true;
     poke();
@@ -200,6 +223,12 @@ export async function followLog(o: FollowOptions): Promise<void> {
         pendingStatus = null;
         await write(o.format.status!(job));
       }
+      if (pendingSample) {
+        const sample = pendingSample;
+        pendingSample = null;
+        await write(o.format.telemetry!(sample));
+      }
+      while (pendingWarnings.length > 0) await write(o.format.gpuWarning!(pendingWarnings.shift()!));
       // Read the job before the lines: if it is terminal now, every line it
       // will ever have is already stored (capture finishes first).
       const job = await o.currentJob();
@@ -267,6 +296,8 @@ export async function followLog(o: FollowOptions): Promise<void> {
   } finally {
     offAppend();
     offStatus();
+    offTelemetry();
+    offWarning();
     res.off('close', onClose);
     if (heartbeat) clearInterval(heartbeat);
     if (!closed) res.end();

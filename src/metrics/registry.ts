@@ -10,6 +10,7 @@ import type { Store } from '../store/store.js';
 import { AttemptMetrics } from './attempts.js';
 import { registerCollectors } from './collectors.js';
 import { HttpLatencyHistogram } from './http-latency.js';
+import { JobGpuMetrics } from './job-gpus.js';
 
 export interface MetricsSources {
   store: Store;
@@ -58,6 +59,8 @@ class BoundedSet {
 export class GantryMetrics {
   /** Observed by the HTTP layer on every response but SSE streams. */
   readonly httpDuration = new HttpLatencyHistogram(HTTP_BUCKETS);
+  /** Live GPU figures of the running jobs, set by the GPU sampler. */
+  readonly jobGpus: JobGpuMetrics;
   private readonly registry = new Registry();
   private readonly sseClients: Gauge;
   private readonly jobsFinished: Counter<'state' | 'owner'>;
@@ -77,6 +80,7 @@ export class GantryMetrics {
     collectDefaultMetrics({ register: this.registry });
     registerCollectors(this.registry, src);
     this.attempts = new AttemptMetrics(registers);
+    this.jobGpus = new JobGpuMetrics(registers);
     this.queueWait = new Histogram({
       name: 'gantry_queue_wait_seconds',
       help: 'Time from submission until a job left the queue (got its run slot and GPUs).',

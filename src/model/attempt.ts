@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { type GpuTelemetry, GpuTelemetrySchema } from './gpu-telemetry.js';
 
 /**
  * Why an attempt ended, as a retry rule names it:
@@ -70,6 +71,12 @@ export interface AttemptRecord extends AttemptEnd {
   startedAt: string | null;
   /** The job's last log seq when the attempt ended (0 for none): its lines are those after the previous attempt's logEnd, up to this. */
   logEnd: number;
+  /**
+   * The job's GPU telemetry summary as it was when the attempt ended: this
+   * attempt's only if its `attempt` says so (an attempt never sampled finds
+   * an earlier one's). Absent from attempts stored before telemetry existed.
+   */
+  gpuTelemetry?: GpuTelemetry | null;
 }
 
 export const AttemptSchema = z
@@ -92,6 +99,7 @@ export const AttemptSchema = z
       .nullable()
       .describe('The first log line (seq) of this attempt; null when it wrote none. GET …/logs?attempt=N shows its lines.'),
     lastLogSeq: z.number().int().nullable().describe('The last log line (seq) of this attempt; null when it wrote none.'),
+    gpuTelemetry: GpuTelemetrySchema.nullable().describe("What Gantry's GPU sampler measured of this attempt; null when nothing was."),
   })
   .meta({
     id: 'Attempt',
@@ -108,6 +116,7 @@ export const AttemptSchema = z
       finishedAt: '2026-01-05T09:31:02.000Z',
       firstLogSeq: 1,
       lastLogSeq: 12,
+      gpuTelemetry: null,
     },
   });
 export type Attempt = z.infer<typeof AttemptSchema>;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { AttemptSchema, RetryCauseSchema } from './attempt.js';
+import { GpuTelemetrySchema } from './gpu-telemetry.js';
 import { WaitingSchema } from './queue.js';
 import { JOB_STATES } from './states.js';
 
@@ -337,6 +338,9 @@ export const JobSchema = z
     node: z.string().nullable().describe('The node that runs (or ran) the job; null while no node has taken it.'),
     attempt: z.number().int().min(1).describe('Which attempt this is (1 unless the job was retried).'),
     attempts: z.array(AttemptSchema).describe('The attempts that ended, oldest first: how each ended and which log lines are its.'),
+    gpuTelemetry: GpuTelemetrySchema.nullable().describe(
+      "What Gantry's GPU sampler (GANTRY_GPU_SAMPLE_SECONDS) measured of the current attempt, updated at each sample while it runs; null when nothing was measured (no GPUs, sampling off, or not started yet). Each ended attempt keeps its own in `attempts`.",
+    ),
     notBefore: z
       .string()
       .nullable()

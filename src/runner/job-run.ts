@@ -78,10 +78,10 @@ export class JobRun {
   /** The spec's secrets, read once per run (for the container and for redacting its output). */
   private secrets: RunSecrets | null = null;
   private redactor: SecretRedactor | null = null;
-  /** The capture of the container's output now, for Gantry's own lines in the job's log. */
-  private capture: LogCapture | null = null;
   private readonly secretFiles: SecretFiles;
   private readonly notice: PreemptNotice | null;
+  /** The capture of the container's output now, for Gantry's own lines (note). */
+  private capture: LogCapture | null = null;
   readonly spec: JobSpec;
   /** This run's claim on the job: every write it makes about the job carries it. */
   readonly fence: Fence;
@@ -132,6 +132,11 @@ export class JobRun {
     this.capture?.note(`[gantry] stopping attempt ${this.fence.attempt} (${why.cause}): ${why.reason}; SIGTERM now, SIGKILL at ${killAt}`);
     this.container.stop();
     return true;
+  }
+
+  /** Adds a `[gantry]` line to the job's log, among its output, while its output is captured. */
+  note(line: string): void {
+    this.capture?.note(line);
   }
 
   /** Stops driving without touching the container: the next start re-attaches to it. */

@@ -411,6 +411,11 @@ export class Scheduler {
     return (await this.active.get(jobId)?.interrupt(why)) ?? false;
   }
 
+  /** Adds a `[gantry]` line to the log of a job this node runs (a GPU policy's warning); nothing if it runs elsewhere. */
+  note(jobId: string, line: string): void {
+    this.active.get(jobId)?.note(line);
+  }
+
   /** The jobs this node runs now. */
   get running(): number {
     return this.active.size;

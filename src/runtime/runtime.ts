@@ -33,6 +33,11 @@ export interface ContainerRuntime {
   listManaged(): Promise<ManagedContainer[]>;
   /** How a container stands now; null when it does not exist. */
   inspect(id: string): Promise<ContainerStatus | null>;
+  /**
+   * The ids of the container's processes as the engine's host numbers them
+   * (the ids nvidia-smi prints); empty when it is not running or is gone.
+   */
+  processes(id: string): Promise<number[]>;
 }
 
 export type RuntimeErrorKind =
@@ -161,5 +166,6 @@ export const RUNTIME_OPS = [
   'stop',
   'remove',
   'list',
+  'top',
 ] as const;
 export type RuntimeOp = (typeof RUNTIME_OPS)[number];

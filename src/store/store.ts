@@ -1,5 +1,6 @@
 import type { AttemptEnd, AttemptRecord } from '../model/attempt.js';
 import type { AuditAction, AuditOutcome, AuditRecord, NewAuditRecord } from '../model/audit.js';
+import type { GpuTelemetry } from '../model/gpu-telemetry.js';
 import type { JobSpec } from '../model/job.js';
 import type { LogChunk, LogLine, LogState, LogStream, NewLogRecord } from '../model/log.js';
 import type { NodeGpu, NodeState } from '../model/node.js';
@@ -60,6 +61,8 @@ export interface JobRecord {
   readonly notBefore: string | null;
   /** Declared memory per card when sharing GPUs; null for exclusive use. */
   readonly gpuMemoryMiB: number | null;
+  /** What the GPU sampler measured of the attempt that ran last; null when it measured nothing. */
+  readonly gpuTelemetry: GpuTelemetry | null;
   readonly exitCode: number | null;
   readonly reason: string | null;
   readonly result: string | null;
@@ -98,6 +101,7 @@ export type JobPatch = Partial<
     | 'attempt'
     | 'notBefore'
     | 'gpuMemoryMiB'
+    | 'gpuTelemetry'
     | 'exitCode'
     | 'reason'
     | 'result'

@@ -202,6 +202,12 @@ export class FakeRuntime implements ContainerRuntime {
     return c ? { running: c.state === 'running', exit: c.exit, finishedAt: null } : null;
   }
 
+  /** A fake container runs no host process, so it has none to list. */
+  async processes(): Promise<number[]> {
+    this.enter('top');
+    return [];
+  }
+
   async stop(id: string): Promise<void> {
     this.enter('stop');
     const c = this.containers.get(id);

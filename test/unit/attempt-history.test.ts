@@ -75,6 +75,7 @@ function contract(open: (t: TestContext) => Promise<{ store: Store; reopen: () =
         exitCode: 3,
         finishedAt: now.toISOString(),
         logEnd: 3,
+        gpuTelemetry: null,
       },
     ]);
     assert.deepEqual(

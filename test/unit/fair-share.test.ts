@@ -49,6 +49,7 @@ function record(seq: number, over: Partial<JobRecord> = {}): JobRecord {
     startedAt: null,
     finishedAt: null,
     deadlineAt: null,
+    gpuTelemetry: null,
     ...over,
   };
 }

@@ -63,6 +63,7 @@ function job(owner: string, r: Partial<JobRecord>): JobRecord {
     startedAt: null,
     finishedAt: null,
     deadlineAt: null,
+    gpuTelemetry: null,
     ...r,
   };
 }

@@ -72,6 +72,7 @@ function view(over: Partial<Job> & Pick<Job, 'id' | 'state'>): Job {
     attempt: 1,
     attempts: [],
     notBefore: null,
+    gpuTelemetry: null,
     pull: null,
     labels: {},
     cancelRequested: false,

@@ -37,6 +37,7 @@ function job(spec: Partial<JobSpec>, over: Partial<JobRecord> = {}): JobRecord {
     attempts: [],
     notBefore: null,
     gpuMemoryMiB: null,
+    gpuTelemetry: null,
     exitCode: null,
     reason: null,
     result: null,

@@ -10,6 +10,7 @@ import { after, before, describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { FencedError, StoreUnavailableError } from '../../src/model/errors.js';
+import type { GpuTelemetry } from '../../src/model/gpu-telemetry.js';
 import type { JobSpec } from '../../src/model/job.js';
 import { EMPTY_LOG_STATE, type LogState, type NewLogRecord } from '../../src/model/log.js';
 import { decodeChunk } from '../../src/store/chunk-codec.js';
@@ -192,6 +193,38 @@ describe('PostgreSQL store', () => {
     assert.equal((await s.jobs.update(record.id, { reason: 'unguarded' }))?.reason, 'unguarded');
     assert.equal(await s.jobs.update('nope', { reason: 'x' }), undefined);
     assert.deepEqual(Object.keys(ended!).sort(), Object.keys(record).sort(), 'a record has exactly the JobRecord fields');
+    assert.equal(ended?.gpuTelemetry, null);
+  });
+
+  test('the GPU telemetry summary is stored as JSON text with the run’s fence, and refused once the job ended', async (t) => {
+    const url = await freshDatabase();
+    const s = await open(t, url, 'a');
+    const { record } = await s.jobs.insert(newJob());
+    const fence = { node: 'a', attempt: 1 };
+    await s.jobs.update(record.id, { state: 'running', node: 'a', startedAt: '2030-01-01T00:00:00.000Z' }, { state: 'queued' });
+    const summary: GpuTelemetry = {
+      attempt: 1,
+      samples: 2,
+      firstSampleAt: '2030-01-01T00:00:10.000Z',
+      lastSampleAt: '2030-01-01T00:00:20.000Z',
+      gpuSeconds: 20,
+      sharedCard: true,
+      meanUtilizationPct: null,
+      peakUtilizationPct: null,
+      peakMemoryMiB: 5000,
+      energyJoules: null,
+      declaredMemoryMiB: 4096,
+      overDeclaredMemory: true,
+      warnings: [{ kind: 'memory_exceeded', time: '2030-01-01T00:00:20.000Z', message: 'over', action: 'warn' }],
+    };
+    assert.deepEqual((await s.jobs.update(record.id, { gpuTelemetry: summary }, { fence }))?.gpuTelemetry, summary);
+    const finishedAt = '2030-01-01T00:01:00.000Z';
+    const endAttempt = { outcome: 'succeeded', cause: null, retried: false, reason: null, exitCode: 0, finishedAt } as const;
+    const ended = await s.jobs.update(record.id, { state: 'succeeded', finishedAt, endAttempt }, { fence });
+    assert.deepEqual(ended?.attempts[0]?.gpuTelemetry, summary, 'the ended attempt keeps the summary it had');
+    assert.equal(await s.jobs.update(record.id, { gpuTelemetry: { ...summary, samples: 3 } }, { fence }), undefined);
+    const other = await open(t, url, 'b');
+    assert.deepEqual((await other.jobs.get(record.id))?.gpuTelemetry, summary, 'as another node reads it');
   });
 
   test('claim: of two nodes claiming one job exactly one wins; claimed jobs leave the queue', async (t) => {
@@ -663,7 +696,7 @@ describe('PostgreSQL store', () => {
     const { rows } = await query(url, 'SELECT name FROM kysely_migration ORDER BY name');
     assert.deepEqual(
       rows.map((r) => r.name),
-      ['0001_initial', '0002_audit', '0003_retries', '0004_jobs_unfinished'],
+      ['0001_initial', '0002_audit', '0003_retries', '0004_jobs_unfinished', '0005_gpu_telemetry'],
     );
     // Every table was made by the one transaction that recorded the migrations.
     const made = await query(
@@ -678,7 +711,7 @@ describe('PostgreSQL store', () => {
     assert.equal((await stores[2]!.jobs.get(record.id))?.id, record.id);
     // Opening again finds nothing to do.
     await open(t, url, 'd');
-    assert.equal((await query(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 4);
+    assert.equal((await query(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 5);
   });
 });
 

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { FencedError } from '../../src/model/errors.js';
+import type { GpuTelemetry } from '../../src/model/gpu-telemetry.js';
 import type { JobSpec } from '../../src/model/job.js';
 import { EMPTY_LOG_STATE, type LogState, type NewLogRecord } from '../../src/model/log.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
@@ -40,6 +41,22 @@ async function setup(t: { after(fn: () => unknown): void }) {
   };
   return { dir, store, add };
 }
+
+const TELEMETRY: GpuTelemetry = {
+  attempt: 1,
+  samples: 0,
+  firstSampleAt: '2026-12-02T10:00:10.000Z',
+  lastSampleAt: '2026-12-02T10:00:30.000Z',
+  gpuSeconds: 30,
+  sharedCard: false,
+  meanUtilizationPct: 91.5,
+  peakUtilizationPct: 100,
+  peakMemoryMiB: 70312,
+  energyJoules: 15000,
+  declaredMemoryMiB: null,
+  overDeclaredMemory: false,
+  warnings: [{ kind: 'idle', time: '2026-12-02T10:00:30.000Z', message: 'idle', action: 'warn' }],
+};
 
 const node = (name: string, leaseSeconds = 30): NodeInfo => ({
   name,
@@ -187,6 +204,26 @@ test('a fenced update is refused once the job is another node’s or attempt’s
   assert.ok(await store.jobs.update(job.id, { state: 'cancelled', finishedAt: new Date().toISOString() }, { fence: fenceB }));
   assert.equal(await store.jobs.update(job.id, { result: 'late' }, { fence: fenceB }), undefined);
   assert.equal((await store.jobs.get(job.id))?.result, 'progress');
+});
+
+test('the GPU telemetry summary is stored as JSON with the run’s fence, read back after a reopen, and refused once the job ended', async (t) => {
+  const { dir, store, add } = await setup(t);
+  const a = await store.nodes.register(node('a'));
+  const job = await add();
+  assert.equal(job.gpuTelemetry, null, 'a new job has none');
+  await runOn(store, job.id, 'a', a.epoch);
+  const fence = { node: 'a', attempt: 1 };
+  const summary = { ...TELEMETRY, samples: 3 };
+  assert.deepEqual((await store.jobs.update(job.id, { gpuTelemetry: summary }, { fence }))?.gpuTelemetry, summary);
+  const finishedAt = new Date().toISOString();
+  const endAttempt = { outcome: 'succeeded', cause: null, retried: false, reason: null, exitCode: 0, finishedAt } as const;
+  const ended = await store.jobs.update(job.id, { state: 'succeeded', finishedAt, endAttempt }, { fence });
+  assert.deepEqual(ended?.attempts[0]?.gpuTelemetry, summary, 'the ended attempt keeps the summary it had');
+  assert.equal(await store.jobs.update(job.id, { gpuTelemetry: { ...summary, samples: 4 } }, { fence }), undefined, 'ended: refused');
+  // Another connection to the file: read from disk, not from the first store's cache.
+  const other = await openSqliteStore(dir);
+  t.after(() => other.close());
+  assert.deepEqual((await other.jobs.get(job.id))?.gpuTelemetry, summary);
 });
 
 test('a fenced log write of a run that is no longer the writer’s rejects with FencedError and stores nothing', async (t) => {

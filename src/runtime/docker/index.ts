@@ -233,6 +233,25 @@ export class DockerRuntime implements ContainerRuntime {
     );
   }
 
+  /**
+   * `docker top` with `ps -o pid`: the engine lists the container's
+   * processes from its cgroup and prints their host ids, whichever cgroup
+   * version or driver the host uses, and wherever Gantry itself runs.
+   */
+  processes(id: string): Promise<number[]> {
+    return this.call(
+      'top',
+      async () => {
+        const top = (await this.docker.getContainer(id).top({ ps_args: '-o pid' })) as { Titles?: string[]; Processes?: string[][] | null };
+        const col = (top.Titles ?? []).indexOf('PID');
+        if (col < 0) return [];
+        return (top.Processes ?? []).map((row) => Number(row[col])).filter((pid) => Number.isInteger(pid) && pid > 0);
+      },
+      // 404: gone; 409: not running (it ended between the listing and this call).
+      { statuses: [404, 409], value: [] },
+    );
+  }
+
   listManaged(): Promise<ManagedContainer[]> {
     return this.call('list', async () => {
       const list = await this.docker.listContainers({ all: true, filters: { label: [`${MANAGED_LABELS.managed}=true`] } });

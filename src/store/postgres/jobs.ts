@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { AttemptEnd, AttemptRecord } from '../../model/attempt.js';
+import type { GpuTelemetry } from '../../model/gpu-telemetry.js';
 import type { JobSpec } from '../../model/job.js';
 import { type JobState, TERMINAL_STATES } from '../../model/states.js';
 import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard } from '../store.js';
@@ -26,6 +27,7 @@ export interface JobRow {
   attempts: string;
   not_before: string | null;
   gpu_memory_mib: number | null;
+  gpu_telemetry: string | null;
   exit_code: number | null;
   reason: string | null;
   result: string | null;
@@ -41,7 +43,7 @@ export interface JobRow {
 /** Every column of `jobs`, named rather than `*`, so a later migration cannot change what a prepared statement returns. */
 export const JOB_COLUMNS =
   'seq, id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, container_id, gpus, node, attempt, attempts, not_before, ' +
-  'gpu_memory_mib, exit_code, reason, result, pull_status, pull_progress, cancel_requested, created_at, started_at, finished_at, deadline_at';
+  'gpu_memory_mib, gpu_telemetry, exit_code, reason, result, pull_status, pull_progress, cancel_requested, created_at, started_at, finished_at, deadline_at';
 
 const list = (states: Iterable<string>) => [...states].map((s) => `'${s}'`).join(', ');
 /** SQL lists of fixed state names (constants, never input). */
@@ -59,6 +61,7 @@ const COLUMN: Record<ColumnField, string> = {
   attempt: 'attempt',
   notBefore: 'not_before',
   gpuMemoryMiB: 'gpu_memory_mib',
+  gpuTelemetry: 'gpu_telemetry',
   exitCode: 'exit_code',
   reason: 'reason',
   result: 'result',
@@ -83,6 +86,7 @@ export function pgText<T extends string | null | undefined>(s: T): T {
 
 function toSql(key: ColumnField, value: unknown): unknown {
   if (key === 'gpus') return JSON.stringify(value);
+  if (key === 'gpuTelemetry') return value === null ? null : JSON.stringify(value);
   if (key === 'cancelRequested') return value === true;
   return typeof value === 'string' ? pgText(value) : value;
 }
@@ -106,6 +110,7 @@ export function toRecord(row: JobRow): JobRecord {
     attempts: Object.freeze(JSON.parse(row.attempts) as AttemptRecord[]),
     notBefore: row.not_before,
     gpuMemoryMiB: row.gpu_memory_mib,
+    gpuTelemetry: row.gpu_telemetry === null ? null : (JSON.parse(row.gpu_telemetry) as GpuTelemetry),
     exitCode: row.exit_code,
     reason: row.reason,
     result: row.result,
@@ -161,6 +166,7 @@ function appendAttempt(p: Params, e: AttemptEnd): string {
     `'attempt', attempt, 'node', node, 'gpus', gpus::jsonb, 'startedAt', started_at, ` +
     `'outcome', ${p.add(e.outcome)}::text, 'cause', ${p.add(e.cause)}::text, 'retried', ${p.add(e.retried)}::boolean, ` +
     `'reason', ${p.add(pgText(e.reason))}::text, 'exitCode', ${p.add(e.exitCode)}::int, 'finishedAt', ${p.add(e.finishedAt)}::text, ` +
+    `'gpuTelemetry', gpu_telemetry::jsonb, ` +
     `'logEnd', COALESCE((SELECT l.next_seq - 1 FROM log_state l WHERE l.job_id = jobs.id), 0))))::text`
   );
 }

@@ -148,12 +148,20 @@ const RETRIES: readonly string[] = [
  */
 const UNFINISHED: readonly string[] = [`CREATE INDEX jobs_unfinished ON jobs (created_at) WHERE finished_at IS NULL`];
 
+/**
+ * GPU telemetry: the summary of what the sampler measured of the job's last
+ * attempt (JSON text, written by the run's node with its fence). Existing
+ * jobs get NULL: nothing was measured.
+ */
+const GPU_TELEMETRY: readonly string[] = [`ALTER TABLE jobs ADD COLUMN gpu_telemetry TEXT`];
+
 /** Ordered by name. Append only: never edit a migration that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': statements(INITIAL),
   '0002_audit': statements(AUDIT),
   '0003_retries': statements(RETRIES),
   '0004_jobs_unfinished': statements(UNFINISHED),
+  '0005_gpu_telemetry': statements(GPU_TELEMETRY),
 };
 
 const provider: MigrationProvider = {

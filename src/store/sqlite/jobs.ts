@@ -1,6 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
 import type { AttemptRecord } from '../../model/attempt.js';
+import type { GpuTelemetry } from '../../model/gpu-telemetry.js';
 import type { JobSpec } from '../../model/job.js';
 import { isTerminal, type JobState, TERMINAL_STATES } from '../../model/states.js';
 import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard } from '../store.js';
@@ -26,6 +27,7 @@ interface JobRow {
   attempts: string;
   not_before: string | null;
   gpu_memory_mib: number | null;
+  gpu_telemetry: string | null;
   exit_code: number | null;
   reason: string | null;
   result: string | null;
@@ -49,6 +51,7 @@ const COLUMN: Record<ColumnField, string> = {
   attempt: 'attempt',
   notBefore: 'not_before',
   gpuMemoryMiB: 'gpu_memory_mib',
+  gpuTelemetry: 'gpu_telemetry',
   exitCode: 'exit_code',
   reason: 'reason',
   result: 'result',
@@ -69,11 +72,12 @@ const COLUMN: Record<ColumnField, string> = {
 const APPEND_ATTEMPT = `attempts = json_insert(attempts, '$[#]', json_object(
   'attempt', attempt, 'node', node, 'gpus', json(gpus), 'startedAt', started_at,
   'outcome', @eaOutcome, 'cause', @eaCause, 'retried', json(@eaRetried), 'reason', @eaReason,
-  'exitCode', @eaExitCode, 'finishedAt', @eaFinishedAt,
+  'exitCode', @eaExitCode, 'finishedAt', @eaFinishedAt, 'gpuTelemetry', json(gpu_telemetry),
   'logEnd', COALESCE((SELECT l.next_seq - 1 FROM log_state l WHERE l.job_id = jobs.id), 0)))`;
 
 function toSql(key: ColumnField, value: unknown): unknown {
   if (key === 'gpus') return JSON.stringify(value);
+  if (key === 'gpuTelemetry') return value === null ? null : JSON.stringify(value);
   if (key === 'cancelRequested') return value ? 1 : 0;
   return value;
 }
@@ -102,6 +106,7 @@ function toRecord(row: JobRow): JobRecord {
     attempts: JSON.parse(row.attempts) as AttemptRecord[],
     notBefore: row.not_before,
     gpuMemoryMiB: row.gpu_memory_mib,
+    gpuTelemetry: row.gpu_telemetry === null ? null : (JSON.parse(row.gpu_telemetry) as GpuTelemetry),
     exitCode: row.exit_code,
     reason: row.reason,
     result: row.result,

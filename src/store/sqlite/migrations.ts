@@ -162,6 +162,15 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0005_jobs_finished': {
     up: (db) => exec(db, [`CREATE INDEX jobs_finished ON jobs(finished_at)`]),
   },
+
+  /**
+   * GPU telemetry: the summary of what the sampler measured of the job's
+   * last attempt (JSON, written by the run's node with its fence). Existing
+   * jobs get NULL: nothing was measured.
+   */
+  '0006_gpu_telemetry': {
+    up: (db) => exec(db, [`ALTER TABLE jobs ADD COLUMN gpu_telemetry TEXT`]),
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -115,9 +115,11 @@ export interface paths {
          *     Server-Sent Events (with `Accept: text/event-stream`):
          *     - `event: log`, `id: <seq>`, `data:` a LogLine as JSON ({seq, stream, time, line}).
          *     - `event: status`, `data:` the Job as JSON, first on connect and then on each change.
+         *     - `event: telemetry` (with `?telemetry=true`), `data:` a GpuSample as JSON: the job's cards at the sample and its summary so far, every GANTRY_GPU_SAMPLE_SECONDS while it runs (only from the node that runs it; a slow client gets the latest).
+         *     - `event: gpu-warning` (with `?telemetry=true`), `data:` a GpuWarning as JSON (idle, or memory over what a sharing job declared).
          *     - `event: end`, `data:` the final Job as JSON; then the stream closes.
          *     - `: ping` comment lines at least every 15 s.
-         *     Resume with `Last-Event-ID` (or `?lastEventId=`): delivery restarts right after that sequence number.
+         *     Resume with `Last-Event-ID` (or `?lastEventId=`): delivery restarts right after that sequence number. Telemetry and warning events carry no `id`, so they never move where a resume starts, and are not replayed.
          */
         get: operations["getJobLogs"];
         put?: never;
@@ -319,7 +321,8 @@ export interface components {
          *       "startedAt": "2026-01-05T09:30:01.250Z",
          *       "finishedAt": "2026-01-05T09:31:02.000Z",
          *       "firstLogSeq": 1,
-         *       "lastLogSeq": 12
+         *       "lastLogSeq": 12,
+         *       "gpuTelemetry": null
          *     }
          */
         Attempt: {
@@ -346,6 +349,8 @@ export interface components {
             firstLogSeq: number | null;
             /** @description The last log line (seq) of this attempt; null when it wrote none. */
             lastLogSeq: number | null;
+            /** @description What Gantry's GPU sampler measured of this attempt; null when nothing was. */
+            gpuTelemetry: components["schemas"]["GpuTelemetry"] | null;
         };
         AuditDetail: {
             /** @description The request fields a refusal named, as paths (`body.image`); never their values. */
@@ -467,6 +472,91 @@ export interface components {
             /** @description Share one card by declared memory (with count 1). Accounting only: Gantry does not enforce the limit inside the container. */
             memoryMiB?: number;
         } & (unknown | unknown);
+        /** @description One sample of a running job’s GPUs, with its summary so far. */
+        GpuSample: {
+            jobId: string;
+            time: string;
+            gpus: {
+                uuid: string;
+                /** @description The card’s utilisation; null on a shared card or when nvidia-smi could not say. */
+                utilizationPct: number | null;
+                /** @description Memory the job uses on the card (its own processes on a shared card). */
+                memoryUsedMiB: number | null;
+                /** @description The card’s power draw; null on a shared card or when nvidia-smi could not say. */
+                powerWatts: number | null;
+            }[];
+            summary: components["schemas"]["GpuTelemetry"];
+        };
+        /**
+         * @example {
+         *       "attempt": 1,
+         *       "samples": 72,
+         *       "firstSampleAt": "2026-01-05T09:30:10.000Z",
+         *       "lastSampleAt": "2026-01-05T09:42:00.000Z",
+         *       "gpuSeconds": 732.65,
+         *       "sharedCard": false,
+         *       "meanUtilizationPct": 91.4,
+         *       "peakUtilizationPct": 100,
+         *       "peakMemoryMiB": 70312,
+         *       "energyJoules": 412870,
+         *       "declaredMemoryMiB": null,
+         *       "overDeclaredMemory": false,
+         *       "warnings": []
+         *     }
+         */
+        GpuTelemetry: {
+            /** @description The attempt these figures are of. */
+            attempt: number;
+            /** @description How many times the job’s cards were sampled. */
+            samples: number;
+            firstSampleAt: string | null;
+            lastSampleAt: string | null;
+            /** @description Cards held × seconds, from the container start to its end (to the last sample while it runs); for a sharing job, the shared card counts whole. */
+            gpuSeconds: number;
+            /** @description The job shares its card: nvidia-smi cannot split utilisation or power by process, so those figures (and energy) are null, and memory is its own processes’ only. */
+            sharedCard: boolean;
+            /** @description Mean over samples of the mean utilisation of its cards (null for a shared card). */
+            meanUtilizationPct: number | null;
+            /** @description Highest sampled utilisation of any of its cards (null for a shared card). */
+            peakUtilizationPct: number | null;
+            /** @description Highest sampled memory in use, summed over its cards (on a shared card: its own processes). */
+            peakMemoryMiB: number | null;
+            /** @description Power draw of its cards integrated over the sampled time (trapezoids between samples); null for a shared card. */
+            energyJoules: number | null;
+            /** @description The memory it declared per card when sharing; null for exclusive use. */
+            declaredMemoryMiB: number | null;
+            /** @description Sharing a card, it was seen using more memory than it declared. */
+            overDeclaredMemory: boolean;
+            /** @description What the sampler warned about, oldest first. */
+            warnings: components["schemas"]["GpuWarning"][];
+        };
+        GpuWarning: {
+            /**
+             * @description idle: its cards stayed at ~0% utilisation too long; memory_exceeded: sharing a card, it used more than it declared.
+             * @enum {string}
+             */
+            kind: "idle" | "memory_exceeded";
+            /** @description When the sampler saw it. */
+            time: string;
+            message: string;
+            /**
+             * @description What the operator's policy did: only report it, or end the job (cause idle or memory_exceeded).
+             * @enum {string}
+             */
+            action: "warn" | "end";
+        };
+        /** @description A warning of the GPU sampler about the job (with `?telemetry=true`); no `id`. */
+        GpuWarningEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            event: "gpu-warning";
+            /** @description A GpuWarning, as JSON text. */
+            data: string;
+            /** @description Reconnection delay in ms; sent once, with the first event. */
+            retry?: number;
+        };
         Health: {
             /** @constant */
             status: "ok";
@@ -496,6 +586,8 @@ export interface components {
             attempt: number;
             /** @description The attempts that ended, oldest first: how each ended and which log lines are its. */
             attempts: components["schemas"]["Attempt"][];
+            /** @description What Gantry's GPU sampler (GANTRY_GPU_SAMPLE_SECONDS) measured of the current attempt, updated at each sample while it runs; null when nothing was measured (no GPUs, sampling off, or not started yet). Each ended attempt keeps its own in `attempts`. */
+            gpuTelemetry: components["schemas"]["GpuTelemetry"] | null;
             /** @description The earliest time the current attempt may start: set when a retry waits out the spec's backoff, else null. */
             notBefore: string | null;
             /** @description Image pull progress while the job is pulling. */
@@ -651,7 +743,7 @@ export interface components {
             line: string;
         };
         /** @description One event of the `text/event-stream` log (OpenAPI 3.1: the schema describes each event). `event:` names the type, `data:` carries JSON text, `id:` is set on `log` events. Comment lines (`: ping`) keep the connection alive at least every 15 s and carry no event. */
-        LogStreamEvent: components["schemas"]["LogEvent"] | components["schemas"]["StatusEvent"] | components["schemas"]["EndEvent"];
+        LogStreamEvent: components["schemas"]["LogEvent"] | components["schemas"]["StatusEvent"] | components["schemas"]["TelemetryEvent"] | components["schemas"]["GpuWarningEvent"] | components["schemas"]["EndEvent"];
         Mount: {
             /** @description Host path (absolute) or named volume; must fall within GANTRY_MOUNT_ALLOWLIST. */
             source: string;
@@ -893,6 +985,18 @@ export interface components {
             /** @description Reconnection delay in ms; sent once, with the first event. */
             retry?: number;
         };
+        /** @description A sample of the job's GPUs (with `?telemetry=true`); no `id`. */
+        TelemetryEvent: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            event: "telemetry";
+            /** @description A GpuSample, as JSON text. */
+            data: string;
+            /** @description Reconnection delay in ms; sent once, with the first event. */
+            retry?: number;
+        };
         TokenInfo: {
             /** @description The owner the token acts for. */
             owner: string;
@@ -1050,6 +1154,21 @@ export interface operations {
                      *           "pull": null,
                      *           "cancelRequested": false,
                      *           "notBefore": null,
+                     *           "gpuTelemetry": {
+                     *             "attempt": 1,
+                     *             "samples": 73,
+                     *             "firstSampleAt": "2026-01-05T09:30:11.250Z",
+                     *             "lastSampleAt": "2026-01-05T09:42:11.250Z",
+                     *             "gpuSeconds": 732.65,
+                     *             "sharedCard": false,
+                     *             "meanUtilizationPct": 91.4,
+                     *             "peakUtilizationPct": 100,
+                     *             "peakMemoryMiB": 70312,
+                     *             "energyJoules": 412870,
+                     *             "declaredMemoryMiB": null,
+                     *             "overDeclaredMemory": false,
+                     *             "warnings": []
+                     *           },
                      *           "state": "succeeded",
                      *           "position": null,
                      *           "waiting": null,
@@ -1079,7 +1198,22 @@ export interface operations {
                      *               "startedAt": "2026-01-05T09:30:01.250Z",
                      *               "finishedAt": "2026-01-05T09:42:13.900Z",
                      *               "firstLogSeq": 1,
-                     *               "lastLogSeq": 2
+                     *               "lastLogSeq": 2,
+                     *               "gpuTelemetry": {
+                     *                 "attempt": 1,
+                     *                 "samples": 73,
+                     *                 "firstSampleAt": "2026-01-05T09:30:11.250Z",
+                     *                 "lastSampleAt": "2026-01-05T09:42:11.250Z",
+                     *                 "gpuSeconds": 732.65,
+                     *                 "sharedCard": false,
+                     *                 "meanUtilizationPct": 91.4,
+                     *                 "peakUtilizationPct": 100,
+                     *                 "peakMemoryMiB": 70312,
+                     *                 "energyJoules": 412870,
+                     *                 "declaredMemoryMiB": null,
+                     *                 "overDeclaredMemory": false,
+                     *                 "warnings": []
+                     *               }
                      *             }
                      *           ]
                      *         }
@@ -1233,6 +1367,7 @@ export interface operations {
                      *       "pull": null,
                      *       "cancelRequested": false,
                      *       "notBefore": null,
+                     *       "gpuTelemetry": null,
                      *       "state": "queued",
                      *       "position": 0,
                      *       "waiting": {
@@ -1299,6 +1434,7 @@ export interface operations {
                      *       "pull": null,
                      *       "cancelRequested": false,
                      *       "notBefore": null,
+                     *       "gpuTelemetry": null,
                      *       "state": "queued",
                      *       "position": 0,
                      *       "waiting": {
@@ -1545,6 +1681,21 @@ export interface operations {
                      *       "pull": null,
                      *       "cancelRequested": false,
                      *       "notBefore": null,
+                     *       "gpuTelemetry": {
+                     *         "attempt": 1,
+                     *         "samples": 73,
+                     *         "firstSampleAt": "2026-01-05T09:30:11.250Z",
+                     *         "lastSampleAt": "2026-01-05T09:42:11.250Z",
+                     *         "gpuSeconds": 732.65,
+                     *         "sharedCard": false,
+                     *         "meanUtilizationPct": 91.4,
+                     *         "peakUtilizationPct": 100,
+                     *         "peakMemoryMiB": 70312,
+                     *         "energyJoules": 412870,
+                     *         "declaredMemoryMiB": null,
+                     *         "overDeclaredMemory": false,
+                     *         "warnings": []
+                     *       },
                      *       "state": "succeeded",
                      *       "position": null,
                      *       "waiting": null,
@@ -1574,7 +1725,22 @@ export interface operations {
                      *           "startedAt": "2026-01-05T09:30:01.250Z",
                      *           "finishedAt": "2026-01-05T09:42:13.900Z",
                      *           "firstLogSeq": 1,
-                     *           "lastLogSeq": 2
+                     *           "lastLogSeq": 2,
+                     *           "gpuTelemetry": {
+                     *             "attempt": 1,
+                     *             "samples": 73,
+                     *             "firstSampleAt": "2026-01-05T09:30:11.250Z",
+                     *             "lastSampleAt": "2026-01-05T09:42:11.250Z",
+                     *             "gpuSeconds": 732.65,
+                     *             "sharedCard": false,
+                     *             "meanUtilizationPct": 91.4,
+                     *             "peakUtilizationPct": 100,
+                     *             "peakMemoryMiB": 70312,
+                     *             "energyJoules": 412870,
+                     *             "declaredMemoryMiB": null,
+                     *             "overDeclaredMemory": false,
+                     *             "warnings": []
+                     *           }
                      *         }
                      *       ]
                      *     }
@@ -1753,6 +1919,7 @@ export interface operations {
                      *       "pull": null,
                      *       "cancelRequested": false,
                      *       "notBefore": null,
+                     *       "gpuTelemetry": null,
                      *       "state": "cancelled",
                      *       "position": null,
                      *       "waiting": {
@@ -1903,6 +2070,8 @@ export interface operations {
                 attempt?: number;
                 /** @description Keep the response open until the job ends. SSE always follows. */
                 follow?: "0" | "1" | "true" | "false";
+                /** @description SSE only: also send the job's GPU samples (`event: telemetry`) and warnings (`event: gpu-warning`) as the node running it takes them. */
+                telemetry?: "0" | "1" | "true" | "false";
                 /** @description Same as the Last-Event-ID header, for clients that cannot set headers. */
                 lastEventId?: number;
             };
@@ -2193,6 +2362,21 @@ export interface operations {
                      *       "pull": null,
                      *       "cancelRequested": false,
                      *       "notBefore": null,
+                     *       "gpuTelemetry": {
+                     *         "attempt": 1,
+                     *         "samples": 73,
+                     *         "firstSampleAt": "2026-01-05T09:30:11.250Z",
+                     *         "lastSampleAt": "2026-01-05T09:42:11.250Z",
+                     *         "gpuSeconds": 732.65,
+                     *         "sharedCard": false,
+                     *         "meanUtilizationPct": 91.4,
+                     *         "peakUtilizationPct": 100,
+                     *         "peakMemoryMiB": 70312,
+                     *         "energyJoules": 412870,
+                     *         "declaredMemoryMiB": null,
+                     *         "overDeclaredMemory": false,
+                     *         "warnings": []
+                     *       },
                      *       "state": "succeeded",
                      *       "position": null,
                      *       "waiting": null,
@@ -2222,7 +2406,22 @@ export interface operations {
                      *           "startedAt": "2026-01-05T09:30:01.250Z",
                      *           "finishedAt": "2026-01-05T09:42:13.900Z",
                      *           "firstLogSeq": 1,
-                     *           "lastLogSeq": 2
+                     *           "lastLogSeq": 2,
+                     *           "gpuTelemetry": {
+                     *             "attempt": 1,
+                     *             "samples": 73,
+                     *             "firstSampleAt": "2026-01-05T09:30:11.250Z",
+                     *             "lastSampleAt": "2026-01-05T09:42:11.250Z",
+                     *             "gpuSeconds": 732.65,
+                     *             "sharedCard": false,
+                     *             "meanUtilizationPct": 91.4,
+                     *             "peakUtilizationPct": 100,
+                     *             "peakMemoryMiB": 70312,
+                     *             "energyJoules": 412870,
+                     *             "declaredMemoryMiB": null,
+                     *             "overDeclaredMemory": false,
+                     *             "warnings": []
+                     *           }
                      *         }
                      *       ]
                      *     }

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { attemptViews } from '../../../jobs/view.js';
 import { attemptLogBounds, followLog } from '../../../logs/follow.js';
 import { NotFoundError } from '../../../model/errors.js';
+import { type GpuSample, GpuSampleSchema, type GpuWarning, GpuWarningSchema } from '../../../model/gpu-telemetry.js';
 import { type Job, JobSchema } from '../../../model/job.js';
 import { type LogLine, LogLineSchema } from '../../../model/log.js';
 import type { JobRecord } from '../../../store/store.js';
@@ -26,6 +27,12 @@ const LogsQuery = z
           'With `tail`, an attempt that has ended gives its last N records of any stream, before the `stream` filter.',
       ),
     follow: z.enum(['true', 'false', '1', '0']).optional().describe('Keep the response open until the job ends. SSE always follows.'),
+    telemetry: z
+      .enum(['true', 'false', '1', '0'])
+      .optional()
+      .describe(
+        "SSE only: also send the job's GPU samples (`event: telemetry`) and warnings (`event: gpu-warning`) as the node running it takes them.",
+      ),
     lastEventId: z.coerce
       .number()
       .int()
@@ -38,9 +45,11 @@ const LogsQuery = z
 const SSE_DOC = `Server-Sent Events (with \`Accept: text/event-stream\`):
 - \`event: log\`, \`id: <seq>\`, \`data:\` a LogLine as JSON ({seq, stream, time, line}).
 - \`event: status\`, \`data:\` the Job as JSON, first on connect and then on each change.
+- \`event: telemetry\` (with \`?telemetry=true\`), \`data:\` a GpuSample as JSON: the job's cards at the sample and its summary so far, every GANTRY_GPU_SAMPLE_SECONDS while it runs (only from the node that runs it; a slow client gets the latest).
+- \`event: gpu-warning\` (with \`?telemetry=true\`), \`data:\` a GpuWarning as JSON (idle, or memory over what a sharing job declared).
 - \`event: end\`, \`data:\` the final Job as JSON; then the stream closes.
 - \`: ping\` comment lines at least every 15 s.
-Resume with \`Last-Event-ID\` (or \`?lastEventId=\`): delivery restarts right after that sequence number.`;
+Resume with \`Last-Event-ID\` (or \`?lastEventId=\`): delivery restarts right after that sequence number. Telemetry and warning events carry no \`id\`, so they never move where a resume starts, and are not replayed.`;
 
 // The SSE events, for the document: one schema per event as an SSE parser
 // hands it over. `data` is JSON text; contentSchema names what it decodes to.
@@ -62,20 +71,30 @@ const StatusEventSchema = z
 const EndEventSchema = z
   .object({ event: z.literal('end'), data: jsonText(JobSchema, 'The Job in its final state'), retry })
   .meta({ id: 'EndEvent', description: 'The job in its final state; the server then closes the stream.' });
-const LogStreamEventSchema = z.discriminatedUnion('event', [LogEventSchema, StatusEventSchema, EndEventSchema]).meta({
-  id: 'LogStreamEvent',
-  discriminator: {
-    propertyName: 'event',
-    mapping: {
-      log: componentRef(LogEventSchema).$ref,
-      status: componentRef(StatusEventSchema).$ref,
-      end: componentRef(EndEventSchema).$ref,
+const TelemetryEventSchema = z
+  .object({ event: z.literal('telemetry'), data: jsonText(GpuSampleSchema, 'A GpuSample'), retry })
+  .meta({ id: 'TelemetryEvent', description: "A sample of the job's GPUs (with `?telemetry=true`); no `id`." });
+const GpuWarningEventSchema = z
+  .object({ event: z.literal('gpu-warning'), data: jsonText(GpuWarningSchema, 'A GpuWarning'), retry })
+  .meta({ id: 'GpuWarningEvent', description: 'A warning of the GPU sampler about the job (with `?telemetry=true`); no `id`.' });
+const LogStreamEventSchema = z
+  .discriminatedUnion('event', [LogEventSchema, StatusEventSchema, TelemetryEventSchema, GpuWarningEventSchema, EndEventSchema])
+  .meta({
+    id: 'LogStreamEvent',
+    discriminator: {
+      propertyName: 'event',
+      mapping: {
+        log: componentRef(LogEventSchema).$ref,
+        status: componentRef(StatusEventSchema).$ref,
+        telemetry: componentRef(TelemetryEventSchema).$ref,
+        'gpu-warning': componentRef(GpuWarningEventSchema).$ref,
+        end: componentRef(EndEventSchema).$ref,
+      },
     },
-  },
-  description:
-    'One event of the `text/event-stream` log (OpenAPI 3.1: the schema describes each event). `event:` names the type, `data:` carries JSON text, `id:` is set on `log` events. ' +
-    'Comment lines (`: ping`) keep the connection alive at least every 15 s and carry no event.',
-});
+    description:
+      'One event of the `text/event-stream` log (OpenAPI 3.1: the schema describes each event). `event:` names the type, `data:` carries JSON text, `id:` is set on `log` events. ' +
+      'Comment lines (`: ping`) keep the connection alive at least every 15 s and carry no event.',
+  });
 
 /** Characters JSON.stringify would escape in a string (and lone surrogates). */
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what JSON must escape
@@ -87,6 +106,8 @@ export const sse = {
   line: (l: LogLine) =>
     `id: ${l.seq}\nevent: log\ndata: {"seq":${l.seq},"stream":"${l.stream}","time":"${l.time}","line":${NEEDS_ESCAPE.test(l.line) ? JSON.stringify(l.line) : `"${l.line}"`}}\n\n`,
   status: (job: Job) => `event: status\ndata: ${JSON.stringify(job)}\n\n`,
+  telemetry: (sample: GpuSample) => `event: telemetry\ndata: ${JSON.stringify(sample)}\n\n`,
+  gpuWarning: (warning: GpuWarning) => `event: gpu-warning\ndata: ${JSON.stringify(warning)}\n\n`,
   end: (job: Job) => `event: end\ndata: ${JSON.stringify(job)}\n\n`,
   heartbeat: ': ping\n\n',
 };
@@ -167,6 +188,7 @@ export const jobLogRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs
         hub: events,
         currentJob,
         attempt: q.attempt,
+        telemetry: wantsSse && (q.telemetry === 'true' || q.telemetry === '1'),
         res,
         format: wantsSse ? sse : plain,
       });
