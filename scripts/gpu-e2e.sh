@@ -98,6 +98,12 @@ if [ -z "$DRY" ]; then
   nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits > "$OUT/nvidia-smi-query.csv" || die "nvidia-smi failed"
   nvidia-smi --query-gpu=index,uuid,name,memory.total,pci.bus_id --format=csv,noheader,nounits > "$OUT/nvidia-smi-gantry-query.csv"
   HOST_UUIDS=$(cut -d, -f2 "$OUT/nvidia-smi-query.csv" | tr -d ' ' | paste -sd, -)
+  # The GPU health queries (src/gpu/health/smi-health.ts), kept in host.txt for test/fixtures/nvidia-smi/h200-health/.
+  for q in '--query-gpu=uuid,pci.bus_id,ecc.errors.uncorrected.volatile.total,retired_pages.pending' '--query-remapped-rows=gpu_uuid,remapped_rows.failure'; do
+    echo "## nvidia-smi $q --format=csv,noheader,nounits"
+    rc=0; nvidia-smi "$q" --format=csv,noheader,nounits 2>&1 || rc=$?
+    echo "## exit $rc"
+  done >> "$OUT/host.txt"
   log "host GPUs: $(cat "$OUT/nvidia-smi-query.csv" | paste -sd';' -)"
   [ "$MODE" = two ] && [ "$(echo "$HOST_UUIDS" | tr ',' '\n' | grep -c .)" -lt 2 ] && die "GPU_E2E_MODE=two needs two GPUs; nvidia-smi lists $HOST_UUIDS"
   PYTHON=$(python3 -c 'import sys; print(sys.executable)')

@@ -10,6 +10,9 @@ import { NodeDirectory } from './fleet/directory.js';
 import { NodeMembership } from './fleet/membership.js';
 import { NodeService } from './fleet/node-service.js';
 import { GpuAllocator } from './gpu/allocator.js';
+import { KernelLogReader } from './gpu/health/kernel-log.js';
+import { HealthMonitor } from './gpu/health/monitor.js';
+import { GpuHealthBook } from './gpu/health/state.js';
 import { discoverGpus, type GpuDevice } from './gpu/inventory.js';
 import { JobEventHub } from './jobs/events.js';
 import { Quotas, readQuotasFile } from './jobs/quotas.js';
@@ -46,6 +49,8 @@ export interface Gantry {
   jobs: JobService;
   events: JobEventHub;
   gpus: GpuAllocator;
+  /** Each GPU's health: faults the monitor saw, and the admin's drains. */
+  health: GpuHealthBook;
   scheduler: Scheduler;
   /** This node's seat in the fleet (a single host is a fleet of one). */
   membership: NodeMembership;
@@ -96,10 +101,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
         )),
   });
   const gpus = new GpuAllocator(devices);
+  const health = new GpuHealthBook(devices, store.settings, log);
+  await health.load();
+  gpus.withhold((uuid) => health.withheld(uuid));
   const events = new JobEventHub();
   const metrics = new GantryMetrics({
     store,
     gpus,
+    health,
     events,
     droppedLogLines: droppedLines,
     node: { name: config.node.name, version: OPENAPI_INFO.version },
@@ -154,6 +163,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   });
   const { jobs } = domain;
   scheduler = domain.scheduler;
+  const monitor = watchGpuHealth({ config, devices, gpus, health, scheduler, log });
   const nodes = new NodeService(store, () => {
     directory.invalidate();
     void membership.refresh().then(() => scheduler?.kick());
@@ -178,7 +188,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       })
     : () => undefined;
 
-  const app = await buildHttp({ config, log, tokens, store, runtime, jobs, nodes, logs: store.logs, events, gpus, metrics });
+  const app = await buildHttp({ config, log, tokens, store, runtime, jobs, nodes, logs: store.logs, events, gpus, health, metrics });
   const openMetrics =
     config.metrics === 'open' ? openMetricsListener({ scrape: () => metrics.scrape(), contentType: metrics.contentType, log }) : null;
   app.decorate('gantry', {
@@ -188,6 +198,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     jobs,
     events,
     gpus,
+    health,
     scheduler,
     membership,
     nodes,
@@ -212,6 +223,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     membership.stop();
     unbridge();
     scheduler?.shutdown();
+    await monitor?.stop();
     await openMetrics?.close();
     await store.close();
   });
@@ -220,6 +232,44 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     await membership.join();
     membership.start();
     await scheduler.start();
+    monitor?.start();
   }
   return app;
+}
+
+/**
+ * The GPU health monitor (GANTRY_GPU_HEALTH_INTERVAL_SECONDS; null when off
+ * or there are no GPUs), wired to the scheduler: every job holding a card
+ * that turns unhealthy is stopped, its attempt failed with cause gpu_error
+ * (its retry rules decide what follows); a card back in service wakes the queue.
+ */
+function watchGpuHealth(o: {
+  config: Config;
+  devices: readonly GpuDevice[];
+  gpus: GpuAllocator;
+  health: GpuHealthBook;
+  scheduler: Scheduler;
+  log: Logger;
+}): HealthMonitor | null {
+  const { config, devices, gpus, health, scheduler, log } = o;
+  const name = (uuid: string) => `GPU ${devices.find((d) => d.uuid === uuid)?.index ?? '?'} (${uuid})`;
+  health.onFault((uuid, fault) => {
+    for (const h of gpus.holders(uuid)) {
+      void scheduler.interrupt(h.jobId, { cause: 'gpu_error', reason: `${name(uuid)} is unhealthy: ${fault.reason} [${fault.code}]` });
+    }
+  });
+  health.onChange(() => scheduler.kick());
+  const { intervalSeconds, kernelLog, appXids } = config.gpus.health;
+  if (intervalSeconds === 0 || devices.length === 0) return null;
+  return new HealthMonitor({
+    health,
+    intervalMs: intervalSeconds * 1000,
+    nvidiaSmi: 'nvidia-smi',
+    kernelLog: kernelLog === null ? null : new KernelLogReader(kernelLog),
+    appXids: new Set(appXids),
+    log,
+    // The job's own CUDA error ends it (exit_code): the card stays in service, the log says which job it was.
+    onApplicationXid: (uuid, event) =>
+      log.warn({ uuid, xid: event, jobs: gpus.holders(uuid).map((h) => h.jobId) }, `application Xid ${event.xid} on ${name(uuid)}`),
+  });
 }

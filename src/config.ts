@@ -198,6 +198,26 @@ export const EnvSchema = z.object({
     .default({})
     .describe('`devices` driver: variables it sets in containers, `KEY=VALUE,…` (e.g. `LD_LIBRARY_PATH=/usr/local/nvidia/lib64`)'),
   GANTRY_GPU_CAPABILITIES: z.string().min(1).default('compute,utility').describe('`NVIDIA_DRIVER_CAPABILITIES` of every job'),
+  GANTRY_GPU_HEALTH_INTERVAL_SECONDS: int(0, 3600)
+    .default(30)
+    .describe(
+      "how often (seconds) the GPUs' health is checked: nvidia-smi's ECC and row-remapper state, and the Xids in the kernel log (docs/gpu.md, Health); 0: not checked",
+    ),
+  GANTRY_GPU_KERNEL_LOG: z
+    .string()
+    .min(1)
+    .default('/dev/kmsg')
+    .describe(
+      "where the GPU health check reads the driver's Xid reports: the kernel log device (reading it needs root or `kernel.dmesg_restrict=0`); `none`: Xids are not watched",
+    ),
+  GANTRY_GPU_APP_XIDS: z
+    .string()
+    .default('13,31,43,45,68,109')
+    .transform(splitList)
+    .pipe(z.array(z.string().regex(/^\d{1,5}$/, 'must be Xid numbers, comma-separated')).transform((l) => l.map(Number)))
+    .describe(
+      "Xids that are the program's fault, not the card's (NVIDIA's device plugin's list by default): the job fails by its own error and the card stays in service; every other Xid takes the card out of service",
+    ),
   GANTRY_METRICS: z
     .enum(['off', 'token', 'open'])
     .default('token')
@@ -301,6 +321,11 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     driverMounts: e.GANTRY_GPU_DRIVER_MOUNTS,
     driverEnv: e.GANTRY_GPU_DRIVER_ENV,
     capabilities: e.GANTRY_GPU_CAPABILITIES,
+    health: {
+      intervalSeconds: e.GANTRY_GPU_HEALTH_INTERVAL_SECONDS,
+      kernelLog: e.GANTRY_GPU_KERNEL_LOG === 'none' ? null : e.GANTRY_GPU_KERNEL_LOG,
+      appXids: e.GANTRY_GPU_APP_XIDS,
+    },
   },
   metrics: e.GANTRY_METRICS,
   metricsPort: e.GANTRY_METRICS_PORT,
