@@ -210,11 +210,9 @@ export const EnvSchema = z.object({
     .describe(
       "where the GPU health check reads the driver's Xid reports: the kernel log device (reading it needs root or `kernel.dmesg_restrict=0`); `none`: Xids are not watched",
     ),
-  GANTRY_GPU_APP_XIDS: z
-    .string()
-    .default('13,31,43,45,68,109')
-    .transform(splitList)
+  GANTRY_GPU_APP_XIDS: csv
     .pipe(z.array(z.string().regex(/^\d{1,5}$/, 'must be Xid numbers, comma-separated')).transform((l) => l.map(Number)))
+    .default([13, 31, 43, 45, 68, 109])
     .describe(
       "Xids that are the program's fault, not the card's (NVIDIA's device plugin's list by default): the job fails by its own error and the card stays in service; every other Xid takes the card out of service",
     ),

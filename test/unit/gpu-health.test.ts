@@ -9,6 +9,7 @@ import { HEALTH_QUERY, parseHealthCsv, parseRemapCsv, REMAP_QUERY } from '../../
 import { type DeviceFault, GpuHealthBook } from '../../src/gpu/health/state.js';
 import { DEFAULT_APP_XIDS, kmsgMessage, parseXidLine, pciKey } from '../../src/gpu/health/xid.js';
 import { parseNvidiaSmiCsv } from '../../src/gpu/inventory.js';
+import { planQueue } from '../../src/gpu/queue.js';
 import { ROOT, tempDir } from '../helpers/gantry.js';
 
 const DIR = path.join(ROOT, 'test/fixtures/nvidia-smi/h200-health');
@@ -275,4 +276,28 @@ test('the monitor: without nvidia-smi, or for cards it never listed (a static in
   });
   for (let i = 0; i < 3; i++) await other.tick();
   assert.equal(book.get('GPU-static-0').state, 'healthy');
+});
+
+test('a job only cards out of service could run waits without holding the GPU reservation: the jobs behind it still start', async () => {
+  const book = new GpuHealthBook(CARDS, memoryRecords(), quiet);
+  const gpus = new GpuAllocator(CARDS);
+  gpus.withhold((u) => book.withheld(u));
+  await book.fault(U1, { code: 'xid_79', reason: 'Xid 79: GPU has fallen off the bus.' });
+  const entry = (id: string, req: { ids?: string[]; count?: number }) => ({ id, owner: 'o', gpus: req, timeoutSeconds: 60 });
+  const plan = planQueue({
+    queue: () => [entry('wants-1', { ids: ['1'] }), entry('any', { count: 1 })],
+    limits: null,
+    gpus,
+    freeSlots: 4,
+    maxRunning: 4,
+    running: [],
+    now: Date.now(),
+  });
+  assert.deepEqual(
+    plan.decisions.map((d) => [d.id, d.action, d.action === 'wait' ? d.wait.code : d.alloc?.uuids]),
+    [
+      ['wants-1', 'wait', 'gpus_out_of_service'],
+      ['any', 'start', [U0]],
+    ],
+  );
 });

@@ -31,8 +31,12 @@ export const GpuListSchema = z
 const GpuParams = z.object({ uuid: z.string().min(1).max(128).describe('The card’s UUID (`GPU-…`), as GET /v1/gpus lists it') });
 const DrainBody = z
   .object({ reason: z.string().min(1).max(500).optional().describe('Why, for whoever looks at the card next.') })
-  .optional()
-  .meta({ id: 'GpuDrain' });
+  .nullish()
+  .meta({
+    id: 'GpuDrain',
+    description: 'Optional: a POST without a body drains with no reason given.',
+    example: { reason: 'reseating the card' },
+  });
 
 const noSuchGpu = problemResponse(404, 'No such GPU on this node', examples.gpuNotFound);
 const notAdmin = problemResponse(403, 'The token is not an admin’s (drain and undrain need the `admin` scope)', examples.notAdmin);
@@ -106,7 +110,7 @@ export const gpuRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { gpus, h
                   }
                 : examples.gpuList.items[1]!,
             }),
-            ...errorResponses(400, 401, 414, 422),
+            ...errorResponses(400, 401, 414, 422, ...(drained ? [413, 415] : [])),
             403: notAdmin,
             404: noSuchGpu,
           },
