@@ -261,6 +261,9 @@ if (cmd === 'import') {
     record.timeline = Object.entries(jobs).map(([k, j]) => `${k.padEnd(7)} gpus=${(j.gpus ?? []).join(',') || '-'} submitted ${rel(j.createdAt)} started ${rel(j.startedAt)} finished ${rel(j.finishedAt)} ${j.state}`);
     await sleep(200);
     record.gpusAfter = (await call('GET', '/v1/gpus')).body;
+    // The health monitor polled the real nvidia-smi and kernel log all along (every 2 s): no card may have been taken for faulty.
+    const health = (record.gpusAfter.items ?? []).map((g) => `${g.index}:${g.health?.state}${g.health?.code ? `(${g.health.code}: ${g.health.reason})` : ''}`);
+    check(health.length > 0 && (record.gpusAfter.items ?? []).every((g) => g.health?.state === 'healthy'), `every card healthy after the jobs, by the health monitor's polls: ${health.join(', ')}`);
     return logs;
   };
   // What a GPU job's container saw, from its log: the device nodes, nvidia-smi -L,
@@ -401,6 +404,7 @@ log "Gantry: GANTRY_GPUS=$GPUS_SRC GANTRY_GPU_DRIVER=$DRIVER GANTRY_GPU_DRIVER_M
 env GANTRY_DATA_DIR="$WORK/data" GANTRY_ADMIN_TOKEN="$TOKEN" GANTRY_HOST=127.0.0.1 GANTRY_PORT="$PORT" \
   GANTRY_DOCKER_SOCKET="$SOCK" GANTRY_GPUS="$GPUS_SRC" GANTRY_GPU_DRIVER="$DRIVER" \
   GANTRY_GPU_DRIVER_MOUNTS="$DRIVER_MOUNTS" GANTRY_GPU_DRIVER_ENV="$DRIVER_ENV" GANTRY_LOG_LEVEL=info \
+  GANTRY_GPU_HEALTH_INTERVAL_SECONDS=2 \
   "$NODE" "$WORK/app/dist/src/main.js" > "$WORK/gantry.log" 2>&1 &
 GANTRY_PID=$!
 for i in $(seq 1 60); do

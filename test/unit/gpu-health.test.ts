@@ -2,12 +2,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import { loadConfig } from '../../src/config.js';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
 import { KernelLogReader } from '../../src/gpu/health/kernel-log.js';
 import { HealthMonitor, MISSES_BEFORE_NO_ANSWER, readingFaults } from '../../src/gpu/health/monitor.js';
 import { HEALTH_QUERY, parseHealthCsv, parseRemapCsv, REMAP_QUERY } from '../../src/gpu/health/smi-health.js';
 import { type DeviceFault, GpuHealthBook } from '../../src/gpu/health/state.js';
-import { DEFAULT_APP_XIDS, kmsgMessage, parseXidLine, pciKey } from '../../src/gpu/health/xid.js';
+import { kmsgMessage, parseXidLine, pciKey } from '../../src/gpu/health/xid.js';
 import { parseNvidiaSmiCsv } from '../../src/gpu/inventory.js';
 import { planQueue } from '../../src/gpu/queue.js';
 import { ROOT, tempDir } from '../helpers/gantry.js';
@@ -19,6 +20,8 @@ const CARDS = parseNvidiaSmiCsv(fs.readFileSync(path.join(ROOT, 'test/fixtures/n
 );
 const [U0, U1] = CARDS.map((d) => d.uuid) as [string, string];
 const quiet = { info() {}, warn() {} };
+/** GANTRY_GPU_APP_XIDS as it is unset: the device plugin's application Xids. */
+const DEFAULT_APP_XIDS = loadConfig({}).gpus.health.appXids;
 
 function memoryRecords() {
   const m = new Map<string, string>();

@@ -59,10 +59,3 @@ export function kmsgMessage(record: string): string | null {
   if (semi <= 0 || record.startsWith(' ') || !/^\d+,\d+,\d+/.test(record)) return null;
   return record.slice(semi + 1);
 }
-
-/**
- * The application Xids of NVIDIA's Kubernetes device plugin: faults of the
- * program running on the card (a bad address, an illegal instruction, a hung
- * or cleaned-up context), after which the card is still good.
- */
-export const DEFAULT_APP_XIDS: readonly number[] = [13, 31, 43, 45, 68, 109];
