@@ -137,6 +137,13 @@ test('the health book: a fault makes a card unhealthy once, drain and undrain, a
     [...book.faultCounts()].map((c) => [c.uuid, c.code, c.class, c.n]),
     [[U1, 'xid_79', 'device', 1]],
   );
+  // A record that is not one (hand-edited, or written by a newer Gantry) leaves its card healthy, and the start goes on.
+  records.m.set(`gpu-health:${U0}`, '{not json');
+  records.m.set(`gpu-health:${U1}`, '{"state":"on-fire"}');
+  const warned: string[] = [];
+  const odd = new GpuHealthBook(CARDS, records, { warn: (_o: object, msg: string) => warned.push(msg) });
+  await odd.load();
+  assert.deepEqual([odd.get(U0).state, odd.get(U1).state, warned.length], ['healthy', 'healthy', 2]);
 });
 
 test('the allocator gives no new job a card out of service, but a request for it still fits the host and says what it waits for', async () => {

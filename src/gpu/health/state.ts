@@ -66,7 +66,7 @@ export class GpuHealthBook {
     for (const d of this.devices) {
       const raw = await this.records.get(recordKey(d.uuid));
       if (raw === undefined) continue;
-      const parsed = GpuHealthSchema.safeParse(JSON.parse(raw));
+      const parsed = GpuHealthSchema.safeParse(parseJson(raw));
       if (parsed.success) this.cards.set(d.uuid, parsed.data);
       else this.log.warn({ uuid: d.uuid, raw }, 'unreadable GPU health record; the card is taken as healthy');
     }
@@ -161,5 +161,13 @@ export class GpuHealthBook {
     } catch (err) {
       this.log.warn({ err, uuid }, 'GPU health not stored: it holds until this process ends');
     }
+  }
+}
+
+function parseJson(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return undefined;
   }
 }
