@@ -56,7 +56,7 @@ async function until<T>(what: string, fn: () => Promise<T | null | undefined | f
   }
 }
 
-test('a device Xid on the card a job holds: the card turns unhealthy, the job fails gpu_error and runs again on the other card, nothing new gets the card until an admin undrains it, across a restart', async (t) => {
+test('a device Xid on the card a job holds: the card turns unhealthy, the job fails gpu_error and runs again on the other card, nothing new gets the card until an admin undrains it, across a restart; then nvidia-smi reports ECC errors on it', async (t) => {
   const dir = tempDir('gantry-gpu-health-');
   const gate = tempDir('gantry-gate-');
   const kmsg = path.join(dir, 'kmsg');
@@ -147,6 +147,16 @@ test('a device Xid on the card a job holds: the card turns unhealthy, the job fa
   assert.deepEqual([back.status, back.body.health.state], [200, 'healthy']);
   const ran = await g.waitFor(wantsOne.id);
   assert.deepEqual([ran.state, ran.result], ['succeeded', U1]);
+
+  // nvidia-smi's next answer counts 2 uncorrectable ECC errors on card 1: out of service again.
+  fs.copyFileSync(path.join(SMI, 'h200-health/health-query-ecc.csv'), path.join(dir, 'health.csv'));
+  const ecc = await until('card 1 unhealthy for ECC', async () =>
+    (await gpus(g)).find((c) => c.uuid === U1 && c.health.code === 'ecc_uncorrected'),
+  );
+  assert.deepEqual(
+    [ecc.health.state, ecc.health.reason],
+    ['unhealthy', '2 uncorrectable ECC error(s) since the driver loaded (ecc.errors.uncorrected.volatile.total)'],
+  );
 
   const audit = await g.call<{ items: AuditRecord[] }>('GET', '/v1/audit?limit=50');
   const gpuActions = audit.body.items
