@@ -311,3 +311,27 @@ test('a job only cards out of service could run waits without holding the GPU re
     ],
   );
 });
+
+test('the monitor: a look that fails is logged and the next one runs', async () => {
+  const dir = tempDir('gantry-health-');
+  fs.copyFileSync(path.join(DIR, 'health-query-ecc.csv'), path.join(dir, 'health.csv'));
+  fs.copyFileSync(path.join(DIR, 'remapped-rows.csv'), path.join(dir, 'remap.csv'));
+  const book = new GpuHealthBook(CARDS, memoryRecords(), quiet);
+  book.onFault(() => {
+    throw new Error('a listener that throws');
+  });
+  const warned: string[] = [];
+  const log = { info() {}, warn: (_o: object, msg: string) => warned.push(msg) };
+  const monitor = new HealthMonitor({
+    health: book,
+    intervalMs: 60_000,
+    nvidiaSmi: fakeSmi(dir),
+    kernelLog: null,
+    appXids: new Set(),
+    log,
+  });
+  await monitor.tick();
+  assert.deepEqual(warned, ['GPU health: a look at the cards failed']);
+  assert.equal(book.get(U1).code, 'ecc_uncorrected', 'the card is out of service all the same');
+  await monitor.tick();
+});

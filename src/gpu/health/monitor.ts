@@ -70,9 +70,12 @@ export class HealthMonitor {
   /** One look at nvidia-smi and the kernel log; looks never overlap. */
   tick(): Promise<void> {
     if (this.ticking) return this.ticking;
-    this.ticking = this.look().finally(() => {
-      this.ticking = null;
-    });
+    // A look that fails is logged; the next one tries again (a timer's rejected promise would end the process).
+    this.ticking = this.look()
+      .catch((err: unknown) => this.o.log.warn({ err }, 'GPU health: a look at the cards failed'))
+      .finally(() => {
+        this.ticking = null;
+      });
     return this.ticking;
   }
 
