@@ -335,3 +335,44 @@ test('the monitor: a look that fails is logged and the next one runs', async () 
   assert.equal(book.get(U1).code, 'ecc_uncorrected', 'the card is out of service all the same');
   await monitor.tick();
 });
+
+test('the monitor: an nvidia-smi that does not exit even when killed (stuck in the driver) is given up on, not waited for, and no second one is started', async () => {
+  // A process stuck in the driver ignores even SIGKILL; no test can make one, so the run is a promise that settles only when told.
+  const answers = { health: fixture('health-query.csv'), remap: fixture('remapped-rows.csv') };
+  let runs = 0;
+  let hang = false;
+  let release = () => {};
+  const runCommand = async (_file: string, args: string[]) => {
+    runs++;
+    if (hang) await new Promise<void>((resolve) => (release = resolve));
+    return { stdout: args[0]!.startsWith('--query-gpu=') ? answers.health : answers.remap };
+  };
+  const book = new GpuHealthBook(CARDS, memoryRecords(), quiet);
+  const monitor = new HealthMonitor({
+    health: book,
+    intervalMs: 60_000,
+    nvidiaSmi: 'nvidia-smi',
+    kernelLog: null,
+    appXids: new Set(),
+    log: quiet,
+    smiTimeoutMs: 200,
+    runCommand,
+  });
+  await monitor.tick();
+  assert.equal(runs, 2, 'the two queries');
+  hang = true;
+  const started = Date.now();
+  await monitor.tick();
+  assert.ok(Date.now() - started < 2000, 'the poll gave up on it a second after its deadline');
+  assert.equal(book.get(U0).state, 'healthy', 'one poll without an answer is not yet a lost card');
+  await monitor.tick();
+  assert.equal(runs, 3, 'no nvidia-smi was started while one had not exited');
+  assert.deepEqual([book.get(U0).code, book.get(U1).code], ['no_answer', 'no_answer']);
+  assert.match(book.get(U0).reason!, /an nvidia-smi started \d+ s ago has not exited \(2 polls in a row\)/);
+  // Once it exits, polls run again.
+  hang = false;
+  release();
+  await new Promise((r) => setImmediate(r));
+  await monitor.tick();
+  assert.equal(runs, 5);
+});

@@ -25,7 +25,14 @@ export interface MonitorOptions {
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void };
   /** Told of an application Xid on a card (the job on it fails by its own CUDA error). */
   onApplicationXid?: (uuid: string, event: XidEvent) => void;
+  /** How long one nvidia-smi run may take; default: the interval, between 5 and 30 s. */
+  smiTimeoutMs?: number;
+  /** Runs a command (execFile by default; a test stands in for a process stuck in the driver, which no test can make). */
+  runCommand?: (file: string, args: string[], opts: { timeout: number; killSignal: NodeJS.Signals }) => Promise<{ stdout: string }>;
 }
+
+/** An nvidia-smi that outlived its deadline, even killed: stuck in the driver, it may never exit. */
+class SmiHung extends Error {}
 
 type SmiAnswer =
   | { kind: 'absent' }
@@ -50,6 +57,8 @@ export class HealthMonitor {
   private readonly misses = new Map<string, number>();
   private smiMissing = false;
   private kernelLogError: string | null = null;
+  /** An nvidia-smi that has not exited yet: no other is started meanwhile, so a driver that hangs them does not pile them up. */
+  private stuck: { since: number } | null = null;
 
   constructor(private readonly o: MonitorOptions) {}
 
@@ -89,8 +98,11 @@ export class HealthMonitor {
   }
 
   private async askSmi(): Promise<SmiAnswer> {
-    const timeout = Math.max(5_000, Math.min(30_000, this.o.intervalMs));
-    const ask = async (args: string[]) => (await run(this.o.nvidiaSmi, [...args, '--format=csv,noheader,nounits'], { timeout })).stdout;
+    const timeout = this.o.smiTimeoutMs ?? Math.max(5_000, Math.min(30_000, this.o.intervalMs));
+    if (this.stuck) {
+      return { kind: 'failed', why: `an nvidia-smi started ${Math.round((Date.now() - this.stuck.since) / 1000)} s ago has not exited` };
+    }
+    const ask = (args: string[]) => this.runSmi([...args, '--format=csv,noheader,nounits'], timeout);
     try {
       const health = await ask([`--query-gpu=${HEALTH_QUERY}`]).catch((err: { stdout?: string }) => {
         // A lost card makes nvidia-smi exit non-zero while it still prints the others.
@@ -111,9 +123,37 @@ export class HealthMonitor {
       const said = (e.stderr || e.stdout || '').trim().split('\n')[0];
       return {
         kind: 'failed',
-        why: e.killed ? `nvidia-smi did not answer within ${timeout / 1000} s` : `nvidia-smi failed: ${said || e.message}`,
+        why:
+          e.killed || err instanceof SmiHung
+            ? `nvidia-smi did not answer within ${timeout / 1000} s`
+            : `nvidia-smi failed: ${said || e.message}`,
       };
     }
+  }
+
+  /**
+   * Runs nvidia-smi, killed at the deadline. One that does not exit even
+   * then (stuck in the driver) is given up on a second later: the poll goes
+   * on without it, and it is remembered until it exits.
+   */
+  private runSmi(args: string[], timeout: number): Promise<string> {
+    const child = (this.o.runCommand ?? run)(this.o.nvidiaSmi, args, { timeout, killSignal: 'SIGKILL' });
+    const since = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const given = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.stuck = { since };
+        reject(new SmiHung());
+      }, timeout + 1000);
+    });
+    const answered = child.then((r) => r.stdout);
+    void child
+      .catch(() => undefined)
+      .finally(() => {
+        clearTimeout(timer);
+        if (this.stuck?.since === since) this.stuck = null;
+      });
+    return Promise.race([answered, given]);
   }
 
   private async judgeSmi(answer: SmiAnswer): Promise<void> {
