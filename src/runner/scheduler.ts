@@ -208,7 +208,7 @@ export class Scheduler {
     let lostClaims = 0;
     for (const decision of plan.decisions) {
       if (decision.action === 'wait') {
-        waiting.set(decision.id, this.outOfService(queue.all.get(decision.id)!, decision.wait));
+        waiting.set(decision.id, decision.wait);
         continue;
       }
       const record = queue.all.get(decision.id)!;
@@ -266,7 +266,7 @@ export class Scheduler {
     if (mine?.action === 'start') {
       return { code: 'pending', text: `would start at once on node "${seat.name}"`, estimatedStartAt: new Date(now).toISOString() };
     }
-    if (mine?.action === 'wait') return this.outOfService(job, mine.wait);
+    if (mine?.action === 'wait') return mine.wait;
     const owner = closedQueues(limits, [job.owner]).get(job.owner);
     const gpu = Boolean(job.spec.gpus);
     return (
@@ -286,11 +286,6 @@ export class Scheduler {
       model: r.spec.placement?.gpuModel,
       timeoutSeconds: r.spec.timeoutSeconds ?? this.d.config.policy.defaultTimeoutSeconds,
     };
-  }
-
-  /** A wait for GPUs that only cards out of service (unhealthy, drained) could end says so. */
-  private outOfService(r: JobRecord, wait: WaitInfo): WaitInfo {
-    return (wait.code === 'gpus' && r.spec.gpus && this.d.gpus.outOfService(r.spec.gpus, r.spec.placement?.gpuModel)) || wait;
   }
 
   /** The teams' limits for one pass, or null when no team has any. */
