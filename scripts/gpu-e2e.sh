@@ -110,6 +110,12 @@ if [ -z "$DRY" ]; then
     nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory --format=csv,noheader,nounits > "$OUT/nvidia-smi-apps.csv" 2>&1
   fi
   HOST_UUIDS=$(cut -d, -f2 "$OUT/nvidia-smi-query.csv" | tr -d ' ' | paste -sd, -)
+  # The GPU health queries (src/gpu/health/smi-health.ts), kept in host.txt for test/fixtures/nvidia-smi/h200-health/.
+  for q in '--query-gpu=uuid,pci.bus_id,ecc.errors.uncorrected.volatile.total,retired_pages.pending' '--query-remapped-rows=gpu_uuid,remapped_rows.failure'; do
+    echo "## nvidia-smi $q --format=csv,noheader,nounits"
+    rc=0; nvidia-smi "$q" --format=csv,noheader,nounits 2>&1 || rc=$?
+    echo "## exit $rc"
+  done >> "$OUT/host.txt"
   log "host GPUs: $(cat "$OUT/nvidia-smi-query.csv" | paste -sd';' -)"
   [ "$MODE" = two ] && [ "$(echo "$HOST_UUIDS" | tr ',' '\n' | grep -c .)" -lt 2 ] && die "GPU_E2E_MODE=two needs two GPUs; nvidia-smi lists $HOST_UUIDS"
   PYTHON=$(python3 -c 'import sys; print(sys.executable)')
@@ -269,6 +275,9 @@ if (cmd === 'import') {
     record.timeline = Object.entries(jobs).map(([k, j]) => `${k.padEnd(7)} gpus=${(j.gpus ?? []).join(',') || '-'} submitted ${rel(j.createdAt)} started ${rel(j.startedAt)} finished ${rel(j.finishedAt)} ${j.state}`);
     await sleep(200);
     record.gpusAfter = (await call('GET', '/v1/gpus')).body;
+    // The health monitor polled the real nvidia-smi and kernel log all along (every 2 s): no card may have been taken for faulty.
+    const health = (record.gpusAfter.items ?? []).map((g) => `${g.index}:${g.health?.state}${g.health?.code ? `(${g.health.code}: ${g.health.reason})` : ''}`);
+    check(health.length > 0 && (record.gpusAfter.items ?? []).every((g) => g.health?.state === 'healthy'), `every card healthy after the jobs, by the health monitor's polls: ${health.join(', ')}`);
     return logs;
   };
   // What a GPU job's container saw, from its log: the device nodes, nvidia-smi -L,
@@ -429,7 +438,7 @@ start_gantry() { # extra VAR=VALUE settings
   env GANTRY_DATA_DIR="$WORK/data" GANTRY_ADMIN_TOKEN="$TOKEN" GANTRY_HOST=127.0.0.1 GANTRY_PORT="$PORT" \
     GANTRY_DOCKER_SOCKET="$SOCK" GANTRY_GPUS="$GPUS_SRC" GANTRY_GPU_DRIVER="$DRIVER" \
     GANTRY_GPU_DRIVER_MOUNTS="$DRIVER_MOUNTS" GANTRY_GPU_DRIVER_ENV="$DRIVER_ENV" GANTRY_LOG_LEVEL=info \
-    GANTRY_DCGM_JOB_MAPPING_DIR="$WORK/dcgm-map" GANTRY_GPU_MODEL_WEIGHTS=H200=2 "$@" \
+    GANTRY_DCGM_JOB_MAPPING_DIR="$WORK/dcgm-map" GANTRY_GPU_MODEL_WEIGHTS=H200=2 GANTRY_GPU_HEALTH_INTERVAL_SECONDS=2 "$@" \
     "$NODE" "$WORK/app/dist/src/main.js" >> "$WORK/gantry.log" 2>&1 &
   GANTRY_PID=$!
   for i in $(seq 1 60); do

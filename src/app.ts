@@ -11,6 +11,9 @@ import { NodeMembership } from './fleet/membership.js';
 import { NodeService } from './fleet/node-service.js';
 import { GpuAllocator } from './gpu/allocator.js';
 import { DcgmJobMap } from './gpu/dcgm-job-map.js';
+import { KernelLogReader } from './gpu/health/kernel-log.js';
+import { HealthMonitor } from './gpu/health/monitor.js';
+import { GpuHealthBook } from './gpu/health/state.js';
 import { discoverGpus, type GpuDevice } from './gpu/inventory.js';
 import { readGpus } from './gpu/telemetry/nvidia-smi.js';
 import { JobEventHub } from './jobs/events.js';
@@ -49,6 +52,8 @@ export interface Gantry {
   jobs: JobService;
   events: JobEventHub;
   gpus: GpuAllocator;
+  /** Each GPU's health: faults the monitor saw, and the admin's drains. */
+  health: GpuHealthBook;
   scheduler: Scheduler;
   /** Per-job GPU telemetry (GANTRY_GPU_SAMPLE_SECONDS); started with the scheduler when the node has GPUs. */
   gpuSampler: GpuSampler;
@@ -106,10 +111,14 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
       log.warn({ err, file }, 'could not update a dcgm-exporter job mapping file; its GPU is labelled as before until the next change'),
     ).start();
   }
+  const health = new GpuHealthBook(devices, store.settings, log);
+  await health.load();
+  gpus.withhold((uuid) => health.withheld(uuid));
   const events = new JobEventHub();
   const metrics = new GantryMetrics({
     store,
     gpus,
+    health,
     events,
     droppedLogLines: droppedLines,
     node: { name: config.node.name, version: OPENAPI_INFO.version },
@@ -165,6 +174,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   });
   const { jobs } = domain;
   scheduler = domain.scheduler;
+  const monitor = watchGpuHealth({ config, devices, gpus, health, scheduler, log });
   const nodes = new NodeService(store, () => {
     directory.invalidate();
     void membership.refresh().then(() => scheduler?.kick());
@@ -203,7 +213,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     log,
   });
 
-  const app = await buildHttp({ config, log, tokens, store, runtime, jobs, nodes, logs: store.logs, events, gpus, metrics });
+  const app = await buildHttp({ config, log, tokens, store, runtime, jobs, nodes, logs: store.logs, events, gpus, health, metrics });
   const openMetrics =
     config.metrics === 'open' ? openMetricsListener({ scrape: () => metrics.scrape(), contentType: metrics.contentType, log }) : null;
   app.decorate('gantry', {
@@ -213,6 +223,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     jobs,
     events,
     gpus,
+    health,
     scheduler,
     gpuSampler,
     membership,
@@ -239,6 +250,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     unbridge();
     gpuSampler.stop();
     scheduler?.shutdown();
+    await monitor?.stop();
     await openMetrics?.close();
     await store.close();
   });
@@ -248,6 +260,44 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     membership.start();
     await scheduler.start();
     if (devices.length > 0) gpuSampler.start();
+    monitor?.start();
   }
   return app;
+}
+
+/**
+ * The GPU health monitor (GANTRY_GPU_HEALTH_INTERVAL_SECONDS; null when off
+ * or there are no GPUs), wired to the scheduler: every job holding a card
+ * that turns unhealthy is stopped, its attempt failed with cause gpu_error
+ * (its retry rules decide what follows); a card back in service wakes the queue.
+ */
+function watchGpuHealth(o: {
+  config: Config;
+  devices: readonly GpuDevice[];
+  gpus: GpuAllocator;
+  health: GpuHealthBook;
+  scheduler: Scheduler;
+  log: Logger;
+}): HealthMonitor | null {
+  const { config, devices, gpus, health, scheduler, log } = o;
+  const name = (uuid: string) => `GPU ${devices.find((d) => d.uuid === uuid)?.index ?? '?'} (${uuid})`;
+  health.onFault((uuid, fault) => {
+    for (const h of gpus.holders(uuid)) {
+      void scheduler.interrupt(h.jobId, { cause: 'gpu_error', reason: `${name(uuid)} is unhealthy: ${fault.reason} [${fault.code}]` });
+    }
+  });
+  health.onChange(() => scheduler.kick());
+  const { intervalSeconds, kernelLog, appXids } = config.gpus.health;
+  if (intervalSeconds === 0 || devices.length === 0) return null;
+  return new HealthMonitor({
+    health,
+    intervalMs: intervalSeconds * 1000,
+    nvidiaSmi: 'nvidia-smi',
+    kernelLog: kernelLog === null ? null : new KernelLogReader(kernelLog),
+    appXids: new Set(appXids),
+    log,
+    // The job's own CUDA error ends it (exit_code): the card stays in service, the log says which job it was.
+    onApplicationXid: (uuid, event) =>
+      log.warn({ uuid, xid: event, jobs: gpus.holders(uuid).map((h) => h.jobId) }, `application Xid ${event.xid} on ${name(uuid)}`),
+  });
 }

@@ -242,6 +242,24 @@ export const EnvSchema = z.object({
     .enum(['warn', 'end'])
     .default('warn')
     .describe('what a sharing job seen using more card memory than it declared gets: `warn`, or `end` (attempt cause `memory_exceeded`)'),
+  GANTRY_GPU_HEALTH_INTERVAL_SECONDS: int(0, 3600)
+    .default(30)
+    .describe(
+      "how often (seconds) the GPUs' health is checked: nvidia-smi's ECC and row-remapper state, and the Xids in the kernel log (docs/gpu.md, Health); 0: not checked",
+    ),
+  GANTRY_GPU_KERNEL_LOG: z
+    .string()
+    .min(1)
+    .default('/dev/kmsg')
+    .describe(
+      "where the GPU health check reads the driver's Xid reports: the kernel log device (reading it needs root or `kernel.dmesg_restrict=0`); `none`: Xids are not watched",
+    ),
+  GANTRY_GPU_APP_XIDS: csv
+    .pipe(z.array(z.string().regex(/^\d{1,5}$/, 'must be Xid numbers, comma-separated')).transform((l) => l.map(Number)))
+    .default([13, 31, 43, 45, 68, 109])
+    .describe(
+      "Xids that are the program's fault, not the card's (NVIDIA's device plugin's list by default): the job fails by its own error and the card stays in service; every other Xid takes the card out of service",
+    ),
   GANTRY_METRICS: z
     .enum(['off', 'token', 'open'])
     .default('token')
@@ -352,6 +370,11 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
       idleMinutes: e.GANTRY_GPU_IDLE_MINUTES,
       idleAction: e.GANTRY_GPU_IDLE_ACTION,
       memoryExceededAction: e.GANTRY_GPU_MEMORY_EXCEEDED_ACTION,
+    },
+    health: {
+      intervalSeconds: e.GANTRY_GPU_HEALTH_INTERVAL_SECONDS,
+      kernelLog: e.GANTRY_GPU_KERNEL_LOG === 'none' ? null : e.GANTRY_GPU_KERNEL_LOG,
+      appXids: e.GANTRY_GPU_APP_XIDS,
     },
   },
   metrics: e.GANTRY_METRICS,

@@ -154,7 +154,13 @@ test('the logs operation documents text/plain and text/event-stream with each SS
     byEvent[ev.properties.event.const] = ev.properties.data.contentSchema.$ref;
     assert.equal(ev.properties.data.contentMediaType, 'application/json');
   }
-  assert.deepEqual(byEvent, { log: '#/components/schemas/LogLine', status: '#/components/schemas/Job', end: '#/components/schemas/Job' });
+  assert.deepEqual(byEvent, {
+    log: '#/components/schemas/LogLine',
+    status: '#/components/schemas/Job',
+    end: '#/components/schemas/Job',
+    telemetry: '#/components/schemas/GpuSample',
+    'gpu-warning': '#/components/schemas/GpuWarning',
+  });
   assert.deepEqual(doc.components.schemas.LogEvent.required.sort(), ['data', 'event', 'id']);
 });
 

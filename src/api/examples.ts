@@ -203,6 +203,7 @@ export const examples = {
         memoryMiB: 81559,
         allocatedMemoryMiB: 81559,
         holders: [{ jobId: '5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47', memoryMiB: null }],
+        health: { state: 'healthy' as const, code: null, reason: null, since: null, by: null },
       },
       {
         index: 1,
@@ -211,6 +212,22 @@ export const examples = {
         memoryMiB: 81559,
         allocatedMemoryMiB: 0,
         holders: [],
+        health: { state: 'healthy' as const, code: null, reason: null, since: null, by: null },
+      },
+      {
+        index: 2,
+        uuid: 'GPU-0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d',
+        name: 'NVIDIA H100 80GB HBM3',
+        memoryMiB: 81559,
+        allocatedMemoryMiB: 0,
+        holders: [],
+        health: {
+          state: 'unhealthy' as const,
+          code: 'xid_79',
+          reason: 'Xid 79: GPU has fallen off the bus.',
+          since: '2026-01-05T09:31:00.000Z',
+          by: null,
+        },
       },
     ],
   },
@@ -241,6 +258,13 @@ export const examples = {
       },
     ],
   } satisfies UsageReport,
+  gpuNotFound: {
+    type: `${PROBLEM_BASE}not-found`,
+    title: 'Not found',
+    status: 404,
+    detail: 'GPU GPU-00000000-0000-0000-0000-000000000000 does not exist',
+    instance: '/v1/gpus/GPU-00000000-0000-0000-0000-000000000000/drain',
+  },
 };
 
 /** One problem+json example per status, as Gantry sends them. */

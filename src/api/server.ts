@@ -127,6 +127,7 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
       logs: d.logs,
       events: d.events,
       gpus: d.gpus,
+      health: d.health,
       metrics: d.metrics,
       nodes: d.nodes,
     };

@@ -1,4 +1,5 @@
 import type { GpuRequest } from '../model/job.js';
+import type { WaitInfo } from '../model/queue.js';
 import type { GpuDevice } from './inventory.js';
 
 export interface Allocation {
@@ -25,9 +26,33 @@ export class GpuAllocator {
   private readonly holdings = new Map<string, Holding[]>();
   private readonly byJob = new Map<string, Allocation>();
   private readonly listeners: HoldersListener[] = [];
+  /** Why a card is given to no new job (unhealthy, drained), or null: set by withhold(). */
+  private withheld: (uuid: string) => string | null = () => null;
 
   constructor(readonly devices: readonly GpuDevice[]) {
     for (const d of devices) this.holdings.set(d.uuid, []);
+  }
+
+  /**
+   * Cards `why` names a reason for are given to no new job: they are out of
+   * service for now, so a request for them waits (impossible() still counts
+   * them: the card may come back). Jobs already holding them keep them.
+   */
+  withhold(why: (uuid: string) => string | null): void {
+    this.withheld = why;
+  }
+
+  /**
+   * Why a job that waits for GPUs waits for cards out of service: the
+   * request could be met on this host, but not by the cards in service, even
+   * all free. Null when cards in service could meet it (it waits for jobs to end).
+   */
+  outOfService(req: GpuRequest, model?: string): WaitInfo | null {
+    const out = this.devices.filter((d) => this.withheld(d.uuid) !== null);
+    if (out.length === 0 || this.impossible(req, model) !== null) return null;
+    if (new GpuAllocator(this.devices.filter((d) => !out.includes(d))).impossible(req, model) === null) return null;
+    const which = out.map((d) => `GPU ${d.index} (${this.withheld(d.uuid)})`).join('; ');
+    return { code: 'gpus_out_of_service', text: `waiting for GPUs out of service to come back: ${which}`, estimatedStartAt: null };
   }
 
   /**
@@ -68,17 +93,17 @@ export class GpuAllocator {
     let chosen: GpuDevice[];
     if (req.ids) {
       chosen = req.ids.map((id) => this.resolve(id)!);
-      if (!chosen.every((d) => this.isFree(d))) return null;
+      if (!chosen.every((d) => this.isFree(d) && this.inService(d))) return null;
     } else if (req.memoryMiB !== undefined) {
       // Best fit: the shared card with the least room that still fits, so
       // whole cards stay free for exclusive jobs.
       const fits = this.eligible(model)
-        .filter((d) => this.sharedRoom(d) >= req.memoryMiB!)
+        .filter((d) => this.inService(d) && this.sharedRoom(d) >= req.memoryMiB!)
         .sort((a, b) => this.sharedRoom(a) - this.sharedRoom(b) || a.index - b.index);
       if (fits.length === 0) return null;
       chosen = [fits[0]!];
     } else {
-      const free = this.eligible(model).filter((d) => this.isFree(d));
+      const free = this.eligible(model).filter((d) => this.isFree(d) && this.inService(d));
       if (free.length < (req.count ?? 0)) return null;
       chosen = free.slice(0, req.count);
     }
@@ -127,6 +152,7 @@ export class GpuAllocator {
   /** A copy to try allocations on ("what if these jobs ended?") without touching this one. */
   clone(): GpuAllocator {
     const copy = new GpuAllocator(this.devices);
+    copy.withhold(this.withheld);
     for (const [jobId, alloc] of this.byJob) copy.hold(jobId, alloc);
     return copy;
   }
@@ -153,6 +179,10 @@ export class GpuAllocator {
 
   private resolve(id: string): GpuDevice | undefined {
     return /^\d+$/.test(id) ? this.devices.find((d) => d.index === Number(id)) : this.devices.find((d) => d.uuid === id);
+  }
+
+  private inService(d: GpuDevice): boolean {
+    return this.withheld(d.uuid) === null;
   }
 
   private isFree(d: GpuDevice): boolean {

@@ -117,6 +117,12 @@ export function planQueue(p: PlanInput): QueuePlan {
         start(e, alloc);
         continue;
       }
+      // Only cards out of service could run it: it waits for an admin, not for jobs to end, so it reserves nothing.
+      const down = p.gpus.outOfService(e.gpus, e.model);
+      if (down) {
+        decide({ id: e.id, action: 'wait', wait: down });
+        continue;
+      }
       const at = reservedFrom(p.gpus, holders, e, p.now);
       reservation = { id: e.id, at };
       behind = {

@@ -1,6 +1,7 @@
 import type http from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { GpuAllocator } from '../gpu/allocator.js';
+import type { GpuHealthBook } from '../gpu/health/state.js';
 import type { JobEventHub } from '../jobs/events.js';
 import { PREEMPTION_RULES, type PreemptionRule } from '../jobs/preemption.js';
 import type { Job } from '../model/job.js';
@@ -9,12 +10,15 @@ import { RUNTIME_OPS, type RuntimeOp } from '../runtime/runtime.js';
 import type { Store } from '../store/store.js';
 import { AttemptMetrics } from './attempts.js';
 import { registerCollectors } from './collectors.js';
+import { registerGpuHealthMetrics } from './gpu-health.js';
 import { HttpLatencyHistogram } from './http-latency.js';
 import { JobGpuMetrics } from './job-gpus.js';
 
 export interface MetricsSources {
   store: Store;
   gpus: GpuAllocator;
+  /** Each card's health (absent: no health series). */
+  health?: GpuHealthBook;
   events: JobEventHub;
   /** Process log lines dropped because stdout was read too slowly (src/logging.ts). */
   droppedLogLines: () => number;
@@ -79,6 +83,7 @@ export class GantryMetrics {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     registerCollectors(this.registry, src);
+    if (src.health) registerGpuHealthMetrics(registers, src.health);
     this.attempts = new AttemptMetrics(registers);
     this.jobGpus = new JobGpuMetrics(registers);
     this.queueWait = new Histogram({

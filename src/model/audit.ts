@@ -6,7 +6,15 @@ import { z } from 'zod';
  * asked for without HTTP (SIGHUP). A code is never renamed or reused; new
  * actions get new codes.
  */
-export const AUDIT_ACTIONS = ['job.submit', 'job.cancel', 'node.drain', 'node.undrain', 'config.reload'] as const;
+export const AUDIT_ACTIONS = [
+  'job.submit',
+  'job.cancel',
+  'node.drain',
+  'node.undrain',
+  'gpu.drain',
+  'gpu.undrain',
+  'config.reload',
+] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 
 /**
@@ -46,7 +54,10 @@ export const AuditRecordSchema = z
     // A string rather than an enum: a newer node of the fleet may write a code
     // this one does not know, and listing it must not fail.
     action: z.string().describe(`A stable code: ${AUDIT_ACTIONS.map((a) => `\`${a}\``).join(', ')}.`),
-    target: z.string().nullable().describe('What was acted on: the job id (the one a submit created), or the node name; null if none.'),
+    target: z
+      .string()
+      .nullable()
+      .describe('What was acted on: the job id (the one a submit created), the node name, or the GPU UUID; null if none.'),
     outcome: z.enum(AUDIT_OUTCOMES),
     status: z.number().int().nullable().describe('The HTTP status of the answer; null for an action not asked over HTTP.'),
     problemType: z.string().nullable().describe('The RFC 9457 problem `type` of the answer when refused or failed over HTTP.'),
@@ -71,7 +82,7 @@ export const AuditQuerySchema = z
   .object({
     actor: z.string().min(1).max(128).optional().describe('Only records of this token owner.'),
     action: z.enum(AUDIT_ACTIONS).optional().describe('Only records of this action.'),
-    target: z.string().min(1).max(253).optional().describe('Only records about this job id or node name.'),
+    target: z.string().min(1).max(253).optional().describe('Only records about this job id, node name or GPU UUID.'),
     outcome: z.enum(AUDIT_OUTCOMES).optional().describe('Only records that ended so.'),
     from: z.iso.datetime({ offset: true }).optional().describe('Only records at or after this time (RFC 3339).'),
     to: z.iso.datetime({ offset: true }).optional().describe('Only records before this time (RFC 3339).'),

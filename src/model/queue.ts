@@ -11,7 +11,7 @@ export const WaitingSchema = z
     code: z
       .string()
       .describe(
-        "pending: not yet considered by a scheduling pass; backoff: a retry waits out its backoff (until estimatedStartAt); run_slot: every run slot is taken (GANTRY_MAX_RUNNING); quota: its team's limits (GANTRY_QUOTAS_FILE) hold it; gpus: its GPUs are not free (it holds the reservation); reserved_for:<id>: behind that job's GPU reservation; not_here: the answering node can never run it, another may; node_drained, engine_unreachable, no_lease: the answering node takes no job now.",
+        "pending: not yet considered by a scheduling pass; backoff: a retry waits out its backoff (until estimatedStartAt); run_slot: every run slot is taken (GANTRY_MAX_RUNNING); quota: its team's limits (GANTRY_QUOTAS_FILE) hold it; gpus: its GPUs are not free (it holds the reservation); gpus_out_of_service: only GPUs out of service (unhealthy or drained, GET /v1/gpus) could run it; reserved_for:<id>: behind that job's GPU reservation; not_here: the answering node can never run it, another may; node_drained, engine_unreachable, no_lease: the answering node takes no job now.",
       ),
     estimatedStartAt: z
       .string()

@@ -461,3 +461,36 @@ test("UI: the Nodes card shows this node; an admin drains and undrains it there;
   await b.shot('43-nodes-card-reader');
   assertStayedHome(b, g);
 });
+
+test('UI: the GPUs card shows each card’s health and why; an admin drains and undrains a card there; a reader gets no buttons', async (t) => {
+  const g = await gantryWithTokens(t, { GANTRY_GPU_HEALTH_INTERVAL_SECONDS: '0' }, new FakeRuntime());
+  const [card0, card1] = [GPUS[0]!.uuid, GPUS[1]!.uuid];
+  await g.app.gantry.health.fault(card1, { code: 'xid_79', reason: 'Xid 79: GPU has fallen off the bus.' });
+  const b = await openBrowser(t, g.url);
+  const { page } = b;
+  await signIn(b, g);
+  const health = (uuid: string) => `#gpus tr[data-gpu="${uuid}"] [data-field="health"]`;
+  await page.waitForSelector(`${health(card1)}[data-health="unhealthy"] button[data-action="undrain"]`);
+  assert.equal((await page.textContent(`${health(card1)} [data-field="health-reason"]`))?.trim(), 'Xid 79: GPU has fallen off the bus.');
+  assert.equal(await page.getAttribute(`${health(card0)}`, 'data-health'), 'healthy');
+  const headers = await page.$$eval('#gpus th', (ths) => ths.map((th) => th.textContent));
+  assert.deepEqual(headers, ['#', 'GPU', 'Health', 'Memory allocated', 'Held by']);
+  await b.shot('50-gpu-unhealthy');
+
+  await page.click(`${health(card0)} button[data-action="drain"]`);
+  await page.waitForSelector(`${health(card0)}[data-health="drained"] button[data-action="undrain"]`);
+  assert.match((await page.textContent(health(card0))) ?? '', /drained by admin/);
+  assert.doesNotMatch((await page.textContent('#gpus')) ?? '', /object|undefined|null/);
+  await page.click(`${health(card1)} button[data-action="undrain"]`);
+  await page.waitForSelector(`${health(card1)}[data-health="healthy"] button[data-action="drain"]`);
+  const states = (await g.call<{ items: { health: { state: string } }[] }>('GET', '/v1/gpus')).body.items.map((c) => c.health.state);
+  assert.deepEqual(states, ['drained', 'healthy']);
+  await b.shot('51-gpu-drained-and-back');
+
+  await page.click('#signout');
+  await page.waitForSelector('#login');
+  await signIn(b, g, READER_TOKEN);
+  await page.waitForSelector(`${health(card0)}[data-health="drained"]`);
+  assert.equal(await page.locator('#gpus button').count(), 0, 'no drain button without admin');
+  assertStayedHome(b, g);
+});

@@ -14,9 +14,10 @@ Checks, and exits 1 on any violation:
    Gantry-labelled container naming a job of this store, belongs to an
    accepted job (GANTRY_KEEP_CONTAINERS=true keeps them for this count);
 3. every accepted job ends (no job left stuck) and Gantry is still ready.
-   The fuzzer may have drained the node (POST /v1/nodes/{name}/drain is an
-   admin's right): every drained node is undrained first, as an operator
-   ends maintenance, and the count is printed.
+   The fuzzer may have drained the node or a GPU (POST /v1/nodes/{name}/drain
+   and /v1/gpus/{uuid}/drain are an admin's right): every drained node and
+   every GPU out of service is undrained first, as an operator ends
+   maintenance, and the counts are printed.
 Prints the figures as one line.
 """
 
@@ -42,6 +43,15 @@ def undrain_all(base, token):
     for name in drained:
         api(base, token, f"/v1/nodes/{name}/undrain", method="POST")
     return len(drained)
+
+
+def undrain_gpus(base, token):
+    """Puts every GPU out of service (drained or unhealthy) back; returns how many there were."""
+    _, gpus = api(base, token, "/v1/gpus")
+    out = [g["uuid"] for g in gpus["items"] if g["health"]["state"] != "healthy"]
+    for uuid in out:
+        api(base, token, f"/v1/gpus/{uuid}/undrain", method="POST")
+    return len(out)
 
 
 def all_jobs(base, token):
@@ -78,6 +88,7 @@ def main():
 
     # 3. Accepted jobs all end (their timeouts are short in the fuzz config).
     undrained = undrain_all(base, token)
+    gpus_undrained = undrain_gpus(base, token)
     deadline = time.monotonic() + 90
     while True:
         jobs = all_jobs(base, token)
@@ -112,7 +123,7 @@ def main():
         "fuzz ledger: "
         f"submissions={len(ledger)} accepted={len(accepted)} refused={len(refused)} "
         f"jobs={len(jobs)} {json.dumps(by_state, sort_keys=True)} containers_created={len(containers)} "
-        f"nodes_undrained={undrained} violations={len(problems)}"
+        f"nodes_undrained={undrained} gpus_undrained={gpus_undrained} violations={len(problems)}"
     )
     failed_reasons = sorted({(j["reason"] or "")[:90] for j in jobs if j["state"] == "failed"})
     if failed_reasons:

@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import type { Config } from '../../config.js';
 import type { NodeService } from '../../fleet/node-service.js';
 import type { GpuAllocator } from '../../gpu/allocator.js';
+import type { GpuHealthBook } from '../../gpu/health/state.js';
 import type { JobEventHub } from '../../jobs/events.js';
 import type { JobService } from '../../jobs/service.js';
 import type { GantryMetrics } from '../../metrics/registry.js';
@@ -16,6 +17,7 @@ export interface RouteDeps {
   logs: LogStore;
   events: JobEventHub;
   gpus: GpuAllocator;
+  health: GpuHealthBook;
   metrics: GantryMetrics;
   nodes: NodeService;
 }

@@ -137,10 +137,50 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** GPUs on this host and the jobs that hold them */
+        /** GPUs on this host, the jobs that hold them, and their health */
         get: operations["listGpus"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/gpus/{uuid}/drain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Drain a GPU: jobs on it finish, no new job gets it
+         * @description Admin only. Idempotent. A job on the card carries on to its end; no new job gets the card until it is undrained. An unhealthy card stays unhealthy (its fault says more). The state outlives restarts.
+         */
+        post: operations["drainGpu"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/gpus/{uuid}/undrain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Undrain a GPU: it is healthy again and new jobs may get it
+         * @description Admin only. Idempotent. Clears `unhealthy` too: the admin says the card is fine (reset or replaced). A fault nvidia-smi still reports (an ECC count, a failed row remapper) makes it unhealthy again at the next health poll.
+         */
+        post: operations["undrainGpu"];
         delete?: never;
         options?: never;
         head?: never;
@@ -374,9 +414,9 @@ export interface components {
             node: string;
             /** @description The owner of the presented token when it was valid (a 403 included); null without one, or for an action not asked over HTTP. */
             actor: string | null;
-            /** @description A stable code: `job.submit`, `job.cancel`, `node.drain`, `node.undrain`, `config.reload`. */
+            /** @description A stable code: `job.submit`, `job.cancel`, `node.drain`, `node.undrain`, `gpu.drain`, `gpu.undrain`, `config.reload`. */
             action: string;
-            /** @description What was acted on: the job id (the one a submit created), or the node name; null if none. */
+            /** @description What was acted on: the job id (the one a submit created), the node name, or the GPU UUID; null if none. */
             target: string | null;
             /** @enum {string} */
             outcome: "ok" | "refused" | "failed";
@@ -453,6 +493,32 @@ export interface components {
                 /** @description Declared share, or null for exclusive use. */
                 memoryMiB: number | null;
             }[];
+            health: components["schemas"]["GpuHealth"];
+        };
+        /**
+         * @description Optional: a POST without a body drains with no reason given.
+         * @example {
+         *       "reason": "reseating the card"
+         *     }
+         */
+        GpuDrainInput: {
+            /** @description Why, for whoever looks at the card next. */
+            reason?: string;
+        } | null;
+        GpuHealth: {
+            /**
+             * @description healthy: jobs may get it. unhealthy: a device fault was seen (the job on it failed with cause gpu_error); no new job gets it until an admin undrains it. drained: an admin took it out of service; jobs on it carry on, no new job gets it.
+             * @enum {string}
+             */
+            state: "healthy" | "unhealthy" | "drained";
+            /** @description Why it is out of service, as a stable code: xid_<N> (a device Xid in the kernel log), ecc_uncorrected, retirement_pending, row_remap_failure, no_answer (nvidia-smi no longer answers for it), drained (by an admin); null when healthy. */
+            code: string | null;
+            /** @description The same in words (for a fault, what the driver or nvidia-smi said); null when healthy. */
+            reason: string | null;
+            /** @description When it went out of service (ISO 8601, UTC); null when healthy. */
+            since: string | null;
+            /** @description The admin who drained it (token owner); null for a fault or when healthy. */
+            by: string | null;
         };
         GpuList: {
             /** @enum {string} */
@@ -1030,7 +1096,7 @@ export interface components {
          *     }
          */
         Waiting: {
-            /** @description pending: not yet considered by a scheduling pass; backoff: a retry waits out its backoff (until estimatedStartAt); run_slot: every run slot is taken (GANTRY_MAX_RUNNING); quota: its team's limits (GANTRY_QUOTAS_FILE) hold it; gpus: its GPUs are not free (it holds the reservation); reserved_for:<id>: behind that job's GPU reservation; not_here: the answering node can never run it, another may; node_drained, engine_unreachable, no_lease: the answering node takes no job now. */
+            /** @description pending: not yet considered by a scheduling pass; backoff: a retry waits out its backoff (until estimatedStartAt); run_slot: every run slot is taken (GANTRY_MAX_RUNNING); quota: its team's limits (GANTRY_QUOTAS_FILE) hold it; gpus: its GPUs are not free (it holds the reservation); gpus_out_of_service: only GPUs out of service (unhealthy or drained, GET /v1/gpus) could run it; reserved_for:<id>: behind that job's GPU reservation; not_here: the answering node can never run it, another may; node_drained, engine_unreachable, no_lease: the answering node takes no job now. */
             code: string;
             /** @description When it starts at the latest if the jobs holding its GPUs run to their timeouts and nothing of higher priority arrives; null where that cannot be told. */
             estimatedStartAt: string | null;
@@ -2232,7 +2298,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Every GPU Gantry manages, with its holders */
+            /** @description Every GPU Gantry manages, with its holders and health */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2253,7 +2319,14 @@ export interface operations {
                      *               "jobId": "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47",
                      *               "memoryMiB": null
                      *             }
-                     *           ]
+                     *           ],
+                     *           "health": {
+                     *             "state": "healthy",
+                     *             "code": null,
+                     *             "reason": null,
+                     *             "since": null,
+                     *             "by": null
+                     *           }
                      *         },
                      *         {
                      *           "index": 1,
@@ -2261,7 +2334,29 @@ export interface operations {
                      *           "name": "NVIDIA H100 80GB HBM3",
                      *           "memoryMiB": 81559,
                      *           "allocatedMemoryMiB": 0,
-                     *           "holders": []
+                     *           "holders": [],
+                     *           "health": {
+                     *             "state": "healthy",
+                     *             "code": null,
+                     *             "reason": null,
+                     *             "since": null,
+                     *             "by": null
+                     *           }
+                     *         },
+                     *         {
+                     *           "index": 2,
+                     *           "uuid": "GPU-0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+                     *           "name": "NVIDIA H100 80GB HBM3",
+                     *           "memoryMiB": 81559,
+                     *           "allocatedMemoryMiB": 0,
+                     *           "holders": [],
+                     *           "health": {
+                     *             "state": "unhealthy",
+                     *             "code": "xid_79",
+                     *             "reason": "Xid 79: GPU has fallen off the bus.",
+                     *             "since": "2026-01-05T09:31:00.000Z",
+                     *             "by": null
+                     *           }
                      *         }
                      *       ]
                      *     }
@@ -2300,6 +2395,359 @@ export interface operations {
                      *       "status": 403,
                      *       "detail": "this token lacks the \"submit\" scope",
                      *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    drainGpu: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The card’s UUID (`GPU-…`), as GET /v1/gpus lists it */
+                uuid: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "reason": "reseating the card"
+                 *     }
+                 */
+                "application/json": components["schemas"]["GpuDrainInput"];
+            };
+        };
+        responses: {
+            /** @description The card, drained */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "index": 1,
+                     *       "uuid": "GPU-8f0e2d4c-1b6a-4c3e-a5d7-9e1f2a3b4c5d",
+                     *       "name": "NVIDIA H100 80GB HBM3",
+                     *       "memoryMiB": 81559,
+                     *       "allocatedMemoryMiB": 0,
+                     *       "holders": [],
+                     *       "health": {
+                     *         "state": "drained",
+                     *         "code": "drained",
+                     *         "reason": "reseating the card",
+                     *         "since": "2026-01-05T09:40:00.000Z",
+                     *         "by": "admin"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Gpu"];
+                };
+            };
+            /** @description Malformed request: a body that is not JSON, or a path that is not valid percent-encoding */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/bad-request",
+                     *       "title": "Bad request",
+                     *       "status": 400,
+                     *       "detail": "Body is not valid JSON but content-type is set to 'application/json'",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unauthorized",
+                     *       "title": "Authentication required",
+                     *       "status": 401,
+                     *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token is not an admin’s (drain and undrain need the `admin` scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token lacks the \"admin\" scope",
+                     *       "instance": "/v1/nodes/gpu-host-1/drain"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such GPU on this node */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/not-found",
+                     *       "title": "Not found",
+                     *       "status": 404,
+                     *       "detail": "GPU GPU-00000000-0000-0000-0000-000000000000 does not exist",
+                     *       "instance": "/v1/gpus/GPU-00000000-0000-0000-0000-000000000000/drain"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/payload-too-large",
+                     *       "title": "Payload too large",
+                     *       "status": 413,
+                     *       "detail": "Request body is too large",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path parameter is too long to be an id */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/uri-too-long",
+                     *       "title": "URI too long",
+                     *       "status": 414,
+                     *       "detail": "a path parameter is longer than any Gantry id",
+                     *       "instance": "/v1/jobs/aaaa…/logs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported content type (send application/json) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unsupported-media-type",
+                     *       "title": "Unsupported media type",
+                     *       "status": 415,
+                     *       "detail": "Unsupported Media Type: text/plain",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request or refused by policy; `errors` names the fields at fault */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/policy",
+                     *       "title": "Refused by policy",
+                     *       "status": 422,
+                     *       "detail": "body.image: image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST",
+                     *       "instance": "/v1/jobs",
+                     *       "errors": [
+                     *         {
+                     *           "field": "body.image",
+                     *           "message": "image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    undrainGpu: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The card’s UUID (`GPU-…`), as GET /v1/gpus lists it */
+                uuid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The card, healthy */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "index": 1,
+                     *       "uuid": "GPU-8f0e2d4c-1b6a-4c3e-a5d7-9e1f2a3b4c5d",
+                     *       "name": "NVIDIA H100 80GB HBM3",
+                     *       "memoryMiB": 81559,
+                     *       "allocatedMemoryMiB": 0,
+                     *       "holders": [],
+                     *       "health": {
+                     *         "state": "healthy",
+                     *         "code": null,
+                     *         "reason": null,
+                     *         "since": null,
+                     *         "by": null
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Gpu"];
+                };
+            };
+            /** @description Malformed request: a body that is not JSON, or a path that is not valid percent-encoding */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/bad-request",
+                     *       "title": "Bad request",
+                     *       "status": 400,
+                     *       "detail": "Body is not valid JSON but content-type is set to 'application/json'",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unauthorized",
+                     *       "title": "Authentication required",
+                     *       "status": 401,
+                     *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token is not an admin’s (drain and undrain need the `admin` scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token lacks the \"admin\" scope",
+                     *       "instance": "/v1/nodes/gpu-host-1/drain"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such GPU on this node */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/not-found",
+                     *       "title": "Not found",
+                     *       "status": 404,
+                     *       "detail": "GPU GPU-00000000-0000-0000-0000-000000000000 does not exist",
+                     *       "instance": "/v1/gpus/GPU-00000000-0000-0000-0000-000000000000/drain"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path parameter is too long to be an id */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/uri-too-long",
+                     *       "title": "URI too long",
+                     *       "status": 414,
+                     *       "detail": "a path parameter is longer than any Gantry id",
+                     *       "instance": "/v1/jobs/aaaa…/logs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request or refused by policy; `errors` names the fields at fault */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/policy",
+                     *       "title": "Refused by policy",
+                     *       "status": 422,
+                     *       "detail": "body.image: image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST",
+                     *       "instance": "/v1/jobs",
+                     *       "errors": [
+                     *         {
+                     *           "field": "body.image",
+                     *           "message": "image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST"
+                     *         }
+                     *       ]
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -3312,8 +3760,8 @@ export interface operations {
                 /** @description Only records of this token owner. */
                 actor?: string;
                 /** @description Only records of this action. */
-                action?: "job.submit" | "job.cancel" | "node.drain" | "node.undrain" | "config.reload";
-                /** @description Only records about this job id or node name. */
+                action?: "job.submit" | "job.cancel" | "node.drain" | "node.undrain" | "gpu.drain" | "gpu.undrain" | "config.reload";
+                /** @description Only records about this job id, node name or GPU UUID. */
                 target?: string;
                 /** @description Only records that ended so. */
                 outcome?: "ok" | "refused" | "failed";

@@ -1,7 +1,11 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import type { GpuAllocator } from '../../../gpu/allocator.js';
+import { type GpuHealthBook, GpuHealthSchema } from '../../../gpu/health/state.js';
+import type { GpuDevice } from '../../../gpu/inventory.js';
+import { NotFoundError } from '../../../model/errors.js';
 import { examples } from '../../examples.js';
-import { errorResponses, jsonResponse, type RouteDeps } from '../common.js';
+import { errorResponses, jsonResponse, problemResponse, type RouteDeps } from '../common.js';
 
 export const GpuSchema = z
   .object({
@@ -16,6 +20,7 @@ export const GpuSchema = z
         memoryMiB: z.number().int().nullable().describe('Declared share, or null for exclusive use.'),
       }),
     ),
+    health: GpuHealthSchema,
   })
   .meta({ id: 'Gpu' });
 
@@ -23,32 +28,106 @@ export const GpuListSchema = z
   .object({ driver: z.enum(['nvidia', 'cdi', 'devices', 'env']), items: z.array(GpuSchema) })
   .meta({ id: 'GpuList' });
 
-/** /v1/gpus: the inventory and who holds what. */
-export const gpuRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { gpus, config }) => {
+const GpuParams = z.object({ uuid: z.string().min(1).max(128).describe('The card’s UUID (`GPU-…`), as GET /v1/gpus lists it') });
+const DrainBody = z
+  .object({ reason: z.string().min(1).max(500).optional().describe('Why, for whoever looks at the card next.') })
+  .nullish()
+  .meta({
+    id: 'GpuDrain',
+    description: 'Optional: a POST without a body drains with no reason given.',
+    example: { reason: 'reseating the card' },
+  });
+
+const noSuchGpu = problemResponse(404, 'No such GPU on this node', examples.gpuNotFound);
+const notAdmin = problemResponse(403, 'The token is not an admin’s (drain and undrain need the `admin` scope)', examples.notAdmin);
+
+function view(gpus: GpuAllocator, health: GpuHealthBook, d: GpuDevice): z.infer<typeof GpuSchema> {
+  const holders = gpus.holders(d.uuid).map((h) => ({ jobId: h.jobId, memoryMiB: h.memoryMiB }));
+  const allocatedMemoryMiB = holders.some((h) => h.memoryMiB === null) ? d.memoryMiB : holders.reduce((s, h) => s + (h.memoryMiB ?? 0), 0);
+  const { index, uuid, name, memoryMiB } = d;
+  return { index, uuid, name, memoryMiB, allocatedMemoryMiB, holders, health: health.get(uuid) };
+}
+
+/** /v1/gpus: this node's cards, who holds what, each card's health, and the admin's drain switch per card. */
+export const gpuRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { gpus, health, config }) => {
   app.get(
     '/v1/gpus',
     {
       onRequest: app.auth('read'),
       schema: {
         operationId: 'listGpus',
-        summary: 'GPUs on this host and the jobs that hold them',
+        summary: 'GPUs on this host, the jobs that hold them, and their health',
         tags: ['gpus'],
         security: [{ bearer: [] }],
         response: {
-          200: jsonResponse(GpuListSchema, { description: 'Every GPU Gantry manages, with its holders', example: examples.gpuList }),
+          200: jsonResponse(GpuListSchema, {
+            description: 'Every GPU Gantry manages, with its holders and health',
+            example: examples.gpuList,
+          }),
           ...errorResponses(401, 403),
         },
       },
     },
-    async () => ({
-      driver: config.gpus.driver,
-      items: gpus.devices.map((d) => {
-        const holders = gpus.holders(d.uuid).map((h) => ({ jobId: h.jobId, memoryMiB: h.memoryMiB }));
-        const allocatedMemoryMiB = holders.some((h) => h.memoryMiB === null)
-          ? d.memoryMiB
-          : holders.reduce((s, h) => s + (h.memoryMiB ?? 0), 0);
-        return { ...d, allocatedMemoryMiB, holders };
-      }),
-    }),
+    async () => ({ driver: config.gpus.driver, items: gpus.devices.map((d) => view(gpus, health, d)) }),
   );
+
+  for (const [action, drained] of [
+    ['drain', true],
+    ['undrain', false],
+  ] as const) {
+    app.post(
+      `/v1/gpus/:uuid/${action}`,
+      {
+        onRequest: app.auth('admin'),
+        config: { audit: { action: drained ? 'gpu.drain' : 'gpu.undrain' } },
+        schema: {
+          operationId: drained ? 'drainGpu' : 'undrainGpu',
+          summary: drained
+            ? 'Drain a GPU: jobs on it finish, no new job gets it'
+            : 'Undrain a GPU: it is healthy again and new jobs may get it',
+          description: drained
+            ? 'Admin only. Idempotent. A job on the card carries on to its end; no new job gets the card until it is undrained. ' +
+              'An unhealthy card stays unhealthy (its fault says more). The state outlives restarts.'
+            : 'Admin only. Idempotent. Clears `unhealthy` too: the admin says the card is fine (reset or replaced). ' +
+              'A fault nvidia-smi still reports (an ECC count, a failed row remapper) makes it unhealthy again at the next health poll.',
+          tags: ['gpus'],
+          security: [{ bearer: [] }],
+          params: GpuParams,
+          ...(drained ? { body: DrainBody } : {}),
+          response: {
+            200: jsonResponse(GpuSchema, {
+              description: drained ? 'The card, drained' : 'The card, healthy',
+              example: drained
+                ? {
+                    ...examples.gpuList.items[1]!,
+                    health: {
+                      state: 'drained',
+                      code: 'drained',
+                      reason: 'reseating the card',
+                      since: '2026-01-05T09:40:00.000Z',
+                      by: 'admin',
+                    },
+                  }
+                : examples.gpuList.items[1]!,
+            }),
+            ...errorResponses(400, 401, 414, 422, ...(drained ? [413, 415] : [])),
+            403: notAdmin,
+            404: noSuchGpu,
+          },
+        },
+      },
+      async (request) => {
+        const { uuid } = request.params;
+        const device = gpus.devices.find((d) => d.uuid === uuid);
+        if (!device) throw new NotFoundError(`GPU ${uuid}`);
+        if (drained) {
+          const reason = (request.body as z.infer<typeof DrainBody>)?.reason;
+          await health.drain(uuid, request.principal.owner, reason);
+        } else {
+          await health.undrain(uuid);
+        }
+        return view(gpus, health, device);
+      },
+    );
+  }
 };

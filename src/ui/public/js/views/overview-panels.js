@@ -1,7 +1,10 @@
 // The overview's tables, each built afresh from the API's answers.
-import { h } from '../dom.js';
+import { api } from '../api.js';
+import { h, toast } from '../dom.js';
 import { fmtDuration, time } from '../format.js';
+import { renderHeader } from '../header.js';
 import { badge, jobHref, jobLink, nodeOf, ran, shortId, waited } from '../jobs.js';
+import { dropScope, isAdmin } from '../scopes.js';
 
 function table(headers, rows, empty) {
   if (rows.length === 0) return h('p', { class: 'empty muted' }, empty);
@@ -13,8 +16,54 @@ function table(headers, rows, empty) {
   return h('table', {}, h('thead', {}, head), h('tbody', {}, rows));
 }
 
-/** Each GPU, its allocated memory and the jobs holding it. */
-export function gpuPanel(list, jobsById) {
+/** Drains or undrains a GPU, says how it went, then `done()` (the overview refreshes). */
+async function setGpuDrained(g, drained, button, done) {
+  button.disabled = true;
+  button.textContent = drained ? 'Draining…' : 'Undraining…';
+  try {
+    const path = `/v1/gpus/${encodeURIComponent(g.uuid)}/${drained ? 'drain' : 'undrain'}`;
+    const back = await api(path, { method: 'POST' });
+    toast(drained ? `GPU ${back.index} drained: a job on it finishes, no new job gets it.` : `GPU ${back.index} is in service again.`);
+  } catch (err) {
+    if (err.status === 403) {
+      dropScope('admin');
+      renderHeader();
+    }
+    toast(`${drained ? 'Drain' : 'Undrain'} failed: ${err.message}`, 'error');
+  } finally {
+    done();
+  }
+}
+
+/** A card's health: its state, and for one out of service why, since when and (drained) by whom. */
+function healthCell(g, admin, onChange) {
+  const { state, code, reason, since, by } = g.health;
+  const out = state !== 'healthy';
+  const button = admin
+    ? h(
+        'button',
+        {
+          type: 'button',
+          class: out ? 'small-button' : 'small-button danger',
+          'data-action': out ? 'undrain' : 'drain',
+          onclick: (e) => void setGpuDrained(g, !out, e.currentTarget, onChange),
+        },
+        out ? 'Undrain' : 'Drain',
+      )
+    : null;
+  return h(
+    'td',
+    { 'data-field': 'health', 'data-health': state },
+    h('span', { class: `badge gpu-${state}`, title: code ?? '' }, state),
+    out ? h('div', { class: 'small', 'data-field': 'health-reason' }, reason ?? code) : null,
+    out ? h('div', { class: 'small muted' }, 'since ', time(since), by ? ` · by ${by}` : null) : null,
+    button ? h('div', {}, button) : null,
+  );
+}
+
+/** Each GPU, its health, its allocated memory and the jobs holding it; `onChange` runs after a drain or undrain. */
+export function gpuPanel(list, jobsById, onChange = () => {}) {
+  const admin = isAdmin();
   const rows = list.items.map((g) => {
     const pct = g.memoryMiB > 0 ? Math.min(100, Math.round((g.allocatedMemoryMiB / g.memoryMiB) * 100)) : 0;
     return h(
@@ -22,6 +71,7 @@ export function gpuPanel(list, jobsById) {
       { 'data-gpu': g.uuid },
       h('td', { class: 'num' }, g.index),
       h('td', {}, h('div', {}, g.name), h('div', { class: 'mono muted small', title: g.uuid }, g.uuid)),
+      healthCell(g, admin, onChange),
       h(
         'td',
         { class: 'mem' },
@@ -50,7 +100,7 @@ export function gpuPanel(list, jobsById) {
       ),
     );
   });
-  return table(['#', 'GPU', 'Memory allocated', 'Held by'], rows, 'No GPUs on this host: CPU jobs only.');
+  return table(['#', 'GPU', 'Health', 'Memory allocated', 'Held by'], rows, 'No GPUs on this host: CPU jobs only.');
 }
 
 /** Queued jobs in queue order, with what each waits for. */

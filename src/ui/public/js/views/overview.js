@@ -79,7 +79,7 @@ export function renderOverview(signal, initialState) {
       if (signal.aborted) return;
       const byId = new Map([...active.items, ...recent.items, ...queued.items].map((j) => [j.id, j]));
       const q = [...queued.items].sort((a, b) => (a.position ?? 1e9) - (b.position ?? 1e9));
-      document.getElementById('gpus-body').replaceChildren(gpuPanel(gpus, byId));
+      document.getElementById('gpus-body').replaceChildren(gpuPanel(gpus, byId, () => void refresh()));
       document.getElementById('queue-body').replaceChildren(queuePanel(q));
       document.getElementById('nodes-body').replaceChildren(nodePanel(nodes, () => void refresh()));
       document.getElementById('active-body').replaceChildren(activePanel(active.items));
