@@ -42,6 +42,11 @@ export class FairShare {
     return this.k > 0;
   }
 
+  /** How far back use still counts (ten half-lives: under 0.1% of its worth), in ms; 0 when fair share is off. */
+  get horizonMs(): number {
+    return this.k > 0 ? (10 * Math.LN2) / this.k : 0;
+  }
+
   /** Forgets everything (before a rebuild). */
   clear(): void {
     this.used.clear();

@@ -4,6 +4,7 @@ import type { JobRecord } from '../store/store.js';
 import { FairShare } from './fair-share.js';
 import { QueueIndex } from './queue-index.js';
 import { Quotas } from './quotas.js';
+import { gpuIntervals } from './usage.js';
 
 /** What a scheduling pass decided about the jobs it did not start. */
 export interface PassOutcome {
@@ -133,12 +134,24 @@ export class QueueState {
     this.runnable(record);
   }
 
-  /** Replaces what is known with the store's queue and active jobs (after a start or a gap in the change feed). */
-  reset(queued: readonly JobRecord[], active: readonly JobRecord[] = []): void {
+  /**
+   * Replaces what is known with the store's queue and active jobs (after a
+   * start or a gap in the change feed), and fair share's use with what the
+   * `recent` jobs' records say (every attempt that ended; a running one is
+   * counted as it runs).
+   */
+  reset(queued: readonly JobRecord[], active: readonly JobRecord[] = [], recent: readonly JobRecord[] = []): void {
     for (const { id } of [...this.all.inOrder()]) this.forget(id);
     for (const id of [...this.active.keys()]) this.forget(id);
     this.fairShare.clear();
     this.ranks = null;
+    const now = Date.now();
+    for (const r of recent) {
+      for (const i of gpuIntervals(r, now)) {
+        const running = r.state === 'running' && i.attempt === r.attempt;
+        if (!running) this.fairShare.add(r.owner, i.gpus.length, i.startMs, i.endMs);
+      }
+    }
     for (const r of [...queued, ...active]) this.observe(r);
   }
 

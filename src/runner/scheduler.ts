@@ -120,16 +120,20 @@ export class Scheduler {
   }
 
   /**
-   * Reads the whole queue from the store again: at start, and after changes
-   * may have been missed. A store that cannot answer is asked again shortly.
+   * Reads the whole queue from the store again, and the GPU time fair share
+   * still counts: at start, and after changes may have been missed. A store
+   * that cannot answer is asked again shortly.
    */
   async reloadQueue(): Promise<void> {
     try {
-      const [queued, active] = await Promise.all([
+      const now = Date.now();
+      const horizon = this.d.queue.fairShare.horizonMs;
+      const [queued, active, recent] = await Promise.all([
         this.d.store.jobs.queued(),
         this.d.store.jobs.list({ states: ['pulling', 'starting', 'running'], limit: ACTIVE_READ_MAX }),
+        horizon > 0 ? this.d.store.jobs.overlapping(new Date(now - horizon).toISOString(), new Date(now).toISOString()) : [],
       ]);
-      this.d.queue.reset(queued, active);
+      this.d.queue.reset(queued, active, recent);
     } catch (err) {
       this.d.log.warn({ err }, 'could not read the queue; trying again');
       if (!this.stopped) setTimeout(() => void this.reloadQueue(), RELOAD_RETRY_MS).unref();
