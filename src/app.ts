@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { teamList } from './api/routes/v1/teams.js';
 import { buildHttp, OPENAPI_INFO } from './api/server.js';
 import { loadRegistryAuth } from './auth/registry-auth.js';
 import { loadTokens, type TokenStore } from './auth/tokens.js';
@@ -122,6 +123,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     events,
     droppedLogLines: droppedLines,
     node: { name: config.node.name, version: OPENAPI_INFO.version },
+    // Read at scrape time only, once the domain below exists.
+    teams: () => teamList({ quotas, queue: domain.queue, halfLifeSeconds: config.fairShareHalfLifeSeconds }),
   });
   const runtime =
     overrides.runtime ??
@@ -172,7 +175,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     onPass: (seconds) => metrics.schedulerPass(seconds),
     onPreempt: (rule) => metrics.preempted(rule),
   });
-  const { jobs } = domain;
+  const { jobs, queue } = domain;
   scheduler = domain.scheduler;
   const monitor = watchGpuHealth({ config, devices, gpus, health, scheduler, log });
   const nodes = new NodeService(store, () => {
@@ -213,7 +216,22 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     log,
   });
 
-  const app = await buildHttp({ config, log, tokens, store, runtime, jobs, nodes, logs: store.logs, events, gpus, health, metrics });
+  const app = await buildHttp({
+    config,
+    log,
+    tokens,
+    store,
+    runtime,
+    jobs,
+    nodes,
+    logs: store.logs,
+    events,
+    gpus,
+    health,
+    metrics,
+    quotas,
+    queue,
+  });
   const openMetrics =
     config.metrics === 'open' ? openMetricsListener({ scrape: () => metrics.scrape(), contentType: metrics.contentType, log }) : null;
   app.decorate('gantry', {

@@ -42,7 +42,7 @@ export interface DomainParts {
  * runtime they are given: app.ts gives them SQLite and Docker, the
  * scheduler's unit tests an in-memory runtime.
  */
-export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Scheduler } {
+export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Scheduler; queue: QueueState } {
   const queue = new QueueState(new FairShare(d.config.fairShareHalfLifeSeconds, d.quotas));
   const jobs = new JobService({
     store: d.store.jobs,
@@ -72,5 +72,5 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     ...(d.onPass ? { onPass: d.onPass } : {}),
     ...(d.onPreempt ? { onPreempt: d.onPreempt } : {}),
   });
-  return { jobs, scheduler };
+  return { jobs, scheduler, queue };
 }

@@ -2,6 +2,7 @@ import type { AuditRecord } from '../model/audit.js';
 import type { Job, JobSpec } from '../model/job.js';
 import type { LogLine } from '../model/log.js';
 import type { Node } from '../model/node.js';
+import type { TeamList } from '../model/teams.js';
 import type { UsageReport } from '../model/usage.js';
 import { PROBLEM_BASE } from './problems.js';
 
@@ -258,6 +259,32 @@ export const examples = {
       },
     ],
   } satisfies UsageReport,
+  teamList: {
+    items: [
+      {
+        name: 'ml',
+        owners: ['airflow', 'alice'],
+        limits: { maxQueued: 50, maxRunning: 8, gpus: 4, borrowGpus: 2, share: 4 },
+        use: { queuedJobs: 12, runningJobs: 5, gpus: 6, borrowedGpus: 2 },
+        fairShare: { gpuSeconds: 51840, rank: 12960 },
+      },
+      {
+        name: 'vision',
+        owners: ['bob'],
+        limits: { maxQueued: null, maxRunning: null, gpus: 2, borrowGpus: null, share: 2 },
+        use: { queuedJobs: 3, runningJobs: 1, gpus: 1, borrowedGpus: 0 },
+        fairShare: { gpuSeconds: 7200, rank: 3600 },
+      },
+    ],
+    fairShare: {
+      halfLifeSeconds: 86400,
+      units: [
+        { unit: 'team:ml', gpuSeconds: 51840, share: 4, rank: 12960 },
+        { unit: 'team:vision', gpuSeconds: 7200, share: 2, rank: 3600 },
+        { unit: 'owner:carol', gpuSeconds: 900, share: 1, rank: 900 },
+      ],
+    },
+  } satisfies TeamList,
   gpuNotFound: {
     type: `${PROBLEM_BASE}not-found`,
     title: 'Not found',

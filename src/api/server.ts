@@ -25,6 +25,7 @@ import { jobWaitRoutes } from './routes/v1/job-wait.js';
 import { jobRoutes } from './routes/v1/jobs.js';
 import { meRoutes } from './routes/v1/me.js';
 import { nodeRoutes } from './routes/v1/nodes.js';
+import { teamRoutes } from './routes/v1/teams.js';
 import { usageRoutes } from './routes/v1/usage.js';
 import { readTls } from './tls.js';
 
@@ -80,6 +81,7 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
         { name: 'logs', description: 'Job output, stored durably by Gantry' },
         { name: 'gpus', description: 'GPU inventory and allocation' },
         { name: 'nodes', description: 'The fleet: each Gantry node, its lease, GPUs and drain switch' },
+        { name: 'teams', description: 'Teams (GANTRY_QUOTAS_FILE): their limits, their use now, and fair share' },
         { name: 'usage', description: 'GPU-hours per owner over a window, from the jobs’ records (JSON or CSV)' },
         { name: 'audit', description: 'Who changed what: every state-changing request, refused ones included (admin)' },
         { name: 'tokens', description: 'The presented token' },
@@ -130,6 +132,8 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
       health: d.health,
       metrics: d.metrics,
       nodes: d.nodes,
+      quotas: d.quotas,
+      queue: d.queue,
     };
     await typed.register(jobRoutes, deps);
     await typed.register(jobLogRoutes, deps);
@@ -137,6 +141,7 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
     await typed.register(jobWaitRoutes, deps);
     await typed.register(meRoutes, deps);
     await typed.register(nodeRoutes, deps);
+    await typed.register(teamRoutes, deps);
     await typed.register(auditRoutes, { audit: d.store.audit });
     const usage = new UsageReporter({ jobs: d.store.jobs, nodes: d.store.nodes, weights: d.config.gpus.modelWeights });
     await typed.register(usageRoutes, { usage });

@@ -4,6 +4,7 @@ import type { GpuDevice } from '../gpu/inventory.js';
 import { STDOUT_BUFFER_BYTES } from '../logging.js';
 import { NODE_STATES } from '../model/node.js';
 import { JOB_STATES } from '../model/states.js';
+import type { TeamList } from '../model/teams.js';
 import type { NodeRecord, Store } from '../store/store.js';
 
 export interface CollectorSources {
@@ -13,18 +14,22 @@ export interface CollectorSources {
   node?: { name: string; version: string } | undefined;
   /** Process log lines dropped because stdout was read too slowly or could not be written (src/logging.ts). */
   droppedLogLines: () => number;
+  /** The teams' limits and use, and fair share's units, now (src/model/teams.ts); absent: no team series. */
+  teams?: (() => TeamList) | undefined;
 }
 
 /**
  * Registers the gauges that are read at scrape time from state the store or
  * the allocator already keeps: jobs by state and owner, the queue, GPU
- * holders, stored logs, and the process log's dropped lines.
+ * holders, stored logs, the process log's dropped lines, and the teams'
+ * use against their quotas.
  */
 export function registerCollectors(registry: Registry, src: CollectorSources): void {
   registerJobGauges([registry], src.store);
   registerGpuGauges([registry], src.gpus);
   registerLogGauges([registry], src.store);
   registerNodeGauges([registry], src.store, src.node);
+  if (src.teams) registerTeamGauges([registry], src.teams);
   new Counter({
     name: 'gantry_process_log_dropped_lines_total',
     help: `Gantry's own log lines (stdout) dropped because their reader fell more than ${STDOUT_BUFFER_BYTES / 1024 / 1024} MiB behind or stdout could not be written (a full disk); job logs are not affected.`,
@@ -248,4 +253,69 @@ function registerNodeGauges(registers: Registry[], store: Store, self: Collector
       registers,
     }).set({ node: self.name, version: self.version }, 1);
   }
+}
+
+/**
+ * The teams' use against their quotas and fair share's units, read once per
+ * scrape. Each gauge is reset on every collect, so a team a reload of the
+ * quotas file removed, or a unit whose use decayed to nothing, disappears.
+ */
+function registerTeamGauges(registers: Registry[], teams: () => TeamList): void {
+  const read = shared(async () => teams());
+  new Gauge({
+    name: 'gantry_team_gpus',
+    help: 'GPUs of a team (GANTRY_QUOTAS_FILE): held by its jobs now, its nominal `gpus`, and the most it may hold borrowing (`gpus` + `borrowGpus`); a limit not set is not reported.',
+    labelNames: ['team', 'kind'],
+    registers,
+    async collect() {
+      const { items } = await read();
+      this.reset();
+      for (const t of items) {
+        this.set({ team: t.name, kind: 'held' }, t.use.gpus);
+        if (t.limits.gpus !== null) {
+          this.set({ team: t.name, kind: 'nominal' }, t.limits.gpus);
+          this.set({ team: t.name, kind: 'borrow_limit' }, t.limits.gpus + (t.limits.borrowGpus ?? 0));
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: 'gantry_team_jobs',
+    help: "A team's jobs, fleet-wide as this node has heard: queued and untaken, and running (taken by a node and not ended).",
+    labelNames: ['team', 'state'],
+    registers,
+    async collect() {
+      const { items } = await read();
+      this.reset();
+      for (const t of items) {
+        this.set({ team: t.name, state: 'queued' }, t.use.queuedJobs);
+        this.set({ team: t.name, state: 'running' }, t.use.runningJobs);
+      }
+    },
+  });
+  new Gauge({
+    name: 'gantry_team_limit_jobs',
+    help: "A team's job limits (GANTRY_QUOTAS_FILE maxQueued, maxRunning); a limit not set is not reported.",
+    labelNames: ['team', 'kind'],
+    registers,
+    async collect() {
+      const { items } = await read();
+      this.reset();
+      for (const t of items) {
+        if (t.limits.maxQueued !== null) this.set({ team: t.name, kind: 'max_queued' }, t.limits.maxQueued);
+        if (t.limits.maxRunning !== null) this.set({ team: t.name, kind: 'max_running' }, t.limits.maxRunning);
+      }
+    },
+  });
+  new Gauge({
+    name: 'gantry_fair_share_usage_gpu_seconds',
+    help: "A fair-share unit's recent GPU use (team:<name>, or owner:<owner> in no team): GPU-seconds, each halving in weight every GANTRY_FAIR_SHARE_HALF_LIFE_SECONDS.",
+    labelNames: ['unit'],
+    registers,
+    async collect() {
+      const { fairShare } = await read();
+      this.reset();
+      for (const u of fairShare.units) this.set({ unit: u.unit }, u.gpuSeconds);
+    },
+  });
 }

@@ -6,6 +6,7 @@ import type { JobEventHub } from '../jobs/events.js';
 import { PREEMPTION_RULES, type PreemptionRule } from '../jobs/preemption.js';
 import type { Job } from '../model/job.js';
 import { isTerminal } from '../model/states.js';
+import type { TeamList } from '../model/teams.js';
 import { RUNTIME_OPS, type RuntimeOp } from '../runtime/runtime.js';
 import type { Store } from '../store/store.js';
 import { AttemptMetrics } from './attempts.js';
@@ -24,6 +25,8 @@ export interface MetricsSources {
   droppedLogLines: () => number;
   /** This node's name (GANTRY_NODE_NAME) and Gantry's version, exported as gantry_node_info. */
   node?: { name: string; version: string };
+  /** The teams' limits and use now (absent: no team series). */
+  teams?: () => TeamList;
 }
 
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

@@ -494,3 +494,65 @@ test('UI: the GPUs card shows each card’s health and why; an admin drains and 
   assert.equal(await page.locator('#gpus button').count(), 0, 'no drain button without admin');
   assertStayedHome(b, g);
 });
+
+test('UI: the Teams card shows each team’s use against its quota; a token in no team sees no card', async (t) => {
+  const quotas = path.join(tempDir(), 'quotas.json');
+  fs.writeFileSync(
+    quotas,
+    JSON.stringify([
+      { name: 'ml', owners: ['airflow'], gpus: 1, borrowGpus: 1, maxRunning: 3, maxQueued: 5 },
+      { name: 'web', owners: ['carol'], gpus: 1 },
+    ]),
+  );
+  const gate = tempDir('gantry-gate-');
+  const g = await gantryWithTokens(t, {
+    GANTRY_QUOTAS_FILE: quotas,
+    GANTRY_MOUNT_ALLOWLIST: gate,
+    GANTRY_FAIR_SHARE_HALF_LIFE_SECONDS: '3600',
+  });
+  const airflow = client(g.url, SUBMITTER_TOKEN);
+  const held = (name: string) =>
+    sh('while [ ! -e /gate/open ]; do sleep 0.05; done', { name, gpus: { count: 1 }, mounts: [{ source: gate, target: '/gate' }] });
+  // Team ml holds its GPU and borrows the other; its third GPU job waits on its quota.
+  const running = [await airflow.submit(held('m1')), await airflow.submit(held('m2'))];
+  for (const j of running) await airflow.waitFor(j.id, (x) => x.state === 'running');
+  const waiting = await airflow.submit(held('m3'));
+  await airflow.waitFor(waiting.id, (x) => x.waiting?.code === 'quota');
+
+  const b = await openBrowser(t, g.url);
+  const { page } = b;
+  await signIn(b, g);
+  await page.waitForSelector('#teams:not([hidden]) tr[data-team="ml"]');
+  const cell = async (team: string, field: string) =>
+    (await page.textContent(`#teams tr[data-team="${team}"] [data-field="${field}"]`))?.trim();
+  assert.deepEqual(await page.$$eval('#teams th', (ths) => ths.map((th) => th.textContent)), [
+    'Team',
+    'GPUs held / nominal (+borrow)',
+    'Running / max',
+    'Queued / max',
+    'Borrowed',
+    'Recent use',
+  ]);
+  assert.equal(await cell('ml', 'gpus'), '2 / 1 (+1)');
+  assert.equal(await cell('ml', 'running'), '2 / 3');
+  assert.equal(await cell('ml', 'queued'), '1 / 5');
+  assert.equal(await cell('ml', 'borrowed'), '1');
+  assert.match((await cell('ml', 'fair-share')) ?? '', /^\d+\.\d+ GPU-h$/);
+  assert.equal(await cell('web', 'gpus'), '0 / 1');
+  assert.equal(await cell('web', 'running'), '0');
+  assert.equal(await cell('web', 'queued'), '0');
+  assert.equal(await cell('web', 'fair-share'), '0.00 GPU-h');
+  assert.doesNotMatch((await page.textContent('#teams')) ?? '', /object|undefined|null|NaN/);
+  await b.shot('60-teams');
+
+  // The watcher's owner is in no team: no card.
+  await page.click('#signout');
+  await page.waitForSelector('#login');
+  await signIn(b, g, WATCHER_TOKEN);
+  // The GPUs card is filled by the same refresh that decides the Teams card.
+  await page.waitForSelector('#gpus table');
+  assert.equal(await page.isHidden('#teams'), true);
+  fs.writeFileSync(path.join(gate, 'open'), '');
+  for (const j of [...running, waiting]) assert.equal((await airflow.waitFor(j.id)).state, 'succeeded');
+  assertStayedHome(b, g);
+});

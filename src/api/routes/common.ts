@@ -4,6 +4,8 @@ import type { NodeService } from '../../fleet/node-service.js';
 import type { GpuAllocator } from '../../gpu/allocator.js';
 import type { GpuHealthBook } from '../../gpu/health/state.js';
 import type { JobEventHub } from '../../jobs/events.js';
+import type { QueueState } from '../../jobs/queue-state.js';
+import type { Quotas } from '../../jobs/quotas.js';
 import type { JobService } from '../../jobs/service.js';
 import type { GantryMetrics } from '../../metrics/registry.js';
 import type { LogStore } from '../../store/store.js';
@@ -20,6 +22,10 @@ export interface RouteDeps {
   health: GpuHealthBook;
   metrics: GantryMetrics;
   nodes: NodeService;
+  /** The teams' limits, reloaded in place on SIGHUP. */
+  quotas: Quotas;
+  /** The queue as this node knows it, fleet-wide, and its fair share. */
+  queue: QueueState;
 }
 
 const DESCRIPTIONS: Record<number, string> = {

@@ -302,6 +302,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/teams": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Each team’s limits and use now (jobs, GPUs, borrowed GPUs), and fair share’s recent GPU use per unit
+         * @description The teams of GANTRY_QUOTAS_FILE, read live (a reload on SIGHUP shows at once), with what their jobs use fleet-wide as this node has heard, and each fair-share unit’s decayed GPU-seconds (a unit is a team, or an owner in no team). An admin sees every team and unit; any other token only its own team and unit (empty lists when it has none).
+         */
+        get: operations["listTeams"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/audit": {
         parameters: {
             query?: never;
@@ -475,6 +495,13 @@ export interface components {
             data: string;
             /** @description Reconnection delay in ms; sent once, with the first event. */
             retry?: number;
+        };
+        FairShareUnit: {
+            /** @description `team:<name>`, or `owner:<owner>` for an owner in no team. */
+            unit: string;
+            gpuSeconds: number;
+            share: number;
+            rank: number;
         };
         FieldError: {
             /** @description JSON pointer-like path of the field at fault, e.g. "body.mounts.0.source" */
@@ -1050,6 +1077,48 @@ export interface components {
             data: string;
             /** @description Reconnection delay in ms; sent once, with the first event. */
             retry?: number;
+        };
+        Team: {
+            name: string;
+            /** @description Token owners whose jobs count against these limits together. */
+            owners: string[];
+            /** @description As GANTRY_QUOTAS_FILE sets them; null: no limit. */
+            limits: {
+                maxQueued: number | null;
+                maxRunning: number | null;
+                /** @description Its nominal share of GPUs. */
+                gpus: number | null;
+                /** @description GPUs beyond `gpus` it may hold while no other team is owed its own. */
+                borrowGpus: number | null;
+                /** @description Its fair-share weight: the `share` set, else its `gpus`, else 1. */
+                share: number;
+            };
+            use: {
+                /** @description Jobs queued that no node has taken, fleet-wide. */
+                queuedJobs: number;
+                /** @description Jobs a node has taken and not ended (pulling, starting, running). */
+                runningJobs: number;
+                /** @description GPUs its taken jobs hold or are being given (a shared card counts as one). */
+                gpus: number;
+                /** @description GPUs held beyond its nominal `gpus` (0 when `gpus` is not set). */
+                borrowedGpus: number;
+            };
+            fairShare: {
+                /** @description Its recent GPU use: GPU-seconds, each halving in weight every half-life. */
+                gpuSeconds: number;
+                /** @description gpuSeconds over its share: within a priority, the lowest rank goes first. */
+                rank: number;
+            };
+        };
+        TeamList: {
+            /** @description The teams of GANTRY_QUOTAS_FILE, as last read (a reload on SIGHUP replaces them). */
+            items: components["schemas"]["Team"][];
+            fairShare: {
+                /** @description GANTRY_FAIR_SHARE_HALF_LIFE_SECONDS; 0: fair share is off and the queue is FIFO. */
+                halfLifeSeconds: number;
+                /** @description Every unit with recent GPU use, teams and owners in no team alike, most used first. */
+                units: components["schemas"]["FairShareUnit"][];
+            };
         };
         /** @description A sample of the job's GPUs (with `?telemetry=true`); no `id`. */
         TelemetryEvent: {
@@ -3746,6 +3815,138 @@ export interface operations {
                      *       "title": "Storage full",
                      *       "status": 507,
                      *       "detail": "the store's disk is full: database or disk is full; nothing was stored, try again later",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listTeams: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The teams and fair-share units the token may see */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "items": [
+                     *         {
+                     *           "name": "ml",
+                     *           "owners": [
+                     *             "airflow",
+                     *             "alice"
+                     *           ],
+                     *           "limits": {
+                     *             "maxQueued": 50,
+                     *             "maxRunning": 8,
+                     *             "gpus": 4,
+                     *             "borrowGpus": 2,
+                     *             "share": 4
+                     *           },
+                     *           "use": {
+                     *             "queuedJobs": 12,
+                     *             "runningJobs": 5,
+                     *             "gpus": 6,
+                     *             "borrowedGpus": 2
+                     *           },
+                     *           "fairShare": {
+                     *             "gpuSeconds": 51840,
+                     *             "rank": 12960
+                     *           }
+                     *         },
+                     *         {
+                     *           "name": "vision",
+                     *           "owners": [
+                     *             "bob"
+                     *           ],
+                     *           "limits": {
+                     *             "maxQueued": null,
+                     *             "maxRunning": null,
+                     *             "gpus": 2,
+                     *             "borrowGpus": null,
+                     *             "share": 2
+                     *           },
+                     *           "use": {
+                     *             "queuedJobs": 3,
+                     *             "runningJobs": 1,
+                     *             "gpus": 1,
+                     *             "borrowedGpus": 0
+                     *           },
+                     *           "fairShare": {
+                     *             "gpuSeconds": 7200,
+                     *             "rank": 3600
+                     *           }
+                     *         }
+                     *       ],
+                     *       "fairShare": {
+                     *         "halfLifeSeconds": 86400,
+                     *         "units": [
+                     *           {
+                     *             "unit": "team:ml",
+                     *             "gpuSeconds": 51840,
+                     *             "share": 4,
+                     *             "rank": 12960
+                     *           },
+                     *           {
+                     *             "unit": "team:vision",
+                     *             "gpuSeconds": 7200,
+                     *             "share": 2,
+                     *             "rank": 3600
+                     *           },
+                     *           {
+                     *             "unit": "owner:carol",
+                     *             "gpuSeconds": 900,
+                     *             "share": 1,
+                     *             "rank": 900
+                     *           }
+                     *         ]
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TeamList"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unauthorized",
+                     *       "title": "Authentication required",
+                     *       "status": 401,
+                     *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the needed scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token lacks the \"submit\" scope",
                      *       "instance": "/v1/jobs"
                      *     }
                      */

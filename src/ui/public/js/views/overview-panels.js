@@ -166,3 +166,43 @@ export function recentPanel(items) {
   );
   return table(['Job', 'State', 'Exit', 'Reason', 'Owner', 'Node', 'Submitted', 'Waited', 'Ran'], rows, 'No jobs match.');
 }
+
+/** "used / limit", or the use alone when no limit is set. */
+const ofLimit = (used, limit) => (limit === null ? String(used) : `${used} / ${limit}`);
+
+/** GPU-hours, from fair share's decayed GPU-seconds. */
+const gpuHours = (seconds) => `${(seconds / 3600).toFixed(seconds < 36 ? 2 : 1)} GPU-h`;
+
+/** Each team's use now against its quota (GANTRY_QUOTAS_FILE), and its fair-share standing. */
+export function teamPanel(list) {
+  const rows = list.items.map((t) => {
+    const { limits: l, use: u } = t;
+    const pct = l.gpus ? Math.min(100, Math.round((u.gpus / l.gpus) * 100)) : 0;
+    return h(
+      'tr',
+      { 'data-team': t.name },
+      h('td', {}, h('div', {}, t.name), h('div', { class: 'small muted' }, t.owners.join(', '))),
+      h(
+        'td',
+        { 'data-field': 'gpus' },
+        l.gpus === null
+          ? null
+          : h(
+              'div',
+              { class: 'bar', title: `${pct}% of its GPUs` },
+              h('div', { class: `fill${pct >= 100 ? ' full' : ''}`, style: `width:${pct}%` }),
+            ),
+        h('div', { class: 'small' }, ofLimit(u.gpus, l.gpus), l.borrowGpus ? ` (+${l.borrowGpus})` : ''),
+      ),
+      h('td', { class: 'num', 'data-field': 'running' }, ofLimit(u.runningJobs, l.maxRunning)),
+      h('td', { class: 'num', 'data-field': 'queued' }, ofLimit(u.queuedJobs, l.maxQueued)),
+      h('td', { class: 'num', 'data-field': 'borrowed' }, u.borrowedGpus),
+      h(
+        'td',
+        { class: 'num', 'data-field': 'fair-share', title: `rank ${t.fairShare.rank.toFixed(1)} (use over share ${l.share})` },
+        gpuHours(t.fairShare.gpuSeconds),
+      ),
+    );
+  });
+  return table(['Team', 'GPUs held / nominal (+borrow)', 'Running / max', 'Queued / max', 'Borrowed', 'Recent use'], rows, 'No teams.');
+}

@@ -1,12 +1,13 @@
-// The overview: GPUs, the queue, the fleet's nodes, running and recent jobs,
-// refreshed every two seconds while the tab is visible.
+// The overview: GPUs, the queue, the teams' use against their quotas, the
+// fleet's nodes, running and recent jobs, refreshed every two seconds while
+// the tab is visible.
 import { api } from '../api.js';
 import { h, main } from '../dom.js';
 import { ACTIVE, STATES } from '../jobs.js';
 import { learnScopes } from '../scopes.js';
 import { sleep, whenVisible } from '../timing.js';
 import { nodePanel } from './overview-nodes.js';
-import { activePanel, gpuPanel, queuePanel, recentPanel } from './overview-panels.js';
+import { activePanel, gpuPanel, queuePanel, recentPanel, teamPanel } from './overview-panels.js';
 
 const REFRESH_MS = 2000;
 
@@ -39,6 +40,8 @@ export function renderOverview(signal, initialState) {
   const activeCount = h('span', { class: 'count', id: 'active-count' });
   const nodeCount = h('span', { class: 'count', id: 'node-count' });
   const updated = h('span', { class: 'muted small', id: 'updated' });
+  // Hidden while there are no teams to show: a host without a quotas file, or a token in no team.
+  const teamsCard = h('section', { class: 'card', id: 'teams', hidden: true }, h('h2', {}, 'Teams'), slot('teams-body'));
 
   main.replaceChildren(
     banner,
@@ -48,6 +51,7 @@ export function renderOverview(signal, initialState) {
       h('section', { class: 'card', id: 'gpus' }, h('h2', {}, 'GPUs'), slot('gpus-body')),
       h('section', { class: 'card', id: 'queue' }, h('h2', {}, 'Queue ', queueCount), slot('queue-body')),
     ),
+    teamsCard,
     h('section', { class: 'card', id: 'nodes' }, h('h2', {}, 'Nodes ', nodeCount), slot('nodes-body')),
     h('section', { class: 'card', id: 'active' }, h('h2', {}, 'Running ', activeCount), slot('active-body')),
     h(
@@ -73,6 +77,7 @@ export function renderOverview(signal, initialState) {
       await learnScopes();
       const gpus = await api('/v1/gpus', { signal });
       const nodes = await api('/v1/nodes', { signal });
+      const teams = await api('/v1/teams', { signal });
       const queued = await api('/v1/jobs?state=queued&limit=500', { signal });
       const active = await api(`/v1/jobs?state=${ACTIVE.join(',')}&limit=500`, { signal });
       const recent = await api(`/v1/jobs?limit=${limit}${stateFilter ? `&state=${stateFilter}` : ''}`, { signal });
@@ -81,6 +86,8 @@ export function renderOverview(signal, initialState) {
       const q = [...queued.items].sort((a, b) => (a.position ?? 1e9) - (b.position ?? 1e9));
       document.getElementById('gpus-body').replaceChildren(gpuPanel(gpus, byId, () => void refresh()));
       document.getElementById('queue-body').replaceChildren(queuePanel(q));
+      document.getElementById('teams-body').replaceChildren(teamPanel(teams));
+      teamsCard.hidden = teams.items.length === 0;
       document.getElementById('nodes-body').replaceChildren(nodePanel(nodes, () => void refresh()));
       document.getElementById('active-body').replaceChildren(activePanel(active.items));
       document.getElementById('recent-body').replaceChildren(recentPanel(recent.items));
