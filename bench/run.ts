@@ -6,7 +6,7 @@
  * Not part of the test run; it never asserts times.
  *
  * Sizes (env): BENCH_QUICK=1 for a ~2-minute smoke run, or any of
- * BENCH_SECTIONS=jobs,polls,logs,fanout,queue,fleet  BENCH_JOBS=50  BENCH_TPUT_JOBS=32
+ * BENCH_SECTIONS=jobs,polls,logs,fanout,queue,share,fleet  BENCH_JOBS=50  BENCH_TPUT_JOBS=32
  * BENCH_TPUT_ROUNDS=2  BENCH_CONCURRENCY=1,4,16  BENCH_SEED_JOBS=10000
  * BENCH_POLL_WARMUP_SECONDS=20  BENCH_POLL_SECONDS=5  BENCH_POLL_ROUNDS=3
  * BENCH_POLL_FIXED_RATE=3000 (0 skips the fixed-load latency rounds)
@@ -25,6 +25,9 @@
  * scheduling passes at depth; BENCH_QUEUE_CONCURRENCY=10 BENCH_QUEUE_SAMPLE=200
  * BENCH_QUEUE_HANDOVERS=5; BENCH_QUEUE_BEFORE_DIST=<a compiled tree> measures
  * another build first, at BENCH_QUEUE_BEFORE_DEPTH=2000).
+ * The share section (no Docker, no Gantry process: the scheduling policy in
+ * process over a simulated day; two teams with equal shares on 4 GPUs, see
+ * bench/sections/share.ts): BENCH_SHARE_SEED=20261202.
  * The fleet section (three nodes on one PostgreSQL, each with its own Docker
  * engine, vs one SQLite node; runs last, ~4 min; BENCH_SECTIONS=fleet runs it alone;
  * needs root and PostgreSQL's server binaries, as the fleet tests do):
@@ -47,10 +50,11 @@ import { benchJobs } from './sections/jobs.js';
 import { benchLogs, logCommand } from './sections/logs.js';
 import { type BareServer, benchFreshPolls, benchPolls, seedJobs, startBare } from './sections/polls.js';
 import { benchQueue, type QueueBenchResult } from './sections/queue.js';
+import { benchShare, DAY } from './sections/share.js';
 
 const quick = process.env.BENCH_QUICK === '1';
 const cfg = {
-  sections: envList('BENCH_SECTIONS', ['jobs', 'polls', 'logs', 'fanout', 'queue', 'fleet']),
+  sections: envList('BENCH_SECTIONS', ['jobs', 'polls', 'logs', 'fanout', 'queue', 'share', 'fleet']),
   jobs: {
     jobs: envNum('BENCH_JOBS', quick ? 10 : 50),
     concurrency: envList('BENCH_CONCURRENCY', ['1', '4', '16']).map(Number),
@@ -105,10 +109,13 @@ const cfg = {
     beforeDist: process.env.BENCH_QUEUE_BEFORE_DIST,
     beforeDepth: envNum('BENCH_QUEUE_BEFORE_DEPTH', 2000),
   },
+  share: { seed: envNum('BENCH_SHARE_SEED', DAY.seed) },
   out: process.env.BENCH_OUT ?? path.join(ROOT, 'bench/results/latest.json'),
 };
 /** Whether a section needs the primary Gantry and its seeded SQLite store (the fleet section starts its own). */
-const primaryNeeded = cfg.sections.some((s) => s !== 'fleet' && s !== 'queue');
+const primaryNeeded = cfg.sections.some((s) => s !== 'fleet' && s !== 'queue' && s !== 'share');
+/** Whether a section needs Docker and a Gantry build (the share section runs the scheduling code in process). */
+const engineNeeded = cfg.sections.some((s) => s !== 'share');
 
 interface Row {
   section: string;
@@ -166,12 +173,13 @@ function printTable(): string {
 
 async function main(): Promise<void> {
   const started = new Date();
-  if (process.env.BENCH_DIST) say(`using the Gantry build in ${DIST}`);
+  if (!engineNeeded) say('no section needs Docker or a Gantry build');
+  else if (process.env.BENCH_DIST) say(`using the Gantry build in ${DIST}`);
   else {
     say('building Gantry (npm run build)');
     execFileSync('npm', ['run', '--silent', 'build'], { cwd: ROOT, stdio: 'inherit' });
   }
-  const removed = await cleanupContainers();
+  const removed = engineNeeded ? await cleanupContainers() : 0;
   if (removed) say(`removed ${removed} leftover bench containers`);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-bench-'));
   const procs: (GantryProc | BareServer)[] = [];
@@ -185,7 +193,7 @@ async function main(): Promise<void> {
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
   try {
-    await watcher.start();
+    if (engineNeeded) await watcher.start();
     const primaryDir = path.join(tmp, 'primary');
     if (primaryNeeded) say(`seeding ${cfg.seedJobs} finished jobs into the store`);
     const ids = primaryNeeded ? await seedJobs(primaryDir, cfg.seedJobs) : [];
@@ -446,6 +454,53 @@ async function main(): Promise<void> {
       }
     }
 
+    if (cfg.sections.includes('share')) {
+      const r = benchShare({ ...DAY, seed: cfg.share.seed });
+      results.share = r;
+      const h = (p: { fromH: number; toH: number }) => `h ${p.fromH}-${p.toH}`;
+      for (const p of r.phases) {
+        const used = `${p.gpuHours.a} / ${p.gpuHours.b} GPU-h`;
+        if (p.bothBusy) {
+          // Within 10% of an equal share: each team's part of the GPU-hours used is 0.45 or more (so both are 0.55 or less).
+          row('6 share', `${p.name} (${h(p)}): team a's part of the GPU-hours used (a / b)`, p.share.a, used, {
+            op: '>=',
+            value: 0.45,
+            on: 'gantry',
+          });
+          row('6 share', `${p.name} (${h(p)}): team b's part of the GPU-hours used`, p.share.b, '', {
+            op: '>=',
+            value: 0.45,
+            on: 'gantry',
+          });
+        } else {
+          row('6 share', `${p.name} (${h(p)}): team a's GPU-hours over the host's less b's (a / b)`, p.leftUseA, used, {
+            op: '>=',
+            value: 0.9,
+            on: 'gantry',
+          });
+          row('6 share', `${p.name} (${h(p)}): ref: team a's part of the host's GPU-hours`, p.hostShareA, '');
+        }
+        row('6 share', `${p.name} (${h(p)}): ref: utilisation of the 4 GPUs`, p.utilisation, '');
+        row(
+          '6 share',
+          `${p.name} (${h(p)}): ref: GPU-hours idle while jobs waited: all refused by quota / behind the GPU reservation`,
+          p.idleGpuHours.quota,
+          p.idleGpuHours.reserved,
+        );
+      }
+      row('6 share', 'max wait (min): a 2-GPU job vs a 1-GPU job', r.maxWaitMinutes.gpus2, r.maxWaitMinutes.gpus1, {
+        op: '<=',
+        value: 1.5,
+        on: 'ratio',
+      });
+      row('6 share', 'invariants broken / jobs never ended', r.violations.length, r.unfinished, { op: '<', value: 1, on: 'gantry' });
+      row('6 share', 'ref: preemptions (jobs submitted)', r.preemptions, r.jobs);
+      row('6 share', 'ref: the queue drained at (h, after the last submit)', r.drainedAtH, '');
+      row('6 share', 'ref: simulation wall (ms) (scheduling passes)', r.wallMs, r.passes);
+      row('6 share', 'ref: scheduling passes per second of wall', r.passes / (r.wallMs / 1000), '');
+      for (const v of r.violations) say(`share: ${v}`);
+    }
+
     if (cfg.sections.includes('fleet')) {
       // The fleet runs last, on its own processes: the primary Gantry is done by then.
       if (primaryNeeded) {
@@ -464,7 +519,7 @@ async function main(): Promise<void> {
         .map((x) => x.toFixed(1))
         .join(' ')})\n\n${table}\n\n`,
     );
-    const info = await docker.version();
+    const info = engineNeeded ? await docker.version() : null;
     const out = {
       started: started.toISOString(),
       finished: new Date().toISOString(),
@@ -474,7 +529,7 @@ async function main(): Promise<void> {
         memMB: Math.round(os.totalmem() / MB),
         loadavgAtEnd: os.loadavg(),
         node: process.version,
-        docker: info.Version,
+        docker: info?.Version ?? null,
       },
       config: cfg,
       table: rows,
@@ -486,7 +541,7 @@ async function main(): Promise<void> {
   } finally {
     watcher.stop();
     for (const p of procs) await p.stop();
-    await cleanupContainers();
+    if (engineNeeded) await cleanupContainers();
     if (process.env.BENCH_KEEP !== '1') fs.rmSync(tmp, { recursive: true, force: true });
   }
 }
