@@ -68,8 +68,8 @@ export class QueueState {
   /** Those this node could run now, by owner and kind. */
   private readonly streams = new Map<string, { cpu: QueueIndex; gpu: QueueIndex }>();
   private readonly launched = new Set<string>();
-  /** How many of `all` each owner has, and how many of those ask for GPUs. */
-  private readonly queuedByOwner = new Map<string, { jobs: number; gpuJobs: number }>();
+  /** How many of `all` each owner has. */
+  private readonly queuedByOwner = new Map<string, number>();
   /** Jobs a node has taken and not ended, fleet-wide, and their sums by owner. */
   private readonly active = new Map<string, ActiveJob>();
   private readonly activeByOwner = new Map<string, { jobs: number; gpus: number }>();
@@ -111,8 +111,7 @@ export class QueueState {
     let mine = this.allByOwner.get(record.owner);
     if (mine === undefined) this.allByOwner.set(record.owner, (mine = new QueueIndex()));
     mine.put(record);
-    const counts = this.queuedByOwner.get(record.owner) ?? { jobs: 0, gpuJobs: 0 };
-    this.queuedByOwner.set(record.owner, { jobs: counts.jobs + 1, gpuJobs: counts.gpuJobs + (record.spec.gpus ? 1 : 0) });
+    this.queuedByOwner.set(record.owner, (this.queuedByOwner.get(record.owner) ?? 0) + 1);
     const unfit = this.misfit(record);
     if (unfit !== null) {
       this.misfits.set(record.id, unfit);
@@ -211,12 +210,18 @@ export class QueueState {
 
   /** How many queued jobs no node has taken these owners have, fleet-wide (as this node has heard). */
   queuedOf(owners: readonly string[]): number {
-    return owners.reduce((n, o) => n + (this.queuedByOwner.get(o)?.jobs ?? 0), 0);
+    return owners.reduce((n, o) => n + (this.queuedByOwner.get(o) ?? 0), 0);
   }
 
-  /** How many of those ask for GPUs. */
-  queuedGpuJobsOf(owners: readonly string[]): number {
-    return owners.reduce((n, o) => n + (this.queuedByOwner.get(o)?.gpuJobs ?? 0), 0);
+  /** GPUs asked for by the first of these owners' GPU jobs this node could run (priority, then FIFO), or null for none. */
+  nextGpuJobOf(owners: readonly string[]): number | null {
+    let first: JobRecord | null = null;
+    for (const o of owners) {
+      const head = this.streams.get(o)?.gpu.inOrder().next().value;
+      if (head && (first === null || head.priority > first.priority || (head.priority === first.priority && head.seq < first.seq)))
+        first = head;
+    }
+    return first === null ? null : gpusAsked(first);
   }
 
   /** The jobs these owners have taken and not ended, and the GPUs they hold, fleet-wide (as this node has heard). */
@@ -355,9 +360,8 @@ export class QueueState {
   private forget(id: string): void {
     const known = this.all.get(id);
     if (known) {
-      const counts = this.queuedByOwner.get(known.owner) ?? { jobs: 1, gpuJobs: 0 };
-      const left = { jobs: counts.jobs - 1, gpuJobs: counts.gpuJobs - (known.spec.gpus ? 1 : 0) };
-      if (left.jobs > 0) this.queuedByOwner.set(known.owner, left);
+      const left = (this.queuedByOwner.get(known.owner) ?? 1) - 1;
+      if (left > 0) this.queuedByOwner.set(known.owner, left);
       else this.queuedByOwner.delete(known.owner);
       const s = this.streams.get(known.owner);
       if (s) {

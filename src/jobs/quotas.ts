@@ -75,7 +75,8 @@ export class Quotas {
 /** What quotas count, fleet-wide (as this node has heard): the queue state. */
 export interface TeamUsage {
   activeOf(owners: readonly string[]): { jobs: number; gpus: number };
-  queuedGpuJobsOf(owners: readonly string[]): number;
+  /** GPUs asked for by the team's next GPU job, or null when it has none queued. */
+  nextGpuJobOf(owners: readonly string[]): number | null;
 }
 
 const gpusOf = (e: QueueEntry) => (e.gpus === undefined ? 0 : (e.gpus.ids?.length ?? e.gpus.count ?? 0));
@@ -85,23 +86,26 @@ const gpusOf = (e: QueueEntry) => (e.gpus === undefined ? 0 : (e.gpus.ids?.lengt
  * what the pass starts. A team's GPU jobs start in its own order: once one
  * waits for the team's GPUs, its later GPU jobs wait behind it (so a team's
  * large job is not starved by its own small ones). Borrowing beyond the
- * nominal `gpus` is allowed only while no other team with GPU jobs queued
- * holds less than its own nominal share.
+ * nominal `gpus` is allowed only while no other team is owed: one whose
+ * next GPU job would start within its own nominal share (a team whose next
+ * job would have to borrow too has no better claim, so two such teams never
+ * block each other).
  */
 export class TeamLimits implements Limits {
   private readonly started = new Map<string, { jobs: number; gpus: number }>();
   /** Teams whose GPU jobs wait behind one refused for the team's GPUs, with why. */
   private readonly gpuClosed = new Map<string, WaitInfo>();
-  /** Teams with GPU jobs queued that hold less than their nominal GPUs, as the pass began. */
+  /** Teams whose next GPU job would start within their nominal GPUs, as the pass began. */
   private readonly owed: Quota[];
 
   constructor(
     private readonly quotas: Quotas,
     private readonly usage: TeamUsage,
   ) {
-    this.owed = quotas
-      .teams()
-      .filter((t) => t.gpus !== undefined && usage.activeOf(t.owners).gpus < t.gpus && usage.queuedGpuJobsOf(t.owners) > 0);
+    this.owed = quotas.teams().filter((t) => {
+      const next = usage.nextGpuJobOf(t.owners);
+      return t.gpus !== undefined && next !== null && usage.activeOf(t.owners).gpus + next <= t.gpus;
+    });
   }
 
   check(e: QueueEntry): WaitInfo | null {
@@ -118,7 +122,7 @@ export class TeamLimits implements Limits {
     if (used.gpus + want > team.gpus + borrow) {
       why = `team "${team.name}" holds ${used.gpus} of its ${team.gpus} GPUs${borrow ? ` (+${borrow} it may borrow)` : ''} and this job asks for ${want}`;
     } else if (lender) {
-      why = `team "${team.name}" holds its ${team.gpus} GPUs and may borrow only while no team waits within its share; team "${lender.name}" does`;
+      why = `team "${team.name}" holds ${used.gpus} of its ${team.gpus} GPUs and this job, asking for ${want}, would borrow; it may borrow only while no team waits within its share, and team "${lender.name}" does`;
     }
     if (why === null) return null;
     const wait = quotaWait(why);

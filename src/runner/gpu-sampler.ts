@@ -44,16 +44,22 @@ export class GpuSampler {
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
   private failing = false;
+  private unsubscribe: (() => void) | null = null;
 
   constructor(private readonly d: GpuSamplerDeps) {}
 
   start(): void {
     if (this.d.settings.sampleSeconds <= 0 || this.timer || this.stopped) return;
+    // A job that stops running leaves /metrics at once, not at the next tick.
+    this.unsubscribe = this.d.events.onAnyStatus((job) => {
+      if (job.state !== 'running' && this.tracked.has(job.id)) this.forget(job.id);
+    });
     this.schedule();
   }
 
   stop(): void {
     this.stopped = true;
+    this.unsubscribe?.();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     for (const id of this.tracked.keys()) this.d.onGone(id);
@@ -147,6 +153,8 @@ export class GpuSampler {
       this.forget(r.id);
       return;
     }
+    // It stopped running while the summary was stored: its series are gone and stay so.
+    if (this.tracked.get(r.id) !== t) return;
     const sample: GpuSample = { jobId: r.id, time: new Date(at).toISOString(), gpus: verdict.cards, summary };
     this.d.onSample(r.owner, sample);
     this.d.events.publishTelemetry(sample);

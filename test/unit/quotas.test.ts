@@ -9,12 +9,12 @@ import type { GpuRequest } from '../../src/model/job.js';
 const gpu = (index: number): GpuDevice => ({ index, uuid: `GPU-${index}`, name: 'H200', memoryMiB: 143771 });
 const job = (id: string, owner: string, gpus?: GpuRequest): QueueEntry => ({ id, owner, gpus, timeoutSeconds: 3600 });
 
-/** What the fleet already runs, by owner, and the GPU jobs owners have queued. */
-function usage(active: Record<string, { jobs: number; gpus: number }>, queuedGpu: Record<string, number> = {}): TeamUsage {
+/** What the fleet already runs, by owner, and the GPUs each owner's next queued GPU job asks for. */
+function usage(active: Record<string, { jobs: number; gpus: number }>, nextGpu: Record<string, number> = {}): TeamUsage {
   return {
     activeOf: (owners) =>
       owners.reduce((s, o) => ({ jobs: s.jobs + (active[o]?.jobs ?? 0), gpus: s.gpus + (active[o]?.gpus ?? 0) }), { jobs: 0, gpus: 0 }),
-    queuedGpuJobsOf: (owners) => owners.reduce((n, o) => n + (queuedGpu[o] ?? 0), 0),
+    nextGpuJobOf: (owners) => owners.map((o) => nextGpu[o]).find((n) => n !== undefined) ?? null,
   };
 }
 
@@ -79,10 +79,17 @@ test('gpus and borrowGpus: within the share, then borrowing while no other team 
     /holds 2 of its 1 GPUs \(\+1 it may borrow\)/,
   );
 
-  // Team web has GPU jobs queued and holds less than its share: ml may not borrow.
+  // Team web's next GPU job would start within its share: ml may not borrow.
   const owed = pass(teams, ml, { usage: usage({}, { carol: 1 }) });
   assert.deepEqual(owed.outcome, { m1: 'start', m2: 'quota' });
-  assert.match(owed.plan.decisions[1]!.action === 'wait' ? owed.plan.decisions[1]!.wait.text : '', /team "web" does/);
+  assert.match(
+    owed.plan.decisions[1]!.action === 'wait' ? owed.plan.decisions[1]!.wait.text : '',
+    /team "ml" holds 1 of its 1 GPUs and this job, asking for 1, would borrow; .* team "web" does/,
+  );
+
+  // Web's next job would have to borrow too (it holds 1 of 2 and asks for 2): it has no better claim, so ml borrows.
+  const notOwed = pass(teams, ml, { usage: usage({ carol: { jobs: 1, gpus: 1 } }, { carol: 2 }) });
+  assert.deepEqual(notOwed.outcome, { m1: 'start', m2: 'start', m3: 'quota' });
 
   // A request over the share and the borrow together waits, and the team's smaller jobs behind it too.
   const big = pass(teams, [job('big', 'alice', { count: 3 }), job('small', 'alice', { count: 1 })]);
