@@ -28,6 +28,20 @@ function memoryRecords() {
   return { m, get: async (k: string) => m.get(k), set: async (k: string, v: string) => void m.set(k, v) };
 }
 
+test('the health queries as recorded on the lent H200: the healthy card parses to no fault', () => {
+  const dir = path.join(import.meta.dirname, '..', 'fixtures', 'nvidia-smi', 'h200-e2e');
+  const [card] = parseHealthCsv(fs.readFileSync(path.join(dir, 'health-query.csv'), 'utf8'));
+  assert.deepEqual(card, {
+    uuid: 'GPU-146ed5d6-4bbe-9426-bc86-d79f8cee3640',
+    busId: '00000000:00:06.0',
+    eccUncorrected: 0,
+    retirementPending: null,
+  });
+  const remap = parseRemapCsv(fs.readFileSync(path.join(dir, 'remapped-rows.csv'), 'utf8'));
+  assert.deepEqual([...remap], [['GPU-146ed5d6-4bbe-9426-bc86-d79f8cee3640', false]]);
+  assert.deepEqual(readingFaults(card!, remap.get(card!.uuid) ?? null), []);
+});
+
 test('the health query on healthy H200s: no ECC errors, retired pages [N/A] (Hopper remaps rows instead), nothing to report', () => {
   const readings = parseHealthCsv(fixture('health-query.csv'));
   assert.deepEqual(readings, [
