@@ -21,6 +21,13 @@ test('the card query parses, and [N/A] / [Not Supported] are no value rather tha
   assert.throws(() => parseCardSamples('No devices were found'), /unexpected nvidia-smi line/);
 });
 
+test('the two queries as recorded on the lent H200, idle: one card at 0%, no compute process', () => {
+  assert.deepEqual(parseCardSamples(fs.readFileSync(path.join(FIXTURES, 'h200-card-query-recorded.csv'), 'utf8')), [
+    { uuid: 'GPU-38ffc750-dec8-610d-e953-c4d193af289d', utilizationPct: 0, memoryUsedMiB: 0, powerWatts: 84.31 },
+  ]);
+  assert.deepEqual(parseComputeApps(fs.readFileSync(path.join(FIXTURES, 'h200-compute-apps-recorded.csv'), 'utf8')), []);
+});
+
 test('the compute-apps query parses host PIDs; no process is an empty answer', () => {
   const apps = parseComputeApps(fs.readFileSync(path.join(FIXTURES, 'compute-apps.csv'), 'utf8'));
   assert.deepEqual(apps, [
