@@ -93,6 +93,11 @@ def test_secrets_pass_names_only():
     assert op(secrets=refs).build_spec(context())["secrets"] == refs
 
 
+def test_preemptible_reaches_the_spec_only_when_asked_for():
+    assert op(preemptible=True).build_spec(context())["preemptible"] is True
+    assert "preemptible" not in op().build_spec(context())
+
+
 def test_deferrable_follows_the_default_deferrable_option(monkeypatch):
     import importlib
 

@@ -161,7 +161,8 @@ class GantryJobOperator(BaseOperator):
     (``{"count": n}`` or ``{"ids": [...]}``), ``container_resources`` (JobSpec
     ``resources``; ``resources`` is taken by BaseOperator),
     ``timeout_seconds``, ``labels``, ``name``, ``workdir``, ``user``,
-    ``network``, ``priority``, ``pull_policy``.
+    ``network``, ``priority``, ``pull_policy``; and ``preemptible`` (not
+    templated).
 
     :param command: a list, or a string split as a shell would (a rendered list
         literal is read back as the list).
@@ -169,6 +170,11 @@ class GantryJobOperator(BaseOperator):
         task's rendered fields. Use ``private_env`` or ``secrets`` for secrets.
     :param private_env: environment variables that are not templated, never
         shown as rendered fields, and masked in task logs.
+    :param preemptible: the job may be stopped for a job with a better claim to
+        its GPUs (a higher priority, or a team within its share while this
+        one borrows); it is told first in the file ``GANTRY_PREEMPT_NOTICE_FILE``
+        names, and Gantry queues it again as a free attempt, so the task keeps
+        waiting for the same job.
     :param secrets: secret references, ``[{"name": "hf-token", "env": "HF_TOKEN"}]``
         or ``{"name": ..., "file": "/run/secrets/x"}``: Gantry resolves the values.
     :param gantry_conn_id: connection to Gantry.
@@ -225,6 +231,7 @@ class GantryJobOperator(BaseOperator):
         priority: int | None = None,
         pull_policy: str | None = None,
         retry: dict[str, Any] | None = None,
+        preemptible: bool = False,
         gantry_conn_id: str = GantryHook.default_conn_name,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         stream_logs: bool = True,
@@ -254,6 +261,7 @@ class GantryJobOperator(BaseOperator):
         self.priority = priority
         self.pull_policy = pull_policy
         self.retry = retry
+        self.preemptible = preemptible
         self.gantry_conn_id = gantry_conn_id
         self.deferrable = deferrable
         self.stream_logs = stream_logs
@@ -322,6 +330,7 @@ class GantryJobOperator(BaseOperator):
             "priority": int(self.priority) if self.priority is not None else None,
             "pullPolicy": self.pull_policy,
             "retry": _native(self.retry, "retry", dict),
+            "preemptible": True if self.preemptible else None,
         }
         spec.update({k: v for k, v in optional.items() if v is not None})
         return spec
