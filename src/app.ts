@@ -197,7 +197,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
             (err) => log.warn({ err, jobId }, 'could not read a job queued by another node'),
           ),
         dequeued: (jobId) => jobs.dequeued(jobId),
-        taken: (jobId) => void jobs.taken(jobId).catch((err) => log.warn({ err, jobId }, 'could not read a job another node took')),
+        taken: (jobId, state) =>
+          void jobs.taken(jobId, state).catch((err) => log.warn({ err, jobId }, 'could not read a job another node took')),
         queueResync: () => void scheduler?.reloadQueue(),
       })
     : () => undefined;

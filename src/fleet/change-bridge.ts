@@ -1,6 +1,6 @@
 import type { JobEventHub } from '../jobs/events.js';
 import type { JobService } from '../jobs/service.js';
-import { isTerminal } from '../model/states.js';
+import { isTerminal, type JobState } from '../model/states.js';
 import type { ChangeFeed, StoreChange } from '../store/store.js';
 
 export interface BridgeTargets {
@@ -10,8 +10,8 @@ export interface BridgeTargets {
   nodesChanged: () => void;
   /** A job was queued, or queued again, by another hand: read it into the queue. */
   queued: (jobId: string) => void;
-  /** A node took the job or moved it on (pulling, starting, running): count it as active. */
-  taken: (jobId: string) => void;
+  /** A node took the job or moved it on (pulling, starting, running): count it as active, and its GPU time once it runs. */
+  taken: (jobId: string, state: JobState) => void;
   /** A job ended: drop it from the queue and the active jobs, if there. */
   dequeued: (jobId: string) => void;
   /** Changes may have been missed: read the whole queue again. */
@@ -35,7 +35,7 @@ export function bridgeChanges(feed: ChangeFeed, t: BridgeTargets): () => void {
       case 'job':
         if (change.state === 'queued' && change.node === null) t.queued(change.jobId);
         else if (isTerminal(change.state)) t.dequeued(change.jobId);
-        else t.taken(change.jobId);
+        else t.taken(change.jobId, change.state);
         if (change.cancelRequested) t.events.publishCancelRequested(change.jobId);
         if (t.events.watched(change.jobId)) void publishStatus(t, change.jobId);
         return;

@@ -308,9 +308,15 @@ export class JobService {
     this.d.queue.drop(id);
   }
 
-  /** A job another node took: read once, the first time, so quotas count it. */
-  async taken(id: string): Promise<void> {
-    if (!this.d.queue.isActive(id)) await this.refresh(id);
+  /**
+   * A job another node took or moved on: read the first time, so quotas
+   * count it, and again once it runs, so fair share counts its GPU time
+   * from its start (one read per run and node).
+   */
+  async taken(id: string, state: JobState): Promise<void> {
+    const unknown = !this.d.queue.isActive(id);
+    const startedUncounted = state === 'running' && this.d.queue.fairShare.enabled && !this.d.queue.fairShare.holdingOf(id);
+    if (unknown || startedUncounted) await this.refresh(id);
   }
 
   /** Reads the job again after another node changed it, and lets the queue follow. */

@@ -134,6 +134,25 @@ test('three nodes, one API', { timeout: 240_000 }, async (t) => {
     assert.equal((await a!.waitFor(seventh.id)).state, 'succeeded');
   });
 
+  await t.test("fair share counts a GPU job's time on every node, from its start, wherever it runs", async () => {
+    const useOn = async (via: typeof a) => {
+      const r = await via!.call<{ fairShare: { units: { unit: string; gpuSeconds: number }[] } }>('GET', '/v1/teams');
+      assert.equal(r.status, 200, r.text);
+      return r.body.fairShare.units.find((u) => u.unit === 'owner:admin')?.gpuSeconds ?? 0;
+    };
+    const job = await b!.submit({ image: TEST_IMAGE, command: ['sleep', '5'], gpus: { count: 2 }, placement: { node: 'a' } });
+    await b!.waitFor(job.id, (j) => j.state === 'running');
+    // Every earlier job has ended: from here on, only this one adds to the owner's use (2 GPUs, about 2 GPU-seconds a second).
+    await sleep(500);
+    const before = await Promise.all([useOn(b), useOn(c)]);
+    await sleep(2000);
+    const after = await Promise.all([useOn(b), useOn(c)]);
+    for (const [i, via] of ['b', 'c'].entries()) {
+      assert.ok(after[i]! - before[i]! > 3, `node ${via} counts the job running on a: ${before[i]} → ${after[i]}`);
+    }
+    assert.equal((await b!.waitFor(job.id)).state, 'succeeded');
+  });
+
   await t.test('a drained node finishes its jobs and starts nothing new', async () => {
     const running = await a!.submit({ image: TEST_IMAGE, command: ['sleep', '2'], placement: { node: 'b' } });
     await a!.waitFor(running.id, (j) => j.state === 'running');
