@@ -224,6 +224,10 @@ export class JobRun {
   async adopt(container: ManagedContainer): Promise<RunEnd> {
     return this.guard(async () => {
       this.container.id = container.id;
+      // A preemption outlives a restart in its notice file: the container's
+      // end is then the preemption's, not the job's own failure.
+      const notice = await this.notice?.read();
+      if (notice) this.interrupted = { cause: 'preempted', reason: notice.reason };
       if (this.record.containerId !== container.id) {
         await this.stored(() => this.d.jobs.patch(this.id, { containerId: container.id }, this.fence));
       }
@@ -235,7 +239,7 @@ export class JobRun {
       }
       const deadline = this.record.deadlineAt ? Date.parse(this.record.deadlineAt) : Number.POSITIVE_INFINITY;
       if (container.state === 'running') this.armTimeout(deadline - Date.now());
-      if (this.cancelRequested) this.container.stop();
+      if (this.cancelRequested || this.interrupted) this.container.stop();
       return this.follow(await this.d.runtime.followLogs(container.id), deadline);
     });
   }

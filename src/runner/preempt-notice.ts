@@ -52,6 +52,15 @@ export class PreemptNotice {
     await fs.rename(tmp, path.join(this.dir, 'preempt.json'));
   }
 
+  /** The notice written for this attempt, if any (a run adopted after a restart learns it was being preempted). */
+  async read(): Promise<PreemptNoticeBody | null> {
+    try {
+      return JSON.parse(await fs.readFile(path.join(this.dir, 'preempt.json'), 'utf8')) as PreemptNoticeBody;
+    } catch {
+      return null;
+    }
+  }
+
   async remove(): Promise<void> {
     await fs.rm(this.dir, { recursive: true, force: true });
   }

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job } from '../../src/model/job.js';
-import { ADMIN_TOKEN, client, containersGone, startGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
+import { ADMIN_TOKEN, client, containersGone, spawnGantry, startGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
 import { readSse } from '../helpers/sse.js';
 
 const GPU_A = 'GPU-9a1e0000-0000-4000-8000-0000000000a1';
@@ -168,4 +168,50 @@ test('a team borrowing beyond its share gives back what it borrowed to a team wi
   assert.equal((await ann.waitFor(borrowed.id)).state, 'succeeded', 'it runs again once the GPU is free');
   assert.equal((await ann.call('POST', `/v1/jobs/${own.id}/cancel`)).status, 202);
   assert.equal((await ann.waitFor(own.id)).state, 'cancelled');
+});
+
+test('a preemption outlives a kill -9 of Gantry during the grace period: after the restart the job is requeued as preempted, not failed', async (t) => {
+  const gate = tempDir('gantry-gate-');
+  t.after(() => fs.writeFileSync(path.join(gate, 'open'), ''));
+  const dir = tempDir();
+  const env = {
+    GANTRY_GPUS: `${GPU_A}:81920`,
+    GANTRY_GPU_DRIVER: 'env',
+    GANTRY_MOUNT_ALLOWLIST: gate,
+    GANTRY_NOTICE_DIR: tempDir('gantry-notices-'),
+    GANTRY_STOP_GRACE_SECONDS: '30',
+  };
+  let g = await spawnGantry(dir, env);
+  t.after(() => g.stop('SIGKILL'));
+  // Attempt 1 takes 3 s to checkpoint after SIGTERM, then exits 143: Gantry is down by then.
+  const slow = [
+    'sh',
+    '-c',
+    'if [ "$GANTRY_ATTEMPT" != 1 ]; then echo "attempt $GANTRY_ATTEMPT done"; exit 0; fi; ' +
+      "trap 'echo checkpointing; sleep 3; exit 143' TERM; echo started; while :; do sleep 0.1; done",
+  ];
+  const low = await g.submit({ image: TEST_IMAGE, command: slow, gpus: { count: 1 }, preemptible: true });
+  await g.waitFor(low.id, (j) => j.state === 'running');
+  const high = await g.submit({ image: TEST_IMAGE, ...gated(gate), gpus: { count: 1 }, priority: 10 });
+  await g.waitFor(high.id, (j) => /preempting job/.test(j.reason ?? ''), 15_000);
+  await g.stop('SIGKILL');
+  await sleep(5000);
+
+  // Back with a second card: the waiting job starts there and needs no preemption any more, so
+  // only the notice file left on disk says that the container's exit was a preemption's.
+  g = await spawnGantry(dir, { ...env, GANTRY_GPUS: `${GPU_A}:81920,${GPU_B}:81920` });
+  const running = await g.waitFor(high.id, (j) => j.state === 'running', 30_000);
+  assert.deepEqual(running.gpus, [GPU_B]);
+  const done = await g.waitFor(low.id);
+  assert.equal(done.state, 'succeeded', done.reason ?? '');
+  assert.deepEqual(
+    done.attempts.map((a) => [a.attempt, a.outcome, a.cause, a.exitCode]),
+    [
+      [1, 'failed', 'preempted', 143],
+      [2, 'succeeded', null, 0],
+    ],
+  );
+  assert.equal((await g.call('GET', `/v1/jobs/${low.id}/logs?attempt=1`)).text.split('\n').includes('checkpointing'), true);
+  fs.writeFileSync(path.join(gate, 'open'), '');
+  assert.equal((await g.waitFor(high.id)).state, 'succeeded');
 });
