@@ -24,6 +24,7 @@ import { processLogger } from './logging.js';
 import { startRetention } from './logs/retention.js';
 import { type OpenMetricsListener, openMetricsListener } from './metrics/open-listener.js';
 import { GantryMetrics } from './metrics/registry.js';
+import { isTerminal } from './model/states.js';
 import { GpuSampler } from './runner/gpu-sampler.js';
 import type { Scheduler } from './runner/scheduler.js';
 import { DockerRuntime } from './runtime/docker/index.js';
@@ -114,7 +115,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   }
   const health = new GpuHealthBook(devices, store.settings, log);
   await health.load();
-  gpus.withhold((uuid) => health.withheld(uuid));
+  gpus.withhold((uuid, jobId) => health.withheld(uuid, jobId));
   const events = new JobEventHub();
   const metrics = new GantryMetrics({
     store,
@@ -177,7 +178,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   });
   const { jobs, queue } = domain;
   scheduler = domain.scheduler;
-  const monitor = watchGpuHealth({ config, devices, gpus, health, scheduler, log });
+  const monitor = watchGpuHealth({ config, devices, gpus, health, scheduler, events, log });
   const nodes = new NodeService(store, () => {
     directory.invalidate();
     void membership.refresh().then(() => scheduler?.kick());
@@ -296,9 +297,10 @@ function watchGpuHealth(o: {
   gpus: GpuAllocator;
   health: GpuHealthBook;
   scheduler: Scheduler;
+  events: JobEventHub;
   log: Logger;
 }): HealthMonitor | null {
-  const { config, devices, gpus, health, scheduler, log } = o;
+  const { config, devices, gpus, health, scheduler, events, log } = o;
   const name = (uuid: string) => `GPU ${devices.find((d) => d.uuid === uuid)?.index ?? '?'} (${uuid})`;
   health.onFault((uuid, fault) => {
     for (const h of gpus.holders(uuid)) {
@@ -306,6 +308,13 @@ function watchGpuHealth(o: {
     }
   });
   health.onChange(() => scheduler.kick());
+  // A smoke job's end decides its card: healthy again when it succeeded.
+  events.onAnyStatus((job) => {
+    if (!isTerminal(job.state)) return;
+    void health
+      .smokeEnded(job.id, job.state === 'succeeded', job.reason)
+      .catch((err: unknown) => log.error({ err, jobId: job.id }, 'could not record the end of a GPU smoke job'));
+  });
   const { intervalSeconds, kernelLog, appXids } = config.gpus.health;
   if (intervalSeconds === 0 || devices.length === 0) return null;
   return new HealthMonitor({

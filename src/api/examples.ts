@@ -204,7 +204,7 @@ export const examples = {
         memoryMiB: 81559,
         allocatedMemoryMiB: 81559,
         holders: [{ jobId: '5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47', memoryMiB: null }],
-        health: { state: 'healthy' as const, code: null, reason: null, since: null, by: null },
+        health: { state: 'healthy' as const, code: null, reason: null, since: null, by: null, smokeJob: null },
       },
       {
         index: 1,
@@ -213,7 +213,7 @@ export const examples = {
         memoryMiB: 81559,
         allocatedMemoryMiB: 0,
         holders: [],
-        health: { state: 'healthy' as const, code: null, reason: null, since: null, by: null },
+        health: { state: 'healthy' as const, code: null, reason: null, since: null, by: null, smokeJob: null },
       },
       {
         index: 2,
@@ -228,6 +228,7 @@ export const examples = {
           reason: 'Xid 79: GPU has fallen off the bus.',
           since: '2026-01-05T09:31:00.000Z',
           by: null,
+          smokeJob: null,
         },
       },
     ],
@@ -291,6 +292,13 @@ export const examples = {
     status: 404,
     detail: 'GPU GPU-00000000-0000-0000-0000-000000000000 does not exist',
     instance: '/v1/gpus/GPU-00000000-0000-0000-0000-000000000000/drain',
+  },
+  gpuInService: {
+    type: `${PROBLEM_BASE}gpu-in-service`,
+    title: 'Nothing to check',
+    status: 409,
+    detail: 'GPU GPU-aa694fa2-111c-4524-7ac7-efa2ec117766 is healthy',
+    instance: '/v1/gpus/GPU-aa694fa2-111c-4524-7ac7-efa2ec117766/smoke',
   },
 };
 

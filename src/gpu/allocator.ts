@@ -27,7 +27,7 @@ export class GpuAllocator {
   private readonly byJob = new Map<string, Allocation>();
   private readonly listeners: HoldersListener[] = [];
   /** Why a card is given to no new job (unhealthy, drained), or null: set by withhold(). */
-  private withheld: (uuid: string) => string | null = () => null;
+  private withheld: (uuid: string, jobId?: string) => string | null = () => null;
 
   constructor(readonly devices: readonly GpuDevice[]) {
     for (const d of devices) this.holdings.set(d.uuid, []);
@@ -38,7 +38,7 @@ export class GpuAllocator {
    * service for now, so a request for them waits (impossible() still counts
    * them: the card may come back). Jobs already holding them keep them.
    */
-  withhold(why: (uuid: string) => string | null): void {
+  withhold(why: (uuid: string, jobId?: string) => string | null): void {
     this.withheld = why;
   }
 
@@ -47,8 +47,8 @@ export class GpuAllocator {
    * request could be met on this host, but not by the cards in service, even
    * all free. Null when cards in service could meet it (it waits for jobs to end).
    */
-  outOfService(req: GpuRequest, model?: string): WaitInfo | null {
-    const out = this.devices.filter((d) => this.withheld(d.uuid) !== null);
+  outOfService(jobId: string, req: GpuRequest, model?: string): WaitInfo | null {
+    const out = this.devices.filter((d) => this.withheld(d.uuid, jobId) !== null);
     if (out.length === 0 || this.impossible(req, model) !== null) return null;
     if (new GpuAllocator(this.devices.filter((d) => !out.includes(d))).impossible(req, model) === null) return null;
     const which = out.map((d) => `GPU ${d.index} (${this.withheld(d.uuid)})`).join('; ');
@@ -93,17 +93,17 @@ export class GpuAllocator {
     let chosen: GpuDevice[];
     if (req.ids) {
       chosen = req.ids.map((id) => this.resolve(id)!);
-      if (!chosen.every((d) => this.isFree(d) && this.inService(d))) return null;
+      if (!chosen.every((d) => this.isFree(d) && this.inService(d, jobId))) return null;
     } else if (req.memoryMiB !== undefined) {
       // Best fit: the shared card with the least room that still fits, so
       // whole cards stay free for exclusive jobs.
       const fits = this.eligible(model)
-        .filter((d) => this.inService(d) && this.sharedRoom(d) >= req.memoryMiB!)
+        .filter((d) => this.inService(d, jobId) && this.sharedRoom(d) >= req.memoryMiB!)
         .sort((a, b) => this.sharedRoom(a) - this.sharedRoom(b) || a.index - b.index);
       if (fits.length === 0) return null;
       chosen = [fits[0]!];
     } else {
-      const free = this.eligible(model).filter((d) => this.isFree(d) && this.inService(d));
+      const free = this.eligible(model).filter((d) => this.isFree(d) && this.inService(d, jobId));
       if (free.length < (req.count ?? 0)) return null;
       chosen = free.slice(0, req.count);
     }
@@ -181,8 +181,8 @@ export class GpuAllocator {
     return /^\d+$/.test(id) ? this.devices.find((d) => d.index === Number(id)) : this.devices.find((d) => d.uuid === id);
   }
 
-  private inService(d: GpuDevice): boolean {
-    return this.withheld(d.uuid) === null;
+  private inService(d: GpuDevice, jobId: string): boolean {
+    return this.withheld(d.uuid, jobId) === null;
   }
 
   private isFree(d: GpuDevice): boolean {

@@ -118,7 +118,7 @@ export function planQueue(p: PlanInput): QueuePlan {
         continue;
       }
       // Only cards out of service could run it: it waits for an admin, not for jobs to end, so it reserves nothing.
-      const down = p.gpus.outOfService(e.gpus, e.model);
+      const down = p.gpus.outOfService(e.id, e.gpus, e.model);
       if (down) {
         decide({ id: e.id, action: 'wait', wait: down });
         continue;

@@ -13,6 +13,7 @@ export const AUDIT_ACTIONS = [
   'node.undrain',
   'gpu.drain',
   'gpu.undrain',
+  'gpu.smoke',
   'config.reload',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];

@@ -169,12 +169,12 @@ test('the allocator gives no new job a card out of service, but a request for it
   gpus.release('a');
   assert.equal(gpus.tryAllocate('b', { count: 2 }), null);
   assert.equal(gpus.impossible({ count: 2 }), null, 'not impossible: the card may come back');
-  assert.deepEqual(gpus.outOfService({ count: 2 }), {
+  assert.deepEqual(gpus.outOfService('b', { count: 2 }), {
     code: 'gpus_out_of_service',
     text: 'waiting for GPUs out of service to come back: GPU 0 (unhealthy: Xid 79: GPU has fallen off the bus.)',
     estimatedStartAt: null,
   });
-  assert.equal(gpus.outOfService({ count: 1 }), null, 'one card in service could run it: it waits for jobs, not for health');
+  assert.equal(gpus.outOfService('b', { count: 1 }), null, 'one card in service could run it: it waits for jobs, not for health');
   assert.equal(gpus.tryAllocate('c', { ids: ['0'] }), null);
   assert.equal(gpus.tryAllocate('d', { count: 1, memoryMiB: 1000 })?.uuids[0], U1);
   assert.equal(gpus.clone().tryAllocate('e', { ids: [U0] }), null, 'a copy withholds the same cards');

@@ -21,6 +21,14 @@ export const GpuHealthSchema = z
     reason: z.string().nullable().describe('The same in words (for a fault, what the driver or nvidia-smi said); null when healthy.'),
     since: z.string().nullable().describe('When it went out of service (ISO 8601, UTC); null when healthy.'),
     by: z.string().nullable().describe('The admin who drained it (token owner); null for a fault or when healthy.'),
+    smokeJob: z
+      .string()
+      .nullable()
+      .default(null)
+      .describe(
+        'The smoke job checking the card now (POST /v1/gpus/{uuid}/smoke): the only job that may get it while it is out of service; ' +
+          'if it succeeds the card is healthy again, if not it stays out and its reason says so. Null for none.',
+      ),
   })
   .meta({ id: 'GpuHealth' });
 export type GpuHealth = z.infer<typeof GpuHealthSchema>;
@@ -37,7 +45,7 @@ export interface HealthRecords {
   set(key: string, value: string): Promise<void>;
 }
 
-const HEALTHY: GpuHealth = { state: 'healthy', code: null, reason: null, since: null, by: null };
+const HEALTHY: GpuHealth = { state: 'healthy', code: null, reason: null, since: null, by: null, smokeJob: null };
 const recordKey = (uuid: string) => `gpu-health:${uuid}`;
 
 /**
@@ -80,10 +88,40 @@ export class GpuHealthBook {
     return this.cards.get(uuid) ?? HEALTHY;
   }
 
-  /** Why the card is given to no new job ("unhealthy: …", "drained: …"), or null when it may be. */
-  withheld(uuid: string): string | null {
+  /**
+   * Why the card is given to no new job ("unhealthy: …", "drained: …"), or
+   * null when it may be: a healthy card to any job, one out of service to
+   * its smoke job only.
+   */
+  withheld(uuid: string, jobId?: string): string | null {
     const h = this.get(uuid);
-    return h.state === 'healthy' ? null : `${h.state}: ${h.reason ?? h.code}`;
+    if (h.state === 'healthy' || (jobId !== undefined && h.smokeJob === jobId)) return null;
+    return `${h.state}: ${h.reason ?? h.code}`;
+  }
+
+  /**
+   * A smoke job will check the card out of service: it alone may get the
+   * card. False when the card is healthy (nothing to check) or another
+   * smoke job checks it already.
+   */
+  async smoke(uuid: string, jobId: string): Promise<boolean> {
+    const h = this.get(uuid);
+    if (h.state === 'healthy' || h.smokeJob !== null) return false;
+    await this.put(uuid, { ...h, smokeJob: jobId });
+    return true;
+  }
+
+  /** A job ended: if it was a card's smoke job, the card is healthy again when it succeeded, else it stays out and says why. */
+  async smokeEnded(jobId: string, succeeded: boolean, why: string | null): Promise<void> {
+    const uuid = [...this.cards].find(([, h]) => h.smokeJob === jobId)?.[0];
+    if (uuid === undefined) return;
+    if (succeeded) {
+      this.seen.delete(uuid);
+      await this.put(uuid, HEALTHY);
+      return;
+    }
+    const h = this.get(uuid);
+    await this.put(uuid, { ...h, smokeJob: null, reason: `${h.reason ?? h.code}; smoke job ${jobId} did not pass: ${why ?? 'it failed'}` });
   }
 
   /**
@@ -99,7 +137,14 @@ export class GpuHealthBook {
     this.seen.set(uuid, seen.add(fault.code));
     this.count(uuid, fault.code, 'device');
     if (now.state !== 'unhealthy') {
-      await this.put(uuid, { state: 'unhealthy', code: fault.code, reason: fault.reason, since: new Date().toISOString(), by: null });
+      await this.put(uuid, {
+        state: 'unhealthy',
+        code: fault.code,
+        reason: fault.reason,
+        since: new Date().toISOString(),
+        by: null,
+        smokeJob: null,
+      });
     }
     for (const fn of this.faultListeners) fn(uuid, fault);
     return true;
@@ -119,6 +164,7 @@ export class GpuHealthBook {
         reason: reason ?? `drained by ${by}`,
         since: new Date().toISOString(),
         by,
+        smokeJob: null,
       });
     }
     return this.get(uuid);

@@ -147,6 +147,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/gpus/{uuid}/smoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Check a GPU out of service with a smoke job: if it succeeds, the card is healthy again
+         * @description Admin only. Submits a job, owned by the admin, that asks for this card by id (its `name` is `gpu-smoke`): the only job the card is given to while it is unhealthy or drained. When the job succeeds, the card is healthy again; when it fails (or is cancelled, or times out), the card stays out of service and its `reason` says so. 409 when the card is healthy or a smoke job checks it already. Follow the job like any other (Location).
+         */
+        post: operations["smokeGpu"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/gpus/{uuid}/drain": {
         parameters: {
             query?: never;
@@ -434,7 +454,7 @@ export interface components {
             node: string;
             /** @description The owner of the presented token when it was valid (a 403 included); null without one, or for an action not asked over HTTP. */
             actor: string | null;
-            /** @description A stable code: `job.submit`, `job.cancel`, `node.drain`, `node.undrain`, `gpu.drain`, `gpu.undrain`, `config.reload`. */
+            /** @description A stable code: `job.submit`, `job.cancel`, `node.drain`, `node.undrain`, `gpu.drain`, `gpu.undrain`, `gpu.smoke`, `config.reload`. */
             action: string;
             /** @description What was acted on: the job id (the one a submit created), the node name, or the GPU UUID; null if none. */
             target: string | null;
@@ -546,6 +566,11 @@ export interface components {
             since: string | null;
             /** @description The admin who drained it (token owner); null for a fault or when healthy. */
             by: string | null;
+            /**
+             * @description The smoke job checking the card now (POST /v1/gpus/{uuid}/smoke): the only job that may get it while it is out of service; if it succeeds the card is healthy again, if not it stays out and its reason says so. Null for none.
+             * @default null
+             */
+            smokeJob: string | null;
         };
         GpuList: {
             /** @enum {string} */
@@ -579,6 +604,26 @@ export interface components {
                 powerWatts: number | null;
             }[];
             summary: components["schemas"]["GpuTelemetry"];
+        };
+        /**
+         * @example {
+         *       "image": "local/cuda-check:latest",
+         *       "command": [
+         *         "python",
+         *         "check.py"
+         *       ],
+         *       "timeoutSeconds": 300
+         *     }
+         */
+        GpuSmokeJob: {
+            image: string;
+            command: string[];
+            entrypoint?: string[];
+            env?: {
+                [key: string]: string;
+            };
+            timeoutSeconds?: number;
+            pullPolicy?: components["schemas"]["PullPolicy"];
         };
         /**
          * @example {
@@ -2394,7 +2439,8 @@ export interface operations {
                      *             "code": null,
                      *             "reason": null,
                      *             "since": null,
-                     *             "by": null
+                     *             "by": null,
+                     *             "smokeJob": null
                      *           }
                      *         },
                      *         {
@@ -2409,7 +2455,8 @@ export interface operations {
                      *             "code": null,
                      *             "reason": null,
                      *             "since": null,
-                     *             "by": null
+                     *             "by": null,
+                     *             "smokeJob": null
                      *           }
                      *         },
                      *         {
@@ -2424,7 +2471,8 @@ export interface operations {
                      *             "code": "xid_79",
                      *             "reason": "Xid 79: GPU has fallen off the bus.",
                      *             "since": "2026-01-05T09:31:00.000Z",
-                     *             "by": null
+                     *             "by": null,
+                     *             "smokeJob": null
                      *           }
                      *         }
                      *       ]
@@ -2464,6 +2512,267 @@ export interface operations {
                      *       "status": 403,
                      *       "detail": "this token lacks the \"submit\" scope",
                      *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    smokeGpu: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The card’s UUID (`GPU-…`), as GET /v1/gpus lists it */
+                uuid: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "image": "local/cuda-check:latest",
+                 *       "command": [
+                 *         "python",
+                 *         "check.py"
+                 *       ],
+                 *       "timeoutSeconds": 300
+                 *     }
+                 */
+                "application/json": components["schemas"]["GpuSmokeJob"];
+            };
+        };
+        responses: {
+            /** @description The smoke job, queued */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47",
+                     *       "name": "train-resnet",
+                     *       "owner": "airflow",
+                     *       "labels": {
+                     *         "team": "ml",
+                     *         "dag": "train_resnet"
+                     *       },
+                     *       "requestId": "a4f4c3b2-0d7e-4a43-9b0e-6f4f3c1d2e10",
+                     *       "spec": {
+                     *         "image": "local/busybox:latest",
+                     *         "command": [
+                     *           "sh",
+                     *           "-c",
+                     *           "echo training; echo accuracy=0.93"
+                     *         ],
+                     *         "env": {
+                     *           "EPOCHS": "3"
+                     *         },
+                     *         "resources": {
+                     *           "memoryMiB": 2048,
+                     *           "cpus": 4
+                     *         },
+                     *         "timeoutSeconds": 3600,
+                     *         "labels": {
+                     *           "team": "ml",
+                     *           "dag": "train_resnet"
+                     *         },
+                     *         "name": "train-resnet",
+                     *         "gpus": {
+                     *           "count": 1
+                     *         }
+                     *       },
+                     *       "pull": null,
+                     *       "cancelRequested": false,
+                     *       "notBefore": null,
+                     *       "gpuTelemetry": null,
+                     *       "state": "queued",
+                     *       "position": 0,
+                     *       "waiting": {
+                     *         "code": "gpus",
+                     *         "estimatedStartAt": "2026-01-05T10:42:00.000Z"
+                     *       },
+                     *       "exitCode": null,
+                     *       "reason": "waiting for GPUs, expected free by 2026-01-05T10:42:00.000Z at the latest (the running jobs' timeouts)",
+                     *       "result": null,
+                     *       "createdAt": "2026-01-05T09:30:00.000Z",
+                     *       "startedAt": null,
+                     *       "finishedAt": null,
+                     *       "gpus": [],
+                     *       "node": null,
+                     *       "attempt": 1,
+                     *       "attempts": []
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description Malformed request: a body that is not JSON, or a path that is not valid percent-encoding */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/bad-request",
+                     *       "title": "Bad request",
+                     *       "status": 400,
+                     *       "detail": "Body is not valid JSON but content-type is set to 'application/json'",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unauthorized",
+                     *       "title": "Authentication required",
+                     *       "status": 401,
+                     *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token is not an admin’s (drain and undrain need the `admin` scope) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token lacks the \"admin\" scope",
+                     *       "instance": "/v1/nodes/gpu-host-1/drain"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such GPU on this node */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/not-found",
+                     *       "title": "Not found",
+                     *       "status": 404,
+                     *       "detail": "GPU GPU-00000000-0000-0000-0000-000000000000 does not exist",
+                     *       "instance": "/v1/gpus/GPU-00000000-0000-0000-0000-000000000000/drain"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The card is healthy, or a smoke job checks it already */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/gpu-in-service",
+                     *       "title": "Nothing to check",
+                     *       "status": 409,
+                     *       "detail": "GPU GPU-aa694fa2-111c-4524-7ac7-efa2ec117766 is healthy",
+                     *       "instance": "/v1/gpus/GPU-aa694fa2-111c-4524-7ac7-efa2ec117766/smoke"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/payload-too-large",
+                     *       "title": "Payload too large",
+                     *       "status": 413,
+                     *       "detail": "Request body is too large",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path parameter is too long to be an id */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/uri-too-long",
+                     *       "title": "URI too long",
+                     *       "status": 414,
+                     *       "detail": "a path parameter is longer than any Gantry id",
+                     *       "instance": "/v1/jobs/aaaa…/logs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unsupported content type (send application/json) */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unsupported-media-type",
+                     *       "title": "Unsupported media type",
+                     *       "status": 415,
+                     *       "detail": "Unsupported Media Type: text/plain",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request or refused by policy; `errors` names the fields at fault */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/policy",
+                     *       "title": "Refused by policy",
+                     *       "status": 422,
+                     *       "detail": "body.image: image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST",
+                     *       "instance": "/v1/jobs",
+                     *       "errors": [
+                     *         {
+                     *           "field": "body.image",
+                     *           "message": "image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST"
+                     *         }
+                     *       ]
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
@@ -2511,7 +2820,8 @@ export interface operations {
                      *         "code": "drained",
                      *         "reason": "reseating the card",
                      *         "since": "2026-01-05T09:40:00.000Z",
-                     *         "by": "admin"
+                     *         "by": "admin",
+                     *         "smokeJob": null
                      *       }
                      *     }
                      */
@@ -2701,7 +3011,8 @@ export interface operations {
                      *         "code": null,
                      *         "reason": null,
                      *         "since": null,
-                     *         "by": null
+                     *         "by": null,
+                     *         "smokeJob": null
                      *       }
                      *     }
                      */
@@ -3961,7 +4272,7 @@ export interface operations {
                 /** @description Only records of this token owner. */
                 actor?: string;
                 /** @description Only records of this action. */
-                action?: "job.submit" | "job.cancel" | "node.drain" | "node.undrain" | "gpu.drain" | "gpu.undrain" | "config.reload";
+                action?: "job.submit" | "job.cancel" | "node.drain" | "node.undrain" | "gpu.drain" | "gpu.undrain" | "gpu.smoke" | "config.reload";
                 /** @description Only records about this job id, node name or GPU UUID. */
                 target?: string;
                 /** @description Only records that ended so. */

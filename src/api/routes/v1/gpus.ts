@@ -4,7 +4,9 @@ import type { GpuAllocator } from '../../../gpu/allocator.js';
 import { type GpuHealthBook, GpuHealthSchema } from '../../../gpu/health/state.js';
 import type { GpuDevice } from '../../../gpu/inventory.js';
 import { NotFoundError } from '../../../model/errors.js';
+import { JobSchema, JobSpecSchema } from '../../../model/job.js';
 import { examples } from '../../examples.js';
+import { HttpProblem } from '../../problems.js';
 import { errorResponses, jsonResponse, problemResponse, type RouteDeps } from '../common.js';
 
 export const GpuSchema = z
@@ -38,6 +40,12 @@ const DrainBody = z
     example: { reason: 'reseating the card' },
   });
 
+/** What a smoke job runs: the rest of its spec is Gantry's (the card by id, a name, the admin as owner). */
+const SmokeBody = JobSpecSchema.pick({ image: true, command: true, entrypoint: true, env: true, timeoutSeconds: true, pullPolicy: true })
+  .strict()
+  .meta({ id: 'GpuSmokeJob', example: { image: 'local/cuda-check:latest', command: ['python', 'check.py'], timeoutSeconds: 300 } });
+/** A smoke job runs no longer than this unless its body says otherwise. */
+const SMOKE_TIMEOUT_SECONDS = 600;
 const noSuchGpu = problemResponse(404, 'No such GPU on this node', examples.gpuNotFound);
 const notAdmin = problemResponse(403, 'The token is not an admin’s (drain and undrain need the `admin` scope)', examples.notAdmin);
 
@@ -49,7 +57,7 @@ function view(gpus: GpuAllocator, health: GpuHealthBook, d: GpuDevice): z.infer<
 }
 
 /** /v1/gpus: this node's cards, who holds what, each card's health, and the admin's drain switch per card. */
-export const gpuRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { gpus, health, config }) => {
+export const gpuRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { gpus, health, config, jobs }) => {
   app.get(
     '/v1/gpus',
     {
@@ -69,6 +77,56 @@ export const gpuRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { gpus, h
       },
     },
     async () => ({ driver: config.gpus.driver, items: gpus.devices.map((d) => view(gpus, health, d)) }),
+  );
+
+  app.post(
+    '/v1/gpus/:uuid/smoke',
+    {
+      onRequest: app.auth('admin'),
+      config: { audit: { action: 'gpu.smoke' } },
+      schema: {
+        operationId: 'smokeGpu',
+        summary: 'Check a GPU out of service with a smoke job: if it succeeds, the card is healthy again',
+        description:
+          'Admin only. Submits a job, owned by the admin, that asks for this card by id (its `name` is `gpu-smoke`): the only job the card is ' +
+          'given to while it is unhealthy or drained. When the job succeeds, the card is healthy again; when it fails (or is cancelled, or ' +
+          'times out), the card stays out of service and its `reason` says so. 409 when the card is healthy or a smoke job checks it already. ' +
+          'Follow the job like any other (Location).',
+        tags: ['gpus'],
+        security: [{ bearer: [] }],
+        params: GpuParams,
+        body: SmokeBody,
+        response: {
+          202: jsonResponse(JobSchema, { description: 'The smoke job, queued', example: examples.queuedJob }),
+          ...errorResponses(400, 401, 413, 414, 415, 422),
+          403: notAdmin,
+          404: noSuchGpu,
+          409: problemResponse(409, 'The card is healthy, or a smoke job checks it already', examples.gpuInService),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { uuid } = request.params;
+      if (!gpus.devices.some((d) => d.uuid === uuid)) throw new NotFoundError(`GPU ${uuid}`);
+      const now = health.get(uuid);
+      if (now.state === 'healthy' || now.smokeJob !== null) {
+        throw new HttpProblem(
+          409,
+          'gpu-in-service',
+          'Nothing to check',
+          now.state === 'healthy' ? `GPU ${uuid} is healthy` : `smoke job ${now.smokeJob} checks GPU ${uuid} already`,
+        );
+      }
+      const { job } = await jobs.submit(
+        request.principal,
+        { timeoutSeconds: SMOKE_TIMEOUT_SECONDS, ...request.body, name: 'gpu-smoke', gpus: { ids: [uuid] } },
+        { idempotencyKey: null, requestId: request.id },
+      );
+      // A smoke job that lost the race with another reaches no card: it is cancelled rather than left waiting.
+      if (!(await health.smoke(uuid, job.id))) await jobs.cancel(request.principal, job.id);
+      reply.header('Location', `/v1/jobs/${job.id}`);
+      return reply.code(202).send(await jobs.get(request.principal, job.id));
+    },
   );
 
   for (const [action, drained] of [
@@ -106,6 +164,7 @@ export const gpuRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { gpus, h
                       reason: 'reseating the card',
                       since: '2026-01-05T09:40:00.000Z',
                       by: 'admin',
+                      smokeJob: null,
                     },
                   }
                 : examples.gpuList.items[1]!,
