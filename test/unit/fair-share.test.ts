@@ -3,56 +3,11 @@ import { test } from 'node:test';
 import { FairShare } from '../../src/jobs/fair-share.js';
 import { QueueState } from '../../src/jobs/queue-state.js';
 import { Quotas } from '../../src/jobs/quotas.js';
-import type { JobSpec } from '../../src/model/job.js';
 import type { JobRecord } from '../../src/store/store.js';
+import { prng, jobRecord as record } from '../helpers/records.js';
 
 const HOUR = 3600_000;
 const close = (a: number, b: number, what: string) => assert.ok(Math.abs(a - b) <= 1e-6 * Math.max(1, Math.abs(b)), `${what}: ${a} ≠ ${b}`);
-
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function record(seq: number, over: Partial<JobRecord> = {}): JobRecord {
-  return {
-    seq,
-    id: `j${seq}`,
-    owner: 'o',
-    name: null,
-    state: 'queued',
-    priority: 0,
-    spec: { image: 'local/busybox', command: ['true'] } as JobSpec,
-    specHash: 'h',
-    idempotencyKey: null,
-    requestId: null,
-    containerId: null,
-    gpus: [],
-    node: null,
-    attempt: 1,
-    attempts: [],
-    notBefore: null,
-    gpuMemoryMiB: null,
-    exitCode: null,
-    reason: null,
-    result: null,
-    pullStatus: null,
-    pullProgress: null,
-    cancelRequested: false,
-    createdAt: new Date(0).toISOString(),
-    startedAt: null,
-    finishedAt: null,
-    deadlineAt: null,
-    gpuTelemetry: null,
-    ...over,
-  };
-}
 
 test('decayed use: an hour on one GPU ending now is worth (1 − ½)·H/ln2 GPU-seconds with a one-hour half-life, and halves each half-life', () => {
   const fair = new FairShare(3600, new Quotas());

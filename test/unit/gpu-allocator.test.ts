@@ -4,6 +4,7 @@ import { GpuAllocator } from '../../src/gpu/allocator.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
 import { BACKFILL_WINDOW, planQueue, type QueueEntry, type RunningJob } from '../../src/gpu/queue.js';
 import type { GpuRequest } from '../../src/model/job.js';
+import { prng } from '../helpers/records.js';
 
 /** The GPUs a job holds, as the allocator's holders tell it (undefined when it holds none). */
 function allocationOf(a: GpuAllocator, jobId: string): { uuids: string[]; memoryMiB: number | null } | undefined {
@@ -154,18 +155,6 @@ test('queue: behind a reservation, a pass looks at a bounded number of GPU jobs,
 });
 
 // ---- randomized: arrivals, finishes and cancels ----------------------------
-
-/** Small deterministic PRNG (mulberry32), so a failing seed can be replayed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface SimJob {
   id: string;

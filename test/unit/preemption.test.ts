@@ -3,17 +3,7 @@ import { test } from 'node:test';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
 import { choosePreemption, type RunningJob } from '../../src/jobs/preemption.js';
 import { type Quota, Quotas } from '../../src/jobs/quotas.js';
-
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng } from '../helpers/records.js';
 
 const devices = (n: number) =>
   Array.from({ length: n }, (_, i) => ({ index: i, uuid: `GPU-${i}`, name: 'NVIDIA H200', memoryMiB: 143771 }));
