@@ -8,6 +8,7 @@ import { type Quota, Quotas, TeamLimits } from '../../src/jobs/quotas.js';
 import type { JobSpec } from '../../src/model/job.js';
 import type { WaitInfo } from '../../src/model/queue.js';
 import type { JobRecord } from '../../src/store/store.js';
+import { jobRecord, prng } from '../../test/helpers/records.js';
 import { round, say } from '../lib/util.js';
 
 const HOUR_MS = 3600_000;
@@ -118,50 +119,14 @@ type Happening = { at: number } & (
 /** Happenings at the same instant are taken in the order they were scheduled. */
 type SimEvent = Happening & { seq: number };
 
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const iso = (ms: number) => new Date(ms).toISOString();
 
 function newRecord(seq: number, owner: string, gpus: number, timeoutSeconds: number, createdAt: number): JobRecord {
-  return {
-    seq,
-    id: `j${seq}`,
+  return jobRecord(seq, {
     owner,
-    name: null,
-    state: 'queued',
-    priority: 0,
     spec: { image: 'local/busybox', command: ['true'], gpus: { count: gpus }, timeoutSeconds, preemptible: true } as JobSpec,
-    specHash: 'h',
-    idempotencyKey: null,
-    requestId: null,
-    containerId: null,
-    gpus: [],
-    node: null,
-    attempt: 1,
-    attempts: [],
-    notBefore: null,
-    gpuMemoryMiB: null,
-    exitCode: null,
-    reason: null,
-    result: null,
-    pullStatus: null,
-    pullProgress: null,
-    cancelRequested: false,
     createdAt: iso(createdAt),
-    startedAt: null,
-    finishedAt: null,
-    deadlineAt: null,
-    gpuTelemetry: null,
-  };
+  });
 }
 
 /**

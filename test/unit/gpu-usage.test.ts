@@ -11,6 +11,7 @@ import { modelWeight } from '../../src/jobs/usage-report.js';
 import type { AttemptRecord } from '../../src/model/attempt.js';
 import { usageWindow } from '../../src/model/usage.js';
 import type { JobRecord } from '../../src/store/store.js';
+import { jobRecord } from '../helpers/records.js';
 
 const T0 = Date.parse('2026-03-01T00:00:00.000Z');
 const at = (minutes: number) => new Date(T0 + minutes * 60_000).toISOString();
@@ -35,37 +36,8 @@ function ended(attempt: number, gpus: string[], start: number | null, end: numbe
 
 let seq = 0;
 function job(owner: string, r: Partial<JobRecord>): JobRecord {
-  return {
-    seq: ++seq,
-    id: `job-${seq}`,
-    owner,
-    name: null,
-    state: 'running',
-    priority: 0,
-    spec: { image: 'x' } as JobRecord['spec'],
-    specHash: 'h',
-    idempotencyKey: null,
-    requestId: null,
-    containerId: null,
-    gpus: [],
-    node: 'n',
-    attempt: 1,
-    attempts: [],
-    notBefore: null,
-    gpuMemoryMiB: null,
-    exitCode: null,
-    reason: null,
-    result: null,
-    pullStatus: null,
-    pullProgress: null,
-    cancelRequested: false,
-    createdAt: at(0),
-    startedAt: null,
-    finishedAt: null,
-    deadlineAt: null,
-    gpuTelemetry: null,
-    ...r,
-  };
+  seq += 1;
+  return jobRecord(seq, { id: `job-${seq}`, owner, state: 'running', node: 'n', createdAt: at(0), ...r });
 }
 
 test('a running attempt counts from its start to now; one that never started counts nothing', () => {
