@@ -80,9 +80,15 @@ module.exports = {
       'GPU inventory, allocation and injection work on model types and the GPU settings; they reach no job, store or runtime.',
     ),
     layer(
+      'scheduling',
+      'scheduling/',
+      ['scheduling/', MODEL, STORE, 'gpu/', CONFIG],
+      'The scheduling core (queue, fair share, quotas, placement, preemption, the pass that decides) is pure policy over job records and GPUs: it starts, stores and stops nothing.',
+    ),
+    layer(
       'jobs',
       'jobs/',
-      ['jobs/', MODEL, STORE, 'gpu/', CONFIG, SECRET_SOURCE],
+      ['jobs/', 'scheduling/', MODEL, STORE, 'gpu/', CONFIG, SECRET_SOURCE],
       'The job domain (service, views, events, policy) works against the Store interface, never a database, and never runs containers.',
     ),
     layer(
@@ -94,31 +100,31 @@ module.exports = {
     layer(
       'runner',
       'runner/',
-      ['runner/', MODEL, STORE, RUNTIME, 'jobs/', 'logs/', 'gpu/', CONFIG, LOGGING, SECRET_SOURCE],
+      ['runner/', MODEL, STORE, RUNTIME, 'jobs/', 'scheduling/', 'logs/', 'gpu/', CONFIG, LOGGING, SECRET_SOURCE],
       'The runner drives containers through the ContainerRuntime and Store interfaces only: app.ts picks Docker and SQLite, so both can be replaced or faked.',
     ),
     layer(
       'fleet',
       'fleet/',
-      ['fleet/', MODEL, STORE, 'jobs/', 'runner/node-seat\\.ts$', 'gpu/allocator\\.ts$', LOGGING],
+      ['fleet/', MODEL, STORE, 'jobs/', 'scheduling/', 'runner/node-seat\\.ts$', 'gpu/allocator\\.ts$', LOGGING],
       'The fleet layer (membership, leases, the change bridge, the node directory) works against the Store interface and the job domain; the scheduler is reached through its seat.',
     ),
     layer(
       'metrics',
       'metrics/',
-      ['metrics/', MODEL, STORE, RUNTIME, 'jobs/', 'gpu/', 'logs/', CONFIG, LOGGING],
+      ['metrics/', MODEL, STORE, RUNTIME, 'jobs/', 'scheduling/', 'gpu/', 'logs/', CONFIG, LOGGING],
       'Metrics read the domain and the Store interface (and name the runtime operations they count); nothing in them may start or change work.',
     ),
     layer(
       'api',
       'api/',
-      ['api/', MODEL, 'jobs/', 'logs/', 'gpu/', 'metrics/', 'fleet/node-service\\.ts$', STORE, RUNTIME, 'auth/', 'ui/', CONFIG],
+      ['api/', MODEL, 'jobs/', 'scheduling/', 'logs/', 'gpu/', 'metrics/', 'fleet/node-service\\.ts$', STORE, RUNTIME, 'auth/', 'ui/', CONFIG],
       'HTTP goes through the domain: never straight to SQLite, Docker or the runner.',
     ),
     layer(
       'domain-wiring',
       'domain\\.ts$',
-      [MODEL, STORE, RUNTIME, 'jobs/', 'runner/', 'gpu/', CONFIG, SECRET_SOURCE],
+      [MODEL, STORE, RUNTIME, 'jobs/', 'scheduling/', 'runner/', 'gpu/', CONFIG, SECRET_SOURCE],
       'buildDomain wires the job service and scheduler to the interfaces it is given; only app.ts picks SQLite and Docker.',
     ),
     layer(

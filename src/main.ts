@@ -5,9 +5,9 @@ import { reloadTls } from './api/tls.js';
 import { buildApp } from './app.js';
 import { reloadTokens } from './auth/tokens.js';
 import { ConfigError, loadConfig } from './config.js';
-import { readQuotasFile } from './jobs/quotas.js';
 import { flushLog } from './logging.js';
 import type { NewAuditRecord } from './model/audit.js';
+import { readQuotasFile } from './scheduling/quotas.js';
 
 /** The longest reason a failed reload's audit record keeps. */
 const MAX_ERROR_LENGTH = 500;

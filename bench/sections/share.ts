@@ -1,12 +1,12 @@
 import { type Allocation, GpuAllocator } from '../../src/gpu/allocator.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
-import { planQueue, type QueueEntry } from '../../src/gpu/queue.js';
-import { FairShare } from '../../src/jobs/fair-share.js';
-import { choosePreemption } from '../../src/jobs/preemption.js';
-import { QueueState } from '../../src/jobs/queue-state.js';
-import { type Quota, Quotas, TeamLimits } from '../../src/jobs/quotas.js';
 import type { JobSpec } from '../../src/model/job.js';
 import type { WaitInfo } from '../../src/model/queue.js';
+import { FairShare } from '../../src/scheduling/fair-share.js';
+import { planQueue, type QueueEntry } from '../../src/scheduling/plan.js';
+import { choosePreemption } from '../../src/scheduling/preemption.js';
+import { QueueState } from '../../src/scheduling/queue-state.js';
+import { type Quota, Quotas, TeamLimits } from '../../src/scheduling/quotas.js';
 import type { JobRecord } from '../../src/store/store.js';
 import { jobRecord, prng } from '../../test/helpers/records.js';
 import { round, say } from '../lib/util.js';

@@ -1,8 +1,8 @@
 import { GpuAllocator } from '../gpu/allocator.js';
-import type { PlacementTarget } from '../jobs/placement.js';
-import { unplaceable } from '../jobs/placement.js';
 import type { SpecFieldError } from '../model/errors.js';
 import type { JobSpec } from '../model/job.js';
+import type { PlacementTarget } from '../scheduling/placement.js';
+import { unplaceable } from '../scheduling/placement.js';
 import type { NodeRecord, NodeStore } from '../store/store.js';
 
 /** How long the list of nodes is reused for submit checks; a change in the fleet drops it at once. */

@@ -14,12 +14,12 @@ import type { Job, JobSpec } from '../model/job.js';
 import type { Principal } from '../model/principal.js';
 import type { WaitInfo } from '../model/queue.js';
 import { assertTransition, isTerminal, type JobState } from '../model/states.js';
+import type { QueueState } from '../scheduling/queue-state.js';
+import { QUOTA_RETRY_AFTER_SECONDS, type Quotas } from '../scheduling/quotas.js';
 import type { SecretSource } from '../secrets/source.js';
 import type { Fence, JobPatch, JobRecord, JobStore } from '../store/store.js';
 import type { JobEventHub } from './events.js';
 import { checkPolicy, secretAccessErrors } from './policy.js';
-import type { QueueState } from './queue-state.js';
-import { QUOTA_RETRY_AFTER_SECONDS, type Quotas } from './quotas.js';
 import { specHash } from './spec-hash.js';
 import { deepFreeze, toJob } from './view.js';
 

@@ -1,6 +1,6 @@
 import type { OwnerUsage, UsageReport } from '../model/usage.js';
+import { gpuSecondsByOwner } from '../scheduling/usage.js';
 import type { JobStore, NodeStore } from '../store/store.js';
-import { gpuSecondsByOwner } from './usage.js';
 
 /** A GANTRY_GPU_MODEL_WEIGHTS entry: a card whose name contains `model`, case-insensitively, weighs `weight`. */
 export interface ModelWeight {

@@ -3,11 +3,11 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { GpuAllocator } from '../gpu/allocator.js';
 import type { GpuHealthBook } from '../gpu/health/state.js';
 import type { JobEventHub } from '../jobs/events.js';
-import { PREEMPTION_RULES, type PreemptionRule } from '../jobs/preemption.js';
 import type { Job } from '../model/job.js';
 import { isTerminal } from '../model/states.js';
 import type { TeamList } from '../model/teams.js';
 import { RUNTIME_OPS, type RuntimeOp } from '../runtime/runtime.js';
+import { PREEMPTION_RULES, type PreemptionRule } from '../scheduling/preemption.js';
 import type { Store } from '../store/store.js';
 import { AttemptMetrics } from './attempts.js';
 import { registerCollectors } from './collectors.js';

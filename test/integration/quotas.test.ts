@@ -4,9 +4,9 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadConfig } from '../../src/config.js';
-import { readQuotasFile } from '../../src/jobs/quotas.js';
 import type { AuditRecord } from '../../src/model/audit.js';
 import type { Job } from '../../src/model/job.js';
+import { readQuotasFile } from '../../src/scheduling/quotas.js';
 import { client, spawnGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
 
 const TOKENS = { alice: 'alice-token-0123456789abcdef', bob: 'bob-token-0123456789abcdefgh', carol: 'carol-token-0123456789abcdef' };

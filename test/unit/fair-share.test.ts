@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { FairShare } from '../../src/jobs/fair-share.js';
-import { QueueState } from '../../src/jobs/queue-state.js';
-import { Quotas } from '../../src/jobs/quotas.js';
+import { FairShare } from '../../src/scheduling/fair-share.js';
+import { QueueState } from '../../src/scheduling/queue-state.js';
+import { Quotas } from '../../src/scheduling/quotas.js';
 import type { JobRecord } from '../../src/store/store.js';
 import { prng, jobRecord as record } from '../helpers/records.js';
 

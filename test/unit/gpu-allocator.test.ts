@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
-import { BACKFILL_WINDOW, planQueue, type QueueEntry, type RunningJob } from '../../src/gpu/queue.js';
 import type { GpuRequest } from '../../src/model/job.js';
+import { BACKFILL_WINDOW, planQueue, type QueueEntry, type RunningJob } from '../../src/scheduling/plan.js';
 import { prng } from '../helpers/records.js';
 
 /** The GPUs a job holds, as the allocator's holders tell it (undefined when it holds none). */

@@ -10,7 +10,7 @@ import { HEALTH_QUERY, parseHealthCsv, parseRemapCsv, REMAP_QUERY } from '../../
 import { type DeviceFault, GpuHealthBook } from '../../src/gpu/health/state.js';
 import { kmsgMessage, parseXidLine, pciKey } from '../../src/gpu/health/xid.js';
 import { parseNvidiaSmiCsv } from '../../src/gpu/inventory.js';
-import { planQueue } from '../../src/gpu/queue.js';
+import { planQueue } from '../../src/scheduling/plan.js';
 import { ROOT, tempDir } from '../helpers/gantry.js';
 
 const DIR = path.join(ROOT, 'test/fixtures/nvidia-smi/h200-health');

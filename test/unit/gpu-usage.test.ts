@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { usageCsv } from '../../src/api/routes/v1/usage.js';
-import { gpuIntervals, gpuSecondsByOwner, overlapMs } from '../../src/jobs/usage.js';
 import { modelWeight } from '../../src/jobs/usage-report.js';
 import type { AttemptRecord } from '../../src/model/attempt.js';
 import { usageWindow } from '../../src/model/usage.js';
+import { gpuIntervals, gpuSecondsByOwner, overlapMs } from '../../src/scheduling/usage.js';
 import type { JobRecord } from '../../src/store/store.js';
 import { jobRecord } from '../helpers/records.js';
 

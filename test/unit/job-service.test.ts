@@ -7,11 +7,11 @@ import { frozenJson } from '../../src/api/frozen-json.js';
 import type { Principal } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config.js';
 import { JobEventHub } from '../../src/jobs/events.js';
-import { QueueState } from '../../src/jobs/queue-state.js';
-import { Quotas } from '../../src/jobs/quotas.js';
 import { JobService } from '../../src/jobs/service.js';
 import { IdempotencyConflictError, NotFoundError, PolicyViolationError, UnsatisfiableSpecError } from '../../src/model/errors.js';
 import type { Job, JobSpec } from '../../src/model/job.js';
+import { QueueState } from '../../src/scheduling/queue-state.js';
+import { Quotas } from '../../src/scheduling/quotas.js';
 import { NO_SECRETS } from '../../src/secrets/source.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
-import { misfit, type PlacementTarget, unplaceable } from '../../src/jobs/placement.js';
 import type { JobSpec } from '../../src/model/job.js';
+import { misfit, type PlacementTarget, unplaceable } from '../../src/scheduling/placement.js';
 
 function node(name: string, labels: Record<string, string>, gpus: { name: string; memoryMiB: number }[]): PlacementTarget {
   const alloc = new GpuAllocator(gpus.map((g, index) => ({ index, uuid: `GPU-${name}-${index}`, ...g })));

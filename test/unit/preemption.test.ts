@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
-import { choosePreemption, type RunningJob } from '../../src/jobs/preemption.js';
-import { type Quota, Quotas } from '../../src/jobs/quotas.js';
+import { choosePreemption, type RunningJob } from '../../src/scheduling/preemption.js';
+import { type Quota, Quotas } from '../../src/scheduling/quotas.js';
 import { prng } from '../helpers/records.js';
 
 const devices = (n: number) =>

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { QueueIndex } from '../../src/jobs/queue-index.js';
-import { QueueState } from '../../src/jobs/queue-state.js';
 import type { JobSpec } from '../../src/model/job.js';
+import { QueueIndex } from '../../src/scheduling/queue-index.js';
+import { QueueState } from '../../src/scheduling/queue-state.js';
 import type { JobRecord } from '../../src/store/store.js';
 import { prng, jobRecord as record } from '../helpers/records.js';
 

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
-import { planQueue, type QueueEntry } from '../../src/gpu/queue.js';
-import { type Quota, Quotas, TeamLimits, type TeamUsage } from '../../src/jobs/quotas.js';
 import type { GpuRequest } from '../../src/model/job.js';
+import { planQueue, type QueueEntry } from '../../src/scheduling/plan.js';
+import { type Quota, Quotas, TeamLimits, type TeamUsage } from '../../src/scheduling/quotas.js';
 
 const gpu = (index: number): GpuDevice => ({ index, uuid: `GPU-${index}`, name: 'H200', memoryMiB: 143771 });
 const job = (id: string, owner: string, gpus?: GpuRequest): QueueEntry => ({ id, owner, gpus, timeoutSeconds: 3600 });

@@ -1,8 +1,8 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import type { FairShare } from '../../../jobs/fair-share.js';
-import type { QueueState } from '../../../jobs/queue-state.js';
-import type { Quotas } from '../../../jobs/quotas.js';
 import { type FairShareUnit, type Team, type TeamList, TeamListSchema } from '../../../model/teams.js';
+import type { FairShare } from '../../../scheduling/fair-share.js';
+import type { QueueState } from '../../../scheduling/queue-state.js';
+import type { Quotas } from '../../../scheduling/quotas.js';
 import { examples } from '../../examples.js';
 import { errorResponses, jsonResponse, type RouteDeps } from '../common.js';
 

@@ -1,6 +1,6 @@
+import type { Allocation, GpuAllocator } from '../gpu/allocator.js';
 import type { GpuRequest } from '../model/job.js';
 import type { WaitInfo } from '../model/queue.js';
-import type { Allocation, GpuAllocator } from './allocator.js';
 
 /** A queued job as the queue policy sees it, in scheduling order. */
 export interface QueueEntry {

@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import { ConfigError } from '../config.js';
-import type { Limits, QueueEntry } from '../gpu/queue.js';
 import type { WaitInfo } from '../model/queue.js';
+import type { Limits, QueueEntry } from './plan.js';
 
 /** A team's limits, fleet-wide; a limit left out is no limit. */
 export const QuotaSchema = z
