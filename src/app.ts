@@ -1,19 +1,16 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { teamList } from './api/routes/v1/teams.js';
 import { buildHttp, OPENAPI_INFO } from './api/server.js';
 import { loadRegistryAuth } from './auth/registry-auth.js';
 import { loadTokens, type TokenStore } from './auth/tokens.js';
 import type { Config } from './config.js';
-import { buildDomain } from './domain.js';
+import { buildDomain, newQueue } from './domain.js';
 import { bridgeChanges } from './fleet/change-bridge.js';
 import { NodeDirectory } from './fleet/directory.js';
 import { NodeMembership } from './fleet/membership.js';
 import { NodeService } from './fleet/node-service.js';
 import { GpuAllocator } from './gpu/allocator.js';
 import { DcgmJobMap } from './gpu/dcgm-job-map.js';
-import { KernelLogReader } from './gpu/health/kernel-log.js';
-import { HealthMonitor } from './gpu/health/monitor.js';
 import { GpuHealthBook } from './gpu/health/state.js';
 import { discoverGpus, type GpuDevice } from './gpu/inventory.js';
 import { readGpus } from './gpu/telemetry/nvidia-smi.js';
@@ -23,7 +20,7 @@ import { processLogger } from './logging.js';
 import { startRetention } from './logs/retention.js';
 import { type OpenMetricsListener, openMetricsListener } from './metrics/open-listener.js';
 import { GantryMetrics } from './metrics/registry.js';
-import { isTerminal } from './model/states.js';
+import { watchGpuHealth } from './runner/gpu-health-watch.js';
 import { GpuSampler } from './runner/gpu-sampler.js';
 import type { Scheduler } from './runner/scheduler.js';
 import { DockerRuntime } from './runtime/docker/index.js';
@@ -117,6 +114,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   await health.load();
   gpus.withhold((uuid, jobId) => health.withheld(uuid, jobId));
   const events = new JobEventHub();
+  const queue = newQueue(config, quotas, gpus, config.node);
   const metrics = new GantryMetrics({
     store,
     gpus,
@@ -124,8 +122,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     events,
     droppedLogLines: droppedLines,
     node: { name: config.node.name, version: OPENAPI_INFO.version },
-    // Read at scrape time only, once the domain below exists.
-    teams: () => teamList({ quotas, queue: domain.queue, halfLifeSeconds: config.fairShareHalfLifeSeconds }),
+    teams: { quotas, queue, halfLifeSeconds: config.fairShareHalfLifeSeconds },
   });
   const runtime =
     overrides.runtime ??
@@ -171,14 +168,15 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     secrets,
     quotas,
     seat: membership,
+    queue,
     placementProblem: (spec) => directory.placementProblem(spec),
     log,
     onPass: (seconds) => metrics.schedulerPass(seconds),
     onPreempt: (rule) => metrics.preempted(rule),
   });
-  const { jobs, queue } = domain;
+  const { jobs, runs } = domain;
   scheduler = domain.scheduler;
-  const monitor = watchGpuHealth({ config, devices, gpus, health, scheduler, events, log });
+  const monitor = watchGpuHealth({ config, devices, gpus, health, runs, events, log });
   const nodes = new NodeService(store, () => {
     directory.invalidate();
     void membership.refresh().then(() => scheduler?.kick());
@@ -211,8 +209,8 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     settings: config.gpus.telemetry,
     node: config.node.name,
     read: () => readGpus(Math.max(5_000, config.gpus.telemetry.sampleSeconds * 1000)),
-    note: (jobId, line) => scheduler!.note(jobId, line),
-    interrupt: (jobId, why) => scheduler!.interrupt(jobId, why),
+    note: (jobId, line) => runs.note(jobId, line),
+    interrupt: (jobId, why) => runs.interrupt(jobId, why),
     onSample: (owner, sample) => metrics.jobGpus.set(owner, sample),
     onGone: (jobId) => metrics.jobGpus.remove(jobId),
     log,
@@ -283,49 +281,4 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     monitor?.start();
   }
   return app;
-}
-
-/**
- * The GPU health monitor (GANTRY_GPU_HEALTH_INTERVAL_SECONDS; null when off
- * or there are no GPUs), wired to the scheduler: every job holding a card
- * that turns unhealthy is stopped, its attempt failed with cause gpu_error
- * (its retry rules decide what follows); a card back in service wakes the queue.
- */
-function watchGpuHealth(o: {
-  config: Config;
-  devices: readonly GpuDevice[];
-  gpus: GpuAllocator;
-  health: GpuHealthBook;
-  scheduler: Scheduler;
-  events: JobEventHub;
-  log: Logger;
-}): HealthMonitor | null {
-  const { config, devices, gpus, health, scheduler, events, log } = o;
-  const name = (uuid: string) => `GPU ${devices.find((d) => d.uuid === uuid)?.index ?? '?'} (${uuid})`;
-  health.onFault((uuid, fault) => {
-    for (const h of gpus.holders(uuid)) {
-      void scheduler.interrupt(h.jobId, { cause: 'gpu_error', reason: `${name(uuid)} is unhealthy: ${fault.reason} [${fault.code}]` });
-    }
-  });
-  health.onChange(() => scheduler.kick());
-  // A smoke job's end decides its card: healthy again when it succeeded.
-  events.onAnyStatus((job) => {
-    if (!isTerminal(job.state)) return;
-    void health
-      .smokeEnded(job.id, job.state === 'succeeded', job.reason)
-      .catch((err: unknown) => log.error({ err, jobId: job.id }, 'could not record the end of a GPU smoke job'));
-  });
-  const { intervalSeconds, kernelLog, appXids } = config.gpus.health;
-  if (intervalSeconds === 0 || devices.length === 0) return null;
-  return new HealthMonitor({
-    health,
-    intervalMs: intervalSeconds * 1000,
-    nvidiaSmi: 'nvidia-smi',
-    kernelLog: kernelLog === null ? null : new KernelLogReader(kernelLog),
-    appXids: new Set(appXids),
-    log,
-    // The job's own CUDA error ends it (exit_code): the card stays in service, the log says which job it was.
-    onApplicationXid: (uuid, event) =>
-      log.warn({ uuid, xid: event, jobs: gpus.holders(uuid).map((h) => h.jobId) }, `application Xid ${event.xid} on ${name(uuid)}`),
-  });
 }

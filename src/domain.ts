@@ -5,12 +5,15 @@ import type { JobEventHub } from './jobs/events.js';
 import { JobService } from './jobs/service.js';
 import type { SpecFieldError } from './model/errors.js';
 import type { JobSpec } from './model/job.js';
-import type { WaitInfo } from './model/queue.js';
+import { EngineWatch } from './runner/engine-watch.js';
 import { ImagePuller, type RegistryLogins } from './runner/images.js';
+import { NodeRuns } from './runner/node-runs.js';
 import type { NodeSeat } from './runner/node-seat.js';
+import { Planner } from './runner/planner.js';
 import { Scheduler } from './runner/scheduler.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
 import { FairShare } from './scheduling/fair-share.js';
+import { misfitOn, placementTarget } from './scheduling/placement.js';
 import type { PreemptionRule } from './scheduling/preemption.js';
 import { QueueState } from './scheduling/queue-state.js';
 import type { Quotas } from './scheduling/quotas.js';
@@ -28,6 +31,8 @@ export interface DomainParts {
   quotas: Quotas;
   /** This node's seat in the fleet. */
   seat: NodeSeat;
+  /** The queue as this node knows it (see newQueue). */
+  queue: QueueState;
   /** Why no node could ever run a spec, or null when one could. */
   placementProblem: (spec: JobSpec) => Promise<SpecFieldError | null>;
   log: Logger;
@@ -38,39 +43,60 @@ export interface DomainParts {
 }
 
 /**
- * The job service and the scheduler, wired to whatever store and container
- * runtime they are given: app.ts gives them SQLite and Docker, the
- * scheduler's unit tests an in-memory runtime.
+ * The queue as this node knows it: fair share's order, and which jobs this
+ * node could never run (its name, labels and GPUs, which never change while
+ * it runs). Built before the domain, since the teams' view reads it too.
  */
-export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Scheduler; queue: QueueState } {
-  const queue = new QueueState(new FairShare(d.config.fairShareHalfLifeSeconds, d.quotas));
+export function newQueue(
+  config: Config,
+  quotas: Quotas,
+  gpus: GpuAllocator,
+  node: { name: string; labels: Readonly<Record<string, string>> },
+): QueueState {
+  const target = placementTarget(node.name, node.labels, gpus);
+  return new QueueState(new FairShare(config.fairShareHalfLifeSeconds, quotas), misfitOn(target));
+}
+
+/**
+ * The job service and the scheduler with the node's runs, wired to whatever
+ * store and container runtime they are given: app.ts gives them SQLite or
+ * PostgreSQL and Docker, the scheduler's unit tests an in-memory runtime.
+ * Each part is built after the parts it uses, so none is bound late.
+ */
+export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Scheduler; runs: NodeRuns } {
+  const { config, queue, gpus, seat } = d;
+  const runs = new NodeRuns(gpus, d.log, config.policy.defaultTimeoutSeconds);
+  const engine = new EngineWatch(d.runtime, d.log);
+  const planner = new Planner({ config, seat, queue, runs, gpus, quotas: d.quotas, engine });
   const jobs = new JobService({
     store: d.store.jobs,
     events: d.events,
     queue,
-    policy: d.config.policy,
-    dockerSocket: d.config.dockerSocket,
+    runs,
+    policy: config.policy,
+    dockerSocket: config.dockerSocket,
     secrets: d.secrets,
     quotas: d.quotas,
     placementProblem: d.placementProblem,
-    // The scheduler is built next; a dry run is only asked for once both exist.
-    preview: (job): WaitInfo => scheduler.preview(job),
+    preview: (job) => planner.preview(job),
   });
-  const scheduler: Scheduler = new Scheduler({
-    config: d.config,
-    seat: d.seat,
+  const scheduler = new Scheduler({
+    config,
+    seat,
     runtime: d.runtime,
     store: d.store,
     jobs,
     events: d.events,
     queue,
-    gpus: d.gpus,
+    runs,
+    planner,
+    gpus,
+    engine,
     images: new ImagePuller(d.runtime, d.registryLogins),
     secrets: d.secrets,
-    quotas: d.quotas,
     log: d.log,
     ...(d.onPass ? { onPass: d.onPass } : {}),
     ...(d.onPreempt ? { onPreempt: d.onPreempt } : {}),
   });
-  return { jobs, scheduler, queue };
+  return { jobs, scheduler, runs };
 }

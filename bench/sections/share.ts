@@ -211,7 +211,6 @@ export function simulateShare(cfg: ShareSimConfig): ShareSimResult {
   const start = (queued: JobRecord, alloc: Allocation, now: number) => {
     const record: JobRecord = { ...queued, state: 'running', node: 'sim', gpus: alloc.uuids, startedAt: iso(now) };
     queue.observe(record);
-    queue.markLaunched(record.id);
     running.set(record.id, {
       record,
       team: teamOf(record.owner),
@@ -246,7 +245,6 @@ export function simulateShare(cfg: ShareSimConfig): ShareSimResult {
       victims.delete(id);
       if (victims.size === 0) preempting.delete(waiter);
     }
-    queue.markDone(id);
     gpus.release(id);
     account(r.team, r.gpus, r.at, now);
     lastEnd = Math.max(lastEnd, now);

@@ -36,6 +36,8 @@ export interface JobServiceDeps {
   quotas: Quotas;
   /** Where the secrets a spec names come from (checked at submit: they exist and the owner may use them). */
   secrets: SecretSource;
+  /** The jobs this node runs (from their launch until their run has wholly ended). */
+  runs: { has(jobId: string): boolean };
   /** What this node would do with a job submitted now (the scheduler's dry run). */
   preview: (job: JobRecord) => WaitInfo;
   /** Why no node can ever run the spec (its placement, its GPUs), or null when one can. */
@@ -216,7 +218,7 @@ export class JobService {
     if (isTerminal(record.state)) return this.view(record);
     // A job a node already took still reads `queued` until its first step
     // is stored; it is stopped like an active one, by that node.
-    if (record.state === 'queued' && record.node === null && !this.d.queue.isLaunched(id)) {
+    if (record.state === 'queued' && record.node === null && !this.d.runs.has(id)) {
       // One compare-and-set from `queued`: a job that started meanwhile is
       // never marked cancelled while its container runs on.
       const patch = { state: 'cancelled' as const, finishedAt: new Date().toISOString(), reason: 'cancelled while queued' };

@@ -4,7 +4,7 @@ import type { GpuDevice } from '../gpu/inventory.js';
 import { STDOUT_BUFFER_BYTES } from '../logging.js';
 import { NODE_STATES } from '../model/node.js';
 import { JOB_STATES } from '../model/states.js';
-import type { TeamList } from '../model/teams.js';
+import { type TeamSources, teamList } from '../scheduling/teams.js';
 import type { NodeRecord, Store } from '../store/store.js';
 
 export interface CollectorSources {
@@ -15,7 +15,7 @@ export interface CollectorSources {
   /** Process log lines dropped because stdout was read too slowly or could not be written (src/logging.ts). */
   droppedLogLines: () => number;
   /** The teams' limits and use, and fair share's units, now (src/model/teams.ts); absent: no team series. */
-  teams?: (() => TeamList) | undefined;
+  teams?: TeamSources | undefined;
 }
 
 /**
@@ -260,7 +260,8 @@ function registerNodeGauges(registers: Registry[], store: Store, self: Collector
  * scrape. Each gauge is reset on every collect, so a team a reload of the
  * quotas file removed, or a unit whose use decayed to nothing, disappears.
  */
-function registerTeamGauges(registers: Registry[], teams: () => TeamList): void {
+function registerTeamGauges(registers: Registry[], sources: TeamSources): void {
+  const teams = () => teamList(sources);
   const read = shared(async () => teams());
   new Gauge({
     name: 'gantry_team_gpus',

@@ -5,9 +5,9 @@ import type { GpuHealthBook } from '../gpu/health/state.js';
 import type { JobEventHub } from '../jobs/events.js';
 import type { Job } from '../model/job.js';
 import { isTerminal } from '../model/states.js';
-import type { TeamList } from '../model/teams.js';
 import { RUNTIME_OPS, type RuntimeOp } from '../runtime/runtime.js';
 import { PREEMPTION_RULES, type PreemptionRule } from '../scheduling/preemption.js';
+import type { TeamSources } from '../scheduling/teams.js';
 import type { Store } from '../store/store.js';
 import { AttemptMetrics } from './attempts.js';
 import { registerCollectors } from './collectors.js';
@@ -26,7 +26,7 @@ export interface MetricsSources {
   /** This node's name (GANTRY_NODE_NAME) and Gantry's version, exported as gantry_node_info. */
   node?: { name: string; version: string };
   /** The teams' limits and use now (absent: no team series). */
-  teams?: () => TeamList;
+  teams?: TeamSources;
 }
 
 const HTTP_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

@@ -16,12 +16,17 @@ export class EngineWatch {
   private down: { since: number; reason: string; back: Promise<void>; resolve: () => void } | null = null;
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
+  private readonly backListeners: (() => void)[] = [];
 
   constructor(
     private readonly runtime: ContainerRuntime,
     private readonly log: Logger,
-    private readonly onBack: () => void,
   ) {}
+
+  /** Calls `fn` each time the engine answers again after it was away. */
+  onBack(fn: () => void): void {
+    this.backListeners.push(fn);
+  }
 
   /** Why the engine is unreachable, or null while it answers. */
   get unreachable(): string | null {
@@ -44,7 +49,7 @@ export class EngineWatch {
             this.timer = null;
             this.log.info({ awayMs: away }, 'the container engine answers again');
             resolve();
-            this.onBack();
+            for (const fn of this.backListeners) fn();
           },
           () => {
             if (!this.stopped) probe(Math.min(delay * 2, MAX_PROBE_MS));

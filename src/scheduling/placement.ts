@@ -1,5 +1,7 @@
+import type { GpuAllocator } from '../gpu/allocator.js';
 import type { SpecFieldError } from '../model/errors.js';
 import type { GpuRequest, JobSpec } from '../model/job.js';
+import type { JobRecord } from '../store/store.js';
 
 /** A node as placement sees it: its name, its labels and what its GPUs could ever hold. */
 export interface PlacementTarget {
@@ -58,4 +60,24 @@ export function unplaceable(spec: JobSpec, nodes: readonly PlacementTarget[]): S
   for (const m of misfits) count.set(m.path, (count.get(m.path) ?? 0) + 1);
   const path = [...count.entries()].sort((a, b) => b[1] - a[1])[0]![0];
   return { path, message: `no node can ever run it: ${misfits.map((m) => `${m.node}: ${m.message}`).join('; ')}` };
+}
+
+/** `misfit` for one node, remembered per record (a record is immutable, and a node's name, labels and inventory do not change). */
+export function misfitOn(node: PlacementTarget): (record: JobRecord) => SpecFieldError | null {
+  const known = new WeakMap<JobRecord, SpecFieldError | null>();
+  return (record) => {
+    let why = known.get(record);
+    if (why === undefined) known.set(record, (why = misfit(record.spec, node)));
+    return why;
+  };
+}
+
+/** A node with these GPUs, as placement sees it. */
+export function placementTarget(name: string, labels: Readonly<Record<string, string>>, gpus: GpuAllocator): PlacementTarget {
+  return {
+    name,
+    labels,
+    impossibleGpus: (req, model) => gpus.impossible(req, model),
+    hasModel: (model) => gpus.devices.some((d) => d.name.toLowerCase().includes(model.toLowerCase())),
+  };
 }

@@ -53,7 +53,7 @@ export function gpusAsked(record: JobRecord): number {
  * quotas), whose GPU time feeds fair share. It is fed every job record
  * written here and every change other nodes make (`observe`), and reloaded
  * whole when changes may have been missed (`reset`). The scheduler also
- * records which jobs it has taken and why the others wait.
+ * records why the jobs it did not start wait.
  *
  * Order is fair share's: priority, then the owner's rank (its recent GPU
  * use against its share), then FIFO; the owners' queues are each FIFO
@@ -67,32 +67,30 @@ export class QueueState {
   private ranks: { at: number; rank: (owner: string) => number } | null = null;
   /** Those this node could run now, by owner and kind. */
   private readonly streams = new Map<string, { cpu: QueueIndex; gpu: QueueIndex }>();
-  private readonly launched = new Set<string>();
   /** How many of `all` each owner has. */
   private readonly queuedByOwner = new Map<string, number>();
   /** Jobs a node has taken and not ended, fleet-wide, and their sums by owner. */
   private readonly active = new Map<string, ActiveJob>();
   private readonly activeByOwner = new Map<string, { jobs: number; gpus: number }>();
   private pass: PassOutcome = NO_PASS;
-  /** Why this node can never run a job, or null; set by the scheduler, which knows the node. */
-  private misfit: (record: JobRecord) => SpecFieldError | null = () => null;
   private readonly misfits = new Map<string, SpecFieldError>();
   /** Jobs waiting out a retry's backoff, each with the timer that makes it runnable here. */
   private readonly backoff = new Map<string, { record: JobRecord; timer: NodeJS.Timeout }>();
-  /** Told when a job became runnable by the clock (its backoff ended). */
-  private onReady: () => void = () => undefined;
+  private readonly readyListeners: (() => void)[] = [];
 
-  constructor(readonly fairShare: FairShare = new FairShare(0, new Quotas())) {}
+  /**
+   * @param misfitOf why this node can never run a job, or null when it could
+   *   (placement.ts); such a job stays in the queue for other nodes, and
+   *   never among those this node's passes read.
+   */
+  constructor(
+    readonly fairShare: FairShare = new FairShare(0, new Quotas()),
+    readonly misfitOf: (record: JobRecord) => SpecFieldError | null = () => null,
+  ) {}
 
-  /** Sets who is told when a job's backoff ends (the scheduler, which then looks at the queue). */
-  setOnReady(fn: () => void): void {
-    this.onReady = fn;
-  }
-
-  /** Sets the rule of what this node could run, and sorts the known jobs again by it. */
-  setMisfit(fn: (record: JobRecord) => SpecFieldError | null): void {
-    this.misfit = fn;
-    for (const r of [...this.all.inOrder()]) this.observe(r);
+  /** Calls `fn` each time a job becomes runnable by the clock (its retry's backoff ended). */
+  onReady(fn: () => void): void {
+    this.readyListeners.push(fn);
   }
 
   /**
@@ -112,7 +110,7 @@ export class QueueState {
     if (mine === undefined) this.allByOwner.set(record.owner, (mine = new QueueIndex()));
     mine.put(record);
     this.queuedByOwner.set(record.owner, (this.queuedByOwner.get(record.owner) ?? 0) + 1);
-    const unfit = this.misfit(record);
+    const unfit = this.misfitOf(record);
     if (unfit !== null) {
       this.misfits.set(record.id, unfit);
       return;
@@ -124,7 +122,7 @@ export class QueueState {
         if (this.backoff.get(record.id)?.record !== record) return;
         this.backoff.delete(record.id);
         this.runnable(record);
-        this.onReady();
+        for (const fn of this.readyListeners) fn();
       }, wait);
       timer.unref();
       this.backoff.set(record.id, { record, timer });
@@ -194,18 +192,6 @@ export class QueueState {
       if (next.done) heads.splice(heads.indexOf(best), 1);
       else best.head = next.value;
     }
-  }
-
-  markLaunched(jobId: string): void {
-    this.launched.add(jobId);
-  }
-
-  markDone(jobId: string): void {
-    this.launched.delete(jobId);
-  }
-
-  isLaunched(jobId: string): boolean {
-    return this.launched.has(jobId);
   }
 
   /** How many queued jobs no node has taken these owners have, fleet-wide (as this node has heard). */

@@ -54,10 +54,11 @@ test('walking the index while a pass takes jobs out of it skips none and gives n
 });
 
 test('the queue state: only untaken queued jobs, misfits apart, backoff runnable by the clock', async () => {
-  const q = new QueueState();
+  const q = new QueueState(undefined, (r) =>
+    r.spec.placement?.node === 'other' ? { path: 'placement.node', message: 'not this node' } : null,
+  );
   const ready: string[] = [];
-  q.setOnReady(() => ready.push('kick'));
-  q.setMisfit((r) => (r.spec.placement?.node === 'other' ? { path: 'placement.node', message: 'not this node' } : null));
+  q.onReady(() => ready.push('kick'));
   const gpu = record(1, { spec: { image: 'local/busybox', command: ['true'], gpus: { count: 1 } } as JobSpec });
   const cpu = record(2);
   const elsewhere = record(3, { spec: { image: 'local/busybox', command: ['true'], placement: { node: 'other' } } as JobSpec });

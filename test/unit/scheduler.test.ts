@@ -6,7 +6,7 @@ import { type TestContext, test } from 'node:test';
 import pino from 'pino';
 import type { Principal } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config.js';
-import { buildDomain } from '../../src/domain.js';
+import { buildDomain, newQueue } from '../../src/domain.js';
 import { NodeMembership } from '../../src/fleet/membership.js';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
 import { gpuInjection } from '../../src/gpu/inject.js';
@@ -61,6 +61,7 @@ async function harness(t: TestContext, o: { runtime?: FakeRuntime; dataDir?: str
     onHeartbeat: () => undefined,
   });
   await seat.join();
+  const quotas = new Quotas();
   const { jobs, scheduler } = buildDomain({
     config,
     store,
@@ -69,8 +70,9 @@ async function harness(t: TestContext, o: { runtime?: FakeRuntime; dataDir?: str
     events,
     registryLogins: {},
     secrets: NO_SECRETS,
-    quotas: new Quotas(),
+    quotas,
     seat,
+    queue: newQueue(config, quotas, gpus, seat),
     placementProblem: async () => null,
     log,
   });

@@ -1,0 +1,154 @@
+import type { Logger } from 'pino';
+import type { GpuAllocator } from '../gpu/allocator.js';
+import type { NodeRun } from '../scheduling/decide.js';
+import type { Victim } from '../scheduling/preemption.js';
+import type { JobRecord } from '../store/store.js';
+import type { Interruption, JobRun, RunEnd } from './job-run.js';
+
+/** One run this node owns: the run, the record it was launched from, and what the scheduler needs to know of it. */
+interface OwnedRun {
+  run: JobRun;
+  record: JobRecord;
+  /** When it started (ms): its container's start, or its launch. */
+  startedAt: number;
+  /** When its GPUs are free at the latest (its deadline, or launch plus timeout); null for a CPU job. */
+  endsBy: number | null;
+  /** Whether a preemption is stopping it. */
+  preempted: boolean;
+}
+
+/**
+ * The one owner of what runs on this node: every JobRun from its launch to
+ * its end, when each started and ends at the latest, the preemptions in
+ * flight, and the GPUs it holds. A run's GPUs are released exactly once, when
+ * its drive ends, whatever path ended it — and never while Gantry shuts down,
+ * since the container then keeps running and the next start re-adopts it.
+ * Everyone who acts on a run (a cancel, the GPU sampler, the health monitor,
+ * preemption, the fleet's fencing) goes through here by job id.
+ */
+export class NodeRuns {
+  private readonly runs = new Map<string, OwnedRun>();
+  /** Jobs waiting for GPUs, each with the jobs preempted for it that still run. */
+  private readonly preempting = new Map<string, Set<string>>();
+  private readonly endedListeners: ((jobId: string) => void)[] = [];
+  private closing = false;
+
+  constructor(
+    private readonly gpus: GpuAllocator,
+    private readonly log: Logger,
+    private readonly defaultTimeoutSeconds: number,
+  ) {}
+
+  /**
+   * Takes a run in and drives it to its end. Its GPUs (already held in the
+   * allocator, by the pass that chose it or by adoption) are released when
+   * the drive ends; then those listening hear of the end.
+   */
+  launch(run: JobRun, record: JobRecord, drive: (run: JobRun) => Promise<RunEnd>): void {
+    const now = Date.now();
+    const gpuJob = record.gpus.length > 0 || record.spec.gpus !== undefined;
+    this.runs.set(record.id, {
+      run,
+      record,
+      startedAt: record.startedAt ? Date.parse(record.startedAt) : now,
+      endsBy: gpuJob
+        ? record.deadlineAt
+          ? Date.parse(record.deadlineAt)
+          : now + (record.spec.timeoutSeconds ?? this.defaultTimeoutSeconds) * 1000
+        : null,
+      preempted: false,
+    });
+    void drive(run)
+      .catch((err: unknown) => this.log.error({ err, jobId: record.id }, 'job run failed unexpectedly'))
+      .finally(() => this.ended(record.id));
+  }
+
+  /** Whether this node runs the job (from its launch until its run has wholly ended). */
+  has(jobId: string): boolean {
+    return this.runs.has(jobId);
+  }
+
+  get size(): number {
+    return this.runs.size;
+  }
+
+  /** The runs as the scheduling pass reads them. */
+  snapshot(): NodeRun[] {
+    return [...this.runs.values()].map(({ record, startedAt, endsBy, preempted }) => ({
+      jobId: record.id,
+      owner: record.owner,
+      priority: record.priority,
+      preemptible: record.spec.preemptible === true,
+      startedAt,
+      endsBy,
+      gpus: this.gpus.allocationOf(record.id)?.uuids.length ?? 0,
+      preempted,
+    }));
+  }
+
+  /** The jobs preempted for each waiting job that still run. */
+  preemptions(): ReadonlyMap<string, ReadonlySet<string>> {
+    return this.preempting;
+  }
+
+  /** Asks the run to stop for a cancel (SIGTERM, grace, SIGKILL); nothing if this node does not run the job. */
+  requestCancel(jobId: string): void {
+    this.runs.get(jobId)?.run.requestCancel();
+  }
+
+  /** Stops a run for a cause of Gantry's (see JobRun.interrupt); false when this node does not run it or it already stops. */
+  async interrupt(jobId: string, why: Interruption): Promise<boolean> {
+    return (await this.runs.get(jobId)?.run.interrupt(why)) ?? false;
+  }
+
+  /** Stops the victims for the waiting job; nothing more is taken for it until they have ended. */
+  async preempt(waiter: string, victims: readonly Victim[]): Promise<void> {
+    this.preempting.set(waiter, new Set(victims.map((v) => v.jobId)));
+    for (const v of victims) {
+      const owned = this.runs.get(v.jobId);
+      if (owned) owned.preempted = true;
+      await owned?.run.interrupt({ cause: 'preempted', reason: v.reason });
+    }
+  }
+
+  /** Adds a `[gantry]` line to the log of a job this node runs; nothing if it runs elsewhere. */
+  note(jobId: string, line: string): void {
+    this.runs.get(jobId)?.run.note(line);
+  }
+
+  /** Calls `fn` with each job whose run ended here (its GPUs already released). */
+  onEnded(fn: (jobId: string) => void): void {
+    this.endedListeners.push(fn);
+  }
+
+  /**
+   * Abandons every run whose job `stillOurs` says is no longer this run's
+   * (the fleet settled it while this node was cut off): its container is
+   * killed. Resolves once they are.
+   */
+  async abandonWhere(stillOurs: (jobId: string, attempt: number) => Promise<string | null>): Promise<void> {
+    await Promise.all(
+      [...this.runs.values()].map(async ({ run }) => {
+        const why = await stillOurs(run.id, run.fence.attempt);
+        if (why !== null) await run.abandon(why);
+      }),
+    );
+  }
+
+  /** Stops driving every run without touching its container: the next start re-adopts them. */
+  detachAll(): void {
+    this.closing = true;
+    for (const { run } of this.runs.values()) run.detach();
+  }
+
+  private ended(jobId: string): void {
+    this.runs.delete(jobId);
+    for (const [waiter, victims] of this.preempting) {
+      victims.delete(jobId);
+      if (victims.size === 0) this.preempting.delete(waiter);
+    }
+    if (this.closing) return;
+    this.gpus.release(jobId);
+    for (const fn of this.endedListeners) fn(jobId);
+  }
+}
