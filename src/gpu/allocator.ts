@@ -157,6 +157,11 @@ export class GpuAllocator {
     return copy;
   }
 
+  /** The jobs that hold GPUs now. */
+  holdingJobs(): string[] {
+    return [...this.byJob.keys()];
+  }
+
   holders(uuid: string): readonly Holding[] {
     return this.holdings.get(uuid) ?? [];
   }

@@ -15,6 +15,8 @@ interface OwnedRun {
   endsBy: number | null;
   /** Whether a preemption is stopping it. */
   preempted: boolean;
+  /** Whether it was asked to stop for a cancel (at launch, if the job already was). */
+  cancelAsked: boolean;
 }
 
 /**
@@ -57,6 +59,7 @@ export class NodeRuns {
           : now + (record.spec.timeoutSeconds ?? this.defaultTimeoutSeconds) * 1000
         : null,
       preempted: false,
+      cancelAsked: record.cancelRequested,
     });
     void drive(run)
       .catch((err: unknown) => this.log.error({ err, jobId: record.id }, 'job run failed unexpectedly'))
@@ -91,9 +94,18 @@ export class NodeRuns {
     return this.preempting;
   }
 
-  /** Asks the run to stop for a cancel (SIGTERM, grace, SIGKILL); nothing if this node does not run the job. */
-  requestCancel(jobId: string): void {
-    this.runs.get(jobId)?.run.requestCancel();
+  /**
+   * Asks the run to stop for a cancel (SIGTERM, grace, SIGKILL), once: a
+   * cancel heard again (its notification, then the periodic reconcile)
+   * changes nothing. False when this node does not run the job or was
+   * asked already.
+   */
+  requestCancel(jobId: string): boolean {
+    const owned = this.runs.get(jobId);
+    if (owned === undefined || owned.cancelAsked) return false;
+    owned.cancelAsked = true;
+    owned.run.requestCancel();
+    return true;
   }
 
   /** Stops a run for a cause of Gantry's (see JobRun.interrupt); false when this node does not run it or it already stops. */

@@ -13,6 +13,15 @@ export interface ReconcileReport {
   unclaimed: string[];
   /** Containers of jobs the fleet gave to another node or attempt meanwhile: killed. */
   fenced: string[];
+  /** Runs of this node whose job the store says was cancelled, told so (the cancel's notification was missed). */
+  cancelled: string[];
+}
+
+/** What reconcile needs of the runs this node already drives. */
+export interface OwnedRuns {
+  has(jobId: string): boolean;
+  /** Asks the run to stop for a cancel; false when it was asked already. */
+  requestCancel(jobId: string): boolean;
 }
 
 /** The attempt a container runs (containers made before attempts existed ran the first). */
@@ -21,13 +30,17 @@ function attemptOf(c: ManagedContainer): number {
 }
 
 /**
- * Matches the store against the containers labelled by Gantry, once at
- * start-up: containers of this node's active jobs are adopted (their
- * capture resumes, they end normally), its jobs whose container vanished
- * fail with a reason, jobs it had claimed but not started go back to the
- * queue, the container of a job that is now another node's or another
- * attempt's is killed, and labelled containers unknown to the store are
- * reported, never killed.
+ * Converges this node on what the store says it should run, level-triggered:
+ * at start-up, after a gap in the fleet's change feed, and periodically, so a
+ * missed notification costs at most one period. The jobs this node already
+ * drives (`runs`) are left to their runs, except that a cancel the store
+ * holds for one is passed on. For the rest: containers of this node's active
+ * jobs are adopted (their capture resumes, they end normally), its jobs
+ * whose container vanished fail with a reason, jobs it claimed but never
+ * launched go back to the queue, the container of a job that is now another
+ * node's or another attempt's is killed, and labelled containers unknown to
+ * the store are reported, never killed. It must not overlap a scheduling
+ * pass (a claim being launched would look abandoned).
  */
 export async function reconcile(o: {
   node: string;
@@ -36,18 +49,39 @@ export async function reconcile(o: {
   jobs: JobService;
   keepContainers: boolean;
   log: Logger;
+  runs: OwnedRuns;
+  /** Unknown containers already reported: each is logged once, not every period. */
+  reported: Set<string>;
   adopt: (record: JobRecord, container: ManagedContainer) => void;
 }): Promise<ReconcileReport> {
   const containers = await o.runtime.listManaged();
   const byJob = new Map(containers.map((c) => [c.labels[MANAGED_LABELS.jobId] ?? '', c]));
-  const report: ReconcileReport = { adopted: [], vanished: [], unknownContainers: [], removedLeftovers: [], unclaimed: [], fenced: [] };
+  const report: ReconcileReport = {
+    adopted: [],
+    vanished: [],
+    unknownContainers: [],
+    removedLeftovers: [],
+    unclaimed: [],
+    fenced: [],
+    cancelled: [],
+  };
 
   for (const record of await o.store.jobs.claimed(o.node)) {
-    await o.store.jobs.update(record.id, { node: null }, { state: 'queued', fence: { node: o.node, attempt: record.attempt } });
+    if (o.runs.has(record.id)) continue;
+    const back = await o.store.jobs.update(
+      record.id,
+      { node: null },
+      { state: 'queued', fence: { node: o.node, attempt: record.attempt } },
+    );
+    if (back) o.jobs.observe(back);
     report.unclaimed.push(record.id);
   }
 
   for (const record of await o.store.jobs.active(o.node)) {
+    if (o.runs.has(record.id)) {
+      if (record.cancelRequested && o.runs.requestCancel(record.id)) report.cancelled.push(record.id);
+      continue;
+    }
     const container = byJob.get(record.id);
     if (container && attemptOf(container) === record.attempt) {
       o.adopt(record, container);
@@ -69,9 +103,12 @@ export async function reconcile(o: {
 
   for (const c of containers) {
     const jobId = c.labels[MANAGED_LABELS.jobId] ?? '';
+    if (o.runs.has(jobId)) continue;
     const record = await o.store.jobs.get(jobId);
     if (!record) {
       report.unknownContainers.push(c.id);
+      if (o.reported.has(c.id)) continue;
+      o.reported.add(c.id);
       o.log.warn({ containerId: c.id, jobId, names: c.names }, 'container labelled by Gantry but unknown to its store; left alone');
     } else if (!isTerminal(record.state) && (record.node !== o.node || record.attempt !== attemptOf(c))) {
       // The fleet settled the job while this node was away: it is another run's now.

@@ -26,6 +26,12 @@ const CLAIM_RETRY_MS = 100;
 const ACTIVE_READ_MAX = 100_000;
 /** Pause before reading the queue again when the store could not answer. */
 const RELOAD_RETRY_MS = 1000;
+/**
+ * How often a node converges on what the store says it should run, at most:
+ * a third of the lease, so a cancel or claim whose notification was lost is
+ * honoured well within one lease; never more often than every second.
+ */
+const convergeEveryMs = (leaseSeconds: number) => Math.min(10_000, Math.max(1000, (leaseSeconds * 1000) / 3));
 
 export interface SchedulerDeps {
   config: Config;
@@ -68,6 +74,11 @@ export class Scheduler {
   private stopped = false;
   /** Set once the start-up reconcile has run (it waits for the engine if need be). */
   private reconciled: ReconcileReport | null = null;
+  /** Whether the next pass converges on the store first (see reconcile.ts). */
+  private convergeDue = false;
+  private convergeTimer: NodeJS.Timeout | null = null;
+  /** Unknown labelled containers already reported. */
+  private readonly reported = new Set<string>();
 
   constructor(private readonly d: SchedulerDeps) {
     d.engine.onBack(() => void this.afterEngineBack());
@@ -89,23 +100,58 @@ export class Scheduler {
       this.d.log.error({ err }, 'could not clear secret files left by an earlier run'),
     );
     try {
-      this.reconciled = await reconcile({
-        node: this.d.seat.name,
-        runtime: this.d.runtime,
-        store: this.d.store,
-        jobs: this.d.jobs,
-        keepContainers: this.d.config.logs.keepContainers,
-        log: this.d.log,
-        adopt: (record, container) => this.adopt(record, container),
-      });
+      this.reconciled = await this.reconcile();
       this.d.log.info({ gpus: this.d.gpus.devices.length, ...this.reconciled }, 'reconciled with the container engine');
       this.d.planner.markReady();
       await this.reloadQueue();
     } catch (err) {
       this.d.engine.lost((err as Error).message);
     }
+    if (this.convergeTimer === null && !this.stopped) {
+      this.convergeTimer = setInterval(() => {
+        this.convergeDue = true;
+        this.kick();
+      }, convergeEveryMs(this.d.config.node.leaseSeconds));
+      this.convergeTimer.unref();
+    }
     this.kick();
     return this.reconciled;
+  }
+
+  private reconcile(): Promise<ReconcileReport> {
+    return reconcile({
+      node: this.d.seat.name,
+      runtime: this.d.runtime,
+      store: this.d.store,
+      jobs: this.d.jobs,
+      keepContainers: this.d.config.logs.keepContainers,
+      log: this.d.log,
+      runs: this.d.runs,
+      reported: this.reported,
+      adopt: (record, container) => this.adopt(record, container),
+    });
+  }
+
+  /**
+   * The periodic reconcile, between passes: the store's word on this node's
+   * jobs (claims, cancels, fences) against what its engine and its runs
+   * hold; then GPUs held by no run are released, so an allocation can never
+   * outlive its run. A store or engine that cannot answer is asked again
+   * next period.
+   */
+  private async converge(): Promise<void> {
+    try {
+      const report = await this.reconcile();
+      const changed = Object.entries(report).filter(([key, ids]) => ids.length > 0 && key !== 'unknownContainers');
+      if (changed.length > 0) this.d.log.info(Object.fromEntries(changed), 'converged with the store');
+    } catch (err) {
+      this.d.log.warn({ err }, 'could not converge with the store; trying again next period');
+    }
+    for (const jobId of this.d.gpus.holdingJobs()) {
+      if (this.d.runs.has(jobId)) continue;
+      this.d.gpus.release(jobId);
+      this.d.log.warn({ jobId }, 'GPUs held by no run on this node; released');
+    }
   }
 
   /**
@@ -123,6 +169,7 @@ export class Scheduler {
         horizon > 0 ? this.d.store.jobs.overlapping(new Date(now - horizon).toISOString(), new Date(now).toISOString()) : [],
       ]);
       this.d.queue.reset(queued, active, recent);
+      this.convergeDue = true;
     } catch (err) {
       this.d.log.warn({ err }, 'could not read the queue; trying again');
       if (!this.stopped) setTimeout(() => void this.reloadQueue(), RELOAD_RETRY_MS).unref();
@@ -143,6 +190,7 @@ export class Scheduler {
   /** Stops driving jobs without touching their containers: they keep running and the next start re-attaches to them. */
   shutdown(): void {
     this.stopped = true;
+    if (this.convergeTimer) clearInterval(this.convergeTimer);
     this.d.engine.stop();
     for (const off of this.unsubscribe) off();
     this.d.runs.detachAll();
@@ -161,8 +209,12 @@ export class Scheduler {
       return;
     }
     this.scheduling = true;
-    const started = performance.now();
     try {
+      if (this.convergeDue && this.reconciled !== null) {
+        this.convergeDue = false;
+        await this.converge();
+      }
+      const started = performance.now();
       await this.apply(this.d.planner.decide());
       this.d.onPass?.((performance.now() - started) / 1000);
     } catch (err) {

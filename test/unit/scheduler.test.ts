@@ -1,25 +1,9 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { type TestContext, test } from 'node:test';
-import pino from 'pino';
-import type { Principal } from '../../src/auth/tokens.js';
-import { loadConfig } from '../../src/config.js';
-import { buildDomain, newQueue } from '../../src/domain.js';
-import { NodeMembership } from '../../src/fleet/membership.js';
-import { GpuAllocator } from '../../src/gpu/allocator.js';
+import { test } from 'node:test';
 import { gpuInjection } from '../../src/gpu/inject.js';
-import { JobEventHub } from '../../src/jobs/events.js';
-import type { JobService } from '../../src/jobs/service.js';
 import { StoreUnavailableError } from '../../src/model/errors.js';
-import type { Job, JobSpec } from '../../src/model/job.js';
-import { isTerminal } from '../../src/model/states.js';
+import type { Job } from '../../src/model/job.js';
 import { containerSpec } from '../../src/runner/container-spec.js';
-import type { Scheduler } from '../../src/runner/scheduler.js';
-import { Quotas } from '../../src/scheduling/quotas.js';
-import { NO_SECRETS } from '../../src/secrets/source.js';
-import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
 
@@ -27,89 +11,7 @@ import { FakeRuntime } from '../helpers/fake-runtime.js';
 // runtime and a real SQLite store: every way a job can end, in milliseconds.
 // test/integration/ covers the same paths against the real engine.
 
-const owner: Principal = { owner: 'team-a', scopes: new Set(['submit', 'read', 'cancel']), isAdmin: false };
-const spec = (extra: Partial<JobSpec> = {}): JobSpec => ({ image: 'local/busybox:latest', command: ['true'], ...extra });
-const config = loadConfig({ GANTRY_DATA_DIR: os.tmpdir(), GANTRY_STOP_GRACE_SECONDS: '0' });
-
-interface Harness {
-  runtime: FakeRuntime;
-  store: Store;
-  jobs: JobService;
-  scheduler: Scheduler;
-  submit(s?: JobSpec): Promise<string>;
-  until(id: string, pred?: (j: Job) => boolean, timeoutMs?: number): Promise<Job>;
-  lines(id: string): Promise<string[]>;
-  restart(): Promise<Harness>;
-}
-
-async function harness(t: TestContext, o: { runtime?: FakeRuntime; dataDir?: string; store?: (s: Store) => Store } = {}): Promise<Harness> {
-  const runtime = o.runtime ?? new FakeRuntime();
-  const dataDir = o.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sched-'));
-  const raw = await openSqliteStore(dataDir);
-  const store = o.store ? o.store(raw) : raw;
-  const events = new JobEventHub();
-  const gpus = new GpuAllocator([]);
-  const log = pino({ level: 'silent' });
-  const seat = new NodeMembership({
-    store,
-    info: { name: 'node-1', labels: {}, gpus: [], version: 'test', leaseSeconds: 30 },
-    shared: false,
-    log,
-    onSettled: () => undefined,
-    onFenced: async () => undefined,
-    onSuperseded: () => undefined,
-    onHeartbeat: () => undefined,
-  });
-  await seat.join();
-  const quotas = new Quotas();
-  const { jobs, scheduler } = buildDomain({
-    config,
-    store,
-    runtime,
-    gpus,
-    events,
-    registryLogins: {},
-    secrets: NO_SECRETS,
-    quotas,
-    seat,
-    queue: newQueue(config, quotas, gpus, seat),
-    placementProblem: async () => null,
-    log,
-  });
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    scheduler.shutdown();
-    await raw.close();
-  };
-  t.after(close);
-  await scheduler.start();
-  const h: Harness = {
-    runtime,
-    store,
-    jobs,
-    scheduler,
-    submit: async (s = spec()) => (await jobs.submit(owner, s, { idempotencyKey: null, requestId: null })).job.id,
-    async until(id, pred = (j) => isTerminal(j.state), timeoutMs = 5000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const j = await jobs.get(owner, id);
-        if (pred(j)) return j;
-        if (Date.now() > deadline) throw new Error(`job ${id} is ${j.state} (${j.reason})`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    },
-    async lines(id) {
-      return (await store.logs.tail(id, 1000)).map((l) => l.line);
-    },
-    async restart() {
-      await close();
-      return harness(t, { runtime, dataDir });
-    },
-  };
-  return h;
-}
+import { config, harness, owner, spec } from '../helpers/scheduler-harness.js';
 
 const running = (j: Job) => j.state === 'running';
 
