@@ -131,6 +131,10 @@ test('fleet failures', { timeout: 300_000 }, async (t) => {
       });
       await a.waitFor(one.id, (x) => x.state === 'running');
       await a.waitFor(two.id, (x) => x.state === 'running');
+      // Only a line already stored can be asked of the log once its node is dead.
+      await eventually('run-1 stored', async () =>
+        (await a.call<string>('GET', `/v1/jobs/${two.id}/logs`)).text.includes('run-1') ? true : undefined,
+      );
       return [one, two];
     });
     const c = fleet.node('c');
