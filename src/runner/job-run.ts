@@ -98,9 +98,9 @@ export class JobRun {
   /**
    * Stops the run for a cause of Gantry's (SIGTERM, grace, SIGKILL): the
    * attempt ends failed with that cause, and the retry rules decide what
-   * follows (a preemption is always retried). A preemptible job is told
-   * first, in its notice file. A run already cancelled or interrupted
-   * keeps its first reason; false then.
+   * follows (a preemption is always retried). The run's hooks are told
+   * first (a preemptible job, in its notice file). A run already cancelled
+   * or interrupted keeps its first reason; false then.
    */
   async interrupt(why: Interruption): Promise<boolean> {
     if (!this.state.interrupt(why)) return false;
