@@ -1,0 +1,79 @@
+import type { Logger } from 'pino';
+import type { Config } from '../../config.js';
+import type { ResolvedMount } from '../../jobs/policy.js';
+import type { SecretSource } from '../../secrets/source.js';
+import type { JobRecord } from '../../store/store.js';
+import type { Interruption } from '../run-state.js';
+import type { RunHook, StopNotice } from './hook.js';
+import { NoticeHook } from './notice.js';
+import { SecretsHook } from './secrets.js';
+
+/**
+ * The hooks of one run, called in order at each point of its life: its
+ * secrets, then (for a preemptible job) its preemption notice. A new side
+ * concern of a run is one more hook here.
+ */
+export class RunHooks {
+  private constructor(private readonly hooks: readonly RunHook[]) {}
+
+  static of(record: JobRecord, node: string, d: { config: Config; secrets: SecretSource; log: Logger }): RunHooks {
+    const run = { node, jobId: record.id, attempt: record.attempt, log: d.log };
+    const hooks: RunHook[] = [
+      new SecretsHook({ ...run, source: d.secrets, owner: record.owner, refs: record.spec.secrets ?? [], runDir: d.config.secrets.runDir }),
+    ];
+    if (record.spec.preemptible) hooks.push(new NoticeHook({ ...run, noticeDir: d.config.noticeDir }));
+    return new RunHooks(hooks);
+  }
+
+  /** Every hook's mounts, in hook order, and their environment (a later hook's variable wins). */
+  async prestart(): Promise<{ mounts: ResolvedMount[]; env: Record<string, string> }> {
+    const mounts: ResolvedMount[] = [];
+    const env: Record<string, string> = {};
+    for (const h of this.hooks) {
+      const add = (await h.prestart?.()) ?? {};
+      mounts.push(...(add.mounts ?? []));
+      Object.assign(env, add.env);
+    }
+    return { mounts, env };
+  }
+
+  async starting(): Promise<void> {
+    for (const h of this.hooks) await h.starting?.();
+  }
+
+  async poststart(): Promise<void> {
+    for (const h of this.hooks) await h.poststart?.();
+  }
+
+  /** The hooks' changes to an output line, applied in hook order; undefined when no hook changes lines. */
+  async output(): Promise<((line: string) => string) | undefined> {
+    const filters: ((line: string) => string)[] = [];
+    for (const h of this.hooks) {
+      const f = await h.output?.();
+      if (f) filters.push(f);
+    }
+    if (filters.length === 0) return undefined;
+    return (line) => filters.reduce((l, f) => f(l), line);
+  }
+
+  /** The first interruption a hook knows was under way when the adopted container was left. */
+  async adopted(): Promise<Interruption | null> {
+    for (const h of this.hooks) {
+      const why = await h.adopted?.();
+      if (why) return why;
+    }
+    return null;
+  }
+
+  async stop(notice: StopNotice): Promise<void> {
+    for (const h of this.hooks) await h.stop?.(notice);
+  }
+
+  async ended(): Promise<void> {
+    for (const h of this.hooks) await h.ended?.();
+  }
+
+  async cleanup(): Promise<void> {
+    for (const h of this.hooks) await h.cleanup?.();
+  }
+}

@@ -1,0 +1,79 @@
+import type { Logger } from 'pino';
+import { SecretRedactor } from '../../logs/secret-redactor.js';
+import type { SecretRef } from '../../model/job.js';
+import { type SecretSource, SecretUnavailableError } from '../../secrets/source.js';
+import { type RunSecrets, readSecrets, SecretFiles } from '../secret-delivery.js';
+import { type ContainerAdditions, JobFailure, type RunHook } from './hook.js';
+
+export interface SecretsHookOptions {
+  source: SecretSource;
+  owner: string;
+  refs: readonly SecretRef[];
+  /** GANTRY_SECRETS_RUN_DIR, where the file secrets rest between creating and starting the container. */
+  runDir: string;
+  node: string;
+  jobId: string;
+  attempt: number;
+  log: Logger;
+}
+
+/**
+ * The run's secrets: read from the source once, given to the container as
+ * environment variables and short-lived files (secret-delivery.ts), and
+ * taken out of its output. A secret that cannot be had fails the job: it
+ * would run without it, or (after a restart) its output could no longer be
+ * redacted.
+ */
+export class SecretsHook implements RunHook {
+  private secrets: RunSecrets | null = null;
+  private redactor: SecretRedactor | null = null;
+  private readonly files: SecretFiles;
+
+  constructor(private readonly o: SecretsHookOptions) {
+    this.files = new SecretFiles(o.runDir, o.node, o.jobId, o.attempt, o.refs);
+  }
+
+  async prestart(): Promise<ContainerAdditions> {
+    const secrets = await this.read();
+    await this.files.write(secrets);
+    return { mounts: this.files.mounts(), env: secrets.env };
+  }
+
+  /** A container created before a restart is started only with its secret files back in place. */
+  async starting(): Promise<void> {
+    await this.files.write(await this.read());
+  }
+
+  /** The started container keeps its mounts: the files are needed no longer. */
+  async poststart(): Promise<void> {
+    await this.drop();
+  }
+
+  async output(): Promise<((line: string) => string) | null> {
+    await this.read();
+    const redactor = this.redactor;
+    return redactor ? (line) => redactor.redact(line) : null;
+  }
+
+  async cleanup(): Promise<void> {
+    await this.drop();
+  }
+
+  private async read(): Promise<RunSecrets> {
+    if (this.secrets === null) {
+      try {
+        this.secrets = await readSecrets(this.o.source, this.o.owner, this.o.refs);
+      } catch (err) {
+        if (err instanceof SecretUnavailableError) throw new JobFailure(err.message);
+        throw err;
+      }
+      this.redactor = SecretRedactor.of(this.secrets.values);
+    }
+    return this.secrets;
+  }
+
+  /** A file that cannot be removed is logged, never the job's failure. */
+  private async drop(): Promise<void> {
+    await this.files.remove().catch((err) => this.o.log.error({ err, jobId: this.o.jobId }, 'could not remove secret files'));
+  }
+}
