@@ -132,10 +132,23 @@ export interface ChildGantry extends Client {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts Gantry as its own process (for SIGKILL / SIGTERM tests). */
-export async function spawnGantry(dataDir: string, env: Record<string, string> = {}, port?: number): Promise<ChildGantry> {
+/**
+ * Starts Gantry as its own process (for SIGKILL / SIGTERM tests). With
+ * `hostname`, it runs in a UTS namespace of its own under that hostname
+ * (`unshare --uts`, root only), as a recreated container would.
+ */
+export async function spawnGantry(
+  dataDir: string,
+  env: Record<string, string> = {},
+  port?: number,
+  { hostname }: { hostname?: string } = {},
+): Promise<ChildGantry> {
   const p = port ?? (await freePort());
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts')], {
+  const gantry = [process.execPath, '--import', 'tsx', path.join(ROOT, 'src/main.ts')];
+  // `exec` keeps one process: a signal to it reaches Gantry itself.
+  const [command, ...args] =
+    hostname === undefined ? gantry : ['unshare', '--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', hostname, ...gantry];
+  const proc = spawn(command!, args, {
     cwd: ROOT,
     env: { ...process.env, ...testEnv(dataDir, { GANTRY_PORT: String(p), ...env }) },
     stdio: ['ignore', 'pipe', 'pipe'],
