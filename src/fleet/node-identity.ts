@@ -36,7 +36,7 @@ export function settleNodeName(config: Config): Config {
  * read instead). The data dir, if Gantry creates it, and the file are
  * Gantry's alone (0700, 0600).
  */
-export function keptNodeName(dir: string, first: string): string {
+function keptNodeName(dir: string, first: string): string {
   const file = path.join(dir, NODE_ID_FILE);
   const existing = readNodeId(file);
   if (existing !== null) return existing;
