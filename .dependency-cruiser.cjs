@@ -106,8 +106,8 @@ module.exports = {
     layer(
       'fleet',
       'fleet/',
-      ['fleet/', MODEL, STORE, 'jobs/', 'scheduling/', 'runner/node-seat\\.ts$', 'gpu/allocator\\.ts$', LOGGING],
-      'The fleet layer (membership, leases, the change bridge, the node directory) works against the Store interface and the job domain; the scheduler is reached through its seat.',
+      ['fleet/', MODEL, STORE, 'jobs/', 'scheduling/', 'runner/node-seat\\.ts$', 'gpu/allocator\\.ts$', CONFIG, LOGGING],
+      'The fleet layer (the node\'s name, membership, leases, the change bridge, the node directory) works against the Store interface and the job domain; the scheduler is reached through its seat.',
     ),
     layer(
       'metrics',

@@ -4,7 +4,7 @@
 #      and refuses it, naming the variable, when a secret is missing;
 #   2. the resolved config: the Airflow 3 services, Gantry alone mounting the
 #      Docker socket, AIRFLOW_CONN_GANTRY pointing at Gantry with the .env token,
-#      Gantry set up for the NVIDIA toolkit, the job volumes, no mount point
+#      Gantry set up for the NVIDIA toolkit, its data dir on a volume, the job volumes, no mount point
 #      inside a read-only bind mount, no pull of an image from a namespace
 #      nobody here owns, [operators] default_deferrable left off;
 #   3. the Dockerfiles: multi-stage Gantry on a slim Node 26 base with a
@@ -138,6 +138,11 @@ check("/healthz" in json.dumps(g.get("healthcheck", {})), "gantry: healthcheck d
 devices = g.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
 check(any(d.get("driver") == "nvidia" for d in devices), "gantry: no nvidia device reservation for nvidia-smi")
 check(str(env_file["DOCKER_GID"]) in [str(x) for x in g.get("group_add", [])], "gantry: group_add DOCKER_GID")
+# The data dir holds the SQLite store and node-id, the node's name: it must
+# outlive a recreated container (every upgrade), so a named volume or a host path.
+data_dir = genv.get("GANTRY_DATA_DIR", "/var/lib/gantry")
+check(any(dst == data_dir and src for src, dst in volume_sources(g)),
+      f"gantry: its data dir {data_dir} is not on a named volume or host path (a recreated container would lose node-id)")
 vols = cfg.get("volumes", {})
 check(vols.get("gantry-data", {}).get("name") == "gantry-data", "volume gantry-data must keep its name")
 check(vols.get("gantry-models", {}).get("name") == "gantry-models", "volume gantry-models must keep its name")

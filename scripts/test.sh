@@ -4,7 +4,8 @@
 #      registry, htpasswd, docker-compose, debootstrap, Chromium, Python venv support, npm deps
 #   2. tool setup (pinned Python venvs for the generated client and the fuzzer, the TS client's deps)
 #   3. type check, lint (Biome; dependency-cruiser's layer rules), and the OpenAPI drift check + validator
-#   4. every node:test file against the real Docker engine
+#   4. every node:test file against the real Docker engine, then a check that
+#      they left nothing running (scripts/test-leftovers.sh)
 #   5. the Airflow DAG tests with real Airflow (its pinned venv) against a live Gantry
 #   6. static checks of the compose deployment, then the compose stack itself
 #      built and started, gpu_test run through it (scripts/compose-e2e.sh)
@@ -18,7 +19,12 @@ bash scripts/ci-openapi.sh setup
 npx tsc -p tsconfig.json --noEmit
 npm run -s lint
 bash scripts/ci-openapi.sh check
-npm run -s test:node
+# The leftover check runs whether the suite passed or not: a failing test is
+# the likeliest to leave a container, engine, cluster or Gantry behind.
+suite=0
+npm run -s test:node || suite=$?
+bash scripts/test-leftovers.sh
+[ "$suite" -eq 0 ] || exit "$suite"
 bash scripts/airflow-test.sh
 bash scripts/airflow-compose-check.sh
 bash scripts/compose-e2e.sh

@@ -8,6 +8,7 @@ import { buildDomain, newQueue } from './domain.js';
 import { bridgeChanges } from './fleet/change-bridge.js';
 import { NodeDirectory } from './fleet/directory.js';
 import { NodeMembership } from './fleet/membership.js';
+import { settleNodeName } from './fleet/node-identity.js';
 import { NodeService } from './fleet/node-service.js';
 import { GpuAllocator } from './gpu/allocator.js';
 import { DcgmJobMap } from './gpu/dcgm-job-map.js';
@@ -83,7 +84,8 @@ declare module 'fastify' {
  * embedded SQLite store, or PostgreSQL shared by a fleet when
  * GANTRY_DATABASE_URL is set.
  */
-export async function buildApp(config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+export async function buildApp(configured: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+  const config = settleNodeName(configured);
   const { log, droppedLines } = overrides.logger ? { log: overrides.logger, droppedLines: () => 0 } : processLogger(config.logLevel);
   const devices = overrides.gpuDevices ?? (await discoverGpus(config.gpus.source));
   const registryAuth = loadRegistryAuth(config.registryAuthFile);

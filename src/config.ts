@@ -53,7 +53,9 @@ export const EnvSchema = z.object({
     .string()
     .min(1)
     .default('./data')
-    .describe('directory of the SQLite store (jobs and logs); relative to the working directory'),
+    .describe(
+      "Gantry's own directory (created with mode 0700), relative to the working directory: the SQLite store (jobs and logs) and this node's name (`node-id`); a fleet node on PostgreSQL needs it too, on storage that outlives its container",
+    ),
   GANTRY_DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
@@ -65,7 +67,9 @@ export const EnvSchema = z.object({
     .string()
     .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$/, 'letters, digits, "_", "." and "-", at most 253 characters')
     .optional()
-    .describe("this node's name in the fleet, unique per host; unset: the hostname"),
+    .describe(
+      "this node's name in the fleet, unique per host; unset: the name kept in `GANTRY_DATA_DIR`'s `node-id`, written at the first start with the hostname of that start",
+    ),
   GANTRY_NODE_LABELS: keyValues
     .default({})
     .describe("this node's labels, `KEY=VALUE,…`, which a job's `placement.nodeLabels` can require (e.g. `zone=a,nvlink=true`)"),
@@ -309,7 +313,13 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
   dataDir: path.resolve(e.GANTRY_DATA_DIR),
   databaseUrl: e.GANTRY_DATABASE_URL,
   node: {
+    /**
+     * GANTRY_NODE_NAME; where it is unset, the hostname, which buildApp
+     * replaces with the name kept in the data dir (fleet/node-identity.ts).
+     */
     name: e.GANTRY_NODE_NAME ?? os.hostname(),
+    /** Whether GANTRY_NODE_NAME gave the name: then no name is kept in the data dir. */
+    nameFromEnv: e.GANTRY_NODE_NAME !== undefined,
     labels: e.GANTRY_NODE_LABELS,
     leaseSeconds: e.GANTRY_NODE_LEASE_SECONDS,
   },

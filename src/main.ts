@@ -33,7 +33,8 @@ function reloadRecord(node: string, target: string | null, err?: unknown): NewAu
 async function main(): Promise<void> {
   const config = loadConfig();
   // buildApp reads the files and lists the configuration names (tokens,
-  // registry auth, a static GPU list): their errors are ConfigErrors too.
+  // registry auth, a static GPU list, the node's name in the data dir):
+  // their errors are ConfigErrors too.
   const app = await buildApp(config);
   // SIGTERM/SIGINT: stop accepting, finish requests in flight, and leave
   // running containers alone (the next start re-attaches to them).
@@ -54,7 +55,8 @@ async function main(): Promise<void> {
   const { tls } = config;
   const { store, metrics, log, tokens, quotas } = app.gantry;
   const audit = auditWriter({ audit: store.audit, metrics, log });
-  const node = config.node.name;
+  // The name buildApp settled (GANTRY_NODE_NAME, or the one kept in the data dir).
+  const node = app.gantry.config.node.name;
   process.on('SIGHUP', () => {
     if (!tls && !config.tokensFile && !config.quotasFile) {
       app.log.info('SIGHUP: nothing to reload (no GANTRY_TOKENS_FILE, GANTRY_QUOTAS_FILE or GANTRY_TLS_CERT)');

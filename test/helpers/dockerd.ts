@@ -1,4 +1,4 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
@@ -50,6 +50,25 @@ export interface PrivateDockerd {
 
 const READY_MS = 60_000;
 const EXIT_MS = 60_000;
+
+/**
+ * Engines not destroyed yet. When the process exits with some still here (a
+ * test that crashed before its destroy()), each is shut down there and then,
+ * synchronously: SIGTERM, which stops its containers (without live-restore),
+ * a wait for dockerd to exit, then its mounts and directory are removed.
+ */
+const live = new Map<string, () => number | null>();
+process.once('exit', () => {
+  for (const [dir, pid] of live) {
+    const p = pid();
+    if (p !== null) {
+      process.kill(p, 'SIGTERM');
+      spawnSync('timeout', [String(EXIT_MS / 1000), 'tail', `--pid=${p}`, '-f', '/dev/null']);
+    }
+    for (const m of mountsUnder(dir).reverse()) spawnSync('umount', ['-l', m]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
 
 /**
  * Starts a Docker engine of its own beside the main one: its own socket, data
@@ -144,6 +163,7 @@ export async function startDockerd(t: TestContext | null, opts: { liveRestore?: 
   async function destroy(): Promise<void> {
     if (destroyed) return;
     destroyed = true;
+    live.delete(dir);
     try {
       if (answered) {
         // Containers that a stopped or killed engine left running can be removed only through the engine.
@@ -183,6 +203,7 @@ export async function startDockerd(t: TestContext | null, opts: { liveRestore?: 
     destroy,
     log,
   };
+  live.set(dir, () => d.pid);
   t?.after(destroy);
   try {
     await start();

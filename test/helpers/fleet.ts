@@ -48,17 +48,23 @@ export async function startFleet(
   o: { nodes: FleetNodeOptions[]; leaseSeconds: number; env?: Record<string, string> },
 ): Promise<Fleet> {
   const pg = await startPostgres(null);
+  const engines: PrivateDockerd[] = [];
   const nodes: FleetNode[] = [];
+  // Everything that started is torn down, also when a later node failed to start.
   t.after(async () => {
     // GANTRY_FLEET_LOGS=dir keeps each node's own log, to see what a node did in a failed test.
     const keep = process.env.GANTRY_FLEET_LOGS;
     if (keep) for (const n of nodes) fs.writeFileSync(path.join(keep, `${n.name}.log`), n.gantry.output());
     for (const n of nodes) await n.gantry.stop('SIGKILL').catch(() => undefined);
-    await Promise.all(nodes.map((n) => n.dockerd.destroy()));
+    await Promise.all(engines.map((e) => e.destroy()));
     await pg.destroy();
   });
   const databaseUrl = await createDatabase(pg.url, 'fleet');
-  const engines = await Promise.all(o.nodes.map(() => startDockerd(null)));
+  // All settled before any failure is thrown: an engine still starting then would outlive the teardown.
+  const starts = await Promise.allSettled(o.nodes.map(() => startDockerd(null)));
+  for (const s of starts) if (s.status === 'fulfilled') engines.push(s.value);
+  const failed = starts.find((s) => s.status === 'rejected');
+  if (failed) throw failed.reason;
   for (const [i, spec] of o.nodes.entries()) {
     const dockerd = engines[i]!;
     const env: Record<string, string> = {

@@ -2,8 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { TestContext } from 'node:test';
+import { after, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
 import Docker from 'dockerode';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
@@ -17,7 +18,8 @@ import { isTerminal } from '../../src/model/states.js';
 export const TEST_IMAGE = 'local/busybox:latest';
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
-export const docker = new Docker({ socketPath: process.env.GANTRY_DOCKER_SOCKET ?? '/var/run/docker.sock' });
+const MAIN_SOCKET = process.env.GANTRY_DOCKER_SOCKET ?? '/var/run/docker.sock';
+export const docker = new Docker({ socketPath: MAIN_SOCKET });
 
 /** A fresh folder, readable by jobs (which run as a non-root user) when a test mounts it. */
 export function tempDir(prefix = 'gantry-test-'): string {
@@ -101,6 +103,69 @@ export function client(url: string, token: string | null = ADMIN_TOKEN): Client 
   return c;
 }
 
+/** Gantry processes of this test file that may still run. */
+const children = new Set<ChildProcess>();
+/** Data dirs of the Gantrys this test file started on the main engine (whose jobs' containers it may have left there). */
+const mainEngineDataDirs = new Set<string>();
+
+// A stopped Gantry leaves its jobs' containers running, by design (a restart
+// re-adopts them), and a test that fails stops nothing. So after the last
+// test of a file, pass or fail: every Gantry process it started is killed,
+// then every container of a job in one of their stores is removed. Only
+// those: the engine is shared with whatever else runs on the host.
+after(async () => {
+  await Promise.all([...children].map(killChild));
+  await removeContainersOfJobsIn(mainEngineDataDirs);
+});
+// The test process dying without its after hooks: at least no Gantry outlives it.
+process.once('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+function killChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGKILL');
+  return exited;
+}
+
+/** Remembers a data dir whose Gantry drives the main engine, `docker` (a private engine's containers go with that engine). */
+function onMainEngine(dataDir: string, env: Record<string, string>): void {
+  if (env.GANTRY_DOCKER_SOCKET === undefined || env.GANTRY_DOCKER_SOCKET === MAIN_SOCKET) mainEngineDataDirs.add(dataDir);
+}
+
+/** The ids of the jobs in the SQLite store of each data dir (none for a dir with no store: PostgreSQL, or never started). */
+function jobIdsIn(dataDirs: Iterable<string>): Set<string> {
+  const ids = new Set<string>();
+  for (const dir of dataDirs) {
+    const file = path.join(dir, 'gantry.db');
+    if (!fs.existsSync(file)) continue;
+    const db = new Database(file, { readonly: true, fileMustExist: true });
+    try {
+      for (const row of db.prepare('SELECT id FROM jobs').all() as { id: string }[]) ids.add(row.id);
+    } finally {
+      db.close();
+    }
+  }
+  return ids;
+}
+
+/** Force-removes every Gantry-labelled container on the main engine whose job is in one of these data dirs' stores. */
+export async function removeContainersOfJobsIn(dataDirs: Iterable<string>): Promise<void> {
+  const ids = jobIdsIn(dataDirs);
+  if (ids.size === 0) return;
+  const managed = await docker.listContainers({ all: true, filters: { label: ['dev.gantry.managed=true'] } });
+  for (const c of managed.filter((x) => ids.has(x.Labels['dev.gantry.job-id'] ?? ''))) {
+    // 404 and 409 ("removal already in progress"): it is going or gone.
+    await docker
+      .getContainer(c.Id)
+      .remove({ force: true })
+      .catch((err: { statusCode?: number }) => {
+        if (err.statusCode !== 404 && err.statusCode !== 409) throw err;
+      });
+  }
+}
+
 export interface InProcessGantry extends Client {
   app: FastifyInstance;
   dataDir: string;
@@ -114,6 +179,7 @@ export async function startGantry(
   dataDir = tempDir(),
 ): Promise<InProcessGantry> {
   const config = loadConfig(testEnv(dataDir, env));
+  onMainEngine(dataDir, env);
   const app = await buildApp(config, { logger: pino({ level: config.logLevel }), ...overrides });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
@@ -132,14 +198,30 @@ export interface ChildGantry extends Client {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts Gantry as its own process (for SIGKILL / SIGTERM tests). */
-export async function spawnGantry(dataDir: string, env: Record<string, string> = {}, port?: number): Promise<ChildGantry> {
+/**
+ * Starts Gantry as its own process (for SIGKILL / SIGTERM tests). With
+ * `hostname`, it runs in a UTS namespace of its own under that hostname
+ * (`unshare --uts`, root only), as a recreated container would.
+ */
+export async function spawnGantry(
+  dataDir: string,
+  env: Record<string, string> = {},
+  port?: number,
+  { hostname }: { hostname?: string } = {},
+): Promise<ChildGantry> {
   const p = port ?? (await freePort());
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'src/main.ts')], {
+  const gantry = [process.execPath, '--import', 'tsx', path.join(ROOT, 'src/main.ts')];
+  // `exec` keeps one process: a signal to it reaches Gantry itself.
+  const [command, ...args] =
+    hostname === undefined ? gantry : ['unshare', '--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', hostname, ...gantry];
+  const proc = spawn(command!, args, {
     cwd: ROOT,
     env: { ...process.env, ...testEnv(dataDir, { GANTRY_PORT: String(p), ...env }) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  children.add(proc);
+  proc.once('exit', () => children.delete(proc));
+  onMainEngine(dataDir, env);
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
@@ -154,7 +236,10 @@ export async function spawnGantry(dataDir: string, env: Record<string, string> =
     } catch {
       // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`gantry did not come up:\n${out}`);
+    if (Date.now() > deadline) {
+      await killChild(proc);
+      throw new Error(`gantry did not come up:\n${out}`);
+    }
     await sleep(100);
   }
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));

@@ -139,16 +139,6 @@ export async function startPostgres(t?: TestContext | null): Promise<TestPostgre
     await tool('pg_ctl', ['-D', data, '-w', '-t', '60', '-m', mode, 'stop']);
     running = false;
   };
-  await start();
-
-  const admin = new pg.Client({ connectionString: `postgres://gantry@127.0.0.1:${port}/postgres` });
-  await admin.connect();
-  try {
-    await admin.query('CREATE DATABASE gantry');
-  } finally {
-    await admin.end();
-  }
-
   let destroyed = false;
   const cluster: TestPostgres = {
     url: `postgres://gantry@127.0.0.1:${port}/gantry`,
@@ -181,6 +171,21 @@ export async function startPostgres(t?: TestContext | null): Promise<TestPostgre
   };
   live.add(cluster);
   t?.after(() => cluster.destroy());
+  try {
+    await start();
+    const admin = new pg.Client({ connectionString: `postgres://gantry@127.0.0.1:${port}/postgres` });
+    await admin.connect();
+    try {
+      await admin.query('CREATE DATABASE gantry');
+    } finally {
+      await admin.end();
+    }
+  } catch (err) {
+    // A cluster that started but is not ready to hand out is not left running.
+    cluster.kill();
+    await cluster.destroy();
+    throw err;
+  }
   return cluster;
 }
 

@@ -24,7 +24,7 @@ function configure(db: Db): void {
  * opened.
  */
 export async function openDb(dataDir: string, fileName = 'gantry.db'): Promise<Db> {
-  fs.mkdirSync(dataDir, { recursive: true });
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const file = path.join(dataDir, fileName);
   await migrateToLatest(file, configure);
   const db = new Database(file);
