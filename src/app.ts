@@ -19,6 +19,7 @@ import { discoverGpus, type GpuDevice } from './gpu/inventory.js';
 import { readGpus } from './gpu/telemetry/nvidia-smi.js';
 import { JobEventHub } from './jobs/events.js';
 import { Quotas, readQuotasFile } from './jobs/quotas.js';
+import { resolveRunSettings } from './jobs/run-settings.js';
 import type { JobService } from './jobs/service.js';
 import { processLogger } from './logging.js';
 import { startRetention } from './logs/retention.js';
@@ -96,6 +97,10 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const store = shared
     ? await openPostgresStore({ url: config.databaseUrl!, node: config.node.name, log })
     : await openSqliteStore(config.dataDir, config.node.name);
+  // Jobs stored before run settings were (a data dir or database of an older
+  // Gantry) get theirs now, once, from this configuration, before anything
+  // reads them: from here on no reader resolves a default from the config.
+  await store.jobs.fillSettings((spec) => resolveRunSettings(spec, config));
   const tokens = await loadTokens({
     adminToken: config.adminToken,
     tokensFile: config.tokensFile,

@@ -49,6 +49,7 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     events: d.events,
     queue,
     policy: d.config.policy,
+    stopGraceSeconds: d.config.stopGraceSeconds,
     dockerSocket: d.config.dockerSocket,
     secrets: d.secrets,
     quotas: d.quotas,

@@ -6,12 +6,14 @@ import { explainGpuError, gpuInjection } from '../gpu/inject.js';
 import type { GpuDevice } from '../gpu/inventory.js';
 import { checkPolicy, type PolicyDecision } from '../jobs/policy.js';
 import { settleAttempt } from '../jobs/retry-policy.js';
+import { runSettings } from '../jobs/run-settings.js';
 import type { JobService } from '../jobs/service.js';
 import { LogCapture } from '../logs/capture.js';
 import { SecretRedactor } from '../logs/secret-redactor.js';
 import type { AttemptOutcome, RetryCause } from '../model/attempt.js';
 import { FencedError } from '../model/errors.js';
 import type { JobSpec } from '../model/job.js';
+import type { RunSettings } from '../model/run-settings.js';
 import { isTerminal, type JobState } from '../model/states.js';
 import { type ContainerRuntime, type ContainerStatus, isUnreachable, type ManagedContainer } from '../runtime/runtime.js';
 import { type SecretSource, SecretUnavailableError } from '../secrets/source.js';
@@ -83,6 +85,8 @@ export class JobRun {
   /** The capture of the container's output now, for Gantry's own lines (note). */
   private capture: LogCapture | null = null;
   readonly spec: JobSpec;
+  /** How the job runs, as resolved at its submit. */
+  readonly settings: RunSettings;
   /** This run's claim on the job: every write it makes about the job carries it. */
   readonly fence: Fence;
 
@@ -91,10 +95,17 @@ export class JobRun {
     private readonly record: JobRecord,
   ) {
     this.spec = record.spec;
+    this.settings = runSettings(record);
     if (record.node === null) throw new Error(`job ${record.id} is run without being claimed by a node`);
     this.fence = { node: record.node, attempt: record.attempt };
     this.container = new JobContainer(
-      { jobId: record.id, runtime: d.runtime, graceSeconds: d.config.stopGraceSeconds, keep: d.config.logs.keepContainers, log: d.log },
+      {
+        jobId: record.id,
+        runtime: d.runtime,
+        graceSeconds: this.settings.stopGraceSeconds,
+        keep: d.config.logs.keepContainers,
+        log: d.log,
+      },
       record.containerId,
     );
     this.cancelRequested = record.cancelRequested;
@@ -123,7 +134,7 @@ export class JobRun {
     if (this.cancelRequested || this.interrupted !== null) return false;
     this.interrupted = why;
     const now = Date.now();
-    const killAt = new Date(now + this.d.config.stopGraceSeconds * 1000).toISOString();
+    const killAt = new Date(now + this.settings.stopGraceSeconds * 1000).toISOString();
     if (why.cause === 'preempted' && this.notice !== null && this.container.id !== null) {
       await this.notice
         .write({ reason: why.reason, signalAt: new Date(now).toISOString(), killAt, attempt: this.fence.attempt })
@@ -169,7 +180,7 @@ export class JobRun {
       if (this.interrupted) return this.endInterrupted(this.interrupted);
       let needsPull: boolean;
       try {
-        needsPull = await images.needsPull(this.spec.image, this.spec.pullPolicy ?? config.policy.pullPolicy);
+        needsPull = await images.needsPull(this.spec.image, this.settings.pullPolicy);
       } catch (err) {
         if (isUnreachable(err)) return this.requeue(err as Error);
         throw err;
@@ -203,6 +214,7 @@ export class JobRun {
           attempt: this.fence.attempt,
           owner: this.record.owner,
           spec: this.spec,
+          settings: this.settings,
           mounts: [...mounts, ...this.secretFiles.mounts(), ...(notice ? [notice.mount] : [])],
           runEnv: { ...secrets.env, ...notice?.env },
           gpu: gpuInjection(config.gpus, devices, alloc?.memoryMiB ?? null),
@@ -410,7 +422,7 @@ export class JobRun {
       interrupted: this.interrupted,
       timedOut: this.timedOut,
       timeoutSeconds: this.timeoutSeconds(),
-      memoryMiB: this.spec.resources?.memoryMiB ?? this.d.config.policy.defaultMemoryMiB,
+      memoryMiB: this.settings.memoryMiB,
       logError: logState.error,
       engineLost: this.engineLost,
     });
@@ -468,7 +480,7 @@ export class JobRun {
   }
 
   private timeoutSeconds(): number {
-    return this.spec.timeoutSeconds ?? this.d.config.policy.defaultTimeoutSeconds;
+    return this.settings.timeoutSeconds;
   }
 
   /** Removes the run's secret files; one that cannot be removed is logged, never the job's failure. */

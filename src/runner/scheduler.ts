@@ -7,6 +7,7 @@ import { misfit, type PlacementTarget } from '../jobs/placement.js';
 import { choosePreemption, type PreemptionRule } from '../jobs/preemption.js';
 import type { QueueState } from '../jobs/queue-state.js';
 import { type Quotas, TeamLimits } from '../jobs/quotas.js';
+import { runSettings } from '../jobs/run-settings.js';
 import type { JobService } from '../jobs/service.js';
 import type { SpecFieldError } from '../model/errors.js';
 import type { WaitInfo } from '../model/queue.js';
@@ -357,7 +358,7 @@ export class Scheduler {
       owner: r.owner,
       gpus: r.spec.gpus,
       model: r.spec.placement?.gpuModel,
-      timeoutSeconds: r.spec.timeoutSeconds ?? this.d.config.policy.defaultTimeoutSeconds,
+      timeoutSeconds: runSettings(r).timeoutSeconds,
     };
   }
 
@@ -453,7 +454,7 @@ export class Scheduler {
     this.launched.set(record.id, { record, at: record.startedAt ? Date.parse(record.startedAt) : Date.now() });
     if (record.gpus.length > 0 || record.spec.gpus) {
       // When its GPUs are free at the latest, for the reservation of a job that waits for them.
-      const timeout = record.spec.timeoutSeconds ?? this.d.config.policy.defaultTimeoutSeconds;
+      const timeout = runSettings(record).timeoutSeconds;
       this.endsBy.set(record.id, record.deadlineAt ? Date.parse(record.deadlineAt) : Date.now() + timeout * 1000);
     }
     queue.markLaunched(record.id);

@@ -4,6 +4,7 @@ import type { GpuTelemetry } from '../model/gpu-telemetry.js';
 import type { JobSpec } from '../model/job.js';
 import type { LogChunk, LogLine, LogState, LogStream, NewLogRecord } from '../model/log.js';
 import type { NodeGpu, NodeState } from '../model/node.js';
+import type { RunSettings } from '../model/run-settings.js';
 import type { JobState } from '../model/states.js';
 
 /**
@@ -73,6 +74,12 @@ export interface JobRecord {
   readonly startedAt: string | null;
   readonly finishedAt: string | null;
   readonly deadlineAt: string | null;
+  /**
+   * How the job runs, resolved at submit (jobs/run-settings.ts). Null only
+   * for a job that had ended before settings were stored: `fillSettings`
+   * gives every other job its settings when the app starts.
+   */
+  readonly settings: RunSettings | null;
 }
 
 export interface NewJob {
@@ -83,6 +90,54 @@ export interface NewJob {
   idempotencyKey: string | null;
   requestId: string | null;
   createdAt: string;
+  settings: RunSettings;
+}
+
+/**
+ * Freezes a record as every store hands it out: the record, and the lists
+ * and settings it holds (the spec is the client's, parsed per read, and
+ * never written to).
+ */
+export function frozenRecord(r: JobRecord): JobRecord {
+  Object.freeze(r.gpus);
+  Object.freeze(r.attempts);
+  if (r.settings) Object.freeze(r.settings);
+  return Object.freeze(r);
+}
+
+/** The record of a job just inserted, as a store gives it back: queued, no node, attempt 1, nothing run yet. */
+export function newJobRecord(job: NewJob, seq: number): JobRecord {
+  return frozenRecord({
+    seq,
+    id: job.id,
+    owner: job.owner,
+    name: job.spec.name ?? null,
+    state: 'queued',
+    priority: job.spec.priority ?? 0,
+    spec: job.spec,
+    specHash: job.specHash,
+    idempotencyKey: job.idempotencyKey,
+    requestId: job.requestId,
+    containerId: null,
+    gpus: [],
+    node: null,
+    attempt: 1,
+    attempts: [],
+    notBefore: null,
+    gpuMemoryMiB: null,
+    gpuTelemetry: null,
+    exitCode: null,
+    reason: null,
+    result: null,
+    pullStatus: null,
+    pullProgress: null,
+    cancelRequested: false,
+    createdAt: job.createdAt,
+    startedAt: null,
+    finishedAt: null,
+    deadlineAt: null,
+    settings: { ...job.settings },
+  });
 }
 
 /**
@@ -165,7 +220,11 @@ export interface JobStore {
   active(node: string): Promise<JobRecord[]>;
   /** The node's jobs it took but did not start (queued, node set): a process that dies leaves them so. */
   claimed(node: string): Promise<JobRecord[]>;
-  /** Jobs that hold GPUs now, on every node. */
+  /**
+   * Jobs that hold GPUs now, on every node: pulling, starting or running
+   * with cards recorded (a queued job holds none, even one a node claimed),
+   * in insertion order. The node view and the allocated-GPU gauges read it.
+   */
   holdingGpus(): Promise<JobRecord[]>;
   /** Newest first. */
   list(filter: ListFilter): Promise<JobRecord[]>;
@@ -182,6 +241,12 @@ export interface JobStore {
   countByStateAndOwner(): Promise<{ state: JobState; owner: string; count: number }[]>;
   /** How many jobs wait in the queue (no node has taken them), and when the oldest of them was submitted. */
   queueSummary(): Promise<{ length: number; oldestCreatedAt: string | null }>;
+  /**
+   * Gives each job not ended that has no settings (stored before settings
+   * were) the settings `resolve` makes of its spec; how many. A job that
+   * has settings keeps them.
+   */
+  fillSettings(resolve: (spec: JobSpec) => RunSettings): Promise<number>;
 }
 
 export interface LogStore {

@@ -1,5 +1,6 @@
 import type { JobSpec } from '../../src/model/job.js';
-import type { JobRecord } from '../../src/store/store.js';
+import type { RunSettings } from '../../src/model/run-settings.js';
+import { type JobRecord, type NewJob, newJobRecord } from '../../src/store/store.js';
 
 /** Small deterministic PRNG (mulberry32), so a failing seed can be replayed. */
 export function prng(seed: number): () => number {
@@ -13,37 +14,31 @@ export function prng(seed: number): () => number {
   };
 }
 
-/** A stored job as the store would give it: queued, owner `o`, id `j<seq>`, unless `over` says otherwise. */
-export function jobRecord(seq: number, over: Partial<JobRecord> = {}): JobRecord {
+/** Run settings as a submit with the default configuration resolves them (jobs/run-settings.ts). */
+export const RUN_SETTINGS: RunSettings = Object.freeze({
+  timeoutSeconds: 86_400,
+  memoryMiB: 2048,
+  user: '65532:65532',
+  pullPolicy: 'missing',
+  stopGraceSeconds: 10,
+});
+
+/** A job as a submit stores it: id `j<seq>`, owner `o`, unless `over` says otherwise. */
+export function newJob(seq: number, over: Partial<NewJob> = {}): NewJob {
   return {
-    seq,
     id: `j${seq}`,
     owner: 'o',
-    name: null,
-    state: 'queued',
-    priority: 0,
     spec: { image: 'local/busybox', command: ['true'] } as JobSpec,
     specHash: 'h',
     idempotencyKey: null,
     requestId: null,
-    containerId: null,
-    gpus: [],
-    node: null,
-    attempt: 1,
-    attempts: [],
-    notBefore: null,
-    gpuMemoryMiB: null,
-    gpuTelemetry: null,
-    exitCode: null,
-    reason: null,
-    result: null,
-    pullStatus: null,
-    pullProgress: null,
-    cancelRequested: false,
     createdAt: new Date(0).toISOString(),
-    startedAt: null,
-    finishedAt: null,
-    deadlineAt: null,
+    settings: RUN_SETTINGS,
     ...over,
   };
+}
+
+/** A stored job as the store would give it: queued, owner `o`, id `j<seq>`, unless `over` says otherwise. */
+export function jobRecord(seq: number, over: Partial<JobRecord> = {}): JobRecord {
+  return { ...newJobRecord(newJob(seq), seq), ...over };
 }

@@ -35,6 +35,7 @@ async function setup(t: { after(fn: () => unknown): void }) {
     events,
     queue,
     policy: config.policy,
+    stopGraceSeconds: config.stopGraceSeconds,
     dockerSocket: config.dockerSocket,
     secrets: NO_SECRETS,
     quotas: new Quotas(),

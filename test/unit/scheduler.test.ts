@@ -22,6 +22,7 @@ import { NO_SECRETS } from '../../src/secrets/source.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
+import { RUN_SETTINGS } from '../helpers/records.js';
 
 // The scheduler and one job's run, driven against an in-memory container
 // runtime and a real SQLite store: every way a job can end, in milliseconds.
@@ -289,6 +290,7 @@ test("the container spec the runtime gets is built from the checked spec and Gan
       attempt: 1,
       owner: 'o',
       spec: spec({ labels: { 'dev.gantry.job-id': 'forged' } }),
+      settings: RUN_SETTINGS,
       mounts: [],
       runEnv: {},
       gpu: gpuInjection(config.gpus, [], null),
