@@ -80,6 +80,19 @@ function withKysely(db: Kysely<Tables>, dialect: 'sqlite' | 'postgres'): Jobs {
     sql<string>`pg_notify('gantry', json_build_object('o', ${origin}::text, 'k', 'job', 'j', u.id, 's', u.state, 'n', u.node, 'c', u.cancel_requested)::text)`.as(
       'notified',
     );
+  /** An UPDATE's new row; on PostgreSQL announced as the store's statements announce it. */
+  // biome-ignore lint/suspicious/noExplicitAny: both updates' builder types, which differ only in their WHERE
+  const changed = (update: any): Promise<JobRecord | undefined> => {
+    if (dialect === 'sqlite') return one(update.returningAll().executeTakeFirst());
+    return one(
+      db
+        .with('u', () => update.returningAll())
+        .selectFrom('u')
+        .selectAll('u')
+        .select(notify('bench'))
+        .executeTakeFirst() as unknown as Promise<JobRow | undefined>,
+    );
+  };
   const one = async (q: Promise<JobRow | undefined>) => {
     const row = await q;
     return row && toRecord(row);
@@ -144,15 +157,7 @@ function withKysely(db: Kysely<Tables>, dialect: 'sqlite' | 'postgres'): Jobs {
         .where('state', '=', 'queued')
         .where('node', 'is', null)
         .where(nodeUp(NODE.name, NODE.epoch));
-      if (dialect === 'sqlite') return one(update.returningAll().executeTakeFirst());
-      return one(
-        db
-          .with('u', () => update.returningAll())
-          .selectFrom('u')
-          .selectAll('u')
-          .select(notify('bench'))
-          .executeTakeFirst() as unknown as Promise<JobRow | undefined>,
-      );
+      return changed(update);
     },
     update(id, result) {
       const update = db
@@ -162,15 +167,7 @@ function withKysely(db: Kysely<Tables>, dialect: 'sqlite' | 'postgres'): Jobs {
         .where('node', '=', NODE.name)
         .where('attempt', '=', 1)
         .where(ended);
-      if (dialect === 'sqlite') return one(update.returningAll().executeTakeFirst());
-      return one(
-        db
-          .with('u', () => update.returningAll())
-          .selectFrom('u')
-          .selectAll('u')
-          .select(notify('bench'))
-          .executeTakeFirst() as unknown as Promise<JobRow | undefined>,
-      );
+      return changed(update);
     },
   };
 }

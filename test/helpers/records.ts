@@ -23,22 +23,23 @@ export const RUN_SETTINGS: RunSettings = Object.freeze({
   stopGraceSeconds: 10,
 });
 
-/** A job as a submit stores it: id `j<seq>`, owner `o`, unless `over` says otherwise. */
-export function newJob(seq: number, over: Partial<NewJob> = {}): NewJob {
+let ids = 0;
+/** A job as a submit stores it: a fresh id, owner `alice`, a busybox spec with `o.spec` merged in, unless `o` says otherwise. */
+export function newJob(o: Omit<Partial<NewJob>, 'spec'> & { spec?: Partial<JobSpec> } = {}): NewJob {
   return {
-    id: `j${seq}`,
-    owner: 'o',
-    spec: { image: 'local/busybox', command: ['true'] } as JobSpec,
-    specHash: 'h',
-    idempotencyKey: null,
-    requestId: null,
-    createdAt: new Date(0).toISOString(),
-    settings: RUN_SETTINGS,
-    ...over,
+    id: o.id ?? `job-${++ids}`,
+    owner: o.owner ?? 'alice',
+    spec: { image: 'local/busybox:latest', command: ['true'], ...o.spec } as JobSpec,
+    specHash: o.specHash ?? 'hash',
+    idempotencyKey: o.idempotencyKey ?? null,
+    requestId: o.requestId ?? null,
+    createdAt: o.createdAt ?? new Date().toISOString(),
+    settings: o.settings ?? RUN_SETTINGS,
   };
 }
 
 /** A stored job as the store would give it: queued, owner `o`, id `j<seq>`, unless `over` says otherwise. */
 export function jobRecord(seq: number, over: Partial<JobRecord> = {}): JobRecord {
-  return { ...newJobRecord(newJob(seq), seq), ...over };
+  const job = newJob({ id: `j${seq}`, owner: 'o', spec: { image: 'local/busybox' }, specHash: 'h', createdAt: new Date(0).toISOString() });
+  return { ...newJobRecord(job, seq), ...over };
 }

@@ -16,7 +16,15 @@ import { RUN_SETTINGS } from '../helpers/records.js';
 // label, log line and setting it held is still there.
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/data-dir-0.1.0/gantry.db', import.meta.url));
-const MIGRATIONS = ['0001_initial', '0002_fleet', '0003_audit', '0004_retries', '0005_jobs_finished', '0006_gpu_telemetry', '0007_run_settings'];
+const MIGRATIONS = [
+  '0001_initial',
+  '0002_fleet',
+  '0003_audit',
+  '0004_retries',
+  '0005_jobs_finished',
+  '0006_gpu_telemetry',
+  '0007_run_settings',
+];
 
 const id = (n: number) => `00000000-0000-4000-8000-00000000000${n}`;
 const T0 = Date.parse('2026-11-01T10:00:00.000Z');

@@ -16,9 +16,9 @@ import type { JobSpec } from '../../src/model/job.js';
 import type { RunSettings } from '../../src/model/run-settings.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
-import { type NewJob, type NodeInfo, newJobRecord, type Store } from '../../src/store/store.js';
-import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
-import { RUN_SETTINGS } from '../helpers/records.js';
+import { type NodeInfo, newJobRecord, type Store } from '../../src/store/store.js';
+import { createDatabase, queryOnce, startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { newJob, RUN_SETTINGS } from '../helpers/records.js';
 
 interface Opened {
   store: Store;
@@ -26,20 +26,6 @@ interface Opened {
   another(): Promise<Store>;
   /** Runs a statement on a connection of the test's own, outside the store (as an older Gantry would have written). */
   raw(sql: string): Promise<void>;
-}
-
-let ids = 0;
-function newJob(o: Omit<Partial<NewJob>, 'spec'> & { spec?: Partial<JobSpec> } = {}): NewJob {
-  return {
-    id: o.id ?? `job-${++ids}`,
-    owner: o.owner ?? 'alice',
-    spec: { image: 'local/busybox:latest', command: ['true'], ...o.spec } as JobSpec,
-    specHash: o.specHash ?? 'hash',
-    idempotencyKey: o.idempotencyKey ?? null,
-    requestId: o.requestId ?? null,
-    createdAt: o.createdAt ?? new Date().toISOString(),
-    settings: o.settings ?? RUN_SETTINGS,
-  };
 }
 
 function nodeInfo(name: string, leaseSeconds = 30): NodeInfo {
@@ -421,14 +407,7 @@ describe('PostgreSQL job store', () => {
         return other;
       },
       async raw(sql) {
-        const { default: pg } = await import('pg');
-        const c = new pg.Client({ connectionString: url });
-        await c.connect();
-        try {
-          await c.query(sql);
-        } finally {
-          await c.end();
-        }
+        await queryOnce(url, sql);
       },
     };
   });

@@ -8,15 +8,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { FencedError, StoreUnavailableError } from '../../src/model/errors.js';
-import type { JobSpec } from '../../src/model/job.js';
 import { EMPTY_LOG_STATE, type LogState, type NewLogRecord } from '../../src/model/log.js';
 import { decodeChunk } from '../../src/store/chunk-codec.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
-import type { JobPatch, JobRecord, NewJob, NodeInfo, Store, StoreChange } from '../../src/store/store.js';
-import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
-import { RUN_SETTINGS } from '../helpers/records.js';
+import type { JobPatch, JobRecord, NodeInfo, Store, StoreChange } from '../../src/store/store.js';
+import { createDatabase, queryOnce, startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { newJob } from '../helpers/records.js';
 
 let cluster: TestPostgres;
 before(async () => {
@@ -41,20 +39,6 @@ async function open(t: TestContext, url: string, node: string): Promise<Store & 
   const store = await openPostgresStore({ url, node, log: { warn: (obj, msg) => warnings.push({ obj, msg }) } });
   t.after(() => store.close());
   return Object.assign(store, { warnings });
-}
-
-let ids = 0;
-function newJob(o: Omit<Partial<NewJob>, 'spec'> & { spec?: Partial<JobSpec> } = {}): NewJob {
-  return {
-    id: o.id ?? `job-${++ids}`,
-    owner: o.owner ?? 'alice',
-    spec: { image: 'local/busybox:latest', command: ['true'], ...o.spec } as JobSpec,
-    specHash: o.specHash ?? 'hash',
-    idempotencyKey: o.idempotencyKey ?? null,
-    requestId: o.requestId ?? null,
-    createdAt: o.createdAt ?? new Date().toISOString(),
-    settings: RUN_SETTINGS,
-  };
 }
 
 function nodeInfo(name: string, leaseSeconds = 30): NodeInfo {
@@ -136,7 +120,7 @@ describe('PostgreSQL store', () => {
     assert.equal(results.filter((r) => r.created).length, 1);
     assert.equal(new Set(results.map((r) => r.record.id)).size, 1);
     assert.equal((await a.jobs.list({ limit: 100 })).length, 1);
-    const { rows } = await query(url, 'SELECT count(*)::int AS n FROM job_labels');
+    const { rows } = await queryOnce(url, 'SELECT count(*)::int AS n FROM job_labels');
     assert.equal(rows[0].n, 1, 'only the created job has labels');
   });
 
@@ -520,13 +504,13 @@ describe('PostgreSQL store', () => {
   test('three nodes opening an empty database at once migrate it once', async (t) => {
     const url = await freshDatabase();
     const stores = await Promise.all([open(t, url, 'a'), open(t, url, 'b'), open(t, url, 'c')]);
-    const { rows } = await query(url, 'SELECT name FROM kysely_migration ORDER BY name');
+    const { rows } = await queryOnce(url, 'SELECT name FROM kysely_migration ORDER BY name');
     assert.deepEqual(
       rows.map((r) => r.name),
       ['0001_initial', '0002_audit', '0003_retries', '0004_jobs_unfinished', '0005_gpu_telemetry', '0006_run_settings'],
     );
     // Every table was made by the one transaction that recorded the migrations.
-    const made = await query(
+    const made = await queryOnce(
       url,
       `SELECT DISTINCT c.xmin::text AS x FROM pg_class c
        WHERE c.relname IN ('jobs', 'job_labels', 'log_chunks', 'log_state', 'settings', 'nodes', 'audit')
@@ -538,16 +522,6 @@ describe('PostgreSQL store', () => {
     assert.equal((await stores[2]!.jobs.get(record.id))?.id, record.id);
     // Opening again finds nothing to do.
     await open(t, url, 'd');
-    assert.equal((await query(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 6);
+    assert.equal((await queryOnce(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 6);
   });
 });
-
-async function query(url: string, text: string): Promise<pg.QueryResult> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await c.query(text);
-  } finally {
-    await c.end();
-  }
-}
