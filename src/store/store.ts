@@ -74,11 +74,7 @@ export interface JobRecord {
   readonly startedAt: string | null;
   readonly finishedAt: string | null;
   readonly deadlineAt: string | null;
-  /**
-   * How the job runs, resolved at submit (jobs/run-settings.ts). Null only
-   * for a job that had ended before settings were stored: `fillSettings`
-   * gives every other job its settings when the app starts.
-   */
+  /** How the job runs, resolved at submit (jobs/run-settings.ts); null only for a job ended before settings were stored. */
   readonly settings: RunSettings | null;
 }
 
@@ -93,11 +89,7 @@ export interface NewJob {
   settings: RunSettings;
 }
 
-/**
- * Freezes a record as every store hands it out: the record, and the lists
- * and settings it holds (the spec is the client's, parsed per read, and
- * never written to).
- */
+/** Freezes a record as every store hands it out: the record, its lists and settings (the spec is never written to). */
 export function frozenRecord(r: JobRecord): JobRecord {
   Object.freeze(r.gpus);
   Object.freeze(r.attempts);
@@ -221,9 +213,8 @@ export interface JobStore {
   /** The node's jobs it took but did not start (queued, node set): a process that dies leaves them so. */
   claimed(node: string): Promise<JobRecord[]>;
   /**
-   * Jobs that hold GPUs now, on every node: pulling, starting or running
-   * with cards recorded (a queued job holds none, even one a node claimed),
-   * in insertion order. The node view and the allocated-GPU gauges read it.
+   * Jobs that hold GPUs now, on every node (the node view, the allocated-GPU gauges): pulling, starting
+   * or running with cards recorded, in insertion order. A queued job holds none, even one a node claimed.
    */
   holdingGpus(): Promise<JobRecord[]>;
   /** Newest first. */
@@ -241,11 +232,7 @@ export interface JobStore {
   countByStateAndOwner(): Promise<{ state: JobState; owner: string; count: number }[]>;
   /** How many jobs wait in the queue (no node has taken them), and when the oldest of them was submitted. */
   queueSummary(): Promise<{ length: number; oldestCreatedAt: string | null }>;
-  /**
-   * Gives each job not ended that has no settings (stored before settings
-   * were) the settings `resolve` makes of its spec; how many. A job that
-   * has settings keeps them.
-   */
+  /** Gives each job not ended that has no settings (stored before they were) those `resolve` makes of its spec; how many. */
   fillSettings(resolve: (spec: JobSpec) => RunSettings): Promise<number>;
 }
 
