@@ -1,6 +1,6 @@
 import type { JobSpec } from '../../src/model/job.js';
 import type { RunSettings } from '../../src/model/run-settings.js';
-import { type JobRecord, type NewJob, newJobRecord } from '../../src/store/store.js';
+import { type JobRecord, type NewJob, type NodeInfo, newJobRecord } from '../../src/store/store.js';
 
 /** Small deterministic PRNG (mulberry32), so a failing seed can be replayed. */
 export function prng(seed: number): () => number {
@@ -42,4 +42,15 @@ export function newJob(o: Omit<Partial<NewJob>, 'spec'> & { spec?: Partial<JobSp
 export function jobRecord(seq: number, over: Partial<JobRecord> = {}): JobRecord {
   const job = newJob({ id: `j${seq}`, owner: 'o', spec: { image: 'local/busybox' }, specHash: 'h', createdAt: new Date(0).toISOString() });
   return { ...newJobRecord(job, seq), ...over };
+}
+
+/** A node as it registers: one card, label zone=a. */
+export function nodeInfo(name: string, leaseSeconds = 30): NodeInfo {
+  return {
+    name,
+    labels: { zone: 'a' },
+    gpus: [{ index: 0, uuid: `GPU-${name}-0`, name: 'NVIDIA H200', memoryMiB: 143_771 }],
+    version: '0.2.0',
+    leaseSeconds,
+  };
 }

@@ -347,4 +347,5 @@ test('a job runs with the settings it was submitted with, whatever the defaults 
   assert.match(k.reason!, /timeout of 2 s/, 'the default of the Gantry it was submitted to');
   assert.equal(o.state, 'timed_out');
   assert.match(o.reason!, /timeout of 3 s/, 'a job stored without settings gets them from the configuration at start-up');
+  assert.equal('settings' in k, false, 'the API does not show the settings');
 });

@@ -6,37 +6,14 @@
  * in PostgreSQL text) stays in sqlite-store.test.ts and postgres-store.test.ts.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { after, before, describe, type TestContext, test } from 'node:test';
+import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { GpuTelemetry } from '../../src/model/gpu-telemetry.js';
 import type { JobSpec } from '../../src/model/job.js';
 import type { RunSettings } from '../../src/model/run-settings.js';
-import { openPostgresStore } from '../../src/store/postgres/index.js';
-import { openSqliteStore } from '../../src/store/sqlite/index.js';
-import { type NodeInfo, newJobRecord, type Store } from '../../src/store/store.js';
-import { createDatabase, queryOnce, startPostgres, type TestPostgres } from '../helpers/postgres.js';
-import { newJob, RUN_SETTINGS } from '../helpers/records.js';
-
-interface Opened {
-  store: Store;
-  /** Another store on the same database (SQLite: another connection; PostgreSQL: another node), closed after the test. */
-  another(): Promise<Store>;
-  /** Runs a statement on a connection of the test's own, outside the store (as an older Gantry would have written). */
-  raw(sql: string): Promise<void>;
-}
-
-function nodeInfo(name: string, leaseSeconds = 30): NodeInfo {
-  return {
-    name,
-    labels: { zone: 'a' },
-    gpus: [{ index: 0, uuid: `GPU-${name}-0`, name: 'NVIDIA H200', memoryMiB: 143_771 }],
-    version: '0.2.0',
-    leaseSeconds,
-  };
-}
+import { newJobRecord } from '../../src/store/store.js';
+import { newJob, nodeInfo, RUN_SETTINGS } from '../helpers/records.js';
+import { type OpenStore, onBothStores } from '../helpers/stores.js';
 
 const TELEMETRY: GpuTelemetry = {
   attempt: 1,
@@ -54,7 +31,7 @@ const TELEMETRY: GpuTelemetry = {
   warnings: [{ kind: 'memory_exceeded', time: '2030-01-01T00:00:20.000Z', message: 'over', action: 'warn' }],
 };
 
-function contract(open: (t: TestContext) => Promise<Opened>): void {
+function contract(open: OpenStore): void {
   test('insert: the record of a new job, frozen; the same owner and key give back the first job', async (t) => {
     const { store } = await open(t);
     const job = newJob({ idempotencyKey: 'k1', requestId: 'r1', spec: { name: 'train', priority: 5, labels: { team: 'ml' } } });
@@ -358,57 +335,4 @@ function contract(open: (t: TestContext) => Promise<Opened>): void {
   });
 }
 
-describe('SQLite job store', () => {
-  contract(async (t) => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-jobstore-'));
-    const store = await openSqliteStore(dir);
-    t.after(async () => {
-      await store.close();
-      fs.rmSync(dir, { recursive: true, force: true });
-    });
-    return {
-      store,
-      async another() {
-        const other = await openSqliteStore(dir);
-        t.after(() => other.close());
-        return other;
-      },
-      async raw(sql) {
-        const { default: Database } = await import('better-sqlite3');
-        const db = new Database(path.join(dir, 'gantry.db'));
-        try {
-          db.exec(sql);
-        } finally {
-          db.close();
-        }
-      },
-    };
-  });
-});
-
-describe('PostgreSQL job store', () => {
-  let cluster: TestPostgres;
-  let databases = 0;
-  before(async () => {
-    cluster = await startPostgres();
-  });
-  after(() => cluster.destroy());
-
-  contract(async (t) => {
-    const url = await createDatabase(cluster.url, `jobs${process.pid}_${++databases}`);
-    const store = await openPostgresStore({ url, node: 'a' });
-    t.after(() => store.close());
-    let others = 0;
-    return {
-      store,
-      async another() {
-        const other = await openPostgresStore({ url, node: `other-${++others}` });
-        t.after(() => other.close());
-        return other;
-      },
-      async raw(sql) {
-        await queryOnce(url, sql);
-      },
-    };
-  });
-});
+onBothStores('job store', contract);

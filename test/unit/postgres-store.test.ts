@@ -12,9 +12,9 @@ import { FencedError, StoreUnavailableError } from '../../src/model/errors.js';
 import { EMPTY_LOG_STATE, type LogState, type NewLogRecord } from '../../src/model/log.js';
 import { decodeChunk } from '../../src/store/chunk-codec.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
-import type { JobPatch, JobRecord, NodeInfo, Store, StoreChange } from '../../src/store/store.js';
+import type { JobPatch, JobRecord, Store, StoreChange } from '../../src/store/store.js';
 import { createDatabase, queryOnce, startPostgres, type TestPostgres } from '../helpers/postgres.js';
-import { newJob } from '../helpers/records.js';
+import { newJob, nodeInfo } from '../helpers/records.js';
 
 let cluster: TestPostgres;
 before(async () => {
@@ -39,16 +39,6 @@ async function open(t: TestContext, url: string, node: string): Promise<Store & 
   const store = await openPostgresStore({ url, node, log: { warn: (obj, msg) => warnings.push({ obj, msg }) } });
   t.after(() => store.close());
   return Object.assign(store, { warnings });
-}
-
-function nodeInfo(name: string, leaseSeconds = 30): NodeInfo {
-  return {
-    name,
-    labels: { zone: 'a' },
-    gpus: [{ index: 0, uuid: `GPU-${name}-0`, name: 'NVIDIA H200', memoryMiB: 143_771 }],
-    version: '0.1.0',
-    leaseSeconds,
-  };
 }
 
 /** Every change a store's feed delivers, and a way to wait for one. */
@@ -279,10 +269,10 @@ describe('PostgreSQL store', () => {
     assert.ok(Object.isFrozen(r1));
     assert.equal(typeof r1.epoch, 'number');
     assert.equal((await s.nodes.setDrained('a', true))?.drained, true);
-    const r2 = await s.nodes.register({ ...nodeInfo('a'), version: '0.2.0', labels: { zone: 'b' } });
+    const r2 = await s.nodes.register({ ...nodeInfo('a'), version: '0.3.0', labels: { zone: 'b' } });
     assert.equal(r2.epoch, r1.epoch + 1);
     assert.equal(r2.drained, true, 'a new process of a drained node stays drained');
-    assert.equal(r2.version, '0.2.0');
+    assert.equal(r2.version, '0.3.0');
     assert.deepEqual(r2.labels, { zone: 'b' });
     await sleep(1_100);
     assert.ok((await s.nodes.get('a'))!.heartbeatAgeSeconds >= 1);
