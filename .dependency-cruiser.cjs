@@ -21,6 +21,8 @@ const MODEL = 'model/';
 const STORE = 'store/store\\.ts$';
 /** The stored form of log chunks: shared by every store implementation and by the followers that decode it. */
 const CHUNKS = 'store/chunk-codec\\.ts$';
+/** The `jobs` table's one definition (columns, row ↔ JobRecord): shared by both store implementations and nothing else. */
+const JOB_ROW = 'store/job-row\\.ts$';
 const RUNTIME = 'runtime/runtime\\.ts$';
 const CONFIG = 'config\\.ts$';
 const LOGGING = 'logging\\.ts$';
@@ -44,14 +46,20 @@ module.exports = {
     layer(
       'store-sqlite',
       'store/sqlite/',
-      [MODEL, STORE, CHUNKS, 'store/sqlite/'],
+      [MODEL, STORE, CHUNKS, JOB_ROW, 'store/sqlite/'],
       'The SQLite store implements the Store interface and nothing else; app.ts alone chooses it.',
     ),
     layer(
       'store-postgres',
       'store/postgres/',
-      [MODEL, STORE, CHUNKS, 'store/postgres/'],
+      [MODEL, STORE, CHUNKS, JOB_ROW, 'store/postgres/'],
       'The PostgreSQL store implements the Store interface and nothing else; app.ts alone chooses it.',
+    ),
+    layer(
+      'store-job-row',
+      JOB_ROW,
+      [MODEL, STORE],
+      'The job row maps stored columns to the Store interface’s JobRecord; it knows neither database driver.',
     ),
     layer(
       'runtime-interface',

@@ -63,7 +63,10 @@ const store = await openSqliteStore(dir);
 const { jobs, logs } = store;
 const id = (n: number) => `00000000-0000-4000-8000-00000000000${n}`;
 const insert = (n: number, owner: string, spec: JobSpec, key: string | null, createdAt: string) =>
-  jobs.insert({ id: id(n), owner, spec, specHash: specHash(spec), idempotencyKey: key, requestId: `req-${n}`, createdAt });
+  // Cast: 0.1.0's NewJob had fewer fields than today's, and the fixture must be that release's.
+  jobs.insert({ id: id(n), owner, spec, specHash: specHash(spec), idempotencyKey: key, requestId: `req-${n}`, createdAt } as Parameters<
+    typeof jobs.insert
+  >[0]);
 
 // 1: ran and succeeded, with its output stored as capture stores it.
 await insert(1, 'airflow', SUCCEEDED, null, at(0));

@@ -16,6 +16,7 @@ import { GpuHealthBook } from './gpu/health/state.js';
 import { discoverGpus, type GpuDevice } from './gpu/inventory.js';
 import { readGpus } from './gpu/telemetry/nvidia-smi.js';
 import { JobEventHub } from './jobs/events.js';
+import { resolveRunSettings } from './jobs/run-settings.js';
 import type { JobService } from './jobs/service.js';
 import { processLogger } from './logging.js';
 import { startRetention } from './logs/retention.js';
@@ -95,6 +96,10 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
   const store = shared
     ? await openPostgresStore({ url: config.databaseUrl!, node: config.node.name, log })
     : await openSqliteStore(config.dataDir, config.node.name);
+  // Jobs stored before run settings were (a data dir or database of an older
+  // Gantry) get theirs now, once, from this configuration, before anything
+  // reads them: from here on no reader resolves a default from the config.
+  await store.jobs.fillSettings((spec) => resolveRunSettings(spec, config));
   const tokens = await loadTokens({
     adminToken: config.adminToken,
     tokensFile: config.tokensFile,

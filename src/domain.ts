@@ -65,7 +65,7 @@ export function newQueue(
  */
 export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Scheduler; runs: NodeRuns } {
   const { config, queue, gpus, seat } = d;
-  const runs = new NodeRuns(gpus, d.log, config.policy.defaultTimeoutSeconds);
+  const runs = new NodeRuns(gpus, d.log);
   const engine = new EngineWatch(d.runtime, d.log);
   const planner = new Planner({ config, seat, queue, runs, gpus, quotas: d.quotas, engine });
   const jobs = new JobService({
@@ -74,6 +74,7 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     queue,
     runs,
     policy: config.policy,
+    stopGraceSeconds: config.stopGraceSeconds,
     dockerSocket: config.dockerSocket,
     secrets: d.secrets,
     quotas: d.quotas,

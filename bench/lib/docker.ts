@@ -3,6 +3,7 @@ import type { Readable } from 'node:stream';
 import Docker from 'dockerode';
 import { loadConfig } from '../../src/config.js';
 import { gpuInjection } from '../../src/gpu/inject.js';
+import { resolveRunSettings } from '../../src/jobs/run-settings.js';
 import { DockerDemuxer } from '../../src/logs/demux.js';
 import type { JobSpec } from '../../src/model/job.js';
 import { containerSpec } from '../../src/runner/container-spec.js';
@@ -39,7 +40,19 @@ export function rawOptions(kind: RawKind, command: string[], gantryEnv: Record<s
   const cfg = loadConfig(gantryEnv);
   const spec = { image: IMAGE, command } as JobSpec;
   const opts = createOptions(
-    containerSpec({ jobId: 'raw', attempt: 1, owner: 'bench', spec, mounts: [], runEnv: {}, gpu: gpuInjection(cfg.gpus, [], null) }, cfg),
+    containerSpec(
+      {
+        jobId: 'raw',
+        attempt: 1,
+        owner: 'bench',
+        spec,
+        settings: resolveRunSettings(spec, cfg),
+        mounts: [],
+        runEnv: {},
+        gpu: gpuInjection(cfg.gpus, [], null),
+      },
+      cfg,
+    ),
   );
   return { ...opts, name, Labels: { [BENCH_LABEL]: BENCH_LABEL_VALUE } };
 }

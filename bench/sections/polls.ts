@@ -7,6 +7,7 @@ import type { JobSpec } from '../../src/model/job.js';
 import { isTerminal } from '../../src/model/states.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
+import { RUN_SETTINGS } from '../../test/helpers/records.js';
 import { cancel, getJob, jobSpec, submit } from '../lib/client.js';
 import { BENCH_TOKEN, freePort, type GantryProc, IMAGE, procCpuSeconds, ROOT, startGantry } from '../lib/gantry.js';
 import { openLoop } from '../lib/open-loop.js';
@@ -39,6 +40,7 @@ export async function seedStore(store: Store, n: number, concurrency: number): P
       idempotencyKey: null,
       requestId: null,
       createdAt: new Date(t + i * 1000).toISOString(),
+      settings: RUN_SETTINGS,
     });
     await store.jobs.update(id, {
       state: 'succeeded',

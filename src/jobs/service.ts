@@ -17,9 +17,10 @@ import { assertTransition, isTerminal, type JobState } from '../model/states.js'
 import type { QueueState } from '../scheduling/queue-state.js';
 import { QUOTA_RETRY_AFTER_SECONDS, type Quotas } from '../scheduling/quotas.js';
 import type { SecretSource } from '../secrets/source.js';
-import type { Fence, JobPatch, JobRecord, JobStore } from '../store/store.js';
+import { type Fence, type JobPatch, type JobRecord, type JobStore, type NewJob, newJobRecord } from '../store/store.js';
 import type { JobEventHub } from './events.js';
 import { checkPolicy, secretAccessErrors } from './policy.js';
+import { resolveRunSettings } from './run-settings.js';
 import { specHash } from './spec-hash.js';
 import { deepFreeze, toJob } from './view.js';
 
@@ -31,6 +32,8 @@ export interface JobServiceDeps {
   events: JobEventHub;
   queue: QueueState;
   policy: PolicyConfig;
+  /** The stop grace a job is submitted with (GANTRY_STOP_GRACE_SECONDS). */
+  stopGraceSeconds: number;
   dockerSocket: string;
   /** The teams' limits (GANTRY_QUOTAS_FILE). */
   quotas: Quotas;
@@ -85,17 +88,9 @@ export class JobService {
     opts: { idempotencyKey: string | null; requestId: string | null },
   ): Promise<SubmitResult> {
     await this.admit(principal, spec);
-    const hash = specHash(spec);
-    const { record, created } = await this.d.store.insert({
-      id: crypto.randomUUID(),
-      owner: principal.owner,
-      spec,
-      specHash: hash,
-      idempotencyKey: opts.idempotencyKey,
-      requestId: opts.requestId,
-      createdAt: new Date().toISOString(),
-    });
-    if (!created && record.specHash !== hash) throw new IdempotencyConflictError(opts.idempotencyKey!, record.id);
+    const job = this.newJob(principal, spec, opts, crypto.randomUUID());
+    const { record, created } = await this.d.store.insert(job);
+    if (!created && record.specHash !== job.specHash) throw new IdempotencyConflictError(opts.idempotencyKey!, record.id);
     if (created) {
       this.d.queue.observe(record);
       this.d.events.publishQueueChanged();
@@ -111,43 +106,35 @@ export class JobService {
    */
   async dryRun(principal: Principal, spec: JobSpec): Promise<Job> {
     await this.admit(principal, spec);
-    const now = new Date().toISOString();
-    const record: JobRecord = {
-      seq: Number.POSITIVE_INFINITY,
-      id: 'dry-run',
-      owner: principal.owner,
-      name: spec.name ?? null,
-      state: 'queued',
-      priority: spec.priority ?? 0,
-      spec,
-      specHash: specHash(spec),
-      idempotencyKey: null,
-      requestId: null,
-      containerId: null,
-      gpus: [],
-      node: null,
-      attempt: 1,
-      attempts: [],
-      notBefore: null,
-      gpuMemoryMiB: null,
-      gpuTelemetry: null,
-      exitCode: null,
-      reason: null,
-      result: null,
-      pullStatus: null,
-      pullProgress: null,
-      cancelRequested: false,
-      createdAt: now,
-      startedAt: null,
-      finishedAt: null,
-      deadlineAt: null,
-    };
+    const record = newJobRecord(
+      this.newJob(principal, spec, { idempotencyKey: null, requestId: null }, 'dry-run'),
+      Number.POSITIVE_INFINITY,
+    );
     const waiting = this.d.preview(record);
     return {
       ...toJob(record),
       position: this.d.queue.placeFor(record.owner, record.priority),
       waiting: { code: waiting.code, estimatedStartAt: waiting.estimatedStartAt },
       reason: waiting.text,
+    };
+  }
+
+  /** The job a submit stores: its run settings resolved once, here, from the spec and this node's configuration. */
+  private newJob(
+    principal: Principal,
+    spec: JobSpec,
+    opts: { idempotencyKey: string | null; requestId: string | null },
+    id: string,
+  ): NewJob {
+    return {
+      id,
+      owner: principal.owner,
+      spec,
+      specHash: specHash(spec),
+      idempotencyKey: opts.idempotencyKey,
+      requestId: opts.requestId,
+      createdAt: new Date().toISOString(),
+      settings: resolveRunSettings(spec, { policy: this.d.policy, stopGraceSeconds: this.d.stopGraceSeconds }),
     };
   }
 

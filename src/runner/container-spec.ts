@@ -3,6 +3,7 @@ import type { GpuInjection } from '../gpu/inject.js';
 import type { ResolvedMount } from '../jobs/policy.js';
 import { driverLogMaxMiB } from '../logs/capture.js';
 import type { JobSpec } from '../model/job.js';
+import type { RunSettings } from '../model/run-settings.js';
 import { type ContainerSpec, MANAGED_LABELS } from '../runtime/runtime.js';
 
 export interface ContainerPlan {
@@ -11,6 +12,8 @@ export interface ContainerPlan {
   attempt: number;
   owner: string;
   spec: JobSpec;
+  /** How the job runs, as resolved at its submit. */
+  settings: RunSettings;
   /** The policy's resolved mounts (sources checked and resolved on the host), and the run's secret files. */
   mounts: ResolvedMount[];
   /** Variables Gantry sets for the run: the secrets delivered as environment variables, the preemption notice's path. */
@@ -26,7 +29,7 @@ export interface ContainerPlan {
 export function containerSpec(plan: ContainerPlan, cfg: Config): ContainerSpec {
   const { spec } = plan;
   const { policy } = cfg;
-  const memoryBytes = (spec.resources?.memoryMiB ?? policy.defaultMemoryMiB) * 1024 * 1024;
+  const memoryBytes = plan.settings.memoryMiB * 1024 * 1024;
   const network = spec.network ?? 'none';
   return {
     // One name per attempt: the engine refuses a second container of the same
@@ -39,7 +42,7 @@ export function containerSpec(plan: ContainerPlan, cfg: Config): ContainerSpec {
     env: { ...(spec.env ?? {}), ...plan.runEnv, ...plan.gpu.env, GANTRY_ATTEMPT: String(plan.attempt) },
     workdir: spec.workdir,
     // Never the image's own user, which is root for most images.
-    user: spec.user ?? policy.defaultUser,
+    user: plan.settings.user,
     readonlyRootfs: policy.readonlyRootfs,
     labels: {
       ...(spec.labels ?? {}),

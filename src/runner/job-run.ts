@@ -8,9 +8,10 @@ import type { JobService } from '../jobs/service.js';
 import type { LogCapture } from '../logs/capture.js';
 import { FencedError } from '../model/errors.js';
 import type { JobSpec } from '../model/job.js';
+import type { RunSettings } from '../model/run-settings.js';
 import { type ContainerRuntime, type ContainerStatus, isUnreachable, type ManagedContainer } from '../runtime/runtime.js';
 import type { SecretSource } from '../secrets/source.js';
-import type { Fence, JobRecord, LogStore } from '../store/store.js';
+import { type Fence, type JobRecord, type LogStore, runSettings } from '../store/store.js';
 import type { EngineWatch } from './engine-watch.js';
 import { JobFailure } from './hooks/hook.js';
 import { RunHooks } from './hooks/run-hooks.js';
@@ -66,6 +67,8 @@ export class JobRun {
   /** The capture of the container's output now, for Gantry's own lines (note). */
   private capture: LogCapture | null = null;
   readonly spec: JobSpec;
+  /** How the job runs, as resolved at its submit. */
+  readonly settings: RunSettings;
   /** This run's claim on the job: every write it makes about the job carries it. */
   readonly fence: Fence;
 
@@ -74,10 +77,17 @@ export class JobRun {
     private readonly record: JobRecord,
   ) {
     this.spec = record.spec;
+    this.settings = runSettings(record);
     if (record.node === null) throw new Error(`job ${record.id} is run without being claimed by a node`);
     this.fence = { node: record.node, attempt: record.attempt };
     this.container = new JobContainer(
-      { jobId: record.id, runtime: d.runtime, graceSeconds: d.config.stopGraceSeconds, keep: d.config.logs.keepContainers, log: d.log },
+      {
+        jobId: record.id,
+        runtime: d.runtime,
+        graceSeconds: this.settings.stopGraceSeconds,
+        keep: d.config.logs.keepContainers,
+        log: d.log,
+      },
       record.containerId,
     );
     this.state = new RunState({ hasContainer: record.containerId !== null, cancelRequested: record.cancelRequested });
@@ -105,7 +115,7 @@ export class JobRun {
   async interrupt(why: Interruption): Promise<boolean> {
     if (!this.state.interrupt(why)) return false;
     const now = Date.now();
-    const killAt = new Date(now + this.d.config.stopGraceSeconds * 1000).toISOString();
+    const killAt = new Date(now + this.settings.stopGraceSeconds * 1000).toISOString();
     await this.hooks.stop({ why, signalAt: new Date(now).toISOString(), killAt, hasContainer: this.state.hasContainer });
     this.capture?.note(`[gantry] stopping attempt ${this.fence.attempt} (${why.cause}): ${why.reason}; SIGTERM now, SIGKILL at ${killAt}`);
     this.container.stop();
@@ -303,7 +313,7 @@ export class JobRun {
       exit,
       stop: this.state.stop,
       timeoutSeconds: this.timeoutSeconds(),
-      memoryMiB: this.spec.resources?.memoryMiB ?? this.d.config.policy.defaultMemoryMiB,
+      memoryMiB: this.settings.memoryMiB,
       logError: logState.error,
     });
     return this.end({ ...outcome, exitCode: exit.exitCode, result: logState.lastStdout });
@@ -332,7 +342,7 @@ export class JobRun {
   }
 
   private timeoutSeconds(): number {
-    return this.spec.timeoutSeconds ?? this.d.config.policy.defaultTimeoutSeconds;
+    return this.settings.timeoutSeconds;
   }
 
   private async newCapture(o: Parameters<typeof LogCapture.open>[1] = {}): Promise<LogCapture> {

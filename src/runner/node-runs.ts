@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { GpuAllocator } from '../gpu/allocator.js';
 import type { NodeRun } from '../scheduling/decide.js';
 import type { Victim } from '../scheduling/preemption.js';
-import type { JobRecord } from '../store/store.js';
+import { type JobRecord, runSettings } from '../store/store.js';
 import type { Interruption, JobRun, RunEnd } from './job-run.js';
 
 /** One run this node owns: the run, the record it was launched from, and what the scheduler needs to know of it. */
@@ -38,7 +38,6 @@ export class NodeRuns {
   constructor(
     private readonly gpus: GpuAllocator,
     private readonly log: Logger,
-    private readonly defaultTimeoutSeconds: number,
   ) {}
 
   /**
@@ -53,11 +52,7 @@ export class NodeRuns {
       run,
       record,
       startedAt: record.startedAt ? Date.parse(record.startedAt) : now,
-      endsBy: gpuJob
-        ? record.deadlineAt
-          ? Date.parse(record.deadlineAt)
-          : now + (record.spec.timeoutSeconds ?? this.defaultTimeoutSeconds) * 1000
-        : null,
+      endsBy: gpuJob ? (record.deadlineAt ? Date.parse(record.deadlineAt) : now + runSettings(record).timeoutSeconds * 1000) : null,
       preempted: false,
       cancelAsked: record.cancelRequested,
     });

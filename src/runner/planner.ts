@@ -67,7 +67,6 @@ export class Planner {
       gpus,
       quotas,
       maxRunning: config.maxRunning,
-      defaultTimeoutSeconds: config.policy.defaultTimeoutSeconds,
       now: Date.now(),
     };
   }

@@ -5,7 +5,7 @@ import type { GpuDevice } from '../gpu/inventory.js';
 import { checkPolicy, type PolicyDecision } from '../jobs/policy.js';
 import type { JobService } from '../jobs/service.js';
 import { type ContainerRuntime, isUnreachable } from '../runtime/runtime.js';
-import type { Fence, JobRecord } from '../store/store.js';
+import { type Fence, type JobRecord, runSettings } from '../store/store.js';
 import { containerSpec } from './container-spec.js';
 import { JobFailure } from './hooks/hook.js';
 import type { RunHooks } from './hooks/run-hooks.js';
@@ -62,7 +62,7 @@ async function prepare(c: PrepareContext, alloc: Allocation | null): Promise<Pre
   policyAtStart(c);
   const gpuPatch = { gpus: alloc?.uuids ?? [], gpuMemoryMiB: alloc?.memoryMiB ?? null };
   if (stopped()) return { kind: 'stopped', when: 'before it started' };
-  if (await images.needsPull(spec.image, spec.pullPolicy ?? config.policy.pullPolicy)) {
+  if (await images.needsPull(spec.image, runSettings(record).pullPolicy)) {
     if (!(await writer.step('pulling', { ...gpuPatch, pullStatus: 'starting pull', reason: null }))) return { kind: 'taken' };
     await images.pull(spec.image, (status, progress) => {
       void jobs.patch(record.id, { pullStatus: status, pullProgress: progress }, fence).catch(() => undefined);
@@ -82,6 +82,7 @@ async function prepare(c: PrepareContext, alloc: Allocation | null): Promise<Pre
       attempt: fence.attempt,
       owner: record.owner,
       spec,
+      settings: runSettings(record),
       mounts: [...mounts, ...added.mounts],
       runEnv: added.env,
       gpu: gpuInjection(config.gpus, devices, alloc?.memoryMiB ?? null),

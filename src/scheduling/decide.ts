@@ -1,7 +1,7 @@
 import type { Allocation, GpuAllocator } from '../gpu/allocator.js';
 import type { SpecFieldError } from '../model/errors.js';
 import type { WaitInfo } from '../model/queue.js';
-import type { JobRecord } from '../store/store.js';
+import { type JobRecord, runSettings } from '../store/store.js';
 import { planQueue, type QueueEntry } from './plan.js';
 import { choosePreemption, type RunningJob, type Victim } from './preemption.js';
 import type { PassOutcome, QueueState } from './queue-state.js';
@@ -30,8 +30,6 @@ export interface PassInput {
   gpus: GpuAllocator;
   quotas: Quotas;
   maxRunning: number;
-  /** The timeout of a job whose spec names none. */
-  defaultTimeoutSeconds: number;
   now: number;
 }
 
@@ -134,7 +132,7 @@ function plan(
       mapped(jobs(skip), (r) => {
         if (running.has(r.id)) return null;
         seen.set(r.id, r);
-        return entry(r, input.defaultTimeoutSeconds);
+        return entry(r);
       }),
     limits,
     gpus,
@@ -160,13 +158,13 @@ function plan(
 }
 
 /** A queued job as the queue policy sees it. */
-function entry(r: JobRecord, defaultTimeoutSeconds: number): QueueEntry {
+function entry(r: JobRecord): QueueEntry {
   return {
     id: r.id,
     owner: r.owner,
     gpus: r.spec.gpus,
     model: r.spec.placement?.gpuModel,
-    timeoutSeconds: r.spec.timeoutSeconds ?? defaultTimeoutSeconds,
+    timeoutSeconds: runSettings(r).timeoutSeconds,
   };
 }
 

@@ -4,6 +4,7 @@ import type { GpuTelemetry } from '../model/gpu-telemetry.js';
 import type { JobSpec } from '../model/job.js';
 import type { LogChunk, LogLine, LogState, LogStream, NewLogRecord } from '../model/log.js';
 import type { NodeGpu, NodeState } from '../model/node.js';
+import type { RunSettings } from '../model/run-settings.js';
 import type { JobState } from '../model/states.js';
 
 /**
@@ -73,6 +74,8 @@ export interface JobRecord {
   readonly startedAt: string | null;
   readonly finishedAt: string | null;
   readonly deadlineAt: string | null;
+  /** How the job runs, resolved at submit (jobs/run-settings.ts); null only for a job ended before settings were stored. */
+  readonly settings: RunSettings | null;
 }
 
 export interface NewJob {
@@ -83,6 +86,50 @@ export interface NewJob {
   idempotencyKey: string | null;
   requestId: string | null;
   createdAt: string;
+  settings: RunSettings;
+}
+
+/** Freezes a record as every store hands it out: the record, its lists and settings (the spec is never written to). */
+export function frozenRecord(r: JobRecord): JobRecord {
+  Object.freeze(r.gpus);
+  Object.freeze(r.attempts);
+  if (r.settings) Object.freeze(r.settings);
+  return Object.freeze(r);
+}
+
+/** The record of a job just inserted, as a store gives it back: queued, no node, attempt 1, nothing run yet. */
+export function newJobRecord(job: NewJob, seq: number): JobRecord {
+  return frozenRecord({
+    seq,
+    id: job.id,
+    owner: job.owner,
+    name: job.spec.name ?? null,
+    state: 'queued',
+    priority: job.spec.priority ?? 0,
+    spec: job.spec,
+    specHash: job.specHash,
+    idempotencyKey: job.idempotencyKey,
+    requestId: job.requestId,
+    containerId: null,
+    gpus: [],
+    node: null,
+    attempt: 1,
+    attempts: [],
+    notBefore: null,
+    gpuMemoryMiB: null,
+    gpuTelemetry: null,
+    exitCode: null,
+    reason: null,
+    result: null,
+    pullStatus: null,
+    pullProgress: null,
+    cancelRequested: false,
+    createdAt: job.createdAt,
+    startedAt: null,
+    finishedAt: null,
+    deadlineAt: null,
+    settings: { ...job.settings },
+  });
 }
 
 /**
@@ -165,7 +212,10 @@ export interface JobStore {
   active(node: string): Promise<JobRecord[]>;
   /** The node's jobs it took but did not start (queued, node set): a process that dies leaves them so. */
   claimed(node: string): Promise<JobRecord[]>;
-  /** Jobs that hold GPUs now, on every node. */
+  /**
+   * Jobs that hold GPUs now, on every node (the node view, the allocated-GPU gauges): pulling, starting
+   * or running with cards recorded, in insertion order. A queued job holds none, even one a node claimed.
+   */
   holdingGpus(): Promise<JobRecord[]>;
   /** Newest first. */
   list(filter: ListFilter): Promise<JobRecord[]>;
@@ -182,6 +232,8 @@ export interface JobStore {
   countByStateAndOwner(): Promise<{ state: JobState; owner: string; count: number }[]>;
   /** How many jobs wait in the queue (no node has taken them), and when the oldest of them was submitted. */
   queueSummary(): Promise<{ length: number; oldestCreatedAt: string | null }>;
+  /** Gives each job not ended that has no settings (stored before they were) those `resolve` makes of its spec; how many. */
+  fillSettings(resolve: (spec: JobSpec) => RunSettings): Promise<number>;
 }
 
 export interface LogStore {
@@ -291,4 +343,15 @@ export type StoreChange =
 
 export interface ChangeFeed {
   subscribe(fn: (change: StoreChange) => void): () => void;
+}
+
+/**
+ * The settings of a job that may still run. Every such job has them: a
+ * submit stores them, and the app fills those of jobs stored before
+ * settings were when it starts (JobStore.fillSettings); only a job that had
+ * already ended may lack them.
+ */
+export function runSettings(record: JobRecord): RunSettings {
+  if (record.settings === null) throw new Error(`job ${record.id} has no run settings (it ended before they were stored)`);
+  return record.settings;
 }

@@ -203,3 +203,14 @@ export async function createDatabase(url: string, name: string): Promise<string>
   u.pathname = `/${name}`;
   return u.toString();
 }
+
+/** Runs one statement on a connection of its own, outside any store (as another program, or an older Gantry, would). */
+export async function queryOnce(url: string, text: string): Promise<pg.QueryResult> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return await c.query(text);
+  } finally {
+    await c.end();
+  }
+}

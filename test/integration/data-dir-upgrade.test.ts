@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import type { JobSpec } from '../../src/model/job.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { JobRecord } from '../../src/store/store.js';
+import { RUN_SETTINGS } from '../helpers/records.js';
 
 // A data dir that Gantry 0.1.0 wrote (test/fixtures/data-dir-0.1.0, made by
 // scripts/make-data-dir-fixture.ts with that release's code) opens with
@@ -15,7 +16,15 @@ import type { JobRecord } from '../../src/store/store.js';
 // label, log line and setting it held is still there.
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/data-dir-0.1.0/gantry.db', import.meta.url));
-const MIGRATIONS = ['0001_initial', '0002_fleet', '0003_audit', '0004_retries', '0005_jobs_finished', '0006_gpu_telemetry'];
+const MIGRATIONS = [
+  '0001_initial',
+  '0002_fleet',
+  '0003_audit',
+  '0004_retries',
+  '0005_jobs_finished',
+  '0006_gpu_telemetry',
+  '0007_run_settings',
+];
 
 const id = (n: number) => `00000000-0000-4000-8000-00000000000${n}`;
 const T0 = Date.parse('2026-11-01T10:00:00.000Z');
@@ -150,6 +159,7 @@ test('a 0.1.0 data dir opens: every job, label, log line and setting is kept, th
     idempotencyKey: 'scheduled__2026-11-01T00:00:00+00:00',
     requestId: null,
     createdAt: new Date().toISOString(),
+    settings: RUN_SETTINGS,
   });
   assert.equal(again.created, false);
   assert.equal(again.record.id, id(3));
@@ -258,6 +268,7 @@ test('a fresh data dir migrates to the same schema as an upgraded one', async (t
     idempotencyKey: null,
     requestId: null,
     createdAt: new Date().toISOString(),
+    settings: RUN_SETTINGS,
   });
   assert.equal(record.node, null);
   assert.equal(record.attempt, 1);

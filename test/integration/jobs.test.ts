@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import Database from 'better-sqlite3';
 import { client, containersGone, containersOf, docker, startGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
 
 const sh = (script: string, extra: Record<string, unknown> = {}) => ({ image: TEST_IMAGE, command: ['sh', '-c', script], ...extra });
@@ -313,4 +314,38 @@ test("an image reference Docker refuses fails the job with Docker's reason, not 
   const done = await g.waitFor(job.id);
   assert.equal(done.state, 'failed');
   assert.match(done.reason!, /^Docker refused the image reference ".*": .*invalid/);
+});
+
+test('a job runs with the settings it was submitted with, whatever the defaults of the Gantry that runs it after a restart', async (t) => {
+  const NODE = 'settings-node';
+  const dataDir = tempDir();
+  const first = await startGantry(
+    null,
+    { GANTRY_NODE_NAME: NODE, GANTRY_DEFAULT_TIMEOUT_SECONDS: '2', GANTRY_STOP_GRACE_SECONDS: '1' },
+    {},
+    dataDir,
+  );
+  // Drained, the node takes nothing: both jobs are still queued when it stops.
+  assert.equal((await first.call('POST', `/v1/nodes/${NODE}/drain`)).status, 200);
+  const kept = await first.submit(sh('sleep 300'));
+  const older = await first.submit(sh('sleep 300'));
+  await first.app.close();
+  // As a Gantry before run settings left a job: none stored.
+  const file = new Database(path.join(dataDir, 'gantry.db'));
+  file.prepare(`UPDATE jobs SET settings = NULL WHERE id = ?`).run(older.id);
+  file.close();
+
+  const second = await startGantry(
+    t,
+    { GANTRY_NODE_NAME: NODE, GANTRY_DEFAULT_TIMEOUT_SECONDS: '3', GANTRY_STOP_GRACE_SECONDS: '1' },
+    {},
+    dataDir,
+  );
+  assert.equal((await second.call('POST', `/v1/nodes/${NODE}/undrain`)).status, 200);
+  const [k, o] = await Promise.all([second.waitFor(kept.id, undefined, 60_000), second.waitFor(older.id, undefined, 60_000)]);
+  assert.equal(k.state, 'timed_out');
+  assert.match(k.reason!, /timeout of 2 s/, 'the default of the Gantry it was submitted to');
+  assert.equal(o.state, 'timed_out');
+  assert.match(o.reason!, /timeout of 3 s/, 'a job stored without settings gets them from the configuration at start-up');
+  assert.equal('settings' in k, false, 'the API does not show the settings');
 });

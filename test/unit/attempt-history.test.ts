@@ -19,6 +19,7 @@ import { openPostgresStore } from '../../src/store/postgres/index.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Fence, Store } from '../../src/store/store.js';
 import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { RUN_SETTINGS } from '../helpers/records.js';
 
 const SPEC: JobSpec = {
   image: 'local/busybox:latest',
@@ -31,8 +32,18 @@ let ids = 0;
 async function submit(store: Store) {
   const id = `job-${process.pid}-${++ids}`;
   const created = new Date().toISOString();
-  return (await store.jobs.insert({ id, owner: 'o', spec: SPEC, specHash: 'h', idempotencyKey: null, requestId: null, createdAt: created }))
-    .record;
+  return (
+    await store.jobs.insert({
+      id,
+      owner: 'o',
+      spec: SPEC,
+      specHash: 'h',
+      idempotencyKey: null,
+      requestId: null,
+      createdAt: created,
+      settings: RUN_SETTINGS,
+    })
+  ).record;
 }
 
 /** Claims the job for the node and runs it to `running` on GPU-<node>, as a run does. */

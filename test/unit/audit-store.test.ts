@@ -5,18 +5,11 @@
  * delete, and a record that the schema itself refuses to change.
  */
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { after, before, describe, type TestContext, test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import Database from 'better-sqlite3';
-import pg from 'pg';
 import type { NewAuditRecord } from '../../src/model/audit.js';
-import { openPostgresStore } from '../../src/store/postgres/index.js';
-import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { AuditStore } from '../../src/store/store.js';
-import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { type OpenStore, onBothStores } from '../helpers/stores.js';
 
 interface Opened {
   audit: AuditStore;
@@ -157,62 +150,22 @@ function contract(open: (t: TestContext) => Promise<Opened>): void {
   });
 }
 
-describe('SQLite audit store', () => {
-  contract(async (t) => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-audit-'));
-    const store = await openSqliteStore(dir);
-    t.after(async () => {
-      await store.close();
-      fs.rmSync(dir, { recursive: true, force: true });
+const auditOf =
+  (open: OpenStore) =>
+  async (t: TestContext): Promise<Opened> => {
+    const { store, raw } = await open(t);
+    return { audit: store.audit, raw };
+  };
+
+onBothStores('audit store', (open) => contract(auditOf(open)), {
+  postgres: (open) => {
+    test('a NUL in a path-given target is kept as U+FFFD rather than failing the write', async (t) => {
+      const { store } = await open(t);
+      await store.audit.append(record({ target: 'a\u0000b', detail: { fields: ['params.\u0000'] } }));
+      const [r] = await store.audit.list({ limit: 1 });
+      assert.equal(r!.target, 'a\uFFFDb');
+      assert.deepEqual(r!.detail, { fields: ['params.\uFFFD'] });
+      assert.equal((await store.audit.list({ target: 'a\u0000b', limit: 1 })).length, 1, 'a filter is matched the same way');
     });
-    return {
-      audit: store.audit,
-      async raw(sql) {
-        const db = new Database(path.join(dir, 'gantry.db'));
-        try {
-          db.exec(sql);
-        } finally {
-          db.close();
-        }
-      },
-    };
-  });
-});
-
-describe('PostgreSQL audit store', () => {
-  let cluster: TestPostgres;
-  let databases = 0;
-  before(async () => {
-    cluster = await startPostgres();
-  });
-  after(() => cluster.destroy());
-
-  contract(async (t) => {
-    const url = await createDatabase(cluster.url, `audit${process.pid}_${++databases}`);
-    const store = await openPostgresStore({ url, node: 'gpu-1' });
-    t.after(() => store.close());
-    return {
-      audit: store.audit,
-      async raw(sql) {
-        const c = new pg.Client({ connectionString: url });
-        await c.connect();
-        try {
-          await c.query(sql);
-        } finally {
-          await c.end();
-        }
-      },
-    };
-  });
-
-  test('a NUL in a path-given target is kept as U+FFFD rather than failing the write', async (t) => {
-    const url = await createDatabase(cluster.url, `audit${process.pid}_${++databases}`);
-    const store = await openPostgresStore({ url, node: 'gpu-1' });
-    t.after(() => store.close());
-    await store.audit.append(record({ target: 'a\u0000b', detail: { fields: ['params.\u0000'] } }));
-    const [r] = await store.audit.list({ limit: 1 });
-    assert.equal(r!.target, 'a\uFFFDb');
-    assert.deepEqual(r!.detail, { fields: ['params.\uFFFD'] });
-    assert.equal((await store.audit.list({ target: 'a\u0000b', limit: 1 })).length, 1, 'a filter is matched the same way');
-  });
+  },
 });

@@ -40,7 +40,6 @@ function snapshot(o: {
     gpus: o.gpus ?? new GpuAllocator(devices(2)),
     quotas: new Quotas(),
     maxRunning: o.maxRunning ?? 10,
-    defaultTimeoutSeconds: 3600,
     now: 1_000_000,
   };
 }

@@ -38,6 +38,7 @@ async function setup(t: { after(fn: () => unknown): void }) {
     queue,
     runs: launched,
     policy: config.policy,
+    stopGraceSeconds: config.stopGraceSeconds,
     dockerSocket: config.dockerSocket,
     secrets: NO_SECRETS,
     quotas: new Quotas(),

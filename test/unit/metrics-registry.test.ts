@@ -19,6 +19,7 @@ import { EMPTY_LOG_STATE } from '../../src/model/log.js';
 import { RUNTIME_OPS } from '../../src/runtime/runtime.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
+import { RUN_SETTINGS } from '../helpers/records.js';
 
 const GPUS: GpuDevice[] = [
   { index: 0, uuid: 'GPU-aaaaaaaa-0000-0000-0000-000000000000', name: 'Test GPU', memoryMiB: 81920 },
@@ -50,7 +51,18 @@ async function setup(t: TestContext, o: { store?: (s: Store) => Store } = {}) {
   const events = new JobEventHub();
   const metrics = new GantryMetrics({ store, gpus, events, droppedLogLines: () => 7 });
   const submit = async (id: string, owner: string, createdAt = new Date().toISOString()) =>
-    (await store.jobs.insert({ id, owner, spec: SPEC, specHash: 'hash', idempotencyKey: null, requestId: null, createdAt })).record;
+    (
+      await store.jobs.insert({
+        id,
+        owner,
+        spec: SPEC,
+        specHash: 'hash',
+        idempotencyKey: null,
+        requestId: null,
+        createdAt,
+        settings: RUN_SETTINGS,
+      })
+    ).record;
   return { store, gpus, events, metrics, submit };
 }
 

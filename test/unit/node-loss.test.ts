@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { settleLostJob } from '../../src/fleet/node-loss.js';
 import type { JobSpec } from '../../src/model/job.js';
 import type { JobRecord, NodeRecord } from '../../src/store/store.js';
+import { jobRecord } from '../helpers/records.js';
 
 const lost: NodeRecord = {
   name: 'c',
@@ -19,37 +20,17 @@ const lost: NodeRecord = {
 };
 
 function job(spec: Partial<JobSpec>, over: Partial<JobRecord> = {}): JobRecord {
-  return {
-    seq: 1,
+  return jobRecord(1, {
     id: 'j',
-    owner: 'o',
-    name: null,
     state: 'running',
-    priority: 0,
     spec: { image: 'local/busybox:latest', command: ['true'], ...spec },
-    specHash: 'h',
-    idempotencyKey: null,
-    requestId: null,
     containerId: 'abc',
     gpus: ['GPU-1'],
     node: 'c',
-    attempt: 1,
-    attempts: [],
-    notBefore: null,
-    gpuMemoryMiB: null,
-    gpuTelemetry: null,
-    exitCode: null,
-    reason: null,
-    result: null,
-    pullStatus: null,
-    pullProgress: null,
-    cancelRequested: false,
     createdAt: '2026-12-02T08:00:00.000Z',
     startedAt: '2026-12-02T08:00:01.000Z',
-    finishedAt: null,
-    deadlineAt: null,
     ...over,
-  };
+  });
 }
 
 const now = new Date('2026-12-02T08:11:00.000Z');

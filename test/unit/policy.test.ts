@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import { loadConfig } from '../../src/config.js';
 import { gpuInjection } from '../../src/gpu/inject.js';
 import { checkPolicy, imageAllowed } from '../../src/jobs/policy.js';
+import { resolveRunSettings } from '../../src/jobs/run-settings.js';
 import { JobSpecSchema } from '../../src/model/job.js';
 import { containerSpec } from '../../src/runner/container-spec.js';
 import { createOptions } from '../../src/runtime/docker/create-options.js';
@@ -121,7 +122,16 @@ test('container options: hardened by default, nothing taken from the client but 
   const s = spec({ env: { A: '1' }, labels: { team: 'ml' }, resources: { cpus: 1.5 } });
   const opts = createOptions(
     containerSpec(
-      { jobId: 'j1', attempt: 1, owner: 'alice', spec: s, mounts: [], runEnv: {}, gpu: gpuInjection(config.gpus, [], null) },
+      {
+        jobId: 'j1',
+        attempt: 1,
+        owner: 'alice',
+        spec: s,
+        settings: resolveRunSettings(s, config),
+        mounts: [],
+        runEnv: {},
+        gpu: gpuInjection(config.gpus, [], null),
+      },
       config,
     ),
   );
@@ -172,7 +182,16 @@ test('GANTRY_DEFAULT_USER of root needs GANTRY_ALLOW_ROOT_OWNERS=*; a read-only 
   const ro = loadConfig({ GANTRY_READONLY_ROOTFS: 'true', GANTRY_DEFAULT_USER: '1000:1000' });
   const opts = createOptions(
     containerSpec(
-      { jobId: 'j', attempt: 1, owner: 'o', spec: spec({}), mounts: [], runEnv: { TOKEN: 'v' }, gpu: gpuInjection(ro.gpus, [], null) },
+      {
+        jobId: 'j',
+        attempt: 1,
+        owner: 'o',
+        spec: spec({}),
+        settings: resolveRunSettings(spec({}), ro),
+        mounts: [],
+        runEnv: { TOKEN: 'v' },
+        gpu: gpuInjection(ro.gpus, [], null),
+      },
       ro,
     ),
   );

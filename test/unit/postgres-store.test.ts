@@ -1,22 +1,20 @@
 /**
  * The PostgreSQL store against a real, throwaway PostgreSQL (one cluster for
- * the file, a fresh database per test): the Store contract the SQLite store
- * keeps, the fleet's parts (claims, fences, the node registry and its
+ * the file, a fresh database per test): what the JobStore contract
+ * (job-store.test.ts, run against both stores) leaves out, the fleet's parts (claims, fences, the node registry and its
  * leases, the change feed between nodes), and PostgreSQL going away and
  * coming back under it.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { FencedError, StoreUnavailableError } from '../../src/model/errors.js';
-import type { GpuTelemetry } from '../../src/model/gpu-telemetry.js';
-import type { JobSpec } from '../../src/model/job.js';
 import { EMPTY_LOG_STATE, type LogState, type NewLogRecord } from '../../src/model/log.js';
 import { decodeChunk } from '../../src/store/chunk-codec.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
-import type { JobPatch, JobRecord, NewJob, NodeInfo, Store, StoreChange } from '../../src/store/store.js';
-import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import type { JobPatch, JobRecord, Store, StoreChange } from '../../src/store/store.js';
+import { createDatabase, queryOnce, startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { newJob, nodeInfo } from '../helpers/records.js';
 
 let cluster: TestPostgres;
 before(async () => {
@@ -41,29 +39,6 @@ async function open(t: TestContext, url: string, node: string): Promise<Store & 
   const store = await openPostgresStore({ url, node, log: { warn: (obj, msg) => warnings.push({ obj, msg }) } });
   t.after(() => store.close());
   return Object.assign(store, { warnings });
-}
-
-let ids = 0;
-function newJob(o: Omit<Partial<NewJob>, 'spec'> & { spec?: Partial<JobSpec> } = {}): NewJob {
-  return {
-    id: o.id ?? `job-${++ids}`,
-    owner: o.owner ?? 'alice',
-    spec: { image: 'local/busybox:latest', command: ['true'], ...o.spec } as JobSpec,
-    specHash: o.specHash ?? 'hash',
-    idempotencyKey: o.idempotencyKey ?? null,
-    requestId: o.requestId ?? null,
-    createdAt: o.createdAt ?? new Date().toISOString(),
-  };
-}
-
-function nodeInfo(name: string, leaseSeconds = 30): NodeInfo {
-  return {
-    name,
-    labels: { zone: 'a' },
-    gpus: [{ index: 0, uuid: `GPU-${name}-0`, name: 'NVIDIA H200', memoryMiB: 143_771 }],
-    version: '0.1.0',
-    leaseSeconds,
-  };
 }
 
 /** Every change a store's feed delivers, and a way to wait for one. */
@@ -112,38 +87,16 @@ function records(from: number, n: number, stream: 'stdout' | 'stderr' = 'stdout'
 }
 
 describe('PostgreSQL store', () => {
-  test('insert: a queued job as stored, frozen; the same owner and key give back the first job', async (t) => {
+  test('text PostgreSQL cannot hold (NUL) is kept as U+FFFD rather than failing the write', async (t) => {
     const s = await open(t, await freshDatabase(), 'a');
-    const first = await s.jobs.insert(newJob({ idempotencyKey: 'k1', spec: { name: 'train', priority: 5, labels: { team: 'ml' } } }));
-    assert.equal(first.created, true);
-    const r = first.record;
-    assert.equal(typeof r.seq, 'number');
-    assert.equal(r.state, 'queued');
-    assert.equal(r.name, 'train');
-    assert.equal(r.priority, 5);
-    assert.equal(r.node, null);
-    assert.equal(r.attempt, 1);
-    assert.deepEqual(r.gpus, []);
-    assert.equal(r.cancelRequested, false);
-    assert.equal(r.idempotencyKey, 'k1');
-    assert.deepEqual(r.spec.labels, { team: 'ml' });
-    assert.ok(Object.isFrozen(r));
-    assert.deepEqual(await s.jobs.get(r.id), r);
-
-    const again = await s.jobs.insert(newJob({ idempotencyKey: 'k1' }));
-    assert.equal(again.created, false);
-    assert.equal(again.record.id, r.id);
-    const otherOwner = await s.jobs.insert(newJob({ owner: 'bob', idempotencyKey: 'k1' }));
-    assert.equal(otherOwner.created, true);
-    assert.notEqual(otherOwner.record.id, r.id);
-    const noKey = await s.jobs.insert(newJob());
-    assert.equal(noKey.created, true);
-    assert.ok(noKey.record.seq > otherOwner.record.seq, 'seq grows with each insert');
-    assert.equal(await s.jobs.get('nope'), undefined);
+    const { record } = await s.jobs.insert(newJob({ spec: { labels: { 'k\u0000': 'v\u0000' } } }));
     assert.deepEqual(
-      (await s.jobs.list({ label: { key: 'team', value: 'ml' }, limit: 10 })).map((j) => j.id),
-      [r.id],
+      (await s.jobs.list({ label: { key: 'k\uFFFD', value: 'v\uFFFD' }, limit: 1 })).map((j) => j.id),
+      [record.id],
     );
+    const updated = await s.jobs.update(record.id, { result: 'a\u0000b', reason: 'c\u0000' });
+    assert.equal(updated?.result, 'a\uFFFDb');
+    assert.equal(updated?.reason, 'c\uFFFD');
   });
 
   test('two nodes inserting with one owner and key at once make one job', async (t) => {
@@ -157,74 +110,8 @@ describe('PostgreSQL store', () => {
     assert.equal(results.filter((r) => r.created).length, 1);
     assert.equal(new Set(results.map((r) => r.record.id)).size, 1);
     assert.equal((await a.jobs.list({ limit: 100 })).length, 1);
-    const { rows } = await query(url, 'SELECT count(*)::int AS n FROM job_labels');
+    const { rows } = await queryOnce(url, 'SELECT count(*)::int AS n FROM job_labels');
     assert.equal(rows[0].n, 1, 'only the created job has labels');
-  });
-
-  test('update: a compare-and-set on the state, and a fence on node, attempt and not ended', async (t) => {
-    const s = await open(t, await freshDatabase(), 'a');
-    const { record } = await s.jobs.insert(newJob());
-    const pulled = await s.jobs.update(
-      record.id,
-      { state: 'pulling', node: 'a', gpus: ['GPU-1'], gpuMemoryMiB: 1024 },
-      { state: 'queued' },
-    );
-    assert.equal(pulled?.state, 'pulling');
-    assert.equal(pulled?.node, 'a');
-    assert.deepEqual(pulled?.gpus, ['GPU-1']);
-    assert.equal(pulled?.gpuMemoryMiB, 1024);
-    assert.equal(await s.jobs.update(record.id, { state: 'starting' }, { state: 'queued' }), undefined, 'state no longer queued');
-    assert.equal((await s.jobs.get(record.id))?.state, 'pulling');
-
-    const fence = { node: 'a', attempt: 1 };
-    assert.equal((await s.jobs.update(record.id, { state: 'running', containerId: 'c1' }, { state: 'pulling', fence }))?.state, 'running');
-    assert.equal(await s.jobs.update(record.id, { pullStatus: 'x' }, { fence: { node: 'b', attempt: 1 } }), undefined, 'another node');
-    assert.equal(await s.jobs.update(record.id, { pullStatus: 'x' }, { fence: { node: 'a', attempt: 2 } }), undefined, 'another attempt');
-    assert.equal(await s.jobs.update(record.id, {}, { fence: { node: 'a', attempt: 2 } }), undefined, 'an empty patch keeps the guard');
-    assert.equal((await s.jobs.update(record.id, {}, { fence }))?.state, 'running');
-    const cancel = await s.jobs.update(record.id, { cancelRequested: true, result: 'a\u0000b' }, { fence });
-    assert.equal(cancel?.cancelRequested, true);
-    assert.equal(cancel?.result, 'a\uFFFDb', 'NUL, which PostgreSQL text cannot hold, is replaced');
-    const ended = await s.jobs.update(record.id, { state: 'succeeded', exitCode: 0, finishedAt: '2030-01-01T00:00:00.000Z' }, { fence });
-    assert.equal(ended?.state, 'succeeded');
-    assert.equal(ended?.exitCode, 0);
-    assert.equal(await s.jobs.update(record.id, { reason: 'late' }, { fence }), undefined, 'an ended job refuses fenced writes');
-    assert.equal((await s.jobs.get(record.id))?.reason, null);
-    assert.equal((await s.jobs.update(record.id, { reason: 'unguarded' }))?.reason, 'unguarded');
-    assert.equal(await s.jobs.update('nope', { reason: 'x' }), undefined);
-    assert.deepEqual(Object.keys(ended!).sort(), Object.keys(record).sort(), 'a record has exactly the JobRecord fields');
-    assert.equal(ended?.gpuTelemetry, null);
-  });
-
-  test('the GPU telemetry summary is stored as JSON text with the run’s fence, and refused once the job ended', async (t) => {
-    const url = await freshDatabase();
-    const s = await open(t, url, 'a');
-    const { record } = await s.jobs.insert(newJob());
-    const fence = { node: 'a', attempt: 1 };
-    await s.jobs.update(record.id, { state: 'running', node: 'a', startedAt: '2030-01-01T00:00:00.000Z' }, { state: 'queued' });
-    const summary: GpuTelemetry = {
-      attempt: 1,
-      samples: 2,
-      firstSampleAt: '2030-01-01T00:00:10.000Z',
-      lastSampleAt: '2030-01-01T00:00:20.000Z',
-      gpuSeconds: 20,
-      sharedCard: true,
-      meanUtilizationPct: null,
-      peakUtilizationPct: null,
-      peakMemoryMiB: 5000,
-      energyJoules: null,
-      declaredMemoryMiB: 4096,
-      overDeclaredMemory: true,
-      warnings: [{ kind: 'memory_exceeded', time: '2030-01-01T00:00:20.000Z', message: 'over', action: 'warn' }],
-    };
-    assert.deepEqual((await s.jobs.update(record.id, { gpuTelemetry: summary }, { fence }))?.gpuTelemetry, summary);
-    const finishedAt = '2030-01-01T00:01:00.000Z';
-    const endAttempt = { outcome: 'succeeded', cause: null, retried: false, reason: null, exitCode: 0, finishedAt } as const;
-    const ended = await s.jobs.update(record.id, { state: 'succeeded', finishedAt, endAttempt }, { fence });
-    assert.deepEqual(ended?.attempts[0]?.gpuTelemetry, summary, 'the ended attempt keeps the summary it had');
-    assert.equal(await s.jobs.update(record.id, { gpuTelemetry: { ...summary, samples: 3 } }, { fence }), undefined);
-    const other = await open(t, url, 'b');
-    assert.deepEqual((await other.jobs.get(record.id))?.gpuTelemetry, summary, 'as another node reads it');
   });
 
   test('claim: of two nodes claiming one job exactly one wins; claimed jobs leave the queue', async (t) => {
@@ -254,92 +141,6 @@ describe('PostgreSQL store', () => {
       [late.id],
     );
     assert.equal(await b.jobs.claim(jobs[0]!.id, nb), undefined, 'a claimed job cannot be claimed again');
-  });
-
-  test('claim: a drained node, an older epoch, a lost or unknown node cannot claim', async (t) => {
-    const s = await open(t, await freshDatabase(), 'a');
-    const { record } = await s.jobs.insert(newJob());
-    const n1 = await s.nodes.register(nodeInfo('a'));
-    await s.nodes.setDrained('a', true);
-    assert.equal(await s.jobs.claim(record.id, n1), undefined, 'drained');
-    await s.nodes.setDrained('a', false);
-    const n2 = await s.nodes.register(nodeInfo('a'));
-    assert.equal(n2.epoch, n1.epoch + 1);
-    assert.equal(await s.jobs.claim(record.id, n1), undefined, 'older epoch');
-    assert.equal(await s.jobs.claim(record.id, { name: 'ghost', epoch: 1 }), undefined, 'unknown node');
-    const lost = await s.nodes.register(nodeInfo('l', 1));
-    await sleep(1_200);
-    await s.nodes.expire(() => ({}));
-    assert.equal((await s.nodes.get('l'))?.state, 'lost');
-    assert.equal(await s.jobs.claim(record.id, lost), undefined, 'lost node');
-    assert.equal((await s.jobs.claim(record.id, n2))?.node, 'a', 'the current epoch, up and undrained, claims');
-    const pulling = (await s.jobs.insert(newJob())).record;
-    await s.jobs.update(pulling.id, { state: 'failed' });
-    assert.equal(await s.jobs.claim(pulling.id, n2), undefined, 'a job no longer queued');
-  });
-
-  test('queries: scheduling order, positions, active, claimed, holding GPUs, list, counts, retention', async (t) => {
-    const s = await open(t, await freshDatabase(), 'a');
-    const n = await s.nodes.register(nodeInfo('a'));
-    const low = (await s.jobs.insert(newJob({ createdAt: '2030-01-01T00:00:01.000Z' }))).record;
-    const high1 = (await s.jobs.insert(newJob({ spec: { priority: 10 }, createdAt: '2030-01-01T00:00:02.000Z' }))).record;
-    const high2 = (await s.jobs.insert(newJob({ spec: { priority: 10 }, owner: 'bob', createdAt: '2030-01-01T00:00:03.000Z' }))).record;
-    const neg = (await s.jobs.insert(newJob({ spec: { priority: -1 }, createdAt: '2030-01-01T00:00:00.000Z' }))).record;
-    assert.deepEqual(
-      (await s.jobs.queued()).map((j) => j.id),
-      [high1.id, high2.id, low.id, neg.id],
-    );
-    assert.deepEqual(await s.jobs.queueSummary(), { length: 4, oldestCreatedAt: '2030-01-01T00:00:00.000Z' });
-
-    await s.jobs.claim(high1.id, n);
-    await s.jobs.update(high1.id, { state: 'running', gpus: ['GPU-a-0'] });
-    await s.jobs.claim(high2.id, n);
-    await s.jobs.update(high2.id, { state: 'pulling' });
-    await s.jobs.claim(low.id, n);
-    const other = (await s.jobs.insert(newJob())).record;
-    await s.jobs.update(other.id, { state: 'running', node: 'b', gpus: ['GPU-b-0'] });
-    await s.jobs.update(neg.id, { state: 'failed', finishedAt: '2030-01-02T00:00:00.000Z' });
-
-    assert.deepEqual(
-      (await s.jobs.active('a')).map((j) => j.id),
-      [high1.id, high2.id],
-    );
-    assert.deepEqual(
-      (await s.jobs.claimed('a')).map((j) => j.id),
-      [low.id],
-    );
-    assert.deepEqual(
-      (await s.jobs.holdingGpus()).map((j) => j.id),
-      [high1.id, other.id],
-    );
-    assert.deepEqual(await s.jobs.queued(), []);
-    assert.deepEqual(await s.jobs.queueSummary(), { length: 0, oldestCreatedAt: null }, 'a claimed job no longer waits in the queue');
-
-    assert.deepEqual(
-      (await s.jobs.list({ limit: 10 })).map((j) => j.id),
-      [other.id, neg.id, high2.id, high1.id, low.id],
-    );
-    assert.deepEqual(
-      (await s.jobs.list({ owner: 'bob', limit: 10 })).map((j) => j.id),
-      [high2.id],
-    );
-    assert.deepEqual(
-      (await s.jobs.list({ states: ['running', 'failed'], limit: 10 })).map((j) => j.id),
-      [other.id, neg.id, high1.id],
-    );
-    assert.deepEqual(
-      (await s.jobs.list({ beforeSeq: high2.seq, limit: 1 })).map((j) => j.id),
-      [high1.id],
-    );
-    assert.deepEqual(await s.jobs.finishedBefore('2030-01-03T00:00:00.000Z'), [neg.id]);
-    assert.deepEqual(await s.jobs.finishedBefore('2030-01-01T00:00:00.000Z'), []);
-    const counts = (await s.jobs.countByStateAndOwner()).sort((x, y) => `${x.state}${x.owner}`.localeCompare(`${y.state}${y.owner}`));
-    assert.deepEqual(counts, [
-      { state: 'failed', owner: 'alice', count: 1 },
-      { state: 'pulling', owner: 'bob', count: 1 },
-      { state: 'queued', owner: 'alice', count: 1 },
-      { state: 'running', owner: 'alice', count: 2 },
-    ]);
   });
 
   test('logs: chunks, tail, state and totals round-trip; NUL and non-ASCII lines survive', async (t) => {
@@ -468,10 +269,10 @@ describe('PostgreSQL store', () => {
     assert.ok(Object.isFrozen(r1));
     assert.equal(typeof r1.epoch, 'number');
     assert.equal((await s.nodes.setDrained('a', true))?.drained, true);
-    const r2 = await s.nodes.register({ ...nodeInfo('a'), version: '0.2.0', labels: { zone: 'b' } });
+    const r2 = await s.nodes.register({ ...nodeInfo('a'), version: '0.3.0', labels: { zone: 'b' } });
     assert.equal(r2.epoch, r1.epoch + 1);
     assert.equal(r2.drained, true, 'a new process of a drained node stays drained');
-    assert.equal(r2.version, '0.2.0');
+    assert.equal(r2.version, '0.3.0');
     assert.deepEqual(r2.labels, { zone: 'b' });
     await sleep(1_100);
     assert.ok((await s.nodes.get('a'))!.heartbeatAgeSeconds >= 1);
@@ -693,13 +494,13 @@ describe('PostgreSQL store', () => {
   test('three nodes opening an empty database at once migrate it once', async (t) => {
     const url = await freshDatabase();
     const stores = await Promise.all([open(t, url, 'a'), open(t, url, 'b'), open(t, url, 'c')]);
-    const { rows } = await query(url, 'SELECT name FROM kysely_migration ORDER BY name');
+    const { rows } = await queryOnce(url, 'SELECT name FROM kysely_migration ORDER BY name');
     assert.deepEqual(
       rows.map((r) => r.name),
-      ['0001_initial', '0002_audit', '0003_retries', '0004_jobs_unfinished', '0005_gpu_telemetry'],
+      ['0001_initial', '0002_audit', '0003_retries', '0004_jobs_unfinished', '0005_gpu_telemetry', '0006_run_settings'],
     );
     // Every table was made by the one transaction that recorded the migrations.
-    const made = await query(
+    const made = await queryOnce(
       url,
       `SELECT DISTINCT c.xmin::text AS x FROM pg_class c
        WHERE c.relname IN ('jobs', 'job_labels', 'log_chunks', 'log_state', 'settings', 'nodes', 'audit')
@@ -711,16 +512,6 @@ describe('PostgreSQL store', () => {
     assert.equal((await stores[2]!.jobs.get(record.id))?.id, record.id);
     // Opening again finds nothing to do.
     await open(t, url, 'd');
-    assert.equal((await query(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 5);
+    assert.equal((await queryOnce(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 6);
   });
 });
-
-async function query(url: string, text: string): Promise<pg.QueryResult> {
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  try {
-    return await c.query(text);
-  } finally {
-    await c.end();
-  }
-}

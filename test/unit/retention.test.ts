@@ -14,6 +14,7 @@ import { startRetention } from '../../src/logs/retention.js';
 import { EMPTY_LOG_STATE } from '../../src/model/log.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
+import { RUN_SETTINGS } from '../helpers/records.js';
 
 const DAY = 86_400_000;
 const ago = (days: number) => new Date(Date.now() - days * DAY).toISOString();
@@ -38,6 +39,7 @@ async function seeded(t: TestContext): Promise<Store> {
         idempotencyKey: null,
         requestId: null,
         createdAt: ago(days),
+        settings: RUN_SETTINGS,
       });
       await store.jobs.update(id, { state: 'succeeded', exitCode: 0, finishedAt: ago(days) });
       await store.logs.append(id, [{ stream: 'stdout', line: `ran ${days} days ago`, time: Date.parse(ago(days)) }], {

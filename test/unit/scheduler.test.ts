@@ -6,6 +6,7 @@ import type { Job } from '../../src/model/job.js';
 import { containerSpec } from '../../src/runner/container-spec.js';
 import type { Store } from '../../src/store/store.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
+import { RUN_SETTINGS } from '../helpers/records.js';
 
 // The scheduler and one job's run, driven against an in-memory container
 // runtime and a real SQLite store: every way a job can end, in milliseconds.
@@ -193,6 +194,7 @@ test("the container spec the runtime gets is built from the checked spec and Gan
       attempt: 1,
       owner: 'o',
       spec: spec({ labels: { 'dev.gantry.job-id': 'forged' } }),
+      settings: RUN_SETTINGS,
       mounts: [],
       runEnv: {},
       gpu: gpuInjection(config.gpus, [], null),

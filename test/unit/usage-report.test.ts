@@ -14,6 +14,7 @@ import { UsageReporter } from '../../src/jobs/usage-report.js';
 import type { JobSpec } from '../../src/model/job.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
+import { RUN_SETTINGS } from '../helpers/records.js';
 
 const T0 = Date.parse('2026-05-01T00:00:00.000Z');
 const at = (minutes: number) => new Date(T0 + minutes * 60_000).toISOString();
@@ -29,7 +30,16 @@ let ids = 0;
 /** A job of `owner` that ran on `gpus` of `node` from minute `start` to minute `end` (null: still running). */
 async function ran(store: Store, owner: string, node: { name: string; epoch: number }, gpus: string[], start: number, end: number | null) {
   const id = `job-${++ids}`;
-  await store.jobs.insert({ id, owner, spec: SPEC, specHash: 'h', idempotencyKey: null, requestId: null, createdAt: at(start) });
+  await store.jobs.insert({
+    id,
+    owner,
+    spec: SPEC,
+    specHash: 'h',
+    idempotencyKey: null,
+    requestId: null,
+    createdAt: at(start),
+    settings: RUN_SETTINGS,
+  });
   const fence = { node: node.name, attempt: 1 };
   assert.ok(await store.jobs.claim(id, node));
   await store.jobs.update(id, { state: 'starting', gpus }, { state: 'queued', fence });

@@ -15,6 +15,7 @@ import { openPostgresStore } from '../../src/store/postgres/index.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
 import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { RUN_SETTINGS } from '../helpers/records.js';
 
 const T0 = Date.parse('2026-04-01T00:00:00.000Z');
 const at = (minutes: number) => new Date(T0 + minutes * 60_000).toISOString();
@@ -29,6 +30,7 @@ async function job(store: Store, name: string, created: number, finished: number
     idempotencyKey: null,
     requestId: null,
     createdAt: at(created),
+    settings: RUN_SETTINGS,
   });
   if (finished !== null) await store.jobs.update(name, { state: 'succeeded', finishedAt: at(finished) });
 }

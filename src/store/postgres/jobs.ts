@@ -1,78 +1,25 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import type { AttemptEnd, AttemptRecord } from '../../model/attempt.js';
-import type { GpuTelemetry } from '../../model/gpu-telemetry.js';
+import type { AttemptEnd } from '../../model/attempt.js';
 import type { JobSpec } from '../../model/job.js';
-import { type JobState, TERMINAL_STATES } from '../../model/states.js';
+import type { RunSettings } from '../../model/run-settings.js';
+import type { JobState } from '../../model/states.js';
+import {
+  ACTIVE_SQL,
+  COLUMN,
+  type ColumnField,
+  columnValue,
+  ENDED_SQL,
+  insertValues,
+  JOB_COLUMNS,
+  type JobRow,
+  patchKeys,
+  settingsText,
+  toRecord,
+} from '../job-row.js';
 import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard } from '../store.js';
-import { CHANNEL, read, write } from './db.js';
+import { CHANNEL, read, transaction, write } from './db.js';
 import type { RecordCache } from './record-cache.js';
-
-/** A row of `jobs` as pg returns it (int8 already a number: db.ts). */
-export interface JobRow {
-  seq: number;
-  id: string;
-  owner: string;
-  name: string | null;
-  state: JobState;
-  priority: number;
-  spec: string;
-  spec_hash: string;
-  idempotency_key: string | null;
-  request_id: string | null;
-  container_id: string | null;
-  gpus: string;
-  node: string | null;
-  attempt: number;
-  attempts: string;
-  not_before: string | null;
-  gpu_memory_mib: number | null;
-  gpu_telemetry: string | null;
-  exit_code: number | null;
-  reason: string | null;
-  result: string | null;
-  pull_status: string | null;
-  pull_progress: string | null;
-  cancel_requested: boolean;
-  created_at: string;
-  started_at: string | null;
-  finished_at: string | null;
-  deadline_at: string | null;
-}
-
-/** Every column of `jobs`, named rather than `*`, so a later migration cannot change what a prepared statement returns. */
-export const JOB_COLUMNS =
-  'seq, id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, container_id, gpus, node, attempt, attempts, not_before, ' +
-  'gpu_memory_mib, gpu_telemetry, exit_code, reason, result, pull_status, pull_progress, cancel_requested, created_at, started_at, finished_at, deadline_at';
-
-const list = (states: Iterable<string>) => [...states].map((s) => `'${s}'`).join(', ');
-/** SQL lists of fixed state names (constants, never input). */
-export const TERMINAL_SQL = `(${list(TERMINAL_STATES)})`;
-const ACTIVE_SQL = `('pulling', 'starting', 'running')`;
-
-type ColumnField = Exclude<keyof JobPatch, 'endAttempt'>;
-
-/** JobPatch's fields and the columns that hold them; the only names an UPDATE is built from. */
-const COLUMN: Record<ColumnField, string> = {
-  state: 'state',
-  containerId: 'container_id',
-  gpus: 'gpus',
-  node: 'node',
-  attempt: 'attempt',
-  notBefore: 'not_before',
-  gpuMemoryMiB: 'gpu_memory_mib',
-  gpuTelemetry: 'gpu_telemetry',
-  exitCode: 'exit_code',
-  reason: 'reason',
-  result: 'result',
-  pullStatus: 'pull_status',
-  pullProgress: 'pull_progress',
-  cancelRequested: 'cancel_requested',
-  startedAt: 'started_at',
-  finishedAt: 'finished_at',
-  deadlineAt: 'deadline_at',
-};
-const PATCH_KEYS = Object.keys(COLUMN) as ColumnField[];
 
 /**
  * PostgreSQL text cannot hold NUL, which SQLite's can: free text that may
@@ -85,43 +32,9 @@ export function pgText<T extends string | null | undefined>(s: T): T {
 }
 
 function toSql(key: ColumnField, value: unknown): unknown {
-  if (key === 'gpus') return JSON.stringify(value);
-  if (key === 'gpuTelemetry') return value === null ? null : JSON.stringify(value);
   if (key === 'cancelRequested') return value === true;
-  return typeof value === 'string' ? pgText(value) : value;
-}
-
-export function toRecord(row: JobRow): JobRecord {
-  return Object.freeze({
-    seq: row.seq,
-    id: row.id,
-    owner: row.owner,
-    name: row.name,
-    state: row.state,
-    priority: row.priority,
-    spec: JSON.parse(row.spec) as JobSpec,
-    specHash: row.spec_hash,
-    idempotencyKey: row.idempotency_key,
-    requestId: row.request_id,
-    containerId: row.container_id,
-    gpus: Object.freeze(JSON.parse(row.gpus) as string[]),
-    node: row.node,
-    attempt: row.attempt,
-    attempts: Object.freeze(JSON.parse(row.attempts) as AttemptRecord[]),
-    notBefore: row.not_before,
-    gpuMemoryMiB: row.gpu_memory_mib,
-    gpuTelemetry: row.gpu_telemetry === null ? null : (JSON.parse(row.gpu_telemetry) as GpuTelemetry),
-    exitCode: row.exit_code,
-    reason: row.reason,
-    result: row.result,
-    pullStatus: row.pull_status,
-    pullProgress: row.pull_progress,
-    cancelRequested: row.cancel_requested,
-    createdAt: row.created_at,
-    startedAt: row.started_at,
-    finishedAt: row.finished_at,
-    deadlineAt: row.deadline_at,
-  });
+  const v = columnValue(key, value);
+  return typeof v === 'string' ? pgText(v) : v;
 }
 
 /**
@@ -177,12 +90,12 @@ function appendAttempt(p: Params, e: AttemptEnd): string {
  * With an empty patch, a read under the same guard.
  */
 export function updateQuery(origin: string, id: string, patch: JobPatch, guard?: UpdateGuard): pg.QueryConfig {
-  const keys = PATCH_KEYS.filter((k) => patch[k] !== undefined);
+  const keys = patchKeys(patch);
   const p = new Params();
   const where = [`id = ${p.add(id)}`];
   if (guard?.state !== undefined) where.push(`state = ${p.add(guard.state)}`);
   if (guard?.fence !== undefined) {
-    where.push(`node = ${p.add(guard.fence.node)}`, `attempt = ${p.add(guard.fence.attempt)}`, `state NOT IN ${TERMINAL_SQL}`);
+    where.push(`node = ${p.add(guard.fence.node)}`, `attempt = ${p.add(guard.fence.attempt)}`, `state NOT IN ${ENDED_SQL}`);
   }
   let text: string;
   if (keys.length === 0 && patch.endAttempt === undefined) {
@@ -208,8 +121,8 @@ const BY_KEY = `SELECT ${JOB_COLUMNS} FROM jobs WHERE owner = $1 AND idempotency
 // end), and the announcement with its commit.
 const INSERT = `
   WITH ins AS (
-    INSERT INTO jobs (id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, created_at)
-    VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9)
+    INSERT INTO jobs (id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, created_at, settings)
+    VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $13)
     ON CONFLICT DO NOTHING
     RETURNING ${JOB_COLUMNS}
   ), labels AS (
@@ -232,6 +145,8 @@ const QUEUED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE state = 'queued' AND node 
 const ACTIVE = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state IN ${ACTIVE_SQL} ORDER BY seq`;
 const CLAIMED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state = 'queued' ORDER BY priority DESC, seq`;
 const HOLDING_GPUS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE state IN ${ACTIVE_SQL} AND gpus <> '[]' ORDER BY seq`;
+const UNSET = `SELECT id, spec FROM jobs WHERE settings IS NULL AND state NOT IN ${ENDED_SQL} FOR UPDATE`;
+const SET_SETTINGS = `UPDATE jobs SET settings = $2 WHERE id = $1 AND settings IS NULL`;
 // Two arms, each on an index of its own: the unfinished jobs (jobs_unfinished)
 // and those finished in or after the window (jobs_finished).
 const OVERLAPPING = `
@@ -270,22 +185,24 @@ export class PgJobStore implements JobStore {
 
   async insert(job: NewJob): Promise<{ record: JobRecord; created: boolean }> {
     const labels = Object.entries(job.spec.labels ?? {});
+    const v = insertValues(job);
     const [row] = await write<JobRow>(this.pool, {
       name: 'gantry_job_insert',
       text: INSERT,
       values: [
-        job.id,
-        job.owner,
-        pgText(job.spec.name ?? null),
-        job.spec.priority ?? 0,
-        JSON.stringify(job.spec),
-        job.specHash,
-        job.idempotencyKey,
-        job.requestId,
-        job.createdAt,
+        v.id,
+        v.owner,
+        pgText(v.name),
+        v.priority,
+        v.spec,
+        v.specHash,
+        v.idempotencyKey,
+        v.requestId,
+        v.createdAt,
         labels.map(([k]) => pgText(k)),
-        labels.map(([, v]) => pgText(v)),
+        labels.map(([, l]) => pgText(l)),
         this.origin,
+        v.settings,
       ],
     });
     if (row) return { record: toRecord(row), created: true };
@@ -364,5 +281,16 @@ export class PgJobStore implements JobStore {
       text: QUEUE_SUMMARY,
     });
     return { length: row?.length ?? 0, oldestCreatedAt: row?.oldestCreatedAt ?? null };
+  }
+
+  /** One transaction; the rows it fills are locked, so nodes starting together fill each job once. */
+  async fillSettings(resolve: (spec: JobSpec) => RunSettings): Promise<number> {
+    const ids = await transaction(this.pool, async (c) => {
+      const { rows } = await c.query<{ id: string; spec: string }>(UNSET);
+      for (const r of rows) await c.query(SET_SETTINGS, [r.id, settingsText(resolve(JSON.parse(r.spec) as JobSpec))]);
+      return rows.map((r) => r.id);
+    });
+    for (const id of ids) this.cache.drop(id);
+    return ids.length;
   }
 }

@@ -2,9 +2,10 @@ import type pg from 'pg';
 import { FencedError } from '../../model/errors.js';
 import { EMPTY_LOG_STATE, type LogChunk, type LogLine, type LogState, type LogStream, type NewLogRecord } from '../../model/log.js';
 import { encodeChunk, STREAM_NAMES, unpackChunk } from '../chunk-codec.js';
+import { ENDED_SQL } from '../job-row.js';
 import type { Fence, LogStore } from '../store.js';
 import { CHANNEL, read, transaction, write } from './db.js';
-import { pgText, TERMINAL_SQL } from './jobs.js';
+import { pgText } from './jobs.js';
 
 interface LogStateRow {
   next_seq: number;
@@ -34,7 +35,7 @@ function logWrite(o: { fenced: boolean; chunk: boolean }): string {
   })();
   const job = p();
   const f = o.fenced
-    ? `SELECT id FROM jobs WHERE id = ${job} AND node = ${p()} AND attempt = ${p()} AND state NOT IN ${TERMINAL_SQL} FOR SHARE`
+    ? `SELECT id FROM jobs WHERE id = ${job} AND node = ${p()} AND attempt = ${p()} AND state NOT IN ${ENDED_SQL} FOR SHARE`
     : `SELECT ${job}::text AS id`;
   const c = o.chunk
     ? `, c AS (INSERT INTO log_chunks (job_id, first_seq, last_seq, lines) SELECT f.id, ${p()}::bigint, ${p()}::bigint, ${p()}::bytea FROM f RETURNING 1)`

@@ -155,6 +155,13 @@ const UNFINISHED: readonly string[] = [`CREATE INDEX jobs_unfinished ON jobs (cr
  */
 const GPU_TELEMETRY: readonly string[] = [`ALTER TABLE jobs ADD COLUMN gpu_telemetry TEXT`];
 
+/**
+ * A job's run settings (JSON text, model/run-settings.ts), resolved at
+ * submit. Existing jobs get NULL; the app gives the unended ones theirs when
+ * it starts (JobStore.fillSettings).
+ */
+const RUN_SETTINGS: readonly string[] = [`ALTER TABLE jobs ADD COLUMN settings TEXT`];
+
 /** Ordered by name. Append only: never edit a migration that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': statements(INITIAL),
@@ -162,6 +169,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0003_retries': statements(RETRIES),
   '0004_jobs_unfinished': statements(UNFINISHED),
   '0005_gpu_telemetry': statements(GPU_TELEMETRY),
+  '0006_run_settings': statements(RUN_SETTINGS),
 };
 
 const provider: MigrationProvider = {

@@ -1,8 +1,9 @@
 import type pg from 'pg';
 import type { NodeGpu, NodeState } from '../../model/node.js';
+import { JOB_COLUMNS, type JobRow, toRecord } from '../job-row.js';
 import type { JobPatch, JobRecord, NodeInfo, NodeRecord, NodeStore, SettledJob } from '../store.js';
 import { CHANNEL, read, transaction, write } from './db.js';
-import { JOB_COLUMNS, type JobRow, toRecord, updateQuery } from './jobs.js';
+import { updateQuery } from './jobs.js';
 
 interface NodeRow {
   name: string;

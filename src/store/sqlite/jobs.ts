@@ -1,67 +1,23 @@
 import type { Statement } from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
-import type { AttemptRecord } from '../../model/attempt.js';
-import type { GpuTelemetry } from '../../model/gpu-telemetry.js';
 import type { JobSpec } from '../../model/job.js';
-import { isTerminal, type JobState, TERMINAL_STATES } from '../../model/states.js';
+import type { RunSettings } from '../../model/run-settings.js';
+import { isTerminal, type JobState } from '../../model/states.js';
+import {
+  ACTIVE_SQL,
+  COLUMN,
+  type ColumnField,
+  columnValue,
+  ENDED_SQL,
+  insertValues,
+  type JobRow,
+  patchKeys,
+  settingsText,
+  toRecord,
+} from '../job-row.js';
 import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard } from '../store.js';
 import type { Db } from './db.js';
 import { writing } from './errors.js';
-
-/** A row of `jobs` as SQLite returns it. */
-interface JobRow {
-  seq: number;
-  id: string;
-  owner: string;
-  name: string | null;
-  state: JobState;
-  priority: number;
-  spec: string;
-  spec_hash: string;
-  idempotency_key: string | null;
-  request_id: string | null;
-  container_id: string | null;
-  gpus: string;
-  node: string | null;
-  attempt: number;
-  attempts: string;
-  not_before: string | null;
-  gpu_memory_mib: number | null;
-  gpu_telemetry: string | null;
-  exit_code: number | null;
-  reason: string | null;
-  result: string | null;
-  pull_status: string | null;
-  pull_progress: string | null;
-  cancel_requested: number;
-  created_at: string;
-  started_at: string | null;
-  finished_at: string | null;
-  deadline_at: string | null;
-}
-
-type ColumnField = Exclude<keyof JobPatch, 'endAttempt'>;
-
-/** JobPatch's fields and the columns that hold them; the only names an UPDATE is built from. */
-const COLUMN: Record<ColumnField, string> = {
-  state: 'state',
-  containerId: 'container_id',
-  gpus: 'gpus',
-  node: 'node',
-  attempt: 'attempt',
-  notBefore: 'not_before',
-  gpuMemoryMiB: 'gpu_memory_mib',
-  gpuTelemetry: 'gpu_telemetry',
-  exitCode: 'exit_code',
-  reason: 'reason',
-  result: 'result',
-  pullStatus: 'pull_status',
-  pullProgress: 'pull_progress',
-  cancelRequested: 'cancel_requested',
-  startedAt: 'started_at',
-  finishedAt: 'finished_at',
-  deadlineAt: 'deadline_at',
-};
 
 /**
  * Appends the ended attempt (JobPatch.endAttempt) to `attempts`. In an
@@ -76,48 +32,7 @@ const APPEND_ATTEMPT = `attempts = json_insert(attempts, '$[#]', json_object(
   'logEnd', COALESCE((SELECT l.next_seq - 1 FROM log_state l WHERE l.job_id = jobs.id), 0)))`;
 
 function toSql(key: ColumnField, value: unknown): unknown {
-  if (key === 'gpus') return JSON.stringify(value);
-  if (key === 'gpuTelemetry') return value === null ? null : JSON.stringify(value);
-  if (key === 'cancelRequested') return value ? 1 : 0;
-  return value;
-}
-
-/** The terminal states as an SQL list (constants, not input). */
-const ENDED = [...TERMINAL_STATES].map((s) => `'${s}'`).join(', ');
-/** The states of a job that holds, or is about to hold, a container. */
-const ACTIVE = `'pulling', 'starting', 'running'`;
-
-function toRecord(row: JobRow): JobRecord {
-  return Object.freeze({
-    seq: row.seq,
-    id: row.id,
-    owner: row.owner,
-    name: row.name,
-    state: row.state,
-    priority: row.priority,
-    spec: JSON.parse(row.spec) as JobSpec,
-    specHash: row.spec_hash,
-    idempotencyKey: row.idempotency_key,
-    requestId: row.request_id,
-    containerId: row.container_id,
-    gpus: JSON.parse(row.gpus) as string[],
-    node: row.node,
-    attempt: row.attempt,
-    attempts: JSON.parse(row.attempts) as AttemptRecord[],
-    notBefore: row.not_before,
-    gpuMemoryMiB: row.gpu_memory_mib,
-    gpuTelemetry: row.gpu_telemetry === null ? null : (JSON.parse(row.gpu_telemetry) as GpuTelemetry),
-    exitCode: row.exit_code,
-    reason: row.reason,
-    result: row.result,
-    pullStatus: row.pull_status,
-    pullProgress: row.pull_progress,
-    cancelRequested: row.cancel_requested === 1,
-    createdAt: row.created_at,
-    startedAt: row.started_at,
-    finishedAt: row.finished_at,
-    deadlineAt: row.deadline_at,
-  });
+  return key === 'cancelRequested' ? (value ? 1 : 0) : columnValue(key, value);
 }
 
 /** How many job records are kept in memory (about 1 KB each). */
@@ -151,6 +66,8 @@ export class SqliteJobStore implements JobStore {
   private readonly overlappingStmt: Statement;
   private readonly countStmt: Statement;
   private readonly queueSummaryStmt: Statement;
+  private readonly unsetStmt: Statement;
+  private readonly setSettingsStmt: Statement;
   /** UPDATE statements by column set and guard, prepared once each. */
   private readonly updates = new Map<string, Statement>();
 
@@ -158,8 +75,8 @@ export class SqliteJobStore implements JobStore {
     // ON CONFLICT DO NOTHING on the (owner, idempotency_key) index: the
     // idempotency check and the insert are one statement.
     this.insertStmt = db.prepare(
-      `INSERT INTO jobs (id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, created_at)
-       VALUES (@id, @owner, @name, 'queued', @priority, @spec, @specHash, @idempotencyKey, @requestId, @createdAt)
+      `INSERT INTO jobs (id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, created_at, settings)
+       VALUES (@id, @owner, @name, 'queued', @priority, @spec, @specHash, @idempotencyKey, @requestId, @createdAt, @settings)
        ON CONFLICT DO NOTHING`,
     );
     this.insertLabelStmt = db.prepare(`INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)`);
@@ -170,10 +87,10 @@ export class SqliteJobStore implements JobStore {
       `UPDATE jobs SET node = @name WHERE id = @id AND state = 'queued' AND node IS NULL
          AND EXISTS (SELECT 1 FROM nodes WHERE name = @name AND epoch = @epoch AND state = 'up' AND drained = 0)`,
     );
-    this.activeStmt = db.prepare(`SELECT * FROM jobs WHERE node = ? AND state IN (${ACTIVE}) ORDER BY seq`);
+    this.activeStmt = db.prepare(`SELECT * FROM jobs WHERE node = ? AND state IN ${ACTIVE_SQL} ORDER BY seq`);
     this.claimedStmt = db.prepare(`SELECT * FROM jobs WHERE node = ? AND state = 'queued' ORDER BY priority DESC, seq ASC`);
     this.unclaimStmt = db.prepare(`UPDATE jobs SET node = NULL WHERE node = ? AND state = 'queued' RETURNING id`);
-    this.holdingGpusStmt = db.prepare(`SELECT * FROM jobs WHERE state IN ('queued', ${ACTIVE}) AND gpus != '[]' ORDER BY seq`);
+    this.holdingGpusStmt = db.prepare(`SELECT * FROM jobs WHERE state IN ${ACTIVE_SQL} AND gpus != '[]' ORDER BY seq`);
     this.finishedBeforeStmt = db.prepare(`SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?`);
     // Both arms use the jobs_finished index (unfinished jobs are its NULL
     // entries, the rest a range of it); an ORDER BY would make SQLite scan
@@ -183,22 +100,14 @@ export class SqliteJobStore implements JobStore {
     this.queueSummaryStmt = db.prepare(
       `SELECT COUNT(*) AS length, MIN(created_at) AS oldestCreatedAt FROM jobs WHERE state = 'queued' AND node IS NULL`,
     );
+    this.unsetStmt = db.prepare(`SELECT id, spec FROM jobs WHERE settings IS NULL AND state NOT IN ${ENDED_SQL}`);
+    this.setSettingsStmt = db.prepare(`UPDATE jobs SET settings = ? WHERE id = ? AND settings IS NULL`);
   }
 
   async insert(job: NewJob): Promise<{ record: JobRecord; created: boolean }> {
     const created = writing(() =>
       this.db.transaction(() => {
-        const { changes } = this.insertStmt.run({
-          id: job.id,
-          owner: job.owner,
-          name: job.spec.name ?? null,
-          priority: job.spec.priority ?? 0,
-          spec: JSON.stringify(job.spec),
-          specHash: job.specHash,
-          idempotencyKey: job.idempotencyKey,
-          requestId: job.requestId,
-          createdAt: job.createdAt,
-        });
+        const { changes } = this.insertStmt.run(insertValues(job));
         if (changes === 0) return false;
         for (const [k, v] of Object.entries(job.spec.labels ?? {})) this.insertLabelStmt.run(job.id, k, v);
         return true;
@@ -243,7 +152,7 @@ export class SqliteJobStore implements JobStore {
    * Throws SQLite's errors as they are.
    */
   patch(id: string, patch: JobPatch, expect?: UpdateGuard): JobRecord | undefined {
-    const keys = (Object.keys(COLUMN) as ColumnField[]).filter((k) => patch[k] !== undefined);
+    const keys = patchKeys(patch);
     const ended = patch.endAttempt;
     if (keys.length === 0 && ended === undefined) {
       const record = this.read(id);
@@ -276,7 +185,7 @@ export class SqliteJobStore implements JobStore {
     const sets = [...keys.map((k) => `${COLUMN[k]} = @${k}`), ...(endAttempt ? [APPEND_ATTEMPT] : [])].join(', ');
     let sql = `UPDATE jobs SET ${sets} WHERE id = @id`;
     if (expectState) sql += ' AND state = @expectState';
-    if (fenced) sql += ` AND node = @fenceNode AND attempt = @fenceAttempt AND state NOT IN (${ENDED})`;
+    if (fenced) sql += ` AND node = @fenceNode AND attempt = @fenceAttempt AND state NOT IN ${ENDED_SQL}`;
     let stmt = this.updates.get(sql);
     if (!stmt) this.updates.set(sql, (stmt = this.db.prepare(sql)));
     return stmt;
@@ -359,6 +268,18 @@ export class SqliteJobStore implements JobStore {
 
   async queueSummary(): Promise<{ length: number; oldestCreatedAt: string | null }> {
     return this.queueSummaryStmt.get() as { length: number; oldestCreatedAt: string | null };
+  }
+
+  async fillSettings(resolve: (spec: JobSpec) => RunSettings): Promise<number> {
+    const filled = writing(() =>
+      this.db.transaction(() => {
+        const rows = this.unsetStmt.all() as { id: string; spec: string }[];
+        for (const r of rows) this.setSettingsStmt.run(settingsText(resolve(JSON.parse(r.spec) as JobSpec)), r.id);
+        return rows.length;
+      })(),
+    );
+    if (filled > 0) this.forget();
+    return filled;
   }
 }
 

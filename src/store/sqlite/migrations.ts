@@ -171,6 +171,15 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0006_gpu_telemetry': {
     up: (db) => exec(db, [`ALTER TABLE jobs ADD COLUMN gpu_telemetry TEXT`]),
   },
+
+  /**
+   * A job's run settings (JSON, model/run-settings.ts), resolved at submit.
+   * Existing jobs get NULL; the app gives the unended ones theirs when it
+   * starts (JobStore.fillSettings).
+   */
+  '0007_run_settings': {
+    up: (db) => exec(db, [`ALTER TABLE jobs ADD COLUMN settings TEXT`]),
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
