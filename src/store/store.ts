@@ -13,7 +13,10 @@ import type { JobState } from '../model/states.js';
  *
  * Rules every implementation keeps:
  * - A write that cannot be made (disk full, database unreachable) rejects
- *   with StoreUnavailableError and changes nothing.
+ *   with StoreUnavailableError and changes nothing. A write whose reply is
+ *   lost (the connection drops after the commit) rejects so too, though it
+ *   committed: every write a job's run makes is safe to repeat (a job
+ *   update's rules are in jobs/run-writes.ts; `logs.append` by sequence).
  * - `jobs.insert` is atomic with its idempotency check: two inserts with the
  *   same owner and key yield one job, whatever their timing.
  * - `jobs.update` with `expect` is a compare-and-set: it changes the job only
@@ -186,7 +189,12 @@ export interface JobStore {
 
 export interface LogStore {
   state(jobId: string): Promise<LogState>;
-  /** Stores records (numbered up to `next.nextSeq - 1`) and the capture's new state, together. */
+  /**
+   * Stores records (numbered up to `next.nextSeq - 1`) and the capture's new
+   * state, together. Idempotent by sequence: records whose first seq is
+   * already stored with the same content are the same append repeated, a
+   * success that writes nothing; other content there rejects (ChunkConflictError).
+   */
   append(jobId: string, records: readonly NewLogRecord[], next: LogState, fence?: Fence): Promise<void>;
   saveState(jobId: string, state: LogState, fence?: Fence): Promise<void>;
   /**

@@ -257,10 +257,17 @@ export class PgJobStore implements JobStore {
     private readonly cache: RecordCache,
   ) {}
 
-  /** Runs a single-job statement and keeps its record; none back means the job changed under a guard, so its record is dropped. */
+  /**
+   * Runs a single-job statement and keeps its record; none back means the
+   * job changed under a guard, and a failure may have committed (its reply
+   * lost): either way its record is dropped.
+   */
   private async one(id: string, run: () => Promise<JobRow[]>): Promise<JobRecord | undefined> {
     const ticket = this.cache.ticket();
-    const [row] = await run();
+    const [row] = await run().catch((err: unknown) => {
+      this.cache.drop(id);
+      throw err;
+    });
     if (!row) {
       this.cache.drop(id);
       return undefined;
