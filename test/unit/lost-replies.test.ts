@@ -14,9 +14,6 @@ import { after, before, describe, type TestContext, test } from 'node:test';
 import pino from 'pino';
 import type { Principal } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config.js';
-import { buildDomain } from '../../src/domain.js';
-import { NodeMembership } from '../../src/fleet/membership.js';
-import { GpuAllocator } from '../../src/gpu/allocator.js';
 import { JobEventHub } from '../../src/jobs/events.js';
 import { QueueState } from '../../src/jobs/queue-state.js';
 import { Quotas } from '../../src/jobs/quotas.js';
@@ -25,12 +22,13 @@ import { JobService } from '../../src/jobs/service.js';
 import { FencedError } from '../../src/model/errors.js';
 import type { Job, JobSpec } from '../../src/model/job.js';
 import { EMPTY_LOG_STATE, type LogState, type NewLogRecord } from '../../src/model/log.js';
-import { IllegalTransitionError, isTerminal, type JobState } from '../../src/model/states.js';
+import { IllegalTransitionError, type JobState } from '../../src/model/states.js';
 import { NO_SECRETS } from '../../src/secrets/source.js';
 import { ChunkConflictError } from '../../src/store/chunk-codec.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Fence, JobPatch, Store } from '../../src/store/store.js';
+import { startDomain, type TestDomain } from '../helpers/domain.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { FaultyStore } from '../helpers/faulty-store.js';
 import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
@@ -38,7 +36,7 @@ import { createDatabase, startPostgres, type TestPostgres } from '../helpers/pos
 const owner: Principal = { owner: 'team-a', scopes: new Set(['submit', 'read', 'cancel']), isAdmin: false };
 const spec = (extra: Partial<JobSpec> = {}): JobSpec => ({ image: 'local/busybox:latest', command: ['true'], ...extra });
 const config = loadConfig({ GANTRY_DATA_DIR: os.tmpdir(), GANTRY_STOP_GRACE_SECONDS: '0' });
-const log = process.env.LOST_LOG ? pino({ level: 'debug' }, pino.destination(process.env.LOST_LOG)) : pino({ level: 'silent' });
+const log = pino({ level: 'silent' });
 const NODE = 'node-1';
 
 let cluster: TestPostgres | null = null;
@@ -60,76 +58,39 @@ async function openStore(kind: Kind): Promise<Store> {
         log: { warn: () => undefined },
       });
 }
-interface Harness {
+const running = (j: Job) => j.state === 'running';
+
+interface Harness extends TestDomain {
   faults: FaultyStore;
   runtime: FakeRuntime;
-  jobs: JobService;
   /** The states each job was announced in, in order. */
   announced: Map<string, JobState[]>;
-  submit(s?: JobSpec): Promise<string>;
-  until(id: string, pred?: (j: Job) => boolean, timeoutMs?: number): Promise<Job>;
-  lines(id: string): Promise<string[]>;
+  /** A job that writes `output` once running, then exits with `exitCode`; resolves once it ended. */
+  runJob(output: string, exitCode: number): Promise<{ id: string; done: Job }>;
 }
 
 /** The scheduler of one node on the fake runtime, over a real store behind a FaultyStore. */
 async function harness(t: TestContext, kind: Kind): Promise<Harness> {
   const faults = new FaultyStore(await openStore(kind));
-  const store = faults.store;
   const runtime = new FakeRuntime();
-  const events = new JobEventHub();
-  const seat = new NodeMembership({
-    store,
-    info: { name: NODE, labels: {}, gpus: [], version: 'test', leaseSeconds: 30 },
-    shared: kind === 'postgres',
-    log,
-    onSettled: () => undefined,
-    onFenced: async () => undefined,
-    onSuperseded: () => undefined,
-    onHeartbeat: () => undefined,
-  });
-  await seat.join();
-  const { jobs, scheduler } = buildDomain({
-    config,
-    store,
-    runtime,
-    gpus: new GpuAllocator([]),
-    events,
-    registryLogins: {},
-    secrets: NO_SECRETS,
-    quotas: new Quotas(),
-    seat,
-    placementProblem: async () => null,
-    log,
-  });
+  const domain = await startDomain({ store: faults.store, runtime, config, log, owner, shared: kind === 'postgres' });
   t.after(async () => {
-    scheduler.shutdown();
+    domain.scheduler.shutdown();
     await faults.inner.close();
   });
   const announced = new Map<string, JobState[]>();
-  events.onAnyStatus((j) => announced.set(j.id, [...(announced.get(j.id) ?? []), j.state]));
-  await scheduler.start();
-  return {
-    faults,
-    runtime,
-    jobs,
-    announced,
-    submit: async (s = spec()) => (await jobs.submit(owner, s, { idempotencyKey: null, requestId: null })).job.id,
-    async until(id, pred = (j) => isTerminal(j.state), timeoutMs = 10_000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const j = await jobs.get(owner, id);
-        if (pred(j)) return j;
-        if (Date.now() > deadline) throw new Error(`job ${id} is ${j.state} (${j.reason})`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    },
-    async lines(id) {
-      return (await store.logs.tail(id, 10_000)).map((l) => l.line);
-    },
+  domain.events.onAnyStatus((j) => announced.set(j.id, [...(announced.get(j.id) ?? []), j.state]));
+  const runJob = async (output: string, exitCode: number) => {
+    const id = await domain.submit(spec());
+    await domain.until(id, running);
+    const c = await runtime.containerOf(id);
+    runtime.write(c.id, output);
+    runtime.exit(c.id, exitCode);
+    return { id, done: await domain.until(id, undefined, 10_000) };
   };
+  return { ...domain, faults, runtime, announced, runJob };
 }
 
-const running = (j: Job) => j.state === 'running';
 const times = (states: JobState[] | undefined, state: JobState) => (states ?? []).filter((s) => s === state).length;
 
 for (const kind of ['sqlite', 'postgres'] as const) {
@@ -137,12 +98,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
     test('on the `running` transition: the run carries on, and the job succeeds with its exit code', async (t) => {
       const h = await harness(t, kind);
       h.faults.inject({ method: 'jobs.update', mode: 'lost-reply', when: (_id, patch) => patch.state === 'running' });
-      const id = await h.submit();
-      await h.until(id, running);
-      const c = await h.runtime.containerOf(id);
-      h.runtime.write(c.id, 'working\n');
-      h.runtime.exit(c.id, 0);
-      const done = await h.until(id);
+      const { id, done } = await h.runJob('working\n', 0);
       assert.equal(h.faults.count('jobs.update'), 1, 'the fault fired');
       assert.deepEqual([done.state, done.exitCode, done.reason], ['succeeded', 0, null]);
       assert.deepEqual(await h.lines(id), ['working']);
@@ -152,7 +108,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
 
     test('on a log append: the capture carries on, and every line is stored exactly once', async (t) => {
       const h = await harness(t, kind);
-      const id = await h.submit();
+      const id = await h.submit(spec());
       await h.until(id, running);
       const c = await h.runtime.containerOf(id);
       // The second chunk of lines is the one whose reply is lost.
@@ -166,7 +122,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
         await new Promise((r) => setTimeout(r, 60)); // past the capture's flush delay: one chunk per batch
       }
       h.runtime.exit(c.id, 0);
-      const done = await h.until(id);
+      const done = await h.until(id, undefined, 10_000);
       assert.equal(h.faults.count('logs.append'), 1, 'the fault fired');
       assert.equal(done.state, 'succeeded');
       assert.deepEqual(await h.lines(id), expected);
@@ -176,12 +132,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
     test('on the write that ends the job: it ends once, with one attempt, with its own outcome', async (t) => {
       const h = await harness(t, kind);
       h.faults.inject({ method: 'jobs.update', mode: 'lost-reply', when: (_id, patch) => patch.endAttempt !== undefined });
-      const id = await h.submit();
-      await h.until(id, running);
-      const c = await h.runtime.containerOf(id);
-      h.runtime.write(c.id, 'bye\n');
-      h.runtime.exit(c.id, 3);
-      const done = await h.until(id);
+      const { id, done } = await h.runJob('bye\n', 3);
       assert.equal(h.faults.count('jobs.update'), 1, 'the fault fired');
       assert.deepEqual([done.state, done.exitCode, done.reason], ['failed', 3, 'exited with code 3']);
       assert.equal(done.attempts.length, 1);
@@ -202,7 +153,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       const second = [...h.runtime.containers.values()].find((x) => x.id !== first.id && x.state === 'running');
       assert.ok(second, 'attempt 2 has its own container');
       h.runtime.exit(second.id, 0);
-      const done = await h.until(id);
+      const done = await h.until(id, undefined, 10_000);
       assert.equal(h.faults.count('jobs.update'), 1, 'the fault fired');
       assert.deepEqual([done.state, done.attempt], ['succeeded', 2]);
       assert.deepEqual(
@@ -218,12 +169,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       const h = await harness(t, kind);
       h.faults.inject({ method: 'jobs.update', mode: 'refused', when: (_id, patch) => patch.state === 'running' });
       h.faults.inject({ method: 'logs.append', mode: 'refused', when: (_id, records) => records.length > 0 });
-      const id = await h.submit();
-      await h.until(id, running);
-      const c = await h.runtime.containerOf(id);
-      h.runtime.write(c.id, 'one\ntwo\n');
-      h.runtime.exit(c.id, 0);
-      const done = await h.until(id);
+      const { id, done } = await h.runJob('one\ntwo\n', 0);
       assert.equal(h.faults.fired.length, 2);
       assert.equal(done.state, 'succeeded');
       assert.deepEqual(await h.lines(id), ['one', 'two']);

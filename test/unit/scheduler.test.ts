@@ -6,21 +6,15 @@ import { type TestContext, test } from 'node:test';
 import pino from 'pino';
 import type { Principal } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config.js';
-import { buildDomain } from '../../src/domain.js';
-import { NodeMembership } from '../../src/fleet/membership.js';
-import { GpuAllocator } from '../../src/gpu/allocator.js';
 import { gpuInjection } from '../../src/gpu/inject.js';
-import { JobEventHub } from '../../src/jobs/events.js';
-import { Quotas } from '../../src/jobs/quotas.js';
 import type { JobService } from '../../src/jobs/service.js';
 import { StoreUnavailableError } from '../../src/model/errors.js';
 import type { Job, JobSpec } from '../../src/model/job.js';
-import { isTerminal } from '../../src/model/states.js';
 import { containerSpec } from '../../src/runner/container-spec.js';
 import type { Scheduler } from '../../src/runner/scheduler.js';
-import { NO_SECRETS } from '../../src/secrets/source.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
+import { startDomain } from '../helpers/domain.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
 
 // The scheduler and one job's run, driven against an in-memory container
@@ -47,66 +41,25 @@ async function harness(t: TestContext, o: { runtime?: FakeRuntime; dataDir?: str
   const dataDir = o.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'sched-'));
   const raw = await openSqliteStore(dataDir);
   const store = o.store ? o.store(raw) : raw;
-  const events = new JobEventHub();
-  const gpus = new GpuAllocator([]);
-  const log = pino({ level: 'silent' });
-  const seat = new NodeMembership({
-    store,
-    info: { name: 'node-1', labels: {}, gpus: [], version: 'test', leaseSeconds: 30 },
-    shared: false,
-    log,
-    onSettled: () => undefined,
-    onFenced: async () => undefined,
-    onSuperseded: () => undefined,
-    onHeartbeat: () => undefined,
-  });
-  await seat.join();
-  const { jobs, scheduler } = buildDomain({
-    config,
-    store,
-    runtime,
-    gpus,
-    events,
-    registryLogins: {},
-    secrets: NO_SECRETS,
-    quotas: new Quotas(),
-    seat,
-    placementProblem: async () => null,
-    log,
-  });
+  const domain = await startDomain({ store, runtime, config, log: pino({ level: 'silent' }), owner });
   let closed = false;
   const close = async () => {
     if (closed) return;
     closed = true;
-    scheduler.shutdown();
+    domain.scheduler.shutdown();
     await raw.close();
   };
   t.after(close);
-  await scheduler.start();
-  const h: Harness = {
+  return {
+    ...domain,
     runtime,
     store,
-    jobs,
-    scheduler,
-    submit: async (s = spec()) => (await jobs.submit(owner, s, { idempotencyKey: null, requestId: null })).job.id,
-    async until(id, pred = (j) => isTerminal(j.state), timeoutMs = 5000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const j = await jobs.get(owner, id);
-        if (pred(j)) return j;
-        if (Date.now() > deadline) throw new Error(`job ${id} is ${j.state} (${j.reason})`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    },
-    async lines(id) {
-      return (await store.logs.tail(id, 1000)).map((l) => l.line);
-    },
+    submit: (s = spec()) => domain.submit(s),
     async restart() {
       await close();
       return harness(t, { runtime, dataDir });
     },
   };
-  return h;
 }
 
 const running = (j: Job) => j.state === 'running';
