@@ -159,7 +159,8 @@ export interface JobStore {
    * Takes a queued job for a node: sets `node` while the job is still
    * queued, no node has it and the node is up, undrained and of that epoch.
    * Of two nodes claiming one job, exactly one gets the record; the other
-   * gets undefined.
+   * gets undefined. A node claiming a queued job it already took gets it
+   * again: the same claim, repeated after its reply was lost.
    */
   claim(id: string, node: { name: string; epoch: number }): Promise<JobRecord | undefined>;
   /** Queued jobs no node has taken yet, in scheduling order: higher priority first, then FIFO. */

@@ -165,6 +165,20 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       );
     });
 
+    test('on a claim: the job is run by the node that took it, at its next scheduling pass', async (t) => {
+      const h = await harness(t, kind);
+      h.faults.inject({ method: 'jobs.claim', mode: 'lost-reply' });
+      const first = await h.submit(spec());
+      await waitFor(() => h.faults.count('jobs.claim') === 1, 'the claim was made and its reply lost');
+      // The pass that lost the reply failed; the next one (here, for another job) takes the first again.
+      const second = await h.submit(spec());
+      for (const id of [first, second]) {
+        await h.until(id, running);
+        h.runtime.exit((await h.runtime.containerOf(id)).id, 0);
+        assert.equal((await h.until(id, undefined, 10_000)).state, 'succeeded');
+      }
+    });
+
     test('a write refused before it reached the store is simply made again', async (t) => {
       const h = await harness(t, kind);
       h.faults.inject({ method: 'jobs.update', mode: 'refused', when: (_id, patch) => patch.state === 'running' });
@@ -268,6 +282,16 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       assert.deepEqual([again?.state, again?.node, again?.attempt], ['queued', null, 1]);
       assert.deepEqual(announced, ['pulling', 'queued']);
       await assert.rejects(service.transition(id, 'pulling', {}, fence), FencedError, "the job is no longer this run's");
+    });
+
+    test('a claim repeated by the node that took the job gets it again; another node does not', async (t) => {
+      const { store, id } = await taken(t);
+      const node = (await store.nodes.get(NODE))!;
+      const again = await store.jobs.claim(id, { name: NODE, epoch: node.epoch });
+      assert.deepEqual([again?.node, again?.state, again?.attempt], [NODE, 'queued', 1]);
+      const other = await store.nodes.register({ name: 'node-2', labels: {}, gpus: [], version: 'test', leaseSeconds: 30 });
+      assert.equal(await store.jobs.claim(id, { name: 'node-2', epoch: other.epoch }), undefined);
+      assert.equal(await store.jobs.claim(id, { name: NODE, epoch: node.epoch - 1 }), undefined, 'not by an older process of the node');
     });
 
     test('a log append repeated with the same records writes nothing; other records there are refused', async (t) => {

@@ -120,7 +120,8 @@ test('claim: of two claims one wins; a drained node, a lost one or an old epoch 
   assert.equal(ca?.node, 'a');
   assert.equal(ca?.state, 'queued');
   assert.equal((await store.jobs.get(job.id))?.node, 'a');
-  assert.equal(await store.jobs.claim(job.id, a), undefined, 'a claimed job cannot be claimed again');
+  assert.equal(await store.jobs.claim(job.id, b), undefined, 'a job another node claimed cannot be claimed');
+  assert.equal((await store.jobs.claim(job.id, a))?.node, 'a', 'its node claims it again (a claim repeated after a lost reply)');
 
   const second = await add();
   await store.nodes.setDrained('b', true);

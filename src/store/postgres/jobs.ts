@@ -223,7 +223,7 @@ const INSERT = `
 const CLAIM = `
   WITH u AS (
     UPDATE jobs SET node = $2
-    WHERE id = $1 AND state = 'queued' AND node IS NULL
+    WHERE id = $1 AND state = 'queued' AND (node IS NULL OR node = $2)
       AND EXISTS (SELECT 1 FROM nodes WHERE name = $2 AND epoch = $3 AND state = 'up' AND NOT drained FOR SHARE)
     RETURNING ${JOB_COLUMNS}
   )
