@@ -27,7 +27,8 @@ export function assertOwned(record: JobRecord, fence: Fence): void {
  * A state change is already applied when the job is in the target state
  * and held as the write leaves it: by the fence's node and attempt, or the
  * node and attempt the patch itself sets (a run giving its job back to the
- * queue sets `node: null`). A change that also ends an attempt
+ * queue sets `node: null`); without a fence (a write not a run's), by the
+ * attempt the patch sets, if it sets one. A change that also ends an attempt
  * (`endAttempt`: the job's end, or its requeue as the next attempt) is
  * applied only when that very attempt end is in the job's history: the
  * fence's attempt on the fence's node, with the same outcome, cause,
