@@ -21,6 +21,7 @@ import { type Fence, type JobPatch, type JobRecord, type JobStore, type NewJob, 
 import type { JobEventHub } from './events.js';
 import { checkPolicy, secretAccessErrors } from './policy.js';
 import { resolveRunSettings } from './run-settings.js';
+import { Announced, assertOwned, patchApplied, transitionApplied } from './run-writes.js';
 import { specHash } from './spec-hash.js';
 import { deepFreeze, toJob } from './view.js';
 
@@ -79,6 +80,7 @@ export class JobService {
    * by the API): status polls of finished jobs cost no store read.
    */
   private readonly finished = new LRUCache<string, Job>({ max: FINISHED_VIEWS_MAX });
+  private readonly announced = new Announced(FINISHED_VIEWS_MAX);
 
   constructor(private readonly d: JobServiceDeps) {}
 
@@ -211,8 +213,7 @@ export class JobService {
       const patch = { state: 'cancelled' as const, finishedAt: new Date().toISOString(), reason: 'cancelled while queued' };
       const done = await this.d.store.update(id, patch, { state: 'queued' });
       if (done) {
-        this.d.queue.observe(done);
-        this.d.events.publishStatus(await this.view(done));
+        await this.announce(done);
         this.d.events.publishQueueChanged();
         return this.view(done);
       }
@@ -230,40 +231,55 @@ export class JobService {
    * the state read here, so a concurrent change (a cancel racing the
    * scheduler) is never overwritten: the transition is then checked again
    * against the new state. Resolves undefined when the job has already
-   * ended; an illegal transition is a bug and throws. With a fence (a run's
-   * own writes), throws FencedError once the job is no longer that run's.
+   * ended, or the record if it already holds this write (run-writes.ts); an
+   * illegal transition is a bug and throws. With a fence (a run's own
+   * writes), throws FencedError once the job is no longer that run's.
    */
   async transition(id: string, to: JobState, patch: JobPatch = {}, fence?: Fence): Promise<JobRecord | undefined> {
-    for (;;) {
-      const record = await this.d.store.get(id);
+    for (let fresh = false; ; ) {
+      const record = await this.d.store.get(id, { fresh });
       if (!record) throw new NotFoundError(`job ${id}`);
+      if (transitionApplied(record, to, patch, fence)) {
+        // A cached record may lag the store: a repeat succeeds on the store's own word.
+        if (fresh) return this.announce(record, true);
+        fresh = true;
+        continue;
+      }
       // A terminal state is final: another writer ended the job first.
       if (isTerminal(record.state)) return undefined;
       if (fence) assertOwned(record, fence);
       assertTransition(record.state, to);
       const updated = await this.d.store.update(id, { ...patch, state: to }, { state: record.state, fence });
-      if (updated) {
-        this.d.queue.observe(updated);
-        this.d.events.publishStatus(await this.view(updated));
-        return updated;
-      }
+      if (updated) return this.announce(updated);
     }
   }
 
   /**
    * Updates details without a state change (pull progress, container id,
    * result) and tells followers. With a fence, throws FencedError once the
-   * job is no longer that run's.
+   * job is no longer that run's, unless the patch moved it on (run-writes.ts).
    */
   async patch(id: string, patch: JobPatch, fence?: Fence): Promise<JobRecord> {
     const updated = await this.d.store.update(id, patch, fence && { fence });
     if (!updated) {
-      if (fence) throw new FencedError(id, 'it ended or was settled by the fleet meanwhile');
-      throw new NotFoundError(`job ${id}`);
+      if (!fence) throw new NotFoundError(`job ${id}`);
+      const now = await this.d.store.get(id, { fresh: true });
+      if (!now || !patchApplied(now, patch, fence)) throw new FencedError(id, 'it ended or was settled by the fleet meanwhile');
+      return this.announce(now, true);
     }
-    this.d.queue.observe(updated);
-    this.d.events.publishStatus(await this.view(updated));
-    return updated;
+    return this.announce(updated);
+  }
+
+  /**
+   * The queue follows the record and followers are told; `once` (a record
+   * found to hold a repeated write): unless this service told it already.
+   */
+  private async announce(record: JobRecord, once = false): Promise<JobRecord> {
+    if (once && this.announced.has(record)) return record;
+    this.d.queue.observe(record);
+    this.announced.note(record);
+    this.d.events.publishStatus(await this.view(record));
+    return record;
   }
 
   async view(record: JobRecord): Promise<Job> {
@@ -312,14 +328,6 @@ export class JobService {
   async refresh(id: string): Promise<void> {
     const record = await this.d.store.get(id);
     if (record) this.d.queue.observe(record);
-  }
-}
-
-/** The run that holds the fence still owns the job (its node and attempt), else FencedError. */
-function assertOwned(record: JobRecord, fence: Fence): void {
-  if (record.node !== fence.node || record.attempt !== fence.attempt) {
-    const now = record.node === null ? 'back in the queue' : `attempt ${record.attempt} on node "${record.node}"`;
-    throw new FencedError(record.id, `it is now ${now}`);
   }
 }
 

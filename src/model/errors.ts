@@ -61,7 +61,8 @@ export class UnsatisfiableSpecError extends DomainError {
 
 /**
  * The store cannot take writes now (its disk is full, or it cannot be
- * reached). Nothing was changed; the same request may succeed later.
+ * reached). Nothing was changed, unless the connection dropped after a
+ * commit, before its reply; the same request may succeed later.
  */
 export class StoreUnavailableError extends DomainError {
   constructor(

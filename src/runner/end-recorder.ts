@@ -11,8 +11,10 @@ const RETRY_MS = 2000;
  * unreachable), the
  * outcome is kept and retried every few seconds until it lands, so a job's
  * real result is never replaced by a storage error; /readyz reports the
- * store as not writable meanwhile. Resolves once recorded (or once the
- * job had already ended by another hand), or never when `stopped` turns
+ * store as not writable meanwhile. Resolves once recorded (a try whose
+ * reply was lost after it committed is found recorded by the next:
+ * jobs/run-writes.ts) or once the job had already ended by another hand, or
+ * never when `stopped` turns
  * true first, in which case the job's container stays for the next start's
  * reconcile to decide. A fenced write is not retried: the job is another
  * run's, and FencedError is thrown.

@@ -29,6 +29,18 @@ export function encodeChunk(records: readonly NewLogRecord[]): string {
   return `${JSON.stringify(runs)}\n${texts.join('\n')}`;
 }
 
+/**
+ * An append found its chunk's first seq already stored with other records:
+ * two writers of one log. (The same records there are the same append
+ * repeated after its reply was lost, which the stores take as done.)
+ */
+export class ChunkConflictError extends Error {
+  constructor(jobId: string, firstSeq: number, lastSeq: number) {
+    super(`log records ${firstSeq}..${lastSeq} of job ${jobId} are already stored with other content`);
+    this.name = 'ChunkConflictError';
+  }
+}
+
 /** A chunk's records as parallel arrays, from either version. */
 export function unpackChunk(text: string): { codes: (0 | 1 | 2)[]; times: number[]; lines: string[] } {
   const nl = text.indexOf('\n');

@@ -14,7 +14,10 @@ import type { JobState } from '../model/states.js';
  *
  * Rules every implementation keeps:
  * - A write that cannot be made (disk full, database unreachable) rejects
- *   with StoreUnavailableError and changes nothing.
+ *   with StoreUnavailableError and changes nothing. A write whose reply is
+ *   lost (the connection drops after the commit) rejects so too, though it
+ *   committed: every write a job's run makes is safe to repeat (a job
+ *   update's rules are in jobs/run-writes.ts; `logs.append` by sequence).
  * - `jobs.insert` is atomic with its idempotency check: two inserts with the
  *   same owner and key yield one job, whatever their timing.
  * - `jobs.update` with `expect` is a compare-and-set: it changes the job only
@@ -203,7 +206,8 @@ export interface JobStore {
    * Takes a queued job for a node: sets `node` while the job is still
    * queued, no node has it and the node is up, undrained and of that epoch.
    * Of two nodes claiming one job, exactly one gets the record; the other
-   * gets undefined.
+   * gets undefined. A node claiming a queued job it already took gets it
+   * again: the same claim, repeated after its reply was lost.
    */
   claim(id: string, node: { name: string; epoch: number }): Promise<JobRecord | undefined>;
   /** Queued jobs no node has taken yet, in scheduling order: higher priority first, then FIFO. */
@@ -238,7 +242,12 @@ export interface JobStore {
 
 export interface LogStore {
   state(jobId: string): Promise<LogState>;
-  /** Stores records (numbered up to `next.nextSeq - 1`) and the capture's new state, together. */
+  /**
+   * Stores records (numbered up to `next.nextSeq - 1`) and the capture's new
+   * state, together. Idempotent by sequence: records whose first seq is
+   * already stored with the same content are the same append repeated, a
+   * success that writes nothing; other content there rejects (ChunkConflictError).
+   */
   append(jobId: string, records: readonly NewLogRecord[], next: LogState, fence?: Fence): Promise<void>;
   saveState(jobId: string, state: LogState, fence?: Fence): Promise<void>;
   /**

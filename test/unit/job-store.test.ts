@@ -208,7 +208,14 @@ function contract(open: OpenStore): void {
     const winner = (ca ?? cb)!;
     assert.equal(winner.state, 'queued');
     assert.equal((await store.jobs.get(job.id))?.node, winner.node);
-    assert.equal(await store.jobs.claim(job.id, a), undefined, 'a claimed job cannot be claimed again');
+    const loser = winner.node === 'a' ? b : a;
+    assert.equal(await store.jobs.claim(job.id, loser), undefined, 'a job another node claimed cannot be claimed');
+    const winnerSeat = winner.node === 'a' ? a : b;
+    assert.equal(
+      (await store.jobs.claim(job.id, winnerSeat))?.node,
+      winner.node,
+      'its node claims it again (a claim repeated after a lost reply)',
+    );
 
     const second = (await store.jobs.insert(newJob())).record;
     await store.nodes.setDrained('b', true);

@@ -140,7 +140,8 @@ describe('PostgreSQL store', () => {
       (await b.jobs.queued()).map((j) => j.id),
       [late.id],
     );
-    assert.equal(await b.jobs.claim(jobs[0]!.id, nb), undefined, 'a claimed job cannot be claimed again');
+    const [other, node] = (await a.jobs.get(jobs[0]!.id))?.node === 'a' ? [b, nb] : [a, na];
+    assert.equal(await other.jobs.claim(jobs[0]!.id, node), undefined, 'a job another node claimed cannot be claimed');
   });
 
   test('logs: chunks, tail, state and totals round-trip; NUL and non-ASCII lines survive', async (t) => {

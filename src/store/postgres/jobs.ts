@@ -136,7 +136,7 @@ const INSERT = `
 const CLAIM = `
   WITH u AS (
     UPDATE jobs SET node = $2
-    WHERE id = $1 AND state = 'queued' AND node IS NULL
+    WHERE id = $1 AND state = 'queued' AND (node IS NULL OR node = $2)
       AND EXISTS (SELECT 1 FROM nodes WHERE name = $2 AND epoch = $3 AND state = 'up' AND NOT drained FOR SHARE)
     RETURNING ${JOB_COLUMNS}
   )
@@ -172,10 +172,17 @@ export class PgJobStore implements JobStore {
     private readonly cache: RecordCache,
   ) {}
 
-  /** Runs a single-job statement and keeps its record; none back means the job changed under a guard, so its record is dropped. */
+  /**
+   * Runs a single-job statement and keeps its record; none back means the
+   * job changed under a guard, and a failure may have committed (its reply
+   * lost): either way its record is dropped.
+   */
   private async one(id: string, run: () => Promise<JobRow[]>): Promise<JobRecord | undefined> {
     const ticket = this.cache.ticket();
-    const [row] = await run();
+    const [row] = await run().catch((err: unknown) => {
+      this.cache.drop(id);
+      throw err;
+    });
     if (!row) {
       this.cache.drop(id);
       return undefined;

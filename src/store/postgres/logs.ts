@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { FencedError } from '../../model/errors.js';
 import { EMPTY_LOG_STATE, type LogChunk, type LogLine, type LogState, type LogStream, type NewLogRecord } from '../../model/log.js';
-import { encodeChunk, STREAM_NAMES, unpackChunk } from '../chunk-codec.js';
+import { ChunkConflictError, encodeChunk, STREAM_NAMES, unpackChunk } from '../chunk-codec.js';
 import { ENDED_SQL } from '../job-row.js';
 import type { Fence, LogStore } from '../store.js';
 import { CHANNEL, read, transaction, write } from './db.js';
@@ -26,7 +26,11 @@ interface LogStateRow {
  * that attempt, and not ended; FOR SHARE holds it until the write commits,
  * so an `expire` settling the job (it locks the row FOR UPDATE) comes
  * wholly before or after it. Without the row nothing is written, and
- * `owned` says so.
+ * `owned` says so. Idempotent by sequence: a chunk whose first seq is
+ * already stored is not written again, nor is the state that committed
+ * with it; `inserted` 0 and `stored` (the stored records, when they span
+ * the same seqs) let write() tell the same append repeated after a lost
+ * reply from another writer's.
  */
 function logWrite(o: { fenced: boolean; chunk: boolean }): string {
   const p = (() => {
@@ -37,8 +41,17 @@ function logWrite(o: { fenced: boolean; chunk: boolean }): string {
   const f = o.fenced
     ? `SELECT id FROM jobs WHERE id = ${job} AND node = ${p()} AND attempt = ${p()} AND state NOT IN ${ENDED_SQL} FOR SHARE`
     : `SELECT ${job}::text AS id`;
-  const c = o.chunk
-    ? `, c AS (INSERT INTO log_chunks (job_id, first_seq, last_seq, lines) SELECT f.id, ${p()}::bigint, ${p()}::bigint, ${p()}::bytea FROM f RETURNING 1)`
+  const chunk = o.chunk ? { first: p(), last: p(), lines: p() } : null;
+  const c = chunk
+    ? `, c AS (INSERT INTO log_chunks (job_id, first_seq, last_seq, lines)
+        SELECT f.id, ${chunk.first}::bigint, ${chunk.last}::bigint, ${chunk.lines}::bytea FROM f
+        ON CONFLICT (job_id, first_seq) DO NOTHING RETURNING 1)`
+    : '';
+  // A chunk already there: the statement's snapshot shows the stored one, for write() to compare.
+  const repeated = chunk
+    ? `, CASE WHEN NOT EXISTS (SELECT 1 FROM c) THEN (SELECT lines FROM log_chunks
+        WHERE job_id = ${job} AND first_seq = ${chunk.first}::bigint AND last_seq = ${chunk.last}::bigint) END AS stored,
+      (SELECT COUNT(*) FROM c)::int AS inserted`
     : '';
   const state = Array.from({ length: 8 }, p);
   const origin = p();
@@ -46,14 +59,14 @@ function logWrite(o: { fenced: boolean; chunk: boolean }): string {
   WITH f AS (${f})${c},
   s AS (
     INSERT INTO log_state (job_id, next_seq, stdout_records, stderr_records, bytes, truncated, last_stdout, error, complete)
-    SELECT f.id, ${state[0]}::bigint, ${state[1]}::bigint, ${state[2]}::bigint, ${state[3]}::bigint, ${state[4]}::boolean, ${state[5]}::text, ${state[6]}::text, ${state[7]}::boolean FROM f
+    SELECT f.id, ${state[0]}::bigint, ${state[1]}::bigint, ${state[2]}::bigint, ${state[3]}::bigint, ${state[4]}::boolean, ${state[5]}::text, ${state[6]}::text, ${state[7]}::boolean FROM f${chunk ? ' WHERE EXISTS (SELECT 1 FROM c)' : ''}
     ON CONFLICT (job_id) DO UPDATE SET next_seq = excluded.next_seq, stdout_records = excluded.stdout_records,
       stderr_records = excluded.stderr_records, bytes = excluded.bytes, truncated = excluded.truncated,
       last_stdout = excluded.last_stdout, error = excluded.error, complete = excluded.complete
     RETURNING job_id, next_seq
   )
   SELECT (SELECT COUNT(*) FROM f)::int AS owned,
-    (SELECT pg_notify('${CHANNEL}', json_build_object('o', ${origin}::text, 'k', 'log', 'j', s.job_id, 'q', s.next_seq - 1)::text) FROM s) AS notified`;
+    (SELECT pg_notify('${CHANNEL}', json_build_object('o', ${origin}::text, 'k', 'log', 'j', s.job_id, 'q', s.next_seq - 1)::text) FROM s) AS notified${repeated}`;
 }
 const LOG_WRITES = {
   append: logWrite({ fenced: false, chunk: true }),
@@ -123,7 +136,7 @@ export class PgLogStore implements LogStore {
   }
 
   /** One log write (see logWrite); FencedError when the fence no longer holds. */
-  private async write(jobId: string, fence: Fence | undefined, chunk: unknown[] | null, s: LogState): Promise<void> {
+  private async write(jobId: string, fence: Fence | undefined, chunk: [number, number, Buffer] | null, s: LogState): Promise<void> {
     const key = chunk ? (fence ? 'appendFenced' : 'append') : fence ? 'stateFenced' : 'state';
     const values = [
       jobId,
@@ -139,10 +152,16 @@ export class PgLogStore implements LogStore {
       s.complete,
       this.origin,
     ];
-    const [row] = await write<{ owned: number }>(this.pool, { name: `gantry_log_write_${key}`, text: LOG_WRITES[key], values });
+    const [row] = await write<{ owned: number; inserted?: number; stored?: Buffer | null }>(this.pool, {
+      name: `gantry_log_write_${key}`,
+      text: LOG_WRITES[key],
+      values,
+    });
     if (fence && row?.owned !== 1) {
       throw new FencedError(jobId, `its logs can no longer be written by node ${fence.node} (attempt ${fence.attempt})`);
     }
+    // Its chunk already stored with the same records: this append, repeated after a lost reply, is done.
+    if (chunk && row?.inserted === 0 && !row.stored?.equals(chunk[2])) throw new ChunkConflictError(jobId, chunk[0], chunk[1]);
   }
 
   async chunks(jobId: string, afterSeq: number, limit: { chunks: number; lines: number }): Promise<LogChunk[]> {

@@ -84,7 +84,7 @@ export class SqliteJobStore implements JobStore {
     this.byKeyStmt = db.prepare(`SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?`);
     this.queuedStmt = db.prepare(`SELECT * FROM jobs WHERE state = 'queued' AND node IS NULL ORDER BY priority DESC, seq ASC`);
     this.claimStmt = db.prepare(
-      `UPDATE jobs SET node = @name WHERE id = @id AND state = 'queued' AND node IS NULL
+      `UPDATE jobs SET node = @name WHERE id = @id AND state = 'queued' AND (node IS NULL OR node = @name)
          AND EXISTS (SELECT 1 FROM nodes WHERE name = @name AND epoch = @epoch AND state = 'up' AND drained = 0)`,
     );
     this.activeStmt = db.prepare(`SELECT * FROM jobs WHERE node = ? AND state IN ${ACTIVE_SQL} ORDER BY seq`);

@@ -2,7 +2,7 @@ import type { Statement } from 'better-sqlite3';
 import { FencedError } from '../../model/errors.js';
 import { EMPTY_LOG_STATE, type LogChunk, type LogLine, type LogState, type LogStream, type NewLogRecord } from '../../model/log.js';
 import { isTerminal, type JobState } from '../../model/states.js';
-import { encodeChunk, STREAM_NAMES, unpackChunk } from '../chunk-codec.js';
+import { ChunkConflictError, encodeChunk, STREAM_NAMES, unpackChunk } from '../chunk-codec.js';
 import type { Fence, LogStore } from '../store.js';
 import type { Db } from './db.js';
 import { writing } from './errors.js';
@@ -26,6 +26,7 @@ interface LogStateRow {
  */
 export class SqliteLogStore implements LogStore {
   private readonly insertChunk: Statement;
+  private readonly storedChunk: Statement;
   private readonly upsertState: Statement;
   private readonly getState: Statement;
   private readonly chunksAfter: Statement;
@@ -36,7 +37,10 @@ export class SqliteLogStore implements LogStore {
   private readonly ownerStmt: Statement;
 
   constructor(private readonly db: Db) {
-    this.insertChunk = db.prepare(`INSERT INTO log_chunks (job_id, first_seq, last_seq, lines) VALUES (?, ?, ?, ?)`);
+    this.insertChunk = db.prepare(
+      `INSERT INTO log_chunks (job_id, first_seq, last_seq, lines) VALUES (?, ?, ?, ?) ON CONFLICT (job_id, first_seq) DO NOTHING`,
+    );
+    this.storedChunk = db.prepare(`SELECT last_seq AS lastSeq, lines FROM log_chunks WHERE job_id = ? AND first_seq = ?`);
     this.upsertState = db.prepare(
       `INSERT INTO log_state (job_id, next_seq, stdout_records, stderr_records, bytes, truncated, last_stdout, error, complete)
        VALUES (@jobId, @nextSeq, @stdoutRecords, @stderrRecords, @bytes, @truncated, @lastStdout, @error, @complete)
@@ -93,11 +97,24 @@ export class SqliteLogStore implements LogStore {
     };
   }
 
+  /**
+   * Idempotent by sequence: a chunk already stored with the same records is
+   * this append repeated after its reply was lost; it committed with its
+   * state, so nothing is written again. Other records there throw
+   * ChunkConflictError.
+   */
   async append(jobId: string, records: readonly NewLogRecord[], next: LogState, fence?: Fence): Promise<void> {
     writing(() =>
       this.db.transaction(() => {
         this.checkFence(jobId, fence);
-        if (records.length > 0) this.insertChunk.run(jobId, next.nextSeq - records.length, next.nextSeq - 1, encodeChunk(records));
+        if (records.length > 0) {
+          const [first, last, lines] = [next.nextSeq - records.length, next.nextSeq - 1, encodeChunk(records)];
+          if (this.insertChunk.run(jobId, first, last, lines).changes === 0) {
+            const stored = this.storedChunk.get(jobId, first) as { lastSeq: number; lines: string } | undefined;
+            if (stored?.lastSeq === last && stored.lines === lines) return;
+            throw new ChunkConflictError(jobId, first, last);
+          }
+        }
         this.upsert(jobId, next);
       })(),
     );
