@@ -94,7 +94,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
   const quotas = new Quotas(config.quotasFile ? readQuotasFile(config.quotasFile) : []);
   const shared = config.databaseUrl !== undefined;
   const store = shared
-    ? await openPostgresStore({ url: config.databaseUrl!, node: config.node.name, log })
+    ? await openPostgresStore({ url: config.databaseUrl!, node: config.node.name, leaseSeconds: config.node.leaseSeconds, log })
     : await openSqliteStore(config.dataDir, config.node.name);
   const tokens = await loadTokens({
     adminToken: config.adminToken,
