@@ -35,8 +35,11 @@ export function clientConfig(url: string, node: string): pg.ClientConfig {
   };
 }
 
-/** The server-side limits of a session, in milliseconds (pg sends them as startup parameters). */
-export type SessionTimeouts = Pick<pg.ClientConfig, 'statement_timeout' | 'lock_timeout' | 'idle_in_transaction_session_timeout'>;
+/** The limits of a session, in milliseconds: the server's (pg sends them as startup parameters) and pg's own wait for an answer. */
+export type SessionTimeouts = Pick<
+  pg.ClientConfig,
+  'statement_timeout' | 'lock_timeout' | 'idle_in_transaction_session_timeout' | 'query_timeout'
+>;
 
 /**
  * The limits of every pooled connection, sized from the lease L so that
@@ -49,6 +52,10 @@ export type SessionTimeouts = Pick<pg.ClientConfig, 'statement_timeout' | 'lock_
  *   releasing its row locks no later than its node's lease would run out.
  * - statement_timeout = 2L: a statement running two leases is stuck, and
  *   returns its connection to the pool by failing.
+ * - query_timeout = 3L (pg's, client side): no answer a lease after the
+ *   server would have cancelled the statement means the link itself is
+ *   frozen; the query fails as "cannot be reached" and its connection is
+ *   dropped, rather than hang until TCP gives up.
  * The migrator and the change feed's listener take none of them: the one
  * waits on an advisory lock while another node migrates, the other idles
  * in LISTEN by design.
@@ -59,6 +66,7 @@ export function poolTimeouts(leaseSeconds: number): SessionTimeouts {
     lock_timeout: Math.round(lease / 3),
     idle_in_transaction_session_timeout: lease,
     statement_timeout: 2 * lease,
+    query_timeout: 3 * lease,
   };
 }
 
