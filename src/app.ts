@@ -160,6 +160,7 @@ export async function buildApp(config: Config, overrides: AppOverrides = {}): Pr
     onFenced: async () => scheduler?.abandonSettled(),
     onSuperseded: () => scheduler?.shutdown(),
     onHeartbeat: () => scheduler?.kick(),
+    onBraked: () => metrics.expiryBraked(),
   });
   const domain = buildDomain({
     config,

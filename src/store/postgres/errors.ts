@@ -32,7 +32,7 @@ const FULL_SQLSTATE = '53100';
  * answering (its query_timeout, db.ts); they carry no code.
  */
 const CONNECTION_MESSAGES =
-  /Connection terminated|timeout exceeded when trying to connect|not queryable|Connection ended unexpectedly|connection timeout|Query read timeout/i;
+  /Connection terminated|timeout exceeded when trying to connect|not queryable|Connection ended unexpectedly|connection timeout|timeout expired|Query read timeout/i;
 
 function codeOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
