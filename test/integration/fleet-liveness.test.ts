@@ -150,6 +150,9 @@ test('fleet liveness', { timeout: 180_000 }, async (t) => {
         LEASE * 4000,
       );
       assert.equal(back, epoch! + 1);
+      // Cut off, a never counted as reachable, so once back it declared no one lost.
+      for (const n of ['b', 'c']) assert.equal((await state(b, n)).state, 'up');
+      assert.ok(!a.logs.includes('nodes declared lost: their leases expired'));
     },
   );
 
