@@ -146,6 +146,10 @@ test('fleet failures', { timeout: 300_000 }, async (t) => {
       return j;
     });
     assert.equal((await a.job(job.id)).node, 'c');
+    // The first attempt's line is stored before c pauses (once paused, c could store it only after it was fenced).
+    await eventually("c stores the first attempt's line", async () =>
+      /attempt-1/.test((await a.call<string>('GET', `/v1/jobs/${job.id}/logs`)).text) ? true : undefined,
+    );
     const c = fleet.node('c');
     c.gantry.proc.kill('SIGSTOP');
     try {
