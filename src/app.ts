@@ -94,7 +94,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
   const quotas = new Quotas(config.quotasFile ? readQuotasFile(config.quotasFile) : []);
   const shared = config.databaseUrl !== undefined;
   const store = shared
-    ? await openPostgresStore({ url: config.databaseUrl!, node: config.node.name, log })
+    ? await openPostgresStore({ url: config.databaseUrl!, node: config.node.name, leaseSeconds: config.node.leaseSeconds, log })
     : await openSqliteStore(config.dataDir, config.node.name);
   // Jobs stored before run settings were (a data dir or database of an older
   // Gantry) get theirs now, once, from this configuration, before anything
@@ -164,6 +164,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     onFenced: async () => scheduler?.abandonSettled(),
     onSuperseded: () => scheduler?.shutdown(),
     onHeartbeat: () => scheduler?.kick(),
+    onBraked: () => metrics.expiryBraked(),
   });
   const domain = buildDomain({
     config,

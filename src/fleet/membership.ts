@@ -16,8 +16,21 @@ export interface MembershipDeps {
   onFenced: () => Promise<void>;
   /** Another process registered as this node: stop driving its jobs (leave them running for that process). */
   onSuperseded: () => void;
-  /** Called after each heartbeat, so missed signals cost at most one period. */
+  /** Called after each renewal, so missed signals cost at most one period. */
   onHeartbeat: () => void;
+  /** The brake held: nodes looked lost, and this node declared none of them (its metric). */
+  onBraked?: () => void;
+}
+
+/**
+ * The brake on expiry: when more than half of the other live nodes look
+ * lost at once, the observer is more likely the one cut off (or the store
+ * the one struggling) than they are all dead, and it declares no one lost.
+ * One node due alone is never braked: with a single other node the two
+ * cases cannot be told apart, and a fleet of two must still recover a dead node.
+ */
+export function brakes(due: number, othersUp: number): boolean {
+  return due >= 2 && due * 2 > othersUp;
 }
 
 /**
@@ -27,32 +40,56 @@ export interface MembershipDeps {
  * settling their jobs. All times are the store's.
  *
  * The rules it keeps:
- * - A node expires others only after it has itself reached the store for a
- *   whole lease without a gap: after an outage of the store every node
- *   first gets a chance to renew, so an outage alone never declares nodes lost.
+ * - Each beat renews first and alone; refreshing this node's record and
+ *   expiring others follow in the background, never overlapping each other
+ *   and never holding up the next renewal.
+ * - A renewal counts only if it succeeds within its deadline (a sixth of
+ *   the lease, half a beat). After a renewal that failed or came late the
+ *   node holds no seat (`epoch()` is null: it starts no new job) until one
+ *   succeeds in time again, and it holds none either once two beats pass
+ *   without a good renewal (a stalled process).
+ * - A node expires others only after its renewals have succeeded in time
+ *   for a whole lease: after an outage of the store every node first gets
+ *   a chance to renew, so an outage alone never declares nodes lost.
+ * - When more than half of the other live nodes look lost at once, the
+ *   brake holds (`brakes`): no one is declared lost.
  * - A node whose renewal is refused was declared lost (or replaced by a
  *   newer process of the same name): it holds no lease until it has killed
  *   the runs of jobs it no longer owns, then registers again.
+ * - A store that cannot be reached is never fatal: every failure is logged
+ *   and the next beat tries again.
  */
 export class NodeMembership implements NodeSeat {
   readonly name: string;
   readonly labels: Readonly<Record<string, string>>;
   readonly shared: boolean;
+  private readonly periodMs: number;
+  private readonly deadlineMs: number;
   private current: NodeRecord | null = null;
   private timer: NodeJS.Timeout | null = null;
-  /** Since when the store has answered every heartbeat (ms, this process's clock), or null after a miss. */
+  /** When the last renewal that succeeded in time was sent (ms, this process's clock), or null after one that did not. */
+  private renewedAt: number | null = null;
+  /** Since when every renewal has succeeded in time, or null after a miss. */
   private reachableSince: number | null = null;
-  private beating = false;
+  private renewing = false;
+  /** The refresh and expiry of others that the last beat started, while it runs. */
+  private keeping: Promise<void> | null = null;
   private stopped = false;
+  /** Whether the seat was held at the last renewal, to log each change once. */
+  private held = false;
 
   constructor(private readonly d: MembershipDeps) {
     this.name = d.info.name;
     this.labels = d.info.labels;
     this.shared = d.shared;
+    this.periodMs = (d.info.leaseSeconds * 1000) / 3;
+    this.deadlineMs = this.periodMs / 2;
   }
 
+  /** The epoch this process holds its lease with, or null while it holds none (not registered, fenced, or not renewing in time). */
   epoch(): number | null {
-    return this.current?.epoch ?? null;
+    if (!this.current || this.renewedAt === null || Date.now() - this.renewedAt >= 2 * this.periodMs) return null;
+    return this.current.epoch;
   }
 
   drained(): boolean {
@@ -61,15 +98,17 @@ export class NodeMembership implements NodeSeat {
 
   /** Registers this process as the node; the heartbeat starts with `start`. */
   async join(): Promise<NodeRecord> {
+    const sent = Date.now();
     this.current = await this.d.store.nodes.register(this.d.info);
-    this.reachableSince = Date.now();
+    this.renewedAt = sent;
+    this.reachableSince = sent;
+    this.held = true;
     this.d.log.info({ node: this.name, epoch: this.current.epoch, drained: this.current.drained }, 'joined the fleet');
     return this.current;
   }
 
   start(): void {
-    const periodMs = (this.d.info.leaseSeconds * 1000) / 3;
-    this.timer = setInterval(() => void this.heartbeat(), periodMs);
+    this.timer = setInterval(() => void this.heartbeat(), this.periodMs);
   }
 
   stop(): void {
@@ -77,42 +116,82 @@ export class NodeMembership implements NodeSeat {
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** The node's record changed elsewhere (a drain): read it again. */
+  /**
+   * The node's record changed elsewhere (a drain): read it again. Never
+   * rejects: a store that cannot be reached now leaves the record as it
+   * was, and the next beat reads it again.
+   */
   async refresh(): Promise<void> {
-    const mine = await this.d.store.nodes.get(this.name);
-    if (mine && this.current && mine.epoch === this.current.epoch) this.current = mine;
-  }
-
-  /** One heartbeat; beats never overlap (a slow store delays the next one). */
-  async heartbeat(): Promise<void> {
-    if (this.beating || this.stopped) return;
-    this.beating = true;
     try {
-      await this.beat();
+      const mine = await this.d.store.nodes.get(this.name);
+      if (mine && this.current && mine.epoch === this.current.epoch) this.current = mine;
     } catch (err) {
-      this.reachableSince = null;
-      const level = err instanceof StoreUnavailableError ? 'warn' : 'error';
-      this.d.log[level]({ err, node: this.name }, 'node heartbeat failed');
-    } finally {
-      this.beating = false;
+      this.d.log.warn({ err, node: this.name }, "could not read this node's record; the next heartbeat reads it again");
     }
-    if (!this.stopped) this.d.onHeartbeat();
   }
 
-  private async beat(): Promise<void> {
-    const { nodes } = this.d.store;
+  /** One heartbeat: the renewal, then (in the background) the refresh and expiry of others. Renewals never overlap. */
+  async heartbeat(): Promise<void> {
+    if (this.renewing || this.stopped) return;
+    this.renewing = true;
+    try {
+      await this.renew();
+    } catch (err) {
+      this.missed(err);
+    } finally {
+      this.renewing = false;
+    }
+    if (this.stopped) return;
+    this.keeping ??= this.keep().finally(() => {
+      this.keeping = null;
+    });
+    this.d.onHeartbeat();
+  }
+
+  private async renew(): Promise<void> {
     const epoch = this.current?.epoch;
     if (epoch === undefined) {
       await this.join();
       return;
     }
-    if (!(await nodes.renew(this.name, epoch))) {
+    const sent = Date.now();
+    const renewed = await this.d.store.nodes.renew(this.name, epoch);
+    if (!renewed) {
       await this.fenced(epoch);
       return;
     }
-    this.reachableSince ??= Date.now();
-    await this.refresh();
-    if (Date.now() - this.reachableSince >= this.d.info.leaseSeconds * 1000) await this.expireOthers();
+    const took = Date.now() - sent;
+    if (took > this.deadlineMs) {
+      this.missed(new StoreUnavailableError('unavailable', `the renewal took ${took} ms, over its deadline of ${this.deadlineMs} ms`));
+      return;
+    }
+    this.renewedAt = sent;
+    this.reachableSince ??= sent;
+    if (!this.held) this.d.log.info({ node: this.name, epoch }, 'lease renewed in time again; this node takes jobs again');
+    this.held = true;
+  }
+
+  private missed(err: unknown): void {
+    this.renewedAt = null;
+    this.reachableSince = null;
+    const level = err instanceof StoreUnavailableError ? 'warn' : 'error';
+    this.d.log[level]({ err, node: this.name }, 'node heartbeat failed');
+    if (this.held) {
+      this.d.log.warn({ node: this.name }, 'the lease was not renewed in time; this node starts no new job until it is');
+    }
+    this.held = false;
+  }
+
+  /** Refresh, then expire others once this node has renewed in time for a whole lease; one at a time, errors logged. */
+  private async keep(): Promise<void> {
+    try {
+      await this.refresh();
+      const since = this.reachableSince;
+      if (since !== null && Date.now() - since >= this.d.info.leaseSeconds * 1000) await this.expireOthers();
+    } catch (err) {
+      const level = err instanceof StoreUnavailableError ? 'warn' : 'error';
+      this.d.log[level]({ err, node: this.name }, 'could not expire the leases of other nodes; the next heartbeat tries again');
+    }
   }
 
   private async fenced(epoch: number): Promise<void> {
@@ -138,7 +217,22 @@ export class NodeMembership implements NodeSeat {
 
   private async expireOthers(): Promise<void> {
     const now = new Date();
-    const { lost, settled } = await this.d.store.nodes.expire((record, node) => settleLostJob(record, node, now));
+    const brake = { held: false, due: [] as readonly NodeRecord[], othersUp: 0 };
+    const { lost, settled } = await this.d.store.nodes.expire(
+      (record, node) => settleLostJob(record, node, now),
+      (due, othersUp) => {
+        Object.assign(brake, { held: brakes(due.length, othersUp), due, othersUp });
+        return !brake.held;
+      },
+    );
+    if (brake.held) {
+      this.d.log.warn(
+        { looksLost: brake.due.map((n) => n.name), othersUp: brake.othersUp },
+        'more than half of the other nodes look lost at once: this node assumes the fault is its own and declares no one lost',
+      );
+      this.d.onBraked?.();
+      return;
+    }
     if (lost.length === 0) return;
     this.d.log.warn(
       {

@@ -79,6 +79,7 @@ export class GantryMetrics {
   private readonly attempts: AttemptMetrics;
   private readonly schedulerPasses: Histogram;
   private readonly preemptions: Counter<'rule'>;
+  private readonly expiryBrakes: Counter;
   private readonly leftQueue = new BoundedSet(SEEN_CAP);
   private readonly ended = new BoundedSet(SEEN_CAP);
 
@@ -151,6 +152,12 @@ export class GantryMetrics {
       registers,
     });
 
+    this.expiryBrakes = new Counter({
+      name: 'gantry_fleet_expiry_brakes_total',
+      help: 'Times more than half of the other live nodes looked lost at once to this node, which then declared none of them lost (docs/fleet.md, the brake).',
+      registers,
+    });
+
     src.events.onAnyStatus((job) => {
       try {
         this.observeStatus(job);
@@ -187,6 +194,11 @@ export class GantryMetrics {
   /** This node preempted a job, by `rule`. */
   preempted(rule: PreemptionRule): void {
     this.preemptions.inc({ rule });
+  }
+
+  /** The brake on expiry held: this node declared no one lost. */
+  expiryBraked(): void {
+    this.expiryBrakes.inc();
   }
 
   /** An audit record could not be written. */

@@ -294,6 +294,12 @@ export interface SettledJob {
 }
 
 /**
+ * Whether the nodes found due may be declared lost now: `othersUp` counts
+ * the nodes other than the observer that are still up, the due ones included.
+ */
+export type ExpiryCheck = (due: readonly NodeRecord[], othersUp: number) => boolean;
+
+/**
  * The registry of nodes sharing the store, and their leases. Time is the
  * store's own clock: a lease expires `leaseSeconds` after the node last
  * renewed it, as the store measures.
@@ -310,9 +316,14 @@ export interface NodeStore {
    * Declares every up node whose lease has expired lost and, in the same
    * transaction, settles its unfinished jobs with `settle` (a claimed job
    * not yet started goes back to the queue unchanged). Two nodes expiring
-   * at once settle each lost node once.
+   * at once settle each lost node once. A node whose row another
+   * transaction holds is left for a later call rather than waited for.
+   * With `check`, nothing is declared unless it agrees.
    */
-  expire(settle: (record: JobRecord, node: NodeRecord) => JobPatch): Promise<{ lost: NodeRecord[]; settled: SettledJob[] }>;
+  expire(
+    settle: (record: JobRecord, node: NodeRecord) => JobPatch,
+    check?: ExpiryCheck,
+  ): Promise<{ lost: NodeRecord[]; settled: SettledJob[] }>;
 }
 
 export interface AuditFilter {

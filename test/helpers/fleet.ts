@@ -5,12 +5,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type PrivateDockerd, startDockerd } from './dockerd.js';
 import { type ChildGantry, spawnGantry, tempDir } from './gantry.js';
 import { createDatabase, startPostgres } from './postgres.js';
+import { type FaultyLink, startToxiproxy } from './toxiproxy.js';
 
 export interface FleetNodeOptions {
   name: string;
   labels?: Record<string, string>;
   /** Static GPUs of the node (memory in MiB each); none when absent. */
   gpusMiB?: number[];
+  /** Reach the database through a Toxiproxy link of its own (FleetNode.link), so a test can cut, freeze or slow it. */
+  proxied?: boolean;
 }
 
 export interface FleetNode {
@@ -18,6 +21,8 @@ export interface FleetNode {
   dockerd: PrivateDockerd;
   /** The node's Gantry now (a new one after restart()). */
   gantry: ChildGantry;
+  /** The node's own link to the database when it was started `proxied`, else null. */
+  link: FaultyLink | null;
   /** Its environment, so a test can start it again as it was. */
   env: Record<string, string>;
   /** Starts the node's Gantry again (after a kill) on the same port, data dir and engine. */
@@ -40,8 +45,9 @@ export function gpuUuid(node: string, i: number): string {
  * A fleet on one machine: one throwaway PostgreSQL, and per node its own
  * Docker engine and its own Gantry process (GANTRY_DATABASE_URL shared,
  * GANTRY_NODE_NAME, labels, a static GPU inventory injected by the `env`
- * driver), each on its own loopback port. Everything is torn down after the
- * test, Gantrys first, then engines, then the database.
+ * driver), each on its own loopback port; a `proxied` node reaches the
+ * database through a Toxiproxy link of its own. Everything is torn down
+ * after the test, Gantrys first, then engines, then the database.
  */
 export async function startFleet(
   t: TestContext,
@@ -60,6 +66,7 @@ export async function startFleet(
     await pg.destroy();
   });
   const databaseUrl = await createDatabase(pg.url, 'fleet');
+  const toxiproxy = o.nodes.some((n) => n.proxied) ? await startToxiproxy(t) : null;
   // All settled before any failure is thrown: an engine still starting then would outlive the teardown.
   const starts = await Promise.allSettled(o.nodes.map(() => startDockerd(null)));
   for (const s of starts) if (s.status === 'fulfilled') engines.push(s.value);
@@ -67,8 +74,9 @@ export async function startFleet(
   if (failed) throw failed.reason;
   for (const [i, spec] of o.nodes.entries()) {
     const dockerd = engines[i]!;
+    const link = spec.proxied ? await toxiproxy!.link(`db-${spec.name}`, databaseUrl) : null;
     const env: Record<string, string> = {
-      GANTRY_DATABASE_URL: databaseUrl,
+      GANTRY_DATABASE_URL: link?.url ?? databaseUrl,
       GANTRY_NODE_NAME: spec.name,
       GANTRY_NODE_LABELS: Object.entries(spec.labels ?? {})
         .map(([k, v]) => `${k}=${v}`)
@@ -83,6 +91,7 @@ export async function startFleet(
     const node: FleetNode = {
       name: spec.name,
       dockerd,
+      link,
       env,
       gantry: await spawnGantry(dataDir, env),
       async restart() {

@@ -47,7 +47,8 @@ function binDir(): string {
   throw new Error('PostgreSQL server binaries not found (initdb): install the postgresql package (scripts/setup-host.sh --test)');
 }
 
-async function freePort(): Promise<number> {
+/** A port free on 127.0.0.1 now. */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);

@@ -1,7 +1,9 @@
 /**
  * The fleet's failure model, each case done for real on a fleet of three
- * nodes (one PostgreSQL, three Gantry processes, three Docker engines):
- * a node gone for good, a node paused past its lease that wakes up, and
+ * nodes (one PostgreSQL, three Gantry processes, three Docker engines; c
+ * reaches the database through a Toxiproxy link of its own): c's
+ * connections dropped mid-refresh, c's link frozen past its lease, a node
+ * gone for good, a node paused past its lease that wakes up, and
  * PostgreSQL restarted under running jobs.
  */
 import assert from 'node:assert/strict';
@@ -38,9 +40,63 @@ async function landOn<T>(fleet: Fleet, only: string, body: () => Promise<T>): Pr
 test('fleet failures', { timeout: 300_000 }, async (t) => {
   const fleet = await startFleet(t, {
     leaseSeconds: LEASE,
-    nodes: [{ name: 'a' }, { name: 'b' }, { name: 'c' }],
+    nodes: [{ name: 'a' }, { name: 'b' }, { name: 'c', proxied: true }],
+    // The nodes' warnings say what each did about its seat.
+    env: { GANTRY_LOG_LEVEL: 'warn' },
   });
   const a = fleet.node('a').gantry;
+
+  /** c's process is still the one the fleet started (no exit, fatal or not), and it runs a job pinned to it. */
+  async function cCarriesOn(what: string): Promise<void> {
+    const c = fleet.node('c').gantry;
+    assert.equal(c.proc.exitCode, null, `c exited after ${what}:\n${c.output().slice(-3000)}`);
+    assert.equal(c.proc.signalCode, null);
+    assert.doesNotMatch(c.output(), /fatal error/);
+    await eventually('c up', async () => ((await node(fleet, 'c', 'a')).state === 'up' ? true : undefined));
+    const job = await a.submit({ image: TEST_IMAGE, command: ['echo', 'still-here'], placement: { node: 'c' } });
+    assert.equal((await a.waitFor(job.id, undefined, 30_000)).state, 'succeeded');
+    assert.equal(c.proc.exitCode, null);
+  }
+
+  await t.test("c's database connections dropped while it refreshes its membership: it never exits, and carries on", async () => {
+    const link = fleet.node('c').link!;
+    // Every answer to c comes late, so that its refreshes are in flight when the link is cut.
+    await link.delay(200);
+    // Each drain or undrain of b tells every node to read its own record again (NodeMembership.refresh).
+    let toggling = true;
+    const toggler = (async () => {
+      for (let drained = false; toggling; ) {
+        drained = !drained;
+        await a.call('POST', `/v1/nodes/b/${drained ? 'drain' : 'undrain'}`);
+        await sleep(50);
+      }
+      await a.call('POST', '/v1/nodes/b/undrain');
+    })();
+    try {
+      await sleep(1000);
+      await link.cut();
+      await sleep(2000);
+      await link.heal();
+      await sleep(1000);
+    } finally {
+      toggling = false;
+      await toggler;
+    }
+    assert.match(fleet.node('c').gantry.output(), /could not read this node's record/, 'a refresh did fail mid-way');
+    await cCarriesOn('its connections were dropped');
+  });
+
+  await t.test("c's link frozen past its lease: c starts no new job, the others declare it lost, and it rejoins once healed", async () => {
+    const link = fleet.node('c').link!;
+    await link.freeze();
+    try {
+      await eventually('a declares c lost', async () => ((await node(fleet, 'c', 'a')).state === 'lost' ? true : undefined), LEASE * 4000);
+      assert.match(fleet.node('c').gantry.output(), /this node starts no new job until it is/);
+    } finally {
+      await link.heal();
+    }
+    await cCarriesOn('its link froze');
+  });
 
   await t.test('PostgreSQL restarted mid-run: jobs keep running, no line or state change lost, nodes reconnect', async () => {
     const job = await a.submit({
@@ -90,6 +146,10 @@ test('fleet failures', { timeout: 300_000 }, async (t) => {
       return j;
     });
     assert.equal((await a.job(job.id)).node, 'c');
+    // The first attempt's line is stored before c pauses (once paused, c could store it only after it was fenced).
+    await eventually("c stores the first attempt's line", async () =>
+      /attempt-1/.test((await a.call<string>('GET', `/v1/jobs/${job.id}/logs`)).text) ? true : undefined,
+    );
     const c = fleet.node('c');
     c.gantry.proc.kill('SIGSTOP');
     try {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { brakes } from '../../src/fleet/membership.js';
 import { settleLostJob } from '../../src/fleet/node-loss.js';
 import type { JobSpec } from '../../src/model/job.js';
 import type { JobRecord, NodeRecord } from '../../src/store/store.js';
@@ -68,4 +69,20 @@ test('a cancel asked before the node was lost ends the job cancelled, retry or n
   const p = settleLostJob(job({ retry: { maxAttempts: 3, on: ['node_lost'] } }, { cancelRequested: true }), lost, now);
   assert.equal(p.state, 'cancelled');
   assert.match(p.reason!, /node "c" was lost/);
+});
+
+test('the brake holds only when more than half of the other live nodes look lost at once, and never for one node alone', () => {
+  const cases: [due: number, othersUp: number, holds: boolean][] = [
+    [1, 1, false],
+    [1, 2, false],
+    [1, 9, false],
+    [2, 2, true],
+    [2, 3, true],
+    [2, 4, false],
+    [3, 5, true],
+    [3, 6, false],
+    [5, 9, true],
+    [4, 9, false],
+  ];
+  for (const [due, othersUp, holds] of cases) assert.equal(brakes(due, othersUp), holds, `${due} of ${othersUp} others due`);
 });

@@ -8,6 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
 import { FencedError, StoreUnavailableError } from '../../src/model/errors.js';
 import { EMPTY_LOG_STATE, type LogState, type NewLogRecord } from '../../src/model/log.js';
 import { decodeChunk } from '../../src/store/chunk-codec.js';
@@ -344,6 +345,69 @@ describe('PostgreSQL store', () => {
     const back = await s.nodes.register(nodeInfo('short', 1));
     assert.equal(back.state, 'up');
     assert.equal(back.epoch, short.epoch + 1);
+  });
+
+  test('expire: a row lock held on one lapsed node does not hold up the expiry of another', async (t) => {
+    const url = await freshDatabase();
+    const s = await open(t, url, 'observer');
+    await s.nodes.register(nodeInfo('held', 1));
+    await s.nodes.register(nodeInfo('free', 1));
+    await sleep(1_300);
+    // A transaction left open on the row (a node that died mid-write, say): expiry must not wait for it.
+    const holder = new pg.Client({ connectionString: url });
+    await holder.connect();
+    t.after(() => holder.end());
+    await holder.query('BEGIN');
+    await holder.query(`SELECT 1 FROM nodes WHERE name = 'held' FOR UPDATE`);
+    const first = await s.nodes.expire(() => ({}));
+    assert.deepEqual(
+      first.lost.map((n) => n.name),
+      ['free'],
+    );
+    assert.equal((await s.nodes.get('held'))?.state, 'up', 'the locked row is left for a later expiry');
+    await holder.query('COMMIT');
+    const second = await s.nodes.expire(() => ({}));
+    assert.deepEqual(
+      second.lost.map((n) => n.name),
+      ['held'],
+    );
+  });
+
+  test('expire: a check that refuses declares no one lost, and is told how many others are up', async (t) => {
+    const url = await freshDatabase();
+    const s = await open(t, url, 'observer');
+    await s.nodes.register(nodeInfo('observer'));
+    await s.nodes.register(nodeInfo('alive'));
+    await s.nodes.register(nodeInfo('x', 1));
+    await s.nodes.register(nodeInfo('y', 1));
+    await sleep(1_300);
+    const asked: [string[], number][] = [];
+    const refused = await s.nodes.expire(
+      () => assert.fail('nothing is settled while the check refuses'),
+      (due, othersUp) => {
+        asked.push([due.map((n) => n.name), othersUp]);
+        return false;
+      },
+    );
+    assert.deepEqual(refused, { lost: [], settled: [] });
+    assert.deepEqual(asked, [[['x', 'y'], 3]], 'the observer is not among the others');
+    assert.deepEqual(
+      (await s.nodes.list()).map((n) => [n.name, n.state]),
+      [
+        ['alive', 'up'],
+        ['observer', 'up'],
+        ['x', 'up'],
+        ['y', 'up'],
+      ],
+    );
+    const agreed = await s.nodes.expire(
+      () => ({}),
+      () => true,
+    );
+    assert.deepEqual(
+      agreed.lost.map((n) => n.name),
+      ['x', 'y'],
+    );
   });
 
   test('expire: two nodes expiring at once settle a lost node once', async (t) => {

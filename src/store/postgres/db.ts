@@ -23,7 +23,7 @@ export const TYPES: pg.CustomTypesConfig = {
       : pg.types.getTypeParser(oid, format ?? 'text')) as pg.CustomTypesConfig['getTypeParser'],
 };
 
-/** Connection options shared by the pool, the migrator and the change feed's listener. */
+/** Connection options shared by the pool, the lease's own connection, the migrator and the change feed's listener. */
 export function clientConfig(url: string, node: string): pg.ClientConfig {
   return {
     connectionString: url,
@@ -35,14 +35,63 @@ export function clientConfig(url: string, node: string): pg.ClientConfig {
   };
 }
 
+/** The limits of a session, in milliseconds: the server's (pg sends them as startup parameters) and pg's own wait for an answer. */
+export type SessionTimeouts = Pick<
+  pg.ClientConfig,
+  'statement_timeout' | 'lock_timeout' | 'idle_in_transaction_session_timeout' | 'query_timeout'
+>;
+
+/**
+ * The limits of every pooled connection, sized from the lease L so that
+ * nothing a node does in the database can hold up the fleet's liveness for
+ * longer than a lease:
+ * - lock_timeout = L/3 (one heartbeat): a statement never queues behind a
+ *   lock for more than a beat; it fails and its caller tries again.
+ * - idle_in_transaction_session_timeout = L: the server ends a transaction
+ *   left idle for a whole lease (its process paused or cut off mid-way),
+ *   releasing its row locks no later than its node's lease would run out.
+ * - statement_timeout = 2L: a statement running two leases is stuck, and
+ *   returns its connection to the pool by failing.
+ * - query_timeout = 3L (pg's, client side): no answer a lease after the
+ *   server would have cancelled the statement means the link itself is
+ *   frozen; the query fails as "cannot be reached" and its connection is
+ *   dropped, rather than hang until TCP gives up.
+ * The migrator and the change feed's listener take none of them: the one
+ * waits on an advisory lock while another node migrates, the other idles
+ * in LISTEN by design.
+ */
+export function poolTimeouts(leaseSeconds: number): SessionTimeouts {
+  const lease = leaseSeconds * 1000;
+  return {
+    lock_timeout: Math.round(lease / 3),
+    idle_in_transaction_session_timeout: lease,
+    statement_timeout: 2 * lease,
+    query_timeout: 3 * lease,
+  };
+}
+
+/**
+ * How long one lease renewal may take, connecting included: L/6, half a
+ * heartbeat, so a renewal that fails still leaves the node two more
+ * chances within its lease, and a slow one is over before the next is due.
+ */
+export function renewalDeadlineMs(leaseSeconds: number): number {
+  return Math.round((leaseSeconds * 1000) / 6);
+}
+
 /**
  * The pool every query goes through. It survives PostgreSQL restarting: an
  * idle connection that fails is dropped (its error logged, never thrown at
  * the process) and the next query opens a new one.
  */
-export function createPool(url: string, node: string, log?: WarnLog, max = 10): pg.Pool {
-  const pool = new pg.Pool({ ...clientConfig(url, node), max, idleTimeoutMillis: 30_000 });
-  pool.on('error', (err) => log?.warn({ err }, 'an idle PostgreSQL connection failed; the pool opens a new one when needed'));
+export function createPool(o: { url: string; node: string; leaseSeconds: number; log?: WarnLog; max?: number }): pg.Pool {
+  const pool = new pg.Pool({
+    ...clientConfig(o.url, o.node),
+    ...poolTimeouts(o.leaseSeconds),
+    max: o.max ?? 10,
+    idleTimeoutMillis: 30_000,
+  });
+  pool.on('error', (err) => o.log?.warn({ err }, 'an idle PostgreSQL connection failed; the pool opens a new one when needed'));
   return pool;
 }
 

@@ -27,9 +27,12 @@ const SOCKET_CODES = new Set([
 const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '53000', '53200', '53300', '58030', '25006']);
 const FULL_SQLSTATE = '53100';
 
-/** pg's own errors for a connection that is gone or never came; they carry no code. */
+/**
+ * pg's own errors for a connection that is gone, never came, or stopped
+ * answering (its query_timeout, db.ts); they carry no code.
+ */
 const CONNECTION_MESSAGES =
-  /Connection terminated|timeout exceeded when trying to connect|not queryable|Connection ended unexpectedly|connection timeout/i;
+  /Connection terminated|timeout exceeded when trying to connect|not queryable|Connection ended unexpectedly|connection timeout|timeout expired|Query read timeout/i;
 
 function codeOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;

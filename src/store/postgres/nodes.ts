@@ -1,9 +1,10 @@
 import type pg from 'pg';
 import type { NodeGpu, NodeState } from '../../model/node.js';
 import { JOB_COLUMNS, type JobRow, toRecord } from '../job-row.js';
-import type { JobPatch, JobRecord, NodeInfo, NodeRecord, NodeStore, SettledJob } from '../store.js';
+import type { ExpiryCheck, JobPatch, JobRecord, NodeInfo, NodeRecord, NodeStore, SettledJob } from '../store.js';
 import { CHANNEL, read, transaction, write } from './db.js';
 import { updateQuery } from './jobs.js';
+import type { LeaseLink } from './lease-link.js';
 
 interface NodeRow {
   name: string;
@@ -53,25 +54,29 @@ const REGISTER = `
     RETURNING *
   )
   SELECT ${NODE_COLUMNS}, ${NODES_CHANGED('$6')} FROM n`;
-// Waits for an `expire` holding the row, then finds the node lost.
+// Waits for an `expire` holding the row (within the renewal's deadline), then finds the node lost.
 const RENEW = `UPDATE nodes SET heartbeat_at = now() WHERE name = $1 AND epoch = $2 AND state = 'up' RETURNING 1 AS renewed`;
 const GET = `SELECT ${NODE_COLUMNS} FROM nodes WHERE name = $1`;
 const LIST = `SELECT ${NODE_COLUMNS} FROM nodes ORDER BY name`;
 const SET_DRAINED = `
   WITH n AS (UPDATE nodes SET drained = $2 WHERE name = $1 RETURNING *)
   SELECT ${NODE_COLUMNS}, ${NODES_CHANGED('$3')} FROM n`;
-// Locked in name order, so two expiries never deadlock; a node another
-// expiry declared lost meanwhile no longer matches once its lock is granted.
-const EXPIRE_NODES = `
-  WITH due AS (
-    SELECT name FROM nodes
-    WHERE state = 'up' AND heartbeat_at + lease_seconds * interval '1 second' < now()
-    ORDER BY name
-    FOR UPDATE
-  ), n AS (
-    UPDATE nodes SET state = 'lost' FROM due WHERE nodes.name = due.name RETURNING nodes.*
-  )
+// The nodes whose leases ran out, locked without waiting: a row another
+// transaction holds (a renewal in flight, another node's expiry, anything
+// stuck) is left for a later beat, so no lock anywhere can hold up the
+// expiry of the other nodes. A node another expiry declared lost meanwhile
+// no longer matches once its row is locked.
+const DUE_NODES = `
+  SELECT ${NODE_COLUMNS} FROM nodes
+  WHERE state = 'up' AND heartbeat_at + lease_seconds * interval '1 second' < now()
+  ORDER BY name
+  FOR UPDATE SKIP LOCKED`;
+const OTHERS_UP = `SELECT count(*)::int AS n FROM nodes WHERE state = 'up' AND name <> $1`;
+const MARK_LOST = `
+  WITH n AS (UPDATE nodes SET state = 'lost' WHERE name = ANY($1::text[]) RETURNING *)
   SELECT ${NODE_COLUMNS} FROM n ORDER BY name`;
+// Every unfinished job of the lost nodes is settled with them, so these rows
+// are waited for (lock_timeout bounds the wait; the expiry is tried again).
 const UNFINISHED_JOBS = `
   SELECT ${JOB_COLUMNS} FROM jobs
   WHERE node = ANY($1::text[]) AND state IN ('queued', 'pulling', 'starting', 'running')
@@ -84,6 +89,8 @@ export class PgNodeStore implements NodeStore {
     private readonly pool: pg.Pool,
     /** This node's name, the origin of the changes it announces. */
     private readonly origin: string,
+    /** The connection renewals go through, apart from the pool. */
+    private readonly lease: LeaseLink,
   ) {}
 
   async register(info: NodeInfo): Promise<NodeRecord> {
@@ -97,7 +104,7 @@ export class PgNodeStore implements NodeStore {
   }
 
   async renew(name: string, epoch: number): Promise<boolean> {
-    return (await write(this.pool, { name: 'gantry_node_renew', text: RENEW, values: [name, epoch] })).length === 1;
+    return (await this.lease.query({ name: 'gantry_node_renew', text: RENEW, values: [name, epoch] })).length === 1;
   }
 
   async get(name: string): Promise<NodeRecord | undefined> {
@@ -118,11 +125,20 @@ export class PgNodeStore implements NodeStore {
     return row && toNode(row);
   }
 
-  async expire(settle: (record: JobRecord, node: NodeRecord) => JobPatch): Promise<{ lost: NodeRecord[]; settled: SettledJob[] }> {
+  async expire(
+    settle: (record: JobRecord, node: NodeRecord) => JobPatch,
+    check?: ExpiryCheck,
+  ): Promise<{ lost: NodeRecord[]; settled: SettledJob[] }> {
     return transaction(this.pool, async (c) => {
-      const lost = (await c.query<NodeRow>({ name: 'gantry_nodes_expire', text: EXPIRE_NODES })).rows.map(toNode);
+      const due = (await c.query<NodeRow>({ name: 'gantry_nodes_due', text: DUE_NODES })).rows.map(toNode);
+      if (due.length === 0) return { lost: [], settled: [] };
+      if (check) {
+        const [up] = (await c.query<{ n: number }>({ name: 'gantry_nodes_others_up', text: OTHERS_UP, values: [this.origin] })).rows;
+        if (!check(due, up?.n ?? 0)) return { lost: [], settled: [] };
+      }
+      const marked = await c.query<NodeRow>({ name: 'gantry_nodes_mark_lost', text: MARK_LOST, values: [due.map((n) => n.name)] });
+      const lost = marked.rows.map(toNode);
       const settled: SettledJob[] = [];
-      if (lost.length === 0) return { lost, settled };
       const byName = new Map(lost.map((n) => [n.name, n]));
       const jobs = await c.query<JobRow>({ name: 'gantry_nodes_unfinished_jobs', text: UNFINISHED_JOBS, values: [[...byName.keys()]] });
       for (const job of jobs.rows.map(toRecord)) {
