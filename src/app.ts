@@ -147,25 +147,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     leaseSeconds: config.node.leaseSeconds,
   };
   const directory = new NodeDirectory(store.nodes);
-  // The scheduler is built after the seat it sits in; the seat's callbacks run only once both exist.
-  let scheduler: Scheduler | undefined;
-  const membership = new NodeMembership({
-    store,
-    info,
-    shared,
-    log,
-    onSettled: (settled) => {
-      for (const { record } of settled) {
-        jobs.observe(record);
-        void jobs.view(record).then((job) => events.publishStatus(job));
-      }
-      events.publishQueueChanged();
-    },
-    onFenced: async () => scheduler?.abandonSettled(),
-    onSuperseded: () => scheduler?.shutdown(),
-    onHeartbeat: () => scheduler?.kick(),
-    onBraked: () => metrics.expiryBraked(),
-  });
+  const membership = new NodeMembership({ store, info, shared, log, onBraked: () => metrics.expiryBraked() });
   const domain = buildDomain({
     config,
     store,
@@ -182,12 +164,22 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     onPass: (seconds) => metrics.schedulerPass(seconds),
     onPreempt: (rule) => metrics.preempted(rule),
   });
-  const { jobs, runs } = domain;
-  scheduler = domain.scheduler;
+  const { jobs, runs, scheduler, selfFence } = domain;
+  membership.listen({
+    settled: (settled) => {
+      for (const { record } of settled) {
+        jobs.observe(record);
+        void jobs.view(record).then((job) => events.publishStatus(job));
+      }
+      events.publishQueueChanged();
+    },
+    fenced: () => scheduler.abandonSettled(),
+    superseded: () => scheduler.shutdown(),
+  });
   const monitor = watchGpuHealth({ config, devices, gpus, health, runs, events, log });
   const nodes = new NodeService(store, () => {
     directory.invalidate();
-    void membership.refresh().then(() => scheduler?.kick());
+    void membership.refresh().then(() => scheduler.kick());
   });
   const unbridge = store.changes
     ? bridgeChanges(store.changes, {
@@ -195,7 +187,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
         jobs,
         nodesChanged: () => {
           directory.invalidate();
-          void membership.refresh().then(() => scheduler?.kick());
+          void membership.refresh().then(() => scheduler.kick());
         },
         queued: (jobId) =>
           void jobs.refresh(jobId).then(
@@ -206,7 +198,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
         dequeued: (jobId) => jobs.dequeued(jobId),
         taken: (jobId, state) =>
           void jobs.taken(jobId, state).catch((err) => log.warn({ err, jobId }, 'could not read a job another node took')),
-        queueResync: () => void scheduler?.reloadQueue(),
+        queueResync: () => void scheduler.reloadQueue(),
       })
     : () => undefined;
 
@@ -273,9 +265,10 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
   app.addHook('onClose', async () => {
     stopRetention();
     membership.stop();
+    selfFence.stop();
     unbridge();
     gpuSampler.stop();
-    scheduler?.shutdown();
+    scheduler.shutdown();
     await monitor?.stop();
     await openMetrics?.close();
     await store.close();
@@ -285,6 +278,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     await membership.join();
     membership.start();
     await scheduler.start();
+    selfFence.start();
     if (devices.length > 0) gpuSampler.start();
     monitor?.start();
   }

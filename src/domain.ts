@@ -11,6 +11,7 @@ import { NodeRuns } from './runner/node-runs.js';
 import type { NodeSeat } from './runner/node-seat.js';
 import { Planner } from './runner/planner.js';
 import { Scheduler } from './runner/scheduler.js';
+import { SelfFence } from './runner/self-fence.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
 import { FairShare } from './scheduling/fair-share.js';
 import { misfitOn, placementTarget } from './scheduling/placement.js';
@@ -63,7 +64,7 @@ export function newQueue(
  * PostgreSQL and Docker, the scheduler's unit tests an in-memory runtime.
  * Each part is built after the parts it uses, so none is bound late.
  */
-export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Scheduler; runs: NodeRuns } {
+export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Scheduler; runs: NodeRuns; selfFence: SelfFence } {
   const { config, queue, gpus, seat } = d;
   const runs = new NodeRuns(gpus, d.log);
   const engine = new EngineWatch(d.runtime, d.log);
@@ -99,5 +100,12 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     ...(d.onPass ? { onPass: d.onPass } : {}),
     ...(d.onPreempt ? { onPreempt: d.onPreempt } : {}),
   });
-  return { jobs, scheduler, runs };
+  const selfFence = new SelfFence({
+    seat,
+    runs,
+    leaseSeconds: config.node.leaseSeconds,
+    stopGraceSeconds: config.stopGraceSeconds,
+    log: d.log,
+  });
+  return { jobs, scheduler, runs, selfFence };
 }

@@ -10,16 +10,21 @@ export interface MembershipDeps {
   /** Whether other nodes share the store. */
   shared: boolean;
   log: Logger;
-  /** Jobs of lost nodes were settled by this node (tell followers, look at the queue). */
-  onSettled: (settled: SettledJob[]) => void;
-  /** This node learnt it lost its lease: kill the runs of jobs that are no longer its own. */
-  onFenced: () => Promise<void>;
-  /** Another process registered as this node: stop driving its jobs (leave them running for that process). */
-  onSuperseded: () => void;
-  /** Called after each renewal, so missed signals cost at most one period. */
-  onHeartbeat: () => void;
   /** The brake held: nodes looked lost, and this node declared none of them (its metric). */
   onBraked?: () => void;
+}
+
+/** What the seat tells those who listen (the domain, once it is built on the seat). */
+export interface SeatListener {
+  /** Jobs of lost nodes were settled by this node (tell followers, look at the queue). */
+  settled?(settled: SettledJob[]): void;
+  /**
+   * This node learnt it lost its lease: kill the runs of jobs that are no
+   * longer its own. The node rejoins only once every listener resolved.
+   */
+  fenced?(): Promise<void>;
+  /** Another process registered as this node: stop driving its jobs (leave them running for that process). */
+  superseded?(): void;
 }
 
 /**
@@ -77,6 +82,11 @@ export class NodeMembership implements NodeSeat {
   private stopped = false;
   /** Whether the seat was held at the last renewal, to log each change once. */
   private held = false;
+  /** When the last renewal that succeeded in time was sent, kept through misses (ms, this process's clock). */
+  private lastRenewal: number | null = null;
+  /** Set when the lease was found lost, until every listener has stopped what the fleet settled. */
+  private fencePending = false;
+  private readonly listeners: SeatListener[] = [];
 
   constructor(private readonly d: MembershipDeps) {
     this.name = d.info.name;
@@ -96,11 +106,21 @@ export class NodeMembership implements NodeSeat {
     return this.current?.drained ?? false;
   }
 
+  sinceRenewed(): number | null {
+    return this.lastRenewal === null ? null : Date.now() - this.lastRenewal;
+  }
+
+  /** Adds a listener of what happens to the seat. */
+  listen(listener: SeatListener): void {
+    this.listeners.push(listener);
+  }
+
   /** Registers this process as the node; the heartbeat starts with `start`. */
   async join(): Promise<NodeRecord> {
     const sent = Date.now();
     this.current = await this.d.store.nodes.register(this.d.info);
     this.renewedAt = sent;
+    this.lastRenewal = sent;
     this.reachableSince = sent;
     this.held = true;
     this.d.log.info({ node: this.name, epoch: this.current.epoch, drained: this.current.drained }, 'joined the fleet');
@@ -145,12 +165,13 @@ export class NodeMembership implements NodeSeat {
     this.keeping ??= this.keep().finally(() => {
       this.keeping = null;
     });
-    this.d.onHeartbeat();
   }
 
   private async renew(): Promise<void> {
     const epoch = this.current?.epoch;
     if (epoch === undefined) {
+      // A node that lost its lease rejoins only after what the fleet settled meanwhile is stopped.
+      if (this.fencePending) await this.stopSettled();
       await this.join();
       return;
     }
@@ -166,6 +187,7 @@ export class NodeMembership implements NodeSeat {
       return;
     }
     this.renewedAt = sent;
+    this.lastRenewal = sent;
     this.reachableSince ??= sent;
     if (!this.held) this.d.log.info({ node: this.name, epoch }, 'lease renewed in time again; this node takes jobs again');
     this.held = true;
@@ -204,15 +226,22 @@ export class NodeMembership implements NodeSeat {
         'another Gantry process registered as this node; this one takes no more jobs',
       );
       this.stop();
-      this.d.onSuperseded();
+      for (const l of this.listeners) l.superseded?.();
       return;
     }
     this.d.log.warn(
       { node: this.name, epoch },
       'this node was declared lost while it was unreachable; killing the jobs the fleet settled, then rejoining',
     );
-    await this.d.onFenced();
+    this.fencePending = true;
+    await this.stopSettled();
     await this.join();
+  }
+
+  /** Every listener stops the runs the fleet settled; until all have, the node does not rejoin (a failure is retried next beat). */
+  private async stopSettled(): Promise<void> {
+    await Promise.all(this.listeners.map((l) => l.fenced?.()));
+    this.fencePending = false;
   }
 
   private async expireOthers(): Promise<void> {
@@ -242,6 +271,6 @@ export class NodeMembership implements NodeSeat {
       },
       'nodes declared lost: their leases expired',
     );
-    this.d.onSettled(settled);
+    for (const l of this.listeners) l.settled?.(settled);
   }
 }

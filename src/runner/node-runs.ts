@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { GpuAllocator } from '../gpu/allocator.js';
+import { decideRetry } from '../jobs/retry-policy.js';
 import type { NodeRun } from '../scheduling/decide.js';
 import type { Victim } from '../scheduling/preemption.js';
 import { type JobRecord, runSettings } from '../store/store.js';
@@ -116,6 +117,21 @@ export class NodeRuns {
       if (owned) owned.preempted = true;
       await owned?.run.interrupt({ cause: 'preempted', reason: v.reason });
     }
+  }
+
+  /**
+   * Interrupts, with `why`, every run whose job the fleet would start again
+   * elsewhere were this node declared lost (its retry rules requeue a
+   * node_lost end); returns their job ids. See SelfFence.
+   */
+  async fence(why: Interruption): Promise<string[]> {
+    const now = new Date();
+    const retried = [...this.runs.values()].filter(({ record }) => {
+      const ended = { cause: 'node_lost' as const, exitCode: null, attempt: record.attempt, history: record.attempts, cancelled: false };
+      return decideRetry(record.spec.retry, ended, now).action === 'retry';
+    });
+    const stopped = await Promise.all(retried.map(async ({ run }) => ((await run.interrupt(why)) ? run.id : null)));
+    return stopped.filter((id) => id !== null);
   }
 
   /** Adds a `[gantry]` line to the log of a job this node runs; nothing if it runs elsewhere. */

@@ -6,6 +6,8 @@ export interface NodeSeat {
   epoch(): number | null;
   /** Whether an admin drained the node: it starts nothing new. */
   drained(): boolean;
+  /** How long ago the last renewal of the lease that succeeded in time was sent (ms), or null before the first. */
+  sinceRenewed(): number | null;
   /** Whether other nodes share the store: a job this node can never run then waits for one that can, instead of failing. */
   readonly shared: boolean;
 }

@@ -55,10 +55,6 @@ export async function startDomain(o: {
     info: { name: 'node-1', labels: {}, gpus: [], version: 'test', leaseSeconds: o.config.node.leaseSeconds },
     shared: o.shared ?? false,
     log: o.log,
-    onSettled: () => undefined,
-    onFenced: async () => undefined,
-    onSuperseded: () => undefined,
-    onHeartbeat: () => undefined,
   });
   await seat.join();
   const { jobs, scheduler, runs } = buildDomain({

@@ -46,10 +46,6 @@ async function member(t: TestContext, url: string, name: string, store?: Store):
     info: { name, labels: {}, gpus: [], version: 'test', leaseSeconds: LEASE },
     shared: true,
     log,
-    onSettled: () => undefined,
-    onFenced: async () => undefined,
-    onSuperseded: () => undefined,
-    onHeartbeat: () => undefined,
     onBraked: () => m.braked++,
   });
   t.after(async () => {
