@@ -58,8 +58,11 @@ export class NodeRuns {
       cancelAsked: record.cancelRequested,
     });
     void drive(run)
-      .catch((err: unknown) => this.log.error({ err, jobId: record.id }, 'job run failed unexpectedly'))
-      .finally(() => this.ended(record.id));
+      .catch((err: unknown): RunEnd => {
+        this.log.error({ err, jobId: record.id }, 'job run failed unexpectedly');
+        return 'ended';
+      })
+      .then((end) => this.ended(record.id, end));
   }
 
   /** Whether this node runs the job (from its launch until its run has wholly ended). */
@@ -164,14 +167,21 @@ export class NodeRuns {
     for (const { run } of this.runs.values()) run.detach();
   }
 
-  private ended(jobId: string): void {
+  /**
+   * A run's drive ended. Its GPUs are released unless it was abandoned: the
+   * kill of an abandoned run's container may have failed, so its GPUs stay
+   * held until the periodic reconcile finds no container of the job
+   * running (one card is never given to a second job while the first may
+   * still run on it).
+   */
+  private ended(jobId: string, end: RunEnd): void {
     this.runs.delete(jobId);
     for (const [waiter, victims] of this.preempting) {
       victims.delete(jobId);
       if (victims.size === 0) this.preempting.delete(waiter);
     }
     if (this.closing) return;
-    this.gpus.release(jobId);
+    if (end !== 'fenced') this.gpus.release(jobId);
     for (const fn of this.endedListeners) fn(jobId);
   }
 }

@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { GpuAllocator } from '../gpu/allocator.js';
 import type { JobService } from '../jobs/service.js';
 import { isTerminal } from '../model/states.js';
 import { type ContainerRuntime, MANAGED_LABELS, type ManagedContainer } from '../runtime/runtime.js';
@@ -122,4 +123,25 @@ export async function reconcile(o: {
     }
   }
   return report;
+}
+
+/**
+ * Releases the GPUs of jobs that no run of this node drives and no container
+ * of this node runs: an allocation never outlives what uses it, and a card
+ * is never freed while a container (one whose kill failed, say) may still
+ * run on it.
+ */
+export async function releaseOrphanGpus(o: { gpus: GpuAllocator; runs: OwnedRuns; runtime: ContainerRuntime; log: Logger }): Promise<void> {
+  const orphans = o.gpus.holdingJobs().filter((jobId) => !o.runs.has(jobId));
+  if (orphans.length === 0) return;
+  const running = new Set(
+    (await o.runtime.listManaged())
+      .filter((c) => c.state === 'running' || c.state === 'paused' || c.state === 'restarting')
+      .map((c) => c.labels[MANAGED_LABELS.jobId]),
+  );
+  for (const jobId of orphans) {
+    if (running.has(jobId) || o.runs.has(jobId)) continue;
+    o.gpus.release(jobId);
+    o.log.warn({ jobId }, 'GPUs held by no run and no running container on this node; released');
+  }
 }

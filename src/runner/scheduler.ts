@@ -17,7 +17,7 @@ import { type Interruption, JobRun, type RunEnd } from './job-run.js';
 import type { NodeRuns } from './node-runs.js';
 import type { NodeSeat } from './node-seat.js';
 import type { Planner } from './planner.js';
-import { type ReconcileReport, reconcile } from './reconcile.js';
+import { type ReconcileReport, reconcile, releaseOrphanGpus } from './reconcile.js';
 import { clearSecretFiles } from './secret-delivery.js';
 
 /** Pause before the queue is looked at again after another node won a claim. */
@@ -135,9 +135,9 @@ export class Scheduler {
   /**
    * The periodic reconcile, between passes: the store's word on this node's
    * jobs (claims, cancels, fences) against what its engine and its runs
-   * hold; then GPUs held by no run are released, so an allocation can never
-   * outlive its run. A store or engine that cannot answer is asked again
-   * next period.
+   * hold; then GPUs held by no run and by no running container are
+   * released, so an allocation never outlives what uses it. A store or
+   * engine that cannot answer is asked again next period.
    */
   private async converge(): Promise<void> {
     try {
@@ -147,11 +147,10 @@ export class Scheduler {
     } catch (err) {
       this.d.log.warn({ err }, 'could not converge with the store; trying again next period');
     }
-    for (const jobId of this.d.gpus.holdingJobs()) {
-      if (this.d.runs.has(jobId)) continue;
-      this.d.gpus.release(jobId);
-      this.d.log.warn({ jobId }, 'GPUs held by no run on this node; released');
-    }
+    const { gpus, runs, runtime, log } = this.d;
+    await releaseOrphanGpus({ gpus, runs, runtime, log }).catch((err) =>
+      log.warn({ err }, 'could not check the containers of GPUs held by no run'),
+    );
   }
 
   /**

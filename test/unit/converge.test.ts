@@ -1,10 +1,17 @@
 import assert from 'node:assert/strict';
 import os from 'node:os';
 import { test } from 'node:test';
+import pino from 'pino';
 import { loadConfig } from '../../src/config.js';
+import { GpuAllocator } from '../../src/gpu/allocator.js';
 import { StoreUnavailableError } from '../../src/model/errors.js';
 import type { Job } from '../../src/model/job.js';
+import type { JobRun, RunEnd } from '../../src/runner/job-run.js';
+import { NodeRuns } from '../../src/runner/node-runs.js';
+import { releaseOrphanGpus } from '../../src/runner/reconcile.js';
+import { type ContainerRuntime, MANAGED_LABELS, type ManagedContainer } from '../../src/runtime/runtime.js';
 import type { Store } from '../../src/store/store.js';
+import { jobRecord } from '../helpers/records.js';
 import { harness, spec } from '../helpers/scheduler-harness.js';
 
 // Level-triggered: what the store says this node should run is the truth,
@@ -85,4 +92,28 @@ test('a claim the store refused holds no GPU, and the job starts once the store 
   h.runtime.exit((await h.runtime.containerOf(id)).id, 0);
   assert.equal((await h.until(id)).state, 'succeeded');
   await gpusFree(h);
+});
+
+test('an abandoned run keeps its GPUs until no container of the job runs; any other end releases them at once', async () => {
+  const gpus = new GpuAllocator(gpuDevices.concat({ index: 1, uuid: 'GPU-1', name: 'NVIDIA H200', memoryMiB: 143771 }));
+  const log = pino({ level: 'silent' });
+  const runs = new NodeRuns(gpus, log);
+  const launch = async (id: string, end: RunEnd) => {
+    gpus.tryAllocate(id, { count: 1 });
+    runs.launch({} as JobRun, jobRecord(1, { id, gpus: [gpus.allocationOf(id)!.uuids[0]!] }), async () => end);
+    while (runs.has(id)) await new Promise((r) => setImmediate(r));
+  };
+  await launch('done', 'ended');
+  assert.deepEqual(gpus.holdingJobs(), [], 'a run that ended frees its GPUs');
+  await launch('abandoned', 'fenced');
+  assert.deepEqual(gpus.holdingJobs(), ['abandoned'], 'its kill may have failed: the card stays held');
+  let containers: ManagedContainer[] = [
+    { id: 'c1', names: ['/gantry-abandoned'], labels: { [MANAGED_LABELS.jobId]: 'abandoned' }, state: 'running', created: 0 },
+  ];
+  const runtime = { listManaged: async () => containers } as unknown as ContainerRuntime;
+  await releaseOrphanGpus({ gpus, runs, runtime, log });
+  assert.deepEqual(gpus.holdingJobs(), ['abandoned'], 'still running on the card');
+  containers = [];
+  await releaseOrphanGpus({ gpus, runs, runtime, log });
+  assert.deepEqual(gpus.holdingJobs(), [], 'its container gone, the card is free');
 });
