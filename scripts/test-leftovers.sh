@@ -8,6 +8,8 @@
 #   - Gantry processes of this tree (test/helpers/gantry.ts: node … src/main.ts).
 # Meant for a host where nothing else runs Gantry or its tests (CI): on a
 # shared host it also names what other runs have under way.
+#   --snapshot     prints what is there now (one line each), to pass to --since
+#   --since FILE   leaves out what FILE lists: what was there before the suite ran
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The tests' main engine is GANTRY_DOCKER_SOCKET when set (test/helpers/gantry.ts).
@@ -22,6 +24,16 @@ processes=$(ps -eo pid=,args= | GANTRY_MAIN="$PWD/src/main.ts" awk '
   ($2 ~ /(^|\/)(postgres|postmaster)$/ && index($0, "/tmp/gantry-pg-")) ||
   index($0, ENVIRON["GANTRY_MAIN"])')
 
+if [ "${1:-}" = --snapshot ]; then
+  printf '%s\n' "$containers" "$processes" | sed '/^$/d'
+  exit 0
+fi
+if [ "${1:-}" = --since ]; then
+  # Only what the suite left: a container (by name) or process (by pid) already there before it ran is not its own.
+  since() { awk 'NR == FNR { seen[$1] = 1; next } !($1 in seen)' "$1" -; }
+  containers=$(since "$2" <<<"$containers")
+  processes=$(since "$2" <<<"$processes")
+fi
 if [ -z "$containers" ] && [ -z "$processes" ]; then
   echo "test-leftovers: no container, engine, cluster or Gantry left behind"
   exit 0

@@ -21,9 +21,12 @@ npm run -s lint
 bash scripts/ci-openapi.sh check
 # The leftover check runs whether the suite passed or not: a failing test is
 # the likeliest to leave a container, engine, cluster or Gantry behind.
+# What was there before (an earlier run on this host, killed mid-way) is not this run's to answer for.
+before=$(mktemp)
+bash scripts/test-leftovers.sh --snapshot >"$before"
 suite=0
 npm run -s test:node || suite=$?
-bash scripts/test-leftovers.sh
+bash scripts/test-leftovers.sh --since "$before"
 [ "$suite" -eq 0 ] || exit "$suite"
 bash scripts/airflow-test.sh
 bash scripts/airflow-compose-check.sh
