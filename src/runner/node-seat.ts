@@ -2,7 +2,7 @@
 export interface NodeSeat {
   readonly name: string;
   readonly labels: Readonly<Record<string, string>>;
-  /** The epoch this process registered with, or null while it holds no lease (not yet registered, or fenced). */
+  /** The epoch this process registered with, or null while it holds no lease (not yet registered, fenced, or not renewing in time). */
   epoch(): number | null;
   /** Whether an admin drained the node: it starts nothing new. */
   drained(): boolean;

@@ -43,7 +43,11 @@ export class Planner {
     if (unreachable !== null || !this.ready) {
       return wait('engine_unreachable', `waiting for the container engine, which is unreachable: ${unreachable ?? 'not reconciled yet'}`);
     }
-    if (seat.epoch() === null) return wait('no_lease', `node "${seat.name}" holds no lease in the fleet yet`);
+    if (seat.epoch() === null)
+      return wait(
+        'no_lease',
+        `node "${seat.name}" holds no lease in the fleet now (not yet joined, or its renewals are not getting through in time)`,
+      );
     if (seat.drained()) return wait('node_drained', `node "${seat.name}" is drained: it starts no new job`);
     return null;
   }
