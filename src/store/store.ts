@@ -26,6 +26,11 @@ import type { JobState } from '../model/states.js';
  * - A write given a Fence is made only while the job is still that node's
  *   and that attempt's, and not ended; else it changes nothing (a job
  *   update resolves undefined, a log write rejects with FencedError).
+ * - A job update that puts the job in `queued` is made only while no cancel
+ *   was asked for it; else it resolves undefined. With the cancel's own
+ *   compare-and-set on an active state (JobService.cancel), a queued job
+ *   never holds a cancel, whichever write lands first (the rule:
+ *   jobs/retry-policy.ts, `cancelledInstead`).
  */
 export interface Store {
   readonly jobs: JobStore;

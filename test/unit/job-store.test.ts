@@ -142,8 +142,15 @@ function contract(open: OpenStore): void {
     assert.equal(cancel?.cancelRequested, true);
     assert.equal(cancel?.result, 'progress');
 
+    // A job whose cancel was asked is never put back in the queue: the store refuses the write.
+    const requeue = { state: 'queued', node: null, attempt: 2 } as const;
+    assert.equal(await store.jobs.update(record.id, requeue, { state: 'running' }), undefined, 'a cancel was asked');
+    assert.equal(await store.jobs.update(record.id, requeue), undefined, 'without a guard too');
+    assert.equal((await store.jobs.get(record.id))?.state, 'running');
+    await store.jobs.update(record.id, { cancelRequested: false });
+
     // A new attempt, queued again: the old attempt's writes are refused.
-    const requeued = await store.jobs.update(record.id, { state: 'queued', node: null, attempt: 2 }, { state: 'running' });
+    const requeued = await store.jobs.update(record.id, requeue, { state: 'running' });
     assert.equal(requeued?.attempt, 2);
     assert.equal(await store.jobs.update(record.id, { state: 'failed' }, { fence }), undefined);
     assert.equal((await store.jobs.get(record.id))?.state, 'queued');

@@ -200,7 +200,6 @@ for (const kind of ['sqlite', 'postgres'] as const) {
         store: store.jobs,
         events,
         queue: new QueueState(),
-        runs: new Set<string>(),
         policy: config.policy,
         stopGraceSeconds: config.stopGraceSeconds,
         dockerSocket: config.dockerSocket,

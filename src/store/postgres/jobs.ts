@@ -97,6 +97,7 @@ export function updateQuery(origin: string, id: string, patch: JobPatch, guard?:
   if (guard?.fence !== undefined) {
     where.push(`node = ${p.add(guard.fence.node)}`, `attempt = ${p.add(guard.fence.attempt)}`, `state NOT IN ${ENDED_SQL}`);
   }
+  if (patch.state === 'queued') where.push('NOT cancel_requested');
   let text: string;
   if (keys.length === 0 && patch.endAttempt === undefined) {
     text = `SELECT ${JOB_COLUMNS} FROM jobs WHERE ${where.join(' AND ')}`;

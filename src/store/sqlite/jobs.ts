@@ -175,17 +175,26 @@ export class SqliteJobStore implements JobStore {
         eaFinishedAt: ended.finishedAt,
       });
     }
-    const { changes } = this.updateStmt(keys, ended !== undefined, expect?.state !== undefined, expect?.fence !== undefined).run(params);
+    const { changes } = this.updateStmt(keys, {
+      endAttempt: ended !== undefined,
+      expectState: expect?.state !== undefined,
+      fenced: expect?.fence !== undefined,
+      requeues: patch.state === 'queued',
+    }).run(params);
     this.forget(id);
     return changes === 0 ? undefined : this.read(id);
   }
 
   /** Keys are JobPatch's own field names, mapped to columns by COLUMN, never a client's. */
-  private updateStmt(keys: readonly ColumnField[], endAttempt: boolean, expectState: boolean, fenced: boolean): Statement {
-    const sets = [...keys.map((k) => `${COLUMN[k]} = @${k}`), ...(endAttempt ? [APPEND_ATTEMPT] : [])].join(', ');
+  private updateStmt(
+    keys: readonly ColumnField[],
+    o: { endAttempt: boolean; expectState: boolean; fenced: boolean; requeues: boolean },
+  ): Statement {
+    const sets = [...keys.map((k) => `${COLUMN[k]} = @${k}`), ...(o.endAttempt ? [APPEND_ATTEMPT] : [])].join(', ');
     let sql = `UPDATE jobs SET ${sets} WHERE id = @id`;
-    if (expectState) sql += ' AND state = @expectState';
-    if (fenced) sql += ` AND node = @fenceNode AND attempt = @fenceAttempt AND state NOT IN ${ENDED_SQL}`;
+    if (o.expectState) sql += ' AND state = @expectState';
+    if (o.fenced) sql += ` AND node = @fenceNode AND attempt = @fenceAttempt AND state NOT IN ${ENDED_SQL}`;
+    if (o.requeues) sql += ' AND cancel_requested = 0';
     let stmt = this.updates.get(sql);
     if (!stmt) this.updates.set(sql, (stmt = this.db.prepare(sql)));
     return stmt;
