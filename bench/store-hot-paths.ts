@@ -40,7 +40,7 @@ const { values: args } = parseArgs({
 const OPS = Number(args.ops);
 const ROUNDS = Number(args.rounds);
 const NODE = { name: 'bench-node', epoch: 1 };
-const FENCE = { node: NODE.name, attempt: 1 };
+const FENCE = { node: NODE.name, attempt: 1, epoch: 1 };
 
 interface Jobs {
   insert(job: NewJob): Promise<JobRecord>;

@@ -201,13 +201,9 @@ export class JobService {
   }
 
   /**
-   * Idempotent: a queued job is never started; an active one is stopped; a
-   * finished one is returned as is. A queued job ends at once, even one a
-   * node took and has not started (its run's first step then finds it
-   * ended): a queued job never holds a cancel (retry-policy.ts,
-   * `cancelledInstead`). Each write is a compare-and-set on the state read,
-   * so a job that moved meanwhile (started, or went back to the queue) is
-   * looked at again.
+   * Idempotent: a queued job ends at once, even one a node took (its run's first step then finds it ended: a
+   * queued job never holds a cancel, retry-policy.ts); an active one is asked to stop; an ended one is as is.
+   * Each write is a compare-and-set on the state read: a job that moved meanwhile is looked at again.
    */
   async cancel(principal: Principal, id: string): Promise<Job> {
     let record = await this.visibleRecord(principal, id);
@@ -263,18 +259,10 @@ export class JobService {
     }
   }
 
-  /**
-   * Back in the queue as the same attempt, with no node and no GPUs: nothing
-   * of the job exists in the engine yet, so any node may take it again (or
-   * it ends cancelled, if its cancel was asked). Safe to repeat.
-   */
+  /** Back in the queue as the same attempt (no node, no GPUs: nothing of it exists in the engine yet); safe to repeat. */
   requeue(id: string, fence: Fence): Promise<JobRecord | undefined> {
-    return this.transition(
-      id,
-      'queued',
-      { reason: null, pullStatus: null, pullProgress: null, gpus: [], gpuMemoryMiB: null, node: null },
-      fence,
-    );
+    const back = { reason: null, pullStatus: null, pullProgress: null, gpus: [], gpuMemoryMiB: null, node: null };
+    return this.transition(id, 'queued', back, fence);
   }
 
   /**

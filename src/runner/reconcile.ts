@@ -3,7 +3,7 @@ import type { JobService } from '../jobs/service.js';
 import { FencedError } from '../model/errors.js';
 import { isTerminal } from '../model/states.js';
 import { type ContainerRuntime, MANAGED_LABELS, type ManagedContainer } from '../runtime/runtime.js';
-import type { JobRecord, Store } from '../store/store.js';
+import type { Fence, JobRecord, Store } from '../store/store.js';
 
 export interface ReconcileReport {
   /** Jobs of this node whose container outlived a restart: driven again, their capture resumed. */
@@ -38,9 +38,9 @@ function attemptOf(c: ManagedContainer): number {
 }
 
 /** Gives a job of this node's back to the queue (JobService.requeue); false when it was no longer this node's. */
-async function requeued(jobs: JobService, record: JobRecord, node: string): Promise<boolean> {
+async function requeued(jobs: JobService, id: string, fence: Fence): Promise<boolean> {
   try {
-    await jobs.requeue(record.id, { node, attempt: record.attempt });
+    await jobs.requeue(id, fence);
     return true;
   } catch (err) {
     if (err instanceof FencedError) return false;
@@ -64,6 +64,8 @@ async function requeued(jobs: JobService, record: JobRecord, node: string): Prom
  */
 export async function reconcile(o: {
   node: string;
+  /** The epoch this process registered with (NodeSeat.epoch): its writes' fence; null while it holds no lease. */
+  epoch: number | null;
   runtime: ContainerRuntime;
   store: Store;
   jobs: JobService;
@@ -74,8 +76,6 @@ export async function reconcile(o: {
   reported: Set<string>;
   adopt: (record: JobRecord, container: ManagedContainer) => void;
 }): Promise<ReconcileReport> {
-  const containers = await o.runtime.listManaged();
-  const byJob = new Map(containers.map((c) => [c.labels[MANAGED_LABELS.jobId] ?? '', c]));
   const report: ReconcileReport = {
     adopted: [],
     vanished: [],
@@ -86,10 +86,16 @@ export async function reconcile(o: {
     fenced: [],
     cancelled: [],
   };
+  // A process that holds no lease writes nothing: the fleet may be settling its jobs.
+  const { epoch } = o;
+  if (epoch === null) return report;
+  const fence = (record: JobRecord): Fence => ({ node: o.node, attempt: record.attempt, epoch });
+  const containers = await o.runtime.listManaged();
+  const byJob = new Map(containers.map((c) => [c.labels[MANAGED_LABELS.jobId] ?? '', c]));
 
   for (const record of await o.store.jobs.claimed(o.node)) {
     if (o.runs.has(record.id)) continue;
-    if (await requeued(o.jobs, record, o.node)) report.unclaimed.push(record.id);
+    if (await requeued(o.jobs, record.id, fence(record))) report.unclaimed.push(record.id);
   }
 
   for (const record of await o.store.jobs.active(o.node)) {
@@ -99,23 +105,22 @@ export async function reconcile(o: {
     }
     const container = byJob.get(record.id);
     if (container && attemptOf(container) === record.attempt) {
-      o.adopt(record, container);
-      report.adopted.push(record.id);
+      // Stamped with this process's epoch first: from then on an older process of the node can write nothing about it.
+      const held = await o.store.jobs.update(record.id, { nodeEpoch: epoch }, { fence: fence(record) });
+      if (held) {
+        o.adopt(held, container);
+        report.adopted.push(record.id);
+      }
       continue;
     }
     if (record.state !== 'running' && record.containerId === null) {
       // Nothing of the job exists in the engine yet (Gantry stopped during its pull, say): its attempt is taken again.
-      if (await requeued(o.jobs, record, o.node)) report.requeued.push(record.id);
+      if (await requeued(o.jobs, record.id, fence(record))) report.requeued.push(record.id);
       continue;
     }
     // Its container was made and is gone: something outside Gantry removed it.
     const reason = `the container vanished while Gantry was not running (removed outside Gantry?); the job was ${record.state}`;
-    await o.jobs.transition(
-      record.id,
-      'failed',
-      { reason, finishedAt: new Date().toISOString() },
-      { node: o.node, attempt: record.attempt },
-    );
+    await o.jobs.transition(record.id, 'failed', { reason, finishedAt: new Date().toISOString() }, fence(record));
     report.vanished.push(record.id);
   }
 

@@ -137,7 +137,7 @@ test('a cancel racing the scheduler never overwrites the state it set, and vice 
 
 test('a queued job never holds a cancel: one a node took ends at once, and a requeue of a job whose cancel was asked ends it cancelled', async (t) => {
   const { service, add, store } = await setup(t);
-  const fence = { node: 'node-1', attempt: 1 };
+  const fence = { node: 'node-1', attempt: 1, epoch: 1 };
   const taken = await add();
   await store.jobs.update(taken, { node: 'node-1' });
   const ended = await service.cancel(owner, taken);
