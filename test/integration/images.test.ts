@@ -1,11 +1,28 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { test } from 'node:test';
+import { type TestContext, test } from 'node:test';
 import { containersOf, docker, spawnGantry, startGantry, tempDir } from '../helpers/gantry.js';
 import { pushTestImage, startRegistry, startStallingProxy } from '../helpers/registry.js';
 
 const creds = { user: 'gantry', password: 's3cret-pass' };
+
+/** An image in a loopback registry behind a stalling proxy (its pull held until released), removed after the test. */
+async function stalledImage(t: TestContext, repo: string) {
+  const reg = await startRegistry();
+  t.after(() => reg.stop());
+  await pushTestImage(reg, repo);
+  const proxy = await startStallingProxy(reg);
+  t.after(() => proxy.stop());
+  const ref = `${proxy.host}/${repo}`;
+  t.after(() =>
+    docker
+      .getImage(ref)
+      .remove()
+      .catch(() => undefined),
+  );
+  return { proxy, ref };
+}
 
 test('pulls from a real loopback registry: the job says `pulling`, then runs', async (t) => {
   const reg = await startRegistry();
@@ -71,18 +88,7 @@ test("private registry: refused without credentials, pulled with the operator's 
 });
 
 test('a bind source swapped for a symlink while the image is pulled is refused before the container is created', async (t) => {
-  const reg = await startRegistry();
-  t.after(() => reg.stop());
-  await pushTestImage(reg, 'ml/busybox:swap');
-  const proxy = await startStallingProxy(reg);
-  t.after(() => proxy.stop());
-  const ref = `${proxy.host}/ml/busybox:swap`;
-  t.after(() =>
-    docker
-      .getImage(ref)
-      .remove()
-      .catch(() => undefined),
-  );
+  const { proxy, ref } = await stalledImage(t, 'ml/busybox:swap');
 
   const allowed = tempDir('gantry-allowed-');
   const secret = tempDir('gantry-secret-'); // outside the allowlist
@@ -108,18 +114,7 @@ test('a bind source swapped for a symlink while the image is pulled is refused b
 });
 
 test('Gantry killed during an image pull: after the restart the job pulls again as the same attempt and succeeds', async (t) => {
-  const reg = await startRegistry();
-  t.after(() => reg.stop());
-  await pushTestImage(reg, 'ml/busybox:restart');
-  const proxy = await startStallingProxy(reg);
-  t.after(() => proxy.stop());
-  const ref = `${proxy.host}/ml/busybox:restart`;
-  t.after(() =>
-    docker
-      .getImage(ref)
-      .remove()
-      .catch(() => undefined),
-  );
+  const { proxy, ref } = await stalledImage(t, 'ml/busybox:restart');
   const dir = tempDir();
   const env = { GANTRY_IMAGE_ALLOWLIST: `${proxy.host}/ml/*` };
   let g = await spawnGantry(dir, env);
