@@ -8,6 +8,9 @@
  *   get     a status poll that misses the record cache (a read by id)
  *   claim   jobs.claim (the compare-and-set on `node IS NULL`, the node's lease checked)
  *   update  a run's fenced write (jobs.update with a fence)
+ *   append  a run's fenced log append (logs.append of one 10-line chunk
+ *           and the capture's state; the store's own code only, with
+ *           no Kysely counterpart)
  *
  * Both sides map rows to records with store/job-row.ts, so the difference
  * is building and running the SQL. Variants run in alternating rounds, so
@@ -22,6 +25,7 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import { type Expression, Kysely, PostgresDialect, type SqlBool, SqliteDialect, sql } from 'kysely';
 import pg from 'pg';
+import { EMPTY_LOG_STATE } from '../src/model/log.js';
 import { type JobRow, toRecord } from '../src/store/job-row.js';
 import { clientConfig } from '../src/store/postgres/db.js';
 import { openPostgresStore } from '../src/store/postgres/index.js';
@@ -36,6 +40,7 @@ const { values: args } = parseArgs({
 const OPS = Number(args.ops);
 const ROUNDS = Number(args.rounds);
 const NODE = { name: 'bench-node', epoch: 1 };
+const FENCE = { node: NODE.name, attempt: 1, epoch: 1 };
 
 interface Jobs {
   insert(job: NewJob): Promise<JobRecord>;
@@ -43,6 +48,8 @@ interface Jobs {
   claim(id: string): Promise<JobRecord | undefined>;
   /** A fenced write of a run's detail. */
   update(id: string, result: string): Promise<JobRecord | undefined>;
+  /** A fenced log append of one chunk (the store's own only). */
+  append?(id: string): Promise<void>;
 }
 
 type Tables = { jobs: JobRow; job_labels: { job_id: string; key: string; value: string }; nodes: Record<string, unknown> };
@@ -65,7 +72,13 @@ function handWritten(store: Store, uncached: (id: string) => Promise<JobRecord |
     insert: async (job) => (await store.jobs.insert(job)).record,
     get: uncached,
     claim: (id) => store.jobs.claim(id, NODE),
-    update: (id, result) => store.jobs.update(id, { result }, { fence: { node: NODE.name, attempt: 1 } }),
+    update: (id, result) => store.jobs.update(id, { result }, { fence: FENCE }),
+    append: (id) => {
+      const time = Date.now();
+      const lines = Array.from({ length: 10 }, (_, i) => ({ stream: 'stdout' as const, time, line: `epoch 1 step ${i} loss 0.${i}` }));
+      const next = { ...EMPTY_LOG_STATE, nextSeq: 11, stdoutRecords: 10, bytes: 200, lastStdout: lines[9]!.line };
+      return store.logs.append(id, lines, next, FENCE);
+    },
   };
 }
 
@@ -191,7 +204,7 @@ const median = (xs: number[]) => {
 /** Runs every path of both variants in alternating rounds; prints ops/s and median µs per path and variant. */
 async function compare(label: string, variants: Record<string, Jobs>, ops: number): Promise<void> {
   const lat: Record<string, Record<string, number[]>> = {};
-  const paths = ['insert', 'get', 'claim', 'update'] as const;
+  const paths = ['insert', 'get', 'claim', 'update', 'append'] as const;
   for (let round = 0; round < ROUNDS; round++) {
     // Each round in the other order, so neither variant always runs on the table the other just grew.
     const order = Object.entries(variants);
@@ -206,11 +219,14 @@ async function compare(label: string, variants: Record<string, Jobs>, ops: numbe
       const get = await time(ops, (i) => jobs.get(ids[i]!));
       const claim = await time(ops, (i) => jobs.claim(ids[i]!));
       const update = await time(ops, (i) => jobs.update(ids[i]!, `r${i}`));
+      const { append } = jobs;
+      const appended = append ? await time(ops, (i) => append(ids[i]!)) : [];
       if (keep) {
         add('insert', ins);
         add('get', get);
         add('claim', claim);
         add('update', update);
+        if (append) add('append', appended);
       }
     }
   }
@@ -218,7 +234,8 @@ async function compare(label: string, variants: Record<string, Jobs>, ops: numbe
   console.log(`${'path'.padEnd(8)} ${'variant'.padEnd(12)} ${'ops/s'.padStart(9)} ${'median µs'.padStart(10)}`);
   for (const p of paths) {
     for (const name of Object.keys(variants)) {
-      const xs = lat[name]![p]!;
+      const xs = lat[name]![p];
+      if (!xs) continue;
       const total = xs.reduce((s, x) => s + x, 0);
       console.log(
         `${p.padEnd(8)} ${name.padEnd(12)} ${Math.round((xs.length / total) * 1e6)

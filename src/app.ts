@@ -208,6 +208,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     events,
     settings: config.gpus.telemetry,
     node: config.node.name,
+    epoch: () => membership.epoch(),
     read: () => readGpus(Math.max(5_000, config.gpus.telemetry.sampleSeconds * 1000)),
     note: (jobId, line) => runs.note(jobId, line),
     interrupt: (jobId, why) => runs.interrupt(jobId, why),

@@ -73,7 +73,6 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     store: d.store.jobs,
     events: d.events,
     queue,
-    runs,
     policy: config.policy,
     stopGraceSeconds: config.stopGraceSeconds,
     dockerSocket: config.dockerSocket,

@@ -149,3 +149,28 @@ export function settleAttempt(
     },
   };
 }
+
+/**
+ * The rule of the queue: a job whose cancel was asked never goes back to
+ * it, and a queued job never holds a cancel (so none waits there, holds a
+ * reservation or causes a preemption for a job nobody wants). Every write
+ * that requeues a job passes through here (`JobService.transition`; a lost
+ * node's jobs through `settleAttempt`, which ends a cancelled job), and the
+ * store refuses a requeue once a cancel was asked, so a cancel landing
+ * between the read and the write is caught on the next read. The write
+ * that would have requeued the job ends it cancelled instead: the attempt
+ * it ended is recorded as that write had it, not retried; an attempt cut
+ * short before its end was known (going back as the same attempt) is
+ * recorded cancelled; a job claimed but never started records none.
+ */
+export function cancelledInstead(record: Pick<JobRecord, 'state' | 'attempt'>, requeue: JobPatch, now: Date): JobPatch {
+  const finishedAt = now.toISOString();
+  const ended = requeue.endAttempt;
+  const reason = ended
+    ? `cancelled; attempt ${record.attempt}: ${ended.reason ?? ended.outcome}`
+    : `cancelled before attempt ${record.attempt} could go back to the queue`;
+  const patch: JobPatch = { state: 'cancelled', finishedAt, reason, pullStatus: null, pullProgress: null };
+  if (ended) return { ...patch, endAttempt: { ...ended, retried: false } };
+  if (record.state === 'queued') return patch;
+  return { ...patch, endAttempt: { outcome: 'cancelled', cause: null, retried: false, reason, exitCode: null, finishedAt } };
+}

@@ -8,11 +8,17 @@ import type { Fence, JobPatch, JobRecord } from '../store/store.js';
  * fence), and when a repeated write is already applied.
  */
 
-/** The run that holds the fence still owns the job (its node and attempt), else FencedError. */
+/**
+ * The run that holds the fence still owns the job (its node and attempt,
+ * and no newer process of the node took it over), else FencedError.
+ */
 export function assertOwned(record: JobRecord, fence: Fence): void {
   if (record.node !== fence.node || record.attempt !== fence.attempt) {
     const now = record.node === null ? 'back in the queue' : `attempt ${record.attempt} on node "${record.node}"`;
     throw new FencedError(record.id, `it is now ${now}`);
+  }
+  if (record.nodeEpoch > fence.epoch) {
+    throw new FencedError(record.id, `a newer process of node "${record.node}" (epoch ${record.nodeEpoch}) holds it`);
   }
 }
 

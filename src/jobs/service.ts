@@ -20,6 +20,7 @@ import type { SecretSource } from '../secrets/source.js';
 import { type Fence, type JobPatch, type JobRecord, type JobStore, type NewJob, newJobRecord } from '../store/store.js';
 import type { JobEventHub } from './events.js';
 import { checkPolicy, secretAccessErrors } from './policy.js';
+import { cancelledInstead } from './retry-policy.js';
 import { resolveRunSettings } from './run-settings.js';
 import { Announced, assertOwned, patchApplied, transitionApplied } from './run-writes.js';
 import { specHash } from './spec-hash.js';
@@ -40,8 +41,6 @@ export interface JobServiceDeps {
   quotas: Quotas;
   /** Where the secrets a spec names come from (checked at submit: they exist and the owner may use them). */
   secrets: SecretSource;
-  /** The jobs this node runs (from their launch until their run has wholly ended). */
-  runs: { has(jobId: string): boolean };
   /** What this node would do with a job submitted now (the scheduler's dry run). */
   preview: (job: JobRecord) => WaitInfo;
   /** Why no node can ever run the spec (its placement, its GPUs), or null when one can. */
@@ -201,29 +200,32 @@ export class JobService {
     };
   }
 
-  /** Idempotent: a queued job is never started; an active one is stopped; a finished one is returned as is. */
+  /**
+   * Idempotent: a queued job ends at once, even one a node took (its run's first step then finds it ended: a
+   * queued job never holds a cancel, retry-policy.ts); an active one is asked to stop; an ended one is as is.
+   * Each write is a compare-and-set on the state read: a job that moved meanwhile is looked at again.
+   */
   async cancel(principal: Principal, id: string): Promise<Job> {
-    const record = await this.visibleRecord(principal, id);
-    if (isTerminal(record.state)) return this.view(record);
-    // A job a node already took still reads `queued` until its first step
-    // is stored; it is stopped like an active one, by that node.
-    if (record.state === 'queued' && record.node === null && !this.d.runs.has(id)) {
-      // One compare-and-set from `queued`: a job that started meanwhile is
-      // never marked cancelled while its container runs on.
-      const patch = { state: 'cancelled' as const, finishedAt: new Date().toISOString(), reason: 'cancelled while queued' };
-      const done = await this.d.store.update(id, patch, { state: 'queued' });
-      if (done) {
-        await this.announce(done);
-        this.d.events.publishQueueChanged();
-        return this.view(done);
+    let record = await this.visibleRecord(principal, id);
+    for (;;) {
+      if (isTerminal(record.state)) return this.view(record);
+      if (record.state === 'queued') {
+        const patch = { state: 'cancelled' as const, finishedAt: new Date().toISOString(), reason: 'cancelled while queued' };
+        const done = await this.d.store.update(id, patch, { state: 'queued' });
+        if (done) {
+          await this.announce(done);
+          this.d.events.publishQueueChanged();
+          return this.view(done);
+        }
+      } else {
+        const asked = record.cancelRequested ? record : await this.d.store.update(id, { cancelRequested: true }, { state: record.state });
+        if (asked) {
+          this.d.events.publishCancelRequested(id);
+          return this.view(asked);
+        }
       }
-      // A node took it meanwhile: it is stopped like an active job.
+      record = (await this.d.store.get(id, { fresh: true }))!;
     }
-    const now = (await this.d.store.get(id, { fresh: true }))!;
-    if (isTerminal(now.state)) return this.view(now);
-    const updated = now.cancelRequested ? now : ((await this.d.store.update(id, { cancelRequested: true })) ?? now);
-    this.d.events.publishCancelRequested(id);
-    return this.view(updated);
   }
 
   /**
@@ -233,7 +235,9 @@ export class JobService {
    * against the new state. Resolves undefined when the job has already
    * ended, or the record if it already holds this write (run-writes.ts); an
    * illegal transition is a bug and throws. With a fence (a run's own
-   * writes), throws FencedError once the job is no longer that run's.
+   * writes), throws FencedError once the job is no longer that run's. A
+   * requeue of a job whose cancel was asked ends it cancelled instead
+   * (retry-policy.ts, `cancelledInstead`).
    */
   async transition(id: string, to: JobState, patch: JobPatch = {}, fence?: Fence): Promise<JobRecord | undefined> {
     for (let fresh = false; ; ) {
@@ -248,10 +252,17 @@ export class JobService {
       // A terminal state is final: another writer ended the job first.
       if (isTerminal(record.state)) return undefined;
       if (fence) assertOwned(record, fence);
-      assertTransition(record.state, to);
-      const updated = await this.d.store.update(id, { ...patch, state: to }, { state: record.state, fence });
+      const write = to === 'queued' && record.cancelRequested ? cancelledInstead(record, patch, new Date()) : { ...patch, state: to };
+      assertTransition(record.state, write.state!);
+      const updated = await this.d.store.update(id, write, { state: record.state, fence });
       if (updated) return this.announce(updated);
     }
+  }
+
+  /** Back in the queue as the same attempt (no node, no GPUs: nothing of it exists in the engine yet); safe to repeat. */
+  requeue(id: string, fence: Fence): Promise<JobRecord | undefined> {
+    const back = { reason: null, pullStatus: null, pullProgress: null, gpus: [], gpuMemoryMiB: null, node: null };
+    return this.transition(id, 'queued', back, fence);
   }
 
   /**

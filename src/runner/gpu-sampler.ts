@@ -15,6 +15,8 @@ export interface GpuSamplerDeps {
   settings: Config['gpus']['telemetry'];
   /** This node's name: the sampler measures the jobs it runs. */
   node: string;
+  /** The epoch this process registered with (NodeSeat.epoch), for its writes' fence; null while it holds no lease. */
+  epoch: () => number | null;
   /** One reading of every card and compute process (nvidia-smi). */
   read: () => Promise<GpuReading>;
   /** Adds a `[gantry]` line to the log of a job this node runs (Scheduler.note). */
@@ -142,8 +144,10 @@ export class GpuSampler {
     if (readings.length === 0) return;
     const verdict = t.add(at, readings);
     const summary = t.summary();
+    const epoch = this.d.epoch();
+    if (epoch === null) return;
     const stored = await this.d.store.jobs
-      .update(r.id, { gpuTelemetry: summary }, { fence: { node: this.d.node, attempt: r.attempt } })
+      .update(r.id, { gpuTelemetry: summary }, { fence: { node: this.d.node, attempt: r.attempt, epoch } })
       .catch((err: unknown) => {
         this.d.log.warn({ err, jobId: r.id }, 'GPU telemetry: could not store the summary');
         return null;

@@ -79,7 +79,8 @@ export class JobRun {
     this.spec = record.spec;
     this.settings = runSettings(record);
     if (record.node === null) throw new Error(`job ${record.id} is run without being claimed by a node`);
-    this.fence = { node: record.node, attempt: record.attempt };
+    // The epoch stamped by this process's claim, or by its adoption of the run (reconcile.ts).
+    this.fence = { node: record.node, attempt: record.attempt, epoch: record.nodeEpoch };
     this.container = new JobContainer(
       {
         jobId: record.id,

@@ -1,16 +1,24 @@
 import type { Logger } from 'pino';
 import type { GpuAllocator } from '../gpu/allocator.js';
 import type { JobService } from '../jobs/service.js';
+import { FencedError } from '../model/errors.js';
 import { isTerminal } from '../model/states.js';
 import { type ContainerRuntime, MANAGED_LABELS, type ManagedContainer } from '../runtime/runtime.js';
-import type { JobRecord, Store } from '../store/store.js';
+import type { Fence, JobRecord, Store } from '../store/store.js';
 
 export interface ReconcileReport {
+  /** Jobs of this node whose container outlived a restart: driven again, their capture resumed. */
   adopted: string[];
+  /** Jobs of this node whose container was made and is gone (removed outside Gantry): failed. */
   vanished: string[];
+  /**
+   * Jobs this node was pulling or starting when Gantry stopped, before their
+   * container existed: back in the queue as the same attempt (cancelled instead if their cancel was asked).
+   */
+  requeued: string[];
   unknownContainers: string[];
   removedLeftovers: string[];
-  /** Jobs this node had claimed but not started: back in the queue. */
+  /** Jobs this node had claimed but not started: back in the queue (cancelled instead if their cancel was asked). */
   unclaimed: string[];
   /** Containers of jobs the fleet gave to another node or attempt meanwhile: killed. */
   fenced: string[];
@@ -30,6 +38,17 @@ function attemptOf(c: ManagedContainer): number {
   return Number(c.labels[MANAGED_LABELS.attempt] ?? '1');
 }
 
+/** Gives a job of this node's back to the queue (JobService.requeue); false when it was no longer this node's. */
+async function requeued(jobs: JobService, id: string, fence: Fence): Promise<boolean> {
+  try {
+    await jobs.requeue(id, fence);
+    return true;
+  } catch (err) {
+    if (err instanceof FencedError) return false;
+    throw err;
+  }
+}
+
 /**
  * Converges this node on what the store says it should run, level-triggered:
  * at start-up, after a gap in the fleet's change feed, and periodically, so a
@@ -38,13 +57,16 @@ function attemptOf(c: ManagedContainer): number {
  * holds for one is passed on. For the rest: containers of this node's active
  * jobs are adopted (their capture resumes, they end normally), its jobs
  * whose container vanished fail with a reason, jobs it claimed but never
- * launched go back to the queue, the container of a job that is now another
+ * launched, and jobs it was pulling or starting before their container
+ * existed, go back to the queue as the same attempt, the container of a job that is now another
  * node's or another attempt's is killed, and labelled containers unknown to
  * the store are reported, never killed. It must not overlap a scheduling
  * pass (a claim being launched would look abandoned).
  */
 export async function reconcile(o: {
   node: string;
+  /** The epoch this process registered with (NodeSeat.epoch): its writes' fence; null while it holds no lease. */
+  epoch: number | null;
   runtime: ContainerRuntime;
   store: Store;
   jobs: JobService;
@@ -55,27 +77,26 @@ export async function reconcile(o: {
   reported: Set<string>;
   adopt: (record: JobRecord, container: ManagedContainer) => void;
 }): Promise<ReconcileReport> {
-  const containers = await o.runtime.listManaged();
-  const byJob = new Map(containers.map((c) => [c.labels[MANAGED_LABELS.jobId] ?? '', c]));
   const report: ReconcileReport = {
     adopted: [],
     vanished: [],
+    requeued: [],
     unknownContainers: [],
     removedLeftovers: [],
     unclaimed: [],
     fenced: [],
     cancelled: [],
   };
+  // A process that holds no lease writes nothing: the fleet may be settling its jobs.
+  const { epoch } = o;
+  if (epoch === null) return report;
+  const fence = (record: JobRecord): Fence => ({ node: o.node, attempt: record.attempt, epoch });
+  const containers = await o.runtime.listManaged();
+  const byJob = new Map(containers.map((c) => [c.labels[MANAGED_LABELS.jobId] ?? '', c]));
 
   for (const record of await o.store.jobs.claimed(o.node)) {
     if (o.runs.has(record.id)) continue;
-    const back = await o.store.jobs.update(
-      record.id,
-      { node: null },
-      { state: 'queued', fence: { node: o.node, attempt: record.attempt } },
-    );
-    if (back) o.jobs.observe(back);
-    report.unclaimed.push(record.id);
+    if (await requeued(o.jobs, record.id, fence(record))) report.unclaimed.push(record.id);
   }
 
   for (const record of await o.store.jobs.active(o.node)) {
@@ -85,20 +106,22 @@ export async function reconcile(o: {
     }
     const container = byJob.get(record.id);
     if (container && attemptOf(container) === record.attempt) {
-      o.adopt(record, container);
-      report.adopted.push(record.id);
+      // Stamped with this process's epoch first: from then on an older process of the node can write nothing about it.
+      const held = await o.store.jobs.update(record.id, { nodeEpoch: epoch }, { fence: fence(record) });
+      if (held) {
+        o.adopt(held, container);
+        report.adopted.push(record.id);
+      }
       continue;
     }
-    const reason =
-      record.state === 'running'
-        ? 'the container vanished while Gantry was not running (removed outside Gantry?)'
-        : `Gantry restarted while the job was ${record.state}, before its container existed; submit it again`;
-    await o.jobs.transition(
-      record.id,
-      'failed',
-      { reason, finishedAt: new Date().toISOString() },
-      { node: o.node, attempt: record.attempt },
-    );
+    if (record.state !== 'running' && record.containerId === null) {
+      // Nothing of the job exists in the engine yet (Gantry stopped during its pull, say): its attempt is taken again.
+      if (await requeued(o.jobs, record.id, fence(record))) report.requeued.push(record.id);
+      continue;
+    }
+    // Its container was made and is gone: something outside Gantry removed it.
+    const reason = `the container vanished while Gantry was not running (removed outside Gantry?); the job was ${record.state}`;
+    await o.jobs.transition(record.id, 'failed', { reason, finishedAt: new Date().toISOString() }, fence(record));
     report.vanished.push(record.id);
   }
 

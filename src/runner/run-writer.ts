@@ -56,14 +56,9 @@ export class RunWriter {
     return (await this.stored(() => this.d.jobs.transition(this.record.id, to, patch, this.fence))) !== undefined;
   }
 
-  /** Back in the queue with no node, as the same attempt: any node may take it again. */
+  /** Back in the queue with no node, as the same attempt: any node may take it again (JobService.requeue). */
   async requeue(): Promise<void> {
-    const { jobs } = this.d;
-    const id = this.record.id;
-    const current = await this.stored(() => jobs.current(id));
-    const back = { reason: null, pullStatus: null, pullProgress: null, gpus: [], gpuMemoryMiB: null, node: null };
-    if (current.state !== 'queued') await this.stored(() => jobs.transition(id, 'queued', back, this.fence));
-    else await this.stored(() => jobs.patch(id, { node: null }, this.fence));
+    await this.stored(() => this.d.jobs.requeue(this.record.id, this.fence));
   }
 
   /** Opens a capture of the container's output into the job's log. */

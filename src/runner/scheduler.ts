@@ -121,6 +121,7 @@ export class Scheduler {
   private reconcile(): Promise<ReconcileReport> {
     return reconcile({
       node: this.d.seat.name,
+      epoch: this.d.seat.epoch(),
       runtime: this.d.runtime,
       store: this.d.store,
       jobs: this.d.jobs,

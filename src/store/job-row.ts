@@ -28,6 +28,7 @@ export interface JobRow {
   gpus: string;
   node: string | null;
   attempt: number;
+  node_epoch: number;
   attempts: string;
   not_before: string | null;
   gpu_memory_mib: number | null;
@@ -47,7 +48,7 @@ export interface JobRow {
 
 /** Every column of `jobs`, named rather than `*`, so a later migration cannot change what a prepared statement returns. */
 export const JOB_COLUMNS =
-  'seq, id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, container_id, gpus, node, attempt, attempts, not_before, ' +
+  'seq, id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, container_id, gpus, node, attempt, node_epoch, attempts, not_before, ' +
   'gpu_memory_mib, gpu_telemetry, exit_code, reason, result, pull_status, pull_progress, cancel_requested, created_at, started_at, finished_at, ' +
   'deadline_at, settings';
 
@@ -65,6 +66,7 @@ export const COLUMN: Readonly<Record<ColumnField, string>> = {
   gpus: 'gpus',
   node: 'node',
   attempt: 'attempt',
+  nodeEpoch: 'node_epoch',
   notBefore: 'not_before',
   gpuMemoryMiB: 'gpu_memory_mib',
   gpuTelemetry: 'gpu_telemetry',
@@ -128,6 +130,7 @@ export function toRecord(row: JobRow): JobRecord {
     gpus: JSON.parse(row.gpus) as string[],
     node: row.node,
     attempt: row.attempt,
+    nodeEpoch: Number(row.node_epoch),
     attempts: JSON.parse(row.attempts) as AttemptRecord[],
     notBefore: row.not_before,
     gpuMemoryMiB: row.gpu_memory_mib,

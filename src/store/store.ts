@@ -24,8 +24,15 @@ import type { JobState } from '../model/states.js';
  *   if its state is still the expected one, else resolves undefined.
  * - Records handed out are frozen and never change; a write yields a new one.
  * - A write given a Fence is made only while the job is still that node's
- *   and that attempt's, and not ended; else it changes nothing (a job
- *   update resolves undefined, a log write rejects with FencedError).
+ *   and that attempt's, held by a process of the node no newer than the
+ *   fence's epoch (`nodeEpoch` ≤ the fence's), and not ended; else it
+ *   changes nothing (a job update resolves undefined, a log write rejects
+ *   with FencedError).
+ * - A job update that puts the job in `queued` is made only while no cancel
+ *   was asked for it; else it resolves undefined. With the cancel's own
+ *   compare-and-set on an active state (JobService.cancel), a queued job
+ *   never holds a cancel, whichever write lands first (the rule:
+ *   jobs/retry-policy.ts, `cancelledInstead`).
  */
 export interface Store {
   readonly jobs: JobStore;
@@ -59,6 +66,12 @@ export interface JobRecord {
   readonly node: string | null;
   /** 1, plus one for each time the job was queued again as a new attempt. */
   readonly attempt: number;
+  /**
+   * The epoch of the node's process that holds the job's run: set by its
+   * claim, re-stamped when a newer process of the node adopts the run; 0
+   * before any claim (and for jobs claimed before epochs were stored).
+   */
+  readonly nodeEpoch: number;
   /** The attempts that ended, oldest first. */
   readonly attempts: readonly AttemptRecord[];
   /** The earliest time the current attempt may start (a retry's backoff); null for none. */
@@ -117,6 +130,7 @@ export function newJobRecord(job: NewJob, seq: number): JobRecord {
     gpus: [],
     node: null,
     attempt: 1,
+    nodeEpoch: 0,
     attempts: [],
     notBefore: null,
     gpuMemoryMiB: null,
@@ -149,6 +163,7 @@ export type JobPatch = Partial<
     | 'gpus'
     | 'node'
     | 'attempt'
+    | 'nodeEpoch'
     | 'notBefore'
     | 'gpuMemoryMiB'
     | 'gpuTelemetry'
@@ -164,10 +179,17 @@ export type JobPatch = Partial<
   >
 > & { endAttempt?: AttemptEnd };
 
-/** Who may write about a job's run: the node that took it, for the attempt it took. */
+/**
+ * Who may write about a job's run: the node that took it, for the attempt
+ * it took, from the process (the node's epoch) that holds the run. Two
+ * processes of one node name share (node, attempt); the epoch tells an
+ * older one (paused, then replaced by a newer one that adopted the run)
+ * from the newer, whose writes alone are made once it stamped the job.
+ */
 export interface Fence {
   node: string;
   attempt: number;
+  epoch: number;
 }
 
 /** The conditions of a compare-and-set update. */
@@ -203,7 +225,7 @@ export interface JobStore {
   /** Changes a job; with a guard, only while its conditions hold (else undefined). */
   update(id: string, patch: JobPatch, expect?: UpdateGuard): Promise<JobRecord | undefined>;
   /**
-   * Takes a queued job for a node: sets `node` while the job is still
+   * Takes a queued job for a node: sets `node` (and `nodeEpoch`) while the job is still
    * queued, no node has it and the node is up, undrained and of that epoch.
    * Of two nodes claiming one job, exactly one gets the record; the other
    * gets undefined. A node claiming a queued job it already took gets it

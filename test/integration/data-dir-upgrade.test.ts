@@ -24,6 +24,7 @@ const MIGRATIONS = [
   '0005_jobs_finished',
   '0006_gpu_telemetry',
   '0007_run_settings',
+  '0008_node_epoch',
 ];
 
 const id = (n: number) => `00000000-0000-4000-8000-00000000000${n}`;
@@ -206,7 +207,7 @@ test('a 0.1.0 data dir opens: every job, label, log line and setting is kept, th
   const done = await store.jobs.update(
     id(4),
     { state: 'succeeded', exitCode: 0, finishedAt: new Date().toISOString() },
-    { state: 'running', fence: { node: 'gpu-host-1', attempt: 1 } },
+    { state: 'running', fence: { node: 'gpu-host-1', attempt: 1, epoch: 1 } },
   );
   assert.equal(done?.state, 'succeeded');
   const claimed = await store.jobs.claim(id(3), self);

@@ -1,11 +1,28 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { test } from 'node:test';
-import { containersOf, docker, startGantry, tempDir } from '../helpers/gantry.js';
+import { type TestContext, test } from 'node:test';
+import { containersOf, docker, spawnGantry, startGantry, tempDir } from '../helpers/gantry.js';
 import { pushTestImage, startRegistry, startStallingProxy } from '../helpers/registry.js';
 
 const creds = { user: 'gantry', password: 's3cret-pass' };
+
+/** An image in a loopback registry behind a stalling proxy (its pull held until released), removed after the test. */
+async function stalledImage(t: TestContext, repo: string) {
+  const reg = await startRegistry();
+  t.after(() => reg.stop());
+  await pushTestImage(reg, repo);
+  const proxy = await startStallingProxy(reg);
+  t.after(() => proxy.stop());
+  const ref = `${proxy.host}/${repo}`;
+  t.after(() =>
+    docker
+      .getImage(ref)
+      .remove()
+      .catch(() => undefined),
+  );
+  return { proxy, ref };
+}
 
 test('pulls from a real loopback registry: the job says `pulling`, then runs', async (t) => {
   const reg = await startRegistry();
@@ -71,18 +88,7 @@ test("private registry: refused without credentials, pulled with the operator's 
 });
 
 test('a bind source swapped for a symlink while the image is pulled is refused before the container is created', async (t) => {
-  const reg = await startRegistry();
-  t.after(() => reg.stop());
-  await pushTestImage(reg, 'ml/busybox:swap');
-  const proxy = await startStallingProxy(reg);
-  t.after(() => proxy.stop());
-  const ref = `${proxy.host}/ml/busybox:swap`;
-  t.after(() =>
-    docker
-      .getImage(ref)
-      .remove()
-      .catch(() => undefined),
-  );
+  const { proxy, ref } = await stalledImage(t, 'ml/busybox:swap');
 
   const allowed = tempDir('gantry-allowed-');
   const secret = tempDir('gantry-secret-'); // outside the allowlist
@@ -105,4 +111,27 @@ test('a bind source swapped for a symlink while the image is pulled is refused b
     /refused by policy at start: body\.mounts\.0\.source: host path ".*gantry-secret-.*" is outside GANTRY_MOUNT_ALLOWLIST/,
   );
   assert.deepEqual(await containersOf(job.id), []);
+});
+
+test('Gantry killed during an image pull: after the restart the job pulls again as the same attempt and succeeds', async (t) => {
+  const { proxy, ref } = await stalledImage(t, 'ml/busybox:restart');
+  const dir = tempDir();
+  const env = { GANTRY_IMAGE_ALLOWLIST: `${proxy.host}/ml/*` };
+  let g = await spawnGantry(dir, env);
+  t.after(() => g.stop('SIGKILL'));
+  const job = await g.submit({ image: ref, command: ['echo', 'pulled after the restart'] });
+  await proxy.stalled;
+  await g.waitFor(job.id, (j) => j.state === 'pulling');
+  await g.stop('SIGKILL');
+  proxy.release();
+  g = await spawnGantry(dir, env);
+  const done = await g.waitFor(job.id, undefined, 60_000);
+  assert.equal(done.state, 'succeeded', done.reason ?? '');
+  assert.equal(done.result, 'pulled after the restart');
+  assert.equal(done.attempt, 1, 'the same attempt: nothing of it had run');
+  assert.deepEqual(
+    done.attempts.map((a) => a.outcome),
+    ['succeeded'],
+    'one attempt, the one that ran',
+  );
 });

@@ -48,7 +48,7 @@ async function submit(store: Store) {
 
 /** Claims the job for the node and runs it to `running` on GPU-<node>, as a run does. */
 async function run(store: Store, id: string, node: { name: string; epoch: number }, attempt: number) {
-  const fence: Fence = { node: node.name, attempt };
+  const fence: Fence = { node: node.name, attempt, epoch: node.epoch };
   assert.ok(await store.jobs.claim(id, node), 'claimed');
   assert.ok(await store.jobs.update(id, { state: 'starting', gpus: [`GPU-${node.name}`] }, { state: 'queued', fence }));
   const running = await store.jobs.update(id, { state: 'running', startedAt: new Date().toISOString() }, { state: 'starting', fence });

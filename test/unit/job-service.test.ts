@@ -29,14 +29,11 @@ async function setup(t: { after(fn: () => unknown): void }) {
   t.after(() => store.close());
   const events = new JobEventHub();
   const queue = new QueueState();
-  /** The jobs "this node" runs: a cancel leaves those to their run. */
-  const launched = new Set<string>();
   const config = loadConfig({ GANTRY_DATA_DIR: os.tmpdir() });
   const service = new JobService({
     store: store.jobs,
     events,
     queue,
-    runs: launched,
     policy: config.policy,
     stopGraceSeconds: config.stopGraceSeconds,
     dockerSocket: config.dockerSocket,
@@ -46,7 +43,7 @@ async function setup(t: { after(fn: () => unknown): void }) {
     placementProblem: async (s) => ((s.gpus?.count ?? 0) > 2 ? { path: 'gpus', message: 'this host has 2' } : null),
   });
   const add = async (s: JobSpec = spec()) => (await service.submit(owner, s, { idempotencyKey: null, requestId: null })).job.id;
-  return { store, events, queue, launched, service, add };
+  return { store, events, queue, service, add };
 }
 
 const polled = async (service: JobService, id: string) => JSON.parse(frozenJson(await service.get(owner, id))) as Job;
@@ -111,25 +108,57 @@ test('submits with one idempotency key racing each other make one job; another b
 });
 
 test('a cancel racing the scheduler never overwrites the state it set, and vice versa', async (t) => {
-  const { service, add, launched, events, store } = await setup(t);
-  // The scheduler took the job (still `queued` in the store) and moves it on while the cancel is asked.
+  const { service, add, events, store } = await setup(t);
+  // A node took the job (still `queued` in the store) and moves it on while the cancel is asked.
   const id = await add();
-  launched.add(id);
+  await store.jobs.update(id, { node: 'node-1' });
   const asked: string[] = [];
   events.onCancelRequested((j) => asked.push(j));
   const [cancelled, started] = await Promise.all([service.cancel(owner, id), service.transition(id, 'starting')]);
-  assert.equal(started?.state, 'starting');
-  assert.ok(['queued', 'starting'].includes(cancelled.state), 'a launched job is stopped by the scheduler, not ended here');
-  assert.deepEqual(asked, [id]);
   const after = await store.jobs.get(id);
-  assert.equal(after?.state, 'starting');
-  assert.equal(after?.cancelRequested, true, 'the scheduler finds the request on the job');
+  if (started === undefined) {
+    // The cancel came first: a queued job ends at once, even one a node took, and its step is refused quietly.
+    assert.equal(cancelled.state, 'cancelled');
+    assert.equal(after?.state, 'cancelled');
+    assert.deepEqual(asked, []);
+  } else {
+    // The step came first: the run is asked to stop, and finds the request on the job.
+    assert.equal(after?.state, 'starting');
+    assert.equal(after?.cancelRequested, true);
+    assert.deepEqual(asked, [id]);
+  }
 
-  // Not launched: the cancel ends it, and a late step of the scheduler is refused quietly.
+  // Not taken: the cancel ends it, and a late step of the scheduler is refused quietly.
   const queued = await add();
   assert.equal((await service.cancel(owner, queued)).state, 'cancelled');
   assert.equal(await service.transition(queued, 'starting'), undefined);
   assert.equal((await service.get(owner, queued)).state, 'cancelled');
+});
+
+test('a queued job never holds a cancel: one a node took ends at once, and a requeue of a job whose cancel was asked ends it cancelled', async (t) => {
+  const { service, add, store } = await setup(t);
+  const fence = { node: 'node-1', attempt: 1, epoch: 1 };
+  const taken = await add();
+  await store.jobs.update(taken, { node: 'node-1' });
+  const ended = await service.cancel(owner, taken);
+  assert.equal(ended.state, 'cancelled', 'a claimed job that never started is ended by the cancel itself');
+  assert.equal((await store.jobs.get(taken))?.cancelRequested, false);
+
+  // Pulling when the cancel is asked, then sent back to the queue (the engine went away).
+  const pulling = await add();
+  await store.jobs.update(pulling, { node: 'node-1' });
+  await service.transition(pulling, 'pulling', {}, fence);
+  assert.equal((await service.cancel(owner, pulling)).state, 'pulling');
+  const back = await service.requeue(pulling, fence);
+  assert.equal(back?.state, 'cancelled', 'never queued again once its cancel was asked');
+  assert.equal(back?.attempts.length, 1, 'its attempt is recorded');
+  assert.equal(back?.attempts[0]?.outcome, 'cancelled');
+
+  // The store itself refuses a requeue once a cancel was asked: one that slips between the read and the write.
+  const running = await add();
+  await store.jobs.update(running, { node: 'node-1', state: 'running', cancelRequested: true });
+  assert.equal(await store.jobs.update(running, { state: 'queued', node: null }, { state: 'running', fence }), undefined);
+  assert.equal((await store.jobs.get(running))?.state, 'running');
 });
 
 test('the domain says what is wrong in its own terms, with spec-relative paths', async (t) => {

@@ -8,8 +8,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { FencedError } from '../../src/model/errors.js';
 import type { GpuTelemetry } from '../../src/model/gpu-telemetry.js';
 import type { JobSpec } from '../../src/model/job.js';
+import { EMPTY_LOG_STATE } from '../../src/model/log.js';
 import type { RunSettings } from '../../src/model/run-settings.js';
 import { newJobRecord } from '../../src/store/store.js';
 import { newJob, nodeInfo, RUN_SETTINGS } from '../helpers/records.js';
@@ -125,30 +127,45 @@ function contract(open: OpenStore): void {
     assert.equal(await store.jobs.update(record.id, { state: 'starting' }, { state: 'queued' }), undefined, 'state no longer queued');
     assert.equal((await store.jobs.get(record.id))?.state, 'pulling', 'the refused write changed nothing');
 
-    const fence = { node: 'a', attempt: 1 };
+    const fence = { node: 'a', attempt: 1, epoch: 1 };
     const running = await store.jobs.update(record.id, { state: 'running', containerId: 'c1' }, { state: 'pulling', fence });
     assert.equal(running?.state, 'running');
     assert.equal(running?.containerId, 'c1');
-    assert.equal(await store.jobs.update(record.id, { pullStatus: 'x' }, { fence: { node: 'b', attempt: 1 } }), undefined, 'another node');
     assert.equal(
-      await store.jobs.update(record.id, { pullStatus: 'x' }, { fence: { node: 'a', attempt: 2 } }),
+      await store.jobs.update(record.id, { pullStatus: 'x' }, { fence: { node: 'b', attempt: 1, epoch: 1 } }),
+      undefined,
+      'another node',
+    );
+    assert.equal(
+      await store.jobs.update(record.id, { pullStatus: 'x' }, { fence: { node: 'a', attempt: 2, epoch: 1 } }),
       undefined,
       'another attempt',
     );
     assert.equal(await store.jobs.update(record.id, { pullStatus: 'x' }, { state: 'starting', fence }), undefined, 'state guard too');
-    assert.equal(await store.jobs.update(record.id, {}, { fence: { node: 'a', attempt: 2 } }), undefined, 'an empty patch keeps the guard');
+    assert.equal(
+      await store.jobs.update(record.id, {}, { fence: { node: 'a', attempt: 2, epoch: 1 } }),
+      undefined,
+      'an empty patch keeps the guard',
+    );
     assert.equal((await store.jobs.update(record.id, {}, { fence }))?.state, 'running');
     const cancel = await store.jobs.update(record.id, { cancelRequested: true, result: 'progress' }, { fence });
     assert.equal(cancel?.cancelRequested, true);
     assert.equal(cancel?.result, 'progress');
 
+    // A job whose cancel was asked is never put back in the queue: the store refuses the write.
+    const requeue = { state: 'queued', node: null, attempt: 2 } as const;
+    assert.equal(await store.jobs.update(record.id, requeue, { state: 'running' }), undefined, 'a cancel was asked');
+    assert.equal(await store.jobs.update(record.id, requeue), undefined, 'without a guard too');
+    assert.equal((await store.jobs.get(record.id))?.state, 'running');
+    await store.jobs.update(record.id, { cancelRequested: false });
+
     // A new attempt, queued again: the old attempt's writes are refused.
-    const requeued = await store.jobs.update(record.id, { state: 'queued', node: null, attempt: 2 }, { state: 'running' });
+    const requeued = await store.jobs.update(record.id, requeue, { state: 'running' });
     assert.equal(requeued?.attempt, 2);
     assert.equal(await store.jobs.update(record.id, { state: 'failed' }, { fence }), undefined);
     assert.equal((await store.jobs.get(record.id))?.state, 'queued');
 
-    const fence2 = { node: 'b', attempt: 2 };
+    const fence2 = { node: 'b', attempt: 2, epoch: 1 };
     await store.jobs.update(record.id, { node: 'b', state: 'running' });
     const ended = await store.jobs.update(
       record.id,
@@ -172,7 +189,7 @@ function contract(open: OpenStore): void {
     const { store, another } = await open(t);
     const { record } = await store.jobs.insert(newJob());
     assert.equal(record.gpuTelemetry, null, 'a new job has none');
-    const fence = { node: 'a', attempt: 1 };
+    const fence = { node: 'a', attempt: 1, epoch: 1 };
     await store.jobs.update(record.id, { state: 'running', node: 'a', gpus: ['GPU-1'], startedAt: '2030-01-01T00:00:00.000Z' });
     assert.deepEqual((await store.jobs.update(record.id, { gpuTelemetry: TELEMETRY }, { fence }))?.gpuTelemetry, TELEMETRY);
     const finishedAt = '2030-01-01T00:01:00.000Z';
@@ -235,6 +252,34 @@ function contract(open: OpenStore): void {
     const ended = (await store.jobs.insert(newJob())).record;
     await store.jobs.update(ended.id, { state: 'failed' });
     assert.equal(await store.jobs.claim(ended.id, b2), undefined, 'only a queued job');
+  });
+
+  test('the fence holds the epoch: once a newer process of the node holds the run, the older one can write nothing about it', async (t) => {
+    const { store } = await open(t);
+    const old = await store.nodes.register(nodeInfo('a'));
+    const job = (await store.jobs.insert(newJob())).record;
+    const claimed = await store.jobs.claim(job.id, old);
+    assert.equal(claimed?.nodeEpoch, old.epoch, 'the claim stamps the claiming process');
+    const oldFence = { node: 'a', attempt: 1, epoch: old.epoch };
+    const line = (text: string) => [{ stream: 'stdout' as const, time: Date.now(), line: text }];
+    const logState = (nextSeq: number) => ({ ...EMPTY_LOG_STATE, nextSeq, stdoutRecords: nextSeq - 1 });
+    assert.equal((await store.jobs.update(job.id, { state: 'running' }, { state: 'queued', fence: oldFence }))?.state, 'running');
+    await store.logs.append(job.id, line('one'), logState(2), oldFence);
+
+    // The node restarts while the old process is paused: the new one registers and adopts the run.
+    const now = await store.nodes.register(nodeInfo('a'));
+    const newFence = { ...oldFence, epoch: now.epoch };
+    const adopted = await store.jobs.update(job.id, { nodeEpoch: now.epoch }, { fence: newFence });
+    assert.equal(adopted?.nodeEpoch, now.epoch, 'a newer process may write over an older one');
+    assert.equal(await store.jobs.update(job.id, { result: 'stale' }, { fence: oldFence }), undefined, 'the older process is refused');
+    assert.equal(await store.jobs.update(job.id, { state: 'failed' }, { state: 'running', fence: oldFence }), undefined);
+    await assert.rejects(store.logs.append(job.id, line('stale'), logState(3), oldFence), FencedError);
+    await assert.rejects(store.logs.saveState(job.id, { ...logState(2), complete: true }, oldFence), FencedError);
+    assert.equal((await store.jobs.get(job.id))?.state, 'running');
+    assert.equal((await store.logs.state(job.id)).nextSeq, 2, 'nothing of the older process was stored');
+
+    await store.logs.append(job.id, line('two'), logState(3), newFence);
+    assert.equal((await store.jobs.update(job.id, { state: 'succeeded' }, { state: 'running', fence: newFence }))?.state, 'succeeded');
   });
 
   test('queries: scheduling order, queue summary, active, claimed, holding GPUs, list, counts, retention', async (t) => {

@@ -200,7 +200,6 @@ for (const kind of ['sqlite', 'postgres'] as const) {
         store: store.jobs,
         events,
         queue: new QueueState(),
-        runs: new Set<string>(),
         policy: config.policy,
         stopGraceSeconds: config.stopGraceSeconds,
         dockerSocket: config.dockerSocket,
@@ -217,7 +216,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       assert.ok(await store.jobs.claim(job.id, { name: NODE, epoch: node.epoch }));
       const announced: JobState[] = [];
       events.onAnyStatus((j) => announced.push(j.state));
-      const fence: Fence = { node: NODE, attempt: 1 };
+      const fence: Fence = { node: NODE, attempt: 1, epoch: 1 };
       return { store, service, id: job.id, fence, announced };
     }
 
@@ -231,7 +230,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
       assert.equal(again?.startedAt, first?.startedAt);
       assert.deepEqual(announced, ['starting', 'running'], 'no second announcement of an unchanged record');
       await assert.rejects(service.transition(id, 'starting', {}, fence), IllegalTransitionError);
-      await assert.rejects(service.transition(id, 'running', patch, { node: 'node-2', attempt: 1 }), FencedError);
+      await assert.rejects(service.transition(id, 'running', patch, { node: 'node-2', attempt: 1, epoch: 1 }), FencedError);
     });
 
     test('a state change whose reply was lost is announced by its repeat', async (t) => {

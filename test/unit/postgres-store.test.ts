@@ -233,11 +233,11 @@ describe('PostgreSQL store', () => {
     const s = await open(t, await freshDatabase(), 'a');
     const { record } = await s.jobs.insert(newJob());
     await s.jobs.update(record.id, { state: 'running', node: 'a' });
-    const fence = { node: 'a', attempt: 1 };
+    const fence = { node: 'a', attempt: 1, epoch: 1 };
     await s.logs.append(record.id, records(1, 2), state({ nextSeq: 3, stdoutRecords: 2 }), fence);
     for (const wrong of [
-      { node: 'b', attempt: 1 },
-      { node: 'a', attempt: 2 },
+      { node: 'b', attempt: 1, epoch: 1 },
+      { node: 'a', attempt: 2, epoch: 1 },
     ]) {
       await assert.rejects(s.logs.append(record.id, records(3, 2), state({ nextSeq: 5, stdoutRecords: 4 }), wrong), FencedError);
       await assert.rejects(s.logs.saveState(record.id, state({ nextSeq: 9 }), wrong), FencedError);
@@ -461,13 +461,13 @@ describe('PostgreSQL store', () => {
     await fb.next((c) => c.kind === 'job' && c.node === 'a');
     await a.jobs.update(record.id, { state: 'running', cancelRequested: true });
     await fb.next((c) => c.kind === 'job' && c.state === 'running' && c.cancelRequested);
-    await a.logs.append(record.id, records(1, 3), state({ nextSeq: 4, stdoutRecords: 3 }), { node: 'a', attempt: 1 });
+    await a.logs.append(record.id, records(1, 3), state({ nextSeq: 4, stdoutRecords: 3 }), { node: 'a', attempt: 1, epoch: 1 });
     assert.deepEqual(await fb.next((c) => c.kind === 'log'), { kind: 'log', jobId: record.id, lastSeq: 3 });
     await a.logs.saveState(record.id, state({ nextSeq: 4, stdoutRecords: 3, complete: true }));
     await fb.next((c) => c.kind === 'log' && c.lastSeq === 3 && fb.changes.filter((x) => x.kind === 'log').length === 2);
     // Writes that change nothing announce nothing.
     assert.equal(await a.jobs.update(record.id, { state: 'failed' }, { state: 'queued' }), undefined);
-    await assert.rejects(a.logs.append(record.id, records(4, 1), state({ nextSeq: 5 }), { node: 'b', attempt: 1 }), FencedError);
+    await assert.rejects(a.logs.append(record.id, records(4, 1), state({ nextSeq: 5 }), { node: 'b', attempt: 1, epoch: 1 }), FencedError);
     await a.nodes.setDrained('a', true);
 
     // B's write is a barrier: each listener hears notifications in commit
@@ -562,7 +562,7 @@ describe('PostgreSQL store', () => {
     const { rows } = await queryOnce(url, 'SELECT name FROM kysely_migration ORDER BY name');
     assert.deepEqual(
       rows.map((r) => r.name),
-      ['0001_initial', '0002_audit', '0003_retries', '0004_jobs_unfinished', '0005_gpu_telemetry', '0006_run_settings'],
+      ['0001_initial', '0002_audit', '0003_retries', '0004_jobs_unfinished', '0005_gpu_telemetry', '0006_run_settings', '0007_node_epoch'],
     );
     // Every table was made by the one transaction that recorded the migrations.
     const made = await queryOnce(
@@ -577,6 +577,6 @@ describe('PostgreSQL store', () => {
     assert.equal((await stores[2]!.jobs.get(record.id))?.id, record.id);
     // Opening again finds nothing to do.
     await open(t, url, 'd');
-    assert.equal((await queryOnce(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 6);
+    assert.equal((await queryOnce(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 7);
   });
 });

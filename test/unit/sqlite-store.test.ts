@@ -55,7 +55,7 @@ const node = (name: string, leaseSeconds = 30): NodeInfo => ({
 /** A job of `nodeName` moved to running through the guarded writes a node makes. */
 async function runOn(store: Store, id: string, nodeName: string, epoch: number) {
   assert.ok(await store.jobs.claim(id, { name: nodeName, epoch }), `claim ${id} for ${nodeName}`);
-  const fence = { node: nodeName, attempt: 1 };
+  const fence = { node: nodeName, attempt: 1, epoch: 1 };
   assert.ok(await store.jobs.update(id, { state: 'pulling' }, { state: 'queued', fence }));
   assert.ok(await store.jobs.update(id, { state: 'starting', gpus: [`GPU-${nodeName}`] }, { state: 'pulling', fence }));
   const running = await store.jobs.update(id, { state: 'running', startedAt: new Date().toISOString() }, { state: 'starting', fence });
@@ -71,7 +71,7 @@ test('a fenced log write of a run that is no longer the writer’s rejects with 
   const a = await store.nodes.register(node('a'));
   const job = await add();
   await runOn(store, job.id, 'a', a.epoch);
-  const fence = { node: 'a', attempt: 1 };
+  const fence = { node: 'a', attempt: 1, epoch: 1 };
 
   await store.logs.append(job.id, [line('one'), line('two')], state(3, { stdoutRecords: 2 }), fence);
   assert.deepEqual(
@@ -79,9 +79,15 @@ test('a fenced log write of a run that is no longer the writer’s rejects with 
     ['one', 'two'],
   );
 
-  await assert.rejects(store.logs.append(job.id, [line('three')], state(4, { stdoutRecords: 3 }), { node: 'b', attempt: 1 }), FencedError);
-  await assert.rejects(store.logs.append(job.id, [line('three')], state(4, { stdoutRecords: 3 }), { node: 'a', attempt: 2 }), FencedError);
-  await assert.rejects(store.logs.saveState(job.id, state(3, { complete: true }), { node: 'b', attempt: 1 }), FencedError);
+  await assert.rejects(
+    store.logs.append(job.id, [line('three')], state(4, { stdoutRecords: 3 }), { node: 'b', attempt: 1, epoch: 1 }),
+    FencedError,
+  );
+  await assert.rejects(
+    store.logs.append(job.id, [line('three')], state(4, { stdoutRecords: 3 }), { node: 'a', attempt: 2, epoch: 1 }),
+    FencedError,
+  );
+  await assert.rejects(store.logs.saveState(job.id, state(3, { complete: true }), { node: 'b', attempt: 1, epoch: 1 }), FencedError);
   await assert.rejects(store.logs.append('no-such-job', [line('x')], state(2), fence), FencedError);
 
   await store.jobs.update(job.id, { state: 'succeeded', finishedAt: new Date().toISOString() }, { fence });
@@ -206,8 +212,8 @@ test('expire: a node past its lease is lost, its running jobs settled with the p
 
   // The lost node's old process is fenced off everywhere.
   assert.equal(await store.nodes.renew('gone', gone.epoch), false);
-  assert.equal(await store.jobs.update(running.id, { state: 'succeeded' }, { fence: { node: 'gone', attempt: 1 } }), undefined);
-  await assert.rejects(store.logs.append(retried.id, [line('late')], state(2), { node: 'gone', attempt: 1 }), FencedError);
+  assert.equal(await store.jobs.update(running.id, { state: 'succeeded' }, { fence: { node: 'gone', attempt: 1, epoch: 1 } }), undefined);
+  await assert.rejects(store.logs.append(retried.id, [line('late')], state(2), { node: 'gone', attempt: 1, epoch: 1 }), FencedError);
   const third = await add();
   assert.equal(await store.jobs.claim(third.id, gone), undefined, 'a lost node claims nothing');
   assert.deepEqual(await store.nodes.expire(settle), { lost: [], settled: [] }, 'a lost node is settled once');
@@ -260,7 +266,7 @@ test('a job left running by Gantry 0.1.0 (node NULL) is the first registering no
     (await store.jobs.active('self')).map((r) => r.id),
     [job.id],
   );
-  assert.ok(await store.jobs.update(job.id, { result: 'adopted' }, { fence: { node: 'self', attempt: 1 } }));
+  assert.ok(await store.jobs.update(job.id, { result: 'adopted' }, { fence: { node: 'self', attempt: 1, epoch: 1 } }));
 });
 
 test('store-wide: no change feed; writes are probed; a record is served from memory until a write replaces it', async (t) => {

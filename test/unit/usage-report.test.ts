@@ -40,7 +40,7 @@ async function ran(store: Store, owner: string, node: { name: string; epoch: num
     createdAt: at(start),
     settings: RUN_SETTINGS,
   });
-  const fence = { node: node.name, attempt: 1 };
+  const fence = { node: node.name, attempt: 1, epoch: 1 };
   assert.ok(await store.jobs.claim(id, node));
   await store.jobs.update(id, { state: 'starting', gpus }, { state: 'queued', fence });
   const running = await store.jobs.update(id, { state: 'running', startedAt: at(start) }, { state: 'starting', fence });

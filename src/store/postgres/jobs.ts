@@ -95,8 +95,10 @@ export function updateQuery(origin: string, id: string, patch: JobPatch, guard?:
   const where = [`id = ${p.add(id)}`];
   if (guard?.state !== undefined) where.push(`state = ${p.add(guard.state)}`);
   if (guard?.fence !== undefined) {
-    where.push(`node = ${p.add(guard.fence.node)}`, `attempt = ${p.add(guard.fence.attempt)}`, `state NOT IN ${ENDED_SQL}`);
+    const { node, attempt, epoch } = guard.fence;
+    where.push(`node = ${p.add(node)}`, `attempt = ${p.add(attempt)}`, `node_epoch <= ${p.add(epoch)}`, `state NOT IN ${ENDED_SQL}`);
   }
+  if (patch.state === 'queued') where.push('NOT cancel_requested');
   let text: string;
   if (keys.length === 0 && patch.endAttempt === undefined) {
     text = `SELECT ${JOB_COLUMNS} FROM jobs WHERE ${where.join(' AND ')}`;
@@ -135,7 +137,7 @@ const INSERT = `
 // finds the claimed job): a job is never claimed by a node already settled.
 const CLAIM = `
   WITH u AS (
-    UPDATE jobs SET node = $2
+    UPDATE jobs SET node = $2, node_epoch = $3
     WHERE id = $1 AND state = 'queued' AND (node IS NULL OR node = $2)
       AND EXISTS (SELECT 1 FROM nodes WHERE name = $2 AND epoch = $3 AND state = 'up' AND NOT drained FOR SHARE)
     RETURNING ${JOB_COLUMNS}

@@ -23,7 +23,7 @@ interface LogStateRow {
  * fence, the chunk, the capture's state and the announcement of the last
  * record stored (sent on commit) are one implicit transaction. With a
  * fence, `f` is the job's row only while the job is still the node's, for
- * that attempt, and not ended; FOR SHARE holds it until the write commits,
+ * that attempt, held by no newer process of the node, and not ended; FOR SHARE holds it until the write commits,
  * so an `expire` settling the job (it locks the row FOR UPDATE) comes
  * wholly before or after it. Without the row nothing is written, and
  * `owned` says so. Idempotent by sequence: a chunk whose first seq is
@@ -39,7 +39,7 @@ function logWrite(o: { fenced: boolean; chunk: boolean }): string {
   })();
   const job = p();
   const f = o.fenced
-    ? `SELECT id FROM jobs WHERE id = ${job} AND node = ${p()} AND attempt = ${p()} AND state NOT IN ${ENDED_SQL} FOR SHARE`
+    ? `SELECT id FROM jobs WHERE id = ${job} AND node = ${p()} AND attempt = ${p()} AND node_epoch <= ${p()} AND state NOT IN ${ENDED_SQL} FOR SHARE`
     : `SELECT ${job}::text AS id`;
   const chunk = o.chunk ? { first: p(), last: p(), lines: p() } : null;
   const c = chunk
@@ -140,7 +140,7 @@ export class PgLogStore implements LogStore {
     const key = chunk ? (fence ? 'appendFenced' : 'append') : fence ? 'stateFenced' : 'state';
     const values = [
       jobId,
-      ...(fence ? [fence.node, fence.attempt] : []),
+      ...(fence ? [fence.node, fence.attempt, fence.epoch] : []),
       ...(chunk ?? []),
       s.nextSeq,
       s.stdoutRecords,
@@ -158,7 +158,10 @@ export class PgLogStore implements LogStore {
       values,
     });
     if (fence && row?.owned !== 1) {
-      throw new FencedError(jobId, `its logs can no longer be written by node ${fence.node} (attempt ${fence.attempt})`);
+      throw new FencedError(
+        jobId,
+        `its logs can no longer be written by node ${fence.node} (attempt ${fence.attempt}, epoch ${fence.epoch})`,
+      );
     }
     // Its chunk already stored with the same records: this append, repeated after a lost reply, is done.
     if (chunk && row?.inserted === 0 && !row.stored?.equals(chunk[2])) throw new ChunkConflictError(jobId, chunk[0], chunk[1]);

@@ -162,6 +162,13 @@ const GPU_TELEMETRY: readonly string[] = [`ALTER TABLE jobs ADD COLUMN gpu_telem
  */
 const RUN_SETTINGS: readonly string[] = [`ALTER TABLE jobs ADD COLUMN settings TEXT`];
 
+/**
+ * The epoch of the node's process that holds a job's run (store.ts: Fence).
+ * Existing jobs get 0, which any process of their node may write over; the
+ * next start's adoption stamps its own.
+ */
+const NODE_EPOCH: readonly string[] = [`ALTER TABLE jobs ADD COLUMN node_epoch BIGINT NOT NULL DEFAULT 0`];
+
 /** Ordered by name. Append only: never edit a migration that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': statements(INITIAL),
@@ -170,6 +177,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0004_jobs_unfinished': statements(UNFINISHED),
   '0005_gpu_telemetry': statements(GPU_TELEMETRY),
   '0006_run_settings': statements(RUN_SETTINGS),
+  '0007_node_epoch': statements(NODE_EPOCH),
 };
 
 const provider: MigrationProvider = {

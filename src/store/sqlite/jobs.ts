@@ -84,7 +84,7 @@ export class SqliteJobStore implements JobStore {
     this.byKeyStmt = db.prepare(`SELECT * FROM jobs WHERE owner = ? AND idempotency_key = ?`);
     this.queuedStmt = db.prepare(`SELECT * FROM jobs WHERE state = 'queued' AND node IS NULL ORDER BY priority DESC, seq ASC`);
     this.claimStmt = db.prepare(
-      `UPDATE jobs SET node = @name WHERE id = @id AND state = 'queued' AND (node IS NULL OR node = @name)
+      `UPDATE jobs SET node = @name, node_epoch = @epoch WHERE id = @id AND state = 'queued' AND (node IS NULL OR node = @name)
          AND EXISTS (SELECT 1 FROM nodes WHERE name = @name AND epoch = @epoch AND state = 'up' AND drained = 0)`,
     );
     this.activeStmt = db.prepare(`SELECT * FROM jobs WHERE node = ? AND state IN ${ACTIVE_SQL} ORDER BY seq`);
@@ -163,6 +163,7 @@ export class SqliteJobStore implements JobStore {
       expectState: expect?.state ?? null,
       fenceNode: expect?.fence?.node ?? null,
       fenceAttempt: expect?.fence?.attempt ?? null,
+      fenceEpoch: expect?.fence?.epoch ?? null,
     };
     for (const k of keys) params[k] = toSql(k, patch[k]);
     if (ended) {
@@ -175,17 +176,26 @@ export class SqliteJobStore implements JobStore {
         eaFinishedAt: ended.finishedAt,
       });
     }
-    const { changes } = this.updateStmt(keys, ended !== undefined, expect?.state !== undefined, expect?.fence !== undefined).run(params);
+    const { changes } = this.updateStmt(keys, {
+      endAttempt: ended !== undefined,
+      expectState: expect?.state !== undefined,
+      fenced: expect?.fence !== undefined,
+      requeues: patch.state === 'queued',
+    }).run(params);
     this.forget(id);
     return changes === 0 ? undefined : this.read(id);
   }
 
   /** Keys are JobPatch's own field names, mapped to columns by COLUMN, never a client's. */
-  private updateStmt(keys: readonly ColumnField[], endAttempt: boolean, expectState: boolean, fenced: boolean): Statement {
-    const sets = [...keys.map((k) => `${COLUMN[k]} = @${k}`), ...(endAttempt ? [APPEND_ATTEMPT] : [])].join(', ');
+  private updateStmt(
+    keys: readonly ColumnField[],
+    o: { endAttempt: boolean; expectState: boolean; fenced: boolean; requeues: boolean },
+  ): Statement {
+    const sets = [...keys.map((k) => `${COLUMN[k]} = @${k}`), ...(o.endAttempt ? [APPEND_ATTEMPT] : [])].join(', ');
     let sql = `UPDATE jobs SET ${sets} WHERE id = @id`;
-    if (expectState) sql += ' AND state = @expectState';
-    if (fenced) sql += ` AND node = @fenceNode AND attempt = @fenceAttempt AND state NOT IN ${ENDED_SQL}`;
+    if (o.expectState) sql += ' AND state = @expectState';
+    if (o.fenced) sql += ` AND node = @fenceNode AND attempt = @fenceAttempt AND node_epoch <= @fenceEpoch AND state NOT IN ${ENDED_SQL}`;
+    if (o.requeues) sql += ' AND cancel_requested = 0';
     let stmt = this.updates.get(sql);
     if (!stmt) this.updates.set(sql, (stmt = this.db.prepare(sql)));
     return stmt;
@@ -287,6 +297,11 @@ export class SqliteJobStore implements JobStore {
 function holds(record: JobRecord, expect: UpdateGuard | undefined): boolean {
   if (expect?.state !== undefined && record.state !== expect.state) return false;
   const fence = expect?.fence;
-  if (fence && (record.node !== fence.node || record.attempt !== fence.attempt || isTerminal(record.state))) return false;
+  if (
+    fence &&
+    (record.node !== fence.node || record.attempt !== fence.attempt || record.nodeEpoch > fence.epoch || isTerminal(record.state))
+  ) {
+    return false;
+  }
   return true;
 }

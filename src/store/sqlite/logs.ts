@@ -67,17 +67,18 @@ export class SqliteLogStore implements LogStore {
       `SELECT COALESCE(SUM(bytes), 0) AS bytes, COALESCE(SUM(stdout_records), 0) AS stdoutRecords,
               COALESCE(SUM(stderr_records), 0) AS stderrRecords, COALESCE(SUM(truncated), 0) AS truncatedJobs FROM log_state`,
     );
-    this.ownerStmt = db.prepare(`SELECT node, attempt, state FROM jobs WHERE id = ?`);
+    this.ownerStmt = db.prepare(`SELECT node, attempt, node_epoch, state FROM jobs WHERE id = ?`);
   }
 
-  /** Throws FencedError unless the job is still the fence's node's and attempt's, and not ended. */
+  /** Throws FencedError unless the job is still the fence's node's and attempt's, held by no newer process of the node, and not ended. */
   private checkFence(jobId: string, fence: Fence | undefined): void {
     if (!fence) return;
-    const job = this.ownerStmt.get(jobId) as { node: string | null; attempt: number; state: JobState } | undefined;
+    const job = this.ownerStmt.get(jobId) as { node: string | null; attempt: number; node_epoch: number; state: JobState } | undefined;
     let detail: string | null = null;
     if (!job) detail = 'it does not exist';
     else if (job.node !== fence.node) detail = job.node === null ? 'it was given back to the queue' : `node ${job.node} has it now`;
     else if (job.attempt !== fence.attempt) detail = `it is on attempt ${job.attempt}, not ${fence.attempt}`;
+    else if (job.node_epoch > fence.epoch) detail = `a newer process of node ${job.node} (epoch ${job.node_epoch}) holds it`;
     else if (isTerminal(job.state)) detail = `it has ended (${job.state})`;
     if (detail !== null) throw new FencedError(jobId, detail);
   }

@@ -180,6 +180,15 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0007_run_settings': {
     up: (db) => exec(db, [`ALTER TABLE jobs ADD COLUMN settings TEXT`]),
   },
+
+  /**
+   * The epoch of the node's process that holds a job's run (store.ts:
+   * Fence). Existing jobs get 0, which any process of their node may write
+   * over; the next start's adoption stamps its own.
+   */
+  '0008_node_epoch': {
+    up: (db) => exec(db, [`ALTER TABLE jobs ADD COLUMN node_epoch INTEGER NOT NULL DEFAULT 0`]),
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
