@@ -81,16 +81,9 @@ export class JobRun {
     if (record.node === null) throw new Error(`job ${record.id} is run without being claimed by a node`);
     // The epoch stamped by this process's claim, or by its adoption of the run (reconcile.ts).
     this.fence = { node: record.node, attempt: record.attempt, epoch: record.nodeEpoch };
-    this.container = new JobContainer(
-      {
-        jobId: record.id,
-        runtime: d.runtime,
-        graceSeconds: this.settings.stopGraceSeconds,
-        keep: d.config.logs.keepContainers,
-        log: d.log,
-      },
-      record.containerId,
-    );
+    const { runtime, log } = d;
+    const container = { jobId: record.id, runtime, graceSeconds: this.settings.stopGraceSeconds, keep: d.config.logs.keepContainers, log };
+    this.container = new JobContainer(container, record.containerId);
     this.state = new RunState({ hasContainer: record.containerId !== null, cancelRequested: record.cancelRequested });
     this.hooks = RunHooks.of(record, record.node, d);
     this.writer = new RunWriter(d, record, this.fence);
@@ -223,7 +216,7 @@ export class JobRun {
     if (container.state === 'created') return this.startAndFollow();
     const current = await this.writer.stored(() => this.d.jobs.current(this.id));
     const startedAt = current.startedAt ?? new Date(container.created * 1000).toISOString();
-    const deadline = Date.parse(startedAt) + this.timeoutSeconds() * 1000;
+    const deadline = Date.parse(startedAt) + this.settings.timeoutSeconds * 1000;
     if (current.state === 'starting') await this.writer.step('running', { startedAt, deadlineAt: new Date(deadline).toISOString() });
     if (container.state === 'running') this.armTimeout(deadline - Date.now());
     return this.follow(await this.d.runtime.followLogs(container.id), deadline);
@@ -262,9 +255,9 @@ export class JobRun {
     this.state.advance('started');
     await this.hooks.poststart();
     const startedAt = Date.now();
-    const deadlineAt = new Date(startedAt + this.timeoutSeconds() * 1000).toISOString();
+    const deadlineAt = new Date(startedAt + this.settings.timeoutSeconds * 1000).toISOString();
     await this.writer.step('running', { startedAt: new Date(startedAt).toISOString(), deadlineAt });
-    this.armTimeout(this.timeoutSeconds() * 1000);
+    this.armTimeout(this.settings.timeoutSeconds * 1000);
     return this.awaitExit(capture, consumed, Number.POSITIVE_INFINITY);
   }
 
@@ -313,7 +306,7 @@ export class JobRun {
     const outcome = outcomeOf({
       exit,
       stop: this.state.stop,
-      timeoutSeconds: this.timeoutSeconds(),
+      timeoutSeconds: this.settings.timeoutSeconds,
       memoryMiB: this.settings.memoryMiB,
       logError: logState.error,
     });
@@ -340,10 +333,6 @@ export class JobRun {
       this.state.timeout();
       this.container.stop();
     });
-  }
-
-  private timeoutSeconds(): number {
-    return this.settings.timeoutSeconds;
   }
 
   private async newCapture(o: Parameters<typeof LogCapture.open>[1] = {}): Promise<LogCapture> {

@@ -1,3 +1,4 @@
+import type { JobRecord } from '../store/store.js';
 import type { Quotas } from './quotas.js';
 
 /** An owner's recent GPU use: GPU-seconds, decayed to `at` (ms). */
@@ -132,5 +133,27 @@ export class FairShare {
   /** ∫ from..to of e^(−k(now−u)) du, in seconds: one GPU held from `from` to `to`, as worth at `now`. */
   private integral(from: number, to: number, now: number): number {
     return (Math.exp(-this.k * (now - to)) - Math.exp(-this.k * (now - from))) / this.k / 1000;
+  }
+
+  /**
+   * Takes in the job's GPU time from its record: a job whose container runs
+   * holds its GPUs from its start; one that no longer runs adds what it
+   * held, up to its attempt's end. A record of the same run again changes
+   * nothing.
+   */
+  observe(record: JobRecord): void {
+    const held = this.holdingOf(record.id);
+    const gpus = record.gpus.length;
+    if (record.state === 'running' && record.startedAt !== null && gpus > 0) {
+      const from = Date.parse(record.startedAt);
+      if (held?.from === from) return;
+      if (held) this.release(record.id, from);
+      this.hold(record.id, record.owner, gpus, from);
+      return;
+    }
+    if (held) {
+      const ended = record.attempts.at(-1)?.finishedAt ?? record.finishedAt;
+      this.release(record.id, ended ? Date.parse(ended) : Date.now());
+    }
   }
 }

@@ -2,6 +2,7 @@ import type { SpecFieldError } from '../model/errors.js';
 import type { WaitInfo } from '../model/queue.js';
 import type { JobRecord } from '../store/store.js';
 import { FairShare } from './fair-share.js';
+import { mergedInOrder } from './merged-queues.js';
 import { QueueIndex } from './queue-index.js';
 import { Quotas } from './quotas.js';
 import { gpuIntervals } from './usage.js';
@@ -99,7 +100,7 @@ export class QueueState {
    */
   observe(record: JobRecord): void {
     this.forget(record.id);
-    this.countGpuTime(record);
+    this.fairShare.observe(record);
     if (record.node !== null && (ACTIVE_STATES.has(record.state) || record.state === 'queued')) {
       this.activate(record.id, { owner: record.owner, gpus: gpusAsked(record) });
       return;
@@ -168,30 +169,8 @@ export class QueueState {
    * a queue it names is passed over unread. A pass may take jobs out as it
    * goes: each queue resumes after the last job it gave.
    */
-  *runnableInOrder(skip: (owner: string, gpu: boolean) => boolean, order: RankedOrder = this.order()): IterableIterator<JobRecord> {
-    const heads: { owner: string; gpu: boolean; it: Iterator<JobRecord>; head: JobRecord }[] = [];
-    for (const [owner, s] of this.streams) {
-      for (const [gpu, index] of [
-        [false, s.cpu],
-        [true, s.gpu],
-      ] as const) {
-        const it = index.inOrder();
-        const first = it.next();
-        if (!first.done) heads.push({ owner, gpu, it, head: first.value });
-      }
-    }
-    for (;;) {
-      let best: (typeof heads)[number] | null = null;
-      for (const h of heads) {
-        if (skip(h.owner, h.gpu)) continue;
-        if (best === null || order(h.head, best.head) < 0) best = h;
-      }
-      if (best === null) return;
-      yield best.head;
-      const next = best.it.next();
-      if (next.done) heads.splice(heads.indexOf(best), 1);
-      else best.head = next.value;
-    }
+  runnableInOrder(skip: (owner: string, gpu: boolean) => boolean, order: RankedOrder = this.order()): IterableIterator<JobRecord> {
+    return mergedInOrder(this.streams, skip, order);
   }
 
   /** How many queued jobs no node has taken these owners have, fleet-wide (as this node has heard). */
@@ -303,27 +282,6 @@ export class QueueState {
   drop(id: string): void {
     this.forget(id);
     this.fairShare.release(id, Date.now());
-  }
-
-  /**
-   * Feeds fair share the job's GPU time: a job whose container runs holds
-   * its GPUs from its start; one that no longer runs adds what it held, up
-   * to its attempt's end. A record of the same run again changes nothing.
-   */
-  private countGpuTime(record: JobRecord): void {
-    const held = this.fairShare.holdingOf(record.id);
-    const gpus = record.gpus.length;
-    if (record.state === 'running' && record.startedAt !== null && gpus > 0) {
-      const from = Date.parse(record.startedAt);
-      if (held?.from === from) return;
-      if (held) this.fairShare.release(record.id, from);
-      this.fairShare.hold(record.id, record.owner, gpus, from);
-      return;
-    }
-    if (held) {
-      const ended = record.attempts.at(-1)?.finishedAt ?? record.finishedAt;
-      this.fairShare.release(record.id, ended ? Date.parse(ended) : Date.now());
-    }
   }
 
   private isRunnable(record: JobRecord): boolean {
