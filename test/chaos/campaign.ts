@@ -8,13 +8,16 @@
  * seed, so a failing seed replays its draws with CHAOS_SEED=n (the timing
  * of the real processes still varies from run to run).
  */
+import fs from 'node:fs';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { isTerminal } from '../../src/model/states.js';
 import { type Fleet, startFleet } from '../helpers/fleet.js';
+import { tempDir } from '../helpers/gantry.js';
 import { prng } from '../helpers/records.js';
 import { drawFault, FAULT_KINDS, type FaultKind, inject } from './faults.js';
-import { awaitEnds, checkJobs, checkLeftovers, type FaultWindow, fleetUp } from './invariants.js';
-import { cancel, planJob, submit, type TrackedJob } from './jobs.js';
+import { awaitEnds, checkJobs, checkLeftovers, checkRealOverlaps, type FaultWindow, fleetUp } from './invariants.js';
+import { cancel, planJob, specOf, submit, type TrackedJob } from './jobs.js';
 
 export interface CampaignOptions {
   seed: number;
@@ -35,6 +38,10 @@ export interface Figures {
   attempts: number;
   /** Retried attempts by the cause that ended them (node_lost, preempted, exit_code). */
   retriedBy: Record<string, number>;
+  /** The longest two attempts of one job really ran at once (by their ticks), in ms; 0 when never. */
+  realOverlapMs: number;
+  /** Cancels answered while their job had not ended. */
+  cancels: number;
   /** Ms from the last heal until every job had ended; null when some never did within the bound. */
   endsMs: number | null;
   violations: string[];
@@ -47,7 +54,7 @@ const FLEET_CONVERGE_MS = 60_000;
 const between = (rng: () => number, least: number, most: number) => least + rng() * (most - least);
 
 /** Submits jobs until `until`, each through a random node, and cancels the chosen ones at their moment. */
-async function jobStream(fleet: Fleet, seed: number, jobs: TrackedJob[], until: () => boolean): Promise<void> {
+async function jobStream(fleet: Fleet, seed: number, tickDir: string, jobs: TrackedJob[], until: () => boolean): Promise<void> {
   const rng = prng(seed ^ 0x5bd1e995);
   const pending: Promise<void>[] = [];
   for (let index = 1; !until(); index++) {
@@ -56,7 +63,7 @@ async function jobStream(fleet: Fleet, seed: number, jobs: TrackedJob[], until: 
     const pickRng = prng(seed * 1000 + index);
     pending.push(
       (async () => {
-        const id = await submit(fleet, plan, key, pickRng, Date.now() + 60_000);
+        const id = await submit(fleet, specOf(plan, tickDir), key, pickRng, Date.now() + 60_000);
         if (id === null) throw new Error(`job ${index} (key ${key}): no node answered its submit for 60 s`);
         const tracked: TrackedJob = { plan, id, cancels: [], firstEnd: null, endChanged: null, last: null };
         jobs.push(tracked);
@@ -82,10 +89,13 @@ async function untilFleetUp(fleet: Fleet, ms: number): Promise<number | null> {
 
 export async function runCampaign(t: TestContext, o: CampaignOptions): Promise<Figures> {
   const lease = o.leaseSeconds ?? 4;
+  // Jobs run as a non-root user and write their ticks here.
+  const tickDir = tempDir('gantry-chaos-ticks-');
+  fs.chmodSync(tickDir, 0o777);
   const fleet = await startFleet(t, {
     leaseSeconds: lease,
     nodes: ['a', 'b', 'c'].map((name) => ({ name, proxied: true, gpusMiB: [81920] })),
-    env: { GANTRY_LOG_LEVEL: 'warn', GANTRY_STOP_GRACE_SECONDS: String(STOP_GRACE_SECONDS) },
+    env: { GANTRY_LOG_LEVEL: 'warn', GANTRY_STOP_GRACE_SECONDS: String(STOP_GRACE_SECONDS), GANTRY_MOUNT_ALLOWLIST: tickDir },
   });
   const violations: string[] = [];
   if ((await untilFleetUp(fleet, FLEET_CONVERGE_MS)) === null) throw new Error('the fleet never came up');
@@ -97,13 +107,15 @@ export async function runCampaign(t: TestContext, o: CampaignOptions): Promise<F
     byState: {},
     attempts: 0,
     retriedBy: {},
+    realOverlapMs: 0,
+    cancels: 0,
     endsMs: null,
     violations,
   };
   const jobs: TrackedJob[] = [];
   const windows: FaultWindow[] = [];
   const faultsEnd = Date.now() + o.faultSeconds * 1000;
-  const stream = jobStream(fleet, o.seed, jobs, () => Date.now() >= faultsEnd);
+  const stream = jobStream(fleet, o.seed, tickDir, jobs, () => Date.now() >= faultsEnd);
 
   const rng = prng(o.seed);
   while (Date.now() < faultsEnd) {
@@ -124,12 +136,16 @@ export async function runCampaign(t: TestContext, o: CampaignOptions): Promise<F
 
   figures.endsMs = await awaitEnds(fleet, jobs, (o.convergeSeconds ?? 90) * 1000);
   violations.push(...(await checkJobs(fleet, jobs, windows, { leaseSeconds: lease, stopGraceSeconds: STOP_GRACE_SECONDS })));
+  const overlaps = checkRealOverlaps(tickDir, jobs);
+  violations.push(...overlaps.violations);
+  figures.realOverlapMs = overlaps.maxMs;
   violations.push(...(await checkLeftovers(fleet, 30_000)));
   figures.jobs = jobs.length;
   for (const tj of jobs) {
     const state = tj.last?.state ?? 'unknown';
     figures.byState[state] = (figures.byState[state] ?? 0) + 1;
     figures.attempts += tj.last ? Math.max(tj.last.attempts.length, tj.last.startedAt ? tj.last.attempt : 0) : 0;
+    if (tj.cancels.some((c) => !isTerminal(c.stateInAnswer))) figures.cancels++;
     for (const a of tj.last?.attempts ?? [])
       if (a.retried) figures.retriedBy[a.cause ?? 'none'] = (figures.retriedBy[a.cause ?? 'none'] ?? 0) + 1;
   }
@@ -150,8 +166,9 @@ export function formatFigures(f: Figures): string {
       .join(', ');
   return [
     `seed ${f.seed}: faults ${faults}`,
-    `  jobs ${f.jobs} (${counts(f.byState)}), attempts ${f.attempts} (retried after ${counts(f.retriedBy) || 'none'}), all ended ${f.endsMs === null ? 'NOT within the bound' : `${f.endsMs} ms`} after the last heal`,
+    `  jobs ${f.jobs} (${counts(f.byState)}), attempts ${f.attempts} (retried after ${counts(f.retriedBy) || 'none'}), ${f.cancels} cancelled while open, all ended ${f.endsMs === null ? 'NOT within the bound' : `${f.endsMs} ms`} after the last heal`,
     `  fleet up again after a heal: ${converge || 'no fault injected'}`,
+    `  longest real overlap of two attempts of one job: ${f.realOverlapMs} ms`,
     `  invariant violations: ${f.violations.length}${f.violations.map((v) => `\n    ${v}`).join('')}`,
   ].join('\n');
 }

@@ -3,12 +3,14 @@
  * healed and the fleet has had a bounded time to converge. Each check
  * returns the violations it found, as sentences naming the job or node.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Job } from '../../src/model/job.js';
 import type { Node } from '../../src/model/node.js';
 import { isTerminal } from '../../src/model/states.js';
 import type { Fleet } from '../helpers/fleet.js';
-import { callNode, type TrackedJob, urls } from './jobs.js';
+import { callNode, type TrackedJob, tickFile, urls } from './jobs.js';
 
 /** A fault as it happened: switched on at `from`, healed at `to` (ms since the epoch). */
 export interface FaultWindow {
@@ -140,6 +142,44 @@ export async function checkJobs(fleet: Fleet, jobs: TrackedJob[], faults: FaultW
     }
   }
   return out;
+}
+
+/**
+ * (3b) Two attempts of a job really run at once (by the ticks each writes
+ * as it prints, which no fence or lost reply can alter) only in the one
+ * documented case: the earlier attempt's node was declared lost
+ * (`node_lost`), and its copy ran on, cut off, until the node reached the
+ * database again. Any other overlap (a preempted or failed attempt still
+ * running when the next one started) is a violation. Returns those and the
+ * longest overlap seen, in ms.
+ */
+export function checkRealOverlaps(tickDir: string, jobs: TrackedJob[]): { violations: string[]; maxMs: number } {
+  const violations: string[] = [];
+  let maxMs = 0;
+  for (const tj of jobs) {
+    const attempts = tj.last?.attempts ?? [];
+    const ran: { n: number; s: number; f: number }[] = [];
+    for (let n = 1; n <= (tj.last?.attempt ?? 1); n++) {
+      const file = path.join(tickDir, tickFile(tj.plan, n));
+      if (!fs.existsSync(file)) continue;
+      const ticks = fs
+        .readFileSync(file, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((x) => Number(x) * 1000);
+      if (ticks.length) ran.push({ n, s: Math.min(...ticks), f: Math.max(...ticks) });
+    }
+    for (const x of ran) {
+      for (const y of ran) {
+        const overlap = Math.round(Math.min(x.f, y.f) - Math.max(x.s, y.s));
+        if (x.n >= y.n || overlap < 0) continue;
+        maxMs = Math.max(maxMs, overlap);
+        const cause = attempts.find((a) => a.attempt === x.n)?.cause;
+        if (cause !== 'node_lost') violations.push(`job ${tj.id}: attempt ${x.n} (${cause}) still ran ${overlap} ms into attempt ${y.n}`);
+      }
+    }
+  }
+  return { violations, maxMs };
 }
 
 /** (5) and (6): no container of any job left on any engine, and no GPU held on any node; waits up to `ms` for both. */

@@ -86,12 +86,22 @@ export function planJob(index: number, rng: () => number): PlannedJob {
   };
 }
 
-export function specOf(p: PlannedJob): Record<string, unknown> {
+/** Where, under the host folder mounted at /ticks, each attempt of the job writes the host's uptime as it prints a line. */
+export const tickFile = (p: PlannedJob, attempt: number | string) => `j${p.index}-a${attempt}`;
+
+/**
+ * The job's spec: it prints its lines, each with a tick (the host's uptime,
+ * which every container reads alike) in a file of its attempt, so that the
+ * checker sees when each attempt really ran, whatever Gantry recorded.
+ */
+export function specOf(p: PlannedJob, tickDir: string): Record<string, unknown> {
   const exit = p.exit === 'first' ? '$([ "$GANTRY_ATTEMPT" = 1 ] && echo 3 || echo 0)' : String(p.exit);
+  const tick = `cut -d" " -f1 /proc/uptime >> /ticks/${tickFile(p, '$GANTRY_ATTEMPT')}`;
   return {
     image: TEST_IMAGE,
     name: `chaos-${p.index}`,
-    command: ['sh', '-c', `for i in $(seq 1 ${p.lines}); do echo line-$i; sleep ${PACE_SECONDS}; done; exit ${exit}`],
+    command: ['sh', '-c', `for i in $(seq 1 ${p.lines}); do echo line-$i; ${tick}; sleep ${PACE_SECONDS}; done; exit ${exit}`],
+    mounts: [{ source: tickDir, target: '/ticks', readOnly: false }],
     timeoutSeconds: 120,
     ...(p.retry ? { retry: { maxAttempts: 3, on: ['node_lost', 'exit_code'] } } : {}),
     ...(p.preemptible ? { preemptible: true } : {}),
@@ -109,11 +119,11 @@ const pick = <T>(xs: T[], rng: () => number): T => xs[Math.floor(rng() * xs.leng
  * Submits until a node answers 201 or 200 (a replay of the same key), each
  * try through a random node, giving up at `deadline`; null when none did.
  */
-export async function submit(fleet: Fleet, p: PlannedJob, key: string, rng: () => number, deadline: number): Promise<string | null> {
+export async function submit(fleet: Fleet, spec: Record<string, unknown>, key: string, rng: () => number, deadline: number) {
   while (Date.now() < deadline) {
-    const r = await callNode<Job>(pick(urls(fleet), rng), 'POST', '/v1/jobs', specOf(p), { 'idempotency-key': key });
+    const r = await callNode<Job>(pick(urls(fleet), rng), 'POST', '/v1/jobs', spec, { 'idempotency-key': key });
     if (r && (r.status === 201 || r.status === 200)) return r.body.id;
-    if (r && r.status < 500 && r.status !== 429) throw new Error(`submit of job ${p.index} refused: ${r.status} ${r.text}`);
+    if (r && r.status < 500 && r.status !== 429) throw new Error(`submit with key ${key} refused: ${r.status} ${r.text}`);
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
   return null;
