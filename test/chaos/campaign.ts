@@ -9,6 +9,7 @@
  * of the real processes still varies from run to run).
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isTerminal } from '../../src/model/states.js';
@@ -88,6 +89,13 @@ async function untilFleetUp(fleet: Fleet, ms: number): Promise<number | null> {
 }
 
 export async function runCampaign(t: TestContext, o: CampaignOptions): Promise<Figures> {
+  // Each seed keeps its nodes' logs in a folder of its own under GANTRY_FLEET_LOGS (startFleet writes them there after the test).
+  const logs = process.env.GANTRY_FLEET_LOGS;
+  if (logs) {
+    const dir = path.join(logs.replace(/\/seed-\d+$/, ''), `seed-${o.seed}`);
+    fs.mkdirSync(dir, { recursive: true });
+    process.env.GANTRY_FLEET_LOGS = dir;
+  }
   const lease = o.leaseSeconds ?? 4;
   // Jobs run as a non-root user and write their ticks here.
   const tickDir = tempDir('gantry-chaos-ticks-');
