@@ -17,7 +17,7 @@ import { type Fleet, startFleet } from '../helpers/fleet.js';
 import { tempDir } from '../helpers/gantry.js';
 import { prng } from '../helpers/records.js';
 import { drawFault, FAULT_KINDS, type FaultKind, inject } from './faults.js';
-import { awaitEnds, checkJobs, checkLeftovers, checkRealOverlaps, type FaultWindow, fleetUp } from './invariants.js';
+import { awaitEnds, checkJobs, checkLeftovers, checkRealOverlaps, type FaultWindow, fleetUp, pollEnds } from './invariants.js';
 import { cancel, planJob, specOf, submit, type TrackedJob } from './jobs.js';
 
 export interface CampaignOptions {
@@ -125,6 +125,13 @@ export async function runCampaign(t: TestContext, o: CampaignOptions): Promise<F
   const faultsEnd = Date.now() + o.faultSeconds * 1000;
   const stream = jobStream(fleet, o.seed, tickDir, jobs, () => Date.now() >= faultsEnd);
 
+  // The jobs are read all along, so a job that ends and then leaves or changes its end is seen even while faults go on.
+  const poller = (async () => {
+    while (Date.now() < faultsEnd) {
+      await pollEnds(fleet, jobs);
+      await sleep(2000);
+    }
+  })();
   const rng = prng(o.seed);
   while (Date.now() < faultsEnd) {
     await sleep(between(rng, 1000, 3000));
@@ -141,6 +148,7 @@ export async function runCampaign(t: TestContext, o: CampaignOptions): Promise<F
     else figures.convergeMs[fault.kind].push(took);
   }
   await stream;
+  await poller;
 
   figures.endsMs = await awaitEnds(fleet, jobs, (o.convergeSeconds ?? 90) * 1000);
   violations.push(...(await checkJobs(fleet, jobs, windows, { leaseSeconds: lease, stopGraceSeconds: STOP_GRACE_SECONDS })));
