@@ -18,6 +18,10 @@ for (const seed of seeds) {
   test(`fault campaign, seed ${seed}, ${seconds} s of faults`, { timeout: (seconds + 400) * 1000 }, async (t) => {
     const figures = await runCampaign(t, { seed, faultSeconds: seconds, leaseSeconds });
     console.log(formatFigures(figures));
-    assert.deepEqual(figures.violations, [], `seed ${seed} broke an invariant (replay with CHAOS_SEEDS=${seed} CHAOS_SECONDS=${seconds} npm run chaos)`);
+    assert.deepEqual(
+      figures.violations,
+      [],
+      `seed ${seed} broke an invariant (replay with CHAOS_SEEDS=${seed} CHAOS_SECONDS=${seconds} npm run chaos)`,
+    );
   });
 }
