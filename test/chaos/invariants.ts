@@ -12,11 +12,23 @@ import { isTerminal } from '../../src/model/states.js';
 import type { Fleet } from '../helpers/fleet.js';
 import { callNode, type TrackedJob, tickFile, urls } from './jobs.js';
 
-/** A fault as it happened: switched on at `from`, healed at `to` (ms since the epoch). */
+/** A fault as it happened: switched on at `from`, healed at `to` (ms since the epoch), of a kind, on a node (null: the database). */
 export interface FaultWindow {
   from: number;
   to: number;
+  kind?: string;
+  node?: string | null;
 }
+
+/** Faults during which a node's Gantry process does not run at all (it cannot stop anything then). */
+const PROCESS_DOWN = new Set(['pause', 'kill']);
+
+/**
+ * How long after its process runs again a node may still be stopping a run
+ * the fleet settled: the self-fence looks every half second, then SIGTERM,
+ * the stop grace, SIGKILL; plus a tick's spacing (0.25 s) and slack.
+ */
+const restartSlackMs = (stopGraceSeconds: number) => 1500 + stopGraceSeconds * 1000;
 
 export interface Bounds {
   leaseSeconds: number;
@@ -164,12 +176,23 @@ export async function checkJobs(fleet: Fleet, jobs: TrackedJob[], faults: FaultW
  * (3b) Two attempts of a job really run at once (by the ticks each writes
  * as it prints, which no fence or lost reply can alter) only in the one
  * documented case: the earlier attempt's node was declared lost
- * (`node_lost`), and its copy ran on, cut off, until the node reached the
- * database again. Any other overlap (a preempted or failed attempt still
- * running when the next one started) is a violation. Returns those and the
- * longest overlap seen, in ms.
+ * (`node_lost`) while its Gantry process was not running (paused or
+ * killed: a frozen process cannot fence itself), and only until that
+ * process ran again and stopped it. A node merely cut off stops its run
+ * itself before the fleet can declare it lost (self-fencing), so any other
+ * overlap is a violation. Ticks are host uptime; `uptimeOffsetMs` turns them
+ * into epoch ms to compare with the fault windows. Returns the violations
+ * and the longest overlap seen, in ms.
  */
-export function checkRealOverlaps(tickDir: string, jobs: TrackedJob[]): { violations: string[]; maxMs: number } {
+export function checkRealOverlaps(
+  tickDir: string,
+  jobs: TrackedJob[],
+  o: { windows: readonly FaultWindow[]; uptimeOffsetMs: number; stopGraceSeconds: number } = {
+    windows: [],
+    uptimeOffsetMs: 0,
+    stopGraceSeconds: 0,
+  },
+): { violations: string[]; maxMs: number } {
   const violations: string[] = [];
   let maxMs = 0;
   for (const tj of jobs) {
@@ -190,8 +213,23 @@ export function checkRealOverlaps(tickDir: string, jobs: TrackedJob[]): { violat
         const overlap = Math.round(Math.min(x.f, y.f) - Math.max(x.s, y.s));
         if (x.n >= y.n || overlap < 0) continue;
         maxMs = Math.max(maxMs, overlap);
-        const cause = attempts.find((a) => a.attempt === x.n)?.cause;
-        if (cause !== 'node_lost') violations.push(`job ${tj.id}: attempt ${x.n} (${cause}) still ran ${overlap} ms into attempt ${y.n}`);
+        const earlier = attempts.find((a) => a.attempt === x.n);
+        const cause = earlier?.cause;
+        // The overlap, in epoch ms, must lie within a time the earlier node's process was down (plus its stop once back).
+        const from = Math.max(x.s, y.s) + o.uptimeOffsetMs;
+        const to = Math.min(x.f, y.f) + o.uptimeOffsetMs;
+        const excused =
+          cause === 'node_lost' &&
+          o.windows.some(
+            (w) =>
+              w.kind !== undefined &&
+              PROCESS_DOWN.has(w.kind) &&
+              w.node === earlier?.node &&
+              w.from <= from &&
+              to <= w.to + restartSlackMs(o.stopGraceSeconds),
+          );
+        if (!excused)
+          violations.push(`job ${tj.id}: attempt ${x.n} (${cause}, on ${earlier?.node}) still ran ${overlap} ms into attempt ${y.n}`);
       }
     }
   }
