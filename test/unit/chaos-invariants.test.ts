@@ -33,7 +33,7 @@ test('a preempted attempt still running when the next one started is a violation
   const dir = tempDir();
   const r = checkRealOverlaps(dir, [jobWith(dir, 'preempted', { 1: [10, 10.25, 10.5, 10.75], 2: [10.5, 10.75, 11] })]);
   assert.equal(r.maxMs, 250);
-  assert.match(r.violations[0] ?? "", /attempt 1 \(preempted, on a\) still ran 250 ms into attempt 2/);
+  assert.match(r.violations[0] ?? '', /attempt 1 \(preempted, on a\) still ran 250 ms into attempt 2/);
 });
 
 test("a lost node's attempt may run on into the next one only while that node's process was down (paused or killed), until it stops it", () => {
