@@ -6,12 +6,13 @@ import { NodeMembership } from '../../src/fleet/membership.js';
 import { GpuAllocator } from '../../src/gpu/allocator.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
 import { JobEventHub } from '../../src/jobs/events.js';
-import type { JobService } from '../../src/jobs/service.js';
+import { JobService, type JobServiceDeps } from '../../src/jobs/service.js';
 import type { Job, JobSpec } from '../../src/model/job.js';
 import { isTerminal } from '../../src/model/states.js';
 import type { NodeRuns } from '../../src/runner/node-runs.js';
 import type { Scheduler } from '../../src/runner/scheduler.js';
 import type { ContainerRuntime } from '../../src/runtime/runtime.js';
+import { QueueState } from '../../src/scheduling/queue-state.js';
 import { Quotas } from '../../src/scheduling/quotas.js';
 import { NO_SECRETS } from '../../src/secrets/source.js';
 import type { Store } from '../../src/store/store.js';
@@ -92,4 +93,31 @@ export async function startDomain(o: {
       return (await store.logs.tail(id, 10_000)).map((l) => l.line);
     },
   };
+}
+
+/**
+ * A job service alone on a store (no scheduler: nothing runs), with the
+ * test config's policy and a dry run that always says queued; for tests of
+ * the service's own rules (submit, cancel, transitions).
+ */
+export function jobServiceOn(
+  store: Store,
+  config: Config,
+  placementProblem: JobServiceDeps['placementProblem'] = async () => null,
+): { service: JobService; events: JobEventHub; queue: QueueState } {
+  const events = new JobEventHub();
+  const queue = new QueueState();
+  const service = new JobService({
+    store: store.jobs,
+    events,
+    queue,
+    policy: config.policy,
+    stopGraceSeconds: config.stopGraceSeconds,
+    dockerSocket: config.dockerSocket,
+    secrets: NO_SECRETS,
+    quotas: new Quotas(),
+    preview: () => ({ code: 'pending', text: 'queued', estimatedStartAt: null }),
+    placementProblem,
+  });
+  return { service, events, queue };
 }

@@ -6,14 +6,11 @@ import { test } from 'node:test';
 import { frozenJson } from '../../src/api/frozen-json.js';
 import type { Principal } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config.js';
-import { JobEventHub } from '../../src/jobs/events.js';
-import { JobService } from '../../src/jobs/service.js';
+import type { JobService } from '../../src/jobs/service.js';
 import { IdempotencyConflictError, NotFoundError, PolicyViolationError, UnsatisfiableSpecError } from '../../src/model/errors.js';
 import type { Job, JobSpec } from '../../src/model/job.js';
-import { QueueState } from '../../src/scheduling/queue-state.js';
-import { Quotas } from '../../src/scheduling/quotas.js';
-import { NO_SECRETS } from '../../src/secrets/source.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
+import { jobServiceOn } from '../helpers/domain.js';
 
 // JobService against a real SQLite store: views and their JSON are reused
 // only while the job is unchanged, and the guarantees that must not depend
@@ -27,21 +24,10 @@ const spec = (extra: Partial<JobSpec> = {}): JobSpec => ({ image: 'local/busybox
 async function setup(t: { after(fn: () => unknown): void }) {
   const store = await openSqliteStore(fs.mkdtempSync(path.join(os.tmpdir(), 'jobs-')));
   t.after(() => store.close());
-  const events = new JobEventHub();
-  const queue = new QueueState();
   const config = loadConfig({ GANTRY_DATA_DIR: os.tmpdir() });
-  const service = new JobService({
-    store: store.jobs,
-    events,
-    queue,
-    policy: config.policy,
-    stopGraceSeconds: config.stopGraceSeconds,
-    dockerSocket: config.dockerSocket,
-    secrets: NO_SECRETS,
-    quotas: new Quotas(),
-    preview: () => ({ code: 'pending', text: 'queued', estimatedStartAt: null }),
-    placementProblem: async (s) => ((s.gpus?.count ?? 0) > 2 ? { path: 'gpus', message: 'this host has 2' } : null),
-  });
+  const { service, events, queue } = jobServiceOn(store, config, async (s) =>
+    (s.gpus?.count ?? 0) > 2 ? { path: 'gpus', message: 'this host has 2' } : null,
+  );
   const add = async (s: JobSpec = spec()) => (await service.submit(owner, s, { idempotencyKey: null, requestId: null })).job.id;
   return { store, events, queue, service, add };
 }

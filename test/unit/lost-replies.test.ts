@@ -14,21 +14,16 @@ import { after, before, describe, type TestContext, test } from 'node:test';
 import pino from 'pino';
 import type { Principal } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config.js';
-import { JobEventHub } from '../../src/jobs/events.js';
 import { settleAttempt } from '../../src/jobs/retry-policy.js';
-import { JobService } from '../../src/jobs/service.js';
 import { FencedError } from '../../src/model/errors.js';
 import type { Job, JobSpec } from '../../src/model/job.js';
 import { EMPTY_LOG_STATE, type LogState, type NewLogRecord } from '../../src/model/log.js';
 import { IllegalTransitionError, type JobState } from '../../src/model/states.js';
-import { QueueState } from '../../src/scheduling/queue-state.js';
-import { Quotas } from '../../src/scheduling/quotas.js';
-import { NO_SECRETS } from '../../src/secrets/source.js';
 import { ChunkConflictError } from '../../src/store/chunk-codec.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Fence, JobPatch, Store } from '../../src/store/store.js';
-import { startDomain, type TestDomain } from '../helpers/domain.js';
+import { jobServiceOn, startDomain, type TestDomain } from '../helpers/domain.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { FaultyStore } from '../helpers/faulty-store.js';
 import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
@@ -195,19 +190,7 @@ for (const kind of ['sqlite', 'postgres'] as const) {
     async function taken(t: TestContext) {
       const store = await openStore(kind);
       t.after(() => store.close());
-      const events = new JobEventHub();
-      const service = new JobService({
-        store: store.jobs,
-        events,
-        queue: new QueueState(),
-        policy: config.policy,
-        stopGraceSeconds: config.stopGraceSeconds,
-        dockerSocket: config.dockerSocket,
-        secrets: NO_SECRETS,
-        quotas: new Quotas(),
-        preview: () => ({ code: 'pending', text: 'queued', estimatedStartAt: null }),
-        placementProblem: async () => null,
-      });
+      const { service, events } = jobServiceOn(store, config);
       const node = await store.nodes.register({ name: NODE, labels: {}, gpus: [], version: 'test', leaseSeconds: 30 });
       const { job } = await service.submit(owner, spec({ retry: { maxAttempts: 3, on: ['exit_code'] } }), {
         idempotencyKey: null,
