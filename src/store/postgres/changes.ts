@@ -14,7 +14,7 @@ const PING_TIMEOUT_MS = 10_000;
 /** A notification's payload as the statements of this store send it (small keys: a payload is at most 8000 bytes). */
 type Payload =
   | { o: string; k: 'job'; j: string; s: JobState; n: string | null; c: boolean }
-  | { o: string; k: 'log'; j: string; q: number }
+  | { o: string; k: 'logs'; j: [string, number][] }
   | { o: string; k: 'nodes' };
 
 /** The job a payload announces a change of, whoever sent it, or null. */
@@ -27,24 +27,24 @@ function changedJob(payload: string | undefined): string | null {
   }
 }
 
-/** The change a payload reports, or null for one this node sent itself (or cannot read). */
-function toChange(payload: string | undefined, self: string): StoreChange | null {
+/** The changes a payload reports, none for one this node sent itself (or cannot read). */
+function toChanges(payload: string | undefined, self: string): StoreChange[] {
   let p: Payload;
   try {
     p = JSON.parse(payload ?? '') as Payload;
   } catch {
-    return null;
+    return [];
   }
-  if (typeof p !== 'object' || p === null || p.o === self) return null;
+  if (typeof p !== 'object' || p === null || p.o === self) return [];
   switch (p.k) {
     case 'job':
-      return { kind: 'job', jobId: p.j, state: p.s, node: p.n ?? null, cancelRequested: p.c === true };
-    case 'log':
-      return { kind: 'log', jobId: p.j, lastSeq: p.q };
+      return [{ kind: 'job', jobId: p.j, state: p.s, node: p.n ?? null, cancelRequested: p.c === true }];
+    case 'logs':
+      return Array.isArray(p.j) ? p.j.map(([jobId, lastSeq]) => ({ kind: 'log', jobId, lastSeq })) : [];
     case 'nodes':
-      return { kind: 'nodes' };
+      return [{ kind: 'nodes' }];
     default:
-      return null;
+      return [];
   }
 }
 
@@ -104,8 +104,7 @@ export class PgChangeFeed implements ChangeFeed {
       if (msg.channel !== CHANNEL) return;
       const jobId = changedJob(msg.payload);
       if (jobId !== null) this.cache.drop(jobId);
-      const change = toChange(msg.payload, this.node);
-      if (change) this.deliver(change);
+      for (const change of toChanges(msg.payload, this.node)) this.deliver(change);
     });
     client.on('error', (err) => this.lost(client, err));
     client.on('end', () => this.lost(client, new Error('the listening connection ended')));

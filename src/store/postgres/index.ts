@@ -5,6 +5,7 @@ import { createPool, type WarnLog, write } from './db.js';
 import { storeError } from './errors.js';
 import { PgJobStore } from './jobs.js';
 import { LeaseLink } from './lease-link.js';
+import { LOG_ANNOUNCE_MS, LogAnnouncer } from './log-announcer.js';
 import { PgLogStore } from './logs.js';
 import { migrate } from './migrations.js';
 import { PgNodeStore } from './nodes.js';
@@ -24,7 +25,14 @@ const DEFAULT_LEASE_SECONDS = 30;
  * sizes the connections' timeouts (db.ts), and renewals have a connection
  * of their own (lease-link.ts).
  */
-export async function openPostgresStore(o: { url: string; node: string; leaseSeconds?: number; log?: WarnLog }): Promise<Store> {
+export async function openPostgresStore(o: {
+  url: string;
+  node: string;
+  leaseSeconds?: number;
+  log?: WarnLog;
+  /** How often log growth is announced to the other nodes (log-announcer.ts). */
+  logAnnounceMs?: number;
+}): Promise<Store> {
   try {
     await migrate(o.url, o.node);
   } catch (err) {
@@ -41,10 +49,11 @@ export async function openPostgresStore(o: { url: string; node: string; leaseSec
   const leaseSeconds = o.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
   const pool = createPool({ url: o.url, node: o.node, leaseSeconds, log: o.log });
   const lease = new LeaseLink(o.url, o.node, leaseSeconds);
+  const announcer = new LogAnnouncer(pool, o.node, o.logAnnounceMs ?? LOG_ANNOUNCE_MS, o.log);
   let closing: Promise<void> | undefined;
   return {
     jobs: new PgJobStore(pool, o.node, cache),
-    logs: new PgLogStore(pool, o.node),
+    logs: new PgLogStore(pool, announcer),
     settings: new PgSettingsStore(pool),
     nodes: new PgNodeStore(pool, o.node, lease),
     audit: new PgAuditStore(pool),
@@ -53,7 +62,7 @@ export async function openPostgresStore(o: { url: string; node: string; leaseSec
       await write(pool, { name: 'gantry_probe', text: PROBE, values: [`readyz:${o.node}`, new Date().toISOString()] });
     },
     close() {
-      closing ??= changes.close().then(() => {
+      closing ??= Promise.all([changes.close(), announcer.flush()]).then(() => {
         lease.close();
         return pool.end();
       });

@@ -4,8 +4,9 @@ import { EMPTY_LOG_STATE, type LogChunk, type LogLine, type LogState, type LogSt
 import { ChunkConflictError, encodeChunk, STREAM_NAMES, unpackChunk } from '../chunk-codec.js';
 import { ENDED_SQL } from '../job-row.js';
 import type { Fence, LogStore } from '../store.js';
-import { CHANNEL, read, transaction, write } from './db.js';
+import { read, transaction, write } from './db.js';
 import { pgText } from './jobs.js';
+import type { LogAnnouncer } from './log-announcer.js';
 
 interface LogStateRow {
   next_seq: number;
@@ -20,8 +21,9 @@ interface LogStateRow {
 
 /**
  * One statement per log write, so a capture flush is one round trip: the
- * fence, the chunk, the capture's state and the announcement of the last
- * record stored (sent on commit) are one implicit transaction. With a
+ * fence, the chunk and the capture's state are one implicit transaction;
+ * `storedTo` (the last record stored, when the state was written) is
+ * announced to the other nodes later, batched (log-announcer.ts). With a
  * fence, `f` is the job's row only while the job is still the node's, for
  * that attempt, held by no newer process of the node, and not ended; FOR SHARE holds it until the write commits,
  * so an `expire` settling the job (it locks the row FOR UPDATE) comes
@@ -54,7 +56,6 @@ function logWrite(o: { fenced: boolean; chunk: boolean }): string {
       (SELECT COUNT(*) FROM c)::int AS inserted`
     : '';
   const state = Array.from({ length: 8 }, p);
-  const origin = p();
   return `
   WITH f AS (${f})${c},
   s AS (
@@ -66,7 +67,7 @@ function logWrite(o: { fenced: boolean; chunk: boolean }): string {
     RETURNING job_id, next_seq
   )
   SELECT (SELECT COUNT(*) FROM f)::int AS owned,
-    (SELECT pg_notify('${CHANNEL}', json_build_object('o', ${origin}::text, 'k', 'log', 'j', s.job_id, 'q', s.next_seq - 1)::text) FROM s) AS notified${repeated}`;
+    (SELECT s.next_seq - 1 FROM s) AS "storedTo"${repeated}`;
 }
 const LOG_WRITES = {
   append: logWrite({ fenced: false, chunk: true }),
@@ -106,8 +107,8 @@ const TOTALS = `
 export class PgLogStore implements LogStore {
   constructor(
     private readonly pool: pg.Pool,
-    /** This node's name, the origin of the changes it announces. */
-    private readonly origin: string,
+    /** Tells the other nodes, batched, whose logs grew. */
+    private readonly announcer: LogAnnouncer,
   ) {}
 
   async state(jobId: string): Promise<LogState> {
@@ -150,9 +151,8 @@ export class PgLogStore implements LogStore {
       pgText(s.lastStdout),
       pgText(s.error),
       s.complete,
-      this.origin,
     ];
-    const [row] = await write<{ owned: number; inserted?: number; stored?: Buffer | null }>(this.pool, {
+    const [row] = await write<{ owned: number; storedTo: number | null; inserted?: number; stored?: Buffer | null }>(this.pool, {
       name: `gantry_log_write_${key}`,
       text: LOG_WRITES[key],
       values,
@@ -165,6 +165,7 @@ export class PgLogStore implements LogStore {
     }
     // Its chunk already stored with the same records: this append, repeated after a lost reply, is done.
     if (chunk && row?.inserted === 0 && !row.stored?.equals(chunk[2])) throw new ChunkConflictError(jobId, chunk[0], chunk[1]);
+    if (row?.storedTo != null) this.announcer.note(jobId, row.storedTo);
   }
 
   async chunks(jobId: string, afterSeq: number, limit: { chunks: number; lines: number }): Promise<LogChunk[]> {
