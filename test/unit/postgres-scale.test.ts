@@ -10,9 +10,10 @@ import assert from 'node:assert/strict';
 import { after, before, describe, type TestContext, test } from 'node:test';
 import { EMPTY_LOG_STATE, type LogState, type NewLogRecord } from '../../src/model/log.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
+import type { GpuTelemetry } from '../../src/model/gpu-telemetry.js';
 import type { Store, StoreChange } from '../../src/store/store.js';
 import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
-import { newJob } from '../helpers/records.js';
+import { newJob, nodeInfo } from '../helpers/records.js';
 
 let cluster: TestPostgres;
 before(async () => {
@@ -103,6 +104,29 @@ describe('PostgreSQL store at scale', () => {
     assert.equal(new Set(heard).size, JOBS);
     assert.equal(heard.length, JOBS, 'each job once');
   });
-});
 
-void newJob;
+  test('telemetry: a GPU sample is stored where the job view reads it, and announced to no node', async (t) => {
+    const url = await freshDatabase();
+    const [a, b] = await Promise.all([open(t, url, 'a'), open(t, url, 'b')]);
+    const fb = collect(b);
+    const node = await a.nodes.register(nodeInfo('a'));
+    const { record } = await a.jobs.insert(newJob());
+    await a.jobs.claim(record.id, node);
+    const fence = { node: 'a', attempt: 1, epoch: node.epoch };
+    await a.jobs.update(record.id, { state: 'running', gpus: ['GPU-a-0'], startedAt: new Date().toISOString() }, { fence });
+    await fb.next((c) => c.kind === 'job' && c.state === 'running');
+    const before = fb.changes.length;
+
+    const summary = { attempt: 1, samples: 3 } as unknown as GpuTelemetry;
+    assert.ok(await a.jobs.update(record.id, { gpuTelemetry: summary }, { fence }), 'the fenced write is made');
+    // A later announced write is a barrier: the feed delivers in commit order.
+    await a.jobs.insert(newJob({ id: 'barrier' }));
+    await fb.next((c) => c.kind === 'job' && c.jobId === 'barrier');
+    assert.deepEqual(
+      fb.changes.slice(before).map((c) => (c.kind === 'job' ? c.jobId : c.kind)),
+      ['barrier'],
+      'the sample was not announced',
+    );
+    assert.deepEqual((await b.jobs.get(record.id, { fresh: true }))?.gpuTelemetry, summary, 'another node reads it from the row');
+  });
+});

@@ -85,8 +85,19 @@ function appendAttempt(p: Params, e: AttemptEnd): string {
 }
 
 /**
+ * A patch of the GPU telemetry summary alone: a sample of a running job,
+ * every few seconds for every GPU job, which no other node acts on. It is
+ * written to the row (the job's view reads it there) but not announced, so
+ * telemetry costs no notification to every node; other nodes' record caches
+ * keep a running GPU job's record briefly for it (record-cache.ts).
+ */
+function telemetryOnly(patch: JobPatch): boolean {
+  return patch.endAttempt === undefined && patchKeys(patch).every((k) => k === 'gpuTelemetry') && patch.gpuTelemetry !== undefined;
+}
+
+/**
  * The statement that applies a patch to one job, under a guard, and
- * announces the change: one UPDATE, so it is a compare-and-set on the row.
+ * announces the change (all but a telemetry sample's, telemetryOnly): one UPDATE, so it is a compare-and-set on the row.
  * With an empty patch, a read under the same guard.
  */
 export function updateQuery(origin: string, id: string, patch: JobPatch, guard?: UpdateGuard): pg.QueryConfig {
@@ -107,9 +118,10 @@ export function updateQuery(origin: string, id: string, patch: JobPatch, guard?:
       ...keys.map((k) => `${COLUMN[k]} = ${p.add(toSql(k, patch[k]))}`),
       ...(patch.endAttempt ? [appendAttempt(p, patch.endAttempt)] : []),
     ].join(', ');
-    text =
-      `WITH u AS (UPDATE jobs SET ${sets} WHERE ${where.join(' AND ')} RETURNING ${JOB_COLUMNS}) ` +
-      `SELECT u.*, ${jobNotify('u', p.add(origin))} FROM u`;
+    text = telemetryOnly(patch)
+      ? `UPDATE jobs SET ${sets} WHERE ${where.join(' AND ')} RETURNING ${JOB_COLUMNS}`
+      : `WITH u AS (UPDATE jobs SET ${sets} WHERE ${where.join(' AND ')} RETURNING ${JOB_COLUMNS}) ` +
+        `SELECT u.*, ${jobNotify('u', p.add(origin))} FROM u`;
   }
   return { name: statementName('gantry_job_update', text), text, values: p.values };
 }

@@ -5,6 +5,12 @@ import type { JobRecord } from '../store.js';
 const RECORDS_MAX = 4096;
 /** Recent invalidations remembered per job; an older one is covered by `forgottenUpTo`. */
 const DROPS_MAX = 16_384;
+/**
+ * How long a record of a running job holding GPUs is served: its telemetry
+ * summary is written without an announcement (jobs.ts, updateQuery), so it
+ * may lag by this much (GANTRY_GPU_SAMPLE_SECONDS's default interval).
+ */
+export const TELEMETRY_TTL_MS = 10_000;
 
 /**
  * Job records kept in memory while the change feed vouches for them, so a
@@ -19,8 +25,11 @@ const DROPS_MAX = 16_384;
  * - A record read (or written) before a drop of its job must not be kept
  *   after that drop: each read takes a ticket first, and a record is kept
  *   only if no drop of its job, and no loss of the feed, came after the ticket.
+ * - The one write not announced is a running job's GPU telemetry summary
+ *   (a sample every few seconds of every GPU job, which no other node acts
+ *   on): a running job's record with GPUs is kept TELEMETRY_TTL_MS at most.
  * So a record served from here is at most as old as the announcement
- * latency (milliseconds); a compare-and-set that fails on one drops it
+ * latency (milliseconds), its telemetry at most TELEMETRY_TTL_MS; a compare-and-set that fails on one drops it
  * (the writer reads afresh), and nothing that must be exact relies on it.
  */
 export class RecordCache {
@@ -57,7 +66,8 @@ export class RecordCache {
     if (!this.live || ticket < this.validFrom || ticket < this.forgottenUpTo) return record;
     const dropped = this.drops.get(record.id);
     if (dropped !== undefined && dropped > ticket) return record;
-    this.records.set(record.id, record);
+    const sampled = record.state === 'running' && record.gpus.length > 0;
+    this.records.set(record.id, record, sampled ? { ttl: TELEMETRY_TTL_MS } : undefined);
     return record;
   }
 
