@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { RecordCache } from '../../src/store/postgres/record-cache.js';
 import type { JobRecord } from '../../src/store/store.js';
 
-const rec = (id: string, state: JobRecord['state'] = 'running') => ({ id, state }) as JobRecord;
+const rec = (id: string, state: JobRecord['state'] = 'running', gpus: string[] = []) => ({ id, state, gpus }) as unknown as JobRecord;
 
 test('records are kept only while the feed is live, and forgotten when it is lost', () => {
   const c = new RecordCache();
@@ -53,4 +53,17 @@ test('when the memory of drops overflows, reads older than the forgotten drops a
   for (let i = 0; i < 20_000; i++) c.drop(`job-${i}`);
   c.keep(rec('job-0'), ticket);
   assert.equal(c.get('job-0'), undefined, 'job-0 was dropped after the ticket, though that drop is forgotten');
+});
+
+test('a running job holding GPUs is kept only for the telemetry lag (its samples are not announced); others until a drop', async () => {
+  const c = new RecordCache(20);
+  c.setLive(true);
+  const sampled = rec('gpu', 'running', ['GPU-0']);
+  const plain = rec('cpu', 'running');
+  c.keep(sampled, c.ticket());
+  c.keep(plain, c.ticket());
+  assert.equal(c.get('gpu'), sampled);
+  await new Promise((resolve) => setTimeout(resolve, 60));
+  assert.equal(c.get('gpu'), undefined, 'read again once its telemetry may have changed');
+  assert.equal(c.get('cpu'), plain);
 });

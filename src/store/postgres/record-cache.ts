@@ -43,7 +43,7 @@ export class RecordCache {
   private validFrom = 0;
   private live = false;
 
-  constructor() {
+  constructor(private readonly telemetryTtlMs = TELEMETRY_TTL_MS) {
     this.drops = new LRUCache<string, number>({
       max: DROPS_MAX,
       dispose: (gen) => {
@@ -67,7 +67,7 @@ export class RecordCache {
     const dropped = this.drops.get(record.id);
     if (dropped !== undefined && dropped > ticket) return record;
     const sampled = record.state === 'running' && record.gpus.length > 0;
-    this.records.set(record.id, record, sampled ? { ttl: TELEMETRY_TTL_MS } : undefined);
+    this.records.set(record.id, record, sampled ? { ttl: this.telemetryTtlMs } : undefined);
     return record;
   }
 
