@@ -94,7 +94,14 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
   const quotas = new Quotas(config.quotasFile ? readQuotasFile(config.quotasFile) : []);
   const shared = config.databaseUrl !== undefined;
   const store = shared
-    ? await openPostgresStore({ url: config.databaseUrl!, node: config.node.name, leaseSeconds: config.node.leaseSeconds, log })
+    ? await openPostgresStore({
+        url: config.databaseUrl!,
+        node: config.node.name,
+        leaseSeconds: config.node.leaseSeconds,
+        log,
+        poolMax: config.postgres.poolMax,
+        sessionUrl: config.postgres.sessionUrl,
+      })
     : await openSqliteStore(config.dataDir, config.node.name);
   // Jobs stored before run settings were (a data dir or database of an older
   // Gantry) get theirs now, once, from this configuration, before anything
@@ -262,7 +269,11 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     });
   }
 
-  const stopRetention = startRetention({ store, days: config.logs.retentionDays, log });
+  const stopRetention = startRetention({
+    store,
+    settings: { logDays: config.logs.retentionDays, jobDays: config.logs.jobRetentionDays, keepMs: queue.fairShare.horizonMs },
+    log,
+  });
   app.addHook('onClose', async () => {
     stopRetention();
     membership.stop();

@@ -195,6 +195,26 @@ export const EnvSchema = z.object({
   GANTRY_LOG_RETENTION_DAYS: int(0)
     .default(30)
     .describe('delete the logs of jobs that ended, and audit records written, more than this many days ago (0: keep)'),
+  // A store that stays as cheap as it grows: how long finished jobs' records
+  // stay (their GPU time is kept for usage either way), and the PostgreSQL
+  // connections one node holds (docs/fleet.md, Connections).
+  GANTRY_JOB_RETENTION_DAYS: int(0)
+    .default(0)
+    .describe(
+      "delete the records of jobs that ended more than this many days ago, their GPU time kept for `/v1/usage` (0: keep); never younger than fair share's horizon (ten half-lives)",
+    ),
+  GANTRY_PG_POOL_MAX: int(2, 100)
+    .default(10)
+    .describe(
+      "most pooled PostgreSQL connections one node holds (idle ones close after 30 s); the change feed's and the lease's own connections come on top",
+    ),
+  GANTRY_PG_SESSION_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional()
+    .describe(
+      "where the connections that need a session of their own go (the change feed's LISTEN, the migrator's advisory lock, the lease's renewals), past a pooler in transaction mode: PostgreSQL itself or a session-mode pool; unset: `GANTRY_DATABASE_URL`",
+    ),
   GANTRY_KEEP_CONTAINERS: bool
     .default(false)
     .describe('keep finished containers (`true`/`false`, `1`/`0`, `yes`/`no`); their logs are stored either way'),
@@ -312,6 +332,7 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
   port: e.GANTRY_PORT,
   dataDir: path.resolve(e.GANTRY_DATA_DIR),
   databaseUrl: e.GANTRY_DATABASE_URL,
+  postgres: { poolMax: e.GANTRY_PG_POOL_MAX, sessionUrl: e.GANTRY_PG_SESSION_URL },
   node: {
     /**
      * GANTRY_NODE_NAME; where it is unset, the hostname, which buildApp
@@ -363,6 +384,7 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     driver: e.GANTRY_LOG_DRIVER,
     maxBytesPerJob: e.GANTRY_LOG_MAX_BYTES,
     retentionDays: e.GANTRY_LOG_RETENTION_DAYS,
+    jobRetentionDays: e.GANTRY_JOB_RETENTION_DAYS,
     keepContainers: e.GANTRY_KEEP_CONTAINERS,
     heartbeatSeconds: e.GANTRY_SSE_HEARTBEAT_SECONDS,
     stallSeconds: e.GANTRY_SSE_STALL_SECONDS,

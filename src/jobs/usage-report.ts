@@ -1,6 +1,6 @@
 import type { OwnerUsage, UsageReport } from '../model/usage.js';
-import { gpuSecondsByOwner } from '../scheduling/usage.js';
-import type { JobStore, NodeStore } from '../store/store.js';
+import { gpuIntervals, gpuSecondsByOwner } from '../scheduling/usage.js';
+import type { JobRecord, JobStore, NodeStore, UsageInterval } from '../store/store.js';
 
 /** A GANTRY_GPU_MODEL_WEIGHTS entry: a card whose name contains `model`, case-insensitively, weighs `weight`. */
 export interface ModelWeight {
@@ -22,7 +22,7 @@ const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 *
 
 /**
  * GET /v1/usage's report: GPU time per owner over a window, read from the
- * jobs' records (jobs/usage.ts does the arithmetic), with each card's time
+ * jobs' records and what retention kept of pruned ones (jobs/usage.ts does the arithmetic), with each card's time
  * weighted by its model. A card's model comes from the inventories the
  * fleet's nodes registered (this node's own among them: a single host is a
  * fleet of one), as they are now.
@@ -30,7 +30,7 @@ const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 *
 export class UsageReporter {
   constructor(
     private readonly d: {
-      jobs: Pick<JobStore, 'overlapping'>;
+      jobs: Pick<JobStore, 'usageSources'>;
       nodes: Pick<NodeStore, 'list'>;
       weights: readonly ModelWeight[];
     },
@@ -38,9 +38,10 @@ export class UsageReporter {
 
   /** Owners with GPU time in [from, to), most first; only `owner` when given. */
   async report(window: { from: string; to: string; owner?: string | undefined }, nowMs = Date.now()): Promise<UsageReport> {
-    const records = await this.d.jobs.overlapping(window.from, window.to);
-    const mine = window.owner === undefined ? records : records.filter((r) => r.owner === window.owner);
-    const usage = gpuSecondsByOwner(mine, { fromMs: Date.parse(window.from), toMs: Date.parse(window.to) }, nowMs);
+    const { records, pruned } = await this.d.jobs.usageSources(window.from, window.to);
+    const owned = <T extends { owner: string }>(all: T[]) =>
+      window.owner === undefined ? all : all.filter((r) => r.owner === window.owner);
+    const usage = gpuSecondsByOwner(owned(records), { fromMs: Date.parse(window.from), toMs: Date.parse(window.to) }, nowMs, owned(pruned));
     const billing = await this.billing();
     return { from: window.from, to: window.to, items: usage.map((u) => this.item(u, billing)) };
   }
@@ -87,4 +88,17 @@ export class UsageReporter {
 export function modelWeight(name: string, weights: readonly ModelWeight[]): number {
   const lower = name.toLowerCase();
   return weights.find((w) => lower.includes(w.model.toLowerCase()))?.weight ?? 1;
+}
+
+/** What retention keeps of a finished job's record before pruning it: its GPU intervals, for usage accounting (none of an unfinished job). */
+export function usageToKeep(record: JobRecord): UsageInterval[] {
+  if (record.finishedAt === null) return [];
+  return gpuIntervals(record, Date.parse(record.finishedAt)).map((i) => ({
+    jobId: record.id,
+    owner: record.owner,
+    attempt: i.attempt,
+    gpus: i.gpus,
+    startedAt: new Date(i.startMs).toISOString(),
+    endedAt: new Date(i.endMs).toISOString(),
+  }));
 }

@@ -1,30 +1,72 @@
 import type { Logger } from 'pino';
-import type { Store } from '../store/store.js';
+import { usageToKeep } from '../jobs/usage-report.js';
+import type { RetentionStore, Store } from '../store/store.js';
 
 const SWEEP_MS = 60 * 60 * 1000;
+/** Jobs per retention transaction: short enough that no batch holds locks for long, whatever is due. */
+const BATCH = 500;
+const DAY_MS = 86_400_000;
+
+/** Settings of the sweep: each 0 keeps everything of its kind. */
+export interface RetentionSettings {
+  /** Logs of jobs that ended, and audit records written, more than this many days ago. */
+  logDays: number;
+  /** Records of jobs that ended more than this many days ago (their GPU time is kept for usage). */
+  jobDays: number;
+  /** Jobs that ended within this span (ms) are kept whatever jobDays says: fair share still counts their GPU time. */
+  keepMs: number;
+}
+
+/** Runs prune until a batch comes back short; stops early, as done, when another node holds the sweep. How many. */
+async function drain(prune: (limit: number) => Promise<number | null>): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const n = await prune(BATCH);
+    if (n === null) return total;
+    total += n;
+    if (n < BATCH) return total;
+  }
+}
 
 /**
- * Deletes, at start and every hour, what is older than `days` (0 keeps
- * everything): the logs of jobs that finished before then (the job records
- * stay; only their lines go), and the audit records written before then.
- * Returns a stopper.
+ * Deletes, at start and every hour, what is due: the logs of jobs that
+ * ended before the log cutoff (moving the store's mark, so each job's logs
+ * are deleted once), the records of jobs that ended before the job cutoff
+ * (their GPU time folded into the usage summary first), and the audit
+ * records written before the log cutoff. Cutoffs come from the store's
+ * clock; batches are short transactions; in a fleet one node deletes at a
+ * time and the others leave it to that node. Returns a stopper.
  */
-export function startRetention(o: { store: Store; days: number; log: Logger }): () => void {
-  if (o.days === 0) return () => undefined;
-  const sweep = async () => {
-    const cutoff = new Date(Date.now() - o.days * 86_400_000).toISOString();
+export function startRetention(o: { store: Store; settings: RetentionSettings; log: Logger }): () => void {
+  const { logDays, jobDays, keepMs } = o.settings;
+  if (logDays === 0 && jobDays === 0) return () => undefined;
+  const retention: RetentionStore = o.store.retention;
+  const step = async (what: string, fn: () => Promise<void>) => {
     try {
-      const ids = await o.store.jobs.finishedBefore(cutoff);
-      for (const id of ids) await o.store.logs.deleteJob(id);
-      if (ids.length) o.log.info({ jobs: ids.length, cutoff }, 'deleted old job logs');
+      await fn();
     } catch (err) {
-      o.log.error({ err }, 'log retention sweep failed');
+      o.log.error({ err }, `${what} retention sweep failed`);
     }
-    try {
-      const records = await o.store.audit.deleteBefore(cutoff);
-      if (records) o.log.info({ records, cutoff }, 'deleted old audit records');
-    } catch (err) {
-      o.log.error({ err }, 'audit retention sweep failed');
+  };
+  const sweep = async () => {
+    if (logDays > 0) {
+      await step('log', async () => {
+        const cutoff = await retention.cutoff(logDays);
+        const jobs = await drain((limit) => retention.pruneLogs(cutoff, limit));
+        if (jobs) o.log.info({ jobs, cutoff }, 'deleted old job logs');
+      });
+      await step('audit', async () => {
+        const cutoff = await retention.cutoff(logDays);
+        const records = await o.store.audit.deleteBefore(cutoff);
+        if (records) o.log.info({ records, cutoff }, 'deleted old audit records');
+      });
+    }
+    if (jobDays > 0) {
+      await step('job', async () => {
+        const cutoff = await retention.cutoff(Math.max(jobDays, keepMs / DAY_MS));
+        const jobs = await drain((limit) => retention.pruneJobs(cutoff, limit, usageToKeep));
+        if (jobs) o.log.info({ jobs, cutoff }, 'deleted old job records, their GPU time kept for usage');
+      });
     }
   };
   void sweep();

@@ -1,4 +1,4 @@
-import type { JobRecord } from '../store/store.js';
+import type { JobRecord, UsageInterval } from '../store/store.js';
 
 /** A stretch of time during which one attempt of a job held some GPUs. Times in epoch milliseconds. */
 export interface GpuInterval {
@@ -64,25 +64,46 @@ export function overlapMs(interval: Pick<GpuInterval, 'startMs' | 'endMs'>, wind
 }
 
 /**
- * GPU-seconds per owner over the window, from job records (gpuIntervals,
- * each clipped to the window). Every GPU an attempt held counts whole for
- * it, a card shared by declared memory too: an attempt's record keeps the
- * cards it had, not the share it declared. Owners with no GPU time inside
- * the window are absent; the rest come in descending gpuSeconds, then by
- * name. Pure: the caller chooses the records (any superset of the jobs that
- * could have held GPUs in the window) and the clock.
+ * The GPU intervals of jobs whose records retention pruned, as it kept them
+ * (store.ts, UsageInterval), one entry per job.
  */
-export function gpuSecondsByOwner(records: Iterable<JobRecord>, window: UsageWindow, nowMs: number): OwnerGpuUsage[] {
+export function prunedJobs(pruned: Iterable<UsageInterval>): { owner: string; intervals: GpuInterval[] }[] {
+  const byJob = new Map<string, { owner: string; intervals: GpuInterval[] }>();
+  for (const u of pruned) {
+    let job = byJob.get(u.jobId);
+    if (!job) byJob.set(u.jobId, (job = { owner: u.owner, intervals: [] }));
+    job.intervals.push({ attempt: u.attempt, gpus: u.gpus, startMs: Date.parse(u.startedAt), endMs: Date.parse(u.endedAt) });
+  }
+  return [...byJob.values()];
+}
+
+/**
+ * GPU-seconds per owner over the window, from job records (gpuIntervals,
+ * each clipped to the window) and the kept intervals of pruned jobs. Every
+ * GPU an attempt held counts whole for it, a card shared by declared memory
+ * too: an attempt's record keeps the cards it had, not the share it
+ * declared. Owners with no GPU time inside the window are absent; the rest
+ * come in descending gpuSeconds, then by name. Pure: the caller chooses the
+ * records (any superset of the jobs that could have held GPUs in the
+ * window) and the clock.
+ */
+export function gpuSecondsByOwner(
+  records: Iterable<JobRecord>,
+  window: UsageWindow,
+  nowMs: number,
+  pruned: Iterable<UsageInterval> = [],
+): OwnerGpuUsage[] {
   const byOwner = new Map<string, OwnerGpuUsage>();
-  for (const record of records) {
+  const jobs = [...[...records].map((r) => ({ owner: r.owner, intervals: gpuIntervals(r, nowMs) })), ...prunedJobs(pruned)];
+  for (const job of jobs) {
     let counted = false;
-    for (const interval of gpuIntervals(record, nowMs)) {
+    for (const interval of job.intervals) {
       const ms = overlapMs(interval, window);
       if (ms === 0) continue;
-      let usage = byOwner.get(record.owner);
+      let usage = byOwner.get(job.owner);
       if (!usage) {
-        usage = { owner: record.owner, gpuSeconds: 0, jobs: 0, attempts: 0, byGpu: new Map() };
-        byOwner.set(record.owner, usage);
+        usage = { owner: job.owner, gpuSeconds: 0, jobs: 0, attempts: 0, byGpu: new Map() };
+        byOwner.set(job.owner, usage);
       }
       const seconds = ms / 1000;
       usage.gpuSeconds += seconds * interval.gpus.length;

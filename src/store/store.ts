@@ -43,6 +43,7 @@ export interface Store {
   readonly settings: SettingsStore;
   readonly nodes: NodeStore;
   readonly audit: AuditStore;
+  readonly retention: RetentionStore;
   /** What other processes changed, for a store shared by several nodes; null for a store this process alone writes. */
   readonly changes: ChangeFeed | null;
   /** Rejects when a write cannot be made now (for readiness). */
@@ -153,14 +154,54 @@ export interface JobStore {
    * accounting (jobs/usage.ts) clips each attempt to the window itself.
    */
   overlapping(fromIso: string, toIso: string): Promise<JobRecord[]>;
-  /** Ids of jobs that finished before the cutoff (ISO time), for log retention. */
-  finishedBefore(cutoffIso: string): Promise<string[]>;
+  /**
+   * What usage accounting reads for [from, to), in one snapshot: the jobs
+   * `overlapping` gives, and the GPU time of jobs retention pruned that meets
+   * the window (a job is in one or the other, never both).
+   */
+  usageSources(fromIso: string, toIso: string): Promise<{ records: JobRecord[]; pruned: UsageInterval[] }>;
   /** Job counts by state and owner. */
   countByStateAndOwner(): Promise<{ state: JobState; owner: string; count: number }[]>;
   /** How many jobs wait in the queue (no node has taken them), and when the oldest of them was submitted. */
   queueSummary(): Promise<{ length: number; oldestCreatedAt: string | null }>;
   /** Gives each job not ended that has no settings (stored before they were) those `resolve` makes of its spec; how many. */
   fillSettings(resolve: (spec: JobSpec) => RunSettings): Promise<number>;
+}
+
+/** One attempt's GPU time, kept after its job's record was pruned (usage accounting reads it). */
+export interface UsageInterval {
+  jobId: string;
+  owner: string;
+  attempt: number;
+  gpus: readonly string[];
+  /** ISO times: the container's start and the attempt's end. */
+  startedAt: string;
+  endedAt: string;
+}
+
+/**
+ * What retention deletes, a batch at a time, so that a sweep's cost follows
+ * what is due rather than the history: each call does at most `limit` jobs'
+ * worth and says how many, and nothing already deleted is looked at again.
+ */
+export interface RetentionStore {
+  /** The ISO time `days` before now by the store's clock (in a fleet the database's, which every node shares). */
+  cutoff(days: number): Promise<string>;
+  /**
+   * Deletes the logs of up to `limit` jobs that finished before the cutoff
+   * (ISO time) and after those of earlier calls: the store keeps the point
+   * the last call reached, so a log is deleted once. How many jobs; null,
+   * having deleted nothing, when another process sharing the store is
+   * deleting now (a fleet's nodes sweep one at a time).
+   */
+  pruneLogs(cutoffIso: string, limit: number): Promise<number | null>;
+  /**
+   * Deletes up to `limit` jobs that finished before the cutoff, oldest
+   * first, with their labels and logs, keeping `usage(record)` of each in
+   * the usage summary (JobStore.usageSources) in the same transaction. How
+   * many; null as for pruneLogs.
+   */
+  pruneJobs(cutoffIso: string, limit: number, usage: (record: JobRecord) => UsageInterval[]): Promise<number | null>;
 }
 
 export interface LogStore {

@@ -8,9 +8,9 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, type TestContext, test } from 'node:test';
+import type { GpuTelemetry } from '../../src/model/gpu-telemetry.js';
 import { EMPTY_LOG_STATE, type LogState, type NewLogRecord } from '../../src/model/log.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
-import type { GpuTelemetry } from '../../src/model/gpu-telemetry.js';
 import type { Store, StoreChange } from '../../src/store/store.js';
 import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { newJob, nodeInfo } from '../helpers/records.js';

@@ -62,7 +62,7 @@ const targets = async (store: Store) => (await store.audit.list({ limit: 10 })).
 
 test('a sweep deletes the logs and audit records older than the retention, and keeps the newer', async (t) => {
   const store = await seeded(t);
-  const stop = startRetention({ store, days: 30, log: pino({ level: 'silent' }) });
+  const stop = startRetention({ store, settings: { logDays: 30, jobDays: 0, keepMs: 0 }, log: pino({ level: 'silent' }) });
   t.after(stop);
   for (let i = 0; i < 100 && (await targets(store)).length > 1; i++) await sleep(20);
   assert.deepEqual(await targets(store), ['job-1']);
@@ -74,7 +74,7 @@ test('a sweep deletes the logs and audit records older than the retention, and k
 
 test('0 keeps everything', async (t) => {
   const store = await seeded(t);
-  const stop = startRetention({ store, days: 0, log: pino({ level: 'silent' }) });
+  const stop = startRetention({ store, settings: { logDays: 0, jobDays: 0, keepMs: 0 }, log: pino({ level: 'silent' }) });
   t.after(stop);
   await sleep(200);
   assert.deepEqual(await targets(store), ['job-1', 'job-40']);

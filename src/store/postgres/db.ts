@@ -84,7 +84,7 @@ export function renewalDeadlineMs(leaseSeconds: number): number {
  * idle connection that fails is dropped (its error logged, never thrown at
  * the process) and the next query opens a new one.
  */
-export function createPool(o: { url: string; node: string; leaseSeconds: number; log?: WarnLog; max?: number }): pg.Pool {
+export function createPool(o: { url: string; node: string; leaseSeconds: number; log?: WarnLog; max?: number | undefined }): pg.Pool {
   const pool = new pg.Pool({
     ...clientConfig(o.url, o.node),
     ...poolTimeouts(o.leaseSeconds),

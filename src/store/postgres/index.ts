@@ -10,6 +10,7 @@ import { PgLogStore } from './logs.js';
 import { migrate } from './migrations.js';
 import { PgNodeStore } from './nodes.js';
 import { RecordCache } from './record-cache.js';
+import { PgRetentionStore } from './retention.js';
 import { PgSettingsStore } from './settings.js';
 
 const PROBE = `INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value`;
@@ -32,14 +33,24 @@ export async function openPostgresStore(o: {
   log?: WarnLog;
   /** How often log growth is announced to the other nodes (log-announcer.ts). */
   logAnnounceMs?: number;
+  /** Most pooled connections (db.ts, createPool). */
+  poolMax?: number;
+  /**
+   * Where the connections that keep a session go: the migrator (its
+   * advisory lock), the change feed (LISTEN) and the lease's renewals.
+   * Unset: `url`. Past a pooler in transaction mode, `url` is the pooler
+   * and this PostgreSQL itself or a session-mode pool.
+   */
+  sessionUrl?: string | undefined;
 }): Promise<Store> {
+  const sessionUrl = o.sessionUrl ?? o.url;
   try {
-    await migrate(o.url, o.node);
+    await migrate(sessionUrl, o.node);
   } catch (err) {
     throw storeError(err);
   }
   const cache = new RecordCache();
-  const changes = new PgChangeFeed(o.url, o.node, cache, o.log);
+  const changes = new PgChangeFeed(sessionUrl, o.node, cache, o.log);
   try {
     await changes.start();
   } catch (err) {
@@ -47,8 +58,8 @@ export async function openPostgresStore(o: {
     throw storeError(err);
   }
   const leaseSeconds = o.leaseSeconds ?? DEFAULT_LEASE_SECONDS;
-  const pool = createPool({ url: o.url, node: o.node, leaseSeconds, log: o.log });
-  const lease = new LeaseLink(o.url, o.node, leaseSeconds);
+  const pool = createPool({ url: o.url, node: o.node, leaseSeconds, log: o.log, max: o.poolMax });
+  const lease = new LeaseLink(sessionUrl, o.node, leaseSeconds);
   const announcer = new LogAnnouncer(pool, o.node, o.logAnnounceMs ?? LOG_ANNOUNCE_MS, o.log);
   let closing: Promise<void> | undefined;
   return {
@@ -57,6 +68,7 @@ export async function openPostgresStore(o: {
     settings: new PgSettingsStore(pool),
     nodes: new PgNodeStore(pool, o.node, lease),
     audit: new PgAuditStore(pool),
+    retention: new PgRetentionStore(pool, cache),
     changes,
     async probeWritable() {
       await write(pool, { name: 'gantry_probe', text: PROBE, values: [`readyz:${o.node}`, new Date().toISOString()] });

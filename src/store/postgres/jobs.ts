@@ -16,8 +16,9 @@ import {
   patchKeys,
   settingsText,
   toRecord,
+  UNENDED_SQL,
 } from '../job-row.js';
-import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard } from '../store.js';
+import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard, UsageInterval } from '../store.js';
 import { CHANNEL, read, transaction, write } from './db.js';
 import type { RecordCache } from './record-cache.js';
 
@@ -168,8 +169,25 @@ const OVERLAPPING = `
   UNION ALL
   SELECT ${JOB_COLUMNS} FROM jobs WHERE finished_at >= $1 AND created_at < $2
   ORDER BY seq`;
-const FINISHED_BEFORE = `SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < $1`;
-const COUNT = `SELECT state, owner, COUNT(*) AS count FROM jobs GROUP BY state, owner`;
+// The GPU time of pruned jobs that meets [$1, $2) (retention.ts keeps it), along usage_intervals_ended.
+const PRUNED_USAGE = `
+  SELECT job_id AS "jobId", owner, attempt, gpus, started_at AS "startedAt", ended_at AS "endedAt"
+  FROM usage_intervals WHERE ended_at > $1 AND started_at < $2 ORDER BY job_id, attempt`;
+// Counts read no finished row: the unfinished jobs along jobs_state, the
+// finished ones from job_end_counts (kept by triggers, one row per end).
+// The same statement folds those rows into one per owner and state (rows
+// another scrape is folding are skipped, never waited for); its SELECT
+// reads the table as it was before, whose sums the folding keeps.
+const COUNT = `
+  WITH gone AS (
+    DELETE FROM job_end_counts WHERE ctid = ANY(ARRAY(SELECT ctid FROM job_end_counts FOR UPDATE SKIP LOCKED))
+    RETURNING owner, state, count
+  ), folded AS (
+    INSERT INTO job_end_counts (owner, state, count) SELECT owner, state, SUM(count) FROM gone GROUP BY owner, state
+  )
+  SELECT state, owner, COUNT(*)::bigint AS count FROM jobs WHERE state IN ${UNENDED_SQL} GROUP BY state, owner
+  UNION ALL
+  SELECT state, owner, SUM(count)::bigint AS count FROM job_end_counts GROUP BY state, owner HAVING SUM(count) <> 0`;
 const QUEUE_SUMMARY = `SELECT COUNT(*) AS length, MIN(created_at) AS "oldestCreatedAt" FROM jobs WHERE state = 'queued' AND node IS NULL`;
 
 /**
@@ -287,13 +305,25 @@ export class PgJobStore implements JobStore {
     return (await read<JobRow>(this.pool, { name: 'gantry_jobs_overlapping', text: OVERLAPPING, values: [fromIso, toIso] })).map(toRecord);
   }
 
-  async finishedBefore(cutoffIso: string): Promise<string[]> {
-    const rows = await read<{ id: string }>(this.pool, { name: 'gantry_jobs_finished_before', text: FINISHED_BEFORE, values: [cutoffIso] });
-    return rows.map((r) => r.id);
+  /** One REPEATABLE READ transaction: a job pruned meanwhile is counted once, as a job or as pruned usage. */
+  async usageSources(fromIso: string, toIso: string): Promise<{ records: JobRecord[]; pruned: UsageInterval[] }> {
+    return transaction(this.pool, async (c) => {
+      await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+      const jobs = await c.query<JobRow>({ name: 'gantry_jobs_overlapping', text: OVERLAPPING, values: [fromIso, toIso] });
+      const pruned = await c.query<Omit<UsageInterval, 'gpus'> & { gpus: string }>({
+        name: 'gantry_usage_pruned',
+        text: PRUNED_USAGE,
+        values: [fromIso, toIso],
+      });
+      return {
+        records: jobs.rows.map(toRecord),
+        pruned: pruned.rows.map((r) => ({ ...r, gpus: JSON.parse(r.gpus) as string[] })),
+      };
+    });
   }
 
   async countByStateAndOwner(): Promise<{ state: JobState; owner: string; count: number }[]> {
-    return read<{ state: JobState; owner: string; count: number }>(this.pool, { name: 'gantry_jobs_count', text: COUNT });
+    return write<{ state: JobState; owner: string; count: number }>(this.pool, { name: 'gantry_jobs_count', text: COUNT });
   }
 
   async queueSummary(): Promise<{ length: number; oldestCreatedAt: string | null }> {

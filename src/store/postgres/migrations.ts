@@ -169,6 +169,52 @@ const RUN_SETTINGS: readonly string[] = [`ALTER TABLE jobs ADD COLUMN settings T
  */
 const NODE_EPOCH: readonly string[] = [`ALTER TABLE jobs ADD COLUMN node_epoch BIGINT NOT NULL DEFAULT 0`];
 
+/**
+ * History that costs nothing to keep as it grows:
+ * - usage_intervals: the GPU time of jobs retention pruned, one row per
+ *   attempt that held GPUs (store.ts, UsageInterval), so /v1/usage stays
+ *   right for windows that cover them.
+ * - job_end_counts: jobs that ended, by owner and state, for the metrics:
+ *   a row (+1, or -1 when an ended job is deleted) per end, written by
+ *   triggers so every writer keeps it; appended, never updated, so ends
+ *   never wait on one another, and folded by the scrapes that read it
+ *   (jobs.ts, COUNT). Filled from the jobs already there, after the
+ *   triggers exist: CREATE TRIGGER locks jobs against writes until this
+ *   migration commits, so no end is counted twice or missed.
+ */
+const HISTORY: readonly string[] = [
+  `CREATE TABLE usage_intervals (
+    job_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    owner TEXT NOT NULL,
+    gpus TEXT NOT NULL,
+    started_at TEXT COLLATE "C" NOT NULL,
+    ended_at TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (job_id, attempt)
+  )`,
+  `CREATE INDEX usage_intervals_ended ON usage_intervals (ended_at)`,
+  `CREATE TABLE job_end_counts (owner TEXT NOT NULL, state TEXT NOT NULL, count BIGINT NOT NULL)`,
+  `CREATE FUNCTION job_end_count() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.state IN ('succeeded', 'failed', 'cancelled', 'timed_out') THEN
+      INSERT INTO job_end_counts (owner, state, count) VALUES (OLD.owner, OLD.state, -1);
+    END IF;
+    IF TG_OP IN ('UPDATE', 'INSERT') AND NEW.state IN ('succeeded', 'failed', 'cancelled', 'timed_out') THEN
+      INSERT INTO job_end_counts (owner, state, count) VALUES (NEW.owner, NEW.state, 1);
+    END IF;
+    RETURN NULL;
+  END
+  $$`,
+  `CREATE TRIGGER job_end_count_update AFTER UPDATE OF state ON jobs FOR EACH ROW
+    WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION job_end_count()`,
+  `CREATE TRIGGER job_end_count_insert AFTER INSERT ON jobs FOR EACH ROW
+    WHEN (NEW.state IN ('succeeded', 'failed', 'cancelled', 'timed_out')) EXECUTE FUNCTION job_end_count()`,
+  `CREATE TRIGGER job_end_count_delete AFTER DELETE ON jobs FOR EACH ROW
+    WHEN (OLD.state IN ('succeeded', 'failed', 'cancelled', 'timed_out')) EXECUTE FUNCTION job_end_count()`,
+  `INSERT INTO job_end_counts (owner, state, count)
+    SELECT owner, state, COUNT(*) FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled', 'timed_out') GROUP BY owner, state`,
+];
+
 /** Ordered by name. Append only: never edit a migration that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': statements(INITIAL),
@@ -178,6 +224,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0005_gpu_telemetry': statements(GPU_TELEMETRY),
   '0006_run_settings': statements(RUN_SETTINGS),
   '0007_node_epoch': statements(NODE_EPOCH),
+  '0008_scale_history': statements(HISTORY),
 };
 
 const provider: MigrationProvider = {

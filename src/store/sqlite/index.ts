@@ -5,6 +5,7 @@ import { writing } from './errors.js';
 import { SqliteJobStore } from './jobs.js';
 import { SqliteLogStore } from './logs.js';
 import { adoptLegacyJobs, SqliteNodeStore } from './nodes.js';
+import { SqliteRetentionStore } from './retention.js';
 import { SqliteSettingsStore } from './settings.js';
 
 /**
@@ -25,6 +26,7 @@ export async function openSqliteStore(dataDir: string, node?: string): Promise<S
     settings: new SqliteSettingsStore(db),
     nodes: new SqliteNodeStore(db, jobs),
     audit: new SqliteAuditStore(db),
+    retention: new SqliteRetentionStore(db, jobs),
     changes: null,
     async probeWritable() {
       writing(() => probe.run(new Date().toISOString()));

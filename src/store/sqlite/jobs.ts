@@ -15,7 +15,7 @@ import {
   settingsText,
   toRecord,
 } from '../job-row.js';
-import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard } from '../store.js';
+import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard, UsageInterval } from '../store.js';
 import type { Db } from './db.js';
 import { writing } from './errors.js';
 
@@ -62,7 +62,7 @@ export class SqliteJobStore implements JobStore {
   private readonly claimedStmt: Statement;
   private readonly unclaimStmt: Statement;
   private readonly holdingGpusStmt: Statement;
-  private readonly finishedBeforeStmt: Statement;
+  private readonly prunedUsageStmt: Statement;
   private readonly overlappingStmt: Statement;
   private readonly countStmt: Statement;
   private readonly queueSummaryStmt: Statement;
@@ -91,12 +91,17 @@ export class SqliteJobStore implements JobStore {
     this.claimedStmt = db.prepare(`SELECT * FROM jobs WHERE node = ? AND state = 'queued' ORDER BY priority DESC, seq ASC`);
     this.unclaimStmt = db.prepare(`UPDATE jobs SET node = NULL WHERE node = ? AND state = 'queued' RETURNING id`);
     this.holdingGpusStmt = db.prepare(`SELECT * FROM jobs WHERE state IN ${ACTIVE_SQL} AND gpus != '[]' ORDER BY seq`);
-    this.finishedBeforeStmt = db.prepare(`SELECT id FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?`);
+    // The GPU time of pruned jobs that meets the window (retention.ts keeps it), along usage_intervals_ended.
+    this.prunedUsageStmt = db.prepare(
+      `SELECT job_id AS jobId, owner, attempt, gpus, started_at AS startedAt, ended_at AS endedAt
+       FROM usage_intervals WHERE ended_at > @from AND started_at < @to ORDER BY job_id, attempt`,
+    );
     // Both arms use the jobs_finished index (unfinished jobs are its NULL
     // entries, the rest a range of it); an ORDER BY would make SQLite scan
     // the table in seq order instead, so the rows are sorted after.
     this.overlappingStmt = db.prepare(`SELECT * FROM jobs WHERE (finished_at IS NULL OR finished_at >= @from) AND created_at < @to`);
-    this.countStmt = db.prepare(`SELECT state, owner, COUNT(*) AS count FROM jobs GROUP BY state, owner`);
+    // Kept by triggers on jobs (migrations.ts, 0009_scale_history): no scan of the history.
+    this.countStmt = db.prepare(`SELECT state, owner, count FROM job_counts WHERE count <> 0`);
     this.queueSummaryStmt = db.prepare(
       `SELECT COUNT(*) AS length, MIN(created_at) AS oldestCreatedAt FROM jobs WHERE state = 'queued' AND node IS NULL`,
     );
@@ -268,8 +273,15 @@ export class SqliteJobStore implements JobStore {
     return rows.sort((a, b) => a.seq - b.seq).map(toRecord);
   }
 
-  async finishedBefore(cutoffIso: string): Promise<string[]> {
-    return (this.finishedBeforeStmt.all(cutoffIso) as { id: string }[]).map((r) => r.id);
+  /** One read transaction: a job pruned meanwhile is counted once, as a job or as pruned usage. */
+  async usageSources(fromIso: string, toIso: string): Promise<{ records: JobRecord[]; pruned: UsageInterval[] }> {
+    return this.db.transaction(() => {
+      const pruned = this.prunedUsageStmt.all({ from: fromIso, to: toIso }) as (Omit<UsageInterval, 'gpus'> & { gpus: string })[];
+      return {
+        records: (this.overlappingStmt.all({ from: fromIso, to: toIso }) as JobRow[]).sort((a, b) => a.seq - b.seq).map(toRecord),
+        pruned: pruned.map((r) => ({ ...r, gpus: JSON.parse(r.gpus) as string[] })),
+      };
+    })();
   }
 
   async countByStateAndOwner(): Promise<{ state: JobState; owner: string; count: number }[]> {

@@ -189,6 +189,44 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0008_node_epoch': {
     up: (db) => exec(db, [`ALTER TABLE jobs ADD COLUMN node_epoch INTEGER NOT NULL DEFAULT 0`]),
   },
+
+  /**
+   * History that costs nothing to keep as it grows:
+   * - usage_intervals: the GPU time of jobs retention pruned, one row per
+   *   attempt that held GPUs (store.ts, UsageInterval), so /v1/usage stays
+   *   right for windows that cover them.
+   * - job_counts: jobs by owner and state, kept by triggers on every write
+   *   of jobs, for the metrics; filled from the jobs already there.
+   */
+  '0009_scale_history': {
+    up: (db) =>
+      exec(db, [
+        `CREATE TABLE usage_intervals (
+          job_id TEXT NOT NULL,
+          attempt INTEGER NOT NULL,
+          owner TEXT NOT NULL,
+          gpus TEXT NOT NULL,
+          started_at TEXT NOT NULL,
+          ended_at TEXT NOT NULL,
+          PRIMARY KEY (job_id, attempt)
+        ) WITHOUT ROWID`,
+        `CREATE INDEX usage_intervals_ended ON usage_intervals(ended_at)`,
+        `CREATE TABLE job_counts (owner TEXT NOT NULL, state TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (owner, state)) WITHOUT ROWID`,
+        `CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
+          INSERT OR IGNORE INTO job_counts (owner, state, count) VALUES (NEW.owner, NEW.state, 0);
+          UPDATE job_counts SET count = count + 1 WHERE owner = NEW.owner AND state = NEW.state;
+        END`,
+        `CREATE TRIGGER job_counts_update AFTER UPDATE OF state ON jobs WHEN OLD.state IS NOT NEW.state BEGIN
+          UPDATE job_counts SET count = count - 1 WHERE owner = OLD.owner AND state = OLD.state;
+          INSERT OR IGNORE INTO job_counts (owner, state, count) VALUES (NEW.owner, NEW.state, 0);
+          UPDATE job_counts SET count = count + 1 WHERE owner = NEW.owner AND state = NEW.state;
+        END`,
+        `CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN
+          UPDATE job_counts SET count = count - 1 WHERE owner = OLD.owner AND state = OLD.state;
+        END`,
+        `INSERT INTO job_counts (owner, state, count) SELECT owner, state, COUNT(*) FROM jobs GROUP BY owner, state`,
+      ]),
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
