@@ -7,7 +7,7 @@ const SWEEP_MS = 60 * 60 * 1000;
 const BATCH = 500;
 const DAY_MS = 86_400_000;
 
-/** Settings of the sweep: each 0 keeps everything of its kind. */
+/** Settings of the sweep: a 0 keeps everything of its kind. */
 export interface RetentionSettings {
   /** Logs of jobs that ended, and audit records written, more than this many days ago. */
   logDays: number;
@@ -33,13 +33,13 @@ async function drain(prune: (limit: number) => Promise<number | null>): Promise<
  * ended before the log cutoff (moving the store's mark, so each job's logs
  * are deleted once), the records of jobs that ended before the job cutoff
  * (their GPU time folded into the usage summary first), and the audit
- * records written before the log cutoff. Cutoffs come from the store's
- * clock; batches are short transactions; in a fleet one node deletes at a
- * time and the others leave it to that node. Returns a stopper.
+ * records written before the log cutoff; and it compacts the job counts.
+ * Cutoffs come from the store's clock; batches are short transactions; in a
+ * fleet one node deletes at a time and the others leave it to that node.
+ * Returns a stopper.
  */
 export function startRetention(o: { store: Store; settings: RetentionSettings; log: Logger }): () => void {
   const { logDays, jobDays, keepMs } = o.settings;
-  if (logDays === 0 && jobDays === 0) return () => undefined;
   const retention: RetentionStore = o.store.retention;
   const step = async (what: string, fn: () => Promise<void>) => {
     try {
@@ -68,6 +68,7 @@ export function startRetention(o: { store: Store; settings: RetentionSettings; l
         if (jobs) o.log.info({ jobs, cutoff }, 'deleted old job records, their GPU time kept for usage');
       });
     }
+    await step('count', () => retention.compactCounts());
   };
   void sweep();
   const timer = setInterval(() => void sweep(), SWEEP_MS);

@@ -2,7 +2,7 @@ import type { AttemptRecord } from '../model/attempt.js';
 import type { GpuTelemetry } from '../model/gpu-telemetry.js';
 import type { JobSpec } from '../model/job.js';
 import type { RunSettings } from '../model/run-settings.js';
-import { JOB_STATES, type JobState, TERMINAL_STATES } from '../model/states.js';
+import { type JobState, TERMINAL_STATES } from '../model/states.js';
 import { frozenRecord, type JobPatch, type JobRecord, type NewJob } from './store.js';
 
 /**
@@ -54,10 +54,6 @@ export const JOB_COLUMNS =
 
 /** SQL lists of fixed state names (constants, never input). */
 export const ENDED_SQL = `(${[...TERMINAL_STATES].map((s) => `'${s}'`).join(', ')})`;
-/** Every state but the ended ones. */
-export const UNENDED_SQL = `(${JOB_STATES.filter((s) => !TERMINAL_STATES.has(s))
-  .map((s) => `'${s}'`)
-  .join(', ')})`;
 /** The states of a job that holds, or is about to hold, a container (and the GPUs it was given). */
 export const ACTIVE_SQL = `('pulling', 'starting', 'running')`;
 

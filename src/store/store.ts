@@ -202,6 +202,8 @@ export interface RetentionStore {
    * many; null as for pruneLogs.
    */
   pruneJobs(cutoffIso: string, limit: number, usage: (record: JobRecord) => UsageInterval[]): Promise<number | null>;
+  /** Compacts what the store keeps to count jobs (JobStore.countByStateAndOwner), whether or not anyone reads the counts. */
+  compactCounts(): Promise<void>;
 }
 
 export interface LogStore {

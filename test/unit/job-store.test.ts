@@ -13,7 +13,9 @@ import type { GpuTelemetry } from '../../src/model/gpu-telemetry.js';
 import type { JobSpec } from '../../src/model/job.js';
 import { EMPTY_LOG_STATE } from '../../src/model/log.js';
 import type { RunSettings } from '../../src/model/run-settings.js';
-import { newJobRecord } from '../../src/store/store.js';
+import { usageToKeep } from '../../src/jobs/usage-report.js';
+import { gpuSecondsByOwner } from '../../src/scheduling/usage.js';
+import { newJobRecord, type Store } from '../../src/store/store.js';
 import { newJob, nodeInfo, RUN_SETTINGS } from '../helpers/records.js';
 import { type OpenStore, onBothStores } from '../helpers/stores.js';
 
@@ -382,6 +384,117 @@ function contract(open: OpenStore): void {
       (await store.jobs.holdingGpus()).map((j) => j.id),
       [pulling.id, starting.id],
     );
+  });
+
+  test('counts: kept as jobs change state, are taken and are pruned, equal to counting the rows', async (t) => {
+    const { store } = await open(t);
+    const n = await store.nodes.register(nodeInfo('a'));
+    const ids: string[] = [];
+    for (const owner of ['alice', 'alice', 'bob', 'bob', 'bob']) ids.push((await store.jobs.insert(newJob({ owner }))).record.id);
+    await store.jobs.claim(ids[0]!, n);
+    await store.jobs.update(ids[1]!, { state: 'running', node: 'a' });
+    await store.jobs.update(ids[2]!, { state: 'failed', finishedAt: '2030-01-01T00:00:00.000Z' });
+    await store.jobs.update(ids[3]!, { state: 'cancelled', finishedAt: '2030-01-01T00:00:00.000Z' });
+    await store.jobs.update(ids[3]!, { state: 'cancelled' });
+    const sorted = async () =>
+      (await store.jobs.countByStateAndOwner()).sort((x, y) => `${x.state}${x.owner}`.localeCompare(`${y.state}${y.owner}`));
+    assert.deepEqual(await sorted(), [
+      { state: 'cancelled', owner: 'bob', count: 1 },
+      { state: 'failed', owner: 'bob', count: 1 },
+      { state: 'queued', owner: 'alice', count: 1 },
+      { state: 'queued', owner: 'bob', count: 1 },
+      { state: 'running', owner: 'alice', count: 1 },
+    ]);
+    assert.equal((await store.jobs.queueSummary()).length, 1, 'a claimed queued job does not wait');
+    await store.retention.compactCounts();
+    assert.equal(await store.retention.pruneJobs('2030-01-02T00:00:00.000Z', 10, usageToKeep), 2);
+    await store.retention.compactCounts();
+    assert.deepEqual(
+      await sorted(),
+      [
+        { state: 'queued', owner: 'alice', count: 1 },
+        { state: 'queued', owner: 'bob', count: 1 },
+        { state: 'running', owner: 'alice', count: 1 },
+      ],
+      'a pruned job is no longer counted',
+    );
+  });
+
+  test('log retention: from the mark on, a batch at a time, each job once; jobs finished later or unfinished keep theirs', async (t) => {
+    const { store } = await open(t);
+    const at = (day: number) => `2030-01-0${day}T00:00:00.000Z`;
+    const finished: string[] = [];
+    for (const day of [1, 1, 2, 5]) {
+      const { record } = await store.jobs.insert(newJob());
+      await store.jobs.update(record.id, { state: 'succeeded', finishedAt: at(day) });
+      finished.push(record.id);
+    }
+    const running = (await store.jobs.insert(newJob())).record.id;
+    for (const id of [...finished, running]) await logLine(store, id);
+    const cutoff = at(3);
+    assert.equal(await store.retention.pruneLogs(cutoff, 2), 2, 'two of the three due, the two with one finished_at among them');
+    assert.equal(await store.retention.pruneLogs(cutoff, 2), 1);
+    assert.equal(await store.retention.pruneLogs(cutoff, 2), 0, 'nothing left past the mark');
+    // Logs written again for a job the mark has passed are not looked for again.
+    await logLine(store, finished[0]!);
+    assert.equal(await store.retention.pruneLogs(cutoff, 2), 0);
+    for (const id of finished.slice(1, 3)) assert.deepEqual(await store.logs.tail(id, 10), [], `${id}'s logs are gone`);
+    for (const id of [finished[3]!, running]) assert.equal((await store.logs.tail(id, 10)).length, 1, `${id} keeps its logs`);
+    assert.equal(await store.retention.pruneLogs(at(6), 10), 1, 'a later cutoff goes on from the mark');
+    assert.ok(await store.jobs.get(finished[1]!), 'log retention keeps the job records');
+  });
+
+  test('job retention: pruned jobs go with their labels and logs, and the GPU usage of any window stays the same', async (t) => {
+    const { store } = await open(t);
+    const at = (hour: number) => new Date(Date.UTC(2030, 0, 1, hour)).toISOString();
+    const gpuJob = async (owner: string, gpus: string[], start: number, end: number) => {
+      const { record } = await store.jobs.insert(newJob({ owner, spec: { labels: { team: 'ml' } } }));
+      await store.jobs.update(record.id, { state: 'running', node: 'a', gpus, startedAt: at(start) });
+      await store.jobs.update(record.id, { state: 'succeeded', finishedAt: at(end) });
+      await logLine(store, record.id);
+      return record.id;
+    };
+    const old = [await gpuJob('alice', ['G0', 'G1'], 1, 3), await gpuJob('bob', ['G2'], 2, 6)];
+    const young = await gpuJob('alice', ['G0'], 20, 22);
+    const cpu = (await store.jobs.insert(newJob())).record.id;
+    await store.jobs.update(cpu, { state: 'failed', finishedAt: at(1) });
+    const windows = [
+      [at(0), at(24)],
+      [at(2), at(5)],
+      [at(21), at(23)],
+    ] as const;
+    const usage = async () => {
+      const out = [];
+      for (const [from, to] of windows) {
+        const { records, pruned } = await store.jobs.usageSources(from, to);
+        const window = { fromMs: Date.parse(from), toMs: Date.parse(to) };
+        out.push(gpuSecondsByOwner(records, window, Date.parse(at(30)), pruned));
+      }
+      return out;
+    };
+    const before = await usage();
+    assert.ok(before[0]!.length === 2, 'both owners used GPUs in the day');
+    assert.equal(await store.retention.pruneJobs(at(10), 2, usageToKeep), 2, 'a batch of two, oldest first');
+    assert.equal(await store.retention.pruneJobs(at(10), 2, usageToKeep), 1);
+    assert.equal(await store.retention.pruneJobs(at(10), 2, usageToKeep), 0);
+    for (const id of [...old, cpu]) assert.equal(await store.jobs.get(id), undefined, `${id} is pruned`);
+    assert.ok(await store.jobs.get(young), 'a job finished after the cutoff stays');
+    assert.deepEqual(await store.logs.tail(old[0]!, 10), []);
+    assert.deepEqual(
+      (await store.jobs.list({ label: { key: 'team', value: 'ml' }, limit: 10 })).map((j) => j.id),
+      [young],
+    );
+    assert.deepEqual(await usage(), before, 'usage reads the pruned jobs’ GPU time from the summary');
+    assert.equal((await store.jobs.usageSources(at(0), at(24))).pruned.length, 2, 'one interval per attempt that held GPUs');
+  });
+}
+
+async function logLine(store: Store, jobId: string): Promise<void> {
+  const s = await store.logs.state(jobId);
+  await store.logs.append(jobId, [{ stream: 'stdout', line: 'x', time: 1 }], {
+    ...s,
+    nextSeq: s.nextSeq + 1,
+    stdoutRecords: s.stdoutRecords + 1,
   });
 }
 

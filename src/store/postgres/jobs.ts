@@ -16,7 +16,6 @@ import {
   patchKeys,
   settingsText,
   toRecord,
-  UNENDED_SQL,
 } from '../job-row.js';
 import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard, UsageInterval } from '../store.js';
 import { CHANNEL, read, transaction, write } from './db.js';
@@ -173,22 +172,26 @@ const OVERLAPPING = `
 const PRUNED_USAGE = `
   SELECT job_id AS "jobId", owner, attempt, gpus, started_at AS "startedAt", ended_at AS "endedAt"
   FROM usage_intervals WHERE ended_at > $1 AND started_at < $2 ORDER BY job_id, attempt`;
-// Counts read no finished row: the unfinished jobs along jobs_state, the
-// finished ones from job_end_counts (kept by triggers, one row per end).
-// The same statement folds those rows into one per owner and state (rows
-// another scrape is folding are skipped, never waited for); its SELECT
-// reads the table as it was before, whose sums the folding keeps.
-const COUNT = `
-  WITH gone AS (
-    DELETE FROM job_end_counts WHERE ctid = ANY(ARRAY(SELECT ctid FROM job_end_counts FOR UPDATE SKIP LOCKED))
-    RETURNING owner, state, count
+// Counts read no job: job_counts holds them, as +1/-1 rows its triggers
+// append (migrations.ts, HISTORY). FOLD_COUNTS replaces the rows no other
+// fold holds (skipped, never waited for) with their sums; COUNT does the
+// same and reads the table as it was before, whose sums the folding keeps.
+const FOLD = `
+  gone AS (
+    DELETE FROM job_counts WHERE ctid = ANY(ARRAY(SELECT ctid FROM job_counts FOR UPDATE SKIP LOCKED))
+    RETURNING owner, state, waiting, count
   ), folded AS (
-    INSERT INTO job_end_counts (owner, state, count) SELECT owner, state, SUM(count) FROM gone GROUP BY owner, state
-  )
-  SELECT state, owner, COUNT(*)::bigint AS count FROM jobs WHERE state IN ${UNENDED_SQL} GROUP BY state, owner
-  UNION ALL
-  SELECT state, owner, SUM(count)::bigint AS count FROM job_end_counts GROUP BY state, owner HAVING SUM(count) <> 0`;
-const QUEUE_SUMMARY = `SELECT COUNT(*) AS length, MIN(created_at) AS "oldestCreatedAt" FROM jobs WHERE state = 'queued' AND node IS NULL`;
+    INSERT INTO job_counts (owner, state, waiting, count)
+    SELECT owner, state, waiting, SUM(count) FROM gone GROUP BY owner, state, waiting HAVING SUM(count) <> 0
+  )`;
+export const FOLD_COUNTS = `WITH ${FOLD} SELECT COUNT(*)::bigint AS rows FROM gone`;
+const COUNT = `
+  WITH ${FOLD}
+  SELECT state, owner, SUM(count)::bigint AS count FROM job_counts GROUP BY state, owner HAVING SUM(count) <> 0`;
+// The length from job_counts, the oldest along jobs_waiting.
+const QUEUE_SUMMARY = `
+  SELECT COALESCE((SELECT SUM(count) FROM job_counts WHERE waiting), 0)::bigint AS length,
+    (SELECT created_at FROM jobs WHERE state = 'queued' AND node IS NULL ORDER BY created_at LIMIT 1) AS "oldestCreatedAt"`;
 
 /**
  * Jobs in PostgreSQL, shared by every node. `get` is served from the

@@ -174,13 +174,15 @@ const NODE_EPOCH: readonly string[] = [`ALTER TABLE jobs ADD COLUMN node_epoch B
  * - usage_intervals: the GPU time of jobs retention pruned, one row per
  *   attempt that held GPUs (store.ts, UsageInterval), so /v1/usage stays
  *   right for windows that cover them.
- * - job_end_counts: jobs that ended, by owner and state, for the metrics:
- *   a row (+1, or -1 when an ended job is deleted) per end, written by
- *   triggers so every writer keeps it; appended, never updated, so ends
- *   never wait on one another, and folded by the scrapes that read it
- *   (jobs.ts, COUNT). Filled from the jobs already there, after the
- *   triggers exist: CREATE TRIGGER locks jobs against writes until this
- *   migration commits, so no end is counted twice or missed.
+ * - job_counts: jobs by owner, state and whether they wait untaken in the
+ *   queue, for the metrics: a row of +1 and one of -1 per change of those,
+ *   written by triggers so every writer keeps it; appended, never updated,
+ *   so no two writes wait on one another for it, and folded by whoever
+ *   reads it (jobs.ts, COUNT; the retention sweep). Filled from the jobs
+ *   already there, after the triggers exist: CREATE TRIGGER locks jobs
+ *   against writes until this migration commits, so no change is counted
+ *   twice or missed.
+ * - jobs_waiting: the oldest waiting job without reading the queue.
  */
 const HISTORY: readonly string[] = [
   `CREATE TABLE usage_intervals (
@@ -193,26 +195,26 @@ const HISTORY: readonly string[] = [
     PRIMARY KEY (job_id, attempt)
   )`,
   `CREATE INDEX usage_intervals_ended ON usage_intervals (ended_at)`,
-  `CREATE TABLE job_end_counts (owner TEXT NOT NULL, state TEXT NOT NULL, count BIGINT NOT NULL)`,
-  `CREATE FUNCTION job_end_count() RETURNS trigger LANGUAGE plpgsql AS $$
+  `CREATE TABLE job_counts (owner TEXT NOT NULL, state TEXT NOT NULL, waiting BOOLEAN NOT NULL, count BIGINT NOT NULL)`,
+  `CREATE FUNCTION job_count() RETURNS trigger LANGUAGE plpgsql AS $$
   BEGIN
-    IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.state IN ('succeeded', 'failed', 'cancelled', 'timed_out') THEN
-      INSERT INTO job_end_counts (owner, state, count) VALUES (OLD.owner, OLD.state, -1);
+    IF TG_OP IN ('UPDATE', 'DELETE') THEN
+      INSERT INTO job_counts (owner, state, waiting, count) VALUES (OLD.owner, OLD.state, OLD.state = 'queued' AND OLD.node IS NULL, -1);
     END IF;
-    IF TG_OP IN ('UPDATE', 'INSERT') AND NEW.state IN ('succeeded', 'failed', 'cancelled', 'timed_out') THEN
-      INSERT INTO job_end_counts (owner, state, count) VALUES (NEW.owner, NEW.state, 1);
+    IF TG_OP IN ('UPDATE', 'INSERT') THEN
+      INSERT INTO job_counts (owner, state, waiting, count) VALUES (NEW.owner, NEW.state, NEW.state = 'queued' AND NEW.node IS NULL, 1);
     END IF;
     RETURN NULL;
   END
   $$`,
-  `CREATE TRIGGER job_end_count_update AFTER UPDATE OF state ON jobs FOR EACH ROW
-    WHEN (OLD.state IS DISTINCT FROM NEW.state) EXECUTE FUNCTION job_end_count()`,
-  `CREATE TRIGGER job_end_count_insert AFTER INSERT ON jobs FOR EACH ROW
-    WHEN (NEW.state IN ('succeeded', 'failed', 'cancelled', 'timed_out')) EXECUTE FUNCTION job_end_count()`,
-  `CREATE TRIGGER job_end_count_delete AFTER DELETE ON jobs FOR EACH ROW
-    WHEN (OLD.state IN ('succeeded', 'failed', 'cancelled', 'timed_out')) EXECUTE FUNCTION job_end_count()`,
-  `INSERT INTO job_end_counts (owner, state, count)
-    SELECT owner, state, COUNT(*) FROM jobs WHERE state IN ('succeeded', 'failed', 'cancelled', 'timed_out') GROUP BY owner, state`,
+  `CREATE TRIGGER job_count_insert AFTER INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION job_count()`,
+  `CREATE TRIGGER job_count_update AFTER UPDATE OF owner, state, node ON jobs FOR EACH ROW
+    WHEN (OLD.owner IS DISTINCT FROM NEW.owner OR OLD.state IS DISTINCT FROM NEW.state OR (OLD.node IS NULL) <> (NEW.node IS NULL))
+    EXECUTE FUNCTION job_count()`,
+  `CREATE TRIGGER job_count_delete AFTER DELETE ON jobs FOR EACH ROW EXECUTE FUNCTION job_count()`,
+  `INSERT INTO job_counts (owner, state, waiting, count)
+    SELECT owner, state, state = 'queued' AND node IS NULL, COUNT(*) FROM jobs GROUP BY 1, 2, 3`,
+  `CREATE INDEX jobs_waiting ON jobs (created_at) WHERE state = 'queued' AND node IS NULL`,
 ];
 
 /** Ordered by name. Append only: never edit a migration that has shipped. */

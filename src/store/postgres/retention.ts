@@ -1,7 +1,8 @@
 import type pg from 'pg';
 import { ENDED_SQL, JOB_COLUMNS, type JobRow, toRecord } from '../job-row.js';
 import type { JobRecord, RetentionStore, UsageInterval } from '../store.js';
-import { read, transaction } from './db.js';
+import { read, transaction, write } from './db.js';
+import { FOLD_COUNTS } from './jobs.js';
 import type { RecordCache } from './record-cache.js';
 
 /**
@@ -103,6 +104,10 @@ export class PgRetentionStore implements RetentionStore {
     if (ids === null) return null;
     for (const id of ids) this.cache.drop(id);
     return ids.length;
+  }
+
+  async compactCounts(): Promise<void> {
+    await write(this.pool, { name: 'gantry_jobs_fold_counts', text: FOLD_COUNTS });
   }
 
   /** fn in a transaction holding the sweep lock; null, having done nothing, when another holds it. */

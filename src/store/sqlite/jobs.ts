@@ -101,9 +101,11 @@ export class SqliteJobStore implements JobStore {
     // the table in seq order instead, so the rows are sorted after.
     this.overlappingStmt = db.prepare(`SELECT * FROM jobs WHERE (finished_at IS NULL OR finished_at >= @from) AND created_at < @to`);
     // Kept by triggers on jobs (migrations.ts, 0009_scale_history): no scan of the history.
-    this.countStmt = db.prepare(`SELECT state, owner, count FROM job_counts WHERE count <> 0`);
+    // Kept by triggers on jobs (migrations.ts, 0009_scale_history): neither reads the history or the queue.
+    this.countStmt = db.prepare(`SELECT state, owner, SUM(count) AS count FROM job_counts GROUP BY state, owner HAVING SUM(count) <> 0`);
     this.queueSummaryStmt = db.prepare(
-      `SELECT COUNT(*) AS length, MIN(created_at) AS oldestCreatedAt FROM jobs WHERE state = 'queued' AND node IS NULL`,
+      `SELECT COALESCE((SELECT SUM(count) FROM job_counts WHERE waiting), 0) AS length,
+         (SELECT created_at FROM jobs WHERE state = 'queued' AND node IS NULL ORDER BY created_at LIMIT 1) AS oldestCreatedAt`,
     );
     this.unsetStmt = db.prepare(`SELECT id, spec FROM jobs WHERE settings IS NULL AND state NOT IN ${ENDED_SQL}`);
     this.setSettingsStmt = db.prepare(`UPDATE jobs SET settings = ? WHERE id = ? AND settings IS NULL`);

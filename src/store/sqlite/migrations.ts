@@ -195,8 +195,10 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
    * - usage_intervals: the GPU time of jobs retention pruned, one row per
    *   attempt that held GPUs (store.ts, UsageInterval), so /v1/usage stays
    *   right for windows that cover them.
-   * - job_counts: jobs by owner and state, kept by triggers on every write
-   *   of jobs, for the metrics; filled from the jobs already there.
+   * - job_counts: jobs by owner, state and whether they wait untaken in
+   *   the queue, kept by triggers on every write of jobs, for the metrics;
+   *   filled from the jobs already there.
+   * - jobs_waiting: the oldest waiting job without reading the queue.
    */
   '0009_scale_history': {
     up: (db) =>
@@ -211,20 +213,32 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
           PRIMARY KEY (job_id, attempt)
         ) WITHOUT ROWID`,
         `CREATE INDEX usage_intervals_ended ON usage_intervals(ended_at)`,
-        `CREATE TABLE job_counts (owner TEXT NOT NULL, state TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (owner, state)) WITHOUT ROWID`,
+        `CREATE TABLE job_counts (
+          owner TEXT NOT NULL,
+          state TEXT NOT NULL,
+          waiting INTEGER NOT NULL,
+          count INTEGER NOT NULL,
+          PRIMARY KEY (owner, state, waiting)
+        ) WITHOUT ROWID`,
         `CREATE TRIGGER job_counts_insert AFTER INSERT ON jobs BEGIN
-          INSERT OR IGNORE INTO job_counts (owner, state, count) VALUES (NEW.owner, NEW.state, 0);
-          UPDATE job_counts SET count = count + 1 WHERE owner = NEW.owner AND state = NEW.state;
+          INSERT OR IGNORE INTO job_counts VALUES (NEW.owner, NEW.state, NEW.state = 'queued' AND NEW.node IS NULL, 0);
+          UPDATE job_counts SET count = count + 1
+          WHERE owner = NEW.owner AND state = NEW.state AND waiting = (NEW.state = 'queued' AND NEW.node IS NULL);
         END`,
-        `CREATE TRIGGER job_counts_update AFTER UPDATE OF state ON jobs WHEN OLD.state IS NOT NEW.state BEGIN
-          UPDATE job_counts SET count = count - 1 WHERE owner = OLD.owner AND state = OLD.state;
-          INSERT OR IGNORE INTO job_counts (owner, state, count) VALUES (NEW.owner, NEW.state, 0);
-          UPDATE job_counts SET count = count + 1 WHERE owner = NEW.owner AND state = NEW.state;
+        `CREATE TRIGGER job_counts_update AFTER UPDATE OF owner, state, node ON jobs
+        WHEN OLD.owner IS NOT NEW.owner OR OLD.state IS NOT NEW.state OR (OLD.node IS NULL) IS NOT (NEW.node IS NULL) BEGIN
+          UPDATE job_counts SET count = count - 1
+          WHERE owner = OLD.owner AND state = OLD.state AND waiting = (OLD.state = 'queued' AND OLD.node IS NULL);
+          INSERT OR IGNORE INTO job_counts VALUES (NEW.owner, NEW.state, NEW.state = 'queued' AND NEW.node IS NULL, 0);
+          UPDATE job_counts SET count = count + 1
+          WHERE owner = NEW.owner AND state = NEW.state AND waiting = (NEW.state = 'queued' AND NEW.node IS NULL);
         END`,
         `CREATE TRIGGER job_counts_delete AFTER DELETE ON jobs BEGIN
-          UPDATE job_counts SET count = count - 1 WHERE owner = OLD.owner AND state = OLD.state;
+          UPDATE job_counts SET count = count - 1
+          WHERE owner = OLD.owner AND state = OLD.state AND waiting = (OLD.state = 'queued' AND OLD.node IS NULL);
         END`,
-        `INSERT INTO job_counts (owner, state, count) SELECT owner, state, COUNT(*) FROM jobs GROUP BY owner, state`,
+        `INSERT INTO job_counts SELECT owner, state, state = 'queued' AND node IS NULL, COUNT(*) FROM jobs GROUP BY 1, 2, 3`,
+        `CREATE INDEX jobs_waiting ON jobs(created_at) WHERE state = 'queued' AND node IS NULL`,
       ]),
   },
 };

@@ -86,6 +86,9 @@ export class SqliteRetentionStore implements RetentionStore {
     return ids.length;
   }
 
+  /** Counts are one row per owner, state and waiting, updated in place: nothing to compact. */
+  async compactCounts(): Promise<void> {}
+
   private deleteLogs(id: string): void {
     this.deleteChunksStmt.run(id);
     this.deleteStateStmt.run(id);
