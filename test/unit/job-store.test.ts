@@ -8,12 +8,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { usageToKeep } from '../../src/jobs/usage-report.js';
 import { FencedError } from '../../src/model/errors.js';
 import type { GpuTelemetry } from '../../src/model/gpu-telemetry.js';
 import type { JobSpec } from '../../src/model/job.js';
 import { EMPTY_LOG_STATE } from '../../src/model/log.js';
 import type { RunSettings } from '../../src/model/run-settings.js';
-import { usageToKeep } from '../../src/jobs/usage-report.js';
 import { gpuSecondsByOwner } from '../../src/scheduling/usage.js';
 import { newJobRecord, type Store } from '../../src/store/store.js';
 import { newJob, nodeInfo, RUN_SETTINGS } from '../helpers/records.js';
