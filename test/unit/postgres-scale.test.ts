@@ -8,9 +8,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, type TestContext, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { usageToKeep } from '../../src/jobs/usage-report.js';
 import type { GpuTelemetry } from '../../src/model/gpu-telemetry.js';
 import { EMPTY_LOG_STATE, type LogState, type NewLogRecord } from '../../src/model/log.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
+import { SWEEP_LOCK } from '../../src/store/postgres/retention.js';
 import type { Store, StoreChange } from '../../src/store/store.js';
 import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { newJob, nodeInfo } from '../helpers/records.js';
@@ -26,7 +30,7 @@ async function freshDatabase(): Promise<string> {
   return createDatabase(cluster.url, `s${process.pid}_${++databases}`);
 }
 
-async function open(t: TestContext, url: string, node: string, o: { logAnnounceMs?: number } = {}): Promise<Store> {
+async function open(t: TestContext, url: string, node: string, o: { logAnnounceMs?: number; poolMax?: number } = {}): Promise<Store> {
   const store = await openPostgresStore({ url, node, ...o });
   t.after(() => store.close());
   return store;
@@ -129,4 +133,87 @@ describe('PostgreSQL store at scale', () => {
     );
     assert.deepEqual((await b.jobs.get(record.id, { fresh: true }))?.gpuTelemetry, summary, 'another node reads it from the row');
   });
+
+  test('retention: a batch that finds another node sweeping deletes nothing; two sweeps at once delete each job’s logs once', async (t) => {
+    const url = await freshDatabase();
+    const [a, b] = await Promise.all([open(t, url, 'a'), open(t, url, 'b')]);
+    const JOBS = 7;
+    for (let i = 0; i < JOBS; i++) {
+      const { record } = await a.jobs.insert(newJob({ id: `old-${i}` }));
+      await a.jobs.update(record.id, { state: 'succeeded', finishedAt: '2030-01-01T00:00:00.000Z' });
+      await a.logs.append(record.id, [line(1)], state({ nextSeq: 2, stdoutRecords: 1 }));
+    }
+    const cutoff = '2030-01-02T00:00:00.000Z';
+    const other = await client(t, url);
+    await other.query('BEGIN');
+    await other.query(`SELECT pg_advisory_xact_lock(${SWEEP_LOCK})`);
+    assert.equal(await b.retention.pruneLogs(cutoff, 10), null, 'the lock is held: this node leaves the sweep to the other');
+    assert.equal(await b.retention.pruneJobs(cutoff, 10, usageToKeep), null);
+    assert.equal((await b.logs.tail('old-0', 10)).length, 1, 'nothing was deleted');
+    await other.query('COMMIT');
+
+    const sweep = async (store: Store) => {
+      let deleted = 0;
+      for (;;) {
+        const n = await store.retention.pruneLogs(cutoff, 2);
+        if (n === null) return deleted;
+        deleted += n;
+        if (n < 2) return deleted;
+      }
+    };
+    const [byA, byB] = await Promise.all([sweep(a), sweep(b)]);
+    t.diagnostic(`a deleted the logs of ${byA} jobs, b of ${byB}`);
+    assert.equal(byA + byB, JOBS, 'each job’s logs deleted by one sweep, once');
+    for (let i = 0; i < JOBS; i++) assert.deepEqual(await a.logs.tail(`old-${i}`, 10), []);
+    assert.equal(await a.retention.pruneLogs(cutoff, 10), 0, 'and never looked for again');
+  });
+
+  test('reconnect: the feed reads back only the jobs changed while it was away, not the queue', async (t) => {
+    const url = await freshDatabase();
+    const a = await open(t, url, 'a');
+    const QUEUED = 50;
+    for (let i = 0; i < QUEUED; i++) await a.jobs.insert(newJob({ id: `queued-${i}` }));
+    const b = await open(t, url, 'b');
+    const fb = collect(b);
+    const admin = await client(t, cluster.url);
+    const database = new URL(url).pathname.slice(1);
+    // Keep b's listener away while a writes: no new connection to the
+    // database (a writes on a pooled one it holds), then the listener ends.
+    await a.jobs.get('queued-0', { fresh: true });
+    await admin.query(`ALTER DATABASE "${database}" WITH ALLOW_CONNECTIONS false`);
+    const FEED = `SELECT pid FROM pg_stat_activity WHERE application_name = 'gantry:b:feed'`;
+    await admin.query(`SELECT pg_terminate_backend(pid) FROM (${FEED}) f`);
+    while ((await admin.query(FEED)).rowCount) await sleep(20);
+    await a.jobs.update('queued-7', { state: 'cancelled', cancelRequested: true, finishedAt: new Date().toISOString() });
+    const { record } = await a.jobs.insert(newJob({ id: 'new' }));
+    await admin.query(`ALTER DATABASE "${database}" WITH ALLOW_CONNECTIONS true`);
+
+    await fb.next((c) => c.kind === 'job' && c.jobId === record.id);
+    assert.deepEqual(fb.changes, [
+      { kind: 'nodes' },
+      { kind: 'job', jobId: 'queued-7', state: 'cancelled', node: null, cancelRequested: true },
+      { kind: 'job', jobId: 'new', state: 'queued', node: null, cancelRequested: false },
+    ]);
+    await a.jobs.update('queued-8', { cancelRequested: true });
+    await fb.next((c) => c.kind === 'job' && c.jobId === 'queued-8');
+    assert.equal(fb.changes.length, 4, 'and then hears changes as they come');
+  });
+
+  test('connections: a node holds no more pooled connections than its pool allows, however many queries wait', async (t) => {
+    const url = await freshDatabase();
+    const a = await open(t, url, 'a', { poolMax: 2 });
+    const { record } = await a.jobs.insert(newJob());
+    const reads = await Promise.all(Array.from({ length: 20 }, () => a.jobs.get(record.id, { fresh: true })));
+    assert.ok(reads.every((r) => r?.id === record.id));
+    const admin = await client(t, url);
+    const { rows } = await admin.query(`SELECT COUNT(*)::int AS n FROM pg_stat_activity WHERE application_name = 'gantry:a'`);
+    assert.ok(rows[0].n <= 2, `${rows[0].n} pooled connections`);
+  });
 });
+
+async function client(t: TestContext, url: string): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  t.after(() => c.end());
+  return c;
+}

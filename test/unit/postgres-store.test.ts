@@ -483,7 +483,7 @@ describe('PostgreSQL store', () => {
     );
   });
 
-  test('PostgreSQL restarting: the pool serves again, the feed reconnects by itself, resyncs, and hears new changes', async (t) => {
+  test('PostgreSQL restarting: the pool serves again, the feed reconnects by itself, reads back what it missed, and hears new changes', async (t) => {
     const url = await freshDatabase();
     const [a, b] = await Promise.all([open(t, url, 'a'), open(t, url, 'b')]);
     const fb = collect(b);
@@ -494,14 +494,15 @@ describe('PostgreSQL store', () => {
 
     const restarted = Date.now();
     await cluster.restart();
-    const resync = await fb.next((c) => c.kind === 'resync', 15_000);
-    t.diagnostic(`resync ${Date.now() - restarted} ms after the restart began`);
-    assert.deepEqual(resync, { kind: 'resync' });
+    // The catch-up after a reconnection starts with a `nodes` change; nothing else changed.
+    await fb.next((c) => c.kind === 'nodes', 15_000);
+    t.diagnostic(`back ${Date.now() - restarted} ms after the restart began`);
     assert.equal((await a.jobs.get(record.id))?.id, record.id, 'the pool serves queries again');
     assert.equal(await a.settings.get('k'), 'v');
     await a.jobs.update(record.id, { state: 'cancelled' });
     await fb.next((c) => c.kind === 'job' && c.state === 'cancelled');
-    assert.equal(fb.changes.filter((c) => c.kind === 'resync').length, 1, 'one resync per reconnection');
+    assert.equal(fb.changes.filter((c) => c.kind === 'nodes').length, 1, 'one catch-up per reconnection');
+    assert.equal(fb.changes.filter((c) => c.kind === 'resync').length, 0, 'nothing asks subscribers to read everything again');
     assert.ok(
       b.warnings.some((w) => /change feed/.test(w.msg)),
       `the lost listener is logged: ${JSON.stringify(b.warnings.map((w) => w.msg))}`,
@@ -535,7 +536,7 @@ describe('PostgreSQL store', () => {
     } finally {
       await cluster.start();
     }
-    await Promise.all([fa.next((c) => c.kind === 'resync', 15_000), fb.next((c) => c.kind === 'resync', 15_000)]);
+    await Promise.all([fa.next((c) => c.kind === 'nodes', 15_000), fb.next((c) => c.kind === 'nodes', 15_000)]);
     await a.probeWritable();
     assert.equal((await a.jobs.get(record.id))?.state, 'queued', 'the writes made while it was stopped changed nothing');
     assert.equal((await a.jobs.list({ limit: 10 })).length, 1);
@@ -551,7 +552,7 @@ describe('PostgreSQL store', () => {
     cluster.kill();
     await sleep(500);
     await cluster.start();
-    await fb.next((c) => c.kind === 'resync', 15_000);
+    await fb.next((c) => c.kind === 'nodes', 15_000);
     const { record } = await a.jobs.insert(newJob());
     await fb.next((c) => c.kind === 'job' && c.jobId === record.id);
   });
@@ -562,7 +563,17 @@ describe('PostgreSQL store', () => {
     const { rows } = await queryOnce(url, 'SELECT name FROM kysely_migration ORDER BY name');
     assert.deepEqual(
       rows.map((r) => r.name),
-      ['0001_initial', '0002_audit', '0003_retries', '0004_jobs_unfinished', '0005_gpu_telemetry', '0006_run_settings', '0007_node_epoch'],
+      [
+        '0001_initial',
+        '0002_audit',
+        '0003_retries',
+        '0004_jobs_unfinished',
+        '0005_gpu_telemetry',
+        '0006_run_settings',
+        '0007_node_epoch',
+        '0008_scale_history',
+        '0009_scale_changes',
+      ],
     );
     // Every table was made by the one transaction that recorded the migrations.
     const made = await queryOnce(
@@ -577,6 +588,6 @@ describe('PostgreSQL store', () => {
     assert.equal((await stores[2]!.jobs.get(record.id))?.id, record.id);
     // Opening again finds nothing to do.
     await open(t, url, 'd');
-    assert.equal((await queryOnce(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 7);
+    assert.equal((await queryOnce(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 9);
   });
 });

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { JobState } from '../../model/states.js';
 import type { ChangeFeed, StoreChange } from '../store.js';
+import { changedSince, snapshotNow } from './change-mark.js';
 import { CHANNEL, clientConfig, type WarnLog } from './db.js';
 import type { RecordCache } from './record-cache.js';
 
@@ -10,6 +11,8 @@ const BACKOFF_MAX_MS = 5_000;
 /** How often the listening connection is checked, and how long the check may take before it is given up for dead. */
 const PING_EVERY_MS = 30_000;
 const PING_TIMEOUT_MS = 10_000;
+/** Most changes read back after a reconnection; past that, subscribers are told to read everything again (resync). */
+const CATCH_UP_MAX = 10_000;
 
 /** A notification's payload as the statements of this store send it (small keys: a payload is at most 8000 bytes). */
 type Payload =
@@ -53,10 +56,15 @@ function toChanges(payload: string | undefined, self: string): StoreChange[] {
  * the store notifies in its own transaction, so a change is heard only once
  * committed. One dedicated connection listens (a pooled one could not: the
  * pool hands connections around). When it drops, it is opened again with a
- * growing wait, forever until close(); since notifications sent meanwhile
- * are lost, each reconnection tells subscribers to resync. The record cache
- * hears of every job change, this node's own included, and is told whenever
- * the connection is lost or back.
+ * growing wait, forever until close(). Notifications sent meanwhile are
+ * lost, so each reconnection reads back the jobs changed since the feed's
+ * mark (change-mark.ts) and delivers them as job changes, with a `nodes`
+ * change; a `resync` only when too many changed. The mark moves with each
+ * check of the connection: the snapshot of one check is heard of once the
+ * next check answers, since the server sends a session its notifications
+ * in commit order before the answers to its later statements. The record
+ * cache hears of every job change, this node's own included, and is told
+ * whenever the connection is lost or back.
  */
 export class PgChangeFeed implements ChangeFeed {
   private readonly subscribers = new Set<(change: StoreChange) => void>();
@@ -65,6 +73,10 @@ export class PgChangeFeed implements ChangeFeed {
   private retry: NodeJS.Timeout | null = null;
   private ping: NodeJS.Timeout | null = null;
   private delay = BACKOFF_FIRST_MS;
+  /** A snapshot whose transactions this node has heard of (or read): a reconnection reads back what it does not see. */
+  private mark: string | null = null;
+  /** The last check's snapshot, which becomes the mark once the next check answers. */
+  private pending: string | null = null;
 
   constructor(
     private readonly url: string,
@@ -98,8 +110,13 @@ export class PgChangeFeed implements ChangeFeed {
     if (client) await client.end().catch(() => undefined);
   }
 
-  private async connect(): Promise<void> {
-    const client = new pg.Client(clientConfig(this.url, this.node));
+  /**
+   * Connects and listens; then, unless this is the first connection (whose
+   * mark is taken now: the node reads what it needs after it), reads back
+   * what changed since the mark: the changes to deliver, null for a resync.
+   */
+  private async connect(): Promise<StoreChange[] | null> {
+    const client = new pg.Client({ ...clientConfig(this.url, this.node), application_name: `gantry:${this.node}:feed`.slice(0, 63) });
     client.on('notification', (msg) => {
       if (msg.channel !== CHANNEL) return;
       const jobId = changedJob(msg.payload);
@@ -108,19 +125,24 @@ export class PgChangeFeed implements ChangeFeed {
     });
     client.on('error', (err) => this.lost(client, err));
     client.on('end', () => this.lost(client, new Error('the listening connection ended')));
+    let missed: StoreChange[] | null = [];
     try {
       await client.connect();
       await client.query(`LISTEN ${CHANNEL}`);
+      if (this.mark === null) this.mark = await snapshotNow(client);
+      else ({ mark: this.mark, changes: missed } = await changedSince(client, this.mark, CATCH_UP_MAX));
     } catch (err) {
       client.end().catch(() => undefined);
       throw err;
     }
+    this.pending = null;
     if (this.closed) {
       await client.end().catch(() => undefined);
-      return;
+      return missed;
     }
     this.client = client;
     this.cache.setLive(true);
+    return missed;
   }
 
   /** The listening connection failed: forget it and connect again (once per connection). */
@@ -139,18 +161,32 @@ export class PgChangeFeed implements ChangeFeed {
     this.retry = setTimeout(async () => {
       this.retry = null;
       if (this.closed) return;
+      let missed: StoreChange[] | null;
       try {
-        await this.connect();
+        missed = await this.connect();
       } catch {
         this.delay = Math.min(this.delay * 2, BACKOFF_MAX_MS);
         if (!this.closed) this.reconnectLater();
         return;
       }
-      if (!this.closed) this.deliver({ kind: 'resync' });
+      if (this.closed) return;
+      if (missed === null) {
+        this.deliver({ kind: 'resync' });
+        return;
+      }
+      this.deliver({ kind: 'nodes' });
+      for (const change of missed) {
+        if (change.kind === 'job') this.cache.drop(change.jobId);
+        this.deliver(change);
+      }
     }, this.delay);
   }
 
-  /** A connection dropped without a word (a network partition) sends no error: a query that never answers finds it. */
+  /**
+   * A connection dropped without a word (a network partition) sends no
+   * error: a query that never answers finds it. The query takes a snapshot,
+   * and its answer moves the mark to the previous one.
+   */
   private check(): void {
     const client = this.client;
     if (!client) return;
@@ -158,8 +194,12 @@ export class PgChangeFeed implements ChangeFeed {
       () => this.lost(client, new Error(`the listening connection did not answer within ${PING_TIMEOUT_MS} ms`)),
       PING_TIMEOUT_MS,
     );
-    client
-      .query('SELECT 1')
+    snapshotNow(client)
+      .then((snapshot) => {
+        if (client !== this.client) return;
+        if (this.pending !== null) this.mark = this.pending;
+        this.pending = snapshot;
+      })
       .catch((err: Error) => this.lost(client, err))
       .finally(() => clearTimeout(timer));
   }

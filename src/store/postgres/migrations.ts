@@ -217,6 +217,31 @@ const HISTORY: readonly string[] = [
   `CREATE INDEX jobs_waiting ON jobs (created_at) WHERE state = 'queued' AND node IS NULL`,
 ];
 
+/**
+ * Where each node left off (change-mark.ts): every write of a job stamps
+ * its row with the writing transaction's id, all but a telemetry sample's
+ * (the only UPDATE that sets gpu_telemetry alone, and the one write not
+ * announced either); a later column joins the trigger's list. Rows written
+ * before this migration keep NULL, which no node's mark can miss: each
+ * node's first mark is taken after it started.
+ */
+const CHANGES: readonly string[] = [
+  `ALTER TABLE jobs ADD COLUMN change_xid xid8`,
+  `CREATE FUNCTION job_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    NEW.change_xid := pg_current_xact_id();
+    RETURN NEW;
+  END
+  $$`,
+  `CREATE TRIGGER job_changed_insert BEFORE INSERT ON jobs FOR EACH ROW EXECUTE FUNCTION job_changed()`,
+  `CREATE TRIGGER job_changed_update BEFORE UPDATE OF
+    id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, container_id, gpus, node, attempt,
+    node_epoch, attempts, not_before, gpu_memory_mib, exit_code, reason, result, pull_status, pull_progress,
+    cancel_requested, created_at, started_at, finished_at, deadline_at, settings
+    ON jobs FOR EACH ROW EXECUTE FUNCTION job_changed()`,
+  `CREATE INDEX jobs_changed ON jobs (change_xid) WHERE change_xid IS NOT NULL`,
+];
+
 /** Ordered by name. Append only: never edit a migration that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': statements(INITIAL),
@@ -227,6 +252,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0006_run_settings': statements(RUN_SETTINGS),
   '0007_node_epoch': statements(NODE_EPOCH),
   '0008_scale_history': statements(HISTORY),
+  '0009_scale_changes': statements(CHANGES),
 };
 
 const provider: MigrationProvider = {

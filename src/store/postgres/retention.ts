@@ -11,7 +11,7 @@ import type { RecordCache } from './record-cache.js';
  * a session one: it ends with its transaction on any connection, a
  * pooler's too, so it can never be left held.
  */
-const SWEEP_LOCK = '7302861001';
+export const SWEEP_LOCK = '7302861001';
 /** The settings key of the point log retention reached: the (finished_at, seq) of the last job whose logs it deleted. */
 const LOGS_MARK = 'retention:logs';
 

@@ -1,0 +1,56 @@
+import type pg from 'pg';
+import type { JobState } from '../../model/states.js';
+import type { StoreChange } from '../store.js';
+
+/**
+ * Where a node left off in the fleet's changes, so that a reconnecting
+ * change feed reads only what it missed rather than the whole queue.
+ *
+ * Every write of a job stamps the row with its transaction's id
+ * (`change_xid`, migrations.ts, CHANGES). A mark is a PostgreSQL snapshot
+ * whose transactions the node has surely heard of; the jobs it missed are
+ * the rows whose `change_xid` that snapshot does not see. Any such
+ * transaction's id is at least the snapshot's xmin, so the read is a range
+ * of the jobs_changed index from there, whatever was in flight when the
+ * mark was taken.
+ */
+export const SNAPSHOT = `SELECT pg_current_snapshot()::text AS snapshot`;
+
+// The job fields a notification carries (changes.ts, Payload), oldest change first.
+const CHANGED = `
+  SELECT id, state, node, cancel_requested FROM jobs
+  WHERE change_xid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(change_xid, $1::pg_snapshot)
+  ORDER BY change_xid LIMIT $2`;
+
+/** The snapshot a statement on this connection runs in now. */
+export async function snapshotNow(client: pg.Client): Promise<string> {
+  const { rows } = await client.query<{ snapshot: string }>(SNAPSHOT);
+  return rows[0]!.snapshot;
+}
+
+/**
+ * The jobs changed by transactions `mark` does not see, as job changes,
+ * read in one snapshot, which is returned as the next mark; changes null
+ * when more than `max` changed (reading everything again is then no dearer).
+ */
+export async function changedSince(client: pg.Client, mark: string, max: number): Promise<{ mark: string; changes: StoreChange[] | null }> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  try {
+    const next = await snapshotNow(client);
+    const { rows } = await client.query<{ id: string; state: JobState; node: string | null; cancel_requested: boolean }>(CHANGED, [
+      mark,
+      max + 1,
+    ]);
+    if (rows.length > max) return { mark: next, changes: null };
+    const changes: StoreChange[] = rows.map((r) => ({
+      kind: 'job',
+      jobId: r.id,
+      state: r.state,
+      node: r.node,
+      cancelRequested: r.cancel_requested,
+    }));
+    return { mark: next, changes };
+  } finally {
+    await client.query('COMMIT');
+  }
+}
