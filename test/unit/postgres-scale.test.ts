@@ -15,7 +15,8 @@ import type { GpuTelemetry } from '../../src/model/gpu-telemetry.js';
 import { EMPTY_LOG_STATE, type LogState, type NewLogRecord } from '../../src/model/log.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
 import { SWEEP_LOCK } from '../../src/store/postgres/retention.js';
-import type { Store, StoreChange } from '../../src/store/store.js';
+import type { Store } from '../../src/store/store.js';
+import { collectChanges as collect } from '../helpers/changes.js';
 import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { newJob, nodeInfo } from '../helpers/records.js';
 
@@ -30,43 +31,15 @@ async function freshDatabase(): Promise<string> {
   return createDatabase(cluster.url, `s${process.pid}_${++databases}`);
 }
 
-async function open(t: TestContext, url: string, node: string, o: { logAnnounceMs?: number; poolMax?: number } = {}): Promise<Store> {
+async function open(
+  t: TestContext,
+  url: string,
+  node: string,
+  o: { logAnnounceMs?: number; poolMax?: number; feedCheckMs?: number } = {},
+): Promise<Store> {
   const store = await openPostgresStore({ url, node, ...o });
   t.after(() => store.close());
   return store;
-}
-
-/** Every change a store's feed delivers, and a way to wait for one. */
-function collect(store: Store): { changes: StoreChange[]; next(match: (c: StoreChange) => boolean): Promise<StoreChange> } {
-  const changes: StoreChange[] = [];
-  const waiters: { match: (c: StoreChange) => boolean; resolve: (c: StoreChange) => void }[] = [];
-  assert.ok(store.changes);
-  store.changes.subscribe((c) => {
-    changes.push(c);
-    for (const w of [...waiters]) {
-      if (w.match(c)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(c);
-      }
-    }
-  });
-  return {
-    changes,
-    next(match) {
-      const seen = changes.find(match);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no matching change; got ${JSON.stringify(changes)}`)), 10_000);
-        waiters.push({
-          match,
-          resolve: (c) => {
-            clearTimeout(timer);
-            resolve(c);
-          },
-        });
-      });
-    },
-  };
 }
 
 const state = (s: Partial<LogState> = {}): LogState => ({ ...EMPTY_LOG_STATE, ...s });
@@ -188,7 +161,7 @@ describe('PostgreSQL store at scale', () => {
     const { record } = await a.jobs.insert(newJob({ id: 'new' }));
     await admin.query(`ALTER DATABASE "${database}" WITH ALLOW_CONNECTIONS true`);
 
-    await fb.next((c) => c.kind === 'job' && c.jobId === record.id);
+    await fb.next((c) => c.kind === 'job' && c.jobId === record.id, 15_000);
     assert.deepEqual(fb.changes, [
       { kind: 'nodes' },
       { kind: 'job', jobId: 'queued-7', state: 'cancelled', node: null, cancelRequested: true },
@@ -197,6 +170,42 @@ describe('PostgreSQL store at scale', () => {
     await a.jobs.update('queued-8', { cancelRequested: true });
     await fb.next((c) => c.kind === 'job' && c.jobId === 'queued-8');
     assert.equal(fb.changes.length, 4, 'and then hears changes as they come');
+  });
+
+  test('reconnect: the mark moves with the checks of the connection, so what was heard before is not read back', async (t) => {
+    const url = await freshDatabase();
+    const a = await open(t, url, 'a');
+    const b = await open(t, url, 'b', { feedCheckMs: 50 });
+    const fb = collect(b);
+    const HEARD = 30;
+    for (let i = 0; i < HEARD; i++) await a.jobs.insert(newJob({ id: `heard-${i}` }));
+    await fb.next((c) => c.kind === 'job' && c.jobId === `heard-${HEARD - 1}`);
+    const admin = await client(t, cluster.url);
+    const FEED = `SELECT pid, query_start, state FROM pg_stat_activity WHERE application_name = 'gantry:b:feed'`;
+    // Two checks that began after the inserts, the second answered: the first one's snapshot, which sees them, is the mark.
+    const after = async (since: Date) => {
+      for (;;) {
+        const row = (await admin.query(FEED)).rows[0];
+        if (row && row.query_start > since && row.state === 'idle') return row.query_start as Date;
+        await sleep(10);
+      }
+    };
+    const { rows } = await admin.query('SELECT now() AS now');
+    await after(await after(rows[0].now));
+    const database = new URL(url).pathname.slice(1);
+    await a.jobs.get('heard-0', { fresh: true });
+    await admin.query(`ALTER DATABASE "${database}" WITH ALLOW_CONNECTIONS false`);
+    await admin.query(`SELECT pg_terminate_backend(pid) FROM (${FEED}) f`);
+    while ((await admin.query(FEED)).rowCount) await sleep(20);
+    await a.jobs.insert(newJob({ id: 'missed' }));
+    await admin.query(`ALTER DATABASE "${database}" WITH ALLOW_CONNECTIONS true`);
+    await fb.next((c) => c.kind === 'job' && c.jobId === 'missed', 15_000);
+    const since = fb.changes.findIndex((c) => c.kind === 'nodes');
+    assert.deepEqual(
+      fb.changes.slice(since).map((c) => (c.kind === 'job' ? c.jobId : c.kind)),
+      ['nodes', 'missed'],
+      'only the job written while the feed was away',
+    );
   });
 
   test('connections: a node holds no more pooled connections than its pool allows, however many queries wait', async (t) => {

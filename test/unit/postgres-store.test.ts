@@ -13,7 +13,8 @@ import { FencedError, StoreUnavailableError } from '../../src/model/errors.js';
 import { EMPTY_LOG_STATE, type LogState, type NewLogRecord } from '../../src/model/log.js';
 import { decodeChunk } from '../../src/store/chunk-codec.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
-import type { JobPatch, JobRecord, Store, StoreChange } from '../../src/store/store.js';
+import type { JobPatch, JobRecord, Store } from '../../src/store/store.js';
+import { collectChanges as collect } from '../helpers/changes.js';
 import { createDatabase, queryOnce, startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { newJob, nodeInfo } from '../helpers/records.js';
 
@@ -40,45 +41,6 @@ async function open(t: TestContext, url: string, node: string): Promise<Store & 
   const store = await openPostgresStore({ url, node, log: { warn: (obj, msg) => warnings.push({ obj, msg }) } });
   t.after(() => store.close());
   return Object.assign(store, { warnings });
-}
-
-/** Every change a store's feed delivers, and a way to wait for one. */
-function collect(store: Store): {
-  changes: StoreChange[];
-  next(match: (c: StoreChange) => boolean, timeoutMs?: number): Promise<StoreChange>;
-} {
-  const changes: StoreChange[] = [];
-  const waiters: { match: (c: StoreChange) => boolean; resolve: (c: StoreChange) => void }[] = [];
-  assert.ok(store.changes, 'a shared store has a change feed');
-  store.changes.subscribe((c) => {
-    changes.push(c);
-    for (const w of [...waiters]) {
-      if (w.match(c)) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(c);
-      }
-    }
-  });
-  return {
-    changes,
-    next(match, timeoutMs = 5_000) {
-      const seen = changes.find(match);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`no matching change within ${timeoutMs} ms; got ${JSON.stringify(changes)}`)),
-          timeoutMs,
-        );
-        waiters.push({
-          match,
-          resolve: (c) => {
-            clearTimeout(timer);
-            resolve(c);
-          },
-        });
-      });
-    },
-  };
 }
 
 const state = (s: Partial<LogState> = {}): LogState => ({ ...EMPTY_LOG_STATE, ...s });

@@ -83,6 +83,7 @@ export class PgChangeFeed implements ChangeFeed {
     private readonly node: string,
     private readonly cache: RecordCache,
     private readonly log?: WarnLog,
+    private readonly checkEveryMs = PING_EVERY_MS,
   ) {}
 
   subscribe(fn: (change: StoreChange) => void): () => void {
@@ -95,7 +96,7 @@ export class PgChangeFeed implements ChangeFeed {
   /** Listens; rejects if the first connection cannot be made. */
   async start(): Promise<void> {
     await this.connect();
-    this.ping = setInterval(() => this.check(), PING_EVERY_MS);
+    this.ping = setInterval(() => this.check(), this.checkEveryMs);
     this.ping.unref();
   }
 

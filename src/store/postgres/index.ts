@@ -33,6 +33,8 @@ export async function openPostgresStore(o: {
   log?: WarnLog;
   /** How often log growth is announced to the other nodes (log-announcer.ts). */
   logAnnounceMs?: number;
+  /** How often the change feed checks its connection, moving its mark (changes.ts). */
+  feedCheckMs?: number;
   /** Most pooled connections (db.ts, createPool). */
   poolMax?: number;
   /**
@@ -50,7 +52,7 @@ export async function openPostgresStore(o: {
     throw storeError(err);
   }
   const cache = new RecordCache();
-  const changes = new PgChangeFeed(sessionUrl, o.node, cache, o.log);
+  const changes = new PgChangeFeed(sessionUrl, o.node, cache, o.log, o.feedCheckMs);
   try {
     await changes.start();
   } catch (err) {
