@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import type { TestContext } from 'node:test';
+import { after, before, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -214,4 +214,26 @@ export async function queryOnce(url: string, text: string): Promise<pg.QueryResu
   } finally {
     await c.end();
   }
+}
+
+/**
+ * One throwaway cluster for a test file, started before its tests and
+ * destroyed after them (call at the file's top level), and a fresh database
+ * on it per call of `freshDatabase`.
+ */
+export function clusterForFile(): { cluster(): TestPostgres; freshDatabase(): Promise<string> } {
+  let cluster: TestPostgres | undefined;
+  let databases = 0;
+  before(async () => {
+    cluster = await startPostgres();
+  });
+  after(() => cluster?.destroy());
+  const started = () => {
+    if (!cluster) throw new Error('the cluster starts before the tests');
+    return cluster;
+  };
+  return {
+    cluster: started,
+    freshDatabase: () => createDatabase(started().url, `t${process.pid}_${++databases}`),
+  };
 }

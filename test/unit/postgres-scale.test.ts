@@ -7,7 +7,7 @@
  * finished rows, and a bounded pool.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, type TestContext, test } from 'node:test';
+import { describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { usageToKeep } from '../../src/jobs/usage-report.js';
@@ -17,19 +17,10 @@ import { openPostgresStore } from '../../src/store/postgres/index.js';
 import { SWEEP_LOCK } from '../../src/store/postgres/retention.js';
 import type { Store } from '../../src/store/store.js';
 import { collectChanges as collect } from '../helpers/changes.js';
-import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { clusterForFile } from '../helpers/postgres.js';
 import { newJob, nodeInfo } from '../helpers/records.js';
 
-let cluster: TestPostgres;
-before(async () => {
-  cluster = await startPostgres();
-});
-after(() => cluster.destroy());
-
-let databases = 0;
-async function freshDatabase(): Promise<string> {
-  return createDatabase(cluster.url, `s${process.pid}_${++databases}`);
-}
+const { cluster, freshDatabase } = clusterForFile();
 
 async function open(
   t: TestContext,
@@ -148,7 +139,7 @@ describe('PostgreSQL store at scale', () => {
     for (let i = 0; i < QUEUED; i++) await a.jobs.insert(newJob({ id: `queued-${i}` }));
     const b = await open(t, url, 'b');
     const fb = collect(b);
-    const admin = await client(t, cluster.url);
+    const admin = await client(t, cluster().url);
     const database = new URL(url).pathname.slice(1);
     // Keep b's listener away while a writes: no new connection to the
     // database (a writes on a pooled one it holds), then the listener ends.
@@ -180,10 +171,10 @@ describe('PostgreSQL store at scale', () => {
     const HEARD = 30;
     for (let i = 0; i < HEARD; i++) await a.jobs.insert(newJob({ id: `heard-${i}` }));
     await fb.next((c) => c.kind === 'job' && c.jobId === `heard-${HEARD - 1}`);
-    const admin = await client(t, cluster.url);
+    const admin = await client(t, cluster().url);
     const FEED = `SELECT pid, query_start, state FROM pg_stat_activity WHERE application_name = 'gantry:b:feed'`;
     // Two checks that began after the inserts, the second answered: the first one's snapshot, which sees them, is the mark.
-    const after = async (since: Date) => {
+    const checkedAfter = async (since: Date) => {
       for (;;) {
         const row = (await admin.query(FEED)).rows[0];
         if (row && row.query_start > since && row.state === 'idle') return row.query_start as Date;
@@ -191,7 +182,7 @@ describe('PostgreSQL store at scale', () => {
       }
     };
     const { rows } = await admin.query('SELECT now() AS now');
-    await after(await after(rows[0].now));
+    await checkedAfter(await checkedAfter(rows[0].now));
     const database = new URL(url).pathname.slice(1);
     await a.jobs.get('heard-0', { fresh: true });
     await admin.query(`ALTER DATABASE "${database}" WITH ALLOW_CONNECTIONS false`);

@@ -6,7 +6,7 @@
  * coming back under it.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, type TestContext, test } from 'node:test';
+import { describe, type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { FencedError, StoreUnavailableError } from '../../src/model/errors.js';
@@ -15,20 +15,10 @@ import { decodeChunk } from '../../src/store/chunk-codec.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
 import type { JobPatch, JobRecord, Store } from '../../src/store/store.js';
 import { collectChanges as collect } from '../helpers/changes.js';
-import { createDatabase, queryOnce, startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { clusterForFile, queryOnce } from '../helpers/postgres.js';
 import { newJob, nodeInfo } from '../helpers/records.js';
 
-let cluster: TestPostgres;
-before(async () => {
-  cluster = await startPostgres();
-});
-after(() => cluster.destroy());
-
-let databases = 0;
-/** A fresh database on the file's cluster. */
-async function freshDatabase(): Promise<string> {
-  return createDatabase(cluster.url, `t${process.pid}_${++databases}`);
-}
+const { cluster, freshDatabase } = clusterForFile();
 
 interface Warning {
   obj: object;
@@ -455,7 +445,7 @@ describe('PostgreSQL store', () => {
     await Promise.all([a.jobs.get(record.id), b.jobs.list({ limit: 5 }), a.settings.set('k', 'v')]);
 
     const restarted = Date.now();
-    await cluster.restart();
+    await cluster().restart();
     // The catch-up after a reconnection starts with a `nodes` change; nothing else changed.
     await fb.next((c) => c.kind === 'nodes', 15_000);
     t.diagnostic(`back ${Date.now() - restarted} ms after the restart began`);
@@ -477,7 +467,7 @@ describe('PostgreSQL store', () => {
     const fa = collect(a);
     const fb = collect(b);
     const { record } = await a.jobs.insert(newJob());
-    await cluster.stop();
+    await cluster().stop();
     try {
       const unavailable = (err: unknown) => {
         assert.ok(err instanceof StoreUnavailableError, `got ${String(err)}`);
@@ -496,7 +486,7 @@ describe('PostgreSQL store', () => {
       await assert.rejects(a.jobs.get(record.id), unavailable);
       await sleep(1_000); // the listeners retry meanwhile
     } finally {
-      await cluster.start();
+      await cluster().start();
     }
     await Promise.all([fa.next((c) => c.kind === 'nodes', 15_000), fb.next((c) => c.kind === 'nodes', 15_000)]);
     await a.probeWritable();
@@ -511,9 +501,9 @@ describe('PostgreSQL store', () => {
     const [a, b] = await Promise.all([open(t, url, 'a'), open(t, url, 'b')]);
     const fb = collect(b);
     await Promise.all([a.jobs.list({ limit: 1 }), a.settings.set('x', '1')]);
-    cluster.kill();
+    cluster().kill();
     await sleep(500);
-    await cluster.start();
+    await cluster().start();
     await fb.next((c) => c.kind === 'nodes', 15_000);
     const { record } = await a.jobs.insert(newJob());
     await fb.next((c) => c.kind === 'job' && c.jobId === record.id);
