@@ -199,7 +199,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
         queued: (jobId) =>
           void jobs.refresh(jobId).then(
             () => events.publishQueueChanged(),
-            // The feed resyncs after any outage, which reads the whole queue again.
+            // After an outage of the feed, it delivers the jobs changed meanwhile again (or a resync).
             (err) => log.warn({ err, jobId }, 'could not read a job queued by another node'),
           ),
         dequeued: (jobId) => jobs.dequeued(jobId),

@@ -324,7 +324,7 @@ export type StoreChange =
   | { kind: 'job'; jobId: string; state: JobState; node: string | null; cancelRequested: boolean }
   | { kind: 'log'; jobId: string; lastSeq: number }
   | { kind: 'nodes' }
-  /** Changes may have been missed (the connection was lost and is back): look again at everything. */
+  /** Changes may have been missed (the connection was lost and is back, and the store cannot say which): look again at everything. */
   | { kind: 'resync' };
 
 export interface ChangeFeed {

@@ -28,15 +28,22 @@ export async function snapshotNow(client: pg.Client): Promise<string> {
   return rows[0]!.snapshot;
 }
 
+// Whether the server's transaction ids are all below the mark's: a database
+// restored from a dump under running nodes, whose ids the mark cannot place.
+const REWOUND = `SELECT pg_snapshot_xmax(pg_current_snapshot()) < pg_snapshot_xmin($1::pg_snapshot) AS rewound`;
+
 /**
  * The jobs changed by transactions `mark` does not see, as job changes,
  * read in one snapshot, which is returned as the next mark; changes null
- * when more than `max` changed (reading everything again is then no dearer).
+ * when more than `max` changed (reading everything again is then no dearer)
+ * or when the mark is from another history of the database.
  */
 export async function changedSince(client: pg.Client, mark: string, max: number): Promise<{ mark: string; changes: StoreChange[] | null }> {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   try {
     const next = await snapshotNow(client);
+    const { rows: history } = await client.query<{ rewound: boolean }>(REWOUND, [mark]);
+    if (history[0]?.rewound) return { mark: next, changes: null };
     const { rows } = await client.query<{ id: string; state: JobState; node: string | null; cancel_requested: boolean }>(CHANGED, [
       mark,
       max + 1,
