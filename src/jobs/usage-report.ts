@@ -22,8 +22,8 @@ const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 *
 
 /**
  * GET /v1/usage's report: GPU time per owner over a window, read from the
- * jobs' records and what retention kept of pruned ones (jobs/usage.ts does the arithmetic), with each card's time
- * weighted by its model. A card's model comes from the inventories the
+ * jobs' records and what retention kept of pruned ones (scheduling/usage.ts
+ * does the arithmetic), with each card's time weighted by its model. A card's model comes from the inventories the
  * fleet's nodes registered (this node's own among them: a single host is a
  * fleet of one), as they are now.
  */

@@ -67,7 +67,7 @@ export function overlapMs(interval: Pick<GpuInterval, 'startMs' | 'endMs'>, wind
  * The GPU intervals of jobs whose records retention pruned, as it kept them
  * (store.ts, UsageInterval), one entry per job.
  */
-export function prunedJobs(pruned: Iterable<UsageInterval>): { owner: string; intervals: GpuInterval[] }[] {
+function prunedJobs(pruned: Iterable<UsageInterval>): { owner: string; intervals: GpuInterval[] }[] {
   const byJob = new Map<string, { owner: string; intervals: GpuInterval[] }>();
   for (const u of pruned) {
     let job = byJob.get(u.jobId);
