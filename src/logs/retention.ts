@@ -28,17 +28,23 @@ async function drain(prune: (limit: number) => Promise<number | null>): Promise<
   }
 }
 
+interface RetentionDeps {
+  store: Store;
+  settings: RetentionSettings;
+  log: Logger;
+}
+
 /**
- * Deletes, at start and every hour, what is due: the logs of jobs that
- * ended before the log cutoff (moving the store's mark, so each job's logs
- * are deleted once), the records of jobs that ended before the job cutoff
- * (their GPU time folded into the usage summary first), and the audit
- * records written before the log cutoff; and it compacts the job counts.
- * Cutoffs come from the store's clock; batches are short transactions; in a
- * fleet one node deletes at a time and the others leave it to that node.
- * Returns a stopper.
+ * One sweep: deletes what is due, the logs of jobs that ended before the
+ * log cutoff (moving the store's mark, so each job's logs are deleted
+ * once), the records of jobs that ended before the job cutoff (their GPU
+ * time folded into the usage summary first), and the audit records written
+ * before the log cutoff; then compacts the job counts. Cutoffs come from
+ * the store's clock; batches are short transactions; in a fleet one node
+ * deletes at a time and the others leave it to that node. A step that fails
+ * is logged, and the next sweep tries again.
  */
-export function startRetention(o: { store: Store; settings: RetentionSettings; log: Logger }): () => void {
+export async function sweepRetention(o: RetentionDeps): Promise<void> {
   const { logDays, jobDays, keepMs } = o.settings;
   const retention: RetentionStore = o.store.retention;
   const step = async (what: string, fn: () => Promise<void>) => {
@@ -48,30 +54,32 @@ export function startRetention(o: { store: Store; settings: RetentionSettings; l
       o.log.error({ err }, `${what} retention sweep failed`);
     }
   };
-  const sweep = async () => {
-    if (logDays > 0) {
-      await step('log', async () => {
-        const cutoff = await retention.cutoff(logDays);
-        const jobs = await drain((limit) => retention.pruneLogs(cutoff, limit));
-        if (jobs) o.log.info({ jobs, cutoff }, 'deleted old job logs');
-      });
-      await step('audit', async () => {
-        const cutoff = await retention.cutoff(logDays);
-        const records = await o.store.audit.deleteBefore(cutoff);
-        if (records) o.log.info({ records, cutoff }, 'deleted old audit records');
-      });
-    }
-    if (jobDays > 0) {
-      await step('job', async () => {
-        const cutoff = await retention.cutoff(Math.max(jobDays, keepMs / DAY_MS));
-        const jobs = await drain((limit) => retention.pruneJobs(cutoff, limit, usageToKeep));
-        if (jobs) o.log.info({ jobs, cutoff }, 'deleted old job records, their GPU time kept for usage');
-      });
-    }
-    await step('count', () => retention.compactCounts());
-  };
-  void sweep();
-  const timer = setInterval(() => void sweep(), SWEEP_MS);
+  if (logDays > 0) {
+    await step('log', async () => {
+      const cutoff = await retention.cutoff(logDays);
+      const jobs = await drain((limit) => retention.pruneLogs(cutoff, limit));
+      if (jobs) o.log.info({ jobs, cutoff }, 'deleted old job logs');
+    });
+    await step('audit', async () => {
+      const cutoff = await retention.cutoff(logDays);
+      const records = await o.store.audit.deleteBefore(cutoff);
+      if (records) o.log.info({ records, cutoff }, 'deleted old audit records');
+    });
+  }
+  if (jobDays > 0) {
+    await step('job', async () => {
+      const cutoff = await retention.cutoff(Math.max(jobDays, keepMs / DAY_MS));
+      const jobs = await drain((limit) => retention.pruneJobs(cutoff, limit, usageToKeep));
+      if (jobs) o.log.info({ jobs, cutoff }, 'deleted old job records, their GPU time kept for usage');
+    });
+  }
+  await step('count', () => retention.compactCounts());
+}
+
+/** Sweeps at start and every hour (sweepRetention). Returns a stopper. */
+export function startRetention(o: RetentionDeps): () => void {
+  void sweepRetention(o);
+  const timer = setInterval(() => void sweepRetention(o), SWEEP_MS);
   timer.unref();
   return () => clearInterval(timer);
 }

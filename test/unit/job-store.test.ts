@@ -420,6 +420,17 @@ function contract(open: OpenStore): void {
     );
   });
 
+  test('retention cutoff: the given days before now by the store’s clock, in the ISO form stored times have', async (t) => {
+    const { store } = await open(t);
+    const before = Date.now();
+    const cutoff = await store.retention.cutoff(1.5);
+    const after = Date.now();
+    assert.match(cutoff, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    const now = Date.parse(cutoff) + 1.5 * 86_400_000;
+    // The server and this process share the host's clock; a second covers the round trip.
+    assert.ok(now >= before - 1_000 && now <= after + 1_000, `${cutoff} is 1.5 days before a time within the call`);
+  });
+
   test('log retention: from the mark on, a batch at a time, each job once; jobs finished later or unfinished keep theirs', async (t) => {
     const { store } = await open(t);
     const at = (day: number) => `2030-01-0${day}T00:00:00.000Z`;

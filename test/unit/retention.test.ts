@@ -1,6 +1,7 @@
 // The retention sweep (src/logs/retention.ts) on a real SQLite store: the
 // logs of jobs that ended before the cutoff and the audit records written
-// before it go; newer ones, and everything when the setting is 0, stay.
+// before it go, and with a job retention the jobs' records; newer ones, and
+// everything when the settings are 0, stay.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -10,7 +11,7 @@ import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import pino from 'pino';
-import { startRetention } from '../../src/logs/retention.js';
+import { startRetention, sweepRetention } from '../../src/logs/retention.js';
 import { EMPTY_LOG_STATE } from '../../src/model/log.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import type { Store } from '../../src/store/store.js';
@@ -70,6 +71,17 @@ test('a sweep deletes the logs and audit records older than the retention, and k
   assert.deepEqual(await store.logs.tail('job-40', 10), []);
   assert.equal((await store.logs.tail('job-1', 10)).length, 1);
   assert.ok(await store.jobs.get('job-40'), 'the job record stays');
+});
+
+test('job retention: records of jobs that ended before the cutoff go, unless fair share still counts them', async (t) => {
+  const store = await seeded(t);
+  const log = pino({ level: 'silent' });
+  await sweepRetention({ store, settings: { logDays: 0, jobDays: 30, keepMs: 50 * DAY }, log });
+  assert.ok(await store.jobs.get('job-40'), 'within fair share’s horizon');
+  await sweepRetention({ store, settings: { logDays: 0, jobDays: 30, keepMs: 0 }, log });
+  assert.equal(await store.jobs.get('job-40'), undefined);
+  assert.ok(await store.jobs.get('job-1'));
+  assert.deepEqual(await targets(store), ['job-1', 'job-40'], 'logDays 0 keeps the audit records');
 });
 
 test('0 keeps everything', async (t) => {
