@@ -15,7 +15,9 @@ const PING_TIMEOUT_MS = 10_000;
 type Payload =
   | { o: string; k: 'job'; j: string; s: JobState; n: string | null; c: boolean }
   | { o: string; k: 'log'; j: string; q: number }
-  | { o: string; k: 'nodes' };
+  | { o: string; k: 'nodes' }
+  | { o: string; k: 'decided'; n: string[] }
+  | { o: string; k: 'report' };
 
 /** The job a payload announces a change of, whoever sent it, or null. */
 function changedJob(payload: string | undefined): string | null {
@@ -43,6 +45,10 @@ function toChange(payload: string | undefined, self: string): StoreChange | null
       return { kind: 'log', jobId: p.j, lastSeq: p.q };
     case 'nodes':
       return { kind: 'nodes' };
+    case 'decided':
+      return { kind: 'decided', nodes: Array.isArray(p.n) ? p.n : [] };
+    case 'report':
+      return { kind: 'report' };
     default:
       return null;
   }

@@ -169,6 +169,47 @@ const RUN_SETTINGS: readonly string[] = [`ALTER TABLE jobs ADD COLUMN settings T
  */
 const NODE_EPOCH: readonly string[] = [`ALTER TABLE jobs ADD COLUMN node_epoch BIGINT NOT NULL DEFAULT 0`];
 
+/**
+ * The fleet's one decider (GANTRY_FLEET_DECIDER=elected; decider.ts): its
+ * lease (one row, timed by the database's clock, with the term every pass's
+ * writes are checked against), the fleet's view of why queued jobs wait,
+ * the assignments and preemptions it wrote for the nodes, and each node's
+ * report of what it holds. Nothing else reads them.
+ */
+const DECIDER: readonly string[] = [
+  `CREATE TABLE decider (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    node TEXT NOT NULL,
+    node_epoch BIGINT NOT NULL,
+    term BIGINT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+  )`,
+  `CREATE TABLE decider_outcome (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    term BIGINT NOT NULL,
+    outcome TEXT NOT NULL
+  )`,
+  `CREATE TABLE decider_assignments (
+    seq BIGSERIAL,
+    job_id TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    gpus JSONB,
+    term BIGINT NOT NULL
+  )`,
+  `CREATE INDEX decider_assignments_node ON decider_assignments (node, seq)`,
+  `CREATE TABLE decider_preemptions (
+    waiter TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    victims JSONB NOT NULL,
+    term BIGINT NOT NULL
+  )`,
+  `CREATE TABLE decider_reports (
+    node TEXT PRIMARY KEY,
+    epoch BIGINT NOT NULL,
+    report JSONB NOT NULL
+  )`,
+];
+
 /** Ordered by name. Append only: never edit a migration that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': statements(INITIAL),
@@ -178,6 +219,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0005_gpu_telemetry': statements(GPU_TELEMETRY),
   '0006_run_settings': statements(RUN_SETTINGS),
   '0007_node_epoch': statements(NODE_EPOCH),
+  '0010_decider_lease': statements(DECIDER),
 };
 
 const provider: MigrationProvider = {

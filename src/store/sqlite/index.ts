@@ -26,6 +26,7 @@ export async function openSqliteStore(dataDir: string, node?: string): Promise<S
     nodes: new SqliteNodeStore(db, jobs),
     audit: new SqliteAuditStore(db),
     changes: null,
+    decider: null,
     async probeWritable() {
       writing(() => probe.run(new Date().toISOString()));
     },
