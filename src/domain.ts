@@ -43,10 +43,6 @@ export interface DomainParts {
   onPass?: (seconds: number) => void;
   /** Told of each job preempted, by the rule that allowed it. */
   onPreempt?: (rule: PreemptionRule) => void;
-  /** Told of each pass this node ran as the fleet's decider (GANTRY_FLEET_DECIDER=elected). */
-  onDeciderPass?: () => void;
-  /** Told when this node becomes the fleet's decider (true) or stops being it (false). */
-  onDeciderHeld?: (held: boolean) => void;
 }
 
 /** Whether one elected node decides for the fleet (GANTRY_FLEET_DECIDER=elected, on PostgreSQL); a single host always decides alone. */
@@ -103,8 +99,6 @@ export function buildDomain(d: DomainParts): {
           quotas: d.quotas,
           leaseSeconds: config.node.leaseSeconds,
           log: d.log,
-          ...(d.onDeciderPass ? { onPass: d.onDeciderPass } : {}),
-          ...(d.onDeciderHeld ? { onHeld: d.onDeciderHeld } : {}),
         });
   const passes =
     store === null || decider === null

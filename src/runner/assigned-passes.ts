@@ -42,8 +42,8 @@ export interface AssignedPassesDeps {
  */
 export class AssignedPasses implements Passes {
   readonly followsQueue = false;
-  /** Assignments read and not yet consumed in a report. */
-  private readonly consumed = new Set<string>();
+  /** Assignments read and not yet consumed in a report: job id → the decider's term it was given under. */
+  private readonly consumed = new Map<string, number>();
   private reported = '';
   private outcome: { at: number; value: PassOutcome } | null = null;
 
@@ -62,9 +62,14 @@ export class AssignedPasses implements Passes {
     const outcome = idle === null ? await this.fleetOutcome() : { node: idle, decided: new Map(), beyond: { any: null, gpu: null } };
     const { assignments, preemptions } = await this.d.decider.assigned(this.d.seat.name);
     const start = idle === null ? await this.fitting(assignments) : [];
-    for (const a of assignments) this.consumed.add(a.jobId);
+    for (const a of assignments) this.consumed.set(a.jobId, a.term);
     const preempt = idle === null ? this.preemption(preemptions) : null;
     return { fail: [], start, preempt, outcome };
+  }
+
+  claimFence(jobId: string): { term: number } | undefined {
+    const term = this.consumed.get(jobId);
+    return term === undefined ? undefined : { term };
   }
 
   /** Reports what the node holds and runs now, consuming the assignments read; skipped when nothing changed. */
@@ -74,10 +79,10 @@ export class AssignedPasses implements Passes {
     const report = this.report(epoch);
     const text = JSON.stringify(report);
     if (text === this.reported && this.consumed.size === 0) return;
-    const consumed = [...this.consumed];
+    const consumed = [...this.consumed].map(([jobId, term]) => ({ jobId, term }));
     if (await this.d.decider.report(report, consumed)) {
       this.reported = text;
-      for (const id of consumed) this.consumed.delete(id);
+      for (const { jobId, term } of consumed) if (this.consumed.get(jobId) === term) this.consumed.delete(jobId);
       this.d.onReport?.();
     }
   }

@@ -17,10 +17,6 @@ export interface FleetDeciderDeps {
   quotas: Quotas;
   leaseSeconds: number;
   log: Logger;
-  /** Told of each pass this node ran as the decider. */
-  onPass?: () => void;
-  /** Told when this node becomes the decider (true) or stops being it (false). */
-  onHeld?: (held: boolean) => void;
 }
 
 /**
@@ -129,7 +125,6 @@ export class FleetDecider {
       if (term !== this.term) {
         this.written = '';
         this.d.log.info({ node: this.d.seat.name, term }, 'this node decides for the fleet now');
-        this.d.onHeld?.(true);
       }
       this.term = term;
       this.heldAt = sent;
@@ -144,7 +139,6 @@ export class FleetDecider {
   private lose(why: string | null): void {
     if (this.term !== null) {
       if (why !== null) this.d.log.warn({ node: this.d.seat.name, term: this.term, why }, 'this node no longer decides for the fleet');
-      this.d.onHeld?.(false);
     }
     this.term = null;
     this.heldAt = null;
@@ -185,9 +179,9 @@ export class FleetDecider {
       assignments: snapshot.assignments,
       preemptions: snapshot.preemptions,
       quotas: this.d.quotas,
+      term,
       now: Date.now(),
     });
-    this.d.onPass?.();
     const outcome = outcomeText(decision.outcome);
     const { assign, preempt, revoke, settled } = decision;
     const changed = outcome !== this.written;

@@ -21,6 +21,8 @@ export interface Passes {
   applied?(): Promise<void>;
   /** What this node would do with the job were it submitted now (a dry run). */
   preview(job: JobRecord): WaitInfo;
+  /** The decider's assignment a claim of the job is fenced by, or undefined where the node decided itself. */
+  claimFence(jobId: string): { term: number } | undefined;
 }
 
 export interface PlannerDeps {
@@ -49,6 +51,10 @@ export class Planner implements Passes {
 
   markReady(): void {
     this.ready = true;
+  }
+
+  claimFence(): undefined {
+    return undefined;
   }
 
   /** Why this node takes no job now, or null when it does. */

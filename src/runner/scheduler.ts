@@ -260,7 +260,7 @@ export class Scheduler {
     if (alloc !== null) gpus.restore(record.id, alloc);
     let claimed: JobRecord | undefined;
     try {
-      claimed = await store.jobs.claim(record.id, { name: seat.name, epoch });
+      claimed = await store.jobs.claim(record.id, { name: seat.name, epoch }, this.d.planner.claimFence(record.id));
     } catch (err) {
       this.d.log.warn({ err, jobId: record.id }, 'could not claim a job; it stays queued');
     }

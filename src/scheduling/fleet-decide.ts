@@ -28,6 +28,8 @@ export interface FleetInput {
   /** Preemptions written earlier, one per waiting job. */
   preemptions: readonly FleetPreemption[];
   quotas: Quotas;
+  /** The decider's term: assignments of an earlier one can no longer be claimed (store.ts, JobStore.claim). */
+  term: number;
   now: number;
 }
 
@@ -49,14 +51,16 @@ export interface FleetDecision {
  * given out. A job is given to one node once; the teams' limits count what
  * runs, what is assigned and what this pass gives out, so a quota holds
  * fleet-wide. A waiting job gets at most one preemption at a time, and none
- * when a node starts it in this pass. Assignments to nodes no longer up are
+ * when a node starts it in this pass. Assignments to nodes no longer up, and
+ * those of an earlier decider's term (no node can claim them any more), are
  * taken back, and preemptions whose victims all ended, or whose job no
  * longer waits, are settled.
  */
 export function decideFleet(input: FleetInput): FleetDecision {
   const up = new Set(input.nodes.map((n) => n.name));
-  const revoke = input.assignments.filter((a) => !up.has(a.node)).map((a) => a.jobId);
-  const outstanding = input.assignments.filter((a) => up.has(a.node));
+  const standing = (a: Assignment) => up.has(a.node) && a.term === input.term;
+  const revoke = input.assignments.filter((a) => !standing(a)).map((a) => a.jobId);
+  const outstanding = input.assignments.filter(standing);
   const runs = new Map(input.nodes.flatMap((n) => n.report.runs.map((r) => [r.jobId, { node: n.name, run: r }] as const)));
   const given = new Set([...outstanding.map((a) => a.jobId), ...runs.keys()]);
 

@@ -133,9 +133,12 @@ export interface JobStore {
    * queued, no node has it and the node is up, undrained and of that epoch.
    * Of two nodes claiming one job, exactly one gets the record; the other
    * gets undefined. A node claiming a queued job it already took gets it
-   * again: the same claim, repeated after its reply was lost.
+   * again: the same claim, repeated after its reply was lost. With `assigned`
+   * (the fleet's decider gave the job to this node), only while that
+   * assignment stands and its term is the decider's current one: a deposed
+   * decider's assignment is refused.
    */
-  claim(id: string, node: { name: string; epoch: number }): Promise<JobRecord | undefined>;
+  claim(id: string, node: { name: string; epoch: number }, assigned?: { term: number }): Promise<JobRecord | undefined>;
   /** Queued jobs no node has taken yet, in scheduling order: higher priority first, then FIFO. */
   queued(): Promise<JobRecord[]>;
   /** The node's jobs that hold, or are about to hold, a container (pulling, starting, running). */
@@ -390,7 +393,7 @@ export interface DeciderStore {
    * (applied or refused), together; false when the node is not up at that
    * epoch (nothing written).
    */
-  report(report: NodeReport, consumed: readonly string[]): Promise<boolean>;
+  report(report: NodeReport, consumed: readonly { jobId: string; term: number }[]): Promise<boolean>;
   /** The node's outstanding assignments (oldest first) and the preemptions it is to apply. */
   assigned(node: string): Promise<{ assignments: Assignment[]; preemptions: FleetPreemption[] }>;
   /** The fleet's view of why queued jobs wait, as the decider last wrote it, or null. */

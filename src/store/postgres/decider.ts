@@ -62,7 +62,10 @@ const ASSIGNED = `
       FROM decider_preemptions p WHERE p.node = $1) AS preemptions`;
 const REPORT = `
   WITH me AS (SELECT 1 FROM nodes WHERE name = $1 AND epoch = $2 AND state = 'up'),
-  consumed AS (DELETE FROM decider_assignments WHERE node = $1 AND job_id = ANY($4::text[]) AND EXISTS (SELECT 1 FROM me)),
+  consumed AS (
+    DELETE FROM decider_assignments a USING unnest($4::text[], $6::bigint[]) AS c (job_id, term)
+    WHERE a.node = $1 AND a.job_id = c.job_id AND a.term = c.term AND EXISTS (SELECT 1 FROM me)
+  ),
   r AS (
     INSERT INTO decider_reports (node, epoch, report) SELECT $1, $2, $3::jsonb FROM me
     ON CONFLICT (node) DO UPDATE SET epoch = excluded.epoch, report = excluded.report
@@ -142,11 +145,11 @@ export class PgDeciderStore implements DeciderStore {
     });
   }
 
-  async report(report: NodeReport, consumed: readonly string[]): Promise<boolean> {
+  async report(report: NodeReport, consumed: readonly { jobId: string; term: number }[]): Promise<boolean> {
     const rows = await write(this.pool, {
       name: 'gantry_decider_report',
       text: REPORT,
-      values: [report.node, report.epoch, JSON.stringify(report), [...consumed], this.origin],
+      values: [report.node, report.epoch, JSON.stringify(report), consumed.map((c) => c.jobId), this.origin, consumed.map((c) => c.term)],
     });
     return rows.length === 1;
   }

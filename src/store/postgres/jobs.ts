@@ -135,11 +135,16 @@ const INSERT = `
 // FOR SHARE on the node's row: a claim waits for an `expire` declaring the
 // node lost (then finds it lost), or `expire` waits for the claim (then
 // finds the claimed job): a job is never claimed by a node already settled.
+// With a decider's term ($5), FOR SHARE on the decider's row likewise orders
+// the claim against a takeover: an assignment of a term no longer current is refused.
 const CLAIM = `
   WITH u AS (
     UPDATE jobs SET node = $2, node_epoch = $3
     WHERE id = $1 AND state = 'queued' AND (node IS NULL OR node = $2)
       AND EXISTS (SELECT 1 FROM nodes WHERE name = $2 AND epoch = $3 AND state = 'up' AND NOT drained FOR SHARE)
+      AND ($5::bigint IS NULL OR (
+        EXISTS (SELECT 1 FROM decider WHERE id = 1 AND term = $5 FOR SHARE)
+        AND EXISTS (SELECT 1 FROM decider_assignments WHERE job_id = $1 AND node = $2 AND term = $5)))
     RETURNING ${JOB_COLUMNS}
   )
   SELECT u.*, ${jobNotify('u', '$4')} FROM u`;
@@ -234,10 +239,9 @@ export class PgJobStore implements JobStore {
     return this.one(id, () => write<JobRow>(this.pool, updateQuery(this.origin, id, patch, expect)));
   }
 
-  async claim(id: string, node: { name: string; epoch: number }): Promise<JobRecord | undefined> {
-    return this.one(id, () =>
-      write<JobRow>(this.pool, { name: 'gantry_job_claim', text: CLAIM, values: [id, node.name, node.epoch, this.origin] }),
-    );
+  async claim(id: string, node: { name: string; epoch: number }, assigned?: { term: number }): Promise<JobRecord | undefined> {
+    const values = [id, node.name, node.epoch, this.origin, assigned?.term ?? null];
+    return this.one(id, () => write<JobRow>(this.pool, { name: 'gantry_job_claim', text: CLAIM, values }));
   }
 
   async queued(): Promise<JobRecord[]> {
