@@ -180,21 +180,22 @@ export class PgJobStore implements JobStore {
   ) {}
 
   /**
-   * Runs a single-job statement and keeps its record; none back means the
-   * job changed under a guard, and a failure may have committed (its reply
-   * lost): either way its record is dropped.
+   * Runs a single-job statement; none back means the job changed under a
+   * guard, and a failure may have committed (its reply lost): either way its
+   * record is dropped. A read's record is kept. A write's is not, and the
+   * job's record is dropped: a read of the job begun before the write may
+   * still be in flight, and its older record must not be kept over the
+   * write (the write's own announcement comes later).
    */
-  private async one(id: string, run: () => Promise<JobRow[]>): Promise<JobRecord | undefined> {
+  private async one(id: string, run: () => Promise<JobRow[]>, wrote = false): Promise<JobRecord | undefined> {
     const ticket = this.cache.ticket();
     const [row] = await run().catch((err: unknown) => {
       this.cache.drop(id);
       throw err;
     });
-    if (!row) {
-      this.cache.drop(id);
-      return undefined;
-    }
-    return this.cache.keep(toRecord(row), ticket);
+    if (!row || wrote) this.cache.drop(id);
+    if (!row) return undefined;
+    return wrote ? toRecord(row) : this.cache.keep(toRecord(row), ticket);
   }
 
   async insert(job: NewJob): Promise<{ record: JobRecord; created: boolean }> {
@@ -236,12 +237,12 @@ export class PgJobStore implements JobStore {
   }
 
   async update(id: string, patch: JobPatch, expect?: UpdateGuard): Promise<JobRecord | undefined> {
-    return this.one(id, () => write<JobRow>(this.pool, updateQuery(this.origin, id, patch, expect)));
+    return this.one(id, () => write<JobRow>(this.pool, updateQuery(this.origin, id, patch, expect)), true);
   }
 
   async claim(id: string, node: { name: string; epoch: number }, assigned?: { term: number }): Promise<JobRecord | undefined> {
     const values = [id, node.name, node.epoch, this.origin, assigned?.term ?? null];
-    return this.one(id, () => write<JobRow>(this.pool, { name: 'gantry_job_claim', text: CLAIM, values }));
+    return this.one(id, () => write<JobRow>(this.pool, { name: 'gantry_job_claim', text: CLAIM, values }), true);
   }
 
   async queued(): Promise<JobRecord[]> {
