@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { JobEventHub } from '../jobs/events.js';
 import { decideFleet, type FleetQueue, outcomeText } from '../scheduling/fleet-decide.js';
 import type { Quotas } from '../scheduling/quotas.js';
-import type { ChangeFeed, DeciderStore, FleetSnapshot } from '../store/store.js';
+import type { ChangeFeed, DeciderStore } from '../store/store.js';
 import type { NodeSeat } from './node-seat.js';
 
 export interface FleetDeciderDeps {
@@ -174,7 +174,7 @@ export class FleetDecider {
     if (!this.isDecider() || term === null || epoch === null) return;
     const snapshot = await this.d.store.snapshot();
     const decision = decideFleet({
-      nodes: fleetNodes(snapshot),
+      nodes: snapshot.nodes.map(({ gpus, ...n }) => ({ ...n, devices: gpus })),
       queue: this.d.queue,
       assignments: snapshot.assignments,
       preemptions: snapshot.preemptions,
@@ -196,14 +196,4 @@ export class FleetDecider {
     this.written = outcome;
     if ([...assign, ...preempt].some((x) => x.node === me.name)) this.assigned();
   }
-}
-
-/** The snapshot's nodes as the fleet's pass reads them. */
-function fleetNodes(snapshot: FleetSnapshot) {
-  return snapshot.nodes.map(({ record, report }) => ({
-    name: record.name,
-    labels: record.labels,
-    devices: record.gpus,
-    report,
-  }));
 }

@@ -97,7 +97,7 @@ test('a node reports and consumes its assignments in one write; only the term it
   assert.equal((await x.store.decider!.assigned('x')).assignments.length, 0, 'the assignment read is consumed');
   const snapshot = await x.store.decider!.snapshot();
   assert.deepEqual(
-    snapshot.nodes.map((n) => [n.record.name, n.report.maxRunning]),
+    snapshot.nodes.map((n) => [n.name, n.report.maxRunning]),
     [['x', 4]],
     'the decider sees the report',
   );

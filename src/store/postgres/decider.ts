@@ -1,5 +1,4 @@
 import type pg from 'pg';
-import type { NodeGpu, NodeState } from '../../model/node.js';
 import type { Assignment, DeciderStore, FleetDecisions, FleetPreemption, FleetSnapshot, NodeReport } from '../store.js';
 import { CHANNEL, read, transaction, write } from './db.js';
 import type { LeaseLink } from './lease-link.js';
@@ -47,8 +46,7 @@ const DECIDED = `SELECT pg_notify('${CHANNEL}', json_build_object('o', $1::text,
 const SNAPSHOT = `
   SELECT
     (SELECT COALESCE(json_agg(json_build_object(
-        'name', n.name, 'labels', n.labels, 'gpus', n.gpus, 'version', n.version, 'leaseSeconds', n.lease_seconds,
-        'epoch', n.epoch, 'state', n.state, 'drained', n.drained, 'report', r.report) ORDER BY n.name), '[]')
+        'name', n.name, 'labels', n.labels, 'gpus', n.gpus, 'report', r.report) ORDER BY n.name), '[]')
       FROM nodes n JOIN decider_reports r ON r.node = n.name AND r.epoch = n.epoch WHERE n.state = 'up') AS nodes,
     (SELECT COALESCE(json_agg(json_build_object('jobId', a.job_id, 'node', a.node, 'gpus', a.gpus, 'term', a.term) ORDER BY a.seq), '[]')
       FROM decider_assignments a) AS assignments,
@@ -74,18 +72,6 @@ const REPORT = `
   SELECT pg_notify('${CHANNEL}', json_build_object('o', $5::text, 'k', 'report')::text) AS notified FROM r`;
 const READ_OUTCOME = `SELECT outcome FROM decider_outcome WHERE id = 1`;
 
-interface SnapshotNode {
-  name: string;
-  labels: Record<string, string>;
-  gpus: NodeGpu[];
-  version: string;
-  leaseSeconds: number;
-  epoch: number;
-  state: NodeState;
-  drained: boolean;
-  report: NodeReport;
-}
-
 /** The fleet's decider in PostgreSQL (store.ts, DeciderStore): its lease on the node's lease link, the rest on the pool. */
 export class PgDeciderStore implements DeciderStore {
   constructor(
@@ -110,18 +96,8 @@ export class PgDeciderStore implements DeciderStore {
   }
 
   async snapshot(): Promise<FleetSnapshot> {
-    const [row] = await read<{ nodes: SnapshotNode[]; assignments: Assignment[]; preemptions: FleetPreemption[] }>(this.pool, {
-      name: 'gantry_decider_snapshot',
-      text: SNAPSHOT,
-    });
-    return {
-      nodes: (row?.nodes ?? []).map(({ report, ...n }) => ({
-        record: { ...n, startedAt: '', heartbeatAt: '', heartbeatAgeSeconds: 0 },
-        report,
-      })),
-      assignments: row?.assignments ?? [],
-      preemptions: row?.preemptions ?? [],
-    };
+    const [row] = await read<FleetSnapshot>(this.pool, { name: 'gantry_decider_snapshot', text: SNAPSHOT });
+    return row ?? { nodes: [], assignments: [], preemptions: [] };
   }
 
   async decide(term: number, node: { name: string; epoch: number }, d: FleetDecisions): Promise<boolean> {
