@@ -59,12 +59,16 @@ export class AssignedPasses implements Passes {
 
   async decide(): Promise<PassDecision> {
     const idle = this.d.planner.idle();
-    const outcome = idle === null ? await this.fleetOutcome() : { node: idle, decided: new Map(), beyond: { any: null, gpu: null } };
     const { assignments, preemptions } = await this.d.decider.assigned(this.d.seat.name);
-    const start = idle === null ? await this.fitting(assignments) : [];
     for (const a of assignments) this.consumed.set(a.jobId, a.term);
-    const preempt = idle === null ? this.preemption(preemptions) : null;
-    return { fail: [], start, preempt, outcome };
+    if (idle !== null)
+      return { fail: [], start: [], preempt: null, outcome: { node: idle, decided: new Map(), beyond: { any: null, gpu: null } } };
+    const start = await this.fitting(assignments);
+    const preempt = this.preemption(preemptions);
+    // The scheduler applies a pass only when the node takes jobs (outcome.node null): this one does, whatever
+    // the fleet's view says of the fleet as a whole, so the fleet's view serves only as the reasons of the queue.
+    const { decided, beyond } = await this.fleetOutcome();
+    return { fail: [], start, preempt, outcome: { node: null, decided, beyond } };
   }
 
   claimFence(jobId: string): { term: number } | undefined {
