@@ -1,7 +1,6 @@
 import type pg from 'pg';
 import type { Assignment, DeciderStore, FleetDecisions, FleetPreemption, FleetSnapshot, NodeReport } from '../store.js';
 import { CHANNEL, read, transaction, write } from './db.js';
-import type { LeaseLink } from './lease-link.js';
 
 // The lease: taken when free (none yet, or expired by the database's
 // clock), renewed by its holder, and taken over at once by a newer process
@@ -72,18 +71,21 @@ const REPORT = `
   SELECT pg_notify('${CHANNEL}', json_build_object('o', $5::text, 'k', 'report')::text) AS notified FROM r`;
 const READ_OUTCOME = `SELECT outcome FROM decider_outcome WHERE id = 1`;
 
-/** The fleet's decider in PostgreSQL (store.ts, DeciderStore): its lease on the node's lease link, the rest on the pool. */
+/**
+ * The fleet's decider in PostgreSQL (store.ts, DeciderStore), all on the
+ * pool. Not its lease on the node's lease link: taking over the decider's
+ * row waits for the passes and claims that hold it (FOR SHARE), and the
+ * node's own renewal must never queue behind that on its one connection.
+ */
 export class PgDeciderStore implements DeciderStore {
   constructor(
     private readonly pool: pg.Pool,
     /** This node's name, the origin of the changes it announces. */
     private readonly origin: string,
-    /** The connection the lease is held on, apart from the pool (with the node's own lease). */
-    private readonly lease: LeaseLink,
   ) {}
 
   async hold(node: { name: string; epoch: number }, leaseSeconds: number): Promise<number | null> {
-    const [row] = await this.lease.query<{ term: number }>({
+    const [row] = await write<{ term: number }>(this.pool, {
       name: 'gantry_decider_hold',
       text: HOLD,
       values: [node.name, node.epoch, leaseSeconds],

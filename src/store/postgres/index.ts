@@ -50,7 +50,7 @@ export async function openPostgresStore(o: { url: string; node: string; leaseSec
     nodes: new PgNodeStore(pool, o.node, lease),
     audit: new PgAuditStore(pool),
     changes,
-    decider: new PgDeciderStore(pool, o.node, lease),
+    decider: new PgDeciderStore(pool, o.node),
     async probeWritable() {
       await write(pool, { name: 'gantry_probe', text: PROBE, values: [`readyz:${o.node}`, new Date().toISOString()] });
     },
