@@ -53,14 +53,17 @@ export interface FleetDecision {
  * fleet-wide. A waiting job gets at most one preemption at a time, and none
  * when a node starts it in this pass. Assignments to nodes no longer up, and
  * those of an earlier decider's term (no node can claim them any more), are
- * taken back, and preemptions whose victims all ended, or whose job no
- * longer waits, are settled.
+ * taken back (the latter given out again from the next pass on), and
+ * preemptions whose victims all ended, or whose job no longer waits, are
+ * settled.
  */
 export function decideFleet(input: FleetInput): FleetDecision {
   const up = new Set(input.nodes.map((n) => n.name));
-  const standing = (a: Assignment) => up.has(a.node) && a.term === input.term;
-  const revoke = input.assignments.filter((a) => !standing(a)).map((a) => a.jobId);
-  const outstanding = input.assignments.filter(standing);
+  const revoke = input.assignments.filter((a) => !up.has(a.node) || a.term !== input.term).map((a) => a.jobId);
+  // An earlier term's assignment to a node still up is taken back, but its node may have claimed it just
+  // before the takeover, unseen yet by the feed or a report: for this pass it still holds its job, slot,
+  // GPUs and place in the teams' limits, and the job is given out again no sooner than the next pass.
+  const outstanding = input.assignments.filter((a) => up.has(a.node));
   const runs = new Map(input.nodes.flatMap((n) => n.report.runs.map((r) => [r.jobId, { node: n.name, run: r }] as const)));
   const given = new Set([...outstanding.map((a) => a.jobId), ...runs.keys()]);
 
