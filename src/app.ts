@@ -171,7 +171,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     onPass: (seconds) => metrics.schedulerPass(seconds),
     onPreempt: (rule) => metrics.preempted(rule),
   });
-  const { jobs, runs, scheduler, selfFence } = domain;
+  const { jobs, runs, scheduler, selfFence, decider } = domain;
   membership.listen({
     settled: (settled) => {
       for (const { record } of settled) {
@@ -181,7 +181,10 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
       events.publishQueueChanged();
     },
     fenced: () => scheduler.abandonSettled(),
-    superseded: () => scheduler.shutdown(),
+    superseded: () => {
+      scheduler.shutdown();
+      void decider?.stop();
+    },
   });
   const monitor = watchGpuHealth({ config, devices, gpus, health, runs, events, log });
   const nodes = new NodeService(store, () => {
@@ -281,6 +284,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     unbridge();
     gpuSampler.stop();
     scheduler.shutdown();
+    await decider?.stop();
     await monitor?.stop();
     await openMetrics?.close();
     await store.close();
@@ -290,6 +294,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     await membership.join();
     membership.start();
     await scheduler.start();
+    decider?.start();
     selfFence.start();
     if (devices.length > 0) gpuSampler.start();
     monitor?.start();

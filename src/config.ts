@@ -78,6 +78,13 @@ export const EnvSchema = z.object({
     .describe(
       'a node that has not renewed its lease for this many seconds (renewed every third of it) is declared lost: its unfinished jobs fail, or run again elsewhere when their spec asks',
     ),
+  // Who decides where queued jobs run in a fleet (docs/fleet.md, One decider); a single host on SQLite always decides alone.
+  GANTRY_FLEET_DECIDER: z
+    .enum(['every-node', 'elected'])
+    .default('every-node')
+    .describe(
+      'in a fleet: `every-node` (each node runs the scheduling pass and claims for itself) or `elected` (one node, elected through PostgreSQL, decides for the fleet and the others apply its assignments); every node of a fleet must use the same',
+    ),
   GANTRY_TLS_CERT: z
     .string()
     .min(1)
@@ -343,6 +350,8 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     nameFromEnv: e.GANTRY_NODE_NAME !== undefined,
     labels: e.GANTRY_NODE_LABELS,
     leaseSeconds: e.GANTRY_NODE_LEASE_SECONDS,
+    /** Who decides for the fleet (GANTRY_FLEET_DECIDER); only a node on PostgreSQL acts on `elected`. */
+    decider: e.GANTRY_FLEET_DECIDER,
   },
   dockerSocket: e.GANTRY_DOCKER_SOCKET,
   tls:

@@ -5,7 +5,9 @@ import type { JobEventHub } from './jobs/events.js';
 import { JobService } from './jobs/service.js';
 import type { SpecFieldError } from './model/errors.js';
 import type { JobSpec } from './model/job.js';
+import { AssignedPasses } from './runner/assigned-passes.js';
 import { EngineWatch } from './runner/engine-watch.js';
+import { FleetDecider } from './runner/fleet-decider.js';
 import { ImagePuller, type RegistryLogins } from './runner/images.js';
 import { NodeRuns } from './runner/node-runs.js';
 import type { NodeSeat } from './runner/node-seat.js';
@@ -43,6 +45,11 @@ export interface DomainParts {
   onPreempt?: (rule: PreemptionRule) => void;
 }
 
+/** Whether one elected node decides for the fleet (GANTRY_FLEET_DECIDER=elected, on PostgreSQL); a single host always decides alone. */
+export function fleetDecides(config: Config): boolean {
+  return config.node.decider === 'elected' && config.databaseUrl !== undefined;
+}
+
 /**
  * The queue as this node knows it: fair share's order, and which jobs this
  * node could never run (its name, labels and GPUs, which never change while
@@ -54,8 +61,10 @@ export function newQueue(
   gpus: GpuAllocator,
   node: { name: string; labels: Readonly<Record<string, string>> },
 ): QueueState {
-  const target = placementTarget(node.name, node.labels, gpus);
-  return new QueueState(new FairShare(config.fairShareHalfLifeSeconds, quotas), misfitOn(target));
+  const fairShare = new FairShare(config.fairShareHalfLifeSeconds, quotas);
+  // Where one node decides for the fleet, every node keeps the whole queue: any of them may become the decider.
+  if (fleetDecides(config)) return new QueueState(fairShare);
+  return new QueueState(fairShare, misfitOn(placementTarget(node.name, node.labels, gpus)));
 }
 
 /**
@@ -64,11 +73,47 @@ export function newQueue(
  * PostgreSQL and Docker, the scheduler's unit tests an in-memory runtime.
  * Each part is built after the parts it uses, so none is bound late.
  */
-export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Scheduler; runs: NodeRuns; selfFence: SelfFence } {
+export function buildDomain(d: DomainParts): {
+  jobs: JobService;
+  scheduler: Scheduler;
+  runs: NodeRuns;
+  selfFence: SelfFence;
+  /** The fleet's decider where one node decides for the fleet (started and stopped by the caller), else null. */
+  decider: FleetDecider | null;
+} {
   const { config, queue, gpus, seat } = d;
   const runs = new NodeRuns(gpus, d.log);
   const engine = new EngineWatch(d.runtime, d.log);
-  const planner = new Planner({ config, seat, queue, runs, gpus, quotas: d.quotas, engine });
+  const misfitOf = misfitOn(placementTarget(seat.name, seat.labels, gpus));
+  const planner = new Planner({ config, seat, queue, runs, gpus, quotas: d.quotas, engine, misfitOf });
+  const store = fleetDecides(config) ? d.store.decider : null;
+  const decider =
+    store === null
+      ? null
+      : new FleetDecider({
+          store,
+          changes: d.store.changes,
+          events: d.events,
+          seat,
+          queue,
+          quotas: d.quotas,
+          leaseSeconds: config.node.leaseSeconds,
+          log: d.log,
+        });
+  const passes =
+    store === null || decider === null
+      ? planner
+      : new AssignedPasses({
+          config,
+          seat,
+          planner,
+          decider: store,
+          jobs: d.store.jobs,
+          runs,
+          gpus,
+          log: d.log,
+          onReport: () => decider.kick(),
+        });
   const jobs = new JobService({
     store: d.store.jobs,
     events: d.events,
@@ -90,7 +135,7 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     events: d.events,
     queue,
     runs,
-    planner,
+    planner: passes,
     gpus,
     engine,
     images: new ImagePuller(d.runtime, d.registryLogins),
@@ -106,5 +151,6 @@ export function buildDomain(d: DomainParts): { jobs: JobService; scheduler: Sche
     stopGraceSeconds: config.stopGraceSeconds,
     log: d.log,
   });
-  return { jobs, scheduler, runs, selfFence };
+  decider?.onAssigned(() => scheduler.kick());
+  return { jobs, scheduler, runs, selfFence, decider };
 }

@@ -124,6 +124,23 @@ export class GpuAllocator {
     this.changed(uuids);
   }
 
+  /** Whether the job could take these cards now: each known and in service, and free (exclusive use) or with the room (shared). */
+  fits(jobId: string, alloc: Allocation): boolean {
+    return alloc.uuids.every((uuid) => {
+      const d = this.devices.find((x) => x.uuid === uuid);
+      if (d === undefined || !this.inService(d, jobId)) return false;
+      return alloc.memoryMiB === null ? this.isFree(d) : this.sharedRoom(d) >= alloc.memoryMiB;
+    });
+  }
+
+  /** The cards given to no new job now, with why (see withhold). */
+  withheldCards(): { uuid: string; why: string }[] {
+    return this.devices.flatMap((d) => {
+      const why = this.withheld(d.uuid);
+      return why === null ? [] : [{ uuid: d.uuid, why }];
+    });
+  }
+
   /** Frees the job's GPUs; returns false when it held none (already released). */
   release(jobId: string): boolean {
     const alloc = this.byJob.get(jobId);

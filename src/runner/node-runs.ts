@@ -70,6 +70,11 @@ export class NodeRuns {
     return this.runs.has(jobId);
   }
 
+  /** The attempt the node runs of the job, or undefined when it does not run it. */
+  attemptOf(jobId: string): number | undefined {
+    return this.runs.get(jobId)?.record.attempt;
+  }
+
   get size(): number {
     return this.runs.size;
   }

@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
 import type { GpuAllocator } from '../gpu/allocator.js';
+import type { SpecFieldError } from '../model/errors.js';
 import type { WaitInfo } from '../model/queue.js';
 import { decide, type PassDecision, type PassInput, preview } from '../scheduling/decide.js';
 import type { QueueState } from '../scheduling/queue-state.js';
@@ -9,6 +10,21 @@ import type { EngineWatch } from './engine-watch.js';
 import type { NodeRuns } from './node-runs.js';
 import type { NodeSeat } from './node-seat.js';
 
+/** Where the scheduler's passes come from: this node's own decision (Planner), or the fleet decider's assignments (AssignedPasses). */
+export interface Passes {
+  /** Whether a change of the queue is worth a pass here (false where another node decides). */
+  readonly followsQueue: boolean;
+  /** The start-up reconcile is done: the node knows its runs and may take jobs. */
+  markReady(): void;
+  decide(): PassDecision | Promise<PassDecision>;
+  /** The scheduler applied the last decision (claimed and launched what it could). */
+  applied?(): Promise<void>;
+  /** What this node would do with the job were it submitted now (a dry run). */
+  preview(job: JobRecord): WaitInfo;
+  /** The decider's assignment a claim of the job is fenced by, or undefined where the node decided itself. */
+  claimFence(jobId: string): { term: number } | undefined;
+}
+
 export interface PlannerDeps {
   config: Config;
   seat: NodeSeat;
@@ -17,6 +33,8 @@ export interface PlannerDeps {
   gpus: GpuAllocator;
   quotas: Quotas;
   engine: EngineWatch;
+  /** Why this node can never run a job, or null when it could (placement.ts), for dry runs. */
+  misfitOf: (record: JobRecord) => SpecFieldError | null;
 }
 
 /**
@@ -25,14 +43,18 @@ export interface PlannerDeps {
  * the pure decision (scheduling/decide.ts): for the scheduler's pass, and
  * for a dry run, which is the same pass on the same snapshot.
  */
-export class Planner {
+export class Planner implements Passes {
+  readonly followsQueue = true;
   private ready = false;
 
   constructor(private readonly d: PlannerDeps) {}
 
-  /** The start-up reconcile is done: the node knows its runs and may take jobs. */
   markReady(): void {
     this.ready = true;
+  }
+
+  claimFence(): undefined {
+    return undefined;
   }
 
   /** Why this node takes no job now, or null when it does. */
@@ -57,7 +79,7 @@ export class Planner {
   }
 
   preview(job: JobRecord): WaitInfo {
-    return preview(this.input(), job, { name: this.d.seat.name, unfit: this.d.queue.misfitOf(job) });
+    return preview(this.input(), job, { name: this.d.seat.name, unfit: this.d.misfitOf(job) });
   }
 
   private input(): PassInput {

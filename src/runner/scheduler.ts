@@ -16,7 +16,7 @@ import type { ImagePuller } from './images.js';
 import { type Interruption, JobRun, type RunEnd } from './job-run.js';
 import type { NodeRuns } from './node-runs.js';
 import type { NodeSeat } from './node-seat.js';
-import type { Planner } from './planner.js';
+import type { Passes } from './planner.js';
 import { type ReconcileReport, reconcile, releaseOrphanGpus } from './reconcile.js';
 import { clearSecretFiles } from './secret-delivery.js';
 
@@ -44,7 +44,7 @@ export interface SchedulerDeps {
   /** The runs of this node, which the scheduler launches and adopts. */
   runs: NodeRuns;
   /** What each pass decides from, and the decision. */
-  planner: Planner;
+  planner: Passes;
   gpus: GpuAllocator;
   engine: EngineWatch;
   images: ImagePuller;
@@ -85,7 +85,7 @@ export class Scheduler {
     d.queue.onReady(() => this.kick());
     d.runs.onEnded(() => this.kick());
     this.unsubscribe.push(
-      d.events.onQueueChanged(() => this.kick()),
+      d.events.onQueueChanged(() => d.planner.followsQueue && this.kick()),
       d.events.onCancelRequested((id) => d.runs.requestCancel(id)),
     );
   }
@@ -215,7 +215,8 @@ export class Scheduler {
         await this.converge();
       }
       const started = performance.now();
-      await this.apply(this.d.planner.decide());
+      await this.apply(await this.d.planner.decide());
+      await this.d.planner.applied?.();
       this.d.onPass?.((performance.now() - started) / 1000);
     } catch (err) {
       this.d.log.error({ err }, 'scheduling pass failed');
@@ -259,7 +260,7 @@ export class Scheduler {
     if (alloc !== null) gpus.restore(record.id, alloc);
     let claimed: JobRecord | undefined;
     try {
-      claimed = await store.jobs.claim(record.id, { name: seat.name, epoch });
+      claimed = await store.jobs.claim(record.id, { name: seat.name, epoch }, this.d.planner.claimFence(record.id));
     } catch (err) {
       this.d.log.warn({ err, jobId: record.id }, 'could not claim a job; it stays queued');
     }

@@ -6,8 +6,19 @@ import type { NodeGpu, NodeState } from '../model/node.js';
 import type { RunSettings } from '../model/run-settings.js';
 import type { JobState } from '../model/states.js';
 
+import type { DeciderStore } from './decider-store.js';
 import type { JobRecord, NewJob } from './job-record.js';
 
+export type {
+  Assignment,
+  DeciderStore,
+  FleetDecisions,
+  FleetPreemption,
+  FleetSnapshot,
+  HeldGpus,
+  NodeReport,
+  ReportedRun,
+} from './decider-store.js';
 export { frozenRecord, type JobRecord, type NewJob, newJobRecord, runSettings } from './job-record.js';
 
 /**
@@ -46,6 +57,8 @@ export interface Store {
   readonly retention: RetentionStore;
   /** What other processes changed, for a store shared by several nodes; null for a store this process alone writes. */
   readonly changes: ChangeFeed | null;
+  /** The fleet's one decider (GANTRY_FLEET_DECIDER=elected): its lease, assignments and the nodes' reports; null for a store this process alone writes. */
+  readonly decider: DeciderStore | null;
   /** Rejects when a write cannot be made now (for readiness). */
   probeWritable(): Promise<void>;
   close(): Promise<void>;
@@ -131,9 +144,12 @@ export interface JobStore {
    * queued, no node has it and the node is up, undrained and of that epoch.
    * Of two nodes claiming one job, exactly one gets the record; the other
    * gets undefined. A node claiming a queued job it already took gets it
-   * again: the same claim, repeated after its reply was lost.
+   * again: the same claim, repeated after its reply was lost. With `assigned`
+   * (the fleet's decider gave the job to this node), only while that
+   * assignment stands and its term is the decider's current one: a deposed
+   * decider's assignment is refused.
    */
-  claim(id: string, node: { name: string; epoch: number }): Promise<JobRecord | undefined>;
+  claim(id: string, node: { name: string; epoch: number }, assigned?: { term: number }): Promise<JobRecord | undefined>;
   /** Queued jobs no node has taken yet, in scheduling order: higher priority first, then FIFO. */
   queued(): Promise<JobRecord[]>;
   /** The node's jobs that hold, or are about to hold, a container (pulling, starting, running). */
@@ -324,6 +340,10 @@ export type StoreChange =
   | { kind: 'job'; jobId: string; state: JobState; node: string | null; cancelRequested: boolean }
   | { kind: 'log'; jobId: string; lastSeq: number }
   | { kind: 'nodes' }
+  /** The fleet's decider wrote assignments or preemptions for these nodes. */
+  | { kind: 'decided'; nodes: string[] }
+  /** A node reported what it holds and runs (for the fleet's decider). */
+  | { kind: 'report' }
   /** Changes may have been missed (the connection was lost and is back, and the store cannot say which): look again at everything. */
   | { kind: 'resync' };
 

@@ -18,7 +18,9 @@ const CATCH_UP_MAX = 10_000;
 type Payload =
   | { o: string; k: 'job'; j: string; s: JobState; n: string | null; c: boolean }
   | { o: string; k: 'logs'; j: [string, number][] }
-  | { o: string; k: 'nodes' };
+  | { o: string; k: 'nodes' }
+  | { o: string; k: 'decided'; n: string[] }
+  | { o: string; k: 'report' };
 
 /** The job a payload announces a change of, whoever sent it, or null. */
 function changedJob(payload: string | undefined): string | null {
@@ -46,6 +48,10 @@ function toChanges(payload: string | undefined, self: string): StoreChange[] {
       return Array.isArray(p.j) ? p.j.map(([jobId, lastSeq]) => ({ kind: 'log', jobId, lastSeq })) : [];
     case 'nodes':
       return [{ kind: 'nodes' }];
+    case 'decided':
+      return [{ kind: 'decided', nodes: Array.isArray(p.n) ? p.n : [] }];
+    case 'report':
+      return [{ kind: 'report' }];
     default:
       return [];
   }

@@ -2,6 +2,7 @@ import type { Store } from '../store.js';
 import { PgAuditStore } from './audit.js';
 import { PgChangeFeed } from './changes.js';
 import { createPool, type WarnLog, write } from './db.js';
+import { PgDeciderStore } from './decider.js';
 import { storeError } from './errors.js';
 import { PgJobStore } from './jobs.js';
 import { LeaseLink } from './lease-link.js';
@@ -72,6 +73,7 @@ export async function openPostgresStore(o: {
     audit: new PgAuditStore(pool),
     retention: new PgRetentionStore(pool, cache),
     changes,
+    decider: new PgDeciderStore(pool, o.node),
     async probeWritable() {
       await write(pool, { name: 'gantry_probe', text: PROBE, values: [`readyz:${o.node}`, new Date().toISOString()] });
     },

@@ -147,11 +147,16 @@ const INSERT = `
 // FOR SHARE on the node's row: a claim waits for an `expire` declaring the
 // node lost (then finds it lost), or `expire` waits for the claim (then
 // finds the claimed job): a job is never claimed by a node already settled.
+// With a decider's term ($5), FOR SHARE on the decider's row likewise orders
+// the claim against a takeover: an assignment of a term no longer current is refused.
 const CLAIM = `
   WITH u AS (
     UPDATE jobs SET node = $2, node_epoch = $3
     WHERE id = $1 AND state = 'queued' AND (node IS NULL OR node = $2)
       AND EXISTS (SELECT 1 FROM nodes WHERE name = $2 AND epoch = $3 AND state = 'up' AND NOT drained FOR SHARE)
+      AND ($5::bigint IS NULL OR (
+        EXISTS (SELECT 1 FROM decider WHERE id = 1 AND term = $5 FOR SHARE)
+        AND EXISTS (SELECT 1 FROM decider_assignments WHERE job_id = $1 AND node = $2 AND term = $5)))
     RETURNING ${JOB_COLUMNS}
   )
   SELECT u.*, ${jobNotify('u', '$4')} FROM u`;
@@ -208,21 +213,22 @@ export class PgJobStore implements JobStore {
   ) {}
 
   /**
-   * Runs a single-job statement and keeps its record; none back means the
-   * job changed under a guard, and a failure may have committed (its reply
-   * lost): either way its record is dropped.
+   * Runs a single-job statement; none back means the job changed under a
+   * guard, and a failure may have committed (its reply lost): either way its
+   * record is dropped. A read's record is kept. A write's is not, and the
+   * job's record is dropped: a read of the job begun before the write may
+   * still be in flight, and its older record must not be kept over the
+   * write (the write's own announcement comes later).
    */
-  private async one(id: string, run: () => Promise<JobRow[]>): Promise<JobRecord | undefined> {
+  private async one(id: string, run: () => Promise<JobRow[]>, wrote = false): Promise<JobRecord | undefined> {
     const ticket = this.cache.ticket();
     const [row] = await run().catch((err: unknown) => {
       this.cache.drop(id);
       throw err;
     });
-    if (!row) {
-      this.cache.drop(id);
-      return undefined;
-    }
-    return this.cache.keep(toRecord(row), ticket);
+    if (!row || wrote) this.cache.drop(id);
+    if (!row) return undefined;
+    return wrote ? toRecord(row) : this.cache.keep(toRecord(row), ticket);
   }
 
   async insert(job: NewJob): Promise<{ record: JobRecord; created: boolean }> {
@@ -264,13 +270,12 @@ export class PgJobStore implements JobStore {
   }
 
   async update(id: string, patch: JobPatch, expect?: UpdateGuard): Promise<JobRecord | undefined> {
-    return this.one(id, () => write<JobRow>(this.pool, updateQuery(this.origin, id, patch, expect)));
+    return this.one(id, () => write<JobRow>(this.pool, updateQuery(this.origin, id, patch, expect)), true);
   }
 
-  async claim(id: string, node: { name: string; epoch: number }): Promise<JobRecord | undefined> {
-    return this.one(id, () =>
-      write<JobRow>(this.pool, { name: 'gantry_job_claim', text: CLAIM, values: [id, node.name, node.epoch, this.origin] }),
-    );
+  async claim(id: string, node: { name: string; epoch: number }, assigned?: { term: number }): Promise<JobRecord | undefined> {
+    const values = [id, node.name, node.epoch, this.origin, assigned?.term ?? null];
+    return this.one(id, () => write<JobRow>(this.pool, { name: 'gantry_job_claim', text: CLAIM, values }), true);
   }
 
   async queued(): Promise<JobRecord[]> {

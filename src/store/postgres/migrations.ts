@@ -242,6 +242,47 @@ const CHANGES: readonly string[] = [
   `CREATE INDEX jobs_changed ON jobs (change_xid) WHERE change_xid IS NOT NULL`,
 ];
 
+/**
+ * The fleet's one decider (GANTRY_FLEET_DECIDER=elected; decider.ts): its
+ * lease (one row, timed by the database's clock, with the term every pass's
+ * writes are checked against), the fleet's view of why queued jobs wait,
+ * the assignments and preemptions it wrote for the nodes, and each node's
+ * report of what it holds. Nothing else reads them.
+ */
+const DECIDER: readonly string[] = [
+  `CREATE TABLE decider (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    node TEXT NOT NULL,
+    node_epoch BIGINT NOT NULL,
+    term BIGINT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+  )`,
+  `CREATE TABLE decider_outcome (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    term BIGINT NOT NULL,
+    outcome TEXT NOT NULL
+  )`,
+  `CREATE TABLE decider_assignments (
+    seq BIGSERIAL,
+    job_id TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    gpus JSONB,
+    term BIGINT NOT NULL
+  )`,
+  `CREATE INDEX decider_assignments_node ON decider_assignments (node, seq)`,
+  `CREATE TABLE decider_preemptions (
+    waiter TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    victims JSONB NOT NULL,
+    term BIGINT NOT NULL
+  )`,
+  `CREATE TABLE decider_reports (
+    node TEXT PRIMARY KEY,
+    epoch BIGINT NOT NULL,
+    report JSONB NOT NULL
+  )`,
+];
+
 /** Ordered by name. Append only: never edit a migration that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': statements(INITIAL),
@@ -253,6 +294,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0007_node_epoch': statements(NODE_EPOCH),
   '0008_scale_history': statements(HISTORY),
   '0009_scale_changes': statements(CHANGES),
+  '0010_decider_lease': statements(DECIDER),
 };
 
 const provider: MigrationProvider = {

@@ -28,6 +28,7 @@ export async function openSqliteStore(dataDir: string, node?: string): Promise<S
     audit: new SqliteAuditStore(db),
     retention: new SqliteRetentionStore(db, jobs),
     changes: null,
+    decider: null,
     async probeWritable() {
       writing(() => probe.run(new Date().toISOString()));
     },

@@ -1,0 +1,199 @@
+import type { Logger } from 'pino';
+import type { JobEventHub } from '../jobs/events.js';
+import { decideFleet, type FleetQueue, outcomeText } from '../scheduling/fleet-decide.js';
+import type { Quotas } from '../scheduling/quotas.js';
+import type { ChangeFeed, DeciderStore } from '../store/store.js';
+import type { NodeSeat } from './node-seat.js';
+
+export interface FleetDeciderDeps {
+  store: DeciderStore;
+  /** The store's feed of other nodes' changes: their reports wake the decider, assignments for this node wake its scheduler. */
+  changes: ChangeFeed | null;
+  /** This node's events: a change of the queue wakes the decider. */
+  events: JobEventHub;
+  seat: NodeSeat;
+  /** The fleet-wide queue (every queued job, whichever node could run it). */
+  queue: FleetQueue;
+  quotas: Quotas;
+  leaseSeconds: number;
+  log: Logger;
+}
+
+/**
+ * The fleet's one decider, where GANTRY_FLEET_DECIDER=elected: every node
+ * runs one and asks for the decider's lease every third of the node lease
+ * (store.ts, DeciderStore); the node that holds it runs the fleet's passes
+ * (scheduling/fleet-decide.ts) on the store's snapshot and the fleet-wide
+ * queue, and writes their assignments, preemptions and reasons under its
+ * term. Passes are woken by queue changes, by the nodes' reports and by
+ * every beat, and never overlap.
+ *
+ * The rules it keeps:
+ * - It decides only while its last renewal that succeeded in time was sent
+ *   less than two thirds of a lease ago, and its node holds its own lease:
+ *   the store's lease runs a whole lease from the renewal, so the node stops
+ *   deciding a third of a lease before another node can take over.
+ * - Every write of a pass is checked against its term in the store, which
+ *   refuses it whole once another node holds the lease; a refused pass ends
+ *   its term at once.
+ * - Another node takes over once the lease expired (a whole lease after the
+ *   holder's last renewal) and redoes the pass from the store: assignments
+ *   and preemptions written before outlive their decider.
+ */
+export class FleetDecider {
+  private term: number | null = null;
+  /** When the last renewal that succeeded was sent (this process's clock). */
+  private heldAt: number | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly unsubscribe: (() => void)[] = [];
+  private holding = false;
+  private deciding = false;
+  private again = false;
+  private kickPending = false;
+  private stopped = false;
+  /** The fleet's outcome as last written, so an unchanged one is not written again. */
+  private written = '';
+  private readonly assignedListeners: (() => void)[] = [];
+  private readonly periodMs: number;
+
+  constructor(private readonly d: FleetDeciderDeps) {
+    this.periodMs = (d.leaseSeconds * 1000) / 3;
+  }
+
+  /** Calls `fn` when a decider gave this node assignments or preemptions. */
+  onAssigned(fn: () => void): void {
+    this.assignedListeners.push(fn);
+  }
+
+  /** Whether this node decides for the fleet now. */
+  isDecider(): boolean {
+    return this.term !== null && this.heldAt !== null && Date.now() - this.heldAt < 2 * this.periodMs && this.d.seat.epoch() !== null;
+  }
+
+  start(): void {
+    this.unsubscribe.push(this.d.events.onQueueChanged(() => this.kick()));
+    const feed = this.d.changes?.subscribe((change) => {
+      if (change.kind === 'decided' && change.nodes.includes(this.d.seat.name)) this.assigned();
+      if (change.kind === 'report' || change.kind === 'nodes') this.kick();
+      if (change.kind === 'resync') {
+        this.assigned();
+        this.kick();
+      }
+    });
+    if (feed) this.unsubscribe.push(feed);
+    this.timer = setInterval(() => void this.beat(), this.periodMs);
+    this.timer.unref();
+    void this.beat();
+  }
+
+  /** Stops deciding; a held lease is given up, so another node takes over at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    for (const off of this.unsubscribe.splice(0)) off();
+    const term = this.term;
+    this.lose(null);
+    if (term !== null) await this.d.store.resign(this.d.seat.name, term).catch(() => undefined);
+  }
+
+  /** Asks for a pass (coalesced); nothing unless this node is the decider. */
+  kick(): void {
+    if (this.kickPending || this.stopped) return;
+    this.kickPending = true;
+    setImmediate(() => {
+      this.kickPending = false;
+      void this.pass();
+    });
+  }
+
+  /** Takes or renews the lease; then a pass, which also catches any wake-up missed. */
+  private async beat(): Promise<void> {
+    if (this.holding || this.stopped) return;
+    this.holding = true;
+    try {
+      const epoch = this.d.seat.epoch();
+      if (epoch === null) {
+        this.lose('this node holds no lease of its own');
+        return;
+      }
+      const sent = Date.now();
+      const term = await this.d.store.hold({ name: this.d.seat.name, epoch }, this.d.leaseSeconds);
+      if (term === null) {
+        this.lose('another node holds the decider lease');
+        return;
+      }
+      if (term !== this.term) {
+        this.written = '';
+        this.d.log.info({ node: this.d.seat.name, term }, 'this node decides for the fleet now');
+      }
+      this.term = term;
+      this.heldAt = sent;
+    } catch (err) {
+      this.d.log.warn({ err }, 'could not renew the decider lease; trying again next beat');
+    } finally {
+      this.holding = false;
+    }
+    this.kick();
+  }
+
+  private lose(why: string | null): void {
+    if (this.term !== null) {
+      if (why !== null) this.d.log.warn({ node: this.d.seat.name, term: this.term, why }, 'this node no longer decides for the fleet');
+    }
+    this.term = null;
+    this.heldAt = null;
+  }
+
+  private assigned(): void {
+    for (const fn of this.assignedListeners) fn();
+  }
+
+  /** One pass for the fleet; passes never overlap (a kick during one runs another after it). */
+  private async pass(): Promise<void> {
+    if (this.deciding) {
+      this.again = true;
+      return;
+    }
+    this.deciding = true;
+    try {
+      await this.decideOnce();
+    } catch (err) {
+      this.d.log.warn({ err }, 'the decider pass failed; the next one decides again');
+    } finally {
+      this.deciding = false;
+      if (this.again) {
+        this.again = false;
+        this.kick();
+      }
+    }
+  }
+
+  private async decideOnce(): Promise<void> {
+    const term = this.term;
+    const epoch = this.d.seat.epoch();
+    if (!this.isDecider() || term === null || epoch === null) return;
+    const snapshot = await this.d.store.snapshot();
+    const decision = decideFleet({
+      nodes: snapshot.nodes.map(({ gpus, ...n }) => ({ ...n, devices: gpus })),
+      queue: this.d.queue,
+      assignments: snapshot.assignments,
+      preemptions: snapshot.preemptions,
+      quotas: this.d.quotas,
+      term,
+      now: Date.now(),
+    });
+    const outcome = outcomeText(decision.outcome);
+    const { assign, preempt, revoke, settled } = decision;
+    const changed = outcome !== this.written;
+    if (assign.length + preempt.length + revoke.length + settled.length === 0 && !changed) return;
+    // The store checks the term whatever this says; this only spares a write bound to be refused.
+    if (!this.isDecider() || this.term !== term) return;
+    const me = { name: this.d.seat.name, epoch };
+    if (!(await this.d.store.decide(term, me, { assign, preempt, revoke, settled, outcome: changed ? outcome : null }))) {
+      this.lose('the store refused its pass: another node holds the decider lease');
+      return;
+    }
+    this.written = outcome;
+    if ([...assign, ...preempt].some((x) => x.node === me.name)) this.assigned();
+  }
+}

@@ -1,0 +1,148 @@
+import type pg from 'pg';
+import type { Assignment, DeciderStore, FleetDecisions, FleetPreemption, FleetSnapshot, NodeReport } from '../store.js';
+import { CHANNEL, read, transaction, write } from './db.js';
+
+// The lease: taken when free (none yet, or expired by the database's
+// clock), renewed by its holder, and taken over at once by a newer process
+// of the holder's node. Each change of holder, and a holder coming back to
+// a lease that expired, starts a new term. Only a node up at that epoch may
+// hold it.
+const HOLD = `
+  INSERT INTO decider (id, node, node_epoch, term, expires_at)
+  SELECT 1, $1, $2, 1, now() + $3 * interval '1 second'
+  WHERE EXISTS (SELECT 1 FROM nodes WHERE name = $1 AND epoch = $2 AND state = 'up')
+  ON CONFLICT (id) DO UPDATE SET
+    term = CASE WHEN decider.node = excluded.node AND decider.node_epoch = excluded.node_epoch AND decider.expires_at > now()
+      THEN decider.term ELSE decider.term + 1 END,
+    node = excluded.node, node_epoch = excluded.node_epoch, expires_at = excluded.expires_at
+  WHERE (decider.node = excluded.node AND decider.node_epoch <= excluded.node_epoch) OR decider.expires_at <= now()
+  RETURNING term`;
+const RESIGN = `UPDATE decider SET expires_at = now() WHERE id = 1 AND node = $1 AND term = $2`;
+// The fence of every pass's writes: the term still this holder's and
+// unexpired, its row held (FOR SHARE) until the pass commits, so a takeover
+// waits for the pass and a pass after a takeover writes nothing.
+const TERM_HELD = `
+  SELECT term FROM decider
+  WHERE id = 1 AND term = $1 AND node = $2 AND node_epoch = $3 AND expires_at > now()
+  FOR SHARE`;
+const REVOKE = `DELETE FROM decider_assignments WHERE job_id = ANY($1::text[])`;
+const SETTLE = `DELETE FROM decider_preemptions WHERE waiter = ANY($1::text[])`;
+const ASSIGN = `
+  INSERT INTO decider_assignments (job_id, node, gpus, term)
+  SELECT x.job_id, x.node, x.gpus, $2 FROM jsonb_to_recordset($1::jsonb) AS x (job_id text, node text, gpus jsonb)
+  ON CONFLICT (job_id) DO NOTHING`;
+// One preemption per waiting job: a second one for the same job is never written.
+const PREEMPT = `
+  INSERT INTO decider_preemptions (waiter, node, victims, term)
+  SELECT x.waiter, x.node, x.victims, $2 FROM jsonb_to_recordset($1::jsonb) AS x (waiter text, node text, victims jsonb)
+  ON CONFLICT (waiter) DO NOTHING`;
+const OUTCOME = `
+  INSERT INTO decider_outcome (id, term, outcome) VALUES (1, $1, $2)
+  ON CONFLICT (id) DO UPDATE SET term = excluded.term, outcome = excluded.outcome`;
+const DECIDED = `SELECT pg_notify('${CHANNEL}', json_build_object('o', $1::text, 'k', 'decided', 'n', $2::text[])::text)`;
+// One statement, so one snapshot: a node's report and its removal of the
+// assignments it consumed are seen together or not at all.
+const SNAPSHOT = `
+  SELECT
+    (SELECT COALESCE(json_agg(json_build_object(
+        'name', n.name, 'labels', n.labels, 'gpus', n.gpus, 'report', r.report) ORDER BY n.name), '[]')
+      FROM nodes n JOIN decider_reports r ON r.node = n.name AND r.epoch = n.epoch WHERE n.state = 'up') AS nodes,
+    (SELECT COALESCE(json_agg(json_build_object('jobId', a.job_id, 'node', a.node, 'gpus', a.gpus, 'term', a.term) ORDER BY a.seq), '[]')
+      FROM decider_assignments a) AS assignments,
+    (SELECT COALESCE(json_agg(json_build_object('waiter', p.waiter, 'node', p.node, 'victims', p.victims, 'term', p.term)), '[]')
+      FROM decider_preemptions p) AS preemptions`;
+const ASSIGNED = `
+  SELECT
+    (SELECT COALESCE(json_agg(json_build_object('jobId', a.job_id, 'node', a.node, 'gpus', a.gpus, 'term', a.term) ORDER BY a.seq), '[]')
+      FROM decider_assignments a WHERE a.node = $1) AS assignments,
+    (SELECT COALESCE(json_agg(json_build_object('waiter', p.waiter, 'node', p.node, 'victims', p.victims, 'term', p.term)), '[]')
+      FROM decider_preemptions p WHERE p.node = $1) AS preemptions`;
+const REPORT = `
+  WITH me AS (SELECT 1 FROM nodes WHERE name = $1 AND epoch = $2 AND state = 'up'),
+  consumed AS (
+    DELETE FROM decider_assignments a USING unnest($4::text[], $6::bigint[]) AS c (job_id, term)
+    WHERE a.node = $1 AND a.job_id = c.job_id AND a.term = c.term AND EXISTS (SELECT 1 FROM me)
+  ),
+  r AS (
+    INSERT INTO decider_reports (node, epoch, report) SELECT $1, $2, $3::jsonb FROM me
+    ON CONFLICT (node) DO UPDATE SET epoch = excluded.epoch, report = excluded.report
+    RETURNING 1
+  )
+  SELECT pg_notify('${CHANNEL}', json_build_object('o', $5::text, 'k', 'report')::text) AS notified FROM r`;
+const READ_OUTCOME = `SELECT outcome FROM decider_outcome WHERE id = 1`;
+
+/**
+ * The fleet's decider in PostgreSQL (store.ts, DeciderStore), all on the
+ * pool. Not its lease on the node's lease link: taking over the decider's
+ * row waits for the passes and claims that hold it (FOR SHARE), and the
+ * node's own renewal must never queue behind that on its one connection.
+ */
+export class PgDeciderStore implements DeciderStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    /** This node's name, the origin of the changes it announces. */
+    private readonly origin: string,
+  ) {}
+
+  async hold(node: { name: string; epoch: number }, leaseSeconds: number): Promise<number | null> {
+    const [row] = await write<{ term: number }>(this.pool, {
+      name: 'gantry_decider_hold',
+      text: HOLD,
+      values: [node.name, node.epoch, leaseSeconds],
+    });
+    return row?.term ?? null;
+  }
+
+  async resign(node: string, term: number): Promise<void> {
+    await write(this.pool, { name: 'gantry_decider_resign', text: RESIGN, values: [node, term] });
+  }
+
+  async snapshot(): Promise<FleetSnapshot> {
+    const [row] = await read<FleetSnapshot>(this.pool, { name: 'gantry_decider_snapshot', text: SNAPSHOT });
+    return row ?? { nodes: [], assignments: [], preemptions: [] };
+  }
+
+  async decide(term: number, node: { name: string; epoch: number }, d: FleetDecisions): Promise<boolean> {
+    return transaction(this.pool, async (c) => {
+      const held = await c.query({ name: 'gantry_decider_term_held', text: TERM_HELD, values: [term, node.name, node.epoch] });
+      if (held.rowCount === 0) return false;
+      if (d.revoke.length > 0) await c.query({ name: 'gantry_decider_revoke', text: REVOKE, values: [d.revoke] });
+      if (d.settled.length > 0) await c.query({ name: 'gantry_decider_settle', text: SETTLE, values: [d.settled] });
+      if (d.assign.length > 0) {
+        const rows = d.assign.map((a) => ({ job_id: a.jobId, node: a.node, gpus: a.gpus }));
+        await c.query({ name: 'gantry_decider_assign', text: ASSIGN, values: [JSON.stringify(rows), term] });
+      }
+      if (d.preempt.length > 0) {
+        const rows = d.preempt.map((p) => ({ waiter: p.waiter, node: p.node, victims: p.victims }));
+        await c.query({ name: 'gantry_decider_preempt', text: PREEMPT, values: [JSON.stringify(rows), term] });
+      }
+      if (d.outcome !== null) await c.query({ name: 'gantry_decider_outcome', text: OUTCOME, values: [term, d.outcome] });
+      const told = [...new Set([...d.assign, ...d.preempt].map((x) => x.node))];
+      if (told.length > 0) await c.query({ name: 'gantry_decider_decided', text: DECIDED, values: [this.origin, told] });
+      return true;
+    });
+  }
+
+  async report(report: NodeReport, consumed: readonly { jobId: string; term: number }[]): Promise<boolean> {
+    const rows = await write(this.pool, {
+      name: 'gantry_decider_report',
+      text: REPORT,
+      values: [report.node, report.epoch, JSON.stringify(report), consumed.map((c) => c.jobId), this.origin, consumed.map((c) => c.term)],
+    });
+    return rows.length === 1;
+  }
+
+  async assigned(node: string): Promise<{ assignments: Assignment[]; preemptions: FleetPreemption[] }> {
+    const [row] = await read<{ assignments: Assignment[]; preemptions: FleetPreemption[] }>(this.pool, {
+      name: 'gantry_decider_assigned',
+      text: ASSIGNED,
+      values: [node],
+    });
+    return { assignments: row?.assignments ?? [], preemptions: row?.preemptions ?? [] };
+  }
+
+  async outcome(): Promise<string | null> {
+    const [row] = await read<{ outcome: string }>(this.pool, { name: 'gantry_decider_read_outcome', text: READ_OUTCOME });
+    return row?.outcome ?? null;
+  }
+}

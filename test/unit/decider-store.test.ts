@@ -1,0 +1,105 @@
+/**
+ * The fleet's decider lease and its fences, on a real, throwaway
+ * PostgreSQL (store/postgres/decider.ts and the claim of jobs.ts): one
+ * holder at a time, a term bumped by every takeover, and a deposed
+ * decider's writes refused twice over: its pass is not written, and an
+ * assignment it wrote before is refused when a node claims with it.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { openPostgresStore } from '../../src/store/postgres/index.js';
+import type { FleetDecisions, Store } from '../../src/store/store.js';
+import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { newJob, nodeInfo } from '../helpers/records.js';
+
+let cluster: TestPostgres | null = null;
+before(async () => {
+  cluster = await startPostgres();
+});
+after(() => cluster?.destroy());
+
+const NOTHING: FleetDecisions = { assign: [], preempt: [], revoke: [], settled: [], outcome: null };
+/** The decider lease of these tests, in seconds: short, so a takeover needs no long wait. */
+const LEASE = 1;
+
+async function node(url: string, name: string): Promise<{ store: Store; me: { name: string; epoch: number } }> {
+  const store = await openPostgresStore({ url, node: name, leaseSeconds: 30, log: { warn: () => undefined } });
+  const { epoch } = await store.nodes.register(nodeInfo(name));
+  return { store, me: { name, epoch } };
+}
+
+test('one decider at a time; a deposed one writes nothing, and its earlier assignment cannot be claimed', async (t) => {
+  const url = await createDatabase(cluster!.url, 'decider_fence');
+  const x = await node(url, 'x');
+  const y = await node(url, 'y');
+  t.after(async () => {
+    await x.store.close();
+    await y.store.close();
+  });
+  const stale = (await x.store.jobs.insert(newJob())).record;
+  const later = (await x.store.jobs.insert(newJob())).record;
+
+  const first = await x.store.decider!.hold(x.me, LEASE);
+  assert.ok(first !== null, 'a free lease is taken');
+  assert.equal(await y.store.decider!.hold(y.me, LEASE), null, 'an unexpired lease is not taken by another node');
+  assert.equal(await x.store.decider!.hold(x.me, LEASE), first, 'its holder renews it in the same term');
+  assert.ok(await x.store.decider!.decide(first, x.me, { ...NOTHING, assign: [{ jobId: stale.id, node: 'y', gpus: null }] }));
+
+  // x stops renewing (frozen, cut off); once its lease ran out by the database's clock, y takes over.
+  await sleep(LEASE * 1000 + 300);
+  const second = await y.store.decider!.hold(y.me, LEASE);
+  assert.equal(second, first + 1, 'a takeover starts a new term');
+
+  const deposed = await x.store.decider!.decide(first, x.me, { ...NOTHING, assign: [{ jobId: later.id, node: 'y', gpus: null }] });
+  assert.equal(deposed, false, "the deposed decider's pass is refused");
+  const { assignments } = await y.store.decider!.assigned('y');
+  assert.deepEqual(
+    assignments.map((a) => [a.jobId, a.term]),
+    [[stale.id, first]],
+    'nothing of the refused pass was written',
+  );
+
+  assert.equal(
+    await y.store.jobs.claim(stale.id, y.me, { term: first }),
+    undefined,
+    "an assignment of the deposed decider's term is refused",
+  );
+  assert.equal((await y.store.jobs.get(stale.id, { fresh: true }))?.node, null, 'the job is still nobody’s');
+
+  // The new decider takes the stale assignment back and gives the job out again under its own term.
+  assert.ok(
+    await y.store.decider!.decide(second!, y.me, { ...NOTHING, revoke: [stale.id], assign: [{ jobId: stale.id, node: 'y', gpus: null }] }),
+  );
+  assert.equal(await x.store.jobs.claim(stale.id, x.me, { term: second! }), undefined, 'an assignment is claimed only by its node');
+  const claimed = await y.store.jobs.claim(stale.id, y.me, { term: second! });
+  assert.equal(claimed?.node, 'y', 'the current term’s assignment is claimed');
+  assert.equal(
+    await y.store.jobs.claim(later.id, y.me, { term: second! }),
+    undefined,
+    'a job assigned to no one cannot be claimed with a term',
+  );
+});
+
+test('a node reports and consumes its assignments in one write; only the term it read is consumed', async (t) => {
+  const url = await createDatabase(cluster!.url, 'decider_report');
+  const x = await node(url, 'x');
+  t.after(() => x.store.close());
+  const job = (await x.store.jobs.insert(newJob())).record;
+  const term = await x.store.decider!.hold(x.me, LEASE);
+  assert.ok(term !== null);
+  assert.ok(await x.store.decider!.decide(term, x.me, { ...NOTHING, assign: [{ jobId: job.id, node: 'x', gpus: null }] }));
+  const report = { node: 'x', epoch: x.me.epoch, idle: null, maxRunning: 4, runs: [], holdings: [], withheld: [] };
+
+  assert.ok(await x.store.decider!.report(report, [{ jobId: job.id, term: term + 1 }]));
+  assert.equal((await x.store.decider!.assigned('x')).assignments.length, 1, 'an assignment of another term is left');
+  assert.ok(await x.store.decider!.report(report, [{ jobId: job.id, term }]));
+  assert.equal((await x.store.decider!.assigned('x')).assignments.length, 0, 'the assignment read is consumed');
+  const snapshot = await x.store.decider!.snapshot();
+  assert.deepEqual(
+    snapshot.nodes.map((n) => [n.name, n.report.maxRunning]),
+    [['x', 4]],
+    'the decider sees the report',
+  );
+  assert.equal(await x.store.decider!.report({ ...report, epoch: x.me.epoch + 1 }, []), false, 'a report of another epoch is refused');
+});
