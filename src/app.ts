@@ -24,6 +24,7 @@ import { type OpenMetricsListener, openMetricsListener } from './metrics/open-li
 import { GantryMetrics } from './metrics/registry.js';
 import { watchGpuHealth } from './runner/gpu-health-watch.js';
 import { GpuSampler } from './runner/gpu-sampler.js';
+import { prepareRunFolders } from './runner/run-folders.js';
 import type { Scheduler } from './runner/scheduler.js';
 import { DockerRuntime } from './runtime/docker/index.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
@@ -91,6 +92,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
   const devices = overrides.gpuDevices ?? (await discoverGpus(config.gpus.source));
   const registryAuth = loadRegistryAuth(config.registryAuthFile);
   const secrets = await openSecretSource(config.secrets.dir);
+  if (!overrides.skipScheduler) await prepareRunFolders(config);
   const quotas = new Quotas(config.quotasFile ? readQuotasFile(config.quotasFile) : []);
   const shared = config.databaseUrl !== undefined;
   const store = shared

@@ -143,16 +143,16 @@ export const EnvSchema = z.object({
   GANTRY_SECRETS_RUN_DIR: z
     .string()
     .min(1)
-    .default('/dev/shm/gantry-secrets')
+    .default('/run/gantry/secrets')
     .describe(
-      "where a job's file secrets are written (on a tmpfs, mode 0700) for the moment between creating and starting its container; a host path the Docker engine sees",
+      "where a job's file secrets are written (on a tmpfs) for the moment between creating and starting its container; a host path the Docker engine sees. Gantry makes it and the folders it lacks its own, mode 0700, at start, and refuses to start if one is a link or another user's; never a world-writable place such as /dev/shm",
     ),
   GANTRY_NOTICE_DIR: z
     .string()
     .min(1)
-    .default('/dev/shm/gantry-notices')
+    .default('/run/gantry/notices')
     .describe(
-      "where a preemptible job's notice folder is kept while it runs (mounted read-only at /run/gantry in its container); a host path the Docker engine sees",
+      "where a preemptible job's notice folder is kept while it runs (mounted read-only at /run/gantry in its container); a host path the Docker engine sees, made Gantry's own (0700) at start like `GANTRY_SECRETS_RUN_DIR`",
     ),
   GANTRY_FAIR_SHARE_HALF_LIFE_SECONDS: int(0)
     .default(86400)
