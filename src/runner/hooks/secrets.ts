@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { SecretRedactor } from '../../logs/secret-redactor.js';
+import { SecretRedactor, type TextFilter } from '../../logs/secret-redactor.js';
 import type { SecretRef } from '../../model/job.js';
 import { type SecretSource, SecretUnavailableError } from '../../secrets/source.js';
 import { type RunSecrets, readSecrets, SecretFiles } from '../secret-delivery.js';
@@ -49,10 +49,10 @@ export class SecretsHook implements RunHook {
     await this.drop();
   }
 
-  async output(): Promise<((line: string) => string) | null> {
+  async output(): Promise<(() => TextFilter) | null> {
     await this.read();
     const redactor = this.redactor;
-    return redactor ? (line) => redactor.redact(line) : null;
+    return redactor ? () => redactor.stream() : null;
   }
 
   async cleanup(): Promise<void> {
