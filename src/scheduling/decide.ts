@@ -4,7 +4,7 @@ import type { WaitInfo } from '../model/queue.js';
 import { type JobRecord, runSettings } from '../store/store.js';
 import { planQueue, type QueueEntry } from './plan.js';
 import { choosePreemption, type RunningJob, type Victim } from './preemption.js';
-import type { PassOutcome, QueueState } from './queue-state.js';
+import { beyondWait, type PassOutcome, type QueueState } from './queue-state.js';
 import { type Quotas, TeamLimits } from './quotas.js';
 
 /** A run this node owns, as a pass reads it. */
@@ -99,13 +99,7 @@ export function preview(input: PassInput, job: JobRecord, node: { name: string; 
   const { decided, beyond } = pass.outcome;
   const mine = decided.get(job.id);
   if (mine) return mine;
-  const owner = beyond.owners?.get(job.owner);
-  return (
-    (gpu ? owner?.gpu : null) ??
-    owner?.any ??
-    (gpu ? beyond.gpu : null) ??
-    beyond.any ?? { code: 'pending', text: 'queued', estimatedStartAt: null }
-  );
+  return beyondWait(beyond, job.owner, gpu) ?? { code: 'pending', text: 'queued', estimatedStartAt: null };
 }
 
 interface Pass {
