@@ -57,7 +57,17 @@ test('a directory source allows each secret to the owners .owners.json lists, an
   // Edits apply without a restart; an owners file that no longer parses allows nothing.
   fs.writeFileSync(path.join(dir, '.owners.json'), '{not json');
   assert.equal(await src.mayUse('bob', 'shared.key'), false);
-  await assert.rejects(src.read('bob', 'shared.key'), /not JSON/);
+  await assert.rejects(src.read('bob', 'shared.key'), (err: SecretUnavailableError) => {
+    assert.equal(err.message, 'secret "shared.key" is not available: .owners.json cannot be read now (the operator\'s log says why)');
+    assert.match(err.detail ?? '', /not JSON/, 'the operator is told why');
+    return true;
+  });
+  // What a broken file would quote (other secrets' names, fragments) never reaches an owner's job reason.
+  fs.writeFileSync(path.join(dir, '.owners.json'), '{"other-teams-secret": ["carol"], oops}');
+  await assert.rejects(
+    src.read('bob', 'shared.key'),
+    (err: Error) => !err.message.includes('other-teams-secret') && !err.message.includes('oops'),
+  );
 });
 
 test('GANTRY_SECRETS_DIR is checked at start: missing, or an owners file that does not parse, stops it', async () => {

@@ -64,7 +64,10 @@ export class SecretsHook implements RunHook {
       try {
         this.secrets = await readSecrets(this.o.source, this.o.owner, this.o.refs);
       } catch (err) {
-        if (err instanceof SecretUnavailableError) throw new JobFailure(err.message);
+        if (err instanceof SecretUnavailableError) {
+          if (err.detail) this.o.log.error({ jobId: this.o.jobId, secret: err.secret, detail: err.detail }, 'the secret source is broken');
+          throw new JobFailure(err.message);
+        }
         throw err;
       }
       this.redactor = SecretRedactor.of(this.secrets.values);
