@@ -2,10 +2,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { ResolvedMount } from '../jobs/policy.js';
+import { GANTRY_CONTAINER_DIR } from '../model/job.js';
 import { ownFolder } from './host-folder.js';
 
 /** Where a preemptible job's container sees its notice folder, and the variable naming the notice file. */
-export const NOTICE_MOUNT = '/run/gantry';
+export const NOTICE_MOUNT = GANTRY_CONTAINER_DIR;
 export const NOTICE_FILE = `${NOTICE_MOUNT}/preempt.json`;
 export const NOTICE_ENV = 'GANTRY_PREEMPT_NOTICE_FILE';
 

@@ -172,3 +172,24 @@ test('secrets: delivered as env and file, never stored or shown, redacted from s
     assert.match(r.body.errors[0]!.message, new RegExp(`owner "bob" may use no secret named "${name}"`));
   }
 });
+
+test('the data dir under an allowlisted prefix is never mounted into a job: refused at submit, the SQLite file out of reach', async (t) => {
+  const srv = tempDir('gantry-srv-');
+  const dataDir = path.join(srv, 'gantry');
+  fs.mkdirSync(dataDir);
+  const g = await startGantry(t, { GANTRY_MOUNT_ALLOWLIST: srv }, {}, dataDir);
+  for (const source of [dataDir, srv]) {
+    const r = await g.call<{ errors: { field: string; message: string }[] }>('POST', '/v1/jobs', {
+      body: sh('cat /d/*.db', { mounts: [{ source, target: '/d', readOnly: true }] }),
+    });
+    assert.equal(r.status, 422, r.text);
+    assert.equal(r.body.errors[0]?.field, 'body.mounts.0.source');
+    assert.match(r.body.errors[0]?.message ?? '', /would expose Gantry's own GANTRY_DATA_DIR/);
+  }
+  const other = path.join(srv, 'models');
+  fs.mkdirSync(other);
+  const ok = await g.call('POST', '/v1/jobs?dryRun=true', {
+    body: sh('true', { mounts: [{ source: other, target: '/m', readOnly: true }] }),
+  });
+  assert.equal(ok.status, 200, ok.text);
+});
