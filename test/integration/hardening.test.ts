@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { client, spawnGantry, startGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
+import { FakeRuntime } from '../helpers/fake-runtime.js';
+import { ADMIN_TOKEN, client, spawnGantry, startGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
 import { readSse } from '../helpers/sse.js';
 
 const sh = (script: string, extra: Record<string, unknown> = {}) => ({ image: TEST_IMAGE, command: ['sh', '-c', script], ...extra });
@@ -192,4 +193,28 @@ test('the data dir under an allowlisted prefix is never mounted into a job: refu
     body: sh('true', { mounts: [{ source: other, target: '/m', readOnly: true }] }),
   });
   assert.equal(ok.status, 200, ok.text);
+});
+
+test('/readyz says which part is down to anyone, and why (the engine error text) only to an admin token', async (t) => {
+  const runtime = new FakeRuntime();
+  runtime.ping = async () => {
+    throw new Error('connect ECONNREFUSED /srv/private/docker.sock');
+  };
+  const g = await startGantry(
+    t,
+    {
+      GANTRY_TOKENS_FILE: tokensFile([
+        { owner: 'admin', scopes: ['admin'], token: ADMIN_TOKEN },
+        { owner: 'alice', scopes: ['submit', 'read'], token: 'alice-token-0123456789' },
+      ]),
+    },
+    { runtime },
+  );
+  const anonymous = await g.call<{ checks: { docker: string } }>('GET', '/readyz', { token: null });
+  assert.equal(anonymous.status, 503);
+  assert.equal(anonymous.body.checks.docker, 'unreachable');
+  const owner = await g.call<{ checks: { docker: string } }>('GET', '/readyz', { token: 'alice-token-0123456789' });
+  assert.equal(owner.body.checks.docker, 'unreachable', 'a token without admin learns no more');
+  const admin = await g.call<{ checks: { docker: string } }>('GET', '/readyz');
+  assert.equal(admin.body.checks.docker, 'unreachable: connect ECONNREFUSED /srv/private/docker.sock');
 });

@@ -4,6 +4,7 @@ import type { TokenStore } from '../../auth/tokens.js';
 import type { GantryMetrics } from '../../metrics/registry.js';
 import type { AuditAction, AuditDetail, AuditOutcome, NewAuditRecord } from '../../model/audit.js';
 import type { AuditStore } from '../../store/store.js';
+import { bearerPrincipal } from './auth.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -13,7 +14,6 @@ declare module 'fastify' {
 }
 
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-const BEARER = /^Bearer\s+(\S+)\s*$/i;
 /** A refusal names few fields; a body of thousands of unknown keys must not make a record that large. */
 const MAX_FIELDS = 20;
 const MAX_FIELD_LENGTH = 200;
@@ -82,8 +82,7 @@ export const auditTrail = fp(
      */
     const actorOf = (request: FastifyRequest): string | null => {
       if (request.principal) return request.principal.owner;
-      const match = BEARER.exec(request.headers.authorization ?? '');
-      return (match && o.tokens.verify(match[1]!)?.owner) ?? null;
+      return bearerPrincipal(o.tokens, request.headers.authorization)?.owner ?? null;
     };
 
     const targetOf = (request: FastifyRequest, reply: FastifyReply): string | null => {
