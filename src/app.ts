@@ -19,6 +19,7 @@ import { JobEventHub } from './jobs/events.js';
 import { resolveRunSettings } from './jobs/run-settings.js';
 import type { JobService } from './jobs/service.js';
 import { processLogger } from './logging.js';
+import { startAuditRetention } from './logs/audit-retention.js';
 import { startRetention } from './logs/retention.js';
 import { type OpenMetricsListener, openMetricsListener } from './metrics/open-listener.js';
 import { GantryMetrics } from './metrics/registry.js';
@@ -265,8 +266,10 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
   }
 
   const stopRetention = startRetention({ store, days: config.logs.retentionDays, log });
+  const stopAuditRetention = startAuditRetention({ audit: store.audit, days: config.logs.auditRetentionDays, log });
   app.addHook('onClose', async () => {
     stopRetention();
+    stopAuditRetention();
     membership.stop();
     selfFence.stop();
     unbridge();

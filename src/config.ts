@@ -193,9 +193,13 @@ export const EnvSchema = z.object({
     .describe(
       "per-job log cap (bytes); past it a truncation marker is stored and output discarded. Docker's own log file of a job is sized 4 × this + 16 MiB (the driver's per-line overhead), so a restarted Gantry can always resume capture from it",
     ),
-  GANTRY_LOG_RETENTION_DAYS: int(0)
+  GANTRY_LOG_RETENTION_DAYS: int(0).default(30).describe('delete the logs of jobs that ended more than this many days ago (0: keep)'),
+  // Hardening: the audit trail's retention, apart from the logs'.
+  GANTRY_AUDIT_RETENTION_DAYS: int(0)
     .default(30)
-    .describe('delete the logs of jobs that ended, and audit records written, more than this many days ago (0: keep)'),
+    .describe(
+      "delete audit records written more than this many days ago (0: keep), by the store's clock (PostgreSQL's in a fleet); give every node of a fleet the same value",
+    ),
   GANTRY_KEEP_CONTAINERS: bool
     .default(false)
     .describe('keep finished containers (`true`/`false`, `1`/`0`, `yes`/`no`); their logs are stored either way'),
@@ -367,6 +371,7 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     driver: e.GANTRY_LOG_DRIVER,
     maxBytesPerJob: e.GANTRY_LOG_MAX_BYTES,
     retentionDays: e.GANTRY_LOG_RETENTION_DAYS,
+    auditRetentionDays: e.GANTRY_AUDIT_RETENTION_DAYS,
     keepContainers: e.GANTRY_KEEP_CONTAINERS,
     heartbeatSeconds: e.GANTRY_SSE_HEARTBEAT_SECONDS,
     stallSeconds: e.GANTRY_SSE_STALL_SECONDS,

@@ -4,9 +4,9 @@ import type { Store } from '../store/store.js';
 const SWEEP_MS = 60 * 60 * 1000;
 
 /**
- * Deletes, at start and every hour, what is older than `days` (0 keeps
- * everything): the logs of jobs that finished before then (the job records
- * stay; only their lines go), and the audit records written before then.
+ * Deletes, at start and every hour, the logs of jobs that finished more
+ * than `days` ago (0 keeps everything); the job records stay, only their
+ * lines go. The audit trail has its own retention (audit-retention.ts).
  * Returns a stopper.
  */
 export function startRetention(o: { store: Store; days: number; log: Logger }): () => void {
@@ -19,12 +19,6 @@ export function startRetention(o: { store: Store; days: number; log: Logger }): 
       if (ids.length) o.log.info({ jobs: ids.length, cutoff }, 'deleted old job logs');
     } catch (err) {
       o.log.error({ err }, 'log retention sweep failed');
-    }
-    try {
-      const records = await o.store.audit.deleteBefore(cutoff);
-      if (records) o.log.info({ records, cutoff }, 'deleted old audit records');
-    } catch (err) {
-      o.log.error({ err }, 'audit retention sweep failed');
     }
   };
   void sweep();

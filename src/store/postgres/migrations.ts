@@ -169,6 +169,9 @@ const RUN_SETTINGS: readonly string[] = [`ALTER TABLE jobs ADD COLUMN settings T
  */
 const NODE_EPOCH: readonly string[] = [`ALTER TABLE jobs ADD COLUMN node_epoch BIGINT NOT NULL DEFAULT 0`];
 
+/** The client's X-Request-Id kept beside Gantry's own request id, as a claim (model/audit.ts). */
+const HARDEN_AUDIT_CLIENT_REQUEST_ID: readonly string[] = [`ALTER TABLE audit ADD COLUMN client_request_id TEXT`];
+
 /** Ordered by name. Append only: never edit a migration that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': statements(INITIAL),
@@ -178,6 +181,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0005_gpu_telemetry': statements(GPU_TELEMETRY),
   '0006_run_settings': statements(RUN_SETTINGS),
   '0007_node_epoch': statements(NODE_EPOCH),
+  '0012_harden_audit_client_request_id': statements(HARDEN_AUDIT_CLIENT_REQUEST_ID),
 };
 
 const provider: MigrationProvider = {

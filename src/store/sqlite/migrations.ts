@@ -189,6 +189,11 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0008_node_epoch': {
     up: (db) => exec(db, [`ALTER TABLE jobs ADD COLUMN node_epoch INTEGER NOT NULL DEFAULT 0`]),
   },
+
+  /** The client's X-Request-Id kept beside Gantry's own request id, as a claim (model/audit.ts). */
+  '0012_harden_audit_client_request_id': {
+    up: (db) => exec(db, [`ALTER TABLE audit ADD COLUMN client_request_id TEXT`]),
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -19,7 +19,7 @@ export const auditRoutes: FastifyPluginAsyncZod<{ audit: AuditStore }> = async (
         description:
           'Admin only. One record per state-changing request (submit, cancel, drain, undrain), refused ones included, ' +
           'and per reload asked of a node (SIGHUP); from every node of a fleet. Records hold no request content. ' +
-          'Records older than GANTRY_LOG_RETENTION_DAYS are deleted, as job logs are.',
+          'Records older than GANTRY_AUDIT_RETENTION_DAYS are deleted, by the store’s clock.',
         tags: ['audit'],
         security: [{ bearer: [] }],
         querystring: AuditQuerySchema,
