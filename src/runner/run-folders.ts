@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { type Config, ConfigError } from '../config.js';
+import { sweepHeldSecrets } from './held-secrets.js';
 import { ownFolder } from './host-folder.js';
 import { prepareSecretFiles } from './secret-delivery.js';
 
@@ -13,7 +14,14 @@ import { prepareSecretFiles } from './secret-delivery.js';
 export async function prepareRunFolders(config: Config): Promise<void> {
   const node = config.node.name;
   const folders: [variable: string, prepare: () => Promise<void>][] = [
-    ['GANTRY_SECRETS_RUN_DIR', () => prepareSecretFiles(config.secrets.runDir, node)],
+    [
+      'GANTRY_SECRETS_RUN_DIR',
+      async () => {
+        await prepareSecretFiles(config.secrets.runDir, node);
+        // Held values outlive a restart; none is needed longer than the longest run, with a day's margin.
+        await sweepHeldSecrets(config.secrets.runDir, node, (config.policy.maxTimeoutSeconds + 86_400) * 1000);
+      },
+    ],
     [
       'GANTRY_NOTICE_DIR',
       async () => {

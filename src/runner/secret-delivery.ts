@@ -15,15 +15,25 @@ export interface RunSecrets {
 
 /** Reads every secret the spec names, for a run of `owner`'s job; rejects with SecretUnavailableError. */
 export async function readSecrets(source: SecretSource, owner: string, refs: readonly SecretRef[]): Promise<RunSecrets> {
-  const values = await Promise.all(
-    refs.map(async (ref) => {
-      const value = await source.read(owner, ref.name);
-      if (value.toString('utf8').replace(/\r?\n$/, '').length < SECRET_MIN_LENGTH) {
-        throw new SecretUnavailableError(ref.name, `shorter than ${SECRET_MIN_LENGTH} characters, too short to redact from the job's logs`);
-      }
-      return { name: ref.name, value };
-    }),
+  return runSecretsOf(
+    refs,
+    await Promise.all(
+      refs.map(async (ref) => {
+        const value = await source.read(owner, ref.name);
+        if (value.toString('utf8').replace(/\r?\n$/, '').length < SECRET_MIN_LENGTH) {
+          throw new SecretUnavailableError(
+            ref.name,
+            `shorter than ${SECRET_MIN_LENGTH} characters, too short to redact from the job's logs`,
+          );
+        }
+        return { name: ref.name, value };
+      }),
+    ),
   );
+}
+
+/** A run's secrets from their values, one per ref in order. */
+export function runSecretsOf(refs: readonly SecretRef[], values: NamedSecret[]): RunSecrets {
   const env: Record<string, string> = {};
   refs.forEach((ref, i) => {
     if (ref.env !== undefined) env[ref.env] = values[i]!.value.toString('utf8').replace(/\r?\n$/, '');
