@@ -155,9 +155,9 @@ test('secrets: delivered as env and file, never stored or shown, redacted from s
   }
   assert.deepEqual(job.spec.secrets, refs, 'the job shows the names it was given');
   assert.deepEqual(
-    fs.readdirSync(runDir).flatMap((node) => fs.readdirSync(path.join(runDir, node))),
+    (fs.readdirSync(runDir, { recursive: true, withFileTypes: true }) as fs.Dirent[]).filter((e) => !e.isDirectory()).map((e) => e.name),
     [],
-    'no secret file is left on the host',
+    'no secret file, nor a held value, is left on the host',
   );
 
   // Another owner's secret, and one that does not exist, are refused alike.
@@ -217,4 +217,34 @@ test('/readyz says which part is down to anyone, and why (the engine error text)
   assert.equal(owner.body.checks.docker, 'unreachable', 'a token without admin learns no more');
   const admin = await g.call<{ checks: { docker: string } }>('GET', '/readyz');
   assert.equal(admin.body.checks.docker, 'unreachable: connect ECONNREFUSED /srv/private/docker.sock');
+});
+
+test('a secret rotated while Gantry was down is still redacted when the adopted job prints the value it started with', async (t) => {
+  const secrets = tempDir('gantry-secrets-');
+  const started = 'hf_started_with_value_4242';
+  fs.writeFileSync(path.join(secrets, 'hf-token'), started, { mode: 0o600 });
+  fs.writeFileSync(path.join(secrets, '.owners.json'), JSON.stringify({ 'hf-token': ['*'] }));
+  const gate = sharedFolder();
+  const dataDir = tempDir();
+  const env = {
+    GANTRY_SECRETS_DIR: secrets,
+    GANTRY_SECRETS_RUN_DIR: path.join(tempDir('gantry-secret-run-'), 'run'),
+    GANTRY_MOUNT_ALLOWLIST: gate,
+  };
+  let g = await spawnGantry(dataDir, env);
+  t.after(() => g.stop());
+  const job = await g.submit(
+    sh('while [ ! -e /gate/open ]; do sleep 0.1; done; echo "token is $HF_TOKEN"', {
+      secrets: [{ name: 'hf-token', env: 'HF_TOKEN' }],
+      mounts: [{ source: gate, target: '/gate', readOnly: true }],
+    }),
+  );
+  await g.waitFor(job.id, (j) => j.state === 'running');
+  await g.stop('SIGKILL');
+  fs.writeFileSync(path.join(secrets, 'hf-token'), 'hf_rotated_value_9999', { mode: 0o600 });
+  g = await spawnGantry(dataDir, env);
+  fs.writeFileSync(path.join(gate, 'open'), '');
+  assert.equal((await g.waitFor(job.id)).state, 'succeeded');
+  const stored = (await g.call('GET', `/v1/jobs/${job.id}/logs`)).text;
+  assert.equal(stored, 'token is [secret:hf-token]\n');
 });
