@@ -173,8 +173,15 @@ function preemptionFor(input: PassInput, pass: Pass): PassDecision['preempt'] {
   if (holder === undefined) return null;
   const [id, { record, wait }] = holder;
   const decided = pass.outcome.decided as Map<string, WaitInfo>;
-  const explain = (victims: Iterable<string>) =>
-    decided.set(id, { ...wait, text: `${wait.text}; preempting job ${[...victims].join(', job ')} for it` });
+  // The wait is read by the waiting job's owner: it names only that owner's own victims.
+  const ownerOf = new Map(input.runs.map((r) => [r.jobId, r.owner]));
+  const explain = (victims: Iterable<string>) => {
+    const all = [...victims];
+    const own = all.filter((v) => ownerOf.get(v) === record.owner).map((v) => `job ${v}`);
+    const others = all.length - own.length;
+    const named = others === 0 ? own : [...own, `${others} job${others === 1 ? '' : 's'} of other owners`];
+    decided.set(id, { ...wait, text: `${wait.text}; preempting ${named.join(', ')} for it` });
+  };
   const pending = input.preempting.get(id);
   if (pending !== undefined) {
     explain(pending);
