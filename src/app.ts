@@ -19,11 +19,13 @@ import { JobEventHub } from './jobs/events.js';
 import { resolveRunSettings } from './jobs/run-settings.js';
 import type { JobService } from './jobs/service.js';
 import { processLogger } from './logging.js';
+import { startAuditRetention } from './logs/audit-retention.js';
 import { startRetention } from './logs/retention.js';
 import { type OpenMetricsListener, openMetricsListener } from './metrics/open-listener.js';
 import { GantryMetrics } from './metrics/registry.js';
 import { watchGpuHealth } from './runner/gpu-health-watch.js';
 import { GpuSampler } from './runner/gpu-sampler.js';
+import { prepareRunFolders } from './runner/run-folders.js';
 import type { Scheduler } from './runner/scheduler.js';
 import { DockerRuntime } from './runtime/docker/index.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
@@ -91,6 +93,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
   const devices = overrides.gpuDevices ?? (await discoverGpus(config.gpus.source));
   const registryAuth = loadRegistryAuth(config.registryAuthFile);
   const secrets = await openSecretSource(config.secrets.dir);
+  if (!overrides.skipScheduler) await prepareRunFolders(config);
   const quotas = new Quotas(config.quotasFile ? readQuotasFile(config.quotasFile) : []);
   const shared = config.databaseUrl !== undefined;
   const store = shared
@@ -277,8 +280,10 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     settings: { logDays: config.logs.retentionDays, jobDays: config.logs.jobRetentionDays, keepMs: queue.fairShare.horizonMs },
     log,
   });
+  const stopAuditRetention = startAuditRetention({ audit: store.audit, days: config.logs.auditRetentionDays, log });
   app.addHook('onClose', async () => {
     stopRetention();
+    stopAuditRetention();
     membership.stop();
     selfFence.stop();
     unbridge();

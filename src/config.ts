@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -150,16 +151,16 @@ export const EnvSchema = z.object({
   GANTRY_SECRETS_RUN_DIR: z
     .string()
     .min(1)
-    .default('/dev/shm/gantry-secrets')
+    .default('/run/gantry/secrets')
     .describe(
-      "where a job's file secrets are written (on a tmpfs, mode 0700) for the moment between creating and starting its container; a host path the Docker engine sees",
+      "where a job's file secrets are written (on a tmpfs) for the moment between creating and starting its container; a host path the Docker engine sees. Gantry makes it and the folders it lacks its own, mode 0700, at start, and refuses to start if one is a link or another user's; never a world-writable place such as /dev/shm",
     ),
   GANTRY_NOTICE_DIR: z
     .string()
     .min(1)
-    .default('/dev/shm/gantry-notices')
+    .default('/run/gantry/notices')
     .describe(
-      "where a preemptible job's notice folder is kept while it runs (mounted read-only at /run/gantry in its container); a host path the Docker engine sees",
+      "where a preemptible job's notice folder is kept while it runs (mounted read-only at /run/gantry in its container); a host path the Docker engine sees, made Gantry's own (0700) at start like `GANTRY_SECRETS_RUN_DIR`",
     ),
   GANTRY_FAIR_SHARE_HALF_LIFE_SECONDS: int(0)
     .default(86400)
@@ -199,9 +200,13 @@ export const EnvSchema = z.object({
     .describe(
       "per-job log cap (bytes); past it a truncation marker is stored and output discarded. Docker's own log file of a job is sized 4 × this + 16 MiB (the driver's per-line overhead), so a restarted Gantry can always resume capture from it",
     ),
-  GANTRY_LOG_RETENTION_DAYS: int(0)
+  GANTRY_LOG_RETENTION_DAYS: int(0).default(30).describe('delete the logs of jobs that ended more than this many days ago (0: keep)'),
+  // Hardening: the audit trail's retention, apart from the logs'.
+  GANTRY_AUDIT_RETENTION_DAYS: int(0)
     .default(30)
-    .describe('delete the logs of jobs that ended, and audit records written, more than this many days ago (0: keep)'),
+    .describe(
+      "delete audit records written more than this many days ago (0: keep), by the store's clock (PostgreSQL's in a fleet); give every node of a fleet the same value",
+    ),
   // A store that stays as cheap as it grows: how long finished jobs' records
   // stay (their GPU time is kept for usage either way), and the PostgreSQL
   // connections one node holds (docs/fleet.md, Connections).
@@ -379,6 +384,9 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     defaultUser: e.GANTRY_DEFAULT_USER,
     allowRootOwners: e.GANTRY_ALLOW_ROOT_OWNERS,
     readonlyRootfs: e.GANTRY_READONLY_ROOTFS,
+    ownPaths: ownPaths(e),
+    /** The uid Gantry runs as: a job run as it would reach Gantry's own 0700/0600 files. */
+    ownUid: process.getuid?.() ?? null,
   },
   secrets: {
     dir: e.GANTRY_SECRETS_DIR === undefined ? null : path.resolve(e.GANTRY_SECRETS_DIR),
@@ -394,6 +402,7 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     maxBytesPerJob: e.GANTRY_LOG_MAX_BYTES,
     retentionDays: e.GANTRY_LOG_RETENTION_DAYS,
     jobRetentionDays: e.GANTRY_JOB_RETENTION_DAYS,
+    auditRetentionDays: e.GANTRY_AUDIT_RETENTION_DAYS,
     keepContainers: e.GANTRY_KEEP_CONTAINERS,
     heartbeatSeconds: e.GANTRY_SSE_HEARTBEAT_SECONDS,
     stallSeconds: e.GANTRY_SSE_STALL_SECONDS,
@@ -424,6 +433,61 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
 }));
 
 export type Config = z.output<typeof ConfigSchema>;
+
+/**
+ * Gantry's own files and folders, by the variable that names them: the
+ * policy never lets a job mount one of them, a folder inside one or a folder
+ * holding one (jobs/policy.ts), and an allowlist entry inside one is a
+ * configuration error. The Docker socket is checked apart.
+ */
+export interface OwnPath {
+  variable: string;
+  path: string;
+}
+
+function ownPaths(e: z.output<typeof EnvSchema>): OwnPath[] {
+  const named: [string, string | undefined][] = [
+    ['GANTRY_DATA_DIR', e.GANTRY_DATA_DIR],
+    ['GANTRY_SECRETS_DIR', e.GANTRY_SECRETS_DIR],
+    ['GANTRY_SECRETS_RUN_DIR', e.GANTRY_SECRETS_RUN_DIR],
+    ['GANTRY_NOTICE_DIR', e.GANTRY_NOTICE_DIR],
+    ['GANTRY_REGISTRY_AUTH_FILE', e.GANTRY_REGISTRY_AUTH_FILE],
+    ['GANTRY_TLS_CERT', e.GANTRY_TLS_CERT],
+    ['GANTRY_TLS_KEY', e.GANTRY_TLS_KEY],
+    ['GANTRY_TLS_CLIENT_CA', e.GANTRY_TLS_CLIENT_CA],
+    ['GANTRY_TOKENS_FILE', e.GANTRY_TOKENS_FILE],
+    ['GANTRY_QUOTAS_FILE', e.GANTRY_QUOTAS_FILE],
+    ['GANTRY_DCGM_JOB_MAPPING_DIR', e.GANTRY_DCGM_JOB_MAPPING_DIR],
+  ];
+  return named.flatMap(([variable, p]) => (p === undefined ? [] : [{ variable, path: path.resolve(p) }]));
+}
+
+/** The same path with symlinks resolved where it exists (an allowlist entry or a folder Gantry has yet to make may not). */
+export function realOrResolved(p: string): string {
+  try {
+    return fs.realpathSync(p);
+  } catch {
+    return path.resolve(p);
+  }
+}
+
+export const isWithin = (p: string, prefix: string) => p === prefix || p.startsWith(prefix.endsWith('/') ? prefix : `${prefix}/`);
+
+/** An allowlist entry inside one of Gantry's own paths, or a default user that is Gantry's own uid. */
+function ownPathProblems(c: Config): string[] {
+  const problems: string[] = [];
+  for (const entry of c.policy.mountAllowlist.filter((m) => m.startsWith('/'))) {
+    const real = realOrResolved(entry);
+    const own = c.policy.ownPaths.find((o) => isWithin(real, realOrResolved(o.path)));
+    if (own)
+      problems.push(`GANTRY_MOUNT_ALLOWLIST: "${entry}" is within ${own.variable} ("${own.path}"), Gantry's own: no job may mount it`);
+  }
+  const [uid] = c.policy.defaultUser.split(':');
+  if (c.policy.ownUid !== null && c.policy.ownUid !== 0 && Number(uid) === c.policy.ownUid) {
+    problems.push(`GANTRY_DEFAULT_USER: uid ${uid} is the uid Gantry runs as: every job would reach Gantry's own files`);
+  }
+  return problems;
+}
 export type PolicyConfig = Config['policy'];
 export type TlsConfig = NonNullable<Config['tls']>;
 
@@ -454,5 +518,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
   }
+  const problems = ownPathProblems(parsed.data);
+  if (problems.length > 0) throw new ConfigError(problems);
   return parsed.data;
 }

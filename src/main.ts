@@ -23,6 +23,7 @@ function reloadRecord(node: string, target: string | null, err?: unknown): NewAu
     status: null,
     problemType: null,
     requestId: null,
+    clientRequestId: null,
     detail:
       err === undefined
         ? { signal: 'SIGHUP' }

@@ -163,6 +163,7 @@ export const examples = {
       status: 200,
       problemType: null,
       requestId: 'c9e2d0f4-5b1a-4c7e-8f3d-1a2b3c4d5e6f',
+      clientRequestId: null,
       detail: {},
     },
     {
@@ -176,6 +177,7 @@ export const examples = {
       status: 422,
       problemType: `${PROBLEM_BASE}policy`,
       requestId: '7d1e6c2a-3f4b-4e8a-9c0d-5e6f7a8b9c0d',
+      clientRequestId: 'airflow-train-2026-01-05-1',
       detail: { fields: ['body.image'] },
     },
     {
@@ -189,6 +191,7 @@ export const examples = {
       status: 201,
       problemType: null,
       requestId: base.requestId,
+      clientRequestId: null,
       detail: {},
     },
   ] satisfies AuditRecord[],

@@ -122,7 +122,7 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
       done(err, undefined);
     });
     const typed = api.withTypeProvider<ZodTypeProvider>();
-    await typed.register(healthRoutes, { runtime: d.runtime, store: d.store });
+    await typed.register(healthRoutes, { runtime: d.runtime, store: d.store, tokens: d.tokens });
     const deps: RouteDeps = {
       config: d.config,
       jobs: d.jobs,

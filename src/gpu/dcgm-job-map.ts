@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { GpuAllocator } from './allocator.js';
@@ -64,10 +65,15 @@ export class DcgmJobMap {
   }
 }
 
+/**
+ * The folder may be shared, so the temporary file's name cannot be guessed
+ * and it is created afresh (`wx`): never written through a link another
+ * user planted under a name known in advance.
+ */
 function writeAtomically(file: string, text: string): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.gantry-${process.pid}.tmp`);
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.gantry-${crypto.randomBytes(12).toString('hex')}.tmp`);
   try {
-    fs.writeFileSync(tmp, text, { mode: 0o644 });
+    fs.writeFileSync(tmp, text, { mode: 0o644, flag: 'wx' });
     fs.renameSync(tmp, file);
   } catch (err) {
     fs.rmSync(tmp, { force: true });

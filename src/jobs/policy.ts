@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import picomatch from 'picomatch';
-import type { PolicyConfig } from '../config.js';
+import { type PolicyConfig, realOrResolved, isWithin as within } from '../config.js';
 import type { SpecFieldError } from '../model/errors.js';
 import { normalizeImage } from '../model/image-ref.js';
-import { type JobSpec, RESERVED_LABEL_PREFIX } from '../model/job.js';
+import { GANTRY_CONTAINER_DIR, type JobSpec, RESERVED_LABEL_PREFIX } from '../model/job.js';
 import type { SecretSource } from '../secrets/source.js';
 
 /** Host paths a job may never mount, whatever the allowlist says. */
@@ -25,8 +25,6 @@ export interface PolicyDecision {
   errors: SpecFieldError[];
   mounts: ResolvedMount[];
 }
-
-const within = (p: string, prefix: string) => p === prefix || p.startsWith(prefix.endsWith('/') ? prefix : `${prefix}/`);
 
 export function imageAllowed(image: string, allowlist: readonly string[]): boolean {
   const ref = normalizeImage(image);
@@ -58,7 +56,24 @@ function checkUser(user: string, owner: string, policy: PolicyConfig): string | 
   if (!m) return `user names are refused, as the image could map them to uid 0: give a numeric "uid:gid" (${allow})`;
   if (m[2] === undefined) return `give the group too ("${user}:GID"): without one the job could run with gid 0 (${allow})`;
   if (Number(m[1]) === 0 || Number(m[2]) === 0) return `uid and gid 0 (root) are refused (${allow})`;
+  if (Number(m[1]) === policy.ownUid) return `uid ${m[1]} is the uid Gantry runs as, which owns Gantry's own files: pick another`;
   return null;
+}
+
+/**
+ * Why a mount or secret file may not go at `target` given those placed
+ * before it, or null. In or over Gantry's own folder, Gantry's mount would
+ * fail at start (or, over a writable bind, the engine would make its mount
+ * point on the host); one inside another likewise has the engine make its
+ * mount point inside the other mount, on the host for a bind mount.
+ */
+function targetRefusal(target: string, placed: ReadonlySet<string>): string | null {
+  if (within(target, GANTRY_CONTAINER_DIR) || within(GANTRY_CONTAINER_DIR, target)) {
+    return `"${target}" would cover or fall within "${GANTRY_CONTAINER_DIR}", where Gantry mounts its own folder`;
+  }
+  if (placed.has(target)) return `"${target}" is mounted twice`;
+  const other = [...placed].find((t) => within(target, t) || within(t, target));
+  return other ? `"${target}" and "${other}" are nested: one would be made inside the other` : null;
 }
 
 /**
@@ -115,7 +130,8 @@ export function checkPolicy(spec: JobSpec, owner: string, policy: PolicyConfig, 
     fail('pullPolicy', `must be one of ${policy.allowedPullPolicies.join(', ')} (GANTRY_ALLOWED_PULL_POLICIES)`);
   }
 
-  const socket = realpathOrNull(dockerSocket) ?? path.resolve(dockerSocket);
+  const socket = realOrResolved(dockerSocket);
+  const ownPaths = policy.ownPaths.map((o) => ({ ...o, real: realOrResolved(o.path) }));
   const mounts: ResolvedMount[] = [];
   const targets = new Set<string>();
   (spec.mounts ?? []).forEach((m, i) => {
@@ -125,8 +141,9 @@ export function checkPolicy(spec: JobSpec, owner: string, policy: PolicyConfig, 
       fail(`${field}.target`, `may not mount over "${target}"`);
       return;
     }
-    if (targets.has(target)) {
-      fail(`${field}.target`, `"${target}" is mounted twice`);
+    const refused = targetRefusal(target, targets);
+    if (refused) {
+      fail(`${field}.target`, refused);
       return;
     }
     targets.add(target);
@@ -156,9 +173,12 @@ export function checkPolicy(spec: JobSpec, owner: string, policy: PolicyConfig, 
       fail(`${field}.source`, `host path "${resolved}" would expose the Docker socket`);
       return;
     }
-    const allowed = policy.mountAllowlist
-      .filter((a) => a.startsWith('/'))
-      .some((a) => within(resolved, realpathOrNull(a) ?? path.resolve(a)));
+    const own = ownPaths.find((o) => within(resolved, o.real) || within(o.real, resolved));
+    if (own) {
+      fail(`${field}.source`, `host path "${resolved}" would expose Gantry's own ${own.variable} ("${own.path}")`);
+      return;
+    }
+    const allowed = policy.mountAllowlist.filter((a) => a.startsWith('/')).some((a) => within(resolved, realOrResolved(a)));
     if (!allowed) {
       fail(`${field}.source`, `host path "${resolved}" is outside GANTRY_MOUNT_ALLOWLIST`);
       return;
@@ -177,10 +197,9 @@ export function checkPolicy(spec: JobSpec, owner: string, policy: PolicyConfig, 
     if (secret.file !== undefined) {
       const target = path.posix.normalize(secret.file);
       if (target === '/' || FORBIDDEN_TARGETS.some((t) => within(target, t))) fail(`secrets.${i}.file`, `may not be placed at "${target}"`);
-      else if ([...targets].some((t) => within(target, t))) {
-        // The engine would create the file's mount point inside the other
-        // mount: on the host, for a bind mount.
-        fail(`secrets.${i}.file`, `"${target}" falls within another mount or secret file`);
+      else {
+        const refused = targetRefusal(target, targets);
+        if (refused) fail(`secrets.${i}.file`, refused);
       }
       targets.add(target);
     }

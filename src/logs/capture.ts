@@ -1,11 +1,13 @@
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { StringDecoder } from 'node:string_decoder';
 import type { Logger } from 'pino';
 import { FencedError, StoreUnavailableError } from '../model/errors.js';
 import { type LogState, type NewLogRecord, RESULT_MAX } from '../model/log.js';
 import type { Fence, LogStore } from '../store/store.js';
 import { DockerDemuxer, type StdStream } from './demux.js';
 import { LineSplitter } from './line-splitter.js';
+import type { TextFilter } from './secret-redactor.js';
 
 const FLUSH_RECORDS = 2000;
 const FLUSH_BYTES = 256 * 1024;
@@ -49,8 +51,11 @@ export interface CaptureOptions {
   onFenced?: (err: FencedError) => void;
   /** Whether Gantry is shutting down: writes the store cannot take are then no longer retried. */
   stopped?: () => boolean;
-  /** Applied to each line before it is stored, counted or streamed (the run's secrets taken out). */
-  redact?: (line: string) => string;
+  /**
+   * Made once per stream and given the stream's text before it is cut into
+   * lines, so nothing it takes out is split by a cut (the run's secrets).
+   */
+  redact?: () => TextFilter;
 }
 
 /**
@@ -69,6 +74,7 @@ export class LogCapture {
   private bufferBytes = 0;
   private timer: NodeJS.Timeout | null = null;
   private readonly splitters: Record<StdStream, LineSplitter>;
+  private readonly filters: Record<StdStream, { decoder: StringDecoder; filter: TextFilter }> | null;
   /** What the driver's file may hold before it could start afresh, with a margin. */
   private readonly driverBudget: number;
   private readonly recordOverhead: number;
@@ -108,11 +114,31 @@ export class LogCapture {
       stdout: new LineSplitter((l) => this.record('stdout', l)),
       stderr: new LineSplitter((l) => this.record('stderr', l)),
     };
+    const redact = opts.redact;
+    this.filters = redact
+      ? {
+          stdout: { decoder: new StringDecoder('utf8'), filter: redact() },
+          stderr: { decoder: new StringDecoder('utf8'), filter: redact() },
+        }
+      : null;
+  }
+
+  /** A stream's bytes, through its filter if there is one, to its line splitter. */
+  private take(stream: StdStream, bytes: Buffer): void {
+    const f = this.filters?.[stream];
+    if (f) this.splitters[stream].push(Buffer.from(f.filter.push(f.decoder.write(bytes)), 'utf8'));
+    else this.splitters[stream].push(bytes);
+  }
+
+  private endStream(stream: StdStream): void {
+    const f = this.filters?.[stream];
+    if (f) this.splitters[stream].push(Buffer.from(f.filter.push(f.decoder.end()) + f.filter.end(), 'utf8'));
+    this.splitters[stream].end();
   }
 
   /** Consumes a multiplexed Docker stream to its end; never rejects. */
   async consume(source: Readable): Promise<void> {
-    const demux = new DockerDemuxer((stream, payload) => this.splitters[stream].push(payload));
+    const demux = new DockerDemuxer((stream, payload) => this.take(stream, payload));
     try {
       await pipeline(source, demux);
     } catch (err) {
@@ -121,8 +147,8 @@ export class LogCapture {
       const premature = (err as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE';
       this.opts.log[premature ? 'debug' : 'warn']({ err, jobId: this.opts.jobId }, 'log stream ended with an error');
     }
-    this.splitters.stdout.end();
-    this.splitters.stderr.end();
+    this.endStream('stdout');
+    this.endStream('stderr');
   }
 
   /**
@@ -151,12 +177,11 @@ export class LogCapture {
     await this.writes;
   }
 
-  private record(stream: StdStream, raw: string): void {
+  private record(stream: StdStream, line: string): void {
     if (this.skip[stream] > 0) {
       this.skip[stream]--;
       return;
     }
-    const line = this.opts.redact ? this.opts.redact(raw) : raw;
     if (stream === 'stdout') this.state.stdoutRecords++;
     else this.state.stderrRecords++;
     if (this.state.truncated || this.state.error) return;

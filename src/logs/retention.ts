@@ -9,7 +9,7 @@ const DAY_MS = 86_400_000;
 
 /** Settings of the sweep: a 0 keeps everything of its kind. */
 export interface RetentionSettings {
-  /** Logs of jobs that ended, and audit records written, more than this many days ago. */
+  /** Logs of jobs that ended more than this many days ago (the audit trail has its own retention: audit-retention.ts). */
   logDays: number;
   /** Records of jobs that ended more than this many days ago (their GPU time is kept for usage). */
   jobDays: number;
@@ -37,12 +37,12 @@ interface RetentionDeps {
 /**
  * One sweep: deletes what is due, the logs of jobs that ended before the
  * log cutoff (moving the store's mark, so each job's logs are deleted
- * once), the records of jobs that ended before the job cutoff (their GPU
- * time folded into the usage summary first), and the audit records written
- * before the log cutoff; then compacts the job counts. Cutoffs come from
- * the store's clock; batches are short transactions; in a fleet one node
- * deletes at a time and the others leave it to that node. A step that fails
- * is logged, and the next sweep tries again.
+ * once) and the records of jobs that ended before the job cutoff (their
+ * GPU time folded into the usage summary first); then compacts the job
+ * counts. Cutoffs come from the store's clock; batches are short
+ * transactions; in a fleet one node deletes at a time and the others leave
+ * it to that node. A step that fails is logged, and the next sweep tries
+ * again.
  */
 export async function sweepRetention(o: RetentionDeps): Promise<void> {
   const { logDays, jobDays, keepMs } = o.settings;
@@ -59,11 +59,6 @@ export async function sweepRetention(o: RetentionDeps): Promise<void> {
       const cutoff = await retention.cutoff(logDays);
       const jobs = await drain((limit) => retention.pruneLogs(cutoff, limit));
       if (jobs) o.log.info({ jobs, cutoff }, 'deleted old job logs');
-    });
-    await step('audit', async () => {
-      const cutoff = await retention.cutoff(logDays);
-      const records = await o.store.audit.deleteBefore(cutoff);
-      if (records) o.log.info({ records, cutoff }, 'deleted old audit records');
     });
   }
   if (jobDays > 0) {

@@ -76,6 +76,7 @@ export class GantryMetrics {
   private readonly runtimeErrors: Counter<'op'>;
   private readonly runtimeCalls: Histogram<'op'>;
   private readonly auditWriteFailures: Counter;
+  private readonly unauthenticatedRefusals: Counter;
   private readonly attempts: AttemptMetrics;
   private readonly schedulerPasses: Histogram;
   private readonly preemptions: Counter<'rule'>;
@@ -152,6 +153,12 @@ export class GantryMetrics {
       registers,
     });
 
+    this.unauthenticatedRefusals = new Counter({
+      name: 'gantry_unauthenticated_refusals_total',
+      help: 'State-changing requests refused without a valid token (401): counted here, never stored one by one in the audit trail.',
+      registers,
+    });
+
     this.expiryBrakes = new Counter({
       name: 'gantry_fleet_expiry_brakes_total',
       help: 'Times more than half of the other live nodes looked lost at once to this node, which then declared none of them lost (docs/fleet.md, the brake).',
@@ -199,6 +206,11 @@ export class GantryMetrics {
   /** The brake on expiry held: this node declared no one lost. */
   expiryBraked(): void {
     this.expiryBrakes.inc();
+  }
+
+  /** A state-changing request was refused for want of a valid token; how many in all. */
+  unauthenticatedRefused(): void {
+    this.unauthenticatedRefusals.inc();
   }
 
   /** An audit record could not be written. */

@@ -58,11 +58,24 @@ export const AuditRecordSchema = z
     target: z
       .string()
       .nullable()
-      .describe('What was acted on: the job id (the one a submit created), the node name, or the GPU UUID; null if none.'),
+      .describe(
+        'What was acted on: the job id (the one a submit created), the node name, or the GPU UUID; null if none. As the request named it, with control and other unprintable characters escaped (`\\u0000`) and a backslash doubled.',
+      ),
     outcome: z.enum(AUDIT_OUTCOMES),
     status: z.number().int().nullable().describe('The HTTP status of the answer; null for an action not asked over HTTP.'),
     problemType: z.string().nullable().describe('The RFC 9457 problem `type` of the answer when refused or failed over HTTP.'),
-    requestId: z.string().nullable().describe('The request’s `X-Request-Id`, as its answer carried it.'),
+    requestId: z
+      .string()
+      .nullable()
+      .describe(
+        'The request’s id, Gantry’s own (a UUID), as its answer carried it in `X-Request-Id`; null for an action not asked over HTTP.',
+      ),
+    clientRequestId: z
+      .string()
+      .nullable()
+      .describe(
+        'The `X-Request-Id` the client sent, when it was a plain token (letters, digits, `.`, `_`, `-`; at most 128): its claim, for joining its own logs; never unique.',
+      ),
     detail: AuditDetailSchema,
   })
   .meta({ id: 'AuditRecord' });

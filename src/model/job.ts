@@ -6,6 +6,8 @@ import { JOB_STATES } from './states.js';
 
 /** Label keys under this prefix are Gantry's own bookkeeping on the container. */
 export const RESERVED_LABEL_PREFIX = 'dev.gantry.';
+/** Where Gantry mounts its own folder in a job's container (the preemption notice): no spec mount or secret file may go in it or over it. */
+export const GANTRY_CONTAINER_DIR = '/run/gantry';
 
 /**
  * Docker's reference grammar (distribution/reference): [domain[:port]/]path[:tag][@digest],

@@ -1,9 +1,12 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { ResolvedMount } from '../jobs/policy.js';
+import { GANTRY_CONTAINER_DIR } from '../model/job.js';
+import { ownFolder } from './host-folder.js';
 
 /** Where a preemptible job's container sees its notice folder, and the variable naming the notice file. */
-export const NOTICE_MOUNT = '/run/gantry';
+export const NOTICE_MOUNT = GANTRY_CONTAINER_DIR;
 export const NOTICE_FILE = `${NOTICE_MOUNT}/preempt.json`;
 export const NOTICE_ENV = 'GANTRY_PREEMPT_NOTICE_FILE';
 
@@ -40,15 +43,18 @@ export class PreemptNotice {
 
   /** Makes the (empty) folder; a container cannot be created with a bind mount whose source is missing. */
   async prepare(): Promise<void> {
-    await fs.mkdir(this.dir, { recursive: true, mode: 0o755 });
-    // mkdir's mode is masked by the umask: the job's user (not root) must be able to read the folder.
-    await fs.chmod(this.dir, 0o755);
+    // The job's user (not Gantry's) must be able to read the folder itself; the folders above it are Gantry's alone.
+    await ownFolder(this.dir, 0o755);
   }
 
-  /** Writes the notice whole (a rename), so a job never reads half of it. */
+  /**
+   * Writes the notice whole (a rename), so a job never reads half of it;
+   * the temporary file's name cannot be guessed and it is created afresh
+   * (`wx`), never written through a link planted under that name.
+   */
   async write(body: PreemptNoticeBody): Promise<void> {
-    const tmp = path.join(this.dir, '.preempt.json.tmp');
-    await fs.writeFile(tmp, `${JSON.stringify(body)}\n`, { mode: 0o444 });
+    const tmp = path.join(this.dir, `.preempt.${crypto.randomBytes(12).toString('hex')}.tmp`);
+    await fs.writeFile(tmp, `${JSON.stringify(body)}\n`, { mode: 0o444, flag: 'wx' });
     await fs.rename(tmp, path.join(this.dir, 'preempt.json'));
   }
 

@@ -18,7 +18,6 @@ import type { NodeRuns } from './node-runs.js';
 import type { NodeSeat } from './node-seat.js';
 import type { Passes } from './planner.js';
 import { type ReconcileReport, reconcile, releaseOrphanGpus } from './reconcile.js';
-import { clearSecretFiles } from './secret-delivery.js';
 
 /** Pause before the queue is looked at again after another node won a claim. */
 const CLAIM_RETRY_MS = 100;
@@ -96,9 +95,6 @@ export class Scheduler {
    * the engine is unreachable, both wait until it answers.
    */
   async start(): Promise<ReconcileReport | null> {
-    await clearSecretFiles(this.d.config.secrets.runDir, this.d.seat.name).catch((err) =>
-      this.d.log.error({ err }, 'could not clear secret files left by an earlier run'),
-    );
     try {
       this.reconciled = await this.reconcile();
       this.d.log.info({ gpus: this.d.gpus.devices.length, ...this.reconciled }, 'reconciled with the container engine');

@@ -4,7 +4,7 @@ import type { WaitInfo } from '../model/queue.js';
 import { type JobRecord, runSettings } from '../store/store.js';
 import { planQueue, type QueueEntry } from './plan.js';
 import { choosePreemption, type RunningJob, type Victim } from './preemption.js';
-import type { PassOutcome, QueueState } from './queue-state.js';
+import { beyondWait, type PassOutcome, type QueueState } from './queue-state.js';
 import { type Quotas, TeamLimits } from './quotas.js';
 
 /** A run this node owns, as a pass reads it. */
@@ -99,13 +99,7 @@ export function preview(input: PassInput, job: JobRecord, node: { name: string; 
   const { decided, beyond } = pass.outcome;
   const mine = decided.get(job.id);
   if (mine) return mine;
-  const owner = beyond.owners?.get(job.owner);
-  return (
-    (gpu ? owner?.gpu : null) ??
-    owner?.any ??
-    (gpu ? beyond.gpu : null) ??
-    beyond.any ?? { code: 'pending', text: 'queued', estimatedStartAt: null }
-  );
+  return beyondWait(beyond, job.owner, gpu) ?? { code: 'pending', text: 'queued', estimatedStartAt: null };
 }
 
 interface Pass {
@@ -179,8 +173,15 @@ function preemptionFor(input: PassInput, pass: Pass): PassDecision['preempt'] {
   if (holder === undefined) return null;
   const [id, { record, wait }] = holder;
   const decided = pass.outcome.decided as Map<string, WaitInfo>;
-  const explain = (victims: Iterable<string>) =>
-    decided.set(id, { ...wait, text: `${wait.text}; preempting job ${[...victims].join(', job ')} for it` });
+  // The wait is read by the waiting job's owner: it names only that owner's own victims.
+  const ownerOf = new Map(input.runs.map((r) => [r.jobId, r.owner]));
+  const explain = (victims: Iterable<string>) => {
+    const all = [...victims];
+    const own = all.filter((v) => ownerOf.get(v) === record.owner).map((v) => `job ${v}`);
+    const others = all.length - own.length;
+    const named = others === 0 ? own : [...own, `${others} job${others === 1 ? '' : 's'} of other owners`];
+    decided.set(id, { ...wait, text: `${wait.text}; preempting ${named.join(', ')} for it` });
+  };
   const pending = input.preempting.get(id);
   if (pending !== undefined) {
     explain(pending);

@@ -25,7 +25,19 @@ export interface QueuePlan {
   /** Every job the pass looked at, in order. */
   decisions: QueueDecision[];
   /** What the jobs the pass did not reach wait for (GPU jobs: `gpu` when set), unless their owner's limits closed their queue. */
-  beyond: { any: WaitInfo | null; gpu: WaitInfo | null };
+  beyond: Beyond;
+}
+
+/**
+ * What the jobs a pass did not reach wait for. Behind the GPU reservation,
+ * `gpu` names no job: only the reservation's own owner is told which job
+ * holds it (`reservation`), every other owner that a job with a better
+ * claim does, so no owner learns another's job ids.
+ */
+export interface Beyond {
+  any: WaitInfo | null;
+  gpu: WaitInfo | null;
+  reservation?: { owner: string; wait: WaitInfo };
 }
 
 /** Limits on what an owner may run (its team's quota), kept over one pass. */
@@ -85,7 +97,7 @@ export function planQueue(p: PlanInput): QueuePlan {
   };
   let slots = p.freeSlots;
   let reservation: { id: string; at: number | null } | null = null;
-  let behind: WaitInfo | null = null;
+  let behind: { owner: string; own: WaitInfo; other: WaitInfo } | null = null;
   let looked = 0;
   // GPU holders by when they end at the latest: those running and those this pass starts.
   const holders = [...p.running];
@@ -100,7 +112,7 @@ export function planQueue(p: PlanInput): QueuePlan {
   let cpuOnly = false;
   const skip = (owner: string, gpu: boolean) => (gpu && cpuOnly) || (p.limits?.closed(owner, gpu) ?? null) !== null;
   for (const e of p.queue(skip)) {
-    if (slots <= 0) return { decisions, beyond: { any: runSlot, gpu: behind } };
+    if (slots <= 0) return { decisions, beyond: { any: runSlot, ...beyondGpu(behind) } };
     const refused = p.limits?.check(e) ?? null;
     if (refused) {
       decide({ id: e.id, action: 'wait', wait: refused });
@@ -125,12 +137,19 @@ export function planQueue(p: PlanInput): QueuePlan {
       }
       const at = reservedFrom(p.gpus, holders, e, p.now);
       reservation = { id: e.id, at };
+      const rest = at === null ? '' : ` (expected by ${iso(at)}); only jobs that end before then may take free GPUs`;
       behind = {
-        code: `reserved_for:${e.id}`,
-        text:
-          `waiting behind job ${e.id}, which holds the GPU reservation` +
-          (at === null ? '' : ` (expected by ${iso(at)}); only jobs that end before then may take free GPUs`),
-        estimatedStartAt: null,
+        owner: e.owner,
+        own: {
+          code: `reserved_for:${e.id}`,
+          text: `waiting behind job ${e.id}, which holds the GPU reservation${rest}`,
+          estimatedStartAt: null,
+        },
+        other: {
+          code: 'reserved',
+          text: `waiting behind a job with a better claim, which holds the GPU reservation${rest}`,
+          estimatedStartAt: null,
+        },
       };
       decide({
         id: e.id,
@@ -146,12 +165,16 @@ export function planQueue(p: PlanInput): QueuePlan {
     const fitsBefore = reservation.at !== null && p.now + e.timeoutSeconds * 1000 <= reservation.at;
     const alloc = fitsBefore ? p.gpus.tryAllocate(e.id, e.gpus, e.model) : null;
     if (alloc) start(e, alloc);
-    else decide({ id: e.id, action: 'wait', wait: behind! });
+    else decide({ id: e.id, action: 'wait', wait: e.owner === behind!.owner ? behind!.own : behind!.other });
     looked += 1;
     // The remaining GPU jobs all wait behind the reservation: read only CPU jobs from here.
     if (looked >= BACKFILL_WINDOW) cpuOnly = true;
   }
-  return { decisions, beyond: { any: null, gpu: behind } };
+  return { decisions, beyond: { any: null, ...beyondGpu(behind) } };
+}
+
+function beyondGpu(behind: { owner: string; own: WaitInfo; other: WaitInfo } | null): Omit<Beyond, 'any'> {
+  return behind ? { gpu: behind.other, reservation: { owner: behind.owner, wait: behind.own } } : { gpu: null };
 }
 
 /**

@@ -56,6 +56,9 @@ const gpusOf = (r: GpuRequest) => r.ids?.length ?? r.count ?? 0;
  *   the borrowing team's GPUs as it borrows are taken back.
  * Lower priorities go first, then the latest started. A chosen set is then
  * pruned: a job whose GPUs are not needed after all keeps running.
+ * A victim's reason is read by the victim's owner (its attempt, its log, its
+ * notice file): it names the waiting job and its priority only when that job
+ * is the same owner's, and never the other team's name or share.
  */
 export function choosePreemption(p: PreemptionInput): Victim[] | null {
   const { waiting, quotas } = p;
@@ -71,7 +74,10 @@ export function choosePreemption(p: PreemptionInput): Victim[] | null {
       candidates.push({
         ...r,
         rule: 'priority',
-        reason: `preempted for job ${waiting.jobId}, of a higher priority (${waiting.priority} > ${r.priority})`,
+        reason:
+          r.owner === waiting.owner
+            ? `preempted for job ${waiting.jobId}, of a higher priority (${waiting.priority} > ${r.priority})`
+            : `preempted for a job with a better claim: a higher priority than this job's ${r.priority}`,
       });
       continue;
     }
@@ -84,8 +90,8 @@ export function choosePreemption(p: PreemptionInput): Victim[] | null {
       ...r,
       rule: 'borrowed',
       reason:
-        `preempted for job ${waiting.jobId}: team "${team.name}" holds more than its ${team.gpus} GPUs (it borrows), ` +
-        `and team "${withinShare.name}" is within its share (GANTRY_QUOTAS_FILE)`,
+        `preempted for a job with a better claim: team "${team.name}" holds more than its ${team.gpus} GPUs (it borrows), ` +
+        `and the other job's team is within its share (GANTRY_QUOTAS_FILE)`,
     });
   }
   candidates.sort((a, b) => a.priority - b.priority || b.startedAt - a.startedAt);

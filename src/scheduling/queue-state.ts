@@ -3,6 +3,7 @@ import type { WaitInfo } from '../model/queue.js';
 import type { JobRecord } from '../store/store.js';
 import { FairShare } from './fair-share.js';
 import { mergedInOrder } from './merged-queues.js';
+import type { Beyond } from './plan.js';
 import { QueueIndex } from './queue-index.js';
 import { Quotas } from './quotas.js';
 import { gpuIntervals } from './usage.js';
@@ -14,7 +15,14 @@ export interface PassOutcome {
   /** The jobs the pass looked at and left waiting. */
   decided: ReadonlyMap<string, WaitInfo>;
   /** What every job the pass did not reach waits for (a GPU job: `gpu`, if set; a job of an owner the pass skipped: `owners`). */
-  beyond: { any: WaitInfo | null; gpu: WaitInfo | null; owners?: ReadonlyMap<string, { any: WaitInfo | null; gpu: WaitInfo | null }> };
+  beyond: Beyond & { owners?: ReadonlyMap<string, { any: WaitInfo | null; gpu: WaitInfo | null }> };
+}
+
+/** What a job of `owner` that the pass did not reach waits for: its closed queue, else the reservation (named to its own owner only), else the run slots. */
+export function beyondWait(beyond: PassOutcome['beyond'], owner: string, gpu: boolean): WaitInfo | null {
+  const closed = beyond.owners?.get(owner);
+  const reserved = beyond.reservation?.owner === owner ? beyond.reservation.wait : beyond.gpu;
+  return (gpu ? closed?.gpu : null) ?? closed?.any ?? (gpu ? reserved : null) ?? beyond.any;
 }
 
 /** A job a node has taken and not ended, as quotas count it. */
@@ -273,9 +281,7 @@ export class QueueState {
     const seen = decided.get(record.id);
     if (seen) return seen;
     if (!this.isRunnable(record)) return PENDING;
-    const gpu = Boolean(record.spec.gpus);
-    const owner = beyond.owners?.get(record.owner);
-    return (gpu ? owner?.gpu : null) ?? owner?.any ?? (gpu ? beyond.gpu : null) ?? beyond.any ?? PENDING;
+    return beyondWait(beyond, record.owner, Boolean(record.spec.gpus)) ?? PENDING;
   }
 
   /** Drops a job that left the queue or ended, known only by its id. */

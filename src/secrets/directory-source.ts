@@ -49,7 +49,8 @@ export class DirectorySecretSource implements SecretSource {
     try {
       owners = await this.owners();
     } catch (err) {
-      throw new SecretUnavailableError(name, (err as Error).message);
+      // The parse error quotes the file and names other secrets: the operator's log has it, the owner's job does not.
+      throw new SecretUnavailableError(name, `${OWNERS_FILE} cannot be read now (the operator's log says why)`, (err as Error).message);
     }
     if (!this.allowed(owners, owner, name)) throw new SecretUnavailableError(name, `owner "${owner}" may not use it (${OWNERS_FILE})`);
     const file = await this.file(name);

@@ -14,11 +14,17 @@ export interface SecretSource {
   read(owner: string, name: string): Promise<Buffer>;
 }
 
-/** A secret a run needs cannot be had (gone, no longer allowed, unreadable). */
+/**
+ * A secret a run needs cannot be had (gone, no longer allowed, unreadable).
+ * Its message becomes the job's reason, read by the job's owner, so it names
+ * only this secret; `detail` is for the operator's log alone (what is wrong
+ * with a source shared by every owner).
+ */
 export class SecretUnavailableError extends Error {
   constructor(
     readonly secret: string,
     why: string,
+    readonly detail?: string,
   ) {
     super(`secret "${secret}" is not available: ${why}`);
     this.name = 'SecretUnavailableError';

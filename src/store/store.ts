@@ -331,8 +331,12 @@ export interface AuditStore {
   append(record: NewAuditRecord): Promise<void>;
   /** Newest first. */
   list(filter: AuditFilter): Promise<AuditRecord[]>;
-  /** Deletes the records written before the cutoff (ISO time), for retention; how many. */
-  deleteBefore(cutoffIso: string): Promise<number>;
+  /**
+   * Deletes the records written more than `days` ago by the store's clock
+   * (PostgreSQL's in a fleet, so no node's clock decides), for retention;
+   * how many.
+   */
+  deleteOlderThan(days: number): Promise<number>;
 }
 
 /** A change another process made, as the store reports it. */

@@ -78,7 +78,7 @@ test('each state-changing request has its record: who, what, target, outcome, re
   });
   assert.equal(submitted.status, 201, submitted.text);
   requestIds.submit = header(submitted.headers, 'x-request-id');
-  assert.equal(requestIds.submit, 'audit-submit-1', 'the caller’s request id is the record’s');
+  assert.match(requestIds.submit, /^[0-9a-f-]{36}$/, 'the request id is Gantry’s own, whatever the caller sent');
   const jobId = submitted.body.id;
 
   const refused = await airflow.call<Problem>('POST', '/v1/jobs', {
@@ -93,7 +93,6 @@ test('each state-changing request has its record: who, what, target, outcome, re
     token: 'not-a-valid-token-0123456789',
   });
   assert.equal(badToken.status, 401);
-  requestIds.unauthenticated = header(badToken.headers, 'x-request-id');
 
   const noScope = await viewer.call('POST', `/v1/jobs/${jobId}/cancel`);
   assert.equal(noScope.status, 403);
@@ -132,7 +131,7 @@ test('each state-changing request has its record: who, what, target, outcome, re
     assert.ok(Math.abs(Date.parse(at) - Date.now()) < 60_000, `at ${at}`);
     return rest;
   });
-  const ok = { outcome: 'ok', problemType: null, detail: {}, node: NODE } as const;
+  const ok = { outcome: 'ok', problemType: null, detail: {}, node: NODE, clientRequestId: null } as const;
   assert.deepEqual(trail, [
     {
       ...ok,
@@ -159,16 +158,6 @@ test('each state-changing request has its record: who, what, target, outcome, re
     },
     {
       ...ok,
-      actor: null,
-      action: 'job.submit',
-      target: null,
-      outcome: 'refused',
-      status: 401,
-      problemType: 'https://gantry.dev/problems/unauthorized',
-      requestId: requestIds.unauthenticated,
-    },
-    {
-      ...ok,
       actor: 'airflow',
       action: 'job.submit',
       target: null,
@@ -178,7 +167,15 @@ test('each state-changing request has its record: who, what, target, outcome, re
       requestId: requestIds.policy,
       detail: { fields: ['body.image'] },
     },
-    { ...ok, actor: 'airflow', action: 'job.submit', target: jobId, status: 201, requestId: requestIds.submit },
+    {
+      ...ok,
+      actor: 'airflow',
+      action: 'job.submit',
+      target: jobId,
+      status: 201,
+      requestId: requestIds.submit,
+      clientRequestId: 'audit-submit-1',
+    },
   ]);
 
   // Filters, alone and together, and pages.
@@ -188,7 +185,7 @@ test('each state-changing request has its record: who, what, target, outcome, re
     return r.body.items.map((i) => i.requestId);
   };
   assert.deepEqual(await pick('actor=airflow'), [requestIds.cancel, requestIds.policy, requestIds.submit]);
-  assert.deepEqual(await pick('action=job.submit&outcome=refused'), [requestIds.unauthenticated, requestIds.policy]);
+  assert.deepEqual(await pick('action=job.submit&outcome=refused'), [requestIds.policy]);
   assert.deepEqual(await pick(`target=${jobId}`), [requestIds.cancel, requestIds.forbidden, requestIds.submit]);
   assert.deepEqual(await pick(`target=${NODE}&action=node.undrain`), [requestIds.undrain]);
   // from (inclusive) and to (exclusive), given with an offset: the records between, whatever milliseconds they share.
@@ -203,7 +200,7 @@ test('each state-changing request has its record: who, what, target, outcome, re
   assert.equal(first.body.items.length, 5);
   assert.ok(first.body.nextCursor);
   const second = await g.call<AuditPage>('GET', `/v1/audit?limit=5&cursor=${first.body.nextCursor}`);
-  assert.equal(second.body.items.length, 3);
+  assert.equal(second.body.items.length, 2);
   assert.equal(second.body.nextCursor, null);
   assert.deepEqual([...first.body.items, ...second.body.items], listed.body.items);
 
@@ -227,8 +224,34 @@ test('each state-changing request has its record: who, what, target, outcome, re
       query,
     );
   }
-  assert.equal((await g.call<AuditPage>('GET', '/v1/audit')).body.items.length, 8);
+  assert.equal((await g.call<AuditPage>('GET', '/v1/audit')).body.items.length, 7);
   assert.deepEqual(await containersGone(jobId), []);
+});
+
+test('the trail cannot be filled or forged from outside: 401s only counted, targets printable, request ids Gantry’s own', async (t) => {
+  const { g, airflow } = await start(t);
+  // Anyone who reaches the port, without a token: no record, however many.
+  for (let i = 0; i < 50; i++) {
+    const r = await g.call('POST', `/v1/jobs/flood-${i}/cancel`, { token: 'not-a-valid-token-0123456789' });
+    assert.equal(r.status, 401);
+  }
+  assert.equal((await g.call('POST', '/v1/nodes/x/drain', { token: null })).status, 401);
+  assert.deepEqual((await g.call<AuditPage>('GET', '/v1/audit')).body.items, [], 'no 401 is stored');
+  assert.match((await g.call('GET', '/metrics')).text, /^gantry_unauthenticated_refusals_total 51$/m);
+
+  // A target with control characters (an ANSI escape, a NUL, a bidi override) is kept as sent, escaped.
+  const hostile = 'a\u001b[2Jb\u0000c\u202ed\\e';
+  const refused = await airflow.call('POST', `/v1/jobs/${encodeURIComponent(hostile)}/cancel`);
+  assert.equal(refused.status, 404, refused.text);
+  // Two callers sending one X-Request-Id get two records with two ids, the claim beside each.
+  const same = { headers: { 'x-request-id': 'chosen-by-client' } };
+  await airflow.call('POST', '/v1/jobs/one/cancel', same);
+  await airflow.call('POST', '/v1/jobs/two/cancel', same);
+  const [two, one, escaped] = (await g.call<AuditPage>('GET', '/v1/audit')).body.items;
+  assert.equal(escaped!.target, 'a\\u001b[2Jb\\u0000c\\u202ed\\\\e');
+  assert.ok(!/[\p{C}]/u.test(escaped!.target!), 'nothing unprintable is stored');
+  assert.notEqual(one!.requestId, two!.requestId);
+  assert.deepEqual([one!.clientRequestId, two!.clientRequestId], ['chosen-by-client', 'chosen-by-client']);
 });
 
 test('a record that cannot be written leaves the action standing: logged at error level and counted', async (t) => {
@@ -285,6 +308,7 @@ test('a SIGHUP with nothing to reload (no TLS) is recorded: no actor, no target'
     status: null,
     problemType: null,
     requestId: null,
+    clientRequestId: null,
     detail: { signal: 'SIGHUP' },
   });
   assert.equal(g.proc.exitCode, null, 'SIGHUP does not stop Gantry');

@@ -26,6 +26,7 @@ const MIGRATIONS = [
   '0007_run_settings',
   '0008_node_epoch',
   '0009_scale_history',
+  '0012_harden_audit_client_request_id',
 ];
 
 const id = (n: number) => `00000000-0000-4000-8000-00000000000${n}`;

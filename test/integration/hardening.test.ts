@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { client, spawnGantry, startGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
+import { FakeRuntime } from '../helpers/fake-runtime.js';
+import { ADMIN_TOKEN, client, spawnGantry, startGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
 import { readSse } from '../helpers/sse.js';
 
 const sh = (script: string, extra: Record<string, unknown> = {}) => ({ image: TEST_IMAGE, command: ['sh', '-c', script], ...extra });
@@ -154,9 +155,9 @@ test('secrets: delivered as env and file, never stored or shown, redacted from s
   }
   assert.deepEqual(job.spec.secrets, refs, 'the job shows the names it was given');
   assert.deepEqual(
-    fs.readdirSync(runDir).flatMap((node) => fs.readdirSync(path.join(runDir, node))),
+    (fs.readdirSync(runDir, { recursive: true, withFileTypes: true }) as fs.Dirent[]).filter((e) => !e.isDirectory()).map((e) => e.name),
     [],
-    'no secret file is left on the host',
+    'no secret file, nor a held value, is left on the host',
   );
 
   // Another owner's secret, and one that does not exist, are refused alike.
@@ -171,4 +172,79 @@ test('secrets: delivered as env and file, never stored or shown, redacted from s
     );
     assert.match(r.body.errors[0]!.message, new RegExp(`owner "bob" may use no secret named "${name}"`));
   }
+});
+
+test('the data dir under an allowlisted prefix is never mounted into a job: refused at submit, the SQLite file out of reach', async (t) => {
+  const srv = tempDir('gantry-srv-');
+  const dataDir = path.join(srv, 'gantry');
+  fs.mkdirSync(dataDir);
+  const g = await startGantry(t, { GANTRY_MOUNT_ALLOWLIST: srv }, {}, dataDir);
+  for (const source of [dataDir, srv]) {
+    const r = await g.call<{ errors: { field: string; message: string }[] }>('POST', '/v1/jobs', {
+      body: sh('cat /d/*.db', { mounts: [{ source, target: '/d', readOnly: true }] }),
+    });
+    assert.equal(r.status, 422, r.text);
+    assert.equal(r.body.errors[0]?.field, 'body.mounts.0.source');
+    assert.match(r.body.errors[0]?.message ?? '', /would expose Gantry's own GANTRY_DATA_DIR/);
+  }
+  const other = path.join(srv, 'models');
+  fs.mkdirSync(other);
+  const ok = await g.call('POST', '/v1/jobs?dryRun=true', {
+    body: sh('true', { mounts: [{ source: other, target: '/m', readOnly: true }] }),
+  });
+  assert.equal(ok.status, 200, ok.text);
+});
+
+test('/readyz says which part is down to anyone, and why (the engine error text) only to an admin token', async (t) => {
+  const runtime = new FakeRuntime();
+  runtime.ping = async () => {
+    throw new Error('connect ECONNREFUSED /srv/private/docker.sock');
+  };
+  const g = await startGantry(
+    t,
+    {
+      GANTRY_TOKENS_FILE: tokensFile([
+        { owner: 'admin', scopes: ['admin'], token: ADMIN_TOKEN },
+        { owner: 'alice', scopes: ['submit', 'read'], token: 'alice-token-0123456789' },
+      ]),
+    },
+    { runtime },
+  );
+  const anonymous = await g.call<{ checks: { docker: string } }>('GET', '/readyz', { token: null });
+  assert.equal(anonymous.status, 503);
+  assert.equal(anonymous.body.checks.docker, 'unreachable');
+  const owner = await g.call<{ checks: { docker: string } }>('GET', '/readyz', { token: 'alice-token-0123456789' });
+  assert.equal(owner.body.checks.docker, 'unreachable', 'a token without admin learns no more');
+  const admin = await g.call<{ checks: { docker: string } }>('GET', '/readyz');
+  assert.equal(admin.body.checks.docker, 'unreachable: connect ECONNREFUSED /srv/private/docker.sock');
+});
+
+test('a secret rotated while Gantry was down is still redacted when the adopted job prints the value it started with', async (t) => {
+  const secrets = tempDir('gantry-secrets-');
+  const started = 'hf_started_with_value_4242';
+  fs.writeFileSync(path.join(secrets, 'hf-token'), started, { mode: 0o600 });
+  fs.writeFileSync(path.join(secrets, '.owners.json'), JSON.stringify({ 'hf-token': ['*'] }));
+  const gate = sharedFolder();
+  const dataDir = tempDir();
+  const env = {
+    GANTRY_SECRETS_DIR: secrets,
+    GANTRY_SECRETS_RUN_DIR: path.join(tempDir('gantry-secret-run-'), 'run'),
+    GANTRY_MOUNT_ALLOWLIST: gate,
+  };
+  let g = await spawnGantry(dataDir, env);
+  t.after(() => g.stop());
+  const job = await g.submit(
+    sh('while [ ! -e /gate/open ]; do sleep 0.1; done; echo "token is $HF_TOKEN"', {
+      secrets: [{ name: 'hf-token', env: 'HF_TOKEN' }],
+      mounts: [{ source: gate, target: '/gate', readOnly: true }],
+    }),
+  );
+  await g.waitFor(job.id, (j) => j.state === 'running');
+  await g.stop('SIGKILL');
+  fs.writeFileSync(path.join(secrets, 'hf-token'), 'hf_rotated_value_9999', { mode: 0o600 });
+  g = await spawnGantry(dataDir, env);
+  fs.writeFileSync(path.join(gate, 'open'), '');
+  assert.equal((await g.waitFor(job.id)).state, 'succeeded');
+  const stored = (await g.call('GET', `/v1/jobs/${job.id}/logs`)).text;
+  assert.equal(stored, 'token is [secret:hf-token]\n');
 });

@@ -65,6 +65,17 @@ test('the stderr filter returns only stderr, the stdout filter only stdout', asy
   assert.equal(all.length, 8);
   const bad = await g.call('GET', `/v1/jobs/${job.id}/logs?stream=stdin`);
   assert.equal(bad.status, 422);
+  // One read token asking for a million lines would have them built in one go, stalling every owner: refused.
+  const huge = await g.call<{ errors: { field: string }[] }>('GET', `/v1/jobs/${job.id}/logs?tail=1000000`);
+  assert.equal(huge.status, 422, huge.text);
+  assert.match(String(huge.headers['content-type']), /^application\/problem\+json/);
+  assert.deepEqual(
+    huge.body.errors.map((e) => e.field),
+    ['querystring.tail'],
+  );
+  assert.equal((await g.call('GET', `/v1/jobs/${job.id}/logs?tail=10000`)).text.split('\n').filter(Boolean).length, 8);
+  assert.equal((await g.call('GET', `/v1/jobs/${job.id}/logs?tail=0`)).text, '');
+  assert.equal((await g.call('GET', `/v1/jobs/${job.id}/logs?tail=1`)).text, `${all.at(-1)}\n`, 'the last record, of either stream');
 });
 
 test('a client following a running job sees every line live, then the end event', async (t) => {

@@ -63,16 +63,18 @@ test('each request logs one structured line whose id is returned in X-Request-Id
   const cap = captureLogs();
   const g = await startGantry(t, { GANTRY_LOG_LEVEL: 'info' }, { logger: cap.logger });
 
-  // A caller-chosen id (e.g. Airflow's dag/run/task) is kept end to end.
+  // The request id is Gantry's own; a caller-chosen one (e.g. Airflow's dag/run/task) is logged beside it as the caller's claim.
   const given = 'airflow.dag1.run-2024-01-01.task1';
   const sub = await g.call<{ id: string; requestId: string }>('POST', '/v1/jobs', {
     body: { image: TEST_IMAGE, command: ['sh', '-c', 'echo logged'] },
     headers: { 'x-request-id': given },
   });
   assert.equal(sub.status, 201);
-  assert.equal(sub.headers['x-request-id'], given);
-  assert.equal(sub.body.requestId, given, 'the submit request id is written into the job record');
-  const line = await lineFor(cap.lines, given);
+  const subId = String(sub.headers['x-request-id']);
+  assert.match(subId, UUID, 'no caller chooses the id: two callers sending the same one cannot collide');
+  assert.equal(sub.body.requestId, subId, 'the submit request id is written into the job record');
+  const line = await lineFor(cap.lines, subId);
+  assert.equal(line.clientRequestId, given, "the caller's id is in the line, to join its logs");
   assert.equal(line.method, 'POST');
   assert.equal(line.url, '/v1/jobs');
   assert.equal(line.route, '/v1/jobs');
@@ -81,7 +83,7 @@ test('each request logs one structured line whose id is returned in X-Request-Id
   assert.equal(typeof line.ms, 'number');
   assert.equal(line.level, 30);
   const done = await g.waitFor(sub.body.id);
-  assert.equal(done.requestId, given, 'and it stays there');
+  assert.equal(done.requestId, subId, 'and it stays there');
 
   // Without one, Gantry makes a UUID; every request gets its own.
   const a = await g.call('GET', `/v1/jobs/${sub.body.id}`);
@@ -96,7 +98,7 @@ test('each request logs one structured line whose id is returned in X-Request-Id
   assert.equal(la.status, 200);
   await lineFor(cap.lines, idB);
 
-  // A malformed id (spaces, or over 128 characters) is replaced, never echoed.
+  // A malformed id (spaces, or over 128 characters) is never echoed nor logged.
   for (const bad of ['has spaces in it', 'x'.repeat(129), 'inject\\"quote']) {
     const r = await g.call('GET', '/healthz', { headers: { 'x-request-id': bad } });
     assert.match(String(r.headers['x-request-id']), UUID);
@@ -128,9 +130,11 @@ test('each request logs one structured line whose id is returned in X-Request-Id
   const sse = await request(`${g.url}/v1/jobs/${sub.body.id}/logs`, {
     headers: { authorization: `Bearer ${ADMIN_TOKEN}`, accept: 'text/event-stream', 'x-request-id': 'sse-follow-1' },
   });
-  assert.equal(sse.headers['x-request-id'], 'sse-follow-1');
+  const sseId = String(sse.headers['x-request-id']);
+  assert.match(sseId, UUID);
   assert.match(await sse.body.text(), /event: end/);
-  const ls = await lineFor(cap.lines, 'sse-follow-1');
+  const ls = await lineFor(cap.lines, sseId);
+  assert.equal(ls.clientRequestId, 'sse-follow-1');
   assert.equal(ls.route, '/v1/jobs/:id/logs');
 
   const all = cap.text();

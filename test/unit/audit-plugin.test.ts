@@ -21,7 +21,7 @@ async function app() {
   const audit: AuditStore = {
     append: async (r) => void appended.push(r),
     list: async () => [],
-    deleteBefore: async () => 0,
+    deleteOlderThan: async () => 0,
   };
   const tokens = new TokenStore([{ owner: 'ops', scopes: ['submit'], sha256: hashToken(TOKEN) }]);
   const metrics = { auditWriteFailed() {} } as unknown as GantryMetrics;

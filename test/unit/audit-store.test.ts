@@ -26,6 +26,7 @@ const record = (o: Partial<NewAuditRecord> = {}): NewAuditRecord => ({
   status: 201,
   problemType: null,
   requestId: 'req-1',
+  clientRequestId: null,
   detail: {},
   ...o,
 });
@@ -52,6 +53,7 @@ function contract(open: (t: TestContext) => Promise<Opened>): void {
         status: 422,
         problemType: 'https://gantry.dev/problems/policy',
         requestId: 'req-2',
+        clientRequestId: 'airflow-task-7',
         detail: { fields: ['body.image', 'body.env.API_KEY'] },
       }),
     );
@@ -72,6 +74,7 @@ function contract(open: (t: TestContext) => Promise<Opened>): void {
       status: 422,
       problemType: 'https://gantry.dev/problems/policy',
       requestId: 'req-2',
+      clientRequestId: 'airflow-task-7',
       detail: { fields: ['body.image', 'body.env.API_KEY'] },
     });
     assert.match(at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
@@ -126,17 +129,18 @@ function contract(open: (t: TestContext) => Promise<Opened>): void {
     );
   });
 
-  test('deleteBefore: records written before the cutoff go, later ones stay; many go in one call', async (t) => {
-    const { audit } = await open(t);
-    for (let i = 0; i < 2_100; i++) await audit.append(record({ target: `old-${i}` }));
-    const cutoff = await instant();
+  test('deleteOlderThan: records written more than the days ago go, later ones stay; many go in one call', async (t) => {
+    const { audit, raw } = await open(t);
+    // Written around the store, which stamps a record with its own clock.
+    const old = Array.from({ length: 2_100 }, (_, i) => `('2000-01-01T00:00:00.000Z', 'gpu-1', 'job.submit', 'old-${i}', 'ok', '{}')`);
+    await raw(`INSERT INTO audit (at, node, action, target, outcome, detail) VALUES ${old.join(', ')}`);
     await audit.append(record({ target: 'new' }));
-    assert.equal(await audit.deleteBefore(cutoff), 2_100);
+    assert.equal(await audit.deleteOlderThan(30), 2_100);
     assert.deepEqual(
       (await audit.list({ limit: 10 })).map((r) => r.target),
       ['new'],
     );
-    assert.equal(await audit.deleteBefore(cutoff), 0, 'a second sweep finds nothing');
+    assert.equal(await audit.deleteOlderThan(30), 0, 'a second sweep finds nothing');
     await audit.append(record({ target: 'newer' }));
     const [newer, kept] = await audit.list({ limit: 10 });
     assert.ok(newer!.seq > kept!.seq, 'a seq is never given again');
@@ -159,6 +163,22 @@ const auditOf =
 
 onBothStores('audit store', (open) => contract(auditOf(open)), {
   postgres: (open) => {
+    test("a node whose clock runs ahead deletes no record early: the cutoff is the database's clock", async (t) => {
+      const { store } = await open(t);
+      await store.audit.append(record({ target: 'fresh' }));
+      const now = Date.now;
+      Date.now = () => now() + 400 * 86_400_000;
+      try {
+        assert.equal(await store.audit.deleteOlderThan(30), 0);
+      } finally {
+        Date.now = now;
+      }
+      assert.deepEqual(
+        (await store.audit.list({ limit: 10 })).map((r) => r.target),
+        ['fresh'],
+      );
+    });
+
     test('a NUL in a path-given target is kept as U+FFFD rather than failing the write', async (t) => {
       const { store } = await open(t);
       await store.audit.append(record({ target: 'a\u0000b', detail: { fields: ['params.\u0000'] } }));

@@ -117,6 +117,18 @@ test('preemption: the reservation holder takes a lower-priority preemptible run;
   assert.equal(unpreemptible.preempt, null);
 });
 
+test("a waiting job's reason names only its own owner's victims; another owner's are counted, never named", () => {
+  const gpus = new GpuAllocator(devices(2));
+  const mine = run('mine-low', gpus, { priority: 0, preemptible: true });
+  const theirs = run('bobs-secret-job', gpus, { owner: 'bob', priority: 0, preemptible: true, startedAt: 2 });
+  const waiter = jobRecord(1, { priority: 10, spec: gpuSpec(2) });
+  const d = decide(snapshot({ queued: [waiter], gpus, runs: [mine, theirs] }));
+  assert.deepEqual(d.preempt?.victims.map((v) => v.jobId).sort(), ['bobs-secret-job', 'mine-low']);
+  const text = d.outcome.decided.get('j1')!.text;
+  assert.match(text, /; preempting job mine-low, 1 job of other owners for it$/);
+  assert.ok(!text.includes('bobs-secret-job'), text);
+});
+
 test('the dry run is the same pass with the job in its place, and it preempts nothing', () => {
   const gpus = new GpuAllocator(devices(1));
   const victim = run('low', gpus, { preemptible: true });

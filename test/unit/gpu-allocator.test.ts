@@ -106,8 +106,24 @@ test('queue: strict order for GPU jobs, CPU jobs pass, run slots taken in order;
     ],
   );
   assert.equal(plan.beyond.any?.text, 'waiting for a run slot (GANTRY_MAX_RUNNING=4)');
-  assert.equal(plan.beyond.gpu?.code, 'reserved_for:big');
+  assert.equal(plan.beyond.reservation?.wait.code, 'reserved_for:big');
   assert.equal(allocationOf(a, 'small'), undefined, 'the small job did not overtake the big one');
+});
+
+test("queue: a job behind another owner's reservation is told of a job with a better claim, never its id", () => {
+  const a = new GpuAllocator([gpu(0), gpu(1)]);
+  a.tryAllocate('running', { count: 1 });
+  const plan = pass(
+    [job('big-of-alice', { count: 2 }, 3600, 'alice'), job('bobs', { count: 1 }, 3600, 'bob'), job('alices', { count: 1 }, 3600, 'alice')],
+    a,
+    4,
+    4,
+  );
+  const waits = new Map(plan.decisions.map((d) => [d.id, d.action === 'wait' ? d.wait : null]));
+  assert.equal(waits.get('alices')?.code, 'reserved_for:big-of-alice', "the reservation's owner is told which of its jobs");
+  assert.equal(waits.get('bobs')?.code, 'reserved');
+  assert.match(waits.get('bobs')!.text, /^waiting behind a job with a better claim/);
+  assert.ok(!JSON.stringify([waits.get('bobs'), plan.beyond.gpu]).includes('big-of-alice'), 'no other owner reads the id');
 });
 
 test('queue: the reservation is when the running jobs end by their timeouts; only jobs ending before it backfill', () => {
@@ -151,7 +167,8 @@ test('queue: behind a reservation, a pass looks at a bounded number of GPU jobs,
   const plan = planQueue({ queue: merged, limits: null, gpus: a, freeSlots: 4, maxRunning: 4, running: [], now: 0 });
   assert.ok(read <= BACKFILL_WINDOW + 2, `read ${read} entries`);
   assert.deepEqual(plan.decisions.at(-1), { id: 'cpu-late', action: 'start', alloc: null }, 'a CPU job deep in the queue still starts');
-  assert.equal(plan.beyond.gpu?.code, 'reserved_for:g0');
+  assert.equal(plan.beyond.reservation?.wait.code, 'reserved_for:g0');
+  assert.equal(plan.beyond.gpu?.code, 'reserved');
 });
 
 // ---- randomized: arrivals, finishes and cancels ----------------------------

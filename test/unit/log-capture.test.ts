@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,6 +7,7 @@ import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import pino from 'pino';
 import { DRIVER_RECORD_OVERHEAD, driverLogMaxMiB, LogCapture } from '../../src/logs/capture.js';
+import { SecretRedactor } from '../../src/logs/secret-redactor.js';
 import { decodeChunk } from '../../src/store/chunk-codec.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
 import { frame } from '../helpers/docker-frames.js';
@@ -54,5 +56,48 @@ test('a flood of tiny lines is truncated before it could outgrow the log driver 
       .join(),
     'x,x,x',
   );
+  await db.close();
+});
+
+test('a secret is redacted whatever its length, wherever a line cut or a frame falls, and as base64', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-capture-'));
+  const db = await openSqliteStore(dir);
+  const big = crypto
+    .randomBytes(15 * 1024)
+    .toString('hex')
+    .slice(0, 20 * 1024); // 20 KiB, one line
+  const short = 'tok_0123456789abcdef';
+  const redactor = SecretRedactor.of([
+    { name: 'big', value: Buffer.from(big) },
+    { name: 'short', value: Buffer.from(short) },
+  ])!;
+  const capture = await LogCapture.open({
+    jobId: 'j',
+    store: db.logs,
+    maxBytes: 64 * 1024 * 1024,
+    driver: 'local',
+    log: pino({ level: 'silent' }),
+    onAppend: () => undefined,
+    redact: () => redactor.stream(),
+  });
+  // The short value straddles the 16,384-character cut of an overlong line; frames of 7 bytes split every value.
+  const straddle = `${'x'.repeat(16_384 - 5)}${short}`;
+  const text = `${big}\n${Buffer.from(big).toString('base64')}\n${straddle}\n`;
+  await capture.consume(Readable.from(frames(text, 7)));
+  await capture.finish();
+  const lines = (await db.logs.chunks('j', 0, { chunks: 100, lines: 100 })).flatMap((c) => decodeChunk(c, 0)).map((l) => l.line);
+  const all = lines.join('\n');
+  for (const leak of [
+    big.slice(0, 64),
+    big.slice(-64),
+    Buffer.from(big).toString('base64').slice(100, 164),
+    short.slice(0, 8),
+    short.slice(-8),
+  ]) {
+    assert.ok(!all.includes(leak), `no fragment of a secret is stored: ${leak.slice(0, 12)}…`);
+  }
+  assert.equal(lines[0], '[secret:big]');
+  assert.equal(lines[1], '[secret:big]');
+  assert.ok(lines.slice(2).join('').includes('[secret:short]'), 'the cut falls after the marker, never inside the value');
   await db.close();
 });

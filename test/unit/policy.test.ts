@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
-import { loadConfig } from '../../src/config.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
 import { gpuInjection } from '../../src/gpu/inject.js';
 import { checkPolicy, imageAllowed } from '../../src/jobs/policy.js';
 import { resolveRunSettings } from '../../src/jobs/run-settings.js';
@@ -92,6 +92,87 @@ test('mounts: symlink and .. escapes, the Docker socket, system paths and unknow
     assert.match(d.errors[0]!.message, new RegExp(why), JSON.stringify(mount));
     assert.deepEqual(d.mounts, []);
   }
+});
+
+test("Gantry's own files are never mounted: the data dir, a folder in it or holding it, the secrets, run and notice folders, the TLS key, the tokens", () => {
+  // Everything under one allowlisted prefix, as an operator who allowlists /srv and keeps Gantry there has it.
+  const srv = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-own-'));
+  const own = { data: `${srv}/gantry`, secrets: `${srv}/secrets`, run: `${srv}/run/secrets`, notices: `${srv}/run/notices` };
+  for (const dir of [...Object.values(own), `${srv}/gantry/logs`, `${srv}/models`]) fs.mkdirSync(dir, { recursive: true });
+  for (const file of ['tls.key', 'tokens.json']) fs.writeFileSync(path.join(srv, file), '');
+  fs.symlinkSync(own.data, `${srv}/models/data-link`);
+  const c = loadConfig({
+    GANTRY_MOUNT_ALLOWLIST: srv,
+    GANTRY_DATA_DIR: own.data,
+    GANTRY_SECRETS_DIR: own.secrets,
+    GANTRY_SECRETS_RUN_DIR: own.run,
+    GANTRY_NOTICE_DIR: own.notices,
+    GANTRY_TLS_CERT: `${srv}/tls.crt`,
+    GANTRY_TLS_KEY: `${srv}/tls.key`,
+    GANTRY_TOKENS_FILE: `${srv}/tokens.json`,
+  });
+  const refused = (source: string) => {
+    const d = checkPolicy(spec({ mounts: [{ source, target: '/x' }] }), 'alice', c.policy, c.dockerSocket);
+    return d.errors.map((e) => e.message).join();
+  };
+  assert.match(refused(own.data), /would expose Gantry's own GANTRY_DATA_DIR/);
+  assert.match(refused(`${srv}/gantry/logs`), /GANTRY_DATA_DIR/, 'a folder inside it');
+  assert.match(refused(`${srv}/models/data-link`), /GANTRY_DATA_DIR/, 'a link to it');
+  assert.match(refused(srv), /would expose Gantry's own/, 'a folder holding it');
+  assert.match(refused(own.secrets), /GANTRY_SECRETS_DIR/);
+  assert.match(refused(own.run), /GANTRY_SECRETS_RUN_DIR/);
+  assert.match(refused(`${srv}/run`), /GANTRY_SECRETS_RUN_DIR|GANTRY_NOTICE_DIR/);
+  assert.match(refused(`${srv}/tls.key`), /GANTRY_TLS_KEY/);
+  assert.match(refused(`${srv}/tokens.json`), /GANTRY_TOKENS_FILE/);
+  assert.equal(refused(`${srv}/models`), '', 'the rest of the prefix may be mounted');
+});
+
+test("an allowlist entry inside Gantry's own paths, or a default user of Gantry's own uid, stops the start", () => {
+  const data = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-own-data-'));
+  assert.throws(
+    () => loadConfig({ GANTRY_DATA_DIR: data, GANTRY_MOUNT_ALLOWLIST: `${data}/logs,models` }),
+    (err: ConfigError) => err.problems.some((p) => p.startsWith(`GANTRY_MOUNT_ALLOWLIST: "${data}/logs" is within GANTRY_DATA_DIR`)),
+  );
+  assert.throws(() => loadConfig({ GANTRY_DATA_DIR: data, GANTRY_MOUNT_ALLOWLIST: data }), ConfigError);
+  const uid = process.getuid!();
+  if (uid !== 0) {
+    assert.throws(() => loadConfig({ GANTRY_DEFAULT_USER: `${uid}:${uid}` }), /GANTRY_DEFAULT_USER: uid \d+ is the uid Gantry runs as/);
+  }
+});
+
+test("a job may not run as Gantry's own uid, which owns its 0700 folders and 0600 files", () => {
+  const policy = { ...config.policy, ownUid: 1234 };
+  const d = checkPolicy(spec({ user: '1234:1234' }), 'alice', policy, config.dockerSocket);
+  assert.deepEqual(
+    d.errors.map((e) => [e.path, e.message]),
+    [['user', "uid 1234 is the uid Gantry runs as, which owns Gantry's own files: pick another"]],
+  );
+  assert.deepEqual(checkPolicy(spec({ user: '1235:1234' }), 'alice', policy, config.dockerSocket).errors, []);
+});
+
+test("mount targets and secret files: never in or over Gantry's /run/gantry, never one inside another (refused at submit, not failing at start)", () => {
+  const at = (mounts: { target: string; readOnly?: boolean }[], secrets: Record<string, unknown>[] = []) =>
+    checkPolicy(
+      spec({ mounts: mounts.map((m) => ({ source: `${allowed}/in`, ...m })), secrets }),
+      'alice',
+      config.policy,
+      config.dockerSocket,
+    ).errors.map((e) => `${e.path}: ${e.message}`);
+  assert.match(at([{ target: '/run/gantry/x' }]).join(), /^mounts\.0\.target: .*where Gantry mounts its own folder/);
+  assert.match(
+    at([{ target: '/run' }]).join(),
+    /mounts\.0\.target: "\/run" would cover/,
+    'a writable mount at /run would have runc make gantry/ on the host',
+  );
+  assert.match(at([{ target: '/run', readOnly: true }]).join(), /mounts\.0\.target/);
+  assert.match(at([], [{ name: 'hf', file: '/run/gantry/token' }]).join(), /^secrets\.0\.file: .*where Gantry mounts its own folder/);
+  assert.match(at([{ target: '/data' }, { target: '/data/sub' }]).join(), /mounts\.1\.target: "\/data\/sub" and "\/data" are nested/);
+  assert.match(at([{ target: '/data/sub' }, { target: '/data' }]).join(), /mounts\.1\.target: .*nested/, 'in either order');
+  assert.match(at([{ target: '/data' }], [{ name: 'hf', file: '/data/token' }]).join(), /secrets\.0\.file: .*nested/);
+  assert.deepEqual(
+    at([{ target: '/data' }, { target: '/data2' }, { target: '/run/other' }], [{ name: 'hf', file: '/run/secrets/hf' }]),
+    [],
+  );
 });
 
 test('named volumes in the allowlist are accepted', () => {

@@ -33,6 +33,35 @@ test('the fewest, lowest-priority, latest-started preemptible jobs that make roo
   assert.equal(choose(1, -5), null, 'an equal priority is never preempted without a share owed');
 });
 
+test("a victim's reason names the job it gives way to only when that job is its own owner's; never another team's name or share", () => {
+  const gpus = new GpuAllocator(devices(2));
+  const running: RunningJob[] = [
+    { jobId: 'alices', owner: 'alice', priority: 0, preemptible: true, startedAt: 1, gpus: 1 },
+    { jobId: 'borrowing', owner: 'carol', priority: 5, preemptible: true, startedAt: 2, gpus: 1 },
+  ];
+  for (const r of running) gpus.tryAllocate(r.jobId, { count: 1 });
+  const quotas = new Quotas([
+    { name: 'lenders', owners: ['carol'], gpus: 0, borrowGpus: 2 },
+    { name: 'secret-team', owners: ['bob'], gpus: 2 },
+  ] as Quota[]);
+  const reasons = (owner: string, priority: number, want = 1) =>
+    (
+      choosePreemption({
+        waiting: { jobId: 'waiter-id', owner, priority, gpus: { count: want } },
+        running,
+        gpus,
+        quotas,
+        teamGpus: (t) => (t.name === 'lenders' ? 1 : 0),
+      }) ?? []
+    ).map((v) => v.reason);
+  assert.deepEqual(reasons('alice', 9), ['preempted for job waiter-id, of a higher priority (9 > 0)'], 'its own job is named');
+  const [byPriority] = reasons('bob', 9);
+  assert.equal(byPriority, "preempted for a job with a better claim: a higher priority than this job's 0");
+  const both = reasons('bob', 5, 2).join(' | ');
+  assert.match(both, /team "lenders" holds more than its 0 GPUs/);
+  for (const leak of ['waiter-id', 'secret-team', 'bob', '9', ' 2 GPUs']) assert.ok(!`${byPriority} | ${both}`.includes(leak), leak);
+});
+
 test('property: every preemption is justified by its rule, frees enough, takes back no more than a team borrows, and is minimal', () => {
   let preemptions = 0;
   for (let seed = 1; seed <= 400; seed++) {

@@ -1,7 +1,8 @@
-// The retention sweep (src/logs/retention.ts) on a real SQLite store: the
-// logs of jobs that ended before the cutoff and the audit records written
-// before it go, and with a job retention the jobs' records; newer ones, and
-// everything when the settings are 0, stay.
+// The retention sweeps on a real SQLite store: the logs of jobs that ended
+// before the cutoff (src/logs/retention.ts), with a job retention the jobs'
+// records, and apart from them the audit records written before the audit
+// cutoff (src/logs/audit-retention.ts) go; newer ones, and everything when a
+// setting is 0, stay.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -11,6 +12,7 @@ import { type TestContext, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import pino from 'pino';
+import { startAuditRetention } from '../../src/logs/audit-retention.js';
 import { startRetention, sweepRetention } from '../../src/logs/retention.js';
 import { EMPTY_LOG_STATE } from '../../src/model/log.js';
 import { openSqliteStore } from '../../src/store/sqlite/index.js';
@@ -61,13 +63,12 @@ async function seeded(t: TestContext): Promise<Store> {
 
 const targets = async (store: Store) => (await store.audit.list({ limit: 10 })).map((r) => r.target);
 
-test('a sweep deletes the logs and audit records older than the retention, and keeps the newer', async (t) => {
+test('a sweep deletes the logs older than the retention, and keeps the newer; the audit trail is not its to touch', async (t) => {
   const store = await seeded(t);
   const stop = startRetention({ store, settings: { logDays: 30, jobDays: 0, keepMs: 0 }, log: pino({ level: 'silent' }) });
   t.after(stop);
-  for (let i = 0; i < 100 && (await targets(store)).length > 1; i++) await sleep(20);
-  assert.deepEqual(await targets(store), ['job-1']);
   for (let i = 0; i < 100 && (await store.logs.tail('job-40', 10)).length > 0; i++) await sleep(20);
+  assert.deepEqual(await targets(store), ['job-1', 'job-40'], 'GANTRY_LOG_RETENTION_DAYS deletes no audit record');
   assert.deepEqual(await store.logs.tail('job-40', 10), []);
   assert.equal((await store.logs.tail('job-1', 10)).length, 1);
   assert.ok(await store.jobs.get('job-40'), 'the job record stays');
@@ -82,6 +83,15 @@ test('job retention: records of jobs that ended before the cutoff go, unless fai
   assert.equal(await store.jobs.get('job-40'), undefined);
   assert.ok(await store.jobs.get('job-1'));
   assert.deepEqual(await targets(store), ['job-1', 'job-40'], 'logDays 0 keeps the audit records');
+});
+
+test('audit retention is its own: records older than its days go, newer ones and the logs stay', async (t) => {
+  const store = await seeded(t);
+  const stop = startAuditRetention({ audit: store.audit, days: 30, log: pino({ level: 'silent' }) });
+  t.after(stop);
+  for (let i = 0; i < 100 && (await targets(store)).length > 1; i++) await sleep(20);
+  assert.deepEqual(await targets(store), ['job-1']);
+  assert.equal((await store.logs.tail('job-40', 10)).length, 1, 'no log line is its to delete');
 });
 
 test('0 keeps everything', async (t) => {

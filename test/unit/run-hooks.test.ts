@@ -25,9 +25,14 @@ async function setup(spec: Partial<JobSpec>) {
   fs.writeFileSync(path.join(secretsDir, '.owners.json'), JSON.stringify({ hf: ['o'] }));
   const config = { secrets: { runDir: path.join(root, 'run') }, noticeDir: path.join(root, 'notices') } as Config;
   const record = jobRecord(1, { node: 'n1', attempt: 2, spec: { image: 'local/busybox', command: ['true'], ...spec } as JobSpec });
-  const hooks = RunHooks.of(record, 'n1', { config, secrets: await DirectorySecretSource.open(secretsDir), log });
+  const source = await DirectorySecretSource.open(secretsDir);
+  const hooks = RunHooks.of(record, 'n1', { config, secrets: source, log });
   return {
     hooks,
+    /** The same run's hooks as a restarted Gantry makes them to adopt its container. */
+    again: () => RunHooks.of(record, 'n1', { config, secrets: source, log }),
+    rotate: (value: string) => fs.writeFileSync(path.join(secretsDir, 'hf'), value),
+    heldDir: path.join(root, 'run', '.held', 'n1'),
     secretFile: path.join(root, 'run', 'n1', 'j1-2', '0'),
     noticeFile: path.join(root, 'notices', 'n1', 'j1-2', 'preempt.json'),
   };
@@ -63,10 +68,29 @@ test('secret files rest on the host only from before the start to the start, and
 
 test("the run's output has its secrets taken out; a run without secrets changes no line", async () => {
   const { hooks } = await setup({ secrets: [{ name: 'hf', env: 'HF_TOKEN' }] });
-  const redact = await hooks.output();
-  assert.equal(redact?.(`token=${TOKEN}`), 'token=[secret:hf]');
+  const filter = (await hooks.output())?.();
+  assert.equal(`${filter?.push(`token=${TOKEN}\n`)}${filter?.end()}`, 'token=[secret:hf]\n');
   const plain = await setup({});
   assert.equal(await plain.hooks.output(), undefined);
+});
+
+test('after a restart the attempt keeps the values it started with: a value rotated meanwhile does not stop the old one being redacted', async () => {
+  const { hooks, again, rotate, heldDir, secretFile } = await setup({
+    secrets: [{ name: 'hf', env: 'HF_TOKEN', file: '/run/secrets/hf' }],
+  });
+  await hooks.prestart();
+  await hooks.poststart();
+  assert.equal(fs.statSync(path.join(heldDir, 'j1-2')).mode & 0o777, 0o600, 'held for the attempt, Gantry-only');
+  rotate('hf_ROTATED_value_0000\n');
+  const adopted = again();
+  const filter = (await adopted.output())?.();
+  assert.equal(`${filter?.push(`old=${TOKEN}\n`)}${filter?.end()}`, 'old=[secret:hf]\n', 'the value the container was given is redacted');
+  await adopted.starting();
+  assert.equal(fs.readFileSync(secretFile, 'utf8'), `${TOKEN}\n`, 'a container created before the restart starts with the same value');
+  await adopted.ended();
+  assert.deepEqual(fs.readdirSync(heldDir), [], 'gone with the attempt');
+  const next = (await again().output())?.();
+  assert.equal(`${next?.push('hf_ROTATED_value_0000\n')}${next?.end()}`, '[secret:hf]\n', 'a later run reads the source again');
 });
 
 test('a secret that cannot be had fails the job before its container is created', async () => {

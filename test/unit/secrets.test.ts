@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { SecretRedactor } from '../../src/logs/secret-redactor.js';
-import { clearSecretFiles, readSecrets, SecretFiles } from '../../src/runner/secret-delivery.js';
+import { prepareSecretFiles, readSecrets, SecretFiles } from '../../src/runner/secret-delivery.js';
 import { DirectorySecretSource } from '../../src/secrets/directory-source.js';
 import { openSecretSource } from '../../src/secrets/open.js';
 import { NO_SECRETS, SecretUnavailableError } from '../../src/secrets/source.js';
@@ -23,13 +23,18 @@ test('the redactor replaces a value, its lines, and its base64 forms with the se
     { name: 'hf', value: Buffer.from(`${token}\n`) },
     { name: 'key', value: Buffer.from(pem) },
   ])!;
-  assert.equal(r.redact(`token=${token} again ${token}`), 'token=[secret:hf] again [secret:hf]');
-  assert.equal(r.redact(Buffer.from(token).toString('base64')), '[secret:hf]');
-  assert.equal(r.redact(Buffer.from(`${token}\n`).toString('base64')), '[secret:hf]', 'echo $X | base64 includes the newline');
-  assert.equal(r.redact(`x ${Buffer.from(token).toString('base64url').replace(/=+$/, '')} y`), 'x [secret:hf] y');
-  assert.equal(r.redact('MIIBVwIBADANBgkqhkiG9w0BAQEFAASCAUEwggE9'), '[secret:key]', 'a line of a multi-line secret alone');
-  assert.equal(r.redact('-----END KEY-----'), '[secret:key]');
-  assert.equal(r.redact('nothing to see'), 'nothing to see');
+  /** One line through a fresh stream filter, as a capture gives it. */
+  const redact = (line: string) => {
+    const f = r.stream();
+    return f.push(line) + f.end();
+  };
+  assert.equal(redact(`token=${token} again ${token}`), 'token=[secret:hf] again [secret:hf]');
+  assert.equal(redact(Buffer.from(token).toString('base64')), '[secret:hf]');
+  assert.equal(redact(Buffer.from(`${token}\n`).toString('base64')), '[secret:hf]', 'echo $X | base64 includes the newline');
+  assert.equal(redact(`x ${Buffer.from(token).toString('base64url').replace(/=+$/, '')} y`), 'x [secret:hf] y');
+  assert.equal(redact('MIIBVwIBADANBgkqhkiG9w0BAQEFAASCAUEwggE9'), '[secret:key]', 'a line of a multi-line secret alone');
+  assert.equal(redact('-----END KEY-----'), '[secret:key]');
+  assert.equal(redact('nothing to see'), 'nothing to see');
   assert.equal(SecretRedactor.of([]), null);
 });
 
@@ -52,7 +57,17 @@ test('a directory source allows each secret to the owners .owners.json lists, an
   // Edits apply without a restart; an owners file that no longer parses allows nothing.
   fs.writeFileSync(path.join(dir, '.owners.json'), '{not json');
   assert.equal(await src.mayUse('bob', 'shared.key'), false);
-  await assert.rejects(src.read('bob', 'shared.key'), /not JSON/);
+  await assert.rejects(src.read('bob', 'shared.key'), (err: SecretUnavailableError) => {
+    assert.equal(err.message, 'secret "shared.key" is not available: .owners.json cannot be read now (the operator\'s log says why)');
+    assert.match(err.detail ?? '', /not JSON/, 'the operator is told why');
+    return true;
+  });
+  // What a broken file would quote (other secrets' names, fragments) never reaches an owner's job reason.
+  fs.writeFileSync(path.join(dir, '.owners.json'), '{"other-teams-secret": ["carol"], oops}');
+  await assert.rejects(
+    src.read('bob', 'shared.key'),
+    (err: Error) => !err.message.includes('other-teams-secret') && !err.message.includes('oops'),
+  );
 });
 
 test('GANTRY_SECRETS_DIR is checked at start: missing, or an owners file that does not parse, stops it', async () => {
@@ -101,8 +116,8 @@ test('secret files live in a 0700 folder per attempt, read-only, until removed',
   await files.remove();
   assert.equal(fs.existsSync(path.dirname(mounts[0]!.source)), false);
   await files.write(secrets);
-  await clearSecretFiles(runDir, 'node-b');
+  await prepareSecretFiles(runDir, 'node-b');
   assert.ok(fs.existsSync(mounts[0]!.source), "another node's files are left alone");
-  await clearSecretFiles(runDir, 'node-a');
-  assert.equal(fs.existsSync(path.join(runDir, 'node-a')), false, 'a restarted node clears what it left');
+  await prepareSecretFiles(runDir, 'node-a');
+  assert.deepEqual(fs.readdirSync(path.join(runDir, 'node-a')), [], 'a restarted node clears what it left');
 });

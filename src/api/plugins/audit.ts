@@ -4,6 +4,8 @@ import type { TokenStore } from '../../auth/tokens.js';
 import type { GantryMetrics } from '../../metrics/registry.js';
 import type { AuditAction, AuditDetail, AuditOutcome, NewAuditRecord } from '../../model/audit.js';
 import type { AuditStore } from '../../store/store.js';
+import { bearerPrincipal } from './auth.js';
+import { clientRequestIdOf } from './request-context.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -13,12 +15,26 @@ declare module 'fastify' {
 }
 
 const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-const BEARER = /^Bearer\s+(\S+)\s*$/i;
 /** A refusal names few fields; a body of thousands of unknown keys must not make a record that large. */
 const MAX_FIELDS = 20;
 const MAX_FIELD_LENGTH = 200;
 
+/** At most one process log line a minute sums up the unauthenticated refusals (each is counted in a metric, none stored). */
+const UNAUTHENTICATED_LOG_MS = 60_000;
+
 export type AuditWrite = (record: NewAuditRecord) => Promise<void>;
+
+/**
+ * A path parameter as the request sent it, printable: a backslash doubled,
+ * and every control, format or otherwise unprintable character (NUL, ANSI
+ * escapes, bidi overrides, line separators) written `\uXXXX`, so a stored
+ * target cannot rewrite the terminal or the page that shows it.
+ */
+export function printable(s: string): string {
+  return s.replace(/\\|[\p{C}\p{Zl}\p{Zp}]/gu, (c) =>
+    c === '\\' ? '\\\\' : [...c].map((u) => `\\u${u.codePointAt(0)!.toString(16).padStart(4, '0')}`).join(''),
+  );
+}
 
 /**
  * Appends records and never rejects: the action a record describes stands
@@ -67,9 +83,11 @@ function answeredProblem(reply: FastifyReply, payload: unknown): { type: string 
  * start, so no such route goes unrecorded. Reads are not recorded.
  *
  * A record names the token's owner, the action, its target (the path's last
- * parameter, or else the resource the request created, by its Location), the
- * outcome with the status and problem type, and the request id; never the
- * request's body, its headers or the token.
+ * parameter, printable, or else the resource the request created, by its
+ * Location), the outcome with the status and problem type, and the request
+ * id (Gantry's own, with the client's X-Request-Id beside it as a claim);
+ * never the request's body, its headers or the token. A request without a
+ * valid token (401) is not recorded: see `unauthenticated`.
  */
 export const auditTrail = fp(
   async (app: FastifyInstance, o: { audit: AuditStore; metrics: GantryMetrics; tokens: TokenStore; node: string }) => {
@@ -82,15 +100,32 @@ export const auditTrail = fp(
      */
     const actorOf = (request: FastifyRequest): string | null => {
       if (request.principal) return request.principal.owner;
-      const match = BEARER.exec(request.headers.authorization ?? '');
-      return (match && o.tokens.verify(match[1]!)?.owner) ?? null;
+      return bearerPrincipal(o.tokens, request.headers.authorization)?.owner ?? null;
     };
 
     const targetOf = (request: FastifyRequest, reply: FastifyReply): string | null => {
       const params = Object.values((request.params ?? {}) as Record<string, string>);
-      if (params.length > 0) return params.at(-1)!;
+      if (params.length > 0) return printable(params.at(-1)!);
       const location = reply.getHeader('location');
       return typeof location === 'string' ? location.slice(location.lastIndexOf('/') + 1) : null;
+    };
+
+    /**
+     * Anyone who reaches the port can be refused: such refusals are counted
+     * (gantry_unauthenticated_refusals_total) and summed up in the process
+     * log at most once a minute, never stored one by one, so they cannot
+     * fill the trail or the database.
+     */
+    let unlogged = 0;
+    let loggedAt = 0;
+    const unauthenticated = () => {
+      o.metrics.unauthenticatedRefused();
+      unlogged += 1;
+      const now = Date.now();
+      if (now - loggedAt < UNAUTHENTICATED_LOG_MS) return;
+      app.log.warn({ refused: unlogged }, 'state-changing requests refused without a valid token since the last such line');
+      unlogged = 0;
+      loggedAt = now;
     };
 
     app.addHook('onRoute', (route) => {
@@ -103,6 +138,10 @@ export const auditTrail = fp(
         return;
       }
       const record: onSendHookHandler = async (request, reply, payload) => {
+        if (reply.statusCode === 401) {
+          unauthenticated();
+          return payload;
+        }
         const outcome = outcomeOf(reply.statusCode);
         const problem = outcome === 'ok' ? undefined : answeredProblem(reply, payload);
         const detail: AuditDetail = problem?.fields.length ? { fields: problem.fields } : {};
@@ -115,6 +154,7 @@ export const auditTrail = fp(
           status: reply.statusCode,
           problemType: problem?.type ?? null,
           requestId: request.id,
+          clientRequestId: clientRequestIdOf(request),
           detail,
         });
         return payload;

@@ -26,6 +26,12 @@ export interface AuthOptions {
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
+/** The principal of the request's bearer token, if it carries a valid one. */
+export function bearerPrincipal(tokens: TokenStore, header: string | undefined): Principal | undefined {
+  const match = header ? BEARER.exec(header) : null;
+  return match ? tokens.verify(match[1]!) : undefined;
+}
+
 /** `admin` implies every scope. */
 function hasScope(principal: Principal, scope: Scope): boolean {
   return principal.isAdmin || principal.scopes.has(scope);
@@ -44,8 +50,7 @@ export const auth = fp(
       (scope: Scope | null, opts: AuthOptions = {}): onRequestHookHandler =>
         (request: FastifyRequest, reply: FastifyReply, done) => {
           const header = request.headers.authorization;
-          const match = header ? BEARER.exec(header) : null;
-          const principal = match ? tokens.verify(match[1]!) : undefined;
+          const principal = bearerPrincipal(tokens, header);
           let refusal: HttpProblem | undefined;
           if (!principal) {
             reply.header('WWW-Authenticate', `Bearer realm="gantry"${header ? ', error="invalid_token"' : ''}`);

@@ -14,13 +14,18 @@ declare module 'fastify' {
 const CLIENT_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
 /**
- * A request's id (fastify's `genReqId`): the caller's `X-Request-Id` when it
- * is a plain token (so Airflow's and Gantry's logs can be joined), else a
- * fresh UUID.
+ * A request's id (fastify's `genReqId`): always Gantry's own, a fresh UUID,
+ * so no client can make two requests share one (the audit trail and the
+ * log join on it). What the client sent is its claim: clientRequestIdOf.
  */
-export function requestIdFor(req: IncomingMessage): string {
+export function requestIdFor(_req: IncomingMessage): string {
+  return crypto.randomUUID();
+}
+
+/** The caller's `X-Request-Id` when it is a plain token (so Airflow's logs can be joined with Gantry's), else null. */
+export function clientRequestIdOf(req: { headers: IncomingMessage['headers'] }): string | null {
   const given = req.headers['x-request-id'];
-  return typeof given === 'string' && CLIENT_ID.test(given) ? given : crypto.randomUUID();
+  return typeof given === 'string' && CLIENT_ID.test(given) ? given : null;
 }
 
 /**
@@ -60,6 +65,7 @@ export const requestContext = fp(
             status: reply.statusCode,
             ms: Math.round(reply.elapsedTime * 100) / 100,
             owner: request.principal?.owner,
+            clientRequestId: clientRequestIdOf(request) ?? undefined,
           },
           'request',
         );

@@ -1,4 +1,5 @@
 import type { ResolvedMount } from '../../jobs/policy.js';
+import type { TextFilter } from '../../logs/secret-redactor.js';
 import type { Interruption } from '../run-state.js';
 
 /** A failure that is the job's, with the reason it ends with: a hook throws it to fail the job. */
@@ -34,8 +35,8 @@ export interface RunHook {
   starting?(): Promise<void>;
   /** The container started. */
   poststart?(): Promise<void>;
-  /** The container's output is about to be captured: a change made to each line before it is stored. */
-  output?(): Promise<((line: string) => string) | null>;
+  /** The container's output is about to be captured: a change made to each stream's text (one filter per stream) before it is cut into lines and stored. */
+  output?(): Promise<(() => TextFilter) | null>;
   /** The run adopts a container that outlived a restart: an interruption that was under way, if the hook knows one. */
   adopted?(): Promise<Interruption | null>;
   /** Gantry stops the run for a cause of its own, before SIGTERM. */

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
 import type { ResolvedMount } from '../../jobs/policy.js';
+import type { TextFilter } from '../../logs/secret-redactor.js';
 import type { SecretSource } from '../../secrets/source.js';
 import type { JobRecord } from '../../store/store.js';
 import type { Interruption } from '../run-state.js';
@@ -45,15 +46,23 @@ export class RunHooks {
     for (const h of this.hooks) await h.poststart?.();
   }
 
-  /** The hooks' changes to an output line, applied in hook order; undefined when no hook changes lines. */
-  async output(): Promise<((line: string) => string) | undefined> {
-    const filters: ((line: string) => string)[] = [];
+  /** The hooks' changes to a stream's text, applied in hook order; undefined when no hook changes output. */
+  async output(): Promise<(() => TextFilter) | undefined> {
+    const makers: (() => TextFilter)[] = [];
     for (const h of this.hooks) {
       const f = await h.output?.();
-      if (f) filters.push(f);
+      if (f) makers.push(f);
     }
-    if (filters.length === 0) return undefined;
-    return (line) => filters.reduce((l, f) => f(l), line);
+    if (makers.length === 0) return undefined;
+    if (makers.length === 1) return makers[0];
+    return () => {
+      const filters = makers.map((make) => make());
+      // What one filter holds back at the end is handed to the next before that one ends.
+      return {
+        push: (text) => filters.reduce((t, f) => f.push(t), text),
+        end: () => filters.reduce((t, f) => f.push(t) + f.end(), ''),
+      };
+    };
   }
 
   /** The first interruption a hook knows was under way when the adopted container was left. */

@@ -1,8 +1,9 @@
 import type { Logger } from 'pino';
-import { SecretRedactor } from '../../logs/secret-redactor.js';
+import { SecretRedactor, type TextFilter } from '../../logs/secret-redactor.js';
 import type { SecretRef } from '../../model/job.js';
 import { type SecretSource, SecretUnavailableError } from '../../secrets/source.js';
-import { type RunSecrets, readSecrets, SecretFiles } from '../secret-delivery.js';
+import { HeldSecrets } from '../held-secrets.js';
+import { type RunSecrets, readSecrets, runSecretsOf, SecretFiles } from '../secret-delivery.js';
 import { type ContainerAdditions, JobFailure, type RunHook } from './hook.js';
 
 export interface SecretsHookOptions {
@@ -18,19 +19,23 @@ export interface SecretsHookOptions {
 }
 
 /**
- * The run's secrets: read from the source once, given to the container as
- * environment variables and short-lived files (secret-delivery.ts), and
- * taken out of its output. A secret that cannot be had fails the job: it
- * would run without it, or (after a restart) its output could no longer be
- * redacted.
+ * The run's secrets: read from the source once per attempt and held for its
+ * life (held-secrets.ts), given to the container as environment variables
+ * and short-lived files (secret-delivery.ts), and taken out of its output.
+ * After a restart the attempt goes on with the values it started with, so a
+ * value rotated meanwhile does not stop the old one being redacted. A
+ * secret that cannot be had fails the job: it would run without it, or its
+ * output could no longer be redacted.
  */
 export class SecretsHook implements RunHook {
   private secrets: RunSecrets | null = null;
   private redactor: SecretRedactor | null = null;
   private readonly files: SecretFiles;
+  private readonly held: HeldSecrets;
 
   constructor(private readonly o: SecretsHookOptions) {
     this.files = new SecretFiles(o.runDir, o.node, o.jobId, o.attempt, o.refs);
+    this.held = new HeldSecrets(o.runDir, o.node, o.jobId, o.attempt);
   }
 
   async prestart(): Promise<ContainerAdditions> {
@@ -49,27 +54,49 @@ export class SecretsHook implements RunHook {
     await this.drop();
   }
 
-  async output(): Promise<((line: string) => string) | null> {
+  async output(): Promise<(() => TextFilter) | null> {
     await this.read();
     const redactor = this.redactor;
-    return redactor ? (line) => redactor.redact(line) : null;
+    return redactor ? () => redactor.stream() : null;
   }
 
   async cleanup(): Promise<void> {
     await this.drop();
   }
 
+  /** The attempt is over: no later run of it needs its values. */
+  async ended(): Promise<void> {
+    await this.held.remove().catch((err) => this.o.log.error({ err, jobId: this.o.jobId }, 'could not remove held secret values'));
+  }
+
   private async read(): Promise<RunSecrets> {
     if (this.secrets === null) {
-      try {
-        this.secrets = await readSecrets(this.o.source, this.o.owner, this.o.refs);
-      } catch (err) {
-        if (err instanceof SecretUnavailableError) throw new JobFailure(err.message);
-        throw err;
-      }
+      this.secrets = (await this.heldValues()) ?? (await this.readAndHold());
       this.redactor = SecretRedactor.of(this.secrets.values);
     }
     return this.secrets;
+  }
+
+  /** What the attempt started with, when it started before a restart. */
+  private async heldValues(): Promise<RunSecrets | null> {
+    if (this.o.refs.length === 0) return null;
+    const held = await this.held.read();
+    return held?.length === this.o.refs.length ? runSecretsOf(this.o.refs, held) : null;
+  }
+
+  private async readAndHold(): Promise<RunSecrets> {
+    let secrets: RunSecrets;
+    try {
+      secrets = await readSecrets(this.o.source, this.o.owner, this.o.refs);
+    } catch (err) {
+      if (err instanceof SecretUnavailableError) {
+        if (err.detail) this.o.log.error({ jobId: this.o.jobId, secret: err.secret, detail: err.detail }, 'the secret source is broken');
+        throw new JobFailure(err.message);
+      }
+      throw err;
+    }
+    if (this.o.refs.length > 0) await this.held.write(secrets.values);
+    return secrets;
   }
 
   /** A file that cannot be removed is logged, never the job's failure. */

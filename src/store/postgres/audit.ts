@@ -15,17 +15,18 @@ interface AuditRow {
   status: number | null;
   problem_type: string | null;
   request_id: string | null;
+  client_request_id: string | null;
   detail: AuditDetail;
 }
 
-const COLUMNS = 'seq, at, node, actor, action, target, outcome, status, problem_type, request_id, detail';
+const COLUMNS = 'seq, at, node, actor, action, target, outcome, status, problem_type, request_id, client_request_id, detail';
 
 // Milliseconds, the precision a record shows (`toISOString`), so that a
 // record's `at` is also what the `from` and `to` filters compare.
 const APPEND = `
-  INSERT INTO audit (at, node, actor, action, target, outcome, status, problem_type, request_id, detail)
-  VALUES (date_trunc('milliseconds', now()), $1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)`;
-const DELETE_BEFORE = `WITH d AS (DELETE FROM audit WHERE at < $1::timestamptz RETURNING 1) SELECT count(*)::int AS n FROM d`;
+  INSERT INTO audit (at, node, actor, action, target, outcome, status, problem_type, request_id, client_request_id, detail)
+  VALUES (date_trunc('milliseconds', now()), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)`;
+const DELETE_OLDER = `WITH d AS (DELETE FROM audit WHERE at < now() - make_interval(days => $1) RETURNING 1) SELECT count(*)::int AS n FROM d`;
 
 function toRecord(r: AuditRow): AuditRecord {
   return Object.freeze({
@@ -39,6 +40,7 @@ function toRecord(r: AuditRow): AuditRecord {
     status: r.status,
     problemType: r.problem_type,
     requestId: r.request_id,
+    clientRequestId: r.client_request_id,
     detail: Object.freeze(r.detail),
   });
 }
@@ -53,7 +55,18 @@ export class PgAuditStore implements AuditStore {
     await write(this.pool, {
       name: 'gantry_audit_append',
       text: APPEND,
-      values: [r.node, pgText(r.actor), r.action, pgText(r.target), r.outcome, r.status, r.problemType, r.requestId, detail],
+      values: [
+        r.node,
+        pgText(r.actor),
+        r.action,
+        pgText(r.target),
+        r.outcome,
+        r.status,
+        r.problemType,
+        r.requestId,
+        r.clientRequestId,
+        detail,
+      ],
     });
   }
 
@@ -77,8 +90,8 @@ export class PgAuditStore implements AuditStore {
     return (await read<AuditRow>(this.pool, { text, values })).map(toRecord);
   }
 
-  async deleteBefore(cutoffIso: string): Promise<number> {
-    const [row] = await write<{ n: number }>(this.pool, { name: 'gantry_audit_delete_before', text: DELETE_BEFORE, values: [cutoffIso] });
+  async deleteOlderThan(days: number): Promise<number> {
+    const [row] = await write<{ n: number }>(this.pool, { name: 'gantry_audit_delete_older', text: DELETE_OLDER, values: [days] });
     return row?.n ?? 0;
   }
 }

@@ -283,6 +283,9 @@ const DECIDER: readonly string[] = [
   )`,
 ];
 
+/** The client's X-Request-Id kept beside Gantry's own request id, as a claim (model/audit.ts). */
+const HARDEN_AUDIT_CLIENT_REQUEST_ID: readonly string[] = [`ALTER TABLE audit ADD COLUMN client_request_id TEXT`];
+
 /** Ordered by name. Append only: never edit a migration that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': statements(INITIAL),
@@ -295,6 +298,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0008_scale_history': statements(HISTORY),
   '0009_scale_changes': statements(CHANGES),
   '0010_decider_lease': statements(DECIDER),
+  '0012_harden_audit_client_request_id': statements(HARDEN_AUDIT_CLIENT_REQUEST_ID),
 };
 
 const provider: MigrationProvider = {

@@ -16,6 +16,7 @@ interface AuditRow {
   status: number | null;
   problem_type: string | null;
   request_id: string | null;
+  client_request_id: string | null;
   detail: string;
 }
 
@@ -31,6 +32,7 @@ function toRecord(row: AuditRow): AuditRecord {
     status: row.status,
     problemType: row.problem_type,
     requestId: row.request_id,
+    clientRequestId: row.client_request_id,
     detail: Object.freeze(JSON.parse(row.detail) as AuditDetail),
   });
 }
@@ -49,8 +51,8 @@ export class SqliteAuditStore implements AuditStore {
 
   constructor(private readonly db: Db) {
     this.appendStmt = db.prepare(
-      `INSERT INTO audit (at, node, actor, action, target, outcome, status, problem_type, request_id, detail)
-       VALUES (@at, @node, @actor, @action, @target, @outcome, @status, @problemType, @requestId, @detail)`,
+      `INSERT INTO audit (at, node, actor, action, target, outcome, status, problem_type, request_id, client_request_id, detail)
+       VALUES (@at, @node, @actor, @action, @target, @outcome, @status, @problemType, @requestId, @clientRequestId, @detail)`,
     );
     this.deleteStmt = db.prepare(`DELETE FROM audit WHERE seq IN (SELECT seq FROM audit WHERE at < ? LIMIT ${DELETE_BATCH})`);
   }
@@ -67,6 +69,7 @@ export class SqliteAuditStore implements AuditStore {
         status: r.status,
         problemType: r.problemType,
         requestId: r.requestId,
+        clientRequestId: r.clientRequestId,
         detail: JSON.stringify(r.detail),
       }),
     );
@@ -91,7 +94,9 @@ export class SqliteAuditStore implements AuditStore {
     return (this.db.prepare(sql).all(...params, f.limit) as AuditRow[]).map(toRecord);
   }
 
-  async deleteBefore(cutoffIso: string): Promise<number> {
+  /** By this process's clock, the one every `at` in the file was written by. */
+  async deleteOlderThan(days: number): Promise<number> {
+    const cutoffIso = new Date(Date.now() - days * 86_400_000).toISOString();
     let deleted = 0;
     for (;;) {
       const { changes } = writing(() => this.deleteStmt.run(cutoffIso));

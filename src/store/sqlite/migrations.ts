@@ -241,6 +241,11 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
         `CREATE INDEX jobs_waiting ON jobs(created_at) WHERE state = 'queued' AND node IS NULL`,
       ]),
   },
+
+  /** The client's X-Request-Id kept beside Gantry's own request id, as a claim (model/audit.ts). */
+  '0012_harden_audit_client_request_id': {
+    up: (db) => exec(db, [`ALTER TABLE audit ADD COLUMN client_request_id TEXT`]),
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -17,9 +17,9 @@ export const auditRoutes: FastifyPluginAsyncZod<{ audit: AuditStore }> = async (
         operationId: 'listAudit',
         summary: 'The audit trail: who changed what, and how it ended, newest first',
         description:
-          'Admin only. One record per state-changing request (submit, cancel, drain, undrain), refused ones included, ' +
+          'Admin only. One record per state-changing request (submit, cancel, drain, undrain), refused ones included (but not those without a valid token: they are only counted, in gantry_unauthenticated_refusals_total), ' +
           'and per reload asked of a node (SIGHUP); from every node of a fleet. Records hold no request content. ' +
-          'Records older than GANTRY_LOG_RETENTION_DAYS are deleted, as job logs are.',
+          'Records older than GANTRY_AUDIT_RETENTION_DAYS are deleted, by the store’s clock.',
         tags: ['audit'],
         security: [{ bearer: [] }],
         querystring: AuditQuerySchema,

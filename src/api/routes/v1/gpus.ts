@@ -3,8 +3,10 @@ import { z } from 'zod';
 import type { GpuAllocator } from '../../../gpu/allocator.js';
 import { type GpuHealthBook, GpuHealthSchema } from '../../../gpu/health/state.js';
 import type { GpuDevice } from '../../../gpu/inventory.js';
+import type { JobService } from '../../../jobs/service.js';
 import { NotFoundError } from '../../../model/errors.js';
 import { JobSchema, JobSpecSchema } from '../../../model/job.js';
+import type { Principal } from '../../../model/principal.js';
 import { examples } from '../../examples.js';
 import { HttpProblem } from '../../problems.js';
 import { errorResponses, jsonResponse, problemResponse, type RouteDeps } from '../common.js';
@@ -16,12 +18,14 @@ export const GpuSchema = z
     name: z.string(),
     memoryMiB: z.number().int(),
     allocatedMemoryMiB: z.number().int().describe('Memory declared by the jobs holding the card (the whole card for exclusive use).'),
-    holders: z.array(
-      z.object({
-        jobId: z.string(),
-        memoryMiB: z.number().int().nullable().describe('Declared share, or null for exclusive use.'),
-      }),
-    ),
+    holders: z
+      .array(
+        z.object({
+          jobId: z.string(),
+          memoryMiB: z.number().int().nullable().describe('Declared share, or null for exclusive use.'),
+        }),
+      )
+      .describe('The jobs holding the card: only the caller’s own, unless the token is an admin’s.'),
     health: GpuHealthSchema,
   })
   .meta({ id: 'Gpu' });
@@ -49,11 +53,27 @@ const SMOKE_TIMEOUT_SECONDS = 600;
 const noSuchGpu = problemResponse(404, 'No such GPU on this node', examples.gpuNotFound);
 const notAdmin = problemResponse(403, 'The token is not an admin’s (drain and undrain need the `admin` scope)', examples.notAdmin);
 
-function view(gpus: GpuAllocator, health: GpuHealthBook, d: GpuDevice): z.infer<typeof GpuSchema> {
-  const holders = gpus.holders(d.uuid).map((h) => ({ jobId: h.jobId, memoryMiB: h.memoryMiB }));
-  const allocatedMemoryMiB = holders.some((h) => h.memoryMiB === null) ? d.memoryMiB : holders.reduce((s, h) => s + (h.memoryMiB ?? 0), 0);
+/**
+ * A card as the caller may see it: the memory its holders declared counts
+ * every holder, but only the caller's own jobs are named among them (and
+ * as the card's smoke job), unless the caller is an admin, as /v1/nodes.
+ */
+async function view(
+  gpus: GpuAllocator,
+  health: GpuHealthBook,
+  jobs: JobService,
+  principal: Principal,
+  d: GpuDevice,
+): Promise<z.infer<typeof GpuSchema>> {
+  const all = gpus.holders(d.uuid);
+  const allocatedMemoryMiB = all.some((h) => h.memoryMiB === null) ? d.memoryMiB : all.reduce((s, h) => s + (h.memoryMiB ?? 0), 0);
+  const mayName = async (id: string) => principal.isAdmin || (await jobs.findVisible(principal, id)) !== undefined;
+  const holders = [];
+  for (const h of all) if (await mayName(h.jobId)) holders.push({ jobId: h.jobId, memoryMiB: h.memoryMiB });
+  const state = health.get(d.uuid);
+  const smokeJob = state.smokeJob !== null && (await mayName(state.smokeJob)) ? state.smokeJob : null;
   const { index, uuid, name, memoryMiB } = d;
-  return { index, uuid, name, memoryMiB, allocatedMemoryMiB, holders, health: health.get(uuid) };
+  return { index, uuid, name, memoryMiB, allocatedMemoryMiB, holders, health: { ...state, smokeJob } };
 }
 
 /** /v1/gpus: this node's cards, who holds what, each card's health, and the admin's drain switch per card. */
@@ -69,14 +89,18 @@ export const gpuRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { gpus, h
         security: [{ bearer: [] }],
         response: {
           200: jsonResponse(GpuListSchema, {
-            description: 'Every GPU Gantry manages, with its holders and health',
+            description:
+              'Every GPU Gantry manages, with its holders (only the caller’s own jobs, unless the token is an admin’s) and health',
             example: examples.gpuList,
           }),
           ...errorResponses(401, 403),
         },
       },
     },
-    async () => ({ driver: config.gpus.driver, items: gpus.devices.map((d) => view(gpus, health, d)) }),
+    async (request) => ({
+      driver: config.gpus.driver,
+      items: await Promise.all(gpus.devices.map((d) => view(gpus, health, jobs, request.principal, d))),
+    }),
   );
 
   app.post(
@@ -185,7 +209,7 @@ export const gpuRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { gpus, h
         } else {
           await health.undrain(uuid);
         }
-        return view(gpus, health, device);
+        return view(gpus, health, jobs, request.principal, device);
       },
     );
   }

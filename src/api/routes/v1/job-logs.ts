@@ -10,10 +10,23 @@ import type { JobRecord } from '../../../store/store.js';
 import { examples } from '../../examples.js';
 import { errorResponses, type RouteDeps } from '../common.js';
 
+/**
+ * The most lines `tail` may ask for: its start is found from the log's end,
+ * by arithmetic without a stream filter and by reading back at most this many
+ * lines with one, so one request costs the same however long the log is.
+ */
+const MAX_TAIL_LINES = 10_000;
+
 const LogsQuery = z
   .object({
     stream: z.enum(['stdout', 'stderr']).optional().describe('Only this stream.'),
-    tail: z.coerce.number().int().min(0).max(1_000_000).optional().describe('Only the last N lines (then follow, if asked).'),
+    tail: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_TAIL_LINES)
+      .optional()
+      .describe(`Only the last N lines (then follow, if asked); at most ${MAX_TAIL_LINES} (read the rest with \`since\`).`),
     since: z.coerce.number().int().min(0).optional().describe('Only lines with a sequence number greater than this.'),
     attempt: z.coerce
       .number()
@@ -154,8 +167,10 @@ export const jobLogRoutes: FastifyPluginAsyncZod<RouteDeps> = async (app, { jobs
       if (q.tail !== undefined && lastEventId === undefined) {
         if (range?.untilSeq != null) afterSeq = Math.max(range.afterSeq, range.untilSeq - q.tail);
         else {
-          const tail = await logs.tail(job.id, q.tail, q.stream);
-          afterSeq = tail.length > 0 ? tail[0]!.seq - 1 : (await logs.state(job.id)).nextSeq - 1;
+          const last = (await logs.state(job.id)).nextSeq - 1;
+          // Every record has the next sequence number: without a filter, the last N start N before the end.
+          const tail = q.stream === undefined ? [] : await logs.tail(job.id, q.tail, q.stream);
+          afterSeq = q.stream === undefined ? Math.max(0, last - q.tail) : tail.length > 0 ? tail[0]!.seq - 1 : last;
         }
         if (q.since !== undefined) afterSeq = Math.max(afterSeq, q.since);
       }
