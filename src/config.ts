@@ -190,7 +190,7 @@ export const EnvSchema = z.object({
   GANTRY_LOG_MAX_BYTES: int(1024)
     .default(512 * 1024 * 1024)
     .describe(
-      "per-job log cap (bytes); past it a truncation marker is stored and output discarded. Docker's own log file of a job is sized 4 × this + 16 MiB (the driver's per-line overhead), so a restarted Gantry can always resume capture from it",
+      "per-attempt log cap (bytes); past it a truncation marker is stored and output discarded. Docker's own log file of a job is sized 4 × this + 16 MiB (the driver's per-line overhead), so a restarted Gantry can always resume capture from it",
     ),
   GANTRY_LOG_RETENTION_DAYS: int(0)
     .default(30)

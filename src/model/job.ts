@@ -22,6 +22,11 @@ const envName = z
   .string()
   .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name')
   .max(256);
+/** The shortest private value: a shorter one cannot be redacted without mangling ordinary output (as secrets). */
+export const PRIVATE_VALUE_MIN_LENGTH = 4;
+/** What the API shows in place of a private value. */
+export const PRIVATE_VALUE_SHOWN = '[private]';
+
 const absolutePath = z
   .string()
   .max(4096)
@@ -249,6 +254,14 @@ export const JobSpecSchema = z
       .record(envName, z.string().max(131072))
       .optional()
       .refine((e) => e === undefined || Object.keys(e).length <= 1024, 'at most 1024 variables'),
+    privateEnv: z
+      .record(envName, z.string().min(PRIVATE_VALUE_MIN_LENGTH).max(131072))
+      .optional()
+      .refine((e) => e === undefined || Object.keys(e).length <= 1024, 'at most 1024 variables')
+      .describe(
+        `Environment variables whose values are private: set in the container like env, redacted from the job's logs and result like secrets (each value at least ${PRIVATE_VALUE_MIN_LENGTH} characters, or it could not be redacted), and never shown by the API (the job's view shows "${PRIVATE_VALUE_SHOWN}" instead).`,
+      )
+      .meta({ example: { API_KEY: 'sk-0123456789' } }),
     secrets: z
       .array(SecretRefSchema)
       .max(64)

@@ -319,7 +319,12 @@ export class JobRun {
    * reconciles from.
    */
   private async end(attempt: AttemptEnd): Promise<RunEnd> {
-    const settled = await this.writer.settle(attempt, this.state.cancelled);
+    // A container that never started printed nothing: the stored log's last line is an earlier attempt's.
+    const neverStarted = this.state.phase === 'preparing' || this.state.phase === 'created';
+    const settled = await this.writer.settle(
+      attempt.result === undefined && neverStarted ? { ...attempt, result: null } : attempt,
+      this.state.cancelled,
+    );
     if (settled === 'unrecorded') return 'detached';
     await this.container.remove();
     if (settled === 'already_ended') return 'ended';

@@ -119,7 +119,7 @@ test('the spec schema refuses every field that would widen the container', () =>
 });
 
 test('container options: hardened by default, nothing taken from the client but checked values', () => {
-  const s = spec({ env: { A: '1' }, labels: { team: 'ml' }, resources: { cpus: 1.5 } });
+  const s = spec({ env: { A: '1' }, privateEnv: { KEY: 'pk-123456' }, labels: { team: 'ml' }, resources: { cpus: 1.5 } });
   const opts = createOptions(
     containerSpec(
       {
@@ -150,6 +150,7 @@ test('container options: hardened by default, nothing taken from the client but 
   assert.deepEqual(hc.DeviceRequests, []);
   assert.ok(opts.Env!.includes('NVIDIA_VISIBLE_DEVICES=void'));
   assert.ok(opts.Env!.includes('A=1'));
+  assert.ok(opts.Env!.includes('KEY=pk-123456'), 'a private variable is set like env');
   assert.equal(opts.Labels!['dev.gantry.job-id'], 'j1');
   assert.equal(opts.Labels!['dev.gantry.owner'], 'alice');
   assert.equal(opts.Labels!['dev.gantry.managed'], 'true');

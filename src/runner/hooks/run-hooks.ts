@@ -19,7 +19,14 @@ export class RunHooks {
   static of(record: JobRecord, node: string, d: { config: Config; secrets: SecretSource; log: Logger }): RunHooks {
     const run = { node, jobId: record.id, attempt: record.attempt, log: d.log };
     const hooks: RunHook[] = [
-      new SecretsHook({ ...run, source: d.secrets, owner: record.owner, refs: record.spec.secrets ?? [], runDir: d.config.secrets.runDir }),
+      new SecretsHook({
+        ...run,
+        source: d.secrets,
+        owner: record.owner,
+        refs: record.spec.secrets ?? [],
+        privateEnv: record.spec.privateEnv ?? {},
+        runDir: d.config.secrets.runDir,
+      }),
     ];
     if (record.spec.preemptible) hooks.push(new NoticeHook({ ...run, noticeDir: d.config.noticeDir }));
     return new RunHooks(hooks);

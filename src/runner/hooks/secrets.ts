@@ -9,6 +9,8 @@ export interface SecretsHookOptions {
   source: SecretSource;
   owner: string;
   refs: readonly SecretRef[];
+  /** The spec's private variables: their values are redacted from the output with the secrets'. */
+  privateEnv: Readonly<Record<string, string>>;
   /** GANTRY_SECRETS_RUN_DIR, where the file secrets rest between creating and starting the container. */
   runDir: string;
   node: string;
@@ -20,7 +22,7 @@ export interface SecretsHookOptions {
 /**
  * The run's secrets: read from the source once, given to the container as
  * environment variables and short-lived files (secret-delivery.ts), and
- * taken out of its output. A secret that cannot be had fails the job: it
+ * taken out of its output, with the values of the spec's private variables. A secret that cannot be had fails the job: it
  * would run without it, or (after a restart) its output could no longer be
  * redacted.
  */
@@ -67,7 +69,11 @@ export class SecretsHook implements RunHook {
         if (err instanceof SecretUnavailableError) throw new JobFailure(err.message);
         throw err;
       }
-      this.redactor = SecretRedactor.of(this.secrets.values);
+      const privateValues = Object.entries(this.o.privateEnv).map(([name, value]) => ({
+        name: `privateEnv.${name}`,
+        value: Buffer.from(value),
+      }));
+      this.redactor = SecretRedactor.of([...this.secrets.values, ...privateValues]);
     }
     return this.secrets;
   }
