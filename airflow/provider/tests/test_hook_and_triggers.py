@@ -43,6 +43,16 @@ def test_settings_from_a_gantry_connection_read_token_and_client_options():
     assert GantrySettings.from_connection(_conn(extra_dejson={"verify": "false"})).verify is False
 
 
+def test_http_connection_client_options_are_not_sent_as_headers():
+    s = GantrySettings.from_connection(
+        _conn(extra_dejson={"Authorization": "Bearer t", "auth_type": "", "auth_kwargs": {}, "cert": "/etc/client.pem"})
+    )
+    assert s.headers == {"Authorization": "Bearer t"} and s.cert == "/etc/client.pem"
+    assert GantrySettings.from_connection(_conn(extra_dejson={"cert": ["/c.pem", "/k.pem"]})).cert == ("/c.pem", "/k.pem")
+    with pytest.raises(Exception, match="auth_type 'requests.auth.HTTPBasicAuth' is not supported"):
+        GantrySettings.from_connection(_conn(extra_dejson={"auth_type": "requests.auth.HTTPBasicAuth"}))
+
+
 def test_provider_info_declares_the_gantry_connection_type_with_form_fields():
     info = get_provider_info()
     (ct,) = info["connection-types"]
@@ -169,11 +179,11 @@ def test_trigger_on_kill_with_gantry_down_does_not_raise(monkeypatch):
 
 
 def test_serialized_trigger_keeps_every_argument():
-    trigger = GantryJobTrigger("j1", "c", False, 5, 1.0, 2.0, False, 3, 4.0, ["s3cret"])
+    trigger = GantryJobTrigger("j1", "c", False, 5, 1.0, 2.0, False, 3, 4.0)
     path, kwargs = trigger.serialize()
     assert path == "gantry_provider.triggers.gantry.GantryJobTrigger"
     assert GantryJobTrigger(**kwargs).serialize() == (path, kwargs)
-    assert kwargs["cancel_on_kill"] is False and kwargs["masked"] == ["s3cret"]
+    assert kwargs["cancel_on_kill"] is False and kwargs["max_unreachable_seconds"] == 2.0
 
 
 @pytest.mark.parametrize(

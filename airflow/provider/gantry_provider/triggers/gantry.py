@@ -10,7 +10,6 @@ from typing import Any
 
 import aiohttp
 
-from airflow.sdk.log import mask_secret
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from gantry_provider.hooks.gantry import TERMINAL_STATES, GantryApiError, GantryHook
@@ -50,8 +49,10 @@ class GantryJobTrigger(BaseTrigger):
     :param cancel_on_kill: cancel the job when a user kills the deferred task.
     :param tail_lines: how many last lines the event carries.
     :param checkpoint_interval: seconds between records of the log position.
-    :param masked: values to mask in the log lines this trigger writes (the
-        operator's ``private_env`` values; trigger arguments are stored encrypted).
+
+    Its arguments hold no secret: Airflow's REST API shows them as the task
+    instance's ``trigger.kwargs`` while the task is deferred. The operator's
+    ``private_env`` values are redacted by Gantry before a line reaches it.
     """
 
     def __init__(
@@ -65,7 +66,6 @@ class GantryJobTrigger(BaseTrigger):
         cancel_on_kill: bool = True,
         tail_lines: int = 20,
         checkpoint_interval: float = 5.0,
-        masked: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -77,7 +77,6 @@ class GantryJobTrigger(BaseTrigger):
         self.cancel_on_kill = cancel_on_kill
         self.tail_lines = tail_lines
         self.checkpoint_interval = checkpoint_interval
-        self.masked = list(masked or [])
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -92,7 +91,6 @@ class GantryJobTrigger(BaseTrigger):
                 "cancel_on_kill": self.cancel_on_kill,
                 "tail_lines": self.tail_lines,
                 "checkpoint_interval": self.checkpoint_interval,
-                "masked": self.masked,
             },
         )
 
@@ -131,8 +129,6 @@ class GantryJobTrigger(BaseTrigger):
     # -- following --------------------------------------------------------------------
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        for value in self.masked:
-            mask_secret(value)
         hook = GantryHook(self.gantry_conn_id)
         saved = await self._load_checkpoint()
         start = max((s for s in (self.last_event_id, saved) if s is not None), default=None)
