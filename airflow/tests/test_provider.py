@@ -83,6 +83,57 @@ def test_operator_retry_reattaches_to_the_running_job(airflow, gantry):
     assert run.xcom[("run_job", "return_value")] == "reattached-result"
 
 
+CLEAR_ONE_TASK = """
+import sys
+from sqlalchemy import select
+from airflow.models.dagrun import DagRun
+from airflow.models.taskinstance import TaskInstance, clear_task_instances
+from airflow.utils.session import create_session
+
+dag_id, run_id, task_id = sys.argv[1:4]
+with create_session() as session:
+    tis = session.scalars(
+        select(TaskInstance).where(
+            TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id
+        )
+    ).all()
+    assert len(tis) == 1, tis
+    clear_task_instances(tis, session)
+    session.flush()
+    run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one()
+    print(f"cleared {task_id}: run {run.state}, clear_number {run.clear_number}, max_tries {tis[0].max_tries}")
+"""
+
+
+def test_clearing_one_task_inside_a_running_run_runs_a_fresh_job(airflow, gantry, tmp_path):
+    """
+    A clear of one task while its run is still running (another task holds it
+    open): the cleared task's next try must run a new job, never take the
+    result of the job that succeeded before the clear. Airflow's own clear
+    (clear_task_instances, what the UI and REST API call) does the clearing.
+    """
+    go = tmp_path / "go"
+    cleared: list[str] = []
+
+    def on_line(line: str) -> None:
+        if "gantry_clear_probe holding run " in line and not cleared:
+            run_id = line.split("gantry_clear_probe holding run ", 1)[1].split()[0].strip("'\"")
+            proc = airflow.cli_python(CLEAR_ONE_TASK, "gantry_clear_probe", run_id, "first")
+            cleared.append(proc.stdout + proc.stderr)
+            go.touch()
+
+    run = airflow.dags_test("gantry_clear_probe", {"image": TEST_IMAGE, "go_file": str(go)}, on_line=on_line)
+    assert cleared and "run running" in cleared[0], (cleared, run.describe())
+    assert run.state == "success", run.describe()
+    assert run.tis["first"]["try_number"] == 2, run.describe()
+    jobs = [j for j in gantry.jobs_of_run("gantry_clear_probe", run.run_id) if j["labels"]["airflow.task_id"] == "first"]
+    assert len(jobs) == 2, f"the cleared task took an old job: {[(j['id'], j['labels']) for j in jobs]}"
+    newest, oldest = jobs  # newest first
+    assert newest["labels"]["airflow.try_number"] == "2" and newest["labels"]["airflow.first_try"] == "2"
+    assert newest["result"] != oldest["result"]
+    assert run.xcom[("first", "return_value")] == newest["result"]
+
+
 # -- kill paths, in-process (a kill cannot be sent to `airflow dags test` from outside) --------
 
 

@@ -9,6 +9,9 @@ DAGs rely on in situations that are hard to produce from outside a run.
   job, as if the worker died before the answer was recorded; Airflow retries it.
 * gantry_reattach_probe - GantryJobOperator whose first try dies right after
   submitting (a simulated worker crash); the retry must re-attach.
+* gantry_clear_probe - GantryJobOperator followed by a task that holds the run
+  open until a file appears, so a test can clear the first task while its run
+  is still running.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +27,7 @@ import pendulum
 
 from airflow.providers.http.operators.http import HttpOperator
 from airflow.providers.http.sensors.http import HttpSensor
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, task
 
 from gantry_provider.hooks.gantry import GantryHook
 from gantry_provider.operators.gantry import GantryJobOperator
@@ -153,3 +157,31 @@ with DAG(
         deferrable=False,
         reconnect_interval=1,
     )
+
+
+with DAG(
+    dag_id="gantry_clear_probe",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    params={"image": Param("local/busybox:latest", type="string"), "go_file": Param("", type="string")},
+):
+
+    @task(task_id="hold")
+    def hold(params=None, run_id=None):
+        # The test clears `first` while this task keeps the run running, then creates go_file.
+        print(f"gantry_clear_probe holding run {run_id}", flush=True)
+        go = Path(params["go_file"])
+        for _ in range(600):
+            if go.exists():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{go} never appeared")
+
+    GantryJobOperator(
+        task_id="first",
+        image="{{ params.image }}",
+        command=["sh", "-c", "echo run-$(cat /proc/sys/kernel/random/uuid)"],
+        deferrable=False,
+        reconnect_interval=1,
+    ) >> hold()
