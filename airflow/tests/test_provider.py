@@ -305,22 +305,32 @@ def test_retry_takes_a_succeeded_result_and_a_clear_runs_a_fresh_job(in_process_
     assert len(jobs) == 2 and jobs[0]["labels"]["airflow.clear_number"] == "1"
 
 
-def test_private_env_reaches_the_container_but_not_xcom(in_process_airflow, gantry):
+def test_private_env_reaches_the_container_but_not_xcom_logs_or_the_job_view(in_process_airflow, gantry):
     from gantry_provider.operators.gantry import GantryJobOperator
 
     secret = f"private-{time.time_ns()}"
     op = GantryJobOperator(
         task_id="t",
         image=TEST_IMAGE,
-        command=["sh", "-c", 'test "$TOKEN" = "$EXPECTED" && echo token-ok'],
-        env={"EXPECTED": secret},
+        # The job proves it got the value, then prints it: Gantry redacts it as it does a secret.
+        command=[
+            "sh",
+            "-c",
+            'test "$(printf %s "$TOKEN" | sha256sum | cut -c1-64)" = "$DIGEST" && echo token-ok && echo "leak: $TOKEN"',
+        ],
+        env={"DIGEST": hashlib.sha256(secret.encode()).hexdigest()},
         private_env={"TOKEN": secret},
         deferrable=False,
         reconnect_interval=1,
     )
     ctx = _context(f"private-{time.time_ns()}", 1)
-    assert op.execute(ctx) == "token-ok"
+    assert op.execute(ctx) == "leak: [secret:privateEnv.TOKEN]"
+    assert "[stdout] token-ok" in ctx["ti"].xcom["gantry_log_tail"]
     assert secret not in json.dumps(ctx["ti"].xcom), ctx["ti"].xcom
+    job = gantry.job(ctx["ti"].xcom["gantry_job_id"])
+    assert job["spec"]["privateEnv"] == {"TOKEN": "[private]"} and secret not in json.dumps(job)
+    logs = gantry.get(f"v1/jobs/{job['id']}/logs").text
+    assert "leak: [secret:privateEnv.TOKEN]" in logs and secret not in logs
 
 
 def test_secrets_are_passed_by_name_and_their_value_reaches_the_job_only(in_process_airflow, gantry):
