@@ -172,6 +172,10 @@ export const EnvSchema = z.object({
     .default(7 * 86400)
     .describe('the longest timeout (seconds) a job may ask for'),
   GANTRY_STOP_GRACE_SECONDS: int(0, 3600).default(10).describe('seconds from SIGTERM to SIGKILL on cancel and timeout (0–3600)'),
+  // A job's own stop grace (spec.stopGraceSeconds) is bounded so a fleet's fencing still holds (docs/fleet.md).
+  GANTRY_MAX_STOP_GRACE_SECONDS: int(0, 3600)
+    .optional()
+    .describe('the longest stop grace (seconds) a job may ask for in `stopGraceSeconds` (default: GANTRY_STOP_GRACE_SECONDS)'),
   GANTRY_CAPABILITIES: csv.default([]).describe('comma-separated capabilities added back to every container (all others are dropped)'),
   GANTRY_PULL_POLICY: z.enum(['missing', 'always', 'never']).default('missing').describe('pull policy of a job that gives none'),
   GANTRY_ALLOWED_PULL_POLICIES: csv
@@ -343,6 +347,7 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     pidsLimit: e.GANTRY_PIDS_LIMIT,
     defaultTimeoutSeconds: e.GANTRY_DEFAULT_TIMEOUT_SECONDS,
     maxTimeoutSeconds: e.GANTRY_MAX_TIMEOUT_SECONDS,
+    maxStopGraceSeconds: e.GANTRY_MAX_STOP_GRACE_SECONDS ?? e.GANTRY_STOP_GRACE_SECONDS,
     capabilities: e.GANTRY_CAPABILITIES,
     pullPolicy: e.GANTRY_PULL_POLICY,
     allowedPullPolicies: e.GANTRY_ALLOWED_PULL_POLICIES,

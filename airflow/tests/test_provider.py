@@ -333,6 +333,24 @@ def test_private_env_reaches_the_container_but_not_xcom_logs_or_the_job_view(in_
     assert "leak: [secret:privateEnv.TOKEN]" in logs and secret not in logs
 
 
+def test_a_refused_spec_fails_at_once_and_a_stop_grace_within_the_maximum_is_taken(in_process_airflow, gantry):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from gantry_provider.operators.gantry import GantryJobOperator
+
+    def op(grace: int) -> GantryJobOperator:
+        return GantryJobOperator(
+            task_id="t", image=TEST_IMAGE, command=["true"], termination_grace_period=grace, deferrable=False, reconnect_interval=1
+        )
+
+    # Above GANTRY_MAX_STOP_GRACE_SECONDS: Gantry's policy refuses it (422), and no retry could change that.
+    with pytest.raises(AirflowFailException, match="422.*stopGraceSeconds"):
+        op(3600).execute(_context(f"grace-{time.time_ns()}", 1))
+    ctx = _context(f"grace-{time.time_ns()}", 1)
+    op(1).execute(ctx)
+    assert gantry.job(ctx["ti"].xcom["gantry_job_id"])["spec"]["stopGraceSeconds"] == 1
+
+
 def test_secrets_are_passed_by_name_and_their_value_reaches_the_job_only(in_process_airflow, gantry):
     from gantry_provider.operators.gantry import GantryJobOperator
 

@@ -116,6 +116,9 @@ export function checkPolicy(spec: JobSpec, owner: string, policy: PolicyConfig, 
   if (spec.timeoutSeconds !== undefined && spec.timeoutSeconds > policy.maxTimeoutSeconds) {
     fail('timeoutSeconds', `exceeds the maximum of ${policy.maxTimeoutSeconds} s (GANTRY_MAX_TIMEOUT_SECONDS)`);
   }
+  if (spec.stopGraceSeconds !== undefined && spec.stopGraceSeconds > policy.maxStopGraceSeconds) {
+    fail('stopGraceSeconds', `exceeds the maximum of ${policy.maxStopGraceSeconds} s (GANTRY_MAX_STOP_GRACE_SECONDS)`);
+  }
   if (spec.pullPolicy !== undefined && !policy.allowedPullPolicies.includes(spec.pullPolicy)) {
     fail('pullPolicy', `must be one of ${policy.allowedPullPolicies.join(', ')} (GANTRY_ALLOWED_PULL_POLICIES)`);
   }

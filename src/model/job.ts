@@ -282,6 +282,16 @@ export const JobSpecSchema = z
     mounts: z.array(MountSchema).max(64).optional(),
     network: z.string().min(1).max(128).optional().describe('Defaults to "none"; must be in GANTRY_NETWORKS.'),
     timeoutSeconds: z.number().int().min(1).optional(),
+    stopGraceSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(3600)
+      .optional()
+      .describe(
+        'Seconds from SIGTERM to SIGKILL when the job is stopped (cancel, timeout, preemption); at most GANTRY_MAX_STOP_GRACE_SECONDS. Default: GANTRY_STOP_GRACE_SECONDS.',
+      )
+      .meta({ example: 60 }),
     labels: z
       .record(
         z

@@ -58,6 +58,11 @@ def test_command_is_taken_the_way_docker_operator_takes_it(command, expected):
     assert op(command=command).build_spec(context())["command"] == expected
 
 
+def test_termination_grace_period_is_the_specs_stop_grace():
+    assert op(termination_grace_period=90).build_spec(context())["stopGraceSeconds"] == 90
+    assert "stopGraceSeconds" not in op().build_spec(context())
+
+
 @pytest.mark.parametrize(
     ("kw", "message"),
     [

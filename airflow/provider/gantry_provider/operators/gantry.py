@@ -197,6 +197,9 @@ class GantryJobOperator(BaseOperator):
         one borrows); it is told first in the file ``GANTRY_PREEMPT_NOTICE_FILE``
         names, and Gantry queues it again as a free attempt, so the task keeps
         waiting for the same job.
+    :param termination_grace_period: seconds from SIGTERM to SIGKILL when the
+        job is stopped (cancel, timeout, preemption): the JobSpec's
+        ``stopGraceSeconds``, within Gantry's ``GANTRY_MAX_STOP_GRACE_SECONDS``.
     :param secrets: secret references, ``[{"name": "hf-token", "env": "HF_TOKEN"}]``
         or ``{"name": ..., "file": "/run/secrets/x"}``: Gantry resolves the values.
     :param gantry_conn_id: connection to Gantry.
@@ -254,6 +257,7 @@ class GantryJobOperator(BaseOperator):
         gpus: dict[str, Any] | None = None,
         container_resources: dict[str, Any] | None = None,
         timeout_seconds: int | None = None,
+        termination_grace_period: int | None = None,
         labels: dict[str, str] | None = None,
         name: str | None = None,
         workdir: str | None = None,
@@ -287,6 +291,7 @@ class GantryJobOperator(BaseOperator):
         self.gpus = gpus
         self.container_resources = container_resources
         self.timeout_seconds = timeout_seconds
+        self.termination_grace_period = termination_grace_period
         self.labels = labels
         self.name = name
         self.workdir = workdir
@@ -363,6 +368,7 @@ class GantryJobOperator(BaseOperator):
             "gpus": _native(self.gpus, "gpus", dict),
             "resources": _native(self.container_resources, "container_resources", dict),
             "timeoutSeconds": int(timeout) if timeout is not None else None,
+            "stopGraceSeconds": int(self.termination_grace_period) if self.termination_grace_period is not None else None,
             "name": self.name,
             "workdir": self.workdir,
             "user": self.user,
