@@ -154,6 +154,17 @@ export const EnvSchema = z.object({
     .describe(
       "where a preemptible job's notice folder is kept while it runs (mounted read-only at /run/gantry in its container); a host path the Docker engine sees",
     ),
+  // Result files (spec.resultFile): a job's JSON document becomes its `result` (runner/result-file.ts).
+  GANTRY_RESULT_DIR: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      "where a job's result folder is kept while it runs (mounted writable at /run/gantry-result in its container; this directory itself is made 0700); a host path the Docker engine sees; default `GANTRY_DATA_DIR`/results",
+    ),
+  GANTRY_RESULT_MAX_BYTES: int(2, 64 * 1024 * 1024)
+    .default(1024 * 1024)
+    .describe("the largest result file (bytes) Gantry takes as a job's `result`; a larger one is refused, with a line in the job's log"),
   GANTRY_FAIR_SHARE_HALF_LIFE_SECONDS: int(0)
     .default(86400)
     .describe(
@@ -360,6 +371,10 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     runDir: path.resolve(e.GANTRY_SECRETS_RUN_DIR),
   },
   noticeDir: path.resolve(e.GANTRY_NOTICE_DIR),
+  results: {
+    resultDir: path.resolve(e.GANTRY_RESULT_DIR ?? path.join(e.GANTRY_DATA_DIR, 'results')),
+    maxBytes: e.GANTRY_RESULT_MAX_BYTES,
+  },
   fairShareHalfLifeSeconds: e.GANTRY_FAIR_SHARE_HALF_LIFE_SECONDS,
   maxRunning: e.GANTRY_MAX_RUNNING,
   stopGraceSeconds: e.GANTRY_STOP_GRACE_SECONDS,

@@ -14,7 +14,7 @@ export function toJob(r: JobRecord): Job {
     waiting: null,
     exitCode: r.exitCode,
     reason: r.reason,
-    result: r.result,
+    result: r.resultDocument ?? r.result,
     createdAt: r.createdAt,
     startedAt: r.startedAt,
     finishedAt: r.finishedAt,

@@ -71,6 +71,7 @@ export type JobPatch = Partial<
     | 'exitCode'
     | 'reason'
     | 'result'
+    | 'resultDocument'
     | 'pullStatus'
     | 'pullProgress'
     | 'cancelRequested'

@@ -25,6 +25,7 @@ const MIGRATIONS = [
   '0006_gpu_telemetry',
   '0007_run_settings',
   '0008_node_epoch',
+  '0011_airflow_result_document',
 ];
 
 const id = (n: number) => `00000000-0000-4000-8000-00000000000${n}`;
@@ -139,6 +140,7 @@ test('a 0.1.0 data dir opens: every job, label, log line and setting is kept, th
     assert.equal(r.requestId, `req-${e.n}`);
     assert.equal(r.node, null, 'no node recorded before the fleet');
     assert.equal(r.attempt, 1);
+    assert.equal(r.resultDocument, null, 'a job from before result files wrote none: its result stays its stdout line');
     for (const [k, v] of Object.entries(e.extra ?? {})) assert.deepEqual(r[k as keyof JobRecord], v, `job ${e.n} ${k}`);
   }
   assert.equal((await store.jobs.list({ limit: 100 })).length, EXPECTED.length);

@@ -562,7 +562,7 @@ describe('PostgreSQL store', () => {
     const { rows } = await queryOnce(url, 'SELECT name FROM kysely_migration ORDER BY name');
     assert.deepEqual(
       rows.map((r) => r.name),
-      ['0001_initial', '0002_audit', '0003_retries', '0004_jobs_unfinished', '0005_gpu_telemetry', '0006_run_settings', '0007_node_epoch'],
+      ['0001_initial', '0002_audit', '0003_retries', '0004_jobs_unfinished', '0005_gpu_telemetry', '0006_run_settings', '0007_node_epoch', '0011_airflow_result_document'],
     );
     // Every table was made by the one transaction that recorded the migrations.
     const made = await queryOnce(
@@ -577,6 +577,6 @@ describe('PostgreSQL store', () => {
     assert.equal((await stores[2]!.jobs.get(record.id))?.id, record.id);
     // Opening again finds nothing to do.
     await open(t, url, 'd');
-    assert.equal((await queryOnce(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 7);
+    assert.equal((await queryOnce(url, 'SELECT count(*)::int AS n FROM kysely_migration')).rows[0].n, 8);
   });
 });

@@ -1,16 +1,20 @@
 import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
 import type { ResolvedMount } from '../../jobs/policy.js';
+import type { JsonValue } from '../../model/job.js';
 import type { SecretSource } from '../../secrets/source.js';
 import type { JobRecord } from '../../store/store.js';
+import { type ResultRead, redactDocument } from '../result-file.js';
 import type { Interruption } from '../run-state.js';
 import type { RunHook, StopNotice } from './hook.js';
 import { NoticeHook } from './notice.js';
+import { ResultHook } from './result.js';
 import { SecretsHook } from './secrets.js';
 
 /**
  * The hooks of one run, called in order at each point of its life: its
- * secrets, then (for a preemptible job) its preemption notice. A new side
+ * secrets, then (for a preemptible job) its preemption notice, then (for a
+ * job that asks for one) its result file. A new side
  * concern of a run is one more hook here.
  */
 export class RunHooks {
@@ -29,6 +33,7 @@ export class RunHooks {
       }),
     ];
     if (record.spec.preemptible) hooks.push(new NoticeHook({ ...run, noticeDir: d.config.noticeDir }));
+    if (record.spec.resultFile) hooks.push(new ResultHook({ ...run, ...d.config.results }));
     return new RunHooks(hooks);
   }
 
@@ -70,6 +75,25 @@ export class RunHooks {
       if (why) return why;
     }
     return null;
+  }
+
+  /**
+   * The result document a hook holds, once the container exited, redacted
+   * as the output is; null when the job wrote none. A file that is refused
+   * (too large, not JSON) is told with `note`, in the job's log, and gives
+   * the document null: the job's result is then null, not its stdout.
+   */
+  async result(note: (line: string) => void): Promise<{ document: JsonValue | null } | null> {
+    let read: ResultRead = { kind: 'none' };
+    for (const h of this.hooks) {
+      read = (await h.result?.()) ?? read;
+      if (read.kind !== 'none') break;
+    }
+    if (read.kind === 'refused') note(`[gantry] the result file is not taken as the job's result: ${read.why}`);
+    if (read.kind === 'none') return null;
+    if (read.kind === 'refused') return { document: null };
+    const redact = await this.output();
+    return { document: (redact ? redactDocument(read.document, redact) : read.document) as JsonValue };
   }
 
   async stop(notice: StopNotice): Promise<void> {

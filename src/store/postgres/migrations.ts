@@ -178,6 +178,8 @@ const MIGRATIONS: Record<string, Migration> = {
   '0005_gpu_telemetry': statements(GPU_TELEMETRY),
   '0006_run_settings': statements(RUN_SETTINGS),
   '0007_node_epoch': statements(NODE_EPOCH),
+  /** The JSON document a job wrote to its result file (JSON text; NULL for none). */
+  '0011_airflow_result_document': statements([`ALTER TABLE jobs ADD COLUMN result_document TEXT`]),
 };
 
 const provider: MigrationProvider = {

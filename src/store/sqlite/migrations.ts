@@ -189,6 +189,11 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
   '0008_node_epoch': {
     up: (db) => exec(db, [`ALTER TABLE jobs ADD COLUMN node_epoch INTEGER NOT NULL DEFAULT 0`]),
   },
+
+  /** The JSON document a job wrote to its result file (JSON text; NULL for none). */
+  '0011_airflow_result_document': {
+    up: (db) => exec(db, [`ALTER TABLE jobs ADD COLUMN result_document TEXT`]),
+  },
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
