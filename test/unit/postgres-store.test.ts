@@ -562,7 +562,16 @@ describe('PostgreSQL store', () => {
     const { rows } = await queryOnce(url, 'SELECT name FROM kysely_migration ORDER BY name');
     assert.deepEqual(
       rows.map((r) => r.name),
-      ['0001_initial', '0002_audit', '0003_retries', '0004_jobs_unfinished', '0005_gpu_telemetry', '0006_run_settings', '0007_node_epoch', '0011_airflow_result_document'],
+      [
+        '0001_initial',
+        '0002_audit',
+        '0003_retries',
+        '0004_jobs_unfinished',
+        '0005_gpu_telemetry',
+        '0006_run_settings',
+        '0007_node_epoch',
+        '0011_airflow_result_document',
+      ],
     );
     // Every table was made by the one transaction that recorded the migrations.
     const made = await queryOnce(
