@@ -83,6 +83,21 @@ def test_operator_retry_reattaches_to_the_running_job(airflow, gantry):
     assert run.xcom[("run_job", "return_value")] == "reattached-result"
 
 
+def test_a_json_result_file_is_pushed_key_by_key_with_multiple_outputs(airflow, gantry):
+    script = (
+        "echo last-stdout-line; "
+        'printf \'{"accuracy": 0.93, "model": "m-42", "key": "%s"}\' "$API_KEY" > "$GANTRY_RESULT_FILE"'
+    )
+    run = airflow.dags_test("gantry_result_probe", {"image": TEST_IMAGE, "command": ["sh", "-c", script]})
+    assert run.state == "success", run.describe()
+    assert "Pausing task as DEFERRED" in run.output  # followed by the trigger
+    document = {"accuracy": 0.93, "model": "m-42", "key": "[secret:privateEnv.API_KEY]"}
+    assert run.xcom[("run_job", "return_value")] == document
+    assert (run.xcom[("run_job", "accuracy")], run.xcom[("run_job", "model")]) == (0.93, "m-42")
+    assert gantry.job(run.xcom[("run_job", "gantry_job_id")])["result"] == document
+    assert "sk-result-probe-4242" not in json.dumps({str(k): v for k, v in run.xcom.items()}) + run.output
+
+
 CLEAR_ONE_TASK = """
 import sys
 from sqlalchemy import select

@@ -58,6 +58,11 @@ def test_command_is_taken_the_way_docker_operator_takes_it(command, expected):
     assert op(command=command).build_spec(context())["command"] == expected
 
 
+def test_the_result_file_is_asked_for_when_the_result_goes_to_xcom():
+    assert op().build_spec(context())["resultFile"] is True
+    assert "resultFile" not in op(do_xcom_push=False).build_spec(context())
+
+
 def test_termination_grace_period_is_the_specs_stop_grace():
     assert op(termination_grace_period=90).build_spec(context())["stopGraceSeconds"] == 90
     assert "stopGraceSeconds" not in op().build_spec(context())

@@ -9,6 +9,8 @@ DAGs rely on in situations that are hard to produce from outside a run.
   job, as if the worker died before the answer was recorded; Airflow retries it.
 * gantry_reattach_probe - GantryJobOperator whose first try dies right after
   submitting (a simulated worker crash); the retry must re-attach.
+* gantry_result_probe - GantryJobOperator, deferred, with multiple_outputs:
+  the job writes a JSON object to $GANTRY_RESULT_FILE.
 * gantry_clear_probe - GantryJobOperator followed by a task that holds the run
   open until a file appears, so a test can clear the first task while its run
   is still running.
@@ -185,3 +187,22 @@ with DAG(
         deferrable=False,
         reconnect_interval=1,
     ) >> hold()
+
+
+with DAG(
+    dag_id="gantry_result_probe",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    params={"image": Param("local/busybox:latest", type="string"), "command": Param([], type="array")},
+    render_template_as_native_obj=True,
+):
+    GantryJobOperator(
+        task_id="run_job",
+        image="{{ params.image }}",
+        command="{{ params.command }}",
+        deferrable=True,
+        multiple_outputs=True,
+        private_env={"API_KEY": "sk-result-probe-4242"},
+        reconnect_interval=1,
+    )

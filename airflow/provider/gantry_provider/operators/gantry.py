@@ -164,10 +164,15 @@ class GantryJobOperator(BaseOperator):
       :class:`~gantry_provider.triggers.gantry.GantryJobTrigger` follows the job
       in the triggerer, copying its log lines into this task's log in batches.
       Otherwise the worker follows the same stream.
-    * **Result**: the job's ``result`` (its last non-empty stdout line) is the
-      task's return value; XCom ``gantry_job_id`` holds the id, ``gantry_job``
-      the final job view without its spec (the spec holds env values), and
-      ``gantry_log_tail`` the last ``log_tail_lines`` lines.
+    * **Result**: the job's ``result`` is the task's return value: the JSON
+      document the job wrote to the file ``$GANTRY_RESULT_FILE`` names (as
+      KubernetesPodOperator's ``/airflow/xcom/return.json``; size-capped by
+      Gantry, which redacts secrets and ``private_env`` values from it), or
+      else its last non-empty stdout line. With ``multiple_outputs=True`` a
+      document that is an object is pushed key by key. The file is offered
+      when ``do_xcom_push`` (the default). XCom ``gantry_job_id`` holds the
+      id, ``gantry_job`` the final job view without its spec (the spec holds
+      env values), and ``gantry_log_tail`` the last ``log_tail_lines`` lines.
     * **Fails** when the job fails, is cancelled or times out; **skips** when it
       failed with an exit code in ``skip_on_exit_code``.
     * **Kill**: ``on_kill`` (worker) and the trigger's ``on_kill`` (deferred)
@@ -377,6 +382,7 @@ class GantryJobOperator(BaseOperator):
             "pullPolicy": self.pull_policy,
             "retry": _native(self.retry, "retry", dict),
             "preemptible": True if self.preemptible else None,
+            "resultFile": True if self.do_xcom_push else None,
         }
         spec.update({k: v for k, v in optional.items() if v is not None})
         return spec
