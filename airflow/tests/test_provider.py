@@ -59,6 +59,23 @@ def test_operator_not_deferred_follows_the_job_in_the_worker(airflow, gantry):
     assert run.xcom[("run_job", "return_value")] == "result=42"
 
 
+def test_the_task_log_keeps_line_times_and_tells_each_attempt_with_its_cause(airflow, gantry):
+    script = 'echo "attempt $GANTRY_ATTEMPT"; [ "$GANTRY_ATTEMPT" != 1 ] || exit 3'
+    run = airflow.dags_test("gantry_sync_probe", {"image": TEST_IMAGE, "command": ["sh", "-c", script]})
+    assert run.state == "success", run.describe()
+    job = gantry.job(run.xcom[("run_job", "gantry_job_id")])
+    assert job["attempt"] == 2 and job["attempts"][0]["cause"] == "exit_code"
+    lines = run.output.splitlines()
+    # Each container line is written with the time Gantry read it (before it, Airflow's own time of the record).
+    for n in (1, 2):
+        (hit,) = [ln for ln in lines if f"[stdout] attempt {n}" in ln]
+        stamp = hit.split(f" [stdout] attempt {n}")[0].split()[-1]
+        assert dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).year >= 2026, hit
+    told = [ln for ln in lines if f"Gantry job {job['id']}: attempt" in ln]
+    assert any("attempt 1 on node" in ln and "ended failed (cause: exit_code, exit code 3)" in ln and "requeued as attempt 2" in ln for ln in told), told
+    assert any("attempt 2 is running on node" in ln for ln in told), told
+
+
 def test_operator_failed_job_fails_task_and_retry_starts_a_fresh_job(airflow, gantry):
     conf = {"image": TEST_IMAGE, "command": ["sh", "-c", "echo trying; exit 7"], "gpu_count": 0}
     run = airflow.dags_test("gantry_operator", conf)

@@ -94,7 +94,8 @@ def test_trigger_follows_the_stream_and_fires_without_the_spec(stub, capsys):
     assert event["status"] == "done" and event["job"]["result"] == "two" and event["last_event_id"] == 2
     assert event["log_tail"] == ["[stdout] one", "[stdout] two"]
     assert "spec" not in event["job"] and "hunter2-secret" not in json.dumps(event)
-    assert "[stdout] one\n[stdout] two" in capsys.readouterr().out  # one record for the lines of one read
+    # One record for the lines of one read, each with the time Gantry read it.
+    assert "2026-01-01T00:00:00Z [stdout] one\n2026-01-01T00:00:00Z [stdout] two" in capsys.readouterr().out
 
 
 def test_trigger_resumes_a_dropped_stream_with_last_event_id(stub):
@@ -179,11 +180,12 @@ def test_trigger_on_kill_with_gantry_down_does_not_raise(monkeypatch):
 
 
 def test_serialized_trigger_keeps_every_argument():
-    trigger = GantryJobTrigger("j1", "c", False, 5, 1.0, 2.0, False, 3, 4.0)
+    trigger = GantryJobTrigger("j1", "c", False, 5, 1.0, 2.0, False, 3, 4.0, 100, 30.0)
     path, kwargs = trigger.serialize()
     assert path == "gantry_provider.triggers.gantry.GantryJobTrigger"
     assert GantryJobTrigger(**kwargs).serialize() == (path, kwargs)
     assert kwargs["cancel_on_kill"] is False and kwargs["max_unreachable_seconds"] == 2.0
+    assert (kwargs["log_lines_per_interval"], kwargs["logging_interval"]) == (100, 30.0)
 
 
 @pytest.mark.parametrize(

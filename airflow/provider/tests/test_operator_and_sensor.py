@@ -214,6 +214,8 @@ def test_deferring_hands_the_trigger_its_options_and_no_private_value(stub):
         log_tail_lines=3,
         max_unreachable_seconds=42.0,
         checkpoint_interval=7.0,
+        log_lines_per_interval=500,
+        logging_interval=10.0,
     )
     with pytest.raises(TaskDeferred) as deferred:
         o.execute(context())
@@ -222,6 +224,7 @@ def test_deferring_hands_the_trigger_its_options_and_no_private_value(stub):
     _, kwargs = trigger.serialize()  # what Airflow's REST API shows as the task instance's trigger.kwargs
     assert (kwargs["cancel_on_kill"], kwargs["tail_lines"]) == (False, 3)
     assert (kwargs["max_unreachable_seconds"], kwargs["checkpoint_interval"]) == (42.0, 7.0)
+    assert (kwargs["log_lines_per_interval"], kwargs["logging_interval"]) == (500, 10.0)
     assert "s3cret-value" not in json.dumps(kwargs)
     (post,) = stub.requests_to("POST", "/v1/jobs")
     assert json.loads(post.body)["privateEnv"] == {"TOKEN": "s3cret-value"}

@@ -152,12 +152,14 @@ with DAG(
     render_template_as_native_obj=True,
 ):
     # The same operator waiting in the worker (deferrable=False): the worker follows the SSE stream.
+    # Gantry runs a job that exits non-zero once more (its own retry, within the one task try).
     GantryJobOperator(
         task_id="run_job",
         image="{{ params.image }}",
         command="{{ params.command }}",
         deferrable=False,
         reconnect_interval=1,
+        retry={"maxAttempts": 2, "on": ["exit_code"]},
     )
 
 

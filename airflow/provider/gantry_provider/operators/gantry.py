@@ -222,6 +222,12 @@ class GantryJobOperator(BaseOperator):
         unreachable this long while following the job (worker or triggerer).
     :param checkpoint_interval: seconds between the deferred trigger's records
         of how far it has copied the log (XCom ``gantry_log_seq``).
+    :param log_lines_per_interval: deferred, the most container lines the
+        shared triggerer copies into the task log per ``logging_interval``
+        seconds (default 10000 per 60 s; None: no cap); the lines over it are
+        counted in the task log, and stay whole in Gantry. The worker (not
+        deferred) copies every line.
+    :param logging_interval: seconds of that cap's interval.
     :param skip_on_exit_code: exit code(s) of a failed job that skip the task instead.
     :param log_tail_lines: how many last lines go to XCom ``gantry_log_tail``.
     :param reconnect_interval: seconds between reconnections to the log stream.
@@ -280,6 +286,8 @@ class GantryJobOperator(BaseOperator):
         on_finish_action: str = "cancel",
         max_unreachable_seconds: float = 600.0,
         checkpoint_interval: float = 5.0,
+        log_lines_per_interval: int | None = 10_000,
+        logging_interval: float = 60.0,
         skip_on_exit_code: int | Container[int] | None = None,
         log_tail_lines: int = 20,
         reconnect_interval: float = 5.0,
@@ -316,6 +324,8 @@ class GantryJobOperator(BaseOperator):
         self.on_finish_action = on_finish_action
         self.max_unreachable_seconds = max_unreachable_seconds
         self.checkpoint_interval = checkpoint_interval
+        self.log_lines_per_interval = log_lines_per_interval
+        self.logging_interval = logging_interval
         self.skip_on_exit_code = (
             (skip_on_exit_code,) if isinstance(skip_on_exit_code, int) else tuple(skip_on_exit_code or ())
         )
@@ -486,6 +496,8 @@ class GantryJobOperator(BaseOperator):
                     tail_lines=self.log_tail_lines,
                     max_unreachable_seconds=self.max_unreachable_seconds,
                     checkpoint_interval=self.checkpoint_interval,
+                    log_lines_per_interval=self.log_lines_per_interval,
+                    logging_interval=self.logging_interval,
                 ),
                 method_name="execute_complete",
                 timeout=self.execution_timeout,

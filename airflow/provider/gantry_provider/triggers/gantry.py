@@ -49,6 +49,9 @@ class GantryJobTrigger(BaseTrigger):
     :param cancel_on_kill: cancel the job when a user kills the deferred task.
     :param tail_lines: how many last lines the event carries.
     :param checkpoint_interval: seconds between records of the log position.
+    :param log_lines_per_interval: the most container lines written to the task
+        log per ``logging_interval`` seconds (None: no cap); the rest are counted.
+    :param logging_interval: the interval of that cap, in seconds.
 
     Its arguments hold no secret: Airflow's REST API shows them as the task
     instance's ``trigger.kwargs`` while the task is deferred. The operator's
@@ -66,6 +69,8 @@ class GantryJobTrigger(BaseTrigger):
         cancel_on_kill: bool = True,
         tail_lines: int = 20,
         checkpoint_interval: float = 5.0,
+        log_lines_per_interval: int | None = None,
+        logging_interval: float = 60.0,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -77,6 +82,8 @@ class GantryJobTrigger(BaseTrigger):
         self.cancel_on_kill = cancel_on_kill
         self.tail_lines = tail_lines
         self.checkpoint_interval = checkpoint_interval
+        self.log_lines_per_interval = log_lines_per_interval
+        self.logging_interval = logging_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -91,6 +98,8 @@ class GantryJobTrigger(BaseTrigger):
                 "cancel_on_kill": self.cancel_on_kill,
                 "tail_lines": self.tail_lines,
                 "checkpoint_interval": self.checkpoint_interval,
+                "log_lines_per_interval": self.log_lines_per_interval,
+                "logging_interval": self.logging_interval,
             },
         )
 
@@ -134,7 +143,15 @@ class GantryJobTrigger(BaseTrigger):
         start = max((s for s in (self.last_event_id, saved) if s is not None), default=None)
         if saved is not None:
             self.log.info("Resuming the log of Gantry job %s after line %s", self.job_id, saved)
-        stream = JobStream(self.job_id, self.log, self.stream_logs, start, self.tail_lines)
+        stream = JobStream(
+            self.job_id,
+            self.log,
+            self.stream_logs,
+            start,
+            self.tail_lines,
+            lines_per_interval=self.log_lines_per_interval,
+            logging_interval=self.logging_interval,
+        )
         checkpointed, checkpointed_at = start, time.monotonic()
         failing_since: float | None = None
         async with hook.aclient() as gantry:
