@@ -166,6 +166,16 @@ def test_clearing_one_task_inside_a_running_run_runs_a_fresh_job(airflow, gantry
     assert run.xcom[("first", "return_value")] == newest["result"]
 
 
+def test_the_sensor_example_waits_in_reschedule_mode_and_returns_the_result(airflow, gantry):
+    run = airflow.dags_test(
+        "gantry_sensor", {"image": TEST_IMAGE, "command": ["sh", "-c", "sleep 8; echo sensed-result"]}
+    )
+    assert run.state == "success", run.describe()
+    assert run.reschedules.get("wait", 0) >= 1, run.describe()  # gave its slot back between pokes
+    assert run.xcom[("wait", "return_value")] == "sensed-result"
+    assert gantry.job(run.xcom[("submit", "return_value")])["state"] == "succeeded"
+
+
 # -- kill paths, in-process (a kill cannot be sent to `airflow dags test` from outside) --------
 
 

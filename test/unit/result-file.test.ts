@@ -3,6 +3,9 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
+import pino from 'pino';
+import { JobFailure } from '../../src/runner/hooks/hook.js';
+import { ResultHook } from '../../src/runner/hooks/result.js';
 import { RESULT_ENV, RESULT_FILE, RESULT_MOUNT, ResultFolder, redactDocument } from '../../src/runner/result-file.js';
 import { tempDir } from '../helpers/gantry.js';
 
@@ -63,4 +66,11 @@ test('redaction reaches every string of the document, keys included, and leaves 
   assert.deepEqual(redactDocument({ hunter22: ['x hunter22 y', 3, null, true, { k: 'hunter22' }] }, redact), {
     '[secret:pw]': ['x [secret:pw] y', 3, null, true, { k: '[secret:pw]' }],
   });
+});
+
+test('a result folder that cannot be made fails the job before it runs, naming GANTRY_RESULT_DIR', async () => {
+  const notADir = path.join(tempDir(), 'a-file');
+  fs.writeFileSync(notADir, '');
+  const hook = new ResultHook({ resultDir: notADir, maxBytes: 1024, node: 'n', jobId: 'j', attempt: 1, log: pino({ level: 'silent' }) });
+  await assert.rejects(hook.prestart(), (err: Error) => err instanceof JobFailure && /GANTRY_RESULT_DIR/.test(err.message));
 });

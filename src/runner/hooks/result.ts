@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { ResultFolder, type ResultRead } from '../result-file.js';
-import type { ContainerAdditions, RunHook } from './hook.js';
+import { type ContainerAdditions, JobFailure, type RunHook } from './hook.js';
 
 export interface ResultHookOptions {
   /** GANTRY_RESULT_DIR. */
@@ -25,8 +25,11 @@ export class ResultHook implements RunHook {
     this.folder = new ResultFolder(o.resultDir, o.node, o.jobId, o.attempt);
   }
 
+  /** A folder that cannot be made fails the job before it runs: its result would be lost after it ran. */
   async prestart(): Promise<ContainerAdditions> {
-    await this.folder.prepare();
+    await this.folder.prepare().catch((err: Error) => {
+      throw new JobFailure(`the result folder cannot be made under GANTRY_RESULT_DIR ${this.o.resultDir}: ${err.message}`);
+    });
     const { mount, env } = this.folder.mount();
     return { mounts: [mount], env };
   }
