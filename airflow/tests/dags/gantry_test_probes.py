@@ -125,42 +125,23 @@ class _CrashAfterSubmit(GantryJobOperator):
         return super().execute(context)
 
 
-with DAG(
-    dag_id="gantry_reattach_probe",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    params={"image": Param("local/busybox:latest", type="string"), "command": Param([], type="array")},
-    render_template_as_native_obj=True,
-):
-    _CrashAfterSubmit(
-        task_id="run_job",
-        image="{{ params.image }}",
-        command="{{ params.command }}",
-        retries=1,
-        retry_delay=timedelta(seconds=1),
-        reconnect_interval=1,
-    )
+def _job_probe(dag_id: str, operator: type[GantryJobOperator] = GantryJobOperator, **kw) -> None:
+    """A DAG of one task, `run_job`: the operator on the image and command given as params."""
+    with DAG(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=START,
+        catchup=False,
+        params={"image": Param("local/busybox:latest", type="string"), "command": Param([], type="array")},
+        render_template_as_native_obj=True,
+    ):
+        operator(task_id="run_job", image="{{ params.image }}", command="{{ params.command }}", reconnect_interval=1, **kw)
 
 
-with DAG(
-    dag_id="gantry_sync_probe",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    params={"image": Param("local/busybox:latest", type="string"), "command": Param([], type="array")},
-    render_template_as_native_obj=True,
-):
-    # The same operator waiting in the worker (deferrable=False): the worker follows the SSE stream.
-    # Gantry runs a job that exits non-zero once more (its own retry, within the one task try).
-    GantryJobOperator(
-        task_id="run_job",
-        image="{{ params.image }}",
-        command="{{ params.command }}",
-        deferrable=False,
-        reconnect_interval=1,
-        retry={"maxAttempts": 2, "on": ["exit_code"]},
-    )
+_job_probe("gantry_reattach_probe", _CrashAfterSubmit, retries=1, retry_delay=timedelta(seconds=1))
+# The same operator waiting in the worker (deferrable=False): the worker follows the SSE stream.
+# Gantry runs a job that exits non-zero once more (its own retry, within the one task try).
+_job_probe("gantry_sync_probe", deferrable=False, retry={"maxAttempts": 2, "on": ["exit_code"]})
 
 
 with DAG(
@@ -190,21 +171,4 @@ with DAG(
         reconnect_interval=1,
     ) >> hold()
 
-
-with DAG(
-    dag_id="gantry_result_probe",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    params={"image": Param("local/busybox:latest", type="string"), "command": Param([], type="array")},
-    render_template_as_native_obj=True,
-):
-    GantryJobOperator(
-        task_id="run_job",
-        image="{{ params.image }}",
-        command="{{ params.command }}",
-        deferrable=True,
-        multiple_outputs=True,
-        private_env={"API_KEY": "sk-result-probe-4242"},
-        reconnect_interval=1,
-    )
+_job_probe("gantry_result_probe", deferrable=True, multiple_outputs=True, private_env={"API_KEY": "sk-result-probe-4242"})
