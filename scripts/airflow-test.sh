@@ -60,7 +60,13 @@ install_provider "$VENV"
 (cd airflow/provider/tests && "$VENV/bin/python" -m pytest . -q -p no:cacheprovider)
 if [ "${GANTRY_SKIP_FLOOR:-}" != 1 ]; then
   FLOOR_VENV=${AIRFLOW_FLOOR_VENV:-$ROOT/airflow/provider/.venv-floor}
-  FLOOR_PY=${AIRFLOW_FLOOR_PYTHON:-$(command -v python3.10 || ls -d "$HOME"/.pyenv/versions/3.10.*/bin/python3.10 2>/dev/null | tail -n 1 || true)}
+  # The first candidate that runs as Python 3.10 (a pyenv shim may exist and refuse to run).
+  FLOOR_PY=${AIRFLOW_FLOOR_PYTHON:-}
+  if [ -z "$FLOOR_PY" ]; then
+    for c in python3.10 "$HOME"/.pyenv/versions/3.10.*/bin/python3.10; do
+      if "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then FLOOR_PY=$c; break; fi
+    done
+  fi
   if [ -n "$FLOOR_PY" ]; then
     make_venv "$FLOOR_VENV" airflow/provider/requirements-floor.txt airflow/provider/constraints-floor-py310.txt "$FLOOR_PY"
   else
