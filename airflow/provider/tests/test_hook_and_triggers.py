@@ -7,6 +7,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+import requests
 
 from conftest import Reply, job_view, sse_job, sse_log, use_connection
 from gantry_provider import get_provider_info
@@ -151,6 +152,19 @@ def test_trigger_uses_the_connections_private_ca(tls_stub, private_ca, monkeypat
     # The same connection in the worker.
     tls_stub.route("GET", "/v1/jobs/j1", Reply(200, job_view()))
     assert GantryHook().get_job("j1")["id"] == "j1"
+
+
+def test_a_client_certificate_reaches_a_mutual_tls_gantry_from_worker_and_triggerer(mtls_stub, private_ca, monkeypatch):
+    mtls_stub.route("GET", "/v1/jobs/j1", Reply(200, job_view()))
+    mtls_stub.route("GET", "/v1/jobs/j1/logs", Reply(chunks=[sse_job("end", job_view(state="succeeded"))]))
+    cert = [str(private_ca["client_cert"]), str(private_ca["client_key"])]
+    use_connection(monkeypatch, mtls_stub.url, verify=str(private_ca["ca"]), cert=cert)
+    assert GantryHook().get_job("j1")["id"] == "j1"  # requests, in the worker
+    (event,) = asyncio.run(_events(GantryJobTrigger("j1", reconnect_interval=0.01)))  # aiohttp, in the triggerer
+    assert event["status"] == "done"
+    use_connection(monkeypatch, mtls_stub.url, verify=str(private_ca["ca"]))
+    with pytest.raises(requests.exceptions.SSLError):
+        GantryHook().get_job("j1")  # no certificate: the handshake refuses the worker
 
 
 def test_trigger_without_the_private_ca_does_not_reach_a_tls_gantry(tls_stub, monkeypatch):
