@@ -49,7 +49,7 @@ import sys
 d = sys.argv[1]
 token = open(f"{d}/gantry_airflow_token").read()
 conn = json.load(open(f"{d}/airflow_connections.json"))["gantry"]
-assert len(token) >= 32 and conn["conn_type"] == "gantry" and (conn["host"], conn["port"]) == ("gantry", 8420), conn
+assert len(token) >= 32 and conn["conn_type"] == "http" and (conn["host"], conn["port"]) == ("gantry", 8420), conn
 assert conn["extra"] == {"Authorization": f"Bearer {token}", "ui_url": "http://gpu-host.example:8420/ui/"}, conn
 PYEOF
 
