@@ -1,10 +1,15 @@
 #!/bin/sh
 # Gantry container entrypoint.
-# GANTRY_AIRFLOW_TOKEN (optional): a token for Airflow, turned here into a
+# GANTRY_AIRFLOW_TOKEN, or GANTRY_AIRFLOW_TOKEN_FILE naming a file that holds
+# it (a Docker secret) (optional): a token for Airflow, turned here into a
 # tokens file entry (owner "airflow", scopes submit/read/cancel; only its
-# SHA-256 is written), so .env can hold the plain token that Airflow's
-# connection sends while Gantry keeps only the hash.
+# SHA-256 is written), so Gantry keeps only the hash of the plain token that
+# Airflow's connection sends.
 set -eu
+if [ -z "${GANTRY_AIRFLOW_TOKEN:-}" ] && [ -n "${GANTRY_AIRFLOW_TOKEN_FILE:-}" ]; then
+  GANTRY_AIRFLOW_TOKEN=$(cat "$GANTRY_AIRFLOW_TOKEN_FILE")
+  export GANTRY_AIRFLOW_TOKEN
+fi
 if [ -n "${GANTRY_AIRFLOW_TOKEN:-}" ] && [ -z "${GANTRY_TOKENS_FILE:-}" ]; then
   tokens_file="${GANTRY_DATA_DIR:-/var/lib/gantry}/tokens.json"
   node -e '
@@ -16,5 +21,5 @@ if [ -n "${GANTRY_AIRFLOW_TOKEN:-}" ] && [ -z "${GANTRY_TOKENS_FILE:-}" ]; then
   ' "$tokens_file"
   export GANTRY_TOKENS_FILE="$tokens_file"
 fi
-unset GANTRY_AIRFLOW_TOKEN
+unset GANTRY_AIRFLOW_TOKEN GANTRY_AIRFLOW_TOKEN_FILE
 exec "$@"

@@ -32,11 +32,26 @@ cp docker/.env.example "$TMP/env"
 grep -qx gantry-nvidia-smi-check-image "$TMP/services" || fail "the images profile lacks the nvidia-smi-check image"
 
 echo "== a missing secret is refused by name"
-grep -v '^GANTRY_AIRFLOW_TOKEN=' docker/.env.example >"$TMP/env-missing"
+grep -v '^GANTRY_ADMIN_TOKEN=' docker/.env.example >"$TMP/env-missing"
 if "$COMPOSE" --project-directory . --env-file "$TMP/env-missing" -f "$FILE" config >"$TMP/out" 2>&1; then
-  fail "docker-compose config accepted a .env without GANTRY_AIRFLOW_TOKEN"
+  fail "docker-compose config accepted a .env without GANTRY_ADMIN_TOKEN"
 fi
-grep -q "GANTRY_AIRFLOW_TOKEN" "$TMP/out" || { cat "$TMP/out"; fail "the error does not name GANTRY_AIRFLOW_TOKEN"; }
+grep -q "GANTRY_ADMIN_TOKEN" "$TMP/out" || { cat "$TMP/out"; fail "the error does not name GANTRY_ADMIN_TOKEN"; }
+
+echo "== docker/make-secrets.sh: one token for Gantry and for Airflow's gantry connection, in a 0700 folder"
+mkdir -p "$TMP/tree/docker" && cp docker/make-secrets.sh "$TMP/tree/docker/"
+sh "$TMP/tree/docker/make-secrets.sh" http://gpu-host.example:8420/ui/ >/dev/null
+[ "$(stat -c %a "$TMP/tree/secrets")" = 700 ] || fail "secrets/ is not 0700"
+"$PY" - "$TMP/tree/secrets" <<'PYEOF' || fail "make-secrets.sh wrote a connection that does not match the token"
+import json
+import sys
+
+d = sys.argv[1]
+token = open(f"{d}/gantry_airflow_token").read()
+conn = json.load(open(f"{d}/airflow_connections.json"))["gantry"]
+assert len(token) >= 32 and conn["conn_type"] == "http" and (conn["host"], conn["port"]) == ("gantry", 8420), conn
+assert conn["extra"] == {"Authorization": f"Bearer {token}", "ui_url": "http://gpu-host.example:8420/ui/"}, conn
+PYEOF
 
 echo "== resolved services"
 "$PY" - "$TMP/resolved.yaml" docker/.env.example <<'PYEOF'
@@ -103,17 +118,17 @@ for name, svc in services.items():
     check(default_deferrable.lower() in ("false", "0"),
           f"{name}: AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE={default_deferrable} makes the example DAGs' operators defer")
 
-# Airflow reaches Gantry through AIRFLOW_CONN_GANTRY with the token from .env.
-token = env_file["GANTRY_AIRFLOW_TOKEN"]
+# Airflow reads the gantry connection from a Docker secret through its local-filesystem
+# secrets backend; no Airflow container has the token (or any connection) in its environment.
 for name in list(airflow) + ["airflow-init"]:
-    env = services.get(name, {}).get("environment", {})
-    raw = env.get("AIRFLOW_CONN_GANTRY")
-    check(raw is not None, f"{name} has no AIRFLOW_CONN_GANTRY")
-    if raw:
-        conn = json.loads(raw)
-        check(conn.get("conn_type") == "http", f"{name}: gantry connection is not http")
-        check((conn.get("host"), conn.get("port")) == ("gantry", 8420), f"{name}: gantry connection points at {conn}")
-        check(conn.get("extra", {}).get("Authorization") == f"Bearer {token}", f"{name}: no bearer token from .env")
+    svc = services.get(name, {})
+    env = svc.get("environment", {})
+    check(not any(k.startswith("AIRFLOW_CONN_") for k in env), f"{name}: a connection in the environment")
+    check(not any("GANTRY_AIRFLOW_TOKEN" in str(v) or "Bearer" in str(v) for v in env.values()), f"{name}: a token in the environment")
+    check(env.get("AIRFLOW__SECRETS__BACKEND") == "airflow.secrets.local_filesystem.LocalFilesystemBackend", f"{name}: secrets backend")
+    kwargs = json.loads(env.get("AIRFLOW__SECRETS__BACKEND_KWARGS") or "{}")
+    check(kwargs.get("connections_file_path") == "/run/secrets/airflow_connections.json", f"{name}: connections file {kwargs}")
+    check({"source": "airflow_connections", "target": "airflow_connections.json"} in svc.get("secrets", []), f"{name}: no connections secret")
     check(str(env.get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "")).startswith("http://airflow-apiserver:8080/"),
           f"{name}: execution API URL")
 
@@ -122,7 +137,10 @@ genv = g.get("environment", {})
 check(genv.get("GANTRY_GPU_DRIVER") == "nvidia", "gantry: GANTRY_GPU_DRIVER is not nvidia")
 check(genv.get("GANTRY_GPUS") == "nvidia-smi", "gantry: GANTRY_GPUS is not nvidia-smi")
 check(genv.get("GANTRY_ADMIN_TOKEN") == env_file["GANTRY_ADMIN_TOKEN"], "gantry: admin token not from .env")
-check(genv.get("GANTRY_AIRFLOW_TOKEN") == token, "gantry: airflow token not from .env")
+check("GANTRY_AIRFLOW_TOKEN" not in genv, "gantry: the airflow token is in its environment")
+check(genv.get("GANTRY_AIRFLOW_TOKEN_FILE") == "/run/secrets/gantry_airflow_token", "gantry: airflow token not from its secret")
+check({"source": "gantry_airflow_token"} in g.get("secrets", []), "gantry: no gantry_airflow_token secret")
+check(cfg.get("secrets", {}).get("gantry_airflow_token", {}).get("file", "").endswith("/secrets/gantry_airflow_token"), "secret files")
 check(set(genv.get("GANTRY_MOUNT_ALLOWLIST", "").split(",")) >= {"gantry-data", "gantry-models"}, "gantry: mount allowlist")
 # A pull goes to the registry the image's first path component names, Docker Hub
 # when it names none: pulls are allowed only when every allowlisted image names
@@ -150,7 +168,7 @@ check(vols.get("gantry-models", {}).get("name") == "gantry-models", "volume gant
 if problems:
     print("\n".join(f"FAIL: {p}" for p in problems), file=sys.stderr)
     sys.exit(1)
-print(f"ok: {len(services)} services; only gantry mounts the Docker socket; AIRFLOW_CONN_GANTRY ok in {len(airflow) + 1} services")
+print(f"ok: {len(services)} services; only gantry mounts the Docker socket; the gantry connection from a secret in {len(airflow) + 1} services")
 PYEOF
 
 echo "== Dockerfiles"
@@ -180,6 +198,11 @@ GANTRY_DATA_DIR="$TMP/gantry-data" GANTRY_AIRFLOW_TOKEN=check-token-0123456789 \
   || fail "entrypoint did not hand over a tokens file (or leaked GANTRY_AIRFLOW_TOKEN)"
 want=$(printf %s check-token-0123456789 | sha256sum | cut -d' ' -f1)
 grep -q "$want" "$TMP/tokens.json" && ! grep -q check-token "$TMP/tokens.json" || fail "tokens file: $(cat "$TMP/tokens.json")"
+printf %s check-token-from-file-0123 >"$TMP/token-file"
+GANTRY_DATA_DIR="$TMP/gantry-data" GANTRY_AIRFLOW_TOKEN_FILE="$TMP/token-file" \
+  sh docker/gantry-entrypoint.sh sh -c 'cat "$GANTRY_TOKENS_FILE"; [ -z "${GANTRY_AIRFLOW_TOKEN:-}${GANTRY_AIRFLOW_TOKEN_FILE:-}" ]' >"$TMP/tokens.json" \
+  || fail "entrypoint did not take the token from GANTRY_AIRFLOW_TOKEN_FILE"
+grep -q "$(printf %s check-token-from-file-0123 | sha256sum | cut -d' ' -f1)" "$TMP/tokens.json" || fail "tokens file from a file: $(cat "$TMP/tokens.json")"
 
 echo "== batch-inference script on its sample"
 "$PY" docker/jobs/batch-inference/infer.py --seed "$TMP/seed" >/dev/null

@@ -18,7 +18,10 @@
 # anew when the pins change, by this script), AIRFLOW_PYTHON (default python3.11, the
 # Python that airflow/constraints.txt was frozen on), AIRFLOW_FLOOR_VENV (default
 # airflow/provider/.venv-floor, made from airflow/provider/requirements-floor.txt +
-# constraints-floor.txt the same way), GANTRY_SKIP_FLOOR=1 (skip the floor run).
+# constraints-floor.txt the same way), GANTRY_SKIP_FLOOR=1 (skip the floor run),
+# AIRFLOW_FLOOR_PYTHON (the floor of the provider's requires-python, 3.10: default
+# python3.10 on PATH or pyenv's; the floor venv is then made with it from
+# constraints-floor-py310.txt; without one the floor run uses AIRFLOW_PYTHON and says so).
 # The pytest args apply to the live tests only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,13 +33,13 @@ PY=${AIRFLOW_PYTHON:-python3.11}
 #    from this tree. The venv is made anew whenever the pins change; its stamp (the
 #    pins' hash) is written only once the install is complete, so a venv left half
 #    made by an interrupted run is made anew too.
-make_venv() { # venv requirements constraints
-  local venv=$1 pins
-  pins=$(cat "$2" "$3" | sha256sum | cut -d' ' -f1)
+make_venv() { # venv requirements constraints [python]
+  local venv=$1 py=${4:-$PY} pins
+  pins=$( (cat "$2" "$3"; [ -z "${4:-}" ] || echo "$4") | sha256sum | cut -d' ' -f1)
   if [ ! -x "$venv/bin/airflow" ] || [ "$(cat "$venv/.stamp" 2>/dev/null)" != "$pins" ]; then
-    echo "airflow test: creating $venv with $PY"
+    echo "airflow test: creating $venv with $py"
     rm -rf "$venv"
-    "$PY" -m venv "$venv"
+    "$py" -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check pip==26.3
     "$venv/bin/pip" install -q -r "$2" -c "$3"
     echo "$pins" > "$venv/.stamp"
@@ -57,9 +60,21 @@ install_provider "$VENV"
 (cd airflow/provider/tests && "$VENV/bin/python" -m pytest . -q -p no:cacheprovider)
 if [ "${GANTRY_SKIP_FLOOR:-}" != 1 ]; then
   FLOOR_VENV=${AIRFLOW_FLOOR_VENV:-$ROOT/airflow/provider/.venv-floor}
-  make_venv "$FLOOR_VENV" airflow/provider/requirements-floor.txt airflow/provider/constraints-floor.txt
+  # The first candidate that runs as Python 3.10 (a pyenv shim may exist and refuse to run).
+  FLOOR_PY=${AIRFLOW_FLOOR_PYTHON:-}
+  if [ -z "$FLOOR_PY" ]; then
+    for c in python3.10 "$HOME"/.pyenv/versions/3.10.*/bin/python3.10; do
+      if "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then FLOOR_PY=$c; break; fi
+    done
+  fi
+  if [ -n "$FLOOR_PY" ]; then
+    make_venv "$FLOOR_VENV" airflow/provider/requirements-floor.txt airflow/provider/constraints-floor-py310.txt "$FLOOR_PY"
+  else
+    echo "airflow test: no Python 3.10 (requires-python's floor) here: the floor run uses $PY"
+    make_venv "$FLOOR_VENV" airflow/provider/requirements-floor.txt airflow/provider/constraints-floor.txt
+  fi
   install_provider "$FLOOR_VENV"
-  echo "airflow test: provider unit tests at the floor ($("$FLOOR_VENV/bin/pip" list 2>/dev/null | grep -E '^(apache-airflow|aiohttp|requests) ' | tr -s ' ' | tr '\n' ' '))"
+  echo "airflow test: provider unit tests at the floor ($("$FLOOR_VENV/bin/python" --version) $("$FLOOR_VENV/bin/pip" list 2>/dev/null | grep -E '^(apache-airflow|aiohttp|requests) ' | tr -s ' ' | tr '\n' ' '))"
   (cd airflow/provider/tests && "$FLOOR_VENV/bin/python" -m pytest . -q -p no:cacheprovider)
 fi
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The compose stack, for real: builds docker-compose.yaml's images, starts the
 # whole stack on this host's Docker engine, waits for every healthcheck, runs
-# the gpu_test DAG through the Airflow containers against the Gantry container
-# and checks what the deployment promises (docs/compose.md). Needs what
+# the gpu_test DAG, then the provider's gantry_operator (deferred, through the
+# triggerer) and gantry_sensor (reschedule mode) DAGs, through the Airflow
+# containers against the Gantry container, and checks what the deployment
+# promises (docs/compose.md). Needs what
 # `scripts/setup-host.sh --test` installs (engine, docker-compose, debootstrap).
 #
 #   bash scripts/compose-e2e.sh
@@ -166,7 +168,6 @@ secret() { od -An -N24 -tx1 /dev/urandom | tr -d ' \n'; }
 ADMIN_PASSWORD=$(secret)
 cat >"$WORK/env" <<EOF
 GANTRY_ADMIN_TOKEN=$(secret)
-GANTRY_AIRFLOW_TOKEN=$(secret)
 DOCKER_GID=$(stat -c %g /var/run/docker.sock)
 AIRFLOW_UID=50000
 AIRFLOW_FERNET_KEY=$(python3 -c 'import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())')
@@ -175,6 +176,8 @@ AIRFLOW_ADMIN_USERNAME=airflow
 AIRFLOW_ADMIN_PASSWORD=$ADMIN_PASSWORD
 POSTGRES_PASSWORD=$(secret)
 EOF
+# Airflow's token and the gantry connection holding it, as Docker secrets (docs/compose.md).
+sh "$WORK/tree/docker/make-secrets.sh" http://localhost:8420/ui/
 "$COMPOSE" --project-directory "$WORK/tree" --env-file "$WORK/env" -f "$WORK/tree/docker-compose.yaml" \
   -f "$WORK/tree/docker-compose.e2e.yaml" --profile images config >"$WORK/compose.full.yaml"
 python3 - "$WORK/compose.full.yaml" "$WORK/compose.yaml" <<'PYEOF'
@@ -265,7 +268,7 @@ for host, port, reachable in hosts:
         raise SystemExit(1)
 PYEOF
 
-step "gpu_test through the Airflow API server, worker and triggerer"
+step "gpu_test, and the provider: GantryJobOperator deferred through the triggerer, GantryJobSensor rescheduled"
 compose exec -T -e "E2E_RUN_ID=$RUN_ID" -e "E2E_GPU_UUID=$GPU_UUID" \
   -e "E2E_ADMIN_USERNAME=airflow" -e "E2E_ADMIN_PASSWORD=$ADMIN_PASSWORD" \
   airflow-apiserver python - <"$ROOT/docker/ci/e2e-gpu-test.py" || fail "gpu_test through the stack"

@@ -162,6 +162,17 @@ export const EnvSchema = z.object({
     .describe(
       "where a preemptible job's notice folder is kept while it runs (mounted read-only at /run/gantry in its container); a host path the Docker engine sees, made Gantry's own (0700) at start like `GANTRY_SECRETS_RUN_DIR`",
     ),
+  // Result files (spec.resultFile): a job's JSON document becomes its `result` (runner/result-file.ts).
+  GANTRY_RESULT_DIR: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      "where a job's result folder is kept while it runs (mounted writable at /run/gantry-result in its container; this directory itself is made 0700); a host path the Docker engine sees; default `GANTRY_DATA_DIR`/results",
+    ),
+  GANTRY_RESULT_MAX_BYTES: int(2, 64 * 1024 * 1024)
+    .default(1024 * 1024)
+    .describe("the largest result file (bytes) Gantry takes as a job's `result`; a larger one is refused, with a line in the job's log"),
   GANTRY_FAIR_SHARE_HALF_LIFE_SECONDS: int(0)
     .default(86400)
     .describe(
@@ -180,6 +191,10 @@ export const EnvSchema = z.object({
     .default(7 * 86400)
     .describe('the longest timeout (seconds) a job may ask for'),
   GANTRY_STOP_GRACE_SECONDS: int(0, 3600).default(10).describe('seconds from SIGTERM to SIGKILL on cancel and timeout (0–3600)'),
+  // A job's own stop grace (spec.stopGraceSeconds) is bounded so a fleet's fencing still holds (docs/fleet.md).
+  GANTRY_MAX_STOP_GRACE_SECONDS: int(0, 3600)
+    .optional()
+    .describe('the longest stop grace (seconds) a job may ask for in `stopGraceSeconds` (default: GANTRY_STOP_GRACE_SECONDS)'),
   GANTRY_CAPABILITIES: csv.default([]).describe('comma-separated capabilities added back to every container (all others are dropped)'),
   GANTRY_PULL_POLICY: z.enum(['missing', 'always', 'never']).default('missing').describe('pull policy of a job that gives none'),
   GANTRY_ALLOWED_PULL_POLICIES: csv
@@ -198,7 +213,7 @@ export const EnvSchema = z.object({
   GANTRY_LOG_MAX_BYTES: int(1024)
     .default(512 * 1024 * 1024)
     .describe(
-      "per-job log cap (bytes); past it a truncation marker is stored and output discarded. Docker's own log file of a job is sized 4 × this + 16 MiB (the driver's per-line overhead), so a restarted Gantry can always resume capture from it",
+      "per-attempt log cap (bytes); past it a truncation marker is stored and output discarded. Docker's own log file of a job is sized 4 × this + 16 MiB (the driver's per-line overhead), so a restarted Gantry can always resume capture from it",
     ),
   GANTRY_LOG_RETENTION_DAYS: int(0).default(30).describe('delete the logs of jobs that ended more than this many days ago (0: keep)'),
   // Hardening: the audit trail's retention, apart from the logs'.
@@ -378,6 +393,7 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     pidsLimit: e.GANTRY_PIDS_LIMIT,
     defaultTimeoutSeconds: e.GANTRY_DEFAULT_TIMEOUT_SECONDS,
     maxTimeoutSeconds: e.GANTRY_MAX_TIMEOUT_SECONDS,
+    maxStopGraceSeconds: e.GANTRY_MAX_STOP_GRACE_SECONDS ?? e.GANTRY_STOP_GRACE_SECONDS,
     capabilities: e.GANTRY_CAPABILITIES,
     pullPolicy: e.GANTRY_PULL_POLICY,
     allowedPullPolicies: e.GANTRY_ALLOWED_PULL_POLICIES,
@@ -393,6 +409,10 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     runDir: path.resolve(e.GANTRY_SECRETS_RUN_DIR),
   },
   noticeDir: path.resolve(e.GANTRY_NOTICE_DIR),
+  results: {
+    resultDir: path.resolve(e.GANTRY_RESULT_DIR ?? path.join(e.GANTRY_DATA_DIR, 'results')),
+    maxBytes: e.GANTRY_RESULT_MAX_BYTES,
+  },
   fairShareHalfLifeSeconds: e.GANTRY_FAIR_SHARE_HALF_LIFE_SECONDS,
   maxRunning: e.GANTRY_MAX_RUNNING,
   stopGraceSeconds: e.GANTRY_STOP_GRACE_SECONDS,

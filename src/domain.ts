@@ -148,7 +148,8 @@ export function buildDomain(d: DomainParts): {
     seat,
     runs,
     leaseSeconds: config.node.leaseSeconds,
-    stopGraceSeconds: config.stopGraceSeconds,
+    // The longest grace a job of this node may run with: its own, within the maximum.
+    stopGraceSeconds: Math.max(config.stopGraceSeconds, config.policy.maxStopGraceSeconds),
     log: d.log,
   });
   decider?.onAssigned(() => scheduler.kick());

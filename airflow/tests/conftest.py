@@ -138,6 +138,16 @@ class Airflow:
             timeout=timeout,
         )
 
+    def cli_python(self, code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Python code run in this Airflow's venv and environment (its metadata database), beside a running dags test."""
+        return subprocess.run(
+            [str(VENV_BIN / "python"), "-c", code, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
     def dags_test(
         self,
         dag_id: str,

@@ -59,6 +59,23 @@ def test_operator_not_deferred_follows_the_job_in_the_worker(airflow, gantry):
     assert run.xcom[("run_job", "return_value")] == "result=42"
 
 
+def test_the_task_log_keeps_line_times_and_tells_each_attempt_with_its_cause(airflow, gantry):
+    script = 'echo "attempt $GANTRY_ATTEMPT"; [ "$GANTRY_ATTEMPT" != 1 ] || exit 3'
+    run = airflow.dags_test("gantry_sync_probe", {"image": TEST_IMAGE, "command": ["sh", "-c", script]})
+    assert run.state == "success", run.describe()
+    job = gantry.job(run.xcom[("run_job", "gantry_job_id")])
+    assert job["attempt"] == 2 and job["attempts"][0]["cause"] == "exit_code"
+    lines = run.output.splitlines()
+    # Each container line is written with the time Gantry read it (before it, Airflow's own time of the record).
+    for n in (1, 2):
+        (hit,) = [ln for ln in lines if f"[stdout] attempt {n}" in ln]
+        stamp = hit.split(f" [stdout] attempt {n}")[0].split()[-1]
+        assert dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).year >= 2026, hit
+    told = [ln for ln in lines if f"Gantry job {job['id']}: attempt" in ln]
+    assert any("attempt 1 on node" in ln and "ended failed (cause: exit_code, exit code 3)" in ln and "requeued as attempt 2" in ln for ln in told), told
+    assert any("attempt 2 is running on node" in ln for ln in told), told
+
+
 def test_operator_failed_job_fails_task_and_retry_starts_a_fresh_job(airflow, gantry):
     conf = {"image": TEST_IMAGE, "command": ["sh", "-c", "echo trying; exit 7"], "gpu_count": 0}
     run = airflow.dags_test("gantry_operator", conf)
@@ -81,6 +98,82 @@ def test_operator_retry_reattaches_to_the_running_job(airflow, gantry):
     assert "simulated worker crash" in run.output
     assert f"Re-attaching to Gantry job {jobs[0]['id']}" in run.output
     assert run.xcom[("run_job", "return_value")] == "reattached-result"
+
+
+def test_a_json_result_file_is_pushed_key_by_key_with_multiple_outputs(airflow, gantry):
+    script = (
+        "echo last-stdout-line; "
+        'printf \'{"accuracy": 0.93, "model": "m-42", "key": "%s"}\' "$API_KEY" > "$GANTRY_RESULT_FILE"'
+    )
+    run = airflow.dags_test("gantry_result_probe", {"image": TEST_IMAGE, "command": ["sh", "-c", script]})
+    assert run.state == "success", run.describe()
+    assert "Pausing task as DEFERRED" in run.output  # followed by the trigger
+    document = {"accuracy": 0.93, "model": "m-42", "key": "[secret:privateEnv.API_KEY]"}
+    assert run.xcom[("run_job", "return_value")] == document
+    assert (run.xcom[("run_job", "accuracy")], run.xcom[("run_job", "model")]) == (0.93, "m-42")
+    assert gantry.job(run.xcom[("run_job", "gantry_job_id")])["result"] == document
+    assert "sk-result-probe-4242" not in json.dumps({str(k): v for k, v in run.xcom.items()}) + run.output
+
+
+CLEAR_ONE_TASK = """
+import sys
+from sqlalchemy import select
+from airflow.models.dagrun import DagRun
+from airflow.models.taskinstance import TaskInstance, clear_task_instances
+from airflow.utils.session import create_session
+
+dag_id, run_id, task_id = sys.argv[1:4]
+with create_session() as session:
+    tis = session.scalars(
+        select(TaskInstance).where(
+            TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id, TaskInstance.task_id == task_id
+        )
+    ).all()
+    assert len(tis) == 1, tis
+    clear_task_instances(tis, session)
+    session.flush()
+    run = session.scalars(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)).one()
+    print(f"cleared {task_id}: run {run.state}, clear_number {run.clear_number}, max_tries {tis[0].max_tries}")
+"""
+
+
+def test_clearing_one_task_inside_a_running_run_runs_a_fresh_job(airflow, gantry, tmp_path):
+    """
+    A clear of one task while its run is still running (another task holds it
+    open): the cleared task's next try must run a new job, never take the
+    result of the job that succeeded before the clear. Airflow's own clear
+    (clear_task_instances, what the UI and REST API call) does the clearing.
+    """
+    go = tmp_path / "go"
+    cleared: list[str] = []
+
+    def on_line(line: str) -> None:
+        if "gantry_clear_probe holding run " in line and not cleared:
+            run_id = line.split("gantry_clear_probe holding run ", 1)[1].split()[0].strip("'\"")
+            proc = airflow.cli_python(CLEAR_ONE_TASK, "gantry_clear_probe", run_id, "first")
+            cleared.append(proc.stdout + proc.stderr)
+            go.touch()
+
+    run = airflow.dags_test("gantry_clear_probe", {"image": TEST_IMAGE, "go_file": str(go)}, on_line=on_line)
+    assert cleared and "run running" in cleared[0], (cleared, run.describe())
+    assert run.state == "success", run.describe()
+    assert run.tis["first"]["try_number"] == 2, run.describe()
+    jobs = [j for j in gantry.jobs_of_run("gantry_clear_probe", run.run_id) if j["labels"]["airflow.task_id"] == "first"]
+    assert len(jobs) == 2, f"the cleared task took an old job: {[(j['id'], j['labels']) for j in jobs]}"
+    newest, oldest = jobs  # newest first
+    assert newest["labels"]["airflow.try_number"] == "2" and newest["labels"]["airflow.first_try"] == "2"
+    assert newest["result"] != oldest["result"]
+    assert run.xcom[("first", "return_value")] == newest["result"]
+
+
+def test_the_sensor_example_waits_in_reschedule_mode_and_returns_the_result(airflow, gantry):
+    run = airflow.dags_test(
+        "gantry_sensor", {"image": TEST_IMAGE, "command": ["sh", "-c", "sleep 8; echo sensed-result"]}
+    )
+    assert run.state == "success", run.describe()
+    assert run.reschedules.get("wait", 0) >= 1, run.describe()  # gave its slot back between pokes
+    assert run.xcom[("wait", "return_value")] == "sensed-result"
+    assert gantry.job(run.xcom[("submit", "return_value")])["state"] == "succeeded"
 
 
 # -- kill paths, in-process (a kill cannot be sent to `airflow dags test` from outside) --------
@@ -254,22 +347,50 @@ def test_retry_takes_a_succeeded_result_and_a_clear_runs_a_fresh_job(in_process_
     assert len(jobs) == 2 and jobs[0]["labels"]["airflow.clear_number"] == "1"
 
 
-def test_private_env_reaches_the_container_but_not_xcom(in_process_airflow, gantry):
+def test_private_env_reaches_the_container_but_not_xcom_logs_or_the_job_view(in_process_airflow, gantry):
     from gantry_provider.operators.gantry import GantryJobOperator
 
     secret = f"private-{time.time_ns()}"
     op = GantryJobOperator(
         task_id="t",
         image=TEST_IMAGE,
-        command=["sh", "-c", 'test "$TOKEN" = "$EXPECTED" && echo token-ok'],
-        env={"EXPECTED": secret},
+        # The job proves it got the value, then prints it: Gantry redacts it as it does a secret.
+        command=[
+            "sh",
+            "-c",
+            'test "$(printf %s "$TOKEN" | sha256sum | cut -c1-64)" = "$DIGEST" && echo token-ok && echo "leak: $TOKEN"',
+        ],
+        env={"DIGEST": hashlib.sha256(secret.encode()).hexdigest()},
         private_env={"TOKEN": secret},
         deferrable=False,
         reconnect_interval=1,
     )
     ctx = _context(f"private-{time.time_ns()}", 1)
-    assert op.execute(ctx) == "token-ok"
+    assert op.execute(ctx) == "leak: [secret:privateEnv.TOKEN]"
+    assert "[stdout] token-ok" in ctx["ti"].xcom["gantry_log_tail"]
     assert secret not in json.dumps(ctx["ti"].xcom), ctx["ti"].xcom
+    job = gantry.job(ctx["ti"].xcom["gantry_job_id"])
+    assert job["spec"]["privateEnv"] == {"TOKEN": "[private]"} and secret not in json.dumps(job)
+    logs = gantry.get(f"v1/jobs/{job['id']}/logs").text
+    assert "leak: [secret:privateEnv.TOKEN]" in logs and secret not in logs
+
+
+def test_a_refused_spec_fails_at_once_and_a_stop_grace_within_the_maximum_is_taken(in_process_airflow, gantry):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from gantry_provider.operators.gantry import GantryJobOperator
+
+    def op(grace: int) -> GantryJobOperator:
+        return GantryJobOperator(
+            task_id="t", image=TEST_IMAGE, command=["true"], termination_grace_period=grace, deferrable=False, reconnect_interval=1
+        )
+
+    # Above GANTRY_MAX_STOP_GRACE_SECONDS: Gantry's policy refuses it (422), and no retry could change that.
+    with pytest.raises(AirflowFailException, match="422.*stopGraceSeconds"):
+        op(3600).execute(_context(f"grace-{time.time_ns()}", 1))
+    ctx = _context(f"grace-{time.time_ns()}", 1)
+    op(1).execute(ctx)
+    assert gantry.job(ctx["ti"].xcom["gantry_job_id"])["spec"]["stopGraceSeconds"] == 1
 
 
 def test_secrets_are_passed_by_name_and_their_value_reaches_the_job_only(in_process_airflow, gantry):

@@ -111,6 +111,11 @@ export function checkPolicy(spec: JobSpec, owner: string, policy: PolicyConfig, 
     const reserved = reservedEnv(key);
     if (reserved) fail(`env.${key}`, reserved);
   }
+  for (const key of Object.keys(spec.privateEnv ?? {})) {
+    const reserved = reservedEnv(key);
+    if (reserved) fail(`privateEnv.${key}`, reserved);
+    else if (spec.env?.[key] !== undefined) fail(`privateEnv.${key}`, `"${key}" is set twice`);
+  }
   for (const key of Object.keys(spec.labels ?? {})) {
     if (key.startsWith(RESERVED_LABEL_PREFIX)) fail(`labels.${key}`, `label keys under "${RESERVED_LABEL_PREFIX}" are reserved`);
   }
@@ -125,6 +130,9 @@ export function checkPolicy(spec: JobSpec, owner: string, policy: PolicyConfig, 
   }
   if (spec.timeoutSeconds !== undefined && spec.timeoutSeconds > policy.maxTimeoutSeconds) {
     fail('timeoutSeconds', `exceeds the maximum of ${policy.maxTimeoutSeconds} s (GANTRY_MAX_TIMEOUT_SECONDS)`);
+  }
+  if (spec.stopGraceSeconds !== undefined && spec.stopGraceSeconds > policy.maxStopGraceSeconds) {
+    fail('stopGraceSeconds', `exceeds the maximum of ${policy.maxStopGraceSeconds} s (GANTRY_MAX_STOP_GRACE_SECONDS)`);
   }
   if (spec.pullPolicy !== undefined && !policy.allowedPullPolicies.includes(spec.pullPolicy)) {
     fail('pullPolicy', `must be one of ${policy.allowedPullPolicies.join(', ')} (GANTRY_ALLOWED_PULL_POLICIES)`);
@@ -186,7 +194,7 @@ export function checkPolicy(spec: JobSpec, owner: string, policy: PolicyConfig, 
     mounts.push({ type: 'bind', source: resolved, target, readOnly: m.readOnly });
   });
 
-  const envTaken = new Set(Object.keys(spec.env ?? {}));
+  const envTaken = new Set([...Object.keys(spec.env ?? {}), ...Object.keys(spec.privateEnv ?? {})]);
   (spec.secrets ?? []).forEach((secret, i) => {
     if (secret.env !== undefined) {
       const reserved = reservedEnv(secret.env);

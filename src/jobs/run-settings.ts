@@ -17,6 +17,6 @@ export function resolveRunSettings(spec: JobSpec, d: RunDefaults): RunSettings {
     memoryMiB: spec.resources?.memoryMiB ?? d.policy.defaultMemoryMiB,
     user: spec.user ?? d.policy.defaultUser,
     pullPolicy: spec.pullPolicy ?? d.policy.pullPolicy,
-    stopGraceSeconds: d.stopGraceSeconds,
+    stopGraceSeconds: spec.stopGraceSeconds ?? d.stopGraceSeconds,
   });
 }

@@ -1,6 +1,6 @@
 import type { Attempt, AttemptRecord } from '../model/attempt.js';
 import type { GpuTelemetry } from '../model/gpu-telemetry.js';
-import type { Job } from '../model/job.js';
+import { type Job, type JobSpec, PRIVATE_VALUE_SHOWN } from '../model/job.js';
 import type { JobRecord } from '../store/store.js';
 
 /** The API's view of a stored job; a queued job's position and wait reason are filled in by JobService. */
@@ -14,7 +14,7 @@ export function toJob(r: JobRecord): Job {
     waiting: null,
     exitCode: r.exitCode,
     reason: r.reason,
-    result: r.result,
+    result: r.resultDocument ?? r.result,
     createdAt: r.createdAt,
     startedAt: r.startedAt,
     finishedAt: r.finishedAt,
@@ -28,8 +28,14 @@ export function toJob(r: JobRecord): Job {
     labels: r.spec.labels ?? {},
     cancelRequested: r.cancelRequested,
     requestId: r.requestId,
-    spec: r.spec,
+    spec: withoutPrivateValues(r.spec),
   };
+}
+
+/** The spec as the API shows it: each private value replaced, its name kept. */
+function withoutPrivateValues(spec: JobSpec): JobSpec {
+  if (!spec.privateEnv) return spec;
+  return { ...spec, privateEnv: Object.fromEntries(Object.keys(spec.privateEnv).map((k) => [k, PRIVATE_VALUE_SHOWN])) };
 }
 
 /**

@@ -92,11 +92,16 @@ export class LogCapture {
    * A capture that resumes where the store's log of the job ends. For a
    * container that has never run (`newContainer`), nothing of its output is
    * stored yet: none is skipped, and its lines follow those of the job's
-   * earlier attempts, after the banner if one is given.
+   * earlier attempts, after the banner if one is given. Each container (each
+   * attempt) has a cap and a result of its own: an attempt that prints
+   * nothing on stdout has no result, whatever an earlier one printed, and
+   * one whose predecessor filled the cap is still logged.
    */
   static async open(opts: CaptureOptions, o: { newContainer?: boolean; banner?: string } = {}): Promise<LogCapture> {
     const stored = await opts.store.state(opts.jobId);
-    const state = o.newContainer ? { ...stored, stdoutRecords: 0, stderrRecords: 0, complete: false, error: null } : stored;
+    const state = o.newContainer
+      ? { ...stored, stdoutRecords: 0, stderrRecords: 0, bytes: 0, truncated: false, lastStdout: null, complete: false, error: null }
+      : stored;
     const capture = new LogCapture(opts, state);
     if (o.banner !== undefined && !state.truncated) capture.push({ stream: 'system', time: Date.now(), line: o.banner });
     return capture;
@@ -184,6 +189,10 @@ export class LogCapture {
     }
     if (stream === 'stdout') this.state.stdoutRecords++;
     else this.state.stderrRecords++;
+    // The result follows stdout to its end, past the cap too.
+    if (stream === 'stdout' && line.trim().length > 0) {
+      this.state.lastStdout = line.length > RESULT_MAX ? line.slice(0, RESULT_MAX) : line;
+    }
     if (this.state.truncated || this.state.error) return;
     const size = Buffer.byteLength(line) + 1;
     const records = this.state.stdoutRecords + this.state.stderrRecords;
@@ -203,9 +212,6 @@ export class LogCapture {
       return;
     }
     this.state.bytes += size;
-    if (stream === 'stdout' && line.trim().length > 0) {
-      this.state.lastStdout = line.length > RESULT_MAX ? line.slice(0, RESULT_MAX) : line;
-    }
     this.push({ stream, time: Date.now(), line });
   }
 

@@ -24,6 +24,11 @@ const envName = z
   .string()
   .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a valid environment variable name')
   .max(256);
+/** The shortest private value: a shorter one cannot be redacted without mangling ordinary output (as secrets). */
+export const PRIVATE_VALUE_MIN_LENGTH = 4;
+/** What the API shows in place of a private value. */
+export const PRIVATE_VALUE_SHOWN = '[private]';
+
 const absolutePath = z
   .string()
   .max(4096)
@@ -251,6 +256,14 @@ export const JobSpecSchema = z
       .record(envName, z.string().max(131072))
       .optional()
       .refine((e) => e === undefined || Object.keys(e).length <= 1024, 'at most 1024 variables'),
+    privateEnv: z
+      .record(envName, z.string().min(PRIVATE_VALUE_MIN_LENGTH).max(131072))
+      .optional()
+      .refine((e) => e === undefined || Object.keys(e).length <= 1024, 'at most 1024 variables')
+      .describe(
+        `Environment variables whose values are private: set in the container like env, redacted from the job's logs and result like secrets (each value at least ${PRIVATE_VALUE_MIN_LENGTH} characters, or it could not be redacted), and never shown by the API (the job's view shows "${PRIVATE_VALUE_SHOWN}" instead).`,
+      )
+      .meta({ example: { API_KEY: 'sk-0123456789' } }),
     secrets: z
       .array(SecretRefSchema)
       .max(64)
@@ -271,6 +284,23 @@ export const JobSpecSchema = z
     mounts: z.array(MountSchema).max(64).optional(),
     network: z.string().min(1).max(128).optional().describe('Defaults to "none"; must be in GANTRY_NETWORKS.'),
     timeoutSeconds: z.number().int().min(1).optional(),
+    resultFile: z
+      .boolean()
+      .optional()
+      .describe(
+        "The job may write one JSON document (at most GANTRY_RESULT_MAX_BYTES) to the file named by GANTRY_RESULT_FILE (/run/gantry-result/result.json); it becomes the job's `result`, secrets and private values redacted. A job that writes none keeps its last stdout line as `result`.",
+      )
+      .meta({ example: true }),
+    stopGraceSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(3600)
+      .optional()
+      .describe(
+        'Seconds from SIGTERM to SIGKILL when the job is stopped (cancel, timeout, preemption); at most GANTRY_MAX_STOP_GRACE_SECONDS. Default: GANTRY_STOP_GRACE_SECONDS.',
+      )
+      .meta({ example: 60 }),
     labels: z
       .record(
         z
@@ -296,7 +326,7 @@ export const JobSpecSchema = z
       .optional()
       .describe(
         'May be stopped to give its GPUs to a job with a better claim (a higher priority, or an owner within its share while this one borrows): ' +
-          'it is told first in the file GANTRY_PREEMPT_NOTICE_FILE names, gets SIGTERM and the grace period (GANTRY_STOP_GRACE_SECONDS), then SIGKILL, ' +
+          'it is told first in the file GANTRY_PREEMPT_NOTICE_FILE names, gets SIGTERM and its stop grace (stopGraceSeconds), then SIGKILL, ' +
           'and goes back to the queue as a new attempt that costs it none of its retries. Default false.',
       ),
   })
@@ -313,6 +343,7 @@ export const JobSpecSchema = z
   });
 
 export type JobSpec = z.infer<typeof JobSpecSchema>;
+export type JsonValue = z.infer<typeof JsonValueSchema>;
 export type GpuRequest = z.infer<typeof GpuRequestSchema>;
 export type Mount = z.infer<typeof MountSchema>;
 export type SecretRef = z.infer<typeof SecretRefSchema>;
@@ -321,6 +352,9 @@ export type Retry = z.infer<typeof RetrySchema>;
 export type RetryRule = z.infer<typeof RetryRuleSchema>;
 
 export const JobStateSchema = z.enum(JOB_STATES).meta({ id: 'JobState' });
+
+/** Any JSON value; its arrays and objects hold any JSON (not spelled out recursively: the OpenAPI document could not name it). */
+const JsonValueSchema = z.union([z.string(), z.number(), z.boolean(), z.null(), z.array(z.unknown()), z.record(z.string(), z.unknown())]);
 
 export const JobSchema = z
   .object({
@@ -332,7 +366,9 @@ export const JobSchema = z
     waiting: WaitingSchema.nullable().describe('Why it waits, as a stable code (the text is `reason`), while queued; else null.'),
     exitCode: z.number().int().nullable(),
     reason: z.string().nullable().describe('Why the job ended as it did, or what it waits for.'),
-    result: z.string().nullable().describe('The last non-empty stdout line (at most 4 KiB), for XCom.'),
+    result: JsonValueSchema.describe(
+      "For XCom: the JSON document the job wrote to its result file (`resultFile`), or else the last non-empty stdout line (at most 4 KiB) as a string; null for neither. The last attempt's.",
+    ).meta({ example: { accuracy: 0.93, model: 's3://models/run-42' } }),
     createdAt: z.string(),
     startedAt: z.string().nullable(),
     finishedAt: z.string().nullable(),

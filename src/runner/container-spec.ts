@@ -39,7 +39,7 @@ export function containerSpec(plan: ContainerPlan, cfg: Config): ContainerSpec {
     image: spec.image,
     command: spec.command,
     entrypoint: spec.entrypoint,
-    env: { ...(spec.env ?? {}), ...plan.runEnv, ...plan.gpu.env, GANTRY_ATTEMPT: String(plan.attempt) },
+    env: { ...(spec.env ?? {}), ...(spec.privateEnv ?? {}), ...plan.runEnv, ...plan.gpu.env, GANTRY_ATTEMPT: String(plan.attempt) },
     workdir: spec.workdir,
     // Never the image's own user, which is root for most images.
     user: plan.settings.user,

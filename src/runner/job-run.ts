@@ -60,7 +60,7 @@ export type RunEnd = 'ended' | 'requeued' | 'detached' | 'fenced';
 export class JobRun {
   private readonly state: RunState;
   private readonly container: JobContainer;
-  /** The run's side concerns (secrets, preemption notice), told of each point of its life. */
+  /** The run's side concerns (secrets, preemption notice, result file), told of each point of its life. */
   private readonly hooks: RunHooks;
   /** What the run writes about its job (steps, output, end), with its fence. */
   private readonly writer: RunWriter;
@@ -168,8 +168,7 @@ export class JobRun {
       if (this.record.containerId !== container.id) {
         await this.writer.stored(() => this.d.jobs.patch(this.id, { containerId: container.id }, this.fence));
       }
-      // Created but never started: the name gantry-<id> is taken by this
-      // container, so no second one can exist; start this one.
+      // Created, never started: it holds the name gantry-<id>, so no second one can exist; start it.
       if (container.state === 'created') return this.startAndFollow();
       const startedAt = new Date(container.created * 1000).toISOString();
       if (this.record.state === 'starting') await this.writer.step('running', { startedAt });
@@ -275,8 +274,7 @@ export class JobRun {
         break;
       } catch (err) {
         if (!isUnreachable(err) || this.d.stopped()) throw err;
-        // The engine went away under a running container. Keep what was
-        // captured, wait for the engine, then see what became of the container.
+        // The engine went away under a running container: keep what was captured, wait for it, then see what became of it.
         this.d.engine.lost((err as Error).message);
         this.container.dropStream();
         await consumed;
@@ -301,6 +299,7 @@ export class JobRun {
       await this.d.engine.whenUp();
       if (this.d.stopped()) return 'detached';
     }
+    const written = await this.hooks.result((line) => capture.note(line));
     const logState = await capture.finish();
     if (Date.now() > deadline) this.state.timeout();
     const outcome = outcomeOf({
@@ -310,7 +309,8 @@ export class JobRun {
       memoryMiB: this.settings.memoryMiB,
       logError: logState.error,
     });
-    return this.end({ ...outcome, exitCode: exit.exitCode, result: logState.lastStdout });
+    const result = written ? { result: null, resultDocument: written.document } : { result: logState.lastStdout };
+    return this.end({ ...outcome, exitCode: exit.exitCode, ...result });
   }
 
   /**
@@ -319,7 +319,12 @@ export class JobRun {
    * reconciles from.
    */
   private async end(attempt: AttemptEnd): Promise<RunEnd> {
-    const settled = await this.writer.settle(attempt, this.state.cancelled);
+    // A container that never started printed nothing: the stored log's last line is an earlier attempt's.
+    const neverStarted = this.state.phase === 'preparing' || this.state.phase === 'created';
+    const settled = await this.writer.settle(
+      attempt.result === undefined && neverStarted ? { ...attempt, result: null } : attempt,
+      this.state.cancelled,
+    );
     if (settled === 'unrecorded') return 'detached';
     await this.container.remove();
     if (settled === 'already_ended') return 'ended';

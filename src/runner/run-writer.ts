@@ -4,6 +4,7 @@ import { settleAttempt } from '../jobs/retry-policy.js';
 import type { JobService } from '../jobs/service.js';
 import { type CaptureOptions, LogCapture } from '../logs/capture.js';
 import type { AttemptOutcome, RetryCause } from '../model/attempt.js';
+import type { JsonValue } from '../model/job.js';
 import { isTerminal, type JobState } from '../model/states.js';
 import type { Fence, JobRecord, LogStore } from '../store/store.js';
 import { recordEnd } from './end-recorder.js';
@@ -26,6 +27,8 @@ export interface AttemptEnd {
   exitCode?: number | null;
   /** The job's result; read from the stored log when not given. */
   result?: string | null;
+  /** The JSON document the attempt wrote to its result file, redacted; none when not given. */
+  resultDocument?: JsonValue | null;
 }
 
 /**
@@ -100,7 +103,13 @@ export class RunWriter {
     const rec = { jobs: this.d.jobs, log: this.d.log, stopped: this.d.stopped, fence: this.fence };
     if (retried) return (await recordEnd(rec, id, 'queued', patch)) ? 'requeued' : 'unrecorded';
     const result = end.result !== undefined ? end.result : ((await this.d.logs.state(id).catch(() => null))?.lastStdout ?? null);
-    const recorded = await recordEnd(rec, id, end.state, { ...patch, result, pullStatus: null, pullProgress: null });
+    const recorded = await recordEnd(rec, id, end.state, {
+      ...patch,
+      result,
+      resultDocument: end.resultDocument ?? null,
+      pullStatus: null,
+      pullProgress: null,
+    });
     return recorded ? 'ended' : 'unrecorded';
   }
 }

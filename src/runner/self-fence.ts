@@ -50,7 +50,7 @@ export class SelfFence {
     if (this.d.seat.shared && stopGraceSeconds > 0.4 * leaseSeconds) {
       log.warn(
         { leaseSeconds, stopGraceSeconds },
-        'the stop grace is longer than 0.4 × the lease: a node cut off from the fleet may still be stopping a job when its next attempt starts elsewhere; raise GANTRY_NODE_LEASE_SECONDS or lower GANTRY_STOP_GRACE_SECONDS',
+        'the stop grace is longer than 0.4 × the lease: a node cut off from the fleet may still be stopping a job when its next attempt starts elsewhere; raise GANTRY_NODE_LEASE_SECONDS or lower GANTRY_STOP_GRACE_SECONDS and GANTRY_MAX_STOP_GRACE_SECONDS',
       );
     }
     this.timer = setInterval(() => void this.check(), CHECK_MS);

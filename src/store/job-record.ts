@@ -1,6 +1,6 @@
 import type { AttemptRecord } from '../model/attempt.js';
 import type { GpuTelemetry } from '../model/gpu-telemetry.js';
-import type { JobSpec } from '../model/job.js';
+import type { JobSpec, JsonValue } from '../model/job.js';
 import type { RunSettings } from '../model/run-settings.js';
 import type { JobState } from '../model/states.js';
 
@@ -40,6 +40,8 @@ export interface JobRecord {
   readonly exitCode: number | null;
   readonly reason: string | null;
   readonly result: string | null;
+  /** The JSON document the last attempt wrote to its result file; null for none (the view then shows `result`). */
+  readonly resultDocument: JsonValue | null;
   readonly pullStatus: string | null;
   readonly pullProgress: string | null;
   readonly cancelRequested: boolean;
@@ -95,6 +97,7 @@ export function newJobRecord(job: NewJob, seq: number): JobRecord {
     exitCode: null,
     reason: null,
     result: null,
+    resultDocument: null,
     pullStatus: null,
     pullProgress: null,
     cancelRequested: false,

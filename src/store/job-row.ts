@@ -1,6 +1,6 @@
 import type { AttemptRecord } from '../model/attempt.js';
 import type { GpuTelemetry } from '../model/gpu-telemetry.js';
-import type { JobSpec } from '../model/job.js';
+import type { JobSpec, JsonValue } from '../model/job.js';
 import type { RunSettings } from '../model/run-settings.js';
 import { type JobState, TERMINAL_STATES } from '../model/states.js';
 import { frozenRecord, type JobPatch, type JobRecord, type NewJob } from './store.js';
@@ -8,7 +8,7 @@ import { frozenRecord, type JobPatch, type JobRecord, type NewJob } from './stor
 /**
  * The `jobs` table as both stores hold it: its columns, and the mapping
  * between a row and a JobRecord. Lists and objects are JSON text in either
- * database (`spec`, `gpus`, `attempts`, `gpu_telemetry`, `settings`); the
+ * database (`spec`, `gpus`, `attempts`, `gpu_telemetry`, `settings`, `result_document`); the
  * one difference is `cancel_requested`, an integer 0/1 in SQLite and a
  * boolean in PostgreSQL. The SQL that reads and writes the rows stays each
  * store's own.
@@ -36,6 +36,7 @@ export interface JobRow {
   exit_code: number | null;
   reason: string | null;
   result: string | null;
+  result_document: string | null;
   pull_status: string | null;
   pull_progress: string | null;
   cancel_requested: number | boolean;
@@ -50,7 +51,7 @@ export interface JobRow {
 export const JOB_COLUMNS =
   'seq, id, owner, name, state, priority, spec, spec_hash, idempotency_key, request_id, container_id, gpus, node, attempt, node_epoch, attempts, not_before, ' +
   'gpu_memory_mib, gpu_telemetry, exit_code, reason, result, pull_status, pull_progress, cancel_requested, created_at, started_at, finished_at, ' +
-  'deadline_at, settings';
+  'deadline_at, settings, result_document';
 
 /** SQL lists of fixed state names (constants, never input). */
 export const ENDED_SQL = `(${[...TERMINAL_STATES].map((s) => `'${s}'`).join(', ')})`;
@@ -73,6 +74,7 @@ export const COLUMN: Readonly<Record<ColumnField, string>> = {
   exitCode: 'exit_code',
   reason: 'reason',
   result: 'result',
+  resultDocument: 'result_document',
   pullStatus: 'pull_status',
   pullProgress: 'pull_progress',
   cancelRequested: 'cancel_requested',
@@ -89,7 +91,7 @@ export function patchKeys(patch: JobPatch): ColumnField[] {
 /** A patch value as its column holds it: JSON text for lists and objects; the store maps `cancelRequested`. */
 export function columnValue(key: ColumnField, value: unknown): unknown {
   if (key === 'gpus') return JSON.stringify(value);
-  if (key === 'gpuTelemetry') return value === null ? null : JSON.stringify(value);
+  if (key === 'gpuTelemetry' || key === 'resultDocument') return value === null ? null : JSON.stringify(value);
   return value;
 }
 
@@ -138,6 +140,7 @@ export function toRecord(row: JobRow): JobRecord {
     exitCode: row.exit_code,
     reason: row.reason,
     result: row.result,
+    resultDocument: row.result_document === null ? null : (JSON.parse(row.result_document) as JsonValue),
     pullStatus: row.pull_status,
     pullProgress: row.pull_progress,
     cancelRequested: row.cancel_requested === true || row.cancel_requested === 1,

@@ -85,6 +85,7 @@ export type JobPatch = Partial<
     | 'exitCode'
     | 'reason'
     | 'result'
+    | 'resultDocument'
     | 'pullStatus'
     | 'pullProgress'
     | 'cancelRequested'

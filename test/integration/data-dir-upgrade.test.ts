@@ -26,6 +26,7 @@ const MIGRATIONS = [
   '0007_run_settings',
   '0008_node_epoch',
   '0009_scale_history',
+  '0011_airflow_result_document',
   '0012_harden_audit_client_request_id',
 ];
 
@@ -141,6 +142,7 @@ test('a 0.1.0 data dir opens: every job, label, log line and setting is kept, th
     assert.equal(r.requestId, `req-${e.n}`);
     assert.equal(r.node, null, 'no node recorded before the fleet');
     assert.equal(r.attempt, 1);
+    assert.equal(r.resultDocument, null, 'a job from before result files wrote none: its result stays its stdout line');
     for (const [k, v] of Object.entries(e.extra ?? {})) assert.deepEqual(r[k as keyof JobRecord], v, `job ${e.n} ${k}`);
   }
   assert.equal((await store.jobs.list({ limit: 100 })).length, EXPECTED.length);

@@ -73,6 +73,9 @@ test('every refusal answers 4xx naming the field, and creates no container', asy
     [sh('true', { secrets: [{ name: '../../etc/shadow', env: 'X' }] }), 422, 'body.secrets.0.name'],
     [sh('true', { secrets: [{ name: 'x', env: 'NVIDIA_VISIBLE_DEVICES' }] }), 422, 'body.secrets.0.env'],
     [sh('true', { secrets: [{ name: 'x', file: '/proc/self/mem' }] }), 422, 'body.secrets.0.file'],
+    [sh('true', { privateEnv: { NVIDIA_VISIBLE_DEVICES: 'all-of-them' } }), 422, 'body.privateEnv.NVIDIA_VISIBLE_DEVICES'],
+    [sh('true', { privateEnv: { KEY: 'abc' } }), 422, 'body.privateEnv.KEY'],
+    [sh('true', { env: { KEY: '1' }, privateEnv: { KEY: 'abcd' } }), 422, 'body.privateEnv.KEY'],
     [sh('true', { command: 'not-an-array' }), 422, 'body.command'],
     [{ command: ['true'] }, 422, 'body.image'],
   ];

@@ -64,3 +64,16 @@ test('the demuxer reassembles frames split anywhere, headers included', () => {
     assert.deepEqual(joined, { stdout: 'out one\nout two\n', stderr: 'err one\n' }, `cut at ${cut}`);
   }
 });
+
+test('a long line is cut between code points, never inside a surrogate pair', () => {
+  // An emoji (two UTF-16 units) straddles every MAX_LINE boundary of this line.
+  const line = `a${'🚀'.repeat(MAX_LINE)}`;
+  const records = split([Buffer.from(`${line}\n`)]);
+  assert.equal(records.join(''), line);
+  for (const r of records) {
+    assert.ok(r.length <= MAX_LINE);
+    // A lone surrogate would come back from UTF-8 as U+FFFD.
+    assert.equal(Buffer.from(r, 'utf8').toString('utf8'), r, 'a record holds a lone surrogate');
+  }
+  assert.deepEqual(split(randomChunks(Buffer.from(`${line}\n`), 7)), records);
+});

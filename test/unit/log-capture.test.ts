@@ -101,3 +101,32 @@ test('a secret is redacted whatever its length, wherever a line cut or a frame f
   assert.ok(lines.slice(2).join('').includes('[secret:short]'), 'the cut falls after the marker, never inside the value');
   await db.close();
 });
+
+test("each attempt's capture has its own result and cap: nothing of an earlier attempt's stdout or truncation carries over", async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gantry-capture-'));
+  const db = await openSqliteStore(dir);
+  const opts = {
+    jobId: 'j',
+    store: db.logs,
+    maxBytes: 64,
+    driver: 'local' as const,
+    log: pino({ level: 'silent' }),
+    onAppend: () => undefined,
+  };
+  const attempt = async (stdout: string, stderr = '') => {
+    const capture = await LogCapture.open(opts, { newContainer: true });
+    await capture.consume(Readable.from([...frames(stdout), ...(stderr ? [frame(2, stderr)] : [])]));
+    return capture.finish();
+  };
+  // Attempt 1 fills the cap; its result still follows stdout past it.
+  const first = await attempt(`${'x'.repeat(80)}\nresult-of-attempt-1\n`);
+  assert.equal(first.truncated, true);
+  assert.equal(first.lastStdout, 'result-of-attempt-1');
+  // Attempt 2 is logged although attempt 1 filled the cap, and prints no stdout: no result.
+  const second = await attempt('', 'only stderr\n');
+  assert.equal(second.truncated, false);
+  assert.equal(second.lastStdout, null);
+  const [last] = await db.logs.tail('j', 1);
+  assert.deepEqual([last?.stream, last?.line], ['stderr', 'only stderr']);
+  await db.close();
+});

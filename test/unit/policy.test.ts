@@ -191,6 +191,19 @@ test('resources and timeouts above the operator maximum are refused', () => {
   assert.deepEqual(fields({ timeoutSeconds: 10 ** 9 }), ['body.timeoutSeconds']);
 });
 
+test('a stop grace above GANTRY_MAX_STOP_GRACE_SECONDS is refused; without it the maximum is GANTRY_STOP_GRACE_SECONDS', () => {
+  assert.equal(config.policy.maxStopGraceSeconds, config.stopGraceSeconds);
+  assert.deepEqual(fields({ stopGraceSeconds: config.stopGraceSeconds }), []);
+  assert.deepEqual(fields({ stopGraceSeconds: config.stopGraceSeconds + 1 }), ['body.stopGraceSeconds']);
+  const wider = loadConfig({ GANTRY_DOCKER_SOCKET: fakeSock, GANTRY_MAX_STOP_GRACE_SECONDS: '120' });
+  const check = (s: number) => checkPolicy(spec({ stopGraceSeconds: s }), 'alice', wider.policy, wider.dockerSocket).errors;
+  assert.deepEqual(check(120), []);
+  assert.deepEqual(
+    check(121).map((e) => e.path),
+    ['stopGraceSeconds'],
+  );
+});
+
 test('the spec schema refuses every field that would widen the container', () => {
   for (const key of ['privileged', 'capAdd', 'CapAdd', 'devices', 'HostConfig', 'pidMode', 'ipcMode', 'securityOpt', 'runtime']) {
     const r = JobSpecSchema.safeParse({ image: 'local/busybox', command: ['true'], [key]: true });
@@ -200,7 +213,7 @@ test('the spec schema refuses every field that would widen the container', () =>
 });
 
 test('container options: hardened by default, nothing taken from the client but checked values', () => {
-  const s = spec({ env: { A: '1' }, labels: { team: 'ml' }, resources: { cpus: 1.5 } });
+  const s = spec({ env: { A: '1' }, privateEnv: { KEY: 'pk-123456' }, labels: { team: 'ml' }, resources: { cpus: 1.5 } });
   const opts = createOptions(
     containerSpec(
       {
@@ -231,6 +244,7 @@ test('container options: hardened by default, nothing taken from the client but 
   assert.deepEqual(hc.DeviceRequests, []);
   assert.ok(opts.Env!.includes('NVIDIA_VISIBLE_DEVICES=void'));
   assert.ok(opts.Env!.includes('A=1'));
+  assert.ok(opts.Env!.includes('KEY=pk-123456'), 'a private variable is set like env');
   assert.equal(opts.Labels!['dev.gantry.job-id'], 'j1');
   assert.equal(opts.Labels!['dev.gantry.owner'], 'alice');
   assert.equal(opts.Labels!['dev.gantry.managed'], 'true');

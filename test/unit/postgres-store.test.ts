@@ -526,6 +526,7 @@ describe('PostgreSQL store', () => {
         '0008_scale_history',
         '0009_scale_changes',
         '0010_decider_lease',
+        '0011_airflow_result_document',
         '0012_harden_audit_client_request_id',
       ],
     );

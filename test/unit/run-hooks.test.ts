@@ -5,6 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import pino from 'pino';
 import type { Config } from '../../src/config.js';
+import { toJob } from '../../src/jobs/view.js';
 import type { JobSpec } from '../../src/model/job.js';
 import { JobFailure } from '../../src/runner/hooks/hook.js';
 import { RunHooks } from '../../src/runner/hooks/run-hooks.js';
@@ -91,6 +92,30 @@ test('after a restart the attempt keeps the values it started with: a value rota
   assert.deepEqual(fs.readdirSync(heldDir), [], 'gone with the attempt');
   const next = (await again().output())?.();
   assert.equal(`${next?.push('hf_ROTATED_value_0000\n')}${next?.end()}`, '[secret:hf]\n', 'a later run reads the source again');
+});
+
+test("the values of the spec's private variables are taken out of the output like secrets, with or without secrets", async () => {
+  const value = 'pk-4f1c9e2b7a';
+  const { hooks } = await setup({ privateEnv: { API_KEY: value }, secrets: [{ name: 'hf', env: 'HF_TOKEN' }] });
+  const redact = async (h: RunHooks, text: string) => {
+    const filter = (await h.output())?.();
+    return filter ? filter.push(text) + filter.end() : text;
+  };
+  assert.equal(await redact(hooks, `key=${value} token=${TOKEN}`), 'key=[secret:privateEnv.API_KEY] token=[secret:hf]');
+  assert.equal(await redact(hooks, Buffer.from(value).toString('base64')), '[secret:privateEnv.API_KEY]');
+  const alone = await setup({ privateEnv: { API_KEY: value } });
+  assert.equal(await redact(alone.hooks, value), '[secret:privateEnv.API_KEY]');
+});
+
+test("the API's view of a job never shows a private value, only its name", () => {
+  const record = jobRecord(1, {
+    spec: { image: 'local/busybox', command: ['true'], env: { A: '1' }, privateEnv: { API_KEY: 'pk-4f1c9e2b7a' } },
+  });
+  const view = toJob(record);
+  assert.deepEqual(view.spec.privateEnv, { API_KEY: '[private]' });
+  assert.deepEqual(view.spec.env, { A: '1' });
+  assert.ok(!JSON.stringify(view).includes('pk-4f1c9e2b7a'));
+  assert.equal(record.spec.privateEnv?.API_KEY, 'pk-4f1c9e2b7a', 'the stored spec keeps the value for the run');
 });
 
 test('a secret that cannot be had fails the job before its container is created', async () => {

@@ -32,13 +32,20 @@ test('a spec that leaves everything open gets the configured defaults', () => {
 });
 
 test('what the spec says wins over every default', () => {
-  const spec: JobSpec = { ...bare, timeoutSeconds: 30, resources: { memoryMiB: 64 }, user: '1000:1000', pullPolicy: 'never' };
+  const spec: JobSpec = {
+    ...bare,
+    timeoutSeconds: 30,
+    resources: { memoryMiB: 64 },
+    user: '1000:1000',
+    pullPolicy: 'never',
+    stopGraceSeconds: 0,
+  };
   assert.deepEqual(resolveRunSettings(spec, config), {
     timeoutSeconds: 30,
     memoryMiB: 64,
     user: '1000:1000',
     pullPolicy: 'never',
-    stopGraceSeconds: 3,
+    stopGraceSeconds: 0,
   });
 });
 

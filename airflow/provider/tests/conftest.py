@@ -117,7 +117,7 @@ def stub(monkeypatch: pytest.MonkeyPatch):
 
 @pytest.fixture(scope="session")
 def private_ca(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A CA of our own and a server certificate for 127.0.0.1 it signed (openssl)."""
+    """A CA of our own, a server certificate for 127.0.0.1 and a client certificate it signed (openssl)."""
     import subprocess
 
     d = tmp_path_factory.mktemp("ca")
@@ -129,13 +129,34 @@ def private_ca(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
     (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
-    return {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key"}
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out", "client.csr", "-subj", "/CN=airflow")
+    run("x509", "-req", "-in", "client.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "client.pem", "-days", "2")
+    return {
+        "ca": d / "ca.pem",
+        "cert": d / "server.pem",
+        "key": d / "server.key",
+        "client_cert": d / "client.pem",
+        "client_key": d / "client.key",
+    }
 
 
 @pytest.fixture()
 def tls_stub(private_ca: dict[str, Path]):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(private_ca["cert"], private_ca["key"])
+    s, server = _serve(ctx)
+    yield s
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture()
+def mtls_stub(private_ca: dict[str, Path]):
+    """A TLS stub that takes only clients with a certificate its CA signed (mutual TLS)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(private_ca["cert"], private_ca["key"])
+    ctx.load_verify_locations(private_ca["ca"])
+    ctx.verify_mode = ssl.CERT_REQUIRED
     s, server = _serve(ctx)
     yield s
     server.shutdown()

@@ -7,6 +7,7 @@ import json
 from types import SimpleNamespace
 
 import pytest
+import requests
 
 from conftest import Reply, job_view, sse_job, sse_log, use_connection
 from gantry_provider import get_provider_info
@@ -41,6 +42,16 @@ def test_settings_from_a_gantry_connection_read_token_and_client_options():
     assert s.proxy_for_aiohttp() == "http://proxy:3128"
     assert "tok" not in repr(s)
     assert GantrySettings.from_connection(_conn(extra_dejson={"verify": "false"})).verify is False
+
+
+def test_http_connection_client_options_are_not_sent_as_headers():
+    s = GantrySettings.from_connection(
+        _conn(extra_dejson={"Authorization": "Bearer t", "auth_type": "", "auth_kwargs": {}, "cert": "/etc/client.pem"})
+    )
+    assert s.headers == {"Authorization": "Bearer t"} and s.cert == "/etc/client.pem"
+    assert GantrySettings.from_connection(_conn(extra_dejson={"cert": ["/c.pem", "/k.pem"]})).cert == ("/c.pem", "/k.pem")
+    with pytest.raises(Exception, match="auth_type 'requests.auth.HTTPBasicAuth' is not supported"):
+        GantrySettings.from_connection(_conn(extra_dejson={"auth_type": "requests.auth.HTTPBasicAuth"}))
 
 
 def test_provider_info_declares_the_gantry_connection_type_with_form_fields():
@@ -84,7 +95,8 @@ def test_trigger_follows_the_stream_and_fires_without_the_spec(stub, capsys):
     assert event["status"] == "done" and event["job"]["result"] == "two" and event["last_event_id"] == 2
     assert event["log_tail"] == ["[stdout] one", "[stdout] two"]
     assert "spec" not in event["job"] and "hunter2-secret" not in json.dumps(event)
-    assert "[stdout] one\n[stdout] two" in capsys.readouterr().out  # one record for the lines of one read
+    # One record for the lines of one read, each with the time Gantry read it.
+    assert "2026-01-01T00:00:00Z [stdout] one\n2026-01-01T00:00:00Z [stdout] two" in capsys.readouterr().out
 
 
 def test_trigger_resumes_a_dropped_stream_with_last_event_id(stub):
@@ -142,6 +154,19 @@ def test_trigger_uses_the_connections_private_ca(tls_stub, private_ca, monkeypat
     assert GantryHook().get_job("j1")["id"] == "j1"
 
 
+def test_a_client_certificate_reaches_a_mutual_tls_gantry_from_worker_and_triggerer(mtls_stub, private_ca, monkeypatch):
+    mtls_stub.route("GET", "/v1/jobs/j1", Reply(200, job_view()))
+    mtls_stub.route("GET", "/v1/jobs/j1/logs", Reply(chunks=[sse_job("end", job_view(state="succeeded"))]))
+    cert = [str(private_ca["client_cert"]), str(private_ca["client_key"])]
+    use_connection(monkeypatch, mtls_stub.url, verify=str(private_ca["ca"]), cert=cert)
+    assert GantryHook().get_job("j1")["id"] == "j1"  # requests, in the worker
+    (event,) = asyncio.run(_events(GantryJobTrigger("j1", reconnect_interval=0.01)))  # aiohttp, in the triggerer
+    assert event["status"] == "done"
+    use_connection(monkeypatch, mtls_stub.url, verify=str(private_ca["ca"]))
+    with pytest.raises(requests.exceptions.SSLError):
+        GantryHook().get_job("j1")  # no certificate: the handshake refuses the worker
+
+
 def test_trigger_without_the_private_ca_does_not_reach_a_tls_gantry(tls_stub, monkeypatch):
     use_connection(monkeypatch, tls_stub.url)
     (event,) = asyncio.run(_events(GantryJobTrigger("j1", reconnect_interval=0.01, max_unreachable_seconds=0.05)))
@@ -169,11 +194,12 @@ def test_trigger_on_kill_with_gantry_down_does_not_raise(monkeypatch):
 
 
 def test_serialized_trigger_keeps_every_argument():
-    trigger = GantryJobTrigger("j1", "c", False, 5, 1.0, 2.0, False, 3, 4.0, ["s3cret"])
+    trigger = GantryJobTrigger("j1", "c", False, 5, 1.0, 2.0, False, 3, 4.0, 100, 30.0)
     path, kwargs = trigger.serialize()
     assert path == "gantry_provider.triggers.gantry.GantryJobTrigger"
     assert GantryJobTrigger(**kwargs).serialize() == (path, kwargs)
-    assert kwargs["cancel_on_kill"] is False and kwargs["masked"] == ["s3cret"]
+    assert kwargs["cancel_on_kill"] is False and kwargs["max_unreachable_seconds"] == 2.0
+    assert (kwargs["log_lines_per_interval"], kwargs["logging_interval"]) == (100, 30.0)
 
 
 @pytest.mark.parametrize(

@@ -89,22 +89,63 @@ def test_job_stream_batches_the_lines_of_one_read_into_few_records(log):
     assert stream.handle(SseParser().feed(chunk)) is None
     assert len(log.records) == 4  # three full batches and the rest, not one record per line
     lines = "\n".join(log.records).split("\n")
-    assert lines[0] == "[stderr] line 1" and lines[1] == "[stdout] line 2" and len(lines) == n
+    # Each line in the task log keeps the time Gantry read it; the XCom tail keeps the bare line.
+    assert lines[0] == "2026-01-01T00:00:00Z [stderr] line 1" and lines[1] == "2026-01-01T00:00:00Z [stdout] line 2" and len(lines) == n
     assert stream.last_id == n
     assert list(stream.tail) == [f"[{'stderr' if i % 2 else 'stdout'}] line {i}" for i in range(n - 4, n + 1)]
 
 
 def test_job_stream_logs_lines_before_the_change_of_state_that_follows_them(log):
-    chunk = sse_job("status", job_view(state="running", gpus=["GPU-1"])) + sse_log(1, "hello") + sse_log(2, "bye")
+    chunk = sse_job("status", job_view(state="running", node="node-a", gpus=["GPU-1"])) + sse_log(1, "hello") + sse_log(2, "bye")
     chunk += sse_job("end", job_view(state="failed", exitCode=3, reason="boom"))
     stream = JobStream("j1", log, stream_logs=True)
     job = stream.handle(SseParser().feed(chunk))
     assert job is not None and job["state"] == "failed" and stream.final_job is job
     assert log.records == [
-        "Gantry job j1 is running on GPUs ['GPU-1']",
-        "[stdout] hello\n[stdout] bye",
+        "Gantry job j1: attempt 1 is running on node node-a, GPUs ['GPU-1']",
+        "2026-01-01T00:00:00Z [stdout] hello\n2026-01-01T00:00:00Z [stdout] bye",
         "Gantry job j1 ended failed (exit code 3): boom",
     ]
+
+
+def _attempt(n: int, cause: str | None, retried: bool, outcome: str = "failed", reason: str | None = None) -> dict:
+    return {"attempt": n, "node": f"node-{n}", "outcome": outcome, "cause": cause, "retried": retried, "reason": reason, "exitCode": None}
+
+
+def test_job_stream_tells_each_attempt_once_with_its_cause_and_the_requeue(log):
+    preempted = _attempt(1, "preempted", True, reason="GPUs taken by job j9 (priority 10)")
+    lost = _attempt(2, "node_lost", True, reason="node node-2 stopped renewing its lease")
+    chunk = sse_job("status", job_view(state="running", attempt=1, node="node-1", gpus=["GPU-1"]))
+    chunk += sse_job("status", job_view(state="queued", attempt=2, attempts=[preempted], position=0))
+    chunk += sse_job("status", job_view(state="running", attempt=2, node="node-2", attempts=[preempted]))
+    chunk += sse_job("status", job_view(state="queued", attempt=3, attempts=[preempted, lost], position=0))
+    chunk += sse_job("status", job_view(state="running", attempt=3, node="node-3", attempts=[preempted, lost]))
+    done = _attempt(3, None, False, outcome="succeeded")
+    chunk += sse_job("end", job_view(state="succeeded", attempt=3, node="node-3", attempts=[preempted, lost, done], exitCode=0))
+    JobStream("j1", log, stream_logs=True).handle(SseParser().feed(chunk))
+    told = [m for m in log.records if ": attempt " in m]
+    assert told == [
+        "Gantry job j1: attempt 1 is running on node node-1, GPUs ['GPU-1']",
+        "Gantry job j1: attempt 1 on node node-1 ended failed (cause: preempted, exit code None): GPUs taken by job j9 (priority 10); requeued as attempt 2",
+        "Gantry job j1: attempt 2 is running on node node-2, GPUs none",
+        "Gantry job j1: attempt 2 on node node-2 ended failed (cause: node_lost, exit code None): node node-2 stopped renewing its lease; requeued as attempt 3",
+        "Gantry job j1: attempt 3 is running on node node-3, GPUs none",
+        "Gantry job j1: attempt 3 on node node-3 ended succeeded (cause: none, exit code None)",
+    ]
+
+
+def test_job_stream_caps_the_lines_per_interval_and_counts_the_rest(log, monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr("gantry_provider.sse.time.monotonic", lambda: clock[0])
+    stream = JobStream("j1", log, stream_logs=True, tail_lines=2, lines_per_interval=3, logging_interval=60)
+    stream.handle(SseParser().feed(b"".join(sse_log(i, f"l{i}") for i in range(1, 11))))
+    clock[0] += 61  # the next interval: the count is told, and lines are written again
+    stream.handle(SseParser().feed(sse_log(11, "l11")))
+    stream.handle(SseParser().feed(sse_job("end", job_view(state="succeeded"))))
+    written = [ln for m in log.records for ln in m.split("\n") if "[stdout]" in ln]
+    assert written == [f"2026-01-01T00:00:00Z [stdout] l1", f"2026-01-01T00:00:00Z [stdout] l2", f"2026-01-01T00:00:00Z [stdout] l3", f"2026-01-01T00:00:00Z [stdout] l11"]
+    assert "Gantry job j1: 7 log lines not copied here (at most 3 per 60 s); the whole log is in Gantry" in log.records
+    assert list(stream.tail) == ["[stdout] l10", "[stdout] l11"]  # the XCom tail keeps every last line
 
 
 def test_job_stream_without_stream_logs_keeps_the_tail_but_logs_no_lines(log):

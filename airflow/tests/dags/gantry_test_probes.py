@@ -9,6 +9,11 @@ DAGs rely on in situations that are hard to produce from outside a run.
   job, as if the worker died before the answer was recorded; Airflow retries it.
 * gantry_reattach_probe - GantryJobOperator whose first try dies right after
   submitting (a simulated worker crash); the retry must re-attach.
+* gantry_result_probe - GantryJobOperator, deferred, with multiple_outputs:
+  the job writes a JSON object to $GANTRY_RESULT_FILE.
+* gantry_clear_probe - GantryJobOperator followed by a task that holds the run
+  open until a file appears, so a test can clear the first task while its run
+  is still running.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,7 +29,7 @@ import pendulum
 
 from airflow.providers.http.operators.http import HttpOperator
 from airflow.providers.http.sensors.http import HttpSensor
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, task
 
 from gantry_provider.hooks.gantry import GantryHook
 from gantry_provider.operators.gantry import GantryJobOperator
@@ -119,37 +125,50 @@ class _CrashAfterSubmit(GantryJobOperator):
         return super().execute(context)
 
 
-with DAG(
-    dag_id="gantry_reattach_probe",
-    schedule=None,
-    start_date=START,
-    catchup=False,
-    params={"image": Param("local/busybox:latest", type="string"), "command": Param([], type="array")},
-    render_template_as_native_obj=True,
-):
-    _CrashAfterSubmit(
-        task_id="run_job",
-        image="{{ params.image }}",
-        command="{{ params.command }}",
-        retries=1,
-        retry_delay=timedelta(seconds=1),
-        reconnect_interval=1,
-    )
+def _job_probe(dag_id: str, operator: type[GantryJobOperator] = GantryJobOperator, **kw) -> None:
+    """A DAG of one task, `run_job`: the operator on the image and command given as params."""
+    with DAG(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=START,
+        catchup=False,
+        params={"image": Param("local/busybox:latest", type="string"), "command": Param([], type="array")},
+        render_template_as_native_obj=True,
+    ):
+        operator(task_id="run_job", image="{{ params.image }}", command="{{ params.command }}", reconnect_interval=1, **kw)
+
+
+_job_probe("gantry_reattach_probe", _CrashAfterSubmit, retries=1, retry_delay=timedelta(seconds=1))
+# The same operator waiting in the worker (deferrable=False): the worker follows the SSE stream.
+# Gantry runs a job that exits non-zero once more (its own retry, within the one task try).
+_job_probe("gantry_sync_probe", deferrable=False, retry={"maxAttempts": 2, "on": ["exit_code"]})
 
 
 with DAG(
-    dag_id="gantry_sync_probe",
+    dag_id="gantry_clear_probe",
     schedule=None,
     start_date=START,
     catchup=False,
-    params={"image": Param("local/busybox:latest", type="string"), "command": Param([], type="array")},
-    render_template_as_native_obj=True,
+    params={"image": Param("local/busybox:latest", type="string"), "go_file": Param("", type="string")},
 ):
-    # The same operator waiting in the worker (deferrable=False): the worker follows the SSE stream.
+
+    @task(task_id="hold")
+    def hold(params=None, run_id=None):
+        # The test clears `first` while this task keeps the run running, then creates go_file.
+        print(f"gantry_clear_probe holding run {run_id}", flush=True)
+        go = Path(params["go_file"])
+        for _ in range(600):
+            if go.exists():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"{go} never appeared")
+
     GantryJobOperator(
-        task_id="run_job",
+        task_id="first",
         image="{{ params.image }}",
-        command="{{ params.command }}",
+        command=["sh", "-c", "echo run-$(cat /proc/sys/kernel/random/uuid)"],
         deferrable=False,
         reconnect_interval=1,
-    )
+    ) >> hold()
+
+_job_probe("gantry_result_probe", deferrable=True, multiple_outputs=True, private_env={"API_KEY": "sk-result-probe-4242"})

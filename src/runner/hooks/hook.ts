@@ -1,5 +1,6 @@
 import type { ResolvedMount } from '../../jobs/policy.js';
 import type { TextFilter } from '../../logs/secret-redactor.js';
+import type { ResultRead } from '../result-file.js';
 import type { Interruption } from '../run-state.js';
 
 /** A failure that is the job's, with the reason it ends with: a hook throws it to fail the job. */
@@ -39,6 +40,8 @@ export interface RunHook {
   output?(): Promise<(() => TextFilter) | null>;
   /** The run adopts a container that outlived a restart: an interruption that was under way, if the hook knows one. */
   adopted?(): Promise<Interruption | null>;
+  /** The container exited: the result document the job left, if the hook holds one. */
+  result?(): Promise<ResultRead>;
   /** Gantry stops the run for a cause of its own, before SIGTERM. */
   stop?(notice: StopNotice): Promise<void>;
   /** The run's end is recorded and its container removed. */

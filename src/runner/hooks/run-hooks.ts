@@ -2,16 +2,20 @@ import type { Logger } from 'pino';
 import type { Config } from '../../config.js';
 import type { ResolvedMount } from '../../jobs/policy.js';
 import type { TextFilter } from '../../logs/secret-redactor.js';
+import type { JsonValue } from '../../model/job.js';
 import type { SecretSource } from '../../secrets/source.js';
 import type { JobRecord } from '../../store/store.js';
+import { type ResultRead, redactDocument } from '../result-file.js';
 import type { Interruption } from '../run-state.js';
 import type { RunHook, StopNotice } from './hook.js';
 import { NoticeHook } from './notice.js';
+import { ResultHook } from './result.js';
 import { SecretsHook } from './secrets.js';
 
 /**
  * The hooks of one run, called in order at each point of its life: its
- * secrets, then (for a preemptible job) its preemption notice. A new side
+ * secrets, then (for a preemptible job) its preemption notice, then (for a
+ * job that asks for one) its result file. A new side
  * concern of a run is one more hook here.
  */
 export class RunHooks {
@@ -20,9 +24,17 @@ export class RunHooks {
   static of(record: JobRecord, node: string, d: { config: Config; secrets: SecretSource; log: Logger }): RunHooks {
     const run = { node, jobId: record.id, attempt: record.attempt, log: d.log };
     const hooks: RunHook[] = [
-      new SecretsHook({ ...run, source: d.secrets, owner: record.owner, refs: record.spec.secrets ?? [], runDir: d.config.secrets.runDir }),
+      new SecretsHook({
+        ...run,
+        source: d.secrets,
+        owner: record.owner,
+        refs: record.spec.secrets ?? [],
+        privateEnv: record.spec.privateEnv ?? {},
+        runDir: d.config.secrets.runDir,
+      }),
     ];
     if (record.spec.preemptible) hooks.push(new NoticeHook({ ...run, noticeDir: d.config.noticeDir }));
+    if (record.spec.resultFile) hooks.push(new ResultHook({ ...run, ...d.config.results }));
     return new RunHooks(hooks);
   }
 
@@ -72,6 +84,31 @@ export class RunHooks {
       if (why) return why;
     }
     return null;
+  }
+
+  /**
+   * The result document a hook holds, once the container exited, redacted
+   * as the output is; null when the job wrote none. A file that is refused
+   * (too large, not JSON) is told with `note`, in the job's log, and gives
+   * the document null: the job's result is then null, not its stdout.
+   */
+  async result(note: (line: string) => void): Promise<{ document: JsonValue | null } | null> {
+    let read: ResultRead = { kind: 'none' };
+    for (const h of this.hooks) {
+      read = (await h.result?.()) ?? read;
+      if (read.kind !== 'none') break;
+    }
+    if (read.kind === 'refused') note(`[gantry] the result file is not taken as the job's result: ${read.why}`);
+    if (read.kind === 'none') return null;
+    if (read.kind === 'refused') return { document: null };
+    const filter = await this.output();
+    if (!filter) return { document: read.document as JsonValue };
+    // Each string of the document is a text of its own: redacted whole, nothing held across strings.
+    const redact = (text: string) => {
+      const f = filter();
+      return f.push(text) + f.end();
+    };
+    return { document: redactDocument(read.document, redact) as JsonValue };
   }
 
   async stop(notice: StopNotice): Promise<void> {

@@ -10,6 +10,8 @@ export interface SecretsHookOptions {
   source: SecretSource;
   owner: string;
   refs: readonly SecretRef[];
+  /** The spec's private variables: their values are redacted from the output with the secrets'. */
+  privateEnv: Readonly<Record<string, string>>;
   /** GANTRY_SECRETS_RUN_DIR, where the file secrets rest between creating and starting the container. */
   runDir: string;
   node: string;
@@ -21,11 +23,12 @@ export interface SecretsHookOptions {
 /**
  * The run's secrets: read from the source once per attempt and held for its
  * life (held-secrets.ts), given to the container as environment variables
- * and short-lived files (secret-delivery.ts), and taken out of its output.
- * After a restart the attempt goes on with the values it started with, so a
- * value rotated meanwhile does not stop the old one being redacted. A
- * secret that cannot be had fails the job: it would run without it, or its
- * output could no longer be redacted.
+ * and short-lived files (secret-delivery.ts), and taken out of its output
+ * with the values of the spec's private variables. After a restart the
+ * attempt goes on with the values it started with, so a value rotated
+ * meanwhile does not stop the old one being redacted. A secret that cannot
+ * be had fails the job: it would run without it, or its output could no
+ * longer be redacted.
  */
 export class SecretsHook implements RunHook {
   private secrets: RunSecrets | null = null;
@@ -72,7 +75,11 @@ export class SecretsHook implements RunHook {
   private async read(): Promise<RunSecrets> {
     if (this.secrets === null) {
       this.secrets = (await this.heldValues()) ?? (await this.readAndHold());
-      this.redactor = SecretRedactor.of(this.secrets.values);
+      const privateValues = Object.entries(this.o.privateEnv).map(([name, value]) => ({
+        name: `privateEnv.${name}`,
+        value: Buffer.from(value),
+      }));
+      this.redactor = SecretRedactor.of([...this.secrets.values, ...privateValues]);
     }
     return this.secrets;
   }

@@ -298,6 +298,8 @@ const MIGRATIONS: Record<string, Migration> = {
   '0008_scale_history': statements(HISTORY),
   '0009_scale_changes': statements(CHANGES),
   '0010_decider_lease': statements(DECIDER),
+  /** The JSON document a job wrote to its result file (JSON text; NULL for none). */
+  '0011_airflow_result_document': statements([`ALTER TABLE jobs ADD COLUMN result_document TEXT`]),
   '0012_harden_audit_client_request_id': statements(HARDEN_AUDIT_CLIENT_REQUEST_ID),
 };
 

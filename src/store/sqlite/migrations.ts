@@ -242,6 +242,11 @@ export const MIGRATIONS: Readonly<Record<string, Migration>> = {
       ]),
   },
 
+  /** The JSON document a job wrote to its result file (JSON text; NULL for none). */
+  '0011_airflow_result_document': {
+    up: (db) => exec(db, [`ALTER TABLE jobs ADD COLUMN result_document TEXT`]),
+  },
+
   /** The client's X-Request-Id kept beside Gantry's own request id, as a claim (model/audit.ts). */
   '0012_harden_audit_client_request_id': {
     up: (db) => exec(db, [`ALTER TABLE audit ADD COLUMN client_request_id TEXT`]),

@@ -26,9 +26,9 @@ TERMINAL_STATES = ("succeeded", "failed", "cancelled", "timed_out")
 
 #: Keys of a connection's ``extra`` that configure the client; every other key is a
 #: header (the HTTP connection's convention, so an ``http`` connection works as is).
-CLIENT_OPTIONS = ("verify", "verify_ssl", "proxies", "proxy", "timeout", "ui_url")
+CLIENT_OPTIONS = ("verify", "verify_ssl", "proxies", "proxy", "timeout", "ui_url", "cert", "auth_type", "auth_kwargs")
 #: Options an HTTP connection may carry for requests' own use; they are not headers.
-IGNORED_OPTIONS = ("stream", "cert", "trust_env", "allow_redirects", "max_redirects", "check_response", "srv_lookup")
+IGNORED_OPTIONS = ("stream", "trust_env", "allow_redirects", "max_redirects", "check_response", "srv_lookup")
 
 #: Gantry sends a heartbeat at least every 15 s: a read gap this long is a dead stream.
 STREAM_READ_TIMEOUT = 60.0
@@ -68,13 +68,25 @@ def _as_bool_or_path(value: Any) -> bool | str:
     return text  # a CA bundle (file or directory)
 
 
+def _client_cert(conn_id: str | None, value: Any) -> str | tuple[str, str] | None:
+    """The connection's ``cert`` (requests' form): a path, or a [certificate, key] pair of paths."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, str) for v in value):
+        return (value[0], value[1])
+    raise AirflowException(f"connection {conn_id}: extra 'cert' must be a path or a [certificate, key] pair of paths")
+
+
 @dataclass(frozen=True)
 class GantrySettings:
     """
     What a client needs from the connection, the same for the worker (requests)
     and the triggerer (aiohttp), so a job followed after deferral reaches Gantry
     exactly as the worker did: base URL, headers (bearer token included), TLS
-    verification (``verify``: true, false, or a CA bundle path), a proxy and the
+    verification (``verify``: true, false, or a CA bundle path), a client
+    certificate (``cert``), a proxy and the
     request timeout; and where a browser finds Gantry's operator page
     (``ui_url``, default ``<base URL>/ui/``) for the task's link.
     """
@@ -85,6 +97,8 @@ class GantrySettings:
     proxies: dict[str, str] = field(default_factory=dict)
     timeout: float = 30.0
     ui_url: str = ""
+    #: A client certificate for mTLS: a PEM holding certificate and key, or (certificate, key).
+    cert: str | tuple[str, str] | None = None
 
     @classmethod
     def from_connection(cls, conn: Any, default_timeout: float = 30.0) -> GantrySettings:
@@ -109,6 +123,11 @@ class GantrySettings:
             proxies = {"http": proxies, "https": proxies} if proxies else {}
         if proxies is not None and not isinstance(proxies, dict):
             raise AirflowException(f"connection {conn.conn_id}: extra 'proxies' must be a URL or a {{scheme: URL}} map")
+        if options.get("auth_type"):
+            raise AirflowException(
+                f"connection {conn.conn_id}: auth_type {options['auth_type']!r} is not supported: Gantry takes a bearer "
+                "token (the password field, or an Authorization header in extra)"
+            )
         timeout = options.get("timeout")
         base_url = base_url.rstrip("/")
         return cls(
@@ -118,6 +137,7 @@ class GantrySettings:
             proxies={str(k): str(v) for k, v in (proxies or {}).items()},
             timeout=float(timeout) if timeout not in (None, "") else default_timeout,
             ui_url=str(options.get("ui_url") or f"{base_url}/ui/"),
+            cert=_client_cert(conn.conn_id, options.get("cert")),
         )
 
     def url(self, path: str) -> str:
@@ -133,13 +153,21 @@ class GantrySettings:
         with the system CAs or the connection's CA bundle. Always a context when
         verifying: aiohttp 3.9.0 (the declared floor) takes ``ssl=True`` as *no* verification.
         """
-        if self.verify is False:
+        if self.verify is False and self.cert is None:
             return False
-        if self.verify is True:
-            return ssl.create_default_context()
-        if os.path.isdir(self.verify):
-            return ssl.create_default_context(capath=self.verify)
-        return ssl.create_default_context(cafile=self.verify)
+        if isinstance(self.verify, bool):
+            ctx = ssl.create_default_context()
+        elif os.path.isdir(self.verify):
+            ctx = ssl.create_default_context(capath=self.verify)
+        else:
+            ctx = ssl.create_default_context(cafile=self.verify)
+        if self.verify is False:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert is not None:
+            certfile, keyfile = (self.cert, None) if isinstance(self.cert, str) else self.cert
+            ctx.load_cert_chain(certfile, keyfile)
+        return ctx
 
 
 class AsyncGantry:
@@ -202,9 +230,11 @@ class GantryHook(BaseHook):
     gives the base URL (host, port, schema ``http``/``https``, or a whole URL in
     host) and the **token** (password field), sent as ``Authorization: Bearer``.
     Its ``extra`` may hold ``verify`` (true, false, or a CA bundle path),
-    ``proxies`` (a URL or ``{scheme: URL}``), ``timeout`` (seconds), ``ui_url``
-    (the operator page as a browser reaches it); every other
-    key of ``extra`` is sent as a header. The worker and the triggerer read the
+    ``cert`` (a client certificate for mTLS: a PEM path, or a [certificate,
+    key] pair), ``proxies`` (a URL or ``{scheme: URL}``), ``timeout``
+    (seconds), ``ui_url`` (the operator page as a browser reaches it); every
+    other key of ``extra`` is sent as a header, except the HTTP connection's
+    client options (``auth_type`` is refused: Gantry takes a bearer token). The worker and the triggerer read the
     connection the same way (:class:`GantrySettings`).
 
     :param gantry_conn_id: the connection to Gantry.
@@ -245,6 +275,7 @@ class GantryHook(BaseHook):
             session = requests.Session()
             session.headers.update(s.headers)
             session.verify = s.verify
+            session.cert = s.cert
             session.proxies.update(s.proxies)
             self._session = session
         return self._session
@@ -276,6 +307,7 @@ class GantryHook(BaseHook):
             timeout=timeout if timeout is not None else self.settings.timeout,
             # Per request: requests lets REQUESTS_CA_BUNDLE override a session's verify.
             verify=self.settings.verify,
+            cert=self.settings.cert,
             allow_redirects=False,
         )
         if resp.status_code >= 300:

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import requests
 
 from airflow.sdk import BaseOperator, BaseOperatorLink, conf
-from airflow.sdk.exceptions import AirflowException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 from airflow.sdk.log import mask_secret
 
 from gantry_provider.hooks.gantry import ACTIVE_STATES, GantryApiError, GantryHook
@@ -28,6 +28,22 @@ if TYPE_CHECKING:
 
 #: Labels the operator sets on every job; a DAG's own labels cannot override them.
 LABEL_PREFIX = "airflow."
+
+#: What becomes of a job whose task fails before the job ended and no retry will follow it.
+ON_FINISH_ACTIONS = ("cancel", "keep")
+
+
+def first_try_since_clear(try_number: int, max_tries: Any, retries: int) -> int:
+    """
+    The first try number since the task instance was last cleared. Airflow
+    sets ``max_tries`` to the last try number plus the task's retries at every
+    clear (whatever the state of the run, which ``dag_run.clear_number`` does
+    not follow), and its own reschedule bookkeeping derives the first try the
+    same way. Without ``max_tries`` (outside Airflow) it is 1.
+    """
+    if not isinstance(max_tries, int) or isinstance(max_tries, bool):
+        return 1
+    return min(max(1, max_tries - retries + 1), try_number)
 
 
 def task_instance_key(dag_id: str, run_id: str, task_id: str, map_index: int) -> str:
@@ -134,21 +150,29 @@ class GantryJobOperator(BaseOperator):
       and ``airflow.ti``, a hash of dag/run/task/map_index) and an
       ``Idempotency-Key`` per try and clear, so a lost answer can be asked
       again without starting a second container.
-    * **On a retry** (same task instance, same ``dag_run.clear_number``) it
+    * **On a retry** (same task instance, no clear since its first try) it
       looks at the newest job of the task instance first: one still queued or
       running is re-attached to (not when a cancel was requested for it); one
       that **succeeded** gives its result without running again; otherwise a
-      fresh job is submitted. **Clearing** the task (or its run) raises the
-      clear number, so a cleared task always runs a fresh job.
+      fresh job is submitted. **Clearing** the task (or its run, running or
+      finished) starts a new range of tries (Airflow resets ``max_tries``),
+      so the first try after a clear always runs a fresh job.
+    * **A refusal** (a 4xx answer to the submit, e.g. a policy's 422 or a
+      401) fails the task without retries: trying again cannot change it.
     * **Waits deferred** (``deferrable``, default from ``[operators]
       default_deferrable``): the worker slot is freed and a
       :class:`~gantry_provider.triggers.gantry.GantryJobTrigger` follows the job
       in the triggerer, copying its log lines into this task's log in batches.
       Otherwise the worker follows the same stream.
-    * **Result**: the job's ``result`` (its last non-empty stdout line) is the
-      task's return value; XCom ``gantry_job_id`` holds the id, ``gantry_job``
-      the final job view without its spec (the spec holds env values), and
-      ``gantry_log_tail`` the last ``log_tail_lines`` lines.
+    * **Result**: the job's ``result`` is the task's return value: the JSON
+      document the job wrote to the file ``$GANTRY_RESULT_FILE`` names (as
+      KubernetesPodOperator's ``/airflow/xcom/return.json``; size-capped by
+      Gantry, which redacts secrets and ``private_env`` values from it), or
+      else its last non-empty stdout line. With ``multiple_outputs=True`` a
+      document that is an object is pushed key by key. The file is offered
+      when ``do_xcom_push`` (the default). XCom ``gantry_job_id`` holds the
+      id, ``gantry_job`` the final job view without its spec (the spec holds
+      env values), and ``gantry_log_tail`` the last ``log_tail_lines`` lines.
     * **Fails** when the job fails, is cancelled or times out; **skips** when it
       failed with an exit code in ``skip_on_exit_code``.
     * **Kill**: ``on_kill`` (worker) and the trigger's ``on_kill`` (deferred)
@@ -168,13 +192,19 @@ class GantryJobOperator(BaseOperator):
         literal is read back as the list).
     :param env: environment variables; templated, so their values appear in the
         task's rendered fields. Use ``private_env`` or ``secrets`` for secrets.
-    :param private_env: environment variables that are not templated, never
-        shown as rendered fields, and masked in task logs.
+    :param private_env: environment variables that are not templated and never
+        shown as rendered fields; sent as the JobSpec's ``privateEnv``, so
+        Gantry redacts their values from the job's log and result (as it does
+        ``secrets``) and never shows them in the job's view; masked in the
+        worker's task log too.
     :param preemptible: the job may be stopped for a job with a better claim to
         its GPUs (a higher priority, or a team within its share while this
         one borrows); it is told first in the file ``GANTRY_PREEMPT_NOTICE_FILE``
         names, and Gantry queues it again as a free attempt, so the task keeps
         waiting for the same job.
+    :param termination_grace_period: seconds from SIGTERM to SIGKILL when the
+        job is stopped (cancel, timeout, preemption): the JobSpec's
+        ``stopGraceSeconds``, within Gantry's ``GANTRY_MAX_STOP_GRACE_SECONDS``.
     :param secrets: secret references, ``[{"name": "hf-token", "env": "HF_TOKEN"}]``
         or ``{"name": ..., "file": "/run/secrets/x"}``: Gantry resolves the values.
     :param gantry_conn_id: connection to Gantry.
@@ -183,6 +213,21 @@ class GantryJobOperator(BaseOperator):
     :param reattach: on a retry, follow (or take the result of) this task
         instance's job instead of starting another.
     :param cancel_on_kill: cancel the job when the task is killed, also while deferred.
+    :param on_finish_action: ``"cancel"`` (default) or ``"keep"``: what becomes
+        of the job when the task fails before the job ended (Gantry unreachable
+        for ``max_unreachable_seconds``, an error following it) on its final
+        try, or when no retry would re-attach (``reattach=False``); on an
+        earlier try the job is kept for the retry to re-attach to.
+    :param max_unreachable_seconds: fail the try after Gantry has been
+        unreachable this long while following the job (worker or triggerer).
+    :param checkpoint_interval: seconds between the deferred trigger's records
+        of how far it has copied the log (XCom ``gantry_log_seq``).
+    :param log_lines_per_interval: deferred, the most container lines the
+        shared triggerer copies into the task log per ``logging_interval``
+        seconds (default 10000 per 60 s; None: no cap); the lines over it are
+        counted in the task log, and stay whole in Gantry. The worker (not
+        deferred) copies every line.
+    :param logging_interval: seconds of that cap's interval.
     :param skip_on_exit_code: exit code(s) of a failed job that skip the task instead.
     :param log_tail_lines: how many last lines go to XCom ``gantry_log_tail``.
     :param reconnect_interval: seconds between reconnections to the log stream.
@@ -223,6 +268,7 @@ class GantryJobOperator(BaseOperator):
         gpus: dict[str, Any] | None = None,
         container_resources: dict[str, Any] | None = None,
         timeout_seconds: int | None = None,
+        termination_grace_period: int | None = None,
         labels: dict[str, str] | None = None,
         name: str | None = None,
         workdir: str | None = None,
@@ -237,6 +283,11 @@ class GantryJobOperator(BaseOperator):
         stream_logs: bool = True,
         reattach: bool = True,
         cancel_on_kill: bool = True,
+        on_finish_action: str = "cancel",
+        max_unreachable_seconds: float = 600.0,
+        checkpoint_interval: float = 5.0,
+        log_lines_per_interval: int | None = 10_000,
+        logging_interval: float = 60.0,
         skip_on_exit_code: int | Container[int] | None = None,
         log_tail_lines: int = 20,
         reconnect_interval: float = 5.0,
@@ -253,6 +304,7 @@ class GantryJobOperator(BaseOperator):
         self.gpus = gpus
         self.container_resources = container_resources
         self.timeout_seconds = timeout_seconds
+        self.termination_grace_period = termination_grace_period
         self.labels = labels
         self.name = name
         self.workdir = workdir
@@ -267,6 +319,13 @@ class GantryJobOperator(BaseOperator):
         self.stream_logs = stream_logs
         self.reattach = reattach
         self.cancel_on_kill = cancel_on_kill
+        if on_finish_action not in ON_FINISH_ACTIONS:
+            raise AirflowException(f"on_finish_action must be one of {ON_FINISH_ACTIONS}, not {on_finish_action!r}")
+        self.on_finish_action = on_finish_action
+        self.max_unreachable_seconds = max_unreachable_seconds
+        self.checkpoint_interval = checkpoint_interval
+        self.log_lines_per_interval = log_lines_per_interval
+        self.logging_interval = logging_interval
         self.skip_on_exit_code = (
             (skip_on_exit_code,) if isinstance(skip_on_exit_code, int) else tuple(skip_on_exit_code or ())
         )
@@ -285,6 +344,7 @@ class GantryJobOperator(BaseOperator):
             "task_id": ti.task_id,
             "map_index": ti.map_index if ti.map_index is not None else -1,
             "try_number": ti.try_number,
+            "first_try": first_try_since_clear(ti.try_number, getattr(ti, "max_tries", None), self.retries or 0),
             "clear_number": getattr(dag_run, "clear_number", None) or 0,
         }
 
@@ -302,6 +362,7 @@ class GantryJobOperator(BaseOperator):
                 "airflow.map_index": str(ident["map_index"]),
                 "airflow.try_number": str(ident["try_number"]),
                 "airflow.clear_number": str(ident["clear_number"]),
+                "airflow.first_try": str(ident["first_try"]),
                 "airflow.ti": task_instance_key(ident["dag_id"], ident["run_id"], ident["task_id"], ident["map_index"]),
             }
         )
@@ -312,17 +373,17 @@ class GantryJobOperator(BaseOperator):
         if not command:
             raise AirflowException("command must not be empty")
         env = normalize_env(self.env, "env")
-        if self.private_env:
-            env = {**(env or {}), **self.private_env}
         spec: dict[str, Any] = {"image": self.image, "command": command, "labels": labels}
         optional = {
             "entrypoint": normalize_command(self.entrypoint, "entrypoint"),
             "env": env,
+            "privateEnv": self.private_env or None,
             "secrets": normalize_secrets(self.secrets),
             "mounts": _native(self.mounts, "mounts", list),
             "gpus": _native(self.gpus, "gpus", dict),
             "resources": _native(self.container_resources, "container_resources", dict),
             "timeoutSeconds": int(timeout) if timeout is not None else None,
+            "stopGraceSeconds": int(self.termination_grace_period) if self.termination_grace_period is not None else None,
             "name": self.name,
             "workdir": self.workdir,
             "user": self.user,
@@ -331,6 +392,7 @@ class GantryJobOperator(BaseOperator):
             "pullPolicy": self.pull_policy,
             "retry": _native(self.retry, "retry", dict),
             "preemptible": True if self.preemptible else None,
+            "resultFile": True if self.do_xcom_push else None,
         }
         spec.update({k: v for k, v in optional.items() if v is not None})
         return spec
@@ -341,18 +403,22 @@ class GantryJobOperator(BaseOperator):
         """The newest job of this task instance since it was last cleared, if any."""
         ti_key = task_instance_key(ident["dag_id"], ident["run_id"], ident["task_id"], ident["map_index"])
         for job in hook.list_jobs(label=f"airflow.ti={ti_key}"):  # newest first
-            if job.get("labels", {}).get("airflow.clear_number", "0") == str(ident["clear_number"]):
+            labels = job.get("labels", {})
+            if labels.get("airflow.clear_number", "0") == str(ident["clear_number"]) and labels.get(
+                "airflow.first_try", "1"
+            ) == str(ident["first_try"]):
                 return job
         return None
 
     def submit_or_reattach(self, hook: GantryHook, context: Context) -> dict:
         """
-        The job this try follows: the newest job of the task instance (same
-        clear number) when it is still active and no cancel was asked for, or
+        The job this try follows: the newest job of the task instance since
+        its last clear when it is still active and no cancel was asked for, or
         when it succeeded (its result is then taken as is); else a new job.
+        The first try after a clear never looks.
         """
         ident = self._identity(context)
-        if self.reattach and ident["try_number"] > 1:
+        if self.reattach and ident["try_number"] > ident["first_try"]:
             job = self._previous_job(hook, ident)
             if job is not None:
                 by_try = job.get("labels", {}).get("airflow.try_number", "?")
@@ -409,7 +475,12 @@ class GantryJobOperator(BaseOperator):
             mask_secret(value)  # also hides the values where the container prints them
         self.warn_stacked_retries()
         hook = GantryHook(self.gantry_conn_id)
-        job = self.submit_or_reattach(hook, context)
+        try:
+            job = self.submit_or_reattach(hook, context)
+        except GantryApiError as exc:
+            if 400 <= exc.status < 500 and not exc.transient:
+                raise AirflowFailException(f"{exc} (a refusal: another try cannot change it)") from exc
+            raise
         self._job_id = job["id"]
         context["ti"].xcom_push(key="gantry_job_id", value=job["id"])
         if job["state"] == "succeeded":
@@ -423,12 +494,19 @@ class GantryJobOperator(BaseOperator):
                     reconnect_interval=self.reconnect_interval,
                     cancel_on_kill=self.cancel_on_kill,
                     tail_lines=self.log_tail_lines,
-                    masked=sorted(set((self.private_env or {}).values())),
+                    max_unreachable_seconds=self.max_unreachable_seconds,
+                    checkpoint_interval=self.checkpoint_interval,
+                    log_lines_per_interval=self.log_lines_per_interval,
+                    logging_interval=self.logging_interval,
                 ),
                 method_name="execute_complete",
                 timeout=self.execution_timeout,
             )
-        stream = self.follow(hook, job["id"])
+        try:
+            stream = self.follow(hook, job["id"])
+        except Exception:
+            self.leave_or_cancel(job["id"], context)
+            raise
         assert stream.final_job is not None
         return self.finish(stream.final_job, context, list(stream.tail))
 
@@ -437,7 +515,7 @@ class GantryJobOperator(BaseOperator):
             return []
         return hook.get_logs(job_id, tail=self.log_tail_lines).splitlines()
 
-    def follow(self, hook: GantryHook, job_id: str, max_unreachable_seconds: float = 600.0) -> JobStream:
+    def follow(self, hook: GantryHook, job_id: str) -> JobStream:
         """Follow the job's SSE stream in the worker until it ends; the stream then holds the final job and the tail."""
         stream = JobStream(job_id, self.log, self.stream_logs, tail_lines=self.log_tail_lines)
         failing_since: float | None = None
@@ -456,13 +534,17 @@ class GantryJobOperator(BaseOperator):
                 err = exc
             now = time.monotonic()
             failing_since = failing_since or now
-            if now - failing_since > max_unreachable_seconds:
-                raise AirflowException(f"lost Gantry while following job {job_id}: {err!r}")
+            if now - failing_since > self.max_unreachable_seconds:
+                raise AirflowException(
+                    f"lost Gantry for {self.max_unreachable_seconds:.0f} s while following job {job_id}: {err!r}"
+                )
             self.log.warning("Following job %s: %r; reconnecting in %.0f s", job_id, err, self.reconnect_interval)
             time.sleep(self.reconnect_interval)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         if event.get("status") != "done":
+            if event.get("job_id"):
+                self.leave_or_cancel(event["job_id"], context)
             raise AirflowException(event.get("message", f"Gantry trigger failed: {event!r}"))
         return self.finish(event["job"], context, event.get("log_tail") or [])
 
@@ -481,6 +563,27 @@ class GantryJobOperator(BaseOperator):
         if job["state"] == "failed" and job.get("exitCode") in self.skip_on_exit_code:
             raise AirflowSkipException(message)
         raise AirflowException(message)
+
+    # -- a try that fails before its job ended ---------------------------------------
+
+    def leave_or_cancel(self, job_id: str, context: Context) -> None:
+        """
+        The try fails while its job may still run: on a try a retry follows
+        (and re-attaches), the job is left for it; otherwise
+        ``on_finish_action`` decides, so no GPU job is orphaned by default.
+        The cancel is best effort: Gantry may still be unreachable.
+        """
+        ti = context["ti"]
+        max_tries = getattr(ti, "max_tries", None)
+        if not isinstance(max_tries, int):
+            max_tries = self.retries or 0
+        retried = max_tries != 0 and ti.try_number <= max_tries  # Airflow's own rule for a retry
+        if retried and self.reattach:
+            self.log.info("Leaving Gantry job %s running: the task's next try re-attaches to it", job_id)
+        elif self.on_finish_action == "keep":
+            self.log.warning("Leaving Gantry job %s running (on_finish_action='keep')", job_id)
+        else:
+            self._cancel(job_id)
 
     # -- kill -------------------------------------------------------------------------
 

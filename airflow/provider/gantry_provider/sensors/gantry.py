@@ -6,8 +6,10 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import requests
+
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
 
 from gantry_provider.hooks.gantry import TERMINAL_STATES, GantryApiError, GantryHook
 from gantry_provider.operators.gantry import GantryJobLink
@@ -34,10 +36,14 @@ class GantryJobSensor(BaseSensorOperator):
       job's state, exit code and reason (``AirflowFailException``: poking again
       cannot change a finished job, so the sensor's retries are not used).
     * **404**: the job does not exist (or this token may not see it): a
-      failure, not something to wait for.
-    * Gantry unreachable or answering 5xx: the sensor keeps waiting; deferred,
-      the trigger gives up after ``max_unreachable_seconds`` with an ordinary
-      (retryable) error.
+      failure, not something to wait for; so is any other refusal (4xx but
+      408 and 429), such as a token that is refused.
+    * Gantry unreachable (no connection, a timeout) or answering 5xx, 408 or
+      429: the sensor keeps waiting, in every mode and at its first poke;
+      deferred, the trigger gives up after ``max_unreachable_seconds`` with
+      an ordinary (retryable) error.
+    * ``soft_fail`` / ``never_fail`` skip the task instead of failing it, at
+      the first poke of the deferrable mode too.
 
     Deferred (``deferrable``, default from ``[operators] default_deferrable``),
     the job is polled by :class:`~gantry_provider.triggers.gantry.GantryJobStateTrigger`
@@ -85,7 +91,10 @@ class GantryJobSensor(BaseSensorOperator):
             if exc.transient:
                 self.log.warning("Gantry job %s: %s; poking again", self.job_id, exc)
                 return False
-            raise
+            raise AirflowFailException(str(exc)) from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            self.log.warning("Gantry job %s: Gantry unreachable (%r); poking again", self.job_id, exc)
+            return False
         if job["state"] not in TERMINAL_STATES:
             self.log.info("Gantry job %s is %s", self.job_id, job["state"])
             return False
@@ -96,7 +105,13 @@ class GantryJobSensor(BaseSensorOperator):
         if not self.deferrable:
             return super().execute(context)
         # One look first: a job that has already ended needs no trigger.
-        done = self.poke(context)
+        try:
+            done = self.poke(context)
+        except AirflowFailException as exc:
+            # BaseSensorOperator.execute, which this path bypasses, skips instead when told to.
+            if self.soft_fail or self.never_fail:
+                raise AirflowSkipException(f"Skipping: {exc}") from exc
+            raise
         if done:
             return done.xcom_value if isinstance(done, PokeReturnValue) else None
         self.defer(

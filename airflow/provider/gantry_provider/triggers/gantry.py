@@ -10,7 +10,6 @@ from typing import Any
 
 import aiohttp
 
-from airflow.sdk.log import mask_secret
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from gantry_provider.hooks.gantry import TERMINAL_STATES, GantryApiError, GantryHook
@@ -50,8 +49,13 @@ class GantryJobTrigger(BaseTrigger):
     :param cancel_on_kill: cancel the job when a user kills the deferred task.
     :param tail_lines: how many last lines the event carries.
     :param checkpoint_interval: seconds between records of the log position.
-    :param masked: values to mask in the log lines this trigger writes (the
-        operator's ``private_env`` values; trigger arguments are stored encrypted).
+    :param log_lines_per_interval: the most container lines written to the task
+        log per ``logging_interval`` seconds (None: no cap); the rest are counted.
+    :param logging_interval: the interval of that cap, in seconds.
+
+    Its arguments hold no secret: Airflow's REST API shows them as the task
+    instance's ``trigger.kwargs`` while the task is deferred. The operator's
+    ``private_env`` values are redacted by Gantry before a line reaches it.
     """
 
     def __init__(
@@ -65,7 +69,8 @@ class GantryJobTrigger(BaseTrigger):
         cancel_on_kill: bool = True,
         tail_lines: int = 20,
         checkpoint_interval: float = 5.0,
-        masked: list[str] | None = None,
+        log_lines_per_interval: int | None = None,
+        logging_interval: float = 60.0,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -77,7 +82,8 @@ class GantryJobTrigger(BaseTrigger):
         self.cancel_on_kill = cancel_on_kill
         self.tail_lines = tail_lines
         self.checkpoint_interval = checkpoint_interval
-        self.masked = list(masked or [])
+        self.log_lines_per_interval = log_lines_per_interval
+        self.logging_interval = logging_interval
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -92,7 +98,8 @@ class GantryJobTrigger(BaseTrigger):
                 "cancel_on_kill": self.cancel_on_kill,
                 "tail_lines": self.tail_lines,
                 "checkpoint_interval": self.checkpoint_interval,
-                "masked": self.masked,
+                "log_lines_per_interval": self.log_lines_per_interval,
+                "logging_interval": self.logging_interval,
             },
         )
 
@@ -131,14 +138,20 @@ class GantryJobTrigger(BaseTrigger):
     # -- following --------------------------------------------------------------------
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        for value in self.masked:
-            mask_secret(value)
         hook = GantryHook(self.gantry_conn_id)
         saved = await self._load_checkpoint()
         start = max((s for s in (self.last_event_id, saved) if s is not None), default=None)
         if saved is not None:
             self.log.info("Resuming the log of Gantry job %s after line %s", self.job_id, saved)
-        stream = JobStream(self.job_id, self.log, self.stream_logs, start, self.tail_lines)
+        stream = JobStream(
+            self.job_id,
+            self.log,
+            self.stream_logs,
+            start,
+            self.tail_lines,
+            lines_per_interval=self.log_lines_per_interval,
+            logging_interval=self.logging_interval,
+        )
         checkpointed, checkpointed_at = start, time.monotonic()
         failing_since: float | None = None
         async with hook.aclient() as gantry:

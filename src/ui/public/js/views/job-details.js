@@ -22,7 +22,11 @@ export function detailsList(job) {
     ['Ran', ran(job) === null ? none() : fmtDuration(ran(job))],
     ['GPUs', job.gpus.length ? job.gpus.map((u) => h('div', { class: 'mono' }, u)) : h('span', { class: 'muted' }, 'none')],
     job.pull ? ['Pull', `${job.pull.status}${job.pull.progress ? ` ${job.pull.progress}` : ''}`] : null,
-    ['Result', job.result === null ? none() : h('span', { class: 'mono' }, job.result)],
+    // A result file's JSON document, or the last stdout line.
+    [
+      'Result',
+      job.result === null ? none() : h('span', { class: 'mono' }, typeof job.result === 'string' ? job.result : JSON.stringify(job.result)),
+    ],
     [
       'Labels',
       Object.keys(job.labels).length ? Object.entries(job.labels).map(([k, v]) => h('span', { class: 'tag' }, `${k}=${v}`)) : none(),
