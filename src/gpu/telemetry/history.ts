@@ -38,14 +38,14 @@ export class Ring<P extends { at: number }> {
   }
 }
 
-/** Points per card: at the default spacing of 20 s, four hours. */
+/** Points per card. */
 export const CARD_POINTS = 720;
 /** Points per job, over its whole life (thinned as it runs). */
 export const JOB_POINTS = 360;
 /** Jobs whose series are kept: those running, then the most recently sampled that ended. */
 export const JOBS_KEPT = 256;
-/** The least time between two points of a card. */
-export const CARD_MIN_SPACING_MS = 20_000;
+/** A card keeps one point per this many samples: at the default 10 s, one per 20 s, so CARD_POINTS span four hours. */
+export const CARD_SPACING_SAMPLES = 2;
 
 export interface CardRow {
   at: number;
@@ -86,7 +86,7 @@ export class TelemetryHistory {
   readonly cardSpacingMs: number;
 
   constructor(private readonly sampleMs: number) {
-    this.cardSpacingMs = Math.max(CARD_MIN_SPACING_MS, sampleMs);
+    this.cardSpacingMs = CARD_SPACING_SAMPLES * sampleMs;
   }
 
   /** One reading of every card, with the jobs holding each (`holders` by card UUID). */
