@@ -21,9 +21,14 @@ export function s(tag, attrs, ...children) {
 
 let ids = 0;
 const W = 640;
-const PAD = { l: 52, r: 10, t: 10, b: 22 };
+const PAD = { l: 76, r: 10, t: 16, b: 22 };
 
-const fmt = (v, unit) => (v === null || v === undefined ? '—' : `${Number(v.toFixed(v < 10 ? 1 : 0)).toLocaleString()}${unit}`);
+/** A figure with its unit: one decimal under 10, two significant digits under 0.1 (so a small value never reads 0). */
+function fmt(v, unit) {
+  if (v === null || v === undefined) return '—';
+  const n = v > 0 && v < 0.1 ? Number(v.toPrecision(2)) : Number(v.toFixed(v < 10 ? 1 : 0));
+  return `${n.toLocaleString(undefined, { maximumSignificantDigits: 6 })}${unit}`;
+}
 
 /** Last, peak and mean of a series, as words. */
 function summary(series, unit) {
@@ -52,23 +57,21 @@ export function lineChart({ label, unit = '', from, to, series, spans = [], ref 
     s('line', { class: 'grid', x1: PAD.l, x2: W - PAD.r, y1: y(v), y2: y(v) }),
     s('text', { class: 'axis', x: PAD.l - 4, y: y(v) + 4, 'text-anchor': 'end' }, fmt(v, unit)),
   ]);
+  const seconds = span < 15 * 60_000;
   const ticks = [from, from + span / 2, to].map((t, i) =>
-    s('text', { class: 'axis', x: x(t), y: H - 6, 'text-anchor': ['start', 'middle', 'end'][i] }, clock(t)),
+    s('text', { class: 'axis', x: x(t), y: H - 6, 'text-anchor': ['start', 'middle', 'end'][i] }, clock(t, seconds)),
   );
-  const bands = spans.map((b, i) =>
-    s(
+  const bands = spans.map((b, i) => {
+    const width = Math.max(2, x(Math.min(b.to, to)) - x(Math.max(b.from, from)));
+    return s(
       'g',
       { class: `span ${b.cls ?? `span-${i % 6}`}` },
-      s('rect', {
-        x: x(Math.max(b.from, from)),
-        y: PAD.t,
-        width: Math.max(2, x(Math.min(b.to, to)) - x(Math.max(b.from, from))),
-        height: H - PAD.t - PAD.b,
-      }),
-      s('text', { class: 'span-label', x: x(Math.max(b.from, from)) + 3, y: PAD.t + 11 }, b.label),
+      s('rect', { x: x(Math.max(b.from, from)), y: PAD.t, width, height: H - PAD.t - PAD.b }),
+      // A band too narrow for its name keeps it in its tooltip and in the chart's description.
+      width >= 60 ? s('text', { class: 'span-label', x: x(Math.max(b.from, from)) + 3, y: PAD.t + 11 }, b.label) : null,
       s('title', {}, b.label),
-    ),
-  );
+    );
+  });
   const lines = series.map((ser) => {
     let d = '';
     let prev = null;
@@ -100,6 +103,12 @@ export function lineChart({ label, unit = '', from, to, series, spans = [], ref 
     { class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-labelledby': `${id}-t ${id}-d`, 'data-chart': label },
     s('title', { id: `${id}-t` }, label),
     s('desc', { id: `${id}-d` }, desc),
+    s(
+      'text',
+      { class: 'chart-title', x: W - PAD.r, y: PAD.t - 4, 'text-anchor': 'end', 'aria-hidden': 'true' },
+      label,
+      series.length > 1 ? series.map((ser) => s('tspan', { class: `key ${ser.cls ?? ''}` }, `  ■ ${ser.name}`)) : null,
+    ),
     bands,
     grid,
     ticks,

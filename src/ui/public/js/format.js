@@ -59,5 +59,6 @@ export function prose(text) {
   return parts;
 }
 
-/** A clock time of day in the reader's zone, for chart axes. */
-export const clock = (ms) => new Date(ms).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+/** A clock time of day in the reader's zone, for chart axes (with seconds for a short span). */
+export const clock = (ms, seconds = false) =>
+  new Date(ms).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', ...(seconds ? { second: '2-digit' } : {}) });

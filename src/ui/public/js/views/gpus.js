@@ -12,6 +12,13 @@ import { nodePanel } from './overview-nodes.js';
 
 const REFRESH_MS = 10_000;
 const OTHER = "another owner's job";
+/** The windows offered, in hours. */
+const WINDOWS = new Map([
+  [0.25, 'last 15 min'],
+  [1, 'last 1 h'],
+  [4, 'last 4 h'],
+  [12, 'last 12 h'],
+]);
 
 /** Each holder's runs of consecutive points, as spans [{from, to, jobId, label}]. */
 export function holderSpans(points, spacingMs, names) {
@@ -55,7 +62,9 @@ function cardSection(card, hist, names, from, to) {
     ),
     card.points.length === 0
       ? h('p', { class: 'muted empty' }, 'No sample in this window (cards are sampled while a GPU job runs here).')
-      : [
+      : h(
+          'div',
+          { class: 'chart-pair' },
           lineChart({
             ...common,
             label: `GPU ${card.index} utilisation`,
@@ -70,7 +79,7 @@ function cardSection(card, hist, names, from, to) {
             yMax: card.memoryMiB,
             series: [{ name: 'memory', cls: 'mem', points: series('memoryUsedMiB') }],
           }),
-        ],
+        ),
     h(
       'ul',
       { class: 'holders small' },
@@ -101,39 +110,43 @@ function queueSection(q, from, to) {
           `now ${last.queued} queued (${last.gpuQueued} for GPUs), longest wait ${fmtDuration(last.longestWaitSeconds * 1000)}`,
         )
       : h('p', { class: 'muted' }, 'No point yet.'),
-    lineChart({
-      label: 'Jobs queued',
-      from,
-      to,
-      gapMs,
-      height: 120,
-      series: [
-        { name: 'queued', cls: 'util', points: series('queued') },
-        { name: 'for GPUs', cls: 'mem', points: series('gpuQueued') },
-      ],
-    }),
-    lineChart({
-      label: 'Waiting time (minutes)',
-      unit: ' min',
-      from,
-      to,
-      gapMs,
-      height: 120,
-      series: [
-        { name: 'longest wait', cls: 'power', points: series('longestWaitSeconds', 60) },
-        { name: 'mean wait', cls: 'util', points: series('meanWaitSeconds', 60) },
-      ],
-    }),
+    h(
+      'div',
+      { class: 'chart-pair' },
+      lineChart({
+        label: 'Jobs queued',
+        from,
+        to,
+        gapMs,
+        height: 120,
+        series: [
+          { name: 'queued', cls: 'util', points: series('queued') },
+          { name: 'for GPUs', cls: 'mem', points: series('gpuQueued') },
+        ],
+      }),
+      lineChart({
+        label: 'Waiting time (minutes)',
+        unit: ' min',
+        from,
+        to,
+        gapMs,
+        height: 120,
+        series: [
+          { name: 'longest wait', cls: 'power', points: series('longestWaitSeconds', 60) },
+          { name: 'mean wait', cls: 'util', points: series('meanWaitSeconds', 60) },
+        ],
+      }),
+    ),
   );
 }
 
 export function renderGpus(signal, query) {
   document.title = 'Gantry — GPUs and queue';
-  const hours = [1, 4, 12].includes(Number(query.get('hours'))) ? Number(query.get('hours')) : 4;
+  const hours = WINDOWS.has(Number(query.get('hours'))) ? Number(query.get('hours')) : 4;
   const pick = h(
     'select',
     { id: 'hours', 'aria-label': 'Window', onchange: () => (location.hash = `#/gpus?hours=${pick.value}`) },
-    [1, 4, 12].map((n) => h('option', { value: n, selected: n === hours }, `last ${n} h`)),
+    [...WINDOWS].map(([n, label]) => h('option', { value: n, selected: n === hours }, label)),
   );
   const body = h('div', { id: 'gpus-history' }, h('p', { class: 'muted' }, 'Loading…'));
   const nodes = h('section', { class: 'card', id: 'nodes' }, h('h2', {}, 'Nodes'), h('div'));
@@ -153,8 +166,10 @@ export function renderGpus(signal, query) {
       const nodeList = await api('/v1/nodes', { signal });
       if (signal.aborted) return;
       const names = new Map(jobs.items.map((j) => [j.id, j.name ?? shortId(j.id)]));
+      // The charts start at the window's start, or at the first point kept when the node has been up for less.
       const to = Date.now();
-      const from = to - hours * 3_600_000;
+      const kept = [...gpus.items.flatMap((c) => c.points.slice(0, 1)), ...queue.points.slice(0, 1)].map((p) => Date.parse(p.time));
+      const from = Math.max(to - hours * 3_600_000, Math.min(to - 60_000, ...kept));
       body.replaceChildren(...gpus.items.map((c) => cardSection(c, gpus, names, from, to)), queueSection(queue, from, to));
       if (gpus.items.length === 0) body.prepend(h('p', { class: 'muted' }, 'No GPUs on this node.'));
       nodes.lastChild.replaceChildren(nodePanel(nodeList, () => void refresh()));

@@ -8,6 +8,8 @@ import { h } from '../dom.js';
 import { relative } from '../format.js';
 
 const MAX_POINTS = 2000;
+/** Joules as a person reads them: Wh below one kWh. */
+const energy = (j) => (j < 3.6e6 ? `${round(j / 3600)} Wh` : `${round(j / 3.6e6)} kWh`);
 const round = (v) => (v === null || v === undefined ? '—' : Number(v.toFixed(1)).toLocaleString());
 
 /** A live sample as a point of the job's series (utilisation averaged, memory and power summed, as the node keeps them). */
@@ -50,7 +52,7 @@ export function telemetryCard(id, signal) {
           'p',
           { class: 'small', 'data-field': 'telemetry-summary' },
           `${t.samples} samples · mean ${round(t.meanUtilizationPct)}% · peak ${round(t.peakUtilizationPct)}% · peak memory ${round(t.peakMemoryMiB)} MiB`,
-          t.energyJoules !== null ? ` · ${round(t.energyJoules / 3.6e6)} kWh` : '',
+          t.energyJoules !== null ? ` · ${energy(t.energyJoules)}` : '',
           t.sharedCard ? ' · shared card: utilisation and power are the card’s, not shown' : '',
           t.lastSampleAt ? ` · last sample ${relative(t.lastSampleAt)}` : '',
         )

@@ -12,6 +12,10 @@ import { detailsList, resultView } from './job-details.js';
 import { logCard } from './job-log.js';
 import { telemetryCard } from './job-telemetry.js';
 
+/** The spec as the page shows it: environment values hidden (they often carry credentials), their names kept. */
+const shownSpec = (spec) =>
+  spec.env ? { ...spec, env: Object.fromEntries(Object.keys(spec.env).map((name) => [name, '(hidden)'])) } : spec;
+
 const back = () => h('a', { href: '#/', class: 'back' }, '← Overview');
 
 export async function renderJob(id, signal) {
@@ -67,7 +71,12 @@ export async function renderJob(id, signal) {
     h('div', { class: 'job-grid' }, h('section', { class: 'card' }, h('h2', {}, 'Details'), details), log.element),
     h('div', { class: 'job-grid' }, attempts, gpu.element),
     result,
-    h('section', { class: 'card' }, h('h2', {}, 'Spec'), h('pre', { class: 'spec', id: 'spec' }, JSON.stringify(job.spec, null, 2))),
+    h(
+      'section',
+      { class: 'card' },
+      h('h2', {}, 'Spec'),
+      h('pre', { class: 'spec', id: 'spec' }, JSON.stringify(shownSpec(job.spec), null, 2)),
+    ),
   );
   void gpu.load(job);
 
