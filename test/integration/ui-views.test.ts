@@ -112,6 +112,8 @@ const markup = (page: Page) => page.evaluate(() => document.body.outerHTML);
 test('UI views with live data: job attempts and GPU charts, GPUs over time, usage with CSV, audit for admins; another owner and env values never shown', async (t) => {
   const gate = tempDir('gantry-gate-');
   fs.chmodSync(gate, 0o755);
+  // Run first of the after-hooks (they run in order), so a failure ends the jobs and their live streams before Gantry closes.
+  t.after(() => fs.writeFileSync(path.join(gate, 'open'), ''));
   const g = await gantry(t, gate);
   const airflow = client(g.url, SUBMITTER_TOKEN);
   const bob = client(g.url, OTHER_OWNER_TOKEN);
@@ -279,6 +281,10 @@ test('UI views with live data: job attempts and GPU charts, GPUs over time, usag
   assert.deepEqual(await page.$$eval('#usage-teams tbody tr', (trs) => trs.map((tr) => tr.getAttribute('data-team'))), ['ml']);
   await page.goto(`${g.url}/ui/#/jobs/${theirs.id}`);
   await page.waitForSelector('h1:has-text("Job not found")');
+  // The API the page reads answers so too, whatever a page would draw of it.
+  assert.equal((await airflow.call('GET', `/v1/jobs/${theirs.id}/telemetry`)).status, 404);
+  const cardsSeen = await airflow.call('GET', '/v1/gpus/history?hours=1');
+  assert.ok(cardsSeen.text.includes(train.id) && !cardsSeen.text.includes(theirs.id) && !cardsSeen.text.includes('"bob"'));
   assertStayedHome(b, g, /status of 403|status of 404/);
   t.diagnostic(`first load: ${weight}`);
 });

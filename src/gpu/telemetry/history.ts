@@ -32,6 +32,10 @@ export class Ring<P extends { at: number }> {
     }
   }
 
+  last(): P | undefined {
+    return this.points.at(-1);
+  }
+
   since(atMs: number): readonly P[] {
     const from = this.points.findIndex((p) => p.at >= atMs);
     return from < 0 ? [] : this.points.slice(from);
@@ -71,6 +75,11 @@ export interface JobCardFigures {
   powerWatts: number | null;
 }
 
+const NO_HOLDER: readonly CardHolder[] = Object.freeze([]);
+
+const sameHolders = (a: readonly CardHolder[], b: readonly CardHolder[]): boolean =>
+  a.length === b.length && a.every((x, i) => x.jobId === b[i]!.jobId && x.owner === b[i]!.owner);
+
 const sum = (xs: (number | null)[]): number | null =>
   xs.length === 0 || xs.some((x) => x === null) ? null : xs.reduce<number>((a, b) => a + b!, 0);
 
@@ -98,7 +107,10 @@ export class TelemetryHistory {
         this.cards.set(c.uuid, ring);
       }
       const { utilizationPct, memoryUsedMiB, powerWatts } = c;
-      ring.push({ at, utilizationPct, memoryUsedMiB, powerWatts, holders: holders.get(c.uuid) ?? [] });
+      const now = holders.get(c.uuid) ?? NO_HOLDER;
+      // A card mostly keeps its holders for many points: those points share one list.
+      const before = ring.last()?.holders;
+      ring.push({ at, utilizationPct, memoryUsedMiB, powerWatts, holders: before && sameHolders(before, now) ? before : now });
     }
   }
 

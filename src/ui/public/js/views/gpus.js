@@ -12,12 +12,11 @@ import { nodePanel } from './overview-nodes.js';
 
 const REFRESH_MS = 10_000;
 const OTHER = "another owner's job";
-/** The windows offered, in hours. */
+/** The windows offered, in hours: the cards' rings span four hours at the default sample period. */
 const WINDOWS = new Map([
   [0.25, 'last 15 min'],
   [1, 'last 1 h'],
   [4, 'last 4 h'],
-  [12, 'last 12 h'],
 ]);
 
 /** Each holder's runs of consecutive points, as spans [{from, to, jobId, label}]. */
