@@ -133,7 +133,17 @@ test('UI views with live data: job attempts and GPU charts, GPUs over time, usag
   assert.equal(flakyDone.attempt, 2);
 
   // Two owners' jobs hold the two cards; bob's shares its card with a declared memory.
-  const train = await airflow.submit(held('train-llm', { count: 1 }, { env: { WANDB_API_KEY: SECRET_ENV_VALUE } }));
+  const train = await airflow.submit(
+    sh(
+      'i=0; until [ -e /gate/open ]; do i=$((i+1)); [ $((i % 40)) = 0 ] && echo "step $i loss $((90000 / (i + 90)))e-3"; sleep 0.05; done',
+      {
+        name: 'train-llm',
+        gpus: { count: 1 },
+        env: { WANDB_API_KEY: SECRET_ENV_VALUE },
+        mounts: [{ source: gate, target: '/gate' }],
+      },
+    ),
+  );
   const theirs = await bob.submit(held('bob-finetune', { count: 1, memoryMiB: 20000 }));
   await airflow.waitFor(train.id, (j) => j.state === 'running');
   await bob.waitFor(theirs.id, (j) => j.state === 'running');
@@ -240,10 +250,12 @@ test('UI views with live data: job attempts and GPU charts, GPUs over time, usag
   );
   await picture(b, 'usage');
 
-  // Audit (admin): each submission, linked to its job; the filters narrow it.
+  // Audit (admin): each change, linked to the job or card it acted on; the filters narrow it.
+  for (const action of ['drain', 'undrain']) assert.equal((await g.call('POST', `/v1/gpus/${UUID1}/${action}`)).status, 200);
   await page.goto(`${g.url}/ui/#/audit`);
   await page.waitForSelector(`#audit-body tr[data-action="job.submit"] a[data-job="${train.id}"]`);
   assert.equal(await page.getAttribute(`a[data-job="${train.id}"]`, 'href'), `#/jobs/${train.id}`);
+  assert.equal(await page.getAttribute('#audit-body tr[data-action="gpu.drain"] [data-field="target"] a', 'href'), `#/gpus?gpu=${UUID1}`);
   await picture(b, 'audit');
   await page.fill('#audit-actor', 'bob');
   await page.click('#audit-apply');

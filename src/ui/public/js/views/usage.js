@@ -9,8 +9,8 @@ import { h, main, table } from '../dom.js';
 import { isAdmin, learnScopes } from '../scopes.js';
 
 const WINDOWS = { '1d': 1, '7d': 7, '30d': 30, '90d': 90 };
-/** GPU-hours as read: two decimals, or two significant digits for a few minutes' use (which would round to 0). */
-const hours = (x) => (x > 0 && x < 0.01 ? x.toPrecision(2) : Number(x.toFixed(x < 10 ? 2 : 1)).toLocaleString());
+/** GPU-hours as read: two decimals, or two significant digits below 0.1 (a few minutes' use would round to 0). */
+const hours = (x) => (x > 0 && x < 0.1 ? x.toPrecision(2) : Number(x.toFixed(x < 10 ? 2 : 1)).toLocaleString());
 
 /** Each team's GPU-hours in the window: the sum over its owners the report lists. */
 export function teamHours(report, teams) {
