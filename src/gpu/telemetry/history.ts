@@ -87,7 +87,7 @@ const sum = (xs: (number | null)[]): number | null =>
  * What the GPU sampler measured lately, in memory only: per card its last
  * hours (with the jobs that held it), per job its series over its life.
  * Bounded whatever runs: CARD_POINTS per card, JOB_POINTS per job and
- * JOBS_KEPT jobs (docs/operator-page.md states the bytes).
+ * JOBS_KEPT jobs (README, The operator page, states the bytes).
  */
 export class TelemetryHistory {
   private readonly cards = new Map<string, Ring<CardRow>>();
