@@ -30,7 +30,12 @@ function cards(): { kept: number; history: TelemetryHistory } {
   const before = heap();
   for (let tick = 0; tick < CARD_POINTS * 2; tick++) {
     const at = tick * SAMPLE_MS;
-    const reading: CardSample[] = uuids.map((uuid) => ({ uuid, utilizationPct: tick % 100, memoryUsedMiB: 40_000 + tick, powerWatts: 300.5 }));
+    const reading: CardSample[] = uuids.map((uuid) => ({
+      uuid,
+      utilizationPct: tick % 100,
+      memoryUsedMiB: 40_000 + tick,
+      powerWatts: 300.5,
+    }));
     const holders = new Map<string, CardHolder[]>(
       uuids.map((u, i) => [u, [{ jobId: fresh(`00000000-0000-4000-8000-${String(i).padStart(12, '0')}`), owner: fresh('airflow') }]]),
     );
@@ -52,7 +57,10 @@ function jobs(): { kept: number; history: TelemetryHistory } {
 }
 
 function queue(): { kept: number; history: QueueHistory } {
-  const queued = Array.from({ length: 50 }, () => ({ createdAt: new Date(0).toISOString(), spec: { gpus: { count: 1 } } }) as unknown as JobRecord);
+  const queued = Array.from(
+    { length: 50 },
+    () => ({ createdAt: new Date(0).toISOString(), spec: { gpus: { count: 1 } } }) as unknown as JobRecord,
+  );
   const history = new QueueHistory(() => queued);
   const before = heap();
   for (let i = 0; i < QUEUE_POINTS * 2; i++) history.sample(i * 30_000);
@@ -63,7 +71,9 @@ const c = cards();
 const j = jobs();
 const q = queue();
 console.log(`per card, ${CARD_POINTS} points: ${(c.kept / 1024).toFixed(1)} KiB`);
-console.log(`per job, ${JOB_POINTS} points: ${(j.kept / 1024).toFixed(1)} KiB (at most ${JOBS_KEPT} jobs: ${((j.kept * JOBS_KEPT) / 1048576).toFixed(1)} MiB)`);
+console.log(
+  `per job, ${JOB_POINTS} points: ${(j.kept / 1024).toFixed(1)} KiB (at most ${JOBS_KEPT} jobs: ${((j.kept * JOBS_KEPT) / 1048576).toFixed(1)} MiB)`,
+);
 console.log(`queue, ${QUEUE_POINTS} points: ${(q.kept / 1024).toFixed(1)} KiB`);
 // Keep the rings alive until measured.
 void [c.history, j.history, q.history];
