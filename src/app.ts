@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { OperatorHistory } from './api/routes/v1/history.js';
 import { buildHttp, OPENAPI_INFO } from './api/server.js';
 import { loadRegistryAuth } from './auth/registry-auth.js';
 import { loadTokens, type TokenStore } from './auth/tokens.js';
@@ -14,6 +15,7 @@ import { GpuAllocator } from './gpu/allocator.js';
 import { DcgmJobMap } from './gpu/dcgm-job-map.js';
 import { GpuHealthBook } from './gpu/health/state.js';
 import { discoverGpus, type GpuDevice } from './gpu/inventory.js';
+import { TelemetryHistory } from './gpu/telemetry/history.js';
 import { readGpus } from './gpu/telemetry/nvidia-smi.js';
 import { JobEventHub } from './jobs/events.js';
 import { resolveRunSettings } from './jobs/run-settings.js';
@@ -29,6 +31,7 @@ import { prepareRunFolders } from './runner/run-folders.js';
 import type { Scheduler } from './runner/scheduler.js';
 import { DockerRuntime } from './runtime/docker/index.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
+import { QueueHistory } from './scheduling/queue-history.js';
 import { Quotas, readQuotasFile } from './scheduling/quotas.js';
 import { openSecretSource } from './secrets/open.js';
 import { openPostgresStore } from './store/postgres/index.js';
@@ -60,6 +63,8 @@ export interface Gantry {
   scheduler: Scheduler;
   /** Per-job GPU telemetry (GANTRY_GPU_SAMPLE_SECONDS); started with the scheduler when the node has GPUs. */
   gpuSampler: GpuSampler;
+  /** The recent samples the operator page draws (memory only). */
+  history: OperatorHistory;
   /** This node's seat in the fleet (a single host is a fleet of one). */
   membership: NodeMembership;
   nodes: NodeService;
@@ -215,6 +220,9 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
       })
     : () => undefined;
 
+  // What the operator page draws: the cards' and jobs' recent samples, and the queue's length over time.
+  const telemetryHistory = new TelemetryHistory(config.gpus.telemetry.sampleSeconds * 1000);
+  const queueHistory = new QueueHistory(() => queue.all.inOrder());
   const gpuSampler = new GpuSampler({
     store,
     runtime,
@@ -225,7 +233,11 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     read: () => readGpus(Math.max(5_000, config.gpus.telemetry.sampleSeconds * 1000)),
     note: (jobId, line) => runs.note(jobId, line),
     interrupt: (jobId, why) => runs.interrupt(jobId, why),
-    onSample: (owner, sample) => metrics.jobGpus.set(owner, sample),
+    onSample: (owner, sample) => {
+      metrics.jobGpus.set(owner, sample);
+      telemetryHistory.recordJob(sample.jobId, sample.summary.attempt, Date.parse(sample.time), sample.gpus);
+    },
+    onReading: (at, cards, holders) => telemetryHistory.recordCards(at, cards, holders),
     onGone: (jobId) => metrics.jobGpus.remove(jobId),
     log,
   });
@@ -245,6 +257,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     metrics,
     quotas,
     queue,
+    history: { gpus: telemetryHistory, queue: queueHistory },
   });
   const openMetrics =
     config.metrics === 'open' ? openMetricsListener({ scrape: () => metrics.scrape(), contentType: metrics.contentType, log }) : null;
@@ -258,6 +271,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     health,
     scheduler,
     gpuSampler,
+    history: { gpus: telemetryHistory, queue: queueHistory },
     membership,
     nodes,
     tokens,
@@ -284,6 +298,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
   app.addHook('onClose', async () => {
     stopRetention();
     stopAuditRetention();
+    queueHistory.stop();
     membership.stop();
     selfFence.stop();
     unbridge();
@@ -302,6 +317,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     decider?.start();
     selfFence.start();
     if (devices.length > 0) gpuSampler.start();
+    queueHistory.start();
     monitor?.start();
   }
   return app;

@@ -20,6 +20,7 @@ import { metricsRoute } from './routes/metrics.js';
 import { openapiRoute } from './routes/openapi.js';
 import { auditRoutes } from './routes/v1/audit.js';
 import { gpuRoutes } from './routes/v1/gpus.js';
+import { historyRoutes, type OperatorHistory } from './routes/v1/history.js';
 import { jobLogRoutes } from './routes/v1/job-logs.js';
 import { jobWaitRoutes } from './routes/v1/job-wait.js';
 import { jobRoutes } from './routes/v1/jobs.js';
@@ -41,6 +42,7 @@ export interface HttpDeps extends RouteDeps {
   tokens: TokenStore;
   store: Store;
   runtime: ContainerRuntime;
+  history: OperatorHistory;
 }
 
 /**
@@ -143,6 +145,13 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
     await typed.register(nodeRoutes, deps);
     await typed.register(teamRoutes, deps);
     await typed.register(auditRoutes, { audit: d.store.audit });
+    await typed.register(historyRoutes, {
+      history: d.history,
+      jobs: d.jobs,
+      gpus: d.gpus,
+      node: d.config.node.name,
+      sampleSeconds: d.config.gpus.telemetry.sampleSeconds,
+    });
     const usage = new UsageReporter({ jobs: d.store.jobs, nodes: d.store.nodes, weights: d.config.gpus.modelWeights });
     await typed.register(usageRoutes, { usage });
   });

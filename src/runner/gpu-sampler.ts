@@ -4,6 +4,7 @@ import { type JobCardReading, JobTelemetry } from '../gpu/telemetry/accumulator.
 import type { CardSample, GpuReading } from '../gpu/telemetry/nvidia-smi.js';
 import type { JobEventHub } from '../jobs/events.js';
 import type { GpuSample } from '../model/gpu-telemetry.js';
+import type { CardHolder } from '../model/history.js';
 import type { ContainerRuntime } from '../runtime/runtime.js';
 import type { JobRecord, Store } from '../store/store.js';
 import type { Interruption } from './job-run.js';
@@ -23,8 +24,10 @@ export interface GpuSamplerDeps {
   note: (jobId: string, line: string) => void;
   /** Ends a job this node runs for a policy's cause (Scheduler.interrupt). */
   interrupt: (jobId: string, why: Interruption) => Promise<boolean>;
-  /** A job's latest sample, for /metrics. */
+  /** A job's latest sample, for /metrics and its recent history. */
   onSample: (owner: string, sample: GpuSample) => void;
+  /** Every card at a tick, with the jobs sampled on each (by card UUID), for the cards' recent history. */
+  onReading: (at: number, cards: readonly CardSample[], holders: ReadonlyMap<string, readonly CardHolder[]>) => void;
   /** A job is no longer sampled (it ended, or left this node). */
   onGone: (jobId: string) => void;
   log: Logger;
@@ -103,6 +106,7 @@ export class GpuSampler {
     }
     const at = Date.now();
     const cards = new Map(reading.cards.map((c) => [c.uuid, c]));
+    this.d.onReading(at, reading.cards, holdersByCard(jobs));
     await Promise.all(jobs.map((r) => this.sampleJob(r, at, cards, reading)));
   }
 
@@ -169,4 +173,17 @@ export class GpuSampler {
     }
     if (verdict.end) await this.d.interrupt(r.id, verdict.end);
   }
+}
+
+/** The jobs on each card, by card UUID. */
+function holdersByCard(jobs: readonly JobRecord[]): Map<string, CardHolder[]> {
+  const byCard = new Map<string, CardHolder[]>();
+  for (const r of jobs) {
+    for (const uuid of r.gpus) {
+      const list = byCard.get(uuid) ?? [];
+      list.push({ jobId: r.id, owner: r.owner });
+      byCard.set(uuid, list);
+    }
+  }
+  return byCard;
 }

@@ -1,17 +1,16 @@
-// End-to-end tests of the web page in real headless Chromium (Debian's
-// /usr/bin/chromium driven by playwright-core; no browser download), against
-// a live Gantry on the real Docker engine. Screenshots go to
-// test-artifacts/ui/.
+// End-to-end tests of the web page in real headless Chromium
+// (test/helpers/browser.ts), against a live Gantry on the real Docker engine.
 
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import path from 'node:path';
 import { type TestContext, test } from 'node:test';
-import { type BrowserContext, chromium, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { OPENAPI_INFO } from '../../src/api/server.js';
 import type { GpuDevice } from '../../src/gpu/inventory.js';
 import type { ContainerRuntime } from '../../src/runtime/runtime.js';
+import { assertStayedHome, openBrowser, READER_TOKEN, SUBMITTER_TOKEN, signIn, WATCHER_TOKEN } from '../helpers/browser.js';
 import { FakeRuntime } from '../helpers/fake-runtime.js';
 import { ADMIN_TOKEN, client, type InProcessGantry, ROOT, startGantry, TEST_IMAGE, tempDir, tokensFile } from '../helpers/gantry.js';
 
@@ -26,11 +25,6 @@ declare const document: {
   querySelector(selector: string): { textContent: string | null } | null;
 };
 
-const CHROMIUM = process.env.GANTRY_CHROMIUM ?? '/usr/bin/chromium';
-const ARTIFACTS = path.join(ROOT, 'test-artifacts', 'ui');
-const READER_TOKEN = 'reader-token-0123456789abcdef';
-const SUBMITTER_TOKEN = 'submitter-token-0123456789abcdef';
-const WATCHER_TOKEN = 'watcher-token-0123456789abcdef';
 const PUBLIC_DIR = path.join(ROOT, 'src', 'ui', 'public');
 
 const GPUS: GpuDevice[] = [
@@ -40,91 +34,9 @@ const GPUS: GpuDevice[] = [
 
 const sh = (script: string, extra: Record<string, unknown> = {}) => ({ image: TEST_IMAGE, command: ['sh', '-c', script], ...extra });
 
-interface Browser {
-  page: Page;
-  ctx: BrowserContext;
-  /** Every URL the page asked for (to prove it stays on Gantry's origin). */
-  requests: string[];
-  /** Console errors and uncaught exceptions (CSP violations show up here). */
-  errors: string[];
-  shot(name: string): Promise<void>;
-}
-
-async function openBrowser(t: TestContext, origin: string): Promise<Browser> {
-  assert.ok(fs.existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
-  fs.mkdirSync(ARTIFACTS, { recursive: true });
-  const ctx = await chromium.launchPersistentContext(tempDir('gantry-chromium-'), {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    viewport: { width: 1360, height: 900 },
-  });
-  t.after(() => ctx.close());
-  const requests: string[] = [];
-  const errors: string[] = [];
-  // Nothing leaves loopback: any other request is refused and recorded.
-  await ctx.route('**/*', (route) => {
-    const url = route.request().url();
-    return url.startsWith(origin) || url.startsWith('data:') || url.startsWith('blob:') ? route.continue() : route.abort();
-  });
-  const page = ctx.pages()[0] ?? (await ctx.newPage());
-  page.on('request', (r) => requests.push(r.url()));
-  page.on('console', (m) => {
-    if (m.type() !== 'error') return;
-    // Expected refusals: the token check at sign-in.
-    const expected = /\/v1\/jobs\?limit=1$/.test(m.location().url);
-    if (!(expected && m.text().startsWith('Failed to load resource'))) errors.push(`${m.text()} (${m.location().url})`);
-  });
-  page.on('pageerror', (e) => errors.push(String(e)));
-  page.setDefaultTimeout(30_000);
-  const b: Browser = {
-    page,
-    ctx,
-    requests,
-    errors,
-    async shot(name) {
-      await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true });
-    },
-  };
-  t.after(async () => {
-    // Keep a picture of the last state of a failing test.
-    if (!page.isClosed())
-      await page.screenshot({ path: path.join(ARTIFACTS, `last-${t.name.slice(0, 40).replace(/\W+/g, '-')}.png`) }).catch(() => undefined);
-  });
-  return b;
-}
-
-async function signIn(b: Browser, g: InProcessGantry, token = ADMIN_TOKEN): Promise<void> {
-  await b.page.goto(`${g.url}/`);
-  await b.page.fill('#token', token);
-  await b.page.click('#login-submit');
-  await b.page.waitForSelector('#recent table, #recent .empty');
-}
-
 /** Waits until the header describes the token's scopes exactly so. */
 async function whoamiSays(page: Page, label: string): Promise<void> {
   await page.waitForFunction((want) => document.querySelector('#whoami')?.textContent === want, label);
-}
-
-function assertStayedHome(b: Browser, g: InProcessGantry, expectedErrors?: RegExp): void {
-  const away = b.requests.filter((u) => !u.startsWith(g.url) && !u.startsWith('data:') && !u.startsWith('blob:'));
-  assert.deepEqual(away, [], 'the page asked for nothing outside Gantry');
-  const tokens = [ADMIN_TOKEN, READER_TOKEN, SUBMITTER_TOKEN, WATCHER_TOKEN];
-  assert.ok(!b.requests.some((u) => tokens.some((token) => u.includes(token))), 'no token in any URL');
-  assert.deepEqual(
-    b.errors.filter((e) => !expectedErrors?.test(e)),
-    [],
-    'no console errors (CSP violations included)',
-  );
 }
 
 async function gantryWithTokens(t: TestContext, env: Record<string, string> = {}, runtime?: ContainerRuntime): Promise<InProcessGantry> {

@@ -1,4 +1,5 @@
 // Requests to Gantry's REST API with the bearer token.
+import { h, toast } from './dom.js';
 import { sleep } from './timing.js';
 import { token } from './token.js';
 
@@ -45,4 +46,20 @@ export async function api(path, { method = 'GET', signal, t } = {}) {
   if (res.status === 401 && t === undefined) tokenRefused();
   if (!res.ok) throw new ApiError(res.status, body);
   return body;
+}
+
+/** Saves what `url` answers as a file, fetched with the token (a plain link could not carry it). */
+export async function download(url, accept, filename) {
+  try {
+    const res = await fetch(url, { headers: authHeaders({ Accept: accept }), cache: 'no-store' });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    const href = URL.createObjectURL(await res.blob());
+    const a = h('a', { href, download: filename });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(href), 10_000);
+  } catch (err) {
+    toast(`Download failed: ${err.message}`, 'error');
+  }
 }

@@ -33,3 +33,14 @@ export function toast(message, kind = 'info') {
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => (el.hidden = true), 5000);
 }
+
+/** A table of rows under its headers, or the `empty` sentence when there are none. */
+export function table(headers, rows, empty) {
+  if (rows.length === 0) return h('p', { class: 'empty muted' }, empty);
+  const head = h(
+    'tr',
+    {},
+    headers.map((x) => h('th', {}, x)),
+  );
+  return h('table', {}, h('thead', {}, head), h('tbody', {}, rows));
+}

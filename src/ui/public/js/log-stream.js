@@ -1,4 +1,4 @@
-// A job's live log over SSE.
+// A job's live log over SSE, with its GPU samples as they are taken.
 import { ApiError, authHeaders, tokenRefused } from './api.js';
 import { sseBatches } from './sse.js';
 import { sleep } from './timing.js';
@@ -8,7 +8,8 @@ const LOG_TAIL = 5000; // lines fetched when a job page opens
 /**
  * Follows a job's log until its `end` event, reconnecting after a dropped
  * connection with Last-Event-ID so no line is lost or repeated. Reports
- * through `on.connection(state)`, `on.lines(batch)` and `on.status(job)`.
+ * through `on.connection(state)`, `on.lines(batch)`, `on.status(job)` and
+ * `on.telemetry(sample)` (GPU samples carry no id: none is replayed).
  */
 export async function followLog(jobId, signal, on) {
   let lastSeq = null;
@@ -20,7 +21,7 @@ export async function followLog(jobId, signal, on) {
     attempt++;
     const headers = authHeaders({ Accept: 'text/event-stream' });
     if (lastSeq !== null) headers['Last-Event-ID'] = String(lastSeq);
-    const url = `/v1/jobs/${encodeURIComponent(jobId)}/logs${lastSeq === null ? `?tail=${LOG_TAIL}` : ''}`;
+    const url = `/v1/jobs/${encodeURIComponent(jobId)}/logs?${lastSeq === null ? `tail=${LOG_TAIL}&` : ''}telemetry=true`;
     try {
       const res = await fetch(url, { headers, signal, cache: 'no-store' });
       if (res.status === 401) return tokenRefused();
@@ -41,6 +42,8 @@ export async function followLog(jobId, signal, on) {
           } else if (ev.event === 'status') {
             if (lines.length) on.lines(lines.splice(0));
             on.status(JSON.parse(ev.data));
+          } else if (ev.event === 'telemetry') {
+            on.telemetry(JSON.parse(ev.data));
           } else if (ev.event === 'end') {
             if (lines.length) on.lines(lines.splice(0));
             on.status(JSON.parse(ev.data));

@@ -1,7 +1,7 @@
 // The Log card of a job page: lines as they arrive, the stream's state,
 // follow and timestamp toggles, and a download of the whole log.
-import { authHeaders } from '../api.js';
-import { h, toast } from '../dom.js';
+import { download } from '../api.js';
+import { h } from '../dom.js';
 
 const LOG_DOM_CAP = 20000; // lines kept on the page; Download has them all
 const CONN_TEXT = { connecting: 'connecting…', live: '● live', reconnecting: 'reconnecting…', ended: 'ended', gone: 'job gone' };
@@ -14,7 +14,8 @@ export function logCard(id, label) {
   const follow = h('input', { type: 'checkbox', id: 'follow', checked: true });
   const stamps = h('input', { type: 'checkbox', id: 'timestamps', onchange: () => log.classList.toggle('show-time', stamps.checked) });
   const lineCount = h('span', { class: 'muted small', id: 'line-count' }, '0 lines');
-  const download = h('button', { type: 'button', class: 'link', id: 'download', onclick: () => downloadLog(id, label) }, 'Download');
+  const save = () => download(`/v1/jobs/${encodeURIComponent(id)}/logs`, 'text/plain', `${label}.log`);
+  const downloadButton = h('button', { type: 'button', class: 'link', id: 'download', onclick: save }, 'Download');
   let count = 0;
   let emptyNote = h('span', { class: 'muted' }, 'No output yet.');
   log.append(emptyNote);
@@ -44,7 +45,7 @@ export function logCard(id, label) {
       lineCount,
       h('label', { class: 'small' }, stamps, ' Times'),
       h('label', { class: 'small' }, follow, ' Follow'),
-      download,
+      downloadButton,
     ),
     logWrap,
   );
@@ -74,23 +75,4 @@ export function logCard(id, label) {
       }
     },
   };
-}
-
-/** Saves the whole log as text, fetched with the token (a link could not carry it). */
-async function downloadLog(id, label) {
-  try {
-    const res = await fetch(`/v1/jobs/${encodeURIComponent(id)}/logs`, {
-      headers: authHeaders({ Accept: 'text/plain' }),
-      cache: 'no-store',
-    });
-    if (!res.ok) throw new Error(`HTTP ${res.status}`);
-    const url = URL.createObjectURL(await res.blob());
-    const a = h('a', { href: url, download: `${label}.log` });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
-  } catch (err) {
-    toast(`Download failed: ${err.message}`, 'error');
-  }
 }

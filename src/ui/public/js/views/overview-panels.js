@@ -1,20 +1,10 @@
 // The overview's tables, each built afresh from the API's answers.
 import { api } from '../api.js';
-import { h, toast } from '../dom.js';
-import { fmtDuration, time } from '../format.js';
+import { h, table, toast } from '../dom.js';
+import { fmtDuration, prose, time } from '../format.js';
 import { renderHeader } from '../header.js';
 import { badge, jobHref, jobLink, nodeOf, ran, shortId, waited } from '../jobs.js';
 import { dropScope, isAdmin } from '../scopes.js';
-
-function table(headers, rows, empty) {
-  if (rows.length === 0) return h('p', { class: 'empty muted' }, empty);
-  const head = h(
-    'tr',
-    {},
-    headers.map((x) => h('th', {}, x)),
-  );
-  return h('table', {}, h('thead', {}, head), h('tbody', {}, rows));
-}
 
 /** Drains or undrains a GPU, says how it went, then `done()` (the overview refreshes). */
 async function setGpuDrained(g, drained, button, done) {
@@ -114,7 +104,7 @@ export function queuePanel(queued) {
       h('td', { class: 'num' }, j.spec.priority ?? 0),
       h('td', {}, j.owner),
       h('td', {}, fmtDuration(waited(j))),
-      h('td', { class: 'reason wrap' }, j.reason ?? ''),
+      h('td', { class: 'reason wrap' }, prose(j.reason)),
     ),
   );
   return table(['Pos.', 'Job', 'Priority', 'Owner', 'Waiting', 'Waiting for'], rows, 'The queue is empty.');
@@ -156,7 +146,7 @@ export function recentPanel(items) {
       h('td', {}, jobLink(j)),
       h('td', {}, badge(j.state)),
       h('td', { class: 'num' }, j.exitCode ?? ''),
-      h('td', { class: 'reason', title: j.reason ?? '' }, j.reason ?? ''),
+      h('td', { class: 'reason', title: j.reason ?? '' }, prose(j.reason)),
       h('td', {}, j.owner),
       h('td', { class: 'node' }, nodeOf(j)),
       h('td', {}, time(j.createdAt)),
