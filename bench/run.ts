@@ -39,13 +39,16 @@
  * The fleet-scale section (`npm run bench -- fleet-scale`, or BENCH_SECTIONS=fleet-scale; not part of a plain
  * `npm run bench`): N simulated nodes (the real Gantry on an in-memory container runtime, many per process)
  * on one PostgreSQL, a steady stream of log-writing jobs, a bulk-loaded backlog and history; per cell the
- * database's cost per job and at rest (bench/sections/fleet-scale.ts). The nodes take every GANTRY_* of the
- * environment. FLEET_SCALE_NODES=3,10,30,100  FLEET_SCALE_QUEUED=0,10000,100000
- * FLEET_SCALE_FINISHED=1000000 (history cells, nothing queued) at FLEET_SCALE_FINISHED_AT=3 (0 FINISHED: none)
+ * database's cost per job and at rest, and on an empty table the quota overshoot and duplicate preemptions
+ * (bench/sections/fleet-scale.ts). The nodes take every GANTRY_* of the environment (GANTRY_FLEET_DECIDER too).
+ * Defaults (a full run, about ten minutes; FLEET_SCALE_QUICK=1 or BENCH_QUICK=1: the quick values after the slash):
+ * FLEET_SCALE_NODES=3,10,30,100/3,10  FLEET_SCALE_QUEUED=0,10000,100000/0,10000
+ * FLEET_SCALE_FINISHED=1000000/100000 (history cells, nothing queued) at FLEET_SCALE_FINISHED_AT=3 (0 FINISHED: none)
  * FLEET_SCALE_HISTORY_DAYS=365  FLEET_SCALE_MAX_QUEUE_COPIES=1000000 (cells with N × queued above it are skipped)
- * FLEET_SCALE_RATE=5 (jobs/s)  FLEET_SCALE_SECONDS=30  FLEET_SCALE_WARMUP_SECONDS=5  FLEET_SCALE_IDLE_SECONDS=20
+ * FLEET_SCALE_RATE=5 (jobs/s)  FLEET_SCALE_SECONDS=15/8  FLEET_SCALE_WARMUP_SECONDS=3/2  FLEET_SCALE_IDLE_SECONDS=10/5
  * FLEET_SCALE_LINES=10  FLEET_SCALE_LINE_MS=200  FLEET_SCALE_POLL_MS=1000  FLEET_SCALE_SCRAPE_SECONDS=15
- * FLEET_SCALE_NODES_PER_PROCESS=25  FLEET_SCALE_MD=bench/results/fleet-scale-latest.md (the table as markdown).
+ * FLEET_SCALE_PREEMPT_ROUNDS=3/2 (0: no correctness checks)  FLEET_SCALE_NODES_PER_PROCESS=25
+ * FLEET_SCALE_MD=bench/results/fleet-scale-latest.md (the table as markdown).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -64,6 +67,8 @@ import { benchQueue, type QueueBenchResult } from './sections/queue.js';
 import { benchShare, DAY } from './sections/share.js';
 
 const quick = process.env.BENCH_QUICK === '1';
+/** The fleet-scale section's quick run (about two minutes): fewer and shorter cells. */
+const fleetScaleQuick = quick || process.env.FLEET_SCALE_QUICK === '1';
 /** Sections named on the command line (`npm run bench -- fleet-scale`) take the place of BENCH_SECTIONS. */
 const argSections = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const cfg = {
@@ -124,20 +129,21 @@ const cfg = {
   },
   share: { seed: envNum('BENCH_SHARE_SEED', DAY.seed) },
   fleetScale: {
-    nodes: envList('FLEET_SCALE_NODES', ['3', '10', '30', '100']).map(Number),
-    queued: envList('FLEET_SCALE_QUEUED', ['0', '10000', '100000']).map(Number),
-    finished: envNum('FLEET_SCALE_FINISHED', 1_000_000),
+    nodes: envList('FLEET_SCALE_NODES', fleetScaleQuick ? ['3', '10'] : ['3', '10', '30', '100']).map(Number),
+    queued: envList('FLEET_SCALE_QUEUED', fleetScaleQuick ? ['0', '10000'] : ['0', '10000', '100000']).map(Number),
+    finished: envNum('FLEET_SCALE_FINISHED', fleetScaleQuick ? 100_000 : 1_000_000),
     finishedAt: envList('FLEET_SCALE_FINISHED_AT', ['3']).map(Number),
     historyDays: envNum('FLEET_SCALE_HISTORY_DAYS', 365),
     maxQueueCopies: envNum('FLEET_SCALE_MAX_QUEUE_COPIES', 1_000_000),
     rate: envNum('FLEET_SCALE_RATE', 5),
-    seconds: envNum('FLEET_SCALE_SECONDS', 30),
-    warmupSeconds: envNum('FLEET_SCALE_WARMUP_SECONDS', 5),
-    idleSeconds: envNum('FLEET_SCALE_IDLE_SECONDS', 20),
+    seconds: envNum('FLEET_SCALE_SECONDS', fleetScaleQuick ? 8 : 15),
+    warmupSeconds: envNum('FLEET_SCALE_WARMUP_SECONDS', fleetScaleQuick ? 2 : 3),
+    idleSeconds: envNum('FLEET_SCALE_IDLE_SECONDS', fleetScaleQuick ? 5 : 10),
     lines: envNum('FLEET_SCALE_LINES', 10),
     lineMs: envNum('FLEET_SCALE_LINE_MS', 200),
     pollMs: envNum('FLEET_SCALE_POLL_MS', 1000),
     scrapeSeconds: envNum('FLEET_SCALE_SCRAPE_SECONDS', 15),
+    preemptRounds: envNum('FLEET_SCALE_PREEMPT_ROUNDS', fleetScaleQuick ? 2 : 3),
     nodesPerProcess: envNum('FLEET_SCALE_NODES_PER_PROCESS', 25),
   },
   fleetScaleMd: process.env.FLEET_SCALE_MD ?? path.join(ROOT, 'bench/results/fleet-scale-latest.md'),

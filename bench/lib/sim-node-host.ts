@@ -1,18 +1,19 @@
 /**
  * A process hosting simulated fleet nodes (bench/lib/sim-node.ts), many per
  * process, so that their CPU is measured apart from the simulation's driver.
- * argv[2]: JSON { databaseUrl, root, names, startConcurrency }. Prints one
+ * argv[2]: JSON { databaseUrl, root, names, files, startConcurrency }. Prints one
  * JSON line per node started ({ name, url }), then { ready: true }; on
  * SIGTERM closes every node (as a Gantry shutting down does) and exits.
  */
 import pino from 'pino';
-import { type SimNode, startSimNode } from './sim-node.js';
+import { type SimNode, type SimNodeFiles, startSimNode } from './sim-node.js';
 import { pool } from './util.js';
 
 interface HostSpec {
   databaseUrl: string;
   root: string;
   names: string[];
+  files: SimNodeFiles;
   startConcurrency: number;
 }
 
@@ -33,7 +34,7 @@ process.once('SIGINT', () => void close(0));
 
 try {
   await pool(spec.names.length, spec.startConcurrency, async (i) => {
-    const node = await startSimNode({ name: spec.names[i]!, databaseUrl: spec.databaseUrl, root: spec.root, log });
+    const node = await startSimNode({ name: spec.names[i]!, databaseUrl: spec.databaseUrl, root: spec.root, files: spec.files, log });
     nodes.push(node);
     process.stdout.write(`${JSON.stringify({ name: node.name, url: node.url })}\n`);
   });

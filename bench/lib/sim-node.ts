@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type pino from 'pino';
 import { buildApp } from '../../src/app.js';
+import { hashToken } from '../../src/auth/tokens.js';
 import { loadConfig } from '../../src/config.js';
 import { FakeRuntime } from '../../test/helpers/fake-runtime.js';
 import { BENCH_TOKEN } from './gantry.js';
@@ -75,6 +76,32 @@ function gantryEnv(): Record<string, string> {
   return Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith('GANTRY_') && !!e[1]));
 }
 
+/** The owner of the capped team's jobs, the team, and the owner's token (the correctness checks submit as it). */
+export const SIM_TEAM_OWNER = 'sim-team';
+export const SIM_TEAM = 'sim-capped';
+export const SIM_TEAM_TOKEN = 'gty_sim-team-token-0123456789abcdef0123456789abcdef';
+
+/** The tokens and quotas files every node of a cell reads. */
+export interface SimNodeFiles {
+  tokensFile: string;
+  quotasFile: string;
+}
+
+/**
+ * Writes the cell's tokens file (the capped team's owner; the admin token
+ * comes from GANTRY_ADMIN_TOKEN) and quotas file: the team may hold
+ * `teamGpus` GPUs at once and borrow none. Jobs of any other owner have no
+ * limits.
+ */
+export function writeSimNodeFiles(root: string, teamGpus: number): SimNodeFiles {
+  fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+  const files = { tokensFile: path.join(root, 'tokens.json'), quotasFile: path.join(root, 'quotas.json') };
+  const tokens = [{ owner: SIM_TEAM_OWNER, scopes: ['submit', 'read', 'cancel'], sha256: hashToken(SIM_TEAM_TOKEN) }];
+  fs.writeFileSync(files.tokensFile, JSON.stringify(tokens), { mode: 0o600 });
+  fs.writeFileSync(files.quotasFile, JSON.stringify([{ name: SIM_TEAM, owners: [SIM_TEAM_OWNER], gpus: teamGpus, borrowGpus: 0 }]));
+  return files;
+}
+
 export interface SimNode {
   name: string;
   url: string;
@@ -84,9 +111,16 @@ export interface SimNode {
 /**
  * Builds and starts node `name` on the database `databaseUrl` with one
  * fake GPU, its data dir under `root`. The environment's GANTRY_* settings
- * apply, except the node's identity, address, database and GPU.
+ * apply, except the node's identity, address, database, GPU, tokens and
+ * quotas.
  */
-export async function startSimNode(o: { name: string; databaseUrl: string; root: string; log: pino.Logger }): Promise<SimNode> {
+export async function startSimNode(o: {
+  name: string;
+  databaseUrl: string;
+  root: string;
+  files: SimNodeFiles;
+  log: pino.Logger;
+}): Promise<SimNode> {
   const dataDir = path.join(o.root, o.name);
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   const config = loadConfig({
@@ -98,7 +132,8 @@ export async function startSimNode(o: { name: string; databaseUrl: string; root:
     GANTRY_DATA_DIR: dataDir,
     GANTRY_HOST: '127.0.0.1',
     GANTRY_PORT: '0',
-    GANTRY_TOKENS_FILE: '',
+    GANTRY_TOKENS_FILE: o.files.tokensFile,
+    GANTRY_QUOTAS_FILE: o.files.quotasFile,
     GANTRY_GPUS: `GPU-sim-${o.name}-0000-0000-000000000000:81920`,
     GANTRY_SECRETS_RUN_DIR: path.join(dataDir, 'secrets'),
     GANTRY_NOTICE_DIR: path.join(dataDir, 'notices'),
