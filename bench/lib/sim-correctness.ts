@@ -15,21 +15,33 @@ import { sleep } from './util.js';
 
 const TERMINAL = [...TERMINAL_STATES];
 
-/** Waits until `sql` counts zero jobs; throws after `ms`. */
-async function waitNone(obs: pg.Client, sql: string, params: unknown[], ms: number, what: string): Promise<void> {
+/** Waits until `sql` counts zero jobs or `ms` has passed; the count left (0: all there). */
+async function waitNone(obs: pg.Client, sql: string, params: unknown[], ms: number): Promise<number> {
   const deadline = Date.now() + ms;
   for (;;) {
     const { rows } = await obs.query<{ n: string }>(sql, params);
-    if (Number(rows[0]!.n) === 0) return;
-    if (Date.now() > deadline) throw new Error(`${what}: ${rows[0]!.n} jobs still not there after ${ms} ms`);
+    const left = Number(rows[0]!.n);
+    if (left === 0 || Date.now() > deadline) return left;
     await sleep(100);
   }
 }
 
-const waitEnded = (obs: pg.Client, ids: string[], what: string) =>
-  waitNone(obs, 'SELECT count(*) AS n FROM jobs WHERE id = ANY($1) AND NOT (state = ANY($2))', [ids, TERMINAL], 300_000, what);
-const waitRunning = (obs: pg.Client, ids: string[], what: string) =>
-  waitNone(obs, `SELECT count(*) AS n FROM jobs WHERE id = ANY($1) AND state <> 'running'`, [ids], 300_000, what);
+const waitEnded = (obs: pg.Client, ids: string[], ms: number) =>
+  waitNone(obs, 'SELECT count(*) AS n FROM jobs WHERE id = ANY($1) AND NOT (state = ANY($2))', [ids, TERMINAL], ms);
+const waitRunning = (obs: pg.Client, ids: string[], ms: number) =>
+  waitNone(obs, `SELECT count(*) AS n FROM jobs WHERE id = ANY($1) AND state <> 'running'`, [ids], ms);
+
+/** How the jobs of `ids` that are not running stand: state and reason, with how many of each. */
+async function notRunning(obs: pg.Client, ids: string[]): Promise<{ state: string; reason: string | null; n: number }[]> {
+  const { rows } = await obs.query<{ state: string; reason: string | null; n: string }>(
+    `SELECT state, left(reason, 120) AS reason, count(*) AS n FROM jobs WHERE id = ANY($1) AND state <> 'running' GROUP BY 1, 2 ORDER BY 3 DESC`,
+    [ids],
+  );
+  return rows.map((r) => ({ state: r.state, reason: r.reason, n: Number(r.n) }));
+}
+
+/** How long a check waits for the fleet to settle before it records what is stuck and goes on. */
+const SETTLE_MS = 60_000;
 
 /** The most intervals open at once ([start, end) in ms; an end at the same instant as a start comes first). */
 export function maxOverlap(spans: { start: number; end: number }[]): number {
@@ -53,6 +65,8 @@ export interface QuotaResult {
   /** The most of the team's one-GPU jobs running at once (container start to end). */
   maxHeld: number;
   overshoot: number;
+  /** The team's jobs still not ended when the check gave up waiting (0: all ended). */
+  unfinished: number;
 }
 
 /**
@@ -65,7 +79,7 @@ export async function quotaOvershoot(obs: pg.Client, urls: string[], teamGpus: n
   const ids = await Promise.all(
     Array.from({ length: jobs }, async (_, i) => (await submit(urls[i % urls.length]!, SIM_TEAM_TOKEN, spec)).id),
   );
-  await waitEnded(obs, ids, 'quota burst');
+  const unfinished = await waitEnded(obs, ids, 2 * SETTLE_MS);
   const { rows } = await obs.query<{ started_at: string | null; finished_at: string | null }>(
     'SELECT started_at, finished_at FROM jobs WHERE id = ANY($1)',
     [ids],
@@ -74,7 +88,7 @@ export async function quotaOvershoot(obs: pg.Client, urls: string[], teamGpus: n
     .filter((r) => r.started_at && r.finished_at)
     .map((r) => ({ start: Date.parse(r.started_at!), end: Date.parse(r.finished_at!) }));
   const maxHeld = maxOverlap(spans);
-  return { teamGpus, jobs, maxHeld, overshoot: Math.max(0, maxHeld - teamGpus) };
+  return { teamGpus, jobs, maxHeld, overshoot: Math.max(0, maxHeld - teamGpus), unfinished };
 }
 
 export interface PreemptionResult {
@@ -83,23 +97,28 @@ export interface PreemptionResult {
   preemptions: number;
   /** Preemptions beyond the one each waiting job needs. */
   duplicates: number;
+  /** The preemptible jobs not running again a minute after a round's waiting job ended (the rounds stop there), by state and reason. */
+  stuck: { state: string; reason: string | null; n: number }[];
 }
 
 /**
  * Fills every node's GPU with a preemptible low-priority job that runs
  * until stopped, then, `rounds` times, submits one short high-priority GPU
- * job and waits until it has ended and every preempted job runs again.
+ * job and waits until it has ended and every preempted job runs again
+ * (when they do not within a minute, it records how they stand and stops).
  * Counts the preempted attempts in the low-priority jobs' records.
  */
-export async function duplicatePreemptions(obs: pg.Client, urls: string[], rounds: number): Promise<PreemptionResult> {
+export async function duplicatePreemptions(obs: pg.Client, urls: string[], wanted: number): Promise<PreemptionResult> {
   const hold = { ...jobSpec([SIM_HOLD]), gpus: { count: 1 }, preemptible: true, priority: -10 };
   const holds = await Promise.all(urls.map(async (u) => (await submit(u, BENCH_TOKEN, hold)).id));
-  await waitRunning(obs, holds, 'preemptible jobs starting');
+  let stuck = (await waitRunning(obs, holds, 5 * SETTLE_MS)) ? await notRunning(obs, holds) : [];
   const urgent = { ...jobSpec([SIM_JOB, '3', '100']), gpus: { count: 1 }, priority: 10 };
-  for (let r = 0; r < rounds; r++) {
-    const id = (await submit(urls[r % urls.length]!, BENCH_TOKEN, urgent)).id;
-    await waitEnded(obs, [id], 'urgent job');
-    await waitRunning(obs, holds, 'preempted jobs running again');
+  let rounds = 0;
+  while (rounds < wanted && stuck.length === 0) {
+    const id = (await submit(urls[rounds % urls.length]!, BENCH_TOKEN, urgent)).id;
+    rounds++;
+    await waitEnded(obs, [id], 5 * SETTLE_MS);
+    if (await waitRunning(obs, holds, SETTLE_MS)) stuck = await notRunning(obs, holds);
   }
   const { rows } = await obs.query<{ n: string }>(
     `SELECT count(*) AS n FROM jobs j CROSS JOIN LATERAL json_array_elements(j.attempts::json) a
@@ -107,5 +126,5 @@ export async function duplicatePreemptions(obs: pg.Client, urls: string[], round
     [holds],
   );
   const preemptions = Number(rows[0]!.n);
-  return { rounds, preemptions, duplicates: Math.max(0, preemptions - rounds) };
+  return { rounds, preemptions, duplicates: Math.max(0, preemptions - rounds), stuck };
 }

@@ -74,18 +74,30 @@ export function fleetScaleMarkdown(r: FleetScaleResult): string {
   );
   const decided = r.cells.filter((c) => c.decisions);
   const decisions = table(
-    ['N', 'team quota (GPUs)', 'team jobs', 'most held at once', 'quota overshoot', 'waiting jobs', 'preemptions', 'duplicate preemptions'],
+    [
+      'N',
+      'team quota (GPUs)',
+      'team jobs (not ended)',
+      'most held at once',
+      'quota overshoot',
+      'waiting jobs',
+      'preemptions',
+      'duplicate preemptions',
+      'preempted jobs not running again after 1 min',
+    ],
     decided.map((c) => {
       const d = c.decisions!;
+      const stuck = d.preemption.stuck.map((s) => `${s.n} ${s.state}${s.reason ? ` (${s.reason})` : ''}`).join('; ');
       return [
         c.cell.nodes,
         d.quota.teamGpus,
-        d.quota.jobs,
+        `${d.quota.jobs} (${d.quota.unfinished})`,
         d.quota.maxHeld,
         d.quota.overshoot,
         d.preemption.rounds,
         d.preemption.preemptions,
         d.preemption.duplicates,
+        stuck || 0,
       ];
     }),
   );

@@ -85,7 +85,8 @@ async function correctness(obs: Parameters<typeof quotaOvershoot>[0], urls: stri
   const preemption = await duplicatePreemptions(obs, urls, cfg.preemptRounds);
   say(
     `fleet-scale N=${cell.nodes}: team quota ${quota.teamGpus} GPUs, held at most ${quota.maxHeld} (overshoot ${quota.overshoot}); ` +
-      `${preemption.preemptions} preemptions for ${preemption.rounds} waiting jobs (${preemption.duplicates} duplicates)`,
+      `${preemption.preemptions} preemptions for ${preemption.rounds} waiting jobs (${preemption.duplicates} duplicates)` +
+      (preemption.stuck.length ? `; not running again: ${JSON.stringify(preemption.stuck)}` : ''),
   );
   return { quota, preemption };
 }
