@@ -45,7 +45,7 @@
  * FLEET_SCALE_NODES=3,10,30,100/3,10  FLEET_SCALE_QUEUED=0,10000,100000/0,10000
  * FLEET_SCALE_FINISHED=1000000/100000 (history cells, nothing queued) at FLEET_SCALE_FINISHED_AT=3 (0 FINISHED: none)
  * FLEET_SCALE_HISTORY_DAYS=365  FLEET_SCALE_MAX_QUEUE_COPIES=1000000 (cells with N × queued above it are skipped)
- * FLEET_SCALE_RATE=5 (jobs/s)  FLEET_SCALE_SECONDS=12/8  FLEET_SCALE_WARMUP_SECONDS=3/2  FLEET_SCALE_IDLE_SECONDS=8/5
+ * FLEET_SCALE_RATE=5 (jobs/s)  FLEET_SCALE_SECONDS=10/8  FLEET_SCALE_WARMUP_SECONDS=3/2  FLEET_SCALE_IDLE_SECONDS=6/5
  * FLEET_SCALE_LINES=10  FLEET_SCALE_LINE_MS=200  FLEET_SCALE_POLL_MS=1000  FLEET_SCALE_SCRAPE_SECONDS=15
  * FLEET_SCALE_PREEMPT_ROUNDS=3/2 (0: no correctness checks)  FLEET_SCALE_NODES_PER_PROCESS=25
  * FLEET_SCALE_MD=bench/results/fleet-scale-latest.md (the table as markdown).
@@ -136,9 +136,9 @@ const cfg = {
     historyDays: envNum('FLEET_SCALE_HISTORY_DAYS', 365),
     maxQueueCopies: envNum('FLEET_SCALE_MAX_QUEUE_COPIES', 1_000_000),
     rate: envNum('FLEET_SCALE_RATE', 5),
-    seconds: envNum('FLEET_SCALE_SECONDS', fleetScaleQuick ? 8 : 12),
+    seconds: envNum('FLEET_SCALE_SECONDS', fleetScaleQuick ? 8 : 10),
     warmupSeconds: envNum('FLEET_SCALE_WARMUP_SECONDS', fleetScaleQuick ? 2 : 3),
-    idleSeconds: envNum('FLEET_SCALE_IDLE_SECONDS', fleetScaleQuick ? 5 : 8),
+    idleSeconds: envNum('FLEET_SCALE_IDLE_SECONDS', fleetScaleQuick ? 5 : 6),
     lines: envNum('FLEET_SCALE_LINES', 10),
     lineMs: envNum('FLEET_SCALE_LINE_MS', 200),
     pollMs: envNum('FLEET_SCALE_POLL_MS', 1000),

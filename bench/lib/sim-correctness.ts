@@ -41,7 +41,7 @@ async function notRunning(obs: pg.Client, ids: string[]): Promise<{ state: strin
 }
 
 /** How long a check waits for the fleet to settle before it records what is stuck and goes on. */
-const SETTLE_MS = 60_000;
+const SETTLE_MS = 30_000;
 
 /** The most intervals open at once ([start, end) in ms; an end at the same instant as a start comes first). */
 export function maxOverlap(spans: { start: number; end: number }[]): number {
@@ -97,7 +97,7 @@ export interface PreemptionResult {
   preemptions: number;
   /** Preemptions beyond the one each waiting job needs. */
   duplicates: number;
-  /** The preemptible jobs not running again a minute after a round's waiting job ended (the rounds stop there), by state and reason. */
+  /** The preemptible jobs not running again 30 s after a round's waiting job ended (the rounds stop there), by state and reason. */
   stuck: { state: string; reason: string | null; n: number }[];
 }
 
@@ -105,7 +105,7 @@ export interface PreemptionResult {
  * Fills every node's GPU with a preemptible low-priority job that runs
  * until stopped, then, `rounds` times, submits one short high-priority GPU
  * job and waits until it has ended and every preempted job runs again
- * (when they do not within a minute, it records how they stand and stops).
+ * (when they do not within 30 s, it records how they stand and stops).
  * Counts the preempted attempts in the low-priority jobs' records.
  */
 export async function duplicatePreemptions(obs: pg.Client, urls: string[], wanted: number): Promise<PreemptionResult> {

@@ -8,6 +8,8 @@ function table(head: string[], rows: (string | number)[][]): string {
   return [line(head), line(head.map(() => '---')), ...rows.map(line)].join('\n');
 }
 
+/** The columns that name a cell, and their values. */
+const WHERE = ['N', 'queued', 'finished'];
 const where = (c: CellResult) => [c.cell.nodes, c.cell.queued, c.cell.finished];
 const pair = (s: { p50: number; p99: number } | null) => (s ? `${s.p50} / ${s.p99}` : '');
 
@@ -18,9 +20,7 @@ const pair = (s: { p50: number; p99: number } | null) => (s ? `${s.p50} / ${s.p9
 export function fleetScaleMarkdown(r: FleetScaleResult): string {
   const cost = table(
     [
-      'N',
-      'queued',
-      'finished',
+      ...WHERE,
       'jobs',
       'statements / job',
       'notifications / job (log, job)',
@@ -46,9 +46,7 @@ export function fleetScaleMarkdown(r: FleetScaleResult): string {
   );
   const seen = table(
     [
-      'N',
-      'queued',
-      'finished',
+      ...WHERE,
       'claim p50 / p99 ms',
       'submit p50 / p99 ms',
       'poll p50 / p99 ms',
@@ -83,7 +81,7 @@ export function fleetScaleMarkdown(r: FleetScaleResult): string {
       'waiting jobs',
       'preemptions',
       'duplicate preemptions',
-      'preempted jobs not running again after 1 min',
+      'preempted jobs not running again after 30 s',
     ],
     decided.map((c) => {
       const d = c.decisions!;
