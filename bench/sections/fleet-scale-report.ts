@@ -16,6 +16,9 @@ const pair = (s: { p50: number; p99: number } | null) => (s ? `${s.p50} / ${s.p9
 /**
  * The results as markdown: the database's cost per job, what clients and
  * an idle fleet see, and (cells on an empty table) the fleet's decisions.
+ * The simulation's own overhead is the driver's CPU against all the CPU the
+ * simulation used in the window (driver, nodes, PostgreSQL): the machine's
+ * busy time also counts whatever else runs on it.
  */
 export function fleetScaleMarkdown(r: FleetScaleResult): string {
   const cost = table(
@@ -54,7 +57,7 @@ export function fleetScaleMarkdown(r: FleetScaleResult): string {
       'idle: PG % of a core',
       'idle: each node % of a core',
       'idle: statements / s',
-      'driver % of busy CPU',
+      'driver % of the simulation CPU',
       'load avg',
     ],
     r.cells.map((c) => [
@@ -66,7 +69,7 @@ export function fleetScaleMarkdown(r: FleetScaleResult): string {
       c.idle.pgCorePercent,
       c.idle.nodeCorePercentEach,
       c.idle.statementsPerSecond,
-      round1(c.cpu.driverShare * 100),
+      round1((c.cpu.driverSeconds / (c.cpu.driverSeconds + c.cpu.nodesSeconds + c.cpu.pgSeconds)) * 100),
       c.loadavg.join(' → '),
     ]),
   );
