@@ -41,7 +41,7 @@
  * on one PostgreSQL, a steady stream of log-writing jobs, a bulk-loaded backlog and history; per cell the
  * database's cost per job and at rest, and on an empty table the quota overshoot and duplicate preemptions
  * (bench/sections/fleet-scale.ts). The nodes take every GANTRY_* of the environment (GANTRY_FLEET_DECIDER too).
- * Defaults (a full run, about ten minutes; FLEET_SCALE_QUICK=1 or BENCH_QUICK=1: the quick values after the slash):
+ * Defaults (a full run, about eleven minutes; FLEET_SCALE_QUICK=1 or BENCH_QUICK=1: the quick values after the slash):
  * FLEET_SCALE_NODES=3,10,30,100/3,10  FLEET_SCALE_QUEUED=0,10000,100000/0,10000
  * FLEET_SCALE_FINISHED=1000000/100000 (history cells, nothing queued) at FLEET_SCALE_FINISHED_AT=3 (0 FINISHED: none)
  * FLEET_SCALE_HISTORY_DAYS=365  FLEET_SCALE_MAX_QUEUE_COPIES=1000000 (cells with N × queued above it are skipped)
