@@ -11,6 +11,13 @@ function table(head: string[], rows: (string | number)[][]): string {
 /** The columns that name a cell, and their values. */
 const WHERE = ['N', 'queued', 'finished'];
 const where = (c: CellResult) => [c.cell.nodes, c.cell.queued, c.cell.finished];
+/** Each kind of notification with its count, most first (the kinds are the payload's `k`: whatever the code sends). */
+const byKind = (kinds: Record<string, number>) =>
+  Object.entries(kinds)
+    .filter(([, n]) => n > 0)
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, n]) => `${k} ${n}`)
+    .join(', ');
 const pair = (s: { p50: number; p99: number } | null) => (s ? `${s.p50} / ${s.p99}` : '');
 
 /**
@@ -26,7 +33,7 @@ export function fleetScaleMarkdown(r: FleetScaleResult): string {
       ...WHERE,
       'jobs',
       'statements / job',
-      'notifications / job (log, job)',
+      'notifications / job (by kind)',
       'deliveries / job',
       'commits / job',
       'jobs rows read / pass',
@@ -38,7 +45,7 @@ export function fleetScaleMarkdown(r: FleetScaleResult): string {
       ...where(c),
       c.jobs,
       c.perJob.statements,
-      `${c.perJob.notifications} (${c.perJob.notificationsByKind.log ?? 0}, ${c.perJob.notificationsByKind.job ?? 0})`,
+      `${c.perJob.notifications} (${byKind(c.perJob.notificationsByKind)})`,
       c.perJob.notificationDeliveries,
       c.perJob.commits,
       c.jobsRowsReadPerPass,
