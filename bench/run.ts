@@ -36,6 +36,19 @@
  * BENCH_FLEET_POLL_WARMUP_SECONDS=5  BENCH_FLEET_POLL_SECONDS=5  BENCH_FLEET_POLL_ROUNDS=3
  * BENCH_FLEET_LOG_MB=50  BENCH_FLEET_LOG_ROUNDS=2  BENCH_FLEET_LEASE_SECONDS=6 (GANTRY_NODE_LEASE_SECONDS)
  * BENCH_FLEET_DEATH_ROUNDS=3 (node kills)  BENCH_FLEET_PG_STATS=1 (pg_stat_statements: top statements per phase in the JSON).
+ * The fleet-scale section (`npm run bench -- fleet-scale`, or BENCH_SECTIONS=fleet-scale; not part of a plain
+ * `npm run bench`): N simulated nodes (the real Gantry on an in-memory container runtime, many per process)
+ * on one PostgreSQL, a steady stream of log-writing jobs, a bulk-loaded backlog and history; per cell the
+ * database's cost per job and at rest, and on an empty table the quota overshoot and duplicate preemptions
+ * (bench/sections/fleet-scale.ts). The nodes take every GANTRY_* of the environment (GANTRY_FLEET_DECIDER too).
+ * Defaults (a full run, about eleven minutes; FLEET_SCALE_QUICK=1 or BENCH_QUICK=1: the quick values after the slash):
+ * FLEET_SCALE_NODES=3,10,30,100/3,10  FLEET_SCALE_QUEUED=0,10000,100000/0,10000
+ * FLEET_SCALE_FINISHED=1000000/100000 (history cells, nothing queued) at FLEET_SCALE_FINISHED_AT=3 (0 FINISHED: none)
+ * FLEET_SCALE_HISTORY_DAYS=365  FLEET_SCALE_MAX_QUEUE_COPIES=1000000 (cells with N × queued above it are skipped)
+ * FLEET_SCALE_RATE=5 (jobs/s)  FLEET_SCALE_SECONDS=10/8  FLEET_SCALE_WARMUP_SECONDS=3/2  FLEET_SCALE_IDLE_SECONDS=6/5
+ * FLEET_SCALE_LINES=10  FLEET_SCALE_LINE_MS=200  FLEET_SCALE_POLL_MS=1000  FLEET_SCALE_SCRAPE_SECONDS=15
+ * FLEET_SCALE_PREEMPT_ROUNDS=3/2 (0: no correctness checks)  FLEET_SCALE_NODES_PER_PROCESS=25
+ * FLEET_SCALE_MD=bench/results/fleet-scale-latest.md (the table as markdown).
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -46,6 +59,7 @@ import { DIST, type GantryProc, ROOT, startGantry } from './lib/gantry.js';
 import { envList, envNum, MB, mean, median, round, say } from './lib/util.js';
 import { benchFanout } from './sections/fanout.js';
 import { benchFleet, cleanupFleet, fleetRows } from './sections/fleet.js';
+import { benchFleetScale, cleanupFleetScale, fleetScaleMarkdown, fleetScaleRows } from './sections/fleet-scale.js';
 import { benchJobs } from './sections/jobs.js';
 import { benchLogs, logCommand } from './sections/logs.js';
 import { type BareServer, benchFreshPolls, benchPolls, seedJobs, startBare } from './sections/polls.js';
@@ -53,8 +67,12 @@ import { benchQueue, type QueueBenchResult } from './sections/queue.js';
 import { benchShare, DAY } from './sections/share.js';
 
 const quick = process.env.BENCH_QUICK === '1';
+/** The fleet-scale section's quick run (about two minutes): fewer and shorter cells. */
+const fleetScaleQuick = quick || process.env.FLEET_SCALE_QUICK === '1';
+/** Sections named on the command line (`npm run bench -- fleet-scale`) take the place of BENCH_SECTIONS. */
+const argSections = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const cfg = {
-  sections: envList('BENCH_SECTIONS', ['jobs', 'polls', 'logs', 'fanout', 'queue', 'share', 'fleet']),
+  sections: argSections.length ? argSections : envList('BENCH_SECTIONS', ['jobs', 'polls', 'logs', 'fanout', 'queue', 'share', 'fleet']),
   jobs: {
     jobs: envNum('BENCH_JOBS', quick ? 10 : 50),
     concurrency: envList('BENCH_CONCURRENCY', ['1', '4', '16']).map(Number),
@@ -110,12 +128,31 @@ const cfg = {
     beforeDepth: envNum('BENCH_QUEUE_BEFORE_DEPTH', 2000),
   },
   share: { seed: envNum('BENCH_SHARE_SEED', DAY.seed) },
+  fleetScale: {
+    nodes: envList('FLEET_SCALE_NODES', fleetScaleQuick ? ['3', '10'] : ['3', '10', '30', '100']).map(Number),
+    queued: envList('FLEET_SCALE_QUEUED', fleetScaleQuick ? ['0', '10000'] : ['0', '10000', '100000']).map(Number),
+    finished: envNum('FLEET_SCALE_FINISHED', fleetScaleQuick ? 100_000 : 1_000_000),
+    finishedAt: envList('FLEET_SCALE_FINISHED_AT', ['3']).map(Number),
+    historyDays: envNum('FLEET_SCALE_HISTORY_DAYS', 365),
+    maxQueueCopies: envNum('FLEET_SCALE_MAX_QUEUE_COPIES', 1_000_000),
+    rate: envNum('FLEET_SCALE_RATE', 5),
+    seconds: envNum('FLEET_SCALE_SECONDS', fleetScaleQuick ? 8 : 10),
+    warmupSeconds: envNum('FLEET_SCALE_WARMUP_SECONDS', fleetScaleQuick ? 2 : 3),
+    idleSeconds: envNum('FLEET_SCALE_IDLE_SECONDS', fleetScaleQuick ? 5 : 6),
+    lines: envNum('FLEET_SCALE_LINES', 10),
+    lineMs: envNum('FLEET_SCALE_LINE_MS', 200),
+    pollMs: envNum('FLEET_SCALE_POLL_MS', 1000),
+    scrapeSeconds: envNum('FLEET_SCALE_SCRAPE_SECONDS', 15),
+    preemptRounds: envNum('FLEET_SCALE_PREEMPT_ROUNDS', fleetScaleQuick ? 2 : 3),
+    nodesPerProcess: envNum('FLEET_SCALE_NODES_PER_PROCESS', 25),
+  },
+  fleetScaleMd: process.env.FLEET_SCALE_MD ?? path.join(ROOT, 'bench/results/fleet-scale-latest.md'),
   out: process.env.BENCH_OUT ?? path.join(ROOT, 'bench/results/latest.json'),
 };
-/** Whether a section needs the primary Gantry and its seeded SQLite store (the fleet section starts its own). */
-const primaryNeeded = cfg.sections.some((s) => s !== 'fleet' && s !== 'queue' && s !== 'share');
-/** Whether a section needs Docker and a Gantry build (the share section runs the scheduling code in process). */
-const engineNeeded = cfg.sections.some((s) => s !== 'share');
+/** Whether a section needs the primary Gantry and its seeded SQLite store (the fleet sections start their own). */
+const primaryNeeded = cfg.sections.some((s) => s !== 'fleet' && s !== 'fleet-scale' && s !== 'queue' && s !== 'share');
+/** Whether a section needs Docker and a Gantry build (the share and fleet-scale sections run Gantry's code in process). */
+const engineNeeded = cfg.sections.some((s) => s !== 'share' && s !== 'fleet-scale');
 
 interface Row {
   section: string;
@@ -188,7 +225,7 @@ async function main(): Promise<void> {
   const onSignal = () => {
     say('interrupted: cleaning up');
     for (const p of procs) void p.stop();
-    void Promise.allSettled([cleanupContainers(), cleanupFleet()]).finally(() => process.exit(130));
+    void Promise.allSettled([cleanupContainers(), cleanupFleet(), cleanupFleetScale()]).finally(() => process.exit(130));
   };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
@@ -510,6 +547,17 @@ async function main(): Promise<void> {
       const r = await benchFleet(tmp, cfg.fleet);
       results.fleet = r;
       fleetRows(r, row);
+    }
+
+    if (cfg.sections.includes('fleet-scale')) {
+      const r = await benchFleetScale(tmp, cfg.fleetScale);
+      results.fleetScale = r;
+      fleetScaleRows(r, row);
+      const md = fleetScaleMarkdown(r);
+      fs.mkdirSync(path.dirname(cfg.fleetScaleMd), { recursive: true });
+      fs.writeFileSync(cfg.fleetScaleMd, `${md}\n`);
+      process.stdout.write(`\nFleet at scale (${r.minutes} min):\n\n${md}\n`);
+      say(`wrote ${path.relative(ROOT, cfg.fleetScaleMd)}`);
     }
 
     const table = printTable();

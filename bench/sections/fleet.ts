@@ -248,7 +248,7 @@ async function pgStatsReset(url: string | null): Promise<void> {
  * counted in its cutime and cstime). Other clusters on the machine (other
  * users' tests) are left out.
  */
-function pgCpuSeconds(db: TestPostgres): number {
+export function pgCpuSeconds(db: TestPostgres): number {
   let postmaster: number;
   try {
     postmaster = Number(fs.readFileSync(path.join(db.dataDir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
