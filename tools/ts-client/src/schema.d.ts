@@ -351,9 +351,69 @@ export interface paths {
         };
         /**
          * The audit trail: who changed what, and how it ended, newest first
-         * @description Admin only. One record per state-changing request (submit, cancel, drain, undrain), refused ones included, and per reload asked of a node (SIGHUP); from every node of a fleet. Records hold no request content. Records older than GANTRY_LOG_RETENTION_DAYS are deleted, as job logs are.
+         * @description Admin only. One record per state-changing request (submit, cancel, drain, undrain), refused ones included (but not those without a valid token: they are only counted, in gantry_unauthenticated_refusals_total), and per reload asked of a node (SIGHUP); from every node of a fleet. Records hold no request content. Records older than GANTRY_AUDIT_RETENTION_DAYS are deleted, by the store’s clock.
          */
         get: operations["listAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/gpus/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * This node's cards over the last hours: utilisation, memory, power and the jobs that held them
+         * @description From the GPU sampler (GANTRY_GPU_SAMPLE_SECONDS), kept in memory by the node (a restart starts afresh). Cards are sampled only while a GPU job runs on the node. A token that is no admin’s sees its own jobs named and every other job as `{jobId: null, owner: null}`.
+         */
+        get: operations["getGpuHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/queue/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The queue’s length and waiting times over the last hours
+         * @description One point per 30 s, kept in this node's memory (a restart starts afresh). Counts only: no job is named.
+         */
+        get: operations["getQueueHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/jobs/{id}/telemetry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A job's GPU samples over its life: utilisation, memory and power
+         * @description As the node that runs it sampled them, from its memory (a restart starts afresh; a job run on another node has none here). The job's summary per attempt stays on the job (`gpuTelemetry`, `attempts[].gpuTelemetry`); live samples come with `GET …/logs?telemetry=true`.
+         */
+        get: operations["getJobTelemetry"];
         put?: never;
         post?: never;
         delete?: never;
@@ -456,7 +516,7 @@ export interface components {
             actor: string | null;
             /** @description A stable code: `job.submit`, `job.cancel`, `node.drain`, `node.undrain`, `gpu.drain`, `gpu.undrain`, `gpu.smoke`, `config.reload`. */
             action: string;
-            /** @description What was acted on: the job id (the one a submit created), the node name, or the GPU UUID; null if none. */
+            /** @description What was acted on: the job id (the one a submit created), the node name, or the GPU UUID; null if none. As the request named it, with control and other unprintable characters escaped (`\u0000`) and a backslash doubled. */
             target: string | null;
             /** @enum {string} */
             outcome: "ok" | "refused" | "failed";
@@ -464,8 +524,10 @@ export interface components {
             status: number | null;
             /** @description The RFC 9457 problem `type` of the answer when refused or failed over HTTP. */
             problemType: string | null;
-            /** @description The request’s `X-Request-Id`, as its answer carried it. */
+            /** @description The request’s id, Gantry’s own (a UUID), as its answer carried it in `X-Request-Id`; null for an action not asked over HTTP. */
             requestId: string | null;
+            /** @description The `X-Request-Id` the client sent, when it was a plain token (letters, digits, `.`, `_`, `-`; at most 128): its claim, for joining its own logs; never unique. */
+            clientRequestId: string | null;
             detail: components["schemas"]["AuditDetail"];
         };
         /**
@@ -504,6 +566,21 @@ export interface components {
             /** @description No retry waits longer than this (86400 s when absent). */
             maxSeconds?: number;
         };
+        CardHolder: {
+            /** @description The job holding the card; null for another owner's job when the token is no admin's. */
+            jobId: string | null;
+            /** @description The job's owner; null as jobId is. */
+            owner: string | null;
+        };
+        CardPoint: {
+            time: string;
+            utilizationPct: number | null;
+            /** @description Memory in use on the card, by any process. */
+            memoryUsedMiB: number | null;
+            powerWatts: number | null;
+            /** @description The running jobs of this node that held the card at the sample. */
+            holders: components["schemas"]["CardHolder"][];
+        };
         /** @description The job in its final state; the server then closes the stream. */
         EndEvent: {
             /**
@@ -535,6 +612,7 @@ export interface components {
             memoryMiB: number;
             /** @description Memory declared by the jobs holding the card (the whole card for exclusive use). */
             allocatedMemoryMiB: number;
+            /** @description The jobs holding the card: only the caller’s own, unless the token is an admin’s. */
             holders: {
                 jobId: string;
                 /** @description Declared share, or null for exclusive use. */
@@ -571,6 +649,51 @@ export interface components {
              * @default null
              */
             smokeJob: string | null;
+        };
+        /**
+         * @example {
+         *       "node": "gpu-host-1",
+         *       "sampleSeconds": 10,
+         *       "spacingSeconds": 20,
+         *       "items": [
+         *         {
+         *           "uuid": "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11",
+         *           "index": 0,
+         *           "name": "NVIDIA H200",
+         *           "memoryMiB": 143771,
+         *           "points": [
+         *             {
+         *               "time": "2026-01-05T09:30:20.000Z",
+         *               "utilizationPct": 91,
+         *               "memoryUsedMiB": 70312,
+         *               "powerWatts": 612.4,
+         *               "holders": [
+         *                 {
+         *                   "jobId": "01JGZ6Q6W8R3T5V7X9Z1B3D5F7",
+         *                   "owner": "airflow"
+         *                 }
+         *               ]
+         *             }
+         *           ]
+         *         }
+         *       ]
+         *     }
+         */
+        GpuHistory: {
+            /** @description The node whose cards these are (each node samples its own). */
+            node: string;
+            /** @description GANTRY_GPU_SAMPLE_SECONDS; 0: sampling is off and the history stays empty. */
+            sampleSeconds: number;
+            /** @description At most one point per card is kept per this many seconds. */
+            spacingSeconds: number;
+            items: {
+                uuid: string;
+                index: number;
+                name: string;
+                memoryMiB: number;
+                /** @description Oldest first. Cards are sampled only while a GPU job runs on the node. */
+                points: components["schemas"]["CardPoint"][];
+            }[];
         };
         GpuList: {
             /** @enum {string} */
@@ -711,8 +834,16 @@ export interface components {
             exitCode: number | null;
             /** @description Why the job ended as it did, or what it waits for. */
             reason: string | null;
-            /** @description The last non-empty stdout line (at most 4 KiB), for XCom. */
-            result: string | null;
+            /**
+             * @description For XCom: the JSON document the job wrote to its result file (`resultFile`), or else the last non-empty stdout line (at most 4 KiB) as a string; null for neither. The last attempt's.
+             * @example {
+             *       "accuracy": 0.93,
+             *       "model": "s3://models/run-42"
+             *     }
+             */
+            result: string | number | boolean | null | unknown[] | {
+                [key: string]: unknown;
+            };
             createdAt: string;
             startedAt: string | null;
             finishedAt: string | null;
@@ -746,6 +877,16 @@ export interface components {
             /** @description Pass as `cursor` for the next (older) page; null on the last page. */
             nextCursor: string | null;
         };
+        JobPoint: {
+            time: string;
+            attempt: number;
+            /** @description Mean over its cards; null on a shared card. */
+            utilizationPct: number | null;
+            /** @description Summed over its cards (its own processes on a shared card). */
+            memoryUsedMiB: number | null;
+            /** @description Summed over its cards; null on a shared card. */
+            powerWatts: number | null;
+        };
         /**
          * @example {
          *       "image": "local/busybox:latest",
@@ -770,6 +911,15 @@ export interface components {
             env?: {
                 [key: string]: string;
             };
+            /**
+             * @description Environment variables whose values are private: set in the container like env, redacted from the job's logs and result like secrets (each value at least 4 characters, or it could not be redacted), and never shown by the API (the job's view shows "[private]" instead).
+             * @example {
+             *       "API_KEY": "sk-0123456789"
+             *     }
+             */
+            privateEnv?: {
+                [key: string]: string;
+            };
             /** @description Secrets from the operator's secret source, by name: the values never enter Gantry's database or API, and are redacted from the job's logs. */
             secrets?: components["schemas"]["SecretRef"][];
             workdir?: string;
@@ -780,6 +930,16 @@ export interface components {
             /** @description Defaults to "none"; must be in GANTRY_NETWORKS. */
             network?: string;
             timeoutSeconds?: number;
+            /**
+             * @description The job may write one JSON document (at most GANTRY_RESULT_MAX_BYTES) to the file named by GANTRY_RESULT_FILE (/run/gantry-result/result.json); it becomes the job's `result`, secrets and private values redacted. A job that writes none keeps its last stdout line as `result`.
+             * @example true
+             */
+            resultFile?: boolean;
+            /**
+             * @description Seconds from SIGTERM to SIGKILL when the job is stopped (cancel, timeout, preemption); at most GANTRY_MAX_STOP_GRACE_SECONDS. Default: GANTRY_STOP_GRACE_SECONDS.
+             * @example 60
+             */
+            stopGraceSeconds?: number;
             labels?: {
                 [key: string]: string;
             };
@@ -792,7 +952,7 @@ export interface components {
             placement?: components["schemas"]["Placement"];
             /** @description When Gantry runs the job again as a new attempt; never when absent. */
             retry?: components["schemas"]["Retry"];
-            /** @description May be stopped to give its GPUs to a job with a better claim (a higher priority, or an owner within its share while this one borrows): it is told first in the file GANTRY_PREEMPT_NOTICE_FILE names, gets SIGTERM and the grace period (GANTRY_STOP_GRACE_SECONDS), then SIGKILL, and goes back to the queue as a new attempt that costs it none of its retries. Default false. */
+            /** @description May be stopped to give its GPUs to a job with a better claim (a higher priority, or an owner within its share while this one borrows): it is told first in the file GANTRY_PREEMPT_NOTICE_FILE names, gets SIGTERM and its stop grace (stopGraceSeconds), then SIGKILL, and goes back to the queue as a new attempt that costs it none of its retries. Default false. */
             preemptible?: boolean;
         };
         /**
@@ -819,6 +979,15 @@ export interface components {
             env?: {
                 [key: string]: string;
             };
+            /**
+             * @description Environment variables whose values are private: set in the container like env, redacted from the job's logs and result like secrets (each value at least 4 characters, or it could not be redacted), and never shown by the API (the job's view shows "[private]" instead).
+             * @example {
+             *       "API_KEY": "sk-0123456789"
+             *     }
+             */
+            privateEnv?: {
+                [key: string]: string;
+            };
             /** @description Secrets from the operator's secret source, by name: the values never enter Gantry's database or API, and are redacted from the job's logs. */
             secrets?: components["schemas"]["SecretRef"][];
             workdir?: string;
@@ -829,6 +998,16 @@ export interface components {
             /** @description Defaults to "none"; must be in GANTRY_NETWORKS. */
             network?: string;
             timeoutSeconds?: number;
+            /**
+             * @description The job may write one JSON document (at most GANTRY_RESULT_MAX_BYTES) to the file named by GANTRY_RESULT_FILE (/run/gantry-result/result.json); it becomes the job's `result`, secrets and private values redacted. A job that writes none keeps its last stdout line as `result`.
+             * @example true
+             */
+            resultFile?: boolean;
+            /**
+             * @description Seconds from SIGTERM to SIGKILL when the job is stopped (cancel, timeout, preemption); at most GANTRY_MAX_STOP_GRACE_SECONDS. Default: GANTRY_STOP_GRACE_SECONDS.
+             * @example 60
+             */
+            stopGraceSeconds?: number;
             labels?: {
                 [key: string]: string;
             };
@@ -841,11 +1020,30 @@ export interface components {
             placement?: components["schemas"]["Placement"];
             /** @description When Gantry runs the job again as a new attempt; never when absent. */
             retry?: components["schemas"]["RetryInput"];
-            /** @description May be stopped to give its GPUs to a job with a better claim (a higher priority, or an owner within its share while this one borrows): it is told first in the file GANTRY_PREEMPT_NOTICE_FILE names, gets SIGTERM and the grace period (GANTRY_STOP_GRACE_SECONDS), then SIGKILL, and goes back to the queue as a new attempt that costs it none of its retries. Default false. */
+            /** @description May be stopped to give its GPUs to a job with a better claim (a higher priority, or an owner within its share while this one borrows): it is told first in the file GANTRY_PREEMPT_NOTICE_FILE names, gets SIGTERM and its stop grace (stopGraceSeconds), then SIGKILL, and goes back to the queue as a new attempt that costs it none of its retries. Default false. */
             preemptible?: boolean;
         };
         /** @enum {string} */
         JobState: "queued" | "pulling" | "starting" | "running" | "succeeded" | "failed" | "cancelled" | "timed_out";
+        /**
+         * @example {
+         *       "jobId": "01JGZ6Q6W8R3T5V7X9Z1B3D5F7",
+         *       "points": [
+         *         {
+         *           "time": "2026-01-05T09:30:20.000Z",
+         *           "attempt": 1,
+         *           "utilizationPct": 91,
+         *           "memoryUsedMiB": 70312,
+         *           "powerWatts": 612.4
+         *         }
+         *       ]
+         *     }
+         */
+        JobTelemetryHistory: {
+            jobId: string;
+            /** @description Oldest first, from the node that ran it while that node has it in memory: a job of any length keeps at most 360 points, thinned evenly as it runs; empty after a restart or for a job sampled elsewhere. */
+            points: components["schemas"]["JobPoint"][];
+        };
         /**
          * @description One line of output.
          * @example {
@@ -988,9 +1186,41 @@ export interface components {
         };
         /** @enum {string} */
         PullPolicy: "missing" | "always" | "never";
+        /**
+         * @example {
+         *       "spacingSeconds": 30,
+         *       "points": [
+         *         {
+         *           "time": "2026-01-05T09:30:30.000Z",
+         *           "queued": 4,
+         *           "gpuQueued": 3,
+         *           "longestWaitSeconds": 812,
+         *           "meanWaitSeconds": 301.5
+         *         }
+         *       ]
+         *     }
+         */
+        QueueHistory: {
+            /** @description One point per this many seconds. */
+            spacingSeconds: number;
+            /** @description Oldest first; counts only, no job is named. */
+            points: components["schemas"]["QueuePoint"][];
+        };
+        QueuePoint: {
+            time: string;
+            /** @description Jobs queued fleet-wide, as this node knows the queue. */
+            queued: number;
+            /** @description Of them, jobs that ask for GPUs. */
+            gpuQueued: number;
+            /** @description How long the job queued longest had waited (0 for an empty queue). */
+            longestWaitSeconds: number;
+            /** @description Mean time the queued jobs had waited (0 for an empty queue). */
+            meanWaitSeconds: number;
+        };
         Readiness: {
             /** @enum {string} */
             status: "ready" | "not_ready";
+            /** @description `ok`, or what is wrong: the error text (which may name hosts and paths) only to a request with an admin token. */
             checks: {
                 docker: string;
                 store: string;
@@ -1210,7 +1440,7 @@ export interface components {
          *     }
          */
         Waiting: {
-            /** @description pending: not yet considered by a scheduling pass; backoff: a retry waits out its backoff (until estimatedStartAt); run_slot: every run slot is taken (GANTRY_MAX_RUNNING); quota: its team's limits (GANTRY_QUOTAS_FILE) hold it; gpus: its GPUs are not free (it holds the reservation); gpus_out_of_service: only GPUs out of service (unhealthy or drained, GET /v1/gpus) could run it; reserved_for:<id>: behind that job's GPU reservation; not_here: the answering node can never run it, another may; node_drained, engine_unreachable, no_lease: the answering node takes no job now. */
+            /** @description pending: not yet considered by a scheduling pass; backoff: a retry waits out its backoff (until estimatedStartAt); run_slot: every run slot is taken (GANTRY_MAX_RUNNING); quota: its team's limits (GANTRY_QUOTAS_FILE) hold it; gpus: its GPUs are not free (it holds the reservation); gpus_out_of_service: only GPUs out of service (unhealthy or drained, GET /v1/gpus) could run it; reserved_for:<id>: behind the GPU reservation of that job, one of the caller's own; reserved: behind the GPU reservation of another owner's job (a job with a better claim); not_here: the answering node can never run it, another may; node_drained, engine_unreachable, no_lease: the answering node takes no job now. */
             code: string;
             /** @description When it starts at the latest if the jobs holding its GPUs run to their timeouts and nothing of higher priority arrives; null where that cannot be told. */
             estimatedStartAt: string | null;
@@ -2242,7 +2472,7 @@ export interface operations {
             query?: {
                 /** @description Only this stream. */
                 stream?: "stdout" | "stderr";
-                /** @description Only the last N lines (then follow, if asked). */
+                /** @description Only the last N lines (then follow, if asked); at most 10000 (read the rest with `since`). */
                 tail?: number;
                 /** @description Only lines with a sequence number greater than this. */
                 since?: number;
@@ -2412,7 +2642,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Every GPU Gantry manages, with its holders and health */
+            /** @description Every GPU Gantry manages, with its holders (only the caller’s own jobs, unless the token is an admin’s) and health */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -4312,6 +4542,7 @@ export interface operations {
                      *           "status": 200,
                      *           "problemType": null,
                      *           "requestId": "c9e2d0f4-5b1a-4c7e-8f3d-1a2b3c4d5e6f",
+                     *           "clientRequestId": null,
                      *           "detail": {}
                      *         },
                      *         {
@@ -4325,6 +4556,7 @@ export interface operations {
                      *           "status": 422,
                      *           "problemType": "https://gantry.dev/problems/policy",
                      *           "requestId": "7d1e6c2a-3f4b-4e8a-9c0d-5e6f7a8b9c0d",
+                     *           "clientRequestId": "airflow-train-2026-01-05-1",
                      *           "detail": {
                      *             "fields": [
                      *               "body.image"
@@ -4342,6 +4574,7 @@ export interface operations {
                      *           "status": 201,
                      *           "problemType": null,
                      *           "requestId": "a4f4c3b2-0d7e-4a43-9b0e-6f4f3c1d2e10",
+                     *           "clientRequestId": null,
                      *           "detail": {}
                      *         }
                      *       ],
@@ -4382,6 +4615,366 @@ export interface operations {
                      *       "status": 403,
                      *       "detail": "this token lacks the \"admin\" scope",
                      *       "instance": "/v1/audit"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request or refused by policy; `errors` names the fields at fault */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/policy",
+                     *       "title": "Refused by policy",
+                     *       "status": 422,
+                     *       "detail": "body.image: image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST",
+                     *       "instance": "/v1/jobs",
+                     *       "errors": [
+                     *         {
+                     *           "field": "body.image",
+                     *           "message": "image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getGpuHistory: {
+        parameters: {
+            query?: {
+                /** @description Only the points of the last N hours (the rings hold about four at most). */
+                hours?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Each card’s recent points */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "node": "gpu-host-1",
+                     *       "sampleSeconds": 10,
+                     *       "spacingSeconds": 20,
+                     *       "items": [
+                     *         {
+                     *           "uuid": "GPU-3c5a1b3e-9a44-4f2f-8d1e-0f6b7d2a9c11",
+                     *           "index": 0,
+                     *           "name": "NVIDIA H200",
+                     *           "memoryMiB": 143771,
+                     *           "points": [
+                     *             {
+                     *               "time": "2026-01-05T09:30:20.000Z",
+                     *               "utilizationPct": 91,
+                     *               "memoryUsedMiB": 70312,
+                     *               "powerWatts": 612.4,
+                     *               "holders": [
+                     *                 {
+                     *                   "jobId": "01JGZ6Q6W8R3T5V7X9Z1B3D5F7",
+                     *                   "owner": "airflow"
+                     *                 }
+                     *               ]
+                     *             }
+                     *           ]
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["GpuHistory"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unauthorized",
+                     *       "title": "Authentication required",
+                     *       "status": 401,
+                     *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the needed scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token lacks the \"submit\" scope",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request or refused by policy; `errors` names the fields at fault */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/policy",
+                     *       "title": "Refused by policy",
+                     *       "status": 422,
+                     *       "detail": "body.image: image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST",
+                     *       "instance": "/v1/jobs",
+                     *       "errors": [
+                     *         {
+                     *           "field": "body.image",
+                     *           "message": "image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getQueueHistory: {
+        parameters: {
+            query?: {
+                /** @description Only the points of the last N hours (the rings hold about four at most). */
+                hours?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The queue over time */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "spacingSeconds": 30,
+                     *       "points": [
+                     *         {
+                     *           "time": "2026-01-05T09:30:30.000Z",
+                     *           "queued": 4,
+                     *           "gpuQueued": 3,
+                     *           "longestWaitSeconds": 812,
+                     *           "meanWaitSeconds": 301.5
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["QueueHistory"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unauthorized",
+                     *       "title": "Authentication required",
+                     *       "status": 401,
+                     *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the needed scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token lacks the \"submit\" scope",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid request or refused by policy; `errors` names the fields at fault */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/policy",
+                     *       "title": "Refused by policy",
+                     *       "status": 422,
+                     *       "detail": "body.image: image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST",
+                     *       "instance": "/v1/jobs",
+                     *       "errors": [
+                     *         {
+                     *           "field": "body.image",
+                     *           "message": "image \"docker.io/library/alpine:3\" is not in GANTRY_IMAGE_ALLOWLIST"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getJobTelemetry: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Job id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The job's samples, oldest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "jobId": "01JGZ6Q6W8R3T5V7X9Z1B3D5F7",
+                     *       "points": [
+                     *         {
+                     *           "time": "2026-01-05T09:30:20.000Z",
+                     *           "attempt": 1,
+                     *           "utilizationPct": 91,
+                     *           "memoryUsedMiB": 70312,
+                     *           "powerWatts": 612.4
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["JobTelemetryHistory"];
+                };
+            };
+            /** @description Malformed request: a body that is not JSON, or a path that is not valid percent-encoding */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/bad-request",
+                     *       "title": "Bad request",
+                     *       "status": 400,
+                     *       "detail": "Body is not valid JSON but content-type is set to 'application/json'",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing or invalid bearer token */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/unauthorized",
+                     *       "title": "Authentication required",
+                     *       "status": 401,
+                     *       "detail": "send Authorization: Bearer <token>",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The token lacks the needed scope */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/forbidden",
+                     *       "title": "Forbidden",
+                     *       "status": 403,
+                     *       "detail": "this token lacks the \"submit\" scope",
+                     *       "instance": "/v1/jobs"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such job (or it belongs to another owner) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/not-found",
+                     *       "title": "Not found",
+                     *       "status": 404,
+                     *       "detail": "job 5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47 does not exist",
+                     *       "instance": "/v1/jobs/5b7c1a52-8a0e-4d0f-9d3e-2f6c0b8e1a47"
+                     *     }
+                     */
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A path parameter is too long to be an id */
+            414: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "type": "https://gantry.dev/problems/uri-too-long",
+                     *       "title": "URI too long",
+                     *       "status": 414,
+                     *       "detail": "a path parameter is longer than any Gantry id",
+                     *       "instance": "/v1/jobs/aaaa…/logs"
                      *     }
                      */
                     "application/problem+json": components["schemas"]["Problem"];
