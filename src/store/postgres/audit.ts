@@ -1,8 +1,7 @@
 import type pg from 'pg';
 import type { AuditDetail, AuditOutcome, AuditRecord, NewAuditRecord } from '../../model/audit.js';
 import type { AuditFilter, AuditStore } from '../store.js';
-import { read, write } from './db.js';
-import { pgText } from './jobs.js';
+import { pgText, read, write } from './db.js';
 
 interface AuditRow {
   seq: number;

@@ -156,3 +156,13 @@ export async function transaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) 
     client.release(broken);
   }
 }
+
+/**
+ * PostgreSQL text cannot hold NUL, which SQLite's can: free text that may
+ * come from a container (a result line, a reason quoting output) or a client
+ * (a job's name, its labels) keeps its place with U+FFFD instead of failing
+ * the write.
+ */
+export function pgText<T extends string | null | undefined>(s: T): T {
+  return (typeof s === 'string' && s.includes('\u0000') ? s.replaceAll('\u0000', '\uFFFD') : s) as T;
+}

@@ -18,18 +18,8 @@ import {
   toRecord,
 } from '../job-row.js';
 import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard, UsageInterval } from '../store.js';
-import { CHANNEL, read, transaction, write } from './db.js';
+import { CHANNEL, pgText, read, transaction, write } from './db.js';
 import type { RecordCache } from './record-cache.js';
-
-/**
- * PostgreSQL text cannot hold NUL, which SQLite's can: free text that may
- * come from a container (a result line, a reason quoting output) or a client
- * (a job's name, its labels) keeps its place with U+FFFD instead of failing
- * the write.
- */
-export function pgText<T extends string | null | undefined>(s: T): T {
-  return (typeof s === 'string' && s.includes('\u0000') ? s.replaceAll('\u0000', '\uFFFD') : s) as T;
-}
 
 function toSql(key: ColumnField, value: unknown): unknown {
   if (key === 'cancelRequested') return value === true;

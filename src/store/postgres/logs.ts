@@ -4,8 +4,7 @@ import { EMPTY_LOG_STATE, type LogChunk, type LogLine, type LogState, type LogSt
 import { ChunkConflictError, encodeChunk, STREAM_NAMES, unpackChunk } from '../chunk-codec.js';
 import { ENDED_SQL } from '../job-row.js';
 import type { Fence, LogStore } from '../store.js';
-import { read, transaction, write } from './db.js';
-import { pgText } from './jobs.js';
+import { pgText, read, transaction, write } from './db.js';
 import type { LogAnnouncer } from './log-announcer.js';
 
 interface LogStateRow {
