@@ -16,9 +16,12 @@ export class NodeService {
   ) {}
 
   async list(principal: Principal): Promise<Node[]> {
-    const [nodes, holding] = await Promise.all([this.store.nodes.list(), this.store.jobs.holdingGpus()]);
-    const active = await Promise.all(nodes.map((n) => this.store.jobs.active(n.name)));
-    return nodes.map((n, i) => view(n, holding, active[i]!.length, principal));
+    const [nodes, holding, active] = await Promise.all([
+      this.store.nodes.list(),
+      this.store.jobs.holdingGpus(),
+      this.store.jobs.activeByNode(),
+    ]);
+    return nodes.map((n) => view(n, holding, active.get(n.name) ?? 0, principal));
   }
 
   async get(principal: Principal, name: string): Promise<Node> {

@@ -184,9 +184,8 @@ interface FleetSnapshot {
 }
 
 async function readFleet(store: Store): Promise<FleetSnapshot> {
-  const [nodes, holding] = await Promise.all([store.nodes.list(), store.jobs.holdingGpus()]);
-  // Running jobs by node: one small read per node (the Store has no count by node).
-  const active = await Promise.all(nodes.map((n) => store.jobs.active(n.name)));
+  // Three reads whatever the fleet's size: every node scrapes the whole fleet, so a read per node would cost the fleet N² reads a scrape interval.
+  const [nodes, holding, active] = await Promise.all([store.nodes.list(), store.jobs.holdingGpus(), store.jobs.activeByNode()]);
   const held = new Map<string, Set<string>>();
   for (const j of holding) {
     if (j.node === null) continue;
@@ -196,10 +195,10 @@ async function readFleet(store: Store): Promise<FleetSnapshot> {
   }
   const allocated = new Map<string, number>();
   const running = new Map<string, number>();
-  nodes.forEach((n, i) => {
+  nodes.forEach((n) => {
     const cards = held.get(n.name);
     allocated.set(n.name, cards ? n.gpus.filter((g) => cards.has(g.uuid)).length : 0);
-    running.set(n.name, active[i]!.length);
+    running.set(n.name, active.get(n.name) ?? 0);
   });
   return { nodes, allocated, running };
 }

@@ -157,6 +157,8 @@ export interface JobStore {
   queued(): Promise<JobRecord[]>;
   /** The node's jobs that hold, or are about to hold, a container (pulling, starting, running). */
   active(node: string): Promise<JobRecord[]>;
+  /** How many jobs each node holds active (pulling, starting, running), in one read whatever the fleet's size; a node with none is absent. */
+  activeByNode(): Promise<Map<string, number>>;
   /** The node's jobs it took but did not start (queued, node set): a process that dies leaves them so. */
   claimed(node: string): Promise<JobRecord[]>;
   /**

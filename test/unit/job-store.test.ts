@@ -386,6 +386,32 @@ function contract(open: OpenStore): void {
     );
   });
 
+  test('activeByNode: each node with the jobs it holds pulling, starting or running, in one read', async (t) => {
+    const { store } = await open(t);
+    const a = await store.nodes.register(nodeInfo('a'));
+    await store.nodes.register(nodeInfo('b'));
+    const claimed = (await store.jobs.insert(newJob())).record;
+    await store.jobs.claim(claimed.id, a);
+    for (const [node, state] of [
+      ['a', 'pulling'],
+      ['a', 'running'],
+      ['b', 'starting'],
+      ['b', 'succeeded'],
+    ] as const) {
+      const j = (await store.jobs.insert(newJob())).record;
+      await store.jobs.update(j.id, { state, node });
+    }
+    assert.deepEqual(
+      [...(await store.jobs.activeByNode())].sort(),
+      [
+        ['a', 2],
+        ['b', 1],
+      ],
+      'a claimed job and an ended one are not active',
+    );
+    for (const name of ['a', 'b']) assert.equal((await store.jobs.active(name)).length, (await store.jobs.activeByNode()).get(name));
+  });
+
   test('counts: kept as jobs change state, are taken and are pruned, equal to counting the rows', async (t) => {
     const { store } = await open(t);
     const n = await store.nodes.register(nodeInfo('a'));

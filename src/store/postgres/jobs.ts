@@ -152,6 +152,7 @@ const CLAIM = `
   SELECT u.*, ${jobNotify('u', '$4')} FROM u`;
 const QUEUED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE state = 'queued' AND node IS NULL ORDER BY priority DESC, seq`;
 const ACTIVE = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state IN ${ACTIVE_SQL} ORDER BY seq`;
+const ACTIVE_BY_NODE = `SELECT node, count(*)::int AS n FROM jobs WHERE node IS NOT NULL AND state IN ${ACTIVE_SQL} GROUP BY node`;
 const CLAIMED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state = 'queued' ORDER BY priority DESC, seq`;
 const HOLDING_GPUS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE state IN ${ACTIVE_SQL} AND gpus <> '[]' ORDER BY seq`;
 const UNSET = `SELECT id, spec FROM jobs WHERE settings IS NULL AND state NOT IN ${ENDED_SQL} FOR UPDATE`;
@@ -274,6 +275,11 @@ export class PgJobStore implements JobStore {
 
   async active(node: string): Promise<JobRecord[]> {
     return (await read<JobRow>(this.pool, { name: 'gantry_jobs_active', text: ACTIVE, values: [node] })).map(toRecord);
+  }
+
+  async activeByNode(): Promise<Map<string, number>> {
+    const rows = await read<{ node: string; n: number }>(this.pool, { name: 'gantry_jobs_active_by_node', text: ACTIVE_BY_NODE });
+    return new Map(rows.map((r) => [r.node, r.n]));
   }
 
   async claimed(node: string): Promise<JobRecord[]> {

@@ -62,6 +62,7 @@ export class SqliteJobStore implements JobStore {
   private readonly claimedStmt: Statement;
   private readonly unclaimStmt: Statement;
   private readonly holdingGpusStmt: Statement;
+  private readonly activeByNodeStmt: Statement;
   private readonly prunedUsageStmt: Statement;
   private readonly overlappingStmt: Statement;
   private readonly countStmt: Statement;
@@ -90,6 +91,9 @@ export class SqliteJobStore implements JobStore {
     this.activeStmt = db.prepare(`SELECT * FROM jobs WHERE node = ? AND state IN ${ACTIVE_SQL} ORDER BY seq`);
     this.claimedStmt = db.prepare(`SELECT * FROM jobs WHERE node = ? AND state = 'queued' ORDER BY priority DESC, seq ASC`);
     this.unclaimStmt = db.prepare(`UPDATE jobs SET node = NULL WHERE node = ? AND state = 'queued' RETURNING id`);
+    this.activeByNodeStmt = db.prepare(
+      `SELECT node, COUNT(*) AS n FROM jobs WHERE node IS NOT NULL AND state IN ${ACTIVE_SQL} GROUP BY node`,
+    );
     this.holdingGpusStmt = db.prepare(`SELECT * FROM jobs WHERE state IN ${ACTIVE_SQL} AND gpus != '[]' ORDER BY seq`);
     // The GPU time of pruned jobs that meets the window (retention.ts keeps it), along usage_intervals_ended.
     this.prunedUsageStmt = db.prepare(
@@ -230,6 +234,10 @@ export class SqliteJobStore implements JobStore {
   /** The node's jobs in pulling, starting or running (for the node store too). */
   activeOf(node: string): JobRecord[] {
     return (this.activeStmt.all(node) as JobRow[]).map(toRecord);
+  }
+
+  async activeByNode(): Promise<Map<string, number>> {
+    return new Map((this.activeByNodeStmt.all() as { node: string; n: number }[]).map((r) => [r.node, r.n]));
   }
 
   async claimed(node: string): Promise<JobRecord[]> {
