@@ -82,9 +82,9 @@ export const EnvSchema = z.object({
   // Who decides where queued jobs run in a fleet (docs/fleet.md, One decider); a single host on SQLite always decides alone.
   GANTRY_FLEET_DECIDER: z
     .enum(['every-node', 'elected'])
-    .default('every-node')
+    .default('elected')
     .describe(
-      'in a fleet: `every-node` (each node runs the scheduling pass and claims for itself) or `elected` (one node, elected through PostgreSQL, decides for the fleet and the others apply its assignments); every node of a fleet must use the same',
+      "in a fleet: `elected` (one node, elected through PostgreSQL, decides for the fleet and the others apply its assignments: quotas and preemptions hold fleet-wide) or `every-node` (each node runs the scheduling pass and claims for itself: no wait for a new decider when one dies, but limits may be overshot by the change feed's delay); every node of a fleet must use the same",
     ),
   GANTRY_TLS_CERT: z
     .string()
