@@ -220,7 +220,7 @@ while :; do
     read -r svc status health code < <(docker inspect -f \
       '{{index .Config.Labels "com.docker.compose.service"}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}-{{end}} {{.State.ExitCode}}' "$c")
     case "$svc" in
-      airflow-init | gantry-volumes-init)
+      airflow-init | gantry-volumes-init | gantry-run-folder)
         [ "$status" = exited ] && { [ "$code" = 0 ] || fail "$svc exited with $code"; } && continue ;;
       *)
         [ "$health" = healthy ] && continue
