@@ -43,8 +43,10 @@ LEDGER="$OUT/ledger.jsonl"
 # the pull policy "never" means a name that is not on this host fails the job
 # without any pull; short timeouts so every accepted job ends; containers kept
 # so that the ones created can be counted. Two static GPUs with the `env`
-# driver (no device is touched) let GPU requests reach the allocator.
-env GANTRY_DATA_DIR="$DATA" GANTRY_TOKENS_FILE="$TOKENS_FILE" GANTRY_HOST=127.0.0.1 GANTRY_PORT="$PORT" \
+# driver (no device is touched) let GPU requests reach the allocator. Its run
+# folders are its own, never the host's /run/gantry (another Gantry's, which
+# this one would rightly refuse to share).
+env GANTRY_DATA_DIR="$DATA" GANTRY_SECRETS_RUN_DIR="$DATA/secret-run" GANTRY_NOTICE_DIR="$DATA/notices" GANTRY_TOKENS_FILE="$TOKENS_FILE" GANTRY_HOST=127.0.0.1 GANTRY_PORT="$PORT" \
   GANTRY_GPUS="GPU-fuzz-$RUN_ID-0:81920,GPU-fuzz-$RUN_ID-1:81920" GANTRY_GPU_DRIVER=env GANTRY_LOG_LEVEL=warn GANTRY_IMAGE_ALLOWLIST='**' GANTRY_PULL_POLICY=never \
   GANTRY_ALLOWED_PULL_POLICIES=never GANTRY_NETWORKS=none GANTRY_KEEP_CONTAINERS=true \
   GANTRY_DEFAULT_TIMEOUT_SECONDS=10 GANTRY_MAX_TIMEOUT_SECONDS=20 GANTRY_STOP_GRACE_SECONDS=1 \

@@ -1,6 +1,7 @@
 """Schemathesis hooks for scripts/fuzz.sh (loaded through SCHEMATHESIS_HOOKS).
 
-Every answer to POST /v1/jobs, in every phase, is written to the ledger
+Every answer to POST /v1/jobs and POST /v1/gpus/{uuid}/smoke (the two
+endpoints that make jobs), in every phase, is written to the ledger
 (GANTRY_FUZZ_LEDGER, one JSON object a line): its status, its X-Request-Id and,
 when Gantry accepted the job, the job id. tools/fuzz/verify.py then checks
 that only accepted submissions left jobs and containers behind.
@@ -16,7 +17,8 @@ LEDGER = os.environ["GANTRY_FUZZ_LEDGER"]
 
 @schemathesis.hook
 def after_call(context, case, response):
-    if case.method.upper() != "POST" or case.path != "/v1/jobs":
+    # Both endpoints that make jobs: a submission, and a GPU's smoke job (202 with the job).
+    if case.method.upper() != "POST" or case.path not in ("/v1/jobs", "/v1/gpus/{uuid}/smoke"):
         return
     entry = {"status": response.status_code, "requestId": (response.headers.get("x-request-id") or [None])[0]}
     try:

@@ -105,7 +105,10 @@ def main():
     # 1. Jobs come only from accepted submissions.
     for j in jobs:
         if j["id"] not in accepted:
-            problems.append(f"job {j['id']} is in the store but no submission was answered 2xx with it")
+            problems.append(
+                f"job {j['id']} is in the store but no submission was answered 2xx with it "
+                f"(state {j['state']}, name {j.get('name')!r}, request {j.get('requestId')}, labels {j.get('labels')})"
+            )
         if j.get("requestId") in refused_requests:
             problems.append(f"job {j['id']} was stored by request {j['requestId']}, which was refused")
 
