@@ -207,15 +207,21 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
           directory.invalidate();
           void membership.refresh().then(() => scheduler.kick());
         },
-        queued: (jobId) =>
+        queued: (jobId, record) => {
+          if (record) {
+            jobs.observe(record);
+            events.publishQueueChanged();
+            return;
+          }
           void jobs.refresh(jobId).then(
             () => events.publishQueueChanged(),
             // After an outage of the feed, it delivers the jobs changed meanwhile again (or a resync).
             (err) => log.warn({ err, jobId }, 'could not read a job queued by another node'),
-          ),
+          );
+        },
         dequeued: (jobId) => jobs.dequeued(jobId),
-        taken: (jobId, state) =>
-          void jobs.taken(jobId, state).catch((err) => log.warn({ err, jobId }, 'could not read a job another node took')),
+        taken: (jobId, state, record) =>
+          void jobs.taken(jobId, state, record).catch((err) => log.warn({ err, jobId }, 'could not read a job another node took')),
         queueResync: () => void scheduler.reloadQueue(),
       })
     : () => undefined;

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { StoreUnavailableError } from '../model/errors.js';
 import type { NodeSeat } from '../runner/node-seat.js';
-import type { NodeInfo, NodeRecord, SettledJob, Store } from '../store/store.js';
+import type { NodeInfo, NodeRecord, Renewal, SettledJob, Store } from '../store/store.js';
 import { settleLostJob } from './node-loss.js';
 
 export interface MembershipDeps {
@@ -47,7 +47,9 @@ export function brakes(due: number, othersUp: number): boolean {
  * The rules it keeps:
  * - Each beat renews first and alone; refreshing this node's record and
  *   expiring others follow in the background, never overlapping each other
- *   and never holding up the next renewal.
+ *   and never holding up the next renewal. They run only when the renewal
+ *   says they are needed (the drain changed, a lease ran out), so a quiet
+ *   fleet costs the store one statement per node and beat.
  * - A renewal counts only if it succeeds within its deadline (a sixth of
  *   the lease, half a beat). After a renewal that failed or came late the
  *   node holds no seat (`epoch()` is null: it starts no new job) until one
@@ -84,6 +86,8 @@ export class NodeMembership implements NodeSeat {
   private held = false;
   /** When the last renewal that succeeded in time was sent, kept through misses (ms, this process's clock). */
   private lastRenewal: number | null = null;
+  /** What the last renewal learnt, or null when the beat renewed nothing (it joined, or failed): then the beat reads and expires anyway. */
+  private learnt: Renewal | null = null;
   /** Set when the lease was found lost, until every listener has stopped what the fleet settled. */
   private fencePending = false;
   private readonly listeners: SeatListener[] = [];
@@ -154,6 +158,7 @@ export class NodeMembership implements NodeSeat {
   async heartbeat(): Promise<void> {
     if (this.renewing || this.stopped) return;
     this.renewing = true;
+    this.learnt = null;
     try {
       await this.renew();
     } catch (err) {
@@ -181,6 +186,7 @@ export class NodeMembership implements NodeSeat {
       await this.fenced(epoch);
       return;
     }
+    this.learnt = renewed;
     const took = Date.now() - sent;
     if (took > this.deadlineMs) {
       this.missed(new StoreUnavailableError('unavailable', `the renewal took ${took} ms, over its deadline of ${this.deadlineMs} ms`));
@@ -204,12 +210,18 @@ export class NodeMembership implements NodeSeat {
     this.held = false;
   }
 
-  /** Refresh, then expire others once this node has renewed in time for a whole lease; one at a time, errors logged. */
+  /**
+   * Refresh, then expire others once this node has renewed in time for a
+   * whole lease; one at a time, errors logged. Each only when the beat's
+   * renewal called for it, or said nothing (a beat that joined or failed).
+   */
   private async keep(): Promise<void> {
+    const learnt = this.learnt;
     try {
-      await this.refresh();
+      if (learnt === null || learnt.drained !== this.current?.drained) await this.refresh();
       const since = this.reachableSince;
-      if (since !== null && Date.now() - since >= this.d.info.leaseSeconds * 1000) await this.expireOthers();
+      const due = learnt === null || learnt.othersDue;
+      if (due && since !== null && Date.now() - since >= this.d.info.leaseSeconds * 1000) await this.expireOthers();
     } catch (err) {
       const level = err instanceof StoreUnavailableError ? 'warn' : 'error';
       this.d.log[level]({ err, node: this.name }, 'could not expire the leases of other nodes; the next heartbeat tries again');

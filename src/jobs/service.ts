@@ -325,11 +325,13 @@ export class JobService {
   }
 
   /**
-   * A job another node took or moved on: read the first time, so quotas
+   * A job another node took or moved on: the queue follows its record when
+   * the change carried one. Otherwise it is read the first time, so quotas
    * count it, and again once it runs, so fair share counts its GPU time
    * from its start (one read per run and node).
    */
-  async taken(id: string, state: JobState): Promise<void> {
+  async taken(id: string, state: JobState, record: JobRecord | null): Promise<void> {
+    if (record) return this.observe(record);
     const unknown = !this.d.queue.isActive(id);
     const startedUncounted = state === 'running' && this.d.queue.fairShare.enabled && !this.d.queue.fairShare.holdingOf(id);
     if (unknown || startedUncounted) await this.refresh(id);

@@ -11,9 +11,6 @@ import type { NodeRuns } from './node-runs.js';
 import type { NodeSeat } from './node-seat.js';
 import type { Passes, Planner } from './planner.js';
 
-/** How long the fleet's view of why jobs wait is reused before it is read again. */
-const OUTCOME_TTL_MS = 1000;
-
 export interface AssignedPassesDeps {
   config: Config;
   seat: NodeSeat;
@@ -45,7 +42,7 @@ export class AssignedPasses implements Passes {
   /** Assignments read and not yet consumed in a report: job id → the decider's term it was given under. */
   private readonly consumed = new Map<string, number>();
   private reported = '';
-  private outcome: { at: number; value: PassOutcome } | null = null;
+  private outcome: { text: string | null; value: PassOutcome } | null = null;
 
   constructor(private readonly d: AssignedPassesDeps) {}
 
@@ -59,7 +56,7 @@ export class AssignedPasses implements Passes {
 
   async decide(): Promise<PassDecision> {
     const idle = this.d.planner.idle();
-    const { assignments, preemptions } = await this.d.decider.assigned(this.d.seat.name);
+    const { assignments, preemptions, outcome } = await this.d.decider.assigned(this.d.seat.name);
     for (const a of assignments) this.consumed.set(a.jobId, a.term);
     if (idle !== null)
       return { fail: [], start: [], preempt: null, outcome: { node: idle, decided: new Map(), beyond: { any: null, gpu: null } } };
@@ -67,7 +64,7 @@ export class AssignedPasses implements Passes {
     const preempt = this.preemption(preemptions);
     // The scheduler applies a pass only when the node takes jobs (outcome.node null): this one does, whatever
     // the fleet's view says of the fleet as a whole, so the fleet's view serves only as the reasons of the queue.
-    const { decided, beyond } = await this.fleetOutcome();
+    const { decided, beyond } = this.fleetOutcome(outcome);
     return { fail: [], start, preempt, outcome: { node: null, decided, beyond } };
   }
 
@@ -142,13 +139,11 @@ export class AssignedPasses implements Passes {
     };
   }
 
-  /** The fleet's view of why jobs wait, as the decider last wrote it (read at most once a second). */
-  private async fleetOutcome(): Promise<PassOutcome> {
-    const now = Date.now();
-    if (this.outcome === null || now - this.outcome.at > OUTCOME_TTL_MS) {
-      const text = await this.d.decider.outcome();
+  /** The fleet's view of why jobs wait, as the decider last wrote it (parsed again only when it changed). */
+  private fleetOutcome(text: string | null): PassOutcome {
+    if (this.outcome === null || this.outcome.text !== text) {
       const value: PassOutcome = text === null ? { node: null, decided: new Map(), beyond: { any: null, gpu: null } } : outcomeOf(text);
-      this.outcome = { at: now, value };
+      this.outcome = { text, value };
     }
     return this.outcome.value;
   }

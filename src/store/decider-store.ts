@@ -104,8 +104,15 @@ export interface DeciderStore {
    * epoch (nothing written).
    */
   report(report: NodeReport, consumed: readonly { jobId: string; term: number }[]): Promise<boolean>;
-  /** The node's outstanding assignments (oldest first) and the preemptions it is to apply. */
-  assigned(node: string): Promise<{ assignments: Assignment[]; preemptions: FleetPreemption[] }>;
+  /** The node's outstanding assignments, the preemptions it is to apply, and the fleet's outcome. */
+  assigned(node: string): Promise<NodeAssignments>;
+}
+
+/** What a node's pass reads of the decider's work. */
+export interface NodeAssignments {
+  /** Oldest first. */
+  assignments: Assignment[];
+  preemptions: FleetPreemption[];
   /** The fleet's view of why queued jobs wait, as the decider last wrote it, or null. */
-  outcome(): Promise<string | null>;
+  outcome: string | null;
 }

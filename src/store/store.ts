@@ -17,6 +17,7 @@ export type {
   FleetPreemption,
   FleetSnapshot,
   HeldGpus,
+  NodeAssignments,
   NodeReport,
   ReportedRun,
 } from './decider-store.js';
@@ -249,6 +250,19 @@ export interface SettledJob {
 export type ExpiryCheck = (due: readonly NodeRecord[], othersUp: number) => boolean;
 
 /**
+ * What a renewal learns on the way, so that a beat of a node in a quiet
+ * fleet costs the store that one statement: the node's record is read
+ * again only when its drain changed, and the fleet's expiry runs only when
+ * a lease ran out.
+ */
+export interface Renewal {
+  /** The node's drain as it stands (an operator may have changed it on another node). */
+  drained: boolean;
+  /** Whether another node's lease has run out: it is due to be declared lost. */
+  othersDue: boolean;
+}
+
+/**
  * The registry of nodes sharing the store, and their leases. Time is the
  * store's own clock: a lease expires `leaseSeconds` after the node last
  * renewed it, as the store measures.
@@ -256,8 +270,8 @@ export type ExpiryCheck = (due: readonly NodeRecord[], othersUp: number) => bool
 export interface NodeStore {
   /** Registers a node's new process: a new epoch, state up, the lease renewed; `drained` is kept. */
   register(info: NodeInfo): Promise<NodeRecord>;
-  /** Renews the lease of that epoch; false once the node was declared lost or registered again by another process. */
-  renew(name: string, epoch: number): Promise<boolean>;
+  /** Renews the lease of that epoch; null once the node was declared lost or registered again by another process. */
+  renew(name: string, epoch: number): Promise<Renewal | null>;
   get(name: string): Promise<NodeRecord | undefined>;
   list(): Promise<NodeRecord[]>;
   setDrained(name: string, drained: boolean): Promise<NodeRecord | undefined>;
@@ -308,7 +322,15 @@ export interface AuditStore {
 
 /** A change another process made, as the store reports it. */
 export type StoreChange =
-  | { kind: 'job'; jobId: string; state: JobState; node: string | null; cancelRequested: boolean }
+  | {
+      kind: 'job';
+      jobId: string;
+      state: JobState;
+      node: string | null;
+      cancelRequested: boolean;
+      /** The job as that change left it, when the store could carry it; null: read it if needed. */
+      record: JobRecord | null;
+    }
   | { kind: 'log'; jobId: string; lastSeq: number }
   | { kind: 'nodes' }
   /** The fleet's decider wrote assignments or preemptions for these nodes. */

@@ -35,10 +35,16 @@ export function tokensFile(entries: { owner: string; scopes: Scope[]; token: str
   return file;
 }
 
-/** Environment for a test Gantry: temp data dir, known admin token, no GPUs, quiet logs. */
+/**
+ * Environment for a test Gantry: temp data dir, known admin token, no GPUs,
+ * quiet logs, and run folders of its own in the data dir: never the host's
+ * /run/gantry, which another Gantry (another user's, as in compose) may own.
+ */
 export function testEnv(dataDir: string, env: Record<string, string> = {}): Record<string, string> {
   return {
     GANTRY_DATA_DIR: dataDir,
+    GANTRY_SECRETS_RUN_DIR: path.join(dataDir, 'secret-run'),
+    GANTRY_NOTICE_DIR: path.join(dataDir, 'notices'),
     GANTRY_ADMIN_TOKEN: ADMIN_TOKEN,
     GANTRY_HOST: '127.0.0.1',
     GANTRY_PORT: '0',

@@ -20,6 +20,7 @@ import { createPool } from '../../src/store/postgres/db.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
 import { LeaseLink } from '../../src/store/postgres/lease-link.js';
 import { PgNodeStore } from '../../src/store/postgres/nodes.js';
+import { RecordCache } from '../../src/store/postgres/record-cache.js';
 import type { NodeRecord, Store } from '../../src/store/store.js';
 import { eventually } from '../helpers/fleet.js';
 import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
@@ -75,7 +76,7 @@ test('fleet liveness', { timeout: 180_000 }, async (t) => {
     const observer = await member(t, url, 'observer');
     // The node's store as openPostgresStore wires it, with its pool at hand to exhaust.
     const pool = createPool({ url, node: 'busy', leaseSeconds: LEASE });
-    const nodes = new PgNodeStore(pool, 'busy', new LeaseLink(url, 'busy', LEASE));
+    const nodes = new PgNodeStore(pool, 'busy', new LeaseLink(url, 'busy', LEASE), new RecordCache());
     const busy = await member(t, url, 'busy', {
       nodes,
       close: async () => pool.end(),

@@ -148,15 +148,16 @@ describe('PostgreSQL store at scale', () => {
     const FEED = `SELECT pid FROM pg_stat_activity WHERE application_name = 'gantry:b:feed'`;
     await admin.query(`SELECT pg_terminate_backend(pid) FROM (${FEED}) f`);
     while ((await admin.query(FEED)).rowCount) await sleep(20);
-    await a.jobs.update('queued-7', { state: 'cancelled', cancelRequested: true, finishedAt: new Date().toISOString() });
+    const cancelled = await a.jobs.update('queued-7', { state: 'cancelled', cancelRequested: true, finishedAt: new Date().toISOString() });
     const { record } = await a.jobs.insert(newJob({ id: 'new' }));
     await admin.query(`ALTER DATABASE "${database}" WITH ALLOW_CONNECTIONS true`);
 
     await fb.next((c) => c.kind === 'job' && c.jobId === record.id, 15_000);
+    // Read back as an announcement would have carried them: the jobs' records, as they are now.
     assert.deepEqual(fb.changes, [
       { kind: 'nodes' },
-      { kind: 'job', jobId: 'queued-7', state: 'cancelled', node: null, cancelRequested: true },
-      { kind: 'job', jobId: 'new', state: 'queued', node: null, cancelRequested: false },
+      { kind: 'job', jobId: 'queued-7', state: 'cancelled', node: null, cancelRequested: true, record: cancelled },
+      { kind: 'job', jobId: 'new', state: 'queued', node: null, cancelRequested: false, record },
     ]);
     await a.jobs.update('queued-8', { cancelRequested: true });
     await fb.next((c) => c.kind === 'job' && c.jobId === 'queued-8');

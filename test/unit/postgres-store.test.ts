@@ -34,6 +34,8 @@ async function open(t: TestContext, url: string, node: string): Promise<Store & 
 }
 
 const state = (s: Partial<LogState> = {}): LogState => ({ ...EMPTY_LOG_STATE, ...s });
+/** The job change a write of `r` announces, but for the record it carries. */
+const job = (r: JobRecord) => ({ kind: 'job', jobId: r.id, state: r.state, node: r.node, cancelRequested: r.cancelRequested });
 
 function records(from: number, n: number, stream: 'stdout' | 'stderr' = 'stdout'): NewLogRecord[] {
   return Array.from({ length: n }, (_, i) => ({ stream, time: 1_700_000_000_000 + from + i, line: `line ${from + i}` }));
@@ -230,11 +232,11 @@ describe('PostgreSQL store', () => {
     assert.deepEqual(r2.labels, { zone: 'b' });
     await sleep(1_100);
     assert.ok((await s.nodes.get('a'))!.heartbeatAgeSeconds >= 1);
-    assert.equal(await s.nodes.renew('a', r1.epoch), false, 'an older process cannot renew');
+    assert.equal(await s.nodes.renew('a', r1.epoch), null, 'an older process cannot renew');
     assert.ok((await s.nodes.get('a'))!.heartbeatAgeSeconds >= 1, 'nor move the heartbeat');
-    assert.equal(await s.nodes.renew('a', r2.epoch), true);
+    assert.deepEqual(await s.nodes.renew('a', r2.epoch), { drained: true, othersDue: false }, 'the renewal tells the drain');
     assert.ok((await s.nodes.get('a'))!.heartbeatAgeSeconds < 1);
-    assert.equal(await s.nodes.renew('ghost', 1), false);
+    assert.equal(await s.nodes.renew('ghost', 1), null);
     assert.equal(await s.nodes.setDrained('ghost', true), undefined);
     assert.equal(await s.nodes.get('ghost'), undefined);
     await s.nodes.register(nodeInfo('b'));
@@ -269,7 +271,13 @@ describe('PostgreSQL store', () => {
       return { state: 'failed', reason: `node ${node.name} lost`, finishedAt: '2030-01-01T00:00:00.000Z' };
     };
     assert.deepEqual(await s.nodes.expire(settle), { lost: [], settled: [] }, 'no lease has run out yet');
+    assert.deepEqual(await s.nodes.renew('long', long.epoch), { drained: false, othersDue: false });
     await sleep(1_300);
+    assert.deepEqual(
+      await s.nodes.renew('long', long.epoch),
+      { drained: false, othersDue: true },
+      'the renewal tells that a lease ran out',
+    );
     const { lost, settled } = await s.nodes.expire(settle);
     assert.deepEqual(
       lost.map((n) => [n.name, n.state]),
@@ -292,7 +300,7 @@ describe('PostgreSQL store', () => {
     assert.equal((await s.jobs.get(done.id))?.state, 'succeeded');
     assert.equal((await s.jobs.get(elsewhere.id))?.state, 'running');
     assert.equal((await s.nodes.get('long'))?.state, 'up');
-    assert.equal(await s.nodes.renew('short', short.epoch), false, 'a lost node cannot renew');
+    assert.equal(await s.nodes.renew('short', short.epoch), null, 'a lost node cannot renew');
     assert.deepEqual(await s.nodes.expire(settle), { lost: [], settled: [] }, 'a lost node is settled once');
     const back = await s.nodes.register(nodeInfo('short', 1));
     assert.equal(back.state, 'up');
@@ -402,17 +410,22 @@ describe('PostgreSQL store', () => {
     await fb.next((c) => c.kind === 'nodes');
 
     const { record } = await a.jobs.insert(newJob());
+    // Each announcement carries the job as the write left it: B follows it without reading it back.
     assert.deepEqual(await fb.next((c) => c.kind === 'job'), {
       kind: 'job',
       jobId: record.id,
       state: 'queued',
       node: null,
       cancelRequested: false,
+      record,
     });
-    await a.jobs.claim(record.id, na);
-    await fb.next((c) => c.kind === 'job' && c.node === 'a');
-    await a.jobs.update(record.id, { state: 'running', cancelRequested: true });
-    await fb.next((c) => c.kind === 'job' && c.state === 'running' && c.cancelRequested);
+    const claimed = await a.jobs.claim(record.id, na);
+    assert.deepEqual(await fb.next((c) => c.kind === 'job' && c.node === 'a'), { ...job(claimed!), record: claimed });
+    const running = await a.jobs.update(record.id, { state: 'running', cancelRequested: true });
+    assert.deepEqual(await fb.next((c) => c.kind === 'job' && c.state === 'running' && c.cancelRequested), {
+      ...job(running!),
+      record: running,
+    });
     await a.logs.append(record.id, records(1, 3), state({ nextSeq: 4, stdoutRecords: 3 }), { node: 'a', attempt: 1, epoch: 1 });
     assert.deepEqual(await fb.next((c) => c.kind === 'log'), { kind: 'log', jobId: record.id, lastSeq: 3 });
     await a.logs.saveState(record.id, state({ nextSeq: 4, stdoutRecords: 3, complete: true }));
@@ -427,12 +440,40 @@ describe('PostgreSQL store', () => {
     await b.jobs.insert(newJob({ id: 'from-b' }));
     await fa.next((c) => c.kind === 'job' && c.jobId === 'from-b');
     await fb.next((c) => c.kind === 'nodes' && fb.changes.filter((x) => x.kind === 'nodes').length === 2);
-    assert.deepEqual(fa.changes, [{ kind: 'job', jobId: 'from-b', state: 'queued', node: null, cancelRequested: false }], 'A hears only B');
+    assert.deepEqual(
+      fa.changes.map((c) => (c.kind === 'job' ? { ...c, record: c.record?.id } : c)),
+      [{ kind: 'job', jobId: 'from-b', state: 'queued', node: null, cancelRequested: false, record: 'from-b' }],
+      'A hears only B',
+    );
     assert.deepEqual(
       fb.changes.map((c) => c.kind),
       ['nodes', 'job', 'job', 'job', 'log', 'log', 'nodes'],
       'B hears each of A’s changes once, and nothing of what changed nothing',
     );
+  });
+
+  test('change feed: a job too big to carry in an announcement is announced without its record, and read afresh by who needs it', async (t) => {
+    const url = await freshDatabase();
+    const [a, b] = await Promise.all([open(t, url, 'a'), open(t, url, 'b')]);
+    const fb = collect(b);
+    // NOTIFY's payload must stay under 8000 bytes: a spec of 9000 alone cannot go in it.
+    const big = await a.jobs.insert(newJob({ id: 'big', spec: { command: ['echo', 'x'.repeat(9_000)] } }));
+    const small = await a.jobs.insert(newJob({ id: 'small' }));
+    await fb.next((c) => c.kind === 'job' && c.jobId === 'small');
+    const [bigChange, smallChange] = fb.changes.filter((c) => c.kind === 'job');
+    assert.deepEqual(bigChange, { kind: 'job', jobId: 'big', state: 'queued', node: null, cancelRequested: false, record: null });
+    assert.deepEqual(smallChange, {
+      kind: 'job',
+      jobId: 'small',
+      state: 'queued',
+      node: null,
+      cancelRequested: false,
+      record: small.record,
+    });
+    assert.deepEqual(await b.jobs.get('big'), big.record);
+    await a.jobs.update('big', { cancelRequested: true });
+    await fb.next((c) => c.kind === 'job' && c.jobId === 'big' && c.cancelRequested);
+    assert.equal((await b.jobs.get('big'))?.cancelRequested, true, 'the change without a record still drops what b kept of the job');
   });
 
   test('PostgreSQL restarting: the pool serves again, the feed reconnects by itself, reads back what it missed, and hears new changes', async (t) => {

@@ -125,7 +125,7 @@ test('nodes: register bumps the epoch and keeps drained; renew with an old epoch
   assert.equal(first.gpus[0]?.uuid, 'GPU-a');
   assert.equal(first.leaseSeconds, 30);
   assert.ok(first.heartbeatAgeSeconds >= 0 && first.heartbeatAgeSeconds < 5);
-  assert.equal(await store.nodes.renew('a', 1), true);
+  assert.deepEqual(await store.nodes.renew('a', 1), { drained: false, othersDue: false });
 
   const drained = await store.nodes.setDrained('a', true);
   assert.equal(drained?.drained, true);
@@ -137,9 +137,9 @@ test('nodes: register bumps the epoch and keeps drained; renew with an old epoch
   assert.equal(second.drained, true, 'a new process of a drained node stays drained');
   assert.equal(second.version, '0.2.1');
   assert.deepEqual(second.labels, { zone: 'b' });
-  assert.equal(await store.nodes.renew('a', 1), false, 'the old process');
-  assert.equal(await store.nodes.renew('a', 2), true);
-  assert.equal(await store.nodes.renew('nobody', 1), false);
+  assert.equal(await store.nodes.renew('a', 1), null, 'the old process');
+  assert.deepEqual(await store.nodes.renew('a', 2), { drained: true, othersDue: false });
+  assert.equal(await store.nodes.renew('nobody', 1), null);
 
   await store.nodes.setDrained('a', false);
   assert.equal((await store.nodes.get('a'))?.drained, false);
@@ -173,7 +173,7 @@ test('expire: a node past its lease is lost, its running jobs settled with the p
   assert.deepEqual(early, { lost: [], settled: [] });
 
   await new Promise((r) => setTimeout(r, 1300));
-  assert.equal(await store.nodes.renew('self', self.epoch), true);
+  assert.equal((await store.nodes.renew('self', self.epoch))?.othersDue, true, 'the renewal tells that a lease ran out');
   const seen: string[] = [];
   const settle = (record: { id: string; spec: JobSpec; attempt: number }, lost: { name: string; state: string }): JobPatch => {
     seen.push(`${record.id}@${lost.name}:${lost.state}`);
@@ -211,7 +211,7 @@ test('expire: a node past its lease is lost, its running jobs settled with the p
   );
 
   // The lost node's old process is fenced off everywhere.
-  assert.equal(await store.nodes.renew('gone', gone.epoch), false);
+  assert.equal(await store.nodes.renew('gone', gone.epoch), null);
   assert.equal(await store.jobs.update(running.id, { state: 'succeeded' }, { fence: { node: 'gone', attempt: 1, epoch: 1 } }), undefined);
   await assert.rejects(store.logs.append(retried.id, [line('late')], state(2), { node: 'gone', attempt: 1, epoch: 1 }), FencedError);
   const third = await add();

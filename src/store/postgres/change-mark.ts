@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { JobState } from '../../model/states.js';
+import { JOB_COLUMNS, type JobRow, toRecord } from '../job-row.js';
 import type { StoreChange } from '../store.js';
 
 /**
@@ -16,9 +16,9 @@ import type { StoreChange } from '../store.js';
  */
 export const SNAPSHOT = `SELECT pg_current_snapshot()::text AS snapshot`;
 
-// The job fields a notification carries (changes.ts, Payload), oldest change first.
+// The changed jobs' rows, as an announcement carries them (job-announcement.ts), oldest change first.
 const CHANGED = `
-  SELECT id, state, node, cancel_requested FROM jobs
+  SELECT ${JOB_COLUMNS} FROM jobs
   WHERE change_xid >= pg_snapshot_xmin($1::pg_snapshot) AND NOT pg_visible_in_snapshot(change_xid, $1::pg_snapshot)
   ORDER BY change_xid LIMIT $2`;
 
@@ -44,18 +44,12 @@ export async function changedSince(client: pg.Client, mark: string, max: number)
     const next = await snapshotNow(client);
     const { rows: history } = await client.query<{ rewound: boolean }>(REWOUND, [mark]);
     if (history[0]?.rewound) return { mark: next, changes: null };
-    const { rows } = await client.query<{ id: string; state: JobState; node: string | null; cancel_requested: boolean }>(CHANGED, [
-      mark,
-      max + 1,
-    ]);
+    const { rows } = await client.query<JobRow>(CHANGED, [mark, max + 1]);
     if (rows.length > max) return { mark: next, changes: null };
-    const changes: StoreChange[] = rows.map((r) => ({
-      kind: 'job',
-      jobId: r.id,
-      state: r.state,
-      node: r.node,
-      cancelRequested: r.cancel_requested,
-    }));
+    const changes: StoreChange[] = rows.map((row) => {
+      const record = toRecord(row);
+      return { kind: 'job', jobId: record.id, state: record.state, node: record.node, cancelRequested: record.cancelRequested, record };
+    });
     return { mark: next, changes };
   } finally {
     await client.query('COMMIT');

@@ -1,8 +1,8 @@
 import pg from 'pg';
-import type { JobState } from '../../model/states.js';
 import type { ChangeFeed, StoreChange } from '../store.js';
 import { changedSince, snapshotNow } from './change-mark.js';
 import { CHANNEL, clientConfig, type WarnLog } from './db.js';
+import { carriedRecord, type JobPayload } from './job-announcement.js';
 import type { RecordCache } from './record-cache.js';
 
 /** The first wait before connecting again, doubled after each failure up to the last. */
@@ -16,34 +16,29 @@ const CATCH_UP_MAX = 10_000;
 
 /** A notification's payload as the statements of this store send it (small keys: a payload is at most 8000 bytes). */
 type Payload =
-  | { o: string; k: 'job'; j: string; s: JobState; n: string | null; c: boolean }
+  | JobPayload
   | { o: string; k: 'logs'; j: [string, number][] }
   | { o: string; k: 'nodes' }
   | { o: string; k: 'decided'; n: string[] }
   | { o: string; k: 'report' };
 
-/** The job a payload announces a change of, whoever sent it, or null. */
-function changedJob(payload: string | undefined): string | null {
-  try {
-    const p = JSON.parse(payload ?? '') as Payload;
-    return typeof p === 'object' && p !== null && p.k === 'job' && typeof p.j === 'string' ? p.j : null;
-  } catch {
-    return null;
-  }
-}
-
-/** The changes a payload reports, none for one this node sent itself (or cannot read). */
-function toChanges(payload: string | undefined, self: string): StoreChange[] {
+/** A notification read: who sent it and the changes it reports (none for a payload this node cannot read). */
+function parse(payload: string | undefined): { origin: string | null; changes: StoreChange[] } {
   let p: Payload;
   try {
     p = JSON.parse(payload ?? '') as Payload;
   } catch {
-    return [];
+    return { origin: null, changes: [] };
   }
-  if (typeof p !== 'object' || p === null || p.o === self) return [];
+  if (typeof p !== 'object' || p === null) return { origin: null, changes: [] };
+  return { origin: typeof p.o === 'string' ? p.o : null, changes: changesOf(p) };
+}
+
+function changesOf(p: Payload): StoreChange[] {
   switch (p.k) {
     case 'job':
-      return [{ kind: 'job', jobId: p.j, state: p.s, node: p.n ?? null, cancelRequested: p.c === true }];
+      if (typeof p.j !== 'string') return [];
+      return [{ kind: 'job', jobId: p.j, state: p.s, node: p.n ?? null, cancelRequested: p.c === true, record: carriedRecord(p) }];
     case 'logs':
       return Array.isArray(p.j) ? p.j.map(([jobId, lastSeq]) => ({ kind: 'log', jobId, lastSeq })) : [];
     case 'nodes':
@@ -126,9 +121,9 @@ export class PgChangeFeed implements ChangeFeed {
     const client = new pg.Client({ ...clientConfig(this.url, this.node), application_name: `gantry:${this.node}:feed`.slice(0, 63) });
     client.on('notification', (msg) => {
       if (msg.channel !== CHANNEL) return;
-      const jobId = changedJob(msg.payload);
-      if (jobId !== null) this.cache.drop(jobId);
-      for (const change of toChanges(msg.payload, this.node)) this.deliver(change);
+      const { origin, changes } = parse(msg.payload);
+      for (const change of changes) if (change.kind === 'job') this.cache.changed(change.jobId, change.record);
+      if (origin !== this.node) for (const change of changes) this.deliver(change);
     });
     client.on('error', (err) => this.lost(client, err));
     client.on('end', () => this.lost(client, new Error('the listening connection ended')));
@@ -183,7 +178,7 @@ export class PgChangeFeed implements ChangeFeed {
       }
       this.deliver({ kind: 'nodes' });
       for (const change of missed) {
-        if (change.kind === 'job') this.cache.drop(change.jobId);
+        if (change.kind === 'job') this.cache.changed(change.jobId, change.record);
         this.deliver(change);
       }
     }, this.delay);

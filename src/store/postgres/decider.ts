@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Assignment, DeciderStore, FleetDecisions, FleetPreemption, FleetSnapshot, NodeReport } from '../store.js';
+import type { DeciderStore, FleetDecisions, FleetSnapshot, NodeAssignments, NodeReport } from '../store.js';
 import { CHANNEL, read, transaction, write } from './db.js';
 
 // The lease: taken when free (none yet, or expired by the database's
@@ -51,12 +51,14 @@ const SNAPSHOT = `
       FROM decider_assignments a) AS assignments,
     (SELECT COALESCE(json_agg(json_build_object('waiter', p.waiter, 'node', p.node, 'victims', p.victims, 'term', p.term)), '[]')
       FROM decider_preemptions p) AS preemptions`;
+// With the fleet's outcome: a node's pass needs both, in one round trip.
 const ASSIGNED = `
   SELECT
     (SELECT COALESCE(json_agg(json_build_object('jobId', a.job_id, 'node', a.node, 'gpus', a.gpus, 'term', a.term) ORDER BY a.seq), '[]')
       FROM decider_assignments a WHERE a.node = $1) AS assignments,
     (SELECT COALESCE(json_agg(json_build_object('waiter', p.waiter, 'node', p.node, 'victims', p.victims, 'term', p.term)), '[]')
-      FROM decider_preemptions p WHERE p.node = $1) AS preemptions`;
+      FROM decider_preemptions p WHERE p.node = $1) AS preemptions,
+    (SELECT outcome FROM decider_outcome WHERE id = 1) AS outcome`;
 const REPORT = `
   WITH me AS (SELECT 1 FROM nodes WHERE name = $1 AND epoch = $2 AND state = 'up'),
   consumed AS (
@@ -69,7 +71,6 @@ const REPORT = `
     RETURNING 1
   )
   SELECT pg_notify('${CHANNEL}', json_build_object('o', $5::text, 'k', 'report')::text) AS notified FROM r`;
-const READ_OUTCOME = `SELECT outcome FROM decider_outcome WHERE id = 1`;
 
 /**
  * The fleet's decider in PostgreSQL (store.ts, DeciderStore), all on the
@@ -132,17 +133,8 @@ export class PgDeciderStore implements DeciderStore {
     return rows.length === 1;
   }
 
-  async assigned(node: string): Promise<{ assignments: Assignment[]; preemptions: FleetPreemption[] }> {
-    const [row] = await read<{ assignments: Assignment[]; preemptions: FleetPreemption[] }>(this.pool, {
-      name: 'gantry_decider_assigned',
-      text: ASSIGNED,
-      values: [node],
-    });
-    return { assignments: row?.assignments ?? [], preemptions: row?.preemptions ?? [] };
-  }
-
-  async outcome(): Promise<string | null> {
-    const [row] = await read<{ outcome: string }>(this.pool, { name: 'gantry_decider_read_outcome', text: READ_OUTCOME });
-    return row?.outcome ?? null;
+  async assigned(node: string): Promise<NodeAssignments> {
+    const [row] = await read<NodeAssignments>(this.pool, { name: 'gantry_decider_assigned', text: ASSIGNED, values: [node] });
+    return { assignments: row?.assignments ?? [], preemptions: row?.preemptions ?? [], outcome: row?.outcome ?? null };
   }
 }

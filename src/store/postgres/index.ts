@@ -69,7 +69,7 @@ export async function openPostgresStore(o: {
     jobs: new PgJobStore(pool, o.node, cache),
     logs: new PgLogStore(pool, announcer),
     settings: new PgSettingsStore(pool),
-    nodes: new PgNodeStore(pool, o.node, lease),
+    nodes: new PgNodeStore(pool, o.node, lease, cache),
     audit: new PgAuditStore(pool),
     retention: new PgRetentionStore(pool, cache),
     changes,

@@ -18,25 +18,14 @@ import {
   toRecord,
 } from '../job-row.js';
 import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard, UsageInterval } from '../store.js';
-import { CHANNEL, pgText, read, transaction, write } from './db.js';
+import { pgText, read, transaction, write } from './db.js';
+import { returningAnnounced } from './job-announcement.js';
 import type { RecordCache } from './record-cache.js';
 
 function toSql(key: ColumnField, value: unknown): unknown {
   if (key === 'cancelRequested') return value === true;
   const v = columnValue(key, value);
   return typeof v === 'string' ? pgText(v) : v;
-}
-
-/**
- * The select-list item that announces a changed job (alias `a`) to the other
- * nodes: sent with the statement's transaction, so only once it commits.
- * `origin` is the placeholder of this node's name.
- */
-function jobNotify(a: string, origin: string): string {
-  return (
-    `pg_notify('${CHANNEL}', json_build_object('o', ${origin}::text, 'k', 'job', 'j', ${a}.id, 's', ${a}.state, ` +
-    `'n', ${a}.node, 'c', ${a}.cancel_requested)::text) AS notified`
-  );
 }
 
 /** Placeholders in the order their values are pushed. */
@@ -110,8 +99,7 @@ export function updateQuery(origin: string, id: string, patch: JobPatch, guard?:
     ].join(', ');
     text = telemetryOnly(patch)
       ? `UPDATE jobs SET ${sets} WHERE ${where.join(' AND ')} RETURNING ${JOB_COLUMNS}`
-      : `WITH u AS (UPDATE jobs SET ${sets} WHERE ${where.join(' AND ')} RETURNING ${JOB_COLUMNS}) ` +
-        `SELECT u.*, ${jobNotify('u', p.add(origin))} FROM u`;
+      : `WITH u AS (UPDATE jobs SET ${sets} WHERE ${where.join(' AND ')} RETURNING ${JOB_COLUMNS}) ${returningAnnounced('u', p.add(origin))}`;
   }
   return { name: statementName('gantry_job_update', text), text, values: p.values };
 }
@@ -133,7 +121,7 @@ const INSERT = `
     INSERT INTO job_labels (job_id, key, value)
     SELECT ins.id, l.key, l.value FROM ins, unnest($10::text[], $11::text[]) AS l (key, value)
   )
-  SELECT ins.*, ${jobNotify('ins', '$12')} FROM ins`;
+  ${returningAnnounced('ins', '$12')}`;
 // FOR SHARE on the node's row: a claim waits for an `expire` declaring the
 // node lost (then finds it lost), or `expire` waits for the claim (then
 // finds the claimed job): a job is never claimed by a node already settled.
@@ -149,7 +137,7 @@ const CLAIM = `
         AND EXISTS (SELECT 1 FROM decider_assignments WHERE job_id = $1 AND node = $2 AND term = $5)))
     RETURNING ${JOB_COLUMNS}
   )
-  SELECT u.*, ${jobNotify('u', '$4')} FROM u`;
+  ${returningAnnounced('u', '$4')}`;
 const QUEUED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE state = 'queued' AND node IS NULL ORDER BY priority DESC, seq`;
 const ACTIVE = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state IN ${ACTIVE_SQL} ORDER BY seq`;
 const ACTIVE_BY_NODE = `SELECT node, count(*)::int AS n FROM jobs WHERE node IS NOT NULL AND state IN ${ACTIVE_SQL} GROUP BY node`;

@@ -1,10 +1,11 @@
 import type pg from 'pg';
 import type { NodeGpu, NodeState } from '../../model/node.js';
 import { JOB_COLUMNS, type JobRow, toRecord } from '../job-row.js';
-import type { ExpiryCheck, JobPatch, JobRecord, NodeInfo, NodeRecord, NodeStore, SettledJob } from '../store.js';
+import type { ExpiryCheck, JobPatch, JobRecord, NodeInfo, NodeRecord, NodeStore, Renewal, SettledJob } from '../store.js';
 import { CHANNEL, read, transaction, write } from './db.js';
 import { updateQuery } from './jobs.js';
 import type { LeaseLink } from './lease-link.js';
+import type { RecordCache } from './record-cache.js';
 
 interface NodeRow {
   name: string;
@@ -55,7 +56,13 @@ const REGISTER = `
   )
   SELECT ${NODE_COLUMNS}, ${NODES_CHANGED('$6')} FROM n`;
 // Waits for an `expire` holding the row (within the renewal's deadline), then finds the node lost.
-const RENEW = `UPDATE nodes SET heartbeat_at = now() WHERE name = $1 AND epoch = $2 AND state = 'up' RETURNING 1 AS renewed`;
+// The check for lapsed leases reads the few rows of `nodes` in the
+// renewal's snapshot: a lease that runs out after it is seen next beat.
+const RENEW = `
+  WITH r AS (UPDATE nodes SET heartbeat_at = now() WHERE name = $1 AND epoch = $2 AND state = 'up' RETURNING drained)
+  SELECT r.drained, EXISTS (
+    SELECT 1 FROM nodes WHERE state = 'up' AND name <> $1 AND heartbeat_at + lease_seconds * interval '1 second' < now()
+  ) AS "othersDue" FROM r`;
 const GET = `SELECT ${NODE_COLUMNS} FROM nodes WHERE name = $1`;
 const LIST = `SELECT ${NODE_COLUMNS} FROM nodes ORDER BY name`;
 const SET_DRAINED = `
@@ -91,6 +98,7 @@ export class PgNodeStore implements NodeStore {
     private readonly origin: string,
     /** The connection renewals go through, apart from the pool. */
     private readonly lease: LeaseLink,
+    private readonly cache: RecordCache,
   ) {}
 
   async register(info: NodeInfo): Promise<NodeRecord> {
@@ -103,8 +111,9 @@ export class PgNodeStore implements NodeStore {
     return toNode(row);
   }
 
-  async renew(name: string, epoch: number): Promise<boolean> {
-    return (await this.lease.query({ name: 'gantry_node_renew', text: RENEW, values: [name, epoch] })).length === 1;
+  async renew(name: string, epoch: number): Promise<Renewal | null> {
+    const [row] = await this.lease.query<Renewal>({ name: 'gantry_node_renew', text: RENEW, values: [name, epoch] });
+    return row ? { drained: row.drained, othersDue: row.othersDue } : null;
   }
 
   async get(name: string): Promise<NodeRecord | undefined> {
@@ -129,6 +138,22 @@ export class PgNodeStore implements NodeStore {
     settle: (record: JobRecord, node: NodeRecord) => JobPatch,
     check?: ExpiryCheck,
   ): Promise<{ lost: NodeRecord[]; settled: SettledJob[] }> {
+    // The settled jobs' records are dropped once the transaction is over, as
+    // any write of a job drops it (jobs.ts, `one`): a read here after expire
+    // sees the settlement, not a record kept before it.
+    const touched: string[] = [];
+    try {
+      return await this.settleLost(settle, check, touched);
+    } finally {
+      for (const id of touched) this.cache.drop(id);
+    }
+  }
+
+  private settleLost(
+    settle: (record: JobRecord, node: NodeRecord) => JobPatch,
+    check: ExpiryCheck | undefined,
+    touched: string[],
+  ): Promise<{ lost: NodeRecord[]; settled: SettledJob[] }> {
     return transaction(this.pool, async (c) => {
       const due = (await c.query<NodeRow>({ name: 'gantry_nodes_due', text: DUE_NODES })).rows.map(toNode);
       if (due.length === 0) return { lost: [], settled: [] };
@@ -144,6 +169,7 @@ export class PgNodeStore implements NodeStore {
       for (const job of jobs.rows.map(toRecord)) {
         // Claimed but not started: back to the queue as it was, for any node.
         const patch: JobPatch = job.state === 'queued' ? { node: null } : settle(job, byName.get(job.node!)!);
+        touched.push(job.id);
         const [row] = (await c.query<JobRow>(updateQuery(this.origin, job.id, patch))).rows;
         if (row) settled.push({ record: toRecord(row), requeued: (patch.state ?? job.state) === 'queued' });
       }

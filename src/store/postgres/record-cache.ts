@@ -18,7 +18,10 @@ export const TELEMETRY_TTL_MS = 10_000;
  *
  * The rules it keeps:
  * - Every write to a job, by any node, is announced on the feed in the
- *   write's own transaction; each announcement drops the job's record here.
+ *   write's own transaction; each announcement drops the job's record here,
+ *   and keeps the record it carries, if any: the feed hears announcements
+ *   in commit order, so that record is the job's latest but for changes
+ *   still being announced.
  * - Records are kept only while the feed's connection is up: when it drops,
  *   announcements may be missed, so everything is forgotten and nothing is
  *   kept until it is back.
@@ -76,6 +79,12 @@ export class RecordCache {
     this.generation++;
     this.drops.set(id, this.generation);
     this.records.delete(id);
+  }
+
+  /** The feed announced a change of the job, carrying its record as changed (or null: none carried). */
+  changed(id: string, record: JobRecord | null): void {
+    this.drop(id);
+    if (record !== null) this.keep(record, this.generation);
   }
 
   /** The feed's connection is up (true) or was lost (false): either way, what was kept is forgotten. */

@@ -1,6 +1,6 @@
 import type { Statement } from 'better-sqlite3';
 import type { NodeGpu, NodeState } from '../../model/node.js';
-import type { JobPatch, JobRecord, NodeInfo, NodeRecord, NodeStore, SettledJob } from '../store.js';
+import type { JobPatch, JobRecord, NodeInfo, NodeRecord, NodeStore, Renewal, SettledJob } from '../store.js';
 import type { Db } from './db.js';
 import { writing } from './errors.js';
 import type { SqliteJobStore } from './jobs.js';
@@ -60,6 +60,7 @@ export class SqliteNodeStore implements NodeStore {
   private readonly registerStmt: Statement;
   private readonly adoptStmt: Statement;
   private readonly renewStmt: Statement;
+  private readonly othersUpStmt: Statement;
   private readonly getStmt: Statement;
   private readonly listStmt: Statement;
   private readonly upStmt: Statement;
@@ -79,7 +80,8 @@ export class SqliteNodeStore implements NodeStore {
        RETURNING *`,
     );
     this.adoptStmt = db.prepare(ADOPT);
-    this.renewStmt = db.prepare(`UPDATE nodes SET heartbeat_at = ? WHERE name = ? AND epoch = ? AND state = 'up'`);
+    this.renewStmt = db.prepare(`UPDATE nodes SET heartbeat_at = ? WHERE name = ? AND epoch = ? AND state = 'up' RETURNING drained`);
+    this.othersUpStmt = db.prepare(`SELECT heartbeat_at, lease_seconds FROM nodes WHERE state = 'up' AND name <> ?`);
     this.getStmt = db.prepare(`SELECT * FROM nodes WHERE name = ?`);
     this.listStmt = db.prepare(`SELECT * FROM nodes ORDER BY name`);
     this.upStmt = db.prepare(`SELECT * FROM nodes WHERE state = 'up' ORDER BY name`);
@@ -112,9 +114,12 @@ export class SqliteNodeStore implements NodeStore {
     return toNode(row, now);
   }
 
-  async renew(name: string, epoch: number): Promise<boolean> {
-    const { changes } = writing(() => this.renewStmt.run(new Date().toISOString(), name, epoch));
-    return changes > 0;
+  async renew(name: string, epoch: number): Promise<Renewal | null> {
+    const now = Date.now();
+    const row = writing(() => this.renewStmt.get(new Date(now).toISOString(), name, epoch)) as { drained: number } | undefined;
+    if (!row) return null;
+    const others = this.othersUpStmt.all(name) as Pick<NodeRow, 'heartbeat_at' | 'lease_seconds'>[];
+    return { drained: row.drained === 1, othersDue: others.some((o) => Date.parse(o.heartbeat_at) + o.lease_seconds * 1000 < now) };
   }
 
   async get(name: string): Promise<NodeRecord | undefined> {
