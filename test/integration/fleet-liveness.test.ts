@@ -90,6 +90,8 @@ test('fleet liveness', { timeout: 180_000 }, async (t) => {
       held = false;
     });
     await eventually('every pooled connection is busy', async () => (pool.totalCount === 10 && pool.idleCount === 0 ? true : undefined));
+    // The node's own pooled work (its record read again, as after a drain) queues behind them meanwhile.
+    const refreshed = busy.membership.refresh();
     const states: string[] = [];
     let oldest = 0;
     let exhausted = false;
@@ -101,6 +103,7 @@ test('fleet liveness', { timeout: 180_000 }, async (t) => {
       await sleep(100);
     }
     await hold;
+    await refreshed;
     assert.ok(exhausted, 'the node itself waited for a pooled connection meanwhile');
     assert.ok(
       states.every((s) => s === 'up'),
