@@ -178,8 +178,10 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     log,
     onPass: (seconds) => metrics.schedulerPass(seconds),
     onPreempt: (rule) => metrics.preempted(rule),
+    onDeciderPass: (pass) => metrics.deciderPass(pass),
   });
   const { jobs, runs, scheduler, selfFence, decider } = domain;
+  if (decider) metrics.followDecider(() => decider.currentTerm());
   membership.listen({
     settled: (settled) => {
       for (const { record } of settled) {

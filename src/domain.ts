@@ -16,6 +16,7 @@ import { Scheduler } from './runner/scheduler.js';
 import { SelfFence } from './runner/self-fence.js';
 import type { ContainerRuntime } from './runtime/runtime.js';
 import { FairShare } from './scheduling/fair-share.js';
+import type { DeciderPass } from './scheduling/fleet-decide.js';
 import { misfitOn, placementTarget } from './scheduling/placement.js';
 import type { PreemptionRule } from './scheduling/preemption.js';
 import { QueueState } from './scheduling/queue-state.js';
@@ -43,6 +44,8 @@ export interface DomainParts {
   onPass?: (seconds: number) => void;
   /** Told of each job preempted, by the rule that allowed it. */
   onPreempt?: (rule: PreemptionRule) => void;
+  /** The fleet's decider ran a pass on this node (its metrics). */
+  onDeciderPass?: (pass: DeciderPass) => void;
 }
 
 /** Whether one elected node decides for the fleet (GANTRY_FLEET_DECIDER=elected, on PostgreSQL); a single host always decides alone. */
@@ -99,6 +102,7 @@ export function buildDomain(d: DomainParts): {
           quotas: d.quotas,
           leaseSeconds: config.node.leaseSeconds,
           log: d.log,
+          onPass: d.onDeciderPass,
         });
   const passes =
     store === null || decider === null

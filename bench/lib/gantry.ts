@@ -131,6 +131,9 @@ export async function startGantry(dataDir: string, env: Record<string, string>, 
   const port = await freePort();
   const fullEnv: Record<string, string> = {
     GANTRY_DATA_DIR: dataDir,
+    // Run folders of its own, never the host's /run/gantry (another user's Gantry may own it).
+    GANTRY_SECRETS_RUN_DIR: path.join(dataDir, 'secret-run'),
+    GANTRY_NOTICE_DIR: path.join(dataDir, 'notices'),
     GANTRY_TOKENS_FILE: tokensFile,
     GANTRY_HOST: '127.0.0.1',
     GANTRY_PORT: String(port),

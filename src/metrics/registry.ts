@@ -6,6 +6,7 @@ import type { JobEventHub } from '../jobs/events.js';
 import type { Job } from '../model/job.js';
 import { isTerminal } from '../model/states.js';
 import { RUNTIME_OPS, type RuntimeOp } from '../runtime/runtime.js';
+import type { DeciderPass } from '../scheduling/fleet-decide.js';
 import { PREEMPTION_RULES, type PreemptionRule } from '../scheduling/preemption.js';
 import type { TeamSources } from '../scheduling/teams.js';
 import type { Store } from '../store/store.js';
@@ -81,6 +82,11 @@ export class GantryMetrics {
   private readonly schedulerPasses: Histogram;
   private readonly preemptions: Counter<'rule'>;
   private readonly expiryBrakes: Counter;
+  private readonly deciderPasses: Counter;
+  private readonly deciderPassSeconds: Histogram;
+  private readonly deciderDecisions: Counter;
+  /** The term this node decides in now (null: none), once `followDecider` names the decider. */
+  private deciderTerm: () => number | null = () => null;
   private readonly leftQueue = new BoundedSet(SEEN_CAP);
   private readonly ended = new BoundedSet(SEEN_CAP);
 
@@ -159,6 +165,33 @@ export class GantryMetrics {
       registers,
     });
 
+    this.deciderPasses = new Counter({
+      name: 'gantry_fleet_decider_passes_total',
+      help: "Passes this node ran as the fleet's decider (GANTRY_FLEET_DECIDER=elected), by result: wrote (decisions or a new outcome), unchanged, refused (another node holds a newer term), failed (the store could not be reached).",
+      labelNames: ['result'],
+      registers,
+    });
+    for (const result of ['wrote', 'unchanged', 'refused', 'failed']) this.deciderPasses.inc({ result }, 0);
+    this.deciderPassSeconds = new Histogram({
+      name: 'gantry_fleet_decider_pass_seconds',
+      help: "How long this node's passes as the fleet's decider took: the fleet's snapshot read, the decision, and its write.",
+      buckets: PASS_BUCKETS,
+      registers,
+    });
+    this.deciderDecisions = new Counter({
+      name: 'gantry_fleet_decider_decisions_total',
+      help: "What this node's passes as the fleet's decider wrote: jobs assigned to nodes, preemptions, and assignments revoked.",
+      labelNames: ['kind'],
+      registers,
+    });
+    for (const kind of ['assign', 'preempt', 'revoke']) this.deciderDecisions.inc({ kind }, 0);
+    const term: Gauge = new Gauge({
+      name: 'gantry_fleet_decider_term',
+      help: 'The term this node decides for the fleet in (GANTRY_FLEET_DECIDER=elected); 0 while it does not. Across the fleet, one node shows a term at a time, and a takeover shows a higher one.',
+      registers,
+      collect: () => term.set(this.deciderTerm() ?? 0),
+    });
+
     this.expiryBrakes = new Counter({
       name: 'gantry_fleet_expiry_brakes_total',
       help: 'Times more than half of the other live nodes looked lost at once to this node, which then declared none of them lost (docs/fleet.md, the brake).',
@@ -191,6 +224,20 @@ export class GantryMetrics {
   /** One call to the container runtime was answered (or failed) after `seconds`. */
   runtimeCall(op: RuntimeOp, seconds: number): void {
     if (op !== 'wait') this.runtimeCalls.observe({ op }, seconds);
+  }
+
+  /** The gauge of the decider's term follows this node's decider. */
+  followDecider(term: () => number | null): void {
+    this.deciderTerm = term;
+  }
+
+  /** The fleet's decider ran a pass on this node. */
+  deciderPass(pass: DeciderPass): void {
+    this.deciderPasses.inc({ result: pass.result });
+    this.deciderPassSeconds.observe(pass.seconds);
+    if (pass.assigned > 0) this.deciderDecisions.inc({ kind: 'assign' }, pass.assigned);
+    if (pass.preempted > 0) this.deciderDecisions.inc({ kind: 'preempt' }, pass.preempted);
+    if (pass.revoked > 0) this.deciderDecisions.inc({ kind: 'revoke' }, pass.revoked);
   }
 
   /** A scheduling pass took `seconds`. */

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { JobEventHub } from '../jobs/events.js';
-import { decideFleet, type FleetQueue, outcomeText } from '../scheduling/fleet-decide.js';
+import { type DeciderPass, decideFleet, type FleetQueue, outcomeText } from '../scheduling/fleet-decide.js';
 import type { Quotas } from '../scheduling/quotas.js';
 import type { ChangeFeed, DeciderStore } from '../store/store.js';
 import type { NodeSeat } from './node-seat.js';
@@ -17,12 +17,15 @@ export interface FleetDeciderDeps {
   quotas: Quotas;
   leaseSeconds: number;
   log: Logger;
+  /** A pass ran (its metrics). */
+  onPass?: (pass: DeciderPass) => void;
 }
 
 /**
  * The fleet's one decider, where GANTRY_FLEET_DECIDER=elected: every node
- * runs one and asks for the decider's lease every third of the node lease
- * (store.ts, DeciderStore); the node that holds it runs the fleet's passes
+ * runs one; it beats every third of the node lease and asks for the
+ * decider's lease (store.ts, DeciderStore) when it holds it, or when the
+ * lease it was last told of has run out or was given up; the node that holds it runs the fleet's passes
  * (scheduling/fleet-decide.ts) on the store's snapshot and the fleet-wide
  * queue, and writes their assignments, preemptions and reasons under its
  * term. Passes are woken by queue changes, by the nodes' reports and by
@@ -55,6 +58,13 @@ export class FleetDecider {
   private written = '';
   private readonly assignedListeners: (() => void)[] = [];
   private readonly periodMs: number;
+  /**
+   * While another node holds the lease: when it runs out at the earliest
+   * (this process's clock). No beat asks for it before then, so the nodes
+   * that do not decide cost the store no statement for it between; the
+   * holder's resignation, heard on the feed, ends the wait.
+   */
+  private heldElsewhereUntil = 0;
 
   constructor(private readonly d: FleetDeciderDeps) {
     this.periodMs = (d.leaseSeconds * 1000) / 3;
@@ -63,6 +73,11 @@ export class FleetDecider {
   /** Calls `fn` when a decider gave this node assignments or preemptions. */
   onAssigned(fn: () => void): void {
     this.assignedListeners.push(fn);
+  }
+
+  /** The term this node decides for the fleet in now, or null. */
+  currentTerm(): number | null {
+    return this.isDecider() ? this.term : null;
   }
 
   /** Whether this node decides for the fleet now. */
@@ -75,7 +90,12 @@ export class FleetDecider {
     const feed = this.d.changes?.subscribe((change) => {
       if (change.kind === 'decided' && change.nodes.includes(this.d.seat.name)) this.assigned();
       if (change.kind === 'report' || change.kind === 'nodes') this.kick();
+      if (change.kind === 'resigned') {
+        this.heldElsewhereUntil = 0;
+        void this.beat();
+      }
       if (change.kind === 'resync') {
+        this.heldElsewhereUntil = 0;
         this.assigned();
         this.kick();
       }
@@ -117,11 +137,14 @@ export class FleetDecider {
         return;
       }
       const sent = Date.now();
-      const term = await this.d.store.hold({ name: this.d.seat.name, epoch }, this.d.leaseSeconds);
-      if (term === null) {
+      if (this.term === null && sent < this.heldElsewhereUntil) return;
+      const got = await this.d.store.hold({ name: this.d.seat.name, epoch }, this.d.leaseSeconds);
+      if (got.term === null) {
+        this.heldElsewhereUntil = sent + got.heldForMs;
         this.lose('another node holds the decider lease');
         return;
       }
+      const term = got.term;
       if (term !== this.term) {
         this.written = '';
         this.d.log.info({ node: this.d.seat.name, term }, 'this node decides for the fleet now');
@@ -155,10 +178,14 @@ export class FleetDecider {
       return;
     }
     this.deciding = true;
+    const started = performance.now();
+    const seconds = () => (performance.now() - started) / 1000;
     try {
-      await this.decideOnce();
+      const pass = await this.decideOnce();
+      if (pass) this.d.onPass?.({ ...pass, seconds: seconds() });
     } catch (err) {
       this.d.log.warn({ err }, 'the decider pass failed; the next one decides again');
+      this.d.onPass?.({ result: 'failed', seconds: seconds(), assigned: 0, preempted: 0, revoked: 0 });
     } finally {
       this.deciding = false;
       if (this.again) {
@@ -168,10 +195,11 @@ export class FleetDecider {
     }
   }
 
-  private async decideOnce(): Promise<void> {
+  /** One pass, if this node decides: what it did, but for its time; null when it does not decide. */
+  private async decideOnce(): Promise<Omit<DeciderPass, 'seconds'> | null> {
     const term = this.term;
     const epoch = this.d.seat.epoch();
-    if (!this.isDecider() || term === null || epoch === null) return;
+    if (!this.isDecider() || term === null || epoch === null) return null;
     const snapshot = await this.d.store.snapshot();
     const decision = decideFleet({
       nodes: snapshot.nodes.map(({ gpus, ...n }) => ({ ...n, devices: gpus })),
@@ -185,15 +213,17 @@ export class FleetDecider {
     const outcome = outcomeText(decision.outcome);
     const { assign, preempt, revoke, settled } = decision;
     const changed = outcome !== this.written;
-    if (assign.length + preempt.length + revoke.length + settled.length === 0 && !changed) return;
+    const none = { assigned: 0, preempted: 0, revoked: 0 };
+    if (assign.length + preempt.length + revoke.length + settled.length === 0 && !changed) return { result: 'unchanged', ...none };
     // The store checks the term whatever this says; this only spares a write bound to be refused.
-    if (!this.isDecider() || this.term !== term) return;
+    if (!this.isDecider() || this.term !== term) return null;
     const me = { name: this.d.seat.name, epoch };
     if (!(await this.d.store.decide(term, me, { assign, preempt, revoke, settled, outcome: changed ? outcome : null }))) {
       this.lose('the store refused its pass: another node holds the decider lease');
-      return;
+      return { result: 'refused', ...none };
     }
     this.written = outcome;
     if ([...assign, ...preempt].some((x) => x.node === me.name)) this.assigned();
+    return { result: 'wrote', assigned: assign.length, preempted: preempt.length, revoked: revoke.length };
   }
 }

@@ -94,12 +94,13 @@ export async function reconcile(o: {
   const containers = await o.runtime.listManaged();
   const byJob = new Map(containers.map((c) => [c.labels[MANAGED_LABELS.jobId] ?? '', c]));
 
-  for (const record of await o.store.jobs.claimed(o.node)) {
+  const owned = await o.store.jobs.owned(o.node);
+  for (const record of owned.claimed) {
     if (o.runs.has(record.id)) continue;
     if (await requeued(o.jobs, record.id, fence(record))) report.unclaimed.push(record.id);
   }
 
-  for (const record of await o.store.jobs.active(o.node)) {
+  for (const record of owned.active) {
     if (o.runs.has(record.id)) {
       if (record.cancelRequested && o.runs.requestCancel(record.id)) report.cancelled.push(record.id);
       continue;

@@ -43,6 +43,19 @@ export interface FleetDecision {
 }
 
 /**
+ * One pass of the decider: it wrote decisions (or only a new outcome), had
+ * nothing new to write, was refused by the store (another node holds a newer
+ * term), or failed (the store could not be read or written).
+ */
+export interface DeciderPass {
+  result: 'wrote' | 'unchanged' | 'refused' | 'failed';
+  seconds: number;
+  assigned: number;
+  preempted: number;
+  revoked: number;
+}
+
+/**
  * One pass for the whole fleet, as a pure function of its snapshot: each
  * node in turn gets the pass a node makes for itself (decide.ts) on what it
  * reported (its runs, its GPUs as it holds and withholds them, whether it

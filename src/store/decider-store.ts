@@ -85,15 +85,18 @@ export interface FleetDecisions {
  * the assignments it consumed are one write, so the decider never sees a
  * job neither assigned nor held.
  */
+/** A try for the decider's lease: the term now held, or how long another holder's lease still runs (ms, by the store's clock). */
+export type LeaseTry = { term: number } | { term: null; heldForMs: number };
+
 export interface DeciderStore {
   /**
    * Takes or renews the lease for this process of the node, for
-   * `leaseSeconds` by the store's clock: the term held, or null while
-   * another holds an unexpired lease (or the node is not up at that epoch).
-   * A newer process of the holder's node takes it over at once.
+   * `leaseSeconds` by the store's clock: the term held; or, while another
+   * holds an unexpired lease, how long it still runs (0 when the node is not
+   * up at that epoch). A newer process of the holder's node takes it over at once.
    */
-  hold(node: { name: string; epoch: number }, leaseSeconds: number): Promise<number | null>;
-  /** Ends the lease of that term now (a clean shutdown), so another node takes over at once. */
+  hold(node: { name: string; epoch: number }, leaseSeconds: number): Promise<LeaseTry>;
+  /** Ends the lease of that term now (a clean shutdown) and says so on the change feed, so another node takes over at once. */
   resign(node: string, term: number): Promise<void>;
   snapshot(): Promise<FleetSnapshot>;
   /** Writes one pass's decisions, all or nothing: false (nothing written) unless the term is still this node's and unexpired. */

@@ -3,7 +3,7 @@ import type { GpuTelemetry } from '../model/gpu-telemetry.js';
 import type { JobSpec, JsonValue } from '../model/job.js';
 import type { RunSettings } from '../model/run-settings.js';
 import { type JobState, TERMINAL_STATES } from '../model/states.js';
-import { frozenRecord, type JobPatch, type JobRecord, type NewJob } from './store.js';
+import { frozenRecord, type JobPatch, type JobRecord, type NewJob, type OwnedJobs } from './store.js';
 
 /**
  * The `jobs` table as both stores hold it: its columns, and the mapping
@@ -150,4 +150,10 @@ export function toRecord(row: JobRow): JobRecord {
     deadlineAt: row.deadline_at,
     settings: row.settings === null ? null : (JSON.parse(row.settings) as RunSettings),
   });
+}
+
+/** A node's unfinished jobs, read in insertion order, split and ordered as JobStore.owned gives them. */
+export function ownedJobs(records: readonly JobRecord[]): OwnedJobs {
+  const claimed = records.filter((r) => r.state === 'queued').sort((a, b) => b.priority - a.priority || a.seq - b.seq);
+  return { claimed, active: records.filter((r) => r.state !== 'queued') };
 }

@@ -17,6 +17,7 @@ export type {
   FleetPreemption,
   FleetSnapshot,
   HeldGpus,
+  LeaseTry,
   NodeAssignments,
   NodeReport,
   ReportedRun,
@@ -160,8 +161,13 @@ export interface JobStore {
   active(node: string): Promise<JobRecord[]>;
   /** How many jobs each node holds active (pulling, starting, running), in one read whatever the fleet's size; a node with none is absent. */
   activeByNode(): Promise<Map<string, number>>;
-  /** The node's jobs it took but did not start (queued, node set): a process that dies leaves them so. */
-  claimed(node: string): Promise<JobRecord[]>;
+  /**
+   * The node's unfinished jobs, in one read (the node's reconcile, every
+   * beat): those it took but did not start (queued, node set: a process
+   * that dies leaves them so), higher priority first, then FIFO; and its
+   * active ones, as `active` gives them.
+   */
+  owned(node: string): Promise<OwnedJobs>;
   /**
    * Jobs that hold GPUs now, on every node (the node view, the allocated-GPU gauges): pulling, starting
    * or running with cards recorded, in insertion order. A queued job holds none, even one a node claimed.
@@ -320,6 +326,12 @@ export interface AuditStore {
   deleteOlderThan(days: number): Promise<number>;
 }
 
+/** A node's unfinished jobs (JobStore.owned). */
+export interface OwnedJobs {
+  claimed: JobRecord[];
+  active: JobRecord[];
+}
+
 /** A change another process made, as the store reports it. */
 export type StoreChange =
   | {
@@ -337,6 +349,8 @@ export type StoreChange =
   | { kind: 'decided'; nodes: string[] }
   /** A node reported what it holds and runs (for the fleet's decider). */
   | { kind: 'report' }
+  /** The fleet's decider gave its lease up (a clean shutdown): another node may take it now. */
+  | { kind: 'resigned' }
   /** Changes may have been missed (the connection was lost and is back, and the store cannot say which): look again at everything. */
   | { kind: 'resync' };
 

@@ -103,6 +103,29 @@ test('one elected node decides; every node runs only what it is assigned, each j
   });
   assert.ok(views[0]!.reason, 'a queued job says why it waits, the same through every node');
   assert.equal((await deciderRow(env.GANTRY_DATABASE_URL!))?.term, holder.term, 'the decider kept its term throughout');
+  // The metrics say who decides, and what it did: only the holder shows a term, passes and assignments.
+  for (const n of nodes) {
+    const m = await n.g.call('GET', '/metrics');
+    const value = (series: string) =>
+      Number(
+        m.text
+          .split('\n')
+          .find((line) => line.startsWith(`${series} `))
+          ?.slice(series.length + 1),
+      );
+    const mine = n.name === holder.node;
+    assert.equal(value('gantry_fleet_decider_term'), mine ? holder.term : 0, `${n.name}: its term`);
+    assert.ok(
+      mine
+        ? value('gantry_fleet_decider_decisions_total{kind="assign"}') >= 3
+        : value('gantry_fleet_decider_decisions_total{kind="assign"}') === 0,
+      `${n.name}: assignments`,
+    );
+    assert.ok(
+      mine ? value('gantry_fleet_decider_passes_total{result="wrote"}') >= 1 : value('gantry_fleet_decider_pass_seconds_count') === 0,
+      `${n.name}: passes`,
+    );
+  }
 
   for (const n of nodes) for (const c of n.runtime.containers.values()) if (c.state === 'running') n.runtime.exit(c.id, 0);
   const done = await nodes[2]!.g.waitFor(waiting.id, (x) => x.state === 'running', 30_000);

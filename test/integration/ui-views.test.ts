@@ -322,6 +322,7 @@ test('UI: times read relative and in words ("in 23 h 59 min"); a reason’s ISO 
     return {
       relative: [86_370_000, -300_000, 200, 3 * 86_400_000 + 4 * 3_600_000].map((ms) => f.relative(new Date(now + ms).toISOString(), now)),
       prose: [parts[0], parts[1].tagName, parts[1].getAttribute('datetime'), parts[1].getAttribute('title'), parts[2]],
+      title: f.proseTitle('expected free by 2026-12-08T03:08:34.796Z at the latest'),
     };
   }, Date.parse('2026-12-07T03:09:00.000Z'));
   assert.deepEqual(said.relative, ['in 23 h 59 min', '5 min ago', 'now', 'in 3 d 4 h']);
@@ -330,5 +331,6 @@ test('UI: times read relative and in words ("in 23 h 59 min"); a reason’s ISO 
     '2026-12-08T03:08:34.796Z',
   );
   assert.deepEqual(said.prose, ['expected free by ', 'TIME', '2026-12-08T03:08:34.796Z', exact, ' at the latest']);
+  assert.equal(said.title, `expected free by ${exact} at the latest`, 'and a tooltip of the whole reason reads the instant so too');
   assertStayedHome(b, g);
 });

@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
 import type { FleetDecisions, Store } from '../../src/store/store.js';
+import { collectChanges as collect } from '../helpers/changes.js';
 import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { newJob, nodeInfo } from '../helpers/records.js';
 
@@ -40,15 +41,21 @@ test('one decider at a time; a deposed one writes nothing, and its earlier assig
   const stale = (await x.store.jobs.insert(newJob())).record;
   const later = (await x.store.jobs.insert(newJob())).record;
 
-  const first = await x.store.decider!.hold(x.me, LEASE);
-  assert.ok(first !== null, 'a free lease is taken');
-  assert.equal(await y.store.decider!.hold(y.me, LEASE), null, 'an unexpired lease is not taken by another node');
-  assert.equal(await x.store.decider!.hold(x.me, LEASE), first, 'its holder renews it in the same term');
+  const taken = await x.store.decider!.hold(x.me, LEASE);
+  assert.ok(taken.term !== null, 'a free lease is taken');
+  const first = taken.term;
+  const refused = await y.store.decider!.hold(y.me, LEASE);
+  assert.equal(refused.term, null, 'an unexpired lease is not taken by another node');
+  assert.ok(
+    refused.term === null && refused.heldForMs > (LEASE - 1) * 1000 && refused.heldForMs <= LEASE * 1000,
+    `and it is told how long the holder's lease still runs: ${JSON.stringify(refused)}`,
+  );
+  assert.deepEqual(await x.store.decider!.hold(x.me, LEASE), { term: first }, 'its holder renews it in the same term');
   assert.ok(await x.store.decider!.decide(first, x.me, { ...NOTHING, assign: [{ jobId: stale.id, node: 'y', gpus: null }] }));
 
   // x stops renewing (frozen, cut off); once its lease ran out by the database's clock, y takes over.
   await sleep(LEASE * 1000 + 300);
-  const second = await y.store.decider!.hold(y.me, LEASE);
+  const second = (await y.store.decider!.hold(y.me, LEASE)).term;
   assert.equal(second, first + 1, 'a takeover starts a new term');
 
   const deposed = await x.store.decider!.decide(first, x.me, { ...NOTHING, assign: [{ jobId: later.id, node: 'y', gpus: null }] });
@@ -86,7 +93,7 @@ test('a node reports and consumes its assignments in one write; only the term it
   const x = await node(url, 'x');
   t.after(() => x.store.close());
   const job = (await x.store.jobs.insert(newJob())).record;
-  const term = await x.store.decider!.hold(x.me, LEASE);
+  const { term } = await x.store.decider!.hold(x.me, LEASE);
   assert.ok(term !== null);
   assert.ok(await x.store.decider!.decide(term, x.me, { ...NOTHING, assign: [{ jobId: job.id, node: 'x', gpus: null }] }));
   const report = { node: 'x', epoch: x.me.epoch, idle: null, maxRunning: 4, runs: [], holdings: [], withheld: [] };
@@ -102,4 +109,26 @@ test('a node reports and consumes its assignments in one write; only the term it
     'the decider sees the report',
   );
   assert.equal(await x.store.decider!.report({ ...report, epoch: x.me.epoch + 1 }, []), false, 'a report of another epoch is refused');
+});
+
+test('a decider that resigns says so on the change feed, and another node takes the lease at once', async (t) => {
+  const url = await createDatabase(cluster!.url, 'decider_resign');
+  const x = await node(url, 'x');
+  const y = await node(url, 'y');
+  t.after(async () => {
+    await x.store.close();
+    await y.store.close();
+  });
+  const heard = collect(y.store);
+  const { term } = await x.store.decider!.hold(x.me, 30);
+  assert.ok(term !== null);
+  const waiting = await y.store.decider!.hold(y.me, 30);
+  assert.ok(waiting.term === null && waiting.heldForMs > 29_000, 'y is told the lease runs for half a minute more');
+  await x.store.decider!.resign('x', term);
+  await heard.next((c) => c.kind === 'resigned');
+  assert.deepEqual(await y.store.decider!.hold(y.me, 30), { term: term + 1 }, 'y takes it over at once, in a new term');
+  await x.store.decider!.resign('x', term);
+  await x.store.jobs.insert(newJob({ id: 'barrier' }));
+  await heard.next((c) => c.kind === 'job' && c.jobId === 'barrier');
+  assert.equal(heard.changes.filter((c) => c.kind === 'resigned').length, 1, 'a resignation of a term no longer held says nothing');
 });

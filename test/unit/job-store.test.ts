@@ -312,12 +312,14 @@ function contract(open: OpenStore): void {
       [high1.id, high2.id],
     );
     assert.deepEqual(await store.jobs.active('c'), []);
+    const owned = await store.jobs.owned('a');
     assert.deepEqual(
-      (await store.jobs.claimed('a')).map((j) => j.id),
-      [low.id],
-      'claimed is not active yet',
+      { claimed: owned.claimed.map((j) => j.id), active: owned.active.map((j) => j.id) },
+      { claimed: [low.id], active: [high1.id, high2.id] },
+      'claimed is not active yet; both in one read, active as `active` gives them',
     );
-    assert.deepEqual(await store.jobs.claimed('b'), []);
+    const b = await store.jobs.owned('b');
+    assert.deepEqual({ claimed: b.claimed, active: b.active.map((j) => j.id) }, { claimed: [], active: [other.id] });
     assert.deepEqual(
       (await store.jobs.holdingGpus()).map((j) => j.id),
       [high1.id, other.id],

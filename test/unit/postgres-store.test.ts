@@ -88,8 +88,8 @@ describe('PostgreSQL store', () => {
     }
     assert.equal(wins.a + wins.b, 20);
     assert.deepEqual(await a.jobs.queued(), []);
-    assert.equal((await a.jobs.claimed('a')).length, wins.a);
-    assert.equal((await b.jobs.claimed('b')).length, wins.b);
+    assert.equal((await a.jobs.owned('a')).claimed.length, wins.a);
+    assert.equal((await b.jobs.owned('b')).claimed.length, wins.b);
     const late = (await a.jobs.insert(newJob())).record;
     assert.deepEqual(
       (await b.jobs.queued()).map((j) => j.id),

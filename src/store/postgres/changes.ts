@@ -20,7 +20,8 @@ type Payload =
   | { o: string; k: 'logs'; j: [string, number][] }
   | { o: string; k: 'nodes' }
   | { o: string; k: 'decided'; n: string[] }
-  | { o: string; k: 'report' };
+  | { o: string; k: 'report' }
+  | { o: string; k: 'resigned' };
 
 /** A notification read: who sent it and the changes it reports (none for a payload this node cannot read). */
 function parse(payload: string | undefined): { origin: string | null; changes: StoreChange[] } {
@@ -47,6 +48,8 @@ function changesOf(p: Payload): StoreChange[] {
       return [{ kind: 'decided', nodes: Array.isArray(p.n) ? p.n : [] }];
     case 'report':
       return [{ kind: 'report' }];
+    case 'resigned':
+      return [{ kind: 'resigned' }];
     default:
       return [];
   }

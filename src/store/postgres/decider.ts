@@ -1,13 +1,15 @@
 import type pg from 'pg';
-import type { DeciderStore, FleetDecisions, FleetSnapshot, NodeAssignments, NodeReport } from '../store.js';
+import type { DeciderStore, FleetDecisions, FleetSnapshot, LeaseTry, NodeAssignments, NodeReport } from '../store.js';
 import { CHANNEL, read, transaction, write } from './db.js';
 
 // The lease: taken when free (none yet, or expired by the database's
 // clock), renewed by its holder, and taken over at once by a newer process
 // of the holder's node. Each change of holder, and a holder coming back to
 // a lease that expired, starts a new term. Only a node up at that epoch may
-// hold it.
+// hold it. When another holds it, what is left of its lease (the statement's
+// one snapshot reads the row as it was before the insert).
 const HOLD = `
+  WITH taken AS (
   INSERT INTO decider (id, node, node_epoch, term, expires_at)
   SELECT 1, $1, $2, 1, now() + $3 * interval '1 second'
   WHERE EXISTS (SELECT 1 FROM nodes WHERE name = $1 AND epoch = $2 AND state = 'up')
@@ -16,8 +18,15 @@ const HOLD = `
       THEN decider.term ELSE decider.term + 1 END,
     node = excluded.node, node_epoch = excluded.node_epoch, expires_at = excluded.expires_at
   WHERE (decider.node = excluded.node AND decider.node_epoch <= excluded.node_epoch) OR decider.expires_at <= now()
-  RETURNING term`;
-const RESIGN = `UPDATE decider SET expires_at = now() WHERE id = 1 AND node = $1 AND term = $2`;
+  RETURNING term
+  )
+  SELECT term, NULL::float8 AS "heldForMs" FROM taken
+  UNION ALL
+  SELECT NULL, GREATEST(0, extract(epoch FROM expires_at - now()) * 1000)::float8
+  FROM decider WHERE id = 1 AND NOT EXISTS (SELECT 1 FROM taken)`;
+const RESIGN = `
+  WITH r AS (UPDATE decider SET expires_at = now() WHERE id = 1 AND node = $1 AND term = $2 RETURNING 1)
+  SELECT pg_notify('${CHANNEL}', json_build_object('o', $3::text, 'k', 'resigned')::text) FROM r`;
 // The fence of every pass's writes: the term still this holder's and
 // unexpired, its row held (FOR SHARE) until the pass commits, so a takeover
 // waits for the pass and a pass after a takeover writes nothing.
@@ -85,17 +94,17 @@ export class PgDeciderStore implements DeciderStore {
     private readonly origin: string,
   ) {}
 
-  async hold(node: { name: string; epoch: number }, leaseSeconds: number): Promise<number | null> {
-    const [row] = await write<{ term: number }>(this.pool, {
+  async hold(node: { name: string; epoch: number }, leaseSeconds: number): Promise<LeaseTry> {
+    const [row] = await write<{ term: number | null; heldForMs: number | null }>(this.pool, {
       name: 'gantry_decider_hold',
       text: HOLD,
       values: [node.name, node.epoch, leaseSeconds],
     });
-    return row?.term ?? null;
+    return row?.term != null ? { term: row.term } : { term: null, heldForMs: row?.heldForMs ?? 0 };
   }
 
   async resign(node: string, term: number): Promise<void> {
-    await write(this.pool, { name: 'gantry_decider_resign', text: RESIGN, values: [node, term] });
+    await write(this.pool, { name: 'gantry_decider_resign', text: RESIGN, values: [node, term, this.origin] });
   }
 
   async snapshot(): Promise<FleetSnapshot> {

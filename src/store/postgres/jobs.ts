@@ -13,11 +13,12 @@ import {
   insertValues,
   JOB_COLUMNS,
   type JobRow,
+  ownedJobs,
   patchKeys,
   settingsText,
   toRecord,
 } from '../job-row.js';
-import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard, UsageInterval } from '../store.js';
+import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, OwnedJobs, UpdateGuard, UsageInterval } from '../store.js';
 import { pgText, read, transaction, write } from './db.js';
 import { returningAnnounced } from './job-announcement.js';
 import type { RecordCache } from './record-cache.js';
@@ -141,7 +142,7 @@ const CLAIM = `
 const QUEUED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE state = 'queued' AND node IS NULL ORDER BY priority DESC, seq`;
 const ACTIVE = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state IN ${ACTIVE_SQL} ORDER BY seq`;
 const ACTIVE_BY_NODE = `SELECT node, count(*)::int AS n FROM jobs WHERE node IS NOT NULL AND state IN ${ACTIVE_SQL} GROUP BY node`;
-const CLAIMED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state = 'queued' ORDER BY priority DESC, seq`;
+const OWNED = `SELECT ${JOB_COLUMNS} FROM jobs WHERE node = $1 AND state NOT IN ${ENDED_SQL} ORDER BY seq`;
 const HOLDING_GPUS = `SELECT ${JOB_COLUMNS} FROM jobs WHERE state IN ${ACTIVE_SQL} AND gpus <> '[]' ORDER BY seq`;
 const UNSET = `SELECT id, spec FROM jobs WHERE settings IS NULL AND state NOT IN ${ENDED_SQL} FOR UPDATE`;
 const SET_SETTINGS = `UPDATE jobs SET settings = $2 WHERE id = $1 AND settings IS NULL`;
@@ -270,8 +271,8 @@ export class PgJobStore implements JobStore {
     return new Map(rows.map((r) => [r.node, r.n]));
   }
 
-  async claimed(node: string): Promise<JobRecord[]> {
-    return (await read<JobRow>(this.pool, { name: 'gantry_jobs_claimed', text: CLAIMED, values: [node] })).map(toRecord);
+  async owned(node: string): Promise<OwnedJobs> {
+    return ownedJobs((await read<JobRow>(this.pool, { name: 'gantry_jobs_owned', text: OWNED, values: [node] })).map(toRecord));
   }
 
   async holdingGpus(): Promise<JobRecord[]> {

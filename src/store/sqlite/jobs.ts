@@ -11,11 +11,12 @@ import {
   ENDED_SQL,
   insertValues,
   type JobRow,
+  ownedJobs,
   patchKeys,
   settingsText,
   toRecord,
 } from '../job-row.js';
-import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, UpdateGuard, UsageInterval } from '../store.js';
+import type { JobPatch, JobRecord, JobStore, ListFilter, NewJob, OwnedJobs, UpdateGuard, UsageInterval } from '../store.js';
 import type { Db } from './db.js';
 import { writing } from './errors.js';
 
@@ -59,7 +60,7 @@ export class SqliteJobStore implements JobStore {
   private readonly queuedStmt: Statement;
   private readonly claimStmt: Statement;
   private readonly activeStmt: Statement;
-  private readonly claimedStmt: Statement;
+  private readonly ownedStmt: Statement;
   private readonly unclaimStmt: Statement;
   private readonly holdingGpusStmt: Statement;
   private readonly activeByNodeStmt: Statement;
@@ -89,7 +90,7 @@ export class SqliteJobStore implements JobStore {
          AND EXISTS (SELECT 1 FROM nodes WHERE name = @name AND epoch = @epoch AND state = 'up' AND drained = 0)`,
     );
     this.activeStmt = db.prepare(`SELECT * FROM jobs WHERE node = ? AND state IN ${ACTIVE_SQL} ORDER BY seq`);
-    this.claimedStmt = db.prepare(`SELECT * FROM jobs WHERE node = ? AND state = 'queued' ORDER BY priority DESC, seq ASC`);
+    this.ownedStmt = db.prepare(`SELECT * FROM jobs WHERE node = ? AND state NOT IN ${ENDED_SQL} ORDER BY seq`);
     this.unclaimStmt = db.prepare(`UPDATE jobs SET node = NULL WHERE node = ? AND state = 'queued' RETURNING id`);
     this.activeByNodeStmt = db.prepare(
       `SELECT node, COUNT(*) AS n FROM jobs WHERE node IS NOT NULL AND state IN ${ACTIVE_SQL} GROUP BY node`,
@@ -240,8 +241,8 @@ export class SqliteJobStore implements JobStore {
     return new Map((this.activeByNodeStmt.all() as { node: string; n: number }[]).map((r) => [r.node, r.n]));
   }
 
-  async claimed(node: string): Promise<JobRecord[]> {
-    return (this.claimedStmt.all(node) as JobRow[]).map(toRecord);
+  async owned(node: string): Promise<OwnedJobs> {
+    return ownedJobs((this.ownedStmt.all(node) as JobRow[]).map(toRecord));
   }
 
   /** Gives the node's claimed, unstarted jobs back to the queue; their ids. Throws SQLite's errors as they are. */

@@ -46,6 +46,11 @@ export function time(iso) {
 
 const ISO_INSTANT = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})/g;
 
+/** A sentence from Gantry as plain text (a tooltip), each ISO instant in it as the exact local time. */
+export function proseTitle(text) {
+  return text ? text.replace(ISO_INSTANT, (iso) => exact(iso)) : '';
+}
+
 /** A sentence from Gantry (a waiting reason) with each ISO instant in it shown as `time` shows one. */
 export function prose(text) {
   if (!text) return '';

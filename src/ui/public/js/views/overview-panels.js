@@ -1,7 +1,7 @@
 // The overview's tables, each built afresh from the API's answers.
 import { api } from '../api.js';
 import { h, table, toast } from '../dom.js';
-import { fmtDuration, prose, time } from '../format.js';
+import { fmtDuration, prose, proseTitle, time } from '../format.js';
 import { renderHeader } from '../header.js';
 import { badge, jobHref, jobLink, nodeOf, ran, shortId, waited } from '../jobs.js';
 import { dropScope, isAdmin } from '../scopes.js';
@@ -146,7 +146,7 @@ export function recentPanel(items) {
       h('td', {}, jobLink(j)),
       h('td', {}, badge(j.state)),
       h('td', { class: 'num' }, j.exitCode ?? ''),
-      h('td', { class: 'reason', title: j.reason ?? '' }, prose(j.reason)),
+      h('td', { class: 'reason', title: proseTitle(j.reason) }, prose(j.reason)),
       h('td', {}, j.owner),
       h('td', { class: 'node' }, nodeOf(j)),
       h('td', {}, time(j.createdAt)),
