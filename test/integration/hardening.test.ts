@@ -147,7 +147,9 @@ test('secrets: delivered as env and file, never stored or shown, redacted from s
     JSON.stringify(streamed.events),
     stored,
     g.output(),
-    ...fs.readdirSync(g.dataDir).map((f) => fs.readFileSync(path.join(g.dataDir, f)).toString('latin1')),
+    ...(fs.readdirSync(g.dataDir, { recursive: true, withFileTypes: true }) as fs.Dirent[])
+      .filter((e) => e.isFile())
+      .map((e) => fs.readFileSync(path.join(e.parentPath, e.name)).toString('latin1')),
   ];
   for (const text of everywhere) {
     assert.ok(!text.includes(value), 'the value appears nowhere Gantry keeps or shows');
