@@ -209,18 +209,12 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
           directory.invalidate();
           void membership.refresh().then(() => scheduler.kick());
         },
-        queued: (jobId, record) => {
-          if (record) {
-            jobs.observe(record);
-            events.publishQueueChanged();
-            return;
-          }
-          void jobs.refresh(jobId).then(
+        queued: (jobId, record) =>
+          void jobs.refresh(jobId, record).then(
             () => events.publishQueueChanged(),
             // After an outage of the feed, it delivers the jobs changed meanwhile again (or a resync).
             (err) => log.warn({ err, jobId }, 'could not read a job queued by another node'),
-          );
-        },
+          ),
         dequeued: (jobId) => jobs.dequeued(jobId),
         taken: (jobId, state, record) =>
           void jobs.taken(jobId, state, record).catch((err) => log.warn({ err, jobId }, 'could not read a job another node took')),

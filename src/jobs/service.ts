@@ -331,15 +331,15 @@ export class JobService {
    * from its start (one read per run and node).
    */
   async taken(id: string, state: JobState, record: JobRecord | null): Promise<void> {
-    if (record) return this.observe(record);
+    if (record) return this.refresh(id, record);
     const unknown = !this.d.queue.isActive(id);
     const startedUncounted = state === 'running' && this.d.queue.fairShare.enabled && !this.d.queue.fairShare.holdingOf(id);
     if (unknown || startedUncounted) await this.refresh(id);
   }
 
-  /** Reads the job again after another node changed it, and lets the queue follow. */
-  async refresh(id: string): Promise<void> {
-    const record = await this.d.store.get(id);
+  /** Lets the queue follow another node's change of the job: the record it carried, or the job read again. */
+  async refresh(id: string, carried: JobRecord | null = null): Promise<void> {
+    const record = carried ?? (await this.d.store.get(id));
     if (record) this.d.queue.observe(record);
   }
 }

@@ -25,10 +25,10 @@ export interface FleetDeciderDeps {
  * The fleet's one decider, where GANTRY_FLEET_DECIDER=elected: every node
  * runs one; it beats every third of the node lease and asks for the
  * decider's lease (store.ts, DeciderStore) when it holds it, or when the
- * lease it was last told of has run out or was given up; the node that holds it runs the fleet's passes
- * (scheduling/fleet-decide.ts) on the store's snapshot and the fleet-wide
- * queue, and writes their assignments, preemptions and reasons under its
- * term. Passes are woken by queue changes, by the nodes' reports and by
+ * lease it was last told of has run out or was given up; the node that
+ * holds it runs the fleet's passes (scheduling/fleet-decide.ts) on the
+ * store's snapshot and the fleet-wide queue, and writes their assignments,
+ * preemptions and reasons under its term. Passes are woken by queue changes, by the nodes' reports and by
  * every beat, and never overlap.
  *
  * The rules it keeps:
