@@ -126,7 +126,7 @@ module.exports = {
     layer(
       'api',
       'api/',
-      ['api/', MODEL, 'jobs/', 'scheduling/', 'logs/', 'gpu/', 'metrics/', 'fleet/node-service\\.ts$', STORE, RUNTIME, 'auth/', 'ui/', CONFIG],
+      ['api/', MODEL, 'jobs/', 'scheduling/', 'logs/', 'gpu/', 'metrics/', 'fleet/node-service\\.ts$', 'fleet/change-relay\\.ts$', STORE, RUNTIME, 'auth/', 'ui/', CONFIG],
       'HTTP goes through the domain: never straight to SQLite, Docker or the runner.',
     ),
     layer(

@@ -5,12 +5,13 @@ import { buildHttp, OPENAPI_INFO } from './api/server.js';
 import { loadRegistryAuth } from './auth/registry-auth.js';
 import { loadTokens, type TokenStore } from './auth/tokens.js';
 import type { Config } from './config.js';
-import { buildDomain, newQueue } from './domain.js';
+import { buildDomain, fleetDecides, newQueue } from './domain.js';
 import { bridgeChanges } from './fleet/change-bridge.js';
 import { NodeDirectory } from './fleet/directory.js';
 import { NodeMembership } from './fleet/membership.js';
 import { settleNodeName } from './fleet/node-identity.js';
 import { NodeService } from './fleet/node-service.js';
+import { RelayRole, reachableUrl } from './fleet/relay-role.js';
 import { GpuAllocator } from './gpu/allocator.js';
 import { DcgmJobMap } from './gpu/dcgm-job-map.js';
 import { GpuHealthBook } from './gpu/health/state.js';
@@ -162,6 +163,13 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     leaseSeconds: config.node.leaseSeconds,
   };
   const directory = new NodeDirectory(store.nodes);
+  // The fleet's change relay (docs/fleet.md): the decider alone listens to
+  // PostgreSQL and relays to the others. Not under mutual TLS: a follower
+  // has no client certificate to show.
+  const relayRole =
+    store.relayableChanges && fleetDecides(config) && config.node.relay && config.tls?.clientCaFile == null
+      ? new RelayRole(store.relayableChanges, log, config.node.url)
+      : null;
   const membership = new NodeMembership({ store, info, shared, log, onBraked: () => metrics.expiryBraked() });
   const domain = buildDomain({
     config,
@@ -179,6 +187,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     onPass: (seconds) => metrics.schedulerPass(seconds),
     onPreempt: (rule) => metrics.preempted(rule),
     onDeciderPass: (pass) => metrics.deciderPass(pass),
+    relay: relayRole,
   });
   const { jobs, runs, scheduler, selfFence, decider } = domain;
   if (decider) metrics.followDecider(() => decider.currentTerm());
@@ -260,6 +269,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     quotas,
     queue,
     history: { gpus: telemetryHistory, queue: queueHistory },
+    relay: relayRole?.relay ?? null,
   });
   const openMetrics =
     config.metrics === 'open' ? openMetricsListener({ scrape: () => metrics.scrape(), contentType: metrics.contentType, log }) : null;
@@ -289,6 +299,12 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
         log.error({ err, port: config.metricsPort }, 'the open metrics listener (GANTRY_METRICS_PORT) could not start');
       });
     });
+  }
+
+  if (relayRole) {
+    app.addHook('onListen', async () => relayRole.listening(reachableUrl(app.server.address(), config.host, config.tls !== null)));
+    // Its streams never end by themselves: the server's close would wait for them.
+    app.addHook('preClose', async () => relayRole.close());
   }
 
   const stopRetention = startRetention({

@@ -86,6 +86,18 @@ export const EnvSchema = z.object({
     .describe(
       "in a fleet: `elected` (one node, elected through PostgreSQL, decides for the fleet and the others apply its assignments: quotas and preemptions hold fleet-wide) or `every-node` (each node runs the scheduling pass and claims for itself: no wait for a new decider when one dies, but limits may be overshot by the change feed's delay); every node of a fleet must use the same",
     ),
+  GANTRY_FLEET_RELAY: z
+    .enum(['on', 'off'])
+    .default('on')
+    .describe(
+      "in a fleet under the elected decider: `on` (the decider relays the store's change feed to the other nodes over its API, so PostgreSQL wakes one listener per change instead of every node; a node that cannot reach the relay listens itself) or `off` (every node listens to PostgreSQL)",
+    ),
+  GANTRY_NODE_URL: z
+    .url({ protocol: /^https?$/ })
+    .optional()
+    .describe(
+      "where the other nodes of the fleet reach this node's API (the change relay); unset: `http(s)://` the listen address and port, or this host's name when the API listens on every address",
+    ),
   GANTRY_TLS_CERT: z
     .string()
     .min(1)
@@ -372,6 +384,10 @@ export const ConfigSchema = EnvSchema.superRefine((e, ctx) => {
     leaseSeconds: e.GANTRY_NODE_LEASE_SECONDS,
     /** Who decides for the fleet (GANTRY_FLEET_DECIDER); only a node on PostgreSQL acts on `elected`. */
     decider: e.GANTRY_FLEET_DECIDER,
+    /** Whether the decider relays the change feed (GANTRY_FLEET_RELAY). */
+    relay: e.GANTRY_FLEET_RELAY === 'on',
+    /** Where the other nodes reach this node's API (GANTRY_NODE_URL); null: where it listens. */
+    url: e.GANTRY_NODE_URL ?? null,
   },
   dockerSocket: e.GANTRY_DOCKER_SOCKET,
   tls:

@@ -7,7 +7,7 @@ import type { SpecFieldError } from './model/errors.js';
 import type { JobSpec } from './model/job.js';
 import { AssignedPasses } from './runner/assigned-passes.js';
 import { EngineWatch } from './runner/engine-watch.js';
-import { FleetDecider } from './runner/fleet-decider.js';
+import { type DeciderRelay, FleetDecider } from './runner/fleet-decider.js';
 import { ImagePuller, type RegistryLogins } from './runner/images.js';
 import { NodeRuns } from './runner/node-runs.js';
 import type { NodeSeat } from './runner/node-seat.js';
@@ -46,6 +46,8 @@ export interface DomainParts {
   onPreempt?: (rule: PreemptionRule) => void;
   /** The fleet's decider ran a pass on this node (its metrics). */
   onDeciderPass?: (pass: DeciderPass) => void;
+  /** The node's part in the fleet's change relay, which follows its decider; null where the fleet relays nothing. */
+  relay?: DeciderRelay | null;
 }
 
 /** Whether one elected node decides for the fleet (GANTRY_FLEET_DECIDER=elected, on PostgreSQL); a single host always decides alone. */
@@ -103,6 +105,7 @@ export function buildDomain(d: DomainParts): {
           leaseSeconds: config.node.leaseSeconds,
           log: d.log,
           onPass: d.onDeciderPass,
+          relay: d.relay ?? null,
         });
   const passes =
     store === null || decider === null

@@ -4,6 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { Logger } from 'pino';
 import type { TokenStore } from '../auth/tokens.js';
+import type { ChangeRelay } from '../fleet/change-relay.js';
 import { UsageReporter } from '../jobs/usage-report.js';
 import type { ContainerRuntime } from '../runtime/runtime.js';
 import type { Store } from '../store/store.js';
@@ -19,6 +20,7 @@ import { healthRoutes } from './routes/health.js';
 import { metricsRoute } from './routes/metrics.js';
 import { openapiRoute } from './routes/openapi.js';
 import { auditRoutes } from './routes/v1/audit.js';
+import { fleetChangeRoutes } from './routes/v1/fleet-changes.js';
 import { gpuRoutes } from './routes/v1/gpus.js';
 import { historyRoutes, type OperatorHistory } from './routes/v1/history.js';
 import { jobLogRoutes } from './routes/v1/job-logs.js';
@@ -43,6 +45,8 @@ export interface HttpDeps extends RouteDeps {
   store: Store;
   runtime: ContainerRuntime;
   history: OperatorHistory;
+  /** The fleet's change relay this node serves while it decides; null where the fleet relays nothing. */
+  relay: ChangeRelay | null;
 }
 
 /**
@@ -154,6 +158,7 @@ export async function buildHttp(d: HttpDeps): Promise<FastifyInstance> {
     });
     const usage = new UsageReporter({ jobs: d.store.jobs, nodes: d.store.nodes, weights: d.config.gpus.modelWeights });
     await typed.register(usageRoutes, { usage });
+    if (d.relay) await api.register(fleetChangeRoutes, { relay: d.relay });
   });
   return app;
 }

@@ -2,8 +2,16 @@ import type { Logger } from 'pino';
 import type { JobEventHub } from '../jobs/events.js';
 import { type DeciderPass, decideFleet, type FleetQueue, outcomeText } from '../scheduling/fleet-decide.js';
 import type { Quotas } from '../scheduling/quotas.js';
-import type { ChangeFeed, DeciderStore } from '../store/store.js';
+import type { ChangeFeed, DeciderStore, RelayOffer } from '../store/store.js';
 import type { NodeSeat } from './node-seat.js';
+
+/** The node's part in the fleet's change relay (fleet/relay-role.ts), which follows who decides. */
+export interface DeciderRelay {
+  /** What this node publishes with the lease when it holds it (null: it relays nothing). */
+  offer(): RelayOffer | null;
+  /** Whether this node decides now; when it does not, what the holder offers (null: nothing, or not known). */
+  decides(deciding: boolean, other: RelayOffer | null): void;
+}
 
 export interface FleetDeciderDeps {
   store: DeciderStore;
@@ -19,6 +27,8 @@ export interface FleetDeciderDeps {
   log: Logger;
   /** A pass ran (its metrics). */
   onPass?: (pass: DeciderPass) => void;
+  /** The change relay, where the fleet relays its feed (GANTRY_FLEET_RELAY). */
+  relay?: DeciderRelay | null;
 }
 
 /**
@@ -138,10 +148,11 @@ export class FleetDecider {
       }
       const sent = Date.now();
       if (this.term === null && sent < this.heldElsewhereUntil) return;
-      const got = await this.d.store.hold({ name: this.d.seat.name, epoch }, this.d.leaseSeconds);
+      const got = await this.d.store.hold({ name: this.d.seat.name, epoch }, this.d.leaseSeconds, this.d.relay?.offer() ?? null);
       if (got.term === null) {
         this.heldElsewhereUntil = sent + got.heldForMs;
         this.lose('another node holds the decider lease');
+        this.d.relay?.decides(false, got.relay);
         return;
       }
       const term = got.term;
@@ -151,6 +162,7 @@ export class FleetDecider {
       }
       this.term = term;
       this.heldAt = sent;
+      this.d.relay?.decides(true, null);
     } catch (err) {
       this.d.log.warn({ err }, 'could not renew the decider lease; trying again next beat');
     } finally {
@@ -162,6 +174,7 @@ export class FleetDecider {
   private lose(why: string | null): void {
     if (this.term !== null) {
       if (why !== null) this.d.log.warn({ node: this.d.seat.name, term: this.term, why }, 'this node no longer decides for the fleet');
+      this.d.relay?.decides(false, null);
     }
     this.term = null;
     this.heldAt = null;

@@ -1,5 +1,6 @@
 import type { NodeGpu } from '../model/node.js';
 import type { WaitInfo } from '../model/queue.js';
+import type { RelayOffer } from './change-feed.js';
 
 /*
  * What the fleet's one decider (GANTRY_FLEET_DECIDER=elected) keeps in the
@@ -85,8 +86,12 @@ export interface FleetDecisions {
  * the assignments it consumed are one write, so the decider never sees a
  * job neither assigned nor held.
  */
-/** A try for the decider's lease: the term now held, or how long another holder's lease still runs (ms, by the store's clock). */
-export type LeaseTry = { term: number } | { term: null; heldForMs: number };
+/**
+ * A try for the decider's lease: the term now held; or how long another
+ * holder's lease still runs (ms, by the store's clock), and where that
+ * holder relays the change feed, if it does.
+ */
+export type LeaseTry = { term: number } | { term: null; heldForMs: number; relay: RelayOffer | null };
 
 export interface DeciderStore {
   /**
@@ -94,8 +99,9 @@ export interface DeciderStore {
    * `leaseSeconds` by the store's clock: the term held; or, while another
    * holds an unexpired lease, how long it still runs (0 when the node is not
    * up at that epoch). A newer process of the holder's node takes it over at once.
+   * The holder publishes `relay` with its lease (null: it relays nothing).
    */
-  hold(node: { name: string; epoch: number }, leaseSeconds: number): Promise<LeaseTry>;
+  hold(node: { name: string; epoch: number }, leaseSeconds: number, relay?: RelayOffer | null): Promise<LeaseTry>;
   /** Ends the lease of that term now (a clean shutdown) and says so on the change feed, so another node takes over at once. */
   resign(node: string, term: number): Promise<void>;
   snapshot(): Promise<FleetSnapshot>;

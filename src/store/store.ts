@@ -6,12 +6,12 @@ import type { NodeGpu, NodeState } from '../model/node.js';
 import type { RunSettings } from '../model/run-settings.js';
 import type { JobState } from '../model/states.js';
 
-import type { ChangeFeed } from './change-feed.js';
+import type { ChangeFeed, RelayableFeed } from './change-feed.js';
 import type { DeciderStore } from './decider-store.js';
 import type { JobRecord, NewJob } from './job-record.js';
 import type { RetentionStore, UsageInterval } from './retention-store.js';
 
-export type { ChangeFeed, StoreChange } from './change-feed.js';
+export type { ChangeFeed, RelayableFeed, RelayOffer, StoreChange } from './change-feed.js';
 export type {
   Assignment,
   DeciderStore,
@@ -63,6 +63,8 @@ export interface Store {
   readonly retention: RetentionStore;
   /** What other processes changed, for a store shared by several nodes; null for a store this process alone writes. */
   readonly changes: ChangeFeed | null;
+  /** The same feed where one node can relay it to the others (fleet/change-relay.ts); null where it cannot. */
+  readonly relayableChanges: RelayableFeed | null;
   /** The fleet's one decider (GANTRY_FLEET_DECIDER=elected): its lease, assignments and the nodes' reports; null for a store this process alone writes. */
   readonly decider: DeciderStore | null;
   /** Rejects when a write cannot be made now (for readiness). */

@@ -67,6 +67,16 @@ async function deciderRow(url: string): Promise<{ node: string; term: number } |
   return r.rows[0] as { node: string; term: number } | undefined;
 }
 
+/** The nodes whose change feed listens to PostgreSQL itself, by name. */
+async function listeners(url: string): Promise<string[]> {
+  const r = await queryOnce(
+    url,
+    `SELECT split_part(application_name, ':', 2) AS node FROM pg_stat_activity
+     WHERE datname = current_database() AND application_name LIKE 'gantry:%:feed' ORDER BY 1`,
+  );
+  return r.rows.map((row) => row.node as string);
+}
+
 /** The containers of a job on every node's runtime, with the node each is on. */
 function containersOf(nodes: readonly Node[], jobId: string) {
   return nodes.flatMap((n) =>
@@ -208,6 +218,10 @@ test('the decider killed with -9: another node takes over within the lease and q
     return row?.node === 'spare' ? row : undefined;
   });
   const nodes = [await startNode(t, env, 'a', { labels: 'role=worker' }), await startNode(t, env, 'b', { labels: 'role=worker' })];
+  // The decider relays the change feed: it alone listens to PostgreSQL.
+  await eventually('the workers following the decider’s relay', async () =>
+    (await listeners(env.GANTRY_DATABASE_URL!)).join() === 'spare' ? true : undefined,
+  );
   const spec = { image: TEST_IMAGE, command: ['sleep', '60'], placement: { nodeLabels: { role: 'worker' } } };
   const before = await nodes[0]!.g.submit(spec);
   await nodes[0]!.g.waitFor(before.id, (x) => x.state === 'running', 30_000);
@@ -226,4 +240,14 @@ test('the decider killed with -9: another node takes over within the lease and q
       [j.node],
     );
   t.diagnostic(`jobs queued after the kill started ${failover} ms after it (lease ${LEASE} s)`);
+  // The new decider relays in turn: the other worker follows it.
+  await eventually('the other worker following the new decider’s relay', async () =>
+    (await listeners(env.GANTRY_DATABASE_URL!)).join() === now.node ? true : undefined,
+  );
+  // A cancel asked of the node that does not run the job reaches the run, through the relay.
+  const job = started[0]!;
+  const asked = nodes.find((n) => n.name !== job.node)!;
+  const cancel = await asked.g.call('POST', `/v1/jobs/${job.id}/cancel`);
+  assert.ok(cancel.status === 200 || cancel.status === 202, cancel.text);
+  await asked.g.waitFor(job.id, (x) => x.state === 'cancelled', 15_000);
 });

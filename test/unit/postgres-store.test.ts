@@ -569,6 +569,7 @@ describe('PostgreSQL store', () => {
         '0010_decider_lease',
         '0011_airflow_result_document',
         '0012_harden_audit_client_request_id',
+        '0013_change_relay',
       ],
     );
     // Every table was made by the one transaction that recorded the migrations.

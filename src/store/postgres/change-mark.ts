@@ -55,3 +55,16 @@ export async function changedSince(client: pg.Client, mark: string, max: number)
     await client.query('COMMIT');
   }
 }
+
+/**
+ * Whether the transaction `xid` is seen by `snapshot` (pg_snapshot's text
+ * form, `xmin:xmax:xip,…`), as pg_visible_in_snapshot says: committed before
+ * the snapshot was taken.
+ */
+export function visibleIn(snapshot: string, xid: string): boolean {
+  const [xmin, xmax, xip] = snapshot.split(':');
+  const x = BigInt(xid);
+  if (x < BigInt(xmin!)) return true;
+  if (x >= BigInt(xmax!)) return false;
+  return !(xip ?? '').split(',').some((inProgress) => inProgress !== '' && BigInt(inProgress) === x);
+}

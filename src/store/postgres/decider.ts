@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import type { RelayOffer } from '../change-feed.js';
 import type { DeciderStore, FleetDecisions, FleetSnapshot, LeaseTry, NodeAssignments, NodeReport } from '../store.js';
 import { CHANNEL, read, transaction, write } from './db.js';
 
@@ -10,19 +11,20 @@ import { CHANNEL, read, transaction, write } from './db.js';
 // one snapshot reads the row as it was before the insert).
 const HOLD = `
   WITH taken AS (
-  INSERT INTO decider (id, node, node_epoch, term, expires_at)
-  SELECT 1, $1, $2, 1, now() + $3 * interval '1 second'
+  INSERT INTO decider (id, node, node_epoch, term, expires_at, relay_url, relay_token)
+  SELECT 1, $1, $2, 1, now() + $3 * interval '1 second', $4, $5
   WHERE EXISTS (SELECT 1 FROM nodes WHERE name = $1 AND epoch = $2 AND state = 'up')
   ON CONFLICT (id) DO UPDATE SET
     term = CASE WHEN decider.node = excluded.node AND decider.node_epoch = excluded.node_epoch AND decider.expires_at > now()
       THEN decider.term ELSE decider.term + 1 END,
-    node = excluded.node, node_epoch = excluded.node_epoch, expires_at = excluded.expires_at
+    node = excluded.node, node_epoch = excluded.node_epoch, expires_at = excluded.expires_at,
+    relay_url = excluded.relay_url, relay_token = excluded.relay_token
   WHERE (decider.node = excluded.node AND decider.node_epoch <= excluded.node_epoch) OR decider.expires_at <= now()
   RETURNING term
   )
-  SELECT term, NULL::float8 AS "heldForMs" FROM taken
+  SELECT term, NULL::float8 AS "heldForMs", NULL AS url, NULL AS token FROM taken
   UNION ALL
-  SELECT NULL, GREATEST(0, extract(epoch FROM expires_at - now()) * 1000)::float8
+  SELECT NULL, GREATEST(0, extract(epoch FROM expires_at - now()) * 1000)::float8, relay_url, relay_token
   FROM decider WHERE id = 1 AND NOT EXISTS (SELECT 1 FROM taken)`;
 const RESIGN = `
   WITH r AS (UPDATE decider SET expires_at = now() WHERE id = 1 AND node = $1 AND term = $2 RETURNING 1)
@@ -94,13 +96,15 @@ export class PgDeciderStore implements DeciderStore {
     private readonly origin: string,
   ) {}
 
-  async hold(node: { name: string; epoch: number }, leaseSeconds: number): Promise<LeaseTry> {
-    const [row] = await write<{ term: number | null; heldForMs: number | null }>(this.pool, {
+  async hold(node: { name: string; epoch: number }, leaseSeconds: number, relay: RelayOffer | null = null): Promise<LeaseTry> {
+    const [row] = await write<{ term: number | null; heldForMs: number | null; url: string | null; token: string | null }>(this.pool, {
       name: 'gantry_decider_hold',
       text: HOLD,
-      values: [node.name, node.epoch, leaseSeconds],
+      values: [node.name, node.epoch, leaseSeconds, relay?.url ?? null, relay?.token ?? null],
     });
-    return row?.term != null ? { term: row.term } : { term: null, heldForMs: row?.heldForMs ?? 0 };
+    if (row?.term != null) return { term: row.term };
+    const offer = row?.url && row.token ? { url: row.url, token: row.token } : null;
+    return { term: null, heldForMs: row?.heldForMs ?? 0, relay: offer };
   }
 
   async resign(node: string, term: number): Promise<void> {

@@ -73,6 +73,7 @@ export async function openPostgresStore(o: {
     audit: new PgAuditStore(pool),
     retention: new PgRetentionStore(pool, cache),
     changes,
+    relayableChanges: changes,
     decider: new PgDeciderStore(pool, o.node),
     async probeWritable() {
       await write(pool, { name: 'gantry_probe', text: PROBE, values: [`readyz:${o.node}`, new Date().toISOString()] });

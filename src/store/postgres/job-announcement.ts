@@ -16,6 +16,8 @@ export interface JobPayload {
   s: JobRecord['state'];
   n: string | null;
   c: boolean;
+  /** The writing transaction's id (a relayed feed's handover tells the changes it heard already by it). */
+  x?: string;
   r?: JobRow;
 }
 
@@ -34,7 +36,7 @@ export interface JobPayload {
  * by the nodes that need it.
  */
 export function returningAnnounced(cte: string, origin: string): string {
-  const head = `'o', ${origin}::text, 'k', 'job', 'j', ${cte}.id, 's', ${cte}.state, 'n', ${cte}.node, 'c', ${cte}.cancel_requested`;
+  const head = `'o', ${origin}::text, 'k', 'job', 'j', ${cte}.id, 's', ${cte}.state, 'n', ${cte}.node, 'c', ${cte}.cancel_requested, 'x', pg_current_xact_id()::text`;
   return (
     `SELECT ${cte}.*, pg_notify('${CHANNEL}', CASE WHEN octet_length(announced.whole) <= ${PAYLOAD_MAX_BYTES} ` +
     `THEN announced.whole ELSE json_build_object(${head})::text END) AS notified ` +

@@ -301,6 +301,8 @@ const MIGRATIONS: Record<string, Migration> = {
   /** The JSON document a job wrote to its result file (JSON text; NULL for none). */
   '0011_airflow_result_document': statements([`ALTER TABLE jobs ADD COLUMN result_document TEXT`]),
   '0012_harden_audit_client_request_id': statements(HARDEN_AUDIT_CLIENT_REQUEST_ID),
+  /** Where the decider relays the change feed (fleet/change-relay.ts), published with its lease. */
+  '0013_change_relay': statements([`ALTER TABLE decider ADD COLUMN relay_url TEXT, ADD COLUMN relay_token TEXT`]),
 };
 
 const provider: MigrationProvider = {

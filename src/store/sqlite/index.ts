@@ -29,6 +29,7 @@ export async function openSqliteStore(dataDir: string, node?: string): Promise<S
     retention: new SqliteRetentionStore(db, jobs),
     changes: null,
     decider: null,
+    relayableChanges: null,
     async probeWritable() {
       writing(() => probe.run(new Date().toISOString()));
     },

@@ -1,0 +1,123 @@
+import type { Logger } from 'pino';
+import { request } from 'undici';
+import type { RelayableFeed, RelayOffer } from '../store/store.js';
+import { HELLO_LINE, RELAY_PATH, RELAY_SILENCE_MS } from './change-relay.js';
+
+/** The first wait before trying a relay again after it failed, doubled after each failure up to the last. */
+const RETRY_FIRST_MS = 2_000;
+const RETRY_MAX_MS = 60_000;
+
+/**
+ * Follows the decider's change relay (fleet/change-relay.ts) in place of
+ * this node's own LISTEN on the store, whenever the decider offers one.
+ *
+ * The rules it keeps:
+ * - The node's feed listens itself until the relay's hello came and the
+ *   feed's handover (RelayableFeed.startRelayed) is done, and again as soon
+ *   as the stream ends, fails or is silent for `silenceMs`: a relay that
+ *   cannot be followed costs a retry later, never a change.
+ * - It follows one relay at a time, the one last offered; a new offer (a
+ *   new decider) or none (this node decides, or the decider relays nothing)
+ *   ends the stream it had.
+ */
+export class RelayFollower {
+  private offered: RelayOffer | null = null;
+  private stream: AbortController | null = null;
+  private failures = 0;
+  private retry: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly feed: RelayableFeed,
+    private readonly log: Logger,
+    private readonly silenceMs = RELAY_SILENCE_MS,
+  ) {}
+
+  /** The relay another node's lease offers now, or null: follow it (or stop following). */
+  follow(offer: RelayOffer | null): void {
+    if (!sameOffer(offer, this.offered)) {
+      this.stop();
+      this.offered = offer;
+      this.failures = 0;
+    }
+    if (this.offered !== null && this.stream === null && this.retry === null) void this.run(this.offered);
+  }
+
+  /** Whether the node's changes come through a relay now. */
+  following(): boolean {
+    return this.stream !== null;
+  }
+
+  /** Ends the stream, if any: the feed listens itself again. */
+  stop(): void {
+    this.offered = null;
+    if (this.retry) clearTimeout(this.retry);
+    this.retry = null;
+    this.stream?.abort(new Error('the decider no longer offers this relay'));
+    this.stream = null;
+  }
+
+  private async run(offer: RelayOffer): Promise<void> {
+    const stream = new AbortController();
+    this.stream = stream;
+    let relayed = false;
+    let why: Error;
+    try {
+      const { statusCode, body } = await request(new URL(RELAY_PATH, offer.url), {
+        headers: { authorization: `Bearer ${offer.token}`, accept: 'application/x-ndjson' },
+        signal: stream.signal,
+        headersTimeout: this.silenceMs,
+        bodyTimeout: this.silenceMs,
+      });
+      if (statusCode !== 200) {
+        await body.dump();
+        throw new Error(`the relay answered HTTP ${statusCode}`);
+      }
+      body.setEncoding('utf8');
+      let rest = '';
+      for await (const chunk of body as AsyncIterable<string>) {
+        rest += chunk;
+        let end = rest.indexOf('\n');
+        while (end >= 0) {
+          const line = rest.slice(0, end);
+          rest = rest.slice(end + 1);
+          end = rest.indexOf('\n');
+          if (relayed) {
+            this.feed.relayed(line);
+            continue;
+          }
+          if (line !== HELLO_LINE) throw new Error('the relay’s stream did not begin with its hello');
+          // Lines read meanwhile wait in the stream: the handover is done before the next is given.
+          if (!(await this.feed.startRelayed())) throw new Error('this node’s feed could not hand over now');
+          relayed = true;
+          this.failures = 0;
+          this.log.info({ relay: offer.url }, 'this node hears the fleet’s changes through the decider’s relay');
+        }
+      }
+      why = new Error('the relay ended its stream');
+    } catch (err) {
+      why = stream.signal.aborted ? (stream.signal.reason as Error) : (err as Error);
+    }
+    if (relayed) this.feed.relayLost(why);
+    if (this.stream !== stream) return;
+    this.stream = null;
+    if (!stream.signal.aborted) this.retryLater(offer, why);
+  }
+
+  private retryLater(offer: RelayOffer, why: Error): void {
+    this.failures++;
+    const delay = Math.min(RETRY_FIRST_MS * 2 ** (this.failures - 1), RETRY_MAX_MS);
+    this.log.warn(
+      { err: why, relay: offer.url, retryInMs: delay },
+      'the fleet change relay could not be followed; this node listens to the store itself meanwhile',
+    );
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      if (sameOffer(offer, this.offered) && this.stream === null) void this.run(offer);
+    }, delay);
+    this.retry.unref();
+  }
+}
+
+function sameOffer(a: RelayOffer | null, b: RelayOffer | null): boolean {
+  return a?.url === b?.url && a?.token === b?.token;
+}
