@@ -1,18 +1,18 @@
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import type { Logger } from 'pino';
-import type { DeciderRelay } from '../runner/fleet-decider.js';
 import type { RelayableFeed, RelayOffer } from '../store/store.js';
 import { ChangeRelay } from './change-relay.js';
 import { RelayFollower } from './relay-follower.js';
 
 /**
- * This node's part in the fleet's change relay, as its decider tells it:
+ * This node's part in the fleet's change relay, as its decider tells it
+ * (runner/fleet-decider.ts, DeciderRelay):
  * while the node decides, it relays its feed and publishes where (the
  * decider's lease carries the offer); while another decides, it follows
  * that node's relay, if it offers one.
  */
-export class RelayRole implements DeciderRelay {
+export class RelayRole {
   readonly relay: ChangeRelay;
   private readonly follower: RelayFollower;
   private url: string | null;
