@@ -89,6 +89,7 @@ export const connSummary = (s: ConnectionSample[]) => ({
   max: Math.max(...s.map((x) => x.total)),
   mean: round(mean(s.map((x) => x.total)), 1),
   listening: Math.max(...s.map((x) => x.listening)),
+  listeningMean: round(mean(s.map((x) => x.listening)), 1),
   maxActive: Math.max(...s.map((x) => x.active)),
 });
 

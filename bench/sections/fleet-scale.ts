@@ -167,8 +167,8 @@ async function runCell(db: TestPostgres, cell: Cell, index: number, cfg: FleetSc
           rowsReturned: round(w.db.statementRows / jobs, 1),
           notifications: round(w.notifications / jobs, 2),
           notificationsByKind: Object.fromEntries(Object.entries(w.notificationsByKind).map(([k, v]) => [k, round(v / jobs, 2)])),
-          /** Each notification is delivered to every node: each listens on a connection of its own. */
-          notificationDeliveries: round((w.notifications * cell.nodes) / jobs, 1),
+          /** Each notification is delivered to every listening connection: every node's, or the relaying decider's alone. */
+          notificationDeliveries: round((w.notifications * connSummary(loadConns).listeningMean) / jobs, 1),
           commits: round(w.db.db.xact_commit! / jobs, 1),
           jobsRowsRead: round((w.db.jobs.seq_tup_read! + w.db.jobs.idx_tup_fetch!) / jobs, 1),
           passes: round(passes / jobs, 2),
