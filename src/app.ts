@@ -302,7 +302,10 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
   }
 
   if (relayRole) {
-    app.addHook('onListen', async () => relayRole.listening(reachableUrl(app.server.address(), config.host, config.tls !== null)));
+    app.addHook('onListen', async () => {
+      relayRole.listening(reachableUrl(app.server.address(), config.host, config.tls !== null));
+      decider?.republish();
+    });
     // Its streams never end by themselves: the server's close would wait for them.
     app.addHook('preClose', async () => relayRole.close());
   }

@@ -143,7 +143,7 @@ export async function connections(obs: pg.Client): Promise<ConnectionSample> {
             count(*) FILTER (WHERE state = 'active') AS active,
             count(*) FILTER (WHERE state = 'idle') AS idle,
             count(*) FILTER (WHERE state LIKE 'idle in transaction%') AS idle_in_transaction,
-            count(*) FILTER (WHERE query ILIKE 'LISTEN%') AS listening
+            count(*) FILTER (WHERE application_name LIKE 'gantry:%:feed') AS listening
        FROM pg_stat_activity WHERE datname = current_database() AND usename <> $1 AND backend_type = 'client backend'`,
     [OBSERVER],
   );

@@ -12,19 +12,27 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type pg from 'pg';
 import pino from 'pino';
 import { request } from 'undici';
 import { isTerminal } from '../../src/model/states.js';
 import { createDatabase, startPostgres, type TestPostgres } from '../../test/helpers/postgres.js';
 import { getJob, jobSpec, submit } from '../lib/client.js';
 import { BENCH_TOKEN } from '../lib/gantry.js';
-import { cloneJob, connect, NotificationCounter, OBSERVER, observerUrl } from '../lib/pg-observer.js';
+import { cloneJob, connect, connections, NotificationCounter, OBSERVER, observerUrl } from '../lib/pg-observer.js';
 import { type ClientPlan, Clients, passCount } from '../lib/sim-clients.js';
 import { duplicatePreemptions, quotaOvershoot } from '../lib/sim-correctness.js';
 import { type Host, hostsRssMB, startHost, stopHost } from '../lib/sim-hosts.js';
 import { between, connSummary, mark, sampleConnections, stats } from '../lib/sim-measure.js';
 import { SIM_HOLD, type SimNodeFiles, startSimNode, writeSimNodeFiles } from '../lib/sim-node.js';
 import { now, round, say, sleep, within } from '../lib/util.js';
+
+/** Waits (a minute at most) until `count` connections listen for the fleet; the seconds it took. */
+async function settledListeners(obs: pg.Client, count: number): Promise<number> {
+  const t = now();
+  while ((await connections(obs)).listening > count && now() - t < 60_000) await sleep(250);
+  return round((now() - t) / 1000, 1);
+}
 
 export interface FleetScaleConfig extends ClientPlan {
   nodes: number[];
@@ -121,6 +129,9 @@ async function runCell(db: TestPostgres, cell: Cell, index: number, cfg: FleetSc
     const startSeconds = round((now() - tStart) / 1000, 1);
     const urls = hosts.flatMap((h) => [...h.urls.values()]);
     say(`fleet-scale ${name}: ${cell.nodes} nodes in ${hosts.length} processes up in ${startSeconds} s`);
+    // Where the decider relays the change feed (the default), the others follow it within a beat or two.
+    const relayedSeconds = await settledListeners(obs, process.env.GANTRY_FLEET_RELAY === 'off' ? cell.nodes : 1);
+    say(`fleet-scale ${name}: listening connections settled in ${relayedSeconds} s`);
     const notes = await NotificationCounter.start(observerUrl(url));
     const clients = new Clients(urls, cfg);
     clients.startScrapes();
@@ -156,6 +167,7 @@ async function runCell(db: TestPostgres, cell: Cell, index: number, cfg: FleetSc
         processes: hosts.length,
         loadSeconds,
         startSeconds,
+        relayedSeconds,
         loadavg: [round(load0, 2), round(os.loadavg()[0]!, 2)],
         jobs,
         succeeded: clients.ended.filter((j) => j.state === 'succeeded').length,

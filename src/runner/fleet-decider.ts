@@ -116,6 +116,11 @@ export class FleetDecider {
     void this.beat();
   }
 
+  /** Renews the lease now, if this node holds it: what it publishes with it changed (its relay's offer). */
+  republish(): void {
+    if (this.term !== null) void this.beat();
+  }
+
   /** Stops deciding; a held lease is given up, so another node takes over at once. */
   async stop(): Promise<void> {
     this.stopped = true;
@@ -150,7 +155,8 @@ export class FleetDecider {
       if (this.term === null && sent < this.heldElsewhereUntil) return;
       const got = await this.d.store.hold({ name: this.d.seat.name, epoch }, this.d.leaseSeconds, this.d.relay?.offer() ?? null);
       if (got.term === null) {
-        this.heldElsewhereUntil = sent + got.heldForMs;
+        // A holder that offers no relay (yet: it offers one once its API listens) is asked again next beat.
+        this.heldElsewhereUntil = this.d.relay && got.relay === null ? 0 : sent + got.heldForMs;
         this.lose('another node holds the decider lease');
         this.d.relay?.decides(false, got.relay);
         return;
