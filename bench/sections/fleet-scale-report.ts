@@ -39,6 +39,8 @@ export function fleetScaleMarkdown(r: FleetScaleResult): string {
       'jobs rows read / pass',
       'passes / job',
       'PG CPU s / 1000 jobs',
+      'net of rest: PG CPU s / 1000 jobs, statements / job',
+      'listening connections',
       'connections (max)',
     ],
     r.cells.map((c) => [
@@ -51,6 +53,8 @@ export function fleetScaleMarkdown(r: FleetScaleResult): string {
       c.jobsRowsReadPerPass,
       c.perJob.passes,
       c.pgCpuSecondsPer1000Jobs,
+      `${c.netOfRest.pgCpuSecondsPer1000Jobs}, ${c.netOfRest.statementsPerJob}`,
+      c.connections.load.listeningMean,
       c.connections.load.max,
     ]),
   );
@@ -146,6 +150,24 @@ export function fleetScaleRows(r: FleetScaleResult, row: RowFn): void {
       value: 1.5,
       on: 'ratio',
     });
+    row(
+      S,
+      `PostgreSQL CPU s per 1000 jobs net of the fleet at rest, N=${hi} vs N=${lo}`,
+      large.netOfRest.pgCpuSecondsPer1000Jobs,
+      small.netOfRest.pgCpuSecondsPer1000Jobs,
+      { op: '<=', value: 1.5, on: 'ratio' },
+    );
+    row(
+      S,
+      `statements per job net of the fleet at rest, N=${hi} vs N=${lo}`,
+      large.netOfRest.statementsPerJob,
+      small.netOfRest.statementsPerJob,
+      {
+        op: '<=',
+        value: 1.5,
+        on: 'ratio',
+      },
+    );
   }
   const deep = hi === undefined ? undefined : find(hi, 10_000, 0);
   if (deep) row(S, `claim p99 (ms), N=${hi} with 10000 queued`, deep.claimMs.p99, '', { op: '<', value: 250, on: 'gantry' });

@@ -187,6 +187,15 @@ async function runCell(db: TestPostgres, cell: Cell, index: number, cfg: FleetSc
         },
         jobsRowsReadPerPass: round((w.db.jobs.seq_tup_read! + w.db.jobs.idx_tup_fetch!) / Math.max(passes, 1), 1),
         pgCpuSecondsPer1000Jobs: round((w.pgCpu / jobs) * 1000, 2),
+        /**
+         * Less what the same fleet costs at rest over the window (its beats and
+         * scrapes, measured just after): what the jobs themselves cost. The
+         * rest grows with N whatever the jobs, and is measured on its own (idle).
+         */
+        netOfRest: {
+          pgCpuSecondsPer1000Jobs: round(((w.pgCpu - (idle.pgCpu / idle.seconds) * w.seconds) / jobs) * 1000, 2),
+          statementsPerJob: round((w.db.statements - (idle.db.statements / idle.seconds) * w.seconds) / jobs, 1),
+        },
         claimMs: stats(claim),
         submitMs: stats(clients.submitMs),
         pollMs: stats(clients.pollMs),
