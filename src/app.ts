@@ -191,6 +191,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
   });
   const { jobs, runs, scheduler, selfFence, decider } = domain;
   if (decider) metrics.followDecider(() => decider.currentTerm());
+  if (relayRole) metrics.followRelay(() => ({ followers: relayRole.relay.followers(), following: relayRole.following() }));
   membership.listen({
     settled: (settled) => {
       for (const { record } of settled) {

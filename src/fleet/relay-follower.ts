@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import { request } from 'undici';
 import type { RelayableFeed, RelayOffer } from '../store/store.js';
 import { HELLO_LINE, RELAY_PATH, RELAY_SILENCE_MS } from './change-relay.js';
 
@@ -52,30 +51,36 @@ export class RelayFollower {
     this.offered = null;
     if (this.retry) clearTimeout(this.retry);
     this.retry = null;
-    this.stream?.abort(new Error('the decider no longer offers this relay'));
+    const stream = this.stream;
     this.stream = null;
+    stream?.abort(new Error('the decider no longer offers this relay'));
   }
 
   private async run(offer: RelayOffer): Promise<void> {
     const stream = new AbortController();
     this.stream = stream;
+    let silence: NodeJS.Timeout | undefined;
+    const heardOf = () => {
+      clearTimeout(silence);
+      silence = setTimeout(() => stream.abort(new Error(`the relay was silent for ${this.silenceMs} ms`)), this.silenceMs);
+    };
     let relayed = false;
     let why: Error;
     try {
-      const { statusCode, body } = await request(new URL(RELAY_PATH, offer.url), {
+      heardOf();
+      const res = await fetch(new URL(RELAY_PATH, offer.url), {
         headers: { authorization: `Bearer ${offer.token}`, accept: 'application/x-ndjson' },
         signal: stream.signal,
-        headersTimeout: this.silenceMs,
-        bodyTimeout: this.silenceMs,
       });
-      if (statusCode !== 200) {
-        await body.dump();
-        throw new Error(`the relay answered HTTP ${statusCode}`);
+      if (res.status !== 200 || res.body === null) {
+        await res.body?.cancel();
+        throw new Error(`the relay answered HTTP ${res.status}`);
       }
-      body.setEncoding('utf8');
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let rest = '';
-      for await (const chunk of body as AsyncIterable<string>) {
-        rest += chunk;
+      for (let read = await reader.read(); !read.done; read = await reader.read()) {
+        heardOf();
+        rest += read.value;
         let end = rest.indexOf('\n');
         while (end >= 0) {
           const line = rest.slice(0, end);
@@ -96,11 +101,14 @@ export class RelayFollower {
       why = new Error('the relay ended its stream');
     } catch (err) {
       why = stream.signal.aborted ? (stream.signal.reason as Error) : (err as Error);
+    } finally {
+      clearTimeout(silence);
     }
     if (relayed) this.feed.relayLost(why);
     if (this.stream !== stream) return;
     this.stream = null;
-    if (!stream.signal.aborted) this.retryLater(offer, why);
+    stream.abort(why);
+    this.retryLater(offer, why);
   }
 
   private retryLater(offer: RelayOffer, why: Error): void {

@@ -87,6 +87,8 @@ export class GantryMetrics {
   private readonly deciderDecisions: Counter;
   /** The term this node decides in now (null: none), once `followDecider` names the decider. */
   private deciderTerm: () => number | null = () => null;
+  /** This node's part in the fleet's change relay, once `followRelay` names it. */
+  private relay: () => { followers: number; following: boolean } = () => ({ followers: 0, following: false });
   private readonly leftQueue = new BoundedSet(SEEN_CAP);
   private readonly ended = new BoundedSet(SEEN_CAP);
 
@@ -191,6 +193,18 @@ export class GantryMetrics {
       registers,
       collect: () => term.set(this.deciderTerm() ?? 0),
     });
+    const followers: Gauge = new Gauge({
+      name: 'gantry_fleet_relay_followers',
+      help: 'Nodes that hear the fleet’s changes through this node’s change relay (GANTRY_FLEET_RELAY); 0 unless this node decides.',
+      registers,
+      collect: () => followers.set(this.relay().followers),
+    });
+    const following: Gauge = new Gauge({
+      name: 'gantry_fleet_relay_following',
+      help: 'Whether this node hears the fleet’s changes through the decider’s relay (1) rather than listening to PostgreSQL itself (0).',
+      registers,
+      collect: () => following.set(this.relay().following ? 1 : 0),
+    });
 
     this.expiryBrakes = new Counter({
       name: 'gantry_fleet_expiry_brakes_total',
@@ -229,6 +243,11 @@ export class GantryMetrics {
   /** The gauge of the decider's term follows this node's decider. */
   followDecider(term: () => number | null): void {
     this.deciderTerm = term;
+  }
+
+  /** The relay's gauges follow this node's part in the fleet's change relay. */
+  followRelay(relay: () => { followers: number; following: boolean }): void {
+    this.relay = relay;
   }
 
   /** The fleet's decider ran a pass on this node. */

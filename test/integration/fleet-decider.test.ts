@@ -113,7 +113,10 @@ test('one elected node decides; every node runs only what it is assigned, each j
   });
   assert.ok(views[0]!.reason, 'a queued job says why it waits, the same through every node');
   assert.equal((await deciderRow(env.GANTRY_DATABASE_URL!))?.term, holder.term, 'the decider kept its term throughout');
-  // The metrics say who decides, and what it did: only the holder shows a term, passes and assignments.
+  await eventually('the others following the decider’s relay', async () =>
+    (await listeners(env.GANTRY_DATABASE_URL!)).join() === holder.node ? true : undefined,
+  );
+  // The metrics say who decides, and what it did: only the holder shows a term, passes and assignments, and relays to the others.
   for (const n of nodes) {
     const m = await n.g.call('GET', '/metrics');
     const value = (series: string) =>
@@ -135,6 +138,8 @@ test('one elected node decides; every node runs only what it is assigned, each j
       mine ? value('gantry_fleet_decider_passes_total{result="wrote"}') >= 1 : value('gantry_fleet_decider_pass_seconds_count') === 0,
       `${n.name}: passes`,
     );
+    assert.equal(value('gantry_fleet_relay_followers'), mine ? 2 : 0, `${n.name}: relay followers`);
+    assert.equal(value('gantry_fleet_relay_following'), mine ? 0 : 1, `${n.name}: following the relay`);
   }
 
   for (const n of nodes) for (const c of n.runtime.containers.values()) if (c.state === 'running') n.runtime.exit(c.id, 0);
