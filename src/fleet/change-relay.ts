@@ -48,6 +48,9 @@ export class ChangeRelay {
   private readonly tokenHash: Buffer;
   private readonly untap: () => void;
   private beats: NodeJS.Timeout | null = null;
+  /** Lines heard in this turn of the event loop, written to every stream at once after it. */
+  private batch: string[] = [];
+  private flushing = false;
   /** Whether this node decides for the fleet now (told by its decider). */
   private open = false;
   readonly token: string;
@@ -58,7 +61,7 @@ export class ChangeRelay {
   ) {
     this.token = randomBytes(32).toString('base64url');
     this.tokenHash = digest(this.token);
-    this.untap = feed.tap((line) => (line === null ? this.endAll() : this.send(`${line}\n`)));
+    this.untap = feed.tap((line) => (line === null ? this.endAll() : this.send(line)));
   }
 
   /** What the decider publishes with its lease, once its API listens at `url`. */
@@ -84,6 +87,7 @@ export class ChangeRelay {
 
   /** Takes a follower on: its stream gets every line heard from now on, after a hello. */
   follow(res: ServerResponse): void {
+    this.flush();
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     this.streams.add(res);
     res.on('close', () => this.streams.delete(res));
@@ -101,6 +105,7 @@ export class ChangeRelay {
 
   /** Ends every stream: this node no longer decides (or its feed's connection was lost). */
   endAll(): void {
+    this.batch = [];
     for (const res of this.streams) res.end();
     this.streams.clear();
     if (this.beats) clearInterval(this.beats);
@@ -112,12 +117,25 @@ export class ChangeRelay {
     this.endAll();
   }
 
+  /** Queues a line for every stream; the turn's lines go out in one write per stream. */
   private send(line: string): void {
+    if (this.streams.size === 0) return;
+    this.batch.push(line);
+    if (this.flushing) return;
+    this.flushing = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushing = false;
+    if (this.batch.length === 0) return;
+    const chunk = `${this.batch.join('\n')}\n`;
+    this.batch = [];
     for (const res of this.streams) {
       if (res.writableLength > BACKLOG_MAX_BYTES) {
         res.destroy();
         this.streams.delete(res);
-      } else res.write(line);
+      } else res.write(chunk);
     }
   }
 }

@@ -1,3 +1,5 @@
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import type { Logger } from 'pino';
 import type { RelayableFeed, RelayOffer } from '../store/store.js';
 import { HELLO_LINE, RELAY_PATH, RELAY_SILENCE_MS } from './change-relay.js';
@@ -68,19 +70,16 @@ export class RelayFollower {
     let why: Error;
     try {
       heardOf();
-      const res = await fetch(new URL(RELAY_PATH, offer.url), {
-        headers: { authorization: `Bearer ${offer.token}`, accept: 'application/x-ndjson' },
-        signal: stream.signal,
-      });
-      if (res.status !== 200 || res.body === null) {
-        await res.body?.cancel();
-        throw new Error(`the relay answered HTTP ${res.status}`);
+      const res = await get(new URL(RELAY_PATH, offer.url), offer.token, stream.signal);
+      if (res.statusCode !== 200) {
+        res.resume();
+        throw new Error(`the relay answered HTTP ${res.statusCode}`);
       }
-      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      res.setEncoding('utf8');
       let rest = '';
-      for (let read = await reader.read(); !read.done; read = await reader.read()) {
+      for await (const chunk of res as AsyncIterable<string>) {
         heardOf();
-        rest += read.value;
+        rest += chunk;
         let end = rest.indexOf('\n');
         while (end >= 0) {
           const line = rest.slice(0, end);
@@ -128,4 +127,13 @@ export class RelayFollower {
 
 function sameOffer(a: RelayOffer | null, b: RelayOffer | null): boolean {
   return a?.url === b?.url && a?.token === b?.token;
+}
+
+/** The relay's stream: a GET with the relay's token, its response once the headers came (node's own streams: a line costs no web-stream machinery). */
+function get(url: URL, token: string, signal: AbortSignal): Promise<IncomingMessage> {
+  const client = url.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = client.get(url, { headers: { authorization: `Bearer ${token}`, accept: 'application/x-ndjson' }, signal }, resolve);
+    req.on('error', reject);
+  });
 }
