@@ -12,6 +12,11 @@ import type { Fence, JobPatch, JobRecord } from '../store/store.js';
  * The run that holds the fence still owns the job (its node and attempt,
  * and no newer process of the node took it over), else FencedError.
  */
+/** Whether the record is still that run's: its node and attempt, and no newer process of the node. */
+export function ownedBy(record: JobRecord, fence: Fence): boolean {
+  return record.node === fence.node && record.attempt === fence.attempt && record.nodeEpoch <= fence.epoch;
+}
+
 export function assertOwned(record: JobRecord, fence: Fence): void {
   if (record.node !== fence.node || record.attempt !== fence.attempt) {
     const now = record.node === null ? 'back in the queue' : `attempt ${record.attempt} on node "${record.node}"`;

@@ -13,7 +13,7 @@ import {
 import type { Job, JobSpec } from '../model/job.js';
 import type { Principal } from '../model/principal.js';
 import type { WaitInfo } from '../model/queue.js';
-import { assertTransition, isTerminal, type JobState } from '../model/states.js';
+import { assertTransition, canTransition, isTerminal, type JobState } from '../model/states.js';
 import type { QueueState } from '../scheduling/queue-state.js';
 import { QUOTA_RETRY_AFTER_SECONDS, type Quotas } from '../scheduling/quotas.js';
 import type { SecretSource } from '../secrets/source.js';
@@ -22,7 +22,7 @@ import type { JobEventHub } from './events.js';
 import { checkPolicy, secretAccessErrors } from './policy.js';
 import { cancelledInstead } from './retry-policy.js';
 import { resolveRunSettings } from './run-settings.js';
-import { Announced, assertOwned, patchApplied, transitionApplied } from './run-writes.js';
+import { Announced, assertOwned, ownedBy, patchApplied, transitionApplied } from './run-writes.js';
 import { specHash } from './spec-hash.js';
 import { deepFreeze, toJob } from './view.js';
 
@@ -251,8 +251,13 @@ export class JobService {
       }
       // A terminal state is final: another writer ended the job first.
       if (isTerminal(record.state)) return undefined;
-      if (fence) assertOwned(record, fence);
       const write = to === 'queued' && record.cancelRequested ? cancelledInstead(record, patch, new Date()) : { ...patch, state: to };
+      if (!fresh && (!canTransition(record.state, write.state!) || (fence && !ownedBy(record, fence)))) {
+        // A cached record may lag the store (this node's own writes are heard of a moment later): a refusal stands on the store's word only.
+        fresh = true;
+        continue;
+      }
+      if (fence) assertOwned(record, fence);
       assertTransition(record.state, write.state!);
       const updated = await this.d.store.update(id, write, { state: record.state, fence });
       if (updated) return this.announce(updated);

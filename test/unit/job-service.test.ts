@@ -162,3 +162,26 @@ test('the domain says what is wrong in its own terms, with spec-relative paths',
   assert.deepEqual(impossible.errors, [{ path: 'gpus', message: 'this host has 2' }]);
   await assert.rejects(service.get(owner, 'nope'), NotFoundError);
 });
+
+test('a transition checked against a cached record that lags the store reads the store before refusing', async (t) => {
+  const { store, add } = await setup(t);
+  const id = await add();
+  const queued = (await store.jobs.get(id, { fresh: true }))!;
+  await store.jobs.update(id, { state: 'starting', node: 'n1', nodeEpoch: 1 });
+  // The cache still holds the record from before this node's own claim (its announcement is on its way).
+  const lagging = {
+    ...store.jobs,
+    get: (jobId: string, o?: { fresh?: boolean }) => (o?.fresh ? store.jobs.get(jobId, o) : Promise.resolve(queued)),
+  };
+  Object.setPrototypeOf(lagging, store.jobs);
+  const { service } = jobServiceOn({ ...store, jobs: lagging } as typeof store, loadConfig({ GANTRY_DATA_DIR: os.tmpdir() }));
+  const fence = { node: 'n1', attempt: 1, epoch: 1 };
+  const running = await service.transition(id, 'running', { startedAt: new Date().toISOString() }, fence);
+  assert.equal(running?.state, 'running', 'neither an illegal transition (queued → running) nor a fence refusal on the cached word');
+  const stranger = { node: 'n2', attempt: 1, epoch: 1 };
+  await assert.rejects(
+    service.transition(id, 'succeeded', { exitCode: 0 }, stranger),
+    /no longer|is now/,
+    'the store’s own word still refuses',
+  );
+});
