@@ -19,7 +19,8 @@
  * BENCH_CPU_PROF=dir (run Gantry with --cpu-prof; see bench/profile-summary.ts),
  * BENCH_DIST=dir (run that compiled Gantry instead of building dist/),
  * BENCH_NODE_FLAGS='...' (extra node flags for Gantry), BENCH_LOG_STEPS=gantry,attach,follow,
- * BENCH_LOG_LEVEL=warn (Gantry's GANTRY_LOG_LEVEL; default: Gantry's own, info).
+ * BENCH_LOG_LEVEL=warn (Gantry's GANTRY_LOG_LEVEL; default: Gantry's own, info),
+ * BENCH_FLEET_RELAY=off (the fleet section's nodes each listen to PostgreSQL: GANTRY_FLEET_RELAY).
  * The queue section (one fake GPU held, BENCH_QUEUE_DEPTH=10000 one-GPU jobs
  * queued behind it: submit latency shallow vs deep, freed-GPU hand-overs and
  * scheduling passes at depth; BENCH_QUEUE_CONCURRENCY=10 BENCH_QUEUE_SAMPLE=200

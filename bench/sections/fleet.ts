@@ -392,6 +392,8 @@ async function run(tmp: string, cfg: FleetConfig) {
   const common: Record<string, string> = {
     GANTRY_NODE_LEASE_SECONDS: String(cfg.leaseSeconds),
     GANTRY_LOG_MAX_BYTES: String(Math.max(300, cfg.logMb + 50) * 1024 * 1024),
+    // BENCH_FLEET_RELAY=off: every node listens to PostgreSQL itself (the comparison for the change relay).
+    ...(process.env.BENCH_FLEET_RELAY ? { GANTRY_FLEET_RELAY: process.env.BENCH_FLEET_RELAY } : {}),
   };
   const names = ['a', 'b', 'c'];
   const fleet: Node[] = [];
