@@ -31,11 +31,11 @@ const BACKLOG_MAX_BYTES = 8 * 1024 * 1024;
  *
  * The rules it keeps:
  * - It serves only while its node decides and its own feed listens; every
- *   stream ends when either stops (`stop`, or the feed's connection is
- *   lost), and its followers then listen themselves and read back from the
+ *   stream ends when either stops (`setOpen(false)`, or the feed's
+ *   connection is lost), and its followers then listen themselves and read back from the
  *   last mark they had: nothing is lost, only relayed no more.
  * - A follower proves itself with the token published with the decider's
- *   lease (its term's, random per process): whoever can read the store can
+ *   lease (random per process): whoever can read the store can
  *   follow, and nobody else.
  * - A stream starts with a hello written after the follower was taken on,
  *   so every line heard after the hello reaches it.
