@@ -5,8 +5,11 @@
  * one node as a process of its own. What it promises, checked by doing it:
  * one node decides and the others run what it assigns them; the team's
  * maxRunning holds across nodes under concurrent submits; a waiting job
- * costs one preemption, not one per node; and when the decider is killed
- * another node takes over and queued jobs still start.
+ * costs one preemption, not one per node; when the decider is killed
+ * another node takes over and queued jobs still start; and the decider
+ * relays the change feed (the others hold no listening connection), which
+ * its followers leave for their own when it dies or freezes (SIGSTOP),
+ * to follow the next decider's.
  */
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -255,4 +258,47 @@ test('the decider killed with -9: another node takes over within the lease and q
   const cancel = await asked.g.call('POST', `/v1/jobs/${job.id}/cancel`);
   assert.ok(cancel.status === 200 || cancel.status === 202, cancel.text);
   await asked.g.waitFor(job.id, (x) => x.state === 'cancelled', 15_000);
+});
+
+test('the decider frozen (SIGSTOP): its followers leave its silent relay and listen, a new decider relays, and a cancel still reaches the run', async (t) => {
+  const env = await fleetEnv();
+  const url = env.GANTRY_DATABASE_URL!;
+  const spare = await spawnGantry(tempDir('gantry-spare-'), {
+    ...env,
+    GANTRY_NODE_NAME: 'spare',
+    GANTRY_NODE_LABELS: 'role=spare',
+    GANTRY_GPUS: 'none',
+  });
+  t.after(async () => {
+    spare.proc.kill('SIGCONT');
+    await spare.stop('SIGKILL');
+  });
+  await eventually('the spare node deciding', async () => ((await deciderRow(url))?.node === 'spare' ? true : undefined));
+  const nodes = [await startNode(t, env, 'a', { labels: 'role=worker' }), await startNode(t, env, 'b', { labels: 'role=worker' })];
+  await eventually('the workers following the spare node’s relay', async () =>
+    (await listeners(url)).join() === 'spare' ? true : undefined,
+  );
+  const spec = { image: TEST_IMAGE, command: ['sleep', '60'], placement: { nodeLabels: { role: 'worker' } } };
+  const job = await nodes[0]!.g.waitFor((await nodes[0]!.g.submit(spec)).id, (x) => x.state === 'running', 30_000);
+
+  spare.proc.kill('SIGSTOP');
+  const frozenAt = Date.now();
+  // Its relay goes silent with it (its connection to PostgreSQL stays open, frozen): the workers listen themselves.
+  const workers = async () => (await listeners(url)).filter((n) => n !== 'spare');
+  const listeningAfter = await eventually('the workers listening themselves', async () =>
+    (await workers()).join() === 'a,b' ? Date.now() - frozenAt : undefined,
+  );
+  const now = await eventually('a worker deciding', async () => {
+    const row = await deciderRow(url);
+    return row && row.node !== 'spare' ? row : undefined;
+  });
+  await eventually('the other worker following the new decider’s relay', async () =>
+    (await workers()).join() === now.node ? true : undefined,
+  );
+  const asked = nodes.find((n) => n.name !== job.node)!;
+  const cancel = await asked.g.call('POST', `/v1/jobs/${job.id}/cancel`);
+  assert.ok(cancel.status === 200 || cancel.status === 202, cancel.text);
+  await asked.g.waitFor(job.id, (x) => x.state === 'cancelled', 15_000);
+  assert.equal(containersOf(nodes, job.id).filter((x) => x.c.state === 'running').length, 0, 'the run stopped');
+  t.diagnostic(`the workers listened themselves ${listeningAfter} ms after the freeze (relay silence 6 s)`);
 });
