@@ -88,7 +88,8 @@ export class ChangeRelay {
   /** Takes a follower on: its stream gets every line heard from now on, after a hello. */
   follow(res: ServerResponse): void {
     this.flush();
-    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    // The connection ends with the stream: one kept alive would hold the server's close for its keep-alive timeout.
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', connection: 'close' });
     this.streams.add(res);
     res.on('close', () => this.streams.delete(res));
     res.write(`${HELLO_LINE}\n`);

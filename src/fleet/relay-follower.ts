@@ -133,7 +133,12 @@ function sameOffer(a: RelayOffer | null, b: RelayOffer | null): boolean {
 function get(url: URL, token: string, signal: AbortSignal): Promise<IncomingMessage> {
   const client = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = client.get(url, { headers: { authorization: `Bearer ${token}`, accept: 'application/x-ndjson' }, signal }, resolve);
+    // A connection of its own (agent: false), closed with the stream, never parked in a pool.
+    const req = client.get(
+      url,
+      { agent: false, headers: { authorization: `Bearer ${token}`, accept: 'application/x-ndjson' }, signal },
+      resolve,
+    );
     req.on('error', reject);
   });
 }

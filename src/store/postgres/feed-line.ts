@@ -18,7 +18,9 @@ type Payload =
   | { o: string; k: 'nodes' }
   | { o: string; k: 'decided'; n: string[] }
   | { o: string; k: 'report' }
-  | { o: string; k: 'resigned' };
+  | { o: string; k: 'resigned' }
+  /** A feed handing over to the relay, waiting to hear its own line (changes.ts, heardUpTo): reports nothing. */
+  | { o: string; k: 'cut'; c: string };
 
 /** What one line says. */
 export interface Heard {
