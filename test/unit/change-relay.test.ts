@@ -96,15 +96,20 @@ function writeOnAndOn(w: Store, id: string): { stop(): Promise<string[]> } {
   };
 }
 
+/** Node `a` relaying, `b` to follow it (every change it hears collected), `w` to write; and an admin connection. */
+async function threeNodes(t: TestContext) {
+  const url = await freshDatabase();
+  const a = await open(t, url, 'a');
+  const b = await open(t, url, 'b');
+  const w = await open(t, url, 'w');
+  const admin = await adminClient(t);
+  const { relay, url: relayUrl } = await serveRelay(t, a);
+  return { a, b, w, admin, relay, relayUrl, heard: collectChanges(b) };
+}
+
 describe('the fleet change relay', () => {
   test('a handover under writes: the follower stops listening, and hears every change once, in commit order', async (t) => {
-    const url = await freshDatabase();
-    const a = await open(t, url, 'a');
-    const b = await open(t, url, 'b');
-    const w = await open(t, url, 'w');
-    const admin = await adminClient(t);
-    const { relay, url: relayUrl } = await serveRelay(t, a);
-    const heard = collectChanges(b);
+    const { a, b, w, admin, relay, relayUrl, heard } = await threeNodes(t);
     await w.jobs.insert(newJob({ id: 'busy' }));
     await heard.next((c) => c.kind === 'job' && c.jobId === 'busy');
 
@@ -128,13 +133,7 @@ describe('the fleet change relay', () => {
   });
 
   test('a relay that ends: the follower listens again and reads back what it missed', async (t) => {
-    const url = await freshDatabase();
-    const a = await open(t, url, 'a');
-    const b = await open(t, url, 'b');
-    const w = await open(t, url, 'w');
-    const admin = await adminClient(t);
-    const { relay, url: relayUrl } = await serveRelay(t, a);
-    const heard = collectChanges(b);
+    const { a, b, w, admin, relay, relayUrl, heard } = await threeNodes(t);
     const follower = new RelayFollower(b.relayableChanges, quiet);
     t.after(() => follower.stop());
     follower.follow(relay.offer(relayUrl));
