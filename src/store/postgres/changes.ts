@@ -1,9 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import type { RelayableFeed, StoreChange } from '../change-feed.js';
 import { changedSince, snapshotNow, visibleIn } from './change-mark.js';
 import { CHANNEL, clientConfig, type WarnLog } from './db.js';
 import { parse } from './feed-line.js';
+import { OwnLine } from './own-line.js';
 import type { RecordCache } from './record-cache.js';
 
 /** The first wait before connecting again, doubled after each failure up to the last. */
@@ -37,7 +37,7 @@ const CATCH_UP_MAX = 10_000;
  * relay's lines as it would its own notifications, marks included. The
  * handover keeps every job change heard once: the feed takes a snapshot on
  * its own connection after the relay took it on, and waits until that
- * connection has delivered what committed before (heardUpTo); its own
+ * connection has delivered what committed before (own-line.ts); its own
  * connection delivers the changes that snapshot sees, the relay the others
  * (each job change names its transaction). When the relay is lost, the feed listens
  * again and reads back from the relay's last mark, as after any outage.
@@ -69,8 +69,8 @@ export class PgChangeFeed implements RelayableFeed {
    * snapshot that ends it, whose answer may come after them.
    */
   private early: (string | undefined)[] | null = null;
-  /** The line this feed notified to learn that its connection has delivered everything before it (heardUpTo). */
-  private awaited: { line: string; heard: () => void } | null = null;
+  /** The line this feed notifies to learn that its connection has delivered everything before it. */
+  private readonly ownLine: OwnLine;
 
   constructor(
     private readonly url: string,
@@ -78,7 +78,9 @@ export class PgChangeFeed implements RelayableFeed {
     private readonly cache: RecordCache,
     private readonly log?: WarnLog,
     private readonly checkEveryMs = PING_EVERY_MS,
-  ) {}
+  ) {
+    this.ownLine = new OwnLine(node);
+  }
 
   subscribe(fn: (change: StoreChange) => void): () => void {
     this.subscribers.add(fn);
@@ -129,7 +131,7 @@ export class PgChangeFeed implements RelayableFeed {
     let cut: string;
     try {
       cut = await snapshotNow(client);
-      await this.heardUpTo(client);
+      await this.ownLine.heard(client, PING_TIMEOUT_MS);
     } catch (err) {
       this.lost(client, err as Error);
       return false;
@@ -146,37 +148,6 @@ export class PgChangeFeed implements RelayableFeed {
     this.hearEarly({ snapshot: cut, seen: true });
     for (const line of this.held.splice(0)) this.hear(line, { snapshot: cut, seen: false });
     return true;
-  }
-
-  /**
-   * Resolves once this connection has delivered every notification of the
-   * transactions committed before this call: it notifies a line of its own
-   * and waits to hear it. Notifying transactions commit one at a time, in
-   * the order the queue delivers them, so whatever committed before comes
-   * first. (An answer to a statement is no such proof: the committing
-   * session signals the listeners only after its commit is visible.)
-   */
-  private heardUpTo(client: pg.Client): Promise<void> {
-    const line = JSON.stringify({ o: this.node, k: 'cut', c: randomUUID() });
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.awaited = null;
-        reject(new Error(`the listening connection did not hear its own notification within ${PING_TIMEOUT_MS} ms`));
-      }, PING_TIMEOUT_MS);
-      this.awaited = {
-        line,
-        heard: () => {
-          clearTimeout(timer);
-          this.awaited = null;
-          resolve();
-        },
-      };
-      client.query('SELECT pg_notify($1, $2)', [CHANNEL, line]).catch((err: Error) => {
-        clearTimeout(timer);
-        this.awaited = null;
-        reject(err);
-      });
-    });
   }
 
   relayed(line: string): void {
@@ -232,7 +203,7 @@ export class PgChangeFeed implements RelayableFeed {
     const client = new pg.Client({ ...clientConfig(this.url, this.node), application_name: `gantry:${this.node}:feed`.slice(0, 63) });
     client.on('notification', (msg) => {
       if (msg.channel !== CHANNEL) return;
-      if (this.awaited !== null && msg.payload === this.awaited.line) return this.awaited.heard();
+      if (this.ownLine.is(msg.payload)) return;
       if (this.early !== null) this.early.push(msg.payload);
       else this.hear(msg.payload, null);
     });

@@ -19,7 +19,7 @@ type Payload =
   | { o: string; k: 'decided'; n: string[] }
   | { o: string; k: 'report' }
   | { o: string; k: 'resigned' }
-  /** A feed handing over to the relay, waiting to hear its own line (changes.ts, heardUpTo): reports nothing. */
+  /** A feed handing over to the relay, waiting to hear its own line (own-line.ts): reports nothing. */
   | { o: string; k: 'cut'; c: string };
 
 /** What one line says. */
