@@ -91,7 +91,10 @@ export class ChangeRelay {
     // The connection ends with the stream: one kept alive would hold the server's close for its keep-alive timeout.
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store', connection: 'close' });
     this.streams.add(res);
-    res.on('close', () => this.streams.delete(res));
+    res.on('close', () => {
+      this.streams.delete(res);
+      if (this.streams.size === 0) this.stopBeats();
+    });
     res.write(`${HELLO_LINE}\n`);
     if (this.beats === null) {
       this.beats = setInterval(() => this.feed.beat(), this.beatMs);
@@ -109,6 +112,11 @@ export class ChangeRelay {
     this.batch = [];
     for (const res of this.streams) res.end();
     this.streams.clear();
+    this.stopBeats();
+  }
+
+  /** No follower is left: the relay's own connection is checked at the feed's own pace again. */
+  private stopBeats(): void {
     if (this.beats) clearInterval(this.beats);
     this.beats = null;
   }

@@ -24,6 +24,8 @@ const RETRY_MAX_MS = 60_000;
 export class RelayFollower {
   private offered: RelayOffer | null = null;
   private stream: AbortController | null = null;
+  /** Whether the feed was handed over to the current stream. */
+  private relayed = false;
   private failures = 0;
   private retry: NodeJS.Timeout | null = null;
 
@@ -45,7 +47,7 @@ export class RelayFollower {
 
   /** Whether the node's changes come through a relay now. */
   following(): boolean {
-    return this.stream !== null;
+    return this.relayed;
   }
 
   /** Ends the stream, if any: the feed listens itself again. */
@@ -93,6 +95,7 @@ export class RelayFollower {
           // Lines read meanwhile wait in the stream: the handover is done before the next is given.
           if (!(await this.feed.startRelayed())) throw new Error('this node’s feed could not hand over now');
           relayed = true;
+          this.relayed = true;
           this.failures = 0;
           this.log.info({ relay: offer.url }, 'this node hears the fleet’s changes through the decider’s relay');
         }
@@ -103,7 +106,10 @@ export class RelayFollower {
     } finally {
       clearTimeout(silence);
     }
-    if (relayed) this.feed.relayLost(why);
+    if (relayed) {
+      if (this.stream === stream || this.stream === null) this.relayed = false;
+      this.feed.relayLost(why);
+    }
     if (this.stream !== stream) return;
     this.stream = null;
     stream.abort(why);
