@@ -202,7 +202,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     },
     fenced: () => scheduler.abandonSettled(),
     superseded: () => {
-      scheduler.shutdown();
+      void scheduler.shutdown();
       void decider?.stop();
     },
   });
@@ -325,7 +325,7 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
     selfFence.stop();
     unbridge();
     gpuSampler.stop();
-    scheduler.shutdown();
+    await scheduler.shutdown();
     await decider?.stop();
     await monitor?.stop();
     await openMetrics?.close();

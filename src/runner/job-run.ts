@@ -71,6 +71,9 @@ export class JobRun {
   readonly settings: RunSettings;
   /** This run's claim on the job: every write it makes about the job carries it. */
   readonly fence: Fence;
+  /** Settles once the run creates and starts nothing more: it waits for its container's exit, or its drive is over. */
+  readonly launched: Promise<void>;
+  private markLaunched!: () => void;
 
   constructor(
     private readonly d: JobRunDeps,
@@ -87,6 +90,7 @@ export class JobRun {
     this.state = new RunState({ hasContainer: record.containerId !== null, cancelRequested: record.cancelRequested });
     this.hooks = RunHooks.of(record, record.node, d);
     this.writer = new RunWriter(d, record, this.fence);
+    this.launched = new Promise((resolve) => (this.markLaunched = resolve));
   }
 
   get id(): string {
@@ -203,6 +207,7 @@ export class JobRun {
       const reason = ours ? (err as Error).message : `internal error: ${(err as Error).message}`;
       return this.end({ state: 'failed', reason, cause: err instanceof ImageError ? 'image_pull' : null });
     } finally {
+      this.markLaunched();
       this.container.disarm();
       await this.hooks.cleanup();
     }
@@ -223,6 +228,8 @@ export class JobRun {
 
   /** Attach first (no output is missed), then start, then follow to the end. */
   private async startAndFollow(): Promise<RunEnd> {
+    // A node shutting down starts nothing: the next start adopts the created container and starts it then.
+    if (this.d.stopped()) return 'detached';
     const id = this.container.id!;
     const stopped = outcomeBeforeStart(this.state.stop, 'before the container started');
     if (stopped) {
@@ -266,6 +273,7 @@ export class JobRun {
   }
 
   private async awaitExit(capture: LogCapture, consumed: Promise<void>, deadline: number): Promise<RunEnd> {
+    this.markLaunched();
     const id = this.container.id!;
     let exit: ContainerStatus['exit'];
     for (;;) {

@@ -166,10 +166,21 @@ export class NodeRuns {
     );
   }
 
-  /** Stops driving every run without touching its container: the next start re-adopts them. */
-  detachAll(): void {
+  /**
+   * Stops driving every run without touching its container: the next start
+   * re-adopts them. Resolves once no run will create or start a container
+   * (a create in flight has landed), or after `boundMs` when one still
+   * pulls its image: that job is taken again at the next start.
+   */
+  async detachAll(boundMs: number): Promise<void> {
     this.closing = true;
-    for (const { run } of this.runs.values()) run.detach();
+    const runs = [...this.runs.values()].map(({ run }) => run);
+    for (const run of runs) run.detach();
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<'bound'>((resolve) => (timer = setTimeout(() => resolve('bound'), boundMs)));
+    const settled = await Promise.race([Promise.all(runs.map((run) => run.launched)), bound]);
+    clearTimeout(timer);
+    if (settled === 'bound') this.log.warn({ boundMs }, 'runs still preparing when Gantry stopped; their jobs are taken again at the next start');
   }
 
   /**

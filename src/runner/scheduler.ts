@@ -23,6 +23,8 @@ import { type ReconcileReport, reconcile, releaseOrphanGpus } from './reconcile.
 const CLAIM_RETRY_MS = 100;
 /** The most jobs taken and not ended read back at once (far more than a fleet runs). */
 const ACTIVE_READ_MAX = 100_000;
+/** The longest a shutdown waits for runs still launching (an image pull, say); those jobs are taken again at the next start. */
+const SHUTDOWN_LAUNCH_WAIT_MS = 5000;
 /** Pause before reading the queue again when the store could not answer. */
 const RELOAD_RETRY_MS = 1000;
 /**
@@ -183,13 +185,18 @@ export class Scheduler {
     });
   }
 
-  /** Stops driving jobs without touching their containers: they keep running and the next start re-attaches to them. */
-  shutdown(): void {
+  /**
+   * Stops driving jobs without touching their containers: they keep running
+   * and the next start re-attaches to them. Resolves once no run of this
+   * node will create or start a container (see NodeRuns.detachAll), so the
+   * store may close after it.
+   */
+  async shutdown(): Promise<void> {
     this.stopped = true;
     if (this.convergeTimer) clearInterval(this.convergeTimer);
     this.d.engine.stop();
     for (const off of this.unsubscribe) off();
-    this.d.runs.detachAll();
+    await this.d.runs.detachAll(SHUTDOWN_LAUNCH_WAIT_MS);
   }
 
   private async afterEngineBack(): Promise<void> {
@@ -324,6 +331,8 @@ export class Scheduler {
   }
 
   private launch(record: JobRecord, drive: (run: JobRun) => Promise<RunEnd>): void {
+    // A node shutting down launches nothing: a job it claimed meanwhile is taken again at its next start (reconcile.ts).
+    if (this.stopped) return;
     const run = new JobRun(
       {
         config: this.d.config,

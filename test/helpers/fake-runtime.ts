@@ -48,6 +48,15 @@ export class FakeRuntime implements ContainerRuntime {
 
   private awayOn: { op: RuntimeOp; ms: number } | null = null;
 
+  private readonly holds = new Map<RuntimeOp, Promise<void>>();
+
+  /** The next call of `op` is in flight until the function returned is called; then it goes through. */
+  holdNext(op: RuntimeOp): () => void {
+    let release!: () => void;
+    this.holds.set(op, new Promise<void>((resolve) => (release = resolve)));
+    return release;
+  }
+
   /** The next call of `op` fails with this engine message. */
   failNext(op: RuntimeOp, message: string): void {
     this.failures.set(op, message);
@@ -167,6 +176,9 @@ export class FakeRuntime implements ContainerRuntime {
 
   async create(spec: ContainerSpec): Promise<string> {
     this.enter('create');
+    const held = this.holds.get('create');
+    this.holds.delete('create');
+    await held;
     return this.plant(spec, 'created');
   }
 

@@ -55,7 +55,7 @@ export async function harness(t: TestContext, o: HarnessOptions = {}): Promise<H
   const close = async () => {
     if (closed) return;
     closed = true;
-    domain.scheduler.shutdown();
+    await domain.scheduler.shutdown();
     await raw.close();
   };
   t.after(close);

@@ -70,7 +70,7 @@ async function harness(t: TestContext, kind: Kind): Promise<Harness> {
   const runtime = new FakeRuntime();
   const domain = await startDomain({ store: faults.store, runtime, config, log, owner, shared: kind === 'postgres' });
   t.after(async () => {
-    domain.scheduler.shutdown();
+    await domain.scheduler.shutdown();
     await faults.inner.close();
   });
   const announced = new Map<string, JobState[]>();

@@ -146,6 +146,29 @@ test('a container created but never started before a restart is started then', a
   assert.equal((await h.until(id)).state, 'succeeded');
 });
 
+test('a shutdown while a container is being created waits for the create, starts nothing, and the next start starts it', async (t) => {
+  const runtime = new FakeRuntime();
+  const h0 = await harness(t, { runtime });
+  const release = runtime.holdNext('create');
+  const id = await h0.submit();
+  await h0.until(id, (j) => j.state === 'starting');
+  let shut = false;
+  const shutdown = h0.scheduler.shutdown().then(() => (shut = true));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(shut, false, 'the shutdown waits for the create in flight');
+  release();
+  await shutdown;
+  const c = await runtime.containerOf(id);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(c.state, 'created', 'no container is started once the node shuts down');
+  assert.equal(runtime.calls.includes('start'), false);
+  const h = await h0.restart();
+  await h.until(id, running);
+  runtime.exit(c.id, 0);
+  assert.equal((await h.until(id)).state, 'succeeded');
+  assert.equal(runtime.calls.filter((op) => op === 'create').length, 1, 'the one container it made');
+});
+
 test('the engine away: jobs wait in the queue with a reason and start when it answers', async (t) => {
   const h = await harness(t);
   h.runtime.goAway({ liveRestore: true });
