@@ -180,7 +180,8 @@ export class NodeRuns {
     const bound = new Promise<'bound'>((resolve) => (timer = setTimeout(() => resolve('bound'), boundMs)));
     const settled = await Promise.race([Promise.all(runs.map((run) => run.launched)), bound]);
     clearTimeout(timer);
-    if (settled === 'bound') this.log.warn({ boundMs }, 'runs still preparing when Gantry stopped; their jobs are taken again at the next start');
+    if (settled === 'bound')
+      this.log.warn({ boundMs }, 'runs still preparing when Gantry stopped; their jobs are taken again at the next start');
   }
 
   /**

@@ -109,7 +109,7 @@ async function threeNodes(t: TestContext) {
 
 describe('the fleet change relay', () => {
   test('a handover under writes: the follower stops listening, and hears every change once, in commit order', async (t) => {
-    const { a, b, w, admin, relay, relayUrl, heard } = await threeNodes(t);
+    const { b, w, admin, relay, relayUrl, heard } = await threeNodes(t);
     await w.jobs.insert(newJob({ id: 'busy' }));
     await heard.next((c) => c.kind === 'job' && c.jobId === 'busy');
 
@@ -133,7 +133,7 @@ describe('the fleet change relay', () => {
   });
 
   test('a relay that ends: the follower listens again and reads back what it missed', async (t) => {
-    const { a, b, w, admin, relay, relayUrl, heard } = await threeNodes(t);
+    const { b, w, admin, relay, relayUrl, heard } = await threeNodes(t);
     const follower = new RelayFollower(b.relayableChanges, quiet);
     t.after(() => follower.stop());
     follower.follow(relay.offer(relayUrl));
