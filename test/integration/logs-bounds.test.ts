@@ -5,7 +5,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ADMIN_TOKEN, spawnGantry, startGantry, TEST_IMAGE, tempDir } from '../helpers/gantry.js';
+import type { Job } from '../../src/model/job.js';
+import { ADMIN_TOKEN, containersOf, spawnGantry, startGantry, TEST_IMAGE, tempDir } from '../helpers/gantry.js';
 
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -90,7 +91,7 @@ test('a full disk fails log capture cleanly and is reported, a submit is refused
   assert.match(refused.body.detail, /disk is full.*nothing was stored/);
   assert.ok(Number(refused.headers['retry-after']) > 0, 'Retry-After says when to try again');
   fs.rmSync(filler);
-  const accepted = await g.call('POST', '/v1/jobs', { body: { image: TEST_IMAGE, command: ['true'] } });
+  const accepted = await g.call<Job>('POST', '/v1/jobs', { body: { image: TEST_IMAGE, command: ['true'] } });
   assert.equal(accepted.status, 201, 'a submit is accepted again once there is room');
   const done = await g.waitFor(job.id, undefined, 120_000);
   assert.equal(done.state, 'succeeded', `the real outcome, not a storage error: ${done.reason}`);
@@ -98,4 +99,8 @@ test('a full disk fails log capture cleanly and is reported, a submit is refused
   assert.match(done.reason ?? '', /logs incomplete: log storage failed: .*database or disk is full/);
   const head = await g.call('GET', `/v1/jobs/${job.id}/logs?tail=1`);
   assert.equal(head.status, 200, 'what was stored stays readable');
+  // The store on the tmpfs goes with the test, and with it the record the suite's cleanup finds containers by: see this one removed.
+  assert.equal((await g.waitFor(accepted.body.id, undefined, 60_000)).state, 'succeeded', 'the job accepted once there was room runs');
+  for (let i = 0; i < 100 && (await containersOf(accepted.body.id)).length > 0; i++) await sleep(100);
+  assert.deepEqual(await containersOf(accepted.body.id), [], 'its container removed once its end is recorded');
 });

@@ -8,10 +8,13 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type pg from 'pg';
+import { createPool } from '../../src/store/postgres/db.js';
+import { PgDeciderStore } from '../../src/store/postgres/decider.js';
 import { openPostgresStore } from '../../src/store/postgres/index.js';
 import type { FleetDecisions, Store } from '../../src/store/store.js';
 import { collectChanges as collect } from '../helpers/changes.js';
-import { createDatabase, startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { createDatabase, queryOnce, startPostgres, type TestPostgres } from '../helpers/postgres.js';
 import { newJob, nodeInfo } from '../helpers/records.js';
 
 let cluster: TestPostgres | null = null;
@@ -109,6 +112,57 @@ test('a node reports and consumes its assignments in one write; only the term it
     'the decider sees the report',
   );
   assert.equal(await x.store.decider!.report({ ...report, epoch: x.me.epoch + 1 }, []), false, 'a report of another epoch is refused');
+});
+
+test('a pass reads again only the reports that changed, and a node the outcome only when it changed, whoever wrote the row', async (t) => {
+  const url = await createDatabase(cluster!.url, 'decider_versions');
+  const members = [await node(url, 'x'), await node(url, 'y'), await node(url, 'z')];
+  t.after(() => Promise.all(members.map((m) => m.store.close())));
+  const report = (m: (typeof members)[number], maxRunning: number) =>
+    m.store.decider!.report({ node: m.me.name, epoch: m.me.epoch, idle: null, maxRunning, runs: [], holdings: [], withheld: [] }, []);
+  for (const m of members) assert.ok(await report(m, 1));
+  // The decider's own store, on a pool whose answers this test reads.
+  const pool = createPool({ url, node: 'x', leaseSeconds: 30 });
+  t.after(() => pool.end());
+  const sent: number[] = [];
+  const outcomes: (string | null)[] = [];
+  const query = pool.query.bind(pool) as (q: pg.QueryConfig) => Promise<pg.QueryResult>;
+  pool.query = (async (q: pg.QueryConfig) => {
+    const r = await query(q);
+    if (q.name === 'gantry_decider_snapshot') sent.push((r.rows[0].nodes as { node: unknown }[]).filter((n) => n.node !== null).length);
+    if (q.name === 'gantry_decider_assigned') outcomes.push(r.rows[0].outcome);
+    return r;
+  }) as typeof pool.query;
+  const decider = new PgDeciderStore(pool, 'x');
+  const maxRunning = async () => (await decider.snapshot()).nodes.map((n) => [n.name, n.report.maxRunning]);
+
+  assert.deepEqual(await maxRunning(), [['x', 1], ['y', 1], ['z', 1]]);
+  assert.deepEqual(await maxRunning(), [['x', 1], ['y', 1], ['z', 1]]);
+  assert.ok(await report(members[1]!, 2));
+  assert.deepEqual(await maxRunning(), [['x', 1], ['y', 2], ['z', 1]]);
+  // An older Gantry writes the report with no version of its own: the trigger gives it one.
+  await queryOnce(url, `UPDATE decider_reports SET report = jsonb_set(report, '{maxRunning}', '3') WHERE node = 'z'`);
+  assert.deepEqual(await maxRunning(), [['x', 1], ['y', 2], ['z', 3]]);
+  // A node lost is no longer in the snapshot; back under a new epoch, it is there with its new report.
+  await queryOnce(url, `UPDATE nodes SET state = 'lost' WHERE name = 'y'`);
+  assert.deepEqual(await maxRunning(), [['x', 1], ['z', 3]]);
+  const back = { store: members[1]!.store, me: { name: 'y', epoch: (await members[1]!.store.nodes.register(nodeInfo('y'))).epoch } };
+  assert.ok(await report(back, 4));
+  assert.deepEqual(await maxRunning(), [['x', 1], ['y', 4], ['z', 3]]);
+  assert.deepEqual(sent, [3, 0, 1, 1, 0, 1], 'each pass is sent only the reports it does not hold');
+
+  const { term } = await decider.hold(members[0]!.me, 30);
+  assert.ok(term !== null);
+  const seen = async () => (await decider.assigned('z')).outcome;
+  assert.equal(await seen(), null, 'no outcome written yet');
+  assert.ok(await decider.decide(term, members[0]!.me, { ...NOTHING, outcome: '{"v":1}' }));
+  assert.equal(await seen(), '{"v":1}');
+  assert.equal(await seen(), '{"v":1}', 'the outcome held is kept while it is unchanged');
+  // An older Gantry's decider writes the outcome with no version of its own.
+  await queryOnce(url, `UPDATE decider_outcome SET outcome = '{"v":2}'`);
+  assert.equal(await seen(), '{"v":2}', 'a new outcome is read');
+  assert.equal(await seen(), '{"v":2}');
+  assert.deepEqual(outcomes, [null, '{"v":1}', null, '{"v":2}', null], 'its text is sent only when it changed');
 });
 
 test('a decider that resigns says so on the change feed, and another node takes the lease at once', async (t) => {

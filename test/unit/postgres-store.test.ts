@@ -570,6 +570,7 @@ describe('PostgreSQL store', () => {
         '0011_airflow_result_document',
         '0012_harden_audit_client_request_id',
         '0013_change_relay',
+        '0014_decider_row_versions',
       ],
     );
     // Every table was made by the one transaction that recorded the migrations.

@@ -52,24 +52,32 @@ const OUTCOME = `
   ON CONFLICT (id) DO UPDATE SET term = excluded.term, outcome = excluded.outcome`;
 const DECIDED = `SELECT pg_notify('${CHANNEL}', json_build_object('o', $1::text, 'k', 'decided', 'n', $2::text[])::text)`;
 // One statement, so one snapshot: a node's report and its removal of the
-// assignments it consumed are seen together or not at all.
+// assignments it consumed are seen together or not at all. Every node up
+// with its report's version; its name, labels, GPUs and report only when the
+// reader does not hold that version already ($1, $2: the names and versions
+// it holds), so a pass reads again only the reports that changed.
 const SNAPSHOT = `
   SELECT
-    (SELECT COALESCE(json_agg(json_build_object(
-        'name', n.name, 'labels', n.labels, 'gpus', n.gpus, 'report', r.report) ORDER BY n.name), '[]')
-      FROM nodes n JOIN decider_reports r ON r.node = n.name AND r.epoch = n.epoch WHERE n.state = 'up') AS nodes,
+    (SELECT COALESCE(json_agg(json_build_object('name', n.name, 'version', r.version, 'node',
+        CASE WHEN k.node IS NULL THEN json_build_object('name', n.name, 'labels', n.labels, 'gpus', n.gpus, 'report', r.report) END)
+        ORDER BY n.name), '[]')
+      FROM nodes n JOIN decider_reports r ON r.node = n.name AND r.epoch = n.epoch
+      LEFT JOIN unnest($1::text[], $2::bigint[]) AS k (node, version) ON k.node = n.name AND k.version = r.version
+      WHERE n.state = 'up') AS nodes,
     (SELECT COALESCE(json_agg(json_build_object('jobId', a.job_id, 'node', a.node, 'gpus', a.gpus, 'term', a.term) ORDER BY a.seq), '[]')
       FROM decider_assignments a) AS assignments,
     (SELECT COALESCE(json_agg(json_build_object('waiter', p.waiter, 'node', p.node, 'victims', p.victims, 'term', p.term)), '[]')
       FROM decider_preemptions p) AS preemptions`;
 // With the fleet's outcome: a node's pass needs both, in one round trip.
+// The outcome's text only when the reader does not hold its version ($2).
 const ASSIGNED = `
   SELECT
     (SELECT COALESCE(json_agg(json_build_object('jobId', a.job_id, 'node', a.node, 'gpus', a.gpus, 'term', a.term) ORDER BY a.seq), '[]')
       FROM decider_assignments a WHERE a.node = $1) AS assignments,
     (SELECT COALESCE(json_agg(json_build_object('waiter', p.waiter, 'node', p.node, 'victims', p.victims, 'term', p.term)), '[]')
       FROM decider_preemptions p WHERE p.node = $1) AS preemptions,
-    (SELECT outcome FROM decider_outcome WHERE id = 1) AS outcome`;
+    (SELECT CASE WHEN version IS DISTINCT FROM $2::bigint THEN outcome END FROM decider_outcome WHERE id = 1) AS outcome,
+    (SELECT version FROM decider_outcome WHERE id = 1) AS "outcomeVersion"`;
 const REPORT = `
   WITH me AS (SELECT 1 FROM nodes WHERE name = $1 AND epoch = $2 AND state = 'up'),
   consumed AS (
@@ -83,6 +91,10 @@ const REPORT = `
   )
   SELECT pg_notify('${CHANNEL}', json_build_object('o', $5::text, 'k', 'report')::text) AS notified FROM r`;
 
+type FleetNode = FleetSnapshot['nodes'][number];
+/** A node up, as the snapshot gives it: its node only when the reader did not hold this version of its report. */
+type VersionedNode = { name: string; version: number; node: FleetNode | null };
+
 /**
  * The fleet's decider in PostgreSQL (store.ts, DeciderStore), all on the
  * pool. Not its lease on the node's lease link: taking over the decider's
@@ -90,6 +102,11 @@ const REPORT = `
  * node's own renewal must never queue behind that on its one connection.
  */
 export class PgDeciderStore implements DeciderStore {
+  /** The fleet's outcome as this node last read it, with its version (a bigint, as text). */
+  private outcome: { version: string; text: string } | null = null;
+  /** The reports of the last snapshot, by node, with their versions. */
+  private reports = new Map<string, { version: number; node: FleetNode }>();
+
   constructor(
     private readonly pool: pg.Pool,
     /** This node's name, the origin of the changes it announces. */
@@ -112,8 +129,25 @@ export class PgDeciderStore implements DeciderStore {
   }
 
   async snapshot(): Promise<FleetSnapshot> {
-    const [row] = await read<FleetSnapshot>(this.pool, { name: 'gantry_decider_snapshot', text: SNAPSHOT });
-    return row ?? { nodes: [], assignments: [], preemptions: [] };
+    const held = [...this.reports];
+    const [row] = await read<{ nodes: VersionedNode[] } & Omit<FleetSnapshot, 'nodes'>>(this.pool, {
+      name: 'gantry_decider_snapshot',
+      text: SNAPSHOT,
+      values: [held.map(([name]) => name), held.map(([, r]) => r.version)],
+    });
+    if (!row) return { nodes: [], assignments: [], preemptions: [] };
+    const reports = new Map<string, { version: number; node: FleetNode }>();
+    for (const { name, version, node } of row.nodes) {
+      const known = node ?? this.reports.get(name)?.node;
+      // Passes never overlap, so what the statement was told is what it found; if not, read everything again.
+      if (known === undefined) {
+        this.reports.clear();
+        return this.snapshot();
+      }
+      reports.set(name, { version, node: known });
+    }
+    this.reports = reports;
+    return { nodes: [...reports.values()].map((r) => r.node), assignments: row.assignments, preemptions: row.preemptions };
   }
 
   async decide(term: number, node: { name: string; epoch: number }, d: FleetDecisions): Promise<boolean> {
@@ -147,7 +181,15 @@ export class PgDeciderStore implements DeciderStore {
   }
 
   async assigned(node: string): Promise<NodeAssignments> {
-    const [row] = await read<NodeAssignments>(this.pool, { name: 'gantry_decider_assigned', text: ASSIGNED, values: [node] });
-    return { assignments: row?.assignments ?? [], preemptions: row?.preemptions ?? [], outcome: row?.outcome ?? null };
+    const [row] = await read<NodeAssignments & { outcomeVersion: string | null }>(this.pool, {
+      name: 'gantry_decider_assigned',
+      text: ASSIGNED,
+      values: [node, this.outcome?.version ?? null],
+    });
+    if (!row) return { assignments: [], preemptions: [], outcome: null };
+    const version = row.outcomeVersion;
+    if (version === null) this.outcome = null;
+    else if (row.outcome !== null) this.outcome = { version, text: row.outcome };
+    return { assignments: row.assignments, preemptions: row.preemptions, outcome: this.outcome?.text ?? null };
   }
 }

@@ -286,6 +286,27 @@ const DECIDER: readonly string[] = [
 /** The client's X-Request-Id kept beside Gantry's own request id, as a claim (model/audit.ts). */
 const HARDEN_AUDIT_CLIENT_REQUEST_ID: readonly string[] = [`ALTER TABLE audit ADD COLUMN client_request_id TEXT`];
 
+/**
+ * Each node's report to the decider, and the decider's outcome, carry a
+ * version new on every write of the row (decider.ts): the decider reads
+ * again only the reports that changed, and a node the outcome only when it
+ * changed. A trigger sets it, so a node of an older Gantry that writes the
+ * row without one, during a rolling upgrade, still changes it.
+ */
+const ROW_VERSIONS: readonly string[] = [
+  `CREATE SEQUENCE decider_row_version`,
+  `ALTER TABLE decider_reports ADD COLUMN version BIGINT NOT NULL DEFAULT nextval('decider_row_version')`,
+  `ALTER TABLE decider_outcome ADD COLUMN version BIGINT NOT NULL DEFAULT nextval('decider_row_version')`,
+  `CREATE FUNCTION decider_row_versioned() RETURNS trigger LANGUAGE plpgsql AS $$
+  BEGIN
+    NEW.version := nextval('decider_row_version');
+    RETURN NEW;
+  END
+  $$`,
+  `CREATE TRIGGER decider_report_versioned BEFORE UPDATE ON decider_reports FOR EACH ROW EXECUTE FUNCTION decider_row_versioned()`,
+  `CREATE TRIGGER decider_outcome_versioned BEFORE UPDATE ON decider_outcome FOR EACH ROW EXECUTE FUNCTION decider_row_versioned()`,
+];
+
 /** Ordered by name. Append only: never edit a migration that has shipped. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': statements(INITIAL),
@@ -303,6 +324,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0012_harden_audit_client_request_id': statements(HARDEN_AUDIT_CLIENT_REQUEST_ID),
   /** Where the decider relays the change feed (fleet/change-relay.ts), published with its lease. */
   '0013_change_relay': statements([`ALTER TABLE decider ADD COLUMN relay_url TEXT, ADD COLUMN relay_token TEXT`]),
+  '0014_decider_row_versions': statements(ROW_VERSIONS),
 };
 
 const provider: MigrationProvider = {
