@@ -25,10 +25,11 @@ export interface CollectorSources {
  * use against their quotas.
  */
 export function registerCollectors(registry: Registry, src: CollectorSources): void {
-  registerJobGauges([registry], src.store);
+  const stored = shared(() => readStore(src.store));
+  registerJobGauges([registry], stored);
   registerGpuGauges([registry], src.gpus);
-  registerLogGauges([registry], src.store);
-  registerNodeGauges([registry], src.store, src.node);
+  registerLogGauges([registry], stored);
+  registerNodeGauges([registry], stored, src.node);
   if (src.teams) registerTeamGauges([registry], src.teams);
   new Counter({
     name: 'gantry_process_log_dropped_lines_total',
@@ -44,7 +45,7 @@ export function registerCollectors(registry: Registry, src: CollectorSources): v
 /**
  * Calls made while an earlier call's promise is still pending get that same
  * promise. A scrape starts every collector before any of them settles, so
- * the gauges fed by one query share one read per scrape and report the same
+ * the gauges fed by the store share one read per scrape and report the same
  * snapshot; correctness never depends on the order in which they run.
  */
 function shared<T>(read: () => Promise<T>): () => Promise<T> {
@@ -57,14 +58,36 @@ function shared<T>(read: () => Promise<T>): () => Promise<T> {
   };
 }
 
-function registerJobGauges(registers: Registry[], store: Store): void {
+/** What a scrape reads from the store. */
+interface StoreReadings {
+  jobs: Awaited<ReturnType<Store['jobs']['countByStateAndOwner']>>;
+  queue: Awaited<ReturnType<Store['jobs']['queueSummary']>>;
+  logs: Awaited<ReturnType<Store['logs']['totals']>>;
+  fleet: FleetSnapshot;
+}
+
+/**
+ * Everything a scrape reads from the store, one statement after another:
+ * every node of a fleet is scraped, so reads made side by side would hold
+ * a pooled connection each on every node between scrapes.
+ */
+async function readStore(store: Store): Promise<StoreReadings> {
+  const jobs = await store.jobs.countByStateAndOwner();
+  const queue = await store.jobs.queueSummary();
+  const logs = await store.logs.totals();
+  return { jobs, queue, logs, fleet: await readFleet(store) };
+}
+
+type Read = () => Promise<StoreReadings>;
+
+function registerJobGauges(registers: Registry[], read: Read): void {
   new Gauge({
     name: 'gantry_jobs',
     help: 'Jobs in the store, by state and owner (every state is reported for each owner seen).',
     labelNames: ['state', 'owner'],
     registers,
     async collect() {
-      const rows = await store.jobs.countByStateAndOwner();
+      const rows = (await read()).jobs;
       // Reset only once the rows are in, so that overlapping scrapes never see a half-filled gauge.
       this.reset();
       for (const owner of new Set(rows.map((r) => r.owner))) {
@@ -73,13 +96,12 @@ function registerJobGauges(registers: Registry[], store: Store): void {
       for (const r of rows) this.set({ state: r.state, owner: r.owner }, r.count);
     },
   });
-  const queue = shared(() => store.jobs.queueSummary());
   new Gauge({
     name: 'gantry_queue_length',
     help: 'Jobs waiting in the queue.',
     registers,
     async collect() {
-      this.set((await queue()).length);
+      this.set((await read()).queue.length);
     },
   });
   new Gauge({
@@ -87,7 +109,7 @@ function registerJobGauges(registers: Registry[], store: Store): void {
     help: 'How long the oldest queued job has waited so far (0 when the queue is empty).',
     registers,
     async collect() {
-      const { oldestCreatedAt } = await queue();
+      const { oldestCreatedAt } = (await read()).queue;
       this.set(oldestCreatedAt ? Math.max(0, (Date.now() - Date.parse(oldestCreatedAt)) / 1000) : 0);
     },
   });
@@ -144,8 +166,8 @@ function registerGpuGauges(registers: Registry[], gpus: GpuAllocator): void {
   });
 }
 
-function registerLogGauges(registers: Registry[], store: Store): void {
-  const totals = shared(() => store.logs.totals());
+function registerLogGauges(registers: Registry[], read: Read): void {
+  const totals = async () => (await read()).logs;
   new Gauge({
     name: 'gantry_log_stored_bytes',
     help: 'Bytes of job output captured and kept in the store (falls when retention deletes old logs).',
@@ -185,7 +207,9 @@ interface FleetSnapshot {
 
 async function readFleet(store: Store): Promise<FleetSnapshot> {
   // Three reads whatever the fleet's size: every node scrapes the whole fleet, so a read per node would cost the fleet N² reads a scrape interval.
-  const [nodes, holding, active] = await Promise.all([store.nodes.list(), store.jobs.holdingGpus(), store.jobs.activeByNode()]);
+  const nodes = await store.nodes.list();
+  const holding = await store.jobs.holdingGpus();
+  const active = await store.jobs.activeByNode();
   const held = new Map<string, Set<string>>();
   for (const j of holding) {
     if (j.node === null) continue;
@@ -208,8 +232,8 @@ async function readFleet(store: Store): Promise<FleetSnapshot> {
  * the whole fleet, so any one of them can be scraped), and this node's own
  * name and version.
  */
-function registerNodeGauges(registers: Registry[], store: Store, self: CollectorSources['node']): void {
-  const fleet = shared(() => readFleet(store));
+function registerNodeGauges(registers: Registry[], read: Read, self: CollectorSources['node']): void {
+  const fleet = async () => (await read()).fleet;
   /** A gauge with one series per node, replaced as a whole by each scrape. */
   const perNode = (name: string, help: string, value: (n: NodeRecord, f: FleetSnapshot) => number) =>
     new Gauge({

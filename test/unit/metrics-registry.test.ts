@@ -150,25 +150,51 @@ test('a scrape reads jobs, the queue, GPUs and stored logs through the store', a
   assert.equal(val(next, 'gantry_gpu_allocated_memory_mib', gpu(0)), 0);
 });
 
-test('the two queue gauges share one store read per scrape', async (t) => {
-  let reads = 0;
+test('a scrape reads the store once per query, one query at a time (one pooled connection, not one per query)', async (t) => {
+  const reads = new Map<string, number>();
+  let open = 0;
+  let mostOpen = 0;
+  /** The store's `part`, its `methods` counted and watched for overlap. */
+  const watched = <T extends object>(part: T, methods: (keyof T & string)[]): T =>
+    Object.assign(
+      Object.create(part),
+      Object.fromEntries(
+        methods.map((m) => [
+          m,
+          async (...args: unknown[]) => {
+            reads.set(m, (reads.get(m) ?? 0) + 1);
+            mostOpen = Math.max(mostOpen, ++open);
+            try {
+              return await (part[m] as (...a: unknown[]) => Promise<unknown>).apply(part, args);
+            } finally {
+              open--;
+            }
+          },
+        ]),
+      ),
+    );
   const { metrics, submit } = await setup(t, {
     store: (s) => ({
       ...s,
-      jobs: Object.assign(Object.create(s.jobs), {
-        queueSummary: () => {
-          reads++;
-          return s.jobs.queueSummary();
-        },
-      }),
+      jobs: watched(s.jobs, ['countByStateAndOwner', 'queueSummary', 'holdingGpus', 'activeByNode']),
+      logs: watched(s.logs, ['totals']),
+      nodes: watched(s.nodes, ['list']),
     }),
   });
   await submit('a1', 'alice');
   assert.equal(val(await metrics.scrape(), 'gantry_queue_length'), 1);
-  assert.equal(reads, 1);
+  const once = ['activeByNode', 'countByStateAndOwner', 'holdingGpus', 'list', 'queueSummary', 'totals'];
+  assert.deepEqual(
+    [...reads].sort(),
+    once.map((m) => [m, 1]),
+  );
+  assert.equal(mostOpen, 1, 'never two reads at once');
   await submit('a2', 'alice');
   assert.equal(val(await metrics.scrape(), 'gantry_queue_length'), 2);
-  assert.equal(reads, 2);
+  assert.deepEqual(
+    [...reads].sort(),
+    once.map((m) => [m, 2]),
+  );
 });
 
 test('a store that fails fails the scrape', async (t) => {
