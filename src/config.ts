@@ -245,7 +245,7 @@ export const EnvSchema = z.object({
   GANTRY_PG_POOL_MAX: int(2, 100)
     .default(10)
     .describe(
-      "most pooled PostgreSQL connections one node holds (idle ones close after 30 s); the change feed's and the lease's own connections come on top",
+      "most pooled PostgreSQL connections one node holds (two stay open; idle ones beyond them close after 30 s); the change feed's and the lease's own connections come on top",
     ),
   GANTRY_PG_SESSION_URL: z
     .string()

@@ -51,7 +51,7 @@ export async function readCounters(obs: pg.Client): Promise<DbCounters> {
   const statements = new Map<string, StatementTotals>();
   for (const r of st.rows) statements.set(r.queryid, { calls: Number(r.calls), ms: r.ms, rows: Number(r.rows), query: r.query });
   const db = await obs.query(
-    `SELECT xact_commit, xact_rollback, tup_returned, tup_fetched, tup_inserted, tup_updated, tup_deleted, blks_read, blks_hit
+    `SELECT xact_commit, xact_rollback, tup_returned, tup_fetched, tup_inserted, tup_updated, tup_deleted, blks_read, blks_hit, sessions
        FROM pg_stat_database WHERE datname = current_database()`,
   );
   const jobs = await obs.query(

@@ -79,16 +79,25 @@ export function renewalDeadlineMs(leaseSeconds: number): number {
   return Math.round((leaseSeconds * 1000) / 6);
 }
 
+/** Idle pooled connections a node keeps open (GANTRY_PG_POOL_MAX is at least this). */
+const POOL_KEPT = 2;
+
 /**
  * The pool every query goes through. It survives PostgreSQL restarting: an
  * idle connection that fails is dropped (its error logged, never thrown at
- * the process) and the next query opens a new one.
+ * the process) and the next query opens a new one. Two idle connections
+ * stay open: a node's own work (its passes, reports and scrapes) overlaps
+ * now and then, and a connection closed after each overlap and opened at
+ * the next costs PostgreSQL a backend start (a fork, the catalog caches,
+ * every prepared statement planned again) many times a minute across a
+ * fleet; those above two close after 30 s idle.
  */
 export function createPool(o: { url: string; node: string; leaseSeconds: number; log?: WarnLog; max?: number | undefined }): pg.Pool {
   const pool = new pg.Pool({
     ...clientConfig(o.url, o.node),
     ...poolTimeouts(o.leaseSeconds),
     max: o.max ?? 10,
+    min: POOL_KEPT,
     idleTimeoutMillis: 30_000,
   });
   pool.on('error', (err) => o.log?.warn({ err }, 'an idle PostgreSQL connection failed; the pool opens a new one when needed'));
