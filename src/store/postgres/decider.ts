@@ -102,8 +102,8 @@ type VersionedNode = { name: string; version: number; node: FleetNode | null };
  * node's own renewal must never queue behind that on its one connection.
  */
 export class PgDeciderStore implements DeciderStore {
-  /** The fleet's outcome as this node last read it, with its version (a bigint, as text). */
-  private outcome: { version: string; text: string } | null = null;
+  /** The fleet's outcome as this node last read it, with its version. */
+  private outcome: { version: number; text: string } | null = null;
   /** The reports of the last snapshot, by node, with their versions. */
   private reports = new Map<string, { version: number; node: FleetNode }>();
 
@@ -181,7 +181,7 @@ export class PgDeciderStore implements DeciderStore {
   }
 
   async assigned(node: string): Promise<NodeAssignments> {
-    const [row] = await read<NodeAssignments & { outcomeVersion: string | null }>(this.pool, {
+    const [row] = await read<NodeAssignments & { outcomeVersion: number | null }>(this.pool, {
       name: 'gantry_decider_assigned',
       text: ASSIGNED,
       values: [node, this.outcome?.version ?? null],
