@@ -192,8 +192,11 @@ export async function buildApp(configured: Config, overrides: AppOverrides = {})
   const { jobs, runs, scheduler, selfFence, decider } = domain;
   if (decider) metrics.followDecider(() => decider.currentTerm());
   if (relayRole) metrics.followRelay(() => ({ followers: relayRole.relay.followers(), following: relayRole.following() }));
+  // The change feed does not bring a node's own changes back to it: its registration, and the nodes it declares lost.
   membership.listen({
+    joined: () => directory.invalidate(),
     settled: (settled) => {
+      directory.invalidate();
       for (const { record } of settled) {
         jobs.observe(record);
         void jobs.view(record).then((job) => events.publishStatus(job));

@@ -5,13 +5,18 @@ import type { PlacementTarget } from '../scheduling/placement.js';
 import { unplaceable } from '../scheduling/placement.js';
 import type { NodeRecord, NodeStore } from '../store/store.js';
 
-/** How long the list of nodes is reused for submit checks; a change in the fleet drops it at once. */
-const CACHE_MS = 2000;
+/** The longest the list of nodes is reused for submit checks, should a change of the fleet go unheard. */
+const CACHE_MS = 60_000;
 
 /**
  * The nodes of the fleet as submit sees them: which are up, and whether
  * any of them could ever run a spec. The list is read from the store and
- * kept briefly, so a burst of submits costs one read.
+ * kept until the fleet changes: what a submit check reads of a node (up
+ * or not, labels, GPUs) changes only when it registers, is drained or is
+ * declared lost, and each is heard (invalidate) from the change feed,
+ * which counts its own reconnection as a change, or from this node's own
+ * hand. Read afresh per submit, it would cost the fleet a read of every
+ * node per submit.
  */
 export class NodeDirectory {
   private cached: { at: number; targets: PlacementTarget[] } | null = null;

@@ -16,6 +16,8 @@ export interface MembershipDeps {
 
 /** What the seat tells those who listen (the domain, once it is built on the seat). */
 export interface SeatListener {
+  /** This process registered the node (at its start, or rejoining after it was declared lost). */
+  joined?(): void;
   /** Jobs of lost nodes were settled by this node (tell followers, look at the queue). */
   settled?(settled: SettledJob[]): void;
   /**
@@ -128,6 +130,7 @@ export class NodeMembership implements NodeSeat {
     this.reachableSince = sent;
     this.held = true;
     this.d.log.info({ node: this.name, epoch: this.current.epoch, drained: this.current.drained }, 'joined the fleet');
+    for (const l of this.listeners) l.joined?.();
     return this.current;
   }
 
