@@ -42,11 +42,12 @@
  * on one PostgreSQL, a steady stream of log-writing jobs, a bulk-loaded backlog and history; per cell the
  * database's cost per job and at rest, and on an empty table the quota overshoot and duplicate preemptions
  * (bench/sections/fleet-scale.ts). The nodes take every GANTRY_* of the environment (GANTRY_FLEET_DECIDER too).
- * Defaults (a full run, about eleven minutes; FLEET_SCALE_QUICK=1 or BENCH_QUICK=1: the quick values after the slash):
+ * Defaults (a full run, about fourteen minutes; FLEET_SCALE_QUICK=1 or BENCH_QUICK=1: the quick values after the slash):
  * FLEET_SCALE_NODES=3,10,30,100/3,10  FLEET_SCALE_QUEUED=0,10000,100000/0,10000
  * FLEET_SCALE_FINISHED=1000000/100000 (history cells, nothing queued) at FLEET_SCALE_FINISHED_AT=3 (0 FINISHED: none)
  * FLEET_SCALE_HISTORY_DAYS=365  FLEET_SCALE_MAX_QUEUE_COPIES=1000000 (cells with N × queued above it are skipped)
- * FLEET_SCALE_RATE=5 (jobs/s)  FLEET_SCALE_SECONDS=10/8  FLEET_SCALE_WARMUP_SECONDS=3/2  FLEET_SCALE_IDLE_SECONDS=6/5
+ * FLEET_SCALE_RATE=5 (jobs/s)  FLEET_SCALE_SECONDS=10/8  FLEET_SCALE_IDLE_SECONDS=6/5
+ * FLEET_SCALE_WARMUP_SECONDS=3/2  FLEET_SCALE_WARMUP_PER_NODE=3/1 (the warm-up runs whichever gives more jobs)
  * FLEET_SCALE_LINES=10  FLEET_SCALE_LINE_MS=200  FLEET_SCALE_POLL_MS=1000  FLEET_SCALE_SCRAPE_SECONDS=15
  * FLEET_SCALE_PREEMPT_ROUNDS=3/2 (0: no correctness checks)  FLEET_SCALE_NODES_PER_PROCESS=25
  * FLEET_SCALE_MD=bench/results/fleet-scale-latest.md (the table as markdown).
@@ -139,6 +140,7 @@ const cfg = {
     rate: envNum('FLEET_SCALE_RATE', 5),
     seconds: envNum('FLEET_SCALE_SECONDS', fleetScaleQuick ? 8 : 10),
     warmupSeconds: envNum('FLEET_SCALE_WARMUP_SECONDS', fleetScaleQuick ? 2 : 3),
+    warmupPerNode: envNum('FLEET_SCALE_WARMUP_PER_NODE', fleetScaleQuick ? 1 : 3),
     idleSeconds: envNum('FLEET_SCALE_IDLE_SECONDS', fleetScaleQuick ? 5 : 6),
     lines: envNum('FLEET_SCALE_LINES', 10),
     lineMs: envNum('FLEET_SCALE_LINE_MS', 200),

@@ -40,6 +40,7 @@ export function fleetScaleMarkdown(r: FleetScaleResult): string {
       'passes / job',
       'PG CPU s / 1000 jobs',
       'net of rest: PG CPU s / 1000 jobs, statements / job',
+      'cold fleet (warm-up): jobs, PG CPU s / 1000 jobs, statements / job',
       'listening connections',
       'connections (max)',
     ],
@@ -54,6 +55,7 @@ export function fleetScaleMarkdown(r: FleetScaleResult): string {
       c.perJob.passes,
       c.pgCpuSecondsPer1000Jobs,
       `${c.netOfRest.pgCpuSecondsPer1000Jobs}, ${c.netOfRest.statementsPerJob}`,
+      `${c.cold.jobs}, ${c.cold.pgCpuSecondsPer1000Jobs}, ${c.cold.statementsPerJob}`,
       c.connections.load.listeningMean,
       c.connections.load.max,
     ]),
@@ -167,6 +169,13 @@ export function fleetScaleRows(r: FleetScaleResult, row: RowFn): void {
         value: 1.5,
         on: 'ratio',
       },
+    );
+    // For reference, no target: each node's first jobs, while its connections prepare their statements and load their caches.
+    row(
+      S,
+      `PostgreSQL CPU s per 1000 jobs of a cold fleet (the warm-up), N=${hi} vs N=${lo}`,
+      large.cold.pgCpuSecondsPer1000Jobs,
+      small.cold.pgCpuSecondsPer1000Jobs,
     );
   }
   const deep = hi === undefined ? undefined : find(hi, 10_000, 0);

@@ -46,6 +46,13 @@ export interface FleetScaleConfig extends ClientPlan {
   maxQueueCopies: number;
   seconds: number;
   warmupSeconds: number;
+  /**
+   * Warm-up jobs per node, at least: a fleet in production has run jobs on
+   * every node before, so every node's pooled connections have prepared
+   * their statements and loaded their caches. The warm-up itself is
+   * measured too, as the cold fleet's cost.
+   */
+  warmupPerNode: number;
   idleSeconds: number;
   /** Waiting jobs, one at a time, in the duplicate-preemption check; 0: no correctness checks. */
   preemptRounds: number;
@@ -136,9 +143,11 @@ async function runCell(db: TestPostgres, cell: Cell, index: number, cfg: FleetSc
     const clients = new Clients(urls, cfg);
     clients.startScrapes();
     try {
-      // Warm-up: the same stream, not measured, all ended before the window opens.
+      // Warm-up: the same stream, all ended before the window opens, measured as the cold fleet's cost.
       const warm = new Clients(urls, cfg);
-      await within(warm.stream(Math.round(cfg.rate * cfg.warmupSeconds)), 600_000, 'warm-up');
+      const c0 = await mark(obs, db, hosts, notes);
+      await within(warm.stream(Math.max(Math.round(cfg.rate * cfg.warmupSeconds), cfg.warmupPerNode * cell.nodes)), 900_000, 'warm-up');
+      const cold = between(c0, await mark(obs, db, hosts, notes));
       const passes0 = await passCount(urls);
       const conns = sampleConnections(obs);
       const load = Math.round(cfg.rate * cfg.seconds);
@@ -195,6 +204,12 @@ async function runCell(db: TestPostgres, cell: Cell, index: number, cfg: FleetSc
         netOfRest: {
           pgCpuSecondsPer1000Jobs: round(((w.pgCpu - (idle.pgCpu / idle.seconds) * w.seconds) / jobs) * 1000, 2),
           statementsPerJob: round((w.db.statements - (idle.db.statements / idle.seconds) * w.seconds) / jobs, 1),
+        },
+        /** The warm-up: the first jobs after the fleet started, each node's connections and caches still cold. */
+        cold: {
+          jobs: warm.ended.length,
+          pgCpuSecondsPer1000Jobs: round((cold.pgCpu / Math.max(warm.ended.length, 1)) * 1000, 2),
+          statementsPerJob: round(cold.db.statements / Math.max(warm.ended.length, 1), 1),
         },
         claimMs: stats(claim),
         submitMs: stats(clients.submitMs),

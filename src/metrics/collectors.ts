@@ -5,7 +5,7 @@ import { STDOUT_BUFFER_BYTES } from '../logging.js';
 import { NODE_STATES } from '../model/node.js';
 import { JOB_STATES } from '../model/states.js';
 import { type TeamSources, teamList } from '../scheduling/teams.js';
-import type { NodeRecord, Store } from '../store/store.js';
+import type { NodeGauge, Store } from '../store/store.js';
 
 export interface CollectorSources {
   store: Store;
@@ -63,7 +63,7 @@ interface StoreReadings {
   jobs: Awaited<ReturnType<Store['jobs']['countByStateAndOwner']>>;
   queue: Awaited<ReturnType<Store['jobs']['queueSummary']>>;
   logs: Awaited<ReturnType<Store['logs']['totals']>>;
-  fleet: FleetSnapshot;
+  nodes: NodeGauge[];
 }
 
 /**
@@ -75,7 +75,7 @@ async function readStore(store: Store): Promise<StoreReadings> {
   const jobs = await store.jobs.countByStateAndOwner();
   const queue = await store.jobs.queueSummary();
   const logs = await store.logs.totals();
-  return { jobs, queue, logs, fleet: await readFleet(store) };
+  return { jobs, queue, logs, nodes: await store.nodes.gauges() };
 }
 
 type Read = () => Promise<StoreReadings>;
@@ -197,54 +197,24 @@ function registerLogGauges(registers: Registry[], read: Read): void {
   });
 }
 
-/** The fleet as one scrape sees it: every node, the GPUs held on it and its running jobs. */
-interface FleetSnapshot {
-  nodes: NodeRecord[];
-  /** Cards of the node held by at least one job. */
-  allocated: ReadonlyMap<string, number>;
-  running: ReadonlyMap<string, number>;
-}
-
-async function readFleet(store: Store): Promise<FleetSnapshot> {
-  // Three reads whatever the fleet's size: every node scrapes the whole fleet, so a read per node would cost the fleet N² reads a scrape interval.
-  const nodes = await store.nodes.list();
-  const holding = await store.jobs.holdingGpus();
-  const active = await store.jobs.activeByNode();
-  const held = new Map<string, Set<string>>();
-  for (const j of holding) {
-    if (j.node === null) continue;
-    const cards = held.get(j.node) ?? new Set<string>();
-    for (const uuid of j.gpus) cards.add(uuid);
-    held.set(j.node, cards);
-  }
-  const allocated = new Map<string, number>();
-  const running = new Map<string, number>();
-  nodes.forEach((n) => {
-    const cards = held.get(n.name);
-    allocated.set(n.name, cards ? n.gpus.filter((g) => cards.has(g.uuid)).length : 0);
-    running.set(n.name, active.get(n.name) ?? 0);
-  });
-  return { nodes, allocated, running };
-}
-
 /**
  * The fleet's nodes, read from the store at scrape time (every node reports
  * the whole fleet, so any one of them can be scraped), and this node's own
  * name and version.
  */
 function registerNodeGauges(registers: Registry[], read: Read, self: CollectorSources['node']): void {
-  const fleet = async () => (await read()).fleet;
+  const fleet = async () => (await read()).nodes;
   /** A gauge with one series per node, replaced as a whole by each scrape. */
-  const perNode = (name: string, help: string, value: (n: NodeRecord, f: FleetSnapshot) => number) =>
+  const perNode = (name: string, help: string, value: (n: NodeGauge) => number) =>
     new Gauge({
       name,
       help,
       labelNames: ['node'],
       registers,
       async collect() {
-        const f = await fleet();
+        const nodes = await fleet();
         this.reset();
-        for (const n of f.nodes) this.set({ node: n.name }, value(n, f));
+        for (const n of nodes) this.set({ node: n.name }, value(n));
       },
     });
   new Gauge({
@@ -253,7 +223,7 @@ function registerNodeGauges(registers: Registry[], read: Read, self: CollectorSo
     labelNames: ['state', 'drained'],
     registers,
     async collect() {
-      const { nodes } = await fleet();
+      const nodes = await fleet();
       this.reset();
       for (const state of NODE_STATES) {
         for (const drained of [true, false]) {
@@ -262,12 +232,14 @@ function registerNodeGauges(registers: Registry[], read: Read, self: CollectorSo
       }
     },
   });
-  perNode('gantry_node_heartbeat_age_seconds', "Seconds since the node last renewed its lease, by the store's clock.", (n) =>
-    Math.max(0, n.heartbeatAgeSeconds),
+  perNode(
+    'gantry_node_heartbeat_age_seconds',
+    "Seconds since the node last renewed its lease, by the store's clock.",
+    (n) => n.heartbeatAgeSeconds,
   );
-  perNode('gantry_node_gpus', 'GPUs in the node’s inventory.', (n) => n.gpus.length);
-  perNode('gantry_node_gpus_allocated', 'GPUs of the node held by at least one job.', (n, f) => f.allocated.get(n.name) ?? 0);
-  perNode('gantry_node_running_jobs', 'Jobs the node runs now (pulling, starting or running).', (n, f) => f.running.get(n.name) ?? 0);
+  perNode('gantry_node_gpus', 'GPUs in the node’s inventory.', (n) => n.gpus);
+  perNode('gantry_node_gpus_allocated', 'GPUs of the node held by at least one job.', (n) => n.gpusAllocated);
+  perNode('gantry_node_running_jobs', 'Jobs the node runs now (pulling, starting or running).', (n) => n.runningJobs);
   if (self) {
     new Gauge({
       name: 'gantry_node_info',

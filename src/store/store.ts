@@ -247,6 +247,21 @@ export interface NodeRecord extends NodeInfo {
   readonly heartbeatAgeSeconds: number;
 }
 
+/** A node's state and the counts its metrics report (NodeStore.gauges). */
+export interface NodeGauge {
+  readonly name: string;
+  readonly state: NodeState;
+  readonly drained: boolean;
+  /** Measured by the store's clock. */
+  readonly heartbeatAgeSeconds: number;
+  /** Cards in the node's inventory. */
+  readonly gpus: number;
+  /** Cards of its inventory held by at least one job pulling, starting or running. */
+  readonly gpusAllocated: number;
+  /** Jobs it holds pulling, starting or running. */
+  readonly runningJobs: number;
+}
+
 /** A job settled because its node was lost: its new record, and whether it was queued again. */
 export interface SettledJob {
   record: JobRecord;
@@ -284,6 +299,11 @@ export interface NodeStore {
   renew(name: string, epoch: number): Promise<Renewal | null>;
   get(name: string): Promise<NodeRecord | undefined>;
   list(): Promise<NodeRecord[]>;
+  /**
+   * Every node as its metrics report it, by name, in one read: counts
+   * only, so that a scrape of any node of a large fleet stays small.
+   */
+  gauges(): Promise<NodeGauge[]>;
   setDrained(name: string, drained: boolean): Promise<NodeRecord | undefined>;
   /**
    * Declares every up node whose lease has expired lost and, in the same

@@ -414,6 +414,53 @@ function contract(open: OpenStore): void {
     for (const name of ['a', 'b']) assert.equal((await store.jobs.active(name)).length, (await store.jobs.activeByNode()).get(name));
   });
 
+  test('nodes.gauges: each node with its cards, the cards its active jobs hold and its active jobs, counted as the rows say', async (t) => {
+    const { store } = await open(t);
+    const cards = (name: string, n: number) =>
+      Array.from({ length: n }, (_, i) => ({ index: i, uuid: `GPU-${name}-${i}`, name: 'NVIDIA H200', memoryMiB: 143_771 }));
+    const a = await store.nodes.register({ ...nodeInfo('a'), gpus: cards('a', 4) });
+    await store.nodes.register({ ...nodeInfo('b'), gpus: cards('b', 2) });
+    await store.nodes.register({ ...nodeInfo('c'), gpus: [] });
+    await store.nodes.setDrained('b', true);
+    const claimed = (await store.jobs.insert(newJob())).record;
+    await store.jobs.claim(claimed.id, a);
+    for (const [node, state, gpus] of [
+      ['a', 'running', ['GPU-a-0', 'GPU-a-1']],
+      // A shared card: two jobs, one card.
+      ['a', 'running', ['GPU-a-1']],
+      ['a', 'pulling', ['GPU-a-3']],
+      ['a', 'starting', []],
+      // A card not in the node's inventory counts nowhere.
+      ['a', 'running', ['GPU-elsewhere']],
+      ['b', 'succeeded', ['GPU-b-0']],
+      ['b', 'running', ['GPU-b-1']],
+    ] as const) {
+      const j = (await store.jobs.insert(newJob())).record;
+      await store.jobs.update(j.id, { state, node, gpus: [...gpus] });
+    }
+    const gauges = await store.nodes.gauges();
+    assert.deepEqual(
+      gauges.map(({ heartbeatAgeSeconds, ...g }) => g),
+      [
+        { name: 'a', state: 'up', drained: false, gpus: 4, gpusAllocated: 3, runningJobs: 5 },
+        { name: 'b', state: 'up', drained: true, gpus: 2, gpusAllocated: 1, runningJobs: 1 },
+        { name: 'c', state: 'up', drained: false, gpus: 0, gpusAllocated: 0, runningJobs: 0 },
+      ],
+      'a claimed job, an ended one and a card of another inventory are not counted',
+    );
+    for (const g of gauges) assert.ok(g.heartbeatAgeSeconds >= 0 && g.heartbeatAgeSeconds < 30, `${g.name}: ${g.heartbeatAgeSeconds}`);
+    // The same counts as the rows they summarise.
+    const holding = await store.jobs.holdingGpus();
+    const active = await store.jobs.activeByNode();
+    for (const n of await store.nodes.list()) {
+      const g = gauges.find((x) => x.name === n.name)!;
+      const held = new Set(holding.filter((j) => j.node === n.name).flatMap((j) => j.gpus));
+      assert.equal(g.gpusAllocated, n.gpus.filter((c) => held.has(c.uuid)).length, n.name);
+      assert.equal(g.runningJobs, active.get(n.name) ?? 0, n.name);
+      assert.equal(g.gpus, n.gpus.length, n.name);
+    }
+  });
+
   test('counts: kept as jobs change state, are taken and are pruned, equal to counting the rows', async (t) => {
     const { store } = await open(t);
     const n = await store.nodes.register(nodeInfo('a'));

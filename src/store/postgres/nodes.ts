@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { NodeGpu, NodeState } from '../../model/node.js';
-import { JOB_COLUMNS, type JobRow, toRecord } from '../job-row.js';
-import type { ExpiryCheck, JobPatch, JobRecord, NodeInfo, NodeRecord, NodeStore, Renewal, SettledJob } from '../store.js';
+import { ACTIVE_SQL, JOB_COLUMNS, type JobRow, toRecord } from '../job-row.js';
+import type { ExpiryCheck, JobPatch, JobRecord, NodeGauge, NodeInfo, NodeRecord, NodeStore, Renewal, SettledJob } from '../store.js';
 import { CHANNEL, read, transaction, write } from './db.js';
 import { updateQuery } from './jobs.js';
 import type { LeaseLink } from './lease-link.js';
@@ -65,6 +65,20 @@ const RENEW = `
   ) AS "othersDue" FROM r`;
 const GET = `SELECT ${NODE_COLUMNS} FROM nodes WHERE name = $1`;
 const LIST = `SELECT ${NODE_COLUMNS} FROM nodes ORDER BY name`;
+// Counts computed here, not rows sent: every node of a fleet is scraped,
+// so each scrape interval reads every node's gauges N times.
+const GAUGES = `
+  WITH active AS MATERIALIZED (SELECT node, gpus FROM jobs WHERE node IS NOT NULL AND state IN ${ACTIVE_SQL}),
+  running AS (SELECT node, count(*)::int AS n FROM active GROUP BY node),
+  held AS (SELECT DISTINCT a.node, c.uuid FROM active a, jsonb_array_elements_text(a.gpus::jsonb) AS c (uuid)),
+  allocated AS (
+    SELECT n.name, count(*)::int AS n FROM nodes n, jsonb_array_elements(n.gpus) AS g, held h
+    WHERE h.node = n.name AND h.uuid = g->>'uuid' GROUP BY n.name
+  )
+  SELECT n.name, n.state, n.drained, extract(epoch from now() - n.heartbeat_at)::float8 AS "heartbeatAgeSeconds",
+    jsonb_array_length(n.gpus) AS gpus, COALESCE(al.n, 0) AS "gpusAllocated", COALESCE(r.n, 0) AS "runningJobs"
+  FROM nodes n LEFT JOIN running r ON r.node = n.name LEFT JOIN allocated al ON al.name = n.name
+  ORDER BY n.name`;
 const SET_DRAINED = `
   WITH n AS (UPDATE nodes SET drained = $2 WHERE name = $1 RETURNING *)
   SELECT ${NODE_COLUMNS}, ${NODES_CHANGED('$3')} FROM n`;
@@ -123,6 +137,11 @@ export class PgNodeStore implements NodeStore {
 
   async list(): Promise<NodeRecord[]> {
     return (await read<NodeRow>(this.pool, { name: 'gantry_node_list', text: LIST })).map(toNode);
+  }
+
+  async gauges(): Promise<NodeGauge[]> {
+    const rows = await read<NodeGauge>(this.pool, { name: 'gantry_node_gauges', text: GAUGES });
+    return rows.map((r) => Object.freeze({ ...r, heartbeatAgeSeconds: Math.max(0, r.heartbeatAgeSeconds) }));
   }
 
   async setDrained(name: string, drained: boolean): Promise<NodeRecord | undefined> {

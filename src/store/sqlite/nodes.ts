@@ -1,6 +1,7 @@
 import type { Statement } from 'better-sqlite3';
 import type { NodeGpu, NodeState } from '../../model/node.js';
-import type { JobPatch, JobRecord, NodeInfo, NodeRecord, NodeStore, Renewal, SettledJob } from '../store.js';
+import { ACTIVE_SQL } from '../job-row.js';
+import type { JobPatch, JobRecord, NodeGauge, NodeInfo, NodeRecord, NodeStore, Renewal, SettledJob } from '../store.js';
 import type { Db } from './db.js';
 import { writing } from './errors.js';
 import type { SqliteJobStore } from './jobs.js';
@@ -33,6 +34,26 @@ interface NodeRow {
   heartbeat_at: string;
 }
 
+/** A node's gauges: the counts computed in the statement (NodeStore.gauges). */
+const GAUGES = `
+  WITH active AS (SELECT node, gpus FROM jobs WHERE node IS NOT NULL AND state IN ${ACTIVE_SQL}),
+  running AS (SELECT node, COUNT(*) AS n FROM active GROUP BY node),
+  held AS (SELECT DISTINCT a.node, c.value AS uuid FROM active a, json_each(a.gpus) AS c),
+  allocated AS (
+    SELECT n.name, COUNT(*) AS n FROM nodes n, json_each(n.gpus) AS g, held h
+    WHERE h.node = n.name AND h.uuid = json_extract(g.value, '$.uuid') GROUP BY n.name
+  )
+  SELECT n.name, n.state, n.drained, n.heartbeat_at, json_array_length(n.gpus) AS gpus,
+    COALESCE(al.n, 0) AS gpus_allocated, COALESCE(r.n, 0) AS running_jobs
+  FROM nodes n LEFT JOIN running r ON r.node = n.name LEFT JOIN allocated al ON al.name = n.name
+  ORDER BY n.name`;
+
+type GaugeRow = Pick<NodeRow, 'name' | 'state' | 'drained' | 'heartbeat_at'> & {
+  gpus: number;
+  gpus_allocated: number;
+  running_jobs: number;
+};
+
 function toNode(row: NodeRow, now: number): NodeRecord {
   return Object.freeze({
     name: row.name,
@@ -63,6 +84,7 @@ export class SqliteNodeStore implements NodeStore {
   private readonly othersUpStmt: Statement;
   private readonly getStmt: Statement;
   private readonly listStmt: Statement;
+  private readonly gaugesStmt: Statement;
   private readonly upStmt: Statement;
   private readonly drainStmt: Statement;
   private readonly loseStmt: Statement;
@@ -84,6 +106,7 @@ export class SqliteNodeStore implements NodeStore {
     this.othersUpStmt = db.prepare(`SELECT heartbeat_at, lease_seconds FROM nodes WHERE state = 'up' AND name <> ?`);
     this.getStmt = db.prepare(`SELECT * FROM nodes WHERE name = ?`);
     this.listStmt = db.prepare(`SELECT * FROM nodes ORDER BY name`);
+    this.gaugesStmt = db.prepare(GAUGES);
     this.upStmt = db.prepare(`SELECT * FROM nodes WHERE state = 'up' ORDER BY name`);
     this.drainStmt = db.prepare(`UPDATE nodes SET drained = ? WHERE name = ? RETURNING *`);
     this.loseStmt = db.prepare(`UPDATE nodes SET state = 'lost' WHERE name = ? AND epoch = ? AND state = 'up' RETURNING *`);
@@ -130,6 +153,21 @@ export class SqliteNodeStore implements NodeStore {
   async list(): Promise<NodeRecord[]> {
     const now = Date.now();
     return (this.listStmt.all() as NodeRow[]).map((r) => toNode(r, now));
+  }
+
+  async gauges(): Promise<NodeGauge[]> {
+    const now = Date.now();
+    return (this.gaugesStmt.all() as GaugeRow[]).map((r) =>
+      Object.freeze({
+        name: r.name,
+        state: r.state,
+        drained: r.drained === 1,
+        heartbeatAgeSeconds: Math.max(0, (now - Date.parse(r.heartbeat_at)) / 1000),
+        gpus: r.gpus,
+        gpusAllocated: r.gpus_allocated,
+        runningJobs: r.running_jobs,
+      }),
+    );
   }
 
   async setDrained(name: string, drained: boolean): Promise<NodeRecord | undefined> {
