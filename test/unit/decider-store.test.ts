@@ -124,12 +124,16 @@ test('a pass reads again only the reports that changed, and a node the outcome o
   // The decider's own store, on a pool whose answers this test reads.
   const pool = createPool({ url, node: 'x', leaseSeconds: 30 });
   t.after(() => pool.end());
-  const sent: number[] = [];
+  /** Per pass: the reports sent, or 'unchanged' when the fleet's fingerprint said nothing changed and no node was read. */
+  const sent: (number | 'unchanged')[] = [];
   const outcomes: (string | null)[] = [];
   const query = pool.query.bind(pool) as (q: pg.QueryConfig) => Promise<pg.QueryResult>;
   pool.query = (async (q: pg.QueryConfig) => {
     const r = await query(q);
-    if (q.name === 'gantry_decider_snapshot') sent.push((r.rows[0].nodes as { node: unknown }[]).filter((n) => n.node !== null).length);
+    if (q.name === 'gantry_decider_snapshot') {
+      const nodes = r.rows[0].nodes as { node: unknown }[] | null;
+      sent.push(nodes === null ? 'unchanged' : nodes.filter((n) => n.node !== null).length);
+    }
     if (q.name === 'gantry_decider_assigned') outcomes.push(r.rows[0].outcome);
     return r;
   }) as typeof pool.query;
@@ -150,7 +154,14 @@ test('a pass reads again only the reports that changed, and a node the outcome o
   const back = { store: members[1]!.store, me: { name: 'y', epoch: (await members[1]!.store.nodes.register(nodeInfo('y'))).epoch } };
   assert.ok(await report(back, 4));
   assert.equal(await maxRunning(), 'x:1 y:4 z:3');
-  assert.deepEqual(sent, [3, 0, 1, 1, 0, 1], 'each pass is sent only the reports it does not hold');
+  // Renewals change no report and no node the decider reads.
+  await members[0]!.store.nodes.renew('x', members[0]!.me.epoch);
+  assert.equal(await maxRunning(), 'x:1 y:4 z:3');
+  assert.deepEqual(
+    sent,
+    [3, 'unchanged', 1, 1, 0, 1, 'unchanged'],
+    'each pass is sent only the reports it does not hold, and none when the fleet did not change',
+  );
 
   const { term } = await decider.hold(members[0]!.me, 30);
   assert.ok(term !== null);

@@ -52,22 +52,38 @@ const OUTCOME = `
   ON CONFLICT (id) DO UPDATE SET term = excluded.term, outcome = excluded.outcome`;
 const DECIDED = `SELECT pg_notify('${CHANNEL}', json_build_object('o', $1::text, 'k', 'decided', 'n', $2::text[])::text)`;
 // One statement, so one snapshot: a node's report and its removal of the
-// assignments it consumed are seen together or not at all. Every node up
-// with its report's version; its name, labels, GPUs and report only when the
-// reader does not hold that version already ($1, $2: the names and versions
-// it holds), so a pass reads again only the reports that changed.
+// assignments it consumed are seen together or not at all.
+//
+// The fleet's fingerprint tells whether any report or node the decider
+// reads changed since the one the reader holds ($3): a report's version is
+// new (and larger) on every write of the row, a node's labels and GPUs
+// change only with a registration, which raises its epoch, and a node that
+// leaves stops being up; no row of either table is ever deleted. So the
+// fingerprint differs after any change, and a pass of a fleet that did not
+// change reads two narrow sums instead of every node and report.
+//
+// Where it differs: every node up with its report's version; its name,
+// labels, GPUs and report only when the reader does not hold that version
+// already ($1, $2: the names and versions it holds), so a pass reads again
+// only the reports that changed.
 const SNAPSHOT = `
-  SELECT
+  WITH seen AS (
+    SELECT (SELECT count(*) FILTER (WHERE state = 'up') || '/' || COALESCE(sum(epoch), 0) FROM nodes) || '/' ||
+      (SELECT COALESCE(sum(version), 0) FROM decider_reports) AS fingerprint
+  )
+  SELECT seen.fingerprint,
+    CASE WHEN seen.fingerprint IS DISTINCT FROM $3::text THEN
     (SELECT COALESCE(json_agg(json_build_object('name', n.name, 'version', r.version, 'node',
         CASE WHEN k.node IS NULL THEN json_build_object('name', n.name, 'labels', n.labels, 'gpus', n.gpus, 'report', r.report) END)
         ORDER BY n.name), '[]')
       FROM nodes n JOIN decider_reports r ON r.node = n.name AND r.epoch = n.epoch
       LEFT JOIN unnest($1::text[], $2::bigint[]) AS k (node, version) ON k.node = n.name AND k.version = r.version
-      WHERE n.state = 'up') AS nodes,
+      WHERE n.state = 'up') END AS nodes,
     (SELECT COALESCE(json_agg(json_build_object('jobId', a.job_id, 'node', a.node, 'gpus', a.gpus, 'term', a.term) ORDER BY a.seq), '[]')
       FROM decider_assignments a) AS assignments,
     (SELECT COALESCE(json_agg(json_build_object('waiter', p.waiter, 'node', p.node, 'victims', p.victims, 'term', p.term)), '[]')
-      FROM decider_preemptions p) AS preemptions`;
+      FROM decider_preemptions p) AS preemptions
+  FROM seen`;
 // With the fleet's outcome: a node's pass needs both, in one round trip.
 // The outcome's text only when the reader does not hold its version ($2).
 const ASSIGNED = `
@@ -106,6 +122,8 @@ export class PgDeciderStore implements DeciderStore {
   private outcome: { version: number; text: string } | null = null;
   /** The reports of the last snapshot, by node, with their versions. */
   private reports = new Map<string, { version: number; node: FleetNode }>();
+  /** The fleet's fingerprint when `reports` was read (SNAPSHOT); null: none read yet. */
+  private fingerprint: string | null = null;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -130,24 +148,28 @@ export class PgDeciderStore implements DeciderStore {
 
   async snapshot(): Promise<FleetSnapshot> {
     const held = [...this.reports];
-    const [row] = await read<{ nodes: VersionedNode[] } & Omit<FleetSnapshot, 'nodes'>>(this.pool, {
+    const [row] = await read<{ fingerprint: string; nodes: VersionedNode[] | null } & Omit<FleetSnapshot, 'nodes'>>(this.pool, {
       name: 'gantry_decider_snapshot',
       text: SNAPSHOT,
-      values: [held.map(([name]) => name), held.map(([, r]) => r.version)],
+      values: [held.map(([name]) => name), held.map(([, r]) => r.version), this.fingerprint],
     });
     if (!row) return { nodes: [], assignments: [], preemptions: [] };
-    const reports = new Map<string, { version: number; node: FleetNode }>();
-    for (const { name, version, node } of row.nodes) {
-      const known = node ?? this.reports.get(name)?.node;
-      // Passes never overlap, so what the statement was told is what it found; if not, read everything again.
-      if (known === undefined) {
-        this.reports.clear();
-        return this.snapshot();
+    if (row.nodes !== null) {
+      const reports = new Map<string, { version: number; node: FleetNode }>();
+      for (const { name, version, node } of row.nodes) {
+        const known = node ?? this.reports.get(name)?.node;
+        // Passes never overlap, so what the statement was told is what it found; if not, read everything again.
+        if (known === undefined) {
+          this.reports.clear();
+          this.fingerprint = null;
+          return this.snapshot();
+        }
+        reports.set(name, { version, node: known });
       }
-      reports.set(name, { version, node: known });
+      this.reports = reports;
+      this.fingerprint = row.fingerprint;
     }
-    this.reports = reports;
-    return { nodes: [...reports.values()].map((r) => r.node), assignments: row.assignments, preemptions: row.preemptions };
+    return { nodes: [...this.reports.values()].map((r) => r.node), assignments: row.assignments, preemptions: row.preemptions };
   }
 
   async decide(term: number, node: { name: string; epoch: number }, d: FleetDecisions): Promise<boolean> {
