@@ -49,7 +49,7 @@
  * FLEET_SCALE_RATE=5 (jobs/s)  FLEET_SCALE_SECONDS=10/8  FLEET_SCALE_IDLE_SECONDS=6/5
  * FLEET_SCALE_WARMUP_SECONDS=3/2  FLEET_SCALE_WARMUP_PER_NODE=3/1 (the warm-up runs whichever gives more jobs)
  * FLEET_SCALE_LINES=10  FLEET_SCALE_LINE_MS=200  FLEET_SCALE_POLL_MS=1000  FLEET_SCALE_SCRAPE_SECONDS=15
- * FLEET_SCALE_PREEMPT_ROUNDS=3/2 (0: no correctness checks)  FLEET_SCALE_NODES_PER_PROCESS=25
+ * FLEET_SCALE_PREEMPT_ROUNDS=3/2 (0: no correctness checks)  FLEET_SCALE_NODES_PER_PROCESS=10
  * FLEET_SCALE_MD=bench/results/fleet-scale-latest.md (the table as markdown).
  */
 import { execFileSync } from 'node:child_process';
@@ -147,7 +147,7 @@ const cfg = {
     pollMs: envNum('FLEET_SCALE_POLL_MS', 1000),
     scrapeSeconds: envNum('FLEET_SCALE_SCRAPE_SECONDS', 15),
     preemptRounds: envNum('FLEET_SCALE_PREEMPT_ROUNDS', fleetScaleQuick ? 2 : 3),
-    nodesPerProcess: envNum('FLEET_SCALE_NODES_PER_PROCESS', 25),
+    nodesPerProcess: envNum('FLEET_SCALE_NODES_PER_PROCESS', 10),
   },
   fleetScaleMd: process.env.FLEET_SCALE_MD ?? path.join(ROOT, 'bench/results/fleet-scale-latest.md'),
   out: process.env.BENCH_OUT ?? path.join(ROOT, 'bench/results/latest.json'),

@@ -56,6 +56,11 @@ export interface FleetScaleConfig extends ClientPlan {
   idleSeconds: number;
   /** Waiting jobs, one at a time, in the duplicate-preemption check; 0: no correctness checks. */
   preemptRounds: number;
+  /**
+   * Simulated nodes sharing one process. Each keeps the whole queue in its
+   * heap, so a process of many nodes with a deep queue collects garbage for
+   * all of them at once, a pause no node of a real fleet has.
+   */
   nodesPerProcess: number;
 }
 
