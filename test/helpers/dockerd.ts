@@ -50,6 +50,7 @@ export interface PrivateDockerd {
 
 const READY_MS = 60_000;
 const EXIT_MS = 60_000;
+const CONTAINERD_EXIT_MS = 15_000;
 
 /**
  * Engines not destroyed yet. When the process exits with some still here (a
@@ -154,10 +155,13 @@ export async function startDockerd(t: TestContext | null, opts: { liveRestore?: 
     if (!running()) return exited;
     proc!.kill(signal);
     // Unref'd: the pending deadline must not hold the test process open once dockerd has exited.
-    const exit = await Promise.race([exited, sleep(EXIT_MS, null, { ref: false })]);
-    if (exit) return exit;
-    proc!.kill('SIGKILL');
-    return exited;
+    let exit = await Promise.race([exited, sleep(EXIT_MS, null, { ref: false })]);
+    if (!exit) {
+      proc!.kill('SIGKILL');
+      exit = await exited;
+    }
+    await containerdDown(execRoot);
+    return exit;
   }
 
   async function destroy(): Promise<void> {
@@ -227,6 +231,22 @@ function dropDeadContainerdPidfile(execRoot: string): void {
   if (!fs.existsSync(file)) return;
   const state = processState(fs.readFileSync(file, 'utf8').trim());
   if (state === undefined || state === 'Z') fs.rmSync(file);
+}
+
+/**
+ * Waits (CONTAINERD_EXIT_MS at most) until the containerd that a dockerd
+ * started has exited or is a zombie. Killed with its dockerd, it takes a
+ * moment to die on a busy machine; a dockerd started meanwhile finds its pid
+ * alive, adopts it, then waits for good on a socket nobody will answer.
+ */
+async function containerdDown(execRoot: string): Promise<void> {
+  const file = path.join(execRoot, 'containerd', 'containerd.pid');
+  if (!fs.existsSync(file)) return;
+  const pid = fs.readFileSync(file, 'utf8').trim();
+  const deadline = Date.now() + CONTAINERD_EXIT_MS;
+  for (let state = processState(pid); state !== undefined && state !== 'Z' && Date.now() < deadline; state = processState(pid)) {
+    await sleep(50);
+  }
 }
 
 /** A process's state letter (R, S, Z, …) from /proc; undefined when there is no such process. */
