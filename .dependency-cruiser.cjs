@@ -18,7 +18,7 @@ const layer = (name, from, allowed, comment) => ({
 });
 
 const MODEL = 'model/';
-const STORE = 'store/(store|job-record|decider-store|retention-store|change-feed)\\.ts$';
+const STORE = 'store/(store|job-record|decider-store|retention-store|change-feed|node-gauge)\\.ts$';
 /** The stored form of log chunks: shared by every store implementation and by the followers that decode it. */
 const CHUNKS = 'store/chunk-codec\\.ts$';
 /** The `jobs` table's one definition (columns, row ↔ JobRecord): shared by both store implementations and nothing else. */

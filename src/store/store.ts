@@ -9,6 +9,7 @@ import type { JobState } from '../model/states.js';
 import type { ChangeFeed, RelayableFeed } from './change-feed.js';
 import type { DeciderStore } from './decider-store.js';
 import type { JobRecord, NewJob } from './job-record.js';
+import type { NodeGauge } from './node-gauge.js';
 import type { RetentionStore, UsageInterval } from './retention-store.js';
 
 export type { ChangeFeed, RelayableFeed, RelayOffer, StoreChange } from './change-feed.js';
@@ -25,6 +26,7 @@ export type {
   ReportedRun,
 } from './decider-store.js';
 export { frozenRecord, type JobRecord, type NewJob, newJobRecord, runSettings } from './job-record.js';
+export type { NodeGauge } from './node-gauge.js';
 export type { RetentionStore, UsageInterval } from './retention-store.js';
 
 /**
@@ -245,21 +247,6 @@ export interface NodeRecord extends NodeInfo {
   readonly heartbeatAt: string;
   /** Measured by the store's clock, so nodes' clocks need not agree. */
   readonly heartbeatAgeSeconds: number;
-}
-
-/** A node's state and the counts its metrics report (NodeStore.gauges). */
-export interface NodeGauge {
-  readonly name: string;
-  readonly state: NodeState;
-  readonly drained: boolean;
-  /** Measured by the store's clock. */
-  readonly heartbeatAgeSeconds: number;
-  /** Cards in the node's inventory. */
-  readonly gpus: number;
-  /** Cards of its inventory held by at least one job pulling, starting or running. */
-  readonly gpusAllocated: number;
-  /** Jobs it holds pulling, starting or running. */
-  readonly runningJobs: number;
 }
 
 /** A job settled because its node was lost: its new record, and whether it was queued again. */
